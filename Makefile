@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` and `make test`. Both install what they need first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.setup-stamp
+
+.PHONY: setup demo test lint typecheck unit test-long bench clean
+
+setup: $(STAMP) node_modules/.package-lock.json
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+demo: setup
+	$(VENV)/bin/pmoracle margin examples/portfolios/market_maker.json --market examples/market.json
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+test: setup lint typecheck
+	$(VENV)/bin/pytest -q -m "not slow"
+
+test-long: setup
+	$(VENV)/bin/pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) node_modules build runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The consensus rules: reports, EIP-712 hashing, Merkle leaves, rounds, quorum, evidence. PURE."""

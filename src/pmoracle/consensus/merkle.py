@@ -1,0 +1,129 @@
+"""Account leaves and the Merkle tree of a round, compatible with OpenZeppelin's ``MerkleProof``.
+
+- A leaf is ``keccak256(keccak256(abi.encode(address account, uint256 initialMargin,
+  uint256 maintenanceMargin, int256 equity)))`` — double hashed, as OpenZeppelin recommends, so that no inner
+  node (64 bytes) can pass for a leaf.
+- Leaves are ordered by account address (ascending, as unsigned 160-bit integers); one leaf per account.
+- Inner nodes use sorted-pair hashing ``keccak256(min(a, b) || max(a, b))``; a node without a sibling at the end of
+  a level moves up unchanged. OpenZeppelin's ``MerkleProof.verify`` accepts the proofs of this tree.
+- The root of an empty book is 32 zero bytes; the root of one leaf is that leaf.
+
+Amounts are USD with 18 decimals (``LEAF_DECIMALS``); equity is signed (an insolvent account is negative).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
+from pmoracle.errors import InputError
+
+LEAF_DECIMALS = 18
+EMPTY_ROOT = b"\x00" * 32
+
+_UINT256_MAX = 2**256 - 1
+_INT256_MIN = -(2**255)
+_INT256_MAX = 2**255 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLeaf:
+    """The attested margin of one account: USD amounts with 18 decimals."""
+
+    account: bytes  # 20-byte address
+    initial_margin: int
+    maintenance_margin: int
+    equity: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.account, bytes) or len(self.account) != 20:
+            raise InputError("account", f"expected a 20-byte address, got {self.account!r}")
+        if not 0 <= self.initial_margin <= _UINT256_MAX:
+            raise InputError("initial_margin", f"must fit uint256, got {self.initial_margin}")
+        if not 0 <= self.maintenance_margin <= _UINT256_MAX:
+            raise InputError("maintenance_margin", f"must fit uint256, got {self.maintenance_margin}")
+        if not _INT256_MIN <= self.equity <= _INT256_MAX:
+            raise InputError("equity", f"must fit int256, got {self.equity}")
+
+
+def compute_leaf_hash(leaf: AccountLeaf) -> bytes:
+    """Return the double-keccak leaf hash of an account's attested values."""
+    encoded = abi_encode(
+        ["address", "uint256", "uint256", "int256"],
+        [leaf.account, leaf.initial_margin, leaf.maintenance_margin, leaf.equity],
+    )
+    return keccak(keccak(encoded))
+
+
+def hash_pair(a: bytes, b: bytes) -> bytes:
+    """Return the commutative (sorted-pair) hash of two nodes, as OpenZeppelin's ``Hashes.commutativeKeccak256``."""
+    return keccak(a + b) if a < b else keccak(b + a)
+
+
+def sort_leaves(leaves: Sequence[AccountLeaf]) -> list[AccountLeaf]:
+    """Return the leaves in canonical order (by address); raise if an account appears twice."""
+    ordered = sorted(leaves, key=lambda leaf: leaf.account)
+    for prev, cur in zip(ordered, ordered[1:], strict=False):
+        if prev.account == cur.account:
+            raise InputError("account", f"duplicate leaf for 0x{cur.account.hex()}")
+    return ordered
+
+
+class MerkleTree:
+    """The Merkle tree over a round's account leaves, with proofs for any account."""
+
+    def __init__(self, leaves: Sequence[AccountLeaf]) -> None:
+        self.leaves: list[AccountLeaf] = sort_leaves(leaves)
+        self._index = {leaf.account: i for i, leaf in enumerate(self.leaves)}
+        level = [compute_leaf_hash(leaf) for leaf in self.leaves]
+        self._levels: list[list[bytes]] = [level]
+        while len(level) > 1:
+            level = [
+                hash_pair(level[i], level[i + 1]) if i + 1 < len(level) else level[i]
+                for i in range(0, len(level), 2)
+            ]
+            self._levels.append(level)
+
+    @property
+    def root(self) -> bytes:
+        """Return the root (``EMPTY_ROOT`` for an empty book)."""
+        return self._levels[-1][0] if self.leaves else EMPTY_ROOT
+
+    def __len__(self) -> int:
+        return len(self.leaves)
+
+    def leaf_of(self, account: bytes) -> AccountLeaf:
+        """Return the leaf of ``account``; raise ``InputError`` if it holds nothing this round."""
+        index = self._index.get(account)
+        if index is None:
+            raise InputError("account", f"0x{account.hex()} has no leaf in this round")
+        return self.leaves[index]
+
+    def proof(self, account: bytes) -> list[bytes]:
+        """Return the sibling hashes from ``account``'s leaf up to the root."""
+        index = self._index.get(account)
+        if index is None:
+            raise InputError("account", f"0x{account.hex()} has no leaf in this round")
+        proof: list[bytes] = []
+        for level in self._levels[:-1]:
+            sibling = index ^ 1
+            if sibling < len(level):
+                proof.append(level[sibling])
+            index //= 2
+        return proof
+
+
+def compute_root(leaves: Sequence[AccountLeaf]) -> bytes:
+    """Return the Merkle root of a round's account leaves."""
+    return MerkleTree(leaves).root
+
+
+def verify_proof(root: bytes, leaf: AccountLeaf, proof: Sequence[bytes]) -> bool:
+    """Check if ``proof`` shows ``leaf`` under ``root`` (the same rule as ``MerkleProof.verify``)."""
+    node = compute_leaf_hash(leaf)
+    for sibling in proof:
+        node = hash_pair(node, sibling)
+    return node == root

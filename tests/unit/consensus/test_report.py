@@ -1,0 +1,78 @@
+"""EIP-712 hashing of reports: our digest equals eth-account's, and signatures recover to the signer."""
+
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pmoracle.consensus.report import Domain, Report, compute_report_digest, report_typed_data
+from pmoracle.errors import InputError
+
+b32 = st.binary(min_size=32, max_size=32)
+reports = st.builds(
+    Report,
+    config_digest=b32,
+    block_number=st.integers(0, 2**64 - 1),
+    block_hash=b32,
+    params_hash=b32,
+    accounts_root=b32,
+    account_count=st.integers(0, 2**32 - 1),
+)
+domains = st.builds(
+    Domain, chain_id=st.integers(1, 2**64), verifying_contract=st.binary(min_size=20, max_size=20)
+)
+
+
+@given(domain=domains, report=reports)
+def test_digest_matches_eth_account(domain: Domain, report: Report) -> None:
+    signable = encode_typed_data(full_message=report_typed_data(domain, report))
+    expected = b"\x19" + signable.version + signable.header + signable.body
+    from eth_utils import keccak
+
+    assert compute_report_digest(domain, report) == keccak(expected)
+
+
+def test_signature_recovers_signer() -> None:
+    domain = Domain(31337, bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"))
+    report = Report(b"\x01" * 32, 100, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7)
+    account = Account.from_key(b"\x11" * 32)
+    signed = account.sign_message(encode_typed_data(full_message=report_typed_data(domain, report)))
+    assert signed.message_hash == compute_report_digest(domain, report)
+    recovered = Account._recover_hash(compute_report_digest(domain, report), signature=signed.signature)
+    assert recovered == account.address
+
+
+def test_report_json_round_trip() -> None:
+    report = Report(b"\x01" * 32, 100, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7)
+    assert Report.from_json(report.to_json()) == report
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("config_digest", {"config_digest": b"\x01" * 31}),
+        ("block_number", {"block_number": -1}),
+        ("block_number", {"block_number": 2**64}),
+        ("account_count", {"account_count": 2**32}),
+        ("accounts_root", {"accounts_root": "00" * 32}),
+    ],
+)
+def test_report_rejects_out_of_range_fields(field: str, kwargs: dict[str, object]) -> None:
+    base: dict[str, object] = dict(
+        config_digest=b"\x01" * 32, block_number=1, block_hash=b"\x02" * 32, params_hash=b"\x03" * 32,
+        accounts_root=b"\x04" * 32, account_count=1,
+    )
+    base.update(kwargs)
+    with pytest.raises(InputError) as info:
+        Report(**base)  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+def test_domain_binds_chain_and_contract() -> None:
+    report = Report(b"\x01" * 32, 100, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7)
+    a = compute_report_digest(Domain(1, b"\xaa" * 20), report)
+    assert a != compute_report_digest(Domain(2, b"\xaa" * 20), report)
+    assert a != compute_report_digest(Domain(1, b"\xab" * 20), report)
