@@ -11,8 +11,7 @@ from collections.abc import Sequence
 from pmoracle.errors import PmoracleError
 
 # name -> (module, one-line help). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``.
-COMMANDS: dict[str, tuple[str, str]] = {
-}
+COMMANDS: dict[str, tuple[str, str]] = {}
 
 EXIT_INPUT_ERROR = 2
 

@@ -10,9 +10,31 @@ import pytest
 SRC = pathlib.Path(__file__).resolve().parents[2] / "src" / "pmoracle"
 PURE_PACKAGES = ("risk", "consensus")
 FORBIDDEN = {
-    "trio", "anyio", "asyncio", "web3", "libp2p", "logging", "random", "secrets", "time", "datetime", "os",
-    "socket", "requests", "httpx", "sqlite3", "subprocess", "threading", "multiprocessing", "pathlib",
-    "shutil", "tempfile", "urllib", "prometheus_client", "signal", "io",
+    "trio",
+    "anyio",
+    "asyncio",
+    "web3",
+    "libp2p",
+    "logging",
+    "random",
+    "secrets",
+    "time",
+    "datetime",
+    "os",
+    "socket",
+    "requests",
+    "httpx",
+    "sqlite3",
+    "subprocess",
+    "threading",
+    "multiprocessing",
+    "pathlib",
+    "shutil",
+    "tempfile",
+    "urllib",
+    "prometheus_client",
+    "signal",
+    "io",
 }
 ALLOWED_PMORACLE = ("pmoracle.risk", "pmoracle.consensus", "pmoracle.errors")
 

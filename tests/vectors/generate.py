@@ -77,7 +77,10 @@ def merkle_vectors() -> dict[str, Any]:
                 ],
             }
         )
-    return {"description": "account leaves, roots and proofs (OpenZeppelin MerkleProof compatible)", "trees": trees}
+    return {
+        "description": "account leaves, roots and proofs (OpenZeppelin MerkleProof compatible)",
+        "trees": trees,
+    }
 
 
 VECTORS = {"eip712.json": eip712_vectors, "merkle.json": merkle_vectors}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
@@ -66,7 +67,7 @@ def hash_pair(a: bytes, b: bytes) -> bytes:
 def sort_leaves(leaves: Sequence[AccountLeaf]) -> list[AccountLeaf]:
     """Return the leaves in canonical order (by address); raise if an account appears twice."""
     ordered = sorted(leaves, key=lambda leaf: leaf.account)
-    for prev, cur in zip(ordered, ordered[1:], strict=False):
+    for prev, cur in pairwise(ordered):
         if prev.account == cur.account:
             raise InputError("account", f"duplicate leaf for 0x{cur.account.hex()}")
     return ordered
@@ -82,8 +83,7 @@ class MerkleTree:
         self._levels: list[list[bytes]] = [level]
         while len(level) > 1:
             level = [
-                hash_pair(level[i], level[i + 1]) if i + 1 < len(level) else level[i]
-                for i in range(0, len(level), 2)
+                hash_pair(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)
             ]
             self._levels.append(level)
 

@@ -21,9 +21,7 @@ reports = st.builds(
     accounts_root=b32,
     account_count=st.integers(0, 2**32 - 1),
 )
-domains = st.builds(
-    Domain, chain_id=st.integers(1, 2**64), verifying_contract=st.binary(min_size=20, max_size=20)
-)
+domains = st.builds(Domain, chain_id=st.integers(1, 2**64), verifying_contract=st.binary(min_size=20, max_size=20))
 
 
 @given(domain=domains, report=reports)
@@ -62,8 +60,12 @@ def test_report_json_round_trip() -> None:
 )
 def test_report_rejects_out_of_range_fields(field: str, kwargs: dict[str, object]) -> None:
     base: dict[str, object] = dict(
-        config_digest=b"\x01" * 32, block_number=1, block_hash=b"\x02" * 32, params_hash=b"\x03" * 32,
-        accounts_root=b"\x04" * 32, account_count=1,
+        config_digest=b"\x01" * 32,
+        block_number=1,
+        block_hash=b"\x02" * 32,
+        params_hash=b"\x03" * 32,
+        accounts_root=b"\x04" * 32,
+        account_count=1,
     )
     base.update(kwargs)
     with pytest.raises(InputError) as info:

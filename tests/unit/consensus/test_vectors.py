@@ -13,4 +13,4 @@ HERE = pathlib.Path(__file__).resolve().parents[2] / "vectors"
 
 @pytest.mark.parametrize("name", sorted(VECTORS))
 def test_vectors_are_current(name: str) -> None:
-    assert (HERE / name).read_text() == render(name), f"regenerate with: python -m tests.vectors.generate"
+    assert (HERE / name).read_text() == render(name), "regenerate with: python -m tests.vectors.generate"
