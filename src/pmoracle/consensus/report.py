@@ -199,3 +199,63 @@ def report_typed_data(domain: Domain, report: Report) -> dict[str, Any]:
             "accountCount": report.account_count,
         },
     }
+
+
+@dataclass(frozen=True, slots=True)
+class SignedReport:
+    """A report with one committee member's signature: what nodes gossip and what evidence is made of."""
+
+    report: Report
+    signer: bytes  # 20-byte address of the report-signing key
+    signature: bytes  # 65 bytes r || s || v, v in {27, 28}
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.signer, bytes) or len(self.signer) != 20:
+            raise InputError("signer", f"expected a 20-byte address, got {self.signer!r}")
+        if not isinstance(self.signature, bytes) or len(self.signature) != 65:
+            raise InputError("signature", f"expected 65 bytes, got {len(self.signature)!r}")
+
+
+def sign_digest(digest: bytes, private_key: bytes) -> bytes:
+    """Return the 65-byte Ethereum signature (r || s || v with v in {27, 28}) of a 32-byte digest."""
+    from coincurve import PrivateKey
+
+    raw = PrivateKey(private_key).sign_recoverable(digest, hasher=None)
+    return raw[:64] + bytes([raw[64] + 27])
+
+
+def recover_signer(digest: bytes, signature: bytes) -> bytes | None:
+    """Return the 20-byte address that signed ``digest``, or None if the signature is malformed or high-s."""
+    from coincurve import PublicKey
+
+    if len(signature) != 65 or signature[64] not in (27, 28):
+        return None
+    s = int.from_bytes(signature[32:64], "big")
+    if not 0 < s <= _SECP256K1_HALF_N:  # reject malleable signatures, as OpenZeppelin's ECDSA does
+        return None
+    try:
+        public = PublicKey.from_signature_and_message(signature[:64] + bytes([signature[64] - 27]), digest, hasher=None)
+    except ValueError:
+        return None
+    return keccak(public.format(compressed=False)[1:])[12:]
+
+
+def address_of(private_key: bytes) -> bytes:
+    """Return the 20-byte Ethereum address of a secp256k1 private key."""
+    from coincurve import PrivateKey
+
+    return keccak(PrivateKey(private_key).public_key.format(compressed=False)[1:])[12:]
+
+
+def sign_report(domain: Domain, report: Report, private_key: bytes) -> SignedReport:
+    """Return ``report`` signed over its EIP-712 digest (callers check slashing protection first)."""
+    signature = sign_digest(compute_report_digest(domain, report), private_key)
+    return SignedReport(report=report, signer=address_of(private_key), signature=signature)
+
+
+def is_valid_signed_report(domain: Domain, signed: SignedReport) -> bool:
+    """Check if ``signed.signature`` is ``signed.signer``'s signature of the report's EIP-712 digest."""
+    return recover_signer(compute_report_digest(domain, signed.report), signed.signature) == signed.signer
+
+
+_SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0

@@ -78,3 +78,24 @@ def test_domain_binds_chain_and_contract() -> None:
     a = compute_report_digest(Domain(1, b"\xaa" * 20), report)
     assert a != compute_report_digest(Domain(2, b"\xaa" * 20), report)
     assert a != compute_report_digest(Domain(1, b"\xab" * 20), report)
+
+
+def test_sign_report_matches_eth_account_and_verifies() -> None:
+    from pmoracle.consensus.report import SignedReport, is_valid_signed_report, sign_report
+
+    domain = Domain(31337, b"\x42" * 20)
+    report = Report(b"\x01" * 32, 100, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7)
+    key = b"\x22" * 32
+    signed = sign_report(domain, report, key)
+    expected = Account.from_key(key).sign_message(encode_typed_data(full_message=report_typed_data(domain, report)))
+    assert signed.signature == bytes(expected.signature)
+    assert "0x" + signed.signer.hex() == expected_address(key)
+    assert is_valid_signed_report(domain, signed)
+    other = Report(b"\x01" * 32, 101, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7)
+    assert not is_valid_signed_report(domain, SignedReport(other, signed.signer, signed.signature))
+    high_s = signed.signature[:32] + (2**256 - 1).to_bytes(32, "big") + signed.signature[64:]
+    assert not is_valid_signed_report(domain, SignedReport(report, signed.signer, high_s))
+
+
+def expected_address(key: bytes) -> str:
+    return Account.from_key(key).address.lower()

@@ -1,0 +1,151 @@
+"""A local anvil chain started from the pinned npm package (``@foundry-rs/anvil``), for tests and the devnet."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from pmoracle.errors import PmoracleError
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
+# anvil's default mnemonic ("test test ... junk") gives these well-known, funded dev accounts.
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+class DevchainError(PmoracleError):
+    """Raised when the local anvil chain cannot be found, started or reached."""
+
+
+def find_anvil() -> pathlib.Path:
+    """Return the path of the native anvil binary installed by ``npm ci``."""
+    override = os.environ.get("PMORACLE_ANVIL")
+    candidates = [pathlib.Path(override)] if override else []
+    for root in (pathlib.Path.cwd(), REPO_ROOT):
+        candidates += sorted((root / "node_modules" / "@foundry-rs").glob("anvil-*/bin/anvil"))
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise DevchainError("anvil not found: run `npm ci` in the repository (or set PMORACLE_ANVIL)")
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rpc(url: str, method: str, params: list[object], timeout: float = 2.0) -> object:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        reply = json.loads(response.read())
+    if "error" in reply:
+        raise DevchainError(f"{method}: {reply['error']}")
+    return reply["result"]
+
+
+@dataclass
+class Devchain:
+    """A running anvil process on 127.0.0.1."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    chain_id: int
+    log_path: pathlib.Path | None = None
+    _log_file: object = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """Return the HTTP JSON-RPC URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def rpc(self, method: str, *params: object) -> object:
+        """Call a JSON-RPC method directly (anvil_* cheat codes, evm_mine, ...)."""
+        return _rpc(self.url, method, list(params))
+
+    def stop(self) -> None:
+        """Stop anvil by its own PID and wait for it to exit."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if self._log_file is not None:
+            self._log_file.close()  # type: ignore[attr-defined]
+
+
+def start_devchain(
+    *,
+    port: int | None = None,
+    chain_id: int = 31337,
+    block_time: float | None = None,
+    accounts: int = 20,
+    log_path: pathlib.Path | None = None,
+    startup_timeout: float = 20.0,
+) -> Devchain:
+    """Start anvil on 127.0.0.1 and return once it answers JSON-RPC.
+
+    Args:
+        port: TCP port (a free one when None).
+        chain_id: the chain id anvil reports.
+        block_time: seconds between blocks; None mines one block per transaction (automine).
+        accounts: how many funded dev accounts to create from ``DEV_MNEMONIC``.
+        log_path: file for anvil's output (discarded when None).
+        startup_timeout: seconds to wait for the first answer.
+
+    Errors:
+        DevchainError when the binary is missing, exits early or does not answer in time.
+    """
+    binary = find_anvil()
+    port = port or free_port()
+    # --hardfork cancun and --prune-history keep anvil fast over long runs (measured: the defaults slow down with
+    # chain length and can stop automining under concurrent senders); --prune-history still serves anvil_reorg
+    # and eth_call at recent blocks.
+    cmd = [
+        str(binary), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
+        "--hardfork", "cancun", "--prune-history", "64", "--accounts", str(accounts),
+        "--mnemonic", DEV_MNEMONIC, "--balance", "1000000",
+    ]  # fmt: skip
+    if block_time is not None:
+        cmd += ["--block-time", str(block_time)]
+    log_file = open(log_path, "wb") if log_path else None  # noqa: SIM115 - closed by Devchain.stop
+    process = subprocess.Popen(
+        cmd, stdout=log_file or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    chain = Devchain(process=process, port=port, chain_id=chain_id, log_path=log_path, _log_file=log_file)
+    deadline = time.monotonic() + startup_timeout
+    while True:
+        if process.poll() is not None:
+            chain.stop()
+            raise DevchainError(f"anvil exited with status {process.returncode} (port {port} in use?)")
+        try:
+            if int(str(chain.rpc("eth_chainId")), 16) == chain_id:
+                return chain
+        except (OSError, DevchainError):
+            pass
+        if time.monotonic() > deadline:
+            chain.stop()
+            raise DevchainError(f"anvil did not answer on {chain.url} within {startup_timeout} s")
+        time.sleep(0.05)
+
+
+@contextmanager
+def devchain(**kwargs: object) -> Iterator[Devchain]:
+    """Run anvil for the duration of a ``with`` block."""
+    chain = start_devchain(**kwargs)  # type: ignore[arg-type]
+    try:
+        yield chain
+    finally:
+        chain.stop()

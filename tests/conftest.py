@@ -1,0 +1,19 @@
+"""Shared fixtures: a real anvil chain per test module (no mock chain anywhere)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pmoracle.chain.devchain import Devchain, start_devchain
+
+
+@pytest.fixture(scope="module")
+def anvil() -> Iterator[Devchain]:
+    """A fresh anvil on a free 127.0.0.1 port, stopped when the module's tests end."""
+    chain = start_devchain()
+    try:
+        yield chain
+    finally:
+        chain.stop()
