@@ -15,7 +15,7 @@ from pmoracle.config.local import (
     config_keys,
     load_local_config,
 )
-from pmoracle.config.network import NetworkConfig, StartupRefused, check_startup, require_startup_ok
+from pmoracle.config.network import NetworkConfig, StartupRefusedError, check_startup, require_startup_ok
 
 __all__ = [
     "DEFAULT_PASSWORD_ENV",
@@ -29,7 +29,7 @@ __all__ = [
     "NodeSection",
     "P2PSection",
     "RiskSection",
-    "StartupRefused",
+    "StartupRefusedError",
     "TransmitSection",
     "check_startup",
     "config_keys",

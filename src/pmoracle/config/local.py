@@ -284,7 +284,7 @@ def config_keys() -> tuple[str, ...]:
 # --- coercion --------------------------------------------------------------------------------------------------
 
 
-class _BadValue(Exception):
+class _BadValueError(Exception):
     pass
 
 
@@ -295,45 +295,45 @@ def _coerce(field: _Field, raw: Any, base_dir: Path) -> Any:
         if kind == "optional_path" and raw in (None, ""):
             return None
         if not isinstance(raw, str | os.PathLike) or not str(raw):
-            raise _BadValue(f"expected a path string, got {raw!r}")
+            raise _BadValueError(f"expected a path string, got {raw!r}")
         path = Path(raw).expanduser()
         return path if path.is_absolute() else (base_dir / path)
     if kind == "str":
         if not isinstance(raw, str):
-            raise _BadValue(f"expected a string, got {raw!r}")
+            raise _BadValueError(f"expected a string, got {raw!r}")
         return raw
     if kind == "str_list":
         if isinstance(raw, str):  # env/CLI: comma-separated
             return tuple(item.strip() for item in raw.split(",") if item.strip())
         if not isinstance(raw, list | tuple) or not all(isinstance(item, str) for item in raw):
-            raise _BadValue(f"expected a list of strings, got {raw!r}")
+            raise _BadValueError(f"expected a list of strings, got {raw!r}")
         return tuple(raw)
     if kind == "int":
         if isinstance(raw, bool):
-            raise _BadValue(f"expected an integer, got {raw!r}")
+            raise _BadValueError(f"expected an integer, got {raw!r}")
         if isinstance(raw, int):
             return raw
         if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
             return int(raw)
-        raise _BadValue(f"expected an integer, got {raw!r}")
+        raise _BadValueError(f"expected an integer, got {raw!r}")
     if kind == "float":
         if isinstance(raw, bool):
-            raise _BadValue(f"expected a number, got {raw!r}")
+            raise _BadValueError(f"expected a number, got {raw!r}")
         if isinstance(raw, int | float):
             return float(raw)
         try:
             return float(str(raw))
         except ValueError:
-            raise _BadValue(f"expected a number, got {raw!r}") from None
+            raise _BadValueError(f"expected a number, got {raw!r}") from None
     if kind == "decimal":
         if isinstance(raw, bool):
-            raise _BadValue(f"expected a number, got {raw!r}")
+            raise _BadValueError(f"expected a number, got {raw!r}")
         try:
             value = Decimal(str(raw))
         except InvalidOperation:
-            raise _BadValue(f"expected a number, got {raw!r}") from None
+            raise _BadValueError(f"expected a number, got {raw!r}") from None
         if not value.is_finite():
-            raise _BadValue(f"expected a finite number, got {raw!r}")
+            raise _BadValueError(f"expected a finite number, got {raw!r}")
         return value
     raise AssertionError(f"unknown field kind {kind}")  # pragma: no cover - schema bug
 
@@ -424,7 +424,7 @@ def load_local_config(
         value, source, base_dir = raw[field.dotted]
         try:
             coerced = _coerce(field, value, base_dir)
-        except _BadValue as exc:
+        except _BadValueError as exc:
             problems.append(ConfigProblem(field.dotted, str(exc), source))
             continue
         problem = field.check(coerced) if field.check else None

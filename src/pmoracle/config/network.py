@@ -16,7 +16,7 @@ from pmoracle.errors import PmoracleError
 NetworkConfig: TypeAlias = CommitteeConfig
 
 
-class StartupRefused(PmoracleError):
+class StartupRefusedError(PmoracleError):
     """Raised when this node's local setup does not fit the on-chain network config; lists every reason."""
 
     def __init__(self, problems: tuple[str, ...]) -> None:
@@ -57,7 +57,7 @@ def check_startup(
 def require_startup_ok(
     local: LocalConfig, network: NetworkConfig, params_hash_of_local_file: bytes, signing_address: bytes
 ) -> None:
-    """Raise :class:`StartupRefused` when :func:`check_startup` finds any problem."""
+    """Raise :class:`StartupRefusedError` when :func:`check_startup` finds any problem."""
     problems = check_startup(local, network, params_hash_of_local_file, signing_address)
     if problems:
-        raise StartupRefused(tuple(problems))
+        raise StartupRefusedError(tuple(problems))

@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 LIGHT_KDF_ITERATIONS = 4096  # devnets and tests only; the eth-keyfile default (1,000,000+) is for real keys
 
 
-class KeyKind(str, Enum):
+class KeyKind(StrEnum):
     """Which of the node's keys a file holds."""
 
     SIGNING = "signing"

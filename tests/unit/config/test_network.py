@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pmoracle.config import NetworkConfig, StartupRefused, check_startup, load_local_config, require_startup_ok
+from pmoracle.config import NetworkConfig, StartupRefusedError, check_startup, load_local_config, require_startup_ok
 
 MEMBERS = tuple(bytes([i]) * 20 for i in range(1, 5))
 PARAMS_HASH = b"\x11" * 32
@@ -49,6 +49,6 @@ def test_wrong_params_and_non_member_are_both_reported(tmp_path: Path) -> None:
     assert "params.json hashes to 0x2222" in problems[0]
     assert "on-chain paramsHash (config version 3) is 0x1111" in problems[0]
     assert "0x0909090909090909090909090909090909090909 is not in the committee" in problems[1]
-    with pytest.raises(StartupRefused) as info:
+    with pytest.raises(StartupRefusedError) as info:
         require_startup_ok(local(tmp_path), network(), b"\x22" * 32, MEMBERS[0])
     assert info.value.problems == (problems[0],)
