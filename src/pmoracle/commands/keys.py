@@ -50,6 +50,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("file", type=Path)
     show.add_argument("--json", action="store_true", help="print as JSON")
 
+    export = sub.add_parser("export-protection", help="write the slashing-protection records as interchange JSON")
+    export.add_argument("--data-dir", required=True, type=Path, help="the node's data directory")
+    export.add_argument("--out", required=True, type=Path, help="JSON file to create (never overwritten)")
+
+    imp_prot = sub.add_parser(
+        "import-protection", help="merge interchange JSON into the slashing-protection records (all or nothing)"
+    )
+    imp_prot.add_argument("--data-dir", required=True, type=Path, help="the node's data directory")
+    imp_prot.add_argument("file", type=Path, help="JSON written by export-protection")
+
 
 def _print_info(info: object, as_json: bool) -> None:
     from pmoracle.node.keys import KeyInfo
@@ -72,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     """Run one ``keys`` action; return the exit status."""
     from pmoracle.node import keys
 
+    if args.keys_command == "export-protection":
+        return _export_protection(args.data_dir, args.out)
+    if args.keys_command == "import-protection":
+        return _import_protection(args.data_dir, args.file)
     if args.keys_command == "show":
         _print_info(keys.describe_key_file(args.file), args.json)
         return 0
@@ -80,4 +94,50 @@ def run(args: argparse.Namespace) -> int:
     secret = keys.read_private_key_file(args.private_key_file) if args.keys_command == "import" else None
     info = keys.write_key_file(args.kind, args.out, password, secret=secret, kdf_iterations=iterations)
     _print_info(info, args.json)
+    return 0
+
+
+def _export_protection(data_dir: Path, out: Path) -> int:
+    import os
+
+    from pmoracle.errors import PmoracleError
+    from pmoracle.node.datadir import protection_db_path
+    from pmoracle.storage.protection_db import ProtectionDB
+
+    db_path = protection_db_path(data_dir)
+    # Opening a missing file would create an empty store and export nothing, hiding a wrong --data-dir.
+    if not db_path.is_file():
+        raise PmoracleError(f"data-dir: no slashing-protection database at {db_path}")
+    with ProtectionDB(db_path) as db:
+        document = db.export_json()
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise PmoracleError(f"out: {out} already exists") from None
+    except OSError as exc:
+        raise PmoracleError(f"out: cannot create {out}: {exc.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2)
+        handle.write("\n")
+    print(f"exported {len(document['records'])} record(s) from {db_path} to {out}")
+    return 0
+
+
+def _import_protection(data_dir: Path, file: Path) -> int:
+    from pmoracle.errors import PmoracleError
+    from pmoracle.node.datadir import protection_db_path
+    from pmoracle.storage.protection_db import ProtectionDB
+
+    try:
+        document = json.loads(Path(file).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PmoracleError(f"file: cannot read {file}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PmoracleError(f"file: {file} is not JSON ({exc})") from None
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    db_path = protection_db_path(data_dir)
+    with ProtectionDB(db_path) as db:
+        added = db.import_json(document)
+        total = sum(1 for _ in db.iter_records())
+    print(f"imported {added} new record(s) into {db_path} ({total} in total)")
     return 0

@@ -140,3 +140,41 @@ def test_cli_new_import_show(
     assert main(["keys", "new", "--kind", "transmitter", "--out", str(tmp_path / "t.json"), *common]) == 2
     assert "NODE_PW: empty or not set" in capsys.readouterr().err
     assert not (tmp_path / "t.json").exists()
+
+
+def test_cli_protection_export_import_between_data_dirs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pmoracle.node.datadir import protection_db_path
+    from pmoracle.storage.protection_db import ProtectionDB, SlashingProtectionError
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    config_digest = b"\x07" * 32
+    with ProtectionDB(protection_db_path(old)) as db:
+        db.record_and_check((config_digest, 100), b"\x01" * 32)
+        db.record_and_check((config_digest, 110), b"\x02" * 32)
+    out = tmp_path / "protection.json"
+    assert main(["keys", "export-protection", "--data-dir", str(old), "--out", str(out)]) == 0
+    assert "exported 2 record(s)" in capsys.readouterr().out
+    assert main(["keys", "import-protection", "--data-dir", str(new), str(out)]) == 0
+    assert "imported 2 new record(s)" in capsys.readouterr().out
+    with ProtectionDB(protection_db_path(new)) as db:
+        assert db.get_digest((config_digest, 110)) == b"\x02" * 32
+        # The imported record protects the new machine: a different digest for round 110 is refused.
+        with pytest.raises(SlashingProtectionError):
+            db.record_and_check((config_digest, 110), b"\x03" * 32)
+    # A conflicting document is refused as a whole.
+    document = json.loads(out.read_text())
+    document["records"][0]["digest"] = "0x" + "09" * 32
+    document["records"].append({"configDigest": "0x" + "08" * 32, "blockNumber": 5, "digest": "0x" + "04" * 32})
+    out.write_text(json.dumps(document))
+    assert main(["keys", "import-protection", "--data-dir", str(new), str(out)]) == 2
+    assert "refusing to sign" in capsys.readouterr().err
+    with ProtectionDB(protection_db_path(new)) as db:
+        assert len(list(db.iter_records())) == 2
+    # Exporting from a directory without a store, or over an existing file, is an error, not an empty export.
+    assert (
+        main(["keys", "export-protection", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
+    )
+    assert "no slashing-protection database" in capsys.readouterr().err
+    assert main(["keys", "export-protection", "--data-dir", str(old), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
