@@ -53,7 +53,7 @@ class Server:
     metrics: NodeMetrics
 
 
-async def start(nursery: trio.Nursery, limits: ApiLimits = ApiLimits()) -> Server:
+async def start(nursery: trio.Nursery, limits: ApiLimits | None = None) -> Server:
     state, metrics = NodeState(), create_node_metrics()
     port = await nursery.start(
         lambda task_status: run_api(
