@@ -62,7 +62,7 @@ async def start(nursery: trio.Nursery, limits: ApiLimits | None = None) -> Serve
             metrics=metrics,
             health=state.health,
             margin=state.margin,
-            limits=limits,
+            limits=limits or ApiLimits(),
             task_status=task_status,
         )
     )
