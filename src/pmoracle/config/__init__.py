@@ -12,8 +12,10 @@ from pmoracle.config.local import (
     P2PSection,
     RiskSection,
     TransmitSection,
+    add_config_arguments,
     config_keys,
     load_local_config,
+    overrides_from_args,
 )
 from pmoracle.config.network import NetworkConfig, StartupRefusedError, check_startup, require_startup_ok
 
@@ -31,8 +33,10 @@ __all__ = [
     "RiskSection",
     "StartupRefusedError",
     "TransmitSection",
+    "add_config_arguments",
     "check_startup",
     "config_keys",
     "load_local_config",
+    "overrides_from_args",
     "require_startup_ok",
 ]

@@ -456,3 +456,51 @@ def load_local_config(
     config = LocalConfig(**sections)
     logging.getLogger(__name__).debug("config loaded from %s", path if path is not None else "environment")
     return config
+
+
+# --- command-line flags ----------------------------------------------------------------------------------------
+
+# Flags for the settings operators change most from the command line; anything else goes through --set.
+_SHORTCUT_FLAGS = {
+    "--data-dir": "node.data_dir",
+    "--log-format": "node.log_format",
+    "--log-level": "node.log_level",
+    "--api-port": "api.port",
+}
+
+
+def add_config_arguments(parser: Any) -> None:
+    """Add ``--config``, ``--set section.key=value`` (repeatable) and the shortcut flags to an argparse parser."""
+    parser.add_argument("--config", type=Path, help="TOML config file (see examples/node.toml)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config key (highest precedence; repeatable; lists comma-separated)",
+    )
+    for flag, dotted in _SHORTCUT_FLAGS.items():
+        parser.add_argument(flag, dest="config_" + dotted.replace(".", "_"), help=f"same as --set {dotted}=...")
+
+
+def overrides_from_args(args: Any) -> dict[str, Any]:
+    """Return the ``{"section.key": value}`` overrides given on the command line (shortcut flags win over --set).
+
+    Errors:
+        ConfigError for a ``--set`` item without ``=``.
+    """
+    overrides: dict[str, Any] = {}
+    problems = []
+    for item in getattr(args, "set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            problems.append(ConfigProblem(item, "expected --set SECTION.KEY=VALUE", "command line"))
+            continue
+        overrides[key.strip()] = value
+    if problems:
+        raise ConfigError(tuple(problems))
+    for dotted in _SHORTCUT_FLAGS.values():
+        value = getattr(args, "config_" + dotted.replace(".", "_"), None)
+        if value is not None:
+            overrides[dotted] = value
+    return overrides

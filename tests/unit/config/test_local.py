@@ -155,3 +155,32 @@ def test_operator_docs_list_every_key() -> None:
     docs = (EXAMPLE.parents[1] / "docs" / "operators.md").read_text()
     for dotted in config_keys():
         assert f"`{dotted}`" in docs, dotted
+
+
+def test_command_line_flags_become_overrides(tmp_path: Path) -> None:
+    import argparse
+
+    from pmoracle.config import add_config_arguments, overrides_from_args
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--config",
+            "n.toml",
+            "--set",
+            "api.port=1",
+            "--set",
+            "p2p.bootstrap=",
+            "--api-port",
+            "4444",
+            "--log-format",
+            "json",
+        ]
+    )
+    overrides = overrides_from_args(args)
+    assert overrides == {"api.port": "4444", "p2p.bootstrap": "", "node.log_format": "json"}
+    config = load_local_config(write(tmp_path, VALID), environ={}, overrides=overrides, check_files=False)
+    assert (config.api.port, config.p2p.bootstrap, config.node.log_format) == (4444, (), "json")
+    with pytest.raises(ConfigError, match=r"expected --set SECTION\.KEY=VALUE"):
+        overrides_from_args(parser.parse_args(["--set", "api.port"]))
