@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from pmoracle.errors import PmoracleError
 
 # name -> (module, one-line help). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "keys": ("pmoracle.commands.keys", "create, import and inspect key files; export/import slashing protection"),
+}
 
 EXIT_INPUT_ERROR = 2
 

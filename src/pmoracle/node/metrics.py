@@ -1,0 +1,97 @@
+"""The node's Prometheus metrics, on a registry of its own (several nodes in one process do not clash).
+
+Names follow Prometheus conventions: ``pmoracle_`` prefix, base units (seconds, gas, wei), ``_total`` on
+counters (added by prometheus_client). RPC endpoint labels hold only scheme, host and port: provider URLs often
+carry an API key in their path or query, and labels are public.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Round latency spans anchor-block-mined to attestation receipt: sub-second on a devnet, seconds on a real chain.
+ROUND_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
+# Risk compute of one round: milliseconds for hundreds of accounts, seconds for a large book.
+RISK_COMPUTE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeMetrics:
+    """Every metric of one node and the registry that exports them."""
+
+    registry: CollectorRegistry
+    rounds_computed: Counter  # rounds whose margins and root this node computed
+    rounds_signed: Counter  # rounds this node signed (after the slashing-protection check)
+    rounds_attested: Counter  # rounds seen attested on-chain (by any transmitter)
+    round_latency: Histogram  # seconds from the anchor block's timestamp to the attestation receipt
+    risk_compute_seconds: Histogram  # seconds of one round's risk computation
+    gossip_messages_in: Counter  # gossip messages received
+    gossip_messages_out: Counter  # gossip messages published
+    gossip_messages_rejected: Counter  # received messages dropped, by reason (label "reason")
+    peers: Gauge  # connected libp2p peers
+    evidence_sent: Counter  # slashing-evidence transactions sent, by kind (equivocation | deviation)
+    gas_spent: Counter  # gas units used by this node's transactions
+    fees_paid_wei: Counter  # wei paid for this node's transactions (gas used x effective gas price)
+    rpc_errors: Counter  # failed JSON-RPC calls, by endpoint (scheme://host:port) and kind
+    head_block: Gauge  # latest block number seen
+    last_attested_round: Gauge  # anchor block number of the latest round attested on-chain
+
+    def exposition(self) -> bytes:
+        """Return the registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetrics:
+    """Return a fresh :class:`NodeMetrics` on ``registry`` (a new private registry when None)."""
+    registry = CollectorRegistry(auto_describe=True) if registry is None else registry
+    p = "pmoracle_"
+    return NodeMetrics(
+        registry=registry,
+        rounds_computed=Counter(p + "rounds_computed", "Rounds whose margins this node computed", registry=registry),
+        rounds_signed=Counter(p + "rounds_signed", "Rounds this node signed", registry=registry),
+        rounds_attested=Counter(p + "rounds_attested", "Rounds seen attested on-chain", registry=registry),
+        round_latency=Histogram(
+            p + "round_latency_seconds",
+            "Seconds from anchor block to attestation receipt",
+            buckets=ROUND_LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        risk_compute_seconds=Histogram(
+            p + "risk_compute_seconds",
+            "Seconds of one round's risk computation",
+            buckets=RISK_COMPUTE_BUCKETS,
+            registry=registry,
+        ),
+        gossip_messages_in=Counter(p + "gossip_messages_in", "Gossip messages received", registry=registry),
+        gossip_messages_out=Counter(p + "gossip_messages_out", "Gossip messages published", registry=registry),
+        gossip_messages_rejected=Counter(
+            p + "gossip_messages_rejected", "Gossip messages dropped, by reason", ["reason"], registry=registry
+        ),
+        peers=Gauge(p + "peers", "Connected libp2p peers", registry=registry),
+        evidence_sent=Counter(p + "evidence_sent", "Slashing-evidence transactions sent", ["kind"], registry=registry),
+        gas_spent=Counter(p + "gas_spent", "Gas units used by this node's transactions", registry=registry),
+        fees_paid_wei=Counter(p + "fees_paid_wei", "Wei paid for this node's transactions", registry=registry),
+        rpc_errors=Counter(
+            p + "rpc_errors", "Failed JSON-RPC calls, by endpoint and kind", ["endpoint", "kind"], registry=registry
+        ),
+        head_block=Gauge(p + "head_block", "Latest block number seen", registry=registry),
+        last_attested_round=Gauge(
+            p + "last_attested_round", "Anchor block of the latest attested round", registry=registry
+        ),
+    )
+
+
+def endpoint_label(url: str) -> str:
+    """Return ``scheme://host[:port]`` of an RPC URL: a label that never carries a key in path or query."""
+    parts = urlsplit(url)
+    host = parts.hostname or "unknown"
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme or 'unknown'}://{host}" + (f":{port}" if port else "")

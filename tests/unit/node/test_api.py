@@ -1,0 +1,229 @@
+"""The HTTP API on a real 127.0.0.1 socket: routes, status codes, and bad requests that never stop it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+import pytest
+import trio
+from eth_utils import to_checksum_address
+from prometheus_client.parser import text_string_to_metric_families
+
+from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, verify_proof
+from pmoracle.node.api import ApiLimits, HealthReport, MarginProof, assess_health, run_api
+from pmoracle.node.metrics import NodeMetrics, create_node_metrics
+
+LEAVES = [
+    AccountLeaf(bytes([i]) * 20, initial_margin=i * 10**21, maintenance_margin=i * 10**20, equity=(5 - i) * 10**21)
+    for i in range(1, 8)
+]
+TREE = MerkleTree(LEAVES)
+ANCHOR_BLOCK = 120
+
+
+@dataclass
+class NodeState:
+    attested: bool = True
+    fail: bool = False
+    head: int = 125
+    peers: int = 3
+
+    def health(self) -> HealthReport:
+        if self.fail:
+            raise RuntimeError("provider bug")
+        return assess_health(
+            self.head, ANCHOR_BLOCK if self.attested else None, self.peers, min_peers=2, max_lag_blocks=20
+        )
+
+    async def margin(self, account: bytes) -> MarginProof | None:
+        await trio.sleep(0)  # async providers are awaited
+        if not self.attested or account not in {leaf.account for leaf in LEAVES}:
+            return None
+        return MarginProof(TREE.leaf_of(account), ANCHOR_BLOCK, TREE.root, tuple(TREE.proof(account)))
+
+
+@dataclass
+class Server:
+    port: int
+    state: NodeState
+    metrics: NodeMetrics
+
+
+async def start(nursery: trio.Nursery, limits: ApiLimits | None = None) -> Server:
+    state, metrics = NodeState(), create_node_metrics()
+    port = await nursery.start(
+        lambda task_status: run_api(
+            "127.0.0.1",
+            0,
+            metrics=metrics,
+            health=state.health,
+            margin=state.margin,
+            limits=limits or ApiLimits(),
+            task_status=task_status,
+        )
+    )
+    return Server(port, state, metrics)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    async with trio.open_nursery() as nursery:
+        yield await start(nursery)
+        nursery.cancel_scope.cancel()
+
+
+async def exchange(port: int, raw: bytes, *, eof: bool = True) -> bytes:
+    """Send raw bytes (then EOF unless told not to), return everything the server sends until it closes."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(raw)
+        if eof:
+            await stream.send_eof()
+        chunks = []
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(65536):
+                chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """One request with an h11 client; return (status, headers, body)."""
+    conn = h11.Connection(h11.CLIENT)
+    request = h11.Request(method=method, target=path, headers=[("host", "127.0.0.1"), ("connection", "close")])
+    raw = await exchange(port, conn.send(request) + conn.send(h11.EndOfMessage()))
+    conn.receive_data(raw)
+    conn.receive_data(b"")
+    status, headers, body = 0, {}, b""
+    while True:
+        event = conn.next_event()
+        if isinstance(event, h11.Response):
+            status = event.status_code
+            headers = {k.decode(): v.decode() for k, v in event.headers}
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            return status, headers, body
+
+
+async def get_json(port: int, path: str) -> tuple[int, Any]:
+    status, headers, body = await get(port, path)
+    assert headers["content-type"] == "application/json"
+    return status, json.loads(body)
+
+
+async def test_metrics_in_prometheus_text_format(server: Server) -> None:
+    server.metrics.rounds_signed.inc(3)
+    server.metrics.gossip_messages_rejected.labels(reason="wrong_round").inc()
+    status, headers, body = await get(server.port, "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain; version=")
+    values = {
+        (s.name, tuple(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+    assert values[("pmoracle_rounds_signed_total", ())] == 3
+    assert values[("pmoracle_gossip_messages_rejected_total", (("reason", "wrong_round"),))] == 1
+
+
+async def test_health_ok_and_degraded(server: Server) -> None:
+    assert await get_json(server.port, "/health") == (
+        200,
+        {"status": "ok", "headBlock": 125, "lastAttestedRound": 120, "peers": 3, "lag": 5, "reasons": []},
+    )
+    server.state.peers, server.state.head = 1, 200
+    status, body = await get_json(server.port, "/health")
+    assert status == 503 and body["status"] == "degraded" and body["lag"] == 80
+    assert body["reasons"] == ["1 peers < 2", "last attested round is 80 blocks behind the head (> 20)"]
+
+
+async def test_margin_returns_values_and_a_proof_that_verifies(server: Server) -> None:
+    leaf = LEAVES[5]  # equity negative: an insolvent account
+    for spelling in (to_checksum_address(leaf.account), "0x" + leaf.account.hex(), "0x" + leaf.account.hex().upper()):
+        status, body = await get_json(server.port, f"/v1/margin/{spelling}?fresh=1")
+        assert status == 200
+        assert body["account"] == to_checksum_address(leaf.account)
+        assert (body["initialMargin"], body["maintenanceMargin"], body["equity"]) == (
+            str(6 * 10**21),
+            str(6 * 10**20),
+            str(-(10**21)),
+        )
+        assert body["blockNumber"] == ANCHOR_BLOCK and body["accountsRoot"] == "0x" + TREE.root.hex()
+        served = AccountLeaf(
+            bytes.fromhex(body["account"][2:]),
+            int(body["initialMargin"]),
+            int(body["maintenanceMargin"]),
+            int(body["equity"]),
+        )
+        assert verify_proof(
+            bytes.fromhex(body["accountsRoot"][2:]), served, [bytes.fromhex(p[2:]) for p in body["proof"]]
+        )
+
+
+async def test_margin_errors(server: Server) -> None:
+    assert (await get_json(server.port, "/v1/margin/0x" + "99" * 20))[0] == 404
+    checksum = to_checksum_address(b"\xab" * 20)
+    bad_checksum = checksum[:2] + checksum[2:].swapcase()
+    for bad in ("0x1234", "zz" * 21, "0x" + "g1" * 20, bad_checksum, "0x" + "01" * 20 + "/extra", "%00"):
+        status, body = await get_json(server.port, f"/v1/margin/{bad}")
+        assert status == 400, bad
+        assert "malformed account address" in body["error"]
+    server.state.attested = False
+    status, body = await get_json(server.port, "/v1/margin/" + to_checksum_address(LEAVES[0].account))
+    assert status == 404 and "no round attested yet" in body["error"]
+
+
+async def test_bad_requests_get_errors_and_the_server_keeps_serving(server: Server) -> None:
+    assert (await get_json(server.port, "/nope"))[0] == 404
+    status, headers, _ = await get(server.port, "/health", method="POST")
+    assert status == 405 and headers["allow"] == "GET, HEAD"
+    status, headers, body = await get(server.port, "/health", method="HEAD")
+    assert status == 200 and body == b"" and int(headers["content-length"]) > 0
+    assert (await exchange(server.port, b"\x16\x03\x01 garbage\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
+    huge_header = b"GET /health HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 20000 + b"\r\n\r\n"
+    assert (await exchange(server.port, huge_header)).startswith(b"HTTP/1.1 431 ")
+    big_body = b"GET /health HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n" + b"x" * 100000
+    assert (await exchange(server.port, big_body)).startswith(b"HTTP/1.1 413 ")
+    assert await exchange(server.port, b"") == b""  # connect and close without a word
+    server.state.fail = True
+    status, body = await get_json(server.port, "/health")
+    assert status == 500 and body == {"error": "internal error"}
+    server.state.fail = False
+    assert (await get_json(server.port, "/health"))[0] == 200
+
+
+async def test_keep_alive_serves_several_requests_on_one_connection(server: Server) -> None:
+    request = b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
+    last = (
+        b"GET /v1/margin/0x" + LEAVES[0].account.hex().encode() + b" HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    raw = await exchange(server.port, request + request + last)
+    assert raw.count(b"HTTP/1.1 200 ") == 3
+
+
+async def test_slow_clients_time_out_and_connections_are_bounded() -> None:
+    limits = ApiLimits(request_timeout=0.3, idle_timeout=0.3, max_connections=1)
+    async with trio.open_nursery() as nursery:
+        server = await start(nursery, limits)
+        # A partial request is answered with 408 once the request timeout passes.
+        assert (await exchange(server.port, b"GET /hea", eof=False)).startswith(b"HTTP/1.1 408 ")
+        # While one connection is held, a second one is refused with 503 rather than queued.
+        held = await trio.open_tcp_stream("127.0.0.1", server.port)
+        await trio.sleep(0.05)
+        assert (await exchange(server.port, b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")).startswith(b"HTTP/1.1 503 ")
+        # The silent connection is closed after the timeout, freeing the slot.
+        with trio.fail_after(5):
+            assert await held.receive_some(100) == b""
+        await held.aclose()
+        assert (await get_json(server.port, "/health"))[0] == 200
+        nursery.cancel_scope.cancel()
+
+
+def test_assess_health_without_head_or_round() -> None:
+    report: Callable[..., HealthReport] = assess_health
+    r = report(None, None, 0, min_peers=1, max_lag_blocks=10)
+    assert r.status == "degraded" and r.lag is None
+    assert r.reasons == ("no chain head seen", "0 peers < 1", "no attested round yet")
