@@ -19,7 +19,10 @@ class BlockHeader:
     base_fee_per_gas: int | None = None
 
     def __repr__(self) -> str:
-        return f"BlockHeader(number={self.number}, hash=0x{self.hash.hex()[:12]}.., parent=0x{self.parent_hash.hex()[:12]}..)"
+        return (
+            f"BlockHeader(number={self.number}, hash=0x{self.hash.hex()[:12]}..,"
+            f" parent=0x{self.parent_hash.hex()[:12]}..)"
+        )
 
 
 def parse_block_header(raw: Any) -> BlockHeader:

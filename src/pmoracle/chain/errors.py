@@ -1,4 +1,4 @@
-"""Errors of the chain shell: RPC transport and node failures, contract reverts, fee and receipt limits, bad chain data."""
+"""Errors of the chain shell: RPC transport and node failures, reverts, fee and receipt limits, bad chain data."""
 
 from __future__ import annotations
 
