@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +10,6 @@ from eth_abi import decode as abi_decode
 from eth_utils import collapse_if_tuple, keccak
 
 from pmoracle.chain.errors import ContractError, RpcResponseError
-
-ARTIFACTS_DIR = pathlib.Path(__file__).resolve().parent / "artifacts"
 
 # Solidity's built-in reverts: require(cond, "message") and panics (assert, overflow, division by zero, ...).
 BUILTIN_ERRORS: tuple[dict[str, Any], ...] = (
@@ -75,14 +71,11 @@ class ErrorDecoder:
                 self._specs[spec.selector] = spec
 
     @classmethod
-    def from_artifacts(cls, directory: pathlib.Path = ARTIFACTS_DIR) -> ErrorDecoder:
-        """Return a decoder for the custom errors of every compiled contract artifact (JSON with an ``abi``)."""
-        abis = []
-        if directory.is_dir():
-            for path in sorted(directory.glob("*.json")):
-                content = json.loads(path.read_text())
-                abis.extend(_abis_in(content))
-        return cls(abis)
+    def from_artifacts(cls) -> ErrorDecoder:
+        """Return a decoder for the custom errors of every pmoracle contract (the committed artifacts)."""
+        from pmoracle.chain.contracts import CONTRACT_NAMES, load_artifact
+
+        return cls(load_artifact(name).abi for name in CONTRACT_NAMES)
 
     def spec(self, selector: bytes) -> ErrorSpec | None:
         """Return the custom error of a selector or None."""
@@ -100,15 +93,3 @@ class ErrorDecoder:
         except Exception:  # eth_abi raises several unrelated types for malformed data
             return ContractError("UnknownError", ("0x" + data.hex(),), data, tx_hash=tx_hash)
         return ContractError(spec.name, args, data, tx_hash=tx_hash)
-
-
-def _abis_in(content: Any) -> list[Sequence[Mapping[str, Any]]]:
-    """Return the ABIs in an artifact file: ``{"abi": [...]}`` or a mapping of contract name -> artifact."""
-    if isinstance(content, Mapping):
-        if isinstance(content.get("abi"), list):
-            return [content["abi"]]
-        found: list[Sequence[Mapping[str, Any]]] = []
-        for value in content.values():
-            found.extend(_abis_in(value))
-        return found
-    return []
