@@ -280,7 +280,9 @@ class ChainClient:
         """Ask every endpoint for its latest block; return the highest and demote endpoints that lag.
 
         An endpoint more than ``max_lag_blocks`` behind the best answer (or failing) moves behind the up-to-date
-        ones in the preference order and is counted as ``lagging``, so later requests do not read stale state.
+        ones in the preference order and is counted as ``lagging``, so later requests do not read stale state; one
+        at the same height with another hash is counted as ``fork``. Calls that must see exactly block B pin it by
+        hash (``call_raw(..., block=hash)``), which an endpoint on another fork refuses.
 
         Errors:
             RpcUnavailableError when no endpoint answers.
@@ -304,6 +306,8 @@ class ChainClient:
         for url, behind in lag.items():
             if behind > self.max_lag_blocks:
                 self._count_error(url, "lagging")
+            elif behind == 0 and answers[url].hash != best.hash:
+                self._count_error(url, "fork")  # same height, other block: a reorg in flight or a forked node
         fresh = [u for u in self.urls if 0 <= lag[u] <= self.max_lag_blocks]
         stale = [u for u in self.urls if u not in fresh]
         with self._lock:

@@ -46,15 +46,6 @@ class RpcUnavailableError(RpcError):
         self.errors = errors
 
 
-class EndpointDisagreementError(ChainError):
-    """Raised when endpoints report different blocks for the same height beyond what a reorg window explains."""
-
-    def __init__(self, number: int, hashes: dict[str, str]) -> None:
-        super().__init__(f"endpoints disagree on block {number}: {hashes}")
-        self.number = number
-        self.hashes = hashes
-
-
 class ChainCallTimeoutError(ChainError):
     """Raised when a blocking chain call run from trio does not finish within its timeout."""
 

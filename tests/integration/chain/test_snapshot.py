@@ -12,7 +12,7 @@ from eth_abi import encode as abi_encode
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.devchain import Devchain
-from pmoracle.chain.errors import SnapshotError
+from pmoracle.chain.errors import ContractError, SnapshotError
 from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.risk.inputs import (
@@ -186,3 +186,17 @@ def test_malformed_chain_data_is_a_named_error_not_a_partial_snapshot(protocol: 
     with pytest.raises(SnapshotError) as info:
         read_snapshot(protocol.client, protocol, protocol.client.block_number())
     assert "symbol" in info.value.field and info.value.value == "usdc"
+
+
+def test_reverts_of_the_real_contracts_decode_with_the_artifact_errors(protocol: Protocol) -> None:
+    client = ChainClient([protocol.client.urls[0]])  # default decoder: every artifact's custom errors
+    admin = Transmitter(client, DEV_KEYS[0])
+    with pytest.raises(ContractError) as info:
+        admin.send_call(protocol.accounts.functions.listInstrument(sym("BTC"), 2, EXPIRY, 0))
+    assert info.value.name == "InvalidInstrument" and info.value.error_args == (2, EXPIRY, 0)
+    outsider = Transmitter(client, DEV_KEYS[3])
+    with pytest.raises(ContractError) as info:
+        outsider.send_call(protocol.feeds.functions.setIndex(sym("BTC"), 1, 0))
+    role = client.call(protocol.feeds.functions.FEEDER_ROLE())
+    assert info.value.name == "AccessControlUnauthorizedAccount"
+    assert info.value.error_args == (outsider.address.lower(), role)
