@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +12,7 @@ from pmoracle.chain.client import ChainClient
 from pmoracle.chain.devchain import Devchain
 from pmoracle.chain.errors import ContractError, FeeCapExceededError, TransactionTimeoutError
 from pmoracle.chain.revert import ErrorDecoder
-from pmoracle.chain.transmitter import FeePolicy, Transmitter
+from pmoracle.chain.transmitter import FeePolicy, Receipt, Transmitter
 
 from .helpers import DEV_KEYS, contract_at
 from .probe import compile_probe
@@ -125,3 +127,22 @@ def test_stuck_transaction_is_replaced_with_bumped_fees(anvil: Devchain, probe: 
     capped = Transmitter(client, DEV_KEYS[3], fees=FeePolicy(max_fee_cap=bumped.max_fee_per_gas))
     with pytest.raises(FeeCapExceededError):
         capped.replace(bumped)
+
+
+def test_transact_replaces_a_stuck_transaction_by_itself(anvil: Devchain, probe: tuple, manual_mining: None) -> None:
+    client, contract = probe
+    tx = Transmitter(client, DEV_KEYS[3], receipt_timeout=0.3, poll_interval=0.02)
+    outcome: list[object] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(tx.transact_call(contract.functions.set(33), max_replacements=2))
+    )
+    worker.start()
+    deadline = time.monotonic() + 10
+    while tx.replacements_sent < 1 and time.monotonic() < deadline:  # nothing mines until the first replacement
+        time.sleep(0.02)
+    anvil.rpc("evm_mine")
+    worker.join(timeout=10)
+    receipt = outcome[0]
+    assert isinstance(receipt, Receipt) and receipt.status == 1
+    assert tx.replacements_sent == 1 and tx.transactions_sent == 1
+    assert client.call(contract.functions.value()) == 33
