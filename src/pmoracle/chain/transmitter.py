@@ -13,12 +13,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eth_account import Account
+from eth_utils import to_checksum_address
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.errors import (
     ChainError,
     ContractError,
     FeeCapExceededError,
+    RpcError,
     RpcResponseError,
     RpcUnavailableError,
     TransactionFailedError,
@@ -298,7 +300,7 @@ class Transmitter:
                 status=int(raw["status"], 16),
                 gas_used=int(raw["gasUsed"], 16),
                 effective_gas_price=int(raw.get("effectiveGasPrice", "0x0"), 16),
-                contract_address=raw.get("contractAddress"),
+                contract_address=to_checksum_address(raw["contractAddress"]) if raw.get("contractAddress") else None,
                 logs=tuple(raw.get("logs", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -373,4 +375,6 @@ class Transmitter:
             if revert is not None:
                 error: ContractError = self.client.error_decoder.decode(revert, tx_hash=receipt.tx_hash)
                 return error
+        except RpcError:
+            pass  # the parent state may be pruned (anvil --prune-history): the reason stays unknown
         return TransactionFailedError(receipt.tx_hash, receipt.block_number)
