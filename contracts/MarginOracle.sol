@@ -220,6 +220,43 @@ contract MarginOracle is IMarginOracle, EIP712, Ownable {
         return _hashTypedDataV4(keccak256(abi.encode(REPORT_TYPEHASH, report)));
     }
 
+    /// @notice Return hashStruct(report) of EIP-712 (keccak256(abi.encode(REPORT_TYPEHASH, report fields))).
+    /// @param report The report.
+    function hashReport(Report calldata report) external pure returns (bytes32) {
+        return keccak256(abi.encode(REPORT_TYPEHASH, report));
+    }
+
+    /// @notice Return the Merkle leaf of an account's attested values (double keccak of the ABI encoding).
+    /// @param account The account.
+    /// @param initialMargin Initial margin (USD, 18 decimals).
+    /// @param maintenanceMargin Maintenance margin (USD, 18 decimals).
+    /// @param equity Equity (USD, 18 decimals, signed).
+    function computeLeaf(address account, uint256 initialMargin, uint256 maintenanceMargin, int256 equity)
+        public
+        pure
+        returns (bytes32)
+    {
+        return keccak256(bytes.concat(keccak256(abi.encode(account, initialMargin, maintenanceMargin, equity))));
+    }
+
+    /// @notice Check if (account, values) is a leaf under `root` with `proof` (no round, no age check).
+    /// @param root A Merkle root.
+    /// @param account The account.
+    /// @param initialMargin Initial margin (USD, 18 decimals).
+    /// @param maintenanceMargin Maintenance margin (USD, 18 decimals).
+    /// @param equity Equity (USD, 18 decimals, signed).
+    /// @param proof Sibling hashes from the leaf to the root.
+    function isLeafOf(
+        bytes32 root,
+        address account,
+        uint256 initialMargin,
+        uint256 maintenanceMargin,
+        int256 equity,
+        bytes32[] calldata proof
+    ) external pure returns (bool) {
+        return MerkleProof.verifyCalldata(proof, root, computeLeaf(account, initialMargin, maintenanceMargin, equity));
+    }
+
     /// @notice Return the EIP-712 domain separator.
     function domainSeparator() external view returns (bytes32) {
         return _domainSeparatorV4();
@@ -324,8 +361,7 @@ contract MarginOracle is IMarginOracle, EIP712, Ownable {
         uint64 maxAge = _state.maxRoundAge;
         if (age > maxAge) revert RoundTooOld(blockNumber, age, maxAge);
         bytes32 root = r.accountsRoot;
-        bytes32 leaf =
-            keccak256(bytes.concat(keccak256(abi.encode(account, initialMargin, maintenanceMargin, equity))));
+        bytes32 leaf = computeLeaf(account, initialMargin, maintenanceMargin, equity);
         if (!MerkleProof.verifyCalldata(proof, root, leaf)) revert InvalidMarginProof(account, blockNumber, root);
     }
 

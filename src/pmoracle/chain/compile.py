@@ -51,10 +51,7 @@ def _solc_js(root: pathlib.Path) -> pathlib.Path:
 
 
 def _read_source(unit: str, root: pathlib.Path) -> str:
-    if unit.startswith("@"):
-        path = root / "node_modules" / unit
-    else:
-        path = root / unit
+    path = root / "node_modules" / unit if unit.startswith("@") else root / unit
     if not path.is_file():
         raise CompileError(f"cannot resolve import {unit!r} (looked at {path})")
     return path.read_text()

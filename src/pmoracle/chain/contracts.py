@@ -8,7 +8,7 @@ import pathlib
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 from pmoracle.errors import PmoracleError
 
@@ -80,3 +80,36 @@ def all_error_selectors() -> dict[bytes, dict[str, Any]]:
     for name in CONTRACT_NAMES:
         selectors.update(load_artifact(name).error_selectors())
     return selectors
+
+
+def describe_revert(data: bytes) -> tuple[str, tuple[Any, ...]]:
+    """Return (error name, decoded arguments) of revert ``data`` from a pmoracle contract or OpenZeppelin.
+
+    Unknown selectors give ``("0x<selector>", (data,))``; an ``Error(string)`` gives ``("Error", (message,))``.
+    """
+    from eth_abi import decode as abi_decode
+
+    if len(data) < 4:
+        return ("<empty revert>", (data,))
+    selector, payload = data[:4], data[4:]
+    if selector == keccak(text="Error(string)")[:4]:
+        return ("Error", tuple(abi_decode(["string"], payload)))
+    entry = all_error_selectors().get(selector)
+    if entry is None:
+        return ("0x" + selector.hex(), (data,))
+    types = [_canonical_type(p) for p in entry.get("inputs", [])]
+    values = abi_decode(types, payload)
+    return (str(entry["name"]), tuple(to_checksum_address(v) if t == "address" else v for t, v in zip(types, values)))
+
+
+def revert_data_of(exc: BaseException) -> bytes | None:
+    """Return the revert data carried by a web3 contract error (None if it has none)."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return None
+    return None
