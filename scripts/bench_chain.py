@@ -15,6 +15,7 @@ from web3 import Web3
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import load_artifact
+from pmoracle.chain.deploy import Deployment
 from pmoracle.chain.devchain import devchain
 from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.chain.transmitter import Transmitter
@@ -36,11 +37,6 @@ def timed(fn, repeat: int) -> float:
         fn()
         samples.append(time.perf_counter() - t)
     return statistics.median(samples) * 1000
-
-
-class Deployment:
-    def __init__(self, contracts: dict[str, str]) -> None:
-        self.contracts = contracts
 
 
 def main() -> None:
@@ -67,7 +63,7 @@ def main() -> None:
             tx.wait(p)
         setup_s = time.perf_counter() - t
         block = client.block_number()
-        deployment = Deployment({"MarketFeeds": feeds.address, "MarginAccounts": accounts.address})
+        deployment = Deployment(client.chain_id, 0, {"MarketFeeds": feeds.address, "MarginAccounts": accounts.address})
         print(f"setup: {len(pending)} trades sent and mined in {setup_s:.2f} s")
         print(f"{'measure':48s} {'median ms':>10s}")
         print(f"{'eth_blockNumber (ChainClient.request)':48s} {timed(client.block_number, 200):10.2f}")

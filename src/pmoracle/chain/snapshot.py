@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
@@ -20,6 +20,7 @@ from eth_utils import function_signature_to_4byte_selector, get_abi_output_types
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import load_artifact
+from pmoracle.chain.deploy import Deployment
 from pmoracle.chain.errors import ChainError, SnapshotError
 from pmoracle.errors import InputError
 from pmoracle.risk.inputs import (
@@ -37,13 +38,6 @@ from pmoracle.risk.inputs import (
 DEFAULT_ACCOUNT_PAGE = 200
 DEFAULT_INSTRUMENT_PAGE = 500
 MAX_TOKEN_DECIMALS = 36
-
-
-class HasContracts(Protocol):
-    """A deployment: contract name -> address (``pmoracle.chain.deploy``'s Deployment satisfies it)."""
-
-    @property
-    def contracts(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +185,7 @@ def convert_account(
 
 def read_snapshot(
     client: ChainClient,
-    deployment: HasContracts,
+    deployment: Deployment,
     block_number: int,
     *,
     account_page_size: int = DEFAULT_ACCOUNT_PAGE,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -11,6 +11,7 @@ from eth_abi import encode as abi_encode
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import load_artifact
+from pmoracle.chain.deploy import Deployment, deploy
 from pmoracle.chain.devchain import Devchain
 from pmoracle.chain.errors import ContractError, SnapshotError
 from pmoracle.chain.snapshot import read_snapshot
@@ -28,7 +29,6 @@ from pmoracle.risk.inputs import (
 from .helpers import DEV_KEYS, contract_at
 
 EXPIRY = 1_798_790_400  # 2027-01-01 08:00 UTC
-ZERO = "0x" + "00" * 20
 
 
 def sym(text: str) -> bytes:
@@ -39,13 +39,13 @@ def sym(text: str) -> bytes:
 class Protocol:
     client: ChainClient
     admin: Transmitter
+    deployment: Deployment
     feeds: Any
     accounts: Any
     tokens: dict[str, Any]
-    contracts: dict[str, str] = field(default_factory=dict)
 
 
-def deploy(tx: Transmitter, name: str, types: list[str], args: list[Any]) -> Any:
+def deploy_contract(tx: Transmitter, name: str, types: list[str], args: list[Any]) -> Any:
     artifact = load_artifact(name)
     receipt = tx.transact(None, artifact.bytecode + abi_encode(types, args))
     assert receipt.contract_address is not None
@@ -54,22 +54,22 @@ def deploy(tx: Transmitter, name: str, types: list[str], args: list[Any]) -> Any
 
 @pytest.fixture(scope="module")
 def protocol(anvil: Devchain) -> Protocol:
+    deployment = deploy(anvil.url, bytes.fromhex(DEV_KEYS[0][2:]), params_hash=b"\1" * 32, round_period=10,
+                        finality_depth=2)  # fmt: skip
     client = ChainClient([anvil.url])
-    admin = Transmitter(client, DEV_KEYS[0])
-    feeds = deploy(admin, "MarketFeeds", ["address", "address"], [admin.address, admin.address])
-    accounts = deploy(
-        admin, "MarginAccounts", ["address", "address", "address", "address"],
-        [admin.address, admin.address, feeds.address, ZERO],
-    )  # fmt: skip
-    tokens = {
-        s: deploy(admin, "MockERC20", ["string", "string", "uint8"], [s, s, d])
-        for s, d in (("USDC", 6), ("WBTC", 8), ("WETH", 18))
-    }
-    for token in tokens.values():
-        admin.transact_call(accounts.functions.addCollateral(token.address))
-    p = Protocol(client, admin, feeds, accounts, tokens)
-    p.contracts = {"MarketFeeds": feeds.address, "MarginAccounts": accounts.address}
-    return p
+    c = deployment.contracts
+
+    def at(name: str, address: str) -> Any:
+        return contract_at(list(load_artifact(name).abi), address)
+
+    return Protocol(
+        client=client,
+        admin=Transmitter(client, DEV_KEYS[0]),
+        deployment=deployment,
+        feeds=at("MarketFeeds", c["MarketFeeds"]),
+        accounts=at("MarginAccounts", c["MarginAccounts"]),
+        tokens={s: at("MockERC20", c[s]) for s in ("USDC", "WBTC", "WETH")},
+    )
 
 
 def setup_market_and_books(p: Protocol) -> None:
@@ -110,7 +110,7 @@ def test_snapshot_reads_market_and_accounts_in_canonical_order(protocol: Protoco
     setup_market_and_books(protocol)
     client = protocol.client
     block = client.block_number()
-    snap = read_snapshot(client, protocol, block)
+    snap = read_snapshot(client, protocol.deployment, block)
     header = client.get_block(block)
     assert (snap.block_number, snap.block_hash, snap.timestamp) == (block, header.hash, header.timestamp)
 
@@ -158,9 +158,9 @@ def test_snapshot_reads_market_and_accounts_in_canonical_order(protocol: Protoco
 def test_paging_gives_the_same_snapshot_with_one_call_per_page(protocol: Protocol) -> None:
     client = protocol.client
     block = client.block_number()
-    whole = read_snapshot(client, protocol, block)
+    whole = read_snapshot(client, protocol.deployment, block)
     sent = sum(client.request_counts().values())
-    paged = read_snapshot(client, protocol, block, account_page_size=1, instrument_page_size=3)
+    paged = read_snapshot(client, protocol.deployment, block, account_page_size=1, instrument_page_size=3)
     assert sum(client.request_counts().values()) - sent == 1 + paged.rpc_calls  # the header, then the eth_calls
     assert paged == dataclasses.replace(whole, rpc_calls=paged.rpc_calls)
     accounts = 3
@@ -170,21 +170,21 @@ def test_paging_gives_the_same_snapshot_with_one_call_per_page(protocol: Protoco
 def test_snapshot_is_pinned_to_its_block(protocol: Protocol) -> None:
     client = protocol.client
     block = client.block_number()
-    before = read_snapshot(client, protocol, block)
+    before = read_snapshot(client, protocol.deployment, block)
     u1, u2 = (Transmitter(client, DEV_KEYS[k]).address for k in (1, 2))
     protocol.admin.transact_call(protocol.accounts.functions.trade(u1, u2, 1, 1))
     protocol.admin.transact_call(protocol.feeds.functions.setIndex(sym("BTC"), 61_000 * 10**8, 0))
-    assert read_snapshot(client, protocol, block) == before
-    after = read_snapshot(client, protocol, client.block_number())
+    assert read_snapshot(client, protocol.deployment, block) == before
+    after = read_snapshot(client, protocol.deployment, client.block_number())
     assert after.market.underlying("BTC").index == 61_000 * 10**8
     assert after.portfolios[0] != before.portfolios[0] or after.portfolios[1] != before.portfolios[1]
 
 
 def test_malformed_chain_data_is_a_named_error_not_a_partial_snapshot(protocol: Protocol) -> None:
-    bad = deploy(protocol.admin, "MockERC20", ["string", "string", "uint8"], ["bad", "usdc", 6])
+    bad = deploy_contract(protocol.admin, "MockERC20", ["string", "string", "uint8"], ["bad", "usdc", 6])
     protocol.admin.transact_call(protocol.feeds.functions.setAssetPrice(bad.address, 10**8, 0, b"\0" * 32))
     with pytest.raises(SnapshotError) as info:
-        read_snapshot(protocol.client, protocol, protocol.client.block_number())
+        read_snapshot(protocol.client, protocol.deployment, protocol.client.block_number())
     assert "symbol" in info.value.field and info.value.value == "usdc"
 
 
