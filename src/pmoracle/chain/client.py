@@ -201,6 +201,10 @@ class ChainClient:
             raise RpcTransportError(endpoint, "eth_chainId", "wrong-chain", f"chain id {chain_id} != {expected}")
         self._verified.add(endpoint)
 
+    def _demote(self, endpoint: str) -> None:
+        with self._lock:
+            self._preferred = [u for u in self._preferred if u != endpoint] + [endpoint]
+
     @staticmethod
     def _classify(error: RpcError) -> str | None:
         """Return the failure kind that justifies a retry or failover, or None for a final answer."""
@@ -240,6 +244,8 @@ class ChainClient:
                         raise
                     self._count_error(endpoint, kind)
                     failures.append(exc)
+                    if kind == "wrong-chain":
+                        self._demote(endpoint)
                     if kind in ("lagging", "wrong-chain") or attempt == self.retries:
                         break
                     time.sleep(self.backoff * 2**attempt)

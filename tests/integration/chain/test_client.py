@@ -112,3 +112,20 @@ async def test_run_sync_runs_in_a_thread_with_a_timeout(anvil: Devchain) -> None
     with pytest.raises(ChainCallTimeoutError):
         await run_sync(slow, timeout=0.05)
     await trio.sleep(0)
+
+
+def test_an_endpoint_of_another_chain_is_never_used(anvil: Devchain) -> None:
+    from pmoracle.chain.devchain import start_devchain
+
+    client = ChainClient([anvil.url])
+    assert client.chain_id == 31337
+    other = start_devchain(chain_id=4242)
+    try:
+        client = ChainClient([anvil.url, other.url])
+        assert client.chain_id == 31337
+        client._preferred = [other.url, anvil.url]  # as if head() had promoted it
+        assert client.block_number() == int(str(anvil.rpc("eth_blockNumber")), 16)
+        assert client.error_counts() == {(other.url, "wrong-chain"): 1}
+        assert client.preferred_endpoints() == (anvil.url, other.url)
+    finally:
+        other.stop()
