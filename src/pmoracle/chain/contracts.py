@@ -99,7 +99,8 @@ def describe_revert(data: bytes) -> tuple[str, tuple[Any, ...]]:
         return ("0x" + selector.hex(), (data,))
     types = [_canonical_type(p) for p in entry.get("inputs", [])]
     values = abi_decode(types, payload)
-    return (str(entry["name"]), tuple(to_checksum_address(v) if t == "address" else v for t, v in zip(types, values)))
+    decoded = tuple(to_checksum_address(v) if t == "address" else v for t, v in zip(types, values, strict=True))
+    return (str(entry["name"]), decoded)
 
 
 def revert_data_of(exc: BaseException) -> bytes | None:

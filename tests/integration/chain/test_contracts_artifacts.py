@@ -16,7 +16,7 @@ from pmoracle.chain.contracts import load_artifact
 
 
 def test_build_info_hash_matches_sources_and_settings() -> None:
-    """Fails when a .sol file, an OpenZeppelin import or a setting changed without `python -m pmoracle.chain.compile`."""
+    """Fails when a source, an OpenZeppelin import or a setting changed without `python -m pmoracle.chain.compile`."""
     info = json.loads(BUILD_INFO.read_text())
     assert info["solcVersion"] == SOLC_VERSION
     assert info["settings"]["evmVersion"] == "cancun"
