@@ -1,0 +1,360 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {MarketFeeds} from "./MarketFeeds.sol";
+import {AttestedMargin, IMarginOracle} from "./PmoracleTypes.sol";
+
+/// @title MarginAccounts
+/// @notice The derivatives protocol's ledger: collateral in several ERC20s, an instrument registry, positions
+///         changed by matched trades; withdrawals and liquidation flags consume the margin attested by MarginOracle.
+/// @dev Withdrawals since the latest attested round accumulate per account, so one attestation cannot be spent
+///      twice: equity - (withdrawn value since the round) must stay >= initial margin.
+contract MarginAccounts is AccessControl, ReentrancyGuard {
+    using SafeERC20 for IERC20;
+
+    /// @notice Role allowed to submit trades.
+    bytes32 public constant MATCHER_ROLE = keccak256("MATCHER_ROLE");
+    /// @notice 1e18.
+    uint256 public constant WAD = 1e18;
+    /// @notice Price decimals of MarketFeeds (USD 1e8).
+    uint256 public constant PRICE_SCALE = 1e8;
+    /// @notice Most instruments an account can have held (bounds the page view).
+    uint256 public constant MAX_HELD_INSTRUMENTS = 256;
+
+    /// @notice An instrument.
+    struct InstrumentView {
+        uint32 id;
+        bytes32 underlying;
+        uint8 kind;
+        uint64 expiry;
+        uint128 strike;
+    }
+
+    /// @notice A non-zero position.
+    struct PositionView {
+        uint32 instrumentId;
+        int128 size;
+    }
+
+    /// @notice A non-zero collateral balance.
+    struct CollateralView {
+        address token;
+        uint256 amount;
+    }
+
+    /// @notice An account with its non-zero positions and balances.
+    struct AccountView {
+        address account;
+        PositionView[] positions;
+        CollateralView[] collateral;
+    }
+
+    struct WithdrawalLedger {
+        uint64 roundBlock;
+        uint192 value;
+    }
+
+    /// @notice The market feeds (collateral prices and haircuts).
+    MarketFeeds public immutable feeds;
+    /// @notice The oracle whose attested margin this ledger consumes.
+    IMarginOracle public oracle;
+
+    InstrumentView[] internal _instruments;
+    address[] internal _collateralTokens;
+    mapping(address token => bool) public isCollateral;
+    address[] internal _accounts;
+    mapping(address account => bool) internal _known;
+    mapping(address account => mapping(address token => uint256)) public balanceOf;
+    mapping(address account => mapping(uint32 instrumentId => int128)) public positionOf;
+    mapping(address account => uint32[]) internal _held;
+    mapping(address account => mapping(uint32 instrumentId => bool)) internal _isHeld;
+    mapping(address account => WithdrawalLedger) internal _withdrawn;
+    /// @notice The round block at which an account was last flagged liquidatable (0 if not flagged).
+    mapping(address account => uint64) public liquidatableAt;
+
+    /// @notice The oracle was set.
+    event OracleSet(address oracle);
+    /// @notice A collateral token was enabled.
+    event CollateralAdded(address indexed token);
+    /// @notice An instrument was listed.
+    event InstrumentListed(uint32 indexed id, bytes32 indexed underlying, uint8 kind, uint64 expiry, uint128 strike);
+    /// @notice An account appeared for the first time (appended to the account list).
+    event AccountOpened(address indexed account, uint256 index);
+    /// @notice Collateral was deposited.
+    event Deposited(address indexed account, address indexed token, uint256 amount, uint256 balance);
+    /// @notice Collateral was withdrawn against attested margin.
+    event Withdrawn(
+        address indexed account, address indexed token, uint256 amount, uint256 value, uint64 roundBlock
+    );
+    /// @notice A trade moved `size` of an instrument from seller to buyer.
+    event Traded(
+        address indexed buyer,
+        address indexed seller,
+        uint32 indexed instrumentId,
+        int128 size,
+        int128 buyerPosition,
+        int128 sellerPosition
+    );
+    /// @notice An account was flagged liquidatable (attested equity < maintenance margin).
+    event LiquidatableFlagged(address indexed account, uint64 roundBlock, int256 equity, uint256 maintenanceMargin);
+    /// @notice An account's liquidatable flag was cleared (attested equity >= maintenance margin).
+    event LiquidatableCleared(address indexed account, uint64 roundBlock);
+
+    /// @notice The address is zero.
+    error ZeroAddress(string name);
+    /// @notice The token is not enabled as collateral.
+    error UnsupportedCollateral(address token);
+    /// @notice The token is already enabled.
+    error CollateralAlreadyAdded(address token);
+    /// @notice An amount is zero.
+    error ZeroAmount();
+    /// @notice The instrument's fields are inconsistent with its kind.
+    error InvalidInstrument(uint8 kind, uint64 expiry, uint128 strike);
+    /// @notice No instrument has this id.
+    error UnknownInstrument(uint32 instrumentId);
+    /// @notice A trade's size is not positive.
+    error InvalidTradeSize(int128 size);
+    /// @notice A trade's buyer and seller are the same account.
+    error SelfTrade(address account);
+    /// @notice The account holds too many distinct instruments.
+    error TooManyInstruments(address account, uint256 count);
+    /// @notice The balance is below the amount.
+    error InsufficientBalance(address account, address token, uint256 balance, uint256 amount);
+    /// @notice The withdrawal would leave attested equity below attested initial margin.
+    error WithdrawalExceedsMargin(address account, int256 equityAfter, uint256 initialMargin);
+    /// @notice Attested equity is not below maintenance margin.
+    error NotLiquidatable(address account, int256 equity, uint256 maintenanceMargin);
+    /// @notice The account is flagged and still under maintenance margin, or not flagged.
+    error NotFlagged(address account);
+
+    /// @param admin Holds DEFAULT_ADMIN_ROLE (lists instruments and collateral, sets the oracle, grants roles).
+    /// @param matcher Initial holder of MATCHER_ROLE.
+    /// @param feeds_ The market feeds.
+    /// @param oracle_ The margin oracle.
+    constructor(address admin, address matcher, MarketFeeds feeds_, IMarginOracle oracle_) {
+        if (address(feeds_) == address(0)) revert ZeroAddress("feeds");
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(MATCHER_ROLE, matcher);
+        feeds = feeds_;
+        oracle = oracle_;
+        emit OracleSet(address(oracle_));
+    }
+
+    /// @notice Set the margin oracle.
+    /// @param oracle_ The oracle.
+    function setOracle(IMarginOracle oracle_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (address(oracle_) == address(0)) revert ZeroAddress("oracle");
+        oracle = oracle_;
+        emit OracleSet(address(oracle_));
+    }
+
+    /// @notice Enable an ERC20 as collateral (it must be priced in MarketFeeds to be withdrawn).
+    /// @param token The token.
+    function addCollateral(address token) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (token == address(0)) revert ZeroAddress("token");
+        if (isCollateral[token]) revert CollateralAlreadyAdded(token);
+        isCollateral[token] = true;
+        _collateralTokens.push(token);
+        emit CollateralAdded(token);
+    }
+
+    /// @notice List an instrument; ids are 1, 2, 3, ...
+    /// @param underlying Left-aligned ASCII symbol.
+    /// @param kind 0 perpetual, 1 future, 2 call, 3 put.
+    /// @param expiry Unix seconds (0 for a perpetual).
+    /// @param strike USD 1e8 (options only; 0 otherwise).
+    /// @return id The new instrument id.
+    function listInstrument(bytes32 underlying, uint8 kind, uint64 expiry, uint128 strike)
+        external
+        onlyRole(DEFAULT_ADMIN_ROLE)
+        returns (uint32 id)
+    {
+        bool valid = underlying != bytes32(0)
+            && (kind == 0 ? expiry == 0 && strike == 0 : kind == 1 ? expiry != 0 && strike == 0 : kind <= 3 && expiry != 0 && strike != 0);
+        if (!valid) revert InvalidInstrument(kind, expiry, strike);
+        id = uint32(_instruments.length + 1);
+        _instruments.push(InstrumentView(id, underlying, kind, expiry, strike));
+        emit InstrumentListed(id, underlying, kind, expiry, strike);
+    }
+
+    /// @notice Deposit `amount` of collateral `token` (approve first).
+    /// @param token An enabled collateral token.
+    /// @param amount Amount in the token's units.
+    function deposit(address token, uint256 amount) external nonReentrant {
+        if (!isCollateral[token]) revert UnsupportedCollateral(token);
+        if (amount == 0) revert ZeroAmount();
+        _open(msg.sender);
+        uint256 balance = balanceOf[msg.sender][token] + amount;
+        balanceOf[msg.sender][token] = balance;
+        emit Deposited(msg.sender, token, amount, balance);
+        IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
+    }
+
+    /// @notice Withdraw collateral: the attested equity of the latest round, less everything withdrawn since
+    ///         (valued at price x (1 - haircut)), must stay >= the attested initial margin.
+    /// @param token The collateral token.
+    /// @param amount Amount in the token's units.
+    /// @param m The caller's attested margin in the latest round.
+    /// @param proof The Merkle proof of the caller's leaf.
+    function withdraw(address token, uint256 amount, AttestedMargin calldata m, bytes32[] calldata proof)
+        external
+        nonReentrant
+    {
+        if (amount == 0) revert ZeroAmount();
+        uint256 balance = balanceOf[msg.sender][token];
+        if (balance < amount) revert InsufficientBalance(msg.sender, token, balance, amount);
+        uint64 roundBlock = oracle.verifyMargin(msg.sender, m.initialMargin, m.maintenanceMargin, m.equity, proof);
+        uint256 value = collateralValue(token, amount);
+        WithdrawalLedger memory w = _withdrawn[msg.sender];
+        uint256 total = (w.roundBlock == roundBlock ? uint256(w.value) : 0) + value;
+        int256 equityAfter = m.equity - SafeCast.toInt256(total);
+        if (equityAfter < int256(m.initialMargin)) {
+            revert WithdrawalExceedsMargin(msg.sender, equityAfter, m.initialMargin);
+        }
+        _withdrawn[msg.sender] = WithdrawalLedger(roundBlock, SafeCast.toUint192(total));
+        balanceOf[msg.sender][token] = balance - amount;
+        emit Withdrawn(msg.sender, token, amount, value, roundBlock);
+        IERC20(token).safeTransfer(msg.sender, amount);
+    }
+
+    /// @notice Submit a matched trade: the buyer's position grows by `size`, the seller's shrinks by `size`.
+    /// @param buyer The buying account.
+    /// @param seller The selling account.
+    /// @param instrumentId A listed instrument.
+    /// @param size Size in 1e-4 units of the underlying, > 0.
+    function trade(address buyer, address seller, uint32 instrumentId, int128 size) external onlyRole(MATCHER_ROLE) {
+        if (size <= 0) revert InvalidTradeSize(size);
+        if (buyer == seller) revert SelfTrade(buyer);
+        if (buyer == address(0)) revert ZeroAddress("buyer");
+        if (seller == address(0)) revert ZeroAddress("seller");
+        if (instrumentId == 0 || instrumentId > _instruments.length) revert UnknownInstrument(instrumentId);
+        int128 buyerPosition = _move(buyer, instrumentId, size);
+        int128 sellerPosition = _move(seller, instrumentId, -size);
+        emit Traded(buyer, seller, instrumentId, size, buyerPosition, sellerPosition);
+    }
+
+    /// @notice Flag an account liquidatable: its attested equity is below its attested maintenance margin.
+    /// @param account The account.
+    /// @param m Its attested margin in the latest round.
+    /// @param proof The Merkle proof of its leaf.
+    function flagLiquidatable(address account, AttestedMargin calldata m, bytes32[] calldata proof) external {
+        uint64 roundBlock = oracle.verifyMargin(account, m.initialMargin, m.maintenanceMargin, m.equity, proof);
+        if (m.equity >= int256(m.maintenanceMargin)) revert NotLiquidatable(account, m.equity, m.maintenanceMargin);
+        liquidatableAt[account] = roundBlock;
+        emit LiquidatableFlagged(account, roundBlock, m.equity, m.maintenanceMargin);
+    }
+
+    /// @notice Clear an account's liquidatable flag: its attested equity is back at or above maintenance margin.
+    /// @param account The account.
+    /// @param m Its attested margin in the latest round.
+    /// @param proof The Merkle proof of its leaf.
+    function clearLiquidatable(address account, AttestedMargin calldata m, bytes32[] calldata proof) external {
+        uint64 roundBlock = oracle.verifyMargin(account, m.initialMargin, m.maintenanceMargin, m.equity, proof);
+        if (liquidatableAt[account] == 0 || m.equity < int256(m.maintenanceMargin)) revert NotFlagged(account);
+        liquidatableAt[account] = 0;
+        emit LiquidatableCleared(account, roundBlock);
+    }
+
+    /// @notice Return the USD value (18 decimals) counted for `amount` of `token`: price x (1 - haircut).
+    /// @param token A priced collateral token.
+    /// @param amount Amount in the token's units.
+    function collateralValue(address token, uint256 amount) public view returns (uint256) {
+        MarketFeeds.AssetView memory a = feeds.asset(token);
+        // amount / 10^decimals tokens x price / 1e8 USD x (1 - haircut), scaled to 1e18
+        return amount * a.price * (WAD - a.haircut) / (10 ** a.decimals) / PRICE_SCALE;
+    }
+
+    /// @notice Return the number of listed instruments.
+    function instrumentCount() external view returns (uint256) {
+        return _instruments.length;
+    }
+
+    /// @notice Return up to `limit` instruments from index `offset` (id = index + 1).
+    /// @param offset First index.
+    /// @param limit Maximum number of instruments.
+    function instrumentsPage(uint256 offset, uint256 limit) external view returns (InstrumentView[] memory page) {
+        (uint256 start, uint256 end) = _window(offset, limit, _instruments.length);
+        page = new InstrumentView[](end - start);
+        for (uint256 i = start; i < end; ++i) {
+            page[i - start] = _instruments[i];
+        }
+    }
+
+    /// @notice Return the enabled collateral tokens.
+    function collateralTokens() external view returns (address[] memory) {
+        return _collateralTokens;
+    }
+
+    /// @notice Return the number of accounts that ever held a position or collateral.
+    function accountCount() external view returns (uint256) {
+        return _accounts.length;
+    }
+
+    /// @notice Return up to `limit` accounts from index `offset` with their non-zero positions and balances.
+    /// @param offset First index in the account list.
+    /// @param limit Maximum number of accounts.
+    function accountsPage(uint256 offset, uint256 limit) external view returns (AccountView[] memory page) {
+        (uint256 start, uint256 end) = _window(offset, limit, _accounts.length);
+        page = new AccountView[](end - start);
+        for (uint256 i = start; i < end; ++i) {
+            page[i - start] = _accountView(_accounts[i]);
+        }
+    }
+
+    function _accountView(address account) internal view returns (AccountView memory v) {
+        uint32[] storage held = _held[account];
+        uint256 n = 0;
+        for (uint256 j = 0; j < held.length; ++j) {
+            if (positionOf[account][held[j]] != 0) ++n;
+        }
+        v.account = account;
+        v.positions = new PositionView[](n);
+        n = 0;
+        for (uint256 j = 0; j < held.length; ++j) {
+            int128 size = positionOf[account][held[j]];
+            if (size != 0) v.positions[n++] = PositionView(held[j], size);
+        }
+        uint256 c = 0;
+        for (uint256 j = 0; j < _collateralTokens.length; ++j) {
+            if (balanceOf[account][_collateralTokens[j]] != 0) ++c;
+        }
+        v.collateral = new CollateralView[](c);
+        c = 0;
+        for (uint256 j = 0; j < _collateralTokens.length; ++j) {
+            address token = _collateralTokens[j];
+            uint256 amount = balanceOf[account][token];
+            if (amount != 0) v.collateral[c++] = CollateralView(token, amount);
+        }
+    }
+
+    function _move(address account, uint32 instrumentId, int128 delta) internal returns (int128 position) {
+        _open(account);
+        if (!_isHeld[account][instrumentId]) {
+            uint32[] storage held = _held[account];
+            if (held.length >= MAX_HELD_INSTRUMENTS) revert TooManyInstruments(account, held.length);
+            _isHeld[account][instrumentId] = true;
+            held.push(instrumentId);
+        }
+        position = positionOf[account][instrumentId] + delta;
+        positionOf[account][instrumentId] = position;
+    }
+
+    function _open(address account) internal {
+        if (!_known[account]) {
+            _known[account] = true;
+            _accounts.push(account);
+            emit AccountOpened(account, _accounts.length - 1);
+        }
+    }
+
+    function _window(uint256 offset, uint256 limit, uint256 total) internal pure returns (uint256, uint256) {
+        if (offset >= total) return (total, total);
+        uint256 end = total - offset < limit ? total : offset + limit;
+        return (offset, end);
+    }
+}

@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Report, IMarginOracle} from "./PmoracleTypes.sol";
+
+/// @title MarginOracle
+/// @notice Stores the margin book roots attested by a quorum of the solver committee and proves account leaves.
+/// @dev Check order of `attest` (docs/contracts.md): config digest, block number, block hash, signer range,
+///      quorum, signature count, then each signature in bitmap order. Rounds live in a ring keyed by
+///      `blockNumber % historyBlocks`, so every round of the last `historyBlocks` blocks stays readable.
+contract MarginOracle is IMarginOracle, EIP712, Ownable {
+    /// @notice keccak256 of the EIP-712 Report type (REPORT_TYPE in src/pmoracle/consensus/report.py).
+    bytes32 public constant REPORT_TYPEHASH = keccak256(
+        "Report(bytes32 configDigest,uint64 blockNumber,bytes32 blockHash,bytes32 paramsHash,bytes32 accountsRoot,uint32 accountCount)"
+    );
+
+    /// @notice Largest committee: signer bitmaps index members 0..63.
+    uint256 public constant MAX_COMMITTEE = 64;
+
+    /// @notice A stored round.
+    struct Round {
+        bytes32 accountsRoot;
+        bytes32 reportDigest;
+        uint64 blockNumber;
+        uint64 attestedAt;
+        uint32 accountCount;
+        uint64 configVersion;
+    }
+
+    /// @notice A round as returned by the views.
+    struct RoundView {
+        uint64 blockNumber;
+        bytes32 accountsRoot;
+        bytes32 reportDigest;
+        bytes32 configDigest;
+        uint64 configVersion;
+        uint32 accountCount;
+        uint64 attestedAt;
+    }
+
+    /// @dev Everything `attest` reads besides the digest and members, packed in one slot.
+    struct State {
+        uint64 configVersion;
+        uint64 lastBlockNumber;
+        uint64 maxRoundAge;
+        uint8 quorum;
+        uint8 committeeSize;
+    }
+
+    /// @notice The SolverRegistry, the only account that can install committees.
+    address public immutable registry;
+    /// @notice Rounds of the last `historyBlocks` blocks are always kept.
+    uint64 public immutable historyBlocks;
+
+    /// @notice The digest of the current committee config; reports must carry it.
+    bytes32 public configDigest;
+    State internal _state;
+    mapping(uint256 index => address member) internal _memberAt;
+    mapping(uint64 version => bytes32 digest) public configDigestOf;
+    mapping(uint256 slot => Round) internal _rounds;
+
+    /// @notice A committee config was installed by the registry.
+    event CommitteeInstalled(uint64 indexed version, bytes32 indexed configDigest, address[] members, uint8 quorum);
+    /// @notice A round was attested.
+    event RoundAttested(
+        uint64 indexed blockNumber,
+        bytes32 indexed configDigest,
+        bytes32 reportDigest,
+        bytes32 accountsRoot,
+        uint32 accountCount,
+        uint256 signerBitmap,
+        address transmitter
+    );
+    /// @notice The owner changed the maximum age of a usable round.
+    event MaxRoundAgeSet(uint64 maxRoundAge);
+
+    /// @notice The caller is not the registry.
+    error NotRegistry(address caller);
+    /// @notice A committee of this size cannot be installed.
+    error InvalidCommitteeSize(uint256 size);
+    /// @notice No committee has been installed yet.
+    error NoCommittee();
+    /// @notice The report's config digest is not the current one.
+    error ConfigDigestMismatch(bytes32 given, bytes32 current);
+    /// @notice The report's block is not newer than the last attested block.
+    error StaleBlockNumber(uint64 given, uint64 lastAttested);
+    /// @notice blockhash(blockNumber) is unknown (zero: future, current or older than 256 blocks) or differs.
+    error BlockHashMismatch(uint64 blockNumber, bytes32 given, bytes32 actual);
+    /// @notice The bitmap names a member index at or above the committee size.
+    error SignerOutOfRange(uint256 signerBitmap, uint8 committeeSize);
+    /// @notice Fewer signers than the quorum.
+    error BelowQuorum(uint256 signers, uint8 quorum);
+    /// @notice The number of signatures differs from the number of bits set in the bitmap.
+    error SignatureCountMismatch(uint256 signatures, uint256 signers);
+    /// @notice A signature is malformed or malleable (OpenZeppelin ECDSA.RecoverError, with its argument).
+    error InvalidSignature(uint256 memberIndex, uint8 recoverError, bytes32 errorArg);
+    /// @notice A signature recovers to another address than the member its bit names.
+    error SignerMismatch(uint256 memberIndex, address expected, address recovered);
+    /// @notice No round has been attested yet.
+    error NoAttestedRound();
+    /// @notice No round is stored for this block (never attested, or overwritten in the ring).
+    error RoundNotFound(uint64 blockNumber);
+    /// @notice The round is older than `maxRoundAge` blocks.
+    error RoundTooOld(uint64 blockNumber, uint256 age, uint64 maxRoundAge);
+    /// @notice The leaf is not under the round's accounts root.
+    error InvalidMarginProof(address account, uint64 blockNumber, bytes32 accountsRoot);
+    /// @notice A constructor or setter argument is out of range.
+    error InvalidParameter(string name, uint256 value);
+
+    /// @param registry_ The SolverRegistry (installs committees).
+    /// @param owner_ The owner (sets the maximum round age).
+    /// @param historyBlocks_ Rounds of the last `historyBlocks_` blocks stay readable (ring size).
+    /// @param maxRoundAge_ A round older than this many blocks cannot be used by `verifyMargin`.
+    constructor(address registry_, address owner_, uint64 historyBlocks_, uint64 maxRoundAge_)
+        EIP712("pmoracle", "1")
+        Ownable(owner_)
+    {
+        if (historyBlocks_ == 0) revert InvalidParameter("historyBlocks", historyBlocks_);
+        if (maxRoundAge_ > historyBlocks_) revert InvalidParameter("maxRoundAge", maxRoundAge_);
+        registry = registry_;
+        historyBlocks = historyBlocks_;
+        _state.maxRoundAge = maxRoundAge_;
+        emit MaxRoundAgeSet(maxRoundAge_);
+    }
+
+    /// @notice Install a committee config; called by SolverRegistry.setCommittee.
+    /// @param digest The config digest (SolverRegistry.configDigest()).
+    /// @param version The config version.
+    /// @param members The report-signing addresses in committee (bitmap) order.
+    /// @param quorum The minimum number of distinct signers.
+    function setCommittee(bytes32 digest, uint64 version, address[] calldata members, uint8 quorum) external {
+        if (msg.sender != registry) revert NotRegistry(msg.sender);
+        if (members.length == 0 || members.length > MAX_COMMITTEE) revert InvalidCommitteeSize(members.length);
+        for (uint256 i = 0; i < members.length; ++i) {
+            _memberAt[i] = members[i];
+        }
+        configDigest = digest;
+        configDigestOf[version] = digest;
+        State storage s = _state;
+        s.configVersion = version;
+        s.quorum = quorum;
+        s.committeeSize = uint8(members.length);
+        emit CommitteeInstalled(version, digest, members, quorum);
+    }
+
+    /// @notice Set the maximum age, in blocks, of a round that `verifyMargin` accepts.
+    /// @param maxRoundAge_ The new maximum age; at most `historyBlocks`.
+    function setMaxRoundAge(uint64 maxRoundAge_) external onlyOwner {
+        if (maxRoundAge_ > historyBlocks) revert InvalidParameter("maxRoundAge", maxRoundAge_);
+        _state.maxRoundAge = maxRoundAge_;
+        emit MaxRoundAgeSet(maxRoundAge_);
+    }
+
+    /// @notice Attest a round: store its accounts root once a quorum of the committee signed the report.
+    /// @param report The report every signer signed (EIP-712, this contract's domain).
+    /// @param signerBitmap Bit i set when committee member i signed; signatures follow in increasing i.
+    /// @param signatures 65-byte signatures (r, s, v), one per set bit, in bitmap order.
+    function attest(Report calldata report, uint256 signerBitmap, bytes[] calldata signatures) external {
+        bytes32 current = configDigest;
+        if (current == bytes32(0)) revert NoCommittee();
+        // 1. the report belongs to the current committee config
+        if (report.configDigest != current) revert ConfigDigestMismatch(report.configDigest, current);
+        State memory s = _state;
+        // 2. only newer rounds (this also refuses a replayed report)
+        if (report.blockNumber <= s.lastBlockNumber) revert StaleBlockNumber(report.blockNumber, s.lastBlockNumber);
+        // 3. the report is about this chain's block (blockhash is zero outside the last 256 blocks)
+        bytes32 actual = blockhash(report.blockNumber);
+        if (actual == bytes32(0) || actual != report.blockHash) {
+            revert BlockHashMismatch(report.blockNumber, report.blockHash, actual);
+        }
+        // 4. signers are distinct by construction (one bit per member) and within the committee
+        if (signerBitmap >> s.committeeSize != 0) revert SignerOutOfRange(signerBitmap, s.committeeSize);
+        uint256 count = _countBits(signerBitmap);
+        // 5. upon |signers| >= quorum
+        if (count < s.quorum) revert BelowQuorum(count, s.quorum);
+        if (signatures.length != count) revert SignatureCountMismatch(signatures.length, count);
+        // 6. each signature is member i's over the EIP-712 digest (ECDSA rejects high-s and bad v)
+        bytes32 digest = reportDigest(report);
+        uint256 bitmap = signerBitmap;
+        uint256 k = 0;
+        for (uint256 i = 0; bitmap != 0; ++i) {
+            if (bitmap & 1 == 1) {
+                (address recovered, ECDSA.RecoverError err, bytes32 errArg) =
+                    ECDSA.tryRecoverCalldata(digest, signatures[k]);
+                if (err != ECDSA.RecoverError.NoError) revert InvalidSignature(i, uint8(err), errArg);
+                address expected = _memberAt[i];
+                if (recovered != expected) revert SignerMismatch(i, expected, recovered);
+                ++k;
+            }
+            bitmap >>= 1;
+        }
+        _rounds[report.blockNumber % historyBlocks] = Round({
+            accountsRoot: report.accountsRoot,
+            reportDigest: digest,
+            blockNumber: report.blockNumber,
+            attestedAt: uint64(block.timestamp),
+            accountCount: report.accountCount,
+            configVersion: s.configVersion
+        });
+        _state.lastBlockNumber = report.blockNumber;
+        emit RoundAttested(
+            report.blockNumber,
+            current,
+            digest,
+            report.accountsRoot,
+            report.accountCount,
+            signerBitmap,
+            msg.sender
+        );
+    }
+
+    /// @notice Return the EIP-712 digest of `report` in this contract's domain (what members sign).
+    /// @param report The report.
+    /// @return The digest keccak256(0x1901 || domainSeparator || hashStruct(report)).
+    function reportDigest(Report calldata report) public view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(REPORT_TYPEHASH, report)));
+    }
+
+    /// @notice Return hashStruct(report) of EIP-712 (keccak256(abi.encode(REPORT_TYPEHASH, report fields))).
+    /// @param report The report.
+    function hashReport(Report calldata report) external pure returns (bytes32) {
+        return keccak256(abi.encode(REPORT_TYPEHASH, report));
+    }
+
+    /// @notice Return the Merkle leaf of an account's attested values (double keccak of the ABI encoding).
+    /// @param account The account.
+    /// @param initialMargin Initial margin (USD, 18 decimals).
+    /// @param maintenanceMargin Maintenance margin (USD, 18 decimals).
+    /// @param equity Equity (USD, 18 decimals, signed).
+    function computeLeaf(address account, uint256 initialMargin, uint256 maintenanceMargin, int256 equity)
+        public
+        pure
+        returns (bytes32)
+    {
+        return keccak256(bytes.concat(keccak256(abi.encode(account, initialMargin, maintenanceMargin, equity))));
+    }
+
+    /// @notice Check if (account, values) is a leaf under `root` with `proof` (no round, no age check).
+    /// @param root A Merkle root.
+    /// @param account The account.
+    /// @param initialMargin Initial margin (USD, 18 decimals).
+    /// @param maintenanceMargin Maintenance margin (USD, 18 decimals).
+    /// @param equity Equity (USD, 18 decimals, signed).
+    /// @param proof Sibling hashes from the leaf to the root.
+    function isLeafOf(
+        bytes32 root,
+        address account,
+        uint256 initialMargin,
+        uint256 maintenanceMargin,
+        int256 equity,
+        bytes32[] calldata proof
+    ) external pure returns (bool) {
+        return MerkleProof.verifyCalldata(proof, root, computeLeaf(account, initialMargin, maintenanceMargin, equity));
+    }
+
+    /// @notice Return the EIP-712 domain separator.
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    /// @notice Revert unless (account, values) is a leaf of the latest round and the round is fresh enough.
+    /// @param account The account.
+    /// @param initialMargin Attested initial margin (USD, 18 decimals).
+    /// @param maintenanceMargin Attested maintenance margin (USD, 18 decimals).
+    /// @param equity Attested equity (USD, 18 decimals, signed).
+    /// @param proof Sibling hashes from the leaf to the root (sorted-pair, OpenZeppelin MerkleProof).
+    /// @return blockNumber The block of the round the values were proven against.
+    function verifyMargin(
+        address account,
+        uint256 initialMargin,
+        uint256 maintenanceMargin,
+        int256 equity,
+        bytes32[] calldata proof
+    ) external view returns (uint64 blockNumber) {
+        blockNumber = _state.lastBlockNumber;
+        if (blockNumber == 0) revert NoAttestedRound();
+        _verifyMargin(blockNumber, account, initialMargin, maintenanceMargin, equity, proof);
+    }
+
+    /// @notice Like `verifyMargin`, against the round of block `blockNumber` (still within the max age).
+    /// @param blockNumber The round's block.
+    /// @param account The account.
+    /// @param initialMargin Attested initial margin (USD, 18 decimals).
+    /// @param maintenanceMargin Attested maintenance margin (USD, 18 decimals).
+    /// @param equity Attested equity (USD, 18 decimals, signed).
+    /// @param proof Sibling hashes from the leaf to the root.
+    function verifyMarginAt(
+        uint64 blockNumber,
+        address account,
+        uint256 initialMargin,
+        uint256 maintenanceMargin,
+        int256 equity,
+        bytes32[] calldata proof
+    ) external view {
+        _verifyMargin(blockNumber, account, initialMargin, maintenanceMargin, equity, proof);
+    }
+
+    /// @notice Return the latest attested round.
+    function latestRound() external view returns (RoundView memory) {
+        uint64 blockNumber = _state.lastBlockNumber;
+        if (blockNumber == 0) revert NoAttestedRound();
+        return _roundView(blockNumber);
+    }
+
+    /// @notice Return the round attested for block `blockNumber`.
+    /// @param blockNumber The round's block.
+    function roundAt(uint64 blockNumber) external view returns (RoundView memory) {
+        return _roundView(blockNumber);
+    }
+
+    /// @notice Return the config digest and report digest of the round at `blockNumber` (slashing evidence).
+    /// @param blockNumber The round's block.
+    function roundDigests(uint64 blockNumber) external view returns (bytes32, bytes32) {
+        Round storage r = _roundOf(blockNumber);
+        return (configDigestOf[r.configVersion], r.reportDigest);
+    }
+
+    /// @notice Return the current committee members in bitmap order.
+    function members() external view returns (address[] memory result) {
+        uint256 n = _state.committeeSize;
+        result = new address[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            result[i] = _memberAt[i];
+        }
+    }
+
+    /// @notice Return the current quorum.
+    function quorum() external view returns (uint8) {
+        return _state.quorum;
+    }
+
+    /// @notice Return the current config version.
+    function configVersion() external view returns (uint64) {
+        return _state.configVersion;
+    }
+
+    /// @notice Return the block of the latest attested round (0 before the first).
+    function lastBlockNumber() external view returns (uint64) {
+        return _state.lastBlockNumber;
+    }
+
+    /// @notice Return the maximum age in blocks of a round that `verifyMargin` accepts.
+    function maxRoundAge() external view returns (uint64) {
+        return _state.maxRoundAge;
+    }
+
+    function _verifyMargin(
+        uint64 blockNumber,
+        address account,
+        uint256 initialMargin,
+        uint256 maintenanceMargin,
+        int256 equity,
+        bytes32[] calldata proof
+    ) internal view {
+        Round storage r = _roundOf(blockNumber);
+        uint256 age = block.number - blockNumber;
+        uint64 maxAge = _state.maxRoundAge;
+        if (age > maxAge) revert RoundTooOld(blockNumber, age, maxAge);
+        bytes32 root = r.accountsRoot;
+        bytes32 leaf = computeLeaf(account, initialMargin, maintenanceMargin, equity);
+        if (!MerkleProof.verifyCalldata(proof, root, leaf)) revert InvalidMarginProof(account, blockNumber, root);
+    }
+
+    function _roundOf(uint64 blockNumber) internal view returns (Round storage r) {
+        r = _rounds[blockNumber % historyBlocks];
+        if (blockNumber == 0 || r.blockNumber != blockNumber) revert RoundNotFound(blockNumber);
+    }
+
+    function _roundView(uint64 blockNumber) internal view returns (RoundView memory) {
+        Round storage r = _roundOf(blockNumber);
+        return RoundView({
+            blockNumber: r.blockNumber,
+            accountsRoot: r.accountsRoot,
+            reportDigest: r.reportDigest,
+            configDigest: configDigestOf[r.configVersion],
+            configVersion: r.configVersion,
+            accountCount: r.accountCount,
+            attestedAt: r.attestedAt
+        });
+    }
+
+    function _countBits(uint256 x) internal pure returns (uint256 count) {
+        while (x != 0) {
+            x &= x - 1;
+            ++count;
+        }
+    }
+}

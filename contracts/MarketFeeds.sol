@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
+
+/// @title MarketFeeds
+/// @notice Index prices, SVI volatility smiles and collateral prices/haircuts, written by the feeder role.
+/// @dev Units: prices USD 1e8, rates/SVI/haircuts WAD 1e18; times unix seconds (docs/contracts.md, CHAIN_API.md).
+contract MarketFeeds is AccessControl {
+    /// @notice Role allowed to write feeds.
+    bytes32 public constant FEEDER_ROLE = keccak256("FEEDER_ROLE");
+    /// @notice 1e18.
+    uint256 public constant WAD = 1e18;
+    /// @notice Most expiries kept per underlying (bounds the snapshot view).
+    uint256 public constant MAX_EXPIRIES = 64;
+
+    /// @notice One expiry's SVI smile (raw parameters of total implied variance, WAD).
+    struct SmileView {
+        uint64 expiry;
+        int256 a;
+        int256 b;
+        int256 rho;
+        int256 m;
+        int256 sigma;
+        uint64 updatedAt;
+    }
+
+    /// @notice An underlying with its index, rate and smiles (sorted by expiry).
+    struct UnderlyingView {
+        bytes32 symbol;
+        uint256 index;
+        int256 rate;
+        uint64 updatedAt;
+        SmileView[] smiles;
+    }
+
+    /// @notice A collateral asset's price and haircut.
+    struct AssetView {
+        address token;
+        bytes32 symbol;
+        uint8 decimals;
+        uint256 price;
+        uint256 haircut;
+        bytes32 underlying;
+        uint64 updatedAt;
+    }
+
+    struct Underlying {
+        uint256 index;
+        int256 rate;
+        uint64 updatedAt;
+        bool listed;
+        uint64[] expiries;
+        mapping(uint64 expiry => SmileView) smiles;
+    }
+
+    bytes32[] internal _symbols;
+    mapping(bytes32 symbol => Underlying) internal _underlyings;
+    address[] internal _tokens;
+    mapping(address token => AssetView) internal _assets;
+
+    /// @notice An index price and rate were written.
+    event IndexSet(bytes32 indexed underlying, uint256 price, int256 rate, uint64 updatedAt);
+    /// @notice A smile was written.
+    event SmileSet(
+        bytes32 indexed underlying, uint64 indexed expiry, int256 a, int256 b, int256 rho, int256 m, int256 sigma
+    );
+    /// @notice A collateral price and haircut were written.
+    event AssetPriceSet(address indexed token, uint256 price, uint256 haircut, bytes32 underlying, uint64 updatedAt);
+
+    /// @notice The symbol is zero.
+    error InvalidSymbol(bytes32 symbol);
+    /// @notice A price is zero.
+    error InvalidPrice(uint256 price);
+    /// @notice The underlying has no index yet.
+    error UnknownUnderlying(bytes32 underlying);
+    /// @notice The expiry is zero.
+    error InvalidExpiry(uint64 expiry);
+    /// @notice Too many expiries for one underlying.
+    error TooManyExpiries(bytes32 underlying, uint256 count);
+    /// @notice An SVI parameter is out of range (b >= 0, |rho| < 1, sigma > 0).
+    error InvalidSmile(string parameter, int256 value);
+    /// @notice A haircut above 1 (WAD).
+    error InvalidHaircut(uint256 haircut);
+    /// @notice The token has no price.
+    error UnpricedAsset(address token);
+
+    /// @param admin Holds DEFAULT_ADMIN_ROLE (grants FEEDER_ROLE).
+    /// @param feeder Initial holder of FEEDER_ROLE.
+    constructor(address admin, address feeder) {
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(FEEDER_ROLE, feeder);
+    }
+
+    /// @notice Write the index price (USD 1e8) and rate (WAD) of an underlying; lists it on first write.
+    /// @param underlying Left-aligned ASCII symbol, e.g. "BTC".
+    /// @param price Index price, USD 1e8, > 0.
+    /// @param rate Continuously compounded rate, WAD.
+    function setIndex(bytes32 underlying, uint256 price, int256 rate) external onlyRole(FEEDER_ROLE) {
+        if (underlying == bytes32(0)) revert InvalidSymbol(underlying);
+        if (price == 0) revert InvalidPrice(price);
+        Underlying storage u = _underlyings[underlying];
+        if (!u.listed) {
+            u.listed = true;
+            _symbols.push(underlying);
+        }
+        u.index = price;
+        u.rate = rate;
+        u.updatedAt = uint64(block.timestamp);
+        emit IndexSet(underlying, price, rate, uint64(block.timestamp));
+    }
+
+    /// @notice Write the SVI smile of one expiry of a listed underlying.
+    /// @param underlying The underlying symbol.
+    /// @param expiry Expiry, unix seconds.
+    /// @param a SVI a (WAD).
+    /// @param b SVI b (WAD, >= 0).
+    /// @param rho SVI rho (WAD, |rho| < 1).
+    /// @param m SVI m (WAD).
+    /// @param sigma SVI sigma (WAD, > 0).
+    function setSmile(bytes32 underlying, uint64 expiry, int256 a, int256 b, int256 rho, int256 m, int256 sigma)
+        external
+        onlyRole(FEEDER_ROLE)
+    {
+        Underlying storage u = _underlyings[underlying];
+        if (!u.listed) revert UnknownUnderlying(underlying);
+        if (expiry == 0) revert InvalidExpiry(expiry);
+        if (b < 0) revert InvalidSmile("b", b);
+        if (rho <= -int256(WAD) || rho >= int256(WAD)) revert InvalidSmile("rho", rho);
+        if (sigma <= 0) revert InvalidSmile("sigma", sigma);
+        if (u.smiles[expiry].expiry == 0) {
+            uint64[] storage expiries = u.expiries;
+            if (expiries.length >= MAX_EXPIRIES) revert TooManyExpiries(underlying, expiries.length);
+            // insertion keeps expiries sorted ascending
+            expiries.push(expiry);
+            uint256 i = expiries.length - 1;
+            while (i > 0 && expiries[i - 1] > expiry) {
+                expiries[i] = expiries[i - 1];
+                --i;
+            }
+            expiries[i] = expiry;
+        }
+        u.smiles[expiry] = SmileView(expiry, a, b, rho, m, sigma, uint64(block.timestamp));
+        emit SmileSet(underlying, expiry, a, b, rho, m, sigma);
+    }
+
+    /// @notice Write a collateral asset's price (USD 1e8) and haircut (WAD); lists it on first write.
+    /// @param token The ERC20 token (its symbol and decimals are read once).
+    /// @param price USD 1e8 per whole token, > 0.
+    /// @param haircut Fraction of the value not counted as collateral, WAD, <= 1e18.
+    /// @param underlying The underlying whose moves the asset follows (0 for a stablecoin).
+    function setAssetPrice(address token, uint256 price, uint256 haircut, bytes32 underlying)
+        external
+        onlyRole(FEEDER_ROLE)
+    {
+        if (price == 0) revert InvalidPrice(price);
+        if (haircut > WAD) revert InvalidHaircut(haircut);
+        AssetView storage asset = _assets[token];
+        if (asset.token == address(0)) {
+            asset.token = token;
+            asset.symbol = bytes32(bytes(IERC20Metadata(token).symbol()));
+            asset.decimals = IERC20Metadata(token).decimals();
+            _tokens.push(token);
+        }
+        asset.price = price;
+        asset.haircut = haircut;
+        asset.underlying = underlying;
+        asset.updatedAt = uint64(block.timestamp);
+        emit AssetPriceSet(token, price, haircut, underlying, uint64(block.timestamp));
+    }
+
+    /// @notice Return a collateral asset's feed; reverts for an unpriced token.
+    /// @param token The ERC20 token.
+    function asset(address token) external view returns (AssetView memory) {
+        AssetView memory a = _assets[token];
+        if (a.token == address(0)) revert UnpricedAsset(token);
+        return a;
+    }
+
+    /// @notice Return the whole market: underlyings in listing order (smiles by expiry) and assets.
+    function snapshot() external view returns (UnderlyingView[] memory underlyings, AssetView[] memory assets) {
+        underlyings = new UnderlyingView[](_symbols.length);
+        for (uint256 i = 0; i < _symbols.length; ++i) {
+            Underlying storage u = _underlyings[_symbols[i]];
+            SmileView[] memory smiles = new SmileView[](u.expiries.length);
+            for (uint256 j = 0; j < smiles.length; ++j) {
+                smiles[j] = u.smiles[u.expiries[j]];
+            }
+            underlyings[i] = UnderlyingView(_symbols[i], u.index, u.rate, u.updatedAt, smiles);
+        }
+        assets = new AssetView[](_tokens.length);
+        for (uint256 i = 0; i < _tokens.length; ++i) {
+            assets[i] = _assets[_tokens[i]];
+        }
+    }
+}

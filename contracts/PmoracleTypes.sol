@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+/// @notice What a committee attests for one round: the margin book at block `blockNumber`.
+/// @dev Field order and types are the EIP-712 type `REPORT_TYPE` of src/pmoracle/consensus/report.py.
+struct Report {
+    bytes32 configDigest;
+    uint64 blockNumber;
+    bytes32 blockHash;
+    bytes32 paramsHash;
+    bytes32 accountsRoot;
+    uint32 accountCount;
+}
+
+/// @notice An account's attested margin values (USD with 18 decimals), as in the round's Merkle leaf.
+struct AttestedMargin {
+    uint256 initialMargin;
+    uint256 maintenanceMargin;
+    int256 equity;
+}
+
+/// @notice The reads of MarginOracle that other pmoracle contracts use.
+interface IMarginOracle {
+    /// @notice Install a new committee (only the registry).
+    function setCommittee(bytes32 digest, uint64 version, address[] calldata members, uint8 quorum) external;
+
+    /// @notice Return the EIP-712 digest a committee member signs for `report`.
+    function reportDigest(Report calldata report) external view returns (bytes32);
+
+    /// @notice Return the config digest and report digest attested for the round at `blockNumber`.
+    function roundDigests(uint64 blockNumber) external view returns (bytes32 configDigest, bytes32 digest);
+
+    /// @notice Revert unless the leaf (account, values) is in the latest round, which is not too old.
+    function verifyMargin(
+        address account,
+        uint256 initialMargin,
+        uint256 maintenanceMargin,
+        int256 equity,
+        bytes32[] calldata proof
+    ) external view returns (uint64 blockNumber);
+}

@@ -1,0 +1,449 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {Address} from "@openzeppelin/contracts/utils/Address.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
+import {Report, IMarginOracle} from "./PmoracleTypes.sol";
+
+/// @title SolverRegistry
+/// @notice Solver nodes register here with a native-ETH stake, their report-signing key (with a proof of
+///         possession) and their libp2p endpoints; the owner sets the committee; anyone can submit slashing
+///         evidence (equivocation, deviation from the attested report).
+/// @dev Proof of possession: the signing key signs, EIP-191 ("\x19Ethereum Signed Message:\n32"), the hash
+///      keccak256(abi.encode("pmoracle-pop", registrant, block.chainid, address(this))) (see `popHash`).
+contract SolverRegistry is Ownable, ReentrancyGuard {
+    /// @notice Largest committee (signer bitmaps of MarginOracle).
+    uint256 public constant MAX_COMMITTEE = 64;
+    /// @notice Basis-point denominator.
+    uint256 public constant BPS = 10_000;
+
+    /// @notice Life cycle of a node.
+    enum NodeStatus {
+        None,
+        Active,
+        Unbonding,
+        Exited
+    }
+
+    /// @notice A registered node.
+    struct Node {
+        address operator;
+        address signer;
+        uint256 stake;
+        uint64 unbondingEndsAt;
+        NodeStatus status;
+        bytes peerId;
+        string[] multiaddrs;
+    }
+
+    /// @notice The current committee config.
+    struct CommitteeView {
+        uint256 chainId;
+        address registry;
+        uint64 version;
+        address[] members;
+        uint8 quorum;
+        uint64 roundPeriod;
+        uint64 finalityDepth;
+        bytes32 paramsHash;
+        bytes32 configDigest;
+    }
+
+    /// @notice Kinds of slashing evidence.
+    enum Offence {
+        Equivocation,
+        Deviation
+    }
+
+    /// @notice Minimum stake (wei) to register and to be put in a committee.
+    uint256 public immutable minStake;
+    /// @notice Seconds between `requestUnbond` and `withdrawStake`.
+    uint64 public immutable unbondingDelay;
+    /// @notice Fraction of the stake slashed per offence, in basis points.
+    uint256 public immutable slashBps;
+    /// @notice Fraction of the slashed amount paid to the reporter, in basis points.
+    uint256 public immutable rewardBps;
+
+    /// @notice The MarginOracle whose committee this registry sets (set once).
+    IMarginOracle public oracle;
+    /// @notice Slashed wei not paid to reporters (held by this contract, never returned to the node).
+    uint256 public slashedPool;
+
+    uint64 internal _version;
+    uint8 internal _quorum;
+    uint64 internal _roundPeriod;
+    uint64 internal _finalityDepth;
+    bytes32 internal _paramsHash;
+    address[] internal _members;
+    mapping(address signer => uint256 indexPlusOne) internal _committeeIndex;
+
+    mapping(address signer => Node) internal _nodes;
+    /// @notice The signing address registered by an operator (zero if none).
+    mapping(address operator => address signer) public signerOf;
+    address[] internal _signers;
+    /// @notice Whether a signer was already slashed for a round key keccak256(abi.encode(signer, configDigest, blockNumber)).
+    mapping(bytes32 offenceKey => bool) public slashed;
+
+    /// @notice The oracle was set.
+    event OracleSet(address oracle);
+    /// @notice A node registered.
+    event NodeRegistered(address indexed operator, address indexed signer, uint256 stake, bytes peerId, string[] multiaddrs);
+    /// @notice A node added stake.
+    event StakeAdded(address indexed signer, uint256 amount, uint256 stake);
+    /// @notice A node changed its libp2p endpoints.
+    event EndpointsUpdated(address indexed signer, bytes peerId, string[] multiaddrs);
+    /// @notice A node started unbonding.
+    event UnbondRequested(address indexed signer, uint64 unbondingEndsAt);
+    /// @notice A node withdrew its stake and left.
+    event StakeWithdrawn(address indexed signer, address indexed operator, uint256 amount);
+    /// @notice The owner set a new committee config.
+    event CommitteeSet(
+        uint64 indexed version,
+        bytes32 indexed configDigest,
+        address[] members,
+        uint8 quorum,
+        uint64 roundPeriod,
+        uint64 finalityDepth,
+        bytes32 paramsHash
+    );
+    /// @notice A signer was slashed.
+    event Slashed(
+        address indexed signer,
+        Offence indexed offence,
+        bytes32 configDigest,
+        uint64 blockNumber,
+        uint256 amount,
+        address reporter,
+        uint256 reward
+    );
+
+    /// @notice A constructor argument is out of range.
+    error InvalidParameter(string name, uint256 value);
+    /// @notice The oracle was already set, or is zero.
+    error OracleAlreadySet(address oracle);
+    /// @notice The oracle is not set yet.
+    error OracleNotSet();
+    /// @notice The stake sent is below the minimum.
+    error InsufficientStake(uint256 given, uint256 minimum);
+    /// @notice The operator already registered a node.
+    error OperatorAlreadyRegistered(address operator, address signer);
+    /// @notice The signing address is already registered (or zero).
+    error SignerAlreadyRegistered(address signer);
+    /// @notice The proof of possession does not recover to the signing address.
+    error InvalidProofOfPossession(address signer, address recovered);
+    /// @notice The caller has no node.
+    error NotRegistered(address operator);
+    /// @notice The node is not in the state the call needs.
+    error InvalidNodeStatus(address signer, NodeStatus status);
+    /// @notice The node is a member of the current committee.
+    error MemberOfCommittee(address signer, uint64 version);
+    /// @notice The unbonding delay has not passed.
+    error StillUnbonding(address signer, uint64 unbondingEndsAt, uint256 now_);
+    /// @notice A committee of this size cannot be set.
+    error InvalidCommitteeSize(uint256 size);
+    /// @notice The quorum is outside [byzantineQuorum, n].
+    error InvalidQuorum(uint8 quorum, uint256 minimum, uint256 maximum);
+    /// @notice The round period is zero.
+    error InvalidRoundPeriod(uint64 roundPeriod);
+    /// @notice A member is not an active node with the minimum stake.
+    error IneligibleMember(address member, NodeStatus status, uint256 stake);
+    /// @notice A member appears twice.
+    error DuplicateMember(address member);
+    /// @notice The evidence is not an offence (same digest, different round key, or matches the attested report).
+    error NotAnOffence(bytes32 digestA, bytes32 digestB);
+    /// @notice Two pieces of evidence name different round keys.
+    error RoundKeyMismatch(bytes32 configDigestA, uint64 blockNumberA, bytes32 configDigestB, uint64 blockNumberB);
+    /// @notice The two signatures come from different signers.
+    error SignerMismatch(address signerA, address signerB);
+    /// @notice A signature is malformed or malleable (OpenZeppelin ECDSA.RecoverError, with its argument).
+    error InvalidSignature(uint8 recoverError, bytes32 errorArg);
+    /// @notice The signer has no stake to slash.
+    error NothingToSlash(address signer);
+    /// @notice This signer was already slashed for this round key.
+    error AlreadySlashed(address signer, bytes32 configDigest, uint64 blockNumber);
+
+    /// @param owner_ Sets the oracle and committees.
+    /// @param minStake_ Minimum stake in wei.
+    /// @param unbondingDelay_ Seconds a leaving node stays slashable.
+    /// @param slashBps_ Fraction of the stake slashed per offence (basis points, 1..10000).
+    /// @param rewardBps_ Fraction of the slashed amount paid to the reporter (basis points, 0..10000).
+    constructor(address owner_, uint256 minStake_, uint64 unbondingDelay_, uint256 slashBps_, uint256 rewardBps_)
+        Ownable(owner_)
+    {
+        if (minStake_ == 0) revert InvalidParameter("minStake", minStake_);
+        if (slashBps_ == 0 || slashBps_ > BPS) revert InvalidParameter("slashBps", slashBps_);
+        if (rewardBps_ > BPS) revert InvalidParameter("rewardBps", rewardBps_);
+        minStake = minStake_;
+        unbondingDelay = unbondingDelay_;
+        slashBps = slashBps_;
+        rewardBps = rewardBps_;
+    }
+
+    /// @notice Set the MarginOracle once (its constructor names this registry).
+    /// @param oracle_ The oracle.
+    function setOracle(IMarginOracle oracle_) external onlyOwner {
+        if (address(oracle) != address(0) || address(oracle_) == address(0)) revert OracleAlreadySet(address(oracle));
+        oracle = oracle_;
+        emit OracleSet(address(oracle_));
+    }
+
+    /// @notice Return the hash a signing key signs (EIP-191) to prove possession for `registrant`.
+    /// @param registrant The operator address that will call `register`.
+    function popHash(address registrant) public view returns (bytes32) {
+        return keccak256(abi.encode("pmoracle-pop", registrant, block.chainid, address(this)));
+    }
+
+    /// @notice Register the caller's node with a stake (msg.value), its signing key and its libp2p endpoints.
+    /// @param signer The report-signing address.
+    /// @param proofOfPossession The signer's EIP-191 signature of `popHash(msg.sender)`.
+    /// @param peerId The libp2p peer id (binary multihash).
+    /// @param multiaddrs The libp2p multiaddrs (text form).
+    function register(
+        address signer,
+        bytes calldata proofOfPossession,
+        bytes calldata peerId,
+        string[] calldata multiaddrs
+    ) external payable {
+        if (msg.value < minStake) revert InsufficientStake(msg.value, minStake);
+        address existing = signerOf[msg.sender];
+        if (existing != address(0)) revert OperatorAlreadyRegistered(msg.sender, existing);
+        if (signer == address(0) || _nodes[signer].status != NodeStatus.None) revert SignerAlreadyRegistered(signer);
+        bytes32 digest = MessageHashUtils.toEthSignedMessageHash(popHash(msg.sender));
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, proofOfPossession);
+        if (err != ECDSA.RecoverError.NoError || recovered != signer) {
+            revert InvalidProofOfPossession(signer, recovered);
+        }
+        Node storage node = _nodes[signer];
+        node.operator = msg.sender;
+        node.signer = signer;
+        node.stake = msg.value;
+        node.status = NodeStatus.Active;
+        _setEndpoints(node, peerId, multiaddrs);
+        signerOf[msg.sender] = signer;
+        _signers.push(signer);
+        emit NodeRegistered(msg.sender, signer, msg.value, peerId, multiaddrs);
+    }
+
+    /// @notice Add msg.value to the caller's active node's stake.
+    function addStake() external payable {
+        Node storage node = _activeNodeOf(msg.sender);
+        node.stake += msg.value;
+        emit StakeAdded(node.signer, msg.value, node.stake);
+    }
+
+    /// @notice Replace the caller's libp2p peer id and multiaddrs.
+    /// @param peerId The libp2p peer id (binary multihash).
+    /// @param multiaddrs The libp2p multiaddrs (text form).
+    function updateEndpoints(bytes calldata peerId, string[] calldata multiaddrs) external {
+        Node storage node = _activeNodeOf(msg.sender);
+        _setEndpoints(node, peerId, multiaddrs);
+        emit EndpointsUpdated(node.signer, peerId, multiaddrs);
+    }
+
+    /// @notice Start unbonding the caller's node; it stays slashable until `withdrawStake`.
+    function requestUnbond() external {
+        Node storage node = _activeNodeOf(msg.sender);
+        if (_committeeIndex[node.signer] != 0) revert MemberOfCommittee(node.signer, _version);
+        uint64 endsAt = uint64(block.timestamp) + unbondingDelay;
+        node.status = NodeStatus.Unbonding;
+        node.unbondingEndsAt = endsAt;
+        emit UnbondRequested(node.signer, endsAt);
+    }
+
+    /// @notice Withdraw the caller's remaining stake once the unbonding delay has passed.
+    function withdrawStake() external nonReentrant {
+        address signer = signerOf[msg.sender];
+        if (signer == address(0)) revert NotRegistered(msg.sender);
+        Node storage node = _nodes[signer];
+        if (node.status != NodeStatus.Unbonding) revert InvalidNodeStatus(signer, node.status);
+        if (block.timestamp < node.unbondingEndsAt) {
+            revert StillUnbonding(signer, node.unbondingEndsAt, block.timestamp);
+        }
+        uint256 amount = node.stake;
+        node.stake = 0;
+        node.status = NodeStatus.Exited;
+        emit StakeWithdrawn(signer, msg.sender, amount);
+        Address.sendValue(payable(msg.sender), amount);
+    }
+
+    /// @notice Set the committee config (new version) and install it in the oracle.
+    /// @param members Report-signing addresses of active nodes with the minimum stake, in bitmap order.
+    /// @param quorum At least the Byzantine quorum (n + f) / 2 + 1 with f = (n - 1) / 3, at most n.
+    /// @param roundPeriod Blocks between anchor blocks (>= 1).
+    /// @param finalityDepth Blocks an anchor block must be buried under before its round starts.
+    /// @param paramsHash keccak256 of the canonical risk parameters.
+    function setCommittee(
+        address[] calldata members,
+        uint8 quorum,
+        uint64 roundPeriod,
+        uint64 finalityDepth,
+        bytes32 paramsHash
+    ) external onlyOwner {
+        if (address(oracle) == address(0)) revert OracleNotSet();
+        uint256 n = members.length;
+        if (n == 0 || n > MAX_COMMITTEE) revert InvalidCommitteeSize(n);
+        uint256 minimum = (n + (n - 1) / 3) / 2 + 1;
+        if (quorum < minimum || quorum > n) revert InvalidQuorum(quorum, minimum, n);
+        if (roundPeriod == 0) revert InvalidRoundPeriod(roundPeriod);
+        for (uint256 i = 0; i < _members.length; ++i) {
+            delete _committeeIndex[_members[i]];
+        }
+        for (uint256 i = 0; i < n; ++i) {
+            address member = members[i];
+            Node storage node = _nodes[member];
+            if (node.status != NodeStatus.Active || node.stake < minStake) {
+                revert IneligibleMember(member, node.status, node.stake);
+            }
+            if (_committeeIndex[member] != 0) revert DuplicateMember(member);
+            _committeeIndex[member] = i + 1;
+        }
+        uint64 version = _version + 1;
+        _version = version;
+        _members = members;
+        _quorum = quorum;
+        _roundPeriod = roundPeriod;
+        _finalityDepth = finalityDepth;
+        _paramsHash = paramsHash;
+        bytes32 digest = configDigest();
+        emit CommitteeSet(version, digest, members, quorum, roundPeriod, finalityDepth, paramsHash);
+        oracle.setCommittee(digest, version, members, quorum);
+    }
+
+    /// @notice Return keccak256(abi.encode(chainId, registry, version, members, quorum, roundPeriod,
+    ///         finalityDepth, paramsHash)) of the current config (CommitteeConfig.digest() in Python).
+    function configDigest() public view returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                block.chainid,
+                address(this),
+                _version,
+                _members,
+                _quorum,
+                _roundPeriod,
+                _finalityDepth,
+                _paramsHash
+            )
+        );
+    }
+
+    /// @notice Return the current committee config and its digest.
+    function committee() external view returns (CommitteeView memory) {
+        return CommitteeView({
+            chainId: block.chainid,
+            registry: address(this),
+            version: _version,
+            members: _members,
+            quorum: _quorum,
+            roundPeriod: _roundPeriod,
+            finalityDepth: _finalityDepth,
+            paramsHash: _paramsHash,
+            configDigest: configDigest()
+        });
+    }
+
+    /// @notice Return the number of nodes ever registered.
+    function nodeCount() external view returns (uint256) {
+        return _signers.length;
+    }
+
+    /// @notice Return up to `limit` nodes from registration index `offset`.
+    /// @param offset First registration index.
+    /// @param limit Maximum number of nodes.
+    function nodesPage(uint256 offset, uint256 limit) external view returns (Node[] memory page) {
+        uint256 total = _signers.length;
+        uint256 end = offset >= total ? offset : (total - offset < limit ? total : offset + limit);
+        page = new Node[](end - offset);
+        for (uint256 i = offset; i < end; ++i) {
+            page[i - offset] = _nodes[_signers[i]];
+        }
+    }
+
+    /// @notice Return the node whose signing address is `signer` (status None if unknown).
+    /// @param signer The report-signing address.
+    function nodeOf(address signer) external view returns (Node memory) {
+        return _nodes[signer];
+    }
+
+    /// @notice Slash a signer who signed two different reports for the same round key.
+    /// @param reportA The first report.
+    /// @param sigA The signer's EIP-712 signature of `reportA` (oracle domain).
+    /// @param reportB The second report (same configDigest and blockNumber, different digest).
+    /// @param sigB The same signer's signature of `reportB`.
+    function slashEquivocation(
+        Report calldata reportA,
+        bytes calldata sigA,
+        Report calldata reportB,
+        bytes calldata sigB
+    ) external nonReentrant {
+        IMarginOracle oracle_ = _oracle();
+        if (reportA.configDigest != reportB.configDigest || reportA.blockNumber != reportB.blockNumber) {
+            revert RoundKeyMismatch(reportA.configDigest, reportA.blockNumber, reportB.configDigest, reportB.blockNumber);
+        }
+        bytes32 digestA = oracle_.reportDigest(reportA);
+        bytes32 digestB = oracle_.reportDigest(reportB);
+        if (digestA == digestB) revert NotAnOffence(digestA, digestB);
+        address signerA = _recover(digestA, sigA);
+        address signerB = _recover(digestB, sigB);
+        if (signerA != signerB) revert SignerMismatch(signerA, signerB);
+        _slash(signerA, Offence.Equivocation, reportA.configDigest, reportA.blockNumber);
+    }
+
+    /// @notice Slash a signer who signed a report for an attested round key whose attested digest differs.
+    /// @param report The deviating report.
+    /// @param sig The signer's EIP-712 signature of `report` (oracle domain).
+    function slashDeviation(Report calldata report, bytes calldata sig) external nonReentrant {
+        IMarginOracle oracle_ = _oracle();
+        (bytes32 attestedConfig, bytes32 attestedDigest) = oracle_.roundDigests(report.blockNumber);
+        bytes32 digest = oracle_.reportDigest(report);
+        if (attestedConfig != report.configDigest) {
+            revert RoundKeyMismatch(report.configDigest, report.blockNumber, attestedConfig, report.blockNumber);
+        }
+        if (digest == attestedDigest) revert NotAnOffence(digest, attestedDigest);
+        address signer = _recover(digest, sig);
+        _slash(signer, Offence.Deviation, report.configDigest, report.blockNumber);
+    }
+
+    function _slash(address signer, Offence offence, bytes32 configDigest_, uint64 blockNumber) internal {
+        Node storage node = _nodes[signer];
+        if (node.stake == 0) revert NothingToSlash(signer);
+        bytes32 key = keccak256(abi.encode(signer, configDigest_, blockNumber));
+        if (slashed[key]) revert AlreadySlashed(signer, configDigest_, blockNumber);
+        slashed[key] = true;
+        uint256 amount = node.stake * slashBps / BPS;
+        uint256 reward = amount * rewardBps / BPS;
+        node.stake -= amount;
+        slashedPool += amount - reward;
+        emit Slashed(signer, offence, configDigest_, blockNumber, amount, msg.sender, reward);
+        if (reward != 0) Address.sendValue(payable(msg.sender), reward);
+    }
+
+    function _setEndpoints(Node storage node, bytes calldata peerId, string[] calldata multiaddrs) internal {
+        node.peerId = peerId;
+        delete node.multiaddrs;
+        for (uint256 i = 0; i < multiaddrs.length; ++i) {
+            node.multiaddrs.push(multiaddrs[i]);
+        }
+    }
+
+    function _recover(bytes32 digest, bytes calldata signature) internal pure returns (address recovered) {
+        ECDSA.RecoverError err;
+        bytes32 errArg;
+        (recovered, err, errArg) = ECDSA.tryRecoverCalldata(digest, signature);
+        if (err != ECDSA.RecoverError.NoError) revert InvalidSignature(uint8(err), errArg);
+    }
+
+    function _oracle() internal view returns (IMarginOracle oracle_) {
+        oracle_ = oracle;
+        if (address(oracle_) == address(0)) revert OracleNotSet();
+    }
+
+    function _activeNodeOf(address operator) internal view returns (Node storage node) {
+        address signer = signerOf[operator];
+        if (signer == address(0)) revert NotRegistered(operator);
+        node = _nodes[signer];
+        if (node.status != NodeStatus.Active) revert InvalidNodeStatus(signer, node.status);
+    }
+}

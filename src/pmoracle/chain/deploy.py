@@ -1,0 +1,285 @@
+"""Deploy and wire every pmoracle contract on a chain, and register nodes and committees (devnet and tests).
+
+Plain synchronous web3.py (``HTTPProvider`` with the middleware cleared) and raw transactions signed with
+eth-account, one account at a time with its own nonce counter. Not a transmitter: it waits for each receipt.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_account import Account
+from eth_utils import to_checksum_address
+from web3 import HTTPProvider, Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
+
+from pmoracle.chain.contracts import describe_revert, load_artifact, revert_data_of
+from pmoracle.consensus.committee import compute_byzantine_quorum
+from pmoracle.consensus.pop import sign_proof_of_possession
+from pmoracle.errors import InputError, PmoracleError
+
+# Collateral mocks of the devnet: (key in the deployment JSON, name, symbol, decimals).
+MOCK_TOKENS = (("USDC", "USD Coin (mock)", "USDC", 6), ("WBTC", "Wrapped BTC (mock)", "WBTC", 8),
+               ("WETH", "Wrapped Ether (mock)", "WETH", 18))  # fmt: skip
+GAS_MARGIN_NUM, GAS_MARGIN_DEN = 6, 5  # estimate x 1.2
+
+
+class DeployError(PmoracleError):
+    """Raised when a deployment or setup transaction reverts or cannot be sent; names the call and the error."""
+
+    def __init__(self, call: str, error: str, args: tuple[Any, ...] = ()) -> None:
+        super().__init__(f"{call}: {error}{args!r}")
+        self.call = call
+        self.error = error
+        self.args_ = args
+
+
+def connect(rpc_url: str) -> Web3:
+    """Return a synchronous web3 client on ``rpc_url`` with the middleware cleared (one HTTP request per call)."""
+    w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    w3.middleware_onion.clear()
+    return w3
+
+
+@dataclass
+class Sender:
+    """Sends raw EIP-1559 transactions from one key, tracking its nonce locally, and waits for receipts."""
+
+    w3: Web3
+    key: bytes
+    address: str = field(init=False)
+    chain_id: int = field(init=False)
+    _nonce: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.address = Account.from_key(self.key).address
+        self.chain_id = int(self.w3.eth.chain_id)
+        self._nonce = int(self.w3.eth.get_transaction_count(self.address, "pending"))
+
+    def send(self, tx: dict[str, Any], *, label: str, gas: int | None = None) -> dict[str, Any]:
+        """Sign and send ``tx`` (to, data, value), wait for its receipt and return it.
+
+        Errors:
+            DeployError with the decoded custom error when the gas estimate or the transaction reverts.
+        """
+        tx = {"from": self.address, "value": 0, **tx}
+        if gas is None:
+            try:
+                # "pending": the transaction runs in the next block (at "latest", blockhash(latest) reads as zero).
+                estimate = self.w3.eth.estimate_gas(tx, "pending")  # type: ignore[arg-type]
+                gas = int(estimate) * GAS_MARGIN_NUM // GAS_MARGIN_DEN
+            except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+                data = revert_data_of(exc)
+                name, args = describe_revert(data) if data is not None else (str(exc), ())
+                raise DeployError(label, name, args) from None
+        base_fee = int(self.w3.eth.get_block("latest")["baseFeePerGas"])
+        tip = 10**9
+        full = {
+            **tx,
+            "gas": gas,
+            "nonce": self._nonce,
+            "chainId": self.chain_id,
+            "maxPriorityFeePerGas": tip,
+            "maxFeePerGas": 2 * base_fee + tip,
+            "type": 2,
+        }
+        full.pop("from")
+        signed = Account.sign_transaction(full, self.key)
+        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        self._nonce += 1
+        receipt = dict(self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.02))
+        if receipt["status"] != 1:
+            raise DeployError(label, "transaction reverted", (tx_hash.hex(),))
+        return receipt
+
+    def call_fn(self, fn: Any, *, label: str, value: int = 0, gas: int | None = None) -> dict[str, Any]:
+        """Send a bound contract function call (``contract.functions.f(...)``) and return its receipt."""
+        tx = {"to": fn.address, "data": fn._encode_transaction_data(), "value": value}
+        return self.send(tx, label=label, gas=gas)
+
+    def deploy(self, name: str, *args: Any) -> str:
+        """Deploy the artifact ``name`` with constructor ``args`` and return its checksum address."""
+        artifact = load_artifact(name)
+        factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        data = factory.constructor(*args).data_in_transaction
+        receipt = self.send({"data": data}, label=f"deploy {name}")
+        return to_checksum_address(receipt["contractAddress"])
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """Where the pmoracle contracts live on one chain (the deployment JSON)."""
+
+    chain_id: int
+    deploy_block: int
+    contracts: dict[str, str]  # name -> checksum address
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the deployment JSON object."""
+        return {"chainId": self.chain_id, "deployBlock": self.deploy_block, "contracts": dict(self.contracts)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Deployment:
+        """Return the deployment described by a deployment JSON object."""
+        try:
+            contracts = {str(k): to_checksum_address(v) for k, v in obj["contracts"].items()}
+            return cls(chain_id=int(obj["chainId"]), deploy_block=int(obj["deployBlock"]), contracts=contracts)
+        except KeyError as exc:
+            raise InputError(str(exc.args[0]), "missing from deployment JSON") from None
+        except (TypeError, ValueError) as exc:
+            raise InputError("deployment", str(exc)) from None
+
+    def save(self, path: pathlib.Path) -> None:
+        """Write the deployment JSON to ``path``."""
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: pathlib.Path) -> Deployment:
+        """Read a deployment JSON file."""
+        return cls.from_json(json.loads(path.read_text()))
+
+    def contract(self, w3: Web3, name: str) -> Any:
+        """Return a web3 contract object for ``name`` (MockERC20's ABI for the tokens)."""
+        artifact_name = "MockERC20" if name in ("USDC", "WBTC", "WETH") else name
+        return w3.eth.contract(address=self.contracts[name], abi=load_artifact(artifact_name).abi)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """A node to register: operator (transaction) key, report-signing key, libp2p endpoints and stake."""
+
+    operator_key: bytes
+    signing_key: bytes
+    peer_id: bytes
+    multiaddrs: tuple[str, ...]
+    stake: int
+
+
+def deploy(
+    rpc_url: str,
+    deployer_key: bytes,
+    *,
+    params_hash: bytes,
+    round_period: int,
+    finality_depth: int,
+    nodes: Sequence[NodeSpec] = (),
+    quorum: int | None = None,
+    min_stake: int = 10**18,
+    unbonding_delay: int = 7 * 86400,
+    slash_bps: int = 1_000,
+    reward_bps: int = 5_000,
+    history_blocks: int = 1024,
+    max_round_age: int = 256,
+    feeder: str | None = None,
+    matcher: str | None = None,
+    output: pathlib.Path | None = None,
+) -> Deployment:
+    """Deploy MarketFeeds, SolverRegistry, MarginOracle, MarginAccounts and the mock tokens, and wire them.
+
+    The deployer is admin/owner of everything; ``feeder`` and ``matcher`` (default: the deployer) get the feeder
+    and matcher roles; the tokens are enabled as collateral; the registry gets the oracle. When ``nodes`` are
+    given they are registered (stake, proof of possession, endpoints) and set as the committee with ``quorum``
+    (default the Byzantine quorum) and the given ``params_hash``, ``round_period`` and ``finality_depth``.
+
+    Args:
+        rpc_url: JSON-RPC URL of the chain.
+        deployer_key: 32-byte private key paying for the deployment.
+        params_hash: keccak256 of the canonical risk parameters (committee config).
+        round_period: blocks between anchor blocks (committee config).
+        finality_depth: blocks an anchor must be buried under (committee config).
+        nodes: nodes to register and put in the first committee (none: no committee yet).
+        quorum: committee quorum (default (n + f) // 2 + 1).
+        min_stake, unbonding_delay, slash_bps, reward_bps: SolverRegistry parameters (wei, seconds, bps, bps).
+        history_blocks, max_round_age: MarginOracle ring size and maximum round age, in blocks.
+        feeder, matcher: addresses given the feeder and matcher roles (default: the deployer).
+        output: where to write the deployment JSON (not written when None).
+
+    Returns:
+        The Deployment (chain id, first deployment block, addresses).
+
+    Errors:
+        InputError for inconsistent arguments; DeployError naming the call and the decoded custom error when a
+        transaction reverts.
+    """
+    if len(params_hash) != 32:
+        raise InputError("params_hash", f"expected 32 bytes, got {len(params_hash)}")
+    if round_period < 1:
+        raise InputError("round_period", f"must be >= 1, got {round_period}")
+    if finality_depth < 0:
+        raise InputError("finality_depth", f"must be >= 0, got {finality_depth}")
+    w3 = connect(rpc_url)
+    sender = Sender(w3, deployer_key)
+    admin = sender.address
+    deploy_block = int(w3.eth.block_number) + 1
+    addresses: dict[str, str] = {}
+    addresses["MarketFeeds"] = sender.deploy("MarketFeeds", admin, feeder or admin)
+    addresses["SolverRegistry"] = sender.deploy(
+        "SolverRegistry", admin, min_stake, unbonding_delay, slash_bps, reward_bps
+    )
+    addresses["MarginOracle"] = sender.deploy(
+        "MarginOracle", addresses["SolverRegistry"], admin, history_blocks, max_round_age
+    )
+    addresses["MarginAccounts"] = sender.deploy(
+        "MarginAccounts", admin, matcher or admin, addresses["MarketFeeds"], addresses["MarginOracle"]
+    )
+    for key, name, symbol, decimals in MOCK_TOKENS:
+        addresses[key] = sender.deploy("MockERC20", name, symbol, decimals)
+    deployment = Deployment(chain_id=sender.chain_id, deploy_block=deploy_block, contracts=addresses)
+    registry = deployment.contract(w3, "SolverRegistry")
+    sender.call_fn(registry.functions.setOracle(addresses["MarginOracle"]), label="SolverRegistry.setOracle")
+    accounts = deployment.contract(w3, "MarginAccounts")
+    for key, *_ in MOCK_TOKENS:
+        sender.call_fn(accounts.functions.addCollateral(addresses[key]), label=f"MarginAccounts.addCollateral {key}")
+    if nodes:
+        for spec in nodes:
+            register_node(w3, deployment, spec)
+        members = [Account.from_key(spec.signing_key).address for spec in nodes]
+        set_committee(
+            sender,
+            deployment,
+            members,
+            quorum=quorum if quorum is not None else compute_byzantine_quorum(len(members)),
+            round_period=round_period,
+            finality_depth=finality_depth,
+            params_hash=params_hash,
+        )
+    if output is not None:
+        deployment.save(output)
+    return deployment
+
+
+def register_node(w3: Web3, deployment: Deployment, spec: NodeSpec) -> dict[str, Any]:
+    """Register ``spec``'s node from its operator account with its proof of possession; return the receipt."""
+    sender = Sender(w3, spec.operator_key)
+    registry = deployment.contract(w3, "SolverRegistry")
+    proof = sign_proof_of_possession(
+        deployment.chain_id,
+        bytes.fromhex(deployment.contracts["SolverRegistry"][2:]),
+        bytes.fromhex(sender.address[2:]),
+        spec.signing_key,
+    )
+    signer = Account.from_key(spec.signing_key).address
+    fn = registry.functions.register(signer, proof, spec.peer_id, list(spec.multiaddrs))
+    return sender.call_fn(fn, label="SolverRegistry.register", value=spec.stake)
+
+
+def set_committee(
+    owner: Sender,
+    deployment: Deployment,
+    members: Sequence[str],
+    *,
+    quorum: int,
+    round_period: int,
+    finality_depth: int,
+    params_hash: bytes,
+) -> dict[str, Any]:
+    """Set a new committee config in SolverRegistry (which installs it in MarginOracle); return the receipt."""
+    registry = deployment.contract(owner.w3, "SolverRegistry")
+    fn = registry.functions.setCommittee(
+        [to_checksum_address(m) for m in members], quorum, round_period, finality_depth, params_hash
+    )
+    return owner.call_fn(fn, label="SolverRegistry.setCommittee")

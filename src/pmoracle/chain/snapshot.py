@@ -1,0 +1,265 @@
+"""Read everything the risk engine needs at block B: market feeds, instruments and every account's book.
+
+All reads are ``eth_call``s pinned to block B *by hash* (EIP-1898), so every page comes from the same state even
+across fallback endpoints and a reorg during the read makes the snapshot fail rather than mix two forks. Cost:
+one call for the market, one per page of instruments and one per page of accounts (plus two counts and the
+header), so proportional to the number of accounts. Chain data is converted to the engine's integer input types
+in a canonical order; anything malformed raises ``SnapshotError`` and no partial snapshot is ever returned.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import function_signature_to_4byte_selector, get_abi_output_types, to_checksum_address
+
+from pmoracle.chain.client import ChainClient
+from pmoracle.chain.contracts import load_artifact
+from pmoracle.chain.deploy import Deployment
+from pmoracle.chain.errors import ChainError, SnapshotError
+from pmoracle.errors import InputError
+from pmoracle.risk.inputs import (
+    SIZE_DECIMALS,
+    CollateralAsset,
+    Instrument,
+    InstrumentKind,
+    MarketSnapshot,
+    Portfolio,
+    Position,
+    Smile,
+    UnderlyingMarket,
+)
+
+DEFAULT_ACCOUNT_PAGE = 200
+DEFAULT_INSTRUMENT_PAGE = 500
+MAX_TOKEN_DECIMALS = 36
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSnapshot:
+    """The risk engine's inputs read from the chain at one block."""
+
+    block_number: int
+    block_hash: bytes
+    timestamp: int
+    market: MarketSnapshot
+    portfolios: tuple[Portfolio, ...]  # accounts with anything, sorted by address bytes
+    instruments: tuple[tuple[int, Instrument], ...]  # (on-chain id, instrument), by id
+    rpc_calls: int = 0  # eth_calls made to read it (header excluded)
+
+    def instrument(self, instrument_id: int) -> Instrument:
+        """Return the instrument of an on-chain id; raise ``InputError`` if it is unknown."""
+        for iid, instrument in self.instruments:
+            if iid == instrument_id:
+                return instrument
+        raise InputError("instrument_id", f"unknown instrument id {instrument_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """One view function of a contract: its selector and output types."""
+
+    selector: bytes
+    output_types: tuple[str, ...]
+
+    def encode(self, *args: int) -> bytes:
+        return self.selector + abi_encode(["uint256"] * len(args), list(args))
+
+
+@functools.cache
+def _view(contract: str, name: str) -> _View:
+    for entry in load_artifact(contract).abi:
+        if entry.get("type") == "function" and entry.get("name") == name:
+            types = [i["type"] for i in entry.get("inputs", [])]
+            selector = function_signature_to_4byte_selector(f"{name}({','.join(types)})")
+            return _View(selector, tuple(get_abi_output_types(entry)))  # type: ignore[arg-type]
+    raise ChainError(f"{contract} artifact has no function {name!r}")
+
+
+def decode_symbol(field: str, raw: bytes) -> str:
+    """Return the ASCII symbol held left-aligned in a bytes32 (``b"BTC\\0..."`` -> ``"BTC"``)."""
+    text = raw.rstrip(b"\0")
+    if not text or b"\0" in text or not text.isascii():
+        raise SnapshotError(field, "0x" + raw.hex(), "expected a left-aligned ASCII symbol")
+    symbol = text.decode()
+    if not symbol.isalnum() or not symbol.isupper():
+        raise SnapshotError(field, symbol, "expected an upper-case alphanumeric symbol")
+    return symbol
+
+
+def to_size_units(amount: int, decimals: int) -> int:
+    """Return a token amount in SIZE_SCALE units, rounded down."""
+    if decimals >= SIZE_DECIMALS:
+        return amount // 10 ** (decimals - SIZE_DECIMALS)
+    return amount * 10 ** (SIZE_DECIMALS - decimals)
+
+
+def _call(client: ChainClient, address: str, view: _View, block_hash: bytes, *args: int) -> tuple[Any, ...]:
+    output = client.call_raw(address, view.encode(*args), block_hash)
+    try:
+        return tuple(abi_decode(list(view.output_types), output))
+    except Exception as exc:  # eth_abi raises several unrelated types for malformed data
+        raise SnapshotError("output", "0x" + output[:64].hex(), f"cannot decode view output: {exc}") from exc
+
+
+def convert_market(timestamp: int, underlyings: Sequence[Any], assets: Sequence[Any]) -> tuple[MarketSnapshot, dict]:
+    """Return the market snapshot and the collateral tokens (address -> (symbol, decimals)) of ``snapshot()``."""
+    markets = []
+    try:
+        for symbol_raw, index, rate, updated_at, smiles in underlyings:
+            symbol = decode_symbol("underlyings.symbol", symbol_raw)
+            markets.append(
+                UnderlyingMarket(
+                    symbol=symbol,
+                    index=index,
+                    rate=rate,
+                    smiles=tuple(Smile(e, a, b, rho, m, sigma) for e, a, b, rho, m, sigma, _ in smiles),
+                    updated_at=updated_at,
+                )
+            )
+        tokens: dict[str, tuple[str, int]] = {}
+        collateral = []
+        for token, symbol_raw, decimals, price, haircut, underlying_raw, updated_at in assets:
+            symbol = decode_symbol(f"assets[{token}].symbol", symbol_raw)
+            if decimals > MAX_TOKEN_DECIMALS:
+                raise SnapshotError(f"assets.{symbol}.decimals", decimals, f"more than {MAX_TOKEN_DECIMALS}")
+            underlying = None if underlying_raw == b"\0" * 32 else decode_symbol(f"assets.{symbol}", underlying_raw)
+            collateral.append(CollateralAsset(symbol, price, haircut, underlying, updated_at))
+            tokens[to_checksum_address(token)] = (symbol, decimals)
+        if len({s for s, _ in tokens.values()}) != len(tokens):
+            raise SnapshotError("assets.symbol", sorted(s for s, _ in tokens.values()), "two tokens share a symbol")
+        market = MarketSnapshot(
+            time=timestamp,
+            underlyings=tuple(sorted(markets, key=lambda u: u.symbol)),
+            assets=tuple(sorted(collateral, key=lambda a: a.symbol)),
+        )
+    except InputError as exc:
+        raise SnapshotError(exc.field, None, exc.message) from exc
+    return market, tokens
+
+
+def convert_instrument(raw: Any) -> tuple[int, Instrument]:
+    """Return (id, Instrument) of an ``InstrumentView`` tuple."""
+    iid, underlying_raw, kind, expiry, strike = raw
+    try:
+        return iid, Instrument(
+            decode_symbol(f"instruments[{iid}]", underlying_raw), InstrumentKind(kind), expiry, strike
+        )
+    except (ValueError, InputError) as exc:  # an unknown kind, or an instrument the engine rejects
+        raise SnapshotError(f"instruments[{iid}]", raw, str(exc)) from exc
+
+
+def convert_account(
+    raw: Any, instruments: Mapping[int, Instrument], tokens: Mapping[str, tuple[str, int]]
+) -> Portfolio | None:
+    """Return the Portfolio of an ``AccountView`` tuple, or None if it holds nothing."""
+    account_hex, positions_raw, collateral_raw = raw
+    account = bytes.fromhex(account_hex[2:])
+    field = f"accounts[{account_hex}]"
+    try:
+        positions = []
+        for iid, size in sorted(positions_raw):
+            if iid not in instruments:
+                raise SnapshotError(f"{field}.positions", iid, "unknown instrument id")
+            if size != 0:
+                positions.append(Position(instruments[iid], size))
+        amounts: dict[str, int] = {}
+        for token, amount in collateral_raw:
+            checksum = to_checksum_address(token)
+            if checksum not in tokens:
+                raise SnapshotError(f"{field}.collateral", checksum, "collateral token has no price feed")
+            symbol, decimals = tokens[checksum]
+            amounts[symbol] = amounts.get(symbol, 0) + to_size_units(amount, decimals)
+        collateral = tuple(sorted((s, a) for s, a in amounts.items() if a > 0))
+        if not positions and not collateral:
+            return None
+        return Portfolio(positions=tuple(positions), collateral=collateral, account=account)
+    except InputError as exc:
+        raise SnapshotError(f"{field}.{exc.field}", None, exc.message) from exc
+
+
+def read_snapshot(
+    client: ChainClient,
+    deployment: Deployment,
+    block_number: int,
+    *,
+    account_page_size: int = DEFAULT_ACCOUNT_PAGE,
+    instrument_page_size: int = DEFAULT_INSTRUMENT_PAGE,
+) -> ChainSnapshot:
+    """Read the market and every account at block ``block_number``, pinned to that block's hash.
+
+    Args:
+        client: the chain client.
+        deployment: where MarketFeeds and MarginAccounts live (``deployment.contracts[name]``).
+        block_number: the anchor block B.
+        account_page_size: accounts per ``accountsPage`` call (one round trip each).
+        instrument_page_size: instruments per ``instrumentsPage`` call.
+
+    Returns:
+        The frozen snapshot: valuation time = block timestamp, portfolios sorted by address, empty accounts skipped.
+
+    Errors:
+        SnapshotError when chain data is malformed (a bad symbol, an unknown instrument, an unpriced token, a short
+        page); ContractError / RpcError when a call fails; ChainError when the block does not exist.
+    """
+    if account_page_size < 1 or instrument_page_size < 1:
+        raise ChainError(f"page sizes must be >= 1, got {account_page_size}, {instrument_page_size}")
+    try:
+        feeds = deployment.contracts["MarketFeeds"]
+        accounts = deployment.contracts["MarginAccounts"]
+    except KeyError as exc:
+        raise ChainError(f"deployment lacks contract {exc}") from None
+    header = client.get_block(block_number)
+    pin = header.hash
+    calls = 0
+
+    underlyings, assets = _call(client, feeds, _view("MarketFeeds", "snapshot"), pin)
+    market, tokens = convert_market(header.timestamp, underlyings, assets)
+
+    (instrument_count,) = _call(client, accounts, _view("MarginAccounts", "instrumentCount"), pin)
+    calls += 2
+    instruments: dict[int, Instrument] = {}
+    for offset in range(0, instrument_count, instrument_page_size):
+        (page,) = _call(client, accounts, _view("MarginAccounts", "instrumentsPage"), pin, offset, instrument_page_size)
+        calls += 1
+        _check_page("instrumentsPage", offset, len(page), min(instrument_page_size, instrument_count - offset))
+        for raw in page:
+            iid, instrument = convert_instrument(raw)
+            if iid in instruments:
+                raise SnapshotError("instruments.id", iid, "duplicate instrument id")
+            instruments[iid] = instrument
+
+    (account_count,) = _call(client, accounts, _view("MarginAccounts", "accountCount"), pin)
+    calls += 1
+    portfolios: dict[bytes, Portfolio] = {}
+    for offset in range(0, account_count, account_page_size):
+        (page,) = _call(client, accounts, _view("MarginAccounts", "accountsPage"), pin, offset, account_page_size)
+        calls += 1
+        _check_page("accountsPage", offset, len(page), min(account_page_size, account_count - offset))
+        for raw in page:
+            portfolio = convert_account(raw, instruments, tokens)
+            if portfolio is None:
+                continue
+            if portfolio.account in portfolios:
+                raise SnapshotError("accounts", "0x" + portfolio.account.hex(), "account listed twice")
+            portfolios[portfolio.account] = portfolio
+
+    return ChainSnapshot(
+        block_number=header.number,
+        block_hash=header.hash,
+        timestamp=header.timestamp,
+        market=market,
+        portfolios=tuple(portfolios[a] for a in sorted(portfolios)),
+        instruments=tuple(sorted(instruments.items())),
+        rpc_calls=calls,
+    )
+
+
+def _check_page(view: str, offset: int, got: int, expected: int) -> None:
+    if got != expected:
+        raise SnapshotError(view, got, f"page at offset {offset} has {got} entries, expected {expected}")

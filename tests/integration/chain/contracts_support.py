@@ -1,0 +1,168 @@
+"""Shared pieces of the contract tests: dev keys, a deployed system with a committee, reports, revert decoding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from eth_utils import keccak, to_canonical_address
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
+
+from pmoracle.chain.contracts import describe_revert, revert_data_of
+from pmoracle.chain.deploy import Deployment, NodeSpec, Sender, connect, deploy
+from pmoracle.chain.devchain import DEV_MNEMONIC, Devchain
+from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
+from pmoracle.consensus.report import Domain, Report, sign_report
+
+Account.enable_unaudited_hdwallet_features()
+PARAMS_HASH = keccak(text="pmoracle-test-params")
+ROUND_PERIOD = 4
+FINALITY_DEPTH = 2
+STAKE = 10**18
+
+
+def dev_key(index: int) -> bytes:
+    """Return anvil's dev private key ``index`` (funded; index 0 is 0xac09...ff80)."""
+    return bytes(Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}").key)
+
+
+def signing_key(index: int) -> bytes:
+    """Return a deterministic report-signing key (never a funded account)."""
+    return keccak(text=f"pmoracle-test-signer-{index}")
+
+
+def address_of(key: bytes) -> str:
+    """Return the checksum address of a private key."""
+    return str(Account.from_key(key).address)
+
+
+def node_spec(index: int) -> NodeSpec:
+    """Return node ``index``: operator = dev account 1 + index, its own signing key and endpoints."""
+    return NodeSpec(
+        operator_key=dev_key(1 + index),
+        signing_key=signing_key(index),
+        peer_id=b"\x00\x24\x08\x01\x12\x20" + keccak(text=f"peer-{index}"),
+        multiaddrs=(f"/ip4/127.0.0.1/tcp/{40000 + index}", f"/ip4/127.0.0.1/udp/{40000 + index}/quic-v1"),
+        stake=STAKE,
+    )
+
+
+@dataclass
+class System:
+    """A deployment with ``n`` registered nodes forming the committee."""
+
+    chain: Devchain
+    w3: Web3
+    deployment: Deployment
+    owner: Sender
+    signing_keys: list[bytes]
+    config: CommitteeConfig
+
+    def contract(self, name: str) -> Any:
+        """Return the web3 contract ``name`` of the deployment."""
+        return self.deployment.contract(self.w3, name)
+
+    @property
+    def oracle(self) -> Any:
+        """Return MarginOracle."""
+        return self.contract("MarginOracle")
+
+    @property
+    def registry(self) -> Any:
+        """Return SolverRegistry."""
+        return self.contract("SolverRegistry")
+
+    @property
+    def domain(self) -> Domain:
+        """Return the EIP-712 domain of the oracle."""
+        return Domain.from_address(self.deployment.chain_id, self.deployment.contracts["MarginOracle"])
+
+    def report(self, block_number: int, tree: MerkleTree, **overrides: Any) -> Report:
+        """Return the report of ``tree`` anchored at ``block_number`` (its real hash) under the current config."""
+        fields: dict[str, Any] = {
+            "config_digest": self.config.digest(),
+            "block_number": block_number,
+            "block_hash": bytes(self.w3.eth.get_block(block_number)["hash"]),
+            "params_hash": self.config.params_hash,
+            "accounts_root": tree.root,
+            "account_count": len(tree),
+        }
+        fields.update(overrides)
+        return Report(**fields)
+
+    def certificate(
+        self, report: Report, members: Sequence[int], domain: Domain | None = None
+    ) -> tuple[tuple[Any, ...], int, list[bytes]]:
+        """Return the attest arguments (report tuple, bitmap, signatures) signed by committee ``members``."""
+        domain = domain or self.domain
+        bitmap = 0
+        signatures = []
+        for i in sorted(members):
+            bitmap |= 1 << i
+            signatures.append(sign_report(domain, report, self.signing_keys[i]).signature)
+        return report.as_tuple(), bitmap, signatures
+
+    def anchor(self) -> int:
+        """Mine a block and return a recent block number whose hash the next block can read."""
+        self.chain.rpc("evm_mine")
+        return int(self.w3.eth.block_number)
+
+
+def deploy_system(chain: Devchain, n: int = 4, **kwargs: Any) -> System:
+    """Deploy everything on ``chain`` with ``n`` nodes as the committee (Byzantine quorum)."""
+    nodes = [node_spec(i) for i in range(n)]
+    deployment = deploy(
+        chain.url,
+        dev_key(0),
+        params_hash=PARAMS_HASH,
+        round_period=ROUND_PERIOD,
+        finality_depth=FINALITY_DEPTH,
+        nodes=nodes,
+        **kwargs,
+    )
+    w3 = connect(chain.url)
+    view = deployment.contract(w3, "SolverRegistry").functions.committee().call()
+    config = CommitteeConfig(
+        chain_id=deployment.chain_id,
+        registry=to_canonical_address(deployment.contracts["SolverRegistry"]),
+        version=view[2],
+        members=tuple(to_canonical_address(m) for m in view[3]),
+        quorum=view[4],
+        round_period=view[5],
+        finality_depth=view[6],
+        params_hash=bytes(view[7]),
+    )
+    return System(chain, w3, deployment, Sender(w3, dev_key(0)), [s.signing_key for s in nodes], config)
+
+
+def make_tree(seed: int, count: int) -> MerkleTree:
+    """Return a tree of ``count`` accounts with deterministic values (USD 18 decimals)."""
+    leaves = [
+        AccountLeaf(
+            account=keccak(text=f"account-{seed}-{i}")[:20],
+            initial_margin=(1000 + i) * 10**18,
+            maintenance_margin=(600 + i) * 10**18,
+            equity=(5000 - 7 * i) * 10**18,
+        )
+        for i in range(count)
+    ]
+    return MerkleTree(leaves)
+
+
+def revert_of(fn: Any, sender: str, *, value: int = 0) -> tuple[str, tuple[Any, ...]]:
+    """Return (error name, args) of the revert of ``fn`` eth_call'ed from ``sender`` in the pending block.
+
+    Fails the test if the call does not revert.
+    """
+    try:
+        fn.call({"from": sender, "value": value}, block_identifier="pending")
+    except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+        data = revert_data_of(exc)
+        if data is None:
+            raise AssertionError(f"revert without data: {exc!r}") from None
+        return describe_revert(data)
+    raise AssertionError("call did not revert")

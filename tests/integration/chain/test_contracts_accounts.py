@@ -1,0 +1,172 @@
+"""MarketFeeds and MarginAccounts on a real anvil: feeds, instruments, trades, views, and attested-margin checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from eth_utils import to_canonical_address
+
+from pmoracle.chain.deploy import Sender
+from pmoracle.chain.devchain import Devchain
+from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
+from tests.integration.chain.contracts_support import System, address_of, deploy_system, dev_key, revert_of
+
+MAX_ROUND_AGE = 20
+USD = 10**18  # leaf unit
+USDC = 10**6
+WETH = 10**18
+BTC = b"BTC".ljust(32, b"\x00")
+ETH = b"ETH".ljust(32, b"\x00")
+WAD = 10**18
+EXPIRY_1, EXPIRY_2 = 1_790_000_000 - 1_790_000_000 % 86400 + 8 * 3600, 1_800_000_000 - 1_800_000_000 % 86400 + 8 * 3600
+
+
+@pytest.fixture(scope="module")
+def system(anvil: Devchain) -> System:
+    s = deploy_system(anvil, n=4, max_round_age=MAX_ROUND_AGE)
+    feeds = s.contract("MarketFeeds").functions
+    for call in (
+        feeds.setIndex(BTC, 95_000 * 10**8, 4 * WAD // 100),
+        feeds.setIndex(ETH, 3_500 * 10**8, 4 * WAD // 100),
+        feeds.setSmile(BTC, EXPIRY_2, WAD // 25, WAD // 10, -WAD // 5, 0, WAD // 10),
+        feeds.setSmile(BTC, EXPIRY_1, WAD // 30, WAD // 10, -WAD // 4, 0, WAD // 10),
+        feeds.setAssetPrice(s.deployment.contracts["USDC"], 10**8, 2 * WAD // 100, bytes(32)),
+        feeds.setAssetPrice(s.deployment.contracts["WETH"], 3_500 * 10**8, 10 * WAD // 100, ETH),
+    ):
+        s.owner.call_fn(call, label="feeds")
+    return s
+
+
+@pytest.fixture(scope="module")
+def traders(system: System) -> tuple[Sender, Sender]:
+    alice, bob = Sender(system.w3, dev_key(10)), Sender(system.w3, dev_key(11))
+    accounts = system.deployment.contracts["MarginAccounts"]
+    for trader in (alice, bob):
+        for token, amount in (("USDC", 20_000 * USDC), ("WETH", 2 * WETH)):
+            erc20 = system.contract(token).functions
+            trader.call_fn(erc20.mint(trader.address, amount), label="mint")
+            trader.call_fn(erc20.approve(accounts, amount), label="approve")
+            trader.call_fn(system.contract("MarginAccounts").functions.deposit(
+                system.deployment.contracts[token], amount), label="deposit")  # fmt: skip
+    return alice, bob
+
+
+def test_feeds_snapshot_returns_the_market(system: System) -> None:
+    underlyings, assets = system.contract("MarketFeeds").functions.snapshot().call()
+    assert [u[0] for u in underlyings] == [BTC, ETH]
+    btc = underlyings[0]
+    assert btc[1] == 95_000 * 10**8 and btc[2] == 4 * WAD // 100
+    assert [smile[0] for smile in btc[4]] == [EXPIRY_1, EXPIRY_2]  # sorted by expiry
+    assert tuple(btc[4][0][1:6]) == (WAD // 30, WAD // 10, -WAD // 4, 0, WAD // 10)
+    assert [(a[1].rstrip(b"\x00"), a[2], a[3]) for a in assets] == [(b"USDC", 6, 10**8), (b"WETH", 18, 3_500 * 10**8)]
+    feeds = system.contract("MarketFeeds").functions
+    name, args = revert_of(feeds.setSmile(ETH, EXPIRY_1, 0, WAD, WAD, 0, 1), system.owner.address)
+    assert (name, args) == ("InvalidSmile", ("rho", WAD))
+    assert revert_of(feeds.setIndex(BTC, 1, 0), address_of(dev_key(9)))[0] == "AccessControlUnauthorizedAccount"
+
+
+def test_instruments_are_listed_with_compact_ids(system: System) -> None:
+    accounts = system.contract("MarginAccounts").functions
+    for args in ((BTC, 0, 0, 0), (BTC, 1, EXPIRY_1, 0), (BTC, 2, EXPIRY_1, 100_000 * 10**8)):
+        system.owner.call_fn(accounts.listInstrument(*args), label="list")
+    assert accounts.instrumentCount().call() == 3
+    page = accounts.instrumentsPage(1, 10).call()
+    assert [tuple(i) for i in page] == [(2, BTC, 1, EXPIRY_1, 0), (3, BTC, 2, EXPIRY_1, 100_000 * 10**8)]
+    owner = system.owner.address
+    assert revert_of(accounts.listInstrument(BTC, 0, EXPIRY_1, 0), owner) == ("InvalidInstrument", (0, EXPIRY_1, 0))
+    assert revert_of(accounts.listInstrument(BTC, 2, EXPIRY_1, 0), owner)[0] == "InvalidInstrument"
+    assert revert_of(accounts.listInstrument(BTC, 4, EXPIRY_1, 1), owner)[0] == "InvalidInstrument"
+
+
+def test_trades_move_positions_and_pages_show_them(system: System, traders: tuple[Sender, Sender]) -> None:
+    alice, bob = traders
+    accounts = system.contract("MarginAccounts").functions
+    system.owner.call_fn(accounts.trade(alice.address, bob.address, 3, 5_000), label="trade")
+    system.owner.call_fn(accounts.trade(bob.address, alice.address, 1, 20_000), label="trade")
+    assert accounts.positionOf(alice.address, 3).call() == 5_000
+    assert accounts.positionOf(bob.address, 3).call() == -5_000
+    assert accounts.accountCount().call() == 2
+    page = accounts.accountsPage(0, 10).call()
+    assert page[0][0] == alice.address
+    assert [tuple(p) for p in page[0][1]] == [(3, 5_000), (1, -20_000)]
+    usdc, weth = system.deployment.contracts["USDC"], system.deployment.contracts["WETH"]
+    assert [tuple(c) for c in page[1][2]] == [(usdc, 20_000 * USDC), (weth, 2 * WETH)]
+    assert revert_of(accounts.trade(alice.address, bob.address, 1, 0), system.owner.address) == (
+        "InvalidTradeSize",
+        (0,),
+    )
+    assert revert_of(accounts.trade(alice.address, bob.address, 9, 1), system.owner.address) == (
+        "UnknownInstrument",
+        (9,),
+    )
+    name, _ = revert_of(accounts.trade(alice.address, bob.address, 1, 1), alice.address)
+    assert name == "AccessControlUnauthorizedAccount"
+
+
+def attest_book(system: System, alice: str, bob: str) -> tuple[MerkleTree, int]:
+    """Attest alice: equity 10,000, IM 2,000, MM 1,000; bob: equity 500, IM 1,200, MM 800 (liquidatable)."""
+    tree = MerkleTree([
+        AccountLeaf(to_canonical_address(alice), 2_000 * USD, 1_000 * USD, 10_000 * USD),
+        AccountLeaf(to_canonical_address(bob), 1_200 * USD, 800 * USD, 500 * USD),
+    ])  # fmt: skip
+    block = system.anchor()
+    system.owner.call_fn(
+        system.oracle.functions.attest(*system.certificate(system.report(block, tree), (1, 2, 3))), label="attest"
+    )
+    return tree, block
+
+
+def margin_of(tree: MerkleTree, account: str) -> tuple[Any, list[bytes]]:
+    leaf = tree.leaf_of(to_canonical_address(account))
+    return (leaf.initial_margin, leaf.maintenance_margin, leaf.equity), tree.proof(leaf.account)
+
+
+def test_withdrawal_allowed_then_refused_on_attested_margin(system: System, traders: tuple[Sender, Sender]) -> None:
+    alice, bob = traders
+    tree, _ = attest_book(system, alice.address, bob.address)
+    accounts = system.contract("MarginAccounts").functions
+    usdc = system.deployment.contracts["USDC"]
+    margin, proof = margin_of(tree, alice.address)
+    # 5,000 USDC at 1 USD less a 2% haircut = 4,900 USD: 10,000 - 4,900 >= 2,000
+    assert accounts.collateralValue(usdc, 5_000 * USDC).call() == 4_900 * USD
+    before = system.contract("USDC").functions.balanceOf(alice.address).call()
+    alice.call_fn(accounts.withdraw(usdc, 5_000 * USDC, margin, proof), label="withdraw")
+    assert system.contract("USDC").functions.balanceOf(alice.address).call() == before + 5_000 * USDC
+    assert accounts.balanceOf(alice.address, usdc).call() == 15_000 * USDC
+    # the same attestation cannot be spent twice: 4,900 + 3,920 = 8,820 > 10,000 - 2,000
+    name, args = revert_of(accounts.withdraw(usdc, 4_000 * USDC, margin, proof), alice.address)
+    assert (name, args) == ("WithdrawalExceedsMargin", (alice.address, 1_180 * USD, 2_000 * USD))
+    # bob's equity is below his initial margin already
+    bob_margin, bob_proof = margin_of(tree, bob.address)
+    name, _ = revert_of(accounts.withdraw(usdc, 1 * USDC, bob_margin, bob_proof), bob.address)
+    assert name == "WithdrawalExceedsMargin"
+    # alice cannot use bob's leaf, nor claim more equity than attested
+    assert revert_of(accounts.withdraw(usdc, USDC, bob_margin, bob_proof), alice.address)[0] == "InvalidMarginProof"
+    inflated = (margin[0], margin[1], margin[2] * 2)
+    assert revert_of(accounts.withdraw(usdc, USDC, inflated, proof), alice.address)[0] == "InvalidMarginProof"
+    assert revert_of(accounts.withdraw(usdc, 10**12 * USDC, margin, proof), alice.address)[0] == "InsufficientBalance"
+
+
+def test_liquidation_flag_follows_attested_maintenance_margin(system: System, traders: tuple[Sender, Sender]) -> None:
+    alice, bob = traders
+    tree, block = attest_book(system, alice.address, bob.address)
+    accounts = system.contract("MarginAccounts").functions
+    keeper = Sender(system.w3, dev_key(12))
+    margin, proof = margin_of(tree, alice.address)
+    assert revert_of(accounts.flagLiquidatable(alice.address, margin, proof), keeper.address) == (
+        "NotLiquidatable",
+        (alice.address, 10_000 * USD, 1_000 * USD),
+    )
+    bob_margin, bob_proof = margin_of(tree, bob.address)
+    receipt = keeper.call_fn(accounts.flagLiquidatable(bob.address, bob_margin, bob_proof), label="flag")
+    assert accounts.liquidatableAt(bob.address).call() == block
+    (event,) = system.contract("MarginAccounts").events.LiquidatableFlagged().process_receipt(receipt)
+    assert event["args"]["account"] == bob.address and event["args"]["equity"] == 500 * USD
+    assert revert_of(accounts.clearLiquidatable(bob.address, bob_margin, bob_proof), keeper.address)[0] == "NotFlagged"
+    # a stale round cannot be used for a flag or a withdrawal
+    system.chain.rpc("anvil_mine", hex(MAX_ROUND_AGE + 1))
+    name, args = revert_of(accounts.flagLiquidatable(bob.address, bob_margin, bob_proof), keeper.address)
+    assert name == "RoundTooOld" and args[0] == block
+    usdc = system.deployment.contracts["USDC"]
+    assert revert_of(accounts.withdraw(usdc, USDC, margin, proof), alice.address)[0] == "RoundTooOld"
