@@ -111,6 +111,7 @@ class CollectorState:
     context: CollectorContext
     head: int
     latest_attested: int | None = None
+    forgotten_through: int = -1  # rounds at or below this block were dropped; never decreases (head may reorg)
     rounds: Mapping[int, RoundState] = field(default_factory=dict)  # block number -> round
 
     def get_round(self, block_number: int) -> RoundState | None:
@@ -217,7 +218,8 @@ def _reject(state: CollectorState, reason: RejectReason) -> Transition:
 def is_in_window(state: CollectorState, block_number: int) -> bool:
     """Check if round ``block_number`` is neither forgotten nor more than one period ahead of the head."""
     period = state.context.committee.round_period
-    return state.head - state.context.window_rounds * period < block_number <= state.head + period
+    floor = max(state.forgotten_through, state.head - state.context.window_rounds * period)
+    return floor < block_number <= state.head + period
 
 
 def is_round_open(state: CollectorState, block_number: int) -> bool:
@@ -352,9 +354,11 @@ def on_new_head(state: CollectorState, head: int) -> Transition:
     """Return the transition for a new chain head: rounds that fell out of the window are forgotten."""
     if head < 0:
         return _reject(state, RejectReason.OUTSIDE_WINDOW)
-    moved = replace(state, head=head)
-    rounds = {b: r for b, r in state.rounds.items() if is_in_window(moved, b) or b > head}
-    return replace(moved, rounds=rounds), ()
+    ctx = state.context
+    # a forgotten round is never collected again, so it can never get a second certificate
+    floor = max(state.forgotten_through, head - ctx.window_rounds * ctx.committee.round_period)
+    rounds = {b: r for b, r in state.rounds.items() if b > floor}
+    return replace(state, head=head, forgotten_through=floor, rounds=rounds), ()
 
 
 def on_round_attested(state: CollectorState, key: RoundKey, digest: bytes) -> Transition:

@@ -264,6 +264,10 @@ def test_new_head_forgets_old_rounds() -> None:
     assert sorted(state.rounds) == [50]
     after, effects = on_signed_report(state, make_signed(N, 2, 40), 0.0)
     assert after is state and effects == (Rejected(RejectReason.OUTSIDE_WINDOW),)
+    # a head that goes back (reorg) does not bring a forgotten round back
+    state, _ = on_new_head(state, 52)
+    after, effects = on_signed_report(state, make_signed(N, 2, 40), 0.0)
+    assert after is state and effects == (Rejected(RejectReason.OUTSIDE_WINDOW),)
 
 
 def test_context_validation() -> None:
