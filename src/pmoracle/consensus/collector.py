@@ -99,6 +99,7 @@ class RoundState:
     last_broadcast_at: float | None = None
     certificate: QuorumCertificate | None = None
     certified_at: float | None = None
+    transmit_position: int | None = None  # own position in the round's schedule (set with the certificate)
     transmitted_at: float | None = None
     attested_digest: bytes | None = None
     reported: frozenset[tuple[str, bytes]] = frozenset()  # (evidence kind, signer) already submitted
@@ -421,7 +422,10 @@ def _process_valid_signed_report(
     # upon |{p_j signed d for K}| >= q and no certificate for K: certify d
     if rnd.certificate is None and len(by_signer) >= ctx.committee.quorum:
         certificate = build_certificate(ctx.committee, msg.report, {s: m.signature for s, m in by_signer.items()})
-        rnd = replace(rnd, certificate=certificate, certified_at=now)
+        position = None
+        if ctx.me is not None:
+            position = get_committee_position(ctx.committee, (ctx.config_digest, rnd.block_number), ctx.me)
+        rnd = replace(rnd, certificate=certificate, certified_at=now, transmit_position=position)
         effects += (CertificateFormed(certificate, digest),)
     return rnd, effects
 
@@ -446,12 +450,10 @@ def _process_transmission(state: CollectorState, rnd: RoundState, now: float) ->
         if now - rnd.transmitted_at < ctx.committee.n * ctx.stage_delay or ctx.stage_delay == 0:
             return rnd, ()
     else:
-        schedule = compute_transmission_schedule((ctx.config_digest, rnd.block_number), ctx.committee)
-        position = get_schedule_position(schedule, ctx.me)
-        if position is None:
+        if rnd.transmit_position is None:
             return rnd, ()
         # position p waits p * stageDelay after the certificate formed
-        if now - rnd.certified_at < compute_transmit_delay(position, ctx.stage_delay):
+        if now - rnd.certified_at < compute_transmit_delay(rnd.transmit_position, ctx.stage_delay):
             return rnd, ()
     return replace(rnd, transmitted_at=now), (Transmit(rnd.certificate),)
 
