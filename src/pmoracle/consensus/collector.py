@@ -247,12 +247,12 @@ def on_signed_report(state: CollectorState, msg: SignedReport, now: float) -> Tr
     # memory is bounded: only rounds inside the window are kept
     if not is_in_window(state, block):
         return _reject(state, RejectReason.OUTSIDE_WINDOW)
-    digest = compute_report_digest(ctx.domain, msg.report)
     rnd = state.rounds.get(block) or RoundState(block_number=block)
     known = rnd.digests_of.get(msg.signer, ())
-    # one report per signer per digest
-    if digest in known:
+    # one report per signer per digest (re-broadcasts are the common case: compare before hashing)
+    if any(rnd.signed[d][msg.signer].report == msg.report for d in known):
         return _reject(state, RejectReason.DUPLICATE)
+    digest = compute_report_digest(ctx.domain, msg.report)
     # at most two digests per signer (already proof of equivocation)
     if len(known) >= MAX_DIGESTS_PER_SIGNER:
         return _reject(state, RejectReason.TOO_MANY_DIGESTS)
