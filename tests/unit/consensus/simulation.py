@@ -42,7 +42,7 @@ from pmoracle.p2p.memory import MemoryNetwork
 from pmoracle.storage.protection_db import ProtectionDB
 from tests.unit.consensus.factories import DEPTH, DOMAIN, make_committee, make_key, make_report
 
-GENESIS = 100  # chain head at virtual time 0
+GENESIS = 102  # chain head at virtual time 0: round 100 is ready at once, round 110 ten seconds later
 BLOCK_TIME = 1.0  # one block per virtual second: one round every PERIOD seconds
 TICK = 0.25
 STAGE_DELAY = 2.0
@@ -129,7 +129,7 @@ class SimResult:
     chain: SimChain
     formed: list[FormedCertificate] = field(default_factory=list)
     evidence: list[tuple[int, Evidence]] = field(default_factory=list)
-    crashed: list[tuple[int, float]] = field(default_factory=list)
+    crashed: list[tuple[int, float, int]] = field(default_factory=list)  # node, when, round it was transmitting
     rejections: Counter[str] = field(default_factory=Counter)
     network_stats: Counter[str] = field(default_factory=Counter)
 
@@ -176,8 +176,8 @@ class SimNode:
                 nursery.start_soon(self._receive)
                 nursery.start_soon(self._tick)
 
-    def crash(self) -> None:
-        self.sim.result.crashed.append((self.index, self.sim.elapsed()))
+    def crash(self, block: int) -> None:
+        self.sim.result.crashed.append((self.index, self.sim.elapsed(), block))
         self.sim.net.crash(self.endpoint.peer_id)
         self.cancel_scope.cancel()
 
@@ -238,7 +238,8 @@ class SimNode:
                 await self._apply(more)
             elif isinstance(effect, Transmit):
                 if self.sim.scenario.crash_first_transmitter and not result.crashed:
-                    self.crash()  # the scheduled transmitter dies before its transaction lands
+                    # the scheduled transmitter dies before its transaction lands
+                    self.crash(effect.certificate.report.block_number)
                     await trio.lowlevel.checkpoint()
                 self.nursery.start_soon(self._transmit, effect.certificate)
             elif isinstance(effect, CertificateFormed):
