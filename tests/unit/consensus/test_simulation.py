@@ -81,6 +81,8 @@ async def test_honest_run(n: int, tmp_path: pathlib.Path, autojump_clock: trio.t
     for block in ready_rounds:
         assert {f.node for f in result.formed if f.certificate.report.block_number == block} == set(range(n))
     assert result.evidence == []
+    # each node keeps every member's signature of every round it saw, once
+    assert all(result.archived[i] >= n * len(ready_rounds) for i in range(n))
 
 
 @pytest.mark.parametrize(("n", "behaviour"), [(4, "wrong"), (7, "wrong"), (16, "wrong"), (7, "silent"), (7, "slow")])
