@@ -99,6 +99,7 @@ class RoundState:
     last_broadcast_at: float | None = None
     certificate: QuorumCertificate | None = None
     certified_at: float | None = None
+    transmit_position: int | None = None  # own position in the round's schedule (set with the certificate)
     transmitted_at: float | None = None
     attested_digest: bytes | None = None
     reported: frozenset[tuple[str, bytes]] = frozenset()  # (evidence kind, signer) already submitted
@@ -111,6 +112,7 @@ class CollectorState:
     context: CollectorContext
     head: int
     latest_attested: int | None = None
+    forgotten_through: int = -1  # rounds at or below this block were dropped; never decreases (head may reorg)
     rounds: Mapping[int, RoundState] = field(default_factory=dict)  # block number -> round
 
     def get_round(self, block_number: int) -> RoundState | None:
@@ -217,7 +219,8 @@ def _reject(state: CollectorState, reason: RejectReason) -> Transition:
 def is_in_window(state: CollectorState, block_number: int) -> bool:
     """Check if round ``block_number`` is neither forgotten nor more than one period ahead of the head."""
     period = state.context.committee.round_period
-    return state.head - state.context.window_rounds * period < block_number <= state.head + period
+    floor = max(state.forgotten_through, state.head - state.context.window_rounds * period)
+    return floor < block_number <= state.head + period
 
 
 def is_round_open(state: CollectorState, block_number: int) -> bool:
@@ -244,12 +247,12 @@ def on_signed_report(state: CollectorState, msg: SignedReport, now: float) -> Tr
     # memory is bounded: only rounds inside the window are kept
     if not is_in_window(state, block):
         return _reject(state, RejectReason.OUTSIDE_WINDOW)
-    digest = compute_report_digest(ctx.domain, msg.report)
     rnd = state.rounds.get(block) or RoundState(block_number=block)
     known = rnd.digests_of.get(msg.signer, ())
-    # one report per signer per digest
-    if digest in known:
+    # one report per signer per digest (re-broadcasts are the common case: compare before hashing)
+    if any(rnd.signed[d][msg.signer].report == msg.report for d in known):
         return _reject(state, RejectReason.DUPLICATE)
+    digest = compute_report_digest(ctx.domain, msg.report)
     # at most two digests per signer (already proof of equivocation)
     if len(known) >= MAX_DIGESTS_PER_SIGNER:
         return _reject(state, RejectReason.TOO_MANY_DIGESTS)
@@ -352,9 +355,11 @@ def on_new_head(state: CollectorState, head: int) -> Transition:
     """Return the transition for a new chain head: rounds that fell out of the window are forgotten."""
     if head < 0:
         return _reject(state, RejectReason.OUTSIDE_WINDOW)
-    moved = replace(state, head=head)
-    rounds = {b: r for b, r in state.rounds.items() if is_in_window(moved, b) or b > head}
-    return replace(moved, rounds=rounds), ()
+    ctx = state.context
+    # a forgotten round is never collected again, so it can never get a second certificate
+    floor = max(state.forgotten_through, head - ctx.window_rounds * ctx.committee.round_period)
+    rounds = {b: r for b, r in state.rounds.items() if b > floor}
+    return replace(state, head=head, forgotten_through=floor, rounds=rounds), ()
 
 
 def on_round_attested(state: CollectorState, key: RoundKey, digest: bytes) -> Transition:
@@ -417,7 +422,10 @@ def _process_valid_signed_report(
     # upon |{p_j signed d for K}| >= q and no certificate for K: certify d
     if rnd.certificate is None and len(by_signer) >= ctx.committee.quorum:
         certificate = build_certificate(ctx.committee, msg.report, {s: m.signature for s, m in by_signer.items()})
-        rnd = replace(rnd, certificate=certificate, certified_at=now)
+        position = None
+        if ctx.me is not None:
+            position = get_committee_position(ctx.committee, (ctx.config_digest, rnd.block_number), ctx.me)
+        rnd = replace(rnd, certificate=certificate, certified_at=now, transmit_position=position)
         effects += (CertificateFormed(certificate, digest),)
     return rnd, effects
 
@@ -442,12 +450,10 @@ def _process_transmission(state: CollectorState, rnd: RoundState, now: float) ->
         if now - rnd.transmitted_at < ctx.committee.n * ctx.stage_delay or ctx.stage_delay == 0:
             return rnd, ()
     else:
-        schedule = compute_transmission_schedule((ctx.config_digest, rnd.block_number), ctx.committee)
-        position = get_schedule_position(schedule, ctx.me)
-        if position is None:
+        if rnd.transmit_position is None:
             return rnd, ()
         # position p waits p * stageDelay after the certificate formed
-        if now - rnd.certified_at < compute_transmit_delay(position, ctx.stage_delay):
+        if now - rnd.certified_at < compute_transmit_delay(rnd.transmit_position, ctx.stage_delay):
             return rnd, ()
     return replace(rnd, transmitted_at=now), (Transmit(rnd.certificate),)
 

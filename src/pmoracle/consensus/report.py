@@ -6,6 +6,7 @@ The Solidity side (``contracts/MarginOracle.sol``) declares the same ``REPORT_TY
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,18 +74,24 @@ class Domain:
 
     def separator(self) -> bytes:
         """Return the EIP-712 domain separator."""
-        return keccak(
-            abi_encode(
-                ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-                [
-                    EIP712_DOMAIN_TYPEHASH,
-                    keccak(text=DOMAIN_NAME),
-                    keccak(text=DOMAIN_VERSION),
-                    self.chain_id,
-                    self.verifying_contract,
-                ],
-            )
+        return compute_domain_separator(self.chain_id, self.verifying_contract)
+
+
+@functools.cache  # every digest needs it; a node sees one or two domains in its life
+def compute_domain_separator(chain_id: int, verifying_contract: bytes) -> bytes:
+    """Return the EIP-712 domain separator of the oracle at ``verifying_contract`` on ``chain_id``."""
+    return keccak(
+        abi_encode(
+            ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+            [
+                EIP712_DOMAIN_TYPEHASH,
+                keccak(text=DOMAIN_NAME),
+                keccak(text=DOMAIN_VERSION),
+                chain_id,
+                verifying_contract,
+            ],
         )
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,282 @@
+"""The quorum collector's handlers, one behaviour per test; invalid input leaves the state unchanged."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from pmoracle.consensus.certificate import is_valid_certificate
+from pmoracle.consensus.collector import (
+    ArchiveSignedReport,
+    Broadcast,
+    CertificateFormed,
+    CollectorContext,
+    CollectorState,
+    Effect,
+    Rejected,
+    RejectReason,
+    SignReport,
+    SubmitEvidence,
+    Transmit,
+    get_committee_position,
+    init_collector_state,
+    on_local_report,
+    on_new_head,
+    on_own_signed_report,
+    on_round_attested,
+    on_signed_report,
+    on_tick,
+)
+from pmoracle.consensus.evidence import Deviation, Equivocation, is_deviation, is_equivocation
+from pmoracle.consensus.report import SignedReport, compute_report_digest, sign_report
+from pmoracle.errors import InputError
+from tests.unit.consensus.factories import DOMAIN, make_committee, make_key, make_report, make_signed
+
+N = 4  # quorum 3, f 1
+BLOCK = 50
+HEAD = 52
+
+
+def _state(me: int | None = 0, n: int = N, **kwargs: float) -> CollectorState:
+    committee = make_committee(n)
+    context = CollectorContext.create(
+        DOMAIN,
+        committee,
+        None if me is None else committee.members[me],
+        window_rounds=3,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return init_collector_state(context, HEAD)
+
+
+def _feed(state: CollectorState, *msgs: SignedReport, now: float = 0.0) -> tuple[CollectorState, list[Effect]]:
+    effects: list[Effect] = []
+    for msg in msgs:
+        state, more = on_signed_report(state, msg, now)
+        effects.extend(more)
+    return state, effects
+
+
+def _of(effects: list[Effect] | tuple[Effect, ...], kind: type) -> list:  # type: ignore[type-arg]
+    return [e for e in effects if isinstance(e, kind)]
+
+
+def _digest(variant: int = 0, block: int = BLOCK) -> bytes:
+    return compute_report_digest(DOMAIN, make_report(make_committee(N), block, variant))
+
+
+def test_quorum_of_same_digest_forms_one_valid_certificate() -> None:
+    state, effects = _feed(_state(), make_signed(N, 1, BLOCK), make_signed(N, 2, BLOCK))
+    assert _of(effects, CertificateFormed) == []
+    assert len(_of(effects, ArchiveSignedReport)) == 2
+    state, effects = _feed(state, make_signed(N, 3, BLOCK), now=4.0)
+    [formed] = _of(effects, CertificateFormed)
+    assert formed.digest == _digest()
+    assert formed.certificate.signer_bitmap == 0b1110
+    assert is_valid_certificate(DOMAIN, make_committee(N), formed.certificate)
+    assert state.get_certificate(BLOCK) == formed.certificate
+    assert state.rounds[BLOCK].certified_at == 4.0
+    # a fourth signature neither changes the certificate nor forms another
+    state, effects = _feed(state, make_signed(N, 0, BLOCK))
+    assert _of(effects, CertificateFormed) == []
+    assert state.get_certificate(BLOCK) == formed.certificate
+
+
+def test_split_votes_form_no_certificate() -> None:
+    state, effects = _feed(_state(), make_signed(N, 0, BLOCK, 0), make_signed(N, 1, BLOCK, 0))
+    state, effects = _feed(state, make_signed(N, 2, BLOCK, 1), make_signed(N, 3, BLOCK, 1))
+    assert _of(effects, CertificateFormed) == []
+    assert state.get_certificate(BLOCK) is None
+
+
+def _wrong_config(msg: SignedReport) -> SignedReport:
+    other = make_committee(N, quorum=4)
+    return replace(msg, report=replace(msg.report, config_digest=other.digest()))
+
+
+@pytest.mark.parametrize(
+    ("msg", "reason"),
+    [
+        (_wrong_config(make_signed(N, 1, BLOCK)), RejectReason.WRONG_CONFIG_DIGEST),
+        (sign_report(DOMAIN, make_report(make_committee(N), BLOCK), make_key(9)), RejectReason.NOT_A_MEMBER),
+        (make_signed(N, 1, BLOCK + 1), RejectReason.NOT_ANCHOR_BLOCK),
+        (make_signed(N, 1, BLOCK - 30), RejectReason.OUTSIDE_WINDOW),  # window 3 rounds of 10 blocks
+        (make_signed(N, 1, BLOCK + 20), RejectReason.OUTSIDE_WINDOW),  # more than a period ahead
+        (replace(make_signed(N, 1, BLOCK), signature=make_signed(N, 2, BLOCK).signature), RejectReason.BAD_SIGNATURE),
+        (
+            replace(make_signed(N, 1, BLOCK), report=make_report(make_committee(N), BLOCK, 5)),
+            RejectReason.BAD_SIGNATURE,
+        ),
+    ],
+)
+def test_invalid_signed_report_leaves_state_unchanged(msg: SignedReport, reason: RejectReason) -> None:
+    state, _ = _feed(_state(), make_signed(N, 2, BLOCK))
+    after, effects = on_signed_report(state, msg, 1.0)
+    assert after is state
+    assert effects == (Rejected(reason),)
+
+
+def test_duplicate_and_third_digest_rejected() -> None:
+    state, _ = _feed(_state(), make_signed(N, 1, BLOCK, 0), make_signed(N, 1, BLOCK, 1))
+    for msg, reason in [
+        (make_signed(N, 1, BLOCK, 0), RejectReason.DUPLICATE),
+        (make_signed(N, 1, BLOCK, 2), RejectReason.TOO_MANY_DIGESTS),
+    ]:
+        after, effects = on_signed_report(state, msg, 1.0)
+        assert after is state
+        assert effects == (Rejected(reason),)
+    assert state.rounds[BLOCK].digests_of[make_committee(N).members[1]] == (_digest(0), _digest(1))
+
+
+def test_equivocation_detected_once_with_valid_evidence() -> None:
+    state, effects = _feed(_state(), make_signed(N, 1, BLOCK, 1), make_signed(N, 1, BLOCK, 0))
+    [submit] = _of(effects, SubmitEvidence)
+    assert isinstance(submit.evidence, Equivocation)
+    assert is_equivocation(DOMAIN, make_committee(N), submit.evidence)
+    # both messages stay archived as evidence, and the equivocator's honest vote still counts
+    state, effects = _feed(state, make_signed(N, 2, BLOCK, 0), make_signed(N, 3, BLOCK, 0))
+    assert _of(effects, SubmitEvidence) == []
+    assert len(_of(effects, CertificateFormed)) == 1
+
+
+def test_deviation_reported_on_attestation_and_for_late_messages() -> None:
+    state, _ = _feed(_state(), make_signed(N, 1, BLOCK, 0), make_signed(N, 2, BLOCK, 1))
+    key = (make_committee(N).digest(), BLOCK)
+    state, effects = on_round_attested(state, key, _digest(0))
+    [submit] = _of(effects, SubmitEvidence)
+    assert isinstance(submit.evidence, Deviation)
+    assert submit.evidence.signed == make_signed(N, 2, BLOCK, 1)
+    assert is_deviation(DOMAIN, make_committee(N), submit.evidence)
+    state, effects = _feed(state, make_signed(N, 3, BLOCK, 2))
+    [late] = _of(effects, SubmitEvidence)
+    assert isinstance(late.evidence, Deviation) and late.evidence.signed.signer == make_committee(N).members[3]
+    # attesting again reports nothing twice
+    _, effects = on_round_attested(state, key, _digest(0))
+    assert _of(effects, SubmitEvidence) == []
+
+
+def test_attestation_of_other_config_rejected() -> None:
+    state = _state()
+    after, effects = on_round_attested(state, (b"\x07" * 32, BLOCK), _digest())
+    assert after is state and effects == (Rejected(RejectReason.WRONG_CONFIG_DIGEST),)
+
+
+def test_local_report_asks_to_sign_once_and_refuses_a_conflict() -> None:
+    state = _state()
+    report = make_report(make_committee(N), BLOCK)
+    state, effects = on_local_report(state, report, 0.0)
+    assert effects == (SignReport(report.round_key, _digest(), report),)
+    again, effects = on_local_report(state, report, 1.0)
+    assert again is state and effects == ()
+    after, effects = on_local_report(state, make_report(make_committee(N), BLOCK, 1), 1.0)
+    assert after is state and effects == (Rejected(RejectReason.CONFLICTING_OWN_REPORT),)
+
+
+def test_local_report_refused_for_watcher_and_closed_round() -> None:
+    report = make_report(make_committee(N), BLOCK)
+    watcher = _state(me=None)
+    assert on_local_report(watcher, report, 0.0) == (watcher, (Rejected(RejectReason.NOT_A_MEMBER),))
+    state, _ = on_round_attested(_state(), (make_committee(N).digest(), BLOCK), _digest())
+    assert on_local_report(state, report, 0.0) == (state, (Rejected(RejectReason.ROUND_CLOSED),))
+
+
+def test_own_signed_report_broadcasts_and_counts() -> None:
+    state = _state()
+    signed = make_signed(N, 0, BLOCK)
+    # not requested yet
+    assert on_own_signed_report(state, signed, 0.0) == (state, (Rejected(RejectReason.NOT_REQUESTED),))
+    state, _ = on_local_report(state, signed.report, 0.0)
+    # someone else's signature is not ours
+    other = make_signed(N, 1, BLOCK)
+    assert on_own_signed_report(state, other, 0.0) == (state, (Rejected(RejectReason.NOT_OWN_REPORT),))
+    forged = replace(signed, signature=other.signature)
+    assert on_own_signed_report(state, forged, 0.0) == (state, (Rejected(RejectReason.BAD_SIGNATURE),))
+    state, effects = on_own_signed_report(state, signed, 2.0)
+    assert effects[0] == Broadcast(signed)
+    assert _of(effects, ArchiveSignedReport) == [ArchiveSignedReport(signed, _digest())]
+    assert state.rounds[BLOCK].own == signed
+    assert on_own_signed_report(state, signed, 3.0) == (state, (Rejected(RejectReason.DUPLICATE),))
+
+
+def test_tick_rebroadcasts_own_report_until_attested() -> None:
+    state = _state(rebroadcast_interval=5.0)
+    signed = make_signed(N, 0, BLOCK)
+    state, _ = on_local_report(state, signed.report, 0.0)
+    state, _ = on_own_signed_report(state, signed, 0.0)
+    same, effects = on_tick(state, 4.9)
+    assert same is state and effects == ()
+    state, effects = on_tick(state, 5.0)
+    assert effects == (Broadcast(signed),)
+    state, effects = on_tick(state, 9.0)
+    assert effects == ()
+    state, _ = on_round_attested(state, (make_committee(N).digest(), BLOCK), _digest())
+    state, effects = on_tick(state, 100.0)
+    assert effects == ()
+
+
+@pytest.mark.parametrize("member", range(N))
+def test_transmission_waits_for_schedule_position(member: int) -> None:
+    committee = make_committee(N)
+    position = get_committee_position(committee, (committee.digest(), BLOCK), committee.members[member])
+    assert position is not None
+    state = _state(me=member, stage_delay=10.0)
+    others = [make_signed(N, i, BLOCK) for i in range(N) if i != member]
+    state, effects = _feed(state, *others, now=100.0)
+    [formed] = _of(effects, CertificateFormed)
+    due = 100.0 + 10.0 * position
+    if position == 0:
+        assert _of(effects, Transmit) == [Transmit(formed.certificate)]
+    else:
+        assert _of(effects, Transmit) == []
+        state, effects = on_tick(state, due - 0.01)
+        assert _of(effects, Transmit) == []
+        state, effects = on_tick(state, due)
+        assert effects == (Transmit(formed.certificate),)
+    state, effects = on_tick(state, due + 1.0)
+    assert effects == ()
+    # a lost transaction is retried once every member had its turn
+    state, effects = on_tick(state, due + 10.0 * N)
+    assert effects == (Transmit(formed.certificate),)
+
+
+def test_no_transmission_after_attestation_or_newer_round() -> None:
+    committee = make_committee(N)
+    state = _state(me=0, stage_delay=10.0)
+    state, _ = on_round_attested(state, (committee.digest(), BLOCK + 10), _digest(block=BLOCK + 10))
+    state, effects = _feed(state, *(make_signed(N, i, BLOCK) for i in range(1, N)), now=0.0)
+    assert len(_of(effects, CertificateFormed)) == 1
+    state, effects = on_tick(state, 1000.0)
+    assert _of(effects, Transmit) == []
+
+
+def test_watcher_collects_but_never_transmits() -> None:
+    state, effects = _feed(_state(me=None), *(make_signed(N, i, BLOCK) for i in range(N)))
+    assert len(_of(effects, CertificateFormed)) == 1
+    state, effects = on_tick(state, 1e6)
+    assert effects == ()
+
+
+def test_new_head_forgets_old_rounds() -> None:
+    state, _ = _feed(_state(), make_signed(N, 1, 30), make_signed(N, 1, 40), make_signed(N, 1, 50))
+    assert sorted(state.rounds) == [30, 40, 50]
+    state, _ = on_new_head(state, 71)  # window 3 rounds: keep B > 41
+    assert sorted(state.rounds) == [50]
+    after, effects = on_signed_report(state, make_signed(N, 2, 40), 0.0)
+    assert after is state and effects == (Rejected(RejectReason.OUTSIDE_WINDOW),)
+    # a head that goes back (reorg) does not bring a forgotten round back
+    state, _ = on_new_head(state, 52)
+    after, effects = on_signed_report(state, make_signed(N, 2, 40), 0.0)
+    assert after is state and effects == (Rejected(RejectReason.OUTSIDE_WINDOW),)
+
+
+def test_context_validation() -> None:
+    committee = make_committee(N)
+    with pytest.raises(InputError) as info:
+        CollectorContext.create(DOMAIN, committee, b"\x05" * 20)
+    assert info.value.field == "me"
+    with pytest.raises(InputError) as info:
+        CollectorContext(DOMAIN, committee, b"\x00" * 32, None, 1.0, 1.0, 2)
+    assert info.value.field == "config_digest"
+    with pytest.raises(InputError):
+        init_collector_state(CollectorContext.create(DOMAIN, committee, None), -1)
