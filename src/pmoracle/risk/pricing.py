@@ -81,13 +81,13 @@ def black76(is_call: bool, F: float, K: float, T: float, vol: float, df: float) 
 @njit(cache=True)
 def black76_kernel(is_call: bool, F: float, K: float, T: float, vol: float, df: float) -> Greeks:
     """Return ``black76`` compiled (the numba kernel the reference is checked against)."""
-    return black76(is_call, F, K, T, vol, df)  # type: ignore[no-any-return]
+    return black76(is_call, F, K, T, vol, df)
 
 
 @njit(cache=True)
 def svi_total_variance_kernel(a: float, b: float, rho: float, m: float, sigma: float, k: float) -> float:
     """Return ``svi_total_variance`` compiled."""
-    return svi_total_variance(a, b, rho, m, sigma, k)  # type: ignore[no-any-return]
+    return svi_total_variance(a, b, rho, m, sigma, k)
 
 
 @njit(cache=True)
