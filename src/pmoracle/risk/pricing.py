@@ -16,7 +16,19 @@ import numpy.typing as npt
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from pmoracle.risk.detmath import INF, NAN, det_log, norm_cdf, norm_pdf
+from pmoracle.risk.detmath import (
+    ERF_THRESH,
+    INF,
+    INV_SQRT2,
+    NAN,
+    NORM_TAIL_ZERO,
+    _erfc_rational,
+    _exp_neg_half_square,
+    det_exp,
+    det_log,
+    norm_cdf,
+    norm_pdf,
+)
 
 SQRT_2PI = 2.5066282746310002
 
@@ -30,6 +42,22 @@ def svi_total_variance(a: float, b: float, rho: float, m: float, sigma: float, k
     """Return SVI raw total implied variance w(k) = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2))."""
     d = k - m
     return a + b * (rho * d + math.sqrt(d * d + sigma * sigma))
+
+
+@register_jitable
+def _otm_value(F: float, K: float, a: float, h: float, u_near: float, u_far: float) -> float:
+    """Return the undiscounted value of an out-of-the-money option, 0.5 sqrt(FK) e^-(a^2+h^2)/2 (R(near) - R(far)).
+
+    With N(-u) = 0.5 e^(-u^2/2) R(u / sqrt 2) (Cody's rational R) and F e^(-d1^2/2) = K e^(-d2^2/2) =
+    sqrt(FK) e^(-(a^2 + h^2)/2) (a = ln(F/K)/s, h = s/2), the two tails share one Gaussian factor: the
+    difference of two tiny, separately rounded tails (whose error grows like |d|^3 / s) becomes a difference of
+    two smooth rational values (error ~ |d| / s ulp). Both u are > 0.66 here, inside R's domain.
+    """
+    y = abs(a)
+    if y >= NORM_TAIL_ZERO:
+        return 0.0
+    gauss = (math.sqrt(F) * math.sqrt(K)) * (_exp_neg_half_square(y) * det_exp(-0.5 * (h * h)))
+    return 0.5 * (gauss * (_erfc_rational(u_near * INV_SQRT2) - _erfc_rational(u_far * INV_SQRT2)))
 
 
 @register_jitable
@@ -63,13 +91,21 @@ def black76(is_call: bool, F: float, K: float, T: float, vol: float, df: float) 
     if is_call:
         n1 = norm_cdf(d1)
         n2 = norm_cdf(d2)
-        price = df * (F * n1 - K * n2)
         delta = df * n1
+        u_near = -d1  # distance of the nearer and farther normal tail (both > 0 when out of the money)
+        u_far = -d2
     else:
         n1 = norm_cdf(-d1)
         n2 = norm_cdf(-d2)
-        price = df * (K * n2 - F * n1)
         delta = -(df * n1)
+        u_near = d2
+        u_far = d1
+    if u_near * INV_SQRT2 > ERF_THRESH:
+        price = df * _otm_value(F, K, a, h, u_near, u_far)
+    elif is_call:
+        price = df * (F * n1 - K * n2)
+    else:
+        price = df * (K * n2 - F * n1)
     if price < 0.0:
         price = 0.0
     gamma = (df * pdf1 / F) / s  # two divisions: F * s could underflow to 0
