@@ -283,10 +283,16 @@ def det_erfc(x: float) -> float:
 
 
 @register_jitable
-def norm_cdf(x: float) -> float:
-    """Return the standard normal CDF Phi(x), each tail computed directly (no 1 - p cancellation)."""
-    if x != x:
-        return x
+def gauss_factor(y: float) -> float:
+    """Return exp(-y^2 / 2) for y >= 0 (exact split of y^2; 0 where it underflows)."""
+    if y >= NORM_TAIL_ZERO:
+        return 0.0
+    return _exp_neg_half_square(y)
+
+
+@register_jitable
+def norm_cdf_given_gauss(x: float, gauss: float) -> float:
+    """Return Phi(x) given gauss = gauss_factor(|x|), so a caller that also needs the density computes it once."""
     y = abs(x)
     z = y * INV_SQRT2
     if z <= ERF_THRESH:
@@ -294,10 +300,21 @@ def norm_cdf(x: float) -> float:
         if x < 0.0:
             return 0.5 - half_erf
         return 0.5 + half_erf
-    tail = 0.0 if y >= NORM_TAIL_ZERO else 0.5 * (_exp_neg_half_square(y) * _erfc_rational(z))
+    tail = 0.0 if y >= NORM_TAIL_ZERO else 0.5 * (gauss * _erfc_rational(z))
     if x < 0.0:
         return tail
     return 1.0 - tail
+
+
+@register_jitable
+def norm_cdf(x: float) -> float:
+    """Return the standard normal CDF Phi(x), each tail computed directly (no 1 - p cancellation)."""
+    if x != x:
+        return x
+    y = abs(x)
+    if y * INV_SQRT2 <= ERF_THRESH:
+        return norm_cdf_given_gauss(x, 1.0)  # the erf branch does not use the Gaussian factor
+    return norm_cdf_given_gauss(x, gauss_factor(y))
 
 
 @register_jitable
@@ -305,7 +322,4 @@ def norm_pdf(x: float) -> float:
     """Return the standard normal density exp(-x^2 / 2) / sqrt(2 pi)."""
     if x != x:
         return x
-    y = abs(x)
-    if y >= NORM_TAIL_ZERO:
-        return 0.0
-    return _exp_neg_half_square(y) * INV_SQRT_2PI
+    return gauss_factor(abs(x)) * INV_SQRT_2PI

@@ -20,14 +20,13 @@ from pmoracle.risk.detmath import (
     ERF_THRESH,
     INF,
     INV_SQRT2,
+    INV_SQRT_2PI,
     NAN,
-    NORM_TAIL_ZERO,
     _erfc_rational,
-    _exp_neg_half_square,
-    det_exp,
     det_log,
+    gauss_factor,
     norm_cdf,
-    norm_pdf,
+    norm_cdf_given_gauss,
 )
 
 SQRT_2PI = 2.5066282746310002
@@ -42,22 +41,6 @@ def svi_total_variance(a: float, b: float, rho: float, m: float, sigma: float, k
     """Return SVI raw total implied variance w(k) = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2))."""
     d = k - m
     return a + b * (rho * d + math.sqrt(d * d + sigma * sigma))
-
-
-@register_jitable
-def _otm_value(F: float, K: float, a: float, h: float, u_near: float, u_far: float) -> float:
-    """Return the undiscounted value of an out-of-the-money option, 0.5 sqrt(FK) e^-(a^2+h^2)/2 (R(near) - R(far)).
-
-    With N(-u) = 0.5 e^(-u^2/2) R(u / sqrt 2) (Cody's rational R) and F e^(-d1^2/2) = K e^(-d2^2/2) =
-    sqrt(FK) e^(-(a^2 + h^2)/2) (a = ln(F/K)/s, h = s/2), the two tails share one Gaussian factor: the
-    difference of two tiny, separately rounded tails (whose error grows like |d|^3 / s) becomes a difference of
-    two smooth rational values (error ~ |d| / s ulp). Both u are > 0.66 here, inside R's domain.
-    """
-    y = abs(a)
-    if y >= NORM_TAIL_ZERO:
-        return 0.0
-    gauss = (math.sqrt(F) * math.sqrt(K)) * (_exp_neg_half_square(y) * det_exp(-0.5 * (h * h)))
-    return 0.5 * (gauss * (_erfc_rational(u_near * INV_SQRT2) - _erfc_rational(u_far * INV_SQRT2)))
 
 
 @register_jitable
@@ -87,25 +70,34 @@ def black76(is_call: bool, F: float, K: float, T: float, vol: float, df: float) 
     h = 0.5 * s
     d1 = a + h
     d2 = a - h
-    pdf1 = norm_pdf(d1)
+    g1 = gauss_factor(abs(d1))  # exp(-d1^2/2), shared by the density and the d1 tail
+    pdf1 = g1 * INV_SQRT_2PI
     if is_call:
-        n1 = norm_cdf(d1)
-        n2 = norm_cdf(d2)
-        delta = df * n1
         u_near = -d1  # distance of the nearer and farther normal tail (both > 0 when out of the money)
         u_far = -d2
     else:
-        n1 = norm_cdf(-d1)
-        n2 = norm_cdf(-d2)
-        delta = -(df * n1)
         u_near = d2
         u_far = d1
     if u_near * INV_SQRT2 > ERF_THRESH:
-        price = df * _otm_value(F, K, a, h, u_near, u_far)
+        # Out of the money by more than 0.66 standard deviations. With N(-u) = 0.5 e^(-u^2/2) R(u / sqrt 2)
+        # (Cody's rational R) and F e^(-d1^2/2) = K e^(-d2^2/2), both tails share one Gaussian factor: the
+        # difference of two tiny, separately rounded tails (error growing like |d|^3 / s ulp) becomes a
+        # difference of two smooth rational values (error ~ |d| / s ulp).
+        r_near = _erfc_rational(u_near * INV_SQRT2)
+        r_far = _erfc_rational(u_far * INV_SQRT2)
+        price = df * (0.5 * ((F * g1) * (r_near - r_far)))
+        if is_call:
+            delta = df * (0.5 * (g1 * r_near))
+        else:
+            delta = -(df * (0.5 * (g1 * r_far)))
     elif is_call:
-        price = df * (F * n1 - K * n2)
+        n1 = norm_cdf_given_gauss(d1, g1)
+        price = df * (F * n1 - K * norm_cdf(d2))
+        delta = df * n1
     else:
-        price = df * (K * n2 - F * n1)
+        n1 = norm_cdf_given_gauss(-d1, g1)
+        price = df * (K * norm_cdf(-d2) - F * n1)
+        delta = -(df * n1)
     if price < 0.0:
         price = 0.0
     gamma = (df * pdf1 / F) / s  # two divisions: F * s could underflow to 0
@@ -114,19 +106,19 @@ def black76(is_call: bool, F: float, K: float, T: float, vol: float, df: float) 
     return price, delta, gamma, vega, theta
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def black76_kernel(is_call: bool, F: float, K: float, T: float, vol: float, df: float) -> Greeks:
     """Return ``black76`` compiled (the numba kernel the reference is checked against)."""
     return black76(is_call, F, K, T, vol, df)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def svi_total_variance_kernel(a: float, b: float, rho: float, m: float, sigma: float, k: float) -> float:
     """Return ``svi_total_variance`` compiled."""
     return svi_total_variance(a, b, rho, m, sigma, k)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def value_options(
     is_call: BoolArray,
     F: FloatArray,
@@ -150,7 +142,7 @@ def value_options(
         out_theta[i] = t
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def value_options_parallel(
     is_call: BoolArray,
     F: FloatArray,
