@@ -74,7 +74,9 @@ def _quantlib_rate(
     rate = ql.SimpleQuote(0.0)
     sigma = ql.SimpleQuote(0.2)
     curve = ql.YieldTermStructureHandle(ql.FlatForward(today, ql.QuoteHandle(rate), day_count))
-    vol_ts = ql.BlackVolTermStructureHandle(ql.BlackConstantVol(today, ql.NullCalendar(), ql.QuoteHandle(sigma), day_count))
+    vol_ts = ql.BlackVolTermStructureHandle(
+        ql.BlackConstantVol(today, ql.NullCalendar(), ql.QuoteHandle(sigma), day_count)
+    )
     # dividend yield = rate: the spot process then has forward = spot, i.e. Black-76 on F
     process = ql.BlackScholesMertonProcess(ql.QuoteHandle(spot), curve, curve, vol_ts)
     engine = ql.AnalyticEuropeanEngine(process)
@@ -154,7 +156,7 @@ def run_pricing_bench(n: int = 200_000, quick: bool = False) -> dict[str, object
         "max_rel_price_diff_vs_numpy_scipy": np_diff,
     }
     try:
-        import QuantLib as ql
+        import QuantLib as ql  # noqa: N813 (the package's documented alias)
     except ImportError:
         result["quantlib"] = "QuantLib absent"
         return result

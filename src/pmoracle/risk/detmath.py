@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import math
 
-from numba.extending import register_jitable
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload, register_jitable
 
 INF = float("inf")
 NAN = float("nan")
@@ -103,6 +105,67 @@ INV_SQRT_2PI = 0.3989422804014327  # nearest double to 1/sqrt(2 pi)
 NORM_TAIL_ZERO = 38.5
 
 
+# ---- exact binary-exponent primitives ---------------------------------------------------------------------
+# Scaling by a power of two and splitting off the exponent are exact (no rounding) for normal numbers, so the
+# Python reference may use math.ldexp/math.frexp while compiled code uses the equivalent bit operations, which
+# avoid a libm call per element. Bit-for-bit equality of the two paths is tested on >= 100k inputs.
+
+
+def pow2(k: int) -> float:
+    """Return 2**k exactly, for -1022 <= k <= 1023."""
+    return math.ldexp(1.0, k)
+
+
+def split_exponent(x: float) -> tuple[float, int]:
+    """Return (m, e) with x = m 2**e and m in [1, 2), exactly, for a positive finite x (subnormals included)."""
+    m, e = math.frexp(x)
+    return m * 2.0, e - 1
+
+
+@intrinsic
+def _bits_to_float(typingctx, bits):  # type: ignore[no-untyped-def]
+    """Reinterpret an int64 as the float64 with the same bits (compiled code only)."""
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _float_to_bits(typingctx, value):  # type: ignore[no-untyped-def]
+    """Reinterpret a float64 as the int64 with the same bits (compiled code only)."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+@overload(pow2, jit_options={"error_model": "numpy"})
+def _pow2_compiled(k):  # type: ignore[no-untyped-def]
+    def impl(k):  # type: ignore[no-untyped-def]
+        return _bits_to_float((k + 1023) << 52)  # type: ignore[call-arg]
+
+    return impl
+
+
+@overload(split_exponent)
+def _split_exponent_compiled(x):  # type: ignore[no-untyped-def]
+    def impl(x):  # type: ignore[no-untyped-def]
+        e = 0
+        if x < 2.2250738585072014e-308:  # subnormal: scale into the normal range first (exact)
+            x = x * 18014398509481984.0  # 2**54
+            e = -54
+        bits: int = _float_to_bits(x)  # type: ignore[call-arg]
+        e += ((bits >> 52) & 0x7FF) - 1023
+        return _bits_to_float((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000), e
+
+    return impl
+
+
 @register_jitable
 def det_exp(x: float) -> float:
     """Return e**x (fdlibm e_exp.c, < 1 ulp)."""
@@ -141,10 +204,12 @@ def det_exp(x: float) -> float:
     if k == 0:
         return 1.0 - ((r * c) / (c - 2.0) - r)
     y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
+    if k > 1023:  # exp(x) near the overflow threshold: 2**1024 itself is not a double
+        return (y * 2.0) * pow2(k - 1)
     if k >= -1021:
-        return math.ldexp(y, k)  # exact: y in [0.5, 2), result normal
+        return y * pow2(k)  # exact: y in [0.5, 2), result normal
     # subnormal result: one rounding, in the final multiply, as fdlibm does
-    return math.ldexp(y, k + 1000) * TWO_M1000
+    return (y * pow2(k + 1000)) * TWO_M1000
 
 
 @register_jitable
@@ -158,9 +223,7 @@ def det_log(x: float) -> float:
         return -INF
     if x == INF:
         return x
-    m, e = math.frexp(x)  # x = m 2**e, m in [0.5, 1); exact, subnormals included
-    m1 = m * 2.0
-    k = e - 1
+    m1, k = split_exponent(x)  # x = m1 2**k, m1 in [1, 2); exact, subnormals included
     # hx: the top 20 fraction bits of x (fdlibm's masked high word), exact integer
     hx = int((m1 - 1.0) * 1048576.0)
     if hx >= 0x6A09C:  # m1 >= ~sqrt(2): use m1 / 2 so that 1 + f lies in [sqrt(2)/2, sqrt(2))

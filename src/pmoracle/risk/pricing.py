@@ -86,10 +86,7 @@ def black76(is_call: bool, F: float, K: float, T: float, vol: float, df: float) 
         r_near = _erfc_rational(u_near * INV_SQRT2)
         r_far = _erfc_rational(u_far * INV_SQRT2)
         price = df * (0.5 * ((F * g1) * (r_near - r_far)))
-        if is_call:
-            delta = df * (0.5 * (g1 * r_near))
-        else:
-            delta = -(df * (0.5 * (g1 * r_far)))
+        delta = df * (0.5 * (g1 * r_near)) if is_call else -(df * (0.5 * (g1 * r_far)))
     elif is_call:
         n1 = norm_cdf_given_gauss(d1, g1)
         price = df * (F * n1 - K * norm_cdf(d2))
