@@ -58,6 +58,7 @@ def _inputs(which: int, n: int, rng: np.random.Generator) -> npt.NDArray[np.floa
             10.0 ** rng.uniform(-307.0, 308.0, n // 2),
             rng.uniform(0.5, 2.0, n // 4),
             1.0 + rng.uniform(-1e-6, 1e-6, n // 8),
+            10.0 ** rng.uniform(-323.0, -308.0, n // 16),  # subnormals: the compiled exponent split rescales them
         ]
         edges = [1.0, 2.0, 0.5, math.sqrt(2.0), 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308]
     elif which == 2:  # erfc: both signs, all three of Cody's intervals, the underflow edge
