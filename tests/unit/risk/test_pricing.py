@@ -174,6 +174,28 @@ def test_price_relative_error_below_1e_11(accuracy_cases) -> None:  # type: igno
     assert checked > 2000, checked  # the bound is exercised on thousands of cases, not a handful
 
 
+def test_price_error_bound_holds_for_one_day_low_vol_options() -> None:
+    """The hardest case for the bound: 1-day, 1-3 % vol options whose price is just above 1e-6 F.
+
+    There the total vol s is ~5e-4 and out-of-the-money values are a small difference of two normal tails, so
+    rounding is amplified by ~|d| / s; the shared-Gaussian-factor form keeps it under the bound.
+    """
+    rng = np.random.default_rng(3)
+    checked = 0
+    with mpmath.workdps(50):
+        for _ in range(2500):
+            vol = float(0.01 * 10.0 ** rng.uniform(0.0, 0.5))
+            s = vol * math.sqrt(ONE_DAY)
+            F = float(10.0 ** rng.uniform(1.0, 5.0))
+            args = (bool(rng.random() < 0.5), F, F * math.exp(float(rng.uniform(-4.0, 4.0)) * s), ONE_DAY, vol, 1.0)
+            exact = _mp_black76(*args)[0]
+            if exact < mpmath.mpf(F) * mpmath.mpf("1e-6"):
+                continue
+            checked += 1
+            assert float(abs(mpmath.mpf(black76(*args)[0]) / exact - 1)) <= 1e-11, args
+    assert checked > 1500, checked
+
+
 def test_greeks_match_mpmath(accuracy_cases) -> None:  # type: ignore[no-untyped-def]
     """delta within 1e-11 absolute; gamma, vega, theta within 1e-9 relative plus 1e-14 of their at-the-money size.
 
