@@ -203,7 +203,9 @@ def parse_params(text: str) -> RiskParams:
     reference = r.choice("price.reference", PRICE_REFERENCES)
     scan_hi = 6.0 if reference == "std" else 0.99
     scan_range = r.number("price.scan_range", 1e-6, scan_hi)
-    overrides_raw = r._get("price.scan_range_by_underlying")
+    price_table = doc.get("price")
+    has_overrides = isinstance(price_table, dict) and "scan_range_by_underlying" in price_table
+    overrides_raw = r._get("price.scan_range_by_underlying") if has_overrides else None  # optional
     overrides: list[tuple[str, float]] = []
     if isinstance(overrides_raw, dict):
         for symbol in sorted(overrides_raw):

@@ -31,7 +31,7 @@ def flat_smile(expiry: int, vol: float) -> Smile:
 def skew_smile(expiry: int, vol: float) -> Smile:
     """Return an SVI smile with ATM vol about ``vol`` and a negative skew."""
     t = (expiry - T0) / (365 * DAY)
-    w = vol * vol * t
+    w = min(vol * vol * t, 8.0)  # the input range caps total variance (a, b <= 10)
     return Smile(expiry=expiry, a=round(0.6 * w * WAD), b=round(0.8 * w * WAD), rho=round(-0.3 * WAD), m=0,
                  sigma=WAD // 2)
 
