@@ -1,3 +1,4 @@
+# mypy: allow-untyped-defs
 """The numba kernels: instrument risk arrays (instrument x scenario, int64) and per-account margin sums.
 
 Determinism (DESIGN section 4): fastmath off; floating point only through + - * / sqrt, the deterministic scalar
@@ -40,7 +41,7 @@ def _quantize(x: float) -> tuple[bool, int]:
     q = x * QUANT
     if not abs(q) < VALUE_LIMIT:  # also catches NaN and infinities
         return False, 0
-    return True, np.int64(np.rint(q))
+    return True, int(np.rint(q))
 
 
 @njit(cache=True)
@@ -51,10 +52,26 @@ def _forward(fwd: float, index: float, rate: float, tau: float) -> float:
 
 
 @njit(cache=True, parallel=True)
-def compute_risk_arrays_kernel(  # noqa: PLR0913
-    kind, und, strike, tau, index, fwd, rate, haircut, svi, price_mult, vol_shock, horizon, vol_params, power8,
-    out_r, out_base, out_addon, out_status,
-):  # type: ignore[no-untyped-def]
+def compute_risk_arrays_kernel(
+    kind,
+    und,
+    strike,
+    tau,
+    index,
+    fwd,
+    rate,
+    haircut,
+    svi,
+    price_mult,
+    vol_shock,
+    horizon,
+    vol_params,
+    power8,
+    out_r,
+    out_base,
+    out_addon,
+    out_status,
+):
     """Fill R (I, S), base value, short-option add-on per unit (all quantized) and a status per instrument."""
     n_inst = kind.shape[0]
     n_scen = price_mult.shape[0]
@@ -131,8 +148,28 @@ def compute_risk_arrays_kernel(  # noqa: PLR0913
 
 
 @njit(cache=True)
-def _account(a, r, base, addon, bound, starts, ends, inst, size, cover_num, cover_den, im_num, im_den, im_buffer,
-             scratch, out_mm, out_im, out_eq, out_worst, out_status):  # type: ignore[no-untyped-def]
+def _account(
+    a,
+    r,
+    base,
+    addon,
+    bound,
+    starts,
+    ends,
+    inst,
+    size,
+    cover_num,
+    cover_den,
+    im_num,
+    im_den,
+    im_buffer,
+    scratch,
+    out_mm,
+    out_im,
+    out_eq,
+    out_worst,
+    out_status,
+):
     lo = starts[a]
     hi = ends[a]
     n_scen = r.shape[1]
@@ -185,8 +222,26 @@ def _account(a, r, base, addon, bound, starts, ends, inst, size, cover_num, cove
 
 
 @njit(cache=True, parallel=True)
-def compute_accounts_kernel(r, base, addon, bound, starts, ends, inst, size, cover_num, cover_den, im_num, im_den,
-                            im_buffer, out_mm, out_im, out_eq, out_worst, out_status):  # type: ignore[no-untyped-def]
+def compute_accounts_kernel(
+    r,
+    base,
+    addon,
+    bound,
+    starts,
+    ends,
+    inst,
+    size,
+    cover_num,
+    cover_den,
+    im_num,
+    im_den,
+    im_buffer,
+    out_mm,
+    out_im,
+    out_eq,
+    out_worst,
+    out_status,
+):
     """Fill MM, IM, equity (MONEY), worst scenario and status of every account (positions starts[a]:ends[a])."""
     n_acc = starts.shape[0]
     n_chunks = (n_acc + CHUNK - 1) // CHUNK
@@ -194,14 +249,73 @@ def compute_accounts_kernel(r, base, addon, bound, starts, ends, inst, size, cov
         scratch = np.empty(r.shape[1], dtype=np.int64)
         end = min(n_acc, (c + 1) * CHUNK)
         for a in range(c * CHUNK, end):
-            _account(a, r, base, addon, bound, starts, ends, inst, size, cover_num, cover_den, im_num, im_den,
-                     im_buffer, scratch, out_mm, out_im, out_eq, out_worst, out_status)
+            _account(
+                a,
+                r,
+                base,
+                addon,
+                bound,
+                starts,
+                ends,
+                inst,
+                size,
+                cover_num,
+                cover_den,
+                im_num,
+                im_den,
+                im_buffer,
+                scratch,
+                out_mm,
+                out_im,
+                out_eq,
+                out_worst,
+                out_status,
+            )
 
 
 @njit(cache=True)
-def compute_one_account_kernel(a, r, base, addon, bound, starts, ends, inst, size, cover_num, cover_den, im_num, im_den,
-                               im_buffer, scratch, out_mm, out_im, out_eq, out_worst,
-                               out_status):  # type: ignore[no-untyped-def]
+def compute_one_account_kernel(
+    a,
+    r,
+    base,
+    addon,
+    bound,
+    starts,
+    ends,
+    inst,
+    size,
+    cover_num,
+    cover_den,
+    im_num,
+    im_den,
+    im_buffer,
+    scratch,
+    out_mm,
+    out_im,
+    out_eq,
+    out_worst,
+    out_status,
+):
     """Recompute account ``a`` only (the incremental path; same arithmetic as the full kernel)."""
-    _account(a, r, base, addon, bound, starts, ends, inst, size, cover_num, cover_den, im_num, im_den, im_buffer,
-             scratch, out_mm, out_im, out_eq, out_worst, out_status)
+    _account(
+        a,
+        r,
+        base,
+        addon,
+        bound,
+        starts,
+        ends,
+        inst,
+        size,
+        cover_num,
+        cover_den,
+        im_num,
+        im_den,
+        im_buffer,
+        scratch,
+        out_mm,
+        out_im,
+        out_eq,
+        out_worst,
+        out_status,
+    )

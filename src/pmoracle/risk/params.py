@@ -144,7 +144,7 @@ class _Reader:
             if value is None:
                 return lo
         if isinstance(value, bool) or not isinstance(value, str | int):
-            self.problems.append(f"{path}: expected an exact rational as a string (\"1/3\", \"0.35\"), got {value!r}")
+            self.problems.append(f'{path}: expected an exact rational as a string ("1/3", "0.35"), got {value!r}')
             return lo
         try:
             result = Fraction(value)

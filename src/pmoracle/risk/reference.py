@@ -23,7 +23,8 @@ ACCOUNT_LIMIT = 2.0**62 * (1.0 - 2.0**-20)
 
 
 def _python(f: Any) -> Callable[..., Any]:
-    return getattr(f, "py_func", f)  # an njit function's Python original; register_jitable ones are plain
+    result: Callable[..., Any] = getattr(f, "py_func", f)
+    return result  # an njit function's Python original; register_jitable ones are plain
 
 
 _black76 = _python(black76)

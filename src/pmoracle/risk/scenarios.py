@@ -47,9 +47,7 @@ def compute_atm_vol(market: MarketSnapshot, underlying: UnderlyingMarket) -> flo
     for smile in underlying.smiles:
         if smile.expiry > market.time:
             t = float(smile.expiry - market.time) / float(SECONDS_PER_YEAR)
-            w = svi_total_variance(
-                smile.a / WAD, smile.b / WAD, smile.rho / WAD, smile.m / WAD, smile.sigma / WAD, 0.0
-            )
+            w = svi_total_variance(smile.a / WAD, smile.b / WAD, smile.rho / WAD, smile.m / WAD, smile.sigma / WAD, 0.0)
             return math.sqrt(w / t)
     raise MissingSmileError(underlying.symbol, 0)
 

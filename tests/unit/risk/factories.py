@@ -32,8 +32,9 @@ def skew_smile(expiry: int, vol: float) -> Smile:
     """Return an SVI smile with ATM vol about ``vol`` and a negative skew."""
     t = (expiry - T0) / (365 * DAY)
     w = min(vol * vol * t, 8.0)  # the input range caps total variance (a, b <= 10)
-    return Smile(expiry=expiry, a=round(0.6 * w * WAD), b=round(0.8 * w * WAD), rho=round(-0.3 * WAD), m=0,
-                 sigma=WAD // 2)
+    return Smile(
+        expiry=expiry, a=round(0.6 * w * WAD), b=round(0.8 * w * WAD), rho=round(-0.3 * WAD), m=0, sigma=WAD // 2
+    )
 
 
 EXPIRIES = (T0 + DAY, T0 + 7 * DAY, T0 + 30 * DAY, T0 + 90 * DAY, T0 + 3650 * DAY)
@@ -44,11 +45,19 @@ def make_market(btc: float = 95_000.0, eth: float = 3_000.0, time: int = T0, vol
     return MarketSnapshot(
         time=time,
         underlyings=(
-            UnderlyingMarket("BTC", round(btc * PRICE_SCALE), rate=round(0.03 * WAD),
-                             smiles=tuple(skew_smile(e, vol) for e in EXPIRIES)),
-            UnderlyingMarket("ETH", round(eth * PRICE_SCALE), rate=0,
-                             smiles=tuple(skew_smile(e, vol * 1.2) for e in EXPIRIES),
-                             forwards=((EXPIRIES[2], round(eth * 1.01 * PRICE_SCALE)),)),
+            UnderlyingMarket(
+                "BTC",
+                round(btc * PRICE_SCALE),
+                rate=round(0.03 * WAD),
+                smiles=tuple(skew_smile(e, vol) for e in EXPIRIES),
+            ),
+            UnderlyingMarket(
+                "ETH",
+                round(eth * PRICE_SCALE),
+                rate=0,
+                smiles=tuple(skew_smile(e, vol * 1.2) for e in EXPIRIES),
+                forwards=((EXPIRIES[2], round(eth * 1.01 * PRICE_SCALE)),),
+            ),
         ),
         assets=(
             CollateralAsset("ETH", round(eth * PRICE_SCALE), haircut=WAD // 10, underlying="ETH"),
@@ -76,8 +85,16 @@ def account(n: int) -> bytes:
 def random_instrument(rng: random.Random, market: MarketSnapshot) -> Instrument:
     """Return a random instrument, options with strikes from deep ITM to deep OTM."""
     und = rng.choice(market.underlyings)
-    kind = rng.choice([InstrumentKind.CALL, InstrumentKind.PUT, InstrumentKind.CALL, InstrumentKind.PUT,
-                       InstrumentKind.FUTURE, InstrumentKind.PERPETUAL])
+    kind = rng.choice(
+        [
+            InstrumentKind.CALL,
+            InstrumentKind.PUT,
+            InstrumentKind.CALL,
+            InstrumentKind.PUT,
+            InstrumentKind.FUTURE,
+            InstrumentKind.PERPETUAL,
+        ]
+    )
     if kind == InstrumentKind.PERPETUAL:
         return Instrument(und.symbol, kind)
     expiry = rng.choice([s.expiry for s in und.smiles])
@@ -87,13 +104,15 @@ def random_instrument(rng: random.Random, market: MarketSnapshot) -> Instrument:
     return Instrument(und.symbol, kind, expiry=expiry, strike=max(1, round(strike / PRICE_SCALE) * PRICE_SCALE))
 
 
-def random_portfolio(rng: random.Random, market: MarketSnapshot, instruments: list[Instrument], n: int,
-                     acct: int) -> Portfolio:
+def random_portfolio(
+    rng: random.Random, market: MarketSnapshot, instruments: list[Instrument], n: int, acct: int
+) -> Portfolio:
     """Return a random portfolio of up to ``n`` positions from ``instruments`` with random collateral."""
     positions = tuple(
-        Position(rng.choice(instruments), rng.choice([-1, 1]) * rng.randint(1, 10**rng.randint(1, 7)))
+        Position(rng.choice(instruments), rng.choice([-1, 1]) * rng.randint(1, 10 ** rng.randint(1, 7)))
         for _ in range(rng.randint(0, n))
     )
-    collateral = tuple(sorted((a.symbol, rng.randint(0, 10**rng.randint(1, 9))) for a in market.assets
-                              if rng.random() < 0.5))
+    collateral = tuple(
+        sorted((a.symbol, rng.randint(0, 10 ** rng.randint(1, 9))) for a in market.assets if rng.random() < 0.5)
+    )
     return Portfolio(positions=positions, collateral=collateral, account=account(acct))

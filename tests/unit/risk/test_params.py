@@ -24,7 +24,7 @@ def test_hash_is_stable_under_formatting() -> None:
     text = default_params_text()
     stripped = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     assert parse_params(stripped).params_hash == default_params().params_hash
-    assert parse_params(text.replace("im_multiplier = \"1.25\"", "im_multiplier = \"5/4\"")).params_hash == (
+    assert parse_params(text.replace('im_multiplier = "1.25"', 'im_multiplier = "5/4"')).params_hash == (
         default_params().params_hash
     )
     assert len(default_params().params_hash) == 32
@@ -35,14 +35,34 @@ def _value_lines(text: str) -> list[int]:
 
 
 def _mutate(line: str) -> str:
-    key, value = line.split(" = ", 1)
+    key = line.split(" = ", 1)[0]
     replacements = {
-        "version": "2", "horizon_seconds": "3600", "max_feed_age_seconds": "60", "reference": '"std"',
-        "scan_range": "0.17", "BTC": "0.11", "ETH": "0.21", "moves": '["0", "1"]', "min_multiplier": "0.02",
-        "shocks": '["1"]', "shift": "0.3", "tenor_days": "31.0", "power": '"3/8"', "min_dte_days": "2.0",
-        "max_shift": "0.8", "min_vol": "0.02", "max_vol": "4.0", "cover": '"0.3"', "modes": '["together"]',
-        "stressed_correlation": "0.4", "im_multiplier": '"1.3"', "im_min_buffer_usd": '"11"',
-        "short_option_minimum": "0.006", "level": "0.8", "extreme_weight": "0.3", "short_option_charge": "0.2",
+        "version": "2",
+        "horizon_seconds": "3600",
+        "max_feed_age_seconds": "60",
+        "reference": '"std"',
+        "scan_range": "0.17",
+        "BTC": "0.11",
+        "ETH": "0.21",
+        "moves": '["0", "1"]',
+        "min_multiplier": "0.02",
+        "shocks": '["1"]',
+        "shift": "0.3",
+        "tenor_days": "31.0",
+        "power": '"3/8"',
+        "min_dte_days": "2.0",
+        "max_shift": "0.8",
+        "min_vol": "0.02",
+        "max_vol": "4.0",
+        "cover": '"0.3"',
+        "modes": '["together"]',
+        "stressed_correlation": "0.4",
+        "im_multiplier": '"1.3"',
+        "im_min_buffer_usd": '"11"',
+        "short_option_minimum": "0.006",
+        "level": "0.8",
+        "extreme_weight": "0.3",
+        "short_option_charge": "0.2",
     }
     return f"{key} = {replacements[key]}"
 
@@ -95,7 +115,9 @@ def test_bundled_grids_have_the_expected_scenario_counts(name: str, count: int) 
     assert len(scenarios) == count
     extreme = int(scenarios.is_extreme.sum())
     assert extreme == (2 if name == "span16.toml" else 0)
-    assert sorted(set(scenarios.vol_shock[~scenarios.is_extreme, 0].tolist())) == ([-1.0, 1.0] if count == 16 else [-1.0, 0.0, 1.0])
+    assert sorted(set(scenarios.vol_shock[~scenarios.is_extreme, 0].tolist())) == (
+        [-1.0, 1.0] if count == 16 else [-1.0, 0.0, 1.0]
+    )
     # With two underlyings: "together" + (alone, opposite) per leader; scenarios are distinct.
     both = compute_scenarios(params, market)
     rows = {(tuple(m), tuple(v)) for m, v in zip(both.price_mult.tolist(), both.vol_shock.tolist(), strict=True)}
@@ -110,8 +132,10 @@ def test_span_extremes_are_counted_at_the_cover_fraction() -> None:
 
 
 def test_std_reference_scales_moves_by_atm_vol() -> None:
-    text = default_params_text().replace('reference = "fraction"', 'reference = "std"').replace(
-        "scan_range = 0.16", "scan_range = 3"
+    text = (
+        default_params_text()
+        .replace('reference = "fraction"', 'reference = "std"')
+        .replace("scan_range = 0.16", "scan_range = 3")
     )
     text = re.sub(r"\[price.scan_range_by_underlying\]\n(#.*\n)*BTC = 0.16\nETH = 0.20\n", "", text)
     params = parse_params(text)
