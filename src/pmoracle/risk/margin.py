@@ -10,6 +10,7 @@ Money is MONEY (USD with 8 decimals) in Python ints. See docs/risk-model.md for 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -188,16 +189,31 @@ def compute_accounts(
     return out
 
 
-def _account_positions(portfolio: Portfolio, rows: dict[RiskInstrument, int]) -> list[tuple[int, int]]:
-    """Return the canonical (row, size) list: duplicates merged, zero sizes dropped, sorted by row."""
+def _account_layout(
+    portfolio: Portfolio, rows: dict[RiskInstrument, int]
+) -> tuple[list[tuple[int, int]], list[RiskInstrument]]:
+    """Return the canonical (row, size) list (duplicates merged, zeros dropped, sorted) and unknown instruments."""
     merged: dict[int, int] = {}
+    missing: list[RiskInstrument] = []
     for p in portfolio.positions:
-        row = rows[p.instrument]
-        merged[row] = merged.get(row, 0) + p.size
+        row = rows.get(p.instrument)
+        if row is None:
+            missing.append(p.instrument)
+        else:
+            merged[row] = merged.get(row, 0) + p.size
     for symbol, amount in portfolio.collateral:
-        row = rows[CollateralRef(symbol)]
-        merged[row] = merged.get(row, 0) + amount
-    return sorted((row, size) for row, size in merged.items() if size != 0)
+        ref = CollateralRef(symbol)
+        row = rows.get(ref)
+        if row is None:
+            missing.append(ref)
+        else:
+            merged[row] = merged.get(row, 0) + amount
+    return sorted((row, size) for row, size in merged.items() if size != 0), missing
+
+
+def _account_positions(portfolio: Portfolio, rows: dict[RiskInstrument, int]) -> list[tuple[int, int]]:
+    """Return the canonical (row, size) list of a portfolio whose instruments all have rows."""
+    return _account_layout(portfolio, rows)[0]
 
 
 class Book:
@@ -230,7 +246,15 @@ class Book:
     def _extend(self, instruments: Sequence[RiskInstrument]) -> None:
         extra = compute_risk_arrays(self.market, self.params, instruments, self.scenarios)
         a = self.arrays
-        table = build_instrument_table(self.market, self.params, self.scenarios, a.instruments + extra.instruments)
+        old, add = a.table, extra.table
+        table = dataclasses.replace(
+            old,
+            instruments=old.instruments + add.instruments,
+            **{
+                name: np.concatenate([getattr(old, name), getattr(add, name)])
+                for name in ("kind", "und", "strike", "tau", "index", "fwd", "rate", "haircut", "svi")
+            },
+        )
         self.arrays = RiskArrays(
             scenarios=self.scenarios,
             table=table,
@@ -249,10 +273,10 @@ class Book:
         """
         if not 0 <= index < len(self.portfolios):
             raise IndexError(f"no account #{index}")
-        new = portfolio_instruments(portfolio) - self._rows.keys()
-        if new:
-            self._extend(sorted(new, key=_instrument_key))
-        layout = _account_positions(portfolio, self._rows)
+        layout, missing = _account_layout(portfolio, self._rows)
+        if missing:
+            self._extend(sorted(set(missing), key=_instrument_key))
+            layout = _account_positions(portfolio, self._rows)
         start, end = int(self._starts[index]), int(self._ends[index])
         if len(layout) <= end - start:
             j = start
