@@ -223,11 +223,13 @@ def format_risk_bench(results: dict[str, Any]) -> str:
         fig = book[key]
         lines.append(
             f"  {key.split('_')[1]} thread(s): {fig['seconds']:.3f} s, {fig['multiply_adds_per_second'] / 1e9:.2f} G/s"
-            f" = {fig['fraction_of_limit'] * 100:.0f}% of the measured limit {fig['madd_limit_per_second'] / 1e9:.2f} G/s"
+            f" = {fig['fraction_of_limit'] * 100:.0f}% of the measured limit"
+            f" {fig['madd_limit_per_second'] / 1e9:.2f} G/s"
             f" (target <= 0.5 s on 2 cores, >= 40%); identical to 1 thread: {fig['identical_to_1_thread']}"
         )
     lines.append(
-        f"  memory: peak RSS +{book['peak_rss_delta_bytes'] / 2**20:.0f} MiB (inputs {book['input_bytes'] / 2**20:.0f} MiB;"
+        f"  memory: peak RSS +{book['peak_rss_delta_bytes'] / 2**20:.0f} MiB"
+        f" (inputs {book['input_bytes'] / 2**20:.0f} MiB;"
         " target <= 2 GiB)"
     )
     inc = results["incremental_update"]

@@ -14,6 +14,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -247,14 +248,11 @@ class Book:
         extra = compute_risk_arrays(self.market, self.params, instruments, self.scenarios)
         a = self.arrays
         old, add = a.table, extra.table
-        table = dataclasses.replace(
-            old,
-            instruments=old.instruments + add.instruments,
-            **{
-                name: np.concatenate([getattr(old, name), getattr(add, name)])
-                for name in ("kind", "und", "strike", "tau", "index", "fwd", "rate", "haircut", "svi")
-            },
-        )
+        columns: dict[str, Any] = {
+            name: np.concatenate([getattr(old, name), getattr(add, name)])
+            for name in ("kind", "und", "strike", "tau", "index", "fwd", "rate", "haircut", "svi")
+        }
+        table = dataclasses.replace(old, instruments=old.instruments + add.instruments, **columns)
         self.arrays = RiskArrays(
             scenarios=self.scenarios,
             table=table,
