@@ -1,1 +1,1 @@
-"""Benchmarks: each measures pmoracle and its limit or peer in the same run and prints figures with ratios."""
+"""Benchmarks of the risk engine (run as commands, never as timed tests): each figure with its limit or peer."""
