@@ -1,6 +1,7 @@
 """The risk-engine benchmark: risk arrays, a full book recompute, the int64 multiply-add limit, one update.
 
 Every figure is measured in this run on this machine; ratios compare against the limit measured alongside.
+The pricing figures (deterministic Black-76 against numpy+scipy and QuantLib) come from ``bench/pricing.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from pmoracle.bench.pricing import format_pricing_bench, run_pricing_bench
 from pmoracle.risk.inputs import (
     PRICE_SCALE,
     SIZE_SCALE,
@@ -122,7 +124,7 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run_risk_bench(config: RiskBenchConfig) -> dict[str, Any]:
+def run_risk_bench(config: RiskBenchConfig, quick: bool = False) -> dict[str, Any]:
     """Run every risk benchmark once and return the figures."""
     threads = numba.config.NUMBA_NUM_THREADS
     results: dict[str, Any] = {"threads_available": threads, "config": config.__dict__}
@@ -198,12 +200,7 @@ def run_risk_bench(config: RiskBenchConfig) -> dict[str, Any]:
         "positions": n_pos,
         "median_us": statistics.median(samples) * 1e6,
     }
-    try:
-        from pmoracle.bench.pricing import run_pricing_bench  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        results["pricing"] = "not available: pmoracle.bench.pricing (feat/riskmath) is not merged"
-    else:
-        results["pricing"] = run_pricing_bench()
+    results["pricing"] = run_pricing_bench(quick=quick)
     return results
 
 
@@ -237,8 +234,4 @@ def format_risk_bench(results: dict[str, Any]) -> str:
         f"incremental update: median {inc['median_us']:.1f} us per account of {inc['positions']} positions "
         "(target < 50 us)"
     )
-    pricing = results["pricing"]
-    lines.append(f"pricing: {pricing}" if isinstance(pricing, str) else "pricing:")
-    if isinstance(pricing, dict):
-        lines.extend(f"  {k}: {v}" for k, v in pricing.items())
-    return "\n".join(lines)
+    return format_pricing_bench(results["pricing"]) + "\n" + "\n".join(lines)

@@ -17,6 +17,6 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print its figures."""
     from pmoracle.bench.risk import QUICK, RiskBenchConfig, format_risk_bench, run_risk_bench
 
-    results = run_risk_bench(QUICK if args.quick else RiskBenchConfig())
+    results = run_risk_bench(QUICK if args.quick else RiskBenchConfig(), quick=args.quick)
     print(json.dumps(results, indent=2, default=str) if args.json else format_risk_bench(results))
     return 0
