@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from pmoracle.risk.errors import AccountOverflowError
-from pmoracle.risk.inputs import MAX_SIZE, Portfolio, Position
-from pmoracle.risk.margin import Book, compute_book, compute_risk_arrays, portfolio_instruments
+from pmoracle.risk.inputs import MAX_SIZE, Instrument, InstrumentKind, Portfolio, Position
+from pmoracle.risk.margin import Book, compute_accounts, compute_book, compute_risk_arrays, portfolio_instruments
 from pmoracle.risk.params import default_params
 from pmoracle.risk.reference import reference_account, reference_row
 from pmoracle.risk.scenarios import compute_scenarios
@@ -130,3 +130,17 @@ def test_table_rejects_nothing_valid_and_matches_scenarios() -> None:
     held = sorted({x for p in portfolios for x in portfolio_instruments(p)}, key=repr)
     table = build_instrument_table(market, PARAMS, scenarios, tuple(held))
     assert len(table.instruments) == len(held)
+
+
+def test_int32_copy_of_the_risk_arrays_gives_identical_accounts() -> None:
+    market, portfolios = _random_book(12, 0.9, 120, 300)
+    book = Book(market, PARAMS, portfolios)
+    assert book.arrays.r_narrow is not None
+    args = (book.arrays, PARAMS, book._starts, book._ends, book._inst, book._size)
+    narrow, wide = compute_accounts(*args, narrow=True), compute_accounts(*args, narrow=False)
+    for name in ("maintenance_margin", "initial_margin", "equity", "worst", "status"):
+        assert np.array_equal(getattr(narrow, name), getattr(wide, name))
+    # A price far beyond 2**31 quantized units per unit keeps only the int64 array.
+    rich = make_market(btc=5e9)
+    perp = Instrument("BTC", InstrumentKind.PERPETUAL)
+    assert Book(rich, PARAMS, [Portfolio(positions=(Position(perp, 1),))]).arrays.r_narrow is None
