@@ -13,6 +13,7 @@ from pmoracle.errors import PmoracleError
 # name -> (module, one-line help). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("pmoracle.commands.keys", "create, import and inspect key files; export/import slashing protection"),
+    "bench": ("pmoracle.commands.bench", "Run a benchmark (risk: arrays, full book recompute, updates)."),
 }
 
 EXIT_INPUT_ERROR = 2
