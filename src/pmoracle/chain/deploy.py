@@ -221,7 +221,7 @@ def deploy(
         "SolverRegistry", admin, min_stake, unbonding_delay, slash_bps, reward_bps
     )
     addresses["MarginOracle"] = sender.deploy(
-        "MarginOracle", addresses["SolverRegistry"], admin, history_blocks, max_round_age
+        "MarginOracle", addresses["SolverRegistry"], history_blocks, max_round_age
     )
     addresses["MarginAccounts"] = sender.deploy(
         "MarginAccounts", admin, matcher or admin, addresses["MarketFeeds"], addresses["MarginOracle"]
