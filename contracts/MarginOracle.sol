@@ -126,18 +126,18 @@ contract MarginOracle is IMarginOracle, EIP712 {
     /// @notice Install a committee config; called by SolverRegistry.setCommittee.
     /// @param digest The config digest (SolverRegistry.configDigest()).
     /// @param version The config version.
-    /// @param members The report-signing addresses in committee (bitmap) order.
-    /// @param quorum The minimum number of distinct signers.
-    function setCommittee(bytes32 digest, uint64 version, address[] calldata members, uint8 quorum) external {
+    /// @param members_ The report-signing addresses in committee (bitmap) order.
+    /// @param quorum_ The minimum number of distinct signers.
+    function setCommittee(bytes32 digest, uint64 version, address[] calldata members_, uint8 quorum_) external {
         if (msg.sender != registry) revert NotRegistry(msg.sender);
-        if (members.length == 0 || members.length > MAX_COMMITTEE) revert InvalidCommitteeSize(members.length);
-        address data = Clones.cloneWithImmutableArgs(address(0), abi.encodePacked(digest, uint256(version), members));
+        if (members_.length == 0 || members_.length > MAX_COMMITTEE) revert InvalidCommitteeSize(members_.length);
+        address data = Clones.cloneWithImmutableArgs(address(0), abi.encodePacked(digest, uint256(version), members_));
         configDigestOf[version] = digest;
         State storage s = _state;
         s.committeeData = data;
-        s.quorum = quorum;
-        s.committeeSize = uint8(members.length);
-        emit CommitteeInstalled(version, digest, members, quorum);
+        s.quorum = quorum_;
+        s.committeeSize = uint8(members_.length);
+        emit CommitteeInstalled(version, digest, members_, quorum_);
     }
 
     /// @notice Attest a round: store its accounts root once a quorum of the committee signed the report.
