@@ -20,6 +20,7 @@ import random
 from typing import Any
 
 from eth_account import Account
+from eth_typing import HexStr
 from eth_utils import keccak, to_canonical_address, to_checksum_address
 
 from pmoracle.chain.compile import SETTINGS, SOLC_VERSION
@@ -167,7 +168,7 @@ def run_gas_bench() -> dict[str, Any]:
             fn.call()  # proves the proof is valid
             data = bytes.fromhex(fn._encode_transaction_data()[2:])
             estimate = int(bench.w3.eth.estimate_gas({"from": bench.owner.address, "to": bench.oracle.address,
-                                                       "data": "0x" + data.hex()}))  # fmt: skip
+                                                       "data": HexStr("0x" + data.hex())}))  # fmt: skip
             result["verify_margin"].append(_split(estimate, data) | {"accounts": accounts, "depth": len(proof)})
         # slashing: member 15 equivocates, then deviates from an attested round
         bench.chain.rpc("evm_mine")

@@ -9,6 +9,8 @@ import pathlib
 import pytest
 from coincurve import PrivateKey
 from eth_utils import keccak, to_canonical_address, to_checksum_address
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pmoracle.chain.deploy import Deployment, connect, deploy
 from pmoracle.chain.devchain import Devchain
@@ -234,3 +236,27 @@ def test_deploy_writes_the_deployment_json(anvil: Devchain, tmp_path: pathlib.Pa
     oracle = deployment.contract(w3, "MarginOracle")
     report = (bytes(32), 1, bytes(32), bytes(32), bytes(32), 0)
     assert revert_of(oracle.functions.attest(report, 0, []), w3.eth.accounts[0]) == ("NoCommittee", ())
+
+
+def test_any_quorum_of_distinct_members_is_accepted_and_nothing_less(system: System, tree: MerkleTree) -> None:
+    """Property: a certificate is accepted iff it has >= quorum signatures, one per set bit, in bitmap order."""
+    block = system.anchor()
+    report = system.report(block, tree)
+    sender = system.owner.address
+
+    @settings(max_examples=40, deadline=None, derandomize=True)
+    @given(signers=st.lists(st.integers(0, 3), max_size=6), shuffle=st.booleans())
+    def check(signers: list[int], shuffle: bool) -> None:
+        distinct = sorted(set(signers))
+        rep, bitmap, sigs = system.certificate(report, distinct)
+        if shuffle and len(sigs) > 1:
+            sigs = sigs[1:] + sigs[:1]
+        fn = system.oracle.functions.attest(rep, bitmap, sigs)
+        if len(distinct) < 3:
+            assert revert_of(fn, sender) == ("BelowQuorum", (len(distinct), 3))
+        elif shuffle:
+            assert revert_of(fn, sender)[0] == "SignerMismatch"
+        else:
+            fn.call({"from": sender}, block_identifier="pending")
+
+    check()
