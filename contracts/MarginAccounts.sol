@@ -66,10 +66,13 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
 
     InstrumentView[] internal _instruments;
     address[] internal _collateralTokens;
+    /// @notice Whether a token is enabled as collateral.
     mapping(address token => bool) public isCollateral;
     address[] internal _accounts;
     mapping(address account => bool) internal _known;
+    /// @notice Collateral balance of an account in a token, in the token's units.
     mapping(address account => mapping(address token => uint256)) public balanceOf;
+    /// @notice Position of an account in an instrument, in 1e-4 units of the underlying (signed).
     mapping(address account => mapping(uint32 instrumentId => int128)) public positionOf;
     mapping(address account => uint32[]) internal _held;
     mapping(address account => mapping(uint32 instrumentId => bool)) internal _isHeld;

@@ -4,7 +4,7 @@ pragma solidity 0.8.37;
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
-import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {Report, IMarginOracle} from "./PmoracleTypes.sol";
 
 /// @title MarginOracle
@@ -12,7 +12,11 @@ import {Report, IMarginOracle} from "./PmoracleTypes.sol";
 /// @dev Check order of `attest` (docs/contracts.md): config digest, block number, block hash, signer range,
 ///      quorum, signature count, then each signature in bitmap order. Rounds live in a ring keyed by
 ///      `blockNumber % historyBlocks`, so every round of the last `historyBlocks` blocks stays readable.
-contract MarginOracle is IMarginOracle, EIP712, Ownable {
+///      The committee (digest, version, members) is kept as code, not storage: an OpenZeppelin `Clones` clone
+///      with immutable args abi.encodePacked(configDigest, uint256 version, members) whose implementation is
+///      address(0) (it never runs anything). `attest` reads it with one EXTCODECOPY instead of one cold SLOAD
+///      per signer (the SSTORE2 pattern).
+contract MarginOracle is IMarginOracle, EIP712 {
     /// @notice keccak256 of the EIP-712 Report type (REPORT_TYPE in src/pmoracle/consensus/report.py).
     bytes32 public constant REPORT_TYPEHASH = keccak256(
         "Report(bytes32 configDigest,uint64 blockNumber,bytes32 blockHash,bytes32 paramsHash,bytes32 accountsRoot,uint32 accountCount)"
@@ -42,11 +46,10 @@ contract MarginOracle is IMarginOracle, EIP712, Ownable {
         uint64 attestedAt;
     }
 
-    /// @dev Everything `attest` reads besides the digest and members, packed in one slot.
+    /// @dev Everything `attest` and `verifyMargin` read from storage, packed in one slot.
     struct State {
-        uint64 configVersion;
+        address committeeData;
         uint64 lastBlockNumber;
-        uint64 maxRoundAge;
         uint8 quorum;
         uint8 committeeSize;
     }
@@ -55,11 +58,11 @@ contract MarginOracle is IMarginOracle, EIP712, Ownable {
     address public immutable registry;
     /// @notice Rounds of the last `historyBlocks` blocks are always kept.
     uint64 public immutable historyBlocks;
+    /// @notice A round older than this many blocks cannot be used by `verifyMargin`.
+    uint64 public immutable maxRoundAge;
 
-    /// @notice The digest of the current committee config; reports must carry it.
-    bytes32 public configDigest;
     State internal _state;
-    mapping(uint256 index => address member) internal _memberAt;
+    /// @notice The config digest of each installed config version.
     mapping(uint64 version => bytes32 digest) public configDigestOf;
     mapping(uint256 slot => Round) internal _rounds;
 
@@ -75,8 +78,6 @@ contract MarginOracle is IMarginOracle, EIP712, Ownable {
         uint256 signerBitmap,
         address transmitter
     );
-    /// @notice The owner changed the maximum age of a usable round.
-    event MaxRoundAgeSet(uint64 maxRoundAge);
 
     /// @notice The caller is not the registry.
     error NotRegistry(address caller);
@@ -112,47 +113,31 @@ contract MarginOracle is IMarginOracle, EIP712, Ownable {
     error InvalidParameter(string name, uint256 value);
 
     /// @param registry_ The SolverRegistry (installs committees).
-    /// @param owner_ The owner (sets the maximum round age).
     /// @param historyBlocks_ Rounds of the last `historyBlocks_` blocks stay readable (ring size).
-    /// @param maxRoundAge_ A round older than this many blocks cannot be used by `verifyMargin`.
-    constructor(address registry_, address owner_, uint64 historyBlocks_, uint64 maxRoundAge_)
-        EIP712("pmoracle", "1")
-        Ownable(owner_)
-    {
+    /// @param maxRoundAge_ A round older than this many blocks cannot be used by `verifyMargin` (<= history).
+    constructor(address registry_, uint64 historyBlocks_, uint64 maxRoundAge_) EIP712("pmoracle", "1") {
         if (historyBlocks_ == 0) revert InvalidParameter("historyBlocks", historyBlocks_);
         if (maxRoundAge_ > historyBlocks_) revert InvalidParameter("maxRoundAge", maxRoundAge_);
         registry = registry_;
         historyBlocks = historyBlocks_;
-        _state.maxRoundAge = maxRoundAge_;
-        emit MaxRoundAgeSet(maxRoundAge_);
+        maxRoundAge = maxRoundAge_;
     }
 
     /// @notice Install a committee config; called by SolverRegistry.setCommittee.
     /// @param digest The config digest (SolverRegistry.configDigest()).
     /// @param version The config version.
-    /// @param members The report-signing addresses in committee (bitmap) order.
-    /// @param quorum The minimum number of distinct signers.
-    function setCommittee(bytes32 digest, uint64 version, address[] calldata members, uint8 quorum) external {
+    /// @param members_ The report-signing addresses in committee (bitmap) order.
+    /// @param quorum_ The minimum number of distinct signers.
+    function setCommittee(bytes32 digest, uint64 version, address[] calldata members_, uint8 quorum_) external {
         if (msg.sender != registry) revert NotRegistry(msg.sender);
-        if (members.length == 0 || members.length > MAX_COMMITTEE) revert InvalidCommitteeSize(members.length);
-        for (uint256 i = 0; i < members.length; ++i) {
-            _memberAt[i] = members[i];
-        }
-        configDigest = digest;
+        if (members_.length == 0 || members_.length > MAX_COMMITTEE) revert InvalidCommitteeSize(members_.length);
+        address data = Clones.cloneWithImmutableArgs(address(0), abi.encodePacked(digest, uint256(version), members_));
         configDigestOf[version] = digest;
         State storage s = _state;
-        s.configVersion = version;
-        s.quorum = quorum;
-        s.committeeSize = uint8(members.length);
-        emit CommitteeInstalled(version, digest, members, quorum);
-    }
-
-    /// @notice Set the maximum age, in blocks, of a round that `verifyMargin` accepts.
-    /// @param maxRoundAge_ The new maximum age; at most `historyBlocks`.
-    function setMaxRoundAge(uint64 maxRoundAge_) external onlyOwner {
-        if (maxRoundAge_ > historyBlocks) revert InvalidParameter("maxRoundAge", maxRoundAge_);
-        _state.maxRoundAge = maxRoundAge_;
-        emit MaxRoundAgeSet(maxRoundAge_);
+        s.committeeData = data;
+        s.quorum = quorum_;
+        s.committeeSize = uint8(members_.length);
+        emit CommitteeInstalled(version, digest, members_, quorum_);
     }
 
     /// @notice Attest a round: store its accounts root once a quorum of the committee signed the report.
@@ -160,11 +145,12 @@ contract MarginOracle is IMarginOracle, EIP712, Ownable {
     /// @param signerBitmap Bit i set when committee member i signed; signatures follow in increasing i.
     /// @param signatures 65-byte signatures (r, s, v), one per set bit, in bitmap order.
     function attest(Report calldata report, uint256 signerBitmap, bytes[] calldata signatures) external {
-        bytes32 current = configDigest;
-        if (current == bytes32(0)) revert NoCommittee();
+        State memory s = _state;
+        if (s.committeeData == address(0)) revert NoCommittee();
+        bytes memory committee = Clones.fetchCloneArgs(s.committeeData);
+        (bytes32 current, uint64 version) = _committeeHeader(committee);
         // 1. the report belongs to the current committee config
         if (report.configDigest != current) revert ConfigDigestMismatch(report.configDigest, current);
-        State memory s = _state;
         // 2. only newer rounds (this also refuses a replayed report)
         if (report.blockNumber <= s.lastBlockNumber) revert StaleBlockNumber(report.blockNumber, s.lastBlockNumber);
         // 3. the report is about this chain's block (blockhash is zero outside the last 256 blocks)
@@ -180,36 +166,18 @@ contract MarginOracle is IMarginOracle, EIP712, Ownable {
         if (signatures.length != count) revert SignatureCountMismatch(signatures.length, count);
         // 6. each signature is member i's over the EIP-712 digest (ECDSA rejects high-s and bad v)
         bytes32 digest = reportDigest(report);
-        uint256 bitmap = signerBitmap;
-        uint256 k = 0;
-        for (uint256 i = 0; bitmap != 0; ++i) {
-            if (bitmap & 1 == 1) {
-                (address recovered, ECDSA.RecoverError err, bytes32 errArg) =
-                    ECDSA.tryRecoverCalldata(digest, signatures[k]);
-                if (err != ECDSA.RecoverError.NoError) revert InvalidSignature(i, uint8(err), errArg);
-                address expected = _memberAt[i];
-                if (recovered != expected) revert SignerMismatch(i, expected, recovered);
-                ++k;
-            }
-            bitmap >>= 1;
-        }
+        _checkSignatures(digest, signerBitmap, signatures, committee);
         _rounds[report.blockNumber % historyBlocks] = Round({
             accountsRoot: report.accountsRoot,
             reportDigest: digest,
             blockNumber: report.blockNumber,
             attestedAt: uint64(block.timestamp),
             accountCount: report.accountCount,
-            configVersion: s.configVersion
+            configVersion: version
         });
         _state.lastBlockNumber = report.blockNumber;
         emit RoundAttested(
-            report.blockNumber,
-            current,
-            digest,
-            report.accountsRoot,
-            report.accountCount,
-            signerBitmap,
-            msg.sender
+            report.blockNumber, current, digest, report.accountsRoot, report.accountCount, signerBitmap, msg.sender
         );
     }
 
@@ -319,13 +287,26 @@ contract MarginOracle is IMarginOracle, EIP712, Ownable {
         return (configDigestOf[r.configVersion], r.reportDigest);
     }
 
+    /// @notice Return the digest of the current committee config (zero before the first committee).
+    function configDigest() external view returns (bytes32 digest) {
+        address data = _state.committeeData;
+        if (data != address(0)) (digest,) = _committeeHeader(Clones.fetchCloneArgs(data));
+    }
+
     /// @notice Return the current committee members in bitmap order.
     function members() external view returns (address[] memory result) {
-        uint256 n = _state.committeeSize;
-        result = new address[](n);
-        for (uint256 i = 0; i < n; ++i) {
-            result[i] = _memberAt[i];
+        State memory s = _state;
+        result = new address[](s.committeeSize);
+        if (s.committeeData == address(0)) return result;
+        bytes memory committee = Clones.fetchCloneArgs(s.committeeData);
+        for (uint256 i = 0; i < s.committeeSize; ++i) {
+            result[i] = _memberOf(committee, i);
         }
+    }
+
+    /// @notice Return the address holding the current committee as code (zero before the first committee).
+    function committeeData() external view returns (address) {
+        return _state.committeeData;
     }
 
     /// @notice Return the current quorum.
@@ -333,19 +314,15 @@ contract MarginOracle is IMarginOracle, EIP712, Ownable {
         return _state.quorum;
     }
 
-    /// @notice Return the current config version.
-    function configVersion() external view returns (uint64) {
-        return _state.configVersion;
+    /// @notice Return the current config version (0 before the first committee).
+    function configVersion() external view returns (uint64 version) {
+        address data = _state.committeeData;
+        if (data != address(0)) (, version) = _committeeHeader(Clones.fetchCloneArgs(data));
     }
 
     /// @notice Return the block of the latest attested round (0 before the first).
     function lastBlockNumber() external view returns (uint64) {
         return _state.lastBlockNumber;
-    }
-
-    /// @notice Return the maximum age in blocks of a round that `verifyMargin` accepts.
-    function maxRoundAge() external view returns (uint64) {
-        return _state.maxRoundAge;
     }
 
     function _verifyMargin(
@@ -358,8 +335,7 @@ contract MarginOracle is IMarginOracle, EIP712, Ownable {
     ) internal view {
         Round storage r = _roundOf(blockNumber);
         uint256 age = block.number - blockNumber;
-        uint64 maxAge = _state.maxRoundAge;
-        if (age > maxAge) revert RoundTooOld(blockNumber, age, maxAge);
+        if (age > maxRoundAge) revert RoundTooOld(blockNumber, age, maxRoundAge);
         bytes32 root = r.accountsRoot;
         bytes32 leaf = computeLeaf(account, initialMargin, maintenanceMargin, equity);
         if (!MerkleProof.verifyCalldata(proof, root, leaf)) revert InvalidMarginProof(account, blockNumber, root);
@@ -381,6 +357,45 @@ contract MarginOracle is IMarginOracle, EIP712, Ownable {
             accountCount: r.accountCount,
             attestedAt: r.attestedAt
         });
+    }
+
+    /// @dev The committee blob is abi.encodePacked(bytes32 digest, uint256 version, address[] members): three
+    ///      32-byte words and then one word per member.
+    function _committeeHeader(bytes memory committee) internal pure returns (bytes32 digest, uint64 version) {
+        uint256 word;
+        assembly ("memory-safe") {
+            digest := mload(add(committee, 0x20))
+            word := mload(add(committee, 0x40))
+        }
+        version = uint64(word);
+    }
+
+    function _memberOf(bytes memory committee, uint256 index) internal pure returns (address member) {
+        // index < committeeSize is checked by the caller (signer range); the blob holds committeeSize words
+        assembly ("memory-safe") {
+            member := mload(add(committee, add(0x60, shl(5, index))))
+        }
+    }
+
+    function _checkSignatures(
+        bytes32 digest,
+        uint256 signerBitmap,
+        bytes[] calldata signatures,
+        bytes memory committee
+    ) internal pure {
+        uint256 bitmap = signerBitmap;
+        uint256 k = 0;
+        for (uint256 i = 0; bitmap != 0; ++i) {
+            if (bitmap & 1 == 1) {
+                (address recovered, ECDSA.RecoverError err, bytes32 errArg) =
+                    ECDSA.tryRecoverCalldata(digest, signatures[k]);
+                if (err != ECDSA.RecoverError.NoError) revert InvalidSignature(i, uint8(err), errArg);
+                address expected = _memberOf(committee, i);
+                if (recovered != expected) revert SignerMismatch(i, expected, recovered);
+                ++k;
+            }
+            bitmap >>= 1;
+        }
     }
 
     function _countBits(uint256 x) internal pure returns (uint256 count) {

@@ -156,17 +156,17 @@ contract MarketFeeds is AccessControl {
     {
         if (price == 0) revert InvalidPrice(price);
         if (haircut > WAD) revert InvalidHaircut(haircut);
-        AssetView storage asset = _assets[token];
-        if (asset.token == address(0)) {
-            asset.token = token;
-            asset.symbol = bytes32(bytes(IERC20Metadata(token).symbol()));
-            asset.decimals = IERC20Metadata(token).decimals();
+        AssetView storage entry = _assets[token];
+        if (entry.token == address(0)) {
+            entry.token = token;
+            entry.symbol = bytes32(bytes(IERC20Metadata(token).symbol()));
+            entry.decimals = IERC20Metadata(token).decimals();
             _tokens.push(token);
         }
-        asset.price = price;
-        asset.haircut = haircut;
-        asset.underlying = underlying;
-        asset.updatedAt = uint64(block.timestamp);
+        entry.price = price;
+        entry.haircut = haircut;
+        entry.underlying = underlying;
+        entry.updatedAt = uint64(block.timestamp);
         emit AssetPriceSet(token, price, haircut, underlying, uint64(block.timestamp));
     }
 

@@ -1,1 +1,1 @@
-"""Benchmarks of the risk engine (run as commands, never as timed tests): each figure with its limit or peer."""
+"""Benchmarks (run as commands, never as timed tests): each figure printed with its limit or a peer measured in the same run."""

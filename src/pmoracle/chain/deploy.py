@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account import Account
+from eth_typing import ChecksumAddress
 from eth_utils import to_checksum_address
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
@@ -51,7 +52,7 @@ class Sender:
 
     w3: Web3
     key: bytes
-    address: str = field(init=False)
+    address: ChecksumAddress = field(init=False)
     chain_id: int = field(init=False)
     _nonce: int = field(init=False)
 
@@ -126,7 +127,7 @@ class Deployment:
     def from_json(cls, obj: dict[str, Any]) -> Deployment:
         """Return the deployment described by a deployment JSON object."""
         try:
-            contracts = {str(k): to_checksum_address(v) for k, v in obj["contracts"].items()}
+            contracts = {str(k): str(to_checksum_address(v)) for k, v in obj["contracts"].items()}
             return cls(chain_id=int(obj["chainId"]), deploy_block=int(obj["deployBlock"]), contracts=contracts)
         except KeyError as exc:
             raise InputError(str(exc.args[0]), "missing from deployment JSON") from None
@@ -145,7 +146,8 @@ class Deployment:
     def contract(self, w3: Web3, name: str) -> Any:
         """Return a web3 contract object for ``name`` (MockERC20's ABI for the tokens)."""
         artifact_name = "MockERC20" if name in ("USDC", "WBTC", "WETH") else name
-        return w3.eth.contract(address=self.contracts[name], abi=load_artifact(artifact_name).abi)
+        address = to_checksum_address(self.contracts[name])
+        return w3.eth.contract(address=address, abi=list(load_artifact(artifact_name).abi))
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +223,7 @@ def deploy(
         "SolverRegistry", admin, min_stake, unbonding_delay, slash_bps, reward_bps
     )
     addresses["MarginOracle"] = sender.deploy(
-        "MarginOracle", addresses["SolverRegistry"], admin, history_blocks, max_round_age
+        "MarginOracle", addresses["SolverRegistry"], history_blocks, max_round_age
     )
     addresses["MarginAccounts"] = sender.deploy(
         "MarginAccounts", admin, matcher or admin, addresses["MarketFeeds"], addresses["MarginOracle"]

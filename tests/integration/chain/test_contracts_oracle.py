@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
 
 import pytest
 from coincurve import PrivateKey
 from eth_utils import keccak, to_canonical_address, to_checksum_address
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pmoracle.chain.deploy import Deployment, connect, deploy
 from pmoracle.chain.devchain import Devchain
 from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.consensus.report import Domain, sign_report
-from tests.integration.chain.contracts_support import System, deploy_system, make_tree, revert_of
+from tests.integration.chain.contracts_support import System, deploy_system, dev_key, make_tree, revert_of
 
 MAX_ROUND_AGE = 30
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -198,3 +203,60 @@ def test_named_round_lookup(system: System, tree: MerkleTree) -> None:
 def test_only_the_registry_installs_committees(system: System) -> None:
     fn = system.oracle.functions.setCommittee(bytes(32), 9, [system.owner.address], 1)
     assert revert_of(fn, system.owner.address) == ("NotRegistry", (system.owner.address,))
+
+
+def test_one_more_signature_costs_under_7k_gas(system: System, tree: MerkleTree) -> None:
+    """Gas is deterministic: the 4th signature's cost is the per-signature cost of docs/gas.md (target <= 7k)."""
+    used = []
+    for members in ((0, 1, 2), (0, 1, 2, 3)):
+        block = system.anchor()
+        args = system.certificate(system.report(block, tree), members)
+        used.append(system.owner.call_fn(system.oracle.functions.attest(*args), label="attest")["gasUsed"])
+    assert 3_000 < used[1] - used[0] <= 7_000
+
+
+def test_deploy_writes_the_deployment_json(anvil: Devchain, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "deployment.json"
+    deployment = deploy(anvil.url, dev_key(0), params_hash=bytes(32), round_period=1, finality_depth=0, output=path)
+    saved = json.loads(path.read_text())
+    assert saved["chainId"] == 31337 and saved["deployBlock"] == deployment.deploy_block
+    assert set(saved["contracts"]) == {
+        "MarketFeeds", "MarginAccounts", "SolverRegistry", "MarginOracle", "USDC", "WBTC", "WETH"
+    }  # fmt: skip
+    assert Deployment.load(path) == deployment
+    w3 = connect(anvil.url)
+    for name, address in saved["contracts"].items():
+        assert len(w3.eth.get_code(address)) > 0, name
+    assert deployment.contract(w3, "SolverRegistry").functions.oracle().call() == saved["contracts"]["MarginOracle"]
+    accounts = deployment.contract(w3, "MarginAccounts").functions
+    assert accounts.oracle().call() == saved["contracts"]["MarginOracle"]
+    assert accounts.collateralTokens().call() == [saved["contracts"][k] for k in ("USDC", "WBTC", "WETH")]
+    assert [deployment.contract(w3, k).functions.decimals().call() for k in ("USDC", "WBTC", "WETH")] == [6, 8, 18]
+    # no committee yet: attest is refused with NoCommittee
+    oracle = deployment.contract(w3, "MarginOracle")
+    report = (bytes(32), 1, bytes(32), bytes(32), bytes(32), 0)
+    assert revert_of(oracle.functions.attest(report, 0, []), w3.eth.accounts[0]) == ("NoCommittee", ())
+
+
+def test_any_quorum_of_distinct_members_is_accepted_and_nothing_less(system: System, tree: MerkleTree) -> None:
+    """Property: a certificate is accepted iff it has >= quorum signatures, one per set bit, in bitmap order."""
+    block = system.anchor()
+    report = system.report(block, tree)
+    sender = system.owner.address
+
+    @settings(max_examples=40, deadline=None, derandomize=True)
+    @given(signers=st.lists(st.integers(0, 3), max_size=6), shuffle=st.booleans())
+    def check(signers: list[int], shuffle: bool) -> None:
+        distinct = sorted(set(signers))
+        rep, bitmap, sigs = system.certificate(report, distinct)
+        if shuffle and len(sigs) > 1:
+            sigs = sigs[1:] + sigs[:1]
+        fn = system.oracle.functions.attest(rep, bitmap, sigs)
+        if len(distinct) < 3:
+            assert revert_of(fn, sender) == ("BelowQuorum", (len(distinct), 3))
+        elif shuffle:
+            assert revert_of(fn, sender)[0] == "SignerMismatch"
+        else:
+            fn.call({"from": sender}, block_identifier="pending")
+
+    check()

@@ -202,3 +202,20 @@ def test_unbonding_keeps_a_node_slashable_until_withdrawal(system: System) -> No
     node = system.registry.functions.nodeOf(address_of(spec.signing_key)).call()
     assert node[2] == 0 and node[4] == EXITED
     assert revert_of(system.registry.functions.withdrawStake(), operator.address)[0] == "InvalidNodeStatus"
+
+
+def test_a_node_updates_its_endpoints_and_adds_stake(system: System) -> None:
+    operator = Sender(system.w3, node_spec(2).operator_key)
+    signer = address_of(system.signing_keys[2])
+    receipt = operator.call_fn(
+        system.registry.functions.updateEndpoints(b"\x01\x02", ["/dns4/node2.example/tcp/4001"]), label="update"
+    )
+    (event,) = system.registry.events.EndpointsUpdated().process_receipt(receipt)
+    assert event["args"]["signer"] == signer
+    before = stake_of(system, 2)
+    operator.call_fn(system.registry.functions.addStake(), label="addStake", value=5 * 10**17)
+    node = system.registry.functions.nodeOf(signer).call()
+    assert node[5] == b"\x01\x02" and node[6] == ["/dns4/node2.example/tcp/4001"]
+    assert node[2] == before + 5 * 10**17
+    stranger = address_of(dev_key(18))
+    assert revert_of(system.registry.functions.updateEndpoints(b"", []), stranger) == ("NotRegistered", (stranger,))

@@ -22,7 +22,7 @@ ANVIL_MAX_CHAIN_ID = 2**64 - 1  # anvil's chain id is a u64
 @pytest.fixture(scope="module")
 def oracle(anvil: Devchain) -> Any:
     w3 = connect(anvil.url)
-    address = Sender(w3, dev_key(0)).deploy("MarginOracle", to_checksum_address(bytes(20)), "0x" + "11" * 20, 16, 8)
+    address = Sender(w3, dev_key(0)).deploy("MarginOracle", to_checksum_address(bytes(20)), 16, 8)
     return w3.eth.contract(address=address, abi=load_artifact("MarginOracle").abi)
 
 

@@ -1,0 +1,248 @@
+"""Gas of the on-chain protocol, measured on a fresh anvil (cancun): attest, verifyMargin, slashing.
+
+``python -m pmoracle.bench.gas [--write docs/gas.md]`` deploys everything, registers 16 nodes and measures:
+
+- ``attest`` for committees n = 4, 7, 16 at the Byzantine quorum q = (n + f) // 2 + 1, in steady state (the
+  round's ring slot already used once, as after the first ``historyBlocks`` blocks) and once on a fresh slot;
+  then a least-squares fit of gas against the number of signatures (n = 16, q..16 signers);
+- ``verifyMargin`` with proofs from a real 1,000-account tree and from a 2^20-leaf (1,048,576-account) tree of
+  which only the proven path is computed (a proof depends only on the path), via eth_estimateGas;
+- ``slashEquivocation`` and ``slashDeviation``.
+
+"execution" = total - 21,000 (intrinsic) - calldata (4 gas per zero byte, 16 per non-zero byte).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import random
+from typing import Any
+
+from eth_account import Account
+from eth_typing import HexStr
+from eth_utils import keccak, to_canonical_address, to_checksum_address
+
+from pmoracle.chain.compile import SETTINGS, SOLC_VERSION
+from pmoracle.chain.deploy import Deployment, NodeSpec, Sender, connect, deploy, set_committee
+from pmoracle.chain.devchain import DEV_MNEMONIC, start_devchain
+from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum
+from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, compute_leaf_hash, hash_pair
+from pmoracle.consensus.report import Domain, Report, sign_report
+
+INTRINSIC_GAS = 21_000
+COMMITTEE_SIZES = (4, 7, 16)
+HISTORY_BLOCKS = 8  # small ring so the bench reaches steady state (slot reuse) after a few rounds
+PARAMS_HASH = keccak(text="pmoracle-gas-bench")
+
+
+def compute_calldata_gas(data: bytes) -> int:
+    """Return the EIP-2028 calldata gas of ``data`` (4 per zero byte, 16 per non-zero byte)."""
+    zeros = data.count(0)
+    return 4 * zeros + 16 * (len(data) - zeros)
+
+
+def _dev_key(index: int) -> bytes:
+    Account.enable_unaudited_hdwallet_features()
+    return bytes(Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}").key)
+
+
+class _Bench:
+    def __init__(self, url: str, chain: Any) -> None:
+        self.chain = chain
+        self.w3 = connect(url)
+        self.signing_keys = [keccak(text=f"gas-bench-signer-{i}") for i in range(16)]
+        nodes = [
+            NodeSpec(
+                _dev_key(1 + i), self.signing_keys[i], b"\x00\x24" + bytes(36), (f"/ip4/127.0.0.1/tcp/{i}",), 10**18
+            )
+            for i in range(16)
+        ]
+        self.deployment: Deployment = deploy(
+            url, _dev_key(0), params_hash=PARAMS_HASH, round_period=1, finality_depth=0, nodes=nodes,
+            history_blocks=HISTORY_BLOCKS, max_round_age=HISTORY_BLOCKS,
+        )  # fmt: skip
+        self.owner = Sender(self.w3, _dev_key(0))
+        self.oracle = self.deployment.contract(self.w3, "MarginOracle")
+        self.registry = self.deployment.contract(self.w3, "SolverRegistry")
+        self.domain = Domain.from_address(self.deployment.chain_id, self.oracle.address)
+        self.n = 16
+
+    def use_committee(self, n: int) -> None:
+        members = [Account.from_key(k).address for k in self.signing_keys[:n]]
+        set_committee(self.owner, self.deployment, members, quorum=compute_byzantine_quorum(n), round_period=1,
+                      finality_depth=0, params_hash=PARAMS_HASH)  # fmt: skip
+        self.n = n
+
+    def config(self) -> CommitteeConfig:
+        view = self.registry.functions.committee().call()
+        return CommitteeConfig(
+            chain_id=self.deployment.chain_id, registry=to_canonical_address(self.registry.address), version=view[2],
+            members=tuple(to_canonical_address(m) for m in view[3]), quorum=view[4], round_period=view[5],
+            finality_depth=view[6], params_hash=bytes(view[7]),
+        )  # fmt: skip
+
+    def attest(self, root: bytes, count: int, signers: list[int]) -> dict[str, int]:
+        self.chain.rpc("evm_mine")
+        block = int(self.w3.eth.block_number)
+        report = Report(self.config().digest(), block, bytes(self.w3.eth.get_block(block)["hash"]), PARAMS_HASH,
+                        root, count)  # fmt: skip
+        bitmap = sum(1 << i for i in signers)
+        sigs = [sign_report(self.domain, report, self.signing_keys[i]).signature for i in sorted(signers)]
+        fn = self.oracle.functions.attest(report.as_tuple(), bitmap, sigs)
+        receipt = self.owner.call_fn(fn, label="attest")
+        data = bytes.fromhex(fn._encode_transaction_data()[2:])
+        return _split(int(receipt["gasUsed"]), data) | {"block": block}
+
+    def steady_attest(self, signers: list[int]) -> dict[str, int]:
+        """Attest until a round lands on a ring slot that was used before; return that round's gas."""
+        result: dict[str, int] = {}
+        for i in range(HISTORY_BLOCKS + 1):
+            result = self.attest(keccak(text=f"root-{i}"), 1000, signers)
+        return result
+
+
+def _split(total: int, data: bytes) -> dict[str, int]:
+    calldata = compute_calldata_gas(data)
+    return {"total": total, "calldata": calldata, "execution": total - INTRINSIC_GAS - calldata}
+
+
+def _fit(points: list[tuple[int, int]]) -> tuple[float, float]:
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+    return slope, my - slope * mx
+
+
+def _synthetic_path(depth: int, rng: random.Random) -> tuple[AccountLeaf, list[bytes], bytes]:
+    """Return a leaf, its proof and the root of a 2**depth-leaf tree whose other nodes are random hashes."""
+    leaf = AccountLeaf(rng.randbytes(20), 2_000 * 10**18, 1_000 * 10**18, 9_000 * 10**18)
+    proof = [rng.randbytes(32) for _ in range(depth)]
+    node = compute_leaf_hash(leaf)
+    for sibling in proof:
+        node = hash_pair(node, sibling)
+    return leaf, proof, node
+
+
+def run_gas_bench() -> dict[str, Any]:
+    """Deploy on a fresh anvil, measure every figure of the table and return them (gas units)."""
+    chain = start_devchain(accounts=20)
+    try:
+        bench = _Bench(chain.url, chain)
+        result: dict[str, Any] = {"solc": SOLC_VERSION, "evmVersion": SETTINGS["evmVersion"], "attest": []}
+        bench.use_committee(4)
+        result["attest_fresh_slot"] = bench.attest(keccak(text="fresh"), 1000, [0, 1, 2]) | {"n": 4, "signers": 3}
+        for n in COMMITTEE_SIZES:
+            bench.use_committee(n)
+            q = compute_byzantine_quorum(n)
+            result["attest"].append(bench.steady_attest(list(range(q))) | {"n": n, "quorum": q})
+        # gas against the number of signatures (n = 16, q..16 signers), steady state
+        points = []
+        for k in range(compute_byzantine_quorum(16), 17):
+            gas = bench.steady_attest(list(range(k)))
+            points.append((k, gas["total"]))
+        slope, intercept = _fit(points)
+        exec_points = [(k, g - INTRINSIC_GAS) for k, g in points]
+        result["attest_fit"] = {
+            "per_signature": round(slope),
+            "base_total": round(intercept),
+            "base_without_intrinsic": round(_fit(exec_points)[1]),
+            "points": points,
+        }
+        # verifyMargin against real (1,000) and path-only (2^20) trees
+        rng = random.Random(20)
+        real_leaves = [AccountLeaf(rng.randbytes(20), i * 10**18, i * 10**17, 10**22) for i in range(1000)]
+        real = MerkleTree(real_leaves)
+        synthetic_leaf, synthetic_proof, synthetic_root = _synthetic_path(20, rng)
+        result["verify_margin"] = []
+        cases = [
+            (1000, real.root, real.leaves[417], real.proof(real.leaves[417].account)),
+            (2**20, synthetic_root, synthetic_leaf, synthetic_proof),
+        ]
+        for accounts, root, leaf, proof in cases:
+            bench.attest(root, accounts, list(range(bench.n)))
+            fn = bench.oracle.functions.verifyMargin(
+                to_checksum_address(leaf.account), leaf.initial_margin, leaf.maintenance_margin, leaf.equity, proof
+            )
+            fn.call()  # proves the proof is valid
+            data = bytes.fromhex(fn._encode_transaction_data()[2:])
+            estimate = int(bench.w3.eth.estimate_gas({"from": bench.owner.address, "to": bench.oracle.address,
+                                                       "data": HexStr("0x" + data.hex())}))  # fmt: skip
+            result["verify_margin"].append(_split(estimate, data) | {"accounts": accounts, "depth": len(proof)})
+        # slashing: member 15 equivocates, then deviates from an attested round
+        bench.chain.rpc("evm_mine")
+        config = bench.config()
+        block = int(bench.w3.eth.block_number)
+        block_hash = bytes(bench.w3.eth.get_block(block)["hash"])
+        a = Report(config.digest(), block, block_hash, PARAMS_HASH, keccak(text="a"), 1)
+        b = Report(config.digest(), block, block_hash, PARAMS_HASH, keccak(text="b"), 1)
+        evil = bench.signing_keys[15]
+        fn = bench.registry.functions.slashEquivocation(
+            a.as_tuple(), sign_report(bench.domain, a, evil).signature,
+            b.as_tuple(), sign_report(bench.domain, b, evil).signature,
+        )  # fmt: skip
+        receipt = bench.owner.call_fn(fn, label="slashEquivocation")
+        result["slashing"] = {
+            "slashEquivocation": _split(int(receipt["gasUsed"]), bytes.fromhex(fn._encode_transaction_data()[2:]))
+        }
+        attested = bench.attest(keccak(text="attested"), 1, list(range(config.quorum)))
+        deviant = Report(config.digest(), attested["block"], bytes(bench.w3.eth.get_block(attested["block"])["hash"]),
+                         PARAMS_HASH, keccak(text="deviant"), 1)  # fmt: skip
+        fn = bench.registry.functions.slashDeviation(
+            deviant.as_tuple(), sign_report(bench.domain, deviant, evil).signature
+        )
+        receipt = bench.owner.call_fn(fn, label="slashDeviation")
+        result["slashing"]["slashDeviation"] = _split(
+            int(receipt["gasUsed"]), bytes.fromhex(fn._encode_transaction_data()[2:])
+        )
+        return result
+    finally:
+        chain.stop()
+
+
+def format_gas_table(result: dict[str, Any]) -> str:
+    """Return the measured figures as a Markdown table."""
+    lines = [
+        f"Measured on anvil 1.7.1 (--hardfork cancun), solc {result['solc']} (optimizer 200 runs, "
+        f"evmVersion {result['evmVersion']}). execution = total - 21,000 intrinsic - calldata.",
+        "",
+        "| call | case | total gas | calldata | execution |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for row in result["attest"]:
+        lines.append(f"| attest | n={row['n']}, q={row['quorum']} signatures, steady state | {row['total']:,} | "
+                     f"{row['calldata']:,} | {row['execution']:,} |")  # fmt: skip
+    fresh = result["attest_fresh_slot"]
+    lines.append(f"| attest | n=4, 3 signatures, fresh ring slot (first {HISTORY_BLOCKS} blocks' rounds) | "
+                 f"{fresh['total']:,} | {fresh['calldata']:,} | {fresh['execution']:,} |")  # fmt: skip
+    for row in result["verify_margin"]:
+        lines.append(f"| verifyMargin | {row['accounts']:,} accounts (proof depth {row['depth']}) | {row['total']:,} | "
+                     f"{row['calldata']:,} | {row['execution']:,} |")  # fmt: skip
+    for name, row in result["slashing"].items():
+        lines.append(f"| {name} | 10% of stake, 50% to reporter | {row['total']:,} | {row['calldata']:,} | "
+                     f"{row['execution']:,} |")  # fmt: skip
+    fit = result["attest_fit"]
+    lines += [
+        "",
+        f"attest, least-squares fit over n=16 with {fit['points'][0][0]}..{fit['points'][-1][0]} signatures "
+        f"(steady state): {fit['per_signature']:,} gas per signature; fixed base {fit['base_total']:,} gas "
+        f"including the 21,000 intrinsic ({fit['base_without_intrinsic']:,} without).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the bench, print the table, optionally write it to a file."""
+    parser = argparse.ArgumentParser(prog="python -m pmoracle.bench.gas", description=__doc__.splitlines()[0])
+    parser.add_argument("--write", type=pathlib.Path, help="also write the table (Markdown) to this file")
+    args = parser.parse_args(argv)
+    table = format_gas_table(run_gas_bench())
+    print(table, end="")
+    if args.write:
+        args.write.write_text("# Gas of the pmoracle contracts\n\n" + table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
