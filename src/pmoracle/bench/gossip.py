@@ -124,7 +124,7 @@ def run_gossip_bench(
         rounds: rounds per committee size (median and p95 are over these).
         connect_timeout: seconds the processes may take to start and connect.
     """
-    results = {
+    results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "loadavg_1m": os.getloadavg()[0], "python": sys.version.split()[0]},
         "validator": measure_validator_throughput(),
         "committees": [],

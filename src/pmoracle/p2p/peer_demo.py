@@ -146,10 +146,10 @@ async def run_member(args: argparse.Namespace) -> int:
             if args.wait_start:
                 line = await trio.to_thread.run_sync(sys.stdin.readline)
                 t0 = float(line.split()[1])
+            pending: dict[tuple[bytes, int], list[SignedReport]] = {}
             for r in range(args.rounds):
-                await _run_round(
-                    args, committee, key, reports, FIRST_BLOCK + r * BLOCK_STEP, t0 + r * args.round_interval
-                )
+                block, start = FIRST_BLOCK + r * BLOCK_STEP, t0 + r * args.round_interval
+                await _run_round(args, committee, key, reports, pending, block, start)
             await trio.sleep(args.linger)
             nursery.cancel_scope.cancel()
     _emit(
@@ -166,12 +166,20 @@ async def run_member(args: argparse.Namespace) -> int:
 
 
 async def _run_round(
-    args: argparse.Namespace, committee: TestCommittee, key: bytes, reports: ReportGossip, block: int, start: float
+    args: argparse.Namespace,
+    committee: TestCommittee,
+    key: bytes,
+    reports: ReportGossip,
+    pending: dict[tuple[bytes, int], list[SignedReport]],
+    block: int,
+    start: float,
 ) -> None:
     await trio.sleep(max(0.0, start - time.time()))
     cpu0, bytes0 = read_cpu_seconds(), read_write_bytes()
     report = committee.report(block)
     collector = RoundCollector(committee, report)
+    for early in pending.pop(report.round_key, []):  # reports of this round that arrived before it started here
+        collector.add(early)
     t_sign = time.time()
     signed = sign_report(committee.network.domain, report, key)
     collector.add(signed)
@@ -183,6 +191,9 @@ async def _run_round(
                 other = await reports.reports().receive()
                 if other.report.round_key == report.round_key:
                     collector.add(other)
+                elif other.report.block_number > block:
+                    # ReportGossip delivers each report once: keep the ones of rounds still to come
+                    pending.setdefault(other.report.round_key, []).append(other)
                 continue
             # nothing new for a while: we may have (re)joined late, ask the others to re-send
             if trio.current_time() - last_catch_up >= args.republish_interval:
