@@ -184,10 +184,12 @@ async def _run_round(
     signed = sign_report(committee.network.domain, report, key)
     collector.add(signed)
     await reports.publish_own(signed)
+    # Silence longer than `quiet` means we (re)joined after the others stopped re-publishing: ask for a catch-up,
+    # backing off (x2, up to 8x) so that n late nodes do not make n^2 answers a second.
+    quiet = 2 * args.republish_interval
     with trio.move_on_after(args.round_timeout):
-        last_catch_up = trio.current_time()
         while not collector.is_complete():
-            with trio.move_on_after(args.republish_interval):
+            with trio.move_on_after(quiet):
                 other = await reports.reports().receive()
                 if other.report.round_key == report.round_key:
                     collector.add(other)
@@ -195,10 +197,8 @@ async def _run_round(
                     # ReportGossip delivers each report once: keep the ones of rounds still to come
                     pending.setdefault(other.report.round_key, []).append(other)
                 continue
-            # nothing new for a while: we may have (re)joined late, ask the others to re-send
-            if trio.current_time() - last_catch_up >= args.republish_interval:
-                await reports.request_catch_up(report.round_key)
-                last_catch_up = trio.current_time()
+            await reports.request_catch_up(report.round_key)
+            quiet = min(2 * quiet, 8 * args.republish_interval)
     reports.mark_attested(report.round_key)
     signers = sorted("0x" + s.hex() for s in collector.by_digest.get(collector.digest, {}))
     _emit(
