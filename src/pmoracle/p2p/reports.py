@@ -2,8 +2,9 @@
 
 Gossipsub keeps nothing for a peer that was away, so delivery is made reliable above it:
 
-- the node re-publishes its own signed report for every open round every ``republish_interval`` until the owner
-  calls :meth:`ReportGossip.mark_attested`;
+- the node re-publishes its own signed report for every open round until the owner calls
+  :meth:`ReportGossip.mark_attested`, first after ``republish_interval``, then at doubling intervals capped at
+  ``max_republish_interval`` (a slow round must not feed itself: every re-publication costs every peer CPU);
 - a node that (re)joins asks for a round with :meth:`ReportGossip.request_catch_up`; every member holding its own
   signed report for that round re-publishes it (at most once per ``catch_up_cooldown`` per round);
 - received reports are deduplicated by (signer, round key, report): each distinct signed report reaches the owner
@@ -40,18 +41,25 @@ class ReportGossip:
         network: NetworkId,
         *,
         republish_interval: float = 2.0,
+        max_republish_interval: float = 16.0,
         catch_up_cooldown: float = 1.0,
         queue_size: int = 256,
     ) -> None:
         """Args:
         endpoint: the transport (libp2p or in-memory) whose validator already checks signatures.
         network: the network messages are stamped with.
-        republish_interval: seconds between re-publications of our own unattested reports.
+        republish_interval: seconds before the first re-publication of our own unattested report.
+        max_republish_interval: cap of the doubling interval between later re-publications.
         catch_up_cooldown: minimum seconds between two answers to catch-up requests for one round.
         queue_size: bound of the :meth:`reports` queue (overflow is dropped and counted in ``stats``).
         """
         if republish_interval <= 0 or catch_up_cooldown < 0:
             raise InputError("republish_interval", "intervals must be positive")
+        if max_republish_interval < republish_interval:
+            raise InputError("max_republish_interval", f"{max_republish_interval} < {republish_interval}")
+        self.max_republish_interval = max_republish_interval
+        # round key -> (when to re-publish next, current interval); trio time
+        self._next_republish: dict[RoundKey, tuple[float, float]] = {}
         self.endpoint = endpoint
         self.network = network
         self.republish_interval = republish_interval
@@ -81,6 +89,7 @@ class ReportGossip:
         if key in self._attested:
             return
         self._own[key] = signed
+        self._next_republish[key] = (trio.current_time() + self.republish_interval, self.republish_interval)
         self._remember(signed)
         await self._publish(signed)
         self.stats["published"] += 1
@@ -89,6 +98,7 @@ class ReportGossip:
         """Stop re-publishing for ``round_key`` (a certificate exists); we still answer catch-up for it."""
         self._attested.add(round_key)
         signed = self._own.pop(round_key, None)
+        self._next_republish.pop(round_key, None)
         if signed is not None:
             self._kept[round_key] = signed
         self._forget_old()
@@ -115,9 +125,16 @@ class ReportGossip:
             logger.debug("publish failed: %s", exc)
 
     async def _republish_loop(self) -> None:
+        # Polls at a fraction of the base interval; publish_own and mark_attested change the schedule.
         while True:
-            await trio.sleep(self.republish_interval)
-            for signed in list(self._own.values()):
+            await trio.sleep(self.republish_interval / 4)
+            now = trio.current_time()
+            for key, (due, interval) in list(self._next_republish.items()):
+                signed = self._own.get(key)
+                if signed is None or now < due:
+                    continue
+                interval = min(2 * interval, self.max_republish_interval)
+                self._next_republish[key] = (now + interval, interval)
                 await self._publish(signed)
                 self.stats["republished"] += 1
 

@@ -47,7 +47,7 @@ async def test_lost_reports_arrive_through_republication(autojump_clock: trio.te
         nodes = await _start(net, nursery)
         for i, node in enumerate(nodes):
             await node.publish_own(_signed(i))
-        await trio.sleep(30)
+        await trio.sleep(60)
         for i, node in enumerate(nodes):
             got = _drain(node)
             # each other member's report exactly once, despite repeats
@@ -100,4 +100,20 @@ async def test_equivocating_signer_reaches_the_owner_twice(autojump_clock: trio.
         await trio.sleep(0.1)
         got = _drain(b)
         assert len(got) == 2 and {s.report.account_count for s in got} == {1000, 1}
+        nursery.cancel_scope.cancel()
+
+
+async def test_republication_backs_off_to_its_cap(autojump_clock: trio.testing.MockClock) -> None:
+    async with MemoryNetwork(seed=4) as net, trio.open_nursery() as nursery:
+        endpoint = net.create_endpoint("a")
+        net.create_endpoint("b")
+        gossip = ReportGossip(endpoint, COMMITTEE.network, republish_interval=2.0, max_republish_interval=16.0)
+        await nursery.start(gossip.run)
+        start = trio.current_time()
+        await gossip.publish_own(_signed(0))
+        counts = []
+        for t in (1, 3, 7, 15, 31, 47, 63):  # re-publications due at 2, 6, 14, 30, 46, 62
+            await trio.sleep_until(start + t)
+            counts.append(net.stats["published"])
+        assert counts == [1, 2, 3, 4, 5, 6, 7]
         nursery.cancel_scope.cancel()
