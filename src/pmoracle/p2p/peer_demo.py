@@ -1,0 +1,255 @@
+"""A runnable committee member for real-network tests and the gossip benchmark (test keys, never production).
+
+``python -m pmoracle.p2p.peer_demo --n 4 --index 0 --port 9000 --peer-port 1=9001 ...`` joins the committee of
+:func:`pmoracle.p2p.fixtures.make_test_committee`, and for each round signs the honest test report, gossips it over
+real libp2p (re-publishing until it holds every member's signature, asking for catch-up if late), and prints one
+JSON line per event on stdout:
+
+- ``{"event": "connected", ...}`` once it is subscribed with its peers (or gave up waiting);
+- ``{"event": "round", "block": B, "digest": ..., "certificate": {...}, "signers": [...], "t_sign", "t_cert",
+  "t_complete", "cpu_s", "tcp_bytes_sent"}`` when it holds all n signatures of round B (the certificate is the first
+  quorum it saw, in the layout ``MarginOracle.attest`` takes: signer bitmap + signatures by committee index);
+- ``{"event": "stats", ...}`` before it exits (after ``--linger`` seconds or on SIGTERM).
+
+With ``--wait-start`` it reads ``start <unix time>`` from stdin before the first round so that a parent can start
+every process's rounds at the same wall-clock instant; round r starts ``r * --round-interval`` seconds later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import signal
+import sys
+import time
+from typing import Any
+
+import trio
+
+from pmoracle.consensus.report import Report, SignedReport, compute_report_digest, sign_report
+from pmoracle.p2p.fixtures import TestCommittee, make_test_committee
+from pmoracle.p2p.libp2p_gossip import GossipConfig, Libp2pGossip, load_peer_key, peer_id_of
+from pmoracle.p2p.reports import ReportGossip
+from pmoracle.p2p.validator import ReportValidator
+
+FIRST_BLOCK = 1000
+BLOCK_STEP = 10
+
+
+def peer_addr(committee: TestCommittee, index: int, port: int) -> str:
+    """Return the dialable multiaddr of member ``index`` listening on 127.0.0.1:``port``."""
+    return f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(load_peer_key(committee.peer_secrets[index]))}"
+
+
+def read_cpu_seconds() -> float:
+    """Return this process's user + system CPU time in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+_tcp_bytes_sent = 0
+
+
+def install_tcp_byte_counter() -> None:
+    """Count every byte libp2p writes to its TCP sockets (noise + yamux + pubsub: what goes on the wire).
+
+    Measurement only, for this demo: wraps ``libp2p.io.trio.TrioTCPStream.write`` of libp2p 0.8.1 (socket
+    ``send`` does not show in /proc/self/io's ``wchar``).
+    """
+    from libp2p.io.trio import TrioTCPStream
+
+    original = TrioTCPStream.write
+    if getattr(original, "_pmoracle_counted", False):
+        return
+
+    async def counted_write(self: TrioTCPStream, data: bytes) -> None:
+        global _tcp_bytes_sent
+        _tcp_bytes_sent += len(data)
+        await original(self, data)
+
+    counted_write._pmoracle_counted = True  # type: ignore[attr-defined]
+    TrioTCPStream.write = counted_write  # type: ignore[method-assign]
+
+
+def read_write_bytes() -> int:
+    """Return the bytes this process has written to libp2p TCP connections so far."""
+    return _tcp_bytes_sent
+
+
+def _emit(event: str, **fields: Any) -> None:
+    print(json.dumps({"event": event, **fields}, sort_keys=True), flush=True)
+
+
+class RoundCollector:
+    """Signatures of one round grouped by report digest; notes the first quorum and the complete set."""
+
+    def __init__(self, committee: TestCommittee, report: Report) -> None:
+        self.committee = committee
+        self.report = report
+        self.domain = committee.network.domain
+        self.digest = compute_report_digest(self.domain, report)
+        self.by_digest: dict[bytes, dict[bytes, bytes]] = {}
+        self.certificate: dict[str, Any] | None = None
+        self.t_cert: float | None = None
+
+    def add(self, signed: SignedReport) -> None:
+        """Record a signature (already validated by the topic validator) and build the certificate at quorum."""
+        digest = compute_report_digest(self.domain, signed.report)
+        self.by_digest.setdefault(digest, {}).setdefault(signed.signer, signed.signature)
+        signatures = self.by_digest[digest]
+        if self.certificate is None and len(signatures) >= self.committee.config.quorum:
+            self.certificate = compute_certificate(self.committee, digest, signatures)
+            self.t_cert = time.time()
+
+    def is_complete(self) -> bool:
+        """Check if every member's signature of our report's digest is here."""
+        return len(self.by_digest.get(self.digest, {})) == self.committee.config.n
+
+
+def compute_certificate(committee: TestCommittee, digest: bytes, signatures: dict[bytes, bytes]) -> dict[str, Any]:
+    """Return the quorum certificate as JSON: digest, signer bitmap and signatures ordered by committee index."""
+    indexed = sorted((committee.config.members.index(signer), sig) for signer, sig in signatures.items())
+    bitmap = sum(1 << index for index, _ in indexed)
+    return {"digest": "0x" + digest.hex(), "signer_bitmap": bitmap, "signatures": ["0x" + s.hex() for _, s in indexed]}
+
+
+async def run_member(args: argparse.Namespace) -> int:
+    """Run one committee member until its rounds are done and ``--linger`` has passed (or SIGTERM)."""
+    install_tcp_byte_counter()
+    committee = make_test_committee(args.n)
+    ports = dict(args.peer_port)
+    bootstrap = tuple(peer_addr(committee, index, port) for index, port in sorted(ports.items()) if index != args.index)
+    gossip = Libp2pGossip(
+        GossipConfig(committee.network, listen=f"/ip4/127.0.0.1/tcp/{args.port}", bootstrap=bootstrap),
+        load_peer_key(committee.peer_secrets[args.index]),
+        ReportValidator(committee.network, committee.config),
+    )
+    reports = ReportGossip(gossip, committee.network, republish_interval=args.republish_interval)
+    key = committee.signing_keys[args.index]
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_signal)
+            await nursery.start(gossip.run)
+            await nursery.start(reports.run)
+            with trio.move_on_after(args.connect_timeout):
+                while len(gossip.peers()) < args.n - 1:
+                    await trio.sleep(0.05)
+            _emit("connected", index=args.index, peer_id=gossip.peer_id, peers=len(gossip.peers()), t=time.time())
+            t0 = time.time()
+            if args.wait_start:
+                line = await trio.to_thread.run_sync(sys.stdin.readline)
+                t0 = float(line.split()[1])
+            pending: dict[tuple[bytes, int], list[SignedReport]] = {}
+            for r in range(args.rounds):
+                block, start = FIRST_BLOCK + r * BLOCK_STEP, t0 + r * args.round_interval
+                await _run_round(args, committee, key, reports, pending, block, start)
+            await trio.sleep(args.linger)
+            nursery.cancel_scope.cancel()
+    _emit(
+        "stats",
+        index=args.index,
+        cpu_s=read_cpu_seconds(),
+        tcp_bytes_sent=read_write_bytes(),
+        max_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        rejections=dict(gossip.rejections),
+        accepted=gossip.accepted,
+        report_stats=dict(reports.stats),
+    )
+    return 0
+
+
+async def _run_round(
+    args: argparse.Namespace,
+    committee: TestCommittee,
+    key: bytes,
+    reports: ReportGossip,
+    pending: dict[tuple[bytes, int], list[SignedReport]],
+    block: int,
+    start: float,
+) -> None:
+    await trio.sleep(max(0.0, start - time.time()))
+    cpu0, bytes0 = read_cpu_seconds(), read_write_bytes()
+    report = committee.report(block)
+    collector = RoundCollector(committee, report)
+    for early in pending.pop(report.round_key, []):  # reports of this round that arrived before it started here
+        collector.add(early)
+    t_sign = time.time()
+    signed = sign_report(committee.network.domain, report, key)
+    collector.add(signed)
+    await reports.publish_own(signed)
+    # Silence longer than `quiet` means we (re)joined after the others stopped re-publishing: ask for a catch-up,
+    # backing off (x2, up to 8x) so that n late nodes do not make n^2 answers a second.
+    quiet = 2 * args.republish_interval
+    with trio.move_on_after(args.round_timeout):
+        while not collector.is_complete():
+            with trio.move_on_after(quiet):
+                other = await reports.reports().receive()
+                if other.report.round_key == report.round_key:
+                    collector.add(other)
+                elif other.report.block_number > block:
+                    # ReportGossip delivers each report once: keep the ones of rounds still to come
+                    pending.setdefault(other.report.round_key, []).append(other)
+                continue
+            await reports.request_catch_up(report.round_key)
+            quiet = min(2 * quiet, 8 * args.republish_interval)
+    reports.mark_attested(report.round_key)
+    signers = sorted("0x" + s.hex() for s in collector.by_digest.get(collector.digest, {}))
+    _emit(
+        "round",
+        index=args.index,
+        block=block,
+        digest="0x" + collector.digest.hex(),
+        complete=collector.is_complete(),
+        certificate=collector.certificate,
+        signers=signers,
+        t_start=start,
+        t_sign=t_sign,
+        t_cert=collector.t_cert,
+        t_complete=time.time(),
+        cpu_s=read_cpu_seconds() - cpu0,
+        tcp_bytes_sent=read_write_bytes() - bytes0,
+    )
+
+
+def _index_port(text: str) -> tuple[int, int]:
+    index, _, port = text.partition("=")
+    return int(index), int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser of the peer demo."""
+    parser = argparse.ArgumentParser(prog="python -m pmoracle.p2p.peer_demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, required=True, help="committee size")
+    parser.add_argument("--index", type=int, required=True, help="this member's committee index")
+    parser.add_argument("--port", type=int, required=True, help="TCP port to listen on (127.0.0.1)")
+    parser.add_argument(
+        "--peer-port", type=_index_port, action="append", default=[], help="INDEX=PORT of another member (repeat)"
+    )
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--round-interval", type=float, default=3.0, help="seconds between round starts")
+    parser.add_argument("--round-timeout", type=float, default=30.0, help="give up a round after this many seconds")
+    parser.add_argument("--republish-interval", type=float, default=1.0)
+    parser.add_argument("--connect-timeout", type=float, default=20.0)
+    parser.add_argument("--linger", type=float, default=0.0, help="seconds to keep serving after the last round")
+    parser.add_argument("--wait-start", action="store_true", help="read 'start <unix time>' from stdin first")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the peer demo (exit status 0 when every round completed or was reported)."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    if not 0 <= args.index < args.n:
+        raise SystemExit(f"--index must be in [0, {args.n})")
+    return trio.run(run_member, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

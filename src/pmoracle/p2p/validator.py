@@ -1,0 +1,87 @@
+"""The synchronous topic validator: what may enter (and be forwarded on) a network's gossip topic.
+
+Checks, cheapest first; the first failing one names the rejection reason::
+
+    size <= MAX_MESSAGE_BYTES, exact msgpack layout       -> codec reasons (oversize, malformed, bad-field, ...)
+    message.network == ours (chain id, oracle, version)   -> wrong-network
+    config digest == our committee's                      -> wrong-config
+    params hash == our committee's                        -> wrong-params
+    signer is a committee member                          -> not-member
+    EIP-712 signature recovers to the signer              -> bad-signature
+
+It judges one message on its own (libp2p caches the verdict per message id): whether a signer equivocated or a
+report disagrees with the quorum is the consensus collector's business, after delivery.
+"""
+
+from __future__ import annotations
+
+from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.consensus.report import is_valid_signed_report
+from pmoracle.p2p.abc import Verdict
+from pmoracle.p2p.codec import CatchUpRequest, NetworkId, decode_message
+from pmoracle.p2p.errors import CodecError
+
+# The finite set of reasons this validator gives (metric labels); transports add their own (e.g. queue-full).
+REJECTION_REASONS = (
+    "not-bytes",
+    "oversize",
+    "malformed",
+    "not-array",
+    "bad-version",
+    "unknown-kind",
+    "bad-length",
+    "bad-field",
+    "non-canonical",
+    "wrong-network",
+    "wrong-config",
+    "wrong-params",
+    "not-member",
+    "bad-signature",
+)
+
+
+class ReportValidator:
+    """The topic validator of one network and committee; call it with the payload bytes."""
+
+    def __init__(self, network: NetworkId, committee: CommitteeConfig) -> None:
+        """Args:
+        network: the network this node is on (its topic and the EIP-712 domain).
+        committee: the current committee configuration (members, quorum, params hash).
+        """
+        self.network = network
+        self.set_committee(committee)
+
+    def set_committee(self, committee: CommitteeConfig) -> None:
+        """Switch to a new committee configuration (after an on-chain reconfiguration)."""
+        self.committee = committee
+        self._config_digest = committee.digest()
+        self._members = frozenset(committee.members)
+        self._domain = self.network.domain
+
+    def __call__(self, payload: bytes) -> Verdict:
+        """Return the verdict on ``payload``; never raises."""
+        try:
+            message = decode_message(payload)
+        except CodecError as exc:
+            return Verdict.reject(exc.reason)
+        # domain: the same chain, oracle contract and protocol version
+        if message.network != self.network:
+            return Verdict.reject("wrong-network")
+        if isinstance(message, CatchUpRequest):
+            # a request for a round of our committee (anyone connected may ask; answers are rate-limited)
+            if message.config_digest != self._config_digest:
+                return Verdict.reject("wrong-config")
+            return Verdict.accept()
+        signed = message.signed
+        # the report is for our committee configuration and risk model
+        if signed.report.config_digest != self._config_digest:
+            return Verdict.reject("wrong-config")
+        if signed.report.params_hash != self.committee.params_hash:
+            return Verdict.reject("wrong-params")
+        # signed by a committee member
+        if signed.signer not in self._members:
+            return Verdict.reject("not-member")
+        # over the EIP-712 digest of exactly this report
+        if not is_valid_signed_report(self._domain, signed):
+            return Verdict.reject("bad-signature")
+        return Verdict.accept()
