@@ -130,8 +130,10 @@ def to_fixed(value: object, decimals: int, field: str) -> int:
         scaled = mantissa * 10**shift
     else:
         # Exact only if the digits below the unit are all zero.
+        if -shift > len(digits):
+            raise InputError(field, f"{value!r} has more than {decimals} decimals")
         dropped: int = 10**-shift
-        if -shift > len(digits) or mantissa % dropped:
+        if mantissa % dropped:
             raise InputError(field, f"{value!r} has more than {decimals} decimals")
         scaled = mantissa // dropped
     return -scaled if sign else scaled
