@@ -1,0 +1,1 @@
+"""Benchmarks of the risk engine (run as commands, never as timed tests)."""
