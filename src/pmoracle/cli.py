@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from pmoracle.errors import PmoracleError
 
 # name -> (module, one-line help). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("pmoracle.commands.bench", "Run a benchmark (risk: arrays, full book recompute, updates)."),
+}
 
 EXIT_INPUT_ERROR = 2
 

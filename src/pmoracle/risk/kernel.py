@@ -1,0 +1,338 @@
+# mypy: allow-untyped-defs
+"""The numba kernels: instrument risk arrays (instrument x scenario, int64) and per-account margin sums.
+
+Determinism (DESIGN section 4): fastmath off; floating point only through + - * / sqrt, the deterministic scalar
+functions of ``detscalar`` and ``pricing``; every P&L is quantized to int64 with round-half-even
+(``np.rint``) before any sum, and account sums are exact int64 arithmetic, so thread count, batch order and
+incremental updates cannot change a bit. ``reference.py`` implements the same algorithm in pure Python.
+
+Units: ``R[i, s] = rint(pnl_usd_per_unit * QUANT)`` with ``QUANT = 10**(MONEY_DECIMALS - SIZE_DECIMALS)``, so
+``size * R[i, s]`` (size in SIZE_SCALE units) is MONEY (1e-8 USD) exactly.
+
+Overflow: a value whose quantized magnitude reaches 2**62 marks its instrument invalid (status); an account whose
+float64 bound ``sum |size| * (max|R| + addon + |base|)`` reaches ``ACCOUNT_LIMIT`` (2**62 less a margin for the
+bound's own rounding) is reported (status 1) and never summed. Below the bound every partial sum, the maximum
+loss plus add-ons (< 2**62) and IM (<= 3/2 MM + 2**60 < 2**63) fit int64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from pmoracle.risk.detscalar import det_exp, det_log, det_pow_eighths
+from pmoracle.risk.inputs import MONEY_DECIMALS, SIZE_DECIMALS
+from pmoracle.risk.pricing import black76, svi_total_variance
+
+QUANT = float(10 ** (MONEY_DECIMALS - SIZE_DECIMALS))
+VALUE_LIMIT = 2.0**62
+ACCOUNT_LIMIT = 2.0**62 * (1.0 - 2.0**-20)
+CHUNK = 64  # accounts per parallel work item (one scratch row each)
+
+STATUS_OK = 0
+STATUS_OVERFLOW = 1  # a value or an account bound out of the int64 range
+STATUS_NO_VARIANCE = 2  # the smile gives a non-positive total variance at the strike
+
+
+@njit(cache=True)
+def _quantize(x: float) -> tuple[bool, int]:
+    q = x * QUANT
+    if not abs(q) < VALUE_LIMIT:  # also catches NaN and infinities
+        return False, 0
+    return True, int(np.rint(q))
+
+
+@njit(cache=True)
+def _forward(fwd: float, index: float, rate: float, tau: float) -> float:
+    if fwd > 0.0:
+        return fwd
+    return index * det_exp(rate * tau)
+
+
+@njit(cache=True, parallel=True)
+def compute_risk_arrays_kernel(
+    kind,
+    und,
+    strike,
+    tau,
+    index,
+    fwd,
+    rate,
+    haircut,
+    svi,
+    price_mult,
+    vol_shock,
+    horizon,
+    vol_params,
+    power8,
+    out_r,
+    out_base,
+    out_addon,
+    out_status,
+):
+    """Fill R (I, S), base value, short-option add-on per unit (all quantized) and a status per instrument."""
+    n_inst = kind.shape[0]
+    n_scen = price_mult.shape[0]
+    for i in prange(n_inst):
+        k = kind[i]
+        u = und[i]
+        status = STATUS_OK
+        base_q = 0
+        addon_q = 0
+        if k == 4:  # collateral asset: price * (1 - haircut), moved by its underlying (stable: never)
+            value = index[i] * (1.0 - haircut[i])
+            ok, base_q = _quantize(value)
+            if not ok:
+                status = STATUS_OVERFLOW
+            for s in range(n_scen):
+                pnl = 0.0
+                if u >= 0:
+                    pnl = value * price_mult[s, u] - value
+                ok, q = _quantize(pnl)
+                if not ok:
+                    status = STATUS_OVERFLOW
+                out_r[i, s] = q
+        elif k == 0 or k == 1:  # perpetual at the index, future at its forward; marked to market: base 0
+            level = index[i]
+            if k == 1:
+                level = _forward(fwd[i], index[i], rate[i], tau[i])
+            for s in range(n_scen):
+                ok, q = _quantize(level * price_mult[s, u] - level)
+                if not ok:
+                    status = STATUS_OVERFLOW
+                out_r[i, s] = q
+        else:  # European option: Black-76 on the forward, sticky-strike SVI vol, shocked per scenario
+            t = tau[i]
+            f = _forward(fwd[i], index[i], rate[i], t)
+            df = det_exp(-(rate[i] * t))
+            kk = det_log(strike[i] / f)
+            w = svi_total_variance(svi[i, 0], svi[i, 1], svi[i, 2], svi[i, 3], svi[i, 4], kk)
+            if not w > 0.0:
+                out_status[i] = STATUS_NO_VARIANCE
+                for s in range(n_scen):
+                    out_r[i, s] = 0
+                out_base[i] = 0
+                out_addon[i] = 0
+                continue
+            vol = math.sqrt(w / t)
+            dte = t * 365.0
+            ratio = vol_params[1] / max(dte, vol_params[2])
+            shift = min(vol_params[0] * det_pow_eighths(ratio, power8), vol_params[3])
+            is_call = k == 2
+            v0 = black76(is_call, f, strike[i], t, vol, df)[0]
+            ok, base_q = _quantize(v0)
+            if not ok:
+                status = STATUS_OVERFLOW
+            ok, addon_q = _quantize(vol_params[6] * index[i])
+            if not ok:
+                status = STATUS_OVERFLOW
+            ts = t - horizon
+            dfs = 1.0
+            if ts > 0.0:
+                dfs = det_exp(-(rate[i] * ts))
+            for s in range(n_scen):
+                vs = vol_shock[s, u]
+                vol_s = vol
+                if vs != 0.0:
+                    vol_s = min(max(vol * (1.0 + vs * shift), vol_params[4]), vol_params[5])
+                v = black76(is_call, f * price_mult[s, u], strike[i], ts, vol_s, dfs)[0]
+                ok, q = _quantize(v - v0)
+                if not ok:
+                    status = STATUS_OVERFLOW
+                out_r[i, s] = q
+        out_base[i] = base_q
+        out_addon[i] = addon_q
+        out_status[i] = status
+
+
+@njit(cache=True)
+def _account(
+    a,
+    r,
+    base,
+    addon,
+    bound,
+    starts,
+    ends,
+    inst,
+    size,
+    cover_num,
+    cover_den,
+    im_num,
+    im_den,
+    im_buffer,
+    scratch,
+    out_mm,
+    out_im,
+    out_eq,
+    out_worst,
+    out_status,
+):
+    lo = starts[a]
+    hi = ends[a]
+    n_scen = r.shape[1]
+    b = 0.0
+    for j in range(lo, hi):
+        b += abs(float(size[j])) * bound[inst[j]]
+    if not b < ACCOUNT_LIMIT:
+        out_mm[a] = 0
+        out_im[a] = 0
+        out_eq[a] = 0
+        out_worst[a] = -1
+        out_status[a] = STATUS_OVERFLOW
+        return
+    for s in range(n_scen):
+        scratch[s] = 0
+    equity = 0
+    add = 0
+    for j in range(lo, hi):
+        i = inst[j]
+        sz = size[j]
+        equity += sz * base[i]
+        if sz < 0:
+            add += -sz * addon[i]
+    # Four positions per pass cut the scratch traffic; integer sums are exact in any grouping (bound above).
+    j = lo
+    while j + 3 < hi:
+        row0 = r[inst[j]]
+        row1 = r[inst[j + 1]]
+        row2 = r[inst[j + 2]]
+        row3 = r[inst[j + 3]]
+        sz0 = size[j]
+        sz1 = size[j + 1]
+        sz2 = size[j + 2]
+        sz3 = size[j + 3]
+        for s in range(n_scen):
+            scratch[s] += (sz0 * row0[s] + sz1 * row1[s]) + (sz2 * row2[s] + sz3 * row3[s])
+        j += 4
+    while j < hi:
+        row0 = r[inst[j]]
+        sz0 = size[j]
+        for s in range(n_scen):
+            scratch[s] += sz0 * row0[s]
+        j += 1
+    worst = 0
+    best = 0
+    for s in range(n_scen):
+        loss = -scratch[s]
+        c = cover_num[s]
+        if c != cover_den:  # exact ceil(loss * c / den) without forming loss * c
+            q = loss // cover_den
+            rem = loss - q * cover_den
+            loss = q * c + (rem * c + cover_den - 1) // cover_den
+        if s == 0 or loss > best:
+            best = loss
+            worst = s
+    mm = max(best, 0) + add
+    im = 0
+    if mm > 0:
+        q = mm // im_den
+        rem = mm - q * im_den
+        im = max(q * im_num + (rem * im_num + im_den - 1) // im_den, mm + im_buffer)
+    out_mm[a] = mm
+    out_im[a] = im
+    out_eq[a] = equity
+    out_worst[a] = worst
+    out_status[a] = STATUS_OK
+
+
+@njit(cache=True, parallel=True)
+def compute_accounts_kernel(
+    r,
+    base,
+    addon,
+    bound,
+    starts,
+    ends,
+    inst,
+    size,
+    cover_num,
+    cover_den,
+    im_num,
+    im_den,
+    im_buffer,
+    out_mm,
+    out_im,
+    out_eq,
+    out_worst,
+    out_status,
+):
+    """Fill MM, IM, equity (MONEY), worst scenario and status of every account (positions starts[a]:ends[a])."""
+    n_acc = starts.shape[0]
+    n_chunks = (n_acc + CHUNK - 1) // CHUNK
+    for c in prange(n_chunks):
+        scratch = np.empty(r.shape[1], dtype=np.int64)
+        end = min(n_acc, (c + 1) * CHUNK)
+        for a in range(c * CHUNK, end):
+            _account(
+                a,
+                r,
+                base,
+                addon,
+                bound,
+                starts,
+                ends,
+                inst,
+                size,
+                cover_num,
+                cover_den,
+                im_num,
+                im_den,
+                im_buffer,
+                scratch,
+                out_mm,
+                out_im,
+                out_eq,
+                out_worst,
+                out_status,
+            )
+
+
+@njit(cache=True)
+def compute_one_account_kernel(
+    a,
+    r,
+    base,
+    addon,
+    bound,
+    starts,
+    ends,
+    inst,
+    size,
+    cover_num,
+    cover_den,
+    im_num,
+    im_den,
+    im_buffer,
+    scratch,
+    out_mm,
+    out_im,
+    out_eq,
+    out_worst,
+    out_status,
+):
+    """Recompute account ``a`` only (the incremental path; same arithmetic as the full kernel)."""
+    _account(
+        a,
+        r,
+        base,
+        addon,
+        bound,
+        starts,
+        ends,
+        inst,
+        size,
+        cover_num,
+        cover_den,
+        im_num,
+        im_den,
+        im_buffer,
+        scratch,
+        out_mm,
+        out_im,
+        out_eq,
+        out_worst,
+        out_status,
+    )

@@ -1,0 +1,480 @@
+"""The public margin API: risk arrays of a market snapshot, a book of accounts, per-account reports.
+
+- ``compute_book(market, params, portfolios)``: every account's IM, MM, equity and worst scenario (the node).
+- ``book_leaves(book)``: the Merkle leaves of a round (18-decimal amounts), empty accounts skipped.
+- ``Book``: risk arrays + account layout held in memory; ``update_account`` recomputes one account only.
+- ``compute_account_report(market, params, portfolio)``: the full report of one account (the CLI).
+
+Money is MONEY (USD with 8 decimals) in Python ints. See docs/risk-model.md for the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pmoracle.consensus.merkle import AccountLeaf
+from pmoracle.risk import kernel
+from pmoracle.risk.detscalar import det_exp, det_log
+from pmoracle.risk.errors import AccountOverflowError, PricingError
+from pmoracle.risk.inputs import (
+    MONEY_SCALE,
+    MONEY_TO_LEAF,
+    PRICE_SCALE,
+    SIZE_SCALE,
+    Instrument,
+    InstrumentKind,
+    MarketSnapshot,
+    Portfolio,
+)
+from pmoracle.risk.params import RiskParams
+from pmoracle.risk.pricing import black76, svi_total_variance
+from pmoracle.risk.scenarios import ScenarioSet, compute_scenarios
+from pmoracle.risk.table import (
+    KIND_ASSET,
+    CollateralRef,
+    InstrumentTable,
+    RiskInstrument,
+    build_instrument_table,
+    check_feeds,
+    instrument_field,
+)
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class RiskArrays:
+    """Instrument x scenario P&L of one unit (``r``, int64 MONEY per SIZE unit) with base values and add-ons."""
+
+    scenarios: ScenarioSet
+    table: InstrumentTable
+    r: IntArray  # (I, S)
+    base: IntArray  # (I,) mark value per unit
+    addon: IntArray  # (I,) short-option add-on per unit
+    bound: FloatArray  # (I,) max|r| + addon + |base|, the per-unit term of the overflow bound
+    r_narrow: npt.NDArray[np.int32] | None = None  # ``r`` as int32 when every value fits: half the memory traffic
+
+    @property
+    def instruments(self) -> tuple[RiskInstrument, ...]:
+        """Return the instruments in row order."""
+        return self.table.instruments
+
+
+@dataclass(frozen=True, slots=True)
+class AccountMargin:
+    """One account's attested values (MONEY) and its worst scenario."""
+
+    account: bytes
+    initial_margin: int
+    maintenance_margin: int
+    equity: int
+    worst_scenario: int
+    is_empty: bool  # no position and no collateral: no leaf
+
+
+@dataclass(frozen=True, slots=True)
+class BookResult:
+    """Every account of a round, in input order, with the parameters and scenarios they were computed under."""
+
+    params_hash: bytes
+    scenario_labels: tuple[str, ...]
+    accounts: tuple[AccountMargin, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UnderlyingGreeks:
+    """Net greeks of an account on one underlying (display only): delta in units, vega per vol point, theta/day."""
+
+    underlying: str
+    delta: float
+    gamma: float
+    vega: float
+    theta: float
+
+
+@dataclass(frozen=True, slots=True)
+class AccountReport:
+    """Everything the CLI shows for one account. Money in MONEY ints."""
+
+    account: bytes
+    params_hash: bytes
+    maintenance_margin: int
+    initial_margin: int
+    equity: int
+    worst_scenario: int
+    worst_scenario_label: str
+    scenario_labels: tuple[str, ...]
+    risk_array: tuple[int, ...]  # P&L per scenario
+    greeks: tuple[UnderlyingGreeks, ...]
+    expected_shortfall: int
+    expected_shortfall_level: float
+    isolated_margin: int
+    cross_margin: int
+    capital_released: int  # isolated - maintenance margin
+
+
+def _instrument_key(inst: RiskInstrument) -> tuple[int, Instrument | CollateralRef]:
+    return (1, inst) if isinstance(inst, CollateralRef) else (0, inst)
+
+
+def portfolio_instruments(portfolio: Portfolio) -> set[RiskInstrument]:
+    """Return the instruments (derivatives and collateral assets) ``portfolio`` holds."""
+    held: set[RiskInstrument] = {p.instrument for p in portfolio.positions}
+    held.update(CollateralRef(symbol) for symbol, _ in portfolio.collateral)
+    return held
+
+
+def compute_risk_arrays(
+    market: MarketSnapshot, params: RiskParams, instruments: Sequence[RiskInstrument], scenarios: ScenarioSet
+) -> RiskArrays:
+    """Return the risk arrays of ``instruments``; raise a named error if one cannot be valued or represented."""
+    table = build_instrument_table(market, params, scenarios, tuple(instruments))
+    n_inst, n_scen = len(instruments), len(scenarios)
+    r = np.zeros((n_inst, n_scen), dtype=np.int64)
+    base = np.zeros(n_inst, dtype=np.int64)
+    addon = np.zeros(n_inst, dtype=np.int64)
+    status = np.zeros(n_inst, dtype=np.int64)
+    if n_inst:
+        kernel.compute_risk_arrays_kernel(
+            table.kind, table.und, table.strike, table.tau, table.index, table.fwd, table.rate, table.haircut,
+            table.svi, scenarios.price_mult, scenarios.vol_shock, table.horizon, table.vol_params,
+            table.power_eighths, r, base, addon, status,
+        )  # fmt: skip
+    for i in np.flatnonzero(status):
+        field = instrument_field(instruments[int(i)])
+        if status[i] == kernel.STATUS_NO_VARIANCE:
+            raise PricingError(field, "the smile gives a non-positive total variance at this strike")
+        raise PricingError(field, "a scenario value is out of the int64 range (non-finite or >= 2**62)")
+    maxabs = np.abs(r).max(axis=1) if n_scen else np.zeros(n_inst, dtype=np.int64)
+    bound = maxabs.astype(np.float64) + addon.astype(np.float64) + np.abs(base).astype(np.float64)
+    return RiskArrays(scenarios, table, r, base, addon, bound, _narrow(r))
+
+
+def _narrow(r: IntArray) -> npt.NDArray[np.int32] | None:
+    """Return ``r`` as int32 if every value fits (the products are still formed in int64: same results)."""
+    if r.size and int(np.abs(r).max()) >= 2**31:
+        return None
+    return r.astype(np.int32)
+
+
+def _im_fraction(params: RiskParams) -> tuple[int, int]:
+    return params.im_multiplier.numerator, params.im_multiplier.denominator
+
+
+@dataclass(frozen=True, eq=False)
+class AccountArrays:
+    """Per-account kernel results (MONEY int64) and status (0 ok, 1 overflow bound exceeded)."""
+
+    maintenance_margin: IntArray
+    initial_margin: IntArray
+    equity: IntArray
+    worst: IntArray
+    status: IntArray
+
+
+def compute_accounts(
+    arrays: RiskArrays,
+    params: RiskParams,
+    starts: IntArray,
+    ends: IntArray,
+    inst: IntArray,
+    size: IntArray,
+    narrow: bool = True,
+) -> AccountArrays:
+    """Return every account's margin; account ``a`` holds ``size[j]`` of row ``inst[j]`` for starts[a] <= j < ends[a].
+
+    The low-level entry of the node and the benchmark: no Python work per account. ``narrow`` reads the int32
+    copy of the risk arrays when there is one (identical results, less memory traffic).
+    """
+    r = arrays.r_narrow if narrow and arrays.r_narrow is not None else arrays.r
+    n_acc = starts.shape[0]
+    out = AccountArrays(*(np.zeros(n_acc, dtype=np.int64) for _ in range(5)))
+    num, den = _im_fraction(params)
+    kernel.compute_accounts_kernel(
+        r, arrays.base, arrays.addon, arrays.bound, starts, ends, inst, size, arrays.scenarios.cover_num,
+        arrays.scenarios.cover_den, num, den, params.im_min_buffer, out.maintenance_margin, out.initial_margin,
+        out.equity, out.worst, out.status,
+    )  # fmt: skip
+    return out
+
+
+def _account_layout(
+    portfolio: Portfolio, rows: dict[RiskInstrument, int]
+) -> tuple[list[tuple[int, int]], list[RiskInstrument]]:
+    """Return the canonical (row, size) list (duplicates merged, zeros dropped, sorted) and unknown instruments."""
+    merged: dict[int, int] = {}
+    missing: list[RiskInstrument] = []
+    for p in portfolio.positions:
+        row = rows.get(p.instrument)
+        if row is None:
+            missing.append(p.instrument)
+        else:
+            merged[row] = merged.get(row, 0) + p.size
+    for symbol, amount in portfolio.collateral:
+        ref = CollateralRef(symbol)
+        row = rows.get(ref)
+        if row is None:
+            missing.append(ref)
+        else:
+            merged[row] = merged.get(row, 0) + amount
+    return sorted((row, size) for row, size in merged.items() if size != 0), missing
+
+
+def _account_positions(portfolio: Portfolio, rows: dict[RiskInstrument, int]) -> list[tuple[int, int]]:
+    """Return the canonical (row, size) list of a portfolio whose instruments all have rows."""
+    return _account_layout(portfolio, rows)[0]
+
+
+class Book:
+    """A round's book: the risk arrays and the account layout, kept for incremental updates."""
+
+    def __init__(self, market: MarketSnapshot, params: RiskParams, portfolios: Sequence[Portfolio]) -> None:
+        check_feeds(market, params)
+        self.market = market
+        self.params = params
+        self.scenarios = compute_scenarios(params, market)
+        held: set[RiskInstrument] = set()
+        for portfolio in portfolios:
+            held |= portfolio_instruments(portfolio)
+        self.arrays = compute_risk_arrays(market, params, sorted(held, key=_instrument_key), self.scenarios)
+        self._rows = {inst: i for i, inst in enumerate(self.arrays.instruments)}
+        self.portfolios = list(portfolios)
+        layouts = [_account_positions(p, self._rows) for p in self.portfolios]
+        counts = np.array([len(x) for x in layouts], dtype=np.int64)
+        self._ends = np.cumsum(counts, dtype=np.int64)
+        self._starts = self._ends - counts
+        flat = [pos for layout in layouts for pos in layout]
+        self._inst = np.array([row for row, _ in flat], dtype=np.int64)
+        self._size = np.array([size for _, size in flat], dtype=np.int64)
+        self._scratch = np.zeros(len(self.scenarios), dtype=np.int64)
+        self._out = compute_accounts(self.arrays, params, self._starts, self._ends, self._inst, self._size)
+
+    def __len__(self) -> int:
+        return len(self.portfolios)
+
+    def _extend(self, instruments: Sequence[RiskInstrument]) -> None:
+        extra = compute_risk_arrays(self.market, self.params, instruments, self.scenarios)
+        a = self.arrays
+        old, add = a.table, extra.table
+        columns: dict[str, Any] = {
+            name: np.concatenate([getattr(old, name), getattr(add, name)])
+            for name in ("kind", "und", "strike", "tau", "index", "fwd", "rate", "haircut", "svi")
+        }
+        table = dataclasses.replace(old, instruments=old.instruments + add.instruments, **columns)
+        self.arrays = RiskArrays(
+            scenarios=self.scenarios,
+            table=table,
+            r=np.vstack([a.r, extra.r]),
+            base=np.concatenate([a.base, extra.base]),
+            addon=np.concatenate([a.addon, extra.addon]),
+            bound=np.concatenate([a.bound, extra.bound]),
+        )
+        self.arrays = dataclasses.replace(self.arrays, r_narrow=_narrow(self.arrays.r))
+        self._rows = {inst: i for i, inst in enumerate(self.arrays.instruments)}
+
+    def update_account(self, index: int, portfolio: Portfolio) -> AccountMargin:
+        """Replace account ``index``'s portfolio and recompute that account only; return its new margin.
+
+        Errors: a named ``InputError`` if a new instrument cannot be valued (the book is then unchanged);
+        ``AccountOverflowError`` if the new portfolio's exposure bound exceeds the int64 limit.
+        """
+        if not 0 <= index < len(self.portfolios):
+            raise IndexError(f"no account #{index}")
+        layout, missing = _account_layout(portfolio, self._rows)
+        if missing:
+            self._extend(sorted(set(missing), key=_instrument_key))
+            layout = _account_positions(portfolio, self._rows)
+        start, end = int(self._starts[index]), int(self._ends[index])
+        if len(layout) <= end - start:
+            j = start
+        else:  # relocate the account to the end of the position arrays
+            j = self._inst.shape[0]
+            self._inst = np.concatenate([self._inst, np.zeros(len(layout), dtype=np.int64)])
+            self._size = np.concatenate([self._size, np.zeros(len(layout), dtype=np.int64)])
+            self._starts[index] = j
+        for row, size in layout:
+            self._inst[j] = row
+            self._size[j] = size
+            j += 1
+        self._ends[index] = j
+        self.portfolios[index] = portfolio
+        num, den = _im_fraction(self.params)
+        o = self._out
+        kernel.compute_one_account_kernel(
+            index, self.arrays.r, self.arrays.base, self.arrays.addon, self.arrays.bound, self._starts, self._ends,
+            self._inst, self._size, self.scenarios.cover_num, self.scenarios.cover_den, num, den,
+            self.params.im_min_buffer, self._scratch, o.maintenance_margin, o.initial_margin, o.equity, o.worst,
+            o.status,
+        )  # fmt: skip
+        return self.account_margin(index)
+
+    def account_margin(self, index: int) -> AccountMargin:
+        """Return account ``index``'s margin; raise ``AccountOverflowError`` if its bound exceeded the limit."""
+        o = self._out
+        portfolio = self.portfolios[index]
+        if o.status[index] != kernel.STATUS_OK:
+            start, end = int(self._starts[index]), int(self._ends[index])
+            bound = 0.0
+            for j in range(start, end):
+                bound += abs(float(self._size[j])) * float(self.arrays.bound[self._inst[j]])
+            raise AccountOverflowError(portfolio.account, index, bound)
+        return AccountMargin(
+            account=portfolio.account,
+            initial_margin=int(o.initial_margin[index]),
+            maintenance_margin=int(o.maintenance_margin[index]),
+            equity=int(o.equity[index]),
+            worst_scenario=int(o.worst[index]),
+            is_empty=self._ends[index] == self._starts[index],
+        )
+
+    def positions_of(self, index: int) -> list[tuple[int, int]]:
+        """Return account ``index``'s canonical (row, size) positions."""
+        start, end = int(self._starts[index]), int(self._ends[index])
+        return [(int(self._inst[j]), int(self._size[j])) for j in range(start, end)]
+
+    def result(self) -> BookResult:
+        """Return every account's margin; raise ``AccountOverflowError`` for the first account over the bound."""
+        return BookResult(
+            params_hash=self.params.params_hash,
+            scenario_labels=self.scenarios.labels,
+            accounts=tuple(self.account_margin(a) for a in range(len(self.portfolios))),
+        )
+
+
+def compute_book(market: MarketSnapshot, params: RiskParams, portfolios: Sequence[Portfolio]) -> BookResult:
+    """Return the margin of every account of a round.
+
+    Errors: ``StaleFeedError``, ``MissingSmileError``, ``ExpiredInstrumentError``, ``UnknownUnderlyingError``,
+    ``UnknownCollateralError``, ``PricingError`` (all ``InputError``), ``AccountOverflowError``.
+    """
+    return Book(market, params, portfolios).result()
+
+
+def book_leaves(book: BookResult) -> list[AccountLeaf]:
+    """Return the Merkle leaves (18-decimal amounts) of every non-empty account, sorted by address."""
+    leaves = [
+        AccountLeaf(
+            account=a.account,
+            initial_margin=a.initial_margin * MONEY_TO_LEAF,
+            maintenance_margin=a.maintenance_margin * MONEY_TO_LEAF,
+            equity=a.equity * MONEY_TO_LEAF,
+        )
+        for a in book.accounts
+        if not a.is_empty
+    ]
+    return sorted(leaves, key=lambda leaf: leaf.account)
+
+
+def _python(f: object) -> object:
+    return getattr(f, "py_func", f)
+
+
+def compute_option_state(table: InstrumentTable, i: int) -> tuple[float, float, float]:
+    """Return (forward, discount factor, base vol) of option row ``i`` (same formulas as the kernel)."""
+    t = float(table.tau[i])
+    rate = float(table.rate[i])
+    fwd = float(table.fwd[i])
+    f = fwd if fwd > 0.0 else float(table.index[i]) * det_exp(rate * t)
+    df = det_exp(-(rate * t))
+    a, b, rho, m, sig = (float(x) for x in table.svi[i])
+    svi = _python(svi_total_variance)
+    w = svi(a, b, rho, m, sig, det_log(float(table.strike[i]) / f))  # type: ignore[operator]
+    return f, df, math.sqrt(w / t)
+
+
+def _greeks(arrays: RiskArrays, positions: list[tuple[int, int]]) -> tuple[UnderlyingGreeks, ...]:
+    table = arrays.table
+    symbols = arrays.scenarios.underlyings
+    sums = {u: [0.0, 0.0, 0.0, 0.0] for u in range(len(symbols))}
+    b76 = _python(black76)
+    for i, size in positions:
+        u = int(table.und[i])
+        if u < 0:
+            continue
+        units = size / SIZE_SCALE
+        kind = int(table.kind[i])
+        if kind == KIND_ASSET:
+            sums[u][0] += units * (1.0 - float(table.haircut[i]))
+        elif kind in (InstrumentKind.PERPETUAL, InstrumentKind.FUTURE):
+            sums[u][0] += units
+        else:
+            f, df, vol = compute_option_state(table, i)
+            _, delta, gamma, vega, theta = b76(  # type: ignore[operator]
+                kind == InstrumentKind.CALL, f, float(table.strike[i]), float(table.tau[i]), vol, df
+            )
+            sums[u][0] += units * delta
+            sums[u][1] += units * gamma
+            sums[u][2] += units * vega / 100.0
+            sums[u][3] += units * theta / 365.0
+    return tuple(UnderlyingGreeks(symbols[u], *sums[u]) for u in range(len(symbols)))
+
+
+def compute_expected_shortfall(pnl: Sequence[int], weights: Sequence[float], level: float) -> int:
+    """Return the weighted mean loss (MONEY) of the worst ``1 - level`` of the scenario weight."""
+    tail = (1.0 - level) * sum(weights)
+    taken = 0.0
+    total = 0.0
+    for s in sorted(range(len(pnl)), key=lambda s: (pnl[s], s)):
+        w = min(weights[s], tail - taken)
+        if w <= 0.0:
+            break
+        total += w * -pnl[s]
+        taken += w
+    return round(total / taken) if taken > 0.0 else 0
+
+
+def compute_account_report(market: MarketSnapshot, params: RiskParams, portfolio: Portfolio) -> AccountReport:
+    """Return the full margin report of one account.
+
+    Isolated margin: each position alone (collateral excluded) through the same kernel, summed. Cross margin:
+    per underlying |net delta of the positions| * index * scan range + short options * charge * index.
+
+    Errors: as ``compute_book``.
+    """
+    singles = [Portfolio(positions=(p,), account=portfolio.account) for p in portfolio.positions if p.size != 0]
+    book = Book(market, params, [portfolio, *singles])
+    margin = book.account_margin(0)
+    arrays = book.arrays
+    positions = book.positions_of(0)
+    n_scen = len(book.scenarios)
+    pnl = [0] * n_scen
+    for i, size in positions:
+        row = arrays.r[i]
+        for s in range(n_scen):
+            pnl[s] += size * int(row[s])
+    isolated = sum(book.account_margin(k).maintenance_margin for k in range(1, len(book)))
+    greeks = _greeks(arrays, [(i, size) for i, size in positions if int(arrays.table.kind[i]) != KIND_ASSET])
+    cross = 0.0
+    for u, g in enumerate(greeks):
+        index = market.underlying(g.underlying).index / PRICE_SCALE
+        cross += abs(g.delta) * index * float(book.scenarios.price_range[u])
+    for p in portfolio.positions:
+        if p.instrument.is_option and p.size < 0:
+            index = market.underlying(p.instrument.underlying).index / PRICE_SCALE
+            cross += (-p.size / SIZE_SCALE) * params.cross_short_option_charge * index
+    es = compute_expected_shortfall(pnl, [float(w) for w in book.scenarios.es_weight], params.es_level)
+    return AccountReport(
+        account=portfolio.account,
+        params_hash=params.params_hash,
+        maintenance_margin=margin.maintenance_margin,
+        initial_margin=margin.initial_margin,
+        equity=margin.equity,
+        worst_scenario=margin.worst_scenario,
+        worst_scenario_label=book.scenarios.labels[margin.worst_scenario],
+        scenario_labels=book.scenarios.labels,
+        risk_array=tuple(pnl),
+        greeks=greeks,
+        expected_shortfall=es,
+        expected_shortfall_level=params.es_level,
+        isolated_margin=isolated,
+        cross_margin=round(cross * MONEY_SCALE),
+        capital_released=isolated - margin.maintenance_margin,
+    )

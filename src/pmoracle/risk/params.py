@@ -1,0 +1,293 @@
+"""The risk-parameters document: TOML text -> a validated, frozen ``RiskParams`` with a canonical hash.
+
+Every field is documented in ``default_params.toml`` and ``docs/risk-model.md``. Exact quantities (moves as
+multiples of the scan range, cover fractions, the IM multiplier) are rationals (``"1/3"``, ``"0.35"``); scale
+factors are TOML floats. The canonical bytes are the sorted compact JSON of the validated values and
+``params_hash = keccak256(canonical bytes)``: nodes with different parameters cannot form a quorum by accident.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, fields
+from fractions import Fraction
+from importlib import resources
+from typing import Any
+
+from eth_utils import keccak
+
+from pmoracle.risk.errors import ParamsError
+from pmoracle.risk.inputs import MONEY_SCALE
+
+COVER_SCALE = 10**6  # cover fractions are exact multiples of 1e-6
+JOINT_MODES = ("together", "alone", "opposite")
+PRICE_REFERENCES = ("fraction", "std")
+MAX_IM_MULTIPLIER = Fraction(3, 2)  # keeps IM of any in-bound account inside int64 (see kernel.py)
+MAX_IM_BUFFER = 2**60
+
+
+@dataclass(frozen=True, slots=True)
+class RiskParams:
+    """Validated risk-model parameters (see default_params.toml for the meaning of each field)."""
+
+    version: int
+    horizon_seconds: int
+    max_feed_age_seconds: int
+    price_reference: str
+    scan_range: float
+    scan_range_by_underlying: tuple[tuple[str, float], ...]
+    price_moves: tuple[Fraction, ...]
+    min_price_multiplier: float
+    vol_shocks: tuple[Fraction, ...]
+    vol_shift: float
+    vol_tenor_days: float
+    vol_power: Fraction
+    vol_min_dte_days: float
+    vol_max_shift: float
+    min_vol: float
+    max_vol: float
+    extreme_moves: tuple[Fraction, ...]
+    extreme_cover: Fraction
+    joint_modes: tuple[str, ...]
+    stressed_correlation: float
+    im_multiplier: Fraction
+    im_min_buffer: int  # MONEY units
+    short_option_minimum: float
+    es_level: float
+    es_extreme_weight: float
+    cross_short_option_charge: float
+
+    def scan_range_of(self, underlying: str) -> float:
+        """Return the scan range of ``underlying`` (its override, else the default)."""
+        for symbol, value in self.scan_range_by_underlying:
+            if symbol == underlying:
+                return value
+        return self.scan_range
+
+    @property
+    def vol_power_eighths(self) -> int:
+        """Return the tenor-scaling power in eighths (an integer by validation)."""
+        return int(self.vol_power * 8)
+
+    @property
+    def canonical_bytes(self) -> bytes:
+        """Return the canonical encoding: sorted compact JSON of every field."""
+        return canonical_bytes(self)
+
+    @property
+    def params_hash(self) -> bytes:
+        """Return keccak256 of the canonical bytes (the ``paramsHash`` of the network config)."""
+        return keccak(canonical_bytes(self))
+
+
+def _canonical_value(value: Any) -> Any:
+    if isinstance(value, Fraction):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_canonical_value(v) for v in value]
+    return value
+
+
+def canonical_bytes(params: RiskParams) -> bytes:
+    """Return the sorted compact JSON of the validated values (floats as Python's shortest repr)."""
+    doc = {f.name: _canonical_value(getattr(params, f.name)) for f in fields(params)}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+class _Reader:
+    """Collects every problem of a document instead of stopping at the first."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.problems: list[str] = []
+        self.used: set[str] = set()
+
+    def _get(self, path: str) -> Any:
+        self.used.add(path)
+        node: Any = self.doc
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                self.problems.append(f"{path}: missing")
+                return None
+            node = node[part]
+        return node
+
+    def integer(self, path: str, lo: int, hi: int) -> int:
+        value = self._get(path)
+        if value is None:
+            return lo
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.problems.append(f"{path}: expected an integer, got {value!r}")
+            return lo
+        if not lo <= value <= hi:
+            self.problems.append(f"{path}: {value} is outside [{lo}, {hi}]")
+        return value
+
+    def number(self, path: str, lo: float, hi: float, value: Any = None) -> float:
+        if value is None:
+            value = self._get(path)
+            if value is None:
+                return lo
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.problems.append(f"{path}: expected a number, got {value!r}")
+            return lo
+        result = float(value)
+        if not lo <= result <= hi:  # also rejects NaN
+            self.problems.append(f"{path}: {value!r} is outside [{lo}, {hi}]")
+            return lo
+        return result
+
+    def rational(self, path: str, lo: Fraction, hi: Fraction, value: Any = None) -> Fraction:
+        if value is None:
+            value = self._get(path)
+            if value is None:
+                return lo
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            self.problems.append(f'{path}: expected an exact rational as a string ("1/3", "0.35"), got {value!r}')
+            return lo
+        try:
+            result = Fraction(value)
+        except (ValueError, ZeroDivisionError):
+            self.problems.append(f"{path}: {value!r} is not a rational number")
+            return lo
+        if not lo <= result <= hi:
+            self.problems.append(f"{path}: {value!r} is outside [{lo}, {hi}]")
+        return result
+
+    def rationals(self, path: str, lo: Fraction, hi: Fraction, allow_empty: bool) -> tuple[Fraction, ...]:
+        value = self._get(path)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or (not value and not allow_empty):
+            self.problems.append(f"{path}: expected a {'' if allow_empty else 'non-empty '}list")
+            return ()
+        result = tuple(self.rational(f"{path}[{i}]", lo, hi, v) for i, v in enumerate(value))
+        if len(set(result)) != len(result):
+            self.problems.append(f"{path}: duplicate values")
+        return result
+
+    def choice(self, path: str, options: tuple[str, ...]) -> str:
+        value = self._get(path)
+        if value is None:
+            return options[0]
+        if value not in options:
+            self.problems.append(f"{path}: expected one of {', '.join(options)}, got {value!r}")
+            return options[0]
+        return str(value)
+
+
+def _unknown_keys(doc: dict[str, Any], used: set[str], prefix: str = "") -> list[str]:
+    problems = []
+    for key, value in doc.items():
+        path = f"{prefix}{key}"
+        if path == "price.scan_range_by_underlying":
+            continue
+        if isinstance(value, dict):
+            problems.extend(_unknown_keys(value, used, f"{path}."))
+        elif path not in used:
+            problems.append(f"{path}: unknown field")
+    return problems
+
+
+def parse_params(text: str) -> RiskParams:
+    """Return the validated parameters of a TOML document; raise ``ParamsError`` listing every problem."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ParamsError([f"malformed TOML: {exc}"]) from exc
+    r = _Reader(doc)
+    version = r.integer("version", 1, 1)
+    horizon = r.integer("horizon_seconds", 0, 30 * 86400)
+    max_age = r.integer("max_feed_age_seconds", 1, 7 * 86400)
+    reference = r.choice("price.reference", PRICE_REFERENCES)
+    scan_hi = 6.0 if reference == "std" else 0.99
+    scan_range = r.number("price.scan_range", 1e-6, scan_hi)
+    price_table = doc.get("price")
+    has_overrides = isinstance(price_table, dict) and "scan_range_by_underlying" in price_table
+    overrides_raw = r._get("price.scan_range_by_underlying") if has_overrides else None  # optional
+    overrides: list[tuple[str, float]] = []
+    if isinstance(overrides_raw, dict):
+        for symbol in sorted(overrides_raw):
+            if not (symbol.isascii() and symbol.isalnum() and symbol.isupper()):
+                r.problems.append(f"price.scan_range_by_underlying.{symbol}: not an upper-case symbol")
+            value = r.number(f"price.scan_range_by_underlying.{symbol}", 1e-6, scan_hi, overrides_raw[symbol])
+            overrides.append((symbol, value))
+    elif overrides_raw is not None:
+        r.problems.append("price.scan_range_by_underlying: expected a table")
+    moves = r.rationals("price.moves", Fraction(-10), Fraction(10), allow_empty=False)
+    min_mult = r.number("price.min_multiplier", 1e-6, 1.0)
+    vol_shocks = r.rationals("vol.shocks", Fraction(-1), Fraction(1), allow_empty=False)
+    vol_shift = r.number("vol.shift", 0.0, 10.0)
+    tenor_days = r.number("vol.tenor_days", 1e-3, 3650.0)
+    power = r.rational("vol.power", Fraction(0), Fraction(2))
+    if (power * 8).denominator != 1:
+        r.problems.append(f"vol.power: {power} is not a multiple of 1/8")
+    min_dte = r.number("vol.min_dte_days", 1e-3, 3650.0)
+    max_shift = r.number("vol.max_shift", 0.0, 0.99)
+    min_vol = r.number("vol.min_vol", 1e-4, 1.0)
+    max_vol = r.number("vol.max_vol", 0.01, 20.0)
+    if max_vol <= min_vol:
+        r.problems.append(f"vol.max_vol: {max_vol} must exceed vol.min_vol {min_vol}")
+    extreme_moves = r.rationals("extreme.moves", Fraction(-10), Fraction(10), allow_empty=True)
+    cover = r.rational("extreme.cover", Fraction(0), Fraction(1))
+    if (cover * COVER_SCALE).denominator != 1:
+        r.problems.append(f"extreme.cover: {cover} is not a multiple of 1/{COVER_SCALE}")
+    modes_raw = r._get("joint.modes")
+    modes: tuple[str, ...] = ()
+    if isinstance(modes_raw, list) and modes_raw and all(m in JOINT_MODES for m in modes_raw):
+        modes = tuple(m for m in JOINT_MODES if m in modes_raw)
+        if len(modes) != len(modes_raw):
+            r.problems.append("joint.modes: duplicate modes")
+    elif modes_raw is not None:
+        r.problems.append(f"joint.modes: expected a non-empty list of {', '.join(JOINT_MODES)}, got {modes_raw!r}")
+    correlation = r.number("joint.stressed_correlation", 0.0, 1.0)
+    im_multiplier = r.rational("margin.im_multiplier", Fraction(1), MAX_IM_MULTIPLIER)
+    buffer_usd = r.rational("margin.im_min_buffer_usd", Fraction(0), Fraction(MAX_IM_BUFFER, MONEY_SCALE))
+    if (buffer_usd * MONEY_SCALE).denominator != 1:
+        r.problems.append(f"margin.im_min_buffer_usd: {buffer_usd} has more than 8 decimals")
+    short_min = r.number("margin.short_option_minimum", 0.0, 1.0)
+    es_level = r.number("expected_shortfall.level", 0.0, 0.999)
+    es_extreme = r.number("expected_shortfall.extreme_weight", 0.0, 1.0)
+    cross_charge = r.number("cross_margin.short_option_charge", 0.0, 1.0)
+    r.problems.extend(_unknown_keys(doc, r.used))
+    if r.problems:
+        raise ParamsError(r.problems)
+    return RiskParams(
+        version=version,
+        horizon_seconds=horizon,
+        max_feed_age_seconds=max_age,
+        price_reference=reference,
+        scan_range=scan_range,
+        scan_range_by_underlying=tuple(overrides),
+        price_moves=moves,
+        min_price_multiplier=min_mult,
+        vol_shocks=vol_shocks,
+        vol_shift=vol_shift,
+        vol_tenor_days=tenor_days,
+        vol_power=power,
+        vol_min_dte_days=min_dte,
+        vol_max_shift=max_shift,
+        min_vol=min_vol,
+        max_vol=max_vol,
+        extreme_moves=extreme_moves,
+        extreme_cover=cover,
+        joint_modes=modes,
+        stressed_correlation=correlation,
+        im_multiplier=im_multiplier,
+        im_min_buffer=int(buffer_usd * MONEY_SCALE),
+        short_option_minimum=short_min,
+        es_level=es_level,
+        es_extreme_weight=es_extreme,
+        cross_short_option_charge=cross_charge,
+    )
+
+
+def default_params_text() -> str:
+    """Return the text of the bundled default parameters document."""
+    return resources.files("pmoracle.risk").joinpath("default_params.toml").read_text(encoding="utf-8")
+
+
+def default_params() -> RiskParams:
+    """Return the bundled default parameters."""
+    return parse_params(default_params_text())

@@ -1,0 +1,147 @@
+"""The pure-Python reference of the kernels: the same algorithm, written again with loops and Python ints.
+
+It calls the same scalar functions (pricing, detscalar) from Python, so its floats carry the same bits as the
+kernel's; its sums are unbounded Python ints, so agreement with the kernel also shows the kernel never wrapped.
+Slow by design: tests compare it with the kernel on random books.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pmoracle.risk.detscalar import det_exp, det_log, det_pow_eighths
+from pmoracle.risk.pricing import black76, svi_total_variance
+from pmoracle.risk.scenarios import ScenarioSet
+from pmoracle.risk.table import KIND_ASSET, InstrumentTable
+
+QUANT = 10.0**4
+VALUE_LIMIT = 2.0**62
+ACCOUNT_LIMIT = 2.0**62 * (1.0 - 2.0**-20)
+
+
+def _python(f: Any) -> Callable[..., Any]:
+    result: Callable[..., Any] = getattr(f, "py_func", f)
+    return result  # an njit function's Python original; register_jitable ones are plain
+
+
+_black76 = _python(black76)
+_svi = _python(svi_total_variance)
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceRow:
+    """One instrument's quantized risk row, base value and short-option add-on per unit."""
+
+    pnl: tuple[int, ...]
+    base: int
+    addon: int
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceAccount:
+    """One account's results (MONEY ints) or an overflow status."""
+
+    maintenance_margin: int
+    initial_margin: int
+    equity: int
+    worst: int
+    status: int
+
+
+def quantize(x: float) -> int | None:
+    """Return round-half-even(x * QUANT) or None when it reaches 2**62 (or is not finite)."""
+    q = x * QUANT
+    if not abs(q) < VALUE_LIMIT:
+        return None
+    return round(q)
+
+
+def reference_row(table: InstrumentTable, scenarios: ScenarioSet, i: int) -> ReferenceRow:
+    """Return the risk row of instrument ``i``."""
+    kind = int(table.kind[i])
+    u = int(table.und[i])
+    mults = [[float(x) for x in row] for row in scenarios.price_mult]
+    vols = [[float(x) for x in row] for row in scenarios.vol_shock]
+    pnls: list[float] = []
+    base = 0.0
+    addon = 0.0
+    index = float(table.index[i])
+    rate = float(table.rate[i])
+    t = float(table.tau[i])
+    fwd = float(table.fwd[i])
+    if kind == KIND_ASSET:
+        value = index * (1.0 - float(table.haircut[i]))
+        base = value
+        pnls = [value * m[u] - value if u >= 0 else 0.0 for m in mults]
+    elif kind in (0, 1):
+        level = index if kind == 0 else (fwd if fwd > 0.0 else index * det_exp(rate * t))
+        pnls = [level * m[u] - level for m in mults]
+    else:
+        f = fwd if fwd > 0.0 else index * det_exp(rate * t)
+        df = det_exp(-(rate * t))
+        strike = float(table.strike[i])
+        a, b, rho, mm, sig = (float(x) for x in table.svi[i])
+        w = _svi(a, b, rho, mm, sig, det_log(strike / f))
+        if not w > 0.0:
+            return ReferenceRow(tuple(0 for _ in mults), 0, 0, 2)
+        vol = math.sqrt(w / t)
+        vp = [float(x) for x in table.vol_params]
+        shift = min(vp[0] * det_pow_eighths(vp[1] / max(t * 365.0, vp[2]), table.power_eighths), vp[3])
+        is_call = kind == 2
+        v0 = _black76(is_call, f, strike, t, vol, df)[0]
+        base = v0
+        addon = vp[6] * index
+        ts = t - table.horizon
+        dfs = det_exp(-(rate * ts)) if ts > 0.0 else 1.0
+        for m, v in zip(mults, vols, strict=True):
+            vol_s = vol if v[u] == 0.0 else min(max(vol * (1.0 + v[u] * shift), vp[4]), vp[5])
+            pnls.append(_black76(is_call, f * m[u], strike, ts, vol_s, dfs)[0] - v0)
+    quantized = [quantize(x) for x in [*pnls, base, addon]]
+    status = 1 if any(q is None for q in quantized) else 0
+    values = [0 if q is None else q for q in quantized]
+    return ReferenceRow(tuple(values[:-2]), values[-2], values[-1], status)
+
+
+def reference_account(
+    rows: Sequence[ReferenceRow],
+    positions: Sequence[tuple[int, int]],
+    scenarios: ScenarioSet,
+    im_multiplier: tuple[int, int],
+    im_buffer: int,
+) -> ReferenceAccount:
+    """Return one account's margin from its (instrument row, size) positions, in canonical order."""
+    bound = 0.0
+    for i, size in positions:
+        row = rows[i]
+        per_unit = float(max(abs(x) for x in row.pnl)) + float(row.addon) + float(abs(row.base))
+        bound += abs(float(size)) * per_unit
+    if not bound < ACCOUNT_LIMIT:
+        return ReferenceAccount(0, 0, 0, -1, 1)
+    n_scen = len(scenarios)
+    pnl = [0] * n_scen
+    equity = 0
+    add = 0
+    for i, size in positions:
+        row = rows[i]
+        equity += size * row.base
+        if size < 0:
+            add += -size * row.addon
+        for s in range(n_scen):
+            pnl[s] += size * row.pnl[s]
+    den = scenarios.cover_den
+    best, worst = 0, 0
+    for s in range(n_scen):
+        cover = int(scenarios.cover_num[s])
+        loss = -pnl[s]
+        if cover != den:
+            loss = -((-loss * cover) // den)  # ceil(loss * cover / den), exact
+        if s == 0 or loss > best:
+            best, worst = loss, s
+    mm = max(best, 0) + add
+    num, den_im = im_multiplier
+    im = max(-((-mm * num) // den_im), mm + im_buffer) if mm > 0 else 0
+    return ReferenceAccount(mm, im, equity, worst, 0)

@@ -1,0 +1,163 @@
+"""The instrument table: a market snapshot's instruments as float arrays, the input of the risk-array kernel.
+
+Converting integer inputs to floats uses correctly rounded division only (``int / int``), so the table is the same
+on every node. Validation happens here: a missing smile, an expired option or future, an unknown underlying or
+collateral asset, or a stale feed raises a named error before anything is computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from pmoracle.risk.errors import (
+    ExpiredInstrumentError,
+    MissingSmileError,
+    StaleFeedError,
+    UnknownCollateralError,
+    UnknownUnderlyingError,
+)
+from pmoracle.risk.inputs import (
+    PRICE_SCALE,
+    SECONDS_PER_YEAR,
+    WAD,
+    Instrument,
+    InstrumentKind,
+    MarketSnapshot,
+)
+from pmoracle.risk.params import RiskParams
+from pmoracle.risk.scenarios import ScenarioSet
+
+KIND_ASSET = 4  # a collateral asset (the other kinds are InstrumentKind values)
+VOL_PARAM_COUNT = 7
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class CollateralRef:
+    """A collateral asset held by an account, as a row of the risk arrays."""
+
+    symbol: str
+
+
+RiskInstrument = Instrument | CollateralRef
+
+
+@dataclass(frozen=True, eq=False)
+class InstrumentTable:
+    """Per-instrument float inputs of the risk-array kernel (one row per instrument)."""
+
+    instruments: tuple[RiskInstrument, ...]
+    kind: npt.NDArray[np.int64]
+    und: npt.NDArray[np.int64]  # scenario column of the underlying; -1 for a stable asset
+    strike: npt.NDArray[np.float64]  # USD
+    tau: npt.NDArray[np.float64]  # years to expiry
+    index: npt.NDArray[np.float64]  # underlying index USD (asset: its price)
+    fwd: npt.NDArray[np.float64]  # quoted forward USD, 0.0 when derived from the rate
+    rate: npt.NDArray[np.float64]
+    haircut: npt.NDArray[np.float64]
+    svi: npt.NDArray[np.float64]  # (I, 5): a, b, rho, m, sigma
+    horizon: float  # years
+    vol_params: npt.NDArray[np.float64]  # shift, tenor_days, min_dte_days, max_shift, min_vol, max_vol, short_min
+    power_eighths: int
+
+
+def instrument_field(inst: RiskInstrument) -> str:
+    """Return a readable name of an instrument for error messages."""
+    if isinstance(inst, CollateralRef):
+        return f"collateral.{inst.symbol}"
+    if inst.kind == InstrumentKind.PERPETUAL:
+        return f"{inst.underlying}-PERPETUAL"
+    if inst.kind == InstrumentKind.FUTURE:
+        return f"{inst.underlying} future expiring {inst.expiry}"
+    cp = "C" if inst.kind == InstrumentKind.CALL else "P"
+    return f"{inst.underlying} option expiring {inst.expiry} strike {inst.strike / PRICE_SCALE:g} {cp}"
+
+
+def check_feeds(market: MarketSnapshot, params: RiskParams) -> None:
+    """Raise ``StaleFeedError`` if any timestamped feed is older than the limit (0 = not timestamped)."""
+    limit = params.max_feed_age_seconds
+    feeds = [(f"underlyings.{u.symbol}.updated_at", u.updated_at) for u in market.underlyings]
+    feeds += [(f"assets.{a.symbol}.updated_at", a.updated_at) for a in market.assets]
+    for field, updated_at in feeds:
+        if updated_at == 0:
+            continue
+        age = market.time - updated_at
+        if age > limit or age < 0:
+            raise StaleFeedError(field, age, limit)
+
+
+def build_instrument_table(
+    market: MarketSnapshot, params: RiskParams, scenarios: ScenarioSet, instruments: tuple[RiskInstrument, ...]
+) -> InstrumentTable:
+    """Return the kernel inputs of ``instruments``; raise a named error for any instrument that cannot be valued."""
+    n = len(instruments)
+    kind = np.zeros(n, dtype=np.int64)
+    und = np.full(n, -1, dtype=np.int64)
+    strike = np.zeros(n, dtype=np.float64)
+    tau = np.zeros(n, dtype=np.float64)
+    index = np.zeros(n, dtype=np.float64)
+    fwd = np.zeros(n, dtype=np.float64)
+    rate = np.zeros(n, dtype=np.float64)
+    haircut = np.zeros(n, dtype=np.float64)
+    svi = np.zeros((n, 5), dtype=np.float64)
+    symbols = {s: i for i, s in enumerate(scenarios.underlyings)}
+    for i, inst in enumerate(instruments):
+        if isinstance(inst, CollateralRef):
+            asset = next((a for a in market.assets if a.symbol == inst.symbol), None)
+            if asset is None:
+                raise UnknownCollateralError(inst.symbol)
+            kind[i] = KIND_ASSET
+            und[i] = -1 if asset.underlying is None else symbols[asset.underlying]
+            index[i] = asset.price / PRICE_SCALE
+            haircut[i] = asset.haircut / WAD
+            continue
+        field = instrument_field(inst)
+        if inst.underlying not in symbols:
+            raise UnknownUnderlyingError(field, inst.underlying)
+        market_u = market.underlying(inst.underlying)
+        kind[i] = int(inst.kind)
+        und[i] = symbols[inst.underlying]
+        index[i] = market_u.index / PRICE_SCALE
+        rate[i] = market_u.rate / WAD
+        if inst.kind == InstrumentKind.PERPETUAL:
+            continue
+        if inst.expiry <= market.time:
+            raise ExpiredInstrumentError(field, inst.expiry, market.time)
+        tau[i] = (inst.expiry - market.time) / SECONDS_PER_YEAR
+        quoted = market_u.forward(inst.expiry)
+        fwd[i] = 0.0 if quoted is None else quoted / PRICE_SCALE
+        if inst.is_option:
+            smile = market_u.smile(inst.expiry)
+            if smile is None:
+                raise MissingSmileError(inst.underlying, inst.expiry)
+            strike[i] = inst.strike / PRICE_SCALE
+            svi[i] = (smile.a / WAD, smile.b / WAD, smile.rho / WAD, smile.m / WAD, smile.sigma / WAD)
+    vol_params = np.array(
+        [
+            params.vol_shift,
+            params.vol_tenor_days,
+            params.vol_min_dte_days,
+            params.vol_max_shift,
+            params.min_vol,
+            params.max_vol,
+            params.short_option_minimum,
+        ],
+        dtype=np.float64,
+    )
+    return InstrumentTable(
+        instruments=instruments,
+        kind=kind,
+        und=und,
+        strike=strike,
+        tau=tau,
+        index=index,
+        fwd=fwd,
+        rate=rate,
+        haircut=haircut,
+        svi=svi,
+        horizon=scenarios.horizon_years,
+        vol_params=vol_params,
+        power_eighths=params.vol_power_eighths,
+    )

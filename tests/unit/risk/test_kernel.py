@@ -1,0 +1,146 @@
+"""The numba kernels equal the pure-Python reference bit for bit, for any thread count, order or update path."""
+
+from __future__ import annotations
+
+import random
+
+import numba
+import numpy as np
+import pytest
+
+from pmoracle.risk.errors import AccountOverflowError
+from pmoracle.risk.inputs import MAX_SIZE, Instrument, InstrumentKind, Portfolio, Position
+from pmoracle.risk.margin import Book, compute_accounts, compute_book, compute_risk_arrays, portfolio_instruments
+from pmoracle.risk.params import default_params
+from pmoracle.risk.reference import reference_account, reference_row
+from pmoracle.risk.scenarios import compute_scenarios
+from pmoracle.risk.table import CollateralRef, RiskInstrument, build_instrument_table
+
+from .factories import account, make_market, random_instrument, random_portfolio
+
+PARAMS = default_params()
+
+
+def _random_book(seed: int, vol: float, n_instruments: int, n_accounts: int):  # type: ignore[no-untyped-def]
+    rng = random.Random(seed)
+    market = make_market(btc=rng.uniform(20_000, 200_000), eth=rng.uniform(500, 10_000), vol=vol)
+    instruments = sorted({random_instrument(rng, market) for _ in range(n_instruments)})
+    portfolios = [random_portfolio(rng, market, instruments, 20, a) for a in range(n_accounts)]
+    return market, portfolios
+
+
+@pytest.mark.parametrize(("seed", "vol"), [(1, 0.01), (2, 0.6), (3, 3.0)])
+def test_risk_arrays_equal_reference(seed: int, vol: float) -> None:
+    rng = random.Random(seed)
+    market = make_market(btc=rng.uniform(20_000, 200_000), eth=rng.uniform(500, 10_000), vol=vol)
+    distinct: set[RiskInstrument] = set()
+    while len(distinct) < 260:
+        distinct.add(random_instrument(rng, market))
+    instruments: list[RiskInstrument] = sorted(distinct, key=repr)
+    instruments += [CollateralRef(a.symbol) for a in market.assets]
+    arrays = compute_risk_arrays(market, PARAMS, instruments, compute_scenarios(PARAMS, market))
+    cases = 0
+    for i in range(len(arrays.instruments)):
+        row = reference_row(arrays.table, arrays.scenarios, i)
+        assert row.status == 0
+        assert row.pnl == tuple(int(x) for x in arrays.r[i]), arrays.instruments[i]
+        assert row.base == int(arrays.base[i])
+        assert row.addon == int(arrays.addon[i])
+        cases += len(row.pnl)
+    assert cases >= 33_000  # three seeds: > 100k instrument-scenario values in all
+    assert np.abs(arrays.r).max() > 0
+
+
+@pytest.mark.parametrize(("seed", "vol"), [(4, 0.01), (5, 0.8), (6, 3.0)])
+def test_accounts_equal_reference(seed: int, vol: float) -> None:
+    market, portfolios = _random_book(seed, vol, 120, 150)
+    book = Book(market, PARAMS, portfolios)
+    rows = [reference_row(book.arrays.table, book.scenarios, i) for i in range(len(book.arrays.instruments))]
+    im = (PARAMS.im_multiplier.numerator, PARAMS.im_multiplier.denominator)
+    cases = 0
+    for a in range(len(book)):
+        positions = book.positions_of(a)
+        ref = reference_account(rows, positions, book.scenarios, im, PARAMS.im_min_buffer)
+        got = book.account_margin(a)
+        assert (ref.maintenance_margin, ref.initial_margin, ref.equity, ref.worst) == (
+            got.maintenance_margin, got.initial_margin, got.equity, got.worst_scenario,
+        )  # fmt: skip
+        assert got.initial_margin >= got.maintenance_margin >= 0
+        cases += len(positions) * len(book.scenarios)
+    assert cases >= 35_000
+
+
+def test_one_and_two_threads_and_any_order_agree() -> None:
+    market, portfolios = _random_book(7, 0.7, 200, 400)
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = compute_book(market, PARAMS, portfolios)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = compute_book(market, PARAMS, portfolios)
+    finally:
+        numba.set_num_threads(previous)
+    assert one == two
+    order = list(range(len(portfolios)))
+    random.Random(8).shuffle(order)
+    shuffled = compute_book(market, PARAMS, [portfolios[k] for k in order])
+    by_account = {a.account: a for a in shuffled.accounts}
+    assert tuple(by_account[a.account] for a in one.accounts) == one.accounts
+    # Positions listed in another order (and split into duplicates) give the same account.
+    p = portfolios[3]
+    reordered = Portfolio(positions=tuple(reversed(p.positions)), collateral=p.collateral, account=p.account)
+    assert compute_book(market, PARAMS, [reordered]).accounts[0] == one.accounts[3]
+
+
+def test_incremental_update_equals_full_recompute() -> None:
+    rng = random.Random(9)
+    market, portfolios = _random_book(9, 0.6, 150, 200)
+    book = Book(market, PARAMS, portfolios)
+    fresh_instruments = sorted({random_instrument(rng, market) for _ in range(30)})
+    for step in range(40):
+        index = rng.randrange(len(portfolios))
+        held = [p.instrument for p in portfolios[index].positions]
+        pool = fresh_instruments if step % 3 == 0 or not held else held
+        portfolios[index] = random_portfolio(rng, market, pool, 25 if step % 2 else 3, index)
+        book.update_account(index, portfolios[index])
+    assert book.result() == compute_book(market, PARAMS, portfolios)
+
+
+def test_overflow_is_reported_not_wrapped() -> None:
+    market, portfolios = _random_book(10, 0.6, 40, 5)
+    whale_positions = tuple(Position(x.instrument, MAX_SIZE) for x in portfolios[1].positions[:1]) * 40
+    whale = Portfolio(positions=whale_positions, account=account(99))
+    assert whale_positions, "the random portfolio must hold a position"
+    with pytest.raises(AccountOverflowError) as info:
+        compute_book(market, PARAMS, [*portfolios, whale])
+    assert info.value.account == account(99)
+    assert info.value.bound >= 2.0**62 * (1 - 2**-20)
+    # The reference agrees that the bound is exceeded, and the exact sum really is beyond int64.
+    book = Book(market, PARAMS, portfolios)
+    with pytest.raises(AccountOverflowError):
+        book.update_account(0, whale)
+    rows = [reference_row(book.arrays.table, book.scenarios, i) for i in range(len(book.arrays.instruments))]
+    ref = reference_account(rows, book.positions_of(0), book.scenarios, (5, 4), 0)
+    assert ref.status == 1
+
+
+def test_table_rejects_nothing_valid_and_matches_scenarios() -> None:
+    market, portfolios = _random_book(11, 0.6, 20, 5)
+    scenarios = compute_scenarios(PARAMS, market)
+    held = sorted({x for p in portfolios for x in portfolio_instruments(p)}, key=repr)
+    table = build_instrument_table(market, PARAMS, scenarios, tuple(held))
+    assert len(table.instruments) == len(held)
+
+
+def test_int32_copy_of_the_risk_arrays_gives_identical_accounts() -> None:
+    market, portfolios = _random_book(12, 0.9, 120, 300)
+    book = Book(market, PARAMS, portfolios)
+    assert book.arrays.r_narrow is not None
+    args = (book.arrays, PARAMS, book._starts, book._ends, book._inst, book._size)
+    narrow, wide = compute_accounts(*args, narrow=True), compute_accounts(*args, narrow=False)
+    for name in ("maintenance_margin", "initial_margin", "equity", "worst", "status"):
+        assert np.array_equal(getattr(narrow, name), getattr(wide, name))
+    # A price far beyond 2**31 quantized units per unit keeps only the int64 array.
+    rich = make_market(btc=5e9)
+    perp = Instrument("BTC", InstrumentKind.PERPETUAL)
+    assert Book(rich, PARAMS, [Portfolio(positions=(Position(perp, 1),))]).arrays.r_narrow is None
