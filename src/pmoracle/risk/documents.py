@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from pmoracle.errors import InputError
+from pmoracle.risk.errors import ExpiredInstrumentError, UnknownCollateralError, UnknownUnderlyingError
 from pmoracle.risk.inputs import (
     MAX_PRICE,
     MAX_SIZE,
@@ -61,8 +62,17 @@ class DocumentError(InputError):
         self.errors = tuple(errors)
 
 
-class ExpiredInstrumentError(InputError):
-    """Raised when a position's instrument expired at or before the market's valuation time."""
+class ExpiredPositionError(ExpiredInstrumentError):
+    """Raised when a position's instrument expired at or before the market's valuation time (dates in UTC)."""
+
+    def __init__(self, field: str, name: str, expiry: int, time: int) -> None:
+        InputError.__init__(
+            self,
+            field,
+            f"{name} expired at {format_utc_time(expiry)}, not after the market time {format_utc_time(time)}",
+        )
+        self.expiry = expiry
+        self.time = time
 
 
 class MissingMarketDataError(InputError):
@@ -167,6 +177,11 @@ def parse_utc_time(value: object, field: str = "time") -> int:
     return compute_unix_time(year, month, day, hour, minute, second) - offset
 
 
+def _optional_time(spec: Mapping[str, Any], path: str) -> int:
+    """Return the optional ``updated_at`` feed time of ``spec`` (0: not timestamped, never stale)."""
+    return parse_utc_time(spec["updated_at"], f"{path}.updated_at") if "updated_at" in spec else 0
+
+
 def _mapping(value: object, field: str) -> Mapping[str, Any]:
     if value is None:
         raise InputError(field, "missing")
@@ -249,7 +264,8 @@ def _parse_underlying(symbol: str, obj: object, time: int, path: str, errors: _C
     spec = errors.attempt(_mapping, obj, path)
     if spec is None:
         return None
-    _check_keys(spec, ("index", "rate", "smiles", "forwards"), path, errors)
+    _check_keys(spec, ("index", "rate", "smiles", "forwards", "updated_at"), path, errors)
+    updated_at = errors.attempt(_optional_time, spec, path)
     index = errors.attempt(_positive_field, spec, "index", PRICE_DECIMALS, MAX_PRICE, path)
     rate = errors.attempt(_fixed_field, spec, "rate", WAD_DECIMALS, path, "0")
     if rate is not None and not -WAD <= rate <= WAD:
@@ -276,7 +292,12 @@ def _parse_underlying(symbol: str, obj: object, time: int, path: str, errors: _C
         return None
     try:
         return UnderlyingMarket(
-            symbol, index, rate, tuple(sorted(smiles, key=lambda s: s.expiry)), tuple(sorted(forwards))
+            symbol,
+            index,
+            rate,
+            tuple(sorted(smiles, key=lambda s: s.expiry)),
+            tuple(sorted(forwards)),
+            updated_at or 0,
         )
     except InputError as exc:
         errors.add(_prefixed(path, exc))
@@ -324,7 +345,8 @@ def _parse_asset(symbol: object, obj: object, underlyings: set[str]) -> Collater
         raise InputError(path, f"expected an upper-case alphanumeric symbol, got {symbol!r}")
     spec = _mapping(obj, path)
     errors = _Collector()
-    _check_keys(spec, ("price", "haircut", "underlying"), path, errors)
+    _check_keys(spec, ("price", "haircut", "underlying", "updated_at"), path, errors)
+    updated_at = errors.attempt(_optional_time, spec, path)
     price = errors.attempt(_positive_field, spec, "price", PRICE_DECIMALS, MAX_PRICE, path)
     haircut = errors.attempt(_fixed_field, spec, "haircut", WAD_DECIMALS, path, "0")
     if haircut is not None and not 0 <= haircut < WAD:
@@ -335,7 +357,7 @@ def _parse_asset(symbol: object, obj: object, underlyings: set[str]) -> Collater
     errors.raise_if_any()
     if price is None or haircut is None:  # unreachable: recorded as errors above
         raise InputError(path, "invalid")
-    return CollateralAsset(symbol, price, haircut, underlying)
+    return CollateralAsset(symbol, price, haircut, underlying, updated_at or 0)
 
 
 def parse_portfolio(obj: object, market: MarketSnapshot) -> Portfolio:
@@ -363,9 +385,7 @@ def parse_portfolio(obj: object, market: MarketSnapshot) -> Portfolio:
     for symbol, amount_obj in (collateral_obj or {}).items():
         path = f"collateral.{symbol}"
         if symbol not in known_assets:
-            errors.add(
-                MissingMarketDataError(path, f"unknown asset {symbol!r} (the market prices {sorted(known_assets)})")
-            )
+            errors.add(UnknownCollateralError(symbol))
             continue
         amount = errors.attempt(to_fixed, amount_obj, SIZE_DECIMALS, path)
         if amount is None:
@@ -389,17 +409,9 @@ def _parse_position(obj: object, path: str, market: MarketSnapshot) -> Position:
         field = f"{path}.instrument"
         name = entry["instrument"]
         if instrument.kind != 0 and instrument.expiry <= market.time:
-            errors.add(
-                ExpiredInstrumentError(
-                    field,
-                    f"{name} expired at {format_utc_time(instrument.expiry)}, not after the market time "
-                    f"{format_utc_time(market.time)}",
-                )
-            )
+            errors.add(ExpiredPositionError(field, name, instrument.expiry, market.time))
         elif instrument.underlying not in {u.symbol for u in market.underlyings}:
-            errors.add(
-                MissingMarketDataError(field, f"the market has no underlying {instrument.underlying!r} for {name}")
-            )
+            errors.add(UnknownUnderlyingError(field, instrument.underlying))
         elif instrument.is_option and market.underlying(instrument.underlying).smile(instrument.expiry) is None:
             errors.add(MissingMarketDataError(field, f"the market has no smile for the expiry of {name}"))
     size = errors.attempt(_fixed_field, entry, "size", SIZE_DECIMALS, path)

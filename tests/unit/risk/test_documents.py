@@ -12,13 +12,13 @@ import pytest
 from pmoracle.errors import InputError
 from pmoracle.risk.documents import (
     DocumentError,
-    ExpiredInstrumentError,
     MissingMarketDataError,
     parse_market,
     parse_portfolio,
     parse_utc_time,
     to_fixed,
 )
+from pmoracle.risk.errors import ExpiredInstrumentError, UnknownCollateralError, UnknownUnderlyingError
 from pmoracle.risk.inputs import MAX_SIZE, PRICE_SCALE, SECONDS_PER_YEAR, SIZE_SCALE, WAD, InstrumentKind
 from pmoracle.risk.naming import parse_expiry_code
 
@@ -229,14 +229,19 @@ def test_example_portfolio_keeps_document_order_and_exact_sizes() -> None:
         ),
         (portfolio_doc(("BTC-20NOV26-95000-C", "1")), "positions[0].instrument", ExpiredInstrumentError, "expired"),
         (portfolio_doc(("BTC-25NOV26-95000-P", "1")), "positions[0].instrument", ExpiredInstrumentError, "expired"),
-        (portfolio_doc(("SOL-27DEC26-200-C", "1")), "positions[0].instrument", MissingMarketDataError, "SOL"),
+        (portfolio_doc(("SOL-27DEC26-200-C", "1")), "positions[0].instrument", UnknownUnderlyingError, "SOL"),
         (portfolio_doc(("BTC-1JAN27-95000-C", "1")), "positions[0].instrument", MissingMarketDataError, "smile"),
         (portfolio_doc(("BTC-PERPETUAL", "0.00001")), "positions[0].size", InputError, "decimals"),
         (portfolio_doc(("BTC-PERPETUAL", "1e13")), "positions[0].size", InputError, "largest size"),
         (portfolio_doc(("BTC-PERPETUAL", "NaN")), "positions[0].size", InputError, "finite"),
         (portfolio_doc(("BTC-PERPETUAL", "ten")), "positions[0].size", InputError, "decimal"),
         (portfolio_doc(("BTC-PERPETUAL", "1"), USDC="-5"), "collateral.USDC", InputError, "negative"),
-        (portfolio_doc(("BTC-PERPETUAL", "1"), DOGE="5"), "collateral.DOGE", MissingMarketDataError, "unknown asset"),
+        (
+            portfolio_doc(("BTC-PERPETUAL", "1"), DOGE="5"),
+            "collateral.DOGE",
+            UnknownCollateralError,
+            "unknown collateral asset",
+        ),
         ({"positions": [{"instrument": "BTC-PERPETUAL"}]}, "positions[0].size", InputError, "missing"),
         ({"positions": [{"size": "1"}]}, "positions[0].instrument", InputError, "missing"),
         (
