@@ -138,6 +138,18 @@ def test_malformed_params_and_missing_file_exit_2(tmp_path: pathlib.Path, capsys
     assert "nope.json" in captured.err and captured.out == ""
 
 
+def test_duplicate_keys_and_unwritable_plot_exit_2(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dup = write(tmp_path, "dup.json", '{"collateral": {"USDC": "1", "USDC": "2"}}')
+    assert main(["margin", dup, "--market", MARKET]) == 2
+    captured = capsys.readouterr()
+    assert "'USDC' appears twice" in captured.err and captured.out == ""
+    portfolio = str(EXAMPLES / "portfolios" / "naked_short.json")
+    plot = str(tmp_path / "missing-dir" / "risk.png")
+    assert main(["margin", portfolio, "--market", MARKET, "--plot", plot]) == 2
+    captured = capsys.readouterr()
+    assert "--plot" in captured.err and captured.out == ""
+
+
 def test_subprocess_exit_codes(tmp_path: pathlib.Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     cmd = [sys.executable, "-m", "pmoracle.cli", "margin"]

@@ -75,12 +75,28 @@ def read_text(path: pathlib.Path) -> str:
         raise InputError(str(path), f"cannot read file: {reason}") from None
 
 
+class DuplicateKeyError(InputError):
+    """Raised when a JSON object repeats a key (JSON parsers would silently keep only one of the values)."""
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DuplicateKeyError(key, "appears twice in one JSON object")
+        obj[key] = value
+    return obj
+
+
 def read_json(path: pathlib.Path) -> Any:
     """Return the parsed JSON of ``path``; raise ``InputError`` with the line and column of a syntax error."""
+    text = read_text(path)
     try:
-        return json.loads(read_text(path))
+        return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise InputError(str(path), f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except DuplicateKeyError as exc:
+        raise InputError(str(path), f"key {exc.field!r} {exc.message}") from None
 
 
 def _in_file(path: pathlib.Path, parse: Any, *args: Any) -> Any:
@@ -285,11 +301,16 @@ def write_heatmap(
     for ax, (underlying, moves, vols, grid) in zip(axes[:, 0], panels, strict=True):
         data = np.array([[np.nan if c is None else c / MONEY_SCALE for c in row] for row in grid])
         image = ax.imshow(np.ma.masked_invalid(data), cmap="RdYlGn", norm=norm, aspect="auto", origin="lower")
-        ax.set_xticks(range(len(moves)), [f"{100 * m:+.0f}%" if m else "0" for m in moves])
+        ax.set_xticks(range(len(moves)), [f"{100 * m:+.3g}%" if m else "0" for m in moves])
         ax.set_yticks(range(len(vols)), [_vol_tick(v) for v in vols])
         ax.set_xlabel(f"{underlying} price shock")
         ax.set_ylabel("vol shock")
-        ax.set_title(f"{underlying}: worst P&L per (price, vol) cell, USD", fontsize=10, loc="left")
+        ax.set_title(
+            f"{underlying}: worst P&L per (price, vol) cell over the joint modes (the other underlyings move"
+            " with it, alone or opposite), USD",
+            fontsize=10,
+            loc="left",
+        )
         for y, row in enumerate(grid):
             for x, cell in enumerate(row):
                 if cell is not None:
