@@ -229,7 +229,8 @@ def _check_keys(obj: Mapping[str, Any], allowed: tuple[str, ...], path: str, err
     """Record an error for every key of ``obj`` not in ``allowed`` (a typo must not silently drop data)."""
     for key in obj:
         if key not in allowed:
-            errors.add(InputError(f"{path}.{key}" if path else str(key), f"unknown field (expected one of {allowed})"))
+            shown = str(key) if key else repr(key)  # an empty key still gets a visible name
+            errors.add(InputError(_field_path(path, shown), f"unknown field (expected one of {allowed})"))
 
 
 def _parse_smile(obj: object, expiry: int, time: int, path: str) -> Smile:
@@ -352,7 +353,7 @@ def _parse_asset(symbol: object, obj: object, underlyings: set[str]) -> Collater
     if haircut is not None and not 0 <= haircut < WAD:
         errors.add(InputError(f"{path}.haircut", f"{spec.get('haircut')!r} is outside [0, 1)"))
     underlying = spec.get("underlying")
-    if underlying is not None and underlying not in underlyings:
+    if underlying is not None and (not isinstance(underlying, str) or underlying not in underlyings):
         errors.add(MissingMarketDataError(f"{path}.underlying", f"unknown underlying {underlying!r}"))
     errors.raise_if_any()
     if price is None or haircut is None:  # unreachable: recorded as errors above

@@ -8,6 +8,8 @@ import pathlib
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pmoracle.errors import InputError
 from pmoracle.risk.documents import (
@@ -273,3 +275,57 @@ def test_all_portfolio_errors_are_reported_at_once() -> None:
 def test_size_at_the_limit_is_accepted() -> None:
     doc = portfolio_doc(("BTC-PERPETUAL", str(MAX_SIZE // SIZE_SCALE)))
     assert parse_portfolio(doc, MARKET).positions[0].size == MAX_SIZE
+
+
+# --- robustness: any JSON either parses or raises InputError naming a field -----------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=8,
+)
+
+
+def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            out += _paths(value, (*prefix, key))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            out += _paths(value, (*prefix, i))
+    return out
+
+
+def _replace(obj: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    obj = copy.deepcopy(obj)
+    target = obj
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return obj
+
+
+MARKET_PATHS = _paths(MARKET_DOC)
+PORTFOLIO_DOC = json.loads((EXAMPLES / "portfolios" / "two_asset.json").read_text())
+PORTFOLIO_PATHS = _paths(PORTFOLIO_DOC)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(MARKET_PATHS), JSON_VALUES)
+def test_any_corrupted_market_parses_or_names_a_field(path: tuple[Any, ...], junk: Any) -> None:
+    try:
+        parse_market(_replace(MARKET_DOC, path, junk))
+    except InputError as exc:
+        assert exc.field and exc.message
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(PORTFOLIO_PATHS), JSON_VALUES)
+def test_any_corrupted_portfolio_parses_or_names_a_field(path: tuple[Any, ...], junk: Any) -> None:
+    try:
+        parse_portfolio(_replace(PORTFOLIO_DOC, path, junk), MARKET)
+    except InputError as exc:
+        assert exc.field and exc.message
