@@ -166,3 +166,15 @@ def test_subprocess_exit_codes(tmp_path: pathlib.Path) -> None:
     assert failed.returncode == 2
     assert failed.stdout == ""
     assert "positions[0].size" in failed.stderr and "decimals" in failed.stderr
+
+
+def test_text_and_json_report_the_same_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    portfolio = EXAMPLES / "portfolios" / "naked_short.json"
+    report = run_json(capsys, portfolio)
+    assert main(["margin", str(portfolio), "--market", MARKET]) == 0
+    text = capsys.readouterr().out
+    for label, field in (("Maintenance margin", "maintenance_margin"), ("Initial margin", "initial_margin")):
+        cents = Decimal(report[field]).quantize(Decimal("0.01"))
+        line = next(line for line in text.splitlines() if line.strip().startswith(label))
+        assert line.split()[-1] == f"{cents:,.2f}"
+    assert report["worst_scenario"]["label"] in text

@@ -241,6 +241,12 @@ def format_report(report: AccountReport, market: MarketSnapshot, portfolio: Port
     released = report.capital_released
     share = f" ({released / report.isolated_margin:.1%} of isolated)" if report.isolated_margin > 0 else ""
     lines.append(f"  Capital released by portfolio margin: {format_usd(released)} USD{share}")
+    volatile = [symbol for symbol, _ in portfolio.collateral if market.asset(symbol).underlying is not None]
+    if volatile:
+        lines.append(
+            f"  (isolated and cross charge the positions only; portfolio margin also counts the price risk of the "
+            f"{', '.join(volatile)} collateral)"
+        )
     return "\n".join(lines)
 
 
