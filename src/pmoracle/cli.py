@@ -12,6 +12,7 @@ from pmoracle.errors import PmoracleError
 
 # name -> (module, one-line help). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "margin": ("pmoracle.commands.margin", "Portfolio margin of one book from a portfolio and a market snapshot file."),
     "keys": ("pmoracle.commands.keys", "create, import and inspect key files; export/import slashing protection"),
     "bench": ("pmoracle.commands.bench", "Run a benchmark (risk: arrays, full book recompute, updates)."),
 }

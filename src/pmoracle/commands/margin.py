@@ -1,0 +1,361 @@
+"""``pmoracle margin``: portfolio margin of one book from a portfolio file and a market snapshot file.
+
+Prints a readable report (or one JSON object with ``--json``) and can draw the risk array as a heatmap
+(``--plot FILE.png``). Any invalid input exits with status 2 and one message naming the field; nothing is
+printed to stdout then, and nothing is computed from a partially valid input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from typing import TYPE_CHECKING, Any
+
+from pmoracle.errors import InputError
+
+if TYPE_CHECKING:
+    from pmoracle.risk.inputs import MarketSnapshot, Portfolio
+    from pmoracle.risk.margin import AccountReport
+    from pmoracle.risk.params import RiskParams
+    from pmoracle.risk.scenarios import ScenarioSet
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the margin sub-command's arguments."""
+    parser.add_argument("portfolio", type=pathlib.Path, help="portfolio JSON: positions and collateral")
+    parser.add_argument("--market", type=pathlib.Path, required=True, help="market snapshot JSON")
+    parser.add_argument(
+        "--params", type=pathlib.Path, help="risk parameters TOML (default: the bundled default_params.toml)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
+    parser.add_argument("--plot", type=pathlib.Path, metavar="FILE.png", help="write a heatmap of the risk array")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute and print the margin report of one portfolio.
+
+    Args:
+        args: ``portfolio``, ``market``, ``params`` (optional), ``json``, ``plot`` (optional).
+
+    Returns:
+        0 on success.
+
+    Errors:
+        ``InputError`` (exit status 2) for unreadable files, malformed JSON, or any invalid field;
+        ``ParamsError`` for an invalid parameters document; ``AccountOverflowError`` for an unrepresentable book.
+    """
+    from pmoracle.risk.documents import parse_market, parse_portfolio
+    from pmoracle.risk.margin import compute_account_report
+    from pmoracle.risk.params import default_params, parse_params
+
+    market_doc = read_json(args.market)
+    portfolio_doc = read_json(args.portfolio)
+    params = parse_params(read_text(args.params)) if args.params is not None else default_params()
+    market = _in_file(args.market, parse_market, market_doc)
+    portfolio = _in_file(args.portfolio, parse_portfolio, portfolio_doc, market)
+    report = compute_account_report(market, params, portfolio)
+    if args.plot is not None:
+        write_heatmap(args.plot, report, market, params, title=args.portfolio.name)
+    if args.json:
+        output = json.dumps(report_to_json(report, market, portfolio), indent=2)
+    else:
+        output = format_report(report, market, portfolio, source=str(args.portfolio))
+    sys.stdout.write(output + "\n")
+    return 0
+
+
+def read_text(path: pathlib.Path) -> str:
+    """Return the text of ``path``; raise ``InputError`` naming the file if it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputError(str(path), f"cannot read file: {reason}") from None
+
+
+class DuplicateKeyError(InputError):
+    """Raised when a JSON object repeats a key (JSON parsers would silently keep only one of the values)."""
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DuplicateKeyError(key, "appears twice in one JSON object")
+        obj[key] = value
+    return obj
+
+
+def read_json(path: pathlib.Path) -> Any:
+    """Return the parsed JSON of ``path``; raise ``InputError`` with the line and column of a syntax error."""
+    text = read_text(path)
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        raise InputError(str(path), f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except DuplicateKeyError as exc:
+        raise InputError(str(path), f"key {exc.field!r} {exc.message}") from None
+
+
+def _in_file(path: pathlib.Path, parse: Any, *args: Any) -> Any:
+    """Return ``parse(*args)``; an ``InputError`` keeps its field and gains the file's name."""
+    try:
+        return parse(*args)
+    except InputError as exc:
+        raise InputError(exc.field, f"{exc.message} (in {path})") from exc
+
+
+# --- formatting ---------------------------------------------------------------------------------------------
+
+
+def format_money(value: int) -> str:
+    """Return MONEY (USD with 8 decimals) as an exact decimal string, e.g. ``-1234.50000000``."""
+    from pmoracle.risk.inputs import MONEY_DECIMALS, MONEY_SCALE
+
+    whole, frac = divmod(abs(value), MONEY_SCALE)
+    return f"{'-' if value < 0 else ''}{whole}.{frac:0{MONEY_DECIMALS}d}"
+
+
+def format_usd(value: int) -> str:
+    """Return MONEY for reading: thousands separators, cents (rounded half away from zero)."""
+    from pmoracle.risk.inputs import MONEY_SCALE
+
+    cents = (abs(value) * 100 + MONEY_SCALE // 2) // MONEY_SCALE
+    return f"{'-' if value < 0 and cents else ''}{cents // 100:,}.{cents % 100:02d}"
+
+
+def format_size(value: int) -> str:
+    """Return a SIZE amount as an exact decimal string."""
+    from pmoracle.risk.inputs import SIZE_DECIMALS, SIZE_SCALE
+
+    whole, frac = divmod(abs(value), SIZE_SCALE)
+    return f"{'-' if value < 0 else ''}{whole}.{frac:0{SIZE_DECIMALS}d}"
+
+
+def held_underlyings(portfolio: Portfolio, market: MarketSnapshot) -> list[str]:
+    """Return the underlyings whose moves change the book: its positions' and its collateral's, sorted."""
+    held = {p.instrument.underlying for p in portfolio.positions}
+    for symbol, _ in portfolio.collateral:
+        underlying = market.asset(symbol).underlying
+        if underlying is not None:
+            held.add(underlying)
+    return sorted(held)
+
+
+def report_to_json(report: AccountReport, market: MarketSnapshot, portfolio: Portfolio) -> dict[str, Any]:
+    """Return the JSON object of ``--json``: money as exact decimal strings in USD."""
+    from pmoracle.risk.naming import format_instrument_name, format_utc_time
+
+    worst = report.worst_scenario
+    return {
+        "account": "0x" + report.account.hex(),
+        "market_time": format_utc_time(market.time),
+        "params_hash": "0x" + report.params_hash.hex(),
+        "currency": "USD",
+        "maintenance_margin": format_money(report.maintenance_margin),
+        "initial_margin": format_money(report.initial_margin),
+        "equity": format_money(report.equity),
+        "free_collateral": format_money(report.equity - report.initial_margin),
+        "worst_scenario": {
+            "index": worst,
+            "label": report.worst_scenario_label,
+            "pnl": format_money(report.risk_array[worst]),
+        },
+        "expected_shortfall": format_money(report.expected_shortfall),
+        "expected_shortfall_level": report.expected_shortfall_level,
+        "isolated_margin": format_money(report.isolated_margin),
+        "cross_margin": format_money(report.cross_margin),
+        "portfolio_margin": format_money(report.maintenance_margin),
+        "capital_released": format_money(report.capital_released),
+        "greeks": {
+            g.underlying: {"delta": g.delta, "gamma": g.gamma, "vega": g.vega, "theta": g.theta} for g in report.greeks
+        },
+        "greeks_units": {
+            "delta": "units of the underlying",
+            "gamma": "delta per 1 USD of the underlying",
+            "vega": "USD per vol point",
+            "theta": "USD per day",
+        },
+        "positions": [
+            {"instrument": format_instrument_name(p.instrument), "size": format_size(p.size)}
+            for p in portfolio.positions
+        ],
+        "collateral": {symbol: format_size(amount) for symbol, amount in portfolio.collateral},
+        "risk_array": [
+            {"scenario": label, "pnl": format_money(pnl)}
+            for label, pnl in zip(report.scenario_labels, report.risk_array, strict=True)
+        ],
+    }
+
+
+def format_report(report: AccountReport, market: MarketSnapshot, portfolio: Portfolio, source: str) -> str:
+    """Return the text report of one account."""
+    from pmoracle.risk.naming import format_instrument_name, format_utc_time
+
+    lines = [
+        f"Portfolio margin of {source}",
+        f"  market {format_utc_time(market.time)}   params 0x{report.params_hash.hex()[:16]}…"
+        f"   {len(report.scenario_labels)} scenarios",
+        "",
+        "Book",
+    ]
+    for p in portfolio.positions:
+        lines.append(f"  {format_instrument_name(p.instrument):<26}{format_size(p.size):>18}")
+    for symbol, amount in portfolio.collateral:
+        lines.append(f"  {symbol + ' (collateral)':<26}{format_size(amount):>18}")
+    worst = report.worst_scenario
+    rows = [
+        ("Equity (mark-to-market, haircut collateral)", report.equity),
+        ("Initial margin", report.initial_margin),
+        ("Maintenance margin", report.maintenance_margin),
+        ("Free collateral (equity - initial margin)", report.equity - report.initial_margin),
+        (f"Expected shortfall ({report.expected_shortfall_level:.0%} level)", report.expected_shortfall),
+    ]
+    lines += ["", "Margin (USD)"]
+    lines += [f"  {name:<46}{format_usd(value):>16}" for name, value in rows]
+    lines.append(f"  Worst scenario #{worst}: {report.worst_scenario_label}")
+    lines.append(f"  {'  P&L in that scenario':<46}{format_usd(report.risk_array[worst]):>16}")
+    lines.append("  (MM = the worst loss counted over the scenarios + the short-option minimum; IM is stricter)")
+    if report.equity < report.maintenance_margin:
+        lines.append("  ** equity is below maintenance margin: the account is liquidatable **")
+    elif report.equity < report.initial_margin:
+        lines.append("  ** equity is below initial margin: the account can only reduce risk **")
+
+    held = set(held_underlyings(portfolio, market))
+    lines += ["", f"Greeks (positions){'':<8}{'delta':>12}{'gamma':>14}{'vega/vol pt':>14}{'theta/day':>14}"]
+    for g in report.greeks:
+        if g.underlying in held:
+            lines.append(f"  {g.underlying:<24}{g.delta:>12.4f}{g.gamma:>14.6f}{g.vega:>14,.2f}{g.theta:>14,.2f}")
+
+    pm = report.maintenance_margin
+    lines += ["", f"Capital efficiency{'':<28}{'margin (USD)':>16}{'vs portfolio':>14}"]
+    for name, value in (
+        ("Isolated (each position alone)", report.isolated_margin),
+        ("Cross (net delta per underlying)", report.cross_margin),
+        ("Portfolio (scenario max loss)", pm),
+    ):
+        ratio = f"{value / pm:.2f}x" if pm > 0 else "-"
+        lines.append(f"  {name:<44}{format_usd(value):>16}{ratio:>14}")
+    released = report.capital_released
+    share = f" ({released / report.isolated_margin:.1%} of isolated)" if report.isolated_margin > 0 else ""
+    lines.append(f"  Capital released by portfolio margin: {format_usd(released)} USD{share}")
+    volatile = [symbol for symbol, _ in portfolio.collateral if market.asset(symbol).underlying is not None]
+    if volatile:
+        lines.append(
+            f"  (isolated and cross charge the positions only; portfolio margin also counts the price risk of the "
+            f"{', '.join(volatile)} collateral)"
+        )
+    return "\n".join(lines)
+
+
+# --- heatmap ------------------------------------------------------------------------------------------------
+
+
+def compute_heatmap(
+    report: AccountReport, scenarios: ScenarioSet, underlying: str
+) -> tuple[list[float], list[float], list[list[int | None]]]:
+    """Return (price moves, vol shocks, worst P&L per cell) of one underlying over the non-extreme scenarios.
+
+    A cell holds the worst account P&L among the scenarios where ``underlying`` moves by that fraction with
+    that vol shock (the other underlyings moving as the joint modes say); None where no scenario falls.
+    """
+    u = scenarios.underlying_index(underlying)
+    cells: dict[tuple[float, float], int] = {}
+    for s in range(len(scenarios)):
+        if scenarios.is_extreme[s]:
+            continue
+        key = (round(float(scenarios.price_mult[s, u]) - 1.0, 9), float(scenarios.vol_shock[s, u]))
+        pnl = report.risk_array[s]
+        cells[key] = min(cells.get(key, pnl), pnl)
+    moves = sorted({m for m, _ in cells})
+    vols = sorted({v for _, v in cells})
+    grid = [[cells.get((m, v)) for m in moves] for v in vols]
+    return moves, vols, grid
+
+
+def write_heatmap(
+    path: pathlib.Path, report: AccountReport, market: MarketSnapshot, params: RiskParams, title: str
+) -> None:
+    """Write a PNG heatmap of the risk array: price shock x vol shock, one panel per underlying the book holds.
+
+    Errors: ``InputError`` naming ``--plot`` if the file cannot be written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import TwoSlopeNorm
+
+    from pmoracle.risk.inputs import MONEY_SCALE
+    from pmoracle.risk.scenarios import compute_scenarios
+
+    scenarios = compute_scenarios(params, market)
+    if scenarios.labels != report.scenario_labels:
+        raise InputError("--plot", "the scenario set does not match the report's (parameters changed?)")
+    portfolio_underlyings = sorted({g.underlying for g in report.greeks if any((g.delta, g.gamma, g.vega))})
+    underlyings = portfolio_underlyings or list(scenarios.underlyings)
+    panels = [(u, *compute_heatmap(report, scenarios, u)) for u in underlyings]
+    values = [c for _, _, _, grid in panels for row in grid for c in row if c is not None]
+    lo = min(min(values), -1) / MONEY_SCALE
+    hi = max(max(values), 1) / MONEY_SCALE
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=lo, vmax=hi)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 1.2 + 2.4 * len(panels)), squeeze=False, layout="constrained")
+    image = None
+    for ax, (underlying, moves, vols, grid) in zip(axes[:, 0], panels, strict=True):
+        data = np.array([[np.nan if c is None else c / MONEY_SCALE for c in row] for row in grid])
+        image = ax.imshow(np.ma.masked_invalid(data), cmap="RdYlGn", norm=norm, aspect="auto", origin="lower")
+        ax.set_xticks(range(len(moves)), [f"{100 * m:+.3g}%" if m else "0" for m in moves])
+        ax.set_yticks(range(len(vols)), [_vol_tick(v) for v in vols])
+        ax.set_xlabel(f"{underlying} price shock")
+        ax.set_ylabel("vol shock")
+        ax.set_title(
+            f"{underlying}: worst P&L per (price, vol) cell over the joint modes (the other underlyings move"
+            " with it, alone or opposite), USD",
+            fontsize=10,
+            loc="left",
+        )
+        for y, row in enumerate(grid):
+            for x, cell in enumerate(row):
+                if cell is not None:
+                    usd = cell / MONEY_SCALE
+                    strong = abs(norm(usd) - 0.5) > 0.35  # white text on the darkest reds and greens
+                    color = "white" if strong else "black"
+                    ax.text(x, y, _short_usd(usd), ha="center", va="center", fontsize=8, color=color)
+        worst = report.worst_scenario
+        if not scenarios.is_extreme[worst]:
+            u = scenarios.underlying_index(underlying)
+            wx = moves.index(round(float(scenarios.price_mult[worst, u]) - 1.0, 9))
+            wy = vols.index(float(scenarios.vol_shock[worst, u]))
+            ax.add_patch(plt.Rectangle((wx - 0.5, wy - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2.0))
+    fig.suptitle(
+        f"{title} — risk array P&L (USD)   MM {format_usd(report.maintenance_margin)}   "
+        f"IM {format_usd(report.initial_margin)}   equity {format_usd(report.equity)}\n"
+        f"worst scenario (boxed): {report.worst_scenario_label}",
+        fontsize=10,
+    )
+    if image is not None:
+        fig.colorbar(image, ax=axes[:, 0].tolist(), label="P&L (USD)", shrink=0.9)
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        raise InputError("--plot", f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+
+
+def _vol_tick(shock: float) -> str:
+    if shock == 0:
+        return "none"
+    return ("up" if shock > 0 else "down") + ("" if abs(shock) == 1 else f" x{abs(shock):g}")
+
+
+def _short_usd(value: float) -> str:
+    magnitude = abs(value)
+    if magnitude >= 1e6:
+        return f"{value / 1e6:+.2f}M"
+    if magnitude >= 1e3:
+        return f"{value / 1e3:+.1f}k"
+    return f"{value:+.0f}"
