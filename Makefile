@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml requirements.lock
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
+# The devnet: anvil, contracts, 4 staked solver nodes over libp2p, 300 accounts, a moving market, for 60 s.
 demo: setup
-	$(VENV)/bin/pmoracle margin examples/portfolios/market_maker.json --market examples/market.json
+	$(VENV)/bin/pmoracle devnet --nodes 4 --accounts 300 --duration 60
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench

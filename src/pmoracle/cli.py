@@ -14,6 +14,8 @@ from pmoracle.errors import PmoracleError
 COMMANDS: dict[str, tuple[str, str]] = {
     "margin": ("pmoracle.commands.margin", "Portfolio margin of one book from a portfolio and a market snapshot file."),
     "keys": ("pmoracle.commands.keys", "create, import and inspect key files; export/import slashing protection"),
+    "node": ("pmoracle.commands.node", "run a solver node (chain follower, risk rounds, gossip, transmitter, API)"),
+    "devnet": ("pmoracle.commands.devnet", "run a local multi-node devnet: anvil, contracts, market, N nodes"),
     "bench": ("pmoracle.commands.bench", "Run a benchmark (risk: arrays, full book recompute, updates)."),
 }
 

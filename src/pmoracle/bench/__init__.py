@@ -1,1 +1,2 @@
-"""Benchmarks (run as commands, never as timed tests): each figure printed with its limit or a peer measured in the same run."""
+"""Benchmarks, run as commands and never as timed tests: each figure is printed with its limit or with a peer
+measured in the same run."""

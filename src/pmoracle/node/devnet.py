@@ -1,0 +1,424 @@
+"""The one-command devnet: anvil, contracts, staked node identities, a moving market, N node processes.
+
+``pmoracle devnet`` (the README's ``make demo``) builds everything in a fresh run directory, starts ``--nodes``
+``pmoracle node`` OS processes talking libp2p on 127.0.0.1, drives a feeder and a trader, and audits every
+attested round by recomputing it independently from the chain. Ctrl-C or SIGTERM stops every child.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_utils import keccak, to_checksum_address
+
+from pmoracle.chain.client import ChainClient
+from pmoracle.chain.deploy import Deployment, NodeSpec, deploy
+from pmoracle.chain.devchain import Devchain, free_port, start_devchain
+from pmoracle.chain.errors import ContractError
+from pmoracle.chain.snapshot import read_snapshot
+from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.errors import PmoracleError
+from pmoracle.node.daemon import OFFLINE_W3, read_committee
+from pmoracle.node.keys import KeyKind, compute_peer_id, write_key_file
+from pmoracle.node.round import RoundOutput, compute_round
+from pmoracle.node.world import World
+from pmoracle.risk.inputs import MONEY_SCALE
+from pmoracle.risk.params import RiskParams, default_params_text, parse_params
+
+# anvil's first dev account (from the public "test ... junk" mnemonic): deployer, feeder and matcher.
+DEPLOYER_KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+DEVNET_PASSWORD = "pmoracle-devnet"  # devnet key files only; never a production password
+LIGHT_KDF_ITERATIONS = 4096
+
+
+class DevnetError(PmoracleError):
+    """Raised when the devnet cannot be built or a node process dies unexpectedly."""
+
+
+@dataclass(frozen=True)
+class DevnetOptions:
+    """What ``pmoracle devnet`` builds and how long it runs."""
+
+    nodes: int = 4
+    accounts: int = 300
+    duration: float | None = 60.0  # seconds; None runs until --rounds or a signal
+    rounds: int | None = None  # stop after this many attested rounds
+    round_period: int = 5  # blocks between anchor blocks
+    finality_depth: int = 2
+    block_interval: float = 1.0  # seconds between blocks when nothing else mines one
+    stage_delay: float = 1.0
+    seed: int = 1
+    run_dir: Path | None = None
+    quiet: bool = False
+
+
+@dataclass
+class NodeProcess:
+    """One ``pmoracle node`` child process and its files."""
+
+    index: int
+    home: Path
+    signing_address: str
+    api_port: int
+    p2p_port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        """Return the node's log file."""
+        return self.home / "node.log"
+
+    def start(self) -> None:
+        """Start the node process (its output goes to node.log)."""
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pmoracle.cli", "node", "--config", str(self.home / "node.toml")],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        log.close()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the node process and reap it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def get(self, path: str, timeout: float = 1.0) -> Any:
+        """Return the JSON answer of the node's API at ``path`` (None when it does not answer)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}{path}", timeout=timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return json.loads(exc.read() or b"null")
+        except (OSError, ValueError):
+            return None
+
+
+@dataclass
+class AttestedRound:
+    """An attested round as the devnet saw it, with its independent recomputation."""
+
+    block_number: int
+    accounts: int
+    root: bytes
+    recomputed_root: bytes
+    total_im: int  # MONEY
+    total_mm: int
+    total_equity: int
+    latency: float  # seconds from the anchor block being final to the attestation being seen
+    gas: int
+
+    @property
+    def verified(self) -> bool:
+        """Check if the attested root equals the devnet's own recomputation."""
+        return self.root == self.recomputed_root
+
+
+@dataclass
+class Devnet:
+    """A running devnet: chain, contracts, world, node processes, and what was attested so far."""
+
+    options: DevnetOptions
+    run_dir: Path
+    chain: Devchain
+    deployment: Deployment
+    params: RiskParams
+    committee: CommitteeConfig
+    world: World
+    nodes: list[NodeProcess]
+    client: ChainClient
+    attested: list[AttestedRound] = field(default_factory=list)
+    _ready_at: dict[int, float] = field(default_factory=dict)
+    _seen_head: int = 0
+
+    # --- chain reads ------------------------------------------------------------------------------------------
+
+    def latest_round(self) -> tuple[int, bytes, int]:
+        """Return (block number, accounts root, account count) of the latest attested round (0 if none)."""
+        oracle = self.deployment.contract(OFFLINE_W3, "MarginOracle")
+        try:
+            view = self.client.call(oracle.functions.latestRound(), "latest")
+        except ContractError as exc:
+            if exc.name == "NoAttestedRound":
+                return 0, bytes(32), 0
+            raise
+        return int(view[0]), bytes(view[1]), int(view[5])
+
+    def recompute(self, block_number: int) -> RoundOutput:
+        """Return the round at ``block_number`` recomputed from chain state alone (what an auditor does)."""
+        snapshot = read_snapshot(self.client, self.deployment, block_number)
+        return compute_round(snapshot, self.params, self.committee)
+
+    def attestation_gas(self, block_number: int, head: int) -> int:
+        """Return the gas used by the transaction that attested ``block_number`` (searching recent blocks)."""
+        topic = "0x" + keccak(text="RoundAttested(uint64,bytes32,bytes32,bytes32,uint32,uint256,address)").hex()
+        logs = self.client.request(
+            "eth_getLogs",
+            [{"address": self.deployment.contracts["MarginOracle"], "fromBlock": hex(block_number),
+              "toBlock": hex(head), "topics": [topic, "0x" + block_number.to_bytes(32, "big").hex()]}],
+        )  # fmt: skip
+        if not logs:
+            return 0
+        receipt = self.client.request("eth_getTransactionReceipt", [logs[0]["transactionHash"]])
+        return int(receipt["gasUsed"], 16)
+
+    # --- the loop ---------------------------------------------------------------------------------------------
+
+    def step(self, head: int) -> None:
+        """Advance the world by one step: a market move, some trades, or an empty block."""
+        if head % 3 == 0:
+            self.world.move_market(self.world_time())
+        elif head % 3 == 1:
+            self.world.trade_randomly(3)
+        else:
+            self.chain.rpc("evm_mine")
+
+    def observe(self, head: int, now: float) -> None:
+        """Note when anchor blocks became final, and audit a newly attested round by recomputing it."""
+        period, depth = self.options.round_period, self.options.finality_depth
+        first = max(self._seen_head + 1, depth)
+        for final_head in range(first, head + 1):
+            anchor = final_head - depth
+            if anchor > 0 and anchor % period == 0:
+                self._ready_at.setdefault(anchor, now)
+        self._seen_head = max(self._seen_head, head)
+        block, root, count = self.latest_round()
+        if block and (not self.attested or block > self.attested[-1].block_number):
+            output = self.recompute(block)
+            leaves = output.book.accounts
+            self.attested.append(
+                AttestedRound(
+                    block_number=block, accounts=count, root=root, recomputed_root=output.tree.root,
+                    total_im=sum(a.initial_margin for a in leaves), total_mm=sum(a.maintenance_margin for a in leaves),
+                    total_equity=sum(a.equity for a in leaves),
+                    latency=now - self._ready_at.get(block, now), gas=self.attestation_gas(block, head),
+                )
+            )  # fmt: skip
+
+    def world_time(self) -> int:
+        """Return the latest block's timestamp."""
+        return int(self.client.get_block("latest").timestamp)
+
+    def node_status(self) -> list[dict[str, Any] | None]:
+        """Return each node's /health answer (None for a node that does not answer)."""
+        return [node.get("/health", timeout=0.5) for node in self.nodes]
+
+    def stop(self) -> None:
+        """Stop every node (SIGTERM, then SIGKILL) and the chain; leave no process behind."""
+        for node in self.nodes:
+            if node.process is not None and node.process.poll() is None:
+                node.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for node in self.nodes:
+            if node.process is not None:
+                try:
+                    node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    node.kill()
+        self.chain.stop()
+
+
+def _node_secret(seed: int, index: int, kind: str) -> bytes:
+    return keccak(f"pmoracle-devnet-{seed}-node-{index}-{kind}".encode())
+
+
+def build_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) -> Devnet:
+    """Build a devnet: start anvil, deploy, create and stake node identities, seed the world, start the nodes.
+
+    Errors:
+        DevchainError, DeployError, WorldError, DevnetError naming the step that failed; everything started so
+        far is stopped first.
+    """
+    run_dir = options.run_dir or Path("runs") / time.strftime("devnet-%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    chain = start_devchain(log_path=run_dir / "anvil.log")
+    try:
+        return _build(options, run_dir.resolve(), chain, say)
+    except BaseException:
+        chain.stop()
+        raise
+
+
+def _build(options: DevnetOptions, run_dir: Path, chain: Devchain, say: Callable[[str], None]) -> Devnet:
+    say(f"devnet: anvil on {chain.url}, run directory {run_dir}")
+    params_text = default_params_text()
+    params = parse_params(params_text)
+    (run_dir / "risk-params.toml").write_text(params_text)
+    (run_dir / "password.txt").write_text(DEVNET_PASSWORD + "\n")
+    nodes: list[NodeProcess] = []
+    specs: list[NodeSpec] = []
+    for i in range(options.nodes):
+        home = run_dir / f"node-{i}"
+        (home / "keys").mkdir(parents=True, exist_ok=True)
+        secrets = {kind: _node_secret(options.seed, i, kind) for kind in ("signing", "transmitter", "p2p")}
+        for kind, secret in secrets.items():
+            out = home / "keys" / f"{kind}.json"
+            if not out.exists():
+                write_key_file(KeyKind(kind), out, DEVNET_PASSWORD.encode(), secret=secret,
+                               kdf_iterations=LIGHT_KDF_ITERATIONS)  # fmt: skip
+        peer_id, _ = compute_peer_id(secrets["p2p"])
+        p2p_port, api_port = free_port(), free_port()
+        from libp2p.peer.id import ID
+
+        multiaddr = f"/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{peer_id}"
+        transmitter = Account.from_key(secrets["transmitter"]).address
+        chain.rpc("anvil_setBalance", transmitter, hex(10**22))
+        peer_id_bytes = ID.from_base58(peer_id).to_bytes()
+        specs.append(NodeSpec(operator_key=secrets["transmitter"], signing_key=secrets["signing"],
+                              peer_id=peer_id_bytes, multiaddrs=(multiaddr,), stake=10**19))  # fmt: skip
+        nodes.append(NodeProcess(i, home, Account.from_key(secrets["signing"]).address, api_port, p2p_port))
+    deployment = deploy(
+        chain.url, DEPLOYER_KEY, params_hash=params.params_hash, round_period=options.round_period,
+        finality_depth=options.finality_depth, nodes=specs, output=run_dir / "deployment.json",
+    )  # fmt: skip
+    say(f"devnet: contracts deployed, {options.nodes} nodes staked and registered (quorum "
+        f"{(options.nodes + (options.nodes - 1) // 3) // 2 + 1} of {options.nodes})")  # fmt: skip
+    client = ChainClient([chain.url])
+    committee = read_committee(client, deployment)
+    world = World(chain.url, deployment, Account.from_key(DEPLOYER_KEY).address, seed=options.seed)
+    started = time.monotonic()
+    world.setup(options.accounts)
+    say(f"devnet: market seeded ({len(world.instruments)} instruments), {options.accounts} accounts opened "
+        f"with {world.trades} trades in {time.monotonic() - started:.1f} s")  # fmt: skip
+    for node in nodes:
+        _write_node_config(node, run_dir, chain.url, options, nodes)
+        node.start()
+    return Devnet(options, run_dir, chain, deployment, params, committee, world, nodes, client)
+
+
+def _write_node_config(
+    node: NodeProcess, run_dir: Path, rpc_url: str, options: DevnetOptions, nodes: list[NodeProcess]
+) -> None:
+    text = f"""# devnet node {node.index} (generated by pmoracle devnet)
+[node]
+data_dir = "data"
+log_format = "text"
+log_level = "INFO"
+
+[chain]
+rpc_urls = ["{rpc_url}"]
+rpc_timeout = 10.0
+poll_interval = 0.2
+deployment = "{run_dir / "deployment.json"}"
+
+[keys]
+signing_keystore = "keys/signing.json"
+transmitter_keystore = "keys/transmitter.json"
+p2p_key = "keys/p2p.json"
+password_file = "{run_dir / "password.txt"}"
+
+[p2p]
+listen = "/ip4/127.0.0.1/tcp/{node.p2p_port}"
+
+[api]
+host = "127.0.0.1"
+port = {node.api_port}
+
+[risk]
+params_file = "{run_dir / "risk-params.toml"}"
+
+[transmit]
+stage_delay = {options.stage_delay}
+gas_price_cap_gwei = 500
+"""
+    (node.home / "node.toml").write_text(text)
+
+
+def _usd(money: int) -> str:
+    return f"{money / MONEY_SCALE:,.0f}"
+
+
+def format_table(devnet: Devnet) -> str:
+    """Return the live table: the latest attested rounds and every node's view."""
+    lines = [
+        f"{'round':>6} {'accounts':>8} {'total IM':>16} {'total MM':>16} {'equity':>16} {'latency':>8} "
+        f"{'gas':>8}  audit"
+    ]
+    for r in devnet.attested[-6:]:
+        lines.append(
+            f"{r.block_number:>6} {r.accounts:>8} {_usd(r.total_im):>16} {_usd(r.total_mm):>16} "
+            f"{_usd(r.total_equity):>16} {r.latency:>7.2f}s {r.gas:>8}  {'root verified' if r.verified else 'MISMATCH'}"
+        )
+    status = []
+    for node, health in zip(devnet.nodes, devnet.node_status(), strict=True):
+        alive = node.process is not None and node.process.poll() is None
+        if health is None:
+            status.append(f"node {node.index}: {'starting' if alive else 'down'}")
+        else:
+            status.append(f"node {node.index}: head {health.get('headBlock')} peers {health.get('peers')} "
+                          f"{health.get('status')}")  # fmt: skip
+    return "\n".join([*lines, "  |  ".join(status)])
+
+
+def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) -> Devnet:
+    """Build and run a devnet until ``duration``, ``rounds`` or SIGINT/SIGTERM; return it (stopped)."""
+    stop = {"signal": None}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop["signal"] = signum  # type: ignore[assignment]
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    devnet = build_devnet(options, say=say)
+    try:
+        started = time.monotonic()
+        last_block_at = 0.0
+        last_print = 0.0
+        while stop["signal"] is None:
+            now = time.monotonic()
+            if options.duration is not None and now - started > options.duration:
+                break
+            if options.rounds is not None and len(devnet.attested) >= options.rounds:
+                break
+            for node in devnet.nodes:
+                if node.process is not None and node.process.poll() not in (None, -signal.SIGKILL):
+                    raise DevnetError(f"node {node.index} exited with {node.process.returncode}; see {node.log_path}")
+            head = int(devnet.client.block_number())
+            devnet.observe(head, now)
+            if now - last_block_at >= options.block_interval:
+                last_block_at = now
+                devnet.step(head)
+            if not options.quiet and now - last_print > 2.0:
+                last_print = now
+                say(format_table(devnet))
+            time.sleep(0.02)
+    finally:
+        devnet.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    rounds = devnet.attested
+    say(format_table(devnet) if not options.quiet else "")
+    if rounds:
+        latencies = sorted(r.latency for r in rounds)
+        say(f"devnet: {len(rounds)} rounds attested, {sum(r.verified for r in rounds)} verified by independent "
+            f"recomputation; median latency {latencies[len(latencies) // 2]:.2f} s")  # fmt: skip
+    else:
+        say("devnet: no round attested")
+    say(f"devnet: logs and data in {devnet.run_dir}")
+    return devnet
+
+
+def clean_run_dir(path: Path) -> None:
+    """Remove a devnet run directory."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def checksum(address: bytes) -> str:
+    """Return the checksum form of a 20-byte address."""
+    return to_checksum_address(address)

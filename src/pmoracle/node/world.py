@@ -1,0 +1,326 @@
+"""The simulated protocol around a devnet: a seeded market, realistic accounts, a feeder and a trader.
+
+This is devnet-only tooling: it drives the protocol's contracts the way a matching engine, a price feeder and
+traders would, so that the solver nodes have a moving book to attest. It uses anvil's auto-impersonation (no
+signing for simulated users) and JSON-RPC batches so that hundreds of accounts open in seconds. Nothing here is
+used by a production node.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils import keccak, to_checksum_address
+from web3 import Web3
+
+from pmoracle.chain.contracts import load_artifact
+from pmoracle.chain.deploy import Deployment
+from pmoracle.errors import PmoracleError
+from pmoracle.risk.inputs import PRICE_SCALE, SIZE_SCALE, WAD, InstrumentKind
+
+DAY = 86400
+TX_GAS = 3_000_000  # explicit gas: skips one estimate per simulated transaction
+
+
+class WorldError(PmoracleError):
+    """Raised when a simulated protocol transaction fails on the devnet chain."""
+
+
+def encode_symbol(symbol: str) -> bytes:
+    """Return a symbol as the left-aligned bytes32 the contracts use."""
+    return symbol.encode().ljust(32, b"\x00")
+
+
+def compute_expiries(now: int) -> list[int]:
+    """Return option expiries (08:00 UTC Fridays) after ``now``: a weekly, then about 1, 3 and 6 months out."""
+    expiries = []
+    for horizon_days in (3, 30, 90, 180):
+        day = (now + horizon_days * DAY) // DAY
+        while (day + 3) % 7 != 4:  # 1970-01-01 was a Thursday; (day + 3) % 7 == 4 is a Friday
+            day += 1
+        expiries.append(day * DAY + 8 * 3600)
+    return expiries
+
+
+@dataclass(frozen=True, slots=True)
+class UnderlyingSpec:
+    """How the devnet market of one underlying looks: price, ATM vol, skew, strike grid."""
+
+    symbol: str
+    token: str  # the collateral token that tracks it
+    price: float
+    atm_vol: float
+    rho: float
+    strike_step: float
+
+
+UNDERLYINGS = (
+    UnderlyingSpec("BTC", "WBTC", 95_000.0, 0.55, -0.35, 5_000.0),
+    UnderlyingSpec("ETH", "WETH", 3_000.0, 0.70, -0.25, 100.0),
+)
+HAIRCUTS = {"USDC": 0.0, "WBTC": 0.10, "WETH": 0.15}
+TOKEN_DECIMALS = {"USDC": 6, "WBTC": 8, "WETH": 18}
+
+
+def compute_svi(atm_vol: float, rho: float, years: float) -> tuple[int, int, int, int, int]:
+    """Return WAD SVI raw parameters (a, b, rho, m, sigma) with the given ATM vol and skew at tenor ``years``."""
+    w_atm = atm_vol * atm_vol * years
+    sigma = 0.15
+    b = 0.3 * atm_vol * years**0.5
+    a = w_atm - b * sigma  # w(0) = a + b * sigma when m = 0
+    return (int(a * WAD), int(b * WAD), int(rho * WAD), 0, int(sigma * WAD))
+
+
+@dataclass
+class Instrument:
+    """An instrument listed on the devnet."""
+
+    id: int
+    underlying: str
+    kind: InstrumentKind
+    expiry: int
+    strike: int  # PRICE_SCALE
+
+
+@dataclass
+class World:
+    """The simulated protocol state the devnet drives (prices, instruments, accounts)."""
+
+    rpc_url: str
+    deployment: Deployment
+    admin: str  # admin, feeder and matcher of the devnet contracts
+    seed: int = 1
+    prices: dict[str, float] = field(default_factory=dict)
+    vols: dict[str, float] = field(default_factory=dict)
+    expiries: list[int] = field(default_factory=list)
+    instruments: list[Instrument] = field(default_factory=list)
+    accounts: list[str] = field(default_factory=list)
+    house: str = ""
+    trades: int = 0
+    feed_updates: int = 0
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._w3 = Web3()
+        self._abi = {
+            name: self._w3.eth.contract(abi=load_artifact(name).abi)
+            for name in ("MarketFeeds", "MarginAccounts", "MockERC20")
+        }
+        self._id = 0
+        self._nonces: dict[str, int] = {}
+
+    # --- JSON-RPC -------------------------------------------------------------------------------------------------
+
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        """Call one JSON-RPC method; raise WorldError on an error answer."""
+        return self.batch([(method, params)])[0]
+
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """Send JSON-RPC calls as one batch; return their results in order."""
+        if not calls:
+            return []
+        body = []
+        for method, params in calls:
+            self._id += 1
+            body.append({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
+        request = urllib.request.Request(self.rpc_url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            replies = {r["id"]: r for r in json.loads(response.read())}
+        results = []
+        for item in body:
+            reply = replies[item["id"]]
+            if "error" in reply:
+                raise WorldError(f"{item['method']}: {reply['error']}")
+            results.append(reply["result"])
+        return results
+
+    def _tx(self, sender: str, contract: str, fn: str, *args: Any) -> tuple[str, list[Any]]:
+        abi = self._abi["MockERC20" if contract in TOKEN_DECIMALS else contract]
+        data = abi.encode_abi(fn, args=list(args))
+        to = self.deployment.contracts[contract]
+        return ("eth_sendTransaction", [{"from": sender, "to": to, "data": data, "gas": hex(TX_GAS)}])
+
+    def send_all(self, txs: Sequence[tuple[str, list[Any]]], *, chunk: int = 200) -> None:
+        """Send simulated transactions in batches and check that every one succeeded."""
+        # explicit nonces: anvil handles a batch's transactions concurrently, so one sender's would collide
+        senders = sorted({tx[1][0]["from"] for tx in txs if tx[0] == "eth_sendTransaction"} - self._nonces.keys())
+        counts = self.batch([("eth_getTransactionCount", [s, "pending"]) for s in senders])
+        self._nonces.update({s: int(c, 16) for s, c in zip(senders, counts, strict=True)})
+        for method, params in txs:
+            if method == "eth_sendTransaction":
+                params[0]["nonce"] = hex(self._nonces[params[0]["from"]])
+                self._nonces[params[0]["from"]] += 1
+        hashes: list[str] = []
+        for i in range(0, len(txs), chunk):
+            results = self.batch(list(txs[i : i + chunk]))
+            hashes += [
+                h for (method, _), h in zip(txs[i : i + chunk], results, strict=True) if method == "eth_sendTransaction"
+            ]
+        for i in range(0, len(hashes), chunk):
+            receipts = self.batch([("eth_getTransactionReceipt", [h]) for h in hashes[i : i + chunk]])
+            failed = [h for h, r in zip(hashes[i : i + chunk], receipts, strict=True) if r and r["status"] != "0x1"]
+            if failed:
+                raise WorldError(f"{len(failed)} simulated transactions reverted, first {failed[0]}")
+
+    # --- setup ----------------------------------------------------------------------------------------------------
+
+    def setup(self, accounts: int) -> None:
+        """Seed the market, list instruments and open ``accounts`` accounts with collateral and positions."""
+        self.rpc("anvil_autoImpersonateAccount", [True])
+        now = int(self.rpc("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+        self.expiries = compute_expiries(now)
+        for spec in UNDERLYINGS:
+            self.prices[spec.symbol] = spec.price
+            self.vols[spec.symbol] = spec.atm_vol
+        self.send_all(self._feed_txs(now))
+        self._list_instruments()
+        self.house = self._account_address(0)
+        self._open([self.house], {"USDC": 10**10, "WBTC": 1_000, "WETH": 20_000})
+        users = [self._account_address(i + 1) for i in range(accounts)]
+        self.accounts = users
+        self._open_users(users)
+
+    def _account_address(self, index: int) -> str:
+        return to_checksum_address(keccak(f"pmoracle-devnet-account-{self.seed}-{index}".encode())[12:])
+
+    def _feed_txs(self, now: int) -> list[tuple[str, list[Any]]]:
+        txs = []
+        for spec in UNDERLYINGS:
+            symbol = encode_symbol(spec.symbol)
+            price = int(self.prices[spec.symbol] * PRICE_SCALE)
+            txs.append(self._tx(self.admin, "MarketFeeds", "setIndex", symbol, price, 0))
+            for expiry in self.expiries:
+                years = max(expiry - now, DAY) / (365 * DAY)
+                txs.append(
+                    self._tx(
+                        self.admin, "MarketFeeds", "setSmile", symbol, expiry,
+                        *compute_svi(self.vols[spec.symbol], spec.rho, years),
+                    )
+                )  # fmt: skip
+        for token, haircut in HAIRCUTS.items():
+            underlying = next((s.symbol for s in UNDERLYINGS if s.token == token), None)
+            price = self.prices[underlying] if underlying else 1.0
+            txs.append(
+                self._tx(
+                    self.admin, "MarketFeeds", "setAssetPrice", self.deployment.contracts[token],
+                    int(price * PRICE_SCALE), int(haircut * WAD),
+                    encode_symbol(underlying) if underlying else bytes(32),
+                )
+            )  # fmt: skip
+        self.feed_updates += 1
+        return txs
+
+    def _list_instruments(self) -> None:
+        specs: list[tuple[str, InstrumentKind, int, int]] = []
+        for spec in UNDERLYINGS:
+            specs.append((spec.symbol, InstrumentKind.PERPETUAL, 0, 0))
+            for expiry in self.expiries[1:]:
+                specs.append((spec.symbol, InstrumentKind.FUTURE, expiry, 0))
+            atm = round(spec.price / spec.strike_step) * spec.strike_step
+            for expiry in self.expiries:
+                for step in (-2, -1, 0, 1, 2):
+                    strike = int((atm + step * spec.strike_step) * PRICE_SCALE)
+                    specs.append((spec.symbol, InstrumentKind.CALL, expiry, strike))
+                    specs.append((spec.symbol, InstrumentKind.PUT, expiry, strike))
+        txs = [
+            self._tx(self.admin, "MarginAccounts", "listInstrument", encode_symbol(u), int(k), e, s)
+            for u, k, e, s in specs
+        ]
+        self.send_all(txs)
+        self.instruments = [Instrument(i + 1, u, k, e, s) for i, (u, k, e, s) in enumerate(specs)]
+
+    def _open(self, accounts: Sequence[str], collateral: dict[str, float]) -> None:
+        txs: list[tuple[str, list[Any]]] = [("anvil_setBalance", [a, hex(10**21)]) for a in accounts]
+        margin_accounts = self.deployment.contracts["MarginAccounts"]
+        for account in accounts:
+            for token, amount in collateral.items():
+                units = int(amount * 10 ** TOKEN_DECIMALS[token])
+                txs.append(self._tx(account, token, "mint", account, units))
+                txs.append(self._tx(account, token, "approve", margin_accounts, units))
+                txs.append(self._tx(account, "MarginAccounts", "deposit", self.deployment.contracts[token], units))
+        self.send_all(txs)
+
+    def _pick(self, underlying: str, kind: InstrumentKind, moneyness: int = 0, expiry_index: int = 1) -> Instrument:
+        spec = next(s for s in UNDERLYINGS if s.symbol == underlying)
+        atm = round(spec.price / spec.strike_step) * spec.strike_step
+        strike = int((atm + moneyness * spec.strike_step) * PRICE_SCALE)
+        expiry = self.expiries[expiry_index] if kind != InstrumentKind.PERPETUAL else 0
+        for inst in self.instruments:
+            is_option = kind in (InstrumentKind.CALL, InstrumentKind.PUT)
+            same = inst.underlying == underlying and inst.kind == kind and inst.expiry == expiry
+            if same and (not is_option or inst.strike == strike):
+                return inst
+        raise WorldError(f"no instrument {underlying} {kind.name} {moneyness} {expiry_index}")
+
+    def _trade(self, account: str, inst: Instrument, size: float) -> tuple[str, list[Any]]:
+        """Return the trade that moves ``account``'s position by ``size`` units against the house."""
+        units = round(abs(size) * SIZE_SCALE)
+        buyer, seller = (account, self.house) if size > 0 else (self.house, account)
+        self.trades += 1
+        return self._tx(self.admin, "MarginAccounts", "trade", buyer, seller, inst.id, max(units, 1))
+
+    def _open_users(self, users: Sequence[str]) -> None:
+        """Give each user one of the archetypal books: market maker, covered call, buyer, naked short, two-asset."""
+        rng = self._rng
+        books: dict[str, list[tuple[Instrument, float]]] = {}
+        deposits: dict[str, dict[str, float]] = {}
+        for i, user in enumerate(users):
+            u = rng.choice(("BTC", "ETH"))
+            scale = rng.choice((0.5, 1, 2, 5)) * (1 if u == "BTC" else 10)
+            expiry = rng.randrange(0, len(self.expiries))
+            kind = i % 5
+            if kind == 0:  # delta-hedged short straddle: the market maker
+                books[user] = [
+                    (self._pick(u, InstrumentKind.CALL, 0, expiry), -scale),
+                    (self._pick(u, InstrumentKind.PUT, 0, expiry), -scale),
+                    (self._pick(u, InstrumentKind.PERPETUAL), 0.1 * scale),
+                ]
+                deposits[user] = {"USDC": 0.25 * scale * self.prices[u]}
+            elif kind == 1:  # covered call: the asset as collateral, an OTM call sold against it
+                token = "WBTC" if u == "BTC" else "WETH"
+                books[user] = [(self._pick(u, InstrumentKind.CALL, 2, expiry), -scale)]
+                deposits[user] = {token: scale, "USDC": 0.02 * scale * self.prices[u]}
+            elif kind == 2:  # directional option buyer
+                opt = InstrumentKind.CALL if rng.random() < 0.5 else InstrumentKind.PUT
+                books[user] = [(self._pick(u, opt, rng.choice((-1, 0, 1)), expiry), scale)]
+                deposits[user] = {"USDC": 0.1 * scale * self.prices[u]}
+            elif kind == 3:  # naked short put
+                books[user] = [(self._pick(u, InstrumentKind.PUT, -1, expiry), -scale)]
+                deposits[user] = {"USDC": 0.3 * scale * self.prices[u]}
+            else:  # two assets: ETH collateral against BTC options and a BTC future
+                books[user] = [
+                    (self._pick("BTC", InstrumentKind.CALL, 1, expiry), -0.5),
+                    (self._pick("BTC", InstrumentKind.FUTURE, 0, 2), 0.2),
+                ]
+                deposits[user] = {"WETH": 20.0, "USDC": 5_000.0}
+        by_collateral: dict[tuple[tuple[str, float], ...], list[str]] = {}
+        for user in users:
+            by_collateral.setdefault(tuple(sorted(deposits[user].items())), []).append(user)
+        for collateral, group in by_collateral.items():
+            self._open(group, dict(collateral))
+        self.send_all([self._trade(user, inst, size) for user in users for inst, size in books[user]])
+
+    # --- the moving market ----------------------------------------------------------------------------------------
+
+    def move_market(self, now: int) -> None:
+        """Move index prices (a seeded random walk) and vols, and publish every feed again."""
+        for spec in UNDERLYINGS:
+            self.prices[spec.symbol] *= 1.0 + self._rng.gauss(0.0, 0.002)
+            self.vols[spec.symbol] = min(max(self.vols[spec.symbol] * (1 + self._rng.gauss(0, 0.01)), 0.2), 1.5)
+        self.send_all(self._feed_txs(now))
+
+    def trade_randomly(self, count: int) -> None:
+        """Change ``count`` random accounts' positions by small trades."""
+        if not self.accounts:
+            return
+        txs = []
+        for _ in range(count):
+            user = self._rng.choice(self.accounts)
+            inst = self._rng.choice(self.instruments)
+            txs.append(self._trade(user, inst, self._rng.choice((-1, 1)) * self._rng.choice((0.1, 0.5, 1.0))))
+        self.send_all(txs)
