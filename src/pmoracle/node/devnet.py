@@ -74,6 +74,7 @@ class NodeProcess:
     api_port: int
     p2p_port: int
     process: subprocess.Popen[bytes] | None = None
+    stopped: bool = False  # stopped on purpose (kill or stop), not crashed
 
     @property
     def log_path(self) -> Path:
@@ -82,6 +83,7 @@ class NodeProcess:
 
     def start(self) -> None:
         """Start the node process (its output goes to node.log)."""
+        self.stopped = False
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pmoracle.cli", "node", "--config", str(self.home / "node.toml")],
@@ -92,6 +94,7 @@ class NodeProcess:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the node process and reap it."""
+        self.stopped = True
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
             try:
@@ -212,6 +215,33 @@ class Devnet:
                 )
             )  # fmt: skip
 
+    def run_until(self, done: Callable[[Devnet], bool], *, timeout: float, pause_world: bool = False) -> bool:
+        """Drive the devnet (blocks, market, trades, audit) until ``done(self)`` or ``timeout`` seconds.
+
+        Returns True when ``done`` held; raises DevnetError when a node process dies unexpectedly.
+        """
+        deadline = time.monotonic() + timeout
+        last_step = 0.0
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            self.check_processes()
+            head = int(self.client.block_number())
+            self.observe(head, now)
+            if done(self):
+                return True
+            if not pause_world and now - last_step >= self.options.block_interval:
+                last_step = now
+                self.step(head)
+            time.sleep(0.02)
+        return False
+
+    def check_processes(self) -> None:
+        """Raise DevnetError if a node process exited on its own (killed ones are expected to be restarted)."""
+        for node in self.nodes:
+            code = node.process.poll() if node.process is not None else None
+            if code is not None and code not in (-signal.SIGKILL, -signal.SIGTERM) and not node.stopped:
+                raise DevnetError(f"node {node.index} exited with {code}; see {node.log_path}")
+
     def world_time(self) -> int:
         """Return the latest block's timestamp."""
         return int(self.client.get_block("latest").timestamp)
@@ -223,6 +253,7 @@ class Devnet:
     def stop(self) -> None:
         """Stop every node (SIGTERM, then SIGKILL) and the chain; leave no process behind."""
         for node in self.nodes:
+            node.stopped = True
             if node.process is not None and node.process.poll() is None:
                 node.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
@@ -377,27 +408,19 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) ->
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     devnet = build_devnet(options, say=say)
     try:
-        started = time.monotonic()
-        last_block_at = 0.0
-        last_print = 0.0
-        while stop["signal"] is None:
+        last_print = [0.0]
+
+        def done(d: Devnet) -> bool:
             now = time.monotonic()
-            if options.duration is not None and now - started > options.duration:
-                break
-            if options.rounds is not None and len(devnet.attested) >= options.rounds:
-                break
-            for node in devnet.nodes:
-                if node.process is not None and node.process.poll() not in (None, -signal.SIGKILL):
-                    raise DevnetError(f"node {node.index} exited with {node.process.returncode}; see {node.log_path}")
-            head = int(devnet.client.block_number())
-            devnet.observe(head, now)
-            if now - last_block_at >= options.block_interval:
-                last_block_at = now
-                devnet.step(head)
-            if not options.quiet and now - last_print > 2.0:
-                last_print = now
-                say(format_table(devnet))
-            time.sleep(0.02)
+            if not options.quiet and now - last_print[0] > 2.0:
+                last_print[0] = now
+                say(format_table(d))
+            if stop["signal"] is not None:
+                return True
+            return options.rounds is not None and len(d.attested) >= options.rounds
+
+        timeout = options.duration if options.duration is not None else float("inf")
+        devnet.run_until(done, timeout=min(timeout, 10**9))
     finally:
         devnet.stop()
         for s, handler in previous.items():

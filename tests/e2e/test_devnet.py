@@ -1,0 +1,162 @@
+"""End to end: real anvil, real `pmoracle node` processes over libp2p, the devnet's moving market.
+
+One devnet serves the whole module (starting one costs ~10 s); the tests run in order on it:
+rounds attested and audited, a served proof verified on chain and used by a withdrawal, a kill -9 survived,
+and a restarted node that resumes without ever signing a second digest for a round.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_utils import to_checksum_address
+
+from pmoracle.chain.deploy import Deployment
+from pmoracle.chain.errors import ContractError
+from pmoracle.node.daemon import OFFLINE_W3
+from pmoracle.node.devnet import Devnet, DevnetOptions, build_devnet
+from pmoracle.node.world import WorldError
+
+N_NODES = 4
+ROUND_TIMEOUT = 90.0
+
+
+@pytest.fixture(scope="module")
+def devnet() -> Iterator[Devnet]:
+    # Kept after the run (node logs for a failing test); pytest's own tmp dirs rotate under parallel sessions.
+    run_dir = Path(tempfile.mkdtemp(prefix="pmoracle-e2e-"))
+    net = build_devnet(
+        DevnetOptions(nodes=N_NODES, accounts=40, duration=None, run_dir=run_dir, quiet=True), say=lambda _: None
+    )
+    try:
+        yield net
+    finally:
+        net.stop()
+        for node in net.nodes:  # no process left behind
+            assert node.process is not None and node.process.poll() is not None
+
+
+def _rounds_after(count: int) -> object:
+    return lambda d: len(d.attested) >= count
+
+
+def _protection_records(devnet: Devnet, index: int) -> dict[tuple[bytes, int], bytes]:
+    path = devnet.nodes[index].home / "data" / "protection.sqlite"
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT config_digest, block_number, digest FROM signed_rounds").fetchall()
+    return {(bytes(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+
+
+def test_four_nodes_attest_consecutive_rounds_that_match_recomputation(devnet: Devnet) -> None:
+    period = devnet.options.round_period
+
+    def three_consecutive(d: Devnet) -> bool:
+        blocks = [r.block_number for r in d.attested]
+        return any(b + period in blocks and b + 2 * period in blocks for b in blocks)
+
+    assert devnet.run_until(three_consecutive, timeout=ROUND_TIMEOUT), [r.block_number for r in devnet.attested]
+    assert all(r.verified for r in devnet.attested), "an attested root differs from the independent recomputation"
+    assert all(r.accounts == 41 for r in devnet.attested)  # 40 traders and the house account
+    blocks = [r.block_number for r in devnet.attested]
+    assert blocks == sorted(set(blocks)), "a round was attested twice or out of order"
+
+
+def test_served_proof_verifies_on_chain_and_gates_a_withdrawal(devnet: Devnet) -> None:
+    # Let the network settle on the latest round: no new blocks, so no newer round replaces it meanwhile.
+    assert devnet.run_until(_rounds_after(len(devnet.attested) + 1), timeout=ROUND_TIMEOUT)
+    latest = devnet.attested[-1]
+    devnet.run_until(lambda d: d.nodes[0].get("/health", 0.5) is not None, timeout=5, pause_world=True)
+    for _ in range(50):  # the node sees the attestation within one head poll
+        health = devnet.nodes[0].get("/health")
+        if health and health["lastAttestedRound"] == latest.block_number:
+            break
+        devnet.run_until(lambda d: False, timeout=0.1, pause_world=True)
+    output = devnet.recompute(latest.block_number)
+    # an account with room to withdraw: attested equity well above its initial margin
+    leaf = max(output.tree.leaves, key=lambda x: x.equity - x.initial_margin)
+    account = to_checksum_address(leaf.account)
+    served = devnet.nodes[0].get(f"/v1/margin/{account}")
+    assert served is not None and served["blockNumber"] == latest.block_number
+    assert int(served["equity"]) == leaf.equity and int(served["initialMargin"]) == leaf.initial_margin
+    proof = [bytes.fromhex(p[2:]) for p in served["proof"]]
+    deployment = devnet.deployment
+    oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
+    attested_block = devnet.client.call(
+        oracle.functions.verifyMargin(account, leaf.initial_margin, leaf.maintenance_margin, leaf.equity, proof)
+    )
+    assert attested_block == latest.block_number
+    with pytest.raises(ContractError) as forged:  # a forged equity does not verify
+        devnet.client.call(
+            oracle.functions.verifyMargin(account, leaf.initial_margin, leaf.maintenance_margin, leaf.equity + 1, proof)
+        )
+    assert forged.value.name == "InvalidMarginProof"
+    _withdraw_usdc(devnet, deployment, account, leaf, proof)
+
+
+def _withdraw_usdc(devnet: Devnet, deployment: Deployment, account: str, leaf: object, proof: list[bytes]) -> None:
+    accounts = deployment.contract(OFFLINE_W3, "MarginAccounts")
+    usdc = deployment.contracts["USDC"]
+    margin = (leaf.initial_margin, leaf.maintenance_margin, leaf.equity)  # type: ignore[attr-defined]
+    data = accounts.encode_abi("withdraw", args=[usdc, 10**6, margin, proof])  # 1 USDC
+    before = devnet.world.rpc("eth_call", [{"to": usdc, "data": _balance_of(account)}, "latest"])
+    tx = devnet.world.rpc("eth_sendTransaction", [{"from": account, "to": accounts.address, "data": data}])
+    receipt = None
+    for _ in range(100):
+        receipt = devnet.world.rpc("eth_getTransactionReceipt", [tx])
+        if receipt is not None:
+            break
+        devnet.run_until(lambda d: False, timeout=0.05, pause_world=True)
+    assert receipt is not None and receipt["status"] == "0x1", (
+        "the ledger refused a withdrawal backed by a valid attested proof"
+    )
+    after = devnet.world.rpc("eth_call", [{"to": usdc, "data": _balance_of(account)}, "latest"])
+    assert int(after, 16) - int(before, 16) == 10**6
+    # the same proof with a forged equity is refused by the ledger
+    forged = accounts.encode_abi("withdraw", args=[usdc, 10**6, (*margin[:2], margin[2] + 1), proof])
+    call = {"from": account, "to": accounts.address, "data": forged}
+    with pytest.raises(WorldError, match="execution reverted"):
+        devnet.world.rpc("eth_call", [call, "latest"])
+
+
+def _balance_of(account: str) -> str:
+    return "0x70a08231" + "00" * 12 + account[2:].lower()
+
+
+def test_kill_9_of_one_node_does_not_stop_attestation_and_restart_resumes_safely(devnet: Devnet) -> None:
+    victim = devnet.nodes[1]
+    before = _protection_records(devnet, 1)
+    assert before, "the node signed nothing before the kill"
+    victim.kill()  # SIGKILL: no clean shutdown
+    count = len(devnet.attested)
+    assert devnet.run_until(_rounds_after(count + 2), timeout=ROUND_TIMEOUT), "attestation stopped with 3 of 4 nodes"
+    victim.start()
+    assert devnet.run_until(
+        lambda d: (d.nodes[1].get("/health", 0.5) or {}).get("headBlock") is not None, timeout=60
+    ), f"restarted node did not come back; see {victim.log_path}"
+    count = len(devnet.attested)
+    assert devnet.run_until(_rounds_after(count + 2), timeout=ROUND_TIMEOUT)
+    assert devnet.run_until(lambda d: len(_protection_records(d, 1)) > len(before), timeout=ROUND_TIMEOUT), (
+        f"the restarted node never signed again; see {victim.log_path}"
+    )
+    after = _protection_records(devnet, 1)
+    # never a second digest for a round it had signed; and it signs again after the restart
+    assert {key: after[key] for key in before} == before
+    assert all(r.verified for r in devnet.attested)
+
+
+def test_bad_config_reports_every_problem_at_once(tmp_path: Path) -> None:
+    bad = tmp_path / "node.toml"
+    bad.write_text("[chain]\nrpc_urls = []\nrpc_timeout = -1\n[api]\nport = 70000\n[bogus]\nx = 1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pmoracle.cli", "node", "--config", str(bad)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    for key in ("chain.rpc_urls", "chain.rpc_timeout", "api.port", "bogus"):
+        assert key in result.stderr, result.stderr
