@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +66,18 @@ def test_four_nodes_attest_consecutive_rounds_that_match_recomputation(devnet: D
     assert all(r.accounts == 41 for r in devnet.attested)  # 40 traders and the house account
     blocks = [r.block_number for r in devnet.attested]
     assert blocks == sorted(set(blocks)), "a round was attested twice or out of order"
+    metrics = _metrics(devnet, 0)
+    assert metrics["pmoracle_rounds_signed_total"] >= 3
+    assert metrics["pmoracle_rounds_attested_total"] >= 3
+    assert metrics["pmoracle_round_latency_seconds_count"] >= 1
+    assert metrics["pmoracle_peers"] == N_NODES - 1
+
+
+def _metrics(devnet: Devnet, index: int) -> dict[str, float]:
+    url = f"http://127.0.0.1:{devnet.nodes[index].api_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line and not line.startswith("#")}
 
 
 def test_served_proof_verifies_on_chain_and_gates_a_withdrawal(devnet: Devnet) -> None:

@@ -153,6 +153,7 @@ class SolverNode:
         self._round_send, self._round_recv = trio.open_memory_channel[int](1)
         self._nursery: trio.Nursery | None = None
         self._transmitting: set[int] = set()
+        self._triggered_at: dict[int, float] = {}  # anchor block -> when it became ready here (round latency)
 
     # --- the collector and its effects ------------------------------------------------------------------------
 
@@ -298,6 +299,9 @@ class SolverNode:
         is_new = anchor is not None and (self.last_computed is None or anchor > self.last_computed)
         if is_new and (self.last_attested is None or anchor > self.last_attested):
             self.last_computed = anchor
+            self._triggered_at[anchor] = trio.current_time()
+            for old in [b for b in self._triggered_at if b < anchor - 64 * self.committee.round_period]:
+                del self._triggered_at[old]
             try:
                 self._round_send.send_nowait(anchor)
             except trio.WouldBlock:
@@ -318,6 +322,9 @@ class SolverNode:
             return
         self.last_attested = block
         self.metrics.rounds_attested.inc()
+        triggered = self._triggered_at.pop(block, None)
+        if triggered is not None:  # anchor block final here -> attestation seen on chain
+            self.metrics.round_latency.observe(trio.current_time() - triggered)
         self.metrics.last_attested_round.set(block)
         output = self.outputs.get(block)
         self.attested_tree = output.tree if output and output.tree.root == root else None
