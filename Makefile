@@ -23,8 +23,8 @@ demo: setup
 	$(VENV)/bin/pmoracle devnet --nodes 4 --accounts 300 --duration 60
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
 
 typecheck: setup
 	$(VENV)/bin/mypy

@@ -16,6 +16,7 @@ Services (each started with ``nursery.start`` and reporting readiness):
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,13 +41,14 @@ from pmoracle.consensus.report import Domain, sign_report
 from pmoracle.consensus.rounds import compute_latest_ready_anchor, compute_round_key
 from pmoracle.errors import PmoracleError
 from pmoracle.node.api import HealthReport, MarginProof, assess_health, run_api
-from pmoracle.node.datadir import archive_db_path, protection_db_path
+from pmoracle.node.datadir import archive_db_path, protection_db_path, state_db_path
 from pmoracle.node.metrics import NodeMetrics, create_node_metrics, endpoint_label
 from pmoracle.node.round import RoundOutput, compute_round
 from pmoracle.p2p.codec import NetworkId
 from pmoracle.p2p.reports import ReportGossip
 from pmoracle.risk.params import RiskParams, parse_params
 from pmoracle.storage.archive import ReportArchive
+from pmoracle.storage.node_state import LAST_PROCESSED_BLOCK, NodeStateDB
 from pmoracle.storage.protection_db import ProtectionDB, SlashingProtectionError
 
 log = logging.getLogger("pmoracle.node")
@@ -136,6 +138,8 @@ class SolverNode:
         self.config.node.data_dir.mkdir(parents=True, exist_ok=True)
         self.protection = ProtectionDB(protection_db_path(config.node.data_dir))
         self.archive = ReportArchive(archive_db_path(config.node.data_dir))
+        self.progress = NodeStateDB(state_db_path(config.node.data_dir))
+        self._resume_block = self.progress.get(LAST_PROCESSED_BLOCK)  # re-enter this round at the first head
         self.transmitter = Transmitter(
             client, identity.transmitter_key, fees=FeePolicy(max_fee_cap=config.transmit.gas_price_cap_wei)
         )
@@ -165,7 +169,6 @@ class SolverNode:
 
     async def execute(self, effect: Any) -> None:
         """Carry out one effect of the collector."""
-        now = trio.current_time()
         if isinstance(effect, col.SignReport):
             await self._sign(effect)
         elif isinstance(effect, col.Broadcast):
@@ -177,7 +180,7 @@ class SolverNode:
                 await self.reports.publish_own(effect.signed)
                 self.metrics.gossip_messages_out.inc()
         elif isinstance(effect, col.ArchiveSignedReport):
-            self.archive.add(effect.signed, effect.digest, seen_at=now)
+            self.archive.add(effect.signed, effect.digest, seen_at=time.time())
         elif isinstance(effect, col.CertificateFormed):
             log.info("round %d: quorum certificate formed (digest %s)", effect.certificate.report.block_number,
                      effect.digest.hex()[:16])  # fmt: skip
@@ -271,6 +274,7 @@ class SolverNode:
                 continue
             self.metrics.risk_compute_seconds.observe(trio.current_time() - started)
             self.metrics.rounds_computed.inc()
+            self.progress.advance(LAST_PROCESSED_BLOCK, block)
             self.outputs[block] = output
             for old in sorted(self.outputs)[:-TREES_KEPT]:
                 del self.outputs[old]
@@ -294,6 +298,9 @@ class SolverNode:
         self.head = head
         self.metrics.head_block.set(head)
         await self.apply(col.on_new_head(self.state, head))
+        if self._resume_block is not None:
+            await self._resume(self._resume_block)
+            self._resume_block = None
         await self._poll_attested()
         anchor = compute_latest_ready_anchor(head, self.committee)
         is_new = anchor is not None and (self.last_computed is None or anchor > self.last_computed)
@@ -306,6 +313,17 @@ class SolverNode:
                 self._round_send.send_nowait(anchor)
             except trio.WouldBlock:
                 log.warning("round %d: skipped, the previous round is still computing", anchor)
+
+    async def _resume(self, block: int) -> None:
+        """Re-enter round ``block`` (processed before a restart) with the report this node signed for it."""
+        self.last_computed = max(self.last_computed or 0, block)
+        key = compute_round_key(self.committee.digest(), block)
+        own = self.archive.get_by_signer(self.identity.signing_address, key)
+        if len(own) != 1:  # nothing signed (or, impossibly, two digests: protection would refuse the second)
+            return
+        log.info("round %d: resuming with the report signed before the restart", block)
+        # the collector asks to sign it again; the protection store allows only this same digest
+        await self.apply(col.on_local_report(self.state, own[0].signed.report, trio.current_time()))
 
     async def _poll_attested(self) -> None:
         try:
@@ -425,6 +443,7 @@ class SolverNode:
             self.gossip.stop()
             self.protection.close()
             self.archive.close()
+            self.progress.close()
 
     async def _follow_chain(self, events: trio.MemoryReceiveChannel[Any]) -> None:
         async for event in events:

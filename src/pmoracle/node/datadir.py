@@ -16,3 +16,11 @@ def protection_db_path(data_dir: Path) -> Path:
 def archive_db_path(data_dir: Path) -> Path:
     """Return the report-archive database path inside ``data_dir``."""
     return Path(data_dir) / ARCHIVE_DB_NAME
+
+
+STATE_DB_NAME = "state.sqlite"  # progress: the last processed anchor block
+
+
+def state_db_path(data_dir: Path) -> Path:
+    """Return the node-state database path inside ``data_dir``."""
+    return Path(data_dir) / STATE_DB_NAME
