@@ -287,15 +287,20 @@ def _run_submit(args: argparse.Namespace) -> int:
     else:
         from eth_utils import to_checksum_address
 
-        print(f"slashed {to_checksum_address(outcome.signer)} for {outcome.offence} in round {outcome.block_number}: "
-              f"{outcome.amount} wei of stake taken, reward {outcome.reward} wei to "
-              f"{to_checksum_address(outcome.reporter)} (tx 0x{outcome.tx_hash.hex()}, gas {outcome.gas_used})")  # fmt: skip
+        who, reporter = to_checksum_address(outcome.signer), to_checksum_address(outcome.reporter)
+        print(f"slashed {who} for {outcome.offence} in round {outcome.block_number}: {outcome.amount} wei of stake "
+              f"taken, reward {outcome.reward} wei to {reporter} (tx 0x{outcome.tx_hash.hex()}, "
+              f"gas {outcome.gas_used})")  # fmt: skip
     return EXIT_OK
 
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return "0x" + value.hex()
+    if isinstance(value, str) and len(value) == 42 and value.startswith("0x"):
+        from eth_utils import is_hex_address, to_checksum_address
+
+        return to_checksum_address(value) if is_hex_address(value) else value
     if isinstance(value, int | str | bool) or value is None:
         return value
     if isinstance(value, tuple | list):
