@@ -186,6 +186,8 @@ def _print_check(result: Any) -> None:
 
 
 def _run_scan(args: argparse.Namespace) -> int:
+    from eth_utils import to_checksum_address
+
     from pmoracle.consensus.evidence import Equivocation, encode_evidence
     from pmoracle.consensus.report import Domain, compute_report_digest
     from pmoracle.errors import InputError
@@ -227,7 +229,7 @@ def _run_scan(args: argparse.Namespace) -> int:
         print("no chain given (--rpc, --deployment): equivocations only, signatures not checked against the committee")
     print(f"{len(found)} findings in {args.archive}")
     for i, evidence in enumerate(found):
-        signer = "0x" + dispute.evidence_signer(evidence).hex()
+        signer = to_checksum_address(dispute.evidence_signer(evidence))
         config_digest, block = dispute.evidence_round(evidence)
         if isinstance(evidence, Equivocation):
             print(

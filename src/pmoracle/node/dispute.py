@@ -397,8 +397,12 @@ def open_archive(path: Path) -> ReportArchive:
 
     try:
         archive = ReportArchive(path)
+    except sqlite3.Error as exc:
+        raise InputError("archive", f"{path} is not a report archive: {exc}") from None
+    try:
         archive.get_round_keys()
     except sqlite3.Error as exc:
+        archive.close()
         raise InputError("archive", f"{path} is not a report archive: {exc}") from None
     return archive
 
