@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("pmoracle.commands.keys", "create, import and inspect key files; export/import slashing protection"),
     "node": ("pmoracle.commands.node", "run a solver node (chain follower, risk rounds, gossip, transmitter, API)"),
     "devnet": ("pmoracle.commands.devnet", "run a local multi-node devnet: anvil, contracts, market, N nodes"),
+    "dispute": (
+        "pmoracle.commands.dispute",
+        "check an attested round, scan for misbehaviour, submit slashing evidence",
+    ),
     "bench": ("pmoracle.commands.bench", "Run a benchmark (risk: arrays, full book recompute, updates)."),
 }
 

@@ -103,6 +103,13 @@ class ReportArchive:
         ).fetchall()
         return [_row(r) for r in rows]
 
+    def get_round_keys(self) -> list[RoundKey]:
+        """Return every round key with an archived report, ordered by block then config digest."""
+        rows = self._db.execute(
+            "SELECT DISTINCT config_digest, block_number FROM signed_reports ORDER BY block_number, config_digest"
+        ).fetchall()
+        return [(bytes(c), int(b)) for c, b in rows]
+
     def get_by_signer(self, signer: bytes, key: RoundKey | None = None) -> list[ArchivedReport]:
         """Return the reports signed by ``signer`` (in round ``key`` only, if given), ordered by round."""
         if key is None:

@@ -1,0 +1,310 @@
+"""``pmoracle dispute``: check an attested round, scan a report archive for misbehaviour, submit slashing evidence.
+
+Exit status: 0 when the attestation holds / nothing was found / the evidence slashed; 1 when the attestation does not
+hold / misbehaviour was found / the contract refused the evidence; 2 on bad input (a message names the field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from pmoracle.config.local import DEFAULT_PASSWORD_ENV
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``dispute`` sub-commands: check, scan, submit."""
+    sub = parser.add_subparsers(dest="dispute_command", required=True, metavar="ACTION")
+
+    check = sub.add_parser(
+        "check", help="recompute an attested round from the chain and compare it with the attestation",
+        description="Recompute a round from chain state alone, rebuild the Merkle tree and compare it with the "
+        "attested root. Exit 0 when the attestation holds, 1 when it does not, 2 on bad input.",
+    )  # fmt: skip
+    _add_chain_arguments(check, required=True)
+    check.add_argument("--params", required=True, type=Path, help="the risk-params TOML of the committee")
+    which = check.add_mutually_exclusive_group(required=True)
+    which.add_argument("--round", type=int, metavar="B", help="the round's anchor block")
+    which.add_argument("--latest", action="store_true", help="the latest attested round")
+    source = check.add_mutually_exclusive_group()
+    source.add_argument("--leaves", type=Path, metavar="FILE",
+                        help="JSON of the attested leaves (list of /v1/margin objects, proofs optional)")  # fmt: skip
+    source.add_argument("--node-api", metavar="URL", help="fetch the attested leaves from a node's /v1/margin")
+    check.add_argument("--json", action="store_true", help="print the verdict as JSON")
+
+    scan = sub.add_parser(
+        "scan", help="find equivocations and deviations in a node's signed-report archive and on chain",
+        description="Look through a node's report archive (and the attested digests on chain) for equivocations and "
+        "deviations. Exit 0 when none is found, 1 when some are, 2 on bad input.",
+    )  # fmt: skip
+    scan.add_argument("--archive", required=True, type=Path, metavar="DIR_OR_SQLITE",
+                      help="the node's data directory or its archive.sqlite")  # fmt: skip
+    _add_chain_arguments(scan, required=False)
+    scan.add_argument("--out", type=Path, metavar="DIR", help="write one evidence JSON file per finding here")
+    scan.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+    submit = sub.add_parser(
+        "submit", help="post evidence to SolverRegistry and print the slash or the contract's refusal",
+        description="Post an evidence file (from `dispute scan --out`) to SolverRegistry. Exit 0 when it slashed, "
+        "1 when the contract refused it, 2 on bad input.",
+    )  # fmt: skip
+    submit.add_argument("evidence", type=Path, metavar="EVIDENCE.json")
+    _add_chain_arguments(submit, required=True)
+    submit.add_argument("--key-file", required=True, type=Path, metavar="KEYSTORE",
+                        help="keystore of the account that pays gas and receives the reward")  # fmt: skip
+    submit.add_argument("--password-file", type=Path, help="file whose first line is the keystore password")
+    submit.add_argument("--password-env", default=DEFAULT_PASSWORD_ENV,
+                        help=f"environment variable holding the password (default {DEFAULT_PASSWORD_ENV})")  # fmt: skip
+    submit.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+
+def _add_chain_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument("--rpc", required=required, action="append", metavar="URL",
+                        help="JSON-RPC endpoint (repeat for fallbacks)")  # fmt: skip
+    parser.add_argument("--deployment", required=required, type=Path, help="the deployment JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one dispute action; return the exit status."""
+    if args.dispute_command == "check":
+        return _run_check(args)
+    if args.dispute_command == "scan":
+        return _run_scan(args)
+    return _run_submit(args)
+
+
+def _load_deployment(path: Path) -> Any:
+    from pmoracle.chain.deploy import Deployment
+    from pmoracle.errors import InputError
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError("deployment", f"cannot read {path}: {exc.strerror}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError("deployment", f"{path} is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise InputError("deployment", f"{path}: expected a JSON object")
+    return Deployment.from_json(obj)
+
+
+def _connect(args: argparse.Namespace) -> tuple[Any, Any]:
+    from pmoracle.chain.client import ChainClient
+    from pmoracle.chain.errors import ChainError
+    from pmoracle.errors import InputError
+
+    deployment = _load_deployment(args.deployment)
+    client = ChainClient(args.rpc, timeout=10.0)
+    try:
+        chain_id = client.chain_id
+    except ChainError as exc:
+        raise InputError("rpc", f"chain unreachable at {', '.join(args.rpc)}: {exc}") from None
+    if chain_id != deployment.chain_id:
+        raise InputError("deployment", f"is for chain {deployment.chain_id}, the RPC serves chain {chain_id}")
+    return client, deployment
+
+
+# --- check --------------------------------------------------------------------------------------------------------
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from pmoracle.errors import InputError
+    from pmoracle.node import dispute
+    from pmoracle.risk.params import parse_params
+
+    if args.round is not None and args.round <= 0:
+        raise InputError("round", f"expected a positive block number, got {args.round}")
+    try:
+        params = parse_params(args.params.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError("params", f"cannot read {args.params}: {exc.strerror}") from None
+    claimed = None
+    if args.leaves is not None:
+        from_file = dispute.load_leaves_file(args.leaves)
+        claimed = lambda attested, leaves: from_file  # noqa: E731
+    elif args.node_api is not None:
+        url = args.node_api
+
+        def claimed(attested: Any, leaves: Any) -> Any:
+            return dispute.fetch_node_leaves(url, [leaf.account for leaf in leaves], attested.block_number)
+
+    client, deployment = _connect(args)
+    result = dispute.check_round(client, deployment, params, None if args.latest else args.round, claimed=claimed)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=1))
+    else:
+        _print_check(result)
+    return EXIT_OK if result.holds else EXIT_FAILED
+
+
+def _print_check(result: Any) -> None:
+    from eth_utils import to_checksum_address
+
+    a, r = result.attested, result.recomputed
+    verdict = "HOLDS" if result.holds else "DOES NOT HOLD"
+    print(f"round {a.block_number}: the attestation {verdict}")
+    print(f"  attested   root 0x{a.accounts_root.hex()}  digest 0x{a.report_digest.hex()}  accounts {a.account_count}")
+    print(f"  recomputed root 0x{r.accounts_root.hex()}  digest 0x{result.recomputed_digest.hex()}  "
+          f"accounts {r.account_count}")  # fmt: skip
+    if result.root_matches and not result.digest_matches:
+        print("  the roots agree but the reports differ (block hash, params hash or account count)")
+    if result.claimed_count is None:
+        print(f"  recomputed leaves ({len(result.leaves)}; USD with 18 decimals; give --leaves or --node-api to "
+              "compare account by account):")  # fmt: skip
+        print(f"    {'account':42}  {'initialMargin':>28}  {'maintenanceMargin':>28}  {'equity':>28}")
+        for leaf in result.leaves:
+            print(f"    {to_checksum_address(leaf.account)}  {leaf.initial_margin:>28}  {leaf.maintenance_margin:>28}  "
+                  f"{leaf.equity:>28}")  # fmt: skip
+        return
+    print(f"  {len(result.differences)} accounts differ of {result.claimed_count} attested leaves compared "
+          "(USD with 18 decimals):")  # fmt: skip
+    for d in result.differences:
+        proven = "" if d.verified else "  (attested leaf NOT proven against the attested root)"
+        print(f"    {to_checksum_address(d.account)}{proven}")
+        if d.recomputed is None or d.attested is None:
+            side = "the recomputation" if d.recomputed is None else "the attestation"
+            print(f"      absent from {side}")
+            continue
+        for name, mine, theirs in (
+            ("initialMargin", d.recomputed.initial_margin, d.attested.initial_margin),
+            ("maintenanceMargin", d.recomputed.maintenance_margin, d.attested.maintenance_margin),
+            ("equity", d.recomputed.equity, d.attested.equity),
+        ):
+            if mine != theirs:
+                print(f"      {name:18} recomputed {mine}  attested {theirs}")
+    if result.unproven:
+        print(f"  {len(result.unproven)} attested leaves given do not verify against the attested root")
+
+
+# --- scan ---------------------------------------------------------------------------------------------------------
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    from eth_utils import to_checksum_address
+
+    from pmoracle.consensus.evidence import Equivocation, encode_evidence
+    from pmoracle.consensus.report import Domain, compute_report_digest
+    from pmoracle.errors import InputError
+    from pmoracle.node import dispute
+
+    if args.rpc and args.deployment is None:
+        raise InputError("deployment", "--rpc needs --deployment")
+    domain = committee = attested = None
+    if args.deployment is not None and args.rpc:
+        from pmoracle.node.daemon import read_committee
+
+        client, deployment = _connect(args)
+        domain = Domain.from_address(deployment.chain_id, deployment.contracts["MarginOracle"])
+        committee = read_committee(client, deployment)
+
+        def attested(block: int) -> Any:
+            return dispute.read_attested_digest(client, deployment, block)
+
+    elif args.deployment is not None:
+        deployment = _load_deployment(args.deployment)
+        domain = Domain.from_address(deployment.chain_id, deployment.contracts["MarginOracle"])
+    archive = dispute.open_archive(args.archive)
+    try:
+        found = dispute.find_evidence(archive, domain=domain, committee=committee, attested_digest=attested)
+    finally:
+        archive.close()
+    written: list[Path] = []
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for evidence in found:
+            path = args.out / dispute.evidence_file_name(evidence, domain)
+            path.write_text(json.dumps(encode_evidence(evidence), indent=1) + "\n")
+            written.append(path)
+    if args.json:
+        print(json.dumps({"findings": [encode_evidence(e) for e in found], "files": [str(p) for p in written]},
+                         indent=1))  # fmt: skip
+        return EXIT_FAILED if found else EXIT_OK
+    if attested is None:
+        print("no chain given (--rpc, --deployment): equivocations only, signatures not checked against the committee")
+    print(f"{len(found)} findings in {args.archive}")
+    for i, evidence in enumerate(found):
+        signer = to_checksum_address(dispute.evidence_signer(evidence))
+        config_digest, block = dispute.evidence_round(evidence)
+        if isinstance(evidence, Equivocation):
+            print(
+                f"  equivocation: {signer} signed two reports for round {block} (config 0x{config_digest.hex()[:16]})"
+            )
+            for label, signed in (("a", evidence.a), ("b", evidence.b)):
+                digest = "0x" + compute_report_digest(domain, signed.report).hex() if domain else "?"
+                print(f"    {label}: digest {digest}  root 0x{signed.report.accounts_root.hex()}  "
+                      f"signature 0x{signed.signature.hex()}")  # fmt: skip
+        else:
+            signed = evidence.signed
+            digest = "0x" + compute_report_digest(domain, signed.report).hex() if domain else "?"
+            print(f"  deviation: {signer} signed round {block} (config 0x{config_digest.hex()[:16]}) with digest "
+                  f"{digest}, attested 0x{evidence.attested_digest.hex()}")  # fmt: skip
+            print(f"    root 0x{signed.report.accounts_root.hex()}  signature 0x{signed.signature.hex()}")
+        if written:
+            print(f"    evidence: {written[i]}")
+    return EXIT_FAILED if found else EXIT_OK
+
+
+# --- submit -------------------------------------------------------------------------------------------------------
+
+
+def _run_submit(args: argparse.Namespace) -> int:
+    from pmoracle.chain.errors import ContractError
+    from pmoracle.chain.transmitter import Transmitter
+    from pmoracle.consensus.evidence import decode_evidence
+    from pmoracle.errors import InputError
+    from pmoracle.node import dispute
+    from pmoracle.node.keys import KeyFileError, KeyKind, read_password, unlock_key_file
+
+    try:
+        text = args.evidence.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError("evidence", f"cannot read {args.evidence}: {exc.strerror}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError("evidence", f"{args.evidence} is not JSON: {exc}") from None
+    evidence = decode_evidence(obj)
+    password = read_password(args.password_file, args.password_env)
+    key = unlock_key_file(args.key_file, password)
+    if key.info.kind is KeyKind.P2P:
+        raise KeyFileError(args.key_file, "holds a p2p identity key, expected an Ethereum account key")
+    client, deployment = _connect(args)
+    transmitter = Transmitter(client, key.secret)
+    try:
+        outcome = dispute.submit_evidence(transmitter, deployment, evidence)
+    except ContractError as exc:
+        if args.json:
+            print(json.dumps({"slashed": False, "error": exc.name, "args": [_jsonable(a) for a in exc.error_args]}))
+        else:
+            print(f"refused by the contract: {exc.name}({', '.join(str(_jsonable(a)) for a in exc.error_args)})")
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(outcome.to_json(), indent=1))
+    else:
+        from eth_utils import to_checksum_address
+
+        who, reporter = to_checksum_address(outcome.signer), to_checksum_address(outcome.reporter)
+        print(f"slashed {who} for {outcome.offence} in round {outcome.block_number}: {outcome.amount} wei of stake "
+              f"taken, reward {outcome.reward} wei to {reporter} (tx 0x{outcome.tx_hash.hex()}, "
+              f"gas {outcome.gas_used})")  # fmt: skip
+    return EXIT_OK
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, str) and len(value) == 42 and value.startswith("0x"):
+        from eth_utils import is_hex_address, to_checksum_address
+
+        return to_checksum_address(value) if is_hex_address(value) else value
+    if isinstance(value, int | str | bool) or value is None:
+        return value
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return str(value)

@@ -1,0 +1,569 @@
+"""The dispute tool's logic: check an attested round by recomputing it from the chain, scan a report archive and
+the chain for equivocations and deviations, and submit slashing evidence. I/O (chain reads, HTTP, SQLite).
+
+``pmoracle dispute`` (``pmoracle.commands.dispute``) only parses arguments and prints what these functions return.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_utils import keccak, to_checksum_address
+
+from pmoracle.chain.client import ChainClient
+from pmoracle.chain.deploy import Deployment
+from pmoracle.chain.errors import ContractError
+from pmoracle.chain.snapshot import read_snapshot
+from pmoracle.chain.transmitter import Receipt, Transmitter
+from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.consensus.evidence import (
+    Deviation,
+    Equivocation,
+    Evidence,
+    compute_equivocation,
+    is_deviation,
+    is_equivocation,
+)
+from pmoracle.consensus.merkle import AccountLeaf, compute_root, verify_proof
+from pmoracle.consensus.report import Domain, Report, compute_report_digest
+from pmoracle.errors import InputError, PmoracleError
+from pmoracle.node.daemon import OFFLINE_W3, read_committee
+from pmoracle.node.datadir import archive_db_path
+from pmoracle.node.round import compute_round
+from pmoracle.risk.params import RiskParams
+from pmoracle.storage.archive import ArchivedReport, ReportArchive
+
+SLASHED_TOPIC = keccak(text="Slashed(address,uint8,bytes32,uint64,uint256,address,uint256)")
+OFFENCES = {0: "equivocation", 1: "deviation"}  # SolverRegistry.Offence, in declaration order
+
+
+class DisputeError(PmoracleError):
+    """Raised when a dispute cannot be carried out: no such attested round, a committee that changed since, or a
+    node API that does not serve the round."""
+
+
+# --- check --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttestedRound:
+    """What MarginOracle stores for one attested round."""
+
+    block_number: int
+    accounts_root: bytes
+    report_digest: bytes
+    config_digest: bytes
+    config_version: int
+    account_count: int
+    attested_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedLeaf:
+    """An account's values as the attestation claims them (from a leaves file or a node's API), with its proof."""
+
+    leaf: AccountLeaf
+    proof: tuple[bytes, ...] | None  # None: no proof given (then the whole set must rebuild the attested root)
+
+
+@dataclass(frozen=True, slots=True)
+class LeafDifference:
+    """One account whose recomputed values differ from the attested ones (None: absent on that side)."""
+
+    account: bytes
+    recomputed: AccountLeaf | None
+    attested: AccountLeaf | None
+    verified: bool  # the attested leaf is proven against the attested root (by its proof or by the whole set)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The verdict on one attested round."""
+
+    attested: AttestedRound
+    recomputed: Report
+    recomputed_digest: bytes
+    leaves: tuple[AccountLeaf, ...]  # recomputed, sorted by account
+    claimed_count: int | None  # attested leaves compared (None: none were given)
+    differences: tuple[LeafDifference, ...]
+    unproven: tuple[bytes, ...]  # accounts whose claimed leaf does not verify against the attested root
+
+    @property
+    def root_matches(self) -> bool:
+        """Check if the recomputed accounts root equals the attested one."""
+        return self.recomputed.accounts_root == self.attested.accounts_root
+
+    @property
+    def digest_matches(self) -> bool:
+        """Check if the recomputed report's digest equals the attested one (root, block hash, params, count)."""
+        return self.recomputed_digest == self.attested.report_digest
+
+    @property
+    def holds(self) -> bool:
+        """Check if the attestation equals the independent recomputation."""
+        return self.root_matches and self.digest_matches
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form printed by ``dispute check --json``."""
+        return {
+            "blockNumber": self.attested.block_number,
+            "holds": self.holds,
+            "attested": {
+                "accountsRoot": _hex(self.attested.accounts_root),
+                "reportDigest": _hex(self.attested.report_digest),
+                "configDigest": _hex(self.attested.config_digest),
+                "accountCount": self.attested.account_count,
+            },
+            "recomputed": {**self.recomputed.to_json(), "reportDigest": _hex(self.recomputed_digest)},
+            "rootMatches": self.root_matches,
+            "digestMatches": self.digest_matches,
+            "attestedLeavesCompared": self.claimed_count,
+            "differences": [
+                {
+                    "account": to_checksum_address(d.account),
+                    "recomputed": leaf_to_json(d.recomputed) if d.recomputed else None,
+                    "attested": leaf_to_json(d.attested) if d.attested else None,
+                    "verified": d.verified,
+                }
+                for d in self.differences
+            ],
+            "unproven": [to_checksum_address(a) for a in self.unproven],
+            "leaves": [leaf_to_json(leaf) for leaf in self.leaves],
+        }
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def leaf_to_json(leaf: AccountLeaf) -> dict[str, Any]:
+    """Return a leaf as the node API writes it (amounts as decimal strings, USD with 18 decimals)."""
+    return {
+        "account": to_checksum_address(leaf.account),
+        "initialMargin": str(leaf.initial_margin),
+        "maintenanceMargin": str(leaf.maintenance_margin),
+        "equity": str(leaf.equity),
+    }
+
+
+def _int_field(obj: Mapping[str, Any], field: str, where: str) -> int:
+    if field not in obj:
+        raise InputError(f"{where}.{field}", "missing")
+    value = obj[field]
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InputError(f"{where}.{field}", f"expected an integer or a decimal string, got {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"{where}.{field}", f"not an integer: {value!r}") from None
+
+
+def _bytes_field(value: Any, field: str, size: int) -> bytes:
+    if not isinstance(value, str):
+        raise InputError(field, f"expected a 0x-hex string, got {value!r}")
+    try:
+        raw = bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        raise InputError(field, f"not hex: {value!r}") from None
+    if len(raw) != size:
+        raise InputError(field, f"expected {size} bytes, got {len(raw)}")
+    return raw
+
+
+def parse_claimed_leaf(obj: Any, where: str) -> ClaimedLeaf:
+    """Return the claimed leaf of one JSON object in the node API's ``/v1/margin`` form (``proof`` optional).
+
+    Errors:
+        InputError naming the field (``where.field``) that is missing or malformed.
+    """
+    if not isinstance(obj, dict):
+        raise InputError(where, f"expected an object, got {type(obj).__name__}")
+    if "account" not in obj:
+        raise InputError(f"{where}.account", "missing")
+    leaf = AccountLeaf(
+        account=_bytes_field(obj["account"], f"{where}.account", 20),
+        initial_margin=_int_field(obj, "initialMargin", where),
+        maintenance_margin=_int_field(obj, "maintenanceMargin", where),
+        equity=_int_field(obj, "equity", where),
+    )
+    proof = obj.get("proof")
+    if proof is None:
+        return ClaimedLeaf(leaf, None)
+    if not isinstance(proof, list):
+        raise InputError(f"{where}.proof", "expected a list of 32-byte hex strings")
+    return ClaimedLeaf(leaf, tuple(_bytes_field(p, f"{where}.proof[{i}]", 32) for i, p in enumerate(proof)))
+
+
+def parse_leaves_document(obj: Any) -> list[ClaimedLeaf]:
+    """Return the claimed leaves of a leaves file: a list of leaf objects, or ``{"leaves": [...]}``.
+
+    Errors:
+        InputError naming the malformed field.
+    """
+    if isinstance(obj, dict):
+        if "leaves" not in obj:
+            raise InputError("leaves", "missing: expected a list of leaves or an object with a 'leaves' list")
+        obj = obj["leaves"]
+    if not isinstance(obj, list):
+        raise InputError("leaves", f"expected a list, got {type(obj).__name__}")
+    claimed = [parse_claimed_leaf(item, f"leaves[{i}]") for i, item in enumerate(obj)]
+    seen: set[bytes] = set()
+    for i, item in enumerate(claimed):
+        if item.leaf.account in seen:
+            raise InputError(f"leaves[{i}].account", f"duplicate account {to_checksum_address(item.leaf.account)}")
+        seen.add(item.leaf.account)
+    return claimed
+
+
+def load_leaves_file(path: Path) -> list[ClaimedLeaf]:
+    """Return the claimed leaves in the JSON file ``path``.
+
+    Errors:
+        InputError when the file cannot be read, is not JSON, or a leaf is malformed.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError("leaves", f"cannot read {path}: {exc.strerror}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError("leaves", f"{path} is not JSON: {exc}") from None
+    return parse_leaves_document(obj)
+
+
+def fetch_node_leaves(
+    api_url: str, accounts: Sequence[bytes], block_number: int, *, timeout: float = 5.0
+) -> list[ClaimedLeaf]:
+    """Return what a node's ``GET /v1/margin/{account}`` serves for each account (absent ones are left out).
+
+    Args:
+        api_url: the node's API base URL (``http://127.0.0.1:8545``).
+        accounts: the accounts to ask for.
+        block_number: the round the answers must belong to.
+        timeout: seconds per request.
+
+    Errors:
+        DisputeError when the node cannot be reached, answers for another round, or answers malformed JSON.
+    """
+    claimed = []
+    base = api_url.rstrip("/")
+    for account in accounts:
+        url = f"{base}/v1/margin/{to_checksum_address(account)}"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                continue  # the attested round has no leaf for this account (or the node serves none)
+            raise DisputeError(f"node API {url}: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
+            raise DisputeError(f"node API {url}: {exc}") from None
+        if not isinstance(body, dict) or body.get("blockNumber") != block_number:
+            got = body.get("blockNumber") if isinstance(body, dict) else body
+            raise DisputeError(f"node API {base} serves round {got!r}, not round {block_number}")
+        try:
+            claimed.append(parse_claimed_leaf(body, "margin"))
+        except InputError as exc:
+            raise DisputeError(f"node API {url}: {exc}") from None
+    return claimed
+
+
+def read_attested_round(client: ChainClient, deployment: Deployment, block_number: int | None) -> AttestedRound:
+    """Return the round MarginOracle attested at ``block_number`` (the latest one for None).
+
+    Errors:
+        DisputeError when no round is attested there (or the oracle no longer keeps it); ChainError on RPC failure.
+    """
+    oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
+    fn = oracle.functions.latestRound() if block_number is None else oracle.functions.roundAt(block_number)
+    try:
+        view = client.call(fn, "latest")
+    except ContractError as exc:
+        if exc.name in ("NoAttestedRound", "RoundNotFound"):
+            where = "yet" if block_number is None else f"at block {block_number}"
+            raise DisputeError(f"no round attested {where} ({exc.name})") from None
+        raise
+    return AttestedRound(
+        block_number=int(view[0]), accounts_root=bytes(view[1]), report_digest=bytes(view[2]),
+        config_digest=bytes(view[3]), config_version=int(view[4]), account_count=int(view[5]),
+        attested_at=int(view[6]),
+    )  # fmt: skip
+
+
+def compare_leaves(
+    recomputed: Sequence[AccountLeaf], claimed: Sequence[ClaimedLeaf], attested_root: bytes
+) -> tuple[tuple[LeafDifference, ...], tuple[bytes, ...]]:
+    """Return the accounts whose claimed (attested) values differ from the recomputed ones, and the accounts whose
+    claimed leaf is not proven against ``attested_root``.
+
+    A claimed leaf with a proof is proven by the proof; leaves without one are proven together when they rebuild
+    the attested root. Accounts only recomputed are compared only when the claimed set is the whole proven tree.
+    """
+    without_proof = [c.leaf for c in claimed if c.proof is None]
+    whole_set_proven = bool(without_proof) and len(without_proof) == len(claimed)
+    whole_set_proven = whole_set_proven and compute_root(without_proof) == attested_root
+    proven = {
+        c.leaf.account: (verify_proof(attested_root, c.leaf, c.proof) if c.proof is not None else whole_set_proven)
+        for c in claimed
+    }
+    mine = {leaf.account: leaf for leaf in recomputed}
+    theirs = {c.leaf.account: c.leaf for c in claimed}
+    differences = []
+    accounts = sorted(theirs.keys() | (mine.keys() if whole_set_proven else set()))
+    for account in accounts:
+        a, b = mine.get(account), theirs.get(account)
+        if a != b:
+            differences.append(LeafDifference(account, a, b, proven.get(account, whole_set_proven)))
+    unproven = tuple(sorted(a for a, ok in proven.items() if not ok))
+    return tuple(differences), unproven
+
+
+def check_round(
+    client: ChainClient,
+    deployment: Deployment,
+    params: RiskParams,
+    block_number: int | None,
+    *,
+    claimed: Callable[[AttestedRound, Sequence[AccountLeaf]], Sequence[ClaimedLeaf]] | None = None,
+) -> CheckResult:
+    """Recompute an attested round from the chain state at its block and compare it with the attestation.
+
+    Args:
+        client: the chain client.
+        deployment: the contracts.
+        params: the risk model parameters (their hash must be the committee's ``paramsHash``).
+        block_number: the round's anchor block; None for the latest attested round.
+        claimed: returns the attested leaves to compare account by account (from a file or a node), given the
+            attested round and the recomputed leaves; None compares roots and digests only.
+
+    Returns:
+        The verdict with both roots and digests, and the differing accounts with both values.
+
+    Errors:
+        DisputeError when the round is not attested, or was attested under another committee than the current
+        one; InputError when ``params`` are not the committee's; ChainError and SnapshotError on chain failures.
+    """
+    attested = read_attested_round(client, deployment, block_number)
+    committee = read_committee(client, deployment)
+    if committee.digest() != attested.config_digest:
+        raise DisputeError(
+            f"round {attested.block_number} was attested under config {_hex(attested.config_digest)}, the registry "
+            f"now holds {_hex(committee.digest())}: this tool recomputes rounds of the current committee only"
+        )
+    if params.params_hash != committee.params_hash:
+        raise InputError(
+            "params", f"paramsHash {_hex(params.params_hash)} is not the committee's {_hex(committee.params_hash)}"
+        )
+    snapshot = read_snapshot(client, deployment, attested.block_number)
+    output = compute_round(snapshot, params, committee)
+    domain = Domain.from_address(client.chain_id, deployment.contracts["MarginOracle"])
+    leaves = tuple(output.tree.leaves)  # sorted by account
+    differences: tuple[LeafDifference, ...] = ()
+    unproven: tuple[bytes, ...] = ()
+    claimed_count = None
+    if claimed is not None:
+        claimed_leaves = claimed(attested, leaves)
+        claimed_count = len(claimed_leaves)
+        differences, unproven = compare_leaves(leaves, claimed_leaves, attested.accounts_root)
+    return CheckResult(
+        attested=attested, recomputed=output.report, recomputed_digest=compute_report_digest(domain, output.report),
+        leaves=leaves, claimed_count=claimed_count, differences=differences, unproven=unproven,
+    )  # fmt: skip
+
+
+# --- scan ---------------------------------------------------------------------------------------------------------
+
+
+def open_archive(path: Path) -> ReportArchive:
+    """Open a node's report archive: the SQLite file itself or the node's data directory holding it.
+
+    Errors:
+        InputError when the path does not exist or holds no archive.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = archive_db_path(path)
+    if not path.is_file():
+        raise InputError("archive", f"no report archive at {path}")
+    import sqlite3
+
+    try:
+        archive = ReportArchive(path)
+    except sqlite3.Error as exc:
+        raise InputError("archive", f"{path} is not a report archive: {exc}") from None
+    try:
+        archive.get_round_keys()
+    except sqlite3.Error as exc:
+        archive.close()
+        raise InputError("archive", f"{path} is not a report archive: {exc}") from None
+    return archive
+
+
+def read_attested_digest(client: ChainClient, deployment: Deployment, block_number: int) -> tuple[bytes, bytes] | None:
+    """Return (configDigest, reportDigest) attested at ``block_number``, or None when no round is kept there."""
+    oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
+    try:
+        config_digest, digest = client.call(oracle.functions.roundDigests(block_number), "latest")
+    except ContractError as exc:
+        if exc.name == "RoundNotFound":
+            return None
+        raise
+    return bytes(config_digest), bytes(digest)
+
+
+def find_evidence(
+    archive: ReportArchive,
+    *,
+    domain: Domain | None = None,
+    committee: CommitteeConfig | None = None,
+    attested_digest: Callable[[int], tuple[bytes, bytes] | None] | None = None,
+) -> list[Evidence]:
+    """Return every equivocation and deviation the archive proves, round by round.
+
+    Args:
+        archive: the node's signed-report archive.
+        domain: the oracle's EIP-712 domain; orders equivocations canonically and checks signatures.
+        committee: with ``domain``, keeps only evidence against valid signatures of its members.
+        attested_digest: block -> (configDigest, reportDigest) attested on chain (None: not attested); without
+            it, no deviation is looked for.
+
+    Returns:
+        Equivocations (one per signer and round) then deviations (one per signed report), by round.
+    """
+    found: list[Evidence] = []
+    for key in archive.get_round_keys():
+        reports = archive.get_by_round(key)
+        by_signer: dict[bytes, list[ArchivedReport]] = {}
+        for archived in reports:
+            by_signer.setdefault(archived.signed.signer, []).append(archived)
+        for signed_by in by_signer.values():
+            if len(signed_by) < 2:
+                continue
+            a, b = signed_by[0].signed, signed_by[1].signed  # ordered by digest in the archive
+            equivocation = compute_equivocation(domain, a, b) if domain is not None else Equivocation(a, b)
+            if domain is not None and committee is not None and not is_equivocation(domain, committee, equivocation):
+                continue
+            found.append(equivocation)
+        if attested_digest is None:
+            continue
+        attested = attested_digest(key[1])
+        if attested is None or attested[0] != key[0]:
+            continue
+        for archived in reports:
+            if archived.digest == attested[1]:
+                continue
+            deviation = Deviation(archived.signed, attested[1])
+            if domain is not None and committee is not None and not is_deviation(domain, committee, deviation):
+                continue
+            found.append(deviation)
+    return found
+
+
+def evidence_signer(evidence: Evidence) -> bytes:
+    """Return the address the evidence accuses."""
+    return evidence.a.signer if isinstance(evidence, Equivocation) else evidence.signed.signer
+
+
+def evidence_round(evidence: Evidence) -> tuple[bytes, int]:
+    """Return the round key the evidence is about."""
+    return evidence.a.report.round_key if isinstance(evidence, Equivocation) else evidence.signed.report.round_key
+
+
+def evidence_file_name(evidence: Evidence, domain: Domain | None = None) -> str:
+    """Return a file name for ``evidence`` unique per offence: kind, block, signer (and signed digest prefix)."""
+    signer = evidence_signer(evidence).hex()
+    block = evidence_round(evidence)[1]
+    if isinstance(evidence, Equivocation):
+        return f"equivocation-{block}-0x{signer}.json"
+    tag = (
+        compute_report_digest(domain, evidence.signed.report)
+        if domain is not None
+        else keccak(evidence.signed.signature)
+    )
+    return f"deviation-{block}-0x{signer}-{tag.hex()[:8]}.json"
+
+
+# --- submit -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SlashOutcome:
+    """A ``Slashed`` event of SolverRegistry: who lost how much, and what the reporter earned."""
+
+    tx_hash: bytes
+    signer: bytes
+    offence: str
+    config_digest: bytes
+    block_number: int
+    amount: int  # wei of stake taken
+    reporter: bytes
+    reward: int  # wei paid to the reporter
+    gas_used: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form printed by ``dispute submit --json``."""
+        return {
+            "slashed": True,
+            "txHash": _hex(self.tx_hash),
+            "signer": to_checksum_address(self.signer),
+            "offence": self.offence,
+            "configDigest": _hex(self.config_digest),
+            "blockNumber": self.block_number,
+            "amount": str(self.amount),
+            "reporter": to_checksum_address(self.reporter),
+            "reward": str(self.reward),
+            "gasUsed": self.gas_used,
+        }
+
+
+def decode_slashed_events(receipt: Receipt, registry_address: str) -> list[SlashOutcome]:
+    """Return the ``Slashed`` events SolverRegistry emitted in ``receipt``."""
+    outcomes = []
+    for log in receipt.logs:
+        if str(log.get("address", "")).lower() != registry_address.lower():
+            continue
+        topics = [bytes.fromhex(str(t)[2:]) for t in log.get("topics", [])]
+        if len(topics) != 3 or topics[0] != SLASHED_TOPIC:
+            continue
+        data = bytes.fromhex(str(log["data"])[2:])
+        config_digest, block_number, amount, reporter, reward = abi_decode(
+            ["bytes32", "uint64", "uint256", "address", "uint256"], data
+        )
+        offence = int.from_bytes(topics[2], "big")
+        outcomes.append(
+            SlashOutcome(
+                tx_hash=receipt.tx_hash, signer=topics[1][12:], offence=OFFENCES.get(offence, str(offence)),
+                config_digest=bytes(config_digest), block_number=int(block_number), amount=int(amount),
+                reporter=bytes.fromhex(reporter[2:]), reward=int(reward), gas_used=receipt.gas_used,
+            )
+        )  # fmt: skip
+    return outcomes
+
+
+def submit_evidence(transmitter: Transmitter, deployment: Deployment, evidence: Evidence) -> SlashOutcome:
+    """Post ``evidence`` to SolverRegistry (slashEquivocation or slashDeviation) and return the slash.
+
+    Errors:
+        ContractError with the contract's reason when it refuses (AlreadySlashed, NotAnOffence, RoundKeyMismatch,
+        NothingToSlash, ...); ChainError on RPC or transaction failures; DisputeError if the transaction succeeded
+        without a Slashed event.
+    """
+    registry = deployment.contract(OFFLINE_W3, "SolverRegistry")
+    if isinstance(evidence, Equivocation):
+        a, b = evidence.a, evidence.b
+        fn = registry.functions.slashEquivocation(a.report.as_tuple(), a.signature, b.report.as_tuple(), b.signature)
+    else:
+        fn = registry.functions.slashDeviation(evidence.signed.report.as_tuple(), evidence.signed.signature)
+    receipt = transmitter.transact_call(fn)
+    outcomes = decode_slashed_events(receipt, deployment.contracts["SolverRegistry"])
+    if len(outcomes) != 1:
+        raise DisputeError(f"transaction {_hex(receipt.tx_hash)} emitted {len(outcomes)} Slashed events, expected 1")
+    return outcomes[0]
