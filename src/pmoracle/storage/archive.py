@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import pathlib
-import sqlite3
 from dataclasses import dataclass
-from types import TracebackType
 
 from pmoracle.consensus.evidence import Equivocation, decode_signed_report, encode_signed_report
 from pmoracle.consensus.report import SignedReport
 from pmoracle.consensus.rounds import RoundKey
+from pmoracle.storage.sqlite import SqliteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signed_reports (
@@ -36,35 +34,11 @@ class ArchivedReport:
     seen_at: float
 
 
-class ReportArchive:
+class ReportArchive(SqliteStore):
     """A SQLite file of signed reports (the collector's ``ArchiveSignedReport`` effects land here)."""
 
-    def __init__(self, path: str | pathlib.Path) -> None:
-        """Open (creating if needed) the archive at ``path``.
-
-        Args:
-            path: the SQLite file.
-
-        Errors:
-            sqlite3.Error: the file cannot be opened or is not a database.
-        """
-        self.path = pathlib.Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # losing the last archived reports on power loss is fine
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        """Close the file."""
-        self._db.close()
-
-    def __enter__(self) -> ReportArchive:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    SCHEMA = _SCHEMA
+    SYNCHRONOUS = "NORMAL"
 
     def add(self, signed: SignedReport, digest: bytes, seen_at: float) -> bool:
         """Archive a signed report (the caller verified its signature and computed its digest).

@@ -7,9 +7,7 @@ risks a different one (slashing protection would refuse that anyway).
 
 from __future__ import annotations
 
-import pathlib
-import sqlite3
-from types import TracebackType
+from pmoracle.storage.sqlite import SqliteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS node_state (
@@ -20,32 +18,11 @@ CREATE TABLE IF NOT EXISTS node_state (
 LAST_PROCESSED_BLOCK = "last_processed_block"
 
 
-class NodeStateDB:
+class NodeStateDB(SqliteStore):
     """A small key -> integer table in the node's data directory."""
 
-    def __init__(self, path: str | pathlib.Path) -> None:
-        """Open (creating if needed) the state file at ``path``.
-
-        Errors:
-            sqlite3.Error: the file cannot be opened or is not a database.
-        """
-        self.path = pathlib.Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        """Close the file."""
-        self._db.close()
-
-    def __enter__(self) -> NodeStateDB:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    SCHEMA = _SCHEMA
+    SYNCHRONOUS = "FULL"
 
     def get(self, key: str) -> int | None:
         """Return the value of ``key`` or None."""

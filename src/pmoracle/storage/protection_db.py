@@ -8,15 +8,13 @@ The JSON interchange follows EIP-3076 in spirit (metadata + records; importing m
 
 from __future__ import annotations
 
-import pathlib
-import sqlite3
 from collections.abc import Iterator
-from types import TracebackType
 from typing import Any
 
 from pmoracle.consensus.protection import SigningVerdict, check_can_sign
 from pmoracle.consensus.rounds import RoundKey
 from pmoracle.errors import InputError, PmoracleError
+from pmoracle.storage.sqlite import SqliteStore
 
 INTERCHANGE_FORMAT = "pmoracle-slashing-protection"
 INTERCHANGE_VERSION = 1
@@ -55,36 +53,11 @@ def _check_key(key: RoundKey, digest: bytes) -> None:
         raise InputError("digest", f"expected 32 bytes, got {digest!r}")
 
 
-class ProtectionDB:
+class ProtectionDB(SqliteStore):
     """A slashing-protection database file (safe to open from several processes; writes are serialized)."""
 
-    def __init__(self, path: str | pathlib.Path) -> None:
-        """Open (creating if needed) the store at ``path``.
-
-        Args:
-            path: the SQLite file.
-
-        Errors:
-            sqlite3.Error: the file cannot be opened or is not a database.
-        """
-        self.path = pathlib.Path(path)
-        # autocommit mode: transactions are explicit (BEGIN IMMEDIATE takes the write lock before reading)
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
-
-    def close(self) -> None:
-        """Close the file."""
-        self._db.close()
-
-    def __enter__(self) -> ProtectionDB:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    SCHEMA = _SCHEMA
+    SYNCHRONOUS = "FULL"
 
     def get_digest(self, key: RoundKey) -> bytes | None:
         """Return the digest recorded for ``key``, or None."""
