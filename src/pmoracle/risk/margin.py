@@ -434,12 +434,19 @@ def compute_expected_shortfall(pnl: Sequence[int], weights: Sequence[float], lev
 def compute_account_report(market: MarketSnapshot, params: RiskParams, portfolio: Portfolio) -> AccountReport:
     """Return the full margin report of one account.
 
-    Isolated margin: each position alone (collateral excluded) through the same kernel, summed. Cross margin:
-    per underlying |net delta of the positions| * index * scan range + short options * charge * index.
+    Isolated margin: each position and each collateral holding alone through the same kernel, summed (so it is
+    never below the portfolio MM: the max loss over a common scenario set is sub-additive). Cross margin: per
+    underlying |net delta of the positions and the haircut collateral| * index * scan range + short options *
+    charge * index.
 
     Errors: as ``compute_book``.
     """
     singles = [Portfolio(positions=(p,), account=portfolio.account) for p in portfolio.positions if p.size != 0]
+    singles += [
+        Portfolio(collateral=((symbol, amount),), account=portfolio.account)
+        for symbol, amount in portfolio.collateral
+        if amount != 0
+    ]
     book = Book(market, params, [portfolio, *singles])
     margin = book.account_margin(0)
     arrays = book.arrays
@@ -452,8 +459,9 @@ def compute_account_report(market: MarketSnapshot, params: RiskParams, portfolio
             pnl[s] += size * int(row[s])
     isolated = sum(book.account_margin(k).maintenance_margin for k in range(1, len(book)))
     greeks = _greeks(arrays, [(i, size) for i, size in positions if int(arrays.table.kind[i]) != KIND_ASSET])
+    net = _greeks(arrays, positions)  # collateral included: its haircut value moves with its underlying
     cross = 0.0
-    for u, g in enumerate(greeks):
+    for u, g in enumerate(net):
         index = market.underlying(g.underlying).index / PRICE_SCALE
         cross += abs(g.delta) * index * float(book.scenarios.price_range[u])
     for p in portfolio.positions:
