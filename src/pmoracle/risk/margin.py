@@ -165,6 +165,11 @@ def _narrow(r: IntArray) -> npt.NDArray[np.int32] | None:
     return r.astype(np.int32)
 
 
+def extreme_scenarios(scenarios: ScenarioSet) -> IntArray:
+    """Return the indices (ascending) of the scenarios counted at a cover fraction other than 1."""
+    return np.flatnonzero(scenarios.cover_num != scenarios.cover_den).astype(np.int64)
+
+
 def _im_fraction(params: RiskParams) -> tuple[int, int]:
     return params.im_multiplier.numerator, params.im_multiplier.denominator
 
@@ -200,8 +205,8 @@ def compute_accounts(
     num, den = _im_fraction(params)
     kernel.compute_accounts_kernel(
         r, arrays.base, arrays.addon, arrays.bound, starts, ends, inst, size, arrays.scenarios.cover_num,
-        arrays.scenarios.cover_den, num, den, params.im_min_buffer, out.maintenance_margin, out.initial_margin,
-        out.equity, out.worst, out.status,
+        arrays.scenarios.cover_den, extreme_scenarios(arrays.scenarios), num, den, params.im_min_buffer,
+        out.maintenance_margin, out.initial_margin, out.equity, out.worst, out.status,
     )  # fmt: skip
     return out
 
@@ -255,6 +260,7 @@ class Book:
         self._inst = np.array([row for row, _ in flat], dtype=np.int64)
         self._size = np.array([size for _, size in flat], dtype=np.int64)
         self._scratch = np.zeros(len(self.scenarios), dtype=np.int64)
+        self._extremes = extreme_scenarios(self.scenarios)
         self._out = compute_accounts(self.arrays, params, self._starts, self._ends, self._inst, self._size)
 
     def __len__(self) -> int:
@@ -310,7 +316,7 @@ class Book:
         o = self._out
         kernel.compute_one_account_kernel(
             index, self.arrays.r, self.arrays.base, self.arrays.addon, self.arrays.bound, self._starts, self._ends,
-            self._inst, self._size, self.scenarios.cover_num, self.scenarios.cover_den, num, den,
+            self._inst, self._size, self.scenarios.cover_num, self.scenarios.cover_den, self._extremes, num, den,
             self.params.im_min_buffer, self._scratch, o.maintenance_margin, o.initial_margin, o.equity, o.worst,
             o.status,
         )  # fmt: skip
