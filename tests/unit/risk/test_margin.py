@@ -209,7 +209,7 @@ def test_isolated_margin_is_never_below_portfolio_margin_on_random_books() -> No
     rng = random.Random(20261125)
     market = make_market()
     instruments = [random_instrument(rng, market) for _ in range(40)]
-    for n in range(150):
+    for n in range(80):
         portfolio = random_portfolio(rng, market, instruments, 6, n)
         report = compute_account_report(market, PARAMS, portfolio)
         assert report.maintenance_margin <= report.isolated_margin, portfolio
