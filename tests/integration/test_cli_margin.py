@@ -178,3 +178,13 @@ def test_text_and_json_report_the_same_figures(capsys: pytest.CaptureFixture[str
         line = next(line for line in text.splitlines() if line.strip().startswith(label))
         assert line.split()[-1] == f"{cents:,.2f}"
     assert report["worst_scenario"]["label"] in text
+
+
+@pytest.mark.parametrize("portfolio", PORTFOLIOS, ids=lambda p: p.stem)
+def test_portfolio_margin_never_exceeds_isolated_on_the_examples(
+    portfolio: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Volatile collateral (covered_call: BTC, two_asset: ETH) is charged alone in isolated margin too.
+    report = run_json(capsys, portfolio)
+    assert Decimal(report["maintenance_margin"]) <= Decimal(report["isolated_margin"])
+    assert Decimal(report["capital_released"]) >= 0

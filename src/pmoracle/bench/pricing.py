@@ -2,10 +2,19 @@
 
 The deterministic kernel computes price, delta, gamma, vega and theta per option; the peers compute price, delta
 and vega (the figure compared is "valuations per second", a valuation being at least price + delta + vega).
+
+numpy's rate depends on where its temporaries come from: a 200,000-option batch makes ~15 temporaries of 1.6 MB,
+which glibc serves from fresh mmap pages (a page fault per 4 KiB) until a large free has raised its mmap
+threshold; the same code then runs ~2.3x faster. Whether that happened depends on what the process did before
+(``pmoracle bench risk`` frees large arrays first, a fresh process does not), which is why earlier runs showed
+ratios from 0.30x to 1.67x. The peer is therefore also timed in cache-sized blocks of ``NUMPY_BLOCK`` options
+(no page faults, its best configuration), and the ratio uses the faster of the two. The single-thread
+candidates are also timed in thread CPU time, which a busy shared machine inflates much less than wall time.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -18,6 +27,7 @@ import numpy.typing as npt
 from pmoracle.risk.pricing import value_options, value_options_parallel
 
 FloatArray = npt.NDArray[np.float64]
+NUMPY_BLOCK = 16_384  # options per numpy call in the blocked peer: its temporaries stay in cache and the heap
 
 
 def make_bench_inputs(n: int, seed: int = 20261125) -> tuple[npt.NDArray[np.bool_], list[FloatArray]]:
@@ -145,24 +155,41 @@ def run_pricing_bench(n: int = 200_000, quick: bool = False) -> dict[str, object
     def peer() -> None:
         numpy_scipy_black76(is_call, *arrays)
 
+    def peer_blocks() -> None:
+        for lo in range(0, n, NUMPY_BLOCK):
+            hi = lo + NUMPY_BLOCK
+            numpy_scipy_black76(is_call[lo:hi], *(a[lo:hi] for a in arrays))
+
     # the candidates are timed in interleaved rounds (best of each), so load drift on a shared machine
-    # affects all of them alike
-    candidates = {"serial": det_serial, "par1": det_parallel(1), "all": det_parallel(all_threads), "numpy": peer}
+    # affects all of them alike; the single-thread ones also in thread CPU time
+    candidates = {
+        "serial": det_serial,
+        "par1": det_parallel(1),
+        "all": det_parallel(all_threads),
+        "numpy": peer,
+        "numpy_blocks": peer_blocks,
+    }
     best = dict.fromkeys(candidates, float("inf"))
+    cpu = dict.fromkeys(("serial", "numpy", "numpy_blocks"), float("inf"))
+    load_before = os.getloadavg()[0]
     try:
         for run in candidates.values():
             run()
         for _ in range(repeats):
             for name, run in candidates.items():
+                start_cpu = time.thread_time()
                 start = time.perf_counter()
                 run()
                 best[name] = min(best[name], time.perf_counter() - start)
+                if name in cpu:
+                    cpu[name] = min(cpu[name], time.thread_time() - start_cpu)
     finally:
         numba.set_num_threads(previous)
     det_one = n / min(best["serial"], best["par1"])
     det_all = n / best["all"]
-    t_np = best["numpy"]
-    np_rate = n / t_np
+    np_rate = n / min(best["numpy"], best["numpy_blocks"])
+    det_cpu = n / cpu["serial"]
+    np_cpu = n / min(cpu["numpy"], cpu["numpy_blocks"])
     np_price = numpy_scipy_black76(is_call, *arrays)[0]
     significant = outs[0] > 1e-6 * arrays[0]
     np_diff = float(np.max(np.abs(np_price[significant] / outs[0][significant] - 1.0)))
@@ -173,8 +200,15 @@ def run_pricing_bench(n: int = 200_000, quick: bool = False) -> dict[str, object
         "deterministic_1_thread_per_s": det_one,
         "deterministic_all_threads_per_s": det_all,
         "numpy_scipy_per_s": np_rate,
+        "numpy_scipy_one_batch_per_s": n / best["numpy"],
+        "numpy_scipy_blocks_per_s": n / best["numpy_blocks"],
+        "numpy_block": NUMPY_BLOCK,
         "ratio_deterministic_1_thread_vs_numpy_scipy": det_one / np_rate,
         "ratio_deterministic_all_threads_vs_numpy_scipy": det_all / np_rate,
+        "deterministic_1_thread_cpu_per_s": det_cpu,
+        "numpy_scipy_cpu_per_s": np_cpu,
+        "ratio_deterministic_vs_numpy_scipy_cpu_time": det_cpu / np_cpu,
+        "load_average_1min": [load_before, os.getloadavg()[0]],
         "max_rel_price_diff_vs_numpy_scipy": np_diff,
     }
     try:
@@ -211,6 +245,12 @@ def format_pricing_bench(result: dict[str, object]) -> str:
         f"  numpy + scipy.special.ndtr          {rate('numpy_scipy_per_s')}"
         f"   deterministic/numpy: {float(result['ratio_deterministic_1_thread_vs_numpy_scipy']):.2f}x (1 thread), "  # type: ignore[arg-type]
         f"{float(result['ratio_deterministic_all_threads_vs_numpy_scipy']):.2f}x (all)",  # type: ignore[arg-type]
+        f"    numpy: one {result['options']:,}-option batch {rate('numpy_scipy_one_batch_per_s')}, "
+        f"blocks of {result['numpy_block']:,} {rate('numpy_scipy_blocks_per_s')} (the faster one is the peer)",
+        f"    in thread CPU time (1 core): deterministic {rate('deterministic_1_thread_cpu_per_s')}, "
+        f"numpy {rate('numpy_scipy_cpu_per_s')}, "
+        f"ratio {float(result['ratio_deterministic_vs_numpy_scipy_cpu_time']):.2f}x; "  # type: ignore[arg-type]
+        f"load average {result['load_average_1min']}",
         f"    max relative price difference vs numpy+scipy: {float(result['max_rel_price_diff_vs_numpy_scipy']):.2e}",  # type: ignore[arg-type]
     ]
     if "quantlib_per_s" in result:

@@ -232,7 +232,7 @@ def format_report(report: AccountReport, market: MarketSnapshot, portfolio: Port
     pm = report.maintenance_margin
     lines += ["", f"Capital efficiency{'':<28}{'margin (USD)':>16}{'vs portfolio':>14}"]
     for name, value in (
-        ("Isolated (each position alone)", report.isolated_margin),
+        ("Isolated (each holding alone)", report.isolated_margin),
         ("Cross (net delta per underlying)", report.cross_margin),
         ("Portfolio (scenario max loss)", pm),
     ):
@@ -241,12 +241,6 @@ def format_report(report: AccountReport, market: MarketSnapshot, portfolio: Port
     released = report.capital_released
     share = f" ({released / report.isolated_margin:.1%} of isolated)" if report.isolated_margin > 0 else ""
     lines.append(f"  Capital released by portfolio margin: {format_usd(released)} USD{share}")
-    volatile = [symbol for symbol, _ in portfolio.collateral if market.asset(symbol).underlying is not None]
-    if volatile:
-        lines.append(
-            f"  (isolated and cross charge the positions only; portfolio margin also counts the price risk of the "
-            f"{', '.join(volatile)} collateral)"
-        )
     return "\n".join(lines)
 
 

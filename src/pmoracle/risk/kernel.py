@@ -30,6 +30,7 @@ QUANT = float(10 ** (MONEY_DECIMALS - SIZE_DECIMALS))
 VALUE_LIMIT = 2.0**62
 ACCOUNT_LIMIT = 2.0**62 * (1.0 - 2.0**-20)
 CHUNK = 64  # accounts per parallel work item (one scratch row each)
+INT64_MAX = np.int64(2**63 - 1)
 
 STATUS_OK = 0
 STATUS_OVERFLOW = 1  # a value or an account bound out of the int64 range
@@ -148,6 +149,14 @@ def compute_risk_arrays_kernel(
 
 
 @njit(cache=True)
+def _counted(loss, c, den):
+    """Return ceil(loss * c / den) exactly, without forming loss * c."""
+    q = loss // den
+    rem = loss - q * den
+    return q * c + (rem * c + den - 1) // den
+
+
+@njit(cache=True)
 def _account(
     a,
     r,
@@ -160,6 +169,7 @@ def _account(
     size,
     cover_num,
     cover_den,
+    extremes,
     im_num,
     im_den,
     im_buffer,
@@ -174,8 +184,15 @@ def _account(
     hi = ends[a]
     n_scen = r.shape[1]
     b = 0.0
+    equity = 0
+    add = 0
     for j in range(lo, hi):
-        b += abs(float(size[j])) * bound[inst[j]]
+        i = inst[j]
+        sz = size[j]
+        b += abs(float(sz)) * bound[i]
+        equity += sz * base[i]  # discarded below if the bound is exceeded
+        if sz < 0:
+            add += -sz * addon[i]
     if not b < ACCOUNT_LIMIT:
         out_mm[a] = 0
         out_im[a] = 0
@@ -183,18 +200,30 @@ def _account(
         out_worst[a] = -1
         out_status[a] = STATUS_OVERFLOW
         return
-    for s in range(n_scen):
-        scratch[s] = 0
-    equity = 0
-    add = 0
-    for j in range(lo, hi):
-        i = inst[j]
-        sz = size[j]
-        equity += sz * base[i]
-        if sz < 0:
-            add += -sz * addon[i]
-    # Four positions per pass cut the scratch traffic; integer sums are exact in any grouping (bound above).
+    # P&L per scenario. Four positions per pass cut the scratch traffic; the first pass stores instead of adding
+    # to zeros. Integer sums are exact in any grouping (bound above).
     j = lo
+    if hi - lo >= 4:
+        row0 = r[inst[j]]
+        row1 = r[inst[j + 1]]
+        row2 = r[inst[j + 2]]
+        row3 = r[inst[j + 3]]
+        sz0 = size[j]
+        sz1 = size[j + 1]
+        sz2 = size[j + 2]
+        sz3 = size[j + 3]
+        for s in range(n_scen):
+            scratch[s] = (sz0 * row0[s] + sz1 * row1[s]) + (sz2 * row2[s] + sz3 * row3[s])
+        j += 4
+    elif hi > lo:
+        row0 = r[inst[j]]
+        sz0 = size[j]
+        for s in range(n_scen):
+            scratch[s] = sz0 * row0[s]
+        j += 1
+    else:
+        for s in range(n_scen):
+            scratch[s] = 0
     while j + 3 < hi:
         row0 = r[inst[j]]
         row1 = r[inst[j + 1]]
@@ -213,18 +242,34 @@ def _account(
         for s in range(n_scen):
             scratch[s] += sz0 * row0[s]
         j += 1
-    worst = 0
-    best = 0
+    # Largest counted loss: over the fully counted scenarios it is -min P&L (a branch-free, vectorized minimum;
+    # |P&L| < 2**62 by the bound, so the sentinel is never a P&L); the few extremes are counted exactly.
+    sentinel = INT64_MAX
+    low = sentinel
     for s in range(n_scen):
-        loss = -scratch[s]
-        c = cover_num[s]
-        if c != cover_den:  # exact ceil(loss * c / den) without forming loss * c
-            q = loss // cover_den
-            rem = loss - q * cover_den
-            loss = q * c + (rem * c + cover_den - 1) // cover_den
-        if s == 0 or loss > best:
+        v = scratch[s] if cover_num[s] == cover_den else sentinel
+        low = min(low, v)
+    has_best = low != sentinel
+    best = -low if has_best else 0
+    for e in range(extremes.shape[0]):
+        s = extremes[e]
+        loss = _counted(-scratch[s], cover_num[s], cover_den)
+        if not has_best or loss > best:
             best = loss
+            has_best = True
+    # The worst scenario: the first one whose counted loss is the largest.
+    worst = n_scen
+    for e in range(extremes.shape[0]):
+        s = extremes[e]
+        if _counted(-scratch[s], cover_num[s], cover_den) == best:
             worst = s
+            break
+    for s in range(worst):
+        if scratch[s] == -best and cover_num[s] == cover_den:
+            worst = s
+            break
+    if worst == n_scen:  # no scenario at all
+        worst = 0
     mm = max(best, 0) + add
     im = 0
     if mm > 0:
@@ -250,6 +295,7 @@ def compute_accounts_kernel(
     size,
     cover_num,
     cover_den,
+    extremes,
     im_num,
     im_den,
     im_buffer,
@@ -278,6 +324,7 @@ def compute_accounts_kernel(
                 size,
                 cover_num,
                 cover_den,
+                extremes,
                 im_num,
                 im_den,
                 im_buffer,
@@ -303,6 +350,7 @@ def compute_one_account_kernel(
     size,
     cover_num,
     cover_den,
+    extremes,
     im_num,
     im_den,
     im_buffer,
@@ -326,6 +374,7 @@ def compute_one_account_kernel(
         size,
         cover_num,
         cover_den,
+        extremes,
         im_num,
         im_den,
         im_buffer,

@@ -165,6 +165,11 @@ def _narrow(r: IntArray) -> npt.NDArray[np.int32] | None:
     return r.astype(np.int32)
 
 
+def extreme_scenarios(scenarios: ScenarioSet) -> IntArray:
+    """Return the indices (ascending) of the scenarios counted at a cover fraction other than 1."""
+    return np.flatnonzero(scenarios.cover_num != scenarios.cover_den).astype(np.int64)
+
+
 def _im_fraction(params: RiskParams) -> tuple[int, int]:
     return params.im_multiplier.numerator, params.im_multiplier.denominator
 
@@ -200,8 +205,8 @@ def compute_accounts(
     num, den = _im_fraction(params)
     kernel.compute_accounts_kernel(
         r, arrays.base, arrays.addon, arrays.bound, starts, ends, inst, size, arrays.scenarios.cover_num,
-        arrays.scenarios.cover_den, num, den, params.im_min_buffer, out.maintenance_margin, out.initial_margin,
-        out.equity, out.worst, out.status,
+        arrays.scenarios.cover_den, extreme_scenarios(arrays.scenarios), num, den, params.im_min_buffer,
+        out.maintenance_margin, out.initial_margin, out.equity, out.worst, out.status,
     )  # fmt: skip
     return out
 
@@ -255,6 +260,7 @@ class Book:
         self._inst = np.array([row for row, _ in flat], dtype=np.int64)
         self._size = np.array([size for _, size in flat], dtype=np.int64)
         self._scratch = np.zeros(len(self.scenarios), dtype=np.int64)
+        self._extremes = extreme_scenarios(self.scenarios)
         self._out = compute_accounts(self.arrays, params, self._starts, self._ends, self._inst, self._size)
 
     def __len__(self) -> int:
@@ -310,7 +316,7 @@ class Book:
         o = self._out
         kernel.compute_one_account_kernel(
             index, self.arrays.r, self.arrays.base, self.arrays.addon, self.arrays.bound, self._starts, self._ends,
-            self._inst, self._size, self.scenarios.cover_num, self.scenarios.cover_den, num, den,
+            self._inst, self._size, self.scenarios.cover_num, self.scenarios.cover_den, self._extremes, num, den,
             self.params.im_min_buffer, self._scratch, o.maintenance_margin, o.initial_margin, o.equity, o.worst,
             o.status,
         )  # fmt: skip
@@ -434,12 +440,19 @@ def compute_expected_shortfall(pnl: Sequence[int], weights: Sequence[float], lev
 def compute_account_report(market: MarketSnapshot, params: RiskParams, portfolio: Portfolio) -> AccountReport:
     """Return the full margin report of one account.
 
-    Isolated margin: each position alone (collateral excluded) through the same kernel, summed. Cross margin:
-    per underlying |net delta of the positions| * index * scan range + short options * charge * index.
+    Isolated margin: each position and each collateral holding alone through the same kernel, summed (so it is
+    never below the portfolio MM: the max loss over a common scenario set is sub-additive). Cross margin: per
+    underlying |net delta of the positions and the haircut collateral| * index * scan range + short options *
+    charge * index.
 
     Errors: as ``compute_book``.
     """
     singles = [Portfolio(positions=(p,), account=portfolio.account) for p in portfolio.positions if p.size != 0]
+    singles += [
+        Portfolio(collateral=((symbol, amount),), account=portfolio.account)
+        for symbol, amount in portfolio.collateral
+        if amount != 0
+    ]
     book = Book(market, params, [portfolio, *singles])
     margin = book.account_margin(0)
     arrays = book.arrays
@@ -452,8 +465,9 @@ def compute_account_report(market: MarketSnapshot, params: RiskParams, portfolio
             pnl[s] += size * int(row[s])
     isolated = sum(book.account_margin(k).maintenance_margin for k in range(1, len(book)))
     greeks = _greeks(arrays, [(i, size) for i, size in positions if int(arrays.table.kind[i]) != KIND_ASSET])
+    net = _greeks(arrays, positions)  # collateral included: its haircut value moves with its underlying
     cross = 0.0
-    for u, g in enumerate(greeks):
+    for u, g in enumerate(net):
         index = market.underlying(g.underlying).index / PRICE_SCALE
         cross += abs(g.delta) * index * float(book.scenarios.price_range[u])
     for p in portfolio.positions:

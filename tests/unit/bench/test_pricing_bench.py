@@ -12,6 +12,9 @@ def test_quick_bench_reports_rates_ratios_and_agreeing_prices() -> None:
     for key in ("deterministic_1_thread_per_s", "deterministic_all_threads_per_s", "numpy_scipy_per_s"):
         assert float(result[key]) > 0.0  # type: ignore[arg-type]
     assert float(result["max_rel_price_diff_vs_numpy_scipy"]) < 1e-9  # type: ignore[arg-type]
+    # the peer is numpy at its best: the faster of one batch and cache-sized blocks
+    assert result["numpy_scipy_per_s"] == max(result["numpy_scipy_one_batch_per_s"], result["numpy_scipy_blocks_per_s"])  # type: ignore[type-var]
+    assert float(result["ratio_deterministic_vs_numpy_scipy_cpu_time"]) > 0.0  # type: ignore[arg-type]
     text = format_pricing_bench(result)
     assert "numpy + scipy.special.ndtr" in text
     if "quantlib_per_s" in result:

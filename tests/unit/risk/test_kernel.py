@@ -144,3 +144,31 @@ def test_int32_copy_of_the_risk_arrays_gives_identical_accounts() -> None:
     rich = make_market(btc=5e9)
     perp = Instrument("BTC", InstrumentKind.PERPETUAL)
     assert Book(rich, PARAMS, [Portfolio(positions=(Position(perp, 1),))]).arrays.r_narrow is None
+
+
+def test_worst_scenario_in_the_extremes_and_ties_equal_reference() -> None:
+    # Short deep out-of-the-money puts lose most in an extreme move (counted at its cover fraction); flat books
+    # tie in every scenario (the first one is the worst). The kernel's split search must agree with the reference.
+    market = make_market()
+    expiry = market.underlyings[0].smiles[0].expiry  # one day: intrinsic value dominates
+    portfolios = [
+        Portfolio(
+            positions=(Position(Instrument("BTC", InstrumentKind.PUT, expiry, strike * 10**8), -(10**4)),),
+            account=account(k),
+        )
+        for k, strike in enumerate(range(30_000, 95_000, 5_000))
+    ]
+    portfolios.append(Portfolio(collateral=(("USDC", 10**8),), account=account(90)))
+    portfolios.append(Portfolio(account=account(91)))
+    book = Book(market, PARAMS, portfolios)
+    rows = [reference_row(book.arrays.table, book.scenarios, i) for i in range(len(book.arrays.instruments))]
+    im = (PARAMS.im_multiplier.numerator, PARAMS.im_multiplier.denominator)
+    extremes = {s for s, c in enumerate(book.scenarios.cover_num) if c != book.scenarios.cover_den}
+    worst = []
+    for a in range(len(book)):
+        ref = reference_account(rows, book.positions_of(a), book.scenarios, im, PARAMS.im_min_buffer)
+        got = book.account_margin(a)
+        assert (ref.maintenance_margin, ref.worst) == (got.maintenance_margin, got.worst_scenario)
+        worst.append(got.worst_scenario)
+    assert any(s in extremes for s in worst[:-2]) and any(s not in extremes for s in worst[:-2]), (worst, extremes)
+    assert worst[-2:] == [0, 0]
