@@ -140,6 +140,9 @@ class Transmitter:
     def estimate_gas(self, to: str | None, data: bytes, value: int = 0) -> int:
         """Return the gas limit for a transaction: ``eth_estimateGas`` x the policy margin.
 
+        The estimate runs on the pending block, where the transaction will run: on ``latest`` a contract reading
+        ``blockhash(latest)`` (MarginOracle.attest of a fresh anchor) would see zero and revert.
+
         Errors:
             ContractError when the estimate reverts (decoded from the JSON-RPC error's data).
         """
@@ -147,7 +150,7 @@ class Transmitter:
         if to is not None:
             tx["to"] = to
         try:
-            estimate = int(self.client.request("eth_estimateGas", [tx]), 16)
+            estimate = int(self.client.request("eth_estimateGas", [tx, "pending"]), 16)
         except RpcResponseError as exc:
             revert = revert_data_of(exc)
             if revert is None:
