@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("pmoracle.commands.keys", "create, import and inspect key files; export/import slashing protection"),
     "node": ("pmoracle.commands.node", "run a solver node (chain follower, risk rounds, gossip, transmitter, API)"),
     "devnet": ("pmoracle.commands.devnet", "run a local multi-node devnet: anvil, contracts, market, N nodes"),
+    "register": ("pmoracle.commands.register", "stake and register a node in SolverRegistry from its key files"),
     "bench": ("pmoracle.commands.bench", "Run a benchmark (risk: arrays, full book recompute, updates)."),
 }
 
