@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "node": ("pmoracle.commands.node", "run a solver node (chain follower, risk rounds, gossip, transmitter, API)"),
     "devnet": ("pmoracle.commands.devnet", "run a local multi-node devnet: anvil, contracts, market, N nodes"),
     "register": ("pmoracle.commands.register", "stake and register a node in SolverRegistry from its key files"),
-    "bench": ("pmoracle.commands.bench", "Run a benchmark (risk: arrays, full book recompute, updates)."),
+    "bench": ("pmoracle.commands.bench", "run a benchmark: risk, gossip, gas, chain, devnet"),
 }
 
 EXIT_INPUT_ERROR = 2

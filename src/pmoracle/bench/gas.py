@@ -1,6 +1,6 @@
 """Gas of the on-chain protocol, measured on a fresh anvil (cancun): attest, verifyMargin, slashing.
 
-``python -m pmoracle.bench.gas [--write docs/gas.md]`` deploys everything, registers 16 nodes and measures:
+``pmoracle bench gas [--write docs/gas.md]`` deploys everything, registers 16 nodes and measures:
 
 - ``attest`` for committees n = 4, 7, 16 at the Byzantine quorum q = (n + f) // 2 + 1, in steady state (the
   round's ring slot already used once, as after the first ``historyBlocks`` blocks) and once on a fresh slot;
@@ -240,16 +240,25 @@ def format_gas_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the bench, print the table, optionally write it to a file."""
-    parser = argparse.ArgumentParser(prog="python -m pmoracle.bench.gas", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the gas benchmark's options to ``parser``."""
     parser.add_argument("--write", type=pathlib.Path, help="also write the table (Markdown) to this file")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the bench, print the table, optionally write it to a file."""
     table = format_gas_table(run_gas_bench())
     print(table, end="")
     if args.write:
         args.write.write_text("# Gas of the pmoracle contracts\n\n" + table)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m pmoracle.bench.gas``."""
+    parser = argparse.ArgumentParser(prog="python -m pmoracle.bench.gas", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
