@@ -1,7 +1,8 @@
 """``pmoracle bench devnet``: round latency of a real devnet (anvil + N ``pmoracle node`` processes over libp2p).
 
-For each committee size n it builds a devnet (:func:`pmoracle.node.devnet.build_devnet`), drives it like
-``pmoracle devnet`` (a block every ``block_interval`` with market moves and trades), and measures for each round:
+For each committee size n it builds a devnet (:func:`pmoracle.node.devnet.build_devnet`), drives it with one block
+per second once anvil has mined the setup's backlog (the market is frozen meanwhile; see :func:`produce_block`),
+and measures for each round:
 
 - latency: the anchor block becomes final (the bench sees block anchor + finality depth) -> the bench sees the
   round attested on chain (``MarginOracle.latestRound``), polled every 10 ms;
@@ -34,6 +35,7 @@ from typing import Any
 from pmoracle.errors import InputError
 
 POLL_S = 0.01
+BLOCK_GAS_LIMIT = 1_000_000_000
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z \S+\s+\S+: round (\d+)(?::)? (.*)$")
 COMPUTED = re.compile(r"computed (\d+) accounts in ([0-9.]+) s")
 
@@ -165,8 +167,53 @@ def split_round(timing: RoundTiming, quorum: int) -> dict[str, float] | None:
     }
 
 
+def mine_backlog(devnet: Any, timeout: float = 300.0) -> float:
+    """Mine every transaction still queued in anvil, in large blocks; return the seconds it took.
+
+    The world's setup sends its thousands of transactions in JSON-RPC batches and returns before anvil has mined
+    them (one block each under automine), so for minutes after ``build_devnet`` the head races ahead and the book
+    is still filling. With automine paused, each ``evm_mine`` takes up to ``BLOCK_GAS_LIMIT`` of them.
+
+    Errors:
+        PmoracleError when the pool is not empty after ``timeout`` seconds.
+    """
+    from pmoracle.errors import PmoracleError
+
+    started = time.monotonic()
+    devnet.chain.rpc("evm_setAutomine", False)
+    try:
+        while time.monotonic() - started < timeout:
+            content = devnet.chain.rpc("txpool_content")
+            if not content.get("pending") and not content.get("queued"):
+                return time.monotonic() - started
+            devnet.chain.rpc("evm_mine")
+    finally:
+        devnet.chain.rpc("evm_setAutomine", True)
+    raise PmoracleError(f"anvil still has queued transactions after {timeout:.0f} s")
+
+
+def produce_block(devnet: Any) -> None:
+    """Mine one empty block (the bench's 1 s block time).
+
+    The market is frozen while rounds are measured: the world's batched trades from impersonated accounts made
+    anvil 1.7.1 stop answering the batch (twice in a few minutes, the bench then hangs), and ``Devnet.step``
+    automines a block per simulated transaction, so a market move jumps several anchors at once. A node recomputes
+    every account from the chain snapshot each round whether or not prices moved, so the work per round is the
+    same.
+    """
+    devnet.chain.rpc("evm_mine")
+
+
 def run_devnet_bench(
-    n: int, *, accounts: int, rounds: int, warmup: int, run_dir: Path, seed: int = 1, timeout: float = 300.0
+    n: int,
+    *,
+    accounts: int,
+    rounds: int,
+    warmup: int,
+    run_dir: Path,
+    round_period: int = 20,
+    seed: int = 1,
+    timeout: float = 300.0,
 ) -> dict[str, Any]:
     """Build an n-node devnet, run it until ``warmup + rounds`` rounds are attested, and return the figures.
 
@@ -177,12 +224,15 @@ def run_devnet_bench(
     from pmoracle.node.devnet import DevnetError, DevnetOptions, build_devnet
 
     options = DevnetOptions(nodes=n, accounts=accounts, duration=None, rounds=None, seed=seed, run_dir=run_dir,
-                            quiet=True)  # fmt: skip
+                            round_period=round_period, quiet=True)  # fmt: skip
     build_started = time.monotonic()
     devnet = build_devnet(options, say=lambda _msg: None)
     build_s = time.monotonic() - build_started
     depth, period = options.finality_depth, options.round_period
     quorum = devnet.committee.quorum
+    # every simulated transaction carries a 3M gas limit: a high block gas limit lets one block take them all
+    devnet.chain.rpc("evm_setBlockGasLimit", hex(BLOCK_GAS_LIMIT))
+    drain_s = mine_backlog(devnet)
     timings: dict[int, RoundTiming] = {}
     final_at: dict[int, float] = {}
     usage: list[tuple[float, float]] = []
@@ -190,7 +240,7 @@ def run_devnet_bench(
     try:
         started = time.monotonic()
         last_block_at = 0.0
-        seen_head = int(devnet.client.block_number())
+        seen_head = first_head = int(devnet.client.block_number())
         last_attested = 0
         while len(timings) < warmup + rounds:
             now = time.monotonic()
@@ -215,9 +265,11 @@ def run_devnet_bench(
                         cpu_at_warmup = [_cpu_of(node) for node in devnet.nodes]
             if now - last_block_at >= options.block_interval:
                 last_block_at = now
-                devnet.step(head)
+                produce_block(devnet)
             time.sleep(POLL_S)
         usage = [read_proc_usage(_pid_of(node)) for node in devnet.nodes]
+        blocks_per_s = (seen_head - first_head) / (time.monotonic() - started)
+        anchors_ready = sorted(final_at)
         if not cpu_at_warmup:
             cpu_at_warmup = [0.0] * len(devnet.nodes)
     finally:
@@ -238,6 +290,11 @@ def run_devnet_bench(
         "rounds": len(measured),
         "warmup": warmup,
         "build_s": build_s,
+        "setup_backlog_s": drain_s,
+        "round_period": round_period,
+        "blocks_per_s": blocks_per_s,
+        "anchors_final": len(anchors_ready),
+        "anchors_attested": len(timings),
         "latency_median_s": statistics.median(latencies),
         "latency_p95_s": _percentile(latencies, 0.95),
         "latency_max_s": max(latencies),
@@ -268,7 +325,8 @@ def format_devnet_table(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['n']} | {r['quorum']} | {r['accounts']} | {r['rounds']} | {r['latency_median_s'] * 1000:.0f} ms "
             f"| {r['latency_p95_s'] * 1000:.0f} ms | {ms('detect')} | {ms('compute')} | {ms('quorum_wait')} "
-            f"| {ms('gossip')} | {ms('chain')} | {r['cpu_per_round_median_s']:.2f} | {r['peak_rss_max_mb']:.0f} MiB |"
+            f"| {ms('gossip')} | {ms('chain')} | {r['cpu_per_round_median_s']:.2f} | {r['peak_rss_max_mb']:.0f} MiB "
+            f"| {r['anchors_attested']}/{r['anchors_final']} | {r['blocks_per_s']:.1f} |"
         )
     lines.append("")
     lines.append(f"Machine: {cores} cores shared by anvil, every node process and the driver.")
@@ -296,6 +354,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accounts", type=int, default=1000, help="trader accounts (default 1000)")
     parser.add_argument("--rounds", type=int, default=8, help="measured rounds per size (default 8)")
     parser.add_argument("--warmup", type=int, default=1, help="first rounds left out (default 1)")
+    parser.add_argument("--round-period", type=int, default=20, help="blocks between anchor blocks (default 20)")
     parser.add_argument("--run-dir", type=Path, default=None, help="where the devnets' logs go (default: a temp dir)")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
 
@@ -312,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
     for n in sizes:
         print(f"bench devnet: n={n}, {args.accounts} accounts, {args.warmup}+{args.rounds} rounds ...", file=sys.stderr)
         results.append(run_devnet_bench(n, accounts=args.accounts, rounds=args.rounds, warmup=args.warmup,
-                                        run_dir=base / f"n{n}"))  # fmt: skip
+                                        run_dir=base / f"n{n}", round_period=args.round_period))  # fmt: skip
     print(format_devnet_table(results))
     print(f"logs: {base}")
     if args.json:

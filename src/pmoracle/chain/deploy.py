@@ -49,9 +49,13 @@ def connect(rpc_url: str) -> Web3:
 
 
 def open_transmitter(chain: str | ChainClient, key: bytes) -> Transmitter:
-    """Return a Transmitter for ``key`` on a chain given by its RPC URL or an existing client."""
+    """Return a Transmitter for ``key`` on a chain given by its RPC URL or an existing client.
+
+    Gas is estimated on the pending block, where the transaction runs: a call reading ``blockhash`` of the latest
+    block (attesting a fresh anchor in tests) sees zero on "latest".
+    """
     client = chain if isinstance(chain, ChainClient) else ChainClient([chain], timeout=30.0)
-    return Transmitter(client, key, poll_interval=RECEIPT_POLL_S)
+    return Transmitter(client, key, poll_interval=RECEIPT_POLL_S, estimate_block="pending")
 
 
 def transact_fn(transmitter: Transmitter, fn: Any, *, label: str, value: int = 0) -> Receipt:
