@@ -20,7 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pmoracle.commands.dispute",
         "check an attested round, scan for misbehaviour, submit slashing evidence",
     ),
-    "bench": ("pmoracle.commands.bench", "Run a benchmark (risk: arrays, full book recompute, updates)."),
+    "register": ("pmoracle.commands.register", "stake and register a node in SolverRegistry from its key files"),
+    "bench": ("pmoracle.commands.bench", "run a benchmark: risk, gossip, gas, chain, devnet"),
 }
 
 EXIT_INPUT_ERROR = 2

@@ -1,6 +1,6 @@
 """Gas of the on-chain protocol, measured on a fresh anvil (cancun): attest, verifyMargin, slashing.
 
-``python -m pmoracle.bench.gas [--write docs/gas.md]`` deploys everything, registers 16 nodes and measures:
+``pmoracle bench gas [--write docs/gas.md]`` deploys everything, registers 16 nodes and measures:
 
 - ``attest`` for committees n = 4, 7, 16 at the Byzantine quorum q = (n + f) // 2 + 1, in steady state (the
   round's ring slot already used once, as after the first ``historyBlocks`` blocks) and once on a fresh slot;
@@ -24,7 +24,15 @@ from eth_typing import HexStr
 from eth_utils import keccak, to_canonical_address, to_checksum_address
 
 from pmoracle.chain.compile import SETTINGS, SOLC_VERSION
-from pmoracle.chain.deploy import Deployment, NodeSpec, Sender, connect, deploy, set_committee
+from pmoracle.chain.deploy import (
+    Deployment,
+    NodeSpec,
+    connect,
+    deploy,
+    open_transmitter,
+    set_committee,
+    transact_fn,
+)
 from pmoracle.chain.devchain import DEV_MNEMONIC, start_devchain
 from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, compute_leaf_hash, hash_pair
@@ -62,7 +70,7 @@ class _Bench:
             url, _dev_key(0), params_hash=PARAMS_HASH, round_period=1, finality_depth=0, nodes=nodes,
             history_blocks=HISTORY_BLOCKS, max_round_age=HISTORY_BLOCKS,
         )  # fmt: skip
-        self.owner = Sender(self.w3, _dev_key(0))
+        self.owner = open_transmitter(url, _dev_key(0))
         self.oracle = self.deployment.contract(self.w3, "MarginOracle")
         self.registry = self.deployment.contract(self.w3, "SolverRegistry")
         self.domain = Domain.from_address(self.deployment.chain_id, self.oracle.address)
@@ -90,9 +98,9 @@ class _Bench:
         bitmap = sum(1 << i for i in signers)
         sigs = [sign_report(self.domain, report, self.signing_keys[i]).signature for i in sorted(signers)]
         fn = self.oracle.functions.attest(report.as_tuple(), bitmap, sigs)
-        receipt = self.owner.call_fn(fn, label="attest")
+        receipt = transact_fn(self.owner, fn, label="attest")
         data = bytes.fromhex(fn._encode_transaction_data()[2:])
-        return _split(int(receipt["gasUsed"]), data) | {"block": block}
+        return _split(receipt.gas_used, data) | {"block": block}
 
     def steady_attest(self, signers: list[int]) -> dict[str, int]:
         """Attest until a round lands on a ring slot that was used before; return that round's gas."""
@@ -182,9 +190,9 @@ def run_gas_bench() -> dict[str, Any]:
             a.as_tuple(), sign_report(bench.domain, a, evil).signature,
             b.as_tuple(), sign_report(bench.domain, b, evil).signature,
         )  # fmt: skip
-        receipt = bench.owner.call_fn(fn, label="slashEquivocation")
+        receipt = transact_fn(bench.owner, fn, label="slashEquivocation")
         result["slashing"] = {
-            "slashEquivocation": _split(int(receipt["gasUsed"]), bytes.fromhex(fn._encode_transaction_data()[2:]))
+            "slashEquivocation": _split(receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:]))
         }
         attested = bench.attest(keccak(text="attested"), 1, list(range(config.quorum)))
         deviant = Report(config.digest(), attested["block"], bytes(bench.w3.eth.get_block(attested["block"])["hash"]),
@@ -192,9 +200,9 @@ def run_gas_bench() -> dict[str, Any]:
         fn = bench.registry.functions.slashDeviation(
             deviant.as_tuple(), sign_report(bench.domain, deviant, evil).signature
         )
-        receipt = bench.owner.call_fn(fn, label="slashDeviation")
+        receipt = transact_fn(bench.owner, fn, label="slashDeviation")
         result["slashing"]["slashDeviation"] = _split(
-            int(receipt["gasUsed"]), bytes.fromhex(fn._encode_transaction_data()[2:])
+            receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:])
         )
         return result
     finally:
@@ -232,16 +240,25 @@ def format_gas_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the bench, print the table, optionally write it to a file."""
-    parser = argparse.ArgumentParser(prog="python -m pmoracle.bench.gas", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the gas benchmark's options to ``parser``."""
     parser.add_argument("--write", type=pathlib.Path, help="also write the table (Markdown) to this file")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the bench, print the table, optionally write it to a file."""
     table = format_gas_table(run_gas_bench())
     print(table, end="")
     if args.write:
         args.write.write_text("# Gas of the pmoracle contracts\n\n" + table)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m pmoracle.bench.gas``."""
+    parser = argparse.ArgumentParser(prog="python -m pmoracle.bench.gas", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ at the same wall-clock instant, and measures per round:
   signature;
 
 and, in this process, the topic validator's throughput (decode + membership + EIP-712 signature recovery).
-Run it with ``python -m pmoracle.bench.gossip [--ns 4 7 16] [--rounds 5]``; figures depend on the machine's load.
+Run it with ``pmoracle bench gossip [--ns 4 7 16] [--rounds 5]``; figures depend on the machine's load.
 """
 
 from __future__ import annotations

@@ -321,7 +321,9 @@ class ChainClient:
             self._preferred = fresh + stale
         return best
 
-    def call_raw(self, to: str, data: bytes, block: BlockId = "latest", *, sender: str | None = None) -> bytes:
+    def call_raw(
+        self, to: str, data: bytes, block: BlockId = "latest", *, sender: str | None = None, value: int = 0
+    ) -> bytes:
         """Run ``eth_call`` pinned to a block (a number, a tag, or a hash for an exact pin); return the output.
 
         Errors:
@@ -330,6 +332,8 @@ class ChainClient:
         tx: dict[str, Any] = {"to": to, "data": "0x" + data.hex()}
         if sender is not None:
             tx["from"] = sender
+        if value:
+            tx["value"] = hex(value)
         try:
             result = self.request("eth_call", [tx, encode_block_id(block, for_call=True)])
         except RpcResponseError as exc:

@@ -1,7 +1,8 @@
-"""Deploy and wire every pmoracle contract on a chain, and register nodes and committees (devnet and tests).
+"""Deploy and wire every pmoracle contract on a chain, and register nodes and committees (devnet, tests, operators).
 
-Plain synchronous web3.py (``HTTPProvider`` with the middleware cleared) and raw transactions signed with
-eth-account, one account at a time with its own nonce counter. Not a transmitter: it waits for each receipt.
+Transactions go through the node's own :class:`~pmoracle.chain.transmitter.Transmitter` over a
+:class:`~pmoracle.chain.client.ChainClient` (nonce tracking, gas margin, capped fees, decoded custom errors), one
+receipt at a time. web3 contract objects are used only to encode calls (and by tests to read views).
 """
 
 from __future__ import annotations
@@ -9,16 +10,17 @@ from __future__ import annotations
 import json
 import pathlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
-from eth_typing import ChecksumAddress
 from eth_utils import to_checksum_address
 from web3 import HTTPProvider, Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 
-from pmoracle.chain.contracts import describe_revert, load_artifact, revert_data_of
+from pmoracle.chain.client import ChainClient
+from pmoracle.chain.contracts import load_artifact
+from pmoracle.chain.errors import ContractError
+from pmoracle.chain.transmitter import Receipt, Transmitter
 from pmoracle.consensus.committee import compute_byzantine_quorum
 from pmoracle.consensus.pop import sign_proof_of_possession
 from pmoracle.errors import InputError, PmoracleError
@@ -26,11 +28,11 @@ from pmoracle.errors import InputError, PmoracleError
 # Collateral mocks of the devnet: (key in the deployment JSON, name, symbol, decimals).
 MOCK_TOKENS = (("USDC", "USD Coin (mock)", "USDC", 6), ("WBTC", "Wrapped BTC (mock)", "WBTC", 8),
                ("WETH", "Wrapped Ether (mock)", "WETH", 18))  # fmt: skip
-GAS_MARGIN_NUM, GAS_MARGIN_DEN = 6, 5  # estimate x 1.2
+RECEIPT_POLL_S = 0.01  # anvil automines at once: poll receipts quickly
 
 
 class DeployError(PmoracleError):
-    """Raised when a deployment or setup transaction reverts or cannot be sent; names the call and the error."""
+    """Raised when a deployment or setup transaction reverts; names the call and the decoded custom error."""
 
     def __init__(self, call: str, error: str, args: tuple[Any, ...] = ()) -> None:
         super().__init__(f"{call}: {error}{args!r}")
@@ -40,75 +42,50 @@ class DeployError(PmoracleError):
 
 
 def connect(rpc_url: str) -> Web3:
-    """Return a synchronous web3 client on ``rpc_url`` with the middleware cleared (one HTTP request per call)."""
+    """Return a synchronous web3 client on ``rpc_url`` with the middleware cleared (for view calls in tests)."""
     w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
     w3.middleware_onion.clear()
     return w3
 
 
-@dataclass
-class Sender:
-    """Sends raw EIP-1559 transactions from one key, tracking its nonce locally, and waits for receipts."""
+def open_transmitter(chain: str | ChainClient, key: bytes) -> Transmitter:
+    """Return a Transmitter for ``key`` on a chain given by its RPC URL or an existing client.
 
-    w3: Web3
-    key: bytes
-    address: ChecksumAddress = field(init=False)
-    chain_id: int = field(init=False)
-    _nonce: int = field(init=False)
+    Gas is estimated on the pending block, where the transaction runs: a call reading ``blockhash`` of the latest
+    block (attesting a fresh anchor in tests) sees zero on "latest".
+    """
+    client = chain if isinstance(chain, ChainClient) else ChainClient([chain], timeout=30.0)
+    return Transmitter(client, key, poll_interval=RECEIPT_POLL_S, estimate_block="pending")
 
-    def __post_init__(self) -> None:
-        self.address = Account.from_key(self.key).address
-        self.chain_id = int(self.w3.eth.chain_id)
-        self._nonce = int(self.w3.eth.get_transaction_count(self.address, "pending"))
 
-    def send(self, tx: dict[str, Any], *, label: str, gas: int | None = None) -> dict[str, Any]:
-        """Sign and send ``tx`` (to, data, value), wait for its receipt and return it.
+def transact_fn(transmitter: Transmitter, fn: Any, *, label: str, value: int = 0) -> Receipt:
+    """Send a bound contract function call (``contract.functions.f(...)``), wait, and return its receipt.
 
-        Errors:
-            DeployError with the decoded custom error when the gas estimate or the transaction reverts.
-        """
-        tx = {"from": self.address, "value": 0, **tx}
-        if gas is None:
-            try:
-                # "pending": the transaction runs in the next block (at "latest", blockhash(latest) reads as zero).
-                estimate = self.w3.eth.estimate_gas(tx, "pending")  # type: ignore[arg-type]
-                gas = int(estimate) * GAS_MARGIN_NUM // GAS_MARGIN_DEN
-            except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
-                data = revert_data_of(exc)
-                name, args = describe_revert(data) if data is not None else (str(exc), ())
-                raise DeployError(label, name, args) from None
-        base_fee = int(self.w3.eth.get_block("latest")["baseFeePerGas"])
-        tip = 10**9
-        full = {
-            **tx,
-            "gas": gas,
-            "nonce": self._nonce,
-            "chainId": self.chain_id,
-            "maxPriorityFeePerGas": tip,
-            "maxFeePerGas": 2 * base_fee + tip,
-            "type": 2,
-        }
-        full.pop("from")
-        signed = Account.sign_transaction(full, self.key)
-        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        self._nonce += 1
-        receipt = dict(self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.02))
-        if receipt["status"] != 1:
-            raise DeployError(label, "transaction reverted", (tx_hash.hex(),))
-        return receipt
+    Errors:
+        DeployError naming ``label`` and the decoded custom error when the call reverts.
+    """
+    try:
+        return transmitter.transact_call(fn, value=value)
+    except ContractError as exc:
+        raise DeployError(label, exc.name, exc.error_args) from exc
 
-    def call_fn(self, fn: Any, *, label: str, value: int = 0, gas: int | None = None) -> dict[str, Any]:
-        """Send a bound contract function call (``contract.functions.f(...)``) and return its receipt."""
-        tx = {"to": fn.address, "data": fn._encode_transaction_data(), "value": value}
-        return self.send(tx, label=label, gas=gas)
 
-    def deploy(self, name: str, *args: Any) -> str:
-        """Deploy the artifact ``name`` with constructor ``args`` and return its checksum address."""
-        artifact = load_artifact(name)
-        factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-        data = factory.constructor(*args).data_in_transaction
-        receipt = self.send({"data": data}, label=f"deploy {name}")
-        return to_checksum_address(receipt["contractAddress"])
+def deploy_contract(transmitter: Transmitter, name: str, *args: Any) -> str:
+    """Deploy the artifact ``name`` with constructor ``args`` and return its checksum address.
+
+    Errors:
+        DeployError when the constructor reverts.
+    """
+    artifact = load_artifact(name)
+    factory = Web3().eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    init_code = bytes.fromhex(factory.constructor(*args).data_in_transaction[2:])
+    try:
+        receipt = transmitter.transact(None, init_code)
+    except ContractError as exc:
+        raise DeployError(f"deploy {name}", exc.name, exc.error_args) from exc
+    if receipt.contract_address is None:
+        raise DeployError(f"deploy {name}", "no contract address in the receipt", (receipt.tx_hash.hex(),))
+    return receipt.contract_address
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,32 +190,34 @@ def deploy(
         raise InputError("round_period", f"must be >= 1, got {round_period}")
     if finality_depth < 0:
         raise InputError("finality_depth", f"must be >= 0, got {finality_depth}")
-    w3 = connect(rpc_url)
-    sender = Sender(w3, deployer_key)
+    sender = open_transmitter(rpc_url, deployer_key)
+    client = sender.client
+    w3 = Web3()  # encodes calls only
     admin = sender.address
-    deploy_block = int(w3.eth.block_number) + 1
+    deploy_block = client.block_number() + 1
     addresses: dict[str, str] = {}
-    addresses["MarketFeeds"] = sender.deploy("MarketFeeds", admin, feeder or admin)
-    addresses["SolverRegistry"] = sender.deploy(
-        "SolverRegistry", admin, min_stake, unbonding_delay, slash_bps, reward_bps
+    addresses["MarketFeeds"] = deploy_contract(sender, "MarketFeeds", admin, feeder or admin)
+    addresses["SolverRegistry"] = deploy_contract(
+        sender, "SolverRegistry", admin, min_stake, unbonding_delay, slash_bps, reward_bps
     )
-    addresses["MarginOracle"] = sender.deploy(
-        "MarginOracle", addresses["SolverRegistry"], history_blocks, max_round_age
+    addresses["MarginOracle"] = deploy_contract(
+        sender, "MarginOracle", addresses["SolverRegistry"], history_blocks, max_round_age
     )
-    addresses["MarginAccounts"] = sender.deploy(
-        "MarginAccounts", admin, matcher or admin, addresses["MarketFeeds"], addresses["MarginOracle"]
+    addresses["MarginAccounts"] = deploy_contract(
+        sender, "MarginAccounts", admin, matcher or admin, addresses["MarketFeeds"], addresses["MarginOracle"]
     )
     for key, name, symbol, decimals in MOCK_TOKENS:
-        addresses[key] = sender.deploy("MockERC20", name, symbol, decimals)
-    deployment = Deployment(chain_id=sender.chain_id, deploy_block=deploy_block, contracts=addresses)
+        addresses[key] = deploy_contract(sender, "MockERC20", name, symbol, decimals)
+    deployment = Deployment(chain_id=client.chain_id, deploy_block=deploy_block, contracts=addresses)
     registry = deployment.contract(w3, "SolverRegistry")
-    sender.call_fn(registry.functions.setOracle(addresses["MarginOracle"]), label="SolverRegistry.setOracle")
+    transact_fn(sender, registry.functions.setOracle(addresses["MarginOracle"]), label="SolverRegistry.setOracle")
     accounts = deployment.contract(w3, "MarginAccounts")
     for key, *_ in MOCK_TOKENS:
-        sender.call_fn(accounts.functions.addCollateral(addresses[key]), label=f"MarginAccounts.addCollateral {key}")
+        fn = accounts.functions.addCollateral(addresses[key])
+        transact_fn(sender, fn, label=f"MarginAccounts.addCollateral {key}")
     if nodes:
         for spec in nodes:
-            register_node(w3, deployment, spec)
+            register_node(client, deployment, spec)
         members = [Account.from_key(spec.signing_key).address for spec in nodes]
         set_committee(
             sender,
@@ -254,10 +233,14 @@ def deploy(
     return deployment
 
 
-def register_node(w3: Web3, deployment: Deployment, spec: NodeSpec) -> dict[str, Any]:
-    """Register ``spec``'s node from its operator account with its proof of possession; return the receipt."""
-    sender = Sender(w3, spec.operator_key)
-    registry = deployment.contract(w3, "SolverRegistry")
+def register_node(chain: str | ChainClient, deployment: Deployment, spec: NodeSpec) -> Receipt:
+    """Register ``spec``'s node from its operator account with its proof of possession; return the receipt.
+
+    Errors:
+        DeployError with the decoded custom error (``AlreadyRegistered``, ``StakeTooLow``, ...) on a revert.
+    """
+    sender = open_transmitter(chain, spec.operator_key)
+    registry = deployment.contract(Web3(), "SolverRegistry")
     proof = sign_proof_of_possession(
         deployment.chain_id,
         bytes.fromhex(deployment.contracts["SolverRegistry"][2:]),
@@ -266,11 +249,11 @@ def register_node(w3: Web3, deployment: Deployment, spec: NodeSpec) -> dict[str,
     )
     signer = Account.from_key(spec.signing_key).address
     fn = registry.functions.register(signer, proof, spec.peer_id, list(spec.multiaddrs))
-    return sender.call_fn(fn, label="SolverRegistry.register", value=spec.stake)
+    return transact_fn(sender, fn, label="SolverRegistry.register", value=spec.stake)
 
 
 def set_committee(
-    owner: Sender,
+    owner: Transmitter,
     deployment: Deployment,
     members: Sequence[str],
     *,
@@ -278,10 +261,10 @@ def set_committee(
     round_period: int,
     finality_depth: int,
     params_hash: bytes,
-) -> dict[str, Any]:
+) -> Receipt:
     """Set a new committee config in SolverRegistry (which installs it in MarginOracle); return the receipt."""
-    registry = deployment.contract(owner.w3, "SolverRegistry")
+    registry = deployment.contract(Web3(), "SolverRegistry")
     fn = registry.functions.setCommittee(
         [to_checksum_address(m) for m in members], quorum, round_period, finality_depth, params_hash
     )
-    return owner.call_fn(fn, label="SolverRegistry.setCommittee")
+    return transact_fn(owner, fn, label="SolverRegistry.setCommittee")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_utils import collapse_if_tuple, keccak
+from eth_utils import collapse_if_tuple, keccak, to_checksum_address
 
 from pmoracle.chain.errors import ContractError, RpcResponseError
 
@@ -82,14 +82,19 @@ class ErrorDecoder:
         return self._specs.get(selector)
 
     def decode(self, data: bytes, *, tx_hash: bytes | None = None) -> ContractError:
-        """Return the ``ContractError`` that revert ``data`` encodes (``UnknownError``/``EmptyRevert`` if none)."""
+        """Return the ``ContractError`` that revert ``data`` encodes (``UnknownError``/``EmptyRevert`` if none).
+
+        Top-level ``address`` arguments are checksummed; addresses inside tuples stay as eth-abi decodes them.
+        """
         if not data:
             return ContractError("EmptyRevert", (), data, tx_hash=tx_hash)
         spec = self._specs.get(data[:4]) if len(data) >= 4 else None
         if spec is None:
             return ContractError("UnknownError", ("0x" + data.hex(),), data, tx_hash=tx_hash)
         try:
-            args = tuple(abi_decode(list(spec.types), data[4:]))
+            values = abi_decode(list(spec.types), data[4:])
         except Exception:  # eth_abi raises several unrelated types for malformed data
             return ContractError("UnknownError", ("0x" + data.hex(),), data, tx_hash=tx_hash)
+        # Top-level address arguments in checksum form (what eth-account and web3 show); nested ones as decoded.
+        args = tuple(to_checksum_address(v) if t == "address" else v for t, v in zip(spec.types, values, strict=True))
         return ContractError(spec.name, args, data, tx_hash=tx_hash)

@@ -110,6 +110,7 @@ class Transmitter:
         fees: FeePolicy | None = None,
         receipt_timeout: float = 30.0,
         poll_interval: float = 0.05,
+        estimate_block: str = "latest",
     ) -> None:
         """Create a transmitter; the nonce is fetched from the chain on the first send.
 
@@ -119,6 +120,9 @@ class Transmitter:
             fees: fee policy (defaults: 1 gwei tip, 2x base fee, 200 gwei cap, 1.25x gas, 12.5% bump).
             receipt_timeout: default seconds ``wait`` waits for a receipt.
             poll_interval: seconds between receipt polls.
+            estimate_block: block tag gas is estimated on; "pending" runs the estimate where the transaction will
+                run (a contract reading ``blockhash(latest)`` sees zero on "latest"), but anvil then builds a
+                pending block from its pool, so the node keeps "latest".
         """
         self.client = client
         self._account = Account.from_key(private_key)
@@ -126,6 +130,7 @@ class Transmitter:
         self.fees = fees or FeePolicy()
         self.receipt_timeout = receipt_timeout
         self.poll_interval = poll_interval
+        self.estimate_block = estimate_block
         self._lock = threading.Lock()
         self._next_nonce: int | None = None
         self._counter_lock = threading.Lock()
@@ -140,6 +145,8 @@ class Transmitter:
     def estimate_gas(self, to: str | None, data: bytes, value: int = 0) -> int:
         """Return the gas limit for a transaction: ``eth_estimateGas`` x the policy margin.
 
+        The estimate runs on the transmitter's ``estimate_block``.
+
         Errors:
             ContractError when the estimate reverts (decoded from the JSON-RPC error's data).
         """
@@ -147,7 +154,7 @@ class Transmitter:
         if to is not None:
             tx["to"] = to
         try:
-            estimate = int(self.client.request("eth_estimateGas", [tx]), 16)
+            estimate = int(self.client.request("eth_estimateGas", [tx, self.estimate_block]), 16)
         except RpcResponseError as exc:
             revert = revert_data_of(exc)
             if revert is None:

@@ -9,11 +9,12 @@ from typing import Any
 from eth_account import Account
 from eth_utils import keccak, to_canonical_address
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 
-from pmoracle.chain.contracts import describe_revert, revert_data_of
-from pmoracle.chain.deploy import Deployment, NodeSpec, Sender, connect, deploy
+from pmoracle.chain.client import ChainClient
+from pmoracle.chain.deploy import Deployment, NodeSpec, connect, deploy, open_transmitter
 from pmoracle.chain.devchain import DEV_MNEMONIC, Devchain
+from pmoracle.chain.errors import ContractError
+from pmoracle.chain.transmitter import Transmitter
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import Domain, Report, sign_report
@@ -58,7 +59,7 @@ class System:
     chain: Devchain
     w3: Web3
     deployment: Deployment
-    owner: Sender
+    owner: Transmitter
     signing_keys: list[bytes]
     config: CommitteeConfig
 
@@ -136,7 +137,9 @@ def deploy_system(chain: Devchain, n: int = 4, **kwargs: Any) -> System:
         finality_depth=view[6],
         params_hash=bytes(view[7]),
     )
-    return System(chain, w3, deployment, Sender(w3, dev_key(0)), [s.signing_key for s in nodes], config)
+    return System(
+        chain, w3, deployment, open_transmitter(chain.url, dev_key(0)), [s.signing_key for s in nodes], config
+    )
 
 
 def make_tree(seed: int, count: int) -> MerkleTree:
@@ -156,13 +159,15 @@ def make_tree(seed: int, count: int) -> MerkleTree:
 def revert_of(fn: Any, sender: str, *, value: int = 0) -> tuple[str, tuple[Any, ...]]:
     """Return (error name, args) of the revert of ``fn`` eth_call'ed from ``sender`` in the pending block.
 
-    Fails the test if the call does not revert.
+    Decoded by the chain layer's ErrorDecoder (the one every caller uses). Fails the test if the call does not revert.
     """
+    client = _clients.setdefault(fn.w3.provider.endpoint_uri, ChainClient([fn.w3.provider.endpoint_uri]))
+    data = bytes.fromhex(fn._encode_transaction_data()[2:])
     try:
-        fn.call({"from": sender, "value": value}, block_identifier="pending")
-    except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
-        data = revert_data_of(exc)
-        if data is None:
-            raise AssertionError(f"revert without data: {exc!r}") from None
-        return describe_revert(data)
+        client.call_raw(fn.address, data, "pending", sender=sender, value=value)
+    except ContractError as exc:
+        return exc.name, exc.error_args
     raise AssertionError("call did not revert")
+
+
+_clients: dict[str, ChainClient] = {}

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from eth_utils import to_canonical_address
 
-from pmoracle.chain.deploy import Sender
+from pmoracle.chain.deploy import open_transmitter, transact_fn
 from pmoracle.chain.devchain import Devchain
+from pmoracle.chain.transmitter import Transmitter
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from tests.integration.chain.contracts_support import System, address_of, deploy_system, dev_key, revert_of
 
@@ -34,20 +35,20 @@ def system(anvil: Devchain) -> System:
         feeds.setAssetPrice(s.deployment.contracts["USDC"], 10**8, 2 * WAD // 100, bytes(32)),
         feeds.setAssetPrice(s.deployment.contracts["WETH"], 3_500 * 10**8, 10 * WAD // 100, ETH),
     ):
-        s.owner.call_fn(call, label="feeds")
+        transact_fn(s.owner, call, label="feeds")
     return s
 
 
 @pytest.fixture(scope="module")
-def traders(system: System) -> tuple[Sender, Sender]:
-    alice, bob = Sender(system.w3, dev_key(10)), Sender(system.w3, dev_key(11))
+def traders(system: System) -> tuple[Transmitter, Transmitter]:
+    alice, bob = open_transmitter(system.chain.url, dev_key(10)), open_transmitter(system.chain.url, dev_key(11))
     accounts = system.deployment.contracts["MarginAccounts"]
     for trader in (alice, bob):
         for token, amount in (("USDC", 20_000 * USDC), ("WETH", 2 * WETH)):
             erc20 = system.contract(token).functions
-            trader.call_fn(erc20.mint(trader.address, amount), label="mint")
-            trader.call_fn(erc20.approve(accounts, amount), label="approve")
-            trader.call_fn(system.contract("MarginAccounts").functions.deposit(
+            transact_fn(trader, erc20.mint(trader.address, amount), label="mint")
+            transact_fn(trader, erc20.approve(accounts, amount), label="approve")
+            transact_fn(trader, system.contract("MarginAccounts").functions.deposit(
                 system.deployment.contracts[token], amount), label="deposit")  # fmt: skip
     return alice, bob
 
@@ -69,7 +70,7 @@ def test_feeds_snapshot_returns_the_market(system: System) -> None:
 def test_instruments_are_listed_with_compact_ids(system: System) -> None:
     accounts = system.contract("MarginAccounts").functions
     for args in ((BTC, 0, 0, 0), (BTC, 1, EXPIRY_1, 0), (BTC, 2, EXPIRY_1, 100_000 * 10**8)):
-        system.owner.call_fn(accounts.listInstrument(*args), label="list")
+        transact_fn(system.owner, accounts.listInstrument(*args), label="list")
     assert accounts.instrumentCount().call() == 3
     page = accounts.instrumentsPage(1, 10).call()
     assert [tuple(i) for i in page] == [(2, BTC, 1, EXPIRY_1, 0), (3, BTC, 2, EXPIRY_1, 100_000 * 10**8)]
@@ -79,11 +80,11 @@ def test_instruments_are_listed_with_compact_ids(system: System) -> None:
     assert revert_of(accounts.listInstrument(BTC, 4, EXPIRY_1, 1), owner)[0] == "InvalidInstrument"
 
 
-def test_trades_move_positions_and_pages_show_them(system: System, traders: tuple[Sender, Sender]) -> None:
+def test_trades_move_positions_and_pages_show_them(system: System, traders: tuple[Transmitter, Transmitter]) -> None:
     alice, bob = traders
     accounts = system.contract("MarginAccounts").functions
-    system.owner.call_fn(accounts.trade(alice.address, bob.address, 3, 5_000), label="trade")
-    system.owner.call_fn(accounts.trade(bob.address, alice.address, 1, 20_000), label="trade")
+    transact_fn(system.owner, accounts.trade(alice.address, bob.address, 3, 5_000), label="trade")
+    transact_fn(system.owner, accounts.trade(bob.address, alice.address, 1, 20_000), label="trade")
     assert accounts.positionOf(alice.address, 3).call() == 5_000
     assert accounts.positionOf(bob.address, 3).call() == -5_000
     assert accounts.accountCount().call() == 2
@@ -111,8 +112,10 @@ def attest_book(system: System, alice: str, bob: str) -> tuple[MerkleTree, int]:
         AccountLeaf(to_canonical_address(bob), 1_200 * USD, 800 * USD, 500 * USD),
     ])  # fmt: skip
     block = system.anchor()
-    system.owner.call_fn(
-        system.oracle.functions.attest(*system.certificate(system.report(block, tree), (1, 2, 3))), label="attest"
+    transact_fn(
+        system.owner,
+        system.oracle.functions.attest(*system.certificate(system.report(block, tree), (1, 2, 3))),
+        label="attest",
     )
     return tree, block
 
@@ -122,7 +125,9 @@ def margin_of(tree: MerkleTree, account: str) -> tuple[Any, list[bytes]]:
     return (leaf.initial_margin, leaf.maintenance_margin, leaf.equity), tree.proof(leaf.account)
 
 
-def test_withdrawal_allowed_then_refused_on_attested_margin(system: System, traders: tuple[Sender, Sender]) -> None:
+def test_withdrawal_allowed_then_refused_on_attested_margin(
+    system: System, traders: tuple[Transmitter, Transmitter]
+) -> None:
     alice, bob = traders
     tree, _ = attest_book(system, alice.address, bob.address)
     accounts = system.contract("MarginAccounts").functions
@@ -131,7 +136,7 @@ def test_withdrawal_allowed_then_refused_on_attested_margin(system: System, trad
     # 5,000 USDC at 1 USD less a 2% haircut = 4,900 USD: 10,000 - 4,900 >= 2,000
     assert accounts.collateralValue(usdc, 5_000 * USDC).call() == 4_900 * USD
     before = system.contract("USDC").functions.balanceOf(alice.address).call()
-    alice.call_fn(accounts.withdraw(usdc, 5_000 * USDC, margin, proof), label="withdraw")
+    transact_fn(alice, accounts.withdraw(usdc, 5_000 * USDC, margin, proof), label="withdraw")
     assert system.contract("USDC").functions.balanceOf(alice.address).call() == before + 5_000 * USDC
     assert accounts.balanceOf(alice.address, usdc).call() == 15_000 * USDC
     # the same attestation cannot be spent twice: 4,900 + 3,920 = 8,820 > 10,000 - 2,000
@@ -148,20 +153,26 @@ def test_withdrawal_allowed_then_refused_on_attested_margin(system: System, trad
     assert revert_of(accounts.withdraw(usdc, 10**12 * USDC, margin, proof), alice.address)[0] == "InsufficientBalance"
 
 
-def test_liquidation_flag_follows_attested_maintenance_margin(system: System, traders: tuple[Sender, Sender]) -> None:
+def test_liquidation_flag_follows_attested_maintenance_margin(
+    system: System, traders: tuple[Transmitter, Transmitter]
+) -> None:
     alice, bob = traders
     tree, block = attest_book(system, alice.address, bob.address)
     accounts = system.contract("MarginAccounts").functions
-    keeper = Sender(system.w3, dev_key(12))
+    keeper = open_transmitter(system.chain.url, dev_key(12))
     margin, proof = margin_of(tree, alice.address)
     assert revert_of(accounts.flagLiquidatable(alice.address, margin, proof), keeper.address) == (
         "NotLiquidatable",
         (alice.address, 10_000 * USD, 1_000 * USD),
     )
     bob_margin, bob_proof = margin_of(tree, bob.address)
-    receipt = keeper.call_fn(accounts.flagLiquidatable(bob.address, bob_margin, bob_proof), label="flag")
+    receipt = transact_fn(keeper, accounts.flagLiquidatable(bob.address, bob_margin, bob_proof), label="flag")
     assert accounts.liquidatableAt(bob.address).call() == block
-    (event,) = system.contract("MarginAccounts").events.LiquidatableFlagged().process_receipt(receipt)
+    (event,) = (
+        system.contract("MarginAccounts")
+        .events.LiquidatableFlagged()
+        .process_receipt(system.w3.eth.get_transaction_receipt(receipt.tx_hash))
+    )
     assert event["args"]["account"] == bob.address and event["args"]["equity"] == 500 * USD
     assert revert_of(accounts.clearLiquidatable(bob.address, bob_margin, bob_proof), keeper.address)[0] == "NotFlagged"
     # a stale round cannot be used for a flag or a withdrawal

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from eth_utils import keccak, to_canonical_address, to_checksum_address
 
-from pmoracle.chain.deploy import Sender, register_node
+from pmoracle.chain.deploy import open_transmitter, register_node, transact_fn
 from pmoracle.chain.devchain import Devchain
 from pmoracle.consensus.pop import compute_pop_hash, sign_proof_of_possession
 from pmoracle.consensus.report import sign_report
@@ -117,7 +117,7 @@ def test_equivocation_is_slashed_once(system: System) -> None:
     sig_a = sign_report(system.domain, report_a, system.signing_keys[3]).signature
     sig_b = sign_report(system.domain, report_b, system.signing_keys[3]).signature
     other = sign_report(system.domain, report_b, system.signing_keys[2]).signature
-    reporter = Sender(system.w3, dev_key(15))
+    reporter = open_transmitter(system.chain.url, dev_key(15))
     fn = system.registry.functions.slashEquivocation
     assert revert_of(fn(report_a.as_tuple(), sig_a, report_a.as_tuple(), sig_a), reporter.address)[0] == "NotAnOffence"
     assert (
@@ -131,13 +131,13 @@ def test_equivocation_is_slashed_once(system: System) -> None:
 
     before_stake = stake_of(system, 3)
     before_balance = system.w3.eth.get_balance(reporter.address)
-    receipt = reporter.call_fn(fn(report_a.as_tuple(), sig_a, report_b.as_tuple(), sig_b), label="slash")
+    receipt = transact_fn(reporter, fn(report_a.as_tuple(), sig_a, report_b.as_tuple(), sig_b), label="slash")
     slashed = before_stake * SLASH_BPS // 10_000
     reward = slashed * REWARD_BPS // 10_000
     assert stake_of(system, 3) == before_stake - slashed
-    gas_cost = receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    gas_cost = receipt.gas_used * receipt.effective_gas_price
     assert system.w3.eth.get_balance(reporter.address) == before_balance + reward - gas_cost
-    (event,) = system.registry.events.Slashed().process_receipt(receipt)
+    (event,) = system.registry.events.Slashed().process_receipt(system.w3.eth.get_transaction_receipt(receipt.tx_hash))
     assert event["args"]["signer"] == address_of(system.signing_keys[3]) and event["args"]["offence"] == 0
     assert event["args"]["amount"] == slashed and event["args"]["blockNumber"] == block
     # replayed, in either order
@@ -150,11 +150,11 @@ def test_deviation_from_the_attested_report_is_slashed_once(system: System) -> N
     tree = make_tree(3, 6)
     block = system.anchor()
     attested = system.report(block, tree)
-    system.owner.call_fn(system.oracle.functions.attest(*system.certificate(attested, (0, 1, 2))), label="attest")
+    transact_fn(system.owner, system.oracle.functions.attest(*system.certificate(attested, (0, 1, 2))), label="attest")
     deviant = system.report(block, make_tree(4, 6))
     sig = sign_report(system.domain, deviant, system.signing_keys[3]).signature
     honest = sign_report(system.domain, attested, system.signing_keys[3]).signature
-    reporter = Sender(system.w3, dev_key(16))
+    reporter = open_transmitter(system.chain.url, dev_key(16))
     fn = system.registry.functions.slashDeviation
     assert revert_of(fn(attested.as_tuple(), honest), reporter.address)[0] == "NotAnOffence"
     unattested = system.report(block - 1, tree)
@@ -162,9 +162,9 @@ def test_deviation_from_the_attested_report_is_slashed_once(system: System) -> N
     assert revert_of(fn(unattested.as_tuple(), unattested_sig), reporter.address) == ("RoundNotFound", (block - 1,))
 
     before = stake_of(system, 3)
-    receipt = reporter.call_fn(fn(deviant.as_tuple(), sig), label="slashDeviation")
+    receipt = transact_fn(reporter, fn(deviant.as_tuple(), sig), label="slashDeviation")
     assert stake_of(system, 3) == before - before * SLASH_BPS // 10_000
-    (event,) = system.registry.events.Slashed().process_receipt(receipt)
+    (event,) = system.registry.events.Slashed().process_receipt(system.w3.eth.get_transaction_receipt(receipt.tx_hash))
     assert event["args"]["offence"] == 1 and event["args"]["reporter"] == reporter.address
     assert revert_of(fn(deviant.as_tuple(), sig), reporter.address) == (
         "AlreadySlashed",
@@ -179,9 +179,9 @@ def test_unbonding_keeps_a_node_slashable_until_withdrawal(system: System) -> No
         (address_of(system.signing_keys[0]), 1),
     )
     spec = node_spec(6)
-    register_node(system.w3, system.deployment, spec)
-    operator = Sender(system.w3, spec.operator_key)
-    operator.call_fn(system.registry.functions.requestUnbond(), label="requestUnbond")
+    register_node(system.chain.url, system.deployment, spec)
+    operator = open_transmitter(system.chain.url, spec.operator_key)
+    transact_fn(operator, system.registry.functions.requestUnbond(), label="requestUnbond")
     name, _ = revert_of(system.registry.functions.withdrawStake(), operator.address)
     assert name == "StillUnbonding"
     # misbehaviour while unbonding is still slashed
@@ -189,15 +189,17 @@ def test_unbonding_keeps_a_node_slashable_until_withdrawal(system: System) -> No
     a, b = system.report(block, make_tree(5, 2)), system.report(block, make_tree(6, 2))
     sig_a = sign_report(system.domain, a, spec.signing_key).signature
     sig_b = sign_report(system.domain, b, spec.signing_key).signature
-    system.owner.call_fn(
-        system.registry.functions.slashEquivocation(a.as_tuple(), sig_a, b.as_tuple(), sig_b), label="slash"
+    transact_fn(
+        system.owner,
+        system.registry.functions.slashEquivocation(a.as_tuple(), sig_a, b.as_tuple(), sig_b),
+        label="slash",
     )
     system.chain.rpc("evm_increaseTime", UNBONDING_DELAY)
     system.chain.rpc("evm_mine")
     before = system.w3.eth.get_balance(operator.address)
-    receipt = operator.call_fn(system.registry.functions.withdrawStake(), label="withdrawStake")
+    receipt = transact_fn(operator, system.registry.functions.withdrawStake(), label="withdrawStake")
     remaining = STAKE - STAKE * SLASH_BPS // 10_000
-    gas_cost = receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    gas_cost = receipt.gas_used * receipt.effective_gas_price
     assert system.w3.eth.get_balance(operator.address) == before + remaining - gas_cost
     node = system.registry.functions.nodeOf(address_of(spec.signing_key)).call()
     assert node[2] == 0 and node[4] == EXITED
@@ -205,15 +207,19 @@ def test_unbonding_keeps_a_node_slashable_until_withdrawal(system: System) -> No
 
 
 def test_a_node_updates_its_endpoints_and_adds_stake(system: System) -> None:
-    operator = Sender(system.w3, node_spec(2).operator_key)
+    operator = open_transmitter(system.chain.url, node_spec(2).operator_key)
     signer = address_of(system.signing_keys[2])
-    receipt = operator.call_fn(
-        system.registry.functions.updateEndpoints(b"\x01\x02", ["/dns4/node2.example/tcp/4001"]), label="update"
+    receipt = transact_fn(
+        operator,
+        system.registry.functions.updateEndpoints(b"\x01\x02", ["/dns4/node2.example/tcp/4001"]),
+        label="update",
     )
-    (event,) = system.registry.events.EndpointsUpdated().process_receipt(receipt)
+    (event,) = system.registry.events.EndpointsUpdated().process_receipt(
+        system.w3.eth.get_transaction_receipt(receipt.tx_hash)
+    )
     assert event["args"]["signer"] == signer
     before = stake_of(system, 2)
-    operator.call_fn(system.registry.functions.addStake(), label="addStake", value=5 * 10**17)
+    transact_fn(operator, system.registry.functions.addStake(), label="addStake", value=5 * 10**17)
     node = system.registry.functions.nodeOf(signer).call()
     assert node[5] == b"\x01\x02" and node[6] == ["/dns4/node2.example/tcp/4001"]
     assert node[2] == before + 5 * 10**17

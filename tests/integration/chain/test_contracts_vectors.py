@@ -10,7 +10,7 @@ import pytest
 from eth_utils import to_checksum_address
 
 from pmoracle.chain.contracts import load_artifact
-from pmoracle.chain.deploy import Sender, connect
+from pmoracle.chain.deploy import connect, deploy_contract, open_transmitter
 from pmoracle.chain.devchain import Devchain
 from pmoracle.consensus.report import Report
 from tests.integration.chain.contracts_support import dev_key
@@ -22,7 +22,9 @@ ANVIL_MAX_CHAIN_ID = 2**64 - 1  # anvil's chain id is a u64
 @pytest.fixture(scope="module")
 def oracle(anvil: Devchain) -> Any:
     w3 = connect(anvil.url)
-    address = Sender(w3, dev_key(0)).deploy("MarginOracle", to_checksum_address(bytes(20)), 16, 8)
+    address = deploy_contract(
+        open_transmitter(anvil.url, dev_key(0)), "MarginOracle", to_checksum_address(bytes(20)), 16, 8
+    )
     return w3.eth.contract(address=address, abi=load_artifact("MarginOracle").abi)
 
 

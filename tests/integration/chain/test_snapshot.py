@@ -199,4 +199,4 @@ def test_reverts_of_the_real_contracts_decode_with_the_artifact_errors(protocol:
         outsider.send_call(protocol.feeds.functions.setIndex(sym("BTC"), 1, 0))
     role = client.call(protocol.feeds.functions.FEEDER_ROLE())
     assert info.value.name == "AccessControlUnauthorizedAccount"
-    assert info.value.error_args == (outsider.address.lower(), role)
+    assert info.value.error_args == (outsider.address, role)

@@ -1,0 +1,389 @@
+"""``pmoracle bench devnet``: round latency of a real devnet (anvil + N ``pmoracle node`` processes over libp2p).
+
+For each committee size n it builds a devnet (:func:`pmoracle.node.devnet.build_devnet`), drives it with one block
+per second once anvil has mined the setup's backlog (the market is frozen meanwhile; see :func:`produce_block`),
+and measures for each round:
+
+- latency: the anchor block becomes final (the bench sees block anchor + finality depth) -> the bench sees the
+  round attested on chain (``MarginOracle.latestRound``), polled every 10 ms;
+- where it goes, from the nodes' own log lines (ISO timestamps with ms): detect (final -> the median node starts
+  the round), compute (median node's "computed X accounts in Y s": snapshot read, risk engine, Merkle tree),
+  quorum wait (median start -> the quorum-th node signed: compute plus stragglers), gossip (quorum-th signature ->
+  first quorum certificate formed), chain (certificate -> "attested on chain in tx": estimate, send, receipt);
+- CPU seconds (``/proc/<pid>/stat`` utime + stime) and peak resident memory (``/proc/<pid>/status`` VmHWM) of each
+  node process, read just before the nodes are stopped; CPU is divided by the rounds the node ran.
+
+The first ``--warmup`` rounds (numba cache load, libp2p connections) are left out of the latency figures. Every
+process (anvil, the nodes, this driver) shares the machine's cores; nothing here is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pmoracle.errors import InputError
+
+POLL_S = 0.01
+BLOCK_GAS_LIMIT = 1_000_000_000
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z \S+\s+\S+: round (\d+)(?::)? (.*)$")
+COMPUTED = re.compile(r"computed (\d+) accounts in ([0-9.]+) s")
+
+
+@dataclass
+class RoundTiming:
+    """One attested round: wall-clock times (Unix seconds) from the bench and the node logs."""
+
+    block: int
+    final_at: float  # the bench saw block + finality depth
+    seen_at: float  # the bench saw the round attested
+    started: list[float] = field(default_factory=list)  # per node: computed-at minus compute time
+    compute: list[float] = field(default_factory=list)  # per node, seconds
+    signed: list[float] = field(default_factory=list)  # per node
+    certificate: float | None = None  # first node to form the certificate
+    attested_tx: float | None = None  # the transmitting node saw its receipt
+
+    @property
+    def latency(self) -> float:
+        """Return seconds from the anchor being final to the attestation being seen."""
+        return self.seen_at - self.final_at
+
+
+@dataclass
+class NodeUsage:
+    """CPU over the measured rounds and peak memory over the whole run, of one node process."""
+
+    index: int
+    cpu_s: float  # user + system seconds from the end of the warm-up to the end of the run
+    peak_rss_mb: float
+    rounds: int  # rounds attested in that span
+
+    @property
+    def cpu_per_round_s(self) -> float:
+        """Return CPU seconds per measured round (0 when none)."""
+        return self.cpu_s / self.rounds if self.rounds else 0.0
+
+
+def _parse_ts(text: str) -> float:
+    return datetime.fromisoformat(text + "+00:00").timestamp()
+
+
+def read_proc_usage(pid: int) -> tuple[float, float]:
+    """Return (CPU seconds user + system, peak RSS in MiB) of a live process from /proc."""
+    with open(f"/proc/{pid}/stat") as handle:
+        stat = handle.read()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": fields[0] is the state (field 3)
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14 and 15)
+    peak_kib = 0
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                peak_kib = int(line.split()[1])
+    return cpu, peak_kib / 1024
+
+
+def _pid_of(node: Any) -> int:
+    from pmoracle.node.devnet import DevnetError
+
+    if node.process is None:
+        raise DevnetError(f"node {node.index} was never started")
+    return int(node.process.pid)
+
+
+def _cpu_of(node: Any) -> float:
+    return read_proc_usage(_pid_of(node))[0]
+
+
+def parse_node_log(path: Path, rounds: dict[int, RoundTiming]) -> None:
+    """Add one node's log lines about the rounds in ``rounds`` to their timings."""
+    per_round: dict[int, dict[str, float]] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        match = LOG_LINE.match(line)
+        if match is None:
+            continue
+        ts, block, rest = _parse_ts(match.group(1)), int(match.group(2)), match.group(3)
+        entry = per_round.setdefault(block, {})
+        if rest.startswith("computed"):
+            found = COMPUTED.search(rest)
+            if found:
+                entry["compute"] = float(found.group(2))
+                entry["started"] = ts - float(found.group(2))
+        elif rest.startswith("signed report"):
+            entry["signed"] = ts
+        elif rest.startswith("quorum certificate formed"):
+            entry["certificate"] = ts
+        elif rest.startswith("attested on chain in tx"):
+            entry["attested_tx"] = ts
+    for block, entry in per_round.items():
+        timing = rounds.get(block)
+        if timing is None:
+            continue
+        if "compute" in entry:
+            timing.compute.append(entry["compute"])
+            timing.started.append(entry["started"])
+        if "signed" in entry:
+            timing.signed.append(entry["signed"])
+        if "certificate" in entry:
+            timing.certificate = min(entry["certificate"], timing.certificate or entry["certificate"])
+        if "attested_tx" in entry:
+            timing.attested_tx = min(entry["attested_tx"], timing.attested_tx or entry["attested_tx"])
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = q * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def split_round(timing: RoundTiming, quorum: int) -> dict[str, float] | None:
+    """Return the latency split of a round (seconds), or None when a log line is missing."""
+    if not timing.started or len(timing.signed) < quorum or timing.certificate is None or timing.attested_tx is None:
+        return None
+    start = statistics.median(timing.started)
+    signed_q = sorted(timing.signed)[quorum - 1]
+    return {
+        "latency": timing.latency,
+        "detect": start - timing.final_at,
+        "compute": statistics.median(timing.compute),
+        "quorum_wait": signed_q - start,
+        "gossip": timing.certificate - signed_q,
+        "chain": timing.attested_tx - timing.certificate,
+        "observe": timing.seen_at - timing.attested_tx,
+    }
+
+
+def mine_backlog(devnet: Any, timeout: float = 300.0) -> float:
+    """Mine every transaction still queued in anvil, in large blocks; return the seconds it took.
+
+    The world's setup sends its thousands of transactions in JSON-RPC batches and returns before anvil has mined
+    them (one block each under automine), so for minutes after ``build_devnet`` the head races ahead and the book
+    is still filling. Each ``evm_mine`` takes up to ``BLOCK_GAS_LIMIT`` of them. (Automine is left on: in runs that
+    paused it, anvil kept mining ~6 empty blocks a second afterwards.)
+
+    Errors:
+        PmoracleError when the pool is not empty after ``timeout`` seconds.
+    """
+    from pmoracle.chain.client import ChainClient
+    from pmoracle.errors import PmoracleError
+
+    client = ChainClient([devnet.chain.url], timeout=60.0)  # txpool_content of thousands of transactions is slow
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        content = client.request("txpool_content")
+        if not content.get("pending") and not content.get("queued"):
+            return time.monotonic() - started
+        devnet.chain.rpc("evm_mine")
+    raise PmoracleError(f"anvil still has queued transactions after {timeout:.0f} s")
+
+
+def produce_block(devnet: Any) -> None:
+    """Mine one empty block (the bench's 1 s block time).
+
+    The market is frozen while rounds are measured: the world's batched trades from impersonated accounts made
+    anvil 1.7.1 stop answering the batch (twice in a few minutes, the bench then hangs), and ``Devnet.step``
+    automines a block per simulated transaction, so a market move jumps several anchors at once. A node recomputes
+    every account from the chain snapshot each round whether or not prices moved, so the work per round is the
+    same.
+    """
+    devnet.chain.rpc("evm_mine")
+
+
+def run_devnet_bench(
+    n: int,
+    *,
+    accounts: int,
+    rounds: int,
+    warmup: int,
+    run_dir: Path,
+    round_period: int = 20,
+    seed: int = 1,
+    timeout: float = 300.0,
+) -> dict[str, Any]:
+    """Build an n-node devnet, run it until ``warmup + rounds`` rounds are attested, and return the figures.
+
+    Errors:
+        DevnetError when a node dies; BenchError-style PmoracleError when too few rounds are attested in time.
+    """
+    from pmoracle.errors import PmoracleError
+    from pmoracle.node.devnet import DevnetError, DevnetOptions, build_devnet
+
+    options = DevnetOptions(nodes=n, accounts=accounts, duration=None, rounds=None, seed=seed, run_dir=run_dir,
+                            round_period=round_period, quiet=True)  # fmt: skip
+    build_started = time.monotonic()
+    devnet = build_devnet(options, say=lambda _msg: None)
+    build_s = time.monotonic() - build_started
+    depth, period = options.finality_depth, options.round_period
+    quorum = devnet.committee.quorum
+    timings: dict[int, RoundTiming] = {}
+    final_at: dict[int, float] = {}
+    usage: list[tuple[float, float]] = []
+    cpu_at_warmup: list[float] = []
+    try:
+        # every simulated transaction carries a 3M gas limit: a high block gas limit lets one block take many
+        devnet.chain.rpc("evm_setBlockGasLimit", hex(BLOCK_GAS_LIMIT))
+        drain_s = mine_backlog(devnet)
+        started = time.monotonic()
+        last_block_at = 0.0
+        seen_head = first_head = int(devnet.client.block_number())
+        last_attested = 0
+        while len(timings) < warmup + rounds:
+            now = time.monotonic()
+            if now - started > timeout:
+                raise PmoracleError(f"bench devnet n={n}: only {len(timings)} rounds attested in {timeout:.0f} s")
+            for node in devnet.nodes:
+                if node.process is not None and node.process.poll() is not None:
+                    raise DevnetError(f"node {node.index} exited with {node.process.returncode}; see {node.log_path}")
+            head = int(devnet.client.block_number())
+            wall = time.time()
+            for final_head in range(seen_head + 1, head + 1):
+                anchor = final_head - depth
+                if anchor > 0 and anchor % period == 0:
+                    final_at.setdefault(anchor, wall)
+            seen_head = max(seen_head, head)
+            block, _, _ = devnet.latest_round()
+            if block > last_attested:
+                last_attested = block
+                if block in final_at:  # rounds whose anchor became final before the bench started are skipped
+                    timings[block] = RoundTiming(block, final_at[block], wall)
+                    if len(timings) == warmup:
+                        cpu_at_warmup = [_cpu_of(node) for node in devnet.nodes]
+            if now - last_block_at >= options.block_interval:
+                last_block_at = now
+                produce_block(devnet)
+            time.sleep(POLL_S)
+        usage = [read_proc_usage(_pid_of(node)) for node in devnet.nodes]
+        blocks_per_s = (seen_head - first_head) / (time.monotonic() - started)
+        anchors_ready = sorted(final_at)
+        if not cpu_at_warmup:
+            cpu_at_warmup = [0.0] * len(devnet.nodes)
+    finally:
+        devnet.stop()
+    measured_blocks = sorted(timings)[warmup:]
+    nodes = []
+    for node, (cpu, peak), cpu0 in zip(devnet.nodes, usage, cpu_at_warmup, strict=True):
+        parse_node_log(node.log_path, timings)
+        # CPU from the end of the warm-up to the end of the run (start-up, imports and JIT cache load excluded).
+        nodes.append(NodeUsage(node.index, cpu - cpu0, peak, len(measured_blocks)))
+    measured = [timings[b] for b in measured_blocks]
+    splits = [s for s in (split_round(t, quorum) for t in measured) if s is not None]
+    latencies = [t.latency for t in measured]
+    return {
+        "n": n,
+        "quorum": quorum,
+        "accounts": accounts,
+        "rounds": len(measured),
+        "warmup": warmup,
+        "build_s": build_s,
+        "setup_backlog_s": drain_s,
+        "round_period": round_period,
+        "blocks_per_s": blocks_per_s,
+        "anchors_final": len(anchors_ready),
+        "anchors_attested": len(timings),
+        "latency_median_s": statistics.median(latencies),
+        "latency_p95_s": _percentile(latencies, 0.95),
+        "latency_max_s": max(latencies),
+        "split_median_s": {k: statistics.median(s[k] for s in splits) for k in splits[0]} if splits else {},
+        "rounds_split": len(splits),
+        "nodes": [asdict(u) | {"cpu_per_round_s": u.cpu_per_round_s} for u in nodes],
+        "cpu_per_round_median_s": statistics.median(u.cpu_per_round_s for u in nodes),
+        "peak_rss_max_mb": max(u.peak_rss_mb for u in nodes),
+        "run_dir": str(run_dir),
+        "rounds_detail": [asdict(t) | {"latency": t.latency} for t in measured],
+    }
+
+
+def format_devnet_table(results: list[dict[str, Any]]) -> str:
+    """Return the Markdown table of the devnet bench."""
+    cores = os.cpu_count()
+    lines = [
+        "| n | quorum | accounts | rounds | latency median | p95 | detect | compute | quorum wait | gossip | chain "
+        "| CPU s/round/node (median) | peak RSS/node (max) | anchors attested/final | blocks/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        s = r["split_median_s"]
+
+        def ms(key: str, s: dict[str, float] = s) -> str:
+            return f"{s[key] * 1000:.0f} ms" if key in s else "-"
+
+        lines.append(
+            f"| {r['n']} | {r['quorum']} | {r['accounts']} | {r['rounds']} | {r['latency_median_s'] * 1000:.0f} ms "
+            f"| {r['latency_p95_s'] * 1000:.0f} ms | {ms('detect')} | {ms('compute')} | {ms('quorum_wait')} "
+            f"| {ms('gossip')} | {ms('chain')} | {r['cpu_per_round_median_s']:.2f} | {r['peak_rss_max_mb']:.0f} MiB "
+            f"| {r['anchors_attested']}/{r['anchors_final']} | {r['blocks_per_s']:.1f} |"
+        )
+    lines.append("")
+    lines.append(f"Machine: {cores} cores shared by anvil, every node process and the driver.")
+    return "\n".join(lines)
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """Return the committee sizes of ``--nodes 4,7``.
+
+    Errors:
+        InputError("--nodes") for a malformed list or a size outside [1, 16].
+    """
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError("--nodes", f"expected comma-separated integers, got {text!r}") from None
+    if not sizes or any(not 1 <= n <= 16 for n in sizes):
+        raise InputError("--nodes", f"sizes must be in [1, 16], got {text!r}")
+    return sizes
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the devnet benchmark's options to ``parser``."""
+    parser.add_argument("--nodes", default="4,7", help="committee sizes, comma-separated (default 4,7)")
+    parser.add_argument("--accounts", type=int, default=1000, help="trader accounts (default 1000)")
+    parser.add_argument("--rounds", type=int, default=8, help="measured rounds per size (default 8)")
+    parser.add_argument("--warmup", type=int, default=1, help="first rounds left out (default 1)")
+    parser.add_argument("--round-period", type=int, default=20, help="blocks between anchor blocks (default 20)")
+    parser.add_argument("--run-dir", type=Path, default=None, help="where the devnets' logs go (default: a temp dir)")
+    parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the devnet benchmark for each size and print its table."""
+    sizes = parse_sizes(args.nodes)
+    if args.accounts < 1:
+        raise InputError("--accounts", f"must be >= 1, got {args.accounts}")
+    if args.rounds < 1 or args.warmup < 0:
+        raise InputError("--rounds", f"need --rounds >= 1 and --warmup >= 0, got {args.rounds}, {args.warmup}")
+    base = args.run_dir or Path(tempfile.mkdtemp(prefix="pmoracle-bench-devnet-"))
+    results = []
+    for n in sizes:
+        print(f"bench devnet: n={n}, {args.accounts} accounts, {args.warmup}+{args.rounds} rounds ...", file=sys.stderr)
+        results.append(run_devnet_bench(n, accounts=args.accounts, rounds=args.rounds, warmup=args.warmup,
+                                        run_dir=base / f"n{n}", round_period=args.round_period))  # fmt: skip
+    print(format_devnet_table(results))
+    print(f"logs: {base}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m pmoracle.bench.devnet``."""
+    parser = argparse.ArgumentParser(prog="python -m pmoracle.bench.devnet", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
