@@ -229,16 +229,26 @@ class Devnet:
         self._seen_head = max(self._seen_head, head)
         block, root, count = self.latest_round()
         if block and (not self.attested or block > self.attested[-1].block_number):
-            output = self.recompute(block)
-            leaves = output.book.accounts
-            self.attested.append(
-                AttestedRound(
-                    block_number=block, accounts=count, root=root, recomputed_root=output.tree.root,
-                    total_im=sum(a.initial_margin for a in leaves), total_mm=sum(a.maintenance_margin for a in leaves),
-                    total_equity=sum(a.equity for a in leaves),
-                    latency=now - self._ready_at.get(block, now), gas=self.attestation_gas(block, head),
-                )
-            )  # fmt: skip
+            last = self.attested[-1].block_number if self.attested else 0
+            if block - last > period:  # rounds attested since the last look that are no longer the latest
+                for event in self.events("MarginOracle", "RoundAttested", from_block=last):
+                    missed = int(event["args"]["blockNumber"])
+                    if last < missed < block:
+                        self._audit(missed, bytes(event["args"]["accountsRoot"]),
+                                    int(event["args"]["accountCount"]), head, now)  # fmt: skip
+            self._audit(block, root, count, head, now)
+
+    def _audit(self, block: int, root: bytes, count: int, head: int, now: float) -> None:
+        output = self.recompute(block)
+        leaves = output.book.accounts
+        self.attested.append(
+            AttestedRound(
+                block_number=block, accounts=count, root=root, recomputed_root=output.tree.root,
+                total_im=sum(a.initial_margin for a in leaves), total_mm=sum(a.maintenance_margin for a in leaves),
+                total_equity=sum(a.equity for a in leaves),
+                latency=now - self._ready_at.get(block, now), gas=self.attestation_gas(block, head),
+            )
+        )  # fmt: skip
 
     def advance(self) -> None:
         """Run one iteration of the devnet loop: check the nodes, audit new rounds, step the world when due.

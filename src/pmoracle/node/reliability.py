@@ -342,6 +342,11 @@ def scenario_crash(run_dir: Path, n: int = 4, down_rounds: int = 1) -> ScenarioR
                 restart(devnet, node)
                 restarted.append(node)
         devnet.run_rounds(2, ROUND_TIMEOUT * 2)
+
+        def restarted_sign(d: Devnet) -> bool:
+            return all(read_metrics(node).get("pmoracle_rounds_signed_total", 0) > 0 for node in restarted)
+
+        devnet.run_until(restarted_sign, ROUND_TIMEOUT * 2, what="every restarted node signing again")
         result.recover_seconds = max(recoveries)
         result.extra["recoveries"] = [round(r, 2) for r in recoveries]
         result.extra["restarted"] = sorted({node.index for node in restarted})
@@ -352,7 +357,7 @@ def scenario_crash(run_dir: Path, n: int = 4, down_rounds: int = 1) -> ScenarioR
 
     def after(devnet: Devnet, result: ScenarioResult) -> None:
         result.extra["double_digests"] = check_single_digest(devnet)
-        result.extra["signed_after_restart"] = {
+        result.extra["signed_after_last_kill"] = {
             node.index: max(protection_records(node), default=0) > result.extra["killed"][-1]["anchor"]
             for node in devnet.nodes
         }
@@ -370,6 +375,164 @@ def check_single_digest(devnet: Devnet) -> dict[str, int]:
             signer = bytes.fromhex(node.signing_address[2:])
             bad["archive"] += sum(1 for d in archived_digests(other, signer).values() if len(d) > 1)
     return bad
+
+
+# --- RPC faults ----------------------------------------------------------------------------------------------------
+
+
+class RpcFaultProxy:
+    """A 127.0.0.1 JSON-RPC proxy in front of anvil that can fail on demand (a test tool).
+
+    Modes: ``ok`` forwards; ``error`` answers every request with JSON-RPC error -32603; ``hang`` holds each request
+    ``hang_seconds`` and closes without an answer; ``lag`` serves a head ``lag`` blocks behind (eth_blockNumber and
+    eth_getBlockByNumber("latest")) and forwards the rest.
+    """
+
+    def __init__(self, upstream: str, *, lag: int = 8, hang_seconds: float = 3.0) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.upstream = upstream
+        self.mode = "ok"
+        self.lag = lag
+        self.hang_seconds = hang_seconds
+        self.requests: Counter[str] = Counter()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                answer = proxy.handle(body)
+                if answer is None:
+                    self.close_connection = True
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _forward(self, payload: Any) -> Any:
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(self.upstream, data=json.dumps(payload).encode(),
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def handle(self, body: bytes) -> bytes | None:
+        """Return the answer to one HTTP request body in the current mode (None: no answer)."""
+        import json
+
+        mode = self.mode
+        self.requests[mode] += 1
+        payload = json.loads(body)
+        if mode == "hang":
+            time.sleep(self.hang_seconds)
+            return None
+        if mode == "error" and isinstance(payload, dict):
+            error = {"code": -32603, "message": "injected internal error"}
+            return json.dumps({"jsonrpc": "2.0", "id": payload.get("id"), "error": error}).encode()
+        if mode == "lag" and isinstance(payload, dict):
+            method, params = payload.get("method"), payload.get("params") or []
+            if method == "eth_blockNumber":
+                real = int(self._forward(payload)["result"], 16)
+                return json.dumps({"jsonrpc": "2.0", "id": payload.get("id"),
+                                   "result": hex(max(0, real - self.lag))}).encode()  # fmt: skip
+            if method == "eth_getBlockByNumber" and params and params[0] == "latest":
+                real = int(self._forward({"jsonrpc": "2.0", "id": 0, "method": "eth_blockNumber"})["result"], 16)
+                payload = {**payload, "params": [hex(max(0, real - self.lag)), *params[1:]]}
+        return json.dumps(self._forward(payload)).encode()
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def attested_digest(devnet: Devnet, block: int) -> bytes | None:
+    """Return the report digest attested on chain for round ``block`` (None when it is not attested)."""
+    from pmoracle.node.daemon import OFFLINE_W3
+
+    oracle = devnet.deployment.contract(OFFLINE_W3, "MarginOracle")
+    config_digest, digest = devnet.client.call(oracle.functions.roundDigests(block), "latest")
+    return None if bytes(config_digest) == bytes(32) else bytes(digest)
+
+
+def reconfigure_rpc(devnet: Devnet, node: NodeProcess, urls: list[str], timeout: float) -> None:
+    """Stop ``node``, point its config at ``urls`` (in preference order) with ``timeout``, and start it again."""
+    node.kill(signal.SIGTERM)
+    path = node.home / "node.toml"
+    text = path.read_text()
+    text = re.sub(r"rpc_urls = \[.*\]", "rpc_urls = [" + ", ".join(f'"{u}"' for u in urls) + "]", text)
+    text = re.sub(r"rpc_timeout = .*", f"rpc_timeout = {timeout}", text)
+    path.write_text(text)
+    restart(devnet, node)
+
+
+def scenario_rpc_faults(run_dir: Path, n: int = 4, phase_rounds: int = 2) -> ScenarioResult:
+    """Node 0's primary RPC (a proxy) returns errors, hangs, then lags; anvil is its fallback URL.
+
+    Measures, per phase, the rounds node 0 signed and the RPC errors it counted for the proxy; afterwards checks that
+    every digest in node 0's slashing-protection store for an attested round is the attested one.
+    """
+
+    def body(devnet: Devnet, result: ScenarioResult) -> None:
+        node = devnet.nodes[0]
+        proxy = RpcFaultProxy(devnet.chain.url)
+        try:
+            reconfigure_rpc(devnet, node, [proxy.url, devnet.chain.url], timeout=1.0)
+            devnet.run_rounds(1, ROUND_TIMEOUT)
+            phases = {}
+            for mode in ("error", "hang", "lag", "ok"):
+                proxy.mode = mode
+                before = read_metrics(node)
+                started = time.monotonic()
+                devnet.run_rounds(phase_rounds, ROUND_TIMEOUT * phase_rounds)
+                after = read_metrics(node)
+                host = proxy.url.split("//")[1]
+                errors = sum(v - before.get(k, 0) for k, v in after.items()
+                             if k.startswith("pmoracle_rpc_errors_total") and host in k)  # fmt: skip
+                phases[mode] = {
+                    "signed": after.get("pmoracle_rounds_signed_total", 0)
+                    - before.get("pmoracle_rounds_signed_total", 0),
+                    "proxy_errors": errors,
+                    "seconds": round(time.monotonic() - started, 1),
+                }
+            if phases["ok"]["signed"] == 0:  # recovery: wait for node 0 to sign again on its primary
+                signed = read_metrics(node).get("pmoracle_rounds_signed_total", 0)
+                devnet.run_until(lambda d: read_metrics(node).get("pmoracle_rounds_signed_total", 0) > signed,
+                                 ROUND_TIMEOUT * 2, what="node 0 signing after the proxy healed")  # fmt: skip
+                phases["ok"]["signed"] = 1
+            result.extra["phases"] = phases
+            result.extra["proxy_requests"] = dict(proxy.requests)
+        finally:
+            proxy.close()
+
+    def check_digests(devnet: Devnet, result: ScenarioResult) -> None:
+        wrong = 0
+        for block, digests in protection_records(devnet.nodes[0]).items():
+            attested = attested_digest(devnet, block)
+            wrong += sum(1 for d in digests if attested is not None and d != attested)
+        result.extra["wrong_digests"] = wrong
+        result.extra["signed_rounds_node0"] = len(protection_records(devnet.nodes[0]))
+
+    def body_and_check(devnet: Devnet, result: ScenarioResult) -> None:
+        body(devnet, result)
+        check_digests(devnet, result)
+
+    return _run("rpc-faults", n, "node 0: primary RPC errors, hangs (1 s timeout), lags 8 blocks; anvil fallback",
+                run_dir, (), body_and_check)  # fmt: skip
 
 
 # --- the table -----------------------------------------------------------------------------------------------------
@@ -400,6 +563,7 @@ SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
     "silent-4": lambda d: scenario_silent_slow(d, 4, ("silent",)),
     "slow-4": lambda d: scenario_silent_slow(d, 4, ("slow",)),
     "crash-4": lambda d: scenario_crash(d, 4),
+    "rpc-faults-4": lambda d: scenario_rpc_faults(d, 4),
     "spam-4": lambda d: scenario_spam(d, 4),
     "wrong-value-7": lambda d: scenario_wrong_value(d, 7),
     "silent+slow-7": lambda d: scenario_silent_slow(d, 7, ("silent", "slow")),
