@@ -594,7 +594,14 @@ def attested_digest(devnet: Devnet, block: int) -> bytes | None:
     from pmoracle.node.daemon import OFFLINE_W3
 
     oracle = devnet.deployment.contract(OFFLINE_W3, "MarginOracle")
-    config_digest, digest = devnet.client.call(oracle.functions.roundDigests(block), "latest")
+    from pmoracle.chain.errors import ContractError
+
+    try:
+        config_digest, digest = devnet.client.call(oracle.functions.roundDigests(block), "latest")
+    except ContractError as exc:
+        if exc.name == "RoundNotFound":
+            return None
+        raise
     return None if bytes(config_digest) == bytes(32) else bytes(digest)
 
 

@@ -1,0 +1,42 @@
+"""Chain faults on a real devnet: reorgs around anchor blocks and a failing primary RPC endpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pmoracle.node.reliability import scenario_reorg, scenario_rpc_faults
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_reorgs_shallower_and_deeper_than_finality(tmp_path: Path) -> None:
+    result = scenario_reorg(tmp_path, n=4)
+    assert result.rounds_verified == result.rounds_attested >= 3
+    assert result.duplicate_attestations == 0
+    shallow, deep = result.extra["shallow"], result.extra["deep"]
+    # a reorg no deeper than the finality depth replaces an anchor nobody signed yet: attested with the new hash
+    assert shallow["hash_replaced"] and not shallow["signed_old_hash"] and shallow["attested"]
+    # deeper: the old certificate no longer matches the chain, and nobody re-signs the round with another hash
+    assert deep["depth"] > 2
+    assert deep["old_cert_attest"] == "BlockHashMismatch"
+    assert not deep["signed_new_hash"] and not deep["reattested"]
+    # later rounds carry canonical hashes only and attestation resumes within two rounds
+    assert deep["later_rounds_noncanonical_signatures"] == 0
+    assert deep["next_attested"] - deep["anchor"] <= 2 * 5
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_failing_primary_rpc_falls_back_and_recovers(tmp_path: Path) -> None:
+    result = scenario_rpc_faults(tmp_path, n=4)
+    assert result.rounds_verified == result.rounds_attested >= 6
+    assert result.duplicate_attestations == 0
+    phases = result.extra["phases"]
+    # the proxy's failures were seen and counted, the node signed through its fallback, and it recovered
+    assert phases["error"]["proxy_errors"] > 0 and phases["error"]["signed"] > 0
+    assert phases["hang"]["proxy_errors"] > 0
+    assert phases["ok"]["signed"] > 0
+    # never a digest other than the attested one (no signature on partial or stale data)
+    assert result.extra["wrong_digests"] == 0
