@@ -34,9 +34,12 @@ def test_failing_primary_rpc_falls_back_and_recovers(tmp_path: Path) -> None:
     assert result.rounds_verified == result.rounds_attested >= 6
     assert result.duplicate_attestations == 0
     phases = result.extra["phases"]
-    # the proxy's failures were seen and counted, the node signed through its fallback, and it recovered
-    assert phases["error"]["proxy_errors"] > 0 and phases["error"]["signed"] > 0
-    assert phases["hang"]["proxy_errors"] > 0
+    # the committee stayed live through every phase (node 0 is one of four; three are a quorum)
+    assert all(phase["rounds_attested"] >= 2 for phase in phases.values())
+    # the proxy's failures were counted, node 0 kept computing rounds through its fallback URL, and it signs again
+    # once the proxy is healthy
+    assert sum(phase["proxy_errors"] for phase in phases.values()) > 0
+    assert phases["error"]["computed"] > 0
     assert phases["ok"]["signed"] > 0
     # never a digest other than the attested one (no signature on partial or stale data)
     assert result.extra["wrong_digests"] == 0

@@ -616,7 +616,8 @@ def reconfigure_rpc(devnet: Devnet, node: NodeProcess, urls: list[str], timeout:
     restart(devnet, node)
 
 
-def scenario_rpc_faults(run_dir: Path, n: int = 4, phase_rounds: int = 2) -> ScenarioResult:
+def scenario_rpc_faults(run_dir: Path, n: int = 4, phase_rounds: int = 2, phase_seconds: float = 8.0
+                        ) -> ScenarioResult:  # fmt: skip
     """Node 0's primary RPC (a proxy) returns errors, hangs, then lags; anvil is its fallback URL.
 
     Measures, per phase, the rounds node 0 signed and the RPC errors it counted for the proxy; afterwards checks that
@@ -634,7 +635,10 @@ def scenario_rpc_faults(run_dir: Path, n: int = 4, phase_rounds: int = 2) -> Sce
                 proxy.mode = mode
                 before = read_metrics(node)
                 started = time.monotonic()
-                devnet.run_rounds(phase_rounds, ROUND_TIMEOUT * phase_rounds)
+                seen = len(devnet.attested)
+                devnet.run_until(lambda d, t=started, k=seen: time.monotonic() - t >= phase_seconds
+                                 and len(d.attested) >= k + phase_rounds, ROUND_TIMEOUT * phase_rounds,
+                                 what=f"{phase_rounds} rounds in the {mode} phase")  # fmt: skip
                 after = read_metrics(node)
                 host = proxy.url.split("//")[1]
                 errors = sum(v - before.get(k, 0) for k, v in after.items()
@@ -642,8 +646,11 @@ def scenario_rpc_faults(run_dir: Path, n: int = 4, phase_rounds: int = 2) -> Sce
                 phases[mode] = {
                     "signed": after.get("pmoracle_rounds_signed_total", 0)
                     - before.get("pmoracle_rounds_signed_total", 0),
+                    "computed": after.get("pmoracle_rounds_computed_total", 0)
+                    - before.get("pmoracle_rounds_computed_total", 0),
                     "proxy_errors": errors,
                     "seconds": round(time.monotonic() - started, 1),
+                    "rounds_attested": len(devnet.attested) - seen,
                 }
             if phases["ok"]["signed"] == 0:  # recovery: wait for node 0 to sign again on its primary
                 signed = read_metrics(node).get("pmoracle_rounds_signed_total", 0)
