@@ -1,4 +1,4 @@
-"""Chain faults on a real devnet: reorgs around anchor blocks and a failing primary RPC endpoint."""
+"""Chain and network faults on a real devnet: reorgs, a failing primary RPC endpoint, a partitioned minority."""
 
 from __future__ import annotations
 

@@ -361,6 +361,10 @@ class SolverNode:
         """Return the gossip topic validator (the committee's; test-only faults override)."""
         return validator
 
+    async def discover_peers(self) -> list[str]:
+        """Return the multiaddrs of the committee members registered on chain (dialed besides the bootstrap list)."""
+        return await run_sync(read_peer_addresses, self.client, self.deployment, self.committee.members, timeout=30.0)
+
     async def run_extra(self) -> None:
         """Run additional services beside the node's own (none; test-only faults override)."""
 
@@ -404,8 +408,7 @@ class SolverNode:
                 await nursery.start(self.gossip.run)
                 self.reports = ReportGossip(self.gossip, self.network)
                 await nursery.start(self.reports.run)
-                for address in await run_sync(read_peer_addresses, self.client, self.deployment,
-                                              self.committee.members, timeout=30.0):  # fmt: skip
+                for address in await self.discover_peers():
                     if self.gossip.peer_id not in address:
                         self.gossip.add_peer(address)
                 nursery.start_soon(self.run_gossip_consumer)

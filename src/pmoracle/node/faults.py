@@ -13,6 +13,8 @@ Modes (:data:`FAULT_MODES`):
   same round bypassing it, and gossips both (re-publishing the second until the round is attested);
 - ``silent``: computes every round and never releases a signature;
 - ``slow``: releases each signature ``--delay`` seconds late (default: after the whole transmission schedule);
+- ``partitioned``: an honest node cut off from the majority: it dials only its config's bootstrap list, never the
+  members registered on chain (the scenario also moves its listen port, so nobody dials it either);
 - ``spam``: signs honestly and floods the topic with malformed, oversized, wrong-network and wrong-config messages
   and with reports signed by non-members or carrying bad signatures (its own outgoing validator lets them through).
 
@@ -41,7 +43,7 @@ from pmoracle.p2p.codec import MAX_MESSAGE_BYTES, NetworkId, SignedReportMessage
 
 log = logging.getLogger("pmoracle.node.faults")
 
-FAULT_MODES = ("wrong-value", "equivocate", "silent", "slow", "spam")
+FAULT_MODES = ("wrong-value", "equivocate", "silent", "slow", "spam", "partitioned")
 SPAM_INTERVAL = 0.05  # seconds between spam batches
 EQUIVOCATION_REPUBLISH = 1.0  # seconds between re-publications of the second report
 
@@ -113,6 +115,10 @@ class FaultyNode(SolverNode):
     def make_second_report(self, report: Report) -> Report:
         """Return a report for the same round key with a different root (the equivocation's second digest)."""
         return replace(report, accounts_root=bytes(b ^ 0xFF for b in report.accounts_root))
+
+    async def discover_peers(self) -> list[str]:
+        """Return no on-chain peers in ``partitioned`` mode (only the bootstrap list is dialed)."""
+        return [] if self.mode == "partitioned" else await super().discover_peers()
 
     def make_validator(self, validator: Any) -> Any:
         """Return an accept-all outgoing validator in ``spam`` mode (so the junk leaves this node)."""

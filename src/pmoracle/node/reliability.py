@@ -377,6 +377,85 @@ def check_single_digest(devnet: Devnet) -> dict[str, int]:
     return bad
 
 
+# --- partition -----------------------------------------------------------------------------------------------------
+
+
+def _log_since(node: NodeProcess, offset: int) -> str:
+    with open(node.log_path, "rb") as handle:
+        handle.seek(offset)
+        return handle.read().decode(errors="replace")
+
+
+def scenario_partition(run_dir: Path, n: int = 4, rounds: int = 3) -> ScenarioResult:
+    """Cut f nodes off the majority, then heal.
+
+    The cut: each minority node restarts on a new libp2p port (the registered on-chain address goes dead, so the
+    majority cannot dial it) in the TEST-ONLY ``partitioned`` mode, which dials only its bootstrap list (the other
+    minority nodes' new addresses), never the on-chain members. Healing restarts them normally on their old ports.
+    """
+    from pmoracle.chain.devchain import free_port
+    from pmoracle.node.devnet import _node_secret
+    from pmoracle.node.keys import compute_peer_id
+
+    f = fault_tolerance(n)
+
+    def body(devnet: Devnet, result: ScenarioResult) -> None:
+        devnet.run_rounds(1, ROUND_TIMEOUT * 2)
+        minority = devnet.nodes[n - f :]
+        originals = {node.index: (node.home / "node.toml").read_text() for node in minority}
+        ports = {node.index: free_port() for node in minority}
+        peer_ids = {node.index: compute_peer_id(_node_secret(devnet.options.seed, node.index, "p2p"))[0]
+                    for node in minority}  # fmt: skip
+        for node in minority:
+            node.kill(signal.SIGTERM)
+        for node in minority:
+            others = [
+                f'"/ip4/127.0.0.1/tcp/{ports[o.index]}/p2p/{peer_ids[o.index]}"' for o in minority if o is not node
+            ]
+            text = originals[node.index].replace(
+                f'/tcp/{node.p2p_port}"', f'/tcp/{ports[node.index]}"\nbootstrap = [{", ".join(others)}]'
+            )
+            (node.home / "node.toml").write_text(text)
+            node.fault = "partitioned"
+            restart(devnet, node)
+        offsets = {node.index: node.log_path.stat().st_size for node in minority}
+        cut_block = int(devnet.client.block_number())
+        devnet.run_rounds(rounds, ROUND_TIMEOUT * rounds)
+        during = devnet.events("MarginOracle", "RoundAttested", from_block=cut_block)
+        minority_peers = max((m.get("/health", timeout=1.0) or {}).get("peers", -1) for m in minority)
+        minority_bits = sum(1 << devnet.committee.index_of(bytes.fromhex(m.signing_address[2:])) for m in minority)
+        result.extra["partition"] = {
+            "minority": [m.index for m in minority],
+            "rounds_attested": len(during),
+            "minority_peers": minority_peers,
+            "with_minority_signature": sum(1 for e in during if int(e["args"]["signerBitmap"]) & minority_bits),
+            "minority_certificates": sum(
+                _log_since(m, offsets[m.index]).count("quorum certificate formed") for m in minority
+            ),  # fmt: skip
+            "minority_transmissions": sum(
+                _log_since(m, offsets[m.index]).count("attested on chain in tx") for m in minority
+            ),  # fmt: skip
+        }
+        # heal
+        for node in minority:
+            node.kill(signal.SIGTERM)
+            (node.home / "node.toml").write_text(originals[node.index])
+            node.fault = None
+        healed_at = time.monotonic()
+        for node in minority:
+            restart(devnet, node)
+
+        def rejoined(d: Devnet) -> bool:
+            return all(read_metrics(m).get("pmoracle_gossip_messages_in_total", 0) > 0 for m in minority)
+
+        devnet.run_until(rejoined, ROUND_TIMEOUT * 2, what="the minority receiving the majority's reports")
+        result.recover_seconds = time.monotonic() - healed_at
+        result.extra["after_heal_seconds_for_2_rounds"] = round(devnet.run_rounds(2, ROUND_TIMEOUT * 2), 1)
+
+    return _run("partition", n, f"{f} node(s) cut off (new port, no on-chain discovery), then healed", run_dir, (),
+                body)  # fmt: skip
+
+
 # --- reorgs -------------------------------------------------------------------------------------------------------
 
 
@@ -708,6 +787,7 @@ SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
     "crash-4": lambda d: scenario_crash(d, 4),
     "rpc-faults-4": lambda d: scenario_rpc_faults(d, 4),
     "reorg-4": lambda d: scenario_reorg(d, 4),
+    "partition-4": lambda d: scenario_partition(d, 4),
     "spam-4": lambda d: scenario_spam(d, 4),
     "wrong-value-7": lambda d: scenario_wrong_value(d, 7),
     "silent+slow-7": lambda d: scenario_silent_slow(d, 7, ("silent", "slow")),
