@@ -431,10 +431,10 @@ def scenario_partition(run_dir: Path, n: int = 4, rounds: int = 3) -> ScenarioRe
             "with_minority_signature": sum(1 for e in during if int(e["args"]["signerBitmap"]) & minority_bits),
             "minority_certificates": sum(
                 _log_since(m, offsets[m.index]).count("quorum certificate formed") for m in minority
-            ),  # fmt: skip
+            ),
             "minority_transmissions": sum(
                 _log_since(m, offsets[m.index]).count("attested on chain in tx") for m in minority
-            ),  # fmt: skip
+            ),
         }
         # heal
         for node in minority:
