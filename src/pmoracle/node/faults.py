@@ -32,6 +32,7 @@ from typing import Any
 
 import trio
 
+from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.evidence import Deviation, Equivocation, Evidence
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import Report, SignedReport, sign_report
@@ -166,26 +167,31 @@ class FaultyNode(SolverNode):
 
     def make_spam(self) -> list[tuple[str, bytes]]:
         """Return one batch of bad messages, each with the validator reason it should be rejected for."""
-        rng = self._rng
-        block = max(self.committee.round_period, (self.head or 0) - (self.head or 0) % self.committee.round_period)
-        report = Report(
-            config_digest=self.committee.digest(), block_number=block, block_hash=rng.randbytes(32),
-            params_hash=self.committee.params_hash, accounts_root=rng.randbytes(32), account_count=rng.randrange(100),
-        )  # fmt: skip
-        outsider_key = rng.randbytes(31) + b"\x01"
-        outsider = sign_report(self.domain, report, outsider_key)
-        member = self.committee.members[rng.randrange(self.committee.n)]
-        forged = SignedReport(report=report, signer=member, signature=outsider.signature)
-        other_network = NetworkId(self.network.chain_id + 1, self.network.oracle)
-        wrong_config = replace(report, config_digest=rng.randbytes(32))
-        return [
-            ("malformed", rng.randbytes(rng.randrange(1, 200))),
-            ("oversize", rng.randbytes(MAX_MESSAGE_BYTES + 1 + rng.randrange(4096))),
-            ("not-member", encode_message(SignedReportMessage(self.network, outsider))),
-            ("bad-signature", encode_message(SignedReportMessage(self.network, forged))),
-            ("wrong-network", encode_message(SignedReportMessage(other_network, outsider))),
-            ("wrong-config", encode_message(SignedReportMessage(self.network, replace(outsider, report=wrong_config)))),
-        ]
+        return compute_spam_batch(self._rng, self.committee, self.network, self.head or 0)
+
+
+def compute_spam_batch(
+    rng: random.Random, committee: CommitteeConfig, network: NetworkId, head: int
+) -> list[tuple[str, bytes]]:
+    """Return one batch of bad gossip messages as (rejection reason the validator should give, payload)."""
+    block = max(committee.round_period, head - head % committee.round_period)
+    report = Report(
+        config_digest=committee.digest(), block_number=block, block_hash=rng.randbytes(32),
+        params_hash=committee.params_hash, accounts_root=rng.randbytes(32), account_count=rng.randrange(100),
+    )  # fmt: skip
+    outsider = sign_report(network.domain, report, rng.randbytes(31) + b"\x01")
+    member = committee.members[rng.randrange(committee.n)]
+    forged = SignedReport(report=report, signer=member, signature=outsider.signature)
+    other_network = NetworkId(network.chain_id + 1, network.oracle)
+    wrong_config = replace(report, config_digest=rng.randbytes(32))
+    return [
+        ("malformed", b"\xc1" + rng.randbytes(rng.randrange(1, 200))),  # 0xc1 is never valid msgpack
+        ("oversize", rng.randbytes(MAX_MESSAGE_BYTES + 1 + rng.randrange(4096))),
+        ("not-member", encode_message(SignedReportMessage(network, outsider))),
+        ("bad-signature", encode_message(SignedReportMessage(network, forged))),
+        ("wrong-network", encode_message(SignedReportMessage(other_network, outsider))),
+        ("wrong-config", encode_message(SignedReportMessage(network, replace(outsider, report=wrong_config)))),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
