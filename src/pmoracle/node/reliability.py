@@ -185,6 +185,11 @@ def scenario_silent_slow(run_dir: Path, n: int = 4, modes: tuple[str, ...] = ("s
 
     def body(devnet: Devnet, result: ScenarioResult) -> None:
         result.extra["seconds_for_rounds"] = devnet.run_rounds(rounds, ROUND_TIMEOUT * rounds)
+        slow = [node for node in faulty_nodes(devnet) if node.fault == "slow"]
+        if slow:  # keep going until a late signature was actually released (after its round was attested)
+            devnet.run_until(lambda d: all("releasing the signature now" in _log_since(n, 0) for n in slow),
+                             ROUND_TIMEOUT, what="a late signature")  # fmt: skip
+            result.extra["late_releases"] = sum(_log_since(n, 0).count("releasing the signature now") for n in slow)
 
     name = "+".join(modes)
     return _run(name, n, " + ".join(f"1 x {m}" for m in modes), run_dir, faulty, body)
