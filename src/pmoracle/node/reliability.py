@@ -765,12 +765,47 @@ def scenario_rpc_faults(run_dir: Path, n: int = 4, phase_rounds: int = 2, phase_
 # --- the table -----------------------------------------------------------------------------------------------------
 
 
+def summarize(r: ScenarioResult) -> str:
+    """Return the scenario-specific figures of ``r`` in one table cell."""
+    x = r.extra
+    parts = []
+    if r.rewards:
+        parts.append(f"reporter rewards {sum(r.rewards.values()) / 10**18:g} ETH")
+    if r.stake_after and r.slashes:
+        parts.append("stake after " + ", ".join(f"{r.stake_after[s] / 10**18:g}" for s in r.slashes) + " ETH of 10")
+    if "late_releases" in x:
+        parts.append(f"{x['late_releases']} late signature(s) released after attestation")
+    if "killed" in x:
+        parts.append("recoveries " + "/".join(f"{v:g}" for v in x["recoveries"]) + " s; two digests for one round: "
+                     f"{sum(x['double_digests'].values())}")  # fmt: skip
+    if "rejected" in x:
+        totals: Counter[str] = Counter()
+        for reasons in x["rejected"].values():
+            totals.update(reasons)
+        parts.append("rejected " + ", ".join(f"{k} {int(v)}" for k, v in sorted(totals.items())))
+        parts.append(f"RSS first/last {x['rss_mib'][0]}/{x['rss_mib'][-1]} MiB")
+    if "phases" in x:
+        parts.append("node 0 signed/computed per phase " + ", ".join(
+            f"{m} {int(p['signed'])}/{int(p['computed'])}" for m, p in x["phases"].items()) +
+            f"; wrong digests {x['wrong_digests']}")  # fmt: skip
+    if "deep" in x:
+        sh, dp = x["shallow"], x["deep"]
+        parts.append(f"shallow: old hash signed {sh['signed_old_hash']}, attested {sh['attested']}; deep (depth "
+                     f"{dp['depth']}): old certificate -> {dp['old_cert_attest']}, re-signed {dp['signed_new_hash']}, "
+                     f"next round {dp['next_attested']}")  # fmt: skip
+    if "partition" in x:
+        p = x["partition"]
+        parts.append(f"during the cut: {p['rounds_attested']} rounds by the majority, minority peers "
+                     f"{p['minority_peers']}, minority certificates {p['minority_certificates']}")  # fmt: skip
+    return "; ".join(parts) or "-"
+
+
 def format_table(results: list[ScenarioResult]) -> str:
     """Return the Markdown reliability table."""
     lines = [
         "| scenario | n | injected | rounds attested (verified) | duplicate attestations | evidence posted "
-        "| slashes | time to recover | wall time |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| slashes | time to recover | wall time | measured details |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         slashes = ", ".join(f"{s[:8]}..: {c}" for s, c in r.slashes.items()) or "0"
@@ -779,7 +814,8 @@ def format_table(results: list[ScenarioResult]) -> str:
             recover += f" (evidence within {r.evidence_rounds} round(s))"
         lines.append(
             f"| {r.name} | {r.n} | {r.injected} | {r.rounds_attested} ({r.rounds_verified}) | "
-            f"{r.duplicate_attestations} | {r.evidence_posted} | {slashes} | {recover} | {r.wall_seconds:.0f} s |"
+            f"{r.duplicate_attestations} | {r.evidence_posted} | {slashes} | {recover} | {r.wall_seconds:.0f} s | "
+            f"{summarize(r)} |"
         )
     return "\n".join(lines)
 
