@@ -451,6 +451,11 @@ class SolverNode:
 def load_node(config: LocalConfig, password: bytes, *, node_class: type[SolverNode] | None = None) -> SolverNode:
     """Return a node ready to run: keys unlocked, chain reached, committee read and start-up checks passed.
 
+    Args:
+        config: the checked local configuration.
+        password: the key files' password.
+        node_class: a SolverNode subclass to build instead (the test-only fault injector's entry point uses it).
+
     Errors:
         NodeStartupError, ConfigError, KeyFileError, StartupRefusedError with a message naming the problem.
     """
