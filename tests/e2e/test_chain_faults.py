@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pmoracle.node.reliability import scenario_reorg, scenario_rpc_faults
+from pmoracle.node.reliability import scenario_partition, scenario_reorg, scenario_rpc_faults
 
 
 @pytest.mark.slow
@@ -43,3 +43,19 @@ def test_failing_primary_rpc_falls_back_and_recovers(tmp_path: Path) -> None:
     assert phases["ok"]["signed"] > 0
     # never a digest other than the attested one (no signature on partial or stale data)
     assert result.extra["wrong_digests"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_partitioned_minority_attests_nothing_and_rejoins(tmp_path: Path) -> None:
+    result = scenario_partition(tmp_path, n=4)
+    assert result.rounds_verified == result.rounds_attested >= 5
+    assert result.duplicate_attestations == 0
+    cut = result.extra["partition"]
+    # the majority (a quorum) kept attesting; the minority saw only itself and formed and sent nothing
+    assert cut["rounds_attested"] >= 3
+    assert cut["minority_peers"] == len(cut["minority"]) - 1
+    assert cut["with_minority_signature"] == 0
+    assert cut["minority_certificates"] == 0 and cut["minority_transmissions"] == 0
+    # after healing the minority receives the majority's reports again (run_until inside) and rounds continue
+    assert result.recover_seconds is not None
