@@ -841,20 +841,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/reliability.md"))
     parser.add_argument("--only", action="append", default=[], choices=sorted(SCENARIOS), help="repeatable")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/reliability"))
+    parser.add_argument("--retries", type=int, default=1, help="re-runs of a scenario that failed (reported)")
     args = parser.parse_args(argv)
     results = []
     failures = []
+    retried = []
     for name in args.only or list(SCENARIOS):
-        print(f"reliability: running {name} ...", flush=True)
-        try:
-            result = SCENARIOS[name](args.run_dir / name)
-        except Exception as exc:  # a scenario that fails is reported, the others still run
-            failures.append(f"{name}: {exc}")
-            print(f"reliability: {name} FAILED: {exc}", flush=True)
+        result = None
+        for attempt in range(1 + args.retries):
+            print(f"reliability: running {name} ...", flush=True)
+            try:
+                result = SCENARIOS[name](args.run_dir / (name if attempt == 0 else f"{name}-retry{attempt}"))
+                break
+            except Exception as exc:  # a scenario that fails is reported (and retried), the others still run
+                print(f"reliability: {name} FAILED: {exc}", flush=True)
+                if attempt < args.retries:
+                    retried.append(f"{name}: first attempt failed: {exc}")
+                else:
+                    failures.append(f"{name}: {exc}")
+        if result is None:
             continue
         results.append(result)
         print(format_table([result]).splitlines()[-1], flush=True)
     text = HEADER + format_table(results) + "\n"
+    if retried:
+        text += "\nScenarios re-run after a failed attempt (the row above is the re-run):\n\n"
+        text += "".join(f"- {f}\n" for f in retried)
     if failures:
         text += "\nScenarios that failed in this run:\n\n" + "".join(f"- {f}\n" for f in failures)
     args.out.parent.mkdir(parents=True, exist_ok=True)
