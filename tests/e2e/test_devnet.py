@@ -43,10 +43,6 @@ def devnet() -> Iterator[Devnet]:
             assert node.process is not None and node.process.poll() is not None
 
 
-def _rounds_after(count: int) -> object:
-    return lambda d: len(d.attested) >= count
-
-
 def _protection_records(devnet: Devnet, index: int) -> dict[tuple[bytes, int], bytes]:
     path = devnet.nodes[index].home / "data" / "protection.sqlite"
     with sqlite3.connect(path) as db:
@@ -61,7 +57,7 @@ def test_four_nodes_attest_consecutive_rounds_that_match_recomputation(devnet: D
         blocks = [r.block_number for r in d.attested]
         return any(b + period in blocks and b + 2 * period in blocks for b in blocks)
 
-    assert devnet.run_until(three_consecutive, timeout=ROUND_TIMEOUT), [r.block_number for r in devnet.attested]
+    devnet.run_until(three_consecutive, ROUND_TIMEOUT, what="three consecutive attested rounds")
     assert all(r.verified for r in devnet.attested), "an attested root differs from the independent recomputation"
     assert all(r.accounts == 41 for r in devnet.attested)  # 40 traders and the house account
     blocks = [r.block_number for r in devnet.attested]
@@ -82,14 +78,14 @@ def _metrics(devnet: Devnet, index: int) -> dict[str, float]:
 
 def test_served_proof_verifies_on_chain_and_gates_a_withdrawal(devnet: Devnet) -> None:
     # Let the network settle on the latest round: no new blocks, so no newer round replaces it meanwhile.
-    assert devnet.run_until(_rounds_after(len(devnet.attested) + 1), timeout=ROUND_TIMEOUT)
+    devnet.run_rounds(1, ROUND_TIMEOUT)
     latest = devnet.attested[-1]
-    devnet.run_until(lambda d: d.nodes[0].get("/health", 0.5) is not None, timeout=5, pause_world=True)
-    for _ in range(50):  # the node sees the attestation within one head poll
-        health = devnet.nodes[0].get("/health")
-        if health and health["lastAttestedRound"] == latest.block_number:
-            break
-        devnet.run_until(lambda d: False, timeout=0.1, pause_world=True)
+
+    def node_serves_latest(d: Devnet) -> bool:  # the node sees the attestation within one head poll
+        health = d.nodes[0].get("/health", 0.5) or {}
+        return bool(health.get("lastAttestedRound") == latest.block_number)
+
+    devnet.run_until(node_serves_latest, 30, what="node 0 serving the latest round", pause_world=True)
     output = devnet.recompute(latest.block_number)
     # an account with room to withdraw: attested equity well above its initial margin
     leaf = max(output.tree.leaves, key=lambda x: x.equity - x.initial_margin)
@@ -119,15 +115,14 @@ def _withdraw_usdc(devnet: Devnet, deployment: Deployment, account: str, leaf: o
     data = accounts.encode_abi("withdraw", args=[usdc, 10**6, margin, proof])  # 1 USDC
     before = devnet.world.rpc("eth_call", [{"to": usdc, "data": _balance_of(account)}, "latest"])
     tx = devnet.world.rpc("eth_sendTransaction", [{"from": account, "to": accounts.address, "data": data}])
-    receipt = None
-    for _ in range(100):
-        receipt = devnet.world.rpc("eth_getTransactionReceipt", [tx])
-        if receipt is not None:
-            break
-        devnet.run_until(lambda d: False, timeout=0.05, pause_world=True)
-    assert receipt is not None and receipt["status"] == "0x1", (
-        "the ledger refused a withdrawal backed by a valid attested proof"
+    devnet.run_until(
+        lambda d: d.world.rpc("eth_getTransactionReceipt", [tx]) is not None,
+        10,
+        what="the withdrawal",
+        pause_world=True,
     )
+    receipt = devnet.world.rpc("eth_getTransactionReceipt", [tx])
+    assert receipt["status"] == "0x1", "the ledger refused a withdrawal backed by a valid attested proof"
     after = devnet.world.rpc("eth_call", [{"to": usdc, "data": _balance_of(account)}, "latest"])
     assert int(after, 16) - int(before, 16) == 10**6
     # the same proof with a forged equity is refused by the ledger
@@ -146,16 +141,14 @@ def test_kill_9_of_one_node_does_not_stop_attestation_and_restart_resumes_safely
     before = _protection_records(devnet, 1)
     assert before, "the node signed nothing before the kill"
     victim.kill()  # SIGKILL: no clean shutdown
-    count = len(devnet.attested)
-    assert devnet.run_until(_rounds_after(count + 2), timeout=ROUND_TIMEOUT), "attestation stopped with 3 of 4 nodes"
+    devnet.run_rounds(2, ROUND_TIMEOUT)  # attestation goes on with 3 of 4 nodes
     victim.start()
-    assert devnet.run_until(
-        lambda d: (d.nodes[1].get("/health", 0.5) or {}).get("headBlock") is not None, timeout=60
-    ), f"restarted node did not come back; see {victim.log_path}"
-    count = len(devnet.attested)
-    assert devnet.run_until(_rounds_after(count + 2), timeout=ROUND_TIMEOUT)
-    assert devnet.run_until(lambda d: len(_protection_records(d, 1)) > len(before), timeout=ROUND_TIMEOUT), (
-        f"the restarted node never signed again; see {victim.log_path}"
+    devnet.run_until(
+        lambda d: (d.nodes[1].get("/health", 0.5) or {}).get("headBlock") is not None, 60, what="the restarted node"
+    )
+    devnet.run_rounds(2, ROUND_TIMEOUT)
+    devnet.run_until(
+        lambda d: len(_protection_records(d, 1)) > len(before), ROUND_TIMEOUT, what="the restarted node signing"
     )
     after = _protection_records(devnet, 1)
     # never a second digest for a round it had signed; and it signs again after the restart

@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of keys, accounts and market moves")
     parser.add_argument("--run-dir", type=Path, default=None, help="directory for logs and data (default runs/...)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    # TEST-ONLY fault injection (never a node.toml option): K of the nodes misbehave in MODE
+    parser.add_argument("--faulty", action="append", default=[], metavar="K:MODE", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,11 +31,28 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--nodes", f"must be in [1, 16], got {args.nodes}")
     if args.accounts < 0:
         raise InputError("--accounts", f"must be >= 0, got {args.accounts}")
+    faulty = parse_faulty(args.faulty, args.nodes)
     duration = args.duration if args.duration is not None else (None if args.rounds else 60.0)
     options = DevnetOptions(
         nodes=args.nodes, accounts=args.accounts, duration=duration, rounds=args.rounds,
         round_period=args.round_period, finality_depth=args.finality_depth, seed=args.seed, run_dir=args.run_dir,
-        quiet=args.quiet,
+        quiet=args.quiet, faulty=faulty,
     )  # fmt: skip
     devnet = run_devnet(options)
     return 0 if devnet.attested and all(r.verified for r in devnet.attested) else 1
+
+
+def parse_faulty(items: list[str], nodes: int) -> tuple[tuple[int, str], ...]:
+    """Return the (count, mode) pairs of ``--faulty K:MODE`` items; raise InputError naming a bad one."""
+    from pmoracle.errors import InputError
+    from pmoracle.node.faults import FAULT_MODES
+
+    pairs = []
+    for item in items:
+        count_text, sep, mode = item.partition(":")
+        if not sep or not count_text.isdigit() or mode not in FAULT_MODES:
+            raise InputError("--faulty", f"expected K:MODE with MODE in {', '.join(FAULT_MODES)}, got {item!r}")
+        pairs.append((int(count_text), mode))
+    if sum(count for count, _ in pairs) > nodes:
+        raise InputError("--faulty", f"more faulty nodes than --nodes {nodes}")
+    return tuple(pairs)

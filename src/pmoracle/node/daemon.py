@@ -37,7 +37,7 @@ from pmoracle.consensus.certificate import QuorumCertificate
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.evidence import Deviation, Equivocation, Evidence
 from pmoracle.consensus.merkle import MerkleTree
-from pmoracle.consensus.report import Domain, sign_report
+from pmoracle.consensus.report import Domain, Report, SignedReport, sign_report
 from pmoracle.consensus.rounds import compute_latest_ready_anchor, compute_round_key
 from pmoracle.errors import PmoracleError
 from pmoracle.node.api import HealthReport, MarginProof, assess_health, run_api
@@ -201,11 +201,18 @@ class SolverNode:
         except SlashingProtectionError as exc:
             log.error("refusing to sign round %d: %s", effect.round_key[1], exc)
             return
-        signed = sign_report(self.domain, effect.report, self.identity.signing_key)
+        await self.release_signature(sign_report(self.domain, effect.report, self.identity.signing_key))
+
+    async def release_signature(self, signed: SignedReport) -> None:
+        """Hand this node's signature (already recorded by slashing protection) to the collector for gossip."""
         self.metrics.rounds_signed.inc()
-        log.info("round %d: signed report root %s (%d accounts)", effect.report.block_number,
-                 effect.report.accounts_root.hex()[:16], effect.report.account_count)  # fmt: skip
+        log.info("round %d: signed report root %s (%d accounts)", signed.report.block_number,
+                 signed.report.accounts_root.hex()[:16], signed.report.account_count)  # fmt: skip
         await self.apply(col.on_own_signed_report(self.state, signed, trio.current_time()))
+
+    def make_report(self, output: RoundOutput) -> Report:
+        """Return the report this node signs for a computed round (the computed one; test-only faults override)."""
+        return output.report
 
     def _spawn(self, fn: Any, *args: Any) -> None:
         if self._nursery is None:
@@ -280,7 +287,7 @@ class SolverNode:
                 del self.outputs[old]
             log.info("round %d: computed %d accounts in %.3f s", block, output.report.account_count,
                      trio.current_time() - started)  # fmt: skip
-            await self.apply(col.on_local_report(self.state, output.report, trio.current_time()))
+            await self.apply(col.on_local_report(self.state, self.make_report(output), trio.current_time()))
             if self.reports is not None:  # ask for the reports we may have missed (a restarted or late node)
                 await self.reports.request_catch_up(output.report.round_key)
 
@@ -375,6 +382,17 @@ class SolverNode:
                         self.metrics.gossip_messages_rejected.labels(reason=reason).inc(delta)
                         self._rejections_seen[reason] = count
 
+    def make_validator(self, validator: Any) -> Any:
+        """Return the gossip topic validator (the committee's; test-only faults override)."""
+        return validator
+
+    async def discover_peers(self) -> list[str]:
+        """Return the multiaddrs of the committee members registered on chain (dialed besides the bootstrap list)."""
+        return await run_sync(read_peer_addresses, self.client, self.deployment, self.committee.members, timeout=30.0)
+
+    async def run_extra(self) -> None:
+        """Run additional services beside the node's own (none; test-only faults override)."""
+
     # --- API providers ------------------------------------------------------------------------------------------
 
     def health(self) -> HealthReport:
@@ -401,7 +419,7 @@ class SolverNode:
         from pmoracle.p2p.libp2p_gossip import GossipConfig, Libp2pGossip
         from pmoracle.p2p.validator import ReportValidator
 
-        validator = ReportValidator(self.network, self.committee)
+        validator = self.make_validator(ReportValidator(self.network, self.committee))
         gossip_config = GossipConfig(network=self.network, listen=self.config.p2p.listen,
                                      bootstrap=self.config.p2p.bootstrap)  # fmt: skip
         # the identity key file is secp256k1 (pmoracle keys); its peer id is what the registry advertises
@@ -415,8 +433,7 @@ class SolverNode:
                 await nursery.start(self.gossip.run)
                 self.reports = ReportGossip(self.gossip, self.network)
                 await nursery.start(self.reports.run)
-                for address in await run_sync(read_peer_addresses, self.client, self.deployment,
-                                              self.committee.members, timeout=30.0):  # fmt: skip
+                for address in await self.discover_peers():
                     if self.gossip.peer_id not in address:
                         self.gossip.add_peer(address)
                 nursery.start_soon(self.run_gossip_consumer)
@@ -430,6 +447,7 @@ class SolverNode:
                 )  # fmt: skip
                 nursery.start_soon(self._follow_chain, events_recv)
                 nursery.start_soon(self.run_ticker)
+                nursery.start_soon(self.run_extra)
                 port = await nursery.start(
                     lambda task_status: run_api(
                         self.config.api.host, self.config.api.port, metrics=self.metrics, health=self.health,
@@ -456,8 +474,13 @@ class SolverNode:
                     counter.inc(delta)
 
 
-def load_node(config: LocalConfig, password: bytes) -> SolverNode:
+def load_node(config: LocalConfig, password: bytes, *, node_class: type[SolverNode] | None = None) -> SolverNode:
     """Return a node ready to run: keys unlocked, chain reached, committee read and start-up checks passed.
+
+    Args:
+        config: the checked local configuration.
+        password: the key files' password.
+        node_class: a SolverNode subclass to build instead (the test-only fault injector's entry point uses it).
 
     Errors:
         NodeStartupError, ConfigError, KeyFileError, StartupRefusedError with a message naming the problem.
@@ -479,4 +502,5 @@ def load_node(config: LocalConfig, password: bytes) -> SolverNode:
     committee = read_committee(client, deployment)
     params = parse_params(config.risk.params_file.read_text())
     require_startup_ok(config, committee, params.params_hash, identity.signing_address)
-    return SolverNode(config, identity, client=client, deployment=deployment, committee=committee, params=params)
+    cls = node_class or SolverNode
+    return cls(config, identity, client=client, deployment=deployment, committee=committee, params=params)

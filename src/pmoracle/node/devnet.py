@@ -62,6 +62,14 @@ class DevnetOptions:
     seed: int = 1
     run_dir: Path | None = None
     quiet: bool = False
+    # TEST-ONLY fault injection: (count, mode) pairs; the last nodes run pmoracle.node.faults in that mode
+    faulty: tuple[tuple[int, str], ...] = ()
+
+    def fault_of(self, index: int) -> str | None:
+        """Return the injected fault mode of node ``index`` (None for an honest node)."""
+        modes = [mode for count, mode in self.faulty for _ in range(count)]
+        position = self.nodes - 1 - index
+        return modes[position] if position < len(modes) else None
 
 
 @dataclass
@@ -74,7 +82,8 @@ class NodeProcess:
     api_port: int
     p2p_port: int
     process: subprocess.Popen[bytes] | None = None
-    stopped: bool = False  # stopped on purpose (kill or stop), not crashed
+    fault: str | None = None  # TEST-ONLY: run pmoracle.node.faults in this mode
+    fault_args: tuple[str, ...] = ()
 
     @property
     def log_path(self) -> Path:
@@ -83,10 +92,12 @@ class NodeProcess:
 
     def start(self) -> None:
         """Start the node process (its output goes to node.log)."""
-        self.stopped = False
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        command = [sys.executable, "-m", "pmoracle.cli", "node"]
+        if self.fault is not None:  # the hidden, test-only entry point of fault injection
+            command = [sys.executable, "-m", "pmoracle.node.faults", "--mode", self.fault, *self.fault_args]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pmoracle.cli", "node", "--config", str(self.home / "node.toml")],
+            [*command, "--config", str(self.home / "node.toml")],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
@@ -94,7 +105,6 @@ class NodeProcess:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the node process and reap it."""
-        self.stopped = True
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
             try:
@@ -102,6 +112,19 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+    @property
+    def alive(self) -> bool:
+        """Check if the node process is running."""
+        return self.process is not None and self.process.poll() is None
+
+    def get_text(self, path: str, timeout: float = 1.0) -> str | None:
+        """Return the text answer of the node's API at ``path`` (None when it does not answer)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}{path}", timeout=timeout) as response:
+                return str(response.read().decode())
+        except (OSError, ValueError):
+            return None
 
     def get(self, path: str, timeout: float = 1.0) -> Any:
         """Return the JSON answer of the node's API at ``path`` (None when it does not answer)."""
@@ -150,6 +173,8 @@ class Devnet:
     attested: list[AttestedRound] = field(default_factory=list)
     _ready_at: dict[int, float] = field(default_factory=dict)
     _seen_head: int = 0
+    _last_block_at: float = 0.0
+    mine_blocks: bool = True  # the loop mines/steps the world every block interval (tests may pause it)
 
     # --- chain reads ------------------------------------------------------------------------------------------
 
@@ -204,43 +229,103 @@ class Devnet:
         self._seen_head = max(self._seen_head, head)
         block, root, count = self.latest_round()
         if block and (not self.attested or block > self.attested[-1].block_number):
-            output = self.recompute(block)
-            leaves = output.book.accounts
-            self.attested.append(
-                AttestedRound(
-                    block_number=block, accounts=count, root=root, recomputed_root=output.tree.root,
-                    total_im=sum(a.initial_margin for a in leaves), total_mm=sum(a.maintenance_margin for a in leaves),
-                    total_equity=sum(a.equity for a in leaves),
-                    latency=now - self._ready_at.get(block, now), gas=self.attestation_gas(block, head),
-                )
-            )  # fmt: skip
+            last = self.attested[-1].block_number if self.attested else 0
+            if block - last > period:  # rounds attested since the last look that are no longer the latest
+                for event in self.events("MarginOracle", "RoundAttested", from_block=last):
+                    missed = int(event["args"]["blockNumber"])
+                    if last < missed < block:
+                        self._audit(missed, bytes(event["args"]["accountsRoot"]),
+                                    int(event["args"]["accountCount"]), head, now)  # fmt: skip
+            self._audit(block, root, count, head, now)
 
-    def run_until(self, done: Callable[[Devnet], bool], *, timeout: float, pause_world: bool = False) -> bool:
-        """Drive the devnet (blocks, market, trades, audit) until ``done(self)`` or ``timeout`` seconds.
+    def _audit(self, block: int, root: bytes, count: int, head: int, now: float) -> None:
+        output = self.recompute(block)
+        leaves = output.book.accounts
+        self.attested.append(
+            AttestedRound(
+                block_number=block, accounts=count, root=root, recomputed_root=output.tree.root,
+                total_im=sum(a.initial_margin for a in leaves), total_mm=sum(a.maintenance_margin for a in leaves),
+                total_equity=sum(a.equity for a in leaves),
+                latency=now - self._ready_at.get(block, now), gas=self.attestation_gas(block, head),
+            )
+        )  # fmt: skip
 
-        Returns True when ``done`` held; raises DevnetError when a node process dies unexpectedly.
+    def advance(self) -> None:
+        """Run one iteration of the devnet loop: check the nodes, audit new rounds, step the world when due.
+
+        Errors:
+            DevnetError when a node process exited on its own (a SIGKILL sent by a test is not an error).
         """
-        deadline = time.monotonic() + timeout
-        last_step = 0.0
-        while time.monotonic() < deadline:
-            now = time.monotonic()
-            self.check_processes()
-            head = int(self.client.block_number())
-            self.observe(head, now)
-            if done(self):
-                return True
-            if not pause_world and now - last_step >= self.options.block_interval:
-                last_step = now
-                self.step(head)
-            time.sleep(0.02)
-        return False
-
-    def check_processes(self) -> None:
-        """Raise DevnetError if a node process exited on its own (killed ones are expected to be restarted)."""
+        now = time.monotonic()
         for node in self.nodes:
-            code = node.process.poll() if node.process is not None else None
-            if code is not None and code not in (-signal.SIGKILL, -signal.SIGTERM) and not node.stopped:
-                raise DevnetError(f"node {node.index} exited with {code}; see {node.log_path}")
+            if node.process is not None and node.process.poll() not in (None, -signal.SIGKILL, -signal.SIGTERM):
+                raise DevnetError(f"node {node.index} exited with {node.process.returncode}; see {node.log_path}")
+        head = int(self.client.block_number())
+        self.observe(head, now)
+        if self.mine_blocks and now - self._last_block_at >= self.options.block_interval:
+            self._last_block_at = now
+            self.step(head)
+
+    def run_until(
+        self, done: Callable[[Devnet], bool], timeout: float, *, what: str = "condition", pause_world: bool = False
+    ) -> float:
+        """Run the loop until ``done(self)`` holds; return the seconds it took.
+
+        Args:
+            done: the condition, checked before every iteration.
+            timeout: seconds before giving up.
+            what: what is awaited (named in the timeout error).
+            pause_world: mine no blocks and move nothing meanwhile (the attested state stays put).
+
+        Errors:
+            DevnetError when ``timeout`` seconds pass first (naming ``what``), or a node process died on its own.
+        """
+        started = time.monotonic()
+        mine_blocks, self.mine_blocks = self.mine_blocks, self.mine_blocks and not pause_world
+        try:
+            while not done(self):
+                if time.monotonic() - started > timeout:
+                    raise DevnetError(f"timed out after {timeout:.0f} s waiting for {what} "
+                                      f"({len(self.attested)} rounds attested); logs in {self.run_dir}")  # fmt: skip
+                self.advance()
+                time.sleep(0.02)
+        finally:
+            self.mine_blocks = mine_blocks
+        return time.monotonic() - started
+
+    def run_rounds(self, count: int, timeout: float) -> float:
+        """Run the loop until ``count`` more rounds are attested; return the seconds it took."""
+        target = len(self.attested) + count
+        return self.run_until(lambda d: len(d.attested) >= target, timeout, what=f"{count} more attested rounds")
+
+    def events(self, contract: str, event: str, from_block: int = 0) -> list[Any]:
+        """Return the decoded ``event`` logs of ``contract`` (e.g. "SolverRegistry", "Slashed") since a block."""
+        instance = self.deployment.contract(OFFLINE_W3, contract)
+        abi_event = getattr(instance.events, event)()
+        topic = "0x" + keccak(text=_event_signature(abi_event.abi)).hex()
+        logs = self.client.request("eth_getLogs", [{"address": self.deployment.contracts[contract],
+                                                    "fromBlock": hex(from_block), "toBlock": "latest",
+                                                    "topics": [topic]}])  # fmt: skip
+        from hexbytes import HexBytes
+
+        decoded = []
+        for raw in logs:
+            entry = {**raw, "topics": [HexBytes(t) for t in raw["topics"]], "data": HexBytes(raw["data"]),
+                     "blockNumber": int(raw["blockNumber"], 16), "logIndex": int(raw["logIndex"], 16),
+                     "transactionIndex": int(raw["transactionIndex"], 16),
+                     "transactionHash": HexBytes(raw["transactionHash"]),
+                     "blockHash": HexBytes(raw["blockHash"])}  # fmt: skip
+            decoded.append(abi_event.process_log(entry))
+        return decoded
+
+    def stake_of(self, signer: str) -> int:
+        """Return the current on-chain stake (wei) of the node whose signing address is ``signer``."""
+        registry = self.deployment.contract(OFFLINE_W3, "SolverRegistry")
+        return int(self.client.call(registry.functions.nodeOf(signer), "latest")[2])
+
+    def balance_of(self, address: str) -> int:
+        """Return the balance (wei) of ``address`` at the latest block."""
+        return int(self.client.request("eth_getBalance", [address, "latest"]), 16)
 
     def world_time(self) -> int:
         """Return the latest block's timestamp."""
@@ -253,7 +338,6 @@ class Devnet:
     def stop(self) -> None:
         """Stop every node (SIGTERM, then SIGKILL) and the chain; leave no process behind."""
         for node in self.nodes:
-            node.stopped = True
             if node.process is not None and node.process.poll() is None:
                 node.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
@@ -264,6 +348,10 @@ class Devnet:
                 except subprocess.TimeoutExpired:
                     node.kill()
         self.chain.stop()
+
+
+def _event_signature(abi: dict[str, Any]) -> str:
+    return f"{abi['name']}({','.join(i['type'] for i in abi['inputs'])})"
 
 
 def _node_secret(seed: int, index: int, kind: str) -> bytes:
@@ -314,7 +402,8 @@ def _build(options: DevnetOptions, run_dir: Path, chain: Devchain, say: Callable
         peer_id_bytes = ID.from_base58(peer_id).to_bytes()
         specs.append(NodeSpec(operator_key=secrets["transmitter"], signing_key=secrets["signing"],
                               peer_id=peer_id_bytes, multiaddrs=(multiaddr,), stake=10**19))  # fmt: skip
-        nodes.append(NodeProcess(i, home, Account.from_key(secrets["signing"]).address, api_port, p2p_port))
+        nodes.append(NodeProcess(i, home, Account.from_key(secrets["signing"]).address, api_port, p2p_port,
+                                 fault=options.fault_of(i)))  # fmt: skip
     deployment = deploy(
         chain.url, DEPLOYER_KEY, params_hash=params.params_hash, round_period=options.round_period,
         finality_depth=options.finality_depth, nodes=specs, output=run_dir / "deployment.json",
@@ -408,19 +497,19 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) ->
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     devnet = build_devnet(options, say=say)
     try:
-        last_print = [0.0]
-
-        def done(d: Devnet) -> bool:
+        started = time.monotonic()
+        last_print = 0.0
+        while stop["signal"] is None:
             now = time.monotonic()
-            if not options.quiet and now - last_print[0] > 2.0:
-                last_print[0] = now
-                say(format_table(d))
-            if stop["signal"] is not None:
-                return True
-            return options.rounds is not None and len(d.attested) >= options.rounds
-
-        timeout = options.duration if options.duration is not None else float("inf")
-        devnet.run_until(done, timeout=min(timeout, 10**9))
+            if options.duration is not None and now - started > options.duration:
+                break
+            if options.rounds is not None and len(devnet.attested) >= options.rounds:
+                break
+            devnet.advance()
+            if not options.quiet and now - last_print > 2.0:
+                last_print = now
+                say(format_table(devnet))
+            time.sleep(0.02)
     finally:
         devnet.stop()
         for s, handler in previous.items():

@@ -107,7 +107,11 @@ class ReportGossip:
         """Ask connected members to re-publish their signed reports for ``round_key``."""
         config_digest, block_number = round_key
         request = CatchUpRequest(self.network, config_digest, block_number)
-        await self.endpoint.publish(encode_message(request))
+        try:
+            await self.endpoint.publish(encode_message(request))
+        except GossipError as exc:  # not connected yet / shutting down: the next round asks again
+            logger.debug("catch-up request failed: %s", exc)
+            return
         self.stats["catch-up-sent"] += 1
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

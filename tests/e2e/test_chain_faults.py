@@ -1,0 +1,61 @@
+"""Chain and network faults on a real devnet: reorgs, a failing primary RPC endpoint, a partitioned minority."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pmoracle.node.reliability import scenario_partition, scenario_reorg, scenario_rpc_faults
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_reorgs_shallower_and_deeper_than_finality(tmp_path: Path) -> None:
+    result = scenario_reorg(tmp_path, n=4)
+    assert result.rounds_verified == result.rounds_attested >= 3
+    assert result.duplicate_attestations == 0
+    shallow, deep = result.extra["shallow"], result.extra["deep"]
+    # a reorg no deeper than the finality depth replaces an anchor nobody signed yet: attested with the new hash
+    assert shallow["hash_replaced"] and not shallow["signed_old_hash"] and shallow["attested"]
+    # deeper: the old certificate no longer matches the chain, and nobody re-signs the round with another hash
+    assert deep["depth"] > 2
+    assert deep["old_cert_attest"] == "BlockHashMismatch"
+    assert not deep["signed_new_hash"] and not deep["reattested"]
+    # later rounds carry canonical hashes only and attestation resumes within two rounds
+    assert deep["later_rounds_noncanonical_signatures"] == 0
+    assert deep["next_attested"] - deep["anchor"] <= 2 * 5
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_failing_primary_rpc_falls_back_and_recovers(tmp_path: Path) -> None:
+    result = scenario_rpc_faults(tmp_path, n=4)
+    assert result.rounds_verified == result.rounds_attested >= 6
+    assert result.duplicate_attestations == 0
+    phases = result.extra["phases"]
+    # the committee stayed live through every phase (node 0 is one of four; three are a quorum)
+    assert all(phase["rounds_attested"] >= 2 for phase in phases.values())
+    # the proxy's failures were counted, node 0 kept computing rounds through its fallback URL, and it signs again
+    # once the proxy is healthy
+    assert sum(phase["proxy_errors"] for phase in phases.values()) > 0
+    assert phases["error"]["computed"] > 0
+    assert phases["ok"]["signed"] > 0
+    # never a digest other than the attested one (no signature on partial or stale data)
+    assert result.extra["wrong_digests"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_partitioned_minority_attests_nothing_and_rejoins(tmp_path: Path) -> None:
+    result = scenario_partition(tmp_path, n=4)
+    assert result.rounds_verified == result.rounds_attested >= 5
+    assert result.duplicate_attestations == 0
+    cut = result.extra["partition"]
+    # the majority (a quorum) kept attesting; the minority saw only itself and formed and sent nothing
+    assert cut["rounds_attested"] >= 3
+    assert cut["minority_peers"] == len(cut["minority"]) - 1
+    assert cut["with_minority_signature"] == 0
+    assert cut["minority_certificates"] == 0 and cut["minority_transmissions"] == 0
+    # after healing the minority receives the majority's reports again (run_until inside) and rounds continue
+    assert result.recover_seconds is not None
