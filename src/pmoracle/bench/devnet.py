@@ -313,7 +313,7 @@ def format_devnet_table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| n | quorum | accounts | rounds | latency median | p95 | detect | compute | quorum wait | gossip | chain "
         "| CPU s/round/node (median) | peak RSS/node (max) | anchors attested/final | blocks/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         s = r["split_median_s"]
