@@ -246,7 +246,13 @@ class ChainClient:
                     failures.append(exc)
                     if kind == "wrong-chain":
                         self._demote(endpoint)
-                    if kind in ("lagging", "wrong-chain") or attempt == self.retries:
+                    if kind in ("lagging", "wrong-chain"):
+                        break
+                    if attempt == self.retries:
+                        # out of retries: later requests try the other endpoints first (circuit breaking), so a
+                        # failing primary costs one failover, not a timeout on every call
+                        if len(self.urls) > 1:
+                            self._demote(endpoint)
                         break
                     time.sleep(self.backoff * 2**attempt)
         raise RpcUnavailableError(method, tuple(failures))

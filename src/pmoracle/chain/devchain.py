@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import random
 import signal
 import socket
 import subprocess
@@ -37,11 +38,24 @@ def find_anvil() -> pathlib.Path:
     raise DevchainError("anvil not found: run `npm ci` in the repository (or set PMORACLE_ANVIL)")
 
 
+# Ports handed to servers that bind later (anvil, node API and libp2p listeners) come from below the kernel's
+# ephemeral range (32768-60999 by default): an outgoing connection can then never take the port between the
+# moment it is chosen and the moment its server binds it.
+_SERVER_PORTS = range(20000, 32000)
+_port_rng = random.Random()
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """Return a TCP port on 127.0.0.1, outside the ephemeral range, that is free right now."""
+    for _ in range(200):
+        port = _port_rng.choice(_SERVER_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise DevchainError("no free TCP port in 20000-31999 on 127.0.0.1")
 
 
 def _rpc(url: str, method: str, params: list[object], timeout: float = 2.0) -> object:

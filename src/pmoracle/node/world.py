@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pmoracle.risk.inputs import PRICE_SCALE, SIZE_SCALE, WAD, InstrumentKind
 
 DAY = 86400
 TX_GAS = 3_000_000  # explicit gas: skips one estimate per simulated transaction
+RECEIPT_TIMEOUT = 120.0  # seconds for anvil to mine a batch of simulated transactions
 
 
 class WorldError(PmoracleError):
@@ -161,11 +163,23 @@ class World:
             hashes += [
                 h for (method, _), h in zip(txs[i : i + chunk], results, strict=True) if method == "eth_sendTransaction"
             ]
-        for i in range(0, len(hashes), chunk):
-            receipts = self.batch([("eth_getTransactionReceipt", [h]) for h in hashes[i : i + chunk]])
-            failed = [h for h, r in zip(hashes[i : i + chunk], receipts, strict=True) if r and r["status"] != "0x1"]
-            if failed:
-                raise WorldError(f"{len(failed)} simulated transactions reverted, first {failed[0]}")
+        # anvil answers eth_sendTransaction before it has mined a batch: wait for every receipt
+        deadline = time.monotonic() + RECEIPT_TIMEOUT
+        pending = hashes
+        while pending:
+            still: list[str] = []
+            for i in range(0, len(pending), chunk):
+                part = pending[i : i + chunk]
+                receipts = self.batch([("eth_getTransactionReceipt", [h]) for h in part])
+                failed = [h for h, r in zip(part, receipts, strict=True) if r is not None and r["status"] != "0x1"]
+                if failed:
+                    raise WorldError(f"{len(failed)} simulated transactions reverted, first {failed[0]}")
+                still += [h for h, r in zip(part, receipts, strict=True) if r is None]
+            if still and time.monotonic() > deadline:
+                raise WorldError(f"{len(still)} simulated transactions not mined within {RECEIPT_TIMEOUT} s")
+            if still:
+                time.sleep(0.05)
+            pending = still
 
     # --- setup ----------------------------------------------------------------------------------------------------
 

@@ -70,6 +70,10 @@ def test_failover_to_the_next_endpoint_and_error_counters(anvil: Devchain) -> No
     assert client.block_number() >= 0
     assert client.error_counts() == {(dead, "connection"): 2}
     assert client.request_counts()[anvil.url] >= 1
+    # the failed endpoint is tried last from now on: the next call costs no new failure
+    assert client.preferred_endpoints() == (anvil.url, dead)
+    assert client.block_number() >= 0
+    assert client.error_counts() == {(dead, "connection"): 2}
 
 
 def test_all_endpoints_down_raises_unavailable() -> None:
