@@ -71,6 +71,14 @@ def test_equivocation_is_slashed_once_per_round(tmp_path: Path) -> None:
     assert result.max_slashes_per_round == 1
     assert result.stake_after[liar] == expected_stake(result.slashes[liar])
     assert all(result.stake_after[s] == STAKE for s in result.stake_before if s != liar)
+    # the dispute tool, run against the same live devnet: the latest attestation holds, the honest node's
+    # archive shows the equivocation, and submitting it again never slashes twice for one round (checked above)
+    dispute = result.extra["dispute"]
+    assert dispute["check"] == 0, dispute["output"]
+    assert dispute["scan"] == 1 and dispute["equivocation_files"] >= 1, dispute["output"]
+    assert dispute["submit"] in (0, 1), dispute["output"]
+    if dispute["submit"] == 1:
+        assert "AlreadySlashed" in dispute["output"], dispute["output"]
 
 
 @pytest.mark.slow

@@ -120,6 +120,39 @@ def _run(name: str, n: int, injected: str, run_dir: Path, faulty: tuple[tuple[in
     return result
 
 
+def run_dispute_tools(devnet: Devnet, witness: NodeProcess, liar: str) -> dict[str, Any]:
+    """Run ``pmoracle dispute`` as an outsider would against the live devnet; return exit codes and findings.
+
+    ``check --latest`` recomputes the latest round from chain state; ``scan`` reads an honest node's archive and
+    the chain; ``submit`` posts the oldest equivocation found (the nodes usually slashed it already, so the
+    contract's refusal is the expected outcome; either way the scenario's one-slash-per-round check applies).
+    """
+    import contextlib
+    import io
+
+    from pmoracle.cli import main
+
+    rpc, deployment = devnet.chain.url, str(devnet.run_dir / "deployment.json")
+    evidence_dir = devnet.run_dir / "evidence"
+    chain_args = ["--rpc", rpc, "--deployment", deployment]
+    codes: dict[str, Any] = {}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        codes["check"] = main(["dispute", "check", *chain_args, "--params", str(devnet.run_dir / "risk-params.toml"),
+                               "--latest"])  # fmt: skip
+        codes["scan"] = main(["dispute", "scan", "--archive", str(witness.home / "data"), *chain_args,
+                              "--out", str(evidence_dir)])  # fmt: skip
+        equivocations = sorted(evidence_dir.glob(f"equivocation-*-{liar.lower()}.json"),
+                               key=lambda p: int(p.name.split("-")[1]))  # fmt: skip
+        codes["equivocation_files"] = len(equivocations)
+        if equivocations:
+            codes["submit"] = main(["dispute", "submit", str(equivocations[0]), *chain_args,
+                                    "--key-file", str(witness.home / "keys" / "transmitter.json"),
+                                    "--password-file", str(devnet.run_dir / "password.txt")])  # fmt: skip
+    codes["output"] = out.getvalue()
+    return codes
+
+
 def faulty_nodes(devnet: Devnet) -> list[NodeProcess]:
     """Return the nodes running an injected fault."""
     return [node for node in devnet.nodes if node.fault is not None]
@@ -174,6 +207,7 @@ def scenario_equivocate(run_dir: Path, n: int = 4, rounds: int = 3) -> ScenarioR
         events = devnet.events("SolverRegistry", "Slashed")
         result.extra["offences"] = dict(Counter(int(e["args"]["offence"]) for e in events))  # 0 = equivocation
         result.evidence_rounds = count_evidence_rounds(devnet)
+        result.extra["dispute"] = run_dispute_tools(devnet, honest_nodes(devnet)[0], liar)
 
     return _run("equivocate", n, "1 x equivocate (two reports per round)", run_dir, ((1, "equivocate"),), body)
 
