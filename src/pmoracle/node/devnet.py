@@ -194,13 +194,13 @@ class Devnet:
         snapshot = read_snapshot(self.client, self.deployment, block_number)
         return compute_round(snapshot, self.params, self.committee)
 
-    def attestation_gas(self, block_number: int, head: int) -> int:
-        """Return the gas used by the transaction that attested ``block_number`` (searching recent blocks)."""
+    def attestation_gas(self, block_number: int) -> int:
+        """Return the gas used by the transaction that attested ``block_number`` (0 if it cannot be found)."""
         topic = "0x" + keccak(text="RoundAttested(uint64,bytes32,bytes32,bytes32,uint32,uint256,address)").hex()
         logs = self.client.request(
             "eth_getLogs",
             [{"address": self.deployment.contracts["MarginOracle"], "fromBlock": hex(block_number),
-              "toBlock": hex(head), "topics": [topic, "0x" + block_number.to_bytes(32, "big").hex()]}],
+              "toBlock": "latest", "topics": [topic, "0x" + block_number.to_bytes(32, "big").hex()]}],
         )  # fmt: skip
         if not logs:
             return 0
@@ -246,7 +246,7 @@ class Devnet:
                 block_number=block, accounts=count, root=root, recomputed_root=output.tree.root,
                 total_im=sum(a.initial_margin for a in leaves), total_mm=sum(a.maintenance_margin for a in leaves),
                 total_equity=sum(a.equity for a in leaves),
-                latency=now - self._ready_at.get(block, now), gas=self.attestation_gas(block, head),
+                latency=now - self._ready_at.get(block, now), gas=self.attestation_gas(block),
             )
         )  # fmt: skip
 
