@@ -178,7 +178,8 @@ class World:
             if still and time.monotonic() > deadline:
                 raise WorldError(f"{len(still)} simulated transactions not mined within {RECEIPT_TIMEOUT} s")
             if still:
-                time.sleep(0.05)
+                # automine takes a queued backlog one transaction per block; a mined block takes it in bulk
+                self.rpc("evm_mine", [])
             pending = still
 
     # --- setup ----------------------------------------------------------------------------------------------------
