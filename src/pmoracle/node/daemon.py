@@ -154,6 +154,7 @@ class SolverNode:
         self.reports: ReportGossip | None = None  # re-publication, catch-up and dedupe above it
         self._published: set[tuple[bytes, int]] = set()
         self._rejections_seen: Counter[str] = Counter()
+        self._rpc_errors_seen: Counter[tuple[str, str]] = Counter()
         self._round_send, self._round_recv = trio.open_memory_channel[int](1)
         self._nursery: trio.Nursery | None = None
         self._transmitting: set[int] = set()
@@ -467,11 +468,11 @@ class SolverNode:
         async for event in events:
             await self.on_chain_event(event)
             for (endpoint, kind), count in self.client.error_counts().items():
-                counter = self.metrics.rpc_errors.labels(endpoint=endpoint_label(endpoint), kind=kind)
-                # prometheus counters only go up: add what is new since the last look
-                delta = count - counter._value.get()
+                # the client counts since it was created; the metric gets what is new since the last look
+                delta = count - self._rpc_errors_seen[(endpoint, kind)]
                 if delta > 0:
-                    counter.inc(delta)
+                    self.metrics.rpc_errors.labels(endpoint=endpoint_label(endpoint), kind=kind).inc(delta)
+                    self._rpc_errors_seen[(endpoint, kind)] = count
 
 
 def load_node(config: LocalConfig, password: bytes, *, node_class: type[SolverNode] | None = None) -> SolverNode:

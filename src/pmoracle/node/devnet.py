@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import Deployment, NodeSpec, deploy
@@ -524,13 +523,3 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) ->
         say("devnet: no round attested")
     say(f"devnet: logs and data in {devnet.run_dir}")
     return devnet
-
-
-def clean_run_dir(path: Path) -> None:
-    """Remove a devnet run directory."""
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def checksum(address: bytes) -> str:
-    """Return the checksum form of a 20-byte address."""
-    return to_checksum_address(address)
