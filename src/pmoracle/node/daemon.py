@@ -358,6 +358,7 @@ class SolverNode:
             key = compute_round_key(config_digest, block)
             if self.reports is not None:
                 self.reports.mark_attested(key)
+            self._published = {k for k in self._published if k[1] > block}  # attested rounds need no more gossip
             await self.apply(col.on_round_attested(self.state, key, digest))
         log.info("round %d attested on chain (root %s)", block, root.hex()[:16])
 
