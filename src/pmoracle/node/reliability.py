@@ -109,6 +109,9 @@ def _run(name: str, n: int, injected: str, run_dir: Path, faulty: tuple[tuple[in
         for node in devnet.nodes:
             result.stake_before[node.signing_address] = devnet.stake_of(node.signing_address)
         body(devnet, result)
+        # stop the nodes first: the chain must not change between counting Slashed events and reading stakes
+        for node in devnet.nodes:
+            node.kill(signal.SIGTERM)
         collect_safety(devnet, result)
         for node in devnet.nodes:
             result.stake_after[node.signing_address] = devnet.stake_of(node.signing_address)
