@@ -14,6 +14,7 @@ import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_utils import to_checksum_address
@@ -79,19 +80,28 @@ def _metrics(devnet: Devnet, index: int) -> dict[str, float]:
 def test_served_proof_verifies_on_chain_and_gates_a_withdrawal(devnet: Devnet) -> None:
     # Let the network settle on the latest round: no new blocks, so no newer round replaces it meanwhile.
     devnet.run_rounds(1, ROUND_TIMEOUT)
-    latest = devnet.attested[-1]
+    found: dict[str, Any] = {}
 
-    def node_serves_latest(d: Devnet) -> bool:  # the node sees the attestation within one head poll
-        health = d.nodes[0].get("/health", 0.5) or {}
-        return bool(health.get("lastAttestedRound") == latest.block_number)
+    def served_by_a_node(d: Devnet) -> bool:
+        # With the world paused the latest attested round stops moving; a node serves the rounds it computed
+        # once it has seen them attested.
+        latest = d.attested[-1]
+        if found.get("latest") is not latest:
+            output = d.recompute(latest.block_number)
+            # an account with room to withdraw: attested equity well above its initial margin
+            found.update(latest=latest, leaf=max(output.tree.leaves, key=lambda x: x.equity - x.initial_margin))
+        account = to_checksum_address(found["leaf"].account)
+        for node in d.nodes:
+            answer = node.get(f"/v1/margin/{account}", 0.5) or {}
+            if answer.get("blockNumber") == latest.block_number:
+                found["served"] = answer
+                return True
+        return False
 
-    devnet.run_until(node_serves_latest, 30, what="node 0 serving the latest round", pause_world=True)
-    output = devnet.recompute(latest.block_number)
-    # an account with room to withdraw: attested equity well above its initial margin
-    leaf = max(output.tree.leaves, key=lambda x: x.equity - x.initial_margin)
+    devnet.run_until(served_by_a_node, 60, what="a node serving the latest round's proof", pause_world=True)
+    latest, leaf, answers = found["latest"], found["leaf"], found
     account = to_checksum_address(leaf.account)
-    served = devnet.nodes[0].get(f"/v1/margin/{account}")
-    assert served is not None and served["blockNumber"] == latest.block_number
+    served = answers["served"]
     assert int(served["equity"]) == leaf.equity and int(served["initialMargin"]) == leaf.initial_margin
     proof = [bytes.fromhex(p[2:]) for p in served["proof"]]
     deployment = devnet.deployment

@@ -317,10 +317,10 @@ class Devnet:
             decoded.append(abi_event.process_log(entry))
         return decoded
 
-    def stake_of(self, signer: str) -> int:
-        """Return the current on-chain stake (wei) of the node whose signing address is ``signer``."""
+    def stake_of(self, signer: str, block: int | str = "latest") -> int:
+        """Return the on-chain stake (wei) at ``block`` of the node whose signing address is ``signer``."""
         registry = self.deployment.contract(OFFLINE_W3, "SolverRegistry")
-        return int(self.client.call(registry.functions.nodeOf(signer), "latest")[2])
+        return int(self.client.call(registry.functions.nodeOf(signer), block)[2])
 
     def balance_of(self, address: str) -> int:
         """Return the balance (wei) of ``address`` at the latest block."""

@@ -64,9 +64,12 @@ def _quiet(_: str) -> None:
     pass
 
 
-def collect_safety(devnet: Devnet, result: ScenarioResult) -> None:
-    """Fill ``result`` with the attested rounds, their audit, and the Slashed events read from the chain."""
-    attested = devnet.events("MarginOracle", "RoundAttested")
+def collect_safety(devnet: Devnet, result: ScenarioResult, up_to: int | None = None) -> None:
+    """Fill ``result`` with the attested rounds, their audit, and the Slashed events read from the chain.
+
+    Only events in blocks up to ``up_to`` (all when None) count, so that figures read at that block agree.
+    """
+    attested = [e for e in devnet.events("MarginOracle", "RoundAttested") if up_to is None or e["blockNumber"] <= up_to]
     blocks = Counter(int(e["args"]["blockNumber"]) for e in attested)
     audited = {r.block_number: r.verified for r in devnet.attested}
     for e in attested:  # rounds attested after the loop's last look: recompute them the same way
@@ -76,7 +79,7 @@ def collect_safety(devnet: Devnet, result: ScenarioResult) -> None:
     result.rounds_attested = len(blocks)
     result.rounds_verified = sum(1 for b in blocks if audited[b])
     result.duplicate_attestations = sum(1 for c in blocks.values() if c > 1)
-    slashed = devnet.events("SolverRegistry", "Slashed")
+    slashed = [e for e in devnet.events("SolverRegistry", "Slashed") if up_to is None or e["blockNumber"] <= up_to]
     result.evidence_posted = len(slashed)
     per_round = Counter((e["args"]["signer"], int(e["args"]["blockNumber"])) for e in slashed)
     result.max_slashes_per_round = max(per_round.values(), default=0)
@@ -109,12 +112,12 @@ def _run(name: str, n: int, injected: str, run_dir: Path, faulty: tuple[tuple[in
         for node in devnet.nodes:
             result.stake_before[node.signing_address] = devnet.stake_of(node.signing_address)
         body(devnet, result)
-        # stop the nodes first: the chain must not change between counting Slashed events and reading stakes
+        # one block for every figure: the nodes keep running, and a slash landing between counting Slashed
+        # events and reading stakes would make the two disagree
+        pin = int(devnet.client.block_number())
+        collect_safety(devnet, result, up_to=pin)
         for node in devnet.nodes:
-            node.kill(signal.SIGTERM)
-        collect_safety(devnet, result)
-        for node in devnet.nodes:
-            result.stake_after[node.signing_address] = devnet.stake_of(node.signing_address)
+            result.stake_after[node.signing_address] = devnet.stake_of(node.signing_address, block=pin)
     finally:
         devnet.stop()
     if after is not None:  # checks of the nodes' files, once no process writes them
