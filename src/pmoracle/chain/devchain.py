@@ -108,6 +108,7 @@ def start_devchain(
     accounts: int = 20,
     log_path: pathlib.Path | None = None,
     startup_timeout: float = 20.0,
+    prune_history: int = 64,
 ) -> Devchain:
     """Start anvil on 127.0.0.1 and return once it answers JSON-RPC.
 
@@ -118,6 +119,7 @@ def start_devchain(
         accounts: how many funded dev accounts to create from ``DEV_MNEMONIC``.
         log_path: file for anvil's output (discarded when None).
         startup_timeout: seconds to wait for the first answer.
+        prune_history: blocks of state anvil keeps (calls pinned to older blocks fail).
 
     Errors:
         DevchainError when the binary is missing, exits early or does not answer in time.
@@ -129,7 +131,7 @@ def start_devchain(
     # and eth_call at recent blocks.
     cmd = [
         str(binary), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
-        "--hardfork", "cancun", "--prune-history", "64", "--accounts", str(accounts),
+        "--hardfork", "cancun", "--prune-history", str(prune_history), "--accounts", str(accounts),
         "--mnemonic", DEV_MNEMONIC, "--balance", "1000000",
     ]  # fmt: skip
     if block_time is not None:

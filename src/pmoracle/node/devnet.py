@@ -366,7 +366,9 @@ def build_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) 
     """
     run_dir = options.run_dir or Path("runs") / time.strftime("devnet-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
-    chain = start_devchain(log_path=run_dir / "anvil.log")
+    # 1024 blocks of state: the audit recomputes attested rounds from chain state, and the market moves and
+    # trades mine many blocks a second, so 64 (the default) can prune a round before it was audited
+    chain = start_devchain(log_path=run_dir / "anvil.log", prune_history=1024)
     try:
         return _build(options, run_dir.resolve(), chain, say)
     except BaseException:
