@@ -14,12 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load and check the config, keys and chain, then run the node's services until interrupted."""
-    import signal
-
     import trio
 
     from pmoracle.config.local import load_local_config, overrides_from_args
-    from pmoracle.node.daemon import load_node
+    from pmoracle.node.daemon import load_node, run_until_signalled
     from pmoracle.node.keys import read_password
     from pmoracle.node.logs import configure_logging
 
@@ -28,13 +26,5 @@ def run(args: argparse.Namespace) -> int:
     password = read_password(config.keys.password_file, config.keys.password_env)
     node = load_node(config, password)
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(node.run)
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
-
-    trio.run(main)
+    trio.run(run_until_signalled, node)
     return 0

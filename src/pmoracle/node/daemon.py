@@ -16,6 +16,7 @@ Services (each started with ``nursery.start`` and reporting readiness):
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -474,6 +475,16 @@ class SolverNode:
                 if delta > 0:
                     self.metrics.rpc_errors.labels(endpoint=endpoint_label(endpoint), kind=kind).inc(delta)
                     self._rpc_errors_seen[(endpoint, kind)] = count
+
+
+async def run_until_signalled(node: SolverNode) -> None:
+    """Run ``node``'s services until SIGINT or SIGTERM, then cancel them cleanly."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
 
 
 def load_node(config: LocalConfig, password: bytes, *, node_class: type[SolverNode] | None = None) -> SolverNode:

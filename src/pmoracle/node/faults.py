@@ -37,7 +37,7 @@ from pmoracle.consensus.evidence import Deviation, Equivocation, Evidence
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import Report, SignedReport, sign_report
 from pmoracle.errors import InputError
-from pmoracle.node.daemon import SolverNode
+from pmoracle.node.daemon import SolverNode, run_until_signalled
 from pmoracle.node.round import RoundOutput
 from pmoracle.p2p.abc import Verdict
 from pmoracle.p2p.codec import MAX_MESSAGE_BYTES, NetworkId, SignedReportMessage, encode_message
@@ -196,7 +196,6 @@ def compute_spam_batch(
 
 def main(argv: list[str] | None = None) -> int:
     """The hidden entry point: run a faulty node from a node config until SIGINT/SIGTERM (test-only)."""
-    import signal
 
     from pmoracle.config.local import add_config_arguments, load_local_config, overrides_from_args
     from pmoracle.errors import PmoracleError
@@ -222,15 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         raise TypeError("load_node did not build a FaultyNode")
     node.configure_fault(args.mode, delay=args.delay, seed=args.seed)
 
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(node.run)
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
-
-    trio.run(run)
+    trio.run(run_until_signalled, node)
     return 0
 
 
