@@ -1,11 +1,13 @@
 """``pmoracle bench devnet``: round latency of a real devnet (anvil + N ``pmoracle node`` processes over libp2p).
 
-For each committee size n it builds a devnet (:func:`pmoracle.node.devnet.build_devnet`), drives it with one block
-per second once anvil has mined the setup's backlog (the market is frozen meanwhile; see :func:`produce_block`),
-and measures for each round:
+For each committee size n it builds a devnet (:func:`pmoracle.node.devnet.build_devnet`), drives its world with
+one block per second (:meth:`Devnet.step`: a market move, a few trades or an empty block, in turn), and measures
+for each round:
 
-- latency: the anchor block becomes final (the bench sees block anchor + finality depth) -> the bench sees the
-  round attested on chain (``MarginOracle.latestRound``), polled every 10 ms;
+- latency: the anchor block becomes final (the bench sees block anchor + finality depth, polling the head every
+  20 ms) -> the transmitting node holds the attestation's receipt (its log line, ms timestamps); the bench itself
+  reads ``MarginOracle.latestRound`` only every 0.2 s, to know when to stop, so that its own polling takes little
+  of the CPU the nodes share;
 - where it goes, from the nodes' own log lines (ISO timestamps with ms): detect (final -> the median node starts
   the round), compute (median node's "computed X accounts in Y s": snapshot read, risk engine, Merkle tree),
   quorum wait (median start -> the quorum-th node signed: compute plus stragglers), gossip (quorum-th signature ->
@@ -34,10 +36,10 @@ from typing import Any
 
 from pmoracle.errors import InputError
 
-POLL_S = 0.01
-BLOCK_GAS_LIMIT = 1_000_000_000
+POLL_S = 0.02  # head polls: the resolution of "final at"
+PROGRESS_POLL_S = 0.2  # attested-round polls: only to know when enough rounds are done
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z \S+\s+\S+: round (\d+)(?::)? (.*)$")
-COMPUTED = re.compile(r"computed (\d+) accounts in ([0-9.]+) s")
+COMPUTED = re.compile(r"computed (\d+) accounts in ([0-9.]+) s(?: \(snapshot ([0-9.]+) s)?")
 
 
 @dataclass
@@ -49,14 +51,16 @@ class RoundTiming:
     seen_at: float  # the bench saw the round attested
     started: list[float] = field(default_factory=list)  # per node: computed-at minus compute time
     compute: list[float] = field(default_factory=list)  # per node, seconds
+    snapshot: list[float] = field(default_factory=list)  # per node, seconds of it reading the chain snapshot
     signed: list[float] = field(default_factory=list)  # per node
     certificate: float | None = None  # first node to form the certificate
     attested_tx: float | None = None  # the transmitting node saw its receipt
 
     @property
     def latency(self) -> float:
-        """Return seconds from the anchor being final to the attestation being seen."""
-        return self.seen_at - self.final_at
+        """Return seconds from the anchor being final to the attestation's receipt (or to the bench seeing it)."""
+        end = self.attested_tx if self.attested_tx is not None else self.seen_at
+        return end - self.final_at
 
 
 @dataclass
@@ -118,6 +122,8 @@ def parse_node_log(path: Path, rounds: dict[int, RoundTiming]) -> None:
             found = COMPUTED.search(rest)
             if found:
                 entry["compute"] = float(found.group(2))
+                if found.group(3):
+                    entry["snapshot"] = float(found.group(3))
                 entry["started"] = ts - float(found.group(2))
         elif rest.startswith("signed report"):
             entry["signed"] = ts
@@ -132,6 +138,8 @@ def parse_node_log(path: Path, rounds: dict[int, RoundTiming]) -> None:
         if "compute" in entry:
             timing.compute.append(entry["compute"])
             timing.started.append(entry["started"])
+        if "snapshot" in entry:
+            timing.snapshot.append(entry["snapshot"])
         if "signed" in entry:
             timing.signed.append(entry["signed"])
         if "certificate" in entry:
@@ -163,44 +171,8 @@ def split_round(timing: RoundTiming, quorum: int) -> dict[str, float] | None:
         "quorum_wait": signed_q - start,
         "gossip": timing.certificate - signed_q,
         "chain": timing.attested_tx - timing.certificate,
-        "observe": timing.seen_at - timing.attested_tx,
+        "snapshot": statistics.median(timing.snapshot) if timing.snapshot else float("nan"),
     }
-
-
-def mine_backlog(devnet: Any, timeout: float = 300.0) -> float:
-    """Mine every transaction still queued in anvil, in large blocks; return the seconds it took.
-
-    The world's setup sends its thousands of transactions in JSON-RPC batches and returns before anvil has mined
-    them (one block each under automine), so for minutes after ``build_devnet`` the head races ahead and the book
-    is still filling. Each ``evm_mine`` takes up to ``BLOCK_GAS_LIMIT`` of them. (Automine is left on: in runs that
-    paused it, anvil kept mining ~6 empty blocks a second afterwards.)
-
-    Errors:
-        PmoracleError when the pool is not empty after ``timeout`` seconds.
-    """
-    from pmoracle.chain.client import ChainClient
-    from pmoracle.errors import PmoracleError
-
-    client = ChainClient([devnet.chain.url], timeout=60.0)  # txpool_content of thousands of transactions is slow
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        content = client.request("txpool_content")
-        if not content.get("pending") and not content.get("queued"):
-            return time.monotonic() - started
-        devnet.chain.rpc("evm_mine")
-    raise PmoracleError(f"anvil still has queued transactions after {timeout:.0f} s")
-
-
-def produce_block(devnet: Any) -> None:
-    """Mine one empty block (the bench's 1 s block time).
-
-    The market is frozen while rounds are measured: the world's batched trades from impersonated accounts made
-    anvil 1.7.1 stop answering the batch (twice in a few minutes, the bench then hangs), and ``Devnet.step``
-    automines a block per simulated transaction, so a market move jumps several anchors at once. A node recomputes
-    every account from the chain snapshot each round whether or not prices moved, so the work per round is the
-    same.
-    """
-    devnet.chain.rpc("evm_mine")
 
 
 def run_devnet_bench(
@@ -210,7 +182,7 @@ def run_devnet_bench(
     rounds: int,
     warmup: int,
     run_dir: Path,
-    round_period: int = 20,
+    round_period: int = 5,
     seed: int = 1,
     timeout: float = 300.0,
 ) -> dict[str, Any]:
@@ -234,11 +206,8 @@ def run_devnet_bench(
     usage: list[tuple[float, float]] = []
     cpu_at_warmup: list[float] = []
     try:
-        # every simulated transaction carries a 3M gas limit: a high block gas limit lets one block take many
-        devnet.chain.rpc("evm_setBlockGasLimit", hex(BLOCK_GAS_LIMIT))
-        drain_s = mine_backlog(devnet)
         started = time.monotonic()
-        last_block_at = 0.0
+        last_block_at = last_progress_at = 0.0
         seen_head = first_head = int(devnet.client.block_number())
         last_attested = 0
         while len(timings) < warmup + rounds:
@@ -255,7 +224,10 @@ def run_devnet_bench(
                 if anchor > 0 and anchor % period == 0:
                     final_at.setdefault(anchor, wall)
             seen_head = max(seen_head, head)
-            block, _, _ = devnet.latest_round()
+            block = last_attested
+            if now - last_progress_at >= PROGRESS_POLL_S:
+                last_progress_at = now
+                block, _, _ = devnet.latest_round()
             if block > last_attested:
                 last_attested = block
                 if block in final_at:  # rounds whose anchor became final before the bench started are skipped
@@ -264,7 +236,7 @@ def run_devnet_bench(
                         cpu_at_warmup = [_cpu_of(node) for node in devnet.nodes]
             if now - last_block_at >= options.block_interval:
                 last_block_at = now
-                produce_block(devnet)
+                devnet.step(head)  # one block: a market move, a few trades, or an empty block
             time.sleep(POLL_S)
         usage = [read_proc_usage(_pid_of(node)) for node in devnet.nodes]
         blocks_per_s = (seen_head - first_head) / (time.monotonic() - started)
@@ -289,7 +261,6 @@ def run_devnet_bench(
         "rounds": len(measured),
         "warmup": warmup,
         "build_s": build_s,
-        "setup_backlog_s": drain_s,
         "round_period": round_period,
         "blocks_per_s": blocks_per_s,
         "anchors_final": len(anchors_ready),
@@ -311,8 +282,8 @@ def format_devnet_table(results: list[dict[str, Any]]) -> str:
     """Return the Markdown table of the devnet bench."""
     cores = os.cpu_count()
     lines = [
-        "| n | quorum | accounts | rounds | latency median | p95 | detect | compute | quorum wait | gossip | chain "
-        "| CPU s/round/node (median) | peak RSS/node (max) | anchors attested/final | blocks/s |",
+        "| n | quorum | accounts | rounds | latency median | p95 | detect | compute (snapshot) | quorum wait | gossip "
+        "| chain | CPU s/round/node (median) | peak RSS/node (max) | anchors attested/final | blocks/s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -323,7 +294,8 @@ def format_devnet_table(results: list[dict[str, Any]]) -> str:
 
         lines.append(
             f"| {r['n']} | {r['quorum']} | {r['accounts']} | {r['rounds']} | {r['latency_median_s'] * 1000:.0f} ms "
-            f"| {r['latency_p95_s'] * 1000:.0f} ms | {ms('detect')} | {ms('compute')} | {ms('quorum_wait')} "
+            f"| {r['latency_p95_s'] * 1000:.0f} ms | {ms('detect')} | {ms('compute')} ({ms('snapshot')}) "
+            f"| {ms('quorum_wait')} "
             f"| {ms('gossip')} | {ms('chain')} | {r['cpu_per_round_median_s']:.2f} | {r['peak_rss_max_mb']:.0f} MiB "
             f"| {r['anchors_attested']}/{r['anchors_final']} | {r['blocks_per_s']:.1f} |"
         )
@@ -353,7 +325,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accounts", type=int, default=1000, help="trader accounts (default 1000)")
     parser.add_argument("--rounds", type=int, default=8, help="measured rounds per size (default 8)")
     parser.add_argument("--warmup", type=int, default=1, help="first rounds left out (default 1)")
-    parser.add_argument("--round-period", type=int, default=20, help="blocks between anchor blocks (default 20)")
+    parser.add_argument("--round-period", type=int, default=5, help="blocks between anchor blocks (default 5)")
     parser.add_argument("--run-dir", type=Path, default=None, help="where the devnets' logs go (default: a temp dir)")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
 

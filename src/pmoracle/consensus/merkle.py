@@ -17,9 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from eth_abi import encode as abi_encode
-from eth_utils import keccak
-
+from pmoracle.consensus.hashing import keccak
 from pmoracle.errors import InputError
 
 LEAF_DECIMALS = 18
@@ -50,13 +48,25 @@ class AccountLeaf:
             raise InputError("equity", f"must fit int256, got {self.equity}")
 
 
+def encode_leaf(leaf: AccountLeaf) -> bytes:
+    """Return ``abi.encode(account, initialMargin, maintenanceMargin, equity)``: four 32-byte big-endian words.
+
+    All four types are static, so the encoding is the words themselves (the ranges are checked by ``AccountLeaf``);
+    written out because eth_abi's generic encoder was half the cost of building a 1,000-leaf tree.
+    """
+    return b"".join(
+        (
+            b"\0" * 12 + leaf.account,
+            leaf.initial_margin.to_bytes(32, "big"),
+            leaf.maintenance_margin.to_bytes(32, "big"),
+            leaf.equity.to_bytes(32, "big", signed=True),
+        )
+    )
+
+
 def compute_leaf_hash(leaf: AccountLeaf) -> bytes:
     """Return the double-keccak leaf hash of an account's attested values."""
-    encoded = abi_encode(
-        ["address", "uint256", "uint256", "int256"],
-        [leaf.account, leaf.initial_margin, leaf.maintenance_margin, leaf.equity],
-    )
-    return keccak(keccak(encoded))
+    return keccak(keccak(encode_leaf(leaf)))
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:

@@ -273,6 +273,7 @@ class SolverNode:
                 snapshot = await run_sync(
                     read_snapshot, self.client, self.deployment, block, timeout=self.config.chain.rpc_timeout * 10
                 )
+                read_s = trio.current_time() - started
                 output = await trio.to_thread.run_sync(compute_round, snapshot, self.params, self.committee)
             except PmoracleError as exc:
                 # Invalid or unreadable inputs: nobody honest signs this round (liveness lost, never safety).
@@ -287,8 +288,8 @@ class SolverNode:
             self.outputs[block] = output
             for old in sorted(self.outputs)[:-TREES_KEPT]:
                 del self.outputs[old]
-            log.info("round %d: computed %d accounts in %.3f s", block, output.report.account_count,
-                     trio.current_time() - started)  # fmt: skip
+            log.info("round %d: computed %d accounts in %.3f s (snapshot %.3f s)", block, output.report.account_count,
+                     trio.current_time() - started, read_s)  # fmt: skip
             await self.apply(col.on_local_report(self.state, self.make_report(output), trio.current_time()))
             if self.reports is not None:  # ask for the reports we may have missed (a restarted or late node)
                 await self.reports.request_catch_up(output.report.round_key)

@@ -418,6 +418,12 @@ def _build(options: DevnetOptions, run_dir: Path, chain: Devchain, say: Callable
     world.setup(options.accounts)
     say(f"devnet: market seeded ({len(world.instruments)} instruments), {options.accounts} accounts opened "
         f"with {world.trades} trades in {time.monotonic() - started:.1f} s")  # fmt: skip
+    # The setup lands in a few large blocks: move the head to the first anchor after them (and its finality), so
+    # that no round is ever anchored in the middle of the setup with half the accounts opened.
+    head = int(client.block_number())
+    first_anchor = -(-head // options.round_period) * options.round_period
+    if first_anchor + options.finality_depth > head:
+        chain.rpc("anvil_mine", hex(first_anchor + options.finality_depth - head))
     for node in nodes:
         _write_node_config(node, run_dir, chain.url, options, nodes)
         node.start()
@@ -436,7 +442,7 @@ log_level = "INFO"
 [chain]
 rpc_urls = ["{rpc_url}"]
 rpc_timeout = 10.0
-poll_interval = 0.2
+poll_interval = 0.1
 deployment = "{run_dir / "deployment.json"}"
 
 [keys]

@@ -27,6 +27,7 @@ from pmoracle.risk.inputs import PRICE_SCALE, SIZE_SCALE, WAD, InstrumentKind
 DAY = 86400
 TX_GAS = 3_000_000  # explicit gas: skips one estimate per simulated transaction
 RECEIPT_TIMEOUT = 120.0  # seconds for anvil to mine a batch of simulated transactions
+BLOCK_GAS_LIMIT = 1_000_000_000
 
 
 class WorldError(PmoracleError):
@@ -148,7 +149,14 @@ class World:
         return ("eth_sendTransaction", [{"from": sender, "to": to, "data": data, "gas": hex(TX_GAS)}])
 
     def send_all(self, txs: Sequence[tuple[str, list[Any]]], *, chunk: int = 200) -> None:
-        """Send simulated transactions in batches and check that every one succeeded."""
+        """Send simulated transactions, mine them in as few blocks as the gas limit allows, and check each succeeded.
+
+        Automine is paused while they are sent. Under automine anvil 1.7.1 queues one mining job per received
+        transaction and works through that queue long after the transactions themselves were mined in bulk:
+        2,000 transactions sent in batches left ~2,000 empty blocks behind, mined at 200-400 a second, and a
+        node's transaction sent meanwhile waited behind them. Paused, a batch lands in
+        ceil(gas / block gas limit) blocks and the head then moves only when something is sent or mined.
+        """
         # explicit nonces: anvil handles a batch's transactions concurrently, so one sender's would collide
         senders = sorted({tx[1][0]["from"] for tx in txs if tx[0] == "eth_sendTransaction"} - self._nonces.keys())
         counts = self.batch([("eth_getTransactionCount", [s, "pending"]) for s in senders])
@@ -158,35 +166,44 @@ class World:
                 params[0]["nonce"] = hex(self._nonces[params[0]["from"]])
                 self._nonces[params[0]["from"]] += 1
         hashes: list[str] = []
-        for i in range(0, len(txs), chunk):
-            results = self.batch(list(txs[i : i + chunk]))
-            hashes += [
-                h for (method, _), h in zip(txs[i : i + chunk], results, strict=True) if method == "eth_sendTransaction"
-            ]
-        # anvil answers eth_sendTransaction before it has mined a batch: wait for every receipt
-        deadline = time.monotonic() + RECEIPT_TIMEOUT
-        pending = hashes
-        while pending:
-            still: list[str] = []
-            for i in range(0, len(pending), chunk):
-                part = pending[i : i + chunk]
-                receipts = self.batch([("eth_getTransactionReceipt", [h]) for h in part])
-                failed = [h for h, r in zip(part, receipts, strict=True) if r is not None and r["status"] != "0x1"]
-                if failed:
-                    raise WorldError(f"{len(failed)} simulated transactions reverted, first {failed[0]}")
-                still += [h for h, r in zip(part, receipts, strict=True) if r is None]
-            if still and time.monotonic() > deadline:
-                raise WorldError(f"{len(still)} simulated transactions not mined within {RECEIPT_TIMEOUT} s")
-            if still:
-                # automine takes a queued backlog one transaction per block; a mined block takes it in bulk
+        self.rpc("evm_setAutomine", [False])
+        try:
+            for i in range(0, len(txs), chunk):
+                results = self.batch(list(txs[i : i + chunk]))
+                hashes += [
+                    h
+                    for (method, _), h in zip(txs[i : i + chunk], results, strict=True)
+                    if method == "eth_sendTransaction"
+                ]
+            # the pool may also hold a node's transaction; only ours are waited for
+            for _ in range(-(-len(hashes) * TX_GAS // BLOCK_GAS_LIMIT)):
                 self.rpc("evm_mine", [])
-            pending = still
+            deadline = time.monotonic() + RECEIPT_TIMEOUT
+            pending = hashes
+            while pending:
+                still: list[str] = []
+                for i in range(0, len(pending), chunk):
+                    part = pending[i : i + chunk]
+                    receipts = self.batch([("eth_getTransactionReceipt", [h]) for h in part])
+                    failed = [h for h, r in zip(part, receipts, strict=True) if r is not None and r["status"] != "0x1"]
+                    if failed:
+                        raise WorldError(f"{len(failed)} simulated transactions reverted, first {failed[0]}")
+                    still += [h for h, r in zip(part, receipts, strict=True) if r is None]
+                if still and time.monotonic() > deadline:
+                    raise WorldError(f"{len(still)} simulated transactions not mined within {RECEIPT_TIMEOUT:.0f} s")
+                if still:
+                    self.rpc("evm_mine", [])
+                pending = still
+        finally:
+            self.rpc("evm_setAutomine", [True])
 
     # --- setup ----------------------------------------------------------------------------------------------------
 
     def setup(self, accounts: int) -> None:
         """Seed the market, list instruments and open ``accounts`` accounts with collateral and positions."""
         self.rpc("anvil_autoImpersonateAccount", [True])
+        # every simulated transaction reserves TX_GAS: a large block takes a whole batch (~330 of them)
+        self.rpc("evm_setBlockGasLimit", [hex(BLOCK_GAS_LIMIT)])
         now = int(self.rpc("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
         self.expiries = compute_expiries(now)
         for spec in UNDERLYINGS:

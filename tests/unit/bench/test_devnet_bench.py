@@ -13,7 +13,7 @@ from pmoracle.errors import InputError
 
 LOG = """\
 2026-11-25T10:00:00.000Z INFO    pmoracle.node.daemon: node 0xab ready: api port 1, peer 16U
-2026-11-25T10:00:01.400Z INFO    pmoracle.node.daemon: round 10: computed 1000 accounts in 0.300 s
+2026-11-25T10:00:01.400Z INFO    pmoracle.node.daemon: round 10: computed 1000 accounts in 0.300 s (snapshot 0.100 s)
 2026-11-25T10:00:01.410Z INFO    pmoracle.node.daemon: round 10: signed report root 00ff (1000 accounts)
 2026-11-25T10:00:01.600Z INFO    pmoracle.node.daemon: round 10: quorum certificate formed (digest 12)
 2026-11-25T10:00:01.900Z INFO    pmoracle.node.daemon: round 10: attested on chain in tx ab (gas 90000)
@@ -31,14 +31,16 @@ def test_log_lines_give_each_stage_of_a_round(tmp_path: Path) -> None:
     parse_node_log(tmp_path / "b.log", rounds)
     timing = rounds[10]
     assert timing.compute == [0.3, 0.4] and timing.signed == [base + 1.41, base + 1.5]
+    assert timing.snapshot == [0.1, 0.1]
     split = split_round(timing, quorum=2)
     assert split is not None
-    assert split["latency"] == pytest.approx(0.92, abs=1e-3)
+    assert split["latency"] == pytest.approx(0.9, abs=1e-3)  # to the transmitter's receipt, not the bench's poll
     assert split["detect"] == pytest.approx(0.05, abs=1e-3)  # median start (1.1, 1.0) - final 1.0
     assert split["compute"] == pytest.approx(0.35, abs=1e-3)
     assert split["quorum_wait"] == pytest.approx(0.45, abs=1e-3)  # 2nd signature at 1.5 - start 1.05
     assert split["gossip"] == pytest.approx(0.1, abs=1e-3) and split["chain"] == pytest.approx(0.3, abs=1e-3)
-    parts = ("detect", "quorum_wait", "gossip", "chain", "observe")
+    assert split["snapshot"] == pytest.approx(0.1, abs=1e-3)
+    parts = ("detect", "quorum_wait", "gossip", "chain")
     assert sum(split[k] for k in parts) == pytest.approx(split["latency"], abs=1e-3)
     assert split_round(timing, quorum=3) is None  # a missing signature: no split rather than a wrong one
 

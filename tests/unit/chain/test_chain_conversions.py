@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.errors import FeeCapExceededError, RpcResponseError, SnapshotError
 from pmoracle.chain.revert import ErrorDecoder, revert_data_of
-from pmoracle.chain.snapshot import convert_account, decode_symbol, to_size_units
+from pmoracle.chain.snapshot import convert_account, decode_accounts_page, decode_symbol, to_size_units
 from pmoracle.chain.transmitter import GWEI, FeePolicy, Transmitter
 from pmoracle.risk.inputs import Instrument, InstrumentKind, Portfolio, Position
 
@@ -73,9 +76,9 @@ def test_account_conversion_sorts_sums_and_skips_empty() -> None:
     perp = Instrument("BTC", InstrumentKind.PERPETUAL)
     fut = Instrument("BTC", InstrumentKind.FUTURE, 1_800_000_000)
     instruments = {1: perp, 2: fut}
-    usdc, wbtc = "0x" + "0a" * 20, "0x" + "0b" * 20
-    tokens = {to_checksum_address(usdc): ("USDC", 6), to_checksum_address(wbtc): ("WBTC", 8)}
-    account = "0x" + "cd" * 20
+    usdc, wbtc = b"\x0a" * 20, b"\x0b" * 20
+    tokens = {usdc: ("USDC", 6), wbtc: ("WBTC", 8)}
+    account = b"\xcd" * 20
     got = convert_account((account, [(2, -5), (1, 7)], [(wbtc, 10**8), (usdc, 50)]), instruments, tokens)
     assert got == Portfolio(
         positions=(Position(perp, 7), Position(fut, -5)),
@@ -86,7 +89,7 @@ def test_account_conversion_sorts_sums_and_skips_empty() -> None:
     with pytest.raises(SnapshotError, match="unknown instrument"):
         convert_account((account, [(3, 1)], []), instruments, tokens)
     with pytest.raises(SnapshotError, match="no price feed"):
-        convert_account((account, [], [("0x" + "0c" * 20, 1)]), instruments, tokens)
+        convert_account((account, [], [(b"\x0c" * 20, 1)]), instruments, tokens)
 
 
 def test_fees_are_capped_and_refused_above_the_cap() -> None:
@@ -97,3 +100,53 @@ def test_fees_are_capped_and_refused_above_the_cap() -> None:
     with pytest.raises(FeeCapExceededError) as info:
         tx.compute_fees(49 * GWEI)
     assert (info.value.max_fee_per_gas, info.value.cap) == (51 * GWEI, 50 * GWEI)
+
+
+ACCOUNT_VIEW = "(address,(uint32,int128)[],(address,uint256)[])[]"
+_addresses = st.binary(min_size=20, max_size=20)
+_account_views = st.lists(
+    st.tuples(
+        _addresses,
+        st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(-(2**127), 2**127 - 1)), max_size=6),
+        st.lists(st.tuples(_addresses, st.integers(0, 2**256 - 1)), max_size=4),
+    ),
+    max_size=6,
+)
+
+
+def _eth_abi_page(data: bytes) -> list:
+    (page,) = abi_decode([ACCOUNT_VIEW], data)
+    return [
+        (bytes.fromhex(a[2:]), [tuple(p) for p in ps], [(bytes.fromhex(t[2:]), amount) for t, amount in cs])
+        for a, ps, cs in page
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_account_views)
+def test_accounts_page_decodes_like_eth_abi(page: list) -> None:
+    data = abi_encode([ACCOUNT_VIEW], [page])
+    assert decode_accounts_page(data) == _eth_abi_page(data) == [(a, list(p), list(c)) for a, p, c in page]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_account_views.filter(bool), st.data())
+def test_corrupted_accounts_page_is_refused_or_decoded_like_eth_abi(page: list, data: st.DataObject) -> None:
+    """Flip one byte or cut the data: strict eth_abi and the fast decoder agree, or the fast one refuses."""
+    raw = bytearray(abi_encode([ACCOUNT_VIEW], [page]))
+    if data.draw(st.booleans()):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] ^= data.draw(st.integers(1, 255))
+    else:
+        del raw[data.draw(st.integers(0, len(raw) - 1)) :]
+    try:
+        expected = _eth_abi_page(bytes(raw))
+    except Exception:  # eth_abi refuses: so must the fast decoder
+        with pytest.raises(SnapshotError):
+            decode_accounts_page(bytes(raw))
+        return
+    try:
+        got = decode_accounts_page(bytes(raw))
+    except SnapshotError:
+        return  # stricter than eth_abi (e.g. an offset whose target word is cut short) is allowed
+    assert got == expected

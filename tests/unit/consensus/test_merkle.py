@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pmoracle.consensus.merkle import EMPTY_ROOT, AccountLeaf, MerkleTree, compute_leaf_hash, verify_proof
+from pmoracle.consensus.merkle import (
+    EMPTY_ROOT,
+    AccountLeaf,
+    MerkleTree,
+    compute_leaf_hash,
+    encode_leaf,
+    verify_proof,
+)
 from pmoracle.errors import InputError
 
 leaves_strategy = st.lists(
@@ -72,3 +79,25 @@ def test_leaf_is_double_hashed_abi_encoding() -> None:
     leaf = AccountLeaf(b"\x01" * 20, 3, 2, -1)
     inner = keccak(encode(["address", "uint256", "uint256", "int256"], [leaf.account, 3, 2, -1]))
     assert compute_leaf_hash(leaf) == keccak(inner)
+
+
+@given(
+    st.binary(min_size=20, max_size=20),
+    st.integers(0, 2**256 - 1),
+    st.integers(0, 2**256 - 1),
+    st.integers(-(2**255), 2**255 - 1),
+)
+def test_leaf_encoding_equals_eth_abi_over_the_whole_range(account: bytes, im: int, mm: int, equity: int) -> None:
+    from eth_abi import encode
+
+    expected = encode(["address", "uint256", "uint256", "int256"], [account, im, mm, equity])
+    assert encode_leaf(AccountLeaf(account, im, mm, equity)) == expected
+
+
+@given(st.binary(max_size=300))
+def test_fast_keccak_equals_eth_utils(data: bytes) -> None:
+    from eth_utils import keccak as reference_keccak
+
+    from pmoracle.consensus.hashing import keccak
+
+    assert keccak(data) == reference_keccak(data)
