@@ -7,13 +7,16 @@ threshold), against the pure-Python reference (the definitions run as Python) an
 from __future__ import annotations
 
 import math
+import platform
+import re
 
+import llvmlite.binding as llvm
 import numpy as np
 import numpy.typing as npt
 import pytest
 from numba import njit
 
-from pmoracle.risk import detmath
+from pmoracle.risk import detmath, pricing
 from pmoracle.risk.detlanes import (
     det_erfc_lanes,
     det_exp_lanes,
@@ -310,3 +313,18 @@ def test_batch_sizes_around_the_block(n: int) -> None:
     for i in range(n):
         want = black76(bool(is_call[i]), *(float(a[i]) for a in arrays))
         assert np.array_equal(_bits([o[i] for o in outs]), _bits(want)), i
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="checks x86-64 assembly")
+def test_batch_loop_is_vectorized_without_fused_multiply_add() -> None:
+    """The compiled batch block has no FMA (a contraction would change results) and, with AVX2, packed divisions.
+
+    Compiled afresh (not from the cache) so the assembly can be read.
+    """
+    block = njit(error_model="numpy")(pricing._value_block.py_func)
+    arrays = (np.zeros(4, dtype=np.bool_), *(np.ones(4) for _ in range(5)))
+    block(0, 4, arrays, tuple(np.empty(4) for _ in range(5)))
+    asm = block.inspect_asm(block.signatures[0])
+    assert not re.search(r"\bv?f(n)?m(add|sub)\w*\b", asm), "fused multiply-add in the batch loop"
+    if llvm.get_host_cpu_features().get("avx2"):
+        assert re.search(r"\bvdivpd\s+%[yz]mm", asm), "the batch loop is not vectorized"
