@@ -280,26 +280,30 @@ def _erf_small(y: float) -> float:
 
 
 @register_jitable
-def _erfc_rational(y: float) -> float:
-    """Return R(y) = erfc(y) exp(y^2) for 0.46875 < y < 26.543 (Cody's second and third intervals)."""
-    if y <= 4.0:
-        xnum = ERFC_C8 * y
-        xden = y
-        xnum = (xnum + ERFC_C0) * y
-        xden = (xden + ERFC_D0) * y
-        xnum = (xnum + ERFC_C1) * y
-        xden = (xden + ERFC_D1) * y
-        xnum = (xnum + ERFC_C2) * y
-        xden = (xden + ERFC_D2) * y
-        xnum = (xnum + ERFC_C3) * y
-        xden = (xden + ERFC_D3) * y
-        xnum = (xnum + ERFC_C4) * y
-        xden = (xden + ERFC_D4) * y
-        xnum = (xnum + ERFC_C5) * y
-        xden = (xden + ERFC_D5) * y
-        xnum = (xnum + ERFC_C6) * y
-        xden = (xden + ERFC_D6) * y
-        return (xnum + ERFC_C7) / (xden + ERFC_D7)
+def _erfc_rational_near(y: float) -> float:
+    """Return R(y) = erfc(y) exp(y^2) for 0.46875 < y <= 4 (Cody's second interval)."""
+    xnum = ERFC_C8 * y
+    xden = y
+    xnum = (xnum + ERFC_C0) * y
+    xden = (xden + ERFC_D0) * y
+    xnum = (xnum + ERFC_C1) * y
+    xden = (xden + ERFC_D1) * y
+    xnum = (xnum + ERFC_C2) * y
+    xden = (xden + ERFC_D2) * y
+    xnum = (xnum + ERFC_C3) * y
+    xden = (xden + ERFC_D3) * y
+    xnum = (xnum + ERFC_C4) * y
+    xden = (xden + ERFC_D4) * y
+    xnum = (xnum + ERFC_C5) * y
+    xden = (xden + ERFC_D5) * y
+    xnum = (xnum + ERFC_C6) * y
+    xden = (xden + ERFC_D6) * y
+    return (xnum + ERFC_C7) / (xden + ERFC_D7)
+
+
+@register_jitable
+def _erfc_rational_far(y: float) -> float:
+    """Return R(y) = erfc(y) exp(y^2) for 4 < y < 26.543 (Cody's third interval)."""
     ysq = 1.0 / (y * y)
     xnum = ERFC_P5 * ysq
     xden = ysq
@@ -313,6 +317,14 @@ def _erfc_rational(y: float) -> float:
     xden = (xden + ERFC_Q3) * ysq
     r = ysq * (xnum + ERFC_P4) / (xden + ERFC_Q4)
     return (SQRPI - r) / y
+
+
+@register_jitable
+def _erfc_rational(y: float) -> float:
+    """Return R(y) = erfc(y) exp(y^2) for 0.46875 < y < 26.543 (Cody's second and third intervals)."""
+    if y <= 4.0:
+        return _erfc_rational_near(y)
+    return _erfc_rational_far(y)
 
 
 @register_jitable

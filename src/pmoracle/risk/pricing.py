@@ -3,8 +3,10 @@
 All transcendental functions come from ``risk/detmath.py`` (only + - * / sqrt). ``svi_total_variance`` and
 ``black76`` are ``register_jitable``: called from Python they are the pure-Python reference, called from numba
 code they compile inline. ``black76_kernel``, ``value_options`` and ``value_options_parallel`` are the compiled
-entry points (``@njit(cache=True)``, fastmath off, no FMA contraction, no reductions): every element is
-computed by the same instruction sequence whatever the thread count, batch size or order.
+entry points (``@njit(cache=True)``, fastmath off, no FMA contraction, no reductions). The batch entry points
+compute each element with ``detlanes.black76_lanes``, the branch-free form of ``black76`` (same bits), so LLVM
+vectorizes their loop: an element gets the same IEEE operations in any SIMD lane or in the scalar remainder loop,
+whatever the thread count, batch size or order.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit, prange
-from numba.extending import register_jitable
+from llvmlite import ir
+from numba import carray, njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, register_jitable
 
+from pmoracle.risk.detlanes import black76_lanes
 from pmoracle.risk.detmath import (
     ERF_THRESH,
     INF,
@@ -29,10 +34,13 @@ from pmoracle.risk.detmath import (
 )
 
 SQRT_2PI = 2.5066282746310002
+BLOCK = 256  # options per vectorized block: 5 result buffers of 2 KiB stay in L1
 
 Greeks = tuple[float, float, float, float, float]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+OptionArrays = tuple[BoolArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
+GreekArrays = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
 
 
 @register_jitable
@@ -119,6 +127,63 @@ def svi_total_variance_kernel(a: float, b: float, rho: float, m: float, sigma: f
     return svi_total_variance(a, b, rho, m, sigma, k)
 
 
+@intrinsic
+def _stack_block(typingctx):  # type: ignore[no-untyped-def]
+    """Return a pointer to BLOCK float64 in the calling function's stack frame (compiled code only).
+
+    The batch loop writes its results there before copying them out: LLVM knows a stack buffer cannot overlap the
+    caller's arrays, so the vectorized loop needs no run-time overlap checks (5 outputs x 6 inputs would be more
+    than LLVM is willing to emit, and it would then keep the loop scalar).
+    """
+    sig = types.CPointer(types.float64)()  # type: ignore[no-untyped-call]
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return cgutils.alloca_once(builder, ir.DoubleType(), size=BLOCK)  # type: ignore[no-untyped-call]
+
+    return sig, codegen
+
+
+@njit(cache=True, error_model="numpy")
+def _value_block(start: int, stop: int, inputs: OptionArrays, outputs: GreekArrays) -> None:
+    """Fill outputs[start:stop] (at most BLOCK elements) with ``black76_lanes``: one vectorized loop, then copies."""
+    # views starting at 0: indices the loops can prove non-negative (no wraparound select, so contiguous SIMD loads
+    # and stores instead of gathers and scatters)
+    is_call = inputs[0][start:stop]
+    F = inputs[1][start:stop]
+    K = inputs[2][start:stop]
+    T = inputs[3][start:stop]
+    vol = inputs[4][start:stop]
+    df = inputs[5][start:stop]
+    out_price = outputs[0][start:stop]
+    out_delta = outputs[1][start:stop]
+    out_gamma = outputs[2][start:stop]
+    out_vega = outputs[3][start:stop]
+    out_theta = outputs[4][start:stop]
+    price = carray(_stack_block(), BLOCK)  # type: ignore[call-arg]
+    delta = carray(_stack_block(), BLOCK)
+    gamma = carray(_stack_block(), BLOCK)
+    vega = carray(_stack_block(), BLOCK)
+    theta = carray(_stack_block(), BLOCK)
+    count = F.shape[0]
+    for j in range(count):
+        p, d, g, v, t = black76_lanes(is_call[j], F[j], K[j], T[j], vol[j], df[j])
+        price[j] = p
+        delta[j] = d
+        gamma[j] = g
+        vega[j] = v
+        theta[j] = t
+    for j in range(count):
+        out_price[j] = price[j]
+    for j in range(count):
+        out_delta[j] = delta[j]
+    for j in range(count):
+        out_gamma[j] = gamma[j]
+    for j in range(count):
+        out_vega[j] = vega[j]
+    for j in range(count):
+        out_theta[j] = theta[j]
+
+
 @njit(cache=True, error_model="numpy")
 def value_options(
     is_call: BoolArray,
@@ -133,14 +198,12 @@ def value_options(
     out_vega: FloatArray,
     out_theta: FloatArray,
 ) -> None:
-    """Fill the out arrays with ``black76`` of each element, serially."""
-    for i in range(F.shape[0]):
-        p, d, g, v, t = black76(is_call[i], F[i], K[i], T[i], vol[i], df[i])
-        out_price[i] = p
-        out_delta[i] = d
-        out_gamma[i] = g
-        out_vega[i] = v
-        out_theta[i] = t
+    """Fill the out arrays with ``black76`` of each element (computed by ``black76_lanes``), serially."""
+    n = F.shape[0]
+    inputs = (is_call, F, K, T, vol, df)
+    outputs = (out_price, out_delta, out_gamma, out_vega, out_theta)
+    for start in range(0, n, BLOCK):
+        _value_block(start, min(start + BLOCK, n), inputs, outputs)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -157,14 +220,13 @@ def value_options_parallel(
     out_vega: FloatArray,
     out_theta: FloatArray,
 ) -> None:
-    """Fill the out arrays with ``black76`` of each element, elements spread over threads (no reductions)."""
-    for i in prange(F.shape[0]):
-        p, d, g, v, t = black76(is_call[i], F[i], K[i], T[i], vol[i], df[i])
-        out_price[i] = p
-        out_delta[i] = d
-        out_gamma[i] = g
-        out_vega[i] = v
-        out_theta[i] = t
+    """Fill the out arrays with ``black76`` of each element, blocks of elements spread over threads (no reductions)."""
+    n = F.shape[0]
+    inputs = (is_call, F, K, T, vol, df)
+    outputs = (out_price, out_delta, out_gamma, out_vega, out_theta)
+    for b in prange((n + BLOCK - 1) // BLOCK):
+        start = b * BLOCK
+        _value_block(start, min(start + BLOCK, n), inputs, outputs)
 
 
 # The placeholder API documented ``f.py_func`` as the pure-Python reference of an njit function; register_jitable
