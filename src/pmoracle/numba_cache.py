@@ -1,0 +1,54 @@
+"""Where numba keeps its compiled-code cache: a directory per version of the risk engine's sources.
+
+numba's ``cache=True`` checks only the source file of the cached function itself: edit ``risk/detlanes.py`` and
+the cached ``pricing.value_options`` that inlined its old code is still loaded (a known numba limitation). On a
+node that would mean computing with the previous engine after an upgrade and signing values its peers do not
+sign. So the cache lives under a directory named by a hash of every ``risk/*.py``: any change to the engine
+compiles afresh, and an unchanged engine reuses its cache.
+
+``configure()`` runs from ``pmoracle/__init__.py``, before numba is imported. ``NUMBA_CACHE_DIR`` set by the
+operator is kept as the base directory; by default it is ``$XDG_CACHE_HOME/pmoracle/numba`` (``~/.cache``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+RISK_SOURCES = Path(__file__).parent / "risk"
+
+
+def compute_sources_digest(directory: Path = RISK_SOURCES) -> str:
+    """Return a short hash of the names and contents of the ``*.py`` files in ``directory``."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def compute_cache_dir(environ: Mapping[str, str], directory: Path = RISK_SOURCES) -> Path:
+    """Return the cache directory for the engine's current sources under the operator's or the user's base.
+
+    A ``NUMBA_CACHE_DIR`` that already ends in the digest (inherited from a parent pmoracle process, e.g. the
+    devnet's node processes) is kept, so parent and children share one cache.
+    """
+    digest = compute_sources_digest(directory)
+    base = environ.get("NUMBA_CACHE_DIR")
+    if base is None:
+        cache_home = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        base = str(Path(cache_home) / "pmoracle" / "numba")
+    elif Path(base).name == digest:
+        return Path(base)
+    return Path(base) / digest
+
+
+def configure() -> None:
+    """Point numba at the cache directory of the current engine (before any cached function is compiled)."""
+    cache_dir = str(compute_cache_dir(os.environ))
+    os.environ["NUMBA_CACHE_DIR"] = cache_dir
+    config = sys.modules.get("numba.core.config")
+    if config is not None:  # numba imported first: its config already read the environment
+        config.CACHE_DIR = cache_dir
