@@ -41,6 +41,11 @@ def test_failing_primary_rpc_falls_back_and_recovers(tmp_path: Path) -> None:
     assert sum(phase["proxy_errors"] for phase in phases.values()) > 0
     assert phases["error"]["computed"] > 0
     assert phases["ok"]["signed"] > 0
+    # the probe saw the lag, and gave the healed primary its place back: node 0 reads from it again (head polls
+    # every 0.1 s, not only the probe's one request per 2 s)
+    assert phases["lag"]["proxy_lag_probed"] >= 3
+    assert phases["ok"]["proxy_lag_probed"] == 0
+    assert phases["ok"]["proxy_requests"] >= 4 * phases["ok"]["seconds"]
     # never a digest other than the attested one (no signature on partial or stale data)
     assert result.extra["wrong_digests"] == 0
 

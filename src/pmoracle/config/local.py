@@ -77,6 +77,9 @@ class ChainSection:
     rpc_timeout: float
     # Seconds between polls for a new head; a fraction of the block time keeps anchor-to-report latency low.
     poll_interval: float
+    # Seconds between probes of every endpoint's head (with two or more URLs): a lagging or failing endpoint moves
+    # behind the others, and one that recovered gets its configured place back.
+    probe_interval: float
     # JSON file with the deployed contract addresses (written by deploy); the addresses are not secret but
     # must match what the committee uses, or the node's reports are bound to the wrong domain.
     deployment: Path
@@ -242,6 +245,7 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("chain", "rpc_urls", "str_list", _REQUIRED, _check_rpc_urls),
     _Field("chain", "rpc_timeout", "float", 10.0, _positive),
     _Field("chain", "poll_interval", "float", 0.5, _positive),
+    _Field("chain", "probe_interval", "float", 15.0, _positive),
     _Field("chain", "deployment", "path", _REQUIRED),
     _Field("keys", "signing_keystore", "path", _REQUIRED),
     _Field("keys", "transmitter_keystore", "path", _REQUIRED),

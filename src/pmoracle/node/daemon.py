@@ -386,6 +386,30 @@ class SolverNode:
                         self.metrics.gossip_messages_rejected.labels(reason=reason).inc(delta)
                         self._rejections_seen[reason] = count
 
+    async def run_endpoint_probe(self) -> None:
+        """With several RPC endpoints, ask each for its head every ``probe_interval`` s (``ChainClient.head``).
+
+        Requests demote an endpoint that keeps failing; only a probe brings it back once it serves the current
+        head again, and demotes one that answers but lags. Logs every change of the order.
+        """
+        if len(self.client.urls) < 2:
+            return
+        order = self.client.preferred_endpoints()
+        timeout = self.config.chain.rpc_timeout * len(self.client.urls) + 1.0
+        while True:
+            await trio.sleep(self.config.chain.probe_interval)
+            try:
+                await run_sync(self.client.head, timeout=timeout)
+            except (ChainError, trio.TooSlowError) as exc:
+                log.warning("RPC endpoint probe failed: %s", exc)
+                continue
+            for endpoint, behind in self.client.endpoint_lag().items():
+                self.metrics.rpc_endpoint_lag.labels(endpoint=endpoint_label(endpoint)).set(behind)
+            now = self.client.preferred_endpoints()
+            if now != order:
+                log.warning("RPC endpoints now tried in this order: %s", ", ".join(map(endpoint_label, now)))
+                order = now
+
     def make_validator(self, validator: Any) -> Any:
         """Return the gossip topic validator (the committee's; test-only faults override)."""
         return validator
@@ -451,6 +475,7 @@ class SolverNode:
                 )  # fmt: skip
                 nursery.start_soon(self._follow_chain, events_recv)
                 nursery.start_soon(self.run_ticker)
+                nursery.start_soon(self.run_endpoint_probe)
                 nursery.start_soon(self.run_extra)
                 port = await nursery.start(
                     lambda task_status: run_api(

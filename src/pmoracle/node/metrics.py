@@ -36,6 +36,7 @@ class NodeMetrics:
     gas_spent: Counter  # gas units used by this node's transactions
     fees_paid_wei: Counter  # wei paid for this node's transactions (gas used x effective gas price)
     rpc_errors: Counter  # failed JSON-RPC calls, by endpoint (scheme://host:port) and kind
+    rpc_endpoint_lag: Gauge  # blocks each endpoint was behind the best one at the last probe (-1: no answer)
     head_block: Gauge  # latest block number seen
     last_attested_round: Gauge  # anchor block number of the latest round attested on-chain
 
@@ -76,6 +77,12 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
         fees_paid_wei=Counter(p + "fees_paid_wei", "Wei paid for this node's transactions", registry=registry),
         rpc_errors=Counter(
             p + "rpc_errors", "Failed JSON-RPC calls, by endpoint and kind", ["endpoint", "kind"], registry=registry
+        ),
+        rpc_endpoint_lag=Gauge(
+            p + "rpc_endpoint_lag_blocks",
+            "Blocks an RPC endpoint was behind the best one at the last probe (-1: no answer)",
+            ["endpoint"],
+            registry=registry,
         ),
         head_block=Gauge(p + "head_block", "Latest block number seen", registry=registry),
         last_attested_round=Gauge(

@@ -729,23 +729,25 @@ def attested_digest(devnet: Devnet, block: int) -> bytes | None:
     return None if bytes(config_digest) == bytes(32) else bytes(digest)
 
 
-def reconfigure_rpc(devnet: Devnet, node: NodeProcess, urls: list[str], timeout: float) -> None:
+def reconfigure_rpc(devnet: Devnet, node: NodeProcess, urls: list[str], timeout: float, probe: float = 2.0) -> None:
     """Stop ``node``, point its config at ``urls`` (in preference order) with ``timeout``, and start it again."""
     node.kill(signal.SIGTERM)
     path = node.home / "node.toml"
     text = path.read_text()
     text = re.sub(r"rpc_urls = \[.*\]", "rpc_urls = [" + ", ".join(f'"{u}"' for u in urls) + "]", text)
-    text = re.sub(r"rpc_timeout = .*", f"rpc_timeout = {timeout}", text)
+    text = re.sub(r"probe_interval = .*\n", "", text)
+    text = re.sub(r"rpc_timeout = .*", f"rpc_timeout = {timeout}\nprobe_interval = {probe}", text)
     path.write_text(text)
     restart(devnet, node)
 
 
 def scenario_rpc_faults(run_dir: Path, n: int = 4, phase_rounds: int = 2, phase_seconds: float = 8.0
                         ) -> ScenarioResult:  # fmt: skip
-    """Node 0's primary RPC (a proxy) returns errors, hangs, then lags; anvil is its fallback URL.
+    """Node 0's primary RPC (a proxy) returns errors, hangs, lags, then heals; anvil is its fallback URL.
 
-    Measures, per phase, the rounds node 0 signed and the RPC errors it counted for the proxy; afterwards checks that
-    every digest in node 0's slashing-protection store for an attested round is the attested one.
+    Measures, per phase, the rounds node 0 signed, the RPC errors it counted for the proxy, the requests it sent to
+    the proxy and the proxy's lag at its last endpoint probe (every 2 s); afterwards checks that every digest in node
+    0's slashing-protection store for an attested round is the attested one.
     """
 
     def body(devnet: Devnet, result: ScenarioResult) -> None:
@@ -760,10 +762,12 @@ def scenario_rpc_faults(run_dir: Path, n: int = 4, phase_rounds: int = 2, phase_
                 before = read_metrics(node)
                 started = time.monotonic()
                 seen = len(devnet.attested)
+                served_before = proxy.requests[mode]
                 devnet.run_until(lambda d, t=started, k=seen: time.monotonic() - t >= phase_seconds
                                  and len(d.attested) >= k + phase_rounds, ROUND_TIMEOUT * phase_rounds,
                                  what=f"{phase_rounds} rounds in the {mode} phase")  # fmt: skip
                 after = read_metrics(node)
+                served = proxy.requests[mode] - served_before
                 host = proxy.url.split("//")[1]
                 errors = sum(v - before.get(k, 0) for k, v in after.items()
                              if k.startswith("pmoracle_rpc_errors_total") and host in k)  # fmt: skip
@@ -775,7 +779,12 @@ def scenario_rpc_faults(run_dir: Path, n: int = 4, phase_rounds: int = 2, phase_
                     "proxy_errors": errors,
                     "seconds": round(time.monotonic() - started, 1),
                     "rounds_attested": len(devnet.attested) - seen,
-                }
+                    # requests node 0 sent to the proxy in this phase, and the proxy's lag at node 0's last probe
+                    "proxy_requests": served,
+                    "proxy_lag_probed": max((v for k, v in after.items()
+                                             if k.startswith("pmoracle_rpc_endpoint_lag_blocks") and host in k),
+                                            default=None),
+                }  # fmt: skip
             if phases["ok"]["signed"] == 0:  # recovery: wait for node 0 to sign again on its primary
                 signed = read_metrics(node).get("pmoracle_rounds_signed_total", 0)
                 devnet.run_until(lambda d: read_metrics(node).get("pmoracle_rounds_signed_total", 0) > signed,
@@ -828,6 +837,10 @@ def summarize(r: ScenarioResult) -> str:
         parts.append("node 0 signed/computed per phase " + ", ".join(
             f"{m} {int(p['signed'])}/{int(p['computed'])}" for m, p in x["phases"].items()) +
             f"; wrong digests {x['wrong_digests']}")  # fmt: skip
+        parts.append("requests to the primary per phase " + ", ".join(
+            f"{m} {p['proxy_requests']}" for m, p in x["phases"].items()) + "; its lag at the last probe " +
+            ", ".join(f"{m} {'-' if p['proxy_lag_probed'] is None else int(p['proxy_lag_probed'])}"
+                      for m, p in x["phases"].items()))  # fmt: skip
     if "deep" in x:
         sh, dp = x["shallow"], x["deep"]
         parts.append(f"shallow: old hash signed {sh['signed_old_hash']}, attested {sh['attested']}; deep (depth "
@@ -944,9 +957,12 @@ How each fault is made:
 - RPC: node 0 is given a 127.0.0.1 JSON-RPC proxy as primary and anvil as fallback (1 s timeout); the proxy answers
   -32603 errors, then hangs, then serves a head 8 blocks behind, then heals (8 s per phase).
 
-Known weakness seen here: with a failing primary the chain client retries it first on every request (no circuit
-breaker), so node 0's snapshots take seconds instead of ~0.3 s and it is usually too late to sign while the other
-three form the quorum; it never signs a wrong digest and signs again once the primary heals.
+The chain client retries a failing endpoint (twice, with backoff), then tries it last for later requests (a
+circuit breaker); the node's endpoint probe (`chain.probe_interval`, 2 s here) asks every endpoint for its head,
+keeps a failing or lagging one last (`-1` or its lag on the gauge `pmoracle_rpc_endpoint_lag_blocks`) and gives
+the primary its place back once it serves the current head again. A lagging endpoint that still answers is only
+demoted at the next probe: reads in between are pinned to the anchor's hash, so they fail on it and fail over,
+and never mix two states.
 
 Tests: `pytest -m "not slow" tests/e2e` runs wrong-value, equivocate and crash at n = 4; `make test-long`
 (`pytest -m slow`) runs the rest (n = 7 variants, silent/slow, spam, reorg, RPC faults, partition).

@@ -133,3 +133,26 @@ def test_an_endpoint_of_another_chain_is_never_used(anvil: Devchain) -> None:
         assert client.preferred_endpoints() == (anvil.url, other.url)
     finally:
         other.stop()
+
+
+def test_head_gives_a_recovered_primary_its_place_back(anvil: Devchain) -> None:
+    from pmoracle.node.reliability import RpcFaultProxy
+
+    primary = RpcFaultProxy(anvil.url)  # a provider in front of the same chain that can fail on demand
+    try:
+        client = ChainClient([primary.url, anvil.url], timeout=1.0, retries=0)
+        primary.mode = "error"
+        assert client.block_number() >= 0  # served by the fallback
+        assert client.preferred_endpoints() == (anvil.url, primary.url)
+        client.head()  # still failing: stays behind
+        assert client.preferred_endpoints() == (anvil.url, primary.url)
+        assert client.endpoint_lag()[primary.url] == -1
+        primary.mode = "ok"
+        client.head()  # answers the current head again: back in first place
+        assert client.preferred_endpoints() == (primary.url, anvil.url)
+        assert client.endpoint_lag() == {primary.url: 0, anvil.url: 0}
+        served = primary.requests["ok"]
+        client.block_number()
+        assert primary.requests["ok"] == served + 1
+    finally:
+        primary.close()
