@@ -54,6 +54,12 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         CollateralView[] collateral;
     }
 
+    /// @dev One slot per account: opened, and the block of the last change of its positions or balances.
+    struct AccountMeta {
+        bool known;
+        uint64 changedAt;
+    }
+
     struct WithdrawalLedger {
         uint64 roundBlock;
         uint192 value;
@@ -69,7 +75,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     /// @notice Whether a token is enabled as collateral.
     mapping(address token => bool) public isCollateral;
     address[] internal _accounts;
-    mapping(address account => bool) internal _known;
+    mapping(address account => AccountMeta) internal _meta;
     /// @notice Collateral balance of an account in a token, in the token's units.
     mapping(address account => mapping(address token => uint256)) public balanceOf;
     /// @notice Position of an account in an instrument, in 1e-4 units of the underlying (signed).
@@ -191,7 +197,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     function deposit(address token, uint256 amount) external nonReentrant {
         if (!isCollateral[token]) revert UnsupportedCollateral(token);
         if (amount == 0) revert ZeroAmount();
-        _open(msg.sender);
+        _touch(msg.sender);
         uint256 balance = balanceOf[msg.sender][token] + amount;
         balanceOf[msg.sender][token] = balance;
         emit Deposited(msg.sender, token, amount, balance);
@@ -220,6 +226,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
             revert WithdrawalExceedsMargin(msg.sender, equityAfter, m.initialMargin);
         }
         _withdrawn[msg.sender] = WithdrawalLedger(roundBlock, SafeCast.toUint192(total));
+        _touch(msg.sender);
         balanceOf[msg.sender][token] = balance - amount;
         emit Withdrawn(msg.sender, token, amount, value, roundBlock);
         IERC20(token).safeTransfer(msg.sender, amount);
@@ -309,6 +316,36 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         }
     }
 
+    /// @notice Return the accounts among indices [`offset`, `offset` + `limit`) whose positions or balances changed
+    ///         after block `sinceBlock`, and the hash of block `sinceBlock` as seen from this block.
+    /// @dev An incremental snapshot: a reader holding the book at block `sinceBlock` with hash H calls this at a
+    ///      later block B (pinned by hash) and replaces the returned accounts. `sinceHash` == H proves that its
+    ///      book is an ancestor of B's state; it is zero when `sinceBlock` is not one of the 256 previous blocks,
+    ///      and the reader must then read every account (`accountsPage`).
+    /// @param sinceBlock The block of the reader's book.
+    /// @param offset First account index scanned.
+    /// @param limit Maximum number of account indices scanned.
+    /// @return sinceHash `blockhash(sinceBlock)`.
+    /// @return changed The changed accounts of the window, in index order.
+    function accountsChangedSince(uint256 sinceBlock, uint256 offset, uint256 limit)
+        external
+        view
+        returns (bytes32 sinceHash, AccountView[] memory changed)
+    {
+        sinceHash = blockhash(sinceBlock);
+        (uint256 start, uint256 end) = _window(offset, limit, _accounts.length);
+        uint256 n = 0;
+        for (uint256 i = start; i < end; ++i) {
+            if (_meta[_accounts[i]].changedAt > sinceBlock) ++n;
+        }
+        changed = new AccountView[](n);
+        n = 0;
+        for (uint256 i = start; i < end; ++i) {
+            address account = _accounts[i];
+            if (_meta[account].changedAt > sinceBlock) changed[n++] = _accountView(account);
+        }
+    }
+
     function _accountView(address account) internal view returns (AccountView memory v) {
         uint32[] storage held = _held[account];
         uint256 n = 0;
@@ -336,7 +373,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     }
 
     function _move(address account, uint32 instrumentId, int128 delta) internal returns (int128 position) {
-        _open(account);
+        _touch(account);
         if (!_isHeld[account][instrumentId]) {
             uint32[] storage held = _held[account];
             if (held.length >= MAX_HELD_INSTRUMENTS) revert TooManyInstruments(account, held.length);
@@ -347,12 +384,17 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         positionOf[account][instrumentId] = position;
     }
 
-    function _open(address account) internal {
-        if (!_known[account]) {
-            _known[account] = true;
+    /// @dev Open the account on its first change, and record the block of this change (the incremental
+    ///      snapshot's key: see `accountsChangedSince`). Shares the slot read to know the account, so a change
+    ///      costs one warm SSTORE more.
+    function _touch(address account) internal {
+        AccountMeta storage meta = _meta[account];
+        if (!meta.known) {
+            meta.known = true;
             _accounts.push(account);
             emit AccountOpened(account, _accounts.length - 1);
         }
+        meta.changedAt = uint64(block.number);
     }
 
     function _window(uint256 offset, uint256 limit, uint256 total) internal pure returns (uint256, uint256) {

@@ -80,6 +80,10 @@ class ChainSection:
     # Seconds between probes of every endpoint's head (with two or more URLs): a lagging or failing endpoint moves
     # behind the others, and one that recovered gets its configured place back.
     probe_interval: float
+    # Rounds between full snapshot reads. In between, a round reads the previous round's book plus the accounts
+    # changed since (MarginAccounts.accountsChangedSince); each full read is compared with the incremental one
+    # it replaces. 1 reads every account every round.
+    full_snapshot_every: int
     # JSON file with the deployed contract addresses (written by deploy); the addresses are not secret but
     # must match what the committee uses, or the node's reports are bound to the wrong domain.
     deployment: Path
@@ -246,6 +250,7 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("chain", "rpc_timeout", "float", 10.0, _positive),
     _Field("chain", "poll_interval", "float", 0.5, _positive),
     _Field("chain", "probe_interval", "float", 15.0, _positive),
+    _Field("chain", "full_snapshot_every", "int", 32, _positive),
     _Field("chain", "deployment", "path", _REQUIRED),
     _Field("keys", "signing_keystore", "path", _REQUIRED),
     _Field("keys", "transmitter_keystore", "path", _REQUIRED),

@@ -28,7 +28,7 @@ from web3 import Web3
 from pmoracle.chain.client import ChainClient, run_sync
 from pmoracle.chain.deploy import Deployment
 from pmoracle.chain.errors import ChainError, ContractError
-from pmoracle.chain.snapshot import read_snapshot
+from pmoracle.chain.snapshot import SnapshotReader
 from pmoracle.chain.transmitter import FeePolicy, Transmitter
 from pmoracle.chain.watcher import NewHead, Reorg, Resync, run_block_watcher
 from pmoracle.config.local import LocalConfig
@@ -160,6 +160,7 @@ class SolverNode:
         self._nursery: trio.Nursery | None = None
         self._transmitting: set[int] = set()
         self._triggered_at: dict[int, float] = {}  # anchor block -> when it became ready here (round latency)
+        self.snapshots = SnapshotReader(client, deployment, config.chain.full_snapshot_every)
 
     # --- the collector and its effects ------------------------------------------------------------------------
 
@@ -270,10 +271,15 @@ class SolverNode:
         async for block in self._round_recv:
             started = trio.current_time()
             try:
-                snapshot = await run_sync(
-                    read_snapshot, self.client, self.deployment, block, timeout=self.config.chain.rpc_timeout * 10
-                )
+                read = await run_sync(self.snapshots.read, block, timeout=self.config.chain.rpc_timeout * 10)
+                snapshot = read.snapshot
                 read_s = trio.current_time() - started
+                kind = "full" if snapshot.changed_accounts is None else "incremental"
+                self.metrics.snapshot_reads.labels(kind=kind).inc()
+                if read.mismatch:
+                    self.metrics.snapshot_mismatches.inc()
+                    log.error("round %d: the incremental snapshot differs from the full read (the full read is used)",
+                              block)  # fmt: skip
                 output = await trio.to_thread.run_sync(compute_round, snapshot, self.params, self.committee)
             except PmoracleError as exc:
                 # Invalid or unreadable inputs: nobody honest signs this round (liveness lost, never safety).
@@ -288,8 +294,9 @@ class SolverNode:
             self.outputs[block] = output
             for old in sorted(self.outputs)[:-TREES_KEPT]:
                 del self.outputs[old]
-            log.info("round %d: computed %d accounts in %.3f s (snapshot %.3f s)", block, output.report.account_count,
-                     trio.current_time() - started, read_s)  # fmt: skip
+            how = "full" if snapshot.changed_accounts is None else f"{snapshot.changed_accounts} accounts changed"
+            log.info("round %d: computed %d accounts in %.3f s (snapshot %.3f s, %s)", block,
+                     output.report.account_count, trio.current_time() - started, read_s, how)  # fmt: skip
             await self.apply(col.on_local_report(self.state, self.make_report(output), trio.current_time()))
             if self.reports is not None:  # ask for the reports we may have missed (a restarted or late node)
                 await self.reports.request_catch_up(output.report.round_key)

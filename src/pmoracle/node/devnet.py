@@ -443,6 +443,8 @@ log_level = "INFO"
 rpc_urls = ["{rpc_url}"]
 rpc_timeout = 10.0
 poll_interval = 0.1
+# a full read every 4 rounds, checked against the incremental book (pmoracle_snapshot_mismatches_total)
+full_snapshot_every = 4
 deployment = "{run_dir / "deployment.json"}"
 
 [keys]

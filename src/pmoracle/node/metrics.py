@@ -26,8 +26,10 @@ class NodeMetrics:
     rounds_computed: Counter  # rounds whose margins and root this node computed
     rounds_signed: Counter  # rounds this node signed (after the slashing-protection check)
     rounds_attested: Counter  # rounds seen attested on-chain (by any transmitter)
-    round_latency: Histogram  # seconds from the anchor block's timestamp to the attestation receipt
+    round_latency: Histogram  # seconds from this node seeing the anchor final to it seeing the round attested
     risk_compute_seconds: Histogram  # seconds of one round's risk computation
+    snapshot_reads: Counter  # chain snapshots read, by kind (full | incremental)
+    snapshot_mismatches: Counter  # full reads that differed from the incremental read they were checked against
     gossip_messages_in: Counter  # gossip messages received
     gossip_messages_out: Counter  # gossip messages published
     gossip_messages_rejected: Counter  # received messages dropped, by reason (label "reason")
@@ -56,7 +58,7 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
         rounds_attested=Counter(p + "rounds_attested", "Rounds seen attested on-chain", registry=registry),
         round_latency=Histogram(
             p + "round_latency_seconds",
-            "Seconds from anchor block to attestation receipt",
+            "Seconds from the anchor block being final (seen by this node) to the round seen attested on chain",
             buckets=ROUND_LATENCY_BUCKETS,
             registry=registry,
         ),
@@ -65,6 +67,10 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
             "Seconds of one round's risk computation",
             buckets=RISK_COMPUTE_BUCKETS,
             registry=registry,
+        ),
+        snapshot_reads=Counter(p + "snapshot_reads", "Chain snapshots read, by kind", ["kind"], registry=registry),
+        snapshot_mismatches=Counter(
+            p + "snapshot_mismatches", "Full snapshots that differed from the incremental read", registry=registry
         ),
         gossip_messages_in=Counter(p + "gossip_messages_in", "Gossip messages received", registry=registry),
         gossip_messages_out=Counter(p + "gossip_messages_out", "Gossip messages published", registry=registry),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import Deployment, deploy
 from pmoracle.chain.devchain import Devchain
 from pmoracle.chain.errors import ContractError, SnapshotError
-from pmoracle.chain.snapshot import read_snapshot
+from pmoracle.chain.snapshot import ChainSnapshot, SnapshotReader, read_snapshot, read_snapshot_since
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.risk.inputs import (
     WAD,
@@ -178,6 +179,101 @@ def test_snapshot_is_pinned_to_its_block(protocol: Protocol) -> None:
     after = read_snapshot(client, protocol.deployment, client.block_number())
     assert after.market.underlying("BTC").index == 61_000 * 10**8
     assert after.portfolios[0] != before.portfolios[0] or after.portfolios[1] != before.portfolios[1]
+
+
+def _full_equivalent(incremental: ChainSnapshot, full: ChainSnapshot) -> ChainSnapshot:
+    return dataclasses.replace(full, rpc_calls=incremental.rpc_calls, changed_accounts=incremental.changed_accounts)
+
+
+def test_incremental_reads_equal_full_reads_through_random_changes(protocol: Protocol) -> None:
+    client, deployment = protocol.client, protocol.deployment
+    f, a, t = protocol.feeds.functions, protocol.accounts.functions, protocol.tokens
+    users = [Transmitter(client, DEV_KEYS[k]) for k in (1, 2, 3, 4, 5)]
+    rng = random.Random(7)
+    base = read_snapshot(client, deployment, client.block_number())
+    paged_base = base
+    for step in range(12):
+        touched: set[str] = set()
+        for _ in range(rng.randint(0, 3)):  # trades, a new account's deposit, a market move: any mix per block range
+            kind = rng.choice(("trade", "trade", "deposit", "market"))
+            if kind == "trade":
+                buyer, seller = rng.sample(users, 2)
+                size = rng.randint(1, 9)
+                protocol.admin.transact_call(a.trade(buyer.address, seller.address, rng.randint(1, 4), size))
+                touched |= {buyer.address, seller.address}
+            elif kind == "deposit":
+                user = rng.choice(users[3:])  # accounts 4 and 5 open with their first deposit
+                protocol.admin.transact_call(t["USDC"].functions.mint(user.address, 10**6))
+                user.transact_call(t["USDC"].functions.approve(protocol.accounts.address, 10**6))
+                user.transact_call(a.deposit(t["USDC"].address, 10**6))
+                touched.add(user.address)
+            else:
+                protocol.admin.transact_call(f.setIndex(sym("BTC"), (60_000 + rng.randint(-900, 900)) * 10**8, 0))
+        client.request("evm_mine")
+        block = client.block_number()
+        full = read_snapshot(client, deployment, block)
+        incremental = read_snapshot_since(client, deployment, block, base)
+        assert incremental is not None, f"step {step}: the base should extend"
+        assert incremental == _full_equivalent(incremental, full), f"step {step}"
+        assert incremental.changed_accounts == len(touched)  # only what changed was re-read
+        paged = read_snapshot_since(client, deployment, block, paged_base, scan_page_size=1)
+        assert paged is not None and paged == _full_equivalent(paged, full)
+        base, paged_base = incremental, paged
+
+
+def test_incremental_read_refuses_a_base_it_cannot_extend(protocol: Protocol, anvil: Devchain) -> None:
+    client, deployment = protocol.client, protocol.deployment
+    u1, u2 = (Transmitter(client, DEV_KEYS[k]).address for k in (1, 2))
+    base = read_snapshot(client, deployment, client.block_number())
+    client.request("evm_mine")
+    head = client.block_number()
+    assert read_snapshot_since(client, deployment, head, base) is not None
+    assert read_snapshot_since(client, deployment, base.block_number, base) is None  # not a later block
+    assert read_snapshot_since(client, deployment, head, dataclasses.replace(base, block_hash=b"\1" * 32)) is None
+    assert read_snapshot_since(client, deployment, head, dataclasses.replace(base, tokens=())) is None
+    # a reorg replaces the base's block (and the trade in it): the base is on a dead fork
+    protocol.admin.transact_call(protocol.accounts.functions.trade(u1, u2, 1, 3))
+    on_fork = read_snapshot(client, deployment, client.block_number())
+    anvil.rpc("anvil_reorg", 2, [])  # drops the two blocks' transactions: the admin's next nonce is lower again
+    protocol.admin = Transmitter(client, DEV_KEYS[0])
+    client.request("evm_mine")
+    head = client.block_number()
+    assert read_snapshot_since(client, deployment, head, on_fork) is None
+    assert read_snapshot(client, deployment, head).portfolios != on_fork.portfolios  # the trade is gone
+    # more than 256 blocks back: blockhash() no longer knows the base
+    base = read_snapshot(client, deployment, head)
+    anvil.rpc("anvil_mine", hex(300))
+    assert read_snapshot_since(client, deployment, client.block_number(), base) is None
+
+
+def test_reader_reads_in_full_every_n_and_catches_a_wrong_incremental_book(protocol: Protocol) -> None:
+    client, deployment = protocol.client, protocol.deployment
+    u1, u2 = (Transmitter(client, DEV_KEYS[k]).address for k in (1, 2))
+    reader = SnapshotReader(client, deployment, full_every=3)
+    kinds = []
+    for _ in range(7):
+        protocol.admin.transact_call(protocol.accounts.functions.trade(u1, u2, 1, 2))
+        read = reader.read(client.block_number())
+        assert not read.mismatch
+        assert read.snapshot == _full_equivalent(
+            read.snapshot, read_snapshot(client, deployment, read.snapshot.block_number)
+        )
+        kinds.append("full" if read.snapshot.changed_accounts is None else "inc")
+    assert kinds == ["full", "inc", "inc", "full", "inc", "inc", "full"]
+    # a book that went wrong (as a bug in the incremental path would make it) is carried by incremental reads
+    # until the next full read, which reports the difference and replaces it
+    assert reader.base is not None
+    reader.base = dataclasses.replace(reader.base, portfolios=reader.base.portfolios[1:])
+    for _ in range(2):  # the two incremental reads before the next full one carry the wrong book
+        client.request("evm_mine")
+        wrong = reader.read(client.block_number())
+        full = read_snapshot(client, deployment, wrong.snapshot.block_number)
+        assert not wrong.mismatch and wrong.snapshot.changed_accounts is not None
+        assert wrong.snapshot.portfolios != full.portfolios
+    client.request("evm_mine")
+    caught = reader.read(client.block_number())
+    assert caught.mismatch and caught.snapshot.changed_accounts is None
+    assert caught.snapshot == read_snapshot(client, deployment, caught.snapshot.block_number)
 
 
 def test_malformed_chain_data_is_a_named_error_not_a_partial_snapshot(protocol: Protocol) -> None:
