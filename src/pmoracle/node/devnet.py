@@ -58,6 +58,8 @@ class DevnetOptions:
     finality_depth: int = 2
     block_interval: float = 1.0  # seconds between blocks when nothing else mines one
     stage_delay: float = 1.0
+    # rounds between full snapshot reads (each checked against the incremental book); operators default to 32
+    full_snapshot_every: int = 4
     seed: int = 1
     run_dir: Path | None = None
     quiet: bool = False
@@ -443,8 +445,7 @@ log_level = "INFO"
 rpc_urls = ["{rpc_url}"]
 rpc_timeout = 10.0
 poll_interval = 0.1
-# a full read every 4 rounds, checked against the incremental book (pmoracle_snapshot_mismatches_total)
-full_snapshot_every = 4
+full_snapshot_every = {options.full_snapshot_every}
 deployment = "{run_dir / "deployment.json"}"
 
 [keys]
