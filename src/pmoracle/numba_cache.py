@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,8 +47,18 @@ def compute_cache_dir(environ: Mapping[str, str], directory: Path = RISK_SOURCES
 
 
 def configure() -> None:
-    """Point numba at the cache directory of the current engine (before any cached function is compiled)."""
-    cache_dir = str(compute_cache_dir(os.environ))
+    """Point numba at the cache directory of the current engine (before any cached function is compiled).
+
+    When that directory cannot be created (a read-only home), the cache goes under the system's temporary
+    directory instead: numba refuses to compile ``cache=True`` functions without a writable cache.
+    """
+    path = compute_cache_dir(os.environ)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        path = Path(tempfile.gettempdir()) / f"pmoracle-numba-{os.getuid()}" / compute_sources_digest()
+        path.mkdir(parents=True, exist_ok=True)
+    cache_dir = str(path)
     os.environ["NUMBA_CACHE_DIR"] = cache_dir
     config = sys.modules.get("numba.core.config")
     if config is not None:  # numba imported first: its config already read the environment

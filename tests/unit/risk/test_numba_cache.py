@@ -45,3 +45,13 @@ def test_a_pmoracle_process_points_numba_at_the_engine_cache(tmp_path: Path) -> 
     code = "import numba, pmoracle; print(numba.config.CACHE_DIR)"  # numba first: its config is updated too
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert Path(out.stdout.strip()) == tmp_path / "pmoracle" / "numba" / compute_sources_digest(RISK_SOURCES)
+
+
+def test_an_unwritable_cache_home_falls_back_to_the_temporary_directory(tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache home should be")  # mkdir under it fails
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"} | {"XDG_CACHE_HOME": str(blocked)}
+    code = "import pmoracle, numba; print(numba.config.CACHE_DIR)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    cache = Path(out.stdout.strip())
+    assert cache.name == compute_sources_digest(RISK_SOURCES) and cache.is_dir() and blocked not in cache.parents
