@@ -351,6 +351,10 @@ class Transmitter:
                 return self.wait(pending)
             except TransactionTimeoutError:
                 if attempt == max_replacements:
+                    # never mined, even with bumped fees: its nonce may be ahead of the chain (a reorg dropped an
+                    # earlier transaction of ours); the next send asks the node for the nonce again
+                    with self._lock:
+                        self._next_nonce = None
                     raise
                 pending = self.replace(pending)
         raise ChainError("unreachable")  # pragma: no cover

@@ -146,3 +146,18 @@ def test_transact_replaces_a_stuck_transaction_by_itself(anvil: Devchain, probe:
     assert isinstance(receipt, Receipt) and receipt.status == 1
     assert tx.replacements_sent == 1 and tx.transactions_sent == 1
     assert client.call(contract.functions.value()) == 33
+
+
+def test_a_nonce_left_ahead_by_a_reorg_is_fetched_again(anvil: Devchain, probe: tuple) -> None:
+    client, contract = probe
+    tx = Transmitter(client, DEV_KEYS[2], receipt_timeout=0.3, poll_interval=0.02)
+    tx.transact_call(contract.functions.set(5))
+    anvil.rpc("anvil_reorg", 1, [])  # drops that block and its transaction: the chain's nonce is back by one
+    with pytest.raises(TransactionTimeoutError):  # the next nonce leaves a gap: never mined
+        tx.transact_call(contract.functions.set(6), max_replacements=1)
+    receipt = tx.transact_call(contract.functions.set(7))  # asks the node for the nonce again: fills the gap
+    assert receipt.status == 1
+    # the queued transaction then runs too (as on any node that kept it), and the next send resyncs again
+    assert client.call(contract.functions.value()) == 6
+    assert tx.transact_call(contract.functions.set(8)).status == 1
+    assert client.call(contract.functions.value()) == 8
