@@ -475,8 +475,8 @@ def _usd(money: int) -> str:
     return f"{money / MONEY_SCALE:,.0f}"
 
 
-def format_table(devnet: Devnet) -> str:
-    """Return the live table: the latest attested rounds and every node's view."""
+def format_table(devnet: Devnet, *, nodes: bool = True) -> str:
+    """Return the live table: the latest attested rounds and (with ``nodes``) every node's view."""
     lines = [
         f"{'round':>6} {'accounts':>8} {'total IM':>16} {'total MM':>16} {'equity':>16} {'latency':>8} "
         f"{'gas':>8}  audit"
@@ -486,6 +486,8 @@ def format_table(devnet: Devnet) -> str:
             f"{r.block_number:>6} {r.accounts:>8} {_usd(r.total_im):>16} {_usd(r.total_mm):>16} "
             f"{_usd(r.total_equity):>16} {r.latency:>7.2f}s {r.gas:>8}  {'root verified' if r.verified else 'MISMATCH'}"
         )
+    if not nodes:
+        return "\n".join(lines)
     status = []
     for node, health in zip(devnet.nodes, devnet.node_status(), strict=True):
         alive = node.process is not None and node.process.poll() is None
@@ -525,7 +527,7 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) ->
         for s, handler in previous.items():
             signal.signal(s, handler)
     rounds = devnet.attested
-    say(format_table(devnet) if not options.quiet else "")
+    say(format_table(devnet, nodes=False) if not options.quiet else "")  # the nodes are stopped by now
     if rounds:
         latencies = sorted(r.latency for r in rounds)
         say(f"devnet: {len(rounds)} rounds attested, {sum(r.verified for r in rounds)} verified by independent "
