@@ -1,10 +1,16 @@
 """Read everything the risk engine needs at block B: market feeds, instruments and every account's book.
 
 All reads are ``eth_call``s pinned to block B *by hash* (EIP-1898), so every page comes from the same state even
-across fallback endpoints and a reorg during the read makes the snapshot fail rather than mix two forks. Cost:
-one call for the market, one per page of instruments and one per page of accounts (plus two counts and the
-header), so proportional to the number of accounts. Chain data is converted to the engine's integer input types
-in a canonical order; anything malformed raises ``SnapshotError`` and no partial snapshot is ever returned.
+across fallback endpoints and a reorg during the read makes the snapshot fail rather than mix two forks.
+
+- ``read_snapshot`` reads everything: one call for the market, one per page of instruments and one per page of
+  accounts (plus two counts and the header), so proportional to the number of accounts.
+- ``read_snapshot_since`` extends the snapshot of an earlier block P: the market and instruments in full, and only
+  the accounts changed after P (``MarginAccounts.accountsChangedSince``, which also proves with ``blockhash(P)``
+  that P's book is an ancestor of B's state); ``SnapshotReader`` alternates the two for a node's rounds.
+
+Chain data is converted to the engine's integer input types in a canonical order; anything malformed raises
+``SnapshotError`` and no partial snapshot is ever returned.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, get_abi_output_types, to_checksum_address
 
+from pmoracle.chain.blocks import BlockHeader
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import Deployment
@@ -255,7 +262,7 @@ def convert_account(
 class _Head:
     """What both kinds of read take in full at block B: the header, the market, tokens and instruments."""
 
-    header: Any
+    header: BlockHeader
     market: MarketSnapshot
     tokens: dict[bytes, tuple[str, int]]
     instruments: dict[int, Instrument]
@@ -442,7 +449,9 @@ class SnapshotReader:
                 self.base, self._reads_since_full = snapshot, self._reads_since_full + 1
                 return SnapshotRead(snapshot)
         full = read_snapshot(self.client, self.deployment, block_number)
-        check = read_snapshot_since(self.client, self.deployment, block_number, base) if base is not None else None
+        check = None
+        if base is not None and self.full_every > 1:  # full_every = 1: every read is full, nothing to check
+            check = read_snapshot_since(self.client, self.deployment, block_number, base)
         mismatch = check is not None and _comparable(check) != _comparable(full)
         self.base, self._reads_since_full = full, 0
         return SnapshotRead(full, mismatch)

@@ -276,6 +276,18 @@ def test_reader_reads_in_full_every_n_and_catches_a_wrong_incremental_book(proto
     assert caught.snapshot == read_snapshot(client, deployment, caught.snapshot.block_number)
 
 
+def test_reader_with_full_every_one_reads_everything_every_time(protocol: Protocol) -> None:
+    client = protocol.client
+    reader = SnapshotReader(client, protocol.deployment, full_every=1)
+    for _ in range(2):
+        client.request("evm_mine")
+        block = client.block_number()
+        sent = sum(client.request_counts().values())
+        read = reader.read(block)
+        assert read.snapshot.changed_accounts is None and not read.mismatch
+        assert sum(client.request_counts().values()) - sent == 1 + read.snapshot.rpc_calls  # no second, check read
+
+
 def test_malformed_chain_data_is_a_named_error_not_a_partial_snapshot(protocol: Protocol) -> None:
     bad = deploy_contract(protocol.admin, "MockERC20", ["string", "string", "uint8"], ["bad", "usdc", 6])
     protocol.admin.transact_call(protocol.feeds.functions.setAssetPrice(bad.address, 10**8, 0, b"\0" * 32))
