@@ -294,7 +294,7 @@ class SolverNode:
             self.outputs[block] = output
             for old in sorted(self.outputs)[:-TREES_KEPT]:
                 del self.outputs[old]
-            how = "full" if snapshot.changed_accounts is None else f"{snapshot.changed_accounts} accounts changed"
+            how = kind if snapshot.changed_accounts is None else f"{snapshot.changed_accounts} accounts changed"
             log.info("round %d: computed %d accounts in %.3f s (snapshot %.3f s, %s)", block,
                      output.report.account_count, trio.current_time() - started, read_s, how)  # fmt: skip
             await self.apply(col.on_local_report(self.state, self.make_report(output), trio.current_time()))
