@@ -3,8 +3,10 @@
 Every publish is offered to each other endpoint over a directed link with its own loss probability and delay
 (uniform in ``[min_delay, max_delay]``, slept with ``trio.sleep`` so ``trio.testing.MockClock`` skips it).
 Partitions cut links between groups, a crashed endpoint neither sends nor receives, and each endpoint's queue is
-bounded and drops when full, as libp2p's does. All randomness comes from ``random.Random(seed)`` and is drawn when a
-message is published, so one publish order gives one outcome.
+bounded and drops when full, as libp2p's does. Each directed link draws its loss and delay from its own
+``random.Random`` seeded by (seed, src, dst) when a message is published, so the outcome depends only on what each
+sender publishes in which order, not on how trio happens to interleave the senders (its scheduler shuffles ready
+tasks on purpose).
 
 It models the gossip *service* (validated, deduplicated, best-effort broadcast to the peers one is connected to),
 not gossipsub's mesh: there is no multi-hop forwarding, so a partition is exactly what the groups say.
@@ -137,7 +139,8 @@ class MemoryNetwork:
     ) -> None:
         if not isinstance(queue_size, int) or queue_size < 1:
             raise InputError("queue_size", f"must be an integer >= 1, got {queue_size!r}")
-        self._random = random.Random(seed)
+        self._seed = seed
+        self._randoms: dict[tuple[str, str], random.Random] = {}  # one stream per directed link
         self._default = LinkConditions(loss, min_delay, max_delay)
         self._links: dict[tuple[str, str], LinkConditions] = {}
         self._queue_size = queue_size
@@ -265,18 +268,26 @@ class MemoryNetwork:
                 continue
             self.bytes_sent[src] += len(payload)
             link = self._links.get((src, dst), self._default)
-            if link.loss > 0 and self._random.random() < link.loss:
+            draw = self._link_random(src, dst)
+            if link.loss > 0 and draw.random() < link.loss:
                 self.stats["lost"] += 1
                 continue
             delay = link.min_delay
             if link.max_delay > link.min_delay:
-                delay = self._random.uniform(link.min_delay, link.max_delay)
+                delay = draw.uniform(link.min_delay, link.max_delay)
             if delay <= 0:
                 self._arrive(dst, message)
             elif self._nursery is None:
                 raise GossipError("links with a delay need the network opened with `async with MemoryNetwork(...)`")
             else:
                 self._nursery.start_soon(self._arrive_later, delay, dst, message)
+
+    def _link_random(self, src: str, dst: str) -> random.Random:
+        draw = self._randoms.get((src, dst))
+        if draw is None:
+            # A str seed is hashed with SHA-512: the same stream in every process, whatever PYTHONHASHSEED is.
+            draw = self._randoms[(src, dst)] = random.Random(f"{self._seed}:{src}->{dst}")
+        return draw
 
     async def _arrive_later(self, delay: float, dst: str, message: Received) -> None:
         await trio.sleep(delay)

@@ -88,6 +88,30 @@ def test_loss_is_seeded_and_reproducible() -> None:
     assert 5 < sum(first) < 35  # about half the messages arrive
 
 
+def _concurrent_outcome(seed: int) -> list[list[bytes]]:
+    # Four senders publish at once from sibling tasks, whose order trio's scheduler shuffles on purpose.
+    async def main() -> list[list[bytes]]:
+        net = MemoryNetwork(seed=seed, loss=0.5)
+        endpoints = [net.create_endpoint() for _ in range(4)]
+
+        async def send(k: int) -> None:
+            for i in range(10):
+                await endpoints[k].publish(bytes([k, i]))
+                await trio.sleep(0)
+
+        async with trio.open_nursery() as nursery:
+            for k in range(4):
+                nursery.start_soon(send, k)
+        return [sorted(m.payload for m in _drain(e)) for e in endpoints]
+
+    return trio.run(main)
+
+
+def test_loss_does_not_depend_on_how_trio_interleaves_senders() -> None:
+    outcomes = {repr(_concurrent_outcome(11)) for _ in range(30)}
+    assert len(outcomes) == 1
+
+
 async def test_delay_uses_virtual_time(autojump_clock: trio.testing.MockClock) -> None:
     async with MemoryNetwork(seed=3, min_delay=2.0, max_delay=4.0) as net:
         a, b = net.create_endpoint(), net.create_endpoint()
