@@ -18,8 +18,10 @@ loss plus add-ons (< 2**62) and IM (<= 3/2 MM + 2**60 < 2**63) fit int64.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit, prange
 
 from pmoracle.risk.detscalar import det_exp, det_log, det_pow_eighths
@@ -35,6 +37,42 @@ INT64_MAX = np.int64(2**63 - 1)
 STATUS_OK = 0
 STATUS_OVERFLOW = 1  # a value or an account bound out of the int64 range
 STATUS_NO_VARIANCE = 2  # the smile gives a non-positive total variance at the strike
+
+IntArray = npt.NDArray[np.int64]
+
+
+class MarginTerms(NamedTuple):
+    """What turns positions into margin: the instruments' per-unit rows and the scenario and IM rule."""
+
+    r: npt.NDArray[np.int64] | npt.NDArray[np.int32]  # (I, S) P&L of one unit per scenario, MONEY per SIZE unit
+    base: IntArray  # (I,) mark value of one unit
+    addon: IntArray  # (I,) short-option add-on of one unit
+    bound: npt.NDArray[np.float64]  # (I,) max|r| + addon + |base|, the per-unit term of the overflow bound
+    cover_num: IntArray  # (S,) fraction of each scenario's loss counted, over cover_den
+    cover_den: int
+    extremes: IntArray  # the scenarios counted at less than full cover, ascending
+    im_num: int  # IM = max(MM * im_num / im_den rounded up, MM + im_buffer)
+    im_den: int
+    im_buffer: int
+
+
+class Positions(NamedTuple):
+    """Every account's positions: account ``a`` holds ``size[j]`` of row ``inst[j]`` for starts[a] <= j < ends[a]."""
+
+    starts: IntArray
+    ends: IntArray
+    inst: IntArray  # row of the instrument in MarginTerms
+    size: IntArray  # SIZE units
+
+
+class AccountArrays(NamedTuple):
+    """Per-account kernel results (MONEY int64) and status (0 ok, 1 overflow bound exceeded)."""
+
+    maintenance_margin: IntArray
+    initial_margin: IntArray
+    equity: IntArray
+    worst: IntArray
+    status: IntArray
 
 
 @njit(cache=True)
@@ -157,29 +195,9 @@ def _counted(loss, c, den):
 
 
 @njit(cache=True)
-def _account(
-    a,
-    r,
-    base,
-    addon,
-    bound,
-    starts,
-    ends,
-    inst,
-    size,
-    cover_num,
-    cover_den,
-    extremes,
-    im_num,
-    im_den,
-    im_buffer,
-    scratch,
-    out_mm,
-    out_im,
-    out_eq,
-    out_worst,
-    out_status,
-):
+def _account(a, terms, positions, scratch, out):
+    r, base, addon, bound, cover_num, cover_den, extremes, im_num, im_den, im_buffer = terms
+    starts, ends, inst, size = positions
     lo = starts[a]
     hi = ends[a]
     n_scen = r.shape[1]
@@ -194,11 +212,11 @@ def _account(
         if sz < 0:
             add += -sz * addon[i]
     if not b < ACCOUNT_LIMIT:
-        out_mm[a] = 0
-        out_im[a] = 0
-        out_eq[a] = 0
-        out_worst[a] = -1
-        out_status[a] = STATUS_OVERFLOW
+        out.maintenance_margin[a] = 0
+        out.initial_margin[a] = 0
+        out.equity[a] = 0
+        out.worst[a] = -1
+        out.status[a] = STATUS_OVERFLOW
         return
     # P&L per scenario. Four positions per pass cut the scratch traffic; the first pass stores instead of adding
     # to zeros. Integer sums are exact in any grouping (bound above).
@@ -276,112 +294,26 @@ def _account(
         q = mm // im_den
         rem = mm - q * im_den
         im = max(q * im_num + (rem * im_num + im_den - 1) // im_den, mm + im_buffer)
-    out_mm[a] = mm
-    out_im[a] = im
-    out_eq[a] = equity
-    out_worst[a] = worst
-    out_status[a] = STATUS_OK
+    out.maintenance_margin[a] = mm
+    out.initial_margin[a] = im
+    out.equity[a] = equity
+    out.worst[a] = worst
+    out.status[a] = STATUS_OK
 
 
 @njit(cache=True, parallel=True)
-def compute_accounts_kernel(
-    r,
-    base,
-    addon,
-    bound,
-    starts,
-    ends,
-    inst,
-    size,
-    cover_num,
-    cover_den,
-    extremes,
-    im_num,
-    im_den,
-    im_buffer,
-    out_mm,
-    out_im,
-    out_eq,
-    out_worst,
-    out_status,
-):
-    """Fill MM, IM, equity (MONEY), worst scenario and status of every account (positions starts[a]:ends[a])."""
-    n_acc = starts.shape[0]
+def compute_accounts_kernel(terms, positions, out):
+    """Fill ``out`` (an AccountArrays) for every account of ``positions``: MM, IM, equity, worst scenario, status."""
+    n_acc = positions.starts.shape[0]
     n_chunks = (n_acc + CHUNK - 1) // CHUNK
     for c in prange(n_chunks):
-        scratch = np.empty(r.shape[1], dtype=np.int64)
+        scratch = np.empty(terms.r.shape[1], dtype=np.int64)
         end = min(n_acc, (c + 1) * CHUNK)
         for a in range(c * CHUNK, end):
-            _account(
-                a,
-                r,
-                base,
-                addon,
-                bound,
-                starts,
-                ends,
-                inst,
-                size,
-                cover_num,
-                cover_den,
-                extremes,
-                im_num,
-                im_den,
-                im_buffer,
-                scratch,
-                out_mm,
-                out_im,
-                out_eq,
-                out_worst,
-                out_status,
-            )
+            _account(a, terms, positions, scratch, out)
 
 
 @njit(cache=True)
-def compute_one_account_kernel(
-    a,
-    r,
-    base,
-    addon,
-    bound,
-    starts,
-    ends,
-    inst,
-    size,
-    cover_num,
-    cover_den,
-    extremes,
-    im_num,
-    im_den,
-    im_buffer,
-    scratch,
-    out_mm,
-    out_im,
-    out_eq,
-    out_worst,
-    out_status,
-):
+def compute_one_account_kernel(a, terms, positions, scratch, out):
     """Recompute account ``a`` only (the incremental path; same arithmetic as the full kernel)."""
-    _account(
-        a,
-        r,
-        base,
-        addon,
-        bound,
-        starts,
-        ends,
-        inst,
-        size,
-        cover_num,
-        cover_den,
-        extremes,
-        im_num,
-        im_den,
-        im_buffer,
-        scratch,
-        out_mm,
-        out_im,
-        out_eq,
-        out_worst,
-        out_status,
-    )
+    _account(a, terms, positions, scratch, out)

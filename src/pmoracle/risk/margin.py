@@ -33,6 +33,7 @@ from pmoracle.risk.inputs import (
     MarketSnapshot,
     Portfolio,
 )
+from pmoracle.risk.kernel import AccountArrays
 from pmoracle.risk.params import RiskParams
 from pmoracle.risk.pricing import black76, svi_total_variance
 from pmoracle.risk.scenarios import ScenarioSet, compute_scenarios
@@ -170,19 +171,14 @@ def extreme_scenarios(scenarios: ScenarioSet) -> IntArray:
     return np.flatnonzero(scenarios.cover_num != scenarios.cover_den).astype(np.int64)
 
 
-def _im_fraction(params: RiskParams) -> tuple[int, int]:
-    return params.im_multiplier.numerator, params.im_multiplier.denominator
-
-
-@dataclass(frozen=True, eq=False)
-class AccountArrays:
-    """Per-account kernel results (MONEY int64) and status (0 ok, 1 overflow bound exceeded)."""
-
-    maintenance_margin: IntArray
-    initial_margin: IntArray
-    equity: IntArray
-    worst: IntArray
-    status: IntArray
+def _margin_terms(
+    arrays: RiskArrays, params: RiskParams, r: npt.NDArray[np.int64] | npt.NDArray[np.int32], extremes: IntArray
+) -> kernel.MarginTerms:
+    scenarios, im = arrays.scenarios, params.im_multiplier
+    return kernel.MarginTerms(
+        r, arrays.base, arrays.addon, arrays.bound, scenarios.cover_num, scenarios.cover_den, extremes,
+        im.numerator, im.denominator, params.im_min_buffer,
+    )  # fmt: skip
 
 
 def compute_accounts(
@@ -202,12 +198,8 @@ def compute_accounts(
     r = arrays.r_narrow if narrow and arrays.r_narrow is not None else arrays.r
     n_acc = starts.shape[0]
     out = AccountArrays(*(np.zeros(n_acc, dtype=np.int64) for _ in range(5)))
-    num, den = _im_fraction(params)
-    kernel.compute_accounts_kernel(
-        r, arrays.base, arrays.addon, arrays.bound, starts, ends, inst, size, arrays.scenarios.cover_num,
-        arrays.scenarios.cover_den, extreme_scenarios(arrays.scenarios), num, den, params.im_min_buffer,
-        out.maintenance_margin, out.initial_margin, out.equity, out.worst, out.status,
-    )  # fmt: skip
+    terms = _margin_terms(arrays, params, r, extreme_scenarios(arrays.scenarios))
+    kernel.compute_accounts_kernel(terms, kernel.Positions(starts, ends, inst, size), out)
     return out
 
 
@@ -312,14 +304,9 @@ class Book:
             j += 1
         self._ends[index] = j
         self.portfolios[index] = portfolio
-        num, den = _im_fraction(self.params)
-        o = self._out
-        kernel.compute_one_account_kernel(
-            index, self.arrays.r, self.arrays.base, self.arrays.addon, self.arrays.bound, self._starts, self._ends,
-            self._inst, self._size, self.scenarios.cover_num, self.scenarios.cover_den, self._extremes, num, den,
-            self.params.im_min_buffer, self._scratch, o.maintenance_margin, o.initial_margin, o.equity, o.worst,
-            o.status,
-        )  # fmt: skip
+        terms = _margin_terms(self.arrays, self.params, self.arrays.r, self._extremes)
+        positions = kernel.Positions(self._starts, self._ends, self._inst, self._size)
+        kernel.compute_one_account_kernel(index, terms, positions, self._scratch, self._out)
         return self.account_margin(index)
 
     def account_margin(self, index: int) -> AccountMargin:
