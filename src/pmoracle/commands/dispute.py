@@ -80,15 +80,9 @@ def run(args: argparse.Namespace) -> int:
 def _load_deployment(path: Path) -> Any:
     from pmoracle.chain.deploy import Deployment
     from pmoracle.errors import InputError
+    from pmoracle.files import read_json
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError("deployment", f"cannot read {path}: {exc.strerror}") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError("deployment", f"{path} is not JSON: {exc}") from None
+    obj = read_json(path, "deployment")
     if not isinstance(obj, dict):
         raise InputError("deployment", f"{path}: expected a JSON object")
     return Deployment.from_json(obj)
@@ -257,19 +251,11 @@ def _run_submit(args: argparse.Namespace) -> int:
     from pmoracle.chain.errors import ContractError
     from pmoracle.chain.transmitter import Transmitter
     from pmoracle.consensus.evidence import decode_evidence
-    from pmoracle.errors import InputError
+    from pmoracle.files import read_json
     from pmoracle.node import dispute
     from pmoracle.node.keys import KeyFileError, KeyKind, read_password, unlock_key_file
 
-    try:
-        text = args.evidence.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError("evidence", f"cannot read {args.evidence}: {exc.strerror}") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError("evidence", f"{args.evidence} is not JSON: {exc}") from None
-    evidence = decode_evidence(obj)
+    evidence = decode_evidence(read_json(args.evidence, "evidence"))
     password = read_password(args.password_file, args.password_env)
     key = unlock_key_file(args.key_file, password)
     if key.info.kind is KeyKind.P2P:

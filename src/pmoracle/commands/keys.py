@@ -124,16 +124,11 @@ def _export_protection(data_dir: Path, out: Path) -> int:
 
 
 def _import_protection(data_dir: Path, file: Path) -> int:
-    from pmoracle.errors import PmoracleError
+    from pmoracle.files import read_json
     from pmoracle.node.datadir import protection_db_path
     from pmoracle.storage.protection_db import ProtectionDB
 
-    try:
-        document = json.loads(Path(file).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PmoracleError(f"file: cannot read {file}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PmoracleError(f"file: {file} is not JSON ({exc})") from None
+    document = read_json(Path(file), "file")
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     db_path = protection_db_path(data_dir)
     with ProtectionDB(db_path) as db:

@@ -14,6 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from pmoracle.errors import InputError
+from pmoracle.files import read_json, read_text
 
 if TYPE_CHECKING:
     from pmoracle.risk.inputs import MarketSnapshot, Portfolio
@@ -64,39 +65,6 @@ def run(args: argparse.Namespace) -> int:
         output = format_report(report, market, portfolio, source=str(args.portfolio))
     sys.stdout.write(output + "\n")
     return 0
-
-
-def read_text(path: pathlib.Path) -> str:
-    """Return the text of ``path``; raise ``InputError`` naming the file if it cannot be read."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InputError(str(path), f"cannot read file: {reason}") from None
-
-
-class DuplicateKeyError(InputError):
-    """Raised when a JSON object repeats a key (JSON parsers would silently keep only one of the values)."""
-
-
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise DuplicateKeyError(key, "appears twice in one JSON object")
-        obj[key] = value
-    return obj
-
-
-def read_json(path: pathlib.Path) -> Any:
-    """Return the parsed JSON of ``path``; raise ``InputError`` with the line and column of a syntax error."""
-    text = read_text(path)
-    try:
-        return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
-    except json.JSONDecodeError as exc:
-        raise InputError(str(path), f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except DuplicateKeyError as exc:
-        raise InputError(str(path), f"key {exc.field!r} {exc.message}") from None
 
 
 def _in_file(path: pathlib.Path, parse: Any, *args: Any) -> Any:

@@ -34,6 +34,7 @@ from pmoracle.consensus.evidence import (
 from pmoracle.consensus.merkle import AccountLeaf, compute_root, verify_proof
 from pmoracle.consensus.report import Domain, Report, compute_report_digest
 from pmoracle.errors import InputError, PmoracleError
+from pmoracle.files import read_json
 from pmoracle.node.daemon import OFFLINE_W3, read_committee
 from pmoracle.node.datadir import archive_db_path
 from pmoracle.node.round import compute_round
@@ -228,15 +229,7 @@ def load_leaves_file(path: Path) -> list[ClaimedLeaf]:
     Errors:
         InputError when the file cannot be read, is not JSON, or a leaf is malformed.
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError("leaves", f"cannot read {path}: {exc.strerror}") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError("leaves", f"{path} is not JSON: {exc}") from None
-    return parse_leaves_document(obj)
+    return parse_leaves_document(read_json(path, "leaves"))
 
 
 def fetch_node_leaves(
