@@ -103,9 +103,13 @@ def build_instrument_table(
     haircut = np.zeros(n, dtype=np.float64)
     svi = np.zeros((n, 5), dtype=np.float64)
     symbols = {s: i for i, s in enumerate(scenarios.underlyings)}
+    # lookups built once: a round values thousands of instruments of a few underlyings and expiries
+    assets = {a.symbol: a for a in market.assets}
+    smiles = {(u.symbol, smile.expiry): smile for u in market.underlyings for smile in u.smiles}
+    forwards = {(u.symbol, expiry): price for u in market.underlyings for expiry, price in u.forwards}
     for i, inst in enumerate(instruments):
         if isinstance(inst, CollateralRef):
-            asset = next((a for a in market.assets if a.symbol == inst.symbol), None)
+            asset = assets.get(inst.symbol)
             if asset is None:
                 raise UnknownCollateralError(inst.symbol)
             kind[i] = KIND_ASSET
@@ -113,9 +117,8 @@ def build_instrument_table(
             index[i] = asset.price / PRICE_SCALE
             haircut[i] = asset.haircut / WAD
             continue
-        field = instrument_field(inst)
         if inst.underlying not in symbols:
-            raise UnknownUnderlyingError(field, inst.underlying)
+            raise UnknownUnderlyingError(instrument_field(inst), inst.underlying)
         market_u = market.underlying(inst.underlying)
         kind[i] = int(inst.kind)
         und[i] = symbols[inst.underlying]
@@ -124,12 +127,12 @@ def build_instrument_table(
         if inst.kind == InstrumentKind.PERPETUAL:
             continue
         if inst.expiry <= market.time:
-            raise ExpiredInstrumentError(field, inst.expiry, market.time)
+            raise ExpiredInstrumentError(instrument_field(inst), inst.expiry, market.time)
         tau[i] = (inst.expiry - market.time) / SECONDS_PER_YEAR
-        quoted = market_u.forward(inst.expiry)
+        quoted = forwards.get((inst.underlying, inst.expiry))
         fwd[i] = 0.0 if quoted is None else quoted / PRICE_SCALE
         if inst.is_option:
-            smile = market_u.smile(inst.expiry)
+            smile = smiles.get((inst.underlying, inst.expiry))
             if smile is None:
                 raise MissingSmileError(inst.underlying, inst.expiry)
             strike[i] = inst.strike / PRICE_SCALE
