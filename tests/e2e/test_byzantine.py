@@ -51,6 +51,11 @@ def check_wrong_value(result: ScenarioResult, n: int) -> None:
         (result.stake_before[s] - result.stake_after[s]) * REWARD_BPS // 10_000 for s in liars
     )
     assert result.evidence_rounds is not None and result.evidence_rounds <= 2
+    # the devnet's live table listed every slashing, naming the faulty node
+    shown = result.extra["evidence_shown"]
+    assert len(shown) == sum(result.slashes.values())
+    liar_nodes = {f"node {i} slashed for deviation" for i in range(n - fault_tolerance(n), n)}
+    assert {line.split(" in round")[0] for line in shown} == liar_nodes
 
 
 @pytest.mark.timeout(240)

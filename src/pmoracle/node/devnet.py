@@ -158,6 +158,27 @@ class AttestedRound:
         return self.root == self.recomputed_root
 
 
+OFFENCES = ("equivocation", "deviation")  # SolverRegistry.Offence, by value
+
+
+@dataclass(frozen=True, slots=True)
+class Slashing:
+    """A ``Slashed`` event the devnet saw on chain: the evidence some node posted, and what it cost the offender."""
+
+    block: int  # the block the evidence transaction landed in
+    signer: str  # the offender's signing address
+    node: int | None  # the offender's devnet node index (None: not one of the devnet's nodes)
+    offence: str  # "equivocation" | "deviation"
+    round: int  # the anchor block of the round the offence was committed in
+    amount: int  # wei taken from the stake
+
+    def describe(self) -> str:
+        """Return one line for the live table."""
+        who = f"node {self.node}" if self.node is not None else self.signer
+        return (f"{who} slashed for {self.offence} in round {self.round} "
+                f"({self.amount / 10**18:,.2f} ETH, block {self.block})")  # fmt: skip
+
+
 @dataclass
 class Devnet:
     """A running devnet: chain, contracts, world, node processes, and what was attested so far."""
@@ -172,6 +193,8 @@ class Devnet:
     nodes: list[NodeProcess]
     client: ChainClient
     attested: list[AttestedRound] = field(default_factory=list)
+    slashings: list[Slashing] = field(default_factory=list)
+    _evidence_scanned: int = 0  # the last block whose Slashed events are in ``slashings``
     _ready_at: dict[int, float] = field(default_factory=dict)
     _seen_head: int = 0
     _last_block_at: float = 0.0
@@ -238,6 +261,21 @@ class Devnet:
                         self._audit(missed, bytes(event["args"]["accountsRoot"]),
                                     int(event["args"]["accountCount"]), head, now)  # fmt: skip
             self._audit(block, root, count, head, now)
+        self.scan_evidence(head)
+
+    def scan_evidence(self, up_to: int) -> None:
+        """Add the ``Slashed`` events of the blocks after the last scan, up to ``up_to``, to ``slashings``."""
+        if up_to <= self._evidence_scanned:
+            return
+        nodes = {node.signing_address.lower(): node.index for node in self.nodes}
+        for event in self.events("SolverRegistry", "Slashed", from_block=self._evidence_scanned + 1, to_block=up_to):
+            args = event["args"]
+            self.slashings.append(
+                Slashing(block=event["blockNumber"], signer=args["signer"], node=nodes.get(args["signer"].lower()),
+                         offence=OFFENCES[int(args["offence"])], round=int(args["blockNumber"]),
+                         amount=int(args["amount"]))
+            )  # fmt: skip
+        self._evidence_scanned = up_to
 
     def _audit(self, block: int, root: bytes, count: int, head: int, now: float) -> None:
         output = self.recompute(block)
@@ -299,13 +337,14 @@ class Devnet:
         target = len(self.attested) + count
         return self.run_until(lambda d: len(d.attested) >= target, timeout, what=f"{count} more attested rounds")
 
-    def events(self, contract: str, event: str, from_block: int = 0) -> list[Any]:
-        """Return the decoded ``event`` logs of ``contract`` (e.g. "SolverRegistry", "Slashed") since a block."""
+    def events(self, contract: str, event: str, from_block: int = 0, to_block: int | str = "latest") -> list[Any]:
+        """Return the decoded ``event`` logs of ``contract`` (e.g. "SolverRegistry", "Slashed") in a block range."""
         instance = self.deployment.contract(OFFLINE_W3, contract)
         abi_event = getattr(instance.events, event)()
         topic = "0x" + keccak(text=_event_signature(abi_event.abi)).hex()
         logs = self.client.request("eth_getLogs", [{"address": self.deployment.contracts[contract],
-                                                    "fromBlock": hex(from_block), "toBlock": "latest",
+                                                    "fromBlock": hex(from_block),
+                                                    "toBlock": to_block if isinstance(to_block, str) else hex(to_block),
                                                     "topics": [topic]}])  # fmt: skip
         from hexbytes import HexBytes
 
@@ -486,6 +525,7 @@ def format_table(devnet: Devnet, *, nodes: bool = True) -> str:
             f"{r.block_number:>6} {r.accounts:>8} {_usd(r.total_im):>16} {_usd(r.total_mm):>16} "
             f"{_usd(r.total_equity):>16} {r.latency:>7.2f}s {r.gas:>8}  {'root verified' if r.verified else 'MISMATCH'}"
         )
+    lines.append(format_evidence(devnet.slashings))
     if not nodes:
         return "\n".join(lines)
     status = []
@@ -497,6 +537,20 @@ def format_table(devnet: Devnet, *, nodes: bool = True) -> str:
             status.append(f"node {node.index}: head {health.get('headBlock')} peers {health.get('peers')} "
                           f"{health.get('status')}")  # fmt: skip
     return "\n".join([*lines, "  |  ".join(status)])
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n or 'no'} {noun}{'' if n == 1 else 's'}"
+
+
+def format_evidence(slashings: list[Slashing], *, latest: int = 3) -> str:
+    """Return the evidence lines of the live table: the latest ``latest`` slashings seen on chain, or none."""
+    if not slashings:
+        return "evidence on chain: none"
+    more = len(slashings) - latest
+    head = f"evidence on chain: {_count(len(slashings), 'slashing')}"
+    shown = [f"  {s.describe()}" for s in slashings[-latest:]]
+    return "\n".join([head + (f" ({more} earlier not shown)" if more > 0 else ""), *shown])
 
 
 def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) -> Devnet:
@@ -531,7 +585,8 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) ->
     if rounds:
         latencies = sorted(r.latency for r in rounds)
         say(f"devnet: {len(rounds)} rounds attested, {sum(r.verified for r in rounds)} verified by independent "
-            f"recomputation; median latency {latencies[len(latencies) // 2]:.2f} s")  # fmt: skip
+            f"recomputation; median latency {latencies[len(latencies) // 2]:.2f} s; "
+            f"{_count(len(devnet.slashings), 'slashing')} on chain")  # fmt: skip
     else:
         say("devnet: no round attested")
     say(f"devnet: logs and data in {devnet.run_dir}")

@@ -116,6 +116,8 @@ def _run(name: str, n: int, injected: str, run_dir: Path, faulty: tuple[tuple[in
         # events and reading stakes would make the two disagree
         pin = int(devnet.client.block_number())
         collect_safety(devnet, result, up_to=pin)
+        devnet.scan_evidence(pin)
+        result.extra["evidence_shown"] = [s.describe() for s in devnet.slashings]  # what the live table listed
         for node in devnet.nodes:
             result.stake_after[node.signing_address] = devnet.stake_of(node.signing_address, block=pin)
     finally:
