@@ -109,8 +109,9 @@ def start_devchain(
     log_path: pathlib.Path | None = None,
     startup_timeout: float = 20.0,
     prune_history: int = 64,
+    host: str = "127.0.0.1",
 ) -> Devchain:
-    """Start anvil on 127.0.0.1 and return once it answers JSON-RPC.
+    """Start anvil and return once it answers JSON-RPC (on 127.0.0.1, whatever ``host`` it listens on).
 
     Args:
         port: TCP port (a free one when None).
@@ -120,6 +121,7 @@ def start_devchain(
         log_path: file for anvil's output (discarded when None).
         startup_timeout: seconds to wait for the first answer.
         prune_history: blocks of state anvil keeps (calls pinned to older blocks fail).
+        host: the address anvil listens on ("0.0.0.0": every address, for nodes in other network namespaces).
 
     Errors:
         DevchainError when the binary is missing, exits early or does not answer in time.
@@ -130,7 +132,7 @@ def start_devchain(
     # chain length and can stop automining under concurrent senders); --prune-history still serves anvil_reorg
     # and eth_call at recent blocks.
     cmd = [
-        str(binary), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
+        str(binary), "--host", host, "--port", str(port), "--chain-id", str(chain_id),
         "--hardfork", "cancun", "--prune-history", str(prune_history), "--accounts", str(accounts),
         "--mnemonic", DEV_MNEMONIC, "--balance", "1000000",
     ]  # fmt: skip

@@ -31,6 +31,7 @@ from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.errors import PmoracleError
 from pmoracle.node.daemon import OFFLINE_W3, read_committee
 from pmoracle.node.keys import KeyKind, compute_peer_id, write_key_file
+from pmoracle.node.netlab import NetLab
 from pmoracle.node.round import RoundOutput, compute_round
 from pmoracle.node.world import World
 from pmoracle.risk.inputs import MONEY_SCALE
@@ -65,6 +66,9 @@ class DevnetOptions:
     quiet: bool = False
     # TEST-ONLY fault injection: (count, mode) pairs; the last nodes run pmoracle.node.faults in that mode
     faulty: tuple[tuple[int, str], ...] = ()
+    # each node in its own network namespace (pmoracle.node.netlab; only inside netlab.run_inside), so that the
+    # reliability scenarios can partition the network for real
+    private_network: bool = False
 
     def fault_of(self, index: int) -> str | None:
         """Return the injected fault mode of node ``index`` (None for an honest node)."""
@@ -85,6 +89,8 @@ class NodeProcess:
     process: subprocess.Popen[bytes] | None = None
     fault: str | None = None  # TEST-ONLY: run pmoracle.node.faults in this mode
     fault_args: tuple[str, ...] = ()
+    host: str = "127.0.0.1"  # the address its API and libp2p listen on
+    command_prefix: tuple[str, ...] = ()  # e.g. `ip netns exec pmo-0`: where the process runs
 
     @property
     def log_path(self) -> Path:
@@ -98,7 +104,7 @@ class NodeProcess:
         if self.fault is not None:  # the hidden, test-only entry point of fault injection
             command = [sys.executable, "-m", "pmoracle.node.faults", "--mode", self.fault, *self.fault_args]
         self.process = subprocess.Popen(
-            [*command, "--config", str(self.home / "node.toml")],
+            [*self.command_prefix, *command, "--config", str(self.home / "node.toml")],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
@@ -122,7 +128,7 @@ class NodeProcess:
     def get_text(self, path: str, timeout: float = 1.0) -> str | None:
         """Return the text answer of the node's API at ``path`` (None when it does not answer)."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}{path}", timeout=timeout) as response:
+            with urllib.request.urlopen(f"http://{self.host}:{self.api_port}{path}", timeout=timeout) as response:
                 return str(response.read().decode())
         except (OSError, ValueError):
             return None
@@ -130,7 +136,7 @@ class NodeProcess:
     def get(self, path: str, timeout: float = 1.0) -> Any:
         """Return the JSON answer of the node's API at ``path`` (None when it does not answer)."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}{path}", timeout=timeout) as response:
+            with urllib.request.urlopen(f"http://{self.host}:{self.api_port}{path}", timeout=timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             return json.loads(exc.read() or b"null")
@@ -192,6 +198,7 @@ class Devnet:
     world: World
     nodes: list[NodeProcess]
     client: ChainClient
+    netlab: NetLab | None = None  # the private network, with DevnetOptions.private_network
     attested: list[AttestedRound] = field(default_factory=list)
     slashings: list[Slashing] = field(default_factory=list)
     _evidence_scanned: int = 0  # the last block whose Slashed events are in ``slashings``
@@ -409,16 +416,24 @@ def build_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) 
     run_dir.mkdir(parents=True, exist_ok=True)
     # 1024 blocks of state: the audit recomputes attested rounds from chain state, and the market moves and
     # trades mine many blocks a second, so 64 (the default) can prune a round before it was audited
-    chain = start_devchain(log_path=run_dir / "anvil.log", prune_history=1024)
+    netlab = None
+    if options.private_network:
+        netlab = NetLab(options.nodes)
+        netlab.setup()
+    chain = start_devchain(log_path=run_dir / "anvil.log", prune_history=1024,
+                           host="0.0.0.0" if netlab is not None else "127.0.0.1")  # fmt: skip
     try:
-        return _build(options, run_dir.resolve(), chain, say)
+        return _build(options, run_dir.resolve(), chain, netlab, say)
     except BaseException:
         chain.stop()
         raise
 
 
-def _build(options: DevnetOptions, run_dir: Path, chain: Devchain, say: Callable[[str], None]) -> Devnet:
-    say(f"devnet: anvil on {chain.url}, run directory {run_dir}")
+def _build(
+    options: DevnetOptions, run_dir: Path, chain: Devchain, netlab: NetLab | None, say: Callable[[str], None]
+) -> Devnet:
+    where = ", node k in network namespace pmo-k at 10.77.(k+1).2" if netlab is not None else ""
+    say(f"devnet: anvil on {chain.url}, run directory {run_dir}{where}")
     params_text = default_params_text()
     params = parse_params(params_text)
     (run_dir / "risk-params.toml").write_text(params_text)
@@ -438,14 +453,16 @@ def _build(options: DevnetOptions, run_dir: Path, chain: Devchain, say: Callable
         p2p_port, api_port = free_port(), free_port()
         from libp2p.peer.id import ID
 
-        multiaddr = f"/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{peer_id}"
+        host = netlab.address(i) if netlab is not None else "127.0.0.1"
+        multiaddr = f"/ip4/{host}/tcp/{p2p_port}/p2p/{peer_id}"
         transmitter = Account.from_key(secrets["transmitter"]).address
         chain.rpc("anvil_setBalance", transmitter, hex(10**22))
         peer_id_bytes = ID.from_base58(peer_id).to_bytes()
         specs.append(NodeSpec(operator_key=secrets["transmitter"], signing_key=secrets["signing"],
                               peer_id=peer_id_bytes, multiaddrs=(multiaddr,), stake=10**19))  # fmt: skip
         nodes.append(NodeProcess(i, home, Account.from_key(secrets["signing"]).address, api_port, p2p_port,
-                                 fault=options.fault_of(i)))  # fmt: skip
+                                 fault=options.fault_of(i), host=host,
+                                 command_prefix=netlab.command_prefix(i) if netlab is not None else ()))  # fmt: skip
     deployment = deploy(
         chain.url, DEPLOYER_KEY, params_hash=params.params_hash, round_period=options.round_period,
         finality_depth=options.finality_depth, nodes=specs, output=run_dir / "deployment.json",
@@ -466,9 +483,10 @@ def _build(options: DevnetOptions, run_dir: Path, chain: Devchain, say: Callable
     if first_anchor + options.finality_depth > head:
         chain.rpc("anvil_mine", hex(first_anchor + options.finality_depth - head))
     for node in nodes:
-        _write_node_config(node, run_dir, chain.url, options, nodes)
+        rpc_url = f"http://{netlab.gateway(node.index)}:{chain.port}" if netlab is not None else chain.url
+        _write_node_config(node, run_dir, rpc_url, options, nodes)
         node.start()
-    return Devnet(options, run_dir, chain, deployment, params, committee, world, nodes, client)
+    return Devnet(options, run_dir, chain, deployment, params, committee, world, nodes, client, netlab)
 
 
 def _write_node_config(
@@ -494,10 +512,10 @@ p2p_key = "keys/p2p.json"
 password_file = "{run_dir / "password.txt"}"
 
 [p2p]
-listen = "/ip4/127.0.0.1/tcp/{node.p2p_port}"
+listen = "/ip4/{node.host}/tcp/{node.p2p_port}"
 
 [api]
-host = "127.0.0.1"
+host = "{node.host}"
 port = {node.api_port}
 
 [risk]

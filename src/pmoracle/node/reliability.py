@@ -12,6 +12,8 @@ recomputed independently from chain state by the devnet loop and matched, and no
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import re
 import signal
 import sys
@@ -23,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from pmoracle.consensus.rounds import compute_round_key, compute_transmission_schedule
-from pmoracle.node.devnet import Devnet, DevnetOptions, NodeProcess, build_devnet
+from pmoracle.node import netlab
+from pmoracle.node.devnet import Devnet, DevnetError, DevnetOptions, NodeProcess, build_devnet
 
 ROUND_TIMEOUT = 60.0  # seconds one round may take under load before a scenario fails
 
@@ -434,7 +437,93 @@ def _log_since(node: NodeProcess, offset: int) -> str:
 
 
 def scenario_partition(run_dir: Path, n: int = 4, rounds: int = 3) -> ScenarioResult:
-    """Cut f nodes off the majority, then heal.
+    """Cut f nodes off the majority, then heal: in the kernel where the machine allows it, else by restarts.
+
+    With unprivileged user namespaces (``netlab.unavailable_reason()`` is None) the scenario runs in a child
+    process inside its own namespaces, each node in a network namespace of its own, and the cut is a routing rule
+    that refuses every packet between the groups (:func:`scenario_partition_netns`). Without them it falls back to
+    :func:`scenario_partition_by_restart`, and ``extra["partition"]["why_not_netns"]`` says why.
+    """
+    if netlab.inside():
+        return scenario_partition_netns(run_dir, n, rounds)
+    reason = netlab.unavailable_reason()
+    if reason is not None:
+        result = scenario_partition_by_restart(run_dir, n, rounds)
+        result.extra["partition"]["why_not_netns"] = reason
+        return result
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out = run_dir / "partition-result.json"
+    args = ["pmoracle.node.reliability", "partition-inside", str(n), str(rounds), str(run_dir), str(out)]
+    done = netlab.run_inside(args, timeout=ROUND_TIMEOUT * (rounds + 6))
+    if done.returncode != 0 or not out.exists():
+        output = (done.stdout + done.stderr).decode(errors="replace")[-4000:]
+        raise DevnetError(f"the partition scenario failed in its namespaces (exit {done.returncode}):\n{output}")
+    return ScenarioResult(**json.loads(out.read_text()))
+
+
+def scenario_partition_netns(run_dir: Path, n: int = 4, rounds: int = 3) -> ScenarioResult:
+    """Cut f nodes off the majority in the kernel (``NetLab.cut``), then heal (run inside ``netlab.run_inside``).
+
+    Measured during the cut, from 2 s after it (packets already delivered are not the cut's): the rounds the
+    majority attested, the reports the minority received (none when the minority is one node: nothing reaches it),
+    and the certificates and transmissions of the minority (none: it is short of a quorum).
+    """
+    f = fault_tolerance(n)
+
+    def messages_in(node: NodeProcess) -> float:
+        return read_metrics(node).get("pmoracle_gossip_messages_in_total", 0.0)
+
+    def body(devnet: Devnet, result: ScenarioResult) -> None:
+        assert devnet.netlab is not None
+        devnet.run_rounds(1, ROUND_TIMEOUT * 2)
+        majority, minority = devnet.nodes[: n - f], devnet.nodes[n - f :]
+        devnet.netlab.cut([[m.index for m in majority], [m.index for m in minority]])
+        settle = time.monotonic() + 2.0
+        devnet.run_until(lambda d: time.monotonic() > settle, 10.0, what="the cut to settle")
+        cut_block = int(devnet.client.block_number())
+        before = {m.index: messages_in(m) for m in minority}
+        offsets = {node.index: node.log_path.stat().st_size for node in minority}
+        devnet.run_rounds(rounds, ROUND_TIMEOUT * rounds)
+        during = devnet.events("MarginOracle", "RoundAttested", from_block=cut_block)
+        received = {m.index: messages_in(m) - before[m.index] for m in minority}
+        minority_bits = sum(1 << devnet.committee.index_of(bytes.fromhex(m.signing_address[2:])) for m in minority)
+        result.extra["partition"] = {
+            "method": "network namespaces; ip rule prohibit between the groups",
+            "minority": [m.index for m in minority],
+            "rounds_attested": len(during),
+            "minority_messages_in": sum(received.values()),
+            "with_minority_signature": sum(1 for e in during if int(e["args"]["signerBitmap"]) & minority_bits),
+            "minority_certificates": sum(
+                _log_since(m, offsets[m.index]).count("quorum certificate formed") for m in minority
+            ),
+            "minority_transmissions": sum(
+                _log_since(m, offsets[m.index]).count("attested on chain in tx") for m in minority
+            ),
+        }
+        after_cut = {m.index: messages_in(m) for m in minority}
+        devnet.netlab.heal()
+        healed_at = time.monotonic()
+
+        def rejoined(d: Devnet) -> bool:
+            return all(messages_in(m) > after_cut[m.index] for m in minority)
+
+        devnet.run_until(rejoined, ROUND_TIMEOUT * 2, what="the minority receiving the majority's reports")
+        result.recover_seconds = time.monotonic() - healed_at
+
+        def signed_by_minority(d: Devnet) -> bool:
+            healed = d.events("MarginOracle", "RoundAttested", from_block=cut_block)
+            return any(int(e["args"]["signerBitmap"]) & minority_bits for e in healed)
+
+        result.extra["after_heal_seconds_to_a_minority_signature"] = round(
+            devnet.run_until(signed_by_minority, ROUND_TIMEOUT * 3, what="a round the minority signed again"), 1
+        )
+
+    return _run("partition", n, f"{f} node(s) cut off in the kernel (own network namespaces), then healed",
+                run_dir, (), body, private_network=True)  # fmt: skip
+
+
+def scenario_partition_by_restart(run_dir: Path, n: int = 4, rounds: int = 3) -> ScenarioResult:
+    """Cut f nodes off the majority without network namespaces, then heal.
 
     The cut: each minority node restarts on a new libp2p port (the registered on-chain address goes dead, so the
     majority cannot dial it) in the TEST-ONLY ``partitioned`` mode, which dials only its bootstrap list (the other
@@ -472,6 +561,7 @@ def scenario_partition(run_dir: Path, n: int = 4, rounds: int = 3) -> ScenarioRe
         minority_peers = max((m.get("/health", timeout=1.0) or {}).get("peers", -1) for m in minority)
         minority_bits = sum(1 << devnet.committee.index_of(bytes.fromhex(m.signing_address[2:])) for m in minority)
         result.extra["partition"] = {
+            "method": "restart on new ports, no on-chain discovery",
             "minority": [m.index for m in minority],
             "rounds_attested": len(during),
             "minority_peers": minority_peers,
@@ -850,8 +940,15 @@ def summarize(r: ScenarioResult) -> str:
                      f"next round {dp['next_attested']}")  # fmt: skip
     if "partition" in x:
         p = x["partition"]
-        parts.append(f"during the cut: {p['rounds_attested']} rounds by the majority, minority peers "
-                     f"{p['minority_peers']}, minority certificates {p['minority_certificates']}")  # fmt: skip
+        if "minority_messages_in" in p:  # cut in the kernel
+            seen = f"reports reaching the minority {p['minority_messages_in']:.0f}"
+        else:
+            seen = f"minority peers {p['minority_peers']}"
+        parts.append(f"during the cut: {p['rounds_attested']} rounds by the majority, {seen}, minority certificates "
+                     f"{p['minority_certificates']}")  # fmt: skip
+        if "after_heal_seconds_to_a_minority_signature" in x:
+            parts.append(f"a round signed by the minority {x['after_heal_seconds_to_a_minority_signature']} s "
+                         "after the heal")  # fmt: skip
     return "; ".join(parts) or "-"
 
 
@@ -890,8 +987,19 @@ SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
 }
 
 
+def _partition_inside(argv: list[str]) -> int:
+    # `partition-inside N ROUNDS RUN_DIR OUT`: scenario_partition's child, inside netlab.run_inside
+    n, rounds, run_dir, out = int(argv[0]), int(argv[1]), Path(argv[2]), Path(argv[3])
+    result = scenario_partition_netns(run_dir, n, rounds)
+    out.write_text(json.dumps(dataclasses.asdict(result)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the scenarios and write the reliability table (``--out``); exit 1 if any scenario was unsafe."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["partition-inside"]:
+        return _partition_inside(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m pmoracle.node.reliability", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/reliability.md"))
     parser.add_argument("--only", action="append", default=[], choices=sorted(SCENARIOS), help="repeatable")
@@ -934,8 +1042,9 @@ HEADER = """# Reliability: survival scenarios on a real devnet
 
 Produced by `PYTHONPATH=src python -m pmoracle.node.reliability --out docs/reliability.md` (scenario code in
 `src/pmoracle/node/reliability.py`, asserted by `tests/e2e/`). Each row is one run: anvil, `n` real node processes
-talking libp2p on 127.0.0.1, 20 trader accounts, a round every 5 blocks (1 block/s), finality depth 2, stage delay
-1 s. Faulty nodes run the TEST-ONLY `python -m pmoracle.node.faults --mode MODE` entry point.
+talking libp2p on 127.0.0.1 (partition: each in a network namespace of its own), 20 trader accounts, a round
+every 5 blocks (1 block/s), finality depth 2, stage delay 1 s. Faulty nodes run the TEST-ONLY
+`python -m pmoracle.node.faults --mode MODE` entry point.
 
 - *rounds attested (verified)*: `RoundAttested` events, and how many of them the devnet recomputed independently
   from chain state with the same root. *duplicate attestations*: rounds attested more than once (must be 0).
@@ -951,9 +1060,13 @@ How each fault is made:
 - crash: `kill -9` of (1) a node right after an anchor became final, (2) position 0 of the round's transmission
   schedule, (3) f nodes at once; each restarts on its data directory. The slashing-protection SQLite of every node
   and every node's archive are checked afterwards for two digests of one signer in one round.
-- partition: no `ip netns`/iptables on this machine, so the minority restarts on new libp2p ports (the on-chain
-  addresses go dead, the majority cannot dial them) in the TEST-ONLY `partitioned` mode that skips on-chain peer
-  discovery and dials only the other minority nodes; healing restarts them normally.
+- partition: in the kernel. The scenario re-runs itself under `unshare --user --map-root-user --net --mount` (no
+  privilege needed) and `pmoracle.node.netlab` puts every node in a network namespace of its own, linked by a veth
+  pair to the devnet's namespace, which routes between the nodes and runs anvil. The cut is an `ip rule ...
+  prohibit` for every pair of subnets in different groups: the kernel refuses every packet between the majority
+  and the minority, while each node keeps its chain endpoint; healing deletes the rules. On a machine without
+  unprivileged user namespaces it falls back to restarting the minority on new libp2p ports in the TEST-ONLY
+  `partitioned` mode (no on-chain peer discovery), and says why.
 - reorg: `anvil_reorg` of depth = finality depth while an anchor is one block short of final, then of a depth
   covering an attested anchor and its attestation; the old certificate is re-submitted to `attest`.
 - RPC: node 0 is given a 127.0.0.1 JSON-RPC proxy as primary and anvil as fallback (1 s timeout); the proxy answers
