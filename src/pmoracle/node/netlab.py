@@ -59,10 +59,14 @@ def run_inside(args: Sequence[str], *, timeout: float) -> subprocess.CompletedPr
     return subprocess.run([*UNSHARE, sys.executable, "-m", *args], env=env, timeout=timeout, capture_output=True)
 
 
-def _ip(*args: str) -> None:
-    done = subprocess.run(["ip", *args], capture_output=True)
+def _command(*args: str) -> None:
+    done = subprocess.run(args, capture_output=True)
     if done.returncode != 0:
-        raise NetLabError(f"`ip {' '.join(args)}` failed: {done.stderr.decode(errors='replace').strip()}")
+        raise NetLabError(f"`{' '.join(args)}` failed: {done.stderr.decode(errors='replace').strip()}")
+
+
+def _ip(*args: str) -> None:
+    _command("ip", *args)
 
 
 class NetLab:
@@ -99,7 +103,7 @@ class NetLab:
     def setup(self) -> None:
         """Create the namespaces, links, addresses and routes, and turn on forwarding."""
         # `ip netns` keeps its handles in /run/netns; this mount namespace gets a /run of its own for them
-        subprocess.run(["mount", "-t", "tmpfs", "pmoracle-netlab", "/run"], check=True, capture_output=True)
+        _command("mount", "-t", "tmpfs", "pmoracle-netlab", "/run")
         Path("/run/netns").mkdir()
         _ip("link", "set", "lo", "up")
         Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
@@ -148,8 +152,11 @@ except OSError:
 
 
 def check(port: int = 24100) -> dict[str, list[bool]]:
-    """Set up three nodes and return which can open a TCP connection to node 2, and to their gateway, in turn:
-    before a cut, during the cut ``[[0], [1, 2]]`` and after healing (run inside :func:`run_inside`)."""
+    """Return which TCP connections a three-node lab lets through before, during and after a cut.
+
+    Each list is [node 0 -> node 2, node 1 -> node 2, node 0 -> its gateway]; the cut is ``[[0], [1, 2]]``, so only
+    its first entry must fail. Run inside :func:`run_inside`.
+    """
     lab = NetLab(3)
     lab.setup()
     servers = [
