@@ -104,9 +104,8 @@ def decode_symbol(field: str, raw: bytes) -> str:
 
 def to_size_units(amount: int, decimals: int) -> int:
     """Return a token amount in SIZE_SCALE units, rounded down."""
-    if decimals >= SIZE_DECIMALS:
-        return amount // 10 ** (decimals - SIZE_DECIMALS)
-    return amount * 10 ** (SIZE_DECIMALS - decimals)
+    scale: int = 10 ** abs(decimals - SIZE_DECIMALS)
+    return amount // scale if decimals >= SIZE_DECIMALS else amount * scale
 
 
 def _call(client: ChainClient, address: str, view: _View, block_hash: bytes, *args: int) -> tuple[Any, ...]:
@@ -117,7 +116,9 @@ def _call(client: ChainClient, address: str, view: _View, block_hash: bytes, *ar
         raise SnapshotError("output", "0x" + output[:64].hex(), f"cannot decode view output: {exc}") from exc
 
 
-def convert_market(timestamp: int, underlyings: Sequence[Any], assets: Sequence[Any]) -> tuple[MarketSnapshot, dict]:
+def convert_market(
+    timestamp: int, underlyings: Sequence[Any], assets: Sequence[Any]
+) -> tuple[MarketSnapshot, dict[bytes, tuple[str, int]]]:
     """Return the market snapshot and the collateral tokens (address bytes -> (symbol, decimals)) of ``snapshot()``."""
     markets = []
     try:
