@@ -7,6 +7,7 @@ and a restarted node that resumes without ever signing a second digest for a rou
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -71,6 +72,24 @@ def test_four_nodes_attest_consecutive_rounds_that_match_recomputation(devnet: D
     # rounds after the first read only the accounts that changed (the audit above recomputed them in full)
     assert metrics['pmoracle_snapshot_reads_total{kind="incremental"}'] >= 1
     assert metrics["pmoracle_snapshot_mismatches_total"] == 0
+    assert 0 < metrics["pmoracle_transmitter_balance_wei"] <= 10**22  # funded with 10,000 ETH, minus gas
+
+
+def test_a_transmitter_running_dry_degrades_health_until_funded(devnet: Devnet) -> None:
+    node = devnet.nodes[1]
+    keystore = json.loads((node.home / "keys" / "transmitter.json").read_text())
+    transmitter = to_checksum_address("0x" + keystore["address"])
+    funded = int(devnet.chain.rpc("eth_getBalance", transmitter, "latest"), 16)
+
+    def balance_reason(d: Devnet) -> bool:
+        return any("transmitter balance" in r for r in (node.get("/health") or {}).get("reasons", ()))
+
+    devnet.chain.rpc("anvil_setBalance", transmitter, hex(5 * 10**16))  # 0.05 ETH < the 0.1 ETH minimum
+    devnet.run_until(balance_reason, 30.0, what="/health naming the low transmitter balance")
+    assert _metrics(devnet, 1)["pmoracle_transmitter_balance_wei"] <= 5 * 10**16
+    assert "below transmit.min_balance_eth" in node.log_path.read_text()
+    devnet.chain.rpc("anvil_setBalance", transmitter, hex(funded))
+    devnet.run_until(lambda d: not balance_reason(d), 30.0, what="/health clearing once funded")
 
 
 def _metrics(devnet: Devnet, index: int) -> dict[str, float]:

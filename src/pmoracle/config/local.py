@@ -145,11 +145,19 @@ class TransmitSection:
     # The node never bids more than this for gas (gwei); a fee spike then delays attestation instead of
     # draining the transmitter account.
     gas_price_cap_gwei: Decimal
+    # Below this transmitter balance (ETH) the node reports itself degraded: it may soon be unable to pay for an
+    # attestation or an evidence transaction.
+    min_balance_eth: Decimal
 
     @property
     def gas_price_cap_wei(self) -> int:
         """Return the cap in wei (rounded down)."""
         return int(self.gas_price_cap_gwei * 10**9)
+
+    @property
+    def min_balance_wei(self) -> int:
+        """Return the minimum balance in wei (rounded down)."""
+        return int(self.min_balance_eth * 10**18)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +272,7 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("risk", "params_file", "path", _REQUIRED),
     _Field("transmit", "stage_delay", "float", 2.0, _non_negative),
     _Field("transmit", "gas_price_cap_gwei", "decimal", Decimal(500), _positive),
+    _Field("transmit", "min_balance_eth", "decimal", Decimal("0.1"), _non_negative),
 )
 _SECTIONS: dict[str, type] = {
     "node": NodeSection,

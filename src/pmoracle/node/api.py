@@ -62,9 +62,21 @@ class HealthReport:
 
 
 def assess_health(
-    head_block: int | None, last_attested_round: int | None, peers: int, *, min_peers: int, max_lag_blocks: int
+    head_block: int | None,
+    last_attested_round: int | None,
+    peers: int,
+    *,
+    min_peers: int,
+    max_lag_blocks: int,
+    balance_wei: int | None = None,
+    min_balance_wei: int = 0,
 ) -> HealthReport:
-    """Return the health report: degraded when there is no head, too few peers, or attestation lags too far."""
+    """Return the health report: degraded when something keeps the node from doing its job.
+
+    That is: no head seen, fewer than ``min_peers`` peers, no attested round or one more than ``max_lag_blocks``
+    behind the head, or the transmitter's last known balance (``balance_wei``; None: not read yet) below
+    ``min_balance_wei``.
+    """
     reasons = []
     lag = None
     if head_block is None:
@@ -77,6 +89,8 @@ def assess_health(
         lag = head_block - last_attested_round
         if lag > max_lag_blocks:
             reasons.append(f"last attested round is {lag} blocks behind the head (> {max_lag_blocks})")
+    if balance_wei is not None and balance_wei < min_balance_wei:
+        reasons.append(f"transmitter balance {balance_wei / 10**18:.6g} ETH < {min_balance_wei / 10**18:.6g} ETH")
     return HealthReport(head_block, last_attested_round, peers, lag, "degraded" if reasons else "ok", tuple(reasons))
 
 

@@ -149,6 +149,7 @@ class SolverNode:
         self.head: int | None = None
         self.last_attested: int | None = None
         self.last_computed: int | None = None
+        self.transmitter_balance: int | None = None  # wei, at the last check (None before the first)
         self.outputs: dict[int, RoundOutput] = {}  # anchor block -> computed round (trees serve /v1/margin)
         self.attested_tree: MerkleTree | None = None
         self.gossip: Any = None  # the libp2p GossipEndpoint, set in run()
@@ -417,6 +418,28 @@ class SolverNode:
                 log.warning("RPC endpoints now tried in this order: %s", ", ".join(map(endpoint_label, now)))
                 order = now
 
+    async def run_balance_watch(self) -> None:
+        """Read the transmitter's balance now and every ``probe_interval`` s (gauge, /health, one log per drop).
+
+        A failed read keeps the last known balance: RPC errors are counted and reported elsewhere.
+        """
+        minimum = self.config.transmit.min_balance_wei
+        address = self.transmitter.address
+        while True:
+            try:
+                raw = await run_sync(self.client.request, "eth_getBalance", [address, "latest"], timeout=30.0)
+                balance = int(raw, 16)
+            except (ChainError, trio.TooSlowError, TypeError, ValueError) as exc:
+                log.warning("could not read the transmitter balance: %s", exc)
+            else:
+                was_enough = self.transmitter_balance is None or self.transmitter_balance >= minimum
+                if balance < minimum and was_enough:
+                    log.warning("transmitter %s balance %.6g ETH is below transmit.min_balance_eth (%s): fund it",
+                                address, balance / 10**18, self.config.transmit.min_balance_eth)  # fmt: skip
+                self.transmitter_balance = balance
+                self.metrics.transmitter_balance_wei.set(balance)
+            await trio.sleep(self.config.chain.probe_interval)
+
     def make_validator(self, validator: Any) -> Any:
         """Return the gossip topic validator (the committee's; test-only faults override)."""
         return validator
@@ -434,7 +457,9 @@ class SolverNode:
         """Return the node's health for /health."""
         peers = len(self.gossip.peers()) if self.gossip is not None else 0
         max_lag = 4 * self.committee.round_period + self.committee.finality_depth + 4
-        return assess_health(self.head, self.last_attested, peers, min_peers=1, max_lag_blocks=max_lag)
+        return assess_health(self.head, self.last_attested, peers, min_peers=1, max_lag_blocks=max_lag,
+                             balance_wei=self.transmitter_balance,
+                             min_balance_wei=self.config.transmit.min_balance_wei)  # fmt: skip
 
     def margin(self, account: bytes) -> MarginProof | None:
         """Return ``account``'s values in the latest attested round with its Merkle proof, for /v1/margin."""
@@ -483,6 +508,7 @@ class SolverNode:
                 nursery.start_soon(self._follow_chain, events_recv)
                 nursery.start_soon(self.run_ticker)
                 nursery.start_soon(self.run_endpoint_probe)
+                nursery.start_soon(self.run_balance_watch)
                 nursery.start_soon(self.run_extra)
                 port = await nursery.start(
                     lambda task_status: run_api(

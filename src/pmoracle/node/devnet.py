@@ -502,6 +502,7 @@ log_level = "INFO"
 rpc_urls = ["{rpc_url}"]
 rpc_timeout = 10.0
 poll_interval = 0.1
+probe_interval = 2.0
 full_snapshot_every = {options.full_snapshot_every}
 deployment = "{run_dir / "deployment.json"}"
 

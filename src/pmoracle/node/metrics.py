@@ -41,6 +41,7 @@ class NodeMetrics:
     rpc_endpoint_lag: Gauge  # blocks each endpoint was behind the best one at the last probe (-1: no answer)
     head_block: Gauge  # latest block number seen
     last_attested_round: Gauge  # anchor block number of the latest round attested on-chain
+    transmitter_balance_wei: Gauge  # the transmitter account's balance at the last check
 
     def exposition(self) -> bytes:
         """Return the registry in the Prometheus text format."""
@@ -93,6 +94,9 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
         head_block=Gauge(p + "head_block", "Latest block number seen", registry=registry),
         last_attested_round=Gauge(
             p + "last_attested_round", "Anchor block of the latest attested round", registry=registry
+        ),
+        transmitter_balance_wei=Gauge(
+            p + "transmitter_balance_wei", "Balance of the transmitter account at the last check", registry=registry
         ),
     )
 

@@ -227,3 +227,13 @@ def test_assess_health_without_head_or_round() -> None:
     r = report(None, None, 0, min_peers=1, max_lag_blocks=10)
     assert r.status == "degraded" and r.lag is None
     assert r.reasons == ("no chain head seen", "0 peers < 1", "no attested round yet")
+
+
+def test_assess_health_names_a_transmitter_balance_below_the_minimum() -> None:
+    ok = assess_health(100, 95, 3, min_peers=1, max_lag_blocks=10, balance_wei=10**17, min_balance_wei=10**17)
+    assert ok.status == "ok" and ok.reasons == ()
+    unread = assess_health(100, 95, 3, min_peers=1, max_lag_blocks=10, balance_wei=None, min_balance_wei=10**17)
+    assert unread.status == "ok"  # not read yet: no verdict
+    low = assess_health(100, 95, 3, min_peers=1, max_lag_blocks=10, balance_wei=5 * 10**16, min_balance_wei=10**17)
+    assert low.status == "degraded"
+    assert low.reasons == ("transmitter balance 0.05 ETH < 0.1 ETH",)
