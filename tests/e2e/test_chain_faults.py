@@ -89,6 +89,18 @@ def test_partitioned_minority_attests_nothing_and_rejoins(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(500)
+def test_two_of_seven_cut_off_still_talk_to_each_other_but_attest_nothing(tmp_path: Path) -> None:
+    cut = check_partition(scenario_partition(tmp_path, n=7))
+    assert cut["minority"] == [5, 6]
+    # a partition, not an outage: the two minority nodes kept exchanging reports, short of a quorum of 5
+    if "minority_messages_in" in cut:  # cut in the kernel
+        assert cut["minority_messages_in"] > 0
+    else:
+        assert cut["minority_peers"] == 1
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_partition_by_restart_where_there_are_no_namespaces(tmp_path: Path) -> None:
     # the fallback of machines without unprivileged user namespaces: the minority restarts on new ports and dials

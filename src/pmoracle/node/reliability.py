@@ -984,6 +984,7 @@ SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
     "spam-4": lambda d: scenario_spam(d, 4),
     "wrong-value-7": lambda d: scenario_wrong_value(d, 7),
     "silent+slow-7": lambda d: scenario_silent_slow(d, 7, ("silent", "slow")),
+    "partition-7": lambda d: scenario_partition(d, 7),
 }
 
 
