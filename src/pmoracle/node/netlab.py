@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -175,6 +176,7 @@ def check(port: int = 24100) -> dict[str, list[bool]]:
         for _ in range(50):  # the servers are listening once node 1 gets through
             if reach(1, lab.address(2), port) and reach(0, lab.gateway(0), port + 1):
                 break
+            time.sleep(0.05)
         before = reachability()
         lab.cut([[0], [1, 2]])
         during = reachability()

@@ -436,6 +436,24 @@ def _log_since(node: NodeProcess, offset: int) -> str:
         return handle.read().decode(errors="replace")
 
 
+def _signer_bits(devnet: Devnet, nodes: list[NodeProcess]) -> int:
+    return sum(1 << devnet.committee.index_of(bytes.fromhex(node.signing_address[2:])) for node in nodes)
+
+
+def _during_cut(
+    devnet: Devnet, minority: list[NodeProcess], log_offsets: dict[int, int], attested: list[Any]
+) -> dict[str, int]:
+    """Return what the minority achieved during a cut: rounds attested with its signature, certificates it formed
+    and attestations it sent (from its log since ``log_offsets``)."""
+    bits = _signer_bits(devnet, minority)
+    logs = [_log_since(m, log_offsets[m.index]) for m in minority]
+    return {
+        "with_minority_signature": sum(1 for e in attested if int(e["args"]["signerBitmap"]) & bits),
+        "minority_certificates": sum(log.count("quorum certificate formed") for log in logs),
+        "minority_transmissions": sum(log.count("attested on chain in tx") for log in logs),
+    }
+
+
 def scenario_partition(run_dir: Path, n: int = 4, rounds: int = 3) -> ScenarioResult:
     """Cut f nodes off the majority, then heal: in the kernel where the machine allows it, else by restarts.
 
@@ -486,19 +504,12 @@ def scenario_partition_netns(run_dir: Path, n: int = 4, rounds: int = 3) -> Scen
         devnet.run_rounds(rounds, ROUND_TIMEOUT * rounds)
         during = devnet.events("MarginOracle", "RoundAttested", from_block=cut_block)
         received = {m.index: messages_in(m) - before[m.index] for m in minority}
-        minority_bits = sum(1 << devnet.committee.index_of(bytes.fromhex(m.signing_address[2:])) for m in minority)
         result.extra["partition"] = {
             "method": "network namespaces; ip rule prohibit between the groups",
             "minority": [m.index for m in minority],
             "rounds_attested": len(during),
             "minority_messages_in": sum(received.values()),
-            "with_minority_signature": sum(1 for e in during if int(e["args"]["signerBitmap"]) & minority_bits),
-            "minority_certificates": sum(
-                _log_since(m, offsets[m.index]).count("quorum certificate formed") for m in minority
-            ),
-            "minority_transmissions": sum(
-                _log_since(m, offsets[m.index]).count("attested on chain in tx") for m in minority
-            ),
+            **_during_cut(devnet, minority, offsets, during),
         }
         after_cut = {m.index: messages_in(m) for m in minority}
         devnet.netlab.heal()
@@ -512,7 +523,7 @@ def scenario_partition_netns(run_dir: Path, n: int = 4, rounds: int = 3) -> Scen
 
         def signed_by_minority(d: Devnet) -> bool:
             healed = d.events("MarginOracle", "RoundAttested", from_block=cut_block)
-            return any(int(e["args"]["signerBitmap"]) & minority_bits for e in healed)
+            return any(int(e["args"]["signerBitmap"]) & _signer_bits(d, minority) for e in healed)
 
         result.extra["after_heal_seconds_to_a_minority_signature"] = round(
             devnet.run_until(signed_by_minority, ROUND_TIMEOUT * 3, what="a round the minority signed again"), 1
@@ -559,19 +570,12 @@ def scenario_partition_by_restart(run_dir: Path, n: int = 4, rounds: int = 3) ->
         devnet.run_rounds(rounds, ROUND_TIMEOUT * rounds)
         during = devnet.events("MarginOracle", "RoundAttested", from_block=cut_block)
         minority_peers = max((m.get("/health", timeout=1.0) or {}).get("peers", -1) for m in minority)
-        minority_bits = sum(1 << devnet.committee.index_of(bytes.fromhex(m.signing_address[2:])) for m in minority)
         result.extra["partition"] = {
             "method": "restart on new ports, no on-chain discovery",
             "minority": [m.index for m in minority],
             "rounds_attested": len(during),
             "minority_peers": minority_peers,
-            "with_minority_signature": sum(1 for e in during if int(e["args"]["signerBitmap"]) & minority_bits),
-            "minority_certificates": sum(
-                _log_since(m, offsets[m.index]).count("quorum certificate formed") for m in minority
-            ),
-            "minority_transmissions": sum(
-                _log_since(m, offsets[m.index]).count("attested on chain in tx") for m in minority
-            ),
+            **_during_cut(devnet, minority, offsets, during),
         }
         # heal
         for node in minority:

@@ -49,13 +49,6 @@ from pmoracle.risk.detmath import (
     INV_SQRT_2PI,
     LN2_HI,
     LN2_LO,
-    LOG_LG1,
-    LOG_LG2,
-    LOG_LG3,
-    LOG_LG4,
-    LOG_LG5,
-    LOG_LG6,
-    LOG_LG7,
     NAN,
     NORM_TAIL_ZERO,
     _bits_to_float,
@@ -63,6 +56,7 @@ from pmoracle.risk.detmath import (
     _erfc_rational_far,
     _erfc_rational_near,
     _float_to_bits,
+    log_series,
 )
 
 MIN_NORMAL = 2.2250738585072014e-308
@@ -134,12 +128,7 @@ def det_log_lanes(x: float) -> float:
     if_small = f - r0 if k == 0 else dk * LN2_HI - ((r0 - dk * LN2_LO) - f)
     if_small = if_zero if f == 0.0 else if_small
     # general case
-    s = f / (2.0 + f)
-    z = s * s
-    w = z * z
-    t1 = w * (LOG_LG2 + w * (LOG_LG4 + w * LOG_LG6))
-    t2 = z * (LOG_LG1 + w * (LOG_LG3 + w * (LOG_LG5 + w * LOG_LG7)))
-    r = t2 + t1
+    s, r = log_series(f)
     hfsq = 0.5 * f * f
     if_hfsq = f - (hfsq - s * (hfsq + r)) if k == 0 else dk * LN2_HI - ((hfsq - (s * (hfsq + r) + dk * LN2_LO)) - f)
     if_plain = f - s * (f - r) if k == 0 else dk * LN2_HI - ((s * (f - r) - dk * LN2_LO) - f)

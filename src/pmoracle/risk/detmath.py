@@ -212,6 +212,17 @@ def det_exp(x: float) -> float:
     return (y * pow2(k + 1000)) * TWO_M1000
 
 
+@register_jitable(forceinline=True)
+def log_series(f: float) -> tuple[float, float]:
+    """Return fdlibm's s = f / (2 + f) and its polynomial R(s^2), for log(1 + f) (shared with ``det_log_lanes``)."""
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (LOG_LG2 + w * (LOG_LG4 + w * LOG_LG6))
+    t2 = z * (LOG_LG1 + w * (LOG_LG3 + w * (LOG_LG5 + w * LOG_LG7)))
+    return s, t2 + t1
+
+
 @register_jitable
 def det_log(x: float) -> float:
     """Return the natural logarithm of x (fdlibm e_log.c, < 1 ulp); NaN for x < 0, -inf for 0."""
@@ -240,12 +251,7 @@ def det_log(x: float) -> float:
         if k == 0:
             return f - r0
         return dk * LN2_HI - ((r0 - dk * LN2_LO) - f)
-    s = f / (2.0 + f)
-    z = s * s
-    w = z * z
-    t1 = w * (LOG_LG2 + w * (LOG_LG4 + w * LOG_LG6))
-    t2 = z * (LOG_LG1 + w * (LOG_LG3 + w * (LOG_LG5 + w * LOG_LG7)))
-    r = t2 + t1
+    s, r = log_series(f)
     if 0x6147A <= hx <= 0x6B851:  # f not small: the hfsq form is the more accurate one
         hfsq = 0.5 * f * f
         if k == 0:
