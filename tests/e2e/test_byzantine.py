@@ -1,7 +1,7 @@
 """Byzantine scenarios on a real devnet: wrong values and equivocation cost stake, never safety or liveness.
 
 Each test builds anvil + contracts + n node processes (libp2p on 127.0.0.1), of which some run the TEST-ONLY
-faulty entry point, and asserts on what the scenario measured from the chain (pmoracle.node.reliability).
+faulty entry point, and asserts on what the scenario measured from the chain (pmoracle.devnet.reliability).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pmoracle.node.reliability import (
+from pmoracle.devnet.reliability import (
     ScenarioResult,
     fault_tolerance,
     scenario_equivocate,

@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from pmoracle.node import netlab
-from pmoracle.node.reliability import (
+from pmoracle.devnet.reliability import (
     ScenarioResult,
     scenario_partition,
     scenario_partition_by_restart,
     scenario_reorg,
     scenario_rpc_faults,
 )
+from pmoracle.devnet import netlab
 
 
 @pytest.mark.slow

@@ -22,9 +22,9 @@ from eth_utils import to_checksum_address
 
 from pmoracle.chain.deploy import Deployment
 from pmoracle.chain.errors import ContractError
+from pmoracle.devnet.cluster import Devnet, DevnetOptions, build_devnet
+from pmoracle.devnet.world import WorldError
 from pmoracle.node.daemon import OFFLINE_W3
-from pmoracle.node.devnet import Devnet, DevnetOptions, build_devnet
-from pmoracle.node.world import WorldError
 
 N_NODES = 4
 ROUND_TIMEOUT = 90.0

@@ -29,11 +29,11 @@ from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.evidence import Deviation, encode_evidence
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import Domain, Report, SignedReport, compute_report_digest, sign_report
+from pmoracle.devnet.world import World
 from pmoracle.node.api import MarginProof, run_api
 from pmoracle.node.daemon import OFFLINE_W3, read_committee
 from pmoracle.node.keys import KeyKind, write_key_file
 from pmoracle.node.round import RoundOutput, compute_round
-from pmoracle.node.world import World
 from pmoracle.risk.params import default_params_text, parse_params
 from pmoracle.storage.archive import ReportArchive
 from tests.integration.chain.contracts_support import address_of, dev_key, node_spec

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from pmoracle.node import netlab
+from pmoracle.devnet import netlab
 
 REASON = netlab.unavailable_reason()
 
 
 @pytest.mark.skipif(REASON is not None, reason=f"no private network on this machine: {REASON}")
 def test_a_cut_refuses_exactly_the_links_between_groups_until_healed() -> None:
-    done = netlab.run_inside(["pmoracle.node.netlab"], timeout=120)
+    done = netlab.run_inside(["pmoracle.devnet.netlab"], timeout=120)
     assert done.returncode == 0, done.stderr.decode()
     seen = json.loads(done.stdout)
     # columns: node 0 -> node 2, node 1 -> node 2, node 0 -> its gateway (where anvil listens)

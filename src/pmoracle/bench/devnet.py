@@ -1,6 +1,6 @@
 """``pmoracle bench devnet``: round latency of a real devnet (anvil + N ``pmoracle node`` processes over libp2p).
 
-For each committee size n it builds a devnet (:func:`pmoracle.node.devnet.build_devnet`), drives its world with
+For each committee size n it builds a devnet (:func:`pmoracle.devnet.cluster.build_devnet`), drives its world with
 one block per second (:meth:`Devnet.step`: a market move, a few trades or an empty block, in turn), and measures
 for each round:
 
@@ -98,7 +98,7 @@ def read_proc_usage(pid: int) -> tuple[float, float]:
 
 
 def _pid_of(node: Any) -> int:
-    from pmoracle.node.devnet import DevnetError
+    from pmoracle.devnet.cluster import DevnetError
 
     if node.process is None:
         raise DevnetError(f"node {node.index} was never started")
@@ -191,8 +191,8 @@ def run_devnet_bench(
     Errors:
         DevnetError when a node dies; BenchError-style PmoracleError when too few rounds are attested in time.
     """
+    from pmoracle.devnet.cluster import DevnetError, DevnetOptions, build_devnet
     from pmoracle.errors import PmoracleError
-    from pmoracle.node.devnet import DevnetError, DevnetOptions, build_devnet
 
     # the operator default of full snapshot reads (every 32 rounds), not the devnet's extra checking (every 4)
     options = DevnetOptions(nodes=n, accounts=accounts, duration=None, rounds=None, seed=seed, run_dir=run_dir,

@@ -24,9 +24,9 @@ from typing import Any
 
 from pmoracle.consensus.report import sign_report
 from pmoracle.p2p.codec import SignedReportMessage, encode_message
-from pmoracle.p2p.demo_cluster import DemoCluster
-from pmoracle.p2p.fixtures import make_test_committee
 from pmoracle.p2p.validator import ReportValidator
+from pmoracle.testing.committees import make_test_committee
+from pmoracle.testing.demo_cluster import DemoCluster
 
 
 def _percentile(values: list[float], q: float) -> float:

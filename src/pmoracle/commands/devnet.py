@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build and run the devnet; exit 0 when every attested round matched the independent recomputation."""
+    from pmoracle.devnet.cluster import DevnetOptions, run_devnet
     from pmoracle.errors import InputError
-    from pmoracle.node.devnet import DevnetOptions, run_devnet
 
     if not 1 <= args.nodes <= 16:
         raise InputError("--nodes", f"must be in [1, 16], got {args.nodes}")
@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
 def parse_faulty(items: list[str], nodes: int) -> tuple[tuple[int, str], ...]:
     """Return the (count, mode) pairs of ``--faulty K:MODE`` items; raise InputError naming a bad one."""
+    from pmoracle.devnet.faults import FAULT_MODES
     from pmoracle.errors import InputError
-    from pmoracle.node.faults import FAULT_MODES
 
     pairs = []
     for item in items:

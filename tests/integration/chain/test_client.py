@@ -136,7 +136,7 @@ def test_an_endpoint_of_another_chain_is_never_used(anvil: Devchain) -> None:
 
 
 def test_head_gives_a_recovered_primary_its_place_back(anvil: Devchain) -> None:
-    from pmoracle.node.reliability import RpcFaultProxy
+    from pmoracle.devnet.reliability import RpcFaultProxy
 
     primary = RpcFaultProxy(anvil.url)  # a provider in front of the same chain that can fail on demand
     try:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from pmoracle.consensus.report import compute_report_digest, recover_signer
-from pmoracle.p2p.demo_cluster import DemoCluster
-from pmoracle.p2p.fixtures import make_test_committee
-from pmoracle.p2p.peer_demo import FIRST_BLOCK
+from pmoracle.testing.committees import make_test_committee
+from pmoracle.testing.demo_cluster import DemoCluster
+from pmoracle.testing.peer_demo import FIRST_BLOCK
 
 N = 4
 COMMITTEE = make_test_committee(N)

@@ -9,9 +9,9 @@ from pmoracle.consensus.report import sign_report
 from pmoracle.errors import InputError
 from pmoracle.p2p import GossipError, accept_all
 from pmoracle.p2p.codec import SignedReportMessage, encode_message
-from pmoracle.p2p.fixtures import make_test_committee
 from pmoracle.p2p.libp2p_gossip import GossipConfig, Libp2pGossip, load_peer_key, peer_id_of
 from pmoracle.p2p.validator import ReportValidator
+from pmoracle.testing.committees import make_test_committee
 
 COMMITTEE = make_test_committee(4)
 

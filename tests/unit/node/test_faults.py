@@ -11,9 +11,9 @@ from pmoracle.commands.devnet import parse_faulty
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import Domain, Report
+from pmoracle.devnet.cluster import DevnetOptions
+from pmoracle.devnet.faults import FAULT_MODES, compute_perturbed_report, compute_spam_batch
 from pmoracle.errors import InputError
-from pmoracle.node.devnet import DevnetOptions
-from pmoracle.node.faults import FAULT_MODES, compute_perturbed_report, compute_spam_batch
 from pmoracle.node.round import RoundOutput
 from pmoracle.p2p.codec import NetworkId
 from pmoracle.p2p.validator import ReportValidator

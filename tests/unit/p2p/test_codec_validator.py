@@ -21,8 +21,8 @@ from pmoracle.p2p.codec import (
     encode_message,
 )
 from pmoracle.p2p.errors import CodecError
-from pmoracle.p2p.fixtures import make_test_committee
 from pmoracle.p2p.validator import REJECTION_REASONS, ReportValidator
+from pmoracle.testing.committees import make_test_committee
 
 COMMITTEE = make_test_committee(4)
 NETWORK = COMMITTEE.network

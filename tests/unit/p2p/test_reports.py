@@ -9,9 +9,9 @@ import trio.testing
 
 from pmoracle.consensus.report import SignedReport, sign_report
 from pmoracle.p2p import MemoryNetwork
-from pmoracle.p2p.fixtures import make_test_committee
 from pmoracle.p2p.reports import ReportGossip
 from pmoracle.p2p.validator import ReportValidator
+from pmoracle.testing.committees import make_test_committee
 
 COMMITTEE = make_test_committee(4)
 DOMAIN = COMMITTEE.network.domain

@@ -28,12 +28,12 @@ from pmoracle.chain.devchain import Devchain, free_port, start_devchain
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.devnet.netlab import NetLab
+from pmoracle.devnet.world import World
 from pmoracle.errors import PmoracleError
 from pmoracle.node.daemon import OFFLINE_W3, read_committee
 from pmoracle.node.keys import KeyKind, compute_peer_id, write_key_file
-from pmoracle.node.netlab import NetLab
 from pmoracle.node.round import RoundOutput, compute_round
-from pmoracle.node.world import World
 from pmoracle.risk.inputs import MONEY_SCALE
 from pmoracle.risk.params import RiskParams, default_params_text, parse_params
 
@@ -64,9 +64,9 @@ class DevnetOptions:
     seed: int = 1
     run_dir: Path | None = None
     quiet: bool = False
-    # TEST-ONLY fault injection: (count, mode) pairs; the last nodes run pmoracle.node.faults in that mode
+    # TEST-ONLY fault injection: (count, mode) pairs; the last nodes run pmoracle.devnet.faults in that mode
     faulty: tuple[tuple[int, str], ...] = ()
-    # each node in its own network namespace (pmoracle.node.netlab; only inside netlab.run_inside), so that the
+    # each node in its own network namespace (pmoracle.devnet.netlab; only inside netlab.run_inside), so that the
     # reliability scenarios can partition the network for real
     private_network: bool = False
 
@@ -87,7 +87,7 @@ class NodeProcess:
     api_port: int
     p2p_port: int
     process: subprocess.Popen[bytes] | None = None
-    fault: str | None = None  # TEST-ONLY: run pmoracle.node.faults in this mode
+    fault: str | None = None  # TEST-ONLY: run pmoracle.devnet.faults in this mode
     fault_args: tuple[str, ...] = ()
     host: str = "127.0.0.1"  # the address its API and libp2p listen on
     command_prefix: tuple[str, ...] = ()  # e.g. `ip netns exec pmo-0`: where the process runs
@@ -102,7 +102,7 @@ class NodeProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         command = [sys.executable, "-m", "pmoracle.cli", "node"]
         if self.fault is not None:  # the hidden, test-only entry point of fault injection
-            command = [sys.executable, "-m", "pmoracle.node.faults", "--mode", self.fault, *self.fault_args]
+            command = [sys.executable, "-m", "pmoracle.devnet.faults", "--mode", self.fault, *self.fault_args]
         self.process = subprocess.Popen(
             [*self.command_prefix, *command, "--config", str(self.home / "node.toml")],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,

@@ -1,8 +1,8 @@
 """Survival scenarios on a real devnet (anvil, node processes, libp2p on 127.0.0.1) and the reliability table.
 
-Each ``scenario_*`` function builds a devnet, injects a fault (TEST-ONLY :mod:`pmoracle.node.faults` nodes, kill -9
+Each ``scenario_*`` function builds a devnet, injects a fault (TEST-ONLY :mod:`pmoracle.devnet.faults` nodes, kill -9
 of processes, ...), runs the loop, stops everything and returns a :class:`ScenarioResult` with what it measured. The
-end-to-end tests (tests/e2e) assert on these results; ``python -m pmoracle.node.reliability --out
+end-to-end tests (tests/e2e) assert on these results; ``python -m pmoracle.devnet.reliability --out
 docs/reliability.md`` runs them and writes the table.
 
 Safety is checked the same way in every scenario: every round attested on chain (its ``RoundAttested`` event) was
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from pmoracle.consensus.rounds import compute_round_key, compute_transmission_schedule
-from pmoracle.node import netlab
-from pmoracle.node.devnet import Devnet, DevnetError, DevnetOptions, NodeProcess, build_devnet
+from pmoracle.devnet import netlab
+from pmoracle.devnet.cluster import Devnet, DevnetError, DevnetOptions, NodeProcess, build_devnet
 
 ROUND_TIMEOUT = 60.0  # seconds one round may take under load before a scenario fails
 
@@ -471,7 +471,7 @@ def scenario_partition(run_dir: Path, n: int = 4, rounds: int = 3) -> ScenarioRe
         return result
     run_dir.mkdir(parents=True, exist_ok=True)
     out = run_dir / "partition-result.json"
-    args = ["pmoracle.node.reliability", "partition-inside", str(n), str(rounds), str(run_dir), str(out)]
+    args = ["pmoracle.devnet.reliability", "partition-inside", str(n), str(rounds), str(run_dir), str(out)]
     done = netlab.run_inside(args, timeout=ROUND_TIMEOUT * (rounds + 6))
     if done.returncode != 0 or not out.exists():
         output = (done.stdout + done.stderr).decode(errors="replace")[-4000:]
@@ -541,7 +541,7 @@ def scenario_partition_by_restart(run_dir: Path, n: int = 4, rounds: int = 3) ->
     minority nodes' new addresses), never the on-chain members. Healing restarts them normally on their old ports.
     """
     from pmoracle.chain.devchain import free_port
-    from pmoracle.node.devnet import _node_secret
+    from pmoracle.devnet.cluster import _node_secret
     from pmoracle.node.keys import compute_peer_id
 
     f = fault_tolerance(n)
@@ -1005,7 +1005,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["partition-inside"]:
         return _partition_inside(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m pmoracle.node.reliability", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pmoracle.devnet.reliability", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/reliability.md"))
     parser.add_argument("--only", action="append", default=[], choices=sorted(SCENARIOS), help="repeatable")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/reliability"))
@@ -1045,11 +1045,11 @@ def main(argv: list[str] | None = None) -> int:
 
 HEADER = """# Reliability: survival scenarios on a real devnet
 
-Produced by `PYTHONPATH=src python -m pmoracle.node.reliability --out docs/reliability.md` (scenario code in
-`src/pmoracle/node/reliability.py`, asserted by `tests/e2e/`). Each row is one run: anvil, `n` real node processes
+Produced by `PYTHONPATH=src python -m pmoracle.devnet.reliability --out docs/reliability.md` (scenario code in
+`src/pmoracle/devnet/reliability.py`, asserted by `tests/e2e/`). Each row is one run: anvil, `n` real node processes
 talking libp2p on 127.0.0.1 (partition: each in a network namespace of its own), 20 trader accounts, a round
 every 5 blocks (1 block/s), finality depth 2, stage delay 1 s. Faulty nodes run the TEST-ONLY
-`python -m pmoracle.node.faults --mode MODE` entry point.
+`python -m pmoracle.devnet.faults --mode MODE` entry point.
 
 - *rounds attested (verified)*: `RoundAttested` events, and how many of them the devnet recomputed independently
   from chain state with the same root. *duplicate attestations*: rounds attested more than once (must be 0).
@@ -1060,13 +1060,13 @@ every 5 blocks (1 block/s), finality depth 2, stage delay 1 s. Faulty nodes run 
 
 How each fault is made:
 
-- Byzantine nodes: TEST-ONLY `FaultyNode` modes (`src/pmoracle/node/faults.py`), started only by these scenarios
+- Byzantine nodes: TEST-ONLY `FaultyNode` modes (`src/pmoracle/devnet/faults.py`), started only by these scenarios
   and `pmoracle devnet --faulty K:MODE` (a hidden flag), never by `node.toml` or `pmoracle node`.
 - crash: `kill -9` of (1) a node right after an anchor became final, (2) position 0 of the round's transmission
   schedule, (3) f nodes at once; each restarts on its data directory. The slashing-protection SQLite of every node
   and every node's archive are checked afterwards for two digests of one signer in one round.
 - partition: in the kernel. The scenario re-runs itself under `unshare --user --map-root-user --net --mount` (no
-  privilege needed) and `pmoracle.node.netlab` puts every node in a network namespace of its own, linked by a veth
+  privilege needed) and `pmoracle.devnet.netlab` puts every node in a network namespace of its own, linked by a veth
   pair to the devnet's namespace, which routes between the nodes and runs anvil. The cut is an `ip rule ...
   prohibit` for every pair of subnets in different groups: the kernel refuses every packet between the majority
   and the minority, while each node keeps its chain endpoint; healing deletes the rules. On a machine without

@@ -1,8 +1,8 @@
 """A runnable committee member for real-network tests and the gossip benchmark (test keys, never production).
 
-``python -m pmoracle.p2p.peer_demo --n 4 --index 0 --port 9000 --peer-port 1=9001 ...`` joins the committee of
-:func:`pmoracle.p2p.fixtures.make_test_committee`, and for each round signs the honest test report, gossips it over
-real libp2p (re-publishing until it holds every member's signature, asking for catch-up if late), and prints one
+``python -m pmoracle.testing.peer_demo --n 4 --index 0 --port 9000 --peer-port 1=9001 ...`` joins the committee of
+:func:`pmoracle.testing.committees.make_test_committee`, and for each round signs the honest test report, gossips
+it over real libp2p (re-publishing until it holds every member's signature, asking for catch-up if late), and prints one
 JSON line per event on stdout:
 
 - ``{"event": "connected", ...}`` once it is subscribed with its peers (or gave up waiting);
@@ -29,10 +29,10 @@ from typing import Any
 import trio
 
 from pmoracle.consensus.report import Report, SignedReport, compute_report_digest, sign_report
-from pmoracle.p2p.fixtures import TestCommittee, make_test_committee
 from pmoracle.p2p.libp2p_gossip import GossipConfig, Libp2pGossip, load_peer_key, peer_id_of
 from pmoracle.p2p.reports import ReportGossip
 from pmoracle.p2p.validator import ReportValidator
+from pmoracle.testing.committees import TestCommittee, make_test_committee
 
 FIRST_BLOCK = 1000
 BLOCK_STEP = 10
@@ -225,7 +225,7 @@ def _index_port(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser of the peer demo."""
-    parser = argparse.ArgumentParser(prog="python -m pmoracle.p2p.peer_demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pmoracle.testing.peer_demo", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, required=True, help="committee size")
     parser.add_argument("--index", type=int, required=True, help="this member's committee index")
     parser.add_argument("--port", type=int, required=True, help="TCP port to listen on (127.0.0.1)")

@@ -59,7 +59,7 @@ class DemoCluster:
     def command(self, index: int) -> list[str]:
         """Return the command line of member ``index``."""
         peers = [f"--peer-port={i}={port}" for i, port in enumerate(self.ports) if i != index]
-        base = [sys.executable, "-m", "pmoracle.p2p.peer_demo", f"--n={self.n}", f"--index={index}"]
+        base = [sys.executable, "-m", "pmoracle.testing.peer_demo", f"--n={self.n}", f"--index={index}"]
         return [*base, f"--port={self.ports[index]}", *peers, *self.extra_args]
 
     def start(self, index: int) -> None:

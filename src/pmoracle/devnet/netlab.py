@@ -188,14 +188,14 @@ def check(port: int = 24100) -> dict[str, list[bool]]:
             server.wait()
 
 
-if __name__ == "__main__":  # python -m pmoracle.node.netlab: check that this machine can host the private network
+if __name__ == "__main__":  # python -m pmoracle.devnet.netlab: check that this machine can host the private network
     import json
 
     if not inside():
         reason = unavailable_reason()
         if reason is not None:
             sys.exit(f"netlab: {reason}")
-        done = run_inside(["pmoracle.node.netlab"], timeout=120)
+        done = run_inside(["pmoracle.devnet.netlab"], timeout=120)
         sys.stdout.write(done.stdout.decode())
         sys.stderr.write(done.stderr.decode())
         sys.exit(done.returncode)

@@ -3,7 +3,7 @@
 Never reachable from a production config: ``node.toml`` and ``pmoracle node`` know nothing of it. It is started only
 by the end-to-end tests and ``pmoracle devnet --faulty K:MODE``, through this module's hidden entry point::
 
-    python -m pmoracle.node.faults --mode equivocate --config node-3/node.toml
+    python -m pmoracle.devnet.faults --mode equivocate --config node-3/node.toml
 
 Modes (:data:`FAULT_MODES`):
 
@@ -42,7 +42,7 @@ from pmoracle.node.round import RoundOutput
 from pmoracle.p2p.abc import Verdict
 from pmoracle.p2p.codec import MAX_MESSAGE_BYTES, NetworkId, SignedReportMessage, encode_message
 
-log = logging.getLogger("pmoracle.node.faults")
+log = logging.getLogger("pmoracle.devnet.faults")
 
 FAULT_MODES = ("wrong-value", "equivocate", "silent", "slow", "spam", "partitioned")
 SPAM_INTERVAL = 0.05  # seconds between spam batches
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     from pmoracle.node.keys import read_password
     from pmoracle.node.logs import configure_logging
 
-    parser = argparse.ArgumentParser(prog="python -m pmoracle.node.faults", description="TEST-ONLY faulty node")
+    parser = argparse.ArgumentParser(prog="python -m pmoracle.devnet.faults", description="TEST-ONLY faulty node")
     parser.add_argument("--mode", required=True, choices=FAULT_MODES)
     parser.add_argument("--delay", type=float, default=None, help="slow mode: seconds a signature is held back")
     parser.add_argument("--seed", type=int, default=0)
