@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pmoracle.devnet import netlab
 from pmoracle.devnet.reliability import (
     ScenarioResult,
     scenario_partition,
@@ -14,7 +15,6 @@ from pmoracle.devnet.reliability import (
     scenario_reorg,
     scenario_rpc_faults,
 )
-from pmoracle.devnet import netlab
 
 
 @pytest.mark.slow
