@@ -19,6 +19,7 @@ from pmoracle.chain.blocks import BlockHeader
 from pmoracle.chain.client import ChainClient, run_sync
 from pmoracle.chain.errors import ChainError
 from pmoracle.errors import InputError
+from pmoracle.trio_types import TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ async def run_block_watcher(
     send_channel: trio.MemorySendChannel[HeadEvent],
     window: int = 128,
     call_timeout: float = 10.0,
-    task_status: trio.TaskStatus[HeadTracker] = trio.TASK_STATUS_IGNORED,
+    task_status: TaskStatus[HeadTracker] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Poll the chain head and send ``NewHead`` / ``Reorg`` / ``Resync`` events until cancelled.
 

@@ -4,19 +4,22 @@ Every handler takes the state (and the time ``now`` as an argument) and returns 
 carries the effects out. A rejected input returns the *same* state object and one :class:`Rejected` effect naming
 the reason (for metrics). The state is immutable: handlers copy what they change and never mutate a mapping in place.
 
+Re-publication is not the collector's: it asks for one ``Broadcast`` per own signed report, and the shell's
+reliable-broadcast layer (``pmoracle.p2p.reports.ReportGossip``) re-publishes it with back-off until the round is
+attested, and answers catch-up requests (see docs/p2p.md, "Re-publication").
+
 Protocol, per round key K = (configDigest, B), from the point of view of member p_i::
 
     upon own report r for K computed:
         if check_can_sign(recorded(K), digest(r)) = RECORD_AND_SIGN: emit SignReport(K, digest(r), r)
     upon own signed report s (after the shell recorded K -> digest durably and signed):
-        emit Broadcast(s); deliver s to self
+        emit Broadcast(s) once; deliver s to self
     upon valid signed report s from committee member p_j for K:
         S[K][digest(s)] += {p_j}
         if p_j signed another digest for K: emit SubmitEvidence(Equivocation)
         if K is attested with digest a != digest(s): emit SubmitEvidence(Deviation)
         upon |S[K][d]| >= q and no certificate for K: cert[K] := certificate(d, S[K][d]); t_K := now
     upon tick at now:
-        for every open K with own signed report s: every rebroadcast_interval emit Broadcast(s)
         for every open K with cert[K]: if now - t_K >= position_i(schedule(K)) * stageDelay: emit Transmit(cert[K])
     upon K attested with digest a:
         close every K' = (configDigest, B') with B' <= B; for every p_j with a != d in S[K]: emit Deviation
@@ -57,7 +60,6 @@ class CollectorContext:
     config_digest: bytes  # committee.digest(), cached
     me: bytes | None  # own report-signing address; None for a watcher that only collects
     stage_delay: float  # seconds between two consecutive transmitters of the schedule
-    rebroadcast_interval: float  # seconds between re-broadcasts of the own signed report of an open round
     window_rounds: int  # rounds kept behind the head; older ones are forgotten
 
     def __post_init__(self) -> None:
@@ -67,8 +69,6 @@ class CollectorContext:
             raise InputError("me", f"0x{self.me.hex()} is not a committee member")
         if self.stage_delay < 0:
             raise InputError("stage_delay", f"must be >= 0, got {self.stage_delay}")
-        if self.rebroadcast_interval <= 0:
-            raise InputError("rebroadcast_interval", f"must be > 0, got {self.rebroadcast_interval}")
         if self.window_rounds < 1:
             raise InputError("window_rounds", f"must be >= 1, got {self.window_rounds}")
 
@@ -80,11 +80,10 @@ class CollectorContext:
         me: bytes | None,
         *,
         stage_delay: float = 10.0,
-        rebroadcast_interval: float = 5.0,
         window_rounds: int = 16,
     ) -> CollectorContext:
         """Return a context for ``committee`` with the config digest computed."""
-        return cls(domain, committee, committee.digest(), me, stage_delay, rebroadcast_interval, window_rounds)
+        return cls(domain, committee, committee.digest(), me, stage_delay, window_rounds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +95,6 @@ class RoundState:
     digests_of: Mapping[bytes, tuple[bytes, ...]] = field(default_factory=dict)  # signer -> digests, <= 2
     own_digest: bytes | None = None  # the digest this node asked to sign
     own: SignedReport | None = None  # this node's signed report
-    last_broadcast_at: float | None = None
     certificate: QuorumCertificate | None = None
     certified_at: float | None = None
     transmit_position: int | None = None  # own position in the round's schedule (set with the certificate)
@@ -317,14 +315,13 @@ def on_own_signed_report(state: CollectorState, signed: SignedReport, now: float
     if digest not in rnd.digests_of.get(signed.signer, ()):
         rnd, more = _process_valid_signed_report(ctx, rnd, signed, digest, now)
         effects += more
-    rnd = replace(rnd, own=signed, last_broadcast_at=now)
+    rnd = replace(rnd, own=signed)
     rnd, transmit = _process_transmission(state, rnd, now)
     return _with_round(state, rnd), effects + transmit
 
 
 def on_tick(state: CollectorState, now: float) -> Transition:
-    """Return the transition at time ``now``: re-broadcasts of own reports and due transmissions."""
-    ctx = state.context
+    """Return the transition at time ``now``: the transmissions that are due."""
     effects: tuple[Effect, ...] = ()
     rounds = dict(state.rounds)
     changed = False
@@ -332,15 +329,6 @@ def on_tick(state: CollectorState, now: float) -> Transition:
         rnd = state.rounds[block]
         if rnd.attested_digest is not None or not is_round_open(state, block):
             continue
-        # gossipsub keeps nothing for peers that were away: re-publish until the round is attested
-        own = rnd.own
-        if (
-            own is not None
-            and rnd.last_broadcast_at is not None
-            and now - rnd.last_broadcast_at >= ctx.rebroadcast_interval
-        ):
-            rnd = replace(rnd, last_broadcast_at=now)
-            effects += (Broadcast(own),)
         rnd, transmit = _process_transmission(state, rnd, now)
         effects += transmit
         if rnd is not state.rounds[block]:

@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from pmoracle.consensus.merkle import AccountLeaf
 from pmoracle.node.metrics import NodeMetrics
+from pmoracle.trio_types import TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ async def run_api(
     health: HealthProvider,
     margin: MarginProvider,
     limits: ApiLimits = ApiLimits(),
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    task_status: TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the API until cancelled.
 

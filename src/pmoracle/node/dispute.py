@@ -35,7 +35,8 @@ from pmoracle.consensus.merkle import AccountLeaf, compute_root, verify_proof
 from pmoracle.consensus.report import Domain, Report, compute_report_digest
 from pmoracle.errors import InputError, PmoracleError
 from pmoracle.files import read_json
-from pmoracle.node.daemon import OFFLINE_W3, read_committee
+from pmoracle.node.chain_port import OFFLINE_W3
+from pmoracle.node.daemon import read_committee
 from pmoracle.node.datadir import archive_db_path
 from pmoracle.node.round import compute_round
 from pmoracle.risk.params import RiskParams

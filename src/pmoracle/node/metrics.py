@@ -26,6 +26,7 @@ class NodeMetrics:
     rounds_computed: Counter  # rounds whose margins and root this node computed
     rounds_signed: Counter  # rounds this node signed (after the slashing-protection check)
     rounds_attested: Counter  # rounds seen attested on-chain (by any transmitter)
+    certificates_formed: Counter  # quorum certificates this node formed (at most one per round)
     round_latency: Histogram  # seconds from this node seeing the anchor final to it seeing the round attested
     risk_compute_seconds: Histogram  # seconds of one round's risk computation
     snapshot_reads: Counter  # chain snapshots read, by kind (full | incremental)
@@ -56,6 +57,9 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
         registry=registry,
         rounds_computed=Counter(p + "rounds_computed", "Rounds whose margins this node computed", registry=registry),
         rounds_signed=Counter(p + "rounds_signed", "Rounds this node signed", registry=registry),
+        certificates_formed=Counter(
+            p + "certificates_formed", "Quorum certificates this node formed", registry=registry
+        ),
         rounds_attested=Counter(p + "rounds_attested", "Rounds seen attested on-chain", registry=registry),
         round_latency=Histogram(
             p + "round_latency_seconds",

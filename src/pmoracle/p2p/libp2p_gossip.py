@@ -39,6 +39,7 @@ from pmoracle.errors import InputError
 from pmoracle.p2p.abc import GossipEndpoint, Received, Validator, Verdict
 from pmoracle.p2p.codec import NetworkId
 from pmoracle.p2p.errors import GossipError
+from pmoracle.trio_types import TaskStatus
 
 if TYPE_CHECKING:
     from libp2p.crypto.keys import KeyPair
@@ -214,7 +215,7 @@ class Libp2pGossip(GossipEndpoint):
         if self._cancel is not None:
             self._cancel.cancel()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the host, pubsub and gossipsub until cancelled or :meth:`stop`; ``started()`` once subscribed.
 
         Errors:

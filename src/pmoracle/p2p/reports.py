@@ -23,10 +23,16 @@ from pmoracle.errors import InputError
 from pmoracle.p2p.abc import GossipEndpoint
 from pmoracle.p2p.codec import CatchUpRequest, NetworkId, SignedReportMessage, decode_message, encode_message
 from pmoracle.p2p.errors import CodecError, GossipError
+from pmoracle.trio_types import TaskStatus
 
 logger = logging.getLogger(__name__)
 
 RoundKey = tuple[bytes, int]
+
+# The re-publication schedule of an own report (the one the protocol simulation proves liveness with): first after
+# REPUBLISH_INTERVAL seconds, then at doubling intervals capped at MAX_REPUBLISH_INTERVAL.
+REPUBLISH_INTERVAL = 2.0
+MAX_REPUBLISH_INTERVAL = 16.0
 
 # Rounds whose received reports are remembered for deduplication (older ones are forgotten, by block number).
 MAX_REMEMBERED_ROUNDS = 64
@@ -40,8 +46,8 @@ class ReportGossip:
         endpoint: GossipEndpoint,
         network: NetworkId,
         *,
-        republish_interval: float = 2.0,
-        max_republish_interval: float = 16.0,
+        republish_interval: float = REPUBLISH_INTERVAL,
+        max_republish_interval: float = MAX_REPUBLISH_INTERVAL,
         catch_up_cooldown: float = 1.0,
         queue_size: int = 256,
     ) -> None:
@@ -114,7 +120,7 @@ class ReportGossip:
             return
         self.stats["catch-up-sent"] += 1
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Receive and re-publish until cancelled."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._republish_loop)

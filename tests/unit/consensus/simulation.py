@@ -1,13 +1,17 @@
-"""A protocol simulation harness: n collector nodes on the in-memory gossip network, under trio's virtual clock.
+"""A protocol simulation harness: n production protocol executors on the in-memory network, under trio's virtual clock.
 
-Each node runs the pure collector and carries its effects out for real where the effect is local (a real SQLite
-slashing-protection file per node, real signatures); the "chain" is :class:`SimChain`, a record of attested rounds
-that verifies certificates and accepts only newer rounds (a test tool, not the product chain).
+Each member is the node's own :class:`~pmoracle.node.executor.ProtocolExecutor` (the class the daemon runs) with
+:class:`~pmoracle.p2p.reports.ReportGossip` (production re-publication schedule and catch-up), the production msgpack
+codec, the committee's :class:`~pmoracle.p2p.validator.ReportValidator` on every in-memory endpoint, a real SQLite
+slashing-protection file and real signatures. Only the world around it is simulated: the chain is
+:class:`MemoryChain` (a record of attested rounds that verifies certificates and accepts only newer rounds, reached
+through :class:`MemoryChainPort`), heads advance one block per virtual second, and each member's "risk engine" is
+:func:`~tests.unit.consensus.factories.make_report`. Misbehaviour uses the test-only fault injector's wrappers
+(:mod:`pmoracle.devnet.faults`) where it has one.
 """
 
 from __future__ import annotations
 
-import json
 import pathlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,40 +19,36 @@ from dataclasses import dataclass, field
 import trio
 
 from pmoracle.consensus.certificate import QuorumCertificate, is_valid_certificate
-from pmoracle.consensus.collector import (
-    ArchiveSignedReport,
-    Broadcast,
-    CertificateFormed,
-    CollectorContext,
-    Effect,
-    Rejected,
-    SignReport,
-    SubmitEvidence,
-    Transmit,
-    init_collector_state,
-    on_local_report,
-    on_new_head,
-    on_own_signed_report,
-    on_round_attested,
-    on_signed_report,
-    on_tick,
-)
+from pmoracle.consensus.collector import CollectorContext
 from pmoracle.consensus.committee import CommitteeConfig
-from pmoracle.consensus.evidence import Evidence, decode_signed_report, encode_signed_report
-from pmoracle.consensus.report import SignedReport, compute_report_digest, sign_report
-from pmoracle.consensus.rounds import compute_latest_ready_anchor
-from pmoracle.errors import InputError
-from pmoracle.p2p.memory import MemoryNetwork
+from pmoracle.consensus.evidence import Evidence
+from pmoracle.consensus.report import SignedReport, compute_report_digest
+from pmoracle.consensus.rounds import RoundKey
+from pmoracle.devnet.faults import DelayedRelease, EquivocatingRelease, SelfSparingChain, WithholdingRelease
+from pmoracle.node.abc import AttestedRound, ChainPort, ReleaseNow, SignatureRelease
+from pmoracle.node.daemon import WINDOW_ROUNDS
+from pmoracle.node.executor import ProtocolExecutor
+from pmoracle.node.metrics import create_node_metrics
+from pmoracle.p2p.codec import NetworkId
+from pmoracle.p2p.memory import MemoryEndpoint, MemoryNetwork
+from pmoracle.p2p.reports import ReportGossip
+from pmoracle.p2p.validator import ReportValidator
+from pmoracle.storage.archive import ArchivedReport
 from pmoracle.storage.protection_db import ProtectionDB
 from tests.unit.consensus.factories import DEPTH, DOMAIN, make_committee, make_key, make_report
 
 GENESIS = 102  # chain head at virtual time 0: round 100 is ready at once, round 110 ten seconds later
 BLOCK_TIME = 1.0  # one block per virtual second: one round every PERIOD seconds
-TICK = 0.25
+TICK = 0.25  # the executor's tick and the head poll
 STAGE_DELAY = 2.0
-REBROADCAST = 1.0
 TX_DELAY = 0.5  # virtual seconds between sending a transmission and its inclusion
-SLOW_DELAY = 3.0  # how late a slow node computes its report
+SLOW_DELAY = 3.0  # how late a slow node releases its signature
+NETWORK = NetworkId.from_domain(DOMAIN)
+
+# Behaviours: honest; wrong (signs a wrong root through protection); equivocate (a second report bypassing
+# protection, faults.EquivocatingRelease); withhold (runs, never releases a signature, faults.WithholdingRelease);
+# slow (releases SLOW_DELAY late, faults.DelayedRelease); silent (never starts: a crash from the beginning).
+BEHAVIOURS = ("honest", "wrong", "equivocate", "withhold", "slow", "silent")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Scenario:
 
     n: int
     seed: int
-    behaviours: dict[int, str] = field(default_factory=dict)  # index -> wrong | equivocate | silent | slow
+    behaviours: dict[int, str] = field(default_factory=dict)  # index -> one of BEHAVIOURS
     loss: float = 0.0
     min_delay: float = 0.05
     max_delay: float = 0.3
@@ -86,7 +86,7 @@ class Attestation:
 
 
 @dataclass
-class SimChain:
+class MemoryChain:
     """The attested-rounds record: accepts a valid certificate for a round newer than the latest."""
 
     committee: CommitteeConfig
@@ -95,12 +95,11 @@ class SimChain:
 
     @property
     def latest(self) -> int:
+        """Return the newest attested block (-1 before the first)."""
         return self.attestations[-1].block if self.attestations else -1
 
-    def attested(self) -> dict[int, bytes]:
-        return {a.block: a.digest for a in self.attestations}
-
     def submit(self, certificate: QuorumCertificate, transmitter: int, at: float) -> None:
+        """Attest ``certificate`` if it is valid and newer than the latest round, else count the refusal."""
         if not is_valid_certificate(DOMAIN, self.committee, certificate):
             self.refused["invalid"] += 1
             return
@@ -113,6 +112,8 @@ class SimChain:
 
 @dataclass(frozen=True)
 class FormedCertificate:
+    """A certificate one node formed, as its collector holds it at the end of the run."""
+
     node: int
     at: float
     certificate: QuorumCertificate
@@ -126,160 +127,196 @@ class SimResult:
     scenario: Scenario
     committee: CommitteeConfig
     start: float
-    chain: SimChain
+    chain: MemoryChain
     formed: list[FormedCertificate] = field(default_factory=list)
+    formed_counts: Counter[int] = field(default_factory=Counter)  # CertificateFormed effects carried out per node
     evidence: list[tuple[int, Evidence]] = field(default_factory=list)
     crashed: list[tuple[int, float, int]] = field(default_factory=list)  # node, when, round it was transmitting
-    rejections: Counter[str] = field(default_factory=Counter)
-    archived: Counter[int] = field(default_factory=Counter)  # valid signed reports each node would archive
+    rejections: Counter[str] = field(default_factory=Counter)  # by the topic validators, by reason
+    archived: Counter[int] = field(default_factory=Counter)  # valid signed reports each node archived
     network_stats: Counter[str] = field(default_factory=Counter)
+    gossip_stats: Counter[str] = field(default_factory=Counter)  # ReportGossip counters summed over nodes
 
     def ready_time(self, block: int) -> float:
         """Return the virtual time (since start) at which round ``block`` became ready."""
         return max(0.0, (block + DEPTH - GENESIS) * BLOCK_TIME)
 
     def honest_digest(self, block: int) -> bytes:
+        """Return the digest of the honest report of round ``block``."""
         return compute_report_digest(DOMAIN, make_report(self.committee, block))
 
 
 def head_at(elapsed: float) -> int:
+    """Return the simulated chain head ``elapsed`` virtual seconds after the start."""
     return GENESIS + int(elapsed / BLOCK_TIME)
 
 
-class SimNode:
-    """One committee member: the pure collector plus the shell that carries out its effects."""
+class MemoryArchive:
+    """The report archive in memory (the SQLite archive has its own tests)."""
 
-    def __init__(self, sim: Simulation, index: int, behaviour: str, db_path: pathlib.Path) -> None:
+    def __init__(self) -> None:
+        self.reports: dict[tuple[bytes, RoundKey, bytes], ArchivedReport] = {}
+
+    def add(self, signed: SignedReport, digest: bytes, seen_at: float) -> bool:
+        """Keep ``signed``; return False if it was already kept."""
+        key = (signed.signer, signed.report.round_key, digest)
+        if key in self.reports:
+            return False
+        self.reports[key] = ArchivedReport(signed, digest, seen_at)
+        return True
+
+    def get_by_signer(self, signer: bytes, key: RoundKey | None = None) -> list[ArchivedReport]:
+        """Return what ``signer`` signed (for round ``key`` only when given)."""
+        return [a for (s, k, _), a in self.reports.items() if s == signer and (key is None or k == key)]
+
+
+class MemoryChainPort(ChainPort):
+    """One member's view of :class:`MemoryChain`: transmissions land TX_DELAY later; evidence is recorded."""
+
+    def __init__(self, sim: Simulation, index: int) -> None:
         self.sim = sim
         self.index = index
-        self.behaviour = behaviour
-        self.key = make_key(index)
-        committee = sim.committee
-        context = CollectorContext.create(
-            DOMAIN,
-            committee,
-            committee.members[index],
-            stage_delay=STAGE_DELAY,
-            rebroadcast_interval=REBROADCAST,
-            window_rounds=8,
-        )
-        self.state = init_collector_state(context, head_at(0.0))
-        self.endpoint = sim.net.create_endpoint(f"node-{index}")
-        self.db = ProtectionDB(db_path)
-        self.seen_attested: set[int] = set()
-        self.computed: set[int] = set()
-        self.cancel_scope = trio.CancelScope()
 
-    async def run(self) -> None:
-        with self.cancel_scope:
-            async with trio.open_nursery() as nursery:
-                self.nursery = nursery
-                nursery.start_soon(self._receive)
-                nursery.start_soon(self._tick)
-
-    def crash(self, block: int) -> None:
-        self.sim.result.crashed.append((self.index, self.sim.elapsed(), block))
-        self.sim.net.crash(self.endpoint.peer_id)
-        self.cancel_scope.cancel()
-
-    async def _receive(self) -> None:
-        async for received in self.endpoint.messages():
-            try:
-                signed = decode_signed_report(json.loads(received.payload))
-            except (InputError, ValueError):
-                self.sim.result.rejections["codec"] += 1
-                continue
-            self.state, effects = on_signed_report(self.state, signed, trio.current_time())
-            await self._apply(effects)
-
-    async def _tick(self) -> None:
-        committee = self.sim.committee
-        while True:
-            now = trio.current_time()
-            head = head_at(self.sim.elapsed())
-            self.state, _ = on_new_head(self.state, head)
-            for block, digest in sorted(self.sim.chain.attested().items()):
-                if block not in self.seen_attested:
-                    self.seen_attested.add(block)
-                    self.state, effects = on_round_attested(self.state, (committee.digest(), block), digest)
-                    await self._apply(effects)
-            anchor = compute_latest_ready_anchor(head, committee)
-            if anchor is not None and anchor not in self.computed:
-                late = SLOW_DELAY if self.behaviour == "slow" else 0.0
-                if self.sim.elapsed() >= self.sim.result.ready_time(anchor) + late:
-                    self.computed.add(anchor)
-                    await self._compute(anchor, now)
-            self.state, effects = on_tick(self.state, now)
-            await self._apply(effects)
-            await trio.sleep(TICK)
-
-    async def _compute(self, block: int, now: float) -> None:
-        if self.behaviour == "equivocate":
-            # a Byzantine member ignores its protection store and publishes two reports for one round
-            for variant in (0, 1):
-                await self._publish(sign_report(DOMAIN, make_report(self.sim.committee, block, variant), self.key))
+    async def transmit(self, certificate: QuorumCertificate) -> None:
+        """Land ``certificate`` after TX_DELAY (or crash here, if the scenario crashes the first transmitter)."""
+        if self.sim.scenario.crash_first_transmitter and not self.sim.result.crashed:
+            # the scheduled transmitter dies before its transaction lands
+            self.sim.crash(self.index, certificate.report.block_number)
+            await trio.lowlevel.checkpoint()
             return
-        variant = 1 if self.behaviour == "wrong" else 0
-        self.state, effects = on_local_report(self.state, make_report(self.sim.committee, block, variant), now)
-        await self._apply(effects)
-
-    async def _publish(self, signed: SignedReport) -> None:
-        await self.endpoint.publish(json.dumps(encode_signed_report(signed)).encode())
-
-    async def _apply(self, effects: tuple[Effect, ...]) -> None:
-        result = self.sim.result
-        for effect in effects:
-            if isinstance(effect, Broadcast):
-                await self._publish(effect.signed)
-            elif isinstance(effect, SignReport):
-                # the durable record comes first; it raises SlashingProtectionError on a conflict
-                self.db.record_and_check(effect.round_key, effect.digest)
-                signed = sign_report(DOMAIN, effect.report, self.key)
-                self.state, more = on_own_signed_report(self.state, signed, trio.current_time())
-                await self._apply(more)
-            elif isinstance(effect, Transmit):
-                if self.sim.scenario.crash_first_transmitter and not result.crashed:
-                    # the scheduled transmitter dies before its transaction lands
-                    self.crash(effect.certificate.report.block_number)
-                    await trio.lowlevel.checkpoint()
-                self.nursery.start_soon(self._transmit, effect.certificate)
-            elif isinstance(effect, CertificateFormed):
-                result.formed.append(
-                    FormedCertificate(self.index, self.sim.elapsed(), effect.certificate, effect.digest)
-                )
-            elif isinstance(effect, SubmitEvidence):
-                result.evidence.append((self.index, effect.evidence))
-            elif isinstance(effect, Rejected):
-                result.rejections[effect.reason.value] += 1
-            elif isinstance(effect, ArchiveSignedReport):
-                result.archived[self.index] += 1  # the SQLite archive has its own tests
-
-    async def _transmit(self, certificate: QuorumCertificate) -> None:
         await trio.sleep(TX_DELAY)
         self.sim.chain.submit(certificate, self.index, self.sim.elapsed())
 
+    async def submit_evidence(self, evidence: Evidence) -> None:
+        """Record ``evidence`` as submitted by this member."""
+        self.sim.result.evidence.append((self.index, evidence))
+        await trio.lowlevel.checkpoint()
+
+    async def read_latest_attested(self) -> AttestedRound | None:
+        """Return the newest attestation on the simulated chain."""
+        await trio.lowlevel.checkpoint()
+        if not self.sim.chain.attestations:
+            return None
+        latest = self.sim.chain.attestations[-1]
+        root = b""  # the simulated chain keeps digests only; the executor needs the root for logs
+        return AttestedRound(latest.block, root, latest.digest, self.sim.committee.digest())
+
+
+class SimMember:
+    """One committee member: the production executor over an in-memory endpoint, driven by the simulated chain."""
+
+    def __init__(self, sim: Simulation, index: int, behaviour: str, db_path: pathlib.Path) -> None:
+        if behaviour not in BEHAVIOURS:
+            raise ValueError(f"unknown behaviour {behaviour!r}")
+        self.sim = sim
+        self.index = index
+        self.behaviour = behaviour
+        committee = sim.committee
+        self.endpoint: MemoryEndpoint = sim.net.create_endpoint(f"node-{index}", ReportValidator(NETWORK, committee))
+        self.reports = ReportGossip(self.endpoint, NETWORK)  # the production re-publication schedule
+        self.protection = ProtectionDB(db_path)
+        self.archive = MemoryArchive()
+        self.metrics = create_node_metrics()
+        self.services: list[DelayedRelease | EquivocatingRelease] = []
+        release: SignatureRelease = ReleaseNow()
+        if behaviour == "equivocate":
+            equivocating = EquivocatingRelease(NETWORK, make_key(index), self.endpoint.publish)
+            self.services.append(equivocating)
+            release = equivocating
+        elif behaviour == "withhold":
+            release = WithholdingRelease()
+        elif behaviour == "slow":
+            slow = DelayedRelease(SLOW_DELAY)
+            self.services.append(slow)
+            release = slow
+        chain: ChainPort = MemoryChainPort(sim, index)
+        if behaviour != "honest":
+            chain = SelfSparingChain(chain, committee.members[index])
+        context = CollectorContext.create(DOMAIN, committee, committee.members[index], stage_delay=STAGE_DELAY,
+                                          window_rounds=WINDOW_ROUNDS)  # fmt: skip
+        self.executor = ProtocolExecutor(
+            context, make_key(index), reports=self.reports, chain=chain, protection=self.protection,
+            archive=self.archive, release=release, metrics=self.metrics, tick=TICK, wall_clock=trio.current_time,
+        )  # fmt: skip
+        self.cancel_scope = trio.CancelScope()
+
+    async def run(self) -> None:
+        """Run the member until the simulation ends or it crashes."""
+        with self.cancel_scope:
+            async with trio.open_nursery() as nursery:
+                for service in self.services:
+                    await nursery.start(service.run)
+                await nursery.start(self.executor.run)
+                await self._follow_chain(nursery)
+
+    def crash(self) -> None:
+        """Stop the member at once (its endpoint goes down with it)."""
+        self.sim.net.crash(self.endpoint.peer_id)
+        self.cancel_scope.cancel()
+
+    async def _follow_chain(self, nursery: trio.Nursery) -> None:
+        while True:
+            anchor = await self.executor.on_new_head(head_at(self.sim.elapsed()))
+            if anchor is not None:
+                nursery.start_soon(self._compute, anchor)
+            await trio.sleep(TICK)
+
+    async def _compute(self, block: int) -> None:
+        variant = 1 if self.behaviour == "wrong" else 0
+        await self.executor.on_local_report(make_report(self.sim.committee, block, variant))
+
 
 class Simulation:
+    """The members, the network and the chain of one scenario."""
+
     def __init__(self, scenario: Scenario, net: MemoryNetwork, tmp_path: pathlib.Path) -> None:
         self.scenario = scenario
         self.committee = make_committee(scenario.n)
         self.net = net
-        self.chain = SimChain(self.committee)
+        self.chain = MemoryChain(self.committee)
         self.start = trio.current_time()
         self.result = SimResult(scenario, self.committee, self.start, self.chain)
-        self.nodes = [
-            SimNode(self, i, scenario.behaviours.get(i, "honest"), tmp_path / f"protection-{i}.db")
+        self.members = [
+            SimMember(self, i, scenario.behaviours.get(i, "honest"), tmp_path / f"protection-{i}.db")
             for i in range(scenario.n)
         ]
 
     def elapsed(self) -> float:
+        """Return the virtual seconds since the start."""
         return trio.current_time() - self.start
 
-    async def _partition(self, partition: Partition) -> None:
+    def crash(self, index: int, block: int) -> None:
+        """Crash member ``index`` while it transmits round ``block``."""
+        self.result.crashed.append((index, self.elapsed(), block))
+        self.members[index].crash()
+
+    async def partition(self, partition: Partition) -> None:
+        """Cut the network as ``partition`` says for its time span."""
         await trio.sleep(partition.start)
         self.net.partition([[f"node-{i}" for i in group] for group in partition.groups])
         await trio.sleep(partition.end - partition.start)
         self.net.heal()
+
+    def collect(self) -> SimResult:
+        """Return the result with what every member's collector and gossip layer hold at the end."""
+        result = self.result
+        for member in self.members:
+            state = member.executor.state
+            if state.forgotten_through >= GENESIS - DEPTH:
+                raise AssertionError(f"node {member.index} forgot rounds: widen the window to see every certificate")
+            for _, rnd in sorted(state.rounds.items()):
+                if rnd.certificate is not None and rnd.certified_at is not None:
+                    digest = compute_report_digest(DOMAIN, rnd.certificate.report)
+                    formed = FormedCertificate(member.index, rnd.certified_at - self.start, rnd.certificate, digest)
+                    result.formed.append(formed)
+            formed_total = member.metrics.registry.get_sample_value("pmoracle_certificates_formed_total")
+            result.formed_counts[member.index] = int(formed_total or 0)
+            result.archived[member.index] = len(member.archive.reports)
+            result.rejections.update(member.endpoint.rejections)
+            result.gossip_stats.update(member.reports.stats)
+            member.protection.close()
+        result.network_stats.update(self.net.stats)
+        return result
 
 
 async def run_simulation(scenario: Scenario, tmp_path: pathlib.Path) -> SimResult:
@@ -291,11 +328,8 @@ async def run_simulation(scenario: Scenario, tmp_path: pathlib.Path) -> SimResul
         with trio.move_on_after(scenario.duration):
             async with trio.open_nursery() as nursery:
                 if scenario.partition is not None:
-                    nursery.start_soon(sim._partition, scenario.partition)
-                for node in sim.nodes:
-                    if node.behaviour != "silent":
-                        nursery.start_soon(node.run)
-        for node in sim.nodes:
-            node.db.close()
-        sim.result.network_stats.update(net.stats)
-        return sim.result
+                    nursery.start_soon(sim.partition, scenario.partition)
+                for member in sim.members:
+                    if member.behaviour != "silent":
+                        nursery.start_soon(member.run)
+        return sim.collect()

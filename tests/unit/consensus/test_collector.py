@@ -199,20 +199,16 @@ def test_own_signed_report_broadcasts_and_counts() -> None:
     assert on_own_signed_report(state, signed, 3.0) == (state, (Rejected(RejectReason.DUPLICATE),))
 
 
-def test_tick_rebroadcasts_own_report_until_attested() -> None:
-    state = _state(rebroadcast_interval=5.0)
+def test_own_report_is_broadcast_once() -> None:
+    # re-publication belongs to the reliable-broadcast layer (p2p.reports.ReportGossip), never to the tick
+    state = _state()
     signed = make_signed(N, 0, BLOCK)
     state, _ = on_local_report(state, signed.report, 0.0)
-    state, _ = on_own_signed_report(state, signed, 0.0)
-    same, effects = on_tick(state, 4.9)
-    assert same is state and effects == ()
-    state, effects = on_tick(state, 5.0)
-    assert effects == (Broadcast(signed),)
-    state, effects = on_tick(state, 9.0)
-    assert effects == ()
-    state, _ = on_round_attested(state, (make_committee(N).digest(), BLOCK), _digest())
-    state, effects = on_tick(state, 100.0)
-    assert effects == ()
+    state, effects = on_own_signed_report(state, signed, 0.0)
+    assert _of(effects, Broadcast) == [Broadcast(signed)]
+    for now in (5.0, 50.0, 500.0):
+        same, effects = on_tick(state, now)
+        assert same is state and effects == ()
 
 
 @pytest.mark.parametrize("member", range(N))
@@ -276,7 +272,7 @@ def test_context_validation() -> None:
         CollectorContext.create(DOMAIN, committee, b"\x05" * 20)
     assert info.value.field == "me"
     with pytest.raises(InputError) as info:
-        CollectorContext(DOMAIN, committee, b"\x00" * 32, None, 1.0, 1.0, 2)
+        CollectorContext(DOMAIN, committee, b"\x00" * 32, None, 1.0, 2)
     assert info.value.field == "config_digest"
     with pytest.raises(InputError):
         init_collector_state(CollectorContext.create(DOMAIN, committee, None), -1)
