@@ -1060,7 +1060,7 @@ every 5 blocks (1 block/s), finality depth 2, stage delay 1 s. Faulty nodes run 
 
 How each fault is made:
 
-- Byzantine nodes: TEST-ONLY `FaultyNode` modes (`src/pmoracle/devnet/faults.py`), started only by these scenarios
+- Byzantine nodes: TEST-ONLY fault modes (`src/pmoracle/devnet/faults.py`), started only by these scenarios
   and `pmoracle devnet --faulty K:MODE` (a hidden flag), never by `node.toml` or `pmoracle node`.
 - crash: `kill -9` of (1) a node right after an anchor became final, (2) position 0 of the round's transmission
   schedule, (3) f nodes at once; each restarts on its data directory. The slashing-protection SQLite of every node

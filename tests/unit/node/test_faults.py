@@ -6,17 +6,34 @@ import random
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from pmoracle.commands.devnet import parse_faulty
+from pmoracle.consensus.certificate import QuorumCertificate
 from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.consensus.evidence import Deviation, Evidence, compute_equivocation, is_equivocation
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
-from pmoracle.consensus.report import Domain, Report
+from pmoracle.consensus.report import Domain, Report, SignedReport
 from pmoracle.devnet.cluster import DevnetOptions
-from pmoracle.devnet.faults import FAULT_MODES, compute_perturbed_report, compute_spam_batch
+from pmoracle.devnet.faults import (
+    EQUIVOCATION_REPUBLISH,
+    EQUIVOCATION_REPUBLISH_FOR,
+    FAULT_MODES,
+    DelayedRelease,
+    EquivocatingRelease,
+    SelfSparingChain,
+    WithholdingRelease,
+    compute_perturbed_report,
+    compute_spam_batch,
+)
 from pmoracle.errors import InputError
+from pmoracle.node.abc import AttestedRound, ChainPort
 from pmoracle.node.round import RoundOutput
-from pmoracle.p2p.codec import NetworkId
+from pmoracle.p2p.codec import NetworkId, SignedReportMessage, decode_message
 from pmoracle.p2p.validator import ReportValidator
+from tests.unit.consensus.factories import DOMAIN as FACTORY_DOMAIN
+from tests.unit.consensus.factories import make_committee, make_key, make_signed
 
 MEMBERS = tuple(bytes([i]) * 20 for i in range(1, 5))
 
@@ -66,3 +83,101 @@ def test_fault_injection_is_unreachable_from_production_paths() -> None:
         text = path.read_text()
         assert "node.faults" not in text and "FaultyNode" not in text and "--faulty" not in text
         assert not any(f'"{mode}"' in text for mode in FAULT_MODES)
+
+
+def test_solver_node_has_no_test_hooks() -> None:
+    import inspect
+
+    from pmoracle.node.daemon import SolverNode, load_node
+
+    hooks = ("make_report", "make_validator", "run_extra", "discover_peers", "release_signature", "_submit_evidence")
+    assert not [name for name in hooks if hasattr(SolverNode, name)]
+    assert list(inspect.signature(load_node).parameters) == ["config", "password"]
+
+
+async def test_withholding_release_never_delivers() -> None:
+    delivered: list[SignedReport] = []
+
+    async def deliver(signed: SignedReport) -> None:
+        delivered.append(signed)
+
+    await WithholdingRelease().release(make_signed(4, 0, 50), deliver)
+    assert delivered == []
+
+
+async def test_delayed_release_delivers_late_without_blocking(autojump_clock: trio.testing.MockClock) -> None:
+    delivered: list[float] = []
+
+    async def deliver(signed: SignedReport) -> None:
+        delivered.append(trio.current_time())
+
+    slow = DelayedRelease(3.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(slow.run)
+        start = trio.current_time()
+        await slow.release(make_signed(4, 0, 50), deliver)
+        assert trio.current_time() == start and delivered == []  # the caller is not held up
+        await trio.sleep(2.9)
+        assert delivered == []
+        await trio.sleep(0.2)
+        assert delivered == [start + 3.0]
+        nursery.cancel_scope.cancel()
+
+
+async def test_equivocating_release_signs_a_second_digest_and_republishes_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = NetworkId.from_domain(FACTORY_DOMAIN)
+    published: list[bytes] = []
+    delivered: list[SignedReport] = []
+
+    async def publish(payload: bytes) -> None:
+        published.append(payload)
+
+    async def deliver(signed: SignedReport) -> None:
+        delivered.append(signed)
+
+    honest = make_signed(4, 0, 50)
+    equivocating = EquivocatingRelease(network, make_key(0), publish)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(equivocating.run)
+        await equivocating.release(honest, deliver)
+        assert delivered == [honest]
+        message = decode_message(published[0])
+        assert isinstance(message, SignedReportMessage)
+        second = message.signed
+        # same signer and round key, another digest: evidence the registry accepts
+        assert is_equivocation(FACTORY_DOMAIN, make_committee(4), compute_equivocation(FACTORY_DOMAIN, honest, second))
+        await trio.sleep(EQUIVOCATION_REPUBLISH_FOR + 2 * EQUIVOCATION_REPUBLISH)
+        republished = len(published)
+        assert republished >= EQUIVOCATION_REPUBLISH_FOR / EQUIVOCATION_REPUBLISH and set(published) == {published[0]}
+        await trio.sleep(10 * EQUIVOCATION_REPUBLISH)
+        assert len(published) == republished  # given up after EQUIVOCATION_REPUBLISH_FOR
+        nursery.cancel_scope.cancel()
+
+
+class _Chain(ChainPort):
+    def __init__(self) -> None:
+        self.evidence: list[Evidence] = []
+
+    async def transmit(self, certificate: QuorumCertificate) -> None:
+        raise AssertionError("not used")
+
+    async def submit_evidence(self, evidence: Evidence) -> None:
+        self.evidence.append(evidence)
+
+    async def read_latest_attested(self) -> AttestedRound | None:
+        return None
+
+
+async def test_self_sparing_chain_submits_evidence_against_others_only() -> None:
+    inner = _Chain()
+    me = make_committee(4).members[0]
+    chain = SelfSparingChain(inner, me)
+    mine = compute_equivocation(FACTORY_DOMAIN, make_signed(4, 0, 50), make_signed(4, 0, 50, 1))
+    theirs = compute_equivocation(FACTORY_DOMAIN, make_signed(4, 1, 50), make_signed(4, 1, 50, 1))
+    my_deviation = Deviation(make_signed(4, 0, 60, 1), b"\x01" * 32)
+    their_deviation = Deviation(make_signed(4, 2, 60, 1), b"\x01" * 32)
+    for evidence in (mine, theirs, my_deviation, their_deviation):
+        await chain.submit_evidence(evidence)
+    assert inner.evidence == [theirs, their_deviation]
