@@ -1,6 +1,8 @@
 """Signed-report exchange over any :class:`GossipEndpoint`: dedupe, re-publication until attested, catch-up.
 
-Gossipsub keeps nothing for a peer that was away, so delivery is made reliable above it:
+Gossipsub keeps nothing for a peer that was away, so delivery is made reliable above it. This is the node's only
+re-publication: the consensus collector asks for one ``Broadcast`` per own signed report and has no timer of its
+own (docs/consensus.md says why), and the protocol simulation proves liveness with this schedule.
 
 - the node re-publishes its own signed report for every open round until the owner calls
   :meth:`ReportGossip.mark_attested`, first after ``republish_interval``, then at doubling intervals capped at
