@@ -165,7 +165,7 @@ class ChainClient:
         with self._lock:
             self._requests[endpoint] = self._requests.get(endpoint, 0) + 1
         try:
-            response = self._providers[endpoint].make_request(method, params)  # type: ignore[arg-type]
+            response = self._providers[endpoint].make_request(method, params)
         except requests.Timeout as exc:
             raise RpcTransportError(endpoint, method, "timeout", str(exc)) from exc
         except requests.ConnectionError as exc:
@@ -380,7 +380,11 @@ async def run_sync(fn: Callable[..., T], *args: Any, timeout: float) -> T:
     name = getattr(fn, "__qualname__", repr(fn))
     try:
         with trio.fail_after(timeout):
-            return await trio.to_thread.run_sync(functools.partial(fn, *args), abandon_on_cancel=True)
+            # trio-typing's stubs of trio 0.21 predate abandon_on_cancel (see pyproject.toml's [tool.mypy])
+            return await trio.to_thread.run_sync(
+                functools.partial(fn, *args),
+                abandon_on_cancel=True,  # type: ignore[call-arg]
+            )
     except trio.TooSlowError as exc:
         raise ChainCallTimeoutError(name, timeout) from exc
 
