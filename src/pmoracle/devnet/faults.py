@@ -32,6 +32,7 @@ from typing import Any
 
 import trio
 
+from pmoracle import numba_cache
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.evidence import Deviation, Equivocation, Evidence
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
@@ -196,6 +197,8 @@ def compute_spam_batch(
 
 def main(argv: list[str] | None = None) -> int:
     """The hidden entry point: run a faulty node from a node config until SIGINT/SIGTERM (test-only)."""
+    # The devnet starts this module with its NUMBA_CACHE_DIR, which numba read before the imports above.
+    numba_cache.configure()
 
     from pmoracle.config.local import add_config_arguments, load_local_config, overrides_from_args
     from pmoracle.errors import PmoracleError

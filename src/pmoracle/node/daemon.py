@@ -33,6 +33,7 @@ from pmoracle.chain.transmitter import FeePolicy, Transmitter
 from pmoracle.chain.watcher import NewHead, Reorg, Resync, run_block_watcher
 from pmoracle.config.local import LocalConfig
 from pmoracle.config.network import require_startup_ok
+from pmoracle.config.params import load_params_file
 from pmoracle.consensus import collector as col
 from pmoracle.consensus.certificate import QuorumCertificate
 from pmoracle.consensus.committee import CommitteeConfig
@@ -47,7 +48,7 @@ from pmoracle.node.metrics import NodeMetrics, create_node_metrics, endpoint_lab
 from pmoracle.node.round import RoundOutput, compute_round
 from pmoracle.p2p.codec import NetworkId
 from pmoracle.p2p.reports import ReportGossip
-from pmoracle.risk.params import RiskParams, parse_params
+from pmoracle.risk.params import RiskParams
 from pmoracle.storage.archive import ReportArchive
 from pmoracle.storage.node_state import LAST_PROCESSED_BLOCK, NodeStateDB
 from pmoracle.storage.protection_db import ProtectionDB, SlashingProtectionError
@@ -572,7 +573,7 @@ def load_node(config: LocalConfig, password: bytes, *, node_class: type[SolverNo
     if deployment.chain_id != client.chain_id:
         raise NodeStartupError(f"deployment is for chain {deployment.chain_id}, the RPC serves {client.chain_id}")
     committee = read_committee(client, deployment)
-    params = parse_params(config.risk.params_file.read_text())
+    params = load_params_file(config.risk.params_file)
     require_startup_ok(config, committee, params.params_hash, identity.signing_address)
     cls = node_class or SolverNode
     return cls(config, identity, client=client, deployment=deployment, committee=committee, params=params)
