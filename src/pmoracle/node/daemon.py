@@ -26,7 +26,7 @@ import trio
 from web3 import Web3
 
 from pmoracle.chain.client import ChainClient, run_sync
-from pmoracle.chain.deploy import Deployment
+from pmoracle.chain.deploy import Deployment, decode_committee_view
 from pmoracle.chain.errors import ChainError, ContractError
 from pmoracle.chain.snapshot import SnapshotReader
 from pmoracle.chain.transmitter import FeePolicy, Transmitter
@@ -80,18 +80,8 @@ class NodeIdentity:
 def read_committee(client: ChainClient, deployment: Deployment) -> CommitteeConfig:
     """Return the current committee configuration stored in SolverRegistry (checked against its digest)."""
     registry = deployment.contract(OFFLINE_W3, "SolverRegistry")
-    view = client.call(registry.functions.committee(), "latest")
-    committee = CommitteeConfig(
-        chain_id=int(view[0]),
-        registry=bytes.fromhex(view[1][2:]),
-        version=int(view[2]),
-        members=tuple(bytes.fromhex(m[2:]) for m in view[3]),
-        quorum=int(view[4]),
-        round_period=int(view[5]),
-        finality_depth=int(view[6]),
-        params_hash=bytes(view[7]),
-    )
-    if committee.digest() != bytes(view[8]):
+    committee, digest = decode_committee_view(client.call(registry.functions.committee(), "latest"))
+    if committee.digest() != digest:
         raise NodeStartupError("the registry's configDigest does not match its committee fields")
     return committee
 

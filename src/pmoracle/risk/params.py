@@ -281,4 +281,3 @@ def parse_params(text: str) -> RiskParams:
         es_extreme_weight=es_extreme,
         cross_short_option_charge=cross_charge,
     )
-

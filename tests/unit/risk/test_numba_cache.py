@@ -76,9 +76,7 @@ def test_kernels_imported_before_configure_are_refused(tmp_path: Path) -> None:
 
 
 def test_cached_modules_lists_every_cached_kernel() -> None:
-    cached = {
-        f"pmoracle.risk.{path.stem}" for path in RISK_SOURCES.glob("*.py") if "cache=True" in path.read_text()
-    }
+    cached = {f"pmoracle.risk.{path.stem}" for path in RISK_SOURCES.glob("*.py") if "cache=True" in path.read_text()}
     assert cached == set(CACHED_MODULES)
 
 
