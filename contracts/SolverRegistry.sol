@@ -49,6 +49,7 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         uint64 roundPeriod;
         uint64 finalityDepth;
         bytes32 paramsHash;
+        uint32 engineVersion;
         bytes32 configDigest;
     }
 
@@ -76,6 +77,7 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     uint8 internal _quorum;
     uint64 internal _roundPeriod;
     uint64 internal _finalityDepth;
+    uint32 internal _engineVersion;
     bytes32 internal _paramsHash;
     address[] internal _members;
     mapping(address signer => uint256 indexPlusOne) internal _committeeIndex;
@@ -107,7 +109,8 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         uint8 quorum,
         uint64 roundPeriod,
         uint64 finalityDepth,
-        bytes32 paramsHash
+        bytes32 paramsHash,
+        uint32 engineVersion
     );
     /// @notice A signer was slashed.
     event Slashed(
@@ -148,6 +151,8 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     error InvalidQuorum(uint8 quorum, uint256 minimum, uint256 maximum);
     /// @notice The round period is zero.
     error InvalidRoundPeriod(uint64 roundPeriod);
+    /// @notice The engine version is zero (versions start at 1).
+    error InvalidEngineVersion(uint32 engineVersion);
     /// @notice A member is not an active node with the minimum stake.
     error IneligibleMember(address member, NodeStatus status, uint256 stake);
     /// @notice A member appears twice.
@@ -275,12 +280,15 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     /// @param roundPeriod Blocks between anchor blocks (>= 1).
     /// @param finalityDepth Blocks an anchor block must be buried under before its round starts.
     /// @param paramsHash keccak256 of the canonical risk parameters.
+    /// @param engineVersion The risk engine version every member runs (>= 1): nodes of another engine refuse to
+    ///        start, and their reports could never match this config's digest.
     function setCommittee(
         address[] calldata members,
         uint8 quorum,
         uint64 roundPeriod,
         uint64 finalityDepth,
-        bytes32 paramsHash
+        bytes32 paramsHash,
+        uint32 engineVersion
     ) external onlyOwner {
         if (address(oracle) == address(0)) revert OracleNotSet();
         uint256 n = members.length;
@@ -288,6 +296,7 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         uint256 minimum = (n + (n - 1) / 3) / 2 + 1;
         if (quorum < minimum || quorum > n) revert InvalidQuorum(quorum, minimum, n);
         if (roundPeriod == 0) revert InvalidRoundPeriod(roundPeriod);
+        if (engineVersion == 0) revert InvalidEngineVersion(engineVersion);
         for (uint256 i = 0; i < _members.length; ++i) {
             delete _committeeIndex[_members[i]];
         }
@@ -307,13 +316,16 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         _roundPeriod = roundPeriod;
         _finalityDepth = finalityDepth;
         _paramsHash = paramsHash;
+        _engineVersion = engineVersion;
         bytes32 digest = configDigest();
-        emit CommitteeSet(version, digest, members, quorum, roundPeriod, finalityDepth, paramsHash);
+        emit CommitteeSet(version, digest, members, quorum, roundPeriod, finalityDepth, paramsHash, engineVersion);
         oracle.setCommittee(digest, version, members, quorum);
     }
 
     /// @notice Return keccak256(abi.encode(chainId, registry, version, members, quorum, roundPeriod,
-    ///         finalityDepth, paramsHash)) of the current config (CommitteeConfig.digest() in Python).
+    ///         finalityDepth, paramsHash, engineVersion)) of the current config (CommitteeConfig.digest() in
+    ///         Python). Every report signs this digest, so a report binds the whole config, engine version
+    ///         included.
     function configDigest() public view returns (bytes32) {
         return keccak256(
             abi.encode(
@@ -324,7 +336,8 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
                 _quorum,
                 _roundPeriod,
                 _finalityDepth,
-                _paramsHash
+                _paramsHash,
+                _engineVersion
             )
         );
     }
@@ -340,6 +353,7 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
             roundPeriod: _roundPeriod,
             finalityDepth: _finalityDepth,
             paramsHash: _paramsHash,
+            engineVersion: _engineVersion,
             configDigest: configDigest()
         });
     }

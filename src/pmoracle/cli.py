@@ -8,6 +8,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from pmoracle import numba_cache
 from pmoracle.errors import PmoracleError
 
 # name -> (module, one-line help). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``.
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = importlib.import_module(args._module)
     try:
+        numba_cache.configure()  # before a sub-command imports the risk kernels (numba_cache explains why)
         return int(module.run(args))
     except PmoracleError as exc:
         print(f"pmoracle {args.command}: error: {exc}", file=sys.stderr)

@@ -6,8 +6,17 @@ node that would mean computing with the previous engine after an upgrade and sig
 sign. So the cache lives under a directory named by a hash of every ``risk/*.py``: any change to the engine
 compiles afresh, and an unchanged engine reuses its cache.
 
-``configure()`` runs from ``pmoracle/__init__.py``, before numba is imported. ``NUMBA_CACHE_DIR`` set by the
-operator is kept as the base directory; by default it is ``$XDG_CACHE_HOME/pmoracle/numba`` (``~/.cache``).
+Nothing here runs at import. numba picks a function's cache directory when the ``@njit(cache=True)`` decorator
+runs, that is when ``pmoracle.risk.kernel`` or ``pmoracle.risk.pricing`` is imported, so every program calls
+:func:`configure` before importing them: the ``pmoracle`` command (``pmoracle.cli.main``), the ``python -m``
+entry points of the harness and benchmarks, and ``tests/conftest.py``. A library user does the same::
+
+    from pmoracle import numba_cache
+    numba_cache.configure()
+    from pmoracle.risk.margin import compute_book
+
+``NUMBA_CACHE_DIR`` set by the operator is kept as the base directory; by default it is
+``$XDG_CACHE_HOME/pmoracle/numba`` (``~/.cache``).
 """
 
 from __future__ import annotations
@@ -19,7 +28,15 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from pmoracle.errors import PmoracleError
+
 RISK_SOURCES = Path(__file__).parent / "risk"
+# The engine modules that define ``@njit(cache=True)`` functions (a test keeps this list complete).
+CACHED_MODULES = ("pmoracle.risk.kernel", "pmoracle.risk.pricing")
+
+
+class NumbaCacheOrderError(PmoracleError):
+    """Raised when the engine's cached kernels were imported before :func:`configure` chose their directory."""
 
 
 def compute_sources_digest(directory: Path = RISK_SOURCES) -> str:
@@ -46,11 +63,17 @@ def compute_cache_dir(environ: Mapping[str, str], directory: Path = RISK_SOURCES
     return Path(base) / digest
 
 
-def configure() -> None:
-    """Point numba at the cache directory of the current engine (before any cached function is compiled).
+def configure() -> Path:
+    """Point numba at the cache directory of the current engine; return that directory.
 
-    When that directory cannot be created (a read-only home), the cache goes under the system's temporary
-    directory instead: numba refuses to compile ``cache=True`` functions without a writable cache.
+    Creates the directory and sets ``NUMBA_CACHE_DIR`` (inherited by child processes) and numba's own config if
+    numba is already imported. When the directory cannot be created (a read-only home), the cache goes under the
+    system's temporary directory instead: numba refuses to compile ``cache=True`` functions without a writable
+    cache. Calling it again is harmless.
+
+    Errors:
+        NumbaCacheOrderError when ``pmoracle.risk.kernel`` or ``pmoracle.risk.pricing`` was imported before, under
+        another cache directory: their compiled code could come from a stale cache.
     """
     path = compute_cache_dir(os.environ)
     try:
@@ -59,7 +82,17 @@ def configure() -> None:
         path = Path(tempfile.gettempdir()) / f"pmoracle-numba-{os.getuid()}" / compute_sources_digest()
         path.mkdir(parents=True, exist_ok=True)
     cache_dir = str(path)
-    os.environ["NUMBA_CACHE_DIR"] = cache_dir
     config = sys.modules.get("numba.core.config")
-    if config is not None:  # numba imported first: its config already read the environment
+    # numba reads NUMBA_CACHE_DIR once, when it is imported; the decorators read its config when they run.
+    chosen = getattr(config, "CACHE_DIR", "") if config is not None else os.environ.get("NUMBA_CACHE_DIR", "")
+    early = [name for name in CACHED_MODULES if name in sys.modules]
+    if early and chosen != cache_dir:
+        used = repr(chosen) if chosen else "numba's default cache"
+        raise NumbaCacheOrderError(
+            f"{', '.join(early)} imported before pmoracle.numba_cache.configure(): its cached kernels use "
+            f"{used}, not {cache_dir!r}; call configure() before importing them"
+        )
+    os.environ["NUMBA_CACHE_DIR"] = cache_dir
+    if config is not None:
         config.CACHE_DIR = cache_dir
+    return path

@@ -88,7 +88,7 @@ def test_plot_writes_a_png(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture
 
 
 def test_custom_params_change_the_hash(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pmoracle.risk.params import default_params_text
+    from pmoracle.config.params import default_params_text
 
     params = write(tmp_path, "p.toml", default_params_text().replace("scan_range = 0.16", "scan_range = 0.10"))
     portfolio = str(EXAMPLES / "portfolios" / "naked_short.json")

@@ -24,6 +24,7 @@ from pmoracle.chain.devchain import Devchain
 from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.cli import main
+from pmoracle.config.params import default_params_text
 from pmoracle.consensus.certificate import build_certificate
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.evidence import Deviation, encode_evidence
@@ -34,7 +35,7 @@ from pmoracle.node.api import MarginProof, run_api
 from pmoracle.node.daemon import OFFLINE_W3, read_committee
 from pmoracle.node.keys import KeyKind, write_key_file
 from pmoracle.node.round import RoundOutput, compute_round
-from pmoracle.risk.params import default_params_text, parse_params
+from pmoracle.risk.params import parse_params
 from pmoracle.storage.archive import ReportArchive
 from tests.integration.chain.contracts_support import address_of, dev_key, node_spec
 

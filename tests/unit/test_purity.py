@@ -1,14 +1,19 @@
-"""The pure packages (risk, consensus) import nothing that does I/O, reads a clock or draws randomness."""
+"""The pure packages (risk, consensus) import nothing that does I/O, reads a clock or draws randomness.
+
+And ``risk`` stands alone: the engine knows nothing of reports, leaves or Merkle trees (the round does).
+"""
 
 from __future__ import annotations
 
-import ast
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
-SRC = pathlib.Path(__file__).resolve().parents[2] / "src" / "pmoracle"
-PURE_PACKAGES = ("risk", "consensus")
+from tests.unit.imports import PMORACLE, imported_modules, sources_of
+
 FORBIDDEN = {
     "trio",
     "anyio",
@@ -35,37 +40,60 @@ FORBIDDEN = {
     "prometheus_client",
     "signal",
     "io",
+    "importlib",  # package data and dynamic imports are the shell's: it passes the text in
 }
-ALLOWED_PMORACLE = ("pmoracle.risk", "pmoracle.consensus", "pmoracle.errors")
+# The pmoracle modules each pure package may import.
+ALLOWED_PMORACLE = {
+    "risk": ("pmoracle.risk", "pmoracle.errors"),
+    "consensus": ("pmoracle.consensus", "pmoracle.risk", "pmoracle.errors"),
+}
 
 
-def _imports(path: pathlib.Path) -> list[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    names: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.extend(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.append(node.module)
-    return names
-
-
-@pytest.mark.parametrize("package", PURE_PACKAGES)
-def test_pure_package_imports_no_io(package: str) -> None:
-    files = sorted((SRC / package).rglob("*.py"))
+def _offences(package: str) -> list[str]:
+    files = sources_of(package)
     assert files, f"no sources under {package}"
     offenders = []
     for path in files:
-        for name in _imports(path):
+        for name in imported_modules(path):
             root = name.split(".")[0]
+            where = path.relative_to(PMORACLE)
             if root in FORBIDDEN:
-                offenders.append(f"{path.relative_to(SRC)} imports {name}")
-            if root == "pmoracle" and not name.startswith(ALLOWED_PMORACLE):
-                offenders.append(f"{path.relative_to(SRC)} imports shell module {name}")
-    assert offenders == []
+                offenders.append(f"{where} imports {name}")
+            if root == "pmoracle" and not name.startswith(ALLOWED_PMORACLE[package]):
+                offenders.append(f"{where} imports {name}, outside {', '.join(ALLOWED_PMORACLE[package])}")
+    return offenders
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED_PMORACLE))
+def test_pure_package_imports_no_io(package: str) -> None:
+    assert _offences(package) == []
 
 
 def test_walker_sees_forbidden_imports(tmp_path: pathlib.Path) -> None:
-    bad = tmp_path / "bad.py"
-    bad.write_text("import time\nfrom web3 import Web3\nfrom pmoracle.chain import client\n")
-    assert _imports(bad) == ["time", "web3", "pmoracle.chain"]
+    src = tmp_path / "src"
+    bad = src / "pmoracle" / "risk" / "bad.py"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(
+        "import time\nfrom web3 import Web3\n"
+        "def later():\n    from importlib import resources\n    from ..consensus import merkle\n"
+    )
+    assert imported_modules(bad, src) == [
+        "time", "web3", "web3.Web3", "importlib", "importlib.resources", "pmoracle.consensus",
+        "pmoracle.consensus.merkle",
+    ]  # fmt: skip
+
+
+def test_importing_pmoracle_has_no_side_effect(tmp_path: pathlib.Path) -> None:
+    """A fresh process with a fresh home imports the library: no directory appears, NUMBA_CACHE_DIR stays unset."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")} | {"HOME": str(home)}
+    code = (
+        "import os, sys, pmoracle, pmoracle.risk, pmoracle.risk.params, pmoracle.risk.documents, pmoracle.consensus, "
+        "pmoracle.consensus.report, pmoracle.config, pmoracle.config.params\n"
+        "print(os.environ.get('NUMBA_CACHE_DIR', 'unset'), 'numba' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["unset", "False"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["home"]

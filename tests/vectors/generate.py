@@ -1,7 +1,12 @@
-"""Generate the shared EIP-712 and Merkle test vectors (JSON) read by the Python and the contract tests.
+"""Generate the shared test vectors (JSON): EIP-712 and Merkle (Python and contract tests), and the golden margins.
 
-Run ``python -m tests.vectors.generate`` to rewrite them; ``tests/unit/consensus/test_vectors.py`` fails when the
-committed files differ from what this produces, so they cannot drift from the code.
+Run ``python -m tests.vectors.generate`` to rewrite them. ``tests/unit/consensus/test_vectors.py`` fails when the
+committed EIP-712 and Merkle files differ from what this produces, so they cannot drift from the code.
+
+The golden margin vectors (``margin/*.json``, built by :mod:`tests.vectors.margin_books`) are different: they pin
+the risk engine's outputs, and ``tests/unit/risk/test_golden_vectors.py`` fails when the engine gives other numbers
+for their inputs. Changed outputs need a new ``ENGINE_VERSION`` (``src/pmoracle/risk/version.py``): this script
+refuses to rewrite a margin vector whose inputs are unchanged but whose outputs moved under the same engine version.
 """
 
 from __future__ import annotations
@@ -9,12 +14,20 @@ from __future__ import annotations
 import json
 import pathlib
 import random
+import re
 from typing import Any
+
+from pmoracle import numba_cache
+
+if __name__ == "__main__":  # run as a program: numba's cache directory is chosen before the kernels are imported
+    numba_cache.configure()
 
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, compute_leaf_hash
 from pmoracle.consensus.report import Domain, Report, compute_report_digest
+from tests.vectors.margin_books import DETMATH, MARGIN_DIR, MARGIN_VECTORS, build_detmath_vector, build_vector
 
 HERE = pathlib.Path(__file__).resolve().parent
+INPUTS = ("params", "market", "books", "inputs")  # what a vector of margin/ is computed from
 
 
 def _hex(b: bytes) -> str:
@@ -90,7 +103,59 @@ def render(name: str) -> str:
     return json.dumps(VECTORS[name](), indent=1) + "\n"
 
 
+def _dumps_compact(obj: Any) -> str:
+    """Return ``obj`` as indented JSON with every array of scalars on one line (a position, a smile, a pair)."""
+    text = json.dumps(obj, indent=1)
+    compact = re.sub(
+        r"\[\n\s+([^\[\]{}\n]+(?:\n\s+[^\[\]{}\n]+)*)\n\s*\]",
+        lambda m: "[" + ", ".join(part.strip().rstrip(",") for part in m.group(1).split("\n")) + "]",
+        text,
+    )
+    if json.loads(compact) != obj:
+        raise ValueError("compact formatting changed the document")
+    return compact + "\n"
+
+
+def render_margin(name: str) -> str:
+    return _dumps_compact(build_detmath_vector() if name == DETMATH else build_vector(MARGIN_VECTORS[name]))
+
+
+class EngineVersionError(Exception):
+    """Raised when a golden margin vector's outputs changed and ENGINE_VERSION did not."""
+
+
+def check_margin_rewrite(path: pathlib.Path, new: dict[str, Any]) -> None:
+    """Raise ``EngineVersionError`` if ``new`` moves the outputs of the committed vector at ``path`` for the same
+    inputs under the same engine version."""
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    old_sweep, new_sweep = old.get("sweep", {}), new.get("sweep", {})
+    same_inputs = all(old.get(key) == new.get(key) for key in INPUTS) and all(
+        old_sweep.get(key) == new_sweep.get(key) for key in ("seed", "points")
+    )
+    moved = any(old.get(key) != new.get(key) for key in ("expected", "scenarios")) or old_sweep.get(
+        "sha256"
+    ) != new_sweep.get("sha256")
+    if same_inputs and moved and old["engineVersion"] == new["engineVersion"]:
+        raise EngineVersionError(
+            f"{path}: the engine gives other outputs for the same inputs, but ENGINE_VERSION is still "
+            f"{new['engineVersion']}: bump it in src/pmoracle/risk/version.py first (docs/determinism.md)"
+        )
+
+
+def write_margin_vectors() -> None:
+    MARGIN_DIR.mkdir(exist_ok=True)
+    for name in [*MARGIN_VECTORS, DETMATH]:
+        path = MARGIN_DIR / f"{name}.json"
+        text = render_margin(name)
+        check_margin_rewrite(path, json.loads(text))
+        path.write_text(text)
+        print(f"wrote {path}")
+
+
 if __name__ == "__main__":
     for name in VECTORS:
         (HERE / name).write_text(render(name))
         print(f"wrote {HERE / name}")
+    write_margin_vectors()

@@ -34,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pmoracle import numba_cache
 from pmoracle.errors import InputError
 
 POLL_S = 0.02  # head polls: the resolution of "final at"
@@ -355,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m pmoracle.bench.devnet``."""
     parser = argparse.ArgumentParser(prog="python -m pmoracle.bench.devnet", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    numba_cache.configure()  # before run() imports the devnet, and with it the risk kernels
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -21,13 +21,14 @@ from typing import Any
 
 from eth_account import Account
 from eth_typing import HexStr
-from eth_utils import keccak, to_canonical_address, to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
 from pmoracle.chain.compile import SETTINGS, SOLC_VERSION
 from pmoracle.chain.deploy import (
     Deployment,
     NodeSpec,
     connect,
+    decode_committee_view,
     deploy,
     open_transmitter,
     set_committee,
@@ -37,6 +38,7 @@ from pmoracle.chain.devchain import DEV_MNEMONIC, start_devchain
 from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, compute_leaf_hash, hash_pair
 from pmoracle.consensus.report import Domain, Report, sign_report
+from pmoracle.risk.version import ENGINE_VERSION
 
 INTRINSIC_GAS = 21_000
 COMMITTEE_SIZES = (4, 7, 16)
@@ -79,16 +81,11 @@ class _Bench:
     def use_committee(self, n: int) -> None:
         members = [Account.from_key(k).address for k in self.signing_keys[:n]]
         set_committee(self.owner, self.deployment, members, quorum=compute_byzantine_quorum(n), round_period=1,
-                      finality_depth=0, params_hash=PARAMS_HASH)  # fmt: skip
+                      finality_depth=0, params_hash=PARAMS_HASH, engine_version=ENGINE_VERSION)  # fmt: skip
         self.n = n
 
     def config(self) -> CommitteeConfig:
-        view = self.registry.functions.committee().call()
-        return CommitteeConfig(
-            chain_id=self.deployment.chain_id, registry=to_canonical_address(self.registry.address), version=view[2],
-            members=tuple(to_canonical_address(m) for m in view[3]), quorum=view[4], round_period=view[5],
-            finality_depth=view[6], params_hash=bytes(view[7]),
-        )  # fmt: skip
+        return decode_committee_view(self.registry.functions.committee().call())[0]
 
     def attest(self, root: bytes, count: int, signers: list[int]) -> dict[str, int]:
         self.chain.rpc("evm_mine")

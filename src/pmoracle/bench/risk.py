@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from pmoracle.bench.pricing import format_pricing_bench, run_pricing_bench
+from pmoracle.config.params import default_params_text
 from pmoracle.risk.inputs import (
     PRICE_SCALE,
     SIZE_SCALE,
@@ -32,7 +33,7 @@ from pmoracle.risk.inputs import (
     UnderlyingMarket,
 )
 from pmoracle.risk.margin import Book, compute_accounts, compute_risk_arrays
-from pmoracle.risk.params import RiskParams, default_params_text, parse_params
+from pmoracle.risk.params import RiskParams, parse_params
 from pmoracle.risk.scenarios import compute_scenarios
 
 T0 = 1_795_680_000

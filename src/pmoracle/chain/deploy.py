@@ -21,9 +21,10 @@ from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.transmitter import Receipt, Transmitter
-from pmoracle.consensus.committee import compute_byzantine_quorum
+from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum
 from pmoracle.consensus.pop import sign_proof_of_possession
 from pmoracle.errors import InputError, PmoracleError
+from pmoracle.risk.version import ENGINE_VERSION
 
 # Collateral mocks of the devnet: (key in the deployment JSON, name, symbol, decimals).
 MOCK_TOKENS = (("USDC", "USD Coin (mock)", "USDC", 6), ("WBTC", "Wrapped BTC (mock)", "WBTC", 8),
@@ -147,6 +148,7 @@ def deploy(
     finality_depth: int,
     nodes: Sequence[NodeSpec] = (),
     quorum: int | None = None,
+    engine_version: int = ENGINE_VERSION,
     min_stake: int = 10**18,
     unbonding_delay: int = 7 * 86400,
     slash_bps: int = 1_000,
@@ -162,7 +164,8 @@ def deploy(
     The deployer is admin/owner of everything; ``feeder`` and ``matcher`` (default: the deployer) get the feeder
     and matcher roles; the tokens are enabled as collateral; the registry gets the oracle. When ``nodes`` are
     given they are registered (stake, proof of possession, endpoints) and set as the committee with ``quorum``
-    (default the Byzantine quorum) and the given ``params_hash``, ``round_period`` and ``finality_depth``.
+    (default the Byzantine quorum) and the given ``params_hash``, ``round_period``, ``finality_depth`` and
+    ``engine_version``.
 
     Args:
         rpc_url: JSON-RPC URL of the chain.
@@ -172,6 +175,7 @@ def deploy(
         finality_depth: blocks an anchor must be buried under (committee config).
         nodes: nodes to register and put in the first committee (none: no committee yet).
         quorum: committee quorum (default (n + f) // 2 + 1).
+        engine_version: the risk engine version of the committee (default: this software's ``ENGINE_VERSION``).
         min_stake, unbonding_delay, slash_bps, reward_bps: SolverRegistry parameters (wei, seconds, bps, bps).
         history_blocks, max_round_age: MarginOracle ring size and maximum round age, in blocks.
         feeder, matcher: addresses given the feeder and matcher roles (default: the deployer).
@@ -227,6 +231,7 @@ def deploy(
             round_period=round_period,
             finality_depth=finality_depth,
             params_hash=params_hash,
+            engine_version=engine_version,
         )
     if output is not None:
         deployment.save(output)
@@ -261,10 +266,38 @@ def set_committee(
     round_period: int,
     finality_depth: int,
     params_hash: bytes,
+    engine_version: int,
 ) -> Receipt:
-    """Set a new committee config in SolverRegistry (which installs it in MarginOracle); return the receipt."""
+    """Set a new committee config in SolverRegistry (which installs it in MarginOracle); return the receipt.
+
+    Errors:
+        DeployError with the decoded custom error (``InvalidQuorum``, ``IneligibleMember``,
+        ``InvalidEngineVersion``, ...) on a revert.
+    """
     registry = deployment.contract(Web3(), "SolverRegistry")
     fn = registry.functions.setCommittee(
-        [to_checksum_address(m) for m in members], quorum, round_period, finality_depth, params_hash
+        [to_checksum_address(m) for m in members], quorum, round_period, finality_depth, params_hash, engine_version
     )
     return transact_fn(owner, fn, label="SolverRegistry.setCommittee")
+
+
+def decode_committee_view(view: Sequence[Any]) -> tuple[CommitteeConfig, bytes]:
+    """Return the config and the contract's ``configDigest`` from ``SolverRegistry.committee()``'s return value.
+
+    Errors:
+        InputError (from ``CommitteeConfig``) when the registry holds no committee yet or a field is out of range.
+    """
+    (chain_id, registry, version, members, quorum, round_period, finality_depth, params_hash, engine_version,
+     digest) = view  # fmt: skip
+    config = CommitteeConfig(
+        chain_id=int(chain_id),
+        registry=bytes.fromhex(str(registry)[2:]),
+        version=int(version),
+        members=tuple(bytes.fromhex(str(m)[2:]) for m in members),
+        quorum=int(quorum),
+        round_period=int(round_period),
+        finality_depth=int(finality_depth),
+        params_hash=bytes(params_hash),
+        engine_version=int(engine_version),
+    )
+    return config, bytes(digest)

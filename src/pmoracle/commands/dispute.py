@@ -108,16 +108,13 @@ def _connect(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    from pmoracle.config.params import load_params_file
     from pmoracle.errors import InputError
     from pmoracle.node import dispute
-    from pmoracle.risk.params import parse_params
 
     if args.round is not None and args.round <= 0:
         raise InputError("round", f"expected a positive block number, got {args.round}")
-    try:
-        params = parse_params(args.params.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError("params", f"cannot read {args.params}: {exc.strerror}") from None
+    params = load_params_file(args.params, "params")
     claimed = None
     if args.leaves is not None:
         from_file = dispute.load_leaves_file(args.leaves)

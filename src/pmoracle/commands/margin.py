@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from pmoracle.errors import InputError
-from pmoracle.files import read_json, read_text
+from pmoracle.files import read_json
 
 if TYPE_CHECKING:
     from pmoracle.risk.inputs import MarketSnapshot, Portfolio
@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("portfolio", type=pathlib.Path, help="portfolio JSON: positions and collateral")
     parser.add_argument("--market", type=pathlib.Path, required=True, help="market snapshot JSON")
     parser.add_argument(
-        "--params", type=pathlib.Path, help="risk parameters TOML (default: the bundled default_params.toml)"
+        "--params",
+        type=pathlib.Path,
+        help="risk parameters TOML (default: the bundled pmoracle/config/default_params.toml)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     parser.add_argument("--plot", type=pathlib.Path, metavar="FILE.png", help="write a heatmap of the risk array")
@@ -47,13 +49,13 @@ def run(args: argparse.Namespace) -> int:
         ``InputError`` (exit status 2) for unreadable files, malformed JSON, or any invalid field;
         ``ParamsError`` for an invalid parameters document; ``AccountOverflowError`` for an unrepresentable book.
     """
+    from pmoracle.config.params import default_params, load_params_file
     from pmoracle.risk.documents import parse_market, parse_portfolio
     from pmoracle.risk.margin import compute_account_report
-    from pmoracle.risk.params import default_params, parse_params
 
     market_doc = read_json(args.market)
     portfolio_doc = read_json(args.portfolio)
-    params = parse_params(read_text(args.params)) if args.params is not None else default_params()
+    params = load_params_file(args.params, "params") if args.params is not None else default_params()
     market = _in_file(args.market, parse_market, market_doc)
     portfolio = _in_file(args.portfolio, parse_portfolio, portfolio_doc, market)
     report = compute_account_report(market, params, portfolio)

@@ -10,9 +10,10 @@ from eth_utils import to_checksum_address
 from pmoracle.config.local import LocalConfig
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.errors import PmoracleError
+from pmoracle.risk.version import ENGINE_VERSION
 
 # The shared config is exactly the committee config committed on-chain: committee members, quorum, round
-# period, finality depth, paramsHash, version (and chain id and registry, which the digest binds).
+# period, finality depth, paramsHash, engine version, version (and chain id and registry, which the digest binds).
 NetworkConfig: TypeAlias = CommitteeConfig
 
 
@@ -32,6 +33,8 @@ def check_startup(
 ) -> list[str]:
     """Return every reason this node must not start against ``network`` (empty when it may start).
 
+    The node's risk engine is this software's ``ENGINE_VERSION``; it must be the committee's ``engine_version``.
+
     Args:
         local: this node's config (names the risk params file in messages).
         network: the committee config read from chain.
@@ -39,6 +42,14 @@ def check_startup(
         signing_address: the 20-byte address of the unlocked report-signing key.
     """
     problems = []
+    # Another engine gives other bits for the same inputs: its reports could never join a quorum, and signing them
+    # under this config's digest would be signing values the committee's engine does not compute.
+    if network.engine_version != ENGINE_VERSION:
+        problems.append(
+            f"engine version: this node runs risk engine version {ENGINE_VERSION}, but the committee (config "
+            f"version {network.version}) runs engine version {network.engine_version}; run a pmoracle release "
+            f"with engine version {network.engine_version}, or have the owner set a committee for this engine"
+        )
     # A node whose parameters differ computes other margins; its reports could never join a quorum.
     if params_hash_of_local_file != network.params_hash:
         problems.append(

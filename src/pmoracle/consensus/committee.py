@@ -1,8 +1,9 @@
 """The committee configuration shared by all nodes and committed on-chain through ``configDigest``.
 
 ``SolverRegistry.configDigest()`` computes the same hash in Solidity:
-``keccak256(abi.encode(chainId, registry, version, members, quorum, roundPeriod, finalityDepth, paramsHash))``
-with ``members`` the report-signing addresses in committee order (the order signer bitmaps index).
+``keccak256(abi.encode(chainId, registry, version, members, quorum, roundPeriod, finalityDepth, paramsHash,
+engineVersion))`` with ``members`` the report-signing addresses in committee order (the order signer bitmaps
+index) and ``engineVersion`` the risk engine version every member runs (``pmoracle.risk.version``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from eth_utils import keccak
 from pmoracle.errors import InputError
 
 MAX_COMMITTEE = 64  # signer bitmaps are uint256, but attest gas grows with n; 64 is far above any sane committee
+MAX_ENGINE_VERSION = 2**32 - 1  # uint32 on chain
 
 
 def compute_max_faulty(n: int) -> int:
@@ -39,6 +41,7 @@ class CommitteeConfig:
     round_period: int  # blocks between anchor blocks
     finality_depth: int  # blocks an anchor block must be buried under before its round starts
     params_hash: bytes  # keccak256 of the canonical risk parameters
+    engine_version: int  # the risk engine every member runs: same inputs and parameters, same bits
 
     def __post_init__(self) -> None:
         if len(self.registry) != 20:
@@ -61,6 +64,8 @@ class CommitteeConfig:
             raise InputError("finality_depth", f"must be >= 0, got {self.finality_depth}")
         if len(self.params_hash) != 32:
             raise InputError("params_hash", "expected 32 bytes")
+        if not 1 <= self.engine_version <= MAX_ENGINE_VERSION:
+            raise InputError("engine_version", f"must be in [1, {MAX_ENGINE_VERSION}], got {self.engine_version}")
 
     @property
     def n(self) -> int:
@@ -88,7 +93,7 @@ def compute_config_digest(config: CommitteeConfig) -> bytes:
     """Return keccak256 of the ABI encoding of the config, exactly as ``SolverRegistry.configDigest()``."""
     return keccak(
         abi_encode(
-            ["uint256", "address", "uint64", "address[]", "uint8", "uint64", "uint64", "bytes32"],
+            ["uint256", "address", "uint64", "address[]", "uint8", "uint64", "uint64", "bytes32", "uint32"],
             [
                 config.chain_id,
                 config.registry,
@@ -98,6 +103,7 @@ def compute_config_digest(config: CommitteeConfig) -> bytes:
                 config.round_period,
                 config.finality_depth,
                 config.params_hash,
+                config.engine_version,
             ],
         )
     )

@@ -27,6 +27,7 @@ from pmoracle.chain.deploy import Deployment, NodeSpec, deploy
 from pmoracle.chain.devchain import Devchain, free_port, start_devchain
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.snapshot import read_snapshot
+from pmoracle.config.params import default_params_text
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.devnet.netlab import NetLab
 from pmoracle.devnet.world import World
@@ -35,7 +36,7 @@ from pmoracle.node.daemon import OFFLINE_W3, read_committee
 from pmoracle.node.keys import KeyKind, compute_peer_id, write_key_file
 from pmoracle.node.round import RoundOutput, compute_round
 from pmoracle.risk.inputs import MONEY_SCALE
-from pmoracle.risk.params import RiskParams, default_params_text, parse_params
+from pmoracle.risk.params import RiskParams, parse_params
 
 # anvil's first dev account (from the public "test ... junk" mnemonic): deployer, feeder and matcher.
 DEPLOYER_KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")

@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 
 import trio
 
+from pmoracle import numba_cache
 from pmoracle.chain.snapshot import ChainSnapshot
 from pmoracle.consensus.certificate import QuorumCertificate
 from pmoracle.consensus.committee import CommitteeConfig
@@ -311,6 +312,8 @@ async def run_faulty_until_signalled(node: SolverNode, injector: FaultInjector) 
 
 def main(argv: list[str] | None = None) -> int:
     """The hidden entry point: run a faulty node from a node config until SIGINT/SIGTERM (test-only)."""
+    # The devnet starts this module with its NUMBA_CACHE_DIR, which numba read before the imports above.
+    numba_cache.configure()
 
     from pmoracle.config.local import add_config_arguments, load_local_config, overrides_from_args
     from pmoracle.errors import PmoracleError

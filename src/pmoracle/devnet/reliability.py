@@ -24,6 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pmoracle import numba_cache
+
+if __name__ == "__main__":  # run as a program: numba's cache directory is chosen before the kernels are imported
+    numba_cache.configure()
+
 from pmoracle.consensus.rounds import compute_round_key, compute_transmission_schedule
 from pmoracle.devnet import netlab
 from pmoracle.devnet.cluster import Devnet, DevnetError, DevnetOptions, NodeProcess, build_devnet

@@ -28,13 +28,14 @@ import trio
 from eth_account import Account
 
 from pmoracle.chain.client import ChainClient, run_sync
-from pmoracle.chain.deploy import Deployment
+from pmoracle.chain.deploy import Deployment, decode_committee_view
 from pmoracle.chain.errors import ChainError
 from pmoracle.chain.snapshot import SnapshotReader
 from pmoracle.chain.transmitter import FeePolicy, Transmitter
 from pmoracle.chain.watcher import HeadEvent, NewHead, Reorg, Resync, run_block_watcher
 from pmoracle.config.local import LocalConfig
 from pmoracle.config.network import require_startup_ok
+from pmoracle.config.params import load_params_file
 from pmoracle.consensus import collector as col
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.merkle import MerkleTree
@@ -51,7 +52,7 @@ from pmoracle.node.round import RoundOutput, compute_round
 from pmoracle.p2p.abc import Validator
 from pmoracle.p2p.codec import NetworkId
 from pmoracle.p2p.reports import ReportGossip
-from pmoracle.risk.params import RiskParams, parse_params
+from pmoracle.risk.params import RiskParams
 from pmoracle.storage.archive import ReportArchive
 from pmoracle.storage.node_state import LAST_PROCESSED_BLOCK, NodeStateDB
 from pmoracle.storage.protection_db import ProtectionDB
@@ -84,18 +85,8 @@ class NodeIdentity:
 def read_committee(client: ChainClient, deployment: Deployment) -> CommitteeConfig:
     """Return the current committee configuration stored in SolverRegistry (checked against its digest)."""
     registry = deployment.contract(OFFLINE_W3, "SolverRegistry")
-    view = client.call(registry.functions.committee(), "latest")
-    committee = CommitteeConfig(
-        chain_id=int(view[0]),
-        registry=bytes.fromhex(view[1][2:]),
-        version=int(view[2]),
-        members=tuple(bytes.fromhex(m[2:]) for m in view[3]),
-        quorum=int(view[4]),
-        round_period=int(view[5]),
-        finality_depth=int(view[6]),
-        params_hash=bytes(view[7]),
-    )
-    if committee.digest() != bytes(view[8]):
+    committee, digest = decode_committee_view(client.call(registry.functions.committee(), "latest"))
+    if committee.digest() != digest:
         raise NodeStartupError("the registry's configDigest does not match its committee fields")
     return committee
 
@@ -451,7 +442,7 @@ def load_setup(config: LocalConfig, password: bytes) -> NodeSetup:
     if deployment.chain_id != client.chain_id:
         raise NodeStartupError(f"deployment is for chain {deployment.chain_id}, the RPC serves {client.chain_id}")
     committee = read_committee(client, deployment)
-    params = parse_params(config.risk.params_file.read_text())
+    params = load_params_file(config.risk.params_file)
     require_startup_ok(config, committee, params.params_hash, identity.signing_address)
     return NodeSetup(config, identity, client, deployment, committee, params)
 

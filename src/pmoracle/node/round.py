@@ -2,6 +2,9 @@
 
 No I/O here: the daemon reads the snapshot and runs this in a worker thread (numba releases the GIL), so the
 same function serves the node, the dispute tool and the end-to-end tests' independent recomputation.
+
+The engine answers in its own unit (MONEY, USD with 8 decimals); the round turns its answers into the leaves the
+contract verifies (USD with ``LEAF_DECIMALS`` = 18), an exact conversion.
 """
 
 from __future__ import annotations
@@ -10,10 +13,13 @@ from dataclasses import dataclass
 
 from pmoracle.chain.snapshot import ChainSnapshot
 from pmoracle.consensus.committee import CommitteeConfig
-from pmoracle.consensus.merkle import MerkleTree
+from pmoracle.consensus.merkle import LEAF_DECIMALS, AccountLeaf, MerkleTree
 from pmoracle.consensus.report import Report
-from pmoracle.risk.margin import BookResult, book_leaves, compute_book
+from pmoracle.risk.inputs import MONEY_DECIMALS
+from pmoracle.risk.margin import AccountMargin, BookResult, compute_book
 from pmoracle.risk.params import RiskParams
+
+MONEY_TO_LEAF = 10 ** (LEAF_DECIMALS - MONEY_DECIMALS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +31,25 @@ class RoundOutput:
     book: BookResult
 
 
+def compute_leaf(margin: AccountMargin) -> AccountLeaf:
+    """Return the leaf of one account: the engine's MONEY amounts in the leaf unit (18 decimals)."""
+    return AccountLeaf(
+        account=margin.account,
+        initial_margin=margin.initial_margin * MONEY_TO_LEAF,
+        maintenance_margin=margin.maintenance_margin * MONEY_TO_LEAF,
+        equity=margin.equity * MONEY_TO_LEAF,
+    )
+
+
+def compute_leaves(book: BookResult) -> list[AccountLeaf]:
+    """Return the leaves of every account holding a position or collateral, sorted by address."""
+    return sorted((compute_leaf(a) for a in book.accounts if not a.is_empty), key=lambda leaf: leaf.account)
+
+
 def compute_round(snapshot: ChainSnapshot, params: RiskParams, committee: CommitteeConfig) -> RoundOutput:
     """Return the report every honest node computes for the round anchored at ``snapshot.block_number``."""
     book = compute_book(snapshot.market, params, snapshot.portfolios)
-    tree = MerkleTree(book_leaves(book))
+    tree = MerkleTree(compute_leaves(book))
     report = Report(
         config_digest=committee.digest(),
         block_number=snapshot.block_number,

@@ -5,8 +5,8 @@ Fixed-point units (the protocol's; the chain layer converts token amounts into t
 - prices (index, forwards, strikes, collateral prices): USD with ``PRICE_DECIMALS`` = 8;
 - dimensionless parameters (rates, SVI parameters, haircuts): ``WAD`` = 1e18, signed where the quantity is;
 - sizes (positions and collateral amounts): units of the underlying or asset with ``SIZE_DECIMALS`` = 4;
-- money out of the engine (margins, equity, P&L): USD with ``MONEY_DECIMALS`` = 8 in int64;
-  leaves on chain carry 18 decimals (``MONEY_TO_LEAF`` = 1e10, an exact conversion);
+- money out of the engine (margins, equity, P&L): USD with ``MONEY_DECIMALS`` = 8 in int64 (the round turns it
+  into the 18-decimal leaves of the chain, an exact conversion: ``pmoracle.node.round``);
 - times: unix seconds. Option expiries are at 08:00 UTC (Deribit convention).
 
 Every value is validated on construction, so an object that exists is a valid input.
@@ -27,7 +27,6 @@ SIZE_DECIMALS = 4
 SIZE_SCALE = 10**SIZE_DECIMALS
 MONEY_DECIMALS = 8
 MONEY_SCALE = 10**MONEY_DECIMALS
-MONEY_TO_LEAF = 10 ** (18 - MONEY_DECIMALS)
 
 # Largest accepted magnitudes: far beyond any real market, small enough that the kernel's int64 paths
 # cannot overflow without the overflow check noticing (see risk/kernel.py).

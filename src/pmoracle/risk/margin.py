@@ -1,11 +1,11 @@
 """The public margin API: risk arrays of a market snapshot, a book of accounts, per-account reports.
 
 - ``compute_book(market, params, portfolios)``: every account's IM, MM, equity and worst scenario (the node).
-- ``book_leaves(book)``: the Merkle leaves of a round (18-decimal amounts), empty accounts skipped.
 - ``Book``: risk arrays + account layout held in memory; ``update_account`` recomputes one account only.
 - ``compute_account_report(market, params, portfolio)``: the full report of one account (the CLI).
 
-Money is MONEY (USD with 8 decimals) in Python ints. See docs/risk-model.md for the model.
+Money is MONEY (USD with 8 decimals) in Python ints: the round (``pmoracle.node.round``) turns an account's
+``AccountMargin`` into its on-chain leaf. See docs/risk-model.md for the model.
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pmoracle.consensus.merkle import AccountLeaf
 from pmoracle.risk import kernel
 from pmoracle.risk.detscalar import det_exp, det_log
 from pmoracle.risk.errors import AccountOverflowError, PricingError
 from pmoracle.risk.inputs import (
     MONEY_SCALE,
-    MONEY_TO_LEAF,
     PRICE_SCALE,
     SIZE_SCALE,
     Instrument,
@@ -349,21 +347,6 @@ def compute_book(market: MarketSnapshot, params: RiskParams, portfolios: Sequenc
     ``UnknownCollateralError``, ``PricingError`` (all ``InputError``), ``AccountOverflowError``.
     """
     return Book(market, params, portfolios).result()
-
-
-def book_leaves(book: BookResult) -> list[AccountLeaf]:
-    """Return the Merkle leaves (18-decimal amounts) of every non-empty account, sorted by address."""
-    leaves = [
-        AccountLeaf(
-            account=a.account,
-            initial_margin=a.initial_margin * MONEY_TO_LEAF,
-            maintenance_margin=a.maintenance_margin * MONEY_TO_LEAF,
-            equity=a.equity * MONEY_TO_LEAF,
-        )
-        for a in book.accounts
-        if not a.is_empty
-    ]
-    return sorted(leaves, key=lambda leaf: leaf.account)
 
 
 def _python(f: object) -> object:

@@ -1,9 +1,10 @@
 """The risk-parameters document: TOML text -> a validated, frozen ``RiskParams`` with a canonical hash.
 
-Every field is documented in ``default_params.toml`` and ``docs/risk-model.md``. Exact quantities (moves as
-multiples of the scan range, cover fractions, the IM multiplier) are rationals (``"1/3"``, ``"0.35"``); scale
-factors are TOML floats. The canonical bytes are the sorted compact JSON of the validated values and
-``params_hash = keccak256(canonical bytes)``: nodes with different parameters cannot form a quorum by accident.
+Every field is documented in ``docs/risk-model.md`` and in the bundled default document, which the shell reads
+and passes in (:mod:`pmoracle.config.params`). Exact quantities (moves as multiples of the scan range, cover
+fractions, the IM multiplier) are rationals (``"1/3"``, ``"0.35"``); scale factors are TOML floats. The canonical
+bytes are the sorted compact JSON of the validated values and ``params_hash = keccak256(canonical bytes)``: nodes
+with different parameters cannot form a quorum by accident.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import json
 import tomllib
 from dataclasses import dataclass, fields
 from fractions import Fraction
-from importlib import resources
 from typing import Any
 
 from eth_utils import keccak
@@ -29,7 +29,7 @@ MAX_IM_BUFFER = 2**60
 
 @dataclass(frozen=True, slots=True)
 class RiskParams:
-    """Validated risk-model parameters (see default_params.toml for the meaning of each field)."""
+    """Validated risk-model parameters (docs/risk-model.md gives the meaning of each field)."""
 
     version: int
     horizon_seconds: int
@@ -281,13 +281,3 @@ def parse_params(text: str) -> RiskParams:
         es_extreme_weight=es_extreme,
         cross_short_option_charge=cross_charge,
     )
-
-
-def default_params_text() -> str:
-    """Return the text of the bundled default parameters document."""
-    return resources.files("pmoracle.risk").joinpath("default_params.toml").read_text(encoding="utf-8")
-
-
-def default_params() -> RiskParams:
-    """Return the bundled default parameters."""
-    return parse_params(default_params_text())

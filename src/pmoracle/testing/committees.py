@@ -13,6 +13,7 @@ from eth_utils import keccak
 from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum
 from pmoracle.consensus.report import Report, address_of
 from pmoracle.p2p.codec import NetworkId
+from pmoracle.risk.version import ENGINE_VERSION
 
 TEST_CHAIN_ID = 31337
 TEST_ORACLE = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
@@ -56,5 +57,6 @@ def make_test_committee(n: int, label: str = "pmoracle-test") -> TestCommittee:
         round_period=10,
         finality_depth=2,
         params_hash=keccak(b"test-params"),
+        engine_version=ENGINE_VERSION,
     )
     return TestCommittee(NetworkId(TEST_CHAIN_ID, TEST_ORACLE), config, signing, peers)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
-from eth_utils import keccak, to_canonical_address
+from eth_utils import keccak
 from web3 import Web3
 
 from pmoracle.chain.client import ChainClient
-from pmoracle.chain.deploy import Deployment, NodeSpec, connect, deploy, open_transmitter
+from pmoracle.chain.deploy import Deployment, NodeSpec, connect, decode_committee_view, deploy, open_transmitter
 from pmoracle.chain.devchain import DEV_MNEMONIC, Devchain
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.transmitter import Transmitter
@@ -126,17 +126,8 @@ def deploy_system(chain: Devchain, n: int = 4, **kwargs: Any) -> System:
         **kwargs,
     )
     w3 = connect(chain.url)
-    view = deployment.contract(w3, "SolverRegistry").functions.committee().call()
-    config = CommitteeConfig(
-        chain_id=deployment.chain_id,
-        registry=to_canonical_address(deployment.contracts["SolverRegistry"]),
-        version=view[2],
-        members=tuple(to_canonical_address(m) for m in view[3]),
-        quorum=view[4],
-        round_period=view[5],
-        finality_depth=view[6],
-        params_hash=bytes(view[7]),
-    )
+    config, digest = decode_committee_view(deployment.contract(w3, "SolverRegistry").functions.committee().call())
+    assert config.digest() == digest, "the registry and CommitteeConfig disagree on configDigest"
     return System(
         chain, w3, deployment, open_transmitter(chain.url, dev_key(0)), [s.signing_key for s in nodes], config
     )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 from eth_utils import keccak, to_canonical_address, to_checksum_address
+from web3.logs import DISCARD
 
-from pmoracle.chain.deploy import open_transmitter, register_node, transact_fn
+from pmoracle.chain.deploy import decode_committee_view, open_transmitter, register_node, set_committee, transact_fn
 from pmoracle.chain.devchain import Devchain
 from pmoracle.consensus.pop import compute_pop_hash, sign_proof_of_possession
 from pmoracle.consensus.report import sign_report
+from pmoracle.risk.version import ENGINE_VERSION
 from tests.integration.chain.contracts_support import (
     STAKE,
     System,
@@ -95,19 +98,37 @@ def test_committee_rules(system: System) -> None:
     members = [address_of(k) for k in system.signing_keys]
     owner = system.owner.address
     fn = system.registry.functions.setCommittee
-    assert revert_of(fn(members, 2, 4, 2, bytes(32)), owner) == ("InvalidQuorum", (2, 3, 4))
-    assert revert_of(fn(members, 5, 4, 2, bytes(32)), owner) == ("InvalidQuorum", (5, 3, 4))
-    assert revert_of(fn(members, 3, 0, 2, bytes(32)), owner) == ("InvalidRoundPeriod", (0,))
+    assert revert_of(fn(members, 2, 4, 2, bytes(32), 1), owner) == ("InvalidQuorum", (2, 3, 4))
+    assert revert_of(fn(members, 5, 4, 2, bytes(32), 1), owner) == ("InvalidQuorum", (5, 3, 4))
+    assert revert_of(fn(members, 3, 0, 2, bytes(32), 1), owner) == ("InvalidRoundPeriod", (0,))
+    assert revert_of(fn(members, 3, 4, 2, bytes(32), 0), owner) == ("InvalidEngineVersion", (0,))
     stranger = to_checksum_address(keccak(text="stranger")[:20])
-    assert revert_of(fn([*members[:3], stranger], 3, 4, 2, bytes(32)), owner) == (
+    assert revert_of(fn([*members[:3], stranger], 3, 4, 2, bytes(32), 1), owner) == (
         "IneligibleMember",
         (stranger, 0, 0),
     )
-    assert revert_of(fn([*members[:3], members[0]], 3, 4, 2, bytes(32)), owner) == (
+    assert revert_of(fn([*members[:3], members[0]], 3, 4, 2, bytes(32), 1), owner) == (
         "DuplicateMember",
         (members[0],),
     )
-    assert revert_of(fn(members, 3, 4, 2, bytes(32)), address_of(dev_key(9)))[0] == "OwnableUnauthorizedAccount"
+    assert revert_of(fn(members, 3, 4, 2, bytes(32), 1), address_of(dev_key(9)))[0] == "OwnableUnauthorizedAccount"
+
+
+def test_the_engine_version_is_part_of_the_committee_and_its_digest(anvil: Devchain) -> None:
+    fresh = deploy_system(anvil, n=4)
+    assert fresh.config.engine_version == ENGINE_VERSION  # deploy's default: this software's engine
+    members = [address_of(k) for k in fresh.signing_keys]
+    receipt = set_committee(fresh.owner, fresh.deployment, members, quorum=3, round_period=4, finality_depth=2,
+                            params_hash=fresh.config.params_hash, engine_version=ENGINE_VERSION + 41)  # fmt: skip
+    config, digest = decode_committee_view(fresh.registry.functions.committee().call())
+    assert config == dataclasses.replace(fresh.config, version=2, engine_version=ENGINE_VERSION + 41)
+    assert digest == config.digest() == fresh.registry.functions.configDigest().call()
+    assert fresh.oracle.functions.configDigest().call() == digest != fresh.config.digest()
+    tx_receipt = fresh.w3.eth.get_transaction_receipt(receipt.tx_hash)
+    (event,) = fresh.registry.events.CommitteeSet().process_receipt(tx_receipt, errors=DISCARD)  # + the oracle's log
+    args = event["args"]
+    assert args["engineVersion"] == ENGINE_VERSION + 41 and args["configDigest"] == digest
+    assert (args["version"], args["paramsHash"], args["quorum"]) == (2, fresh.config.params_hash, 3)
 
 
 def test_equivocation_is_slashed_once(system: System) -> None:

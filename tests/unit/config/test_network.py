@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from pmoracle.config import NetworkConfig, StartupRefusedError, check_startup, load_local_config, require_startup_ok
+from pmoracle.risk.version import ENGINE_VERSION
 
 MEMBERS = tuple(bytes([i]) * 20 for i in range(1, 5))
 PARAMS_HASH = b"\x11" * 32
 
 
-def network() -> NetworkConfig:
+def network(engine_version: int = ENGINE_VERSION) -> NetworkConfig:
     return NetworkConfig(
         chain_id=31337,
         registry=b"\xaa" * 20,
@@ -22,6 +23,7 @@ def network() -> NetworkConfig:
         round_period=10,
         finality_depth=2,
         params_hash=PARAMS_HASH,
+        engine_version=engine_version,
     )
 
 
@@ -52,3 +54,15 @@ def test_wrong_params_and_non_member_are_both_reported(tmp_path: Path) -> None:
     with pytest.raises(StartupRefusedError) as info:
         require_startup_ok(local(tmp_path), network(), b"\x22" * 32, MEMBERS[0])
     assert info.value.problems == (problems[0],)
+
+
+def test_a_node_of_another_engine_refuses_to_start_naming_both_versions(tmp_path: Path) -> None:
+    other = ENGINE_VERSION + 1
+    problems = check_startup(local(tmp_path), network(engine_version=other), PARAMS_HASH, MEMBERS[0])
+    assert problems == [
+        f"engine version: this node runs risk engine version {ENGINE_VERSION}, but the committee (config version 3) "
+        f"runs engine version {other}; run a pmoracle release with engine version {other}, or have the owner set a "
+        "committee for this engine"
+    ]
+    with pytest.raises(StartupRefusedError, match=f"risk engine version {ENGINE_VERSION}, but .* version {other}"):
+        require_startup_ok(local(tmp_path), network(engine_version=other), PARAMS_HASH, MEMBERS[0])

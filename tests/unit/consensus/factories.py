@@ -8,6 +8,7 @@ from eth_utils import keccak
 
 from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum
 from pmoracle.consensus.report import Domain, Report, SignedReport, address_of, sign_report
+from pmoracle.risk.version import ENGINE_VERSION
 
 DOMAIN = Domain(chain_id=31337, verifying_contract=b"\x0a" * 20)
 PERIOD = 10
@@ -32,6 +33,7 @@ def make_committee(n: int, quorum: int | None = None) -> CommitteeConfig:
         round_period=PERIOD,
         finality_depth=DEPTH,
         params_hash=b"\x09" * 32,
+        engine_version=ENGINE_VERSION,
     )
 
 

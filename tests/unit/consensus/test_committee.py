@@ -21,7 +21,7 @@ def test_byzantine_quorum(n: int, f: int, q: int) -> None:
 def _config(**overrides: object) -> CommitteeConfig:
     fields: dict[str, object] = dict(
         chain_id=31337, registry=b"\x01" * 20, version=1, members=tuple(bytes([i]) * 20 for i in range(2, 6)),
-        quorum=3, round_period=10, finality_depth=2, params_hash=b"\x09" * 32,
+        quorum=3, round_period=10, finality_depth=2, params_hash=b"\x09" * 32, engine_version=7,
     )  # fmt: skip
     fields.update(overrides)
     return CommitteeConfig(**fields)  # type: ignore[arg-type]
@@ -31,13 +31,15 @@ def test_digest_is_abi_encoding_of_fields() -> None:
     config = _config()
     expected = keccak(
         encode(
-            ["uint256", "address", "uint64", "address[]", "uint8", "uint64", "uint64", "bytes32"],
-            [31337, b"\x01" * 20, 1, list(config.members), 3, 10, 2, b"\x09" * 32],
+            ["uint256", "address", "uint64", "address[]", "uint8", "uint64", "uint64", "bytes32", "uint32"],
+            [31337, b"\x01" * 20, 1, list(config.members), 3, 10, 2, b"\x09" * 32, 7],
         )
     )
     assert config.digest() == expected
     assert _config(version=2).digest() != expected
     assert _config(quorum=4).digest() != expected
+    # two engines never share a config digest, so their reports never count toward one quorum
+    assert _config(engine_version=8).digest() != expected
 
 
 @pytest.mark.parametrize(
@@ -48,6 +50,8 @@ def test_digest_is_abi_encoding_of_fields() -> None:
         ("members", {"members": (b"\x02" * 20, b"\x02" * 20, b"\x03" * 20, b"\x04" * 20)}),
         ("members", {"members": ()}),
         ("round_period", {"round_period": 0}),
+        ("engine_version", {"engine_version": 0}),
+        ("engine_version", {"engine_version": 2**32}),
     ],
 )
 def test_invalid_config_rejected(field: str, overrides: dict[str, object]) -> None:

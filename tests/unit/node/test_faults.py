@@ -32,6 +32,7 @@ from pmoracle.node.abc import AttestedRound, ChainPort
 from pmoracle.node.round import RoundOutput
 from pmoracle.p2p.codec import NetworkId, SignedReportMessage, decode_message
 from pmoracle.p2p.validator import ReportValidator
+from pmoracle.risk.version import ENGINE_VERSION
 from tests.unit.consensus.factories import DOMAIN as FACTORY_DOMAIN
 from tests.unit.consensus.factories import make_committee, make_key, make_signed
 
@@ -40,7 +41,8 @@ MEMBERS = tuple(bytes([i]) * 20 for i in range(1, 5))
 
 def committee() -> CommitteeConfig:
     return CommitteeConfig(chain_id=31337, registry=b"\x11" * 20, version=1, members=MEMBERS, quorum=3,
-                           round_period=5, finality_depth=2, params_hash=b"\x22" * 32)  # fmt: skip
+                           round_period=5, finality_depth=2, params_hash=b"\x22" * 32,
+                           engine_version=ENGINE_VERSION)  # fmt: skip
 
 
 def test_every_spam_message_is_rejected_for_its_reason() -> None:

@@ -8,10 +8,10 @@ import numba
 import numpy as np
 import pytest
 
+from pmoracle.config.params import default_params
 from pmoracle.risk.errors import AccountOverflowError
 from pmoracle.risk.inputs import MAX_SIZE, Instrument, InstrumentKind, Portfolio, Position
 from pmoracle.risk.margin import Book, compute_accounts, compute_book, compute_risk_arrays, portfolio_instruments
-from pmoracle.risk.params import default_params
 from pmoracle.risk.reference import reference_account, reference_row
 from pmoracle.risk.scenarios import compute_scenarios
 from pmoracle.risk.table import CollateralRef, RiskInstrument, build_instrument_table

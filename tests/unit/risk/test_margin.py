@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from pmoracle.consensus.merkle import compute_root
+from pmoracle.config.params import default_params
 from pmoracle.risk.errors import (
     ExpiredInstrumentError,
     MissingSmileError,
@@ -17,15 +17,13 @@ from pmoracle.risk.errors import (
 )
 from pmoracle.risk.inputs import (
     MONEY_SCALE,
-    MONEY_TO_LEAF,
     Instrument,
     InstrumentKind,
     MarketSnapshot,
     Portfolio,
     Position,
 )
-from pmoracle.risk.margin import Book, book_leaves, compute_account_report, compute_book
-from pmoracle.risk.params import default_params
+from pmoracle.risk.margin import Book, compute_account_report, compute_book
 
 from .factories import (
     DAY,
@@ -125,20 +123,6 @@ def test_im_is_the_stricter_documented_version() -> None:
         expected = max(-(-mm * 5 // 4), mm + PARAMS.im_min_buffer)
         assert a.initial_margin == expected
     assert result.accounts[1].initial_margin == result.accounts[1].maintenance_margin + 10 * MONEY_SCALE
-
-
-def test_leaves_skip_empty_accounts_and_convert_exactly() -> None:
-    portfolios = [
-        Portfolio(positions=_straddle(1), collateral=(("USDC", size(50_000)),), account=account(3)),
-        Portfolio(account=account(2)),
-        Portfolio(collateral=(("ETH", size(1)),), account=account(1)),
-    ]
-    book = compute_book(make_market(), PARAMS, portfolios)
-    leaves = book_leaves(book)
-    assert [leaf.account for leaf in leaves] == [account(1), account(3)]
-    assert leaves[1].maintenance_margin == book.accounts[0].maintenance_margin * MONEY_TO_LEAF
-    assert leaves[1].equity == book.accounts[0].equity * MONEY_TO_LEAF
-    assert len(compute_root(leaves)) == 32
 
 
 def test_missing_smile_is_named() -> None:

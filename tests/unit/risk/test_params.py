@@ -7,8 +7,9 @@ import re
 
 import pytest
 
+from pmoracle.config.params import default_params, default_params_text
 from pmoracle.risk.errors import ParamsError
-from pmoracle.risk.params import default_params, default_params_text, parse_params
+from pmoracle.risk.params import parse_params
 from pmoracle.risk.scenarios import compute_scenarios
 
 from .factories import make_market
