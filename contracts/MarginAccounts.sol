@@ -5,6 +5,7 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {MarketFeeds} from "./MarketFeeds.sol";
 import {AttestedMargin, IMarginOracle} from "./PmoracleTypes.sol";
@@ -12,8 +13,10 @@ import {AttestedMargin, IMarginOracle} from "./PmoracleTypes.sol";
 /// @title MarginAccounts
 /// @notice The derivatives protocol's ledger: collateral in several ERC20s, an instrument registry, positions
 ///         changed by matched trades; withdrawals and liquidation flags consume the margin attested by MarginOracle.
-/// @dev Withdrawals since the latest attested round accumulate per account, so one attestation cannot be spent
-///      twice: equity - (withdrawn value since the round) must stay >= initial margin.
+/// @dev A withdrawal is judged on the latest attested round, anchored at block R (docs/protocol.md, Withdrawals):
+///      no trade of the account after R; every amount it withdrew after R (and this one) is charged at R's
+///      collateral price; every balance it keeps is charged for a fall of its collateral price since R. What is
+///      left of the attested equity must stay >= the attested initial margin.
 contract MarginAccounts is AccessControl, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
@@ -23,7 +26,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     uint256 public constant WAD = 1e18;
     /// @notice Price decimals of MarketFeeds (USD 1e8).
     uint256 public constant PRICE_SCALE = 1e8;
-    /// @notice Most instruments an account can have held (bounds the page view).
+    /// @notice Most open (non-zero) positions an account can have (bounds the page view).
     uint256 public constant MAX_HELD_INSTRUMENTS = 256;
 
     /// @notice An instrument.
@@ -54,15 +57,22 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         CollateralView[] collateral;
     }
 
-    /// @dev One slot per account: opened, and the block of the last change of its positions or balances.
+    /// @dev One slot per account: opened, the block of the last change of its positions or balances, and the block
+    ///      of the last change of its positions.
     struct AccountMeta {
         bool known;
         uint64 changedAt;
+        uint64 tradedAt;
     }
 
-    struct WithdrawalLedger {
-        uint64 roundBlock;
-        uint192 value;
+    /// @dev Amounts of one token an account withdrew that a later-anchored round may not have seen, in two buckets:
+    ///      `recent` was withdrawn in block `recentBlock`, `older` in blocks up to `olderBlock`. A round anchored
+    ///      at R has seen a bucket iff its block <= R (two slots).
+    struct PendingWithdrawals {
+        uint64 olderBlock;
+        uint64 recentBlock;
+        uint128 older;
+        uint128 recent;
     }
 
     /// @notice The market feeds (collateral prices and haircuts).
@@ -80,9 +90,11 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     mapping(address account => mapping(address token => uint256)) public balanceOf;
     /// @notice Position of an account in an instrument, in 1e-4 units of the underlying (signed).
     mapping(address account => mapping(uint32 instrumentId => int128)) public positionOf;
+    /// @dev The instruments of an account's open positions, in no particular order.
     mapping(address account => uint32[]) internal _held;
-    mapping(address account => mapping(uint32 instrumentId => bool)) internal _isHeld;
-    mapping(address account => WithdrawalLedger) internal _withdrawn;
+    /// @dev 1 + the index of an open position's instrument in `_held` (0: not open).
+    mapping(address account => mapping(uint32 instrumentId => uint256)) internal _heldIndex;
+    mapping(address account => mapping(address token => PendingWithdrawals)) internal _pending;
     /// @notice The round block at which an account was last flagged liquidatable (0 if not flagged).
     mapping(address account => uint64) public liquidatableAt;
 
@@ -96,7 +108,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     event AccountOpened(address indexed account, uint256 index);
     /// @notice Collateral was deposited.
     event Deposited(address indexed account, address indexed token, uint256 amount, uint256 balance);
-    /// @notice Collateral was withdrawn against attested margin.
+    /// @notice Collateral was withdrawn against attested margin (`value`: at the round's collateral price).
     event Withdrawn(
         address indexed account, address indexed token, uint256 amount, uint256 value, uint64 roundBlock
     );
@@ -130,12 +142,15 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     error InvalidTradeSize(int128 size);
     /// @notice A trade's buyer and seller are the same account.
     error SelfTrade(address account);
-    /// @notice The account holds too many distinct instruments.
+    /// @notice The account has too many open positions.
     error TooManyInstruments(address account, uint256 count);
     /// @notice The balance is below the amount.
     error InsufficientBalance(address account, address token, uint256 balance, uint256 amount);
-    /// @notice The withdrawal would leave attested equity below attested initial margin.
+    /// @notice The withdrawal would leave the account's equity bound (`withdrawableEquity`) below its attested initial
+    ///         margin.
     error WithdrawalExceedsMargin(address account, int256 equityAfter, uint256 initialMargin);
+    /// @notice The account's positions changed after the anchor of the round the withdrawal is judged on.
+    error TradedSinceRound(address account, uint64 tradedAt, uint64 roundBlock);
     /// @notice Attested equity is not below maintenance margin.
     error NotLiquidatable(address account, int256 equity, uint256 maintenanceMargin);
     /// @notice The account is flagged and still under maintenance margin, or not flagged.
@@ -162,7 +177,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         emit OracleSet(address(oracle_));
     }
 
-    /// @notice Enable an ERC20 as collateral (it must be priced in MarketFeeds to be withdrawn).
+    /// @notice Enable an ERC20 as collateral (price it in MarketFeeds first: a round cannot value an unpriced balance).
     /// @param token The token.
     function addCollateral(address token) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (token == address(0)) revert ZeroAddress("token");
@@ -186,7 +201,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         bool valid = underlying != bytes32(0)
             && (kind == 0 ? expiry == 0 && strike == 0 : kind == 1 ? expiry != 0 && strike == 0 : kind <= 3 && expiry != 0 && strike != 0);
         if (!valid) revert InvalidInstrument(kind, expiry, strike);
-        id = uint32(_instruments.length + 1);
+        id = SafeCast.toUint32(_instruments.length + 1);
         _instruments.push(InstrumentView(id, underlying, kind, expiry, strike));
         emit InstrumentListed(id, underlying, kind, expiry, strike);
     }
@@ -204,8 +219,9 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
     }
 
-    /// @notice Withdraw collateral: the attested equity of the latest round, less everything withdrawn since
-    ///         (valued at price x (1 - haircut)), must stay >= the attested initial margin.
+    /// @notice Withdraw collateral against the latest attested round, anchored at block R: the caller must not
+    ///         have traded after R, and `withdrawableEquity` after the withdrawal must stay >= the attested
+    ///         initial margin.
     /// @param token The collateral token.
     /// @param amount Amount in the token's units.
     /// @param m The caller's attested margin in the latest round.
@@ -218,16 +234,14 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         uint256 balance = balanceOf[msg.sender][token];
         if (balance < amount) revert InsufficientBalance(msg.sender, token, balance, amount);
         uint64 roundBlock = oracle.verifyMargin(msg.sender, m.initialMargin, m.maintenanceMargin, m.equity, proof);
-        uint256 value = collateralValue(token, amount);
-        WithdrawalLedger memory w = _withdrawn[msg.sender];
-        uint256 total = (w.roundBlock == roundBlock ? uint256(w.value) : 0) + value;
-        int256 equityAfter = m.equity - SafeCast.toInt256(total);
-        if (equityAfter < int256(m.initialMargin)) {
-            revert WithdrawalExceedsMargin(msg.sender, equityAfter, m.initialMargin);
-        }
-        _withdrawn[msg.sender] = WithdrawalLedger(roundBlock, SafeCast.toUint192(total));
+        int256 initialMargin = SafeCast.toInt256(m.initialMargin);
+        uint64 lastTrade = _meta[msg.sender].tradedAt;
+        if (lastTrade > roundBlock) revert TradedSinceRound(msg.sender, lastTrade, roundBlock);
         _touch(msg.sender);
         balanceOf[msg.sender][token] = balance - amount;
+        uint256 value = _recordWithdrawal(msg.sender, token, amount, roundBlock);
+        int256 equityAfter = withdrawableEquity(msg.sender, m.equity, roundBlock);
+        if (equityAfter < initialMargin) revert WithdrawalExceedsMargin(msg.sender, equityAfter, m.initialMargin);
         emit Withdrawn(msg.sender, token, amount, value, roundBlock);
         IERC20(token).safeTransfer(msg.sender, amount);
     }
@@ -254,7 +268,8 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     /// @param proof The Merkle proof of its leaf.
     function flagLiquidatable(address account, AttestedMargin calldata m, bytes32[] calldata proof) external {
         uint64 roundBlock = oracle.verifyMargin(account, m.initialMargin, m.maintenanceMargin, m.equity, proof);
-        if (m.equity >= int256(m.maintenanceMargin)) revert NotLiquidatable(account, m.equity, m.maintenanceMargin);
+        int256 maintenanceMargin = SafeCast.toInt256(m.maintenanceMargin);
+        if (m.equity >= maintenanceMargin) revert NotLiquidatable(account, m.equity, m.maintenanceMargin);
         liquidatableAt[account] = roundBlock;
         emit LiquidatableFlagged(account, roundBlock, m.equity, m.maintenanceMargin);
     }
@@ -265,12 +280,49 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     /// @param proof The Merkle proof of its leaf.
     function clearLiquidatable(address account, AttestedMargin calldata m, bytes32[] calldata proof) external {
         uint64 roundBlock = oracle.verifyMargin(account, m.initialMargin, m.maintenanceMargin, m.equity, proof);
-        if (liquidatableAt[account] == 0 || m.equity < int256(m.maintenanceMargin)) revert NotFlagged(account);
+        int256 maintenanceMargin = SafeCast.toInt256(m.maintenanceMargin);
+        if (liquidatableAt[account] == 0 || m.equity < maintenanceMargin) revert NotFlagged(account);
         liquidatableAt[account] = 0;
         emit LiquidatableCleared(account, roundBlock);
     }
 
-    /// @notice Return the USD value (18 decimals) counted for `amount` of `token`: price x (1 - haircut).
+    /// @notice Return a lower bound of an account's equity now, from its attested equity in the round anchored at
+    ///         `roundBlock` (USD 18 decimals): less every amount it withdrew after the anchor, at the anchor's
+    ///         collateral price, and less, for every balance it holds, the fall of the collateral price since.
+    /// @dev Exact when the account neither traded nor deposited after the anchor; deposits are not credited.
+    ///      Charges round up. Meant for the latest round: withdrawals it has seen are dropped from the ledger.
+    /// @param account The account.
+    /// @param equity Its attested equity in the round.
+    /// @param roundBlock The round's anchor block.
+    function withdrawableEquity(address account, int256 equity, uint64 roundBlock) public view returns (int256) {
+        int256 bound = equity;
+        for (uint256 i = 0; i < _collateralTokens.length; ++i) {
+            address token = _collateralTokens[i];
+            uint256 balance = balanceOf[account][token];
+            uint256 unseen = _unseen(_pending[account][token], roundBlock);
+            if (balance == 0 && unseen == 0) continue;
+            (uint8 decimals, uint256 current, uint256 anchored) = feeds.collateralPriceAt(token, roundBlock);
+            uint256 charge = _valueOf(unseen, decimals, anchored);
+            if (anchored > current) charge += _valueOf(balance, decimals, anchored - current);
+            bound -= SafeCast.toInt256(charge);
+        }
+        return bound;
+    }
+
+    /// @notice Return the block of the last change of an account's positions (0: never traded).
+    /// @param account The account.
+    function tradedAt(address account) external view returns (uint64) {
+        return _meta[account].tradedAt;
+    }
+
+    /// @notice Return the number of an account's open (non-zero) positions.
+    /// @param account The account.
+    function openPositionCount(address account) external view returns (uint256) {
+        return _held[account].length;
+    }
+
+    /// @notice Return the USD value (18 decimals) counted for `amount` of `token` at its latest price:
+    ///         price x (1 - haircut).
     /// @param token A priced collateral token.
     /// @param amount Amount in the token's units.
     function collateralValue(address token, uint256 amount) public view returns (uint256) {
@@ -348,16 +400,10 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
 
     function _accountView(address account) internal view returns (AccountView memory v) {
         uint32[] storage held = _held[account];
-        uint256 n = 0;
-        for (uint256 j = 0; j < held.length; ++j) {
-            if (positionOf[account][held[j]] != 0) ++n;
-        }
         v.account = account;
-        v.positions = new PositionView[](n);
-        n = 0;
+        v.positions = new PositionView[](held.length);
         for (uint256 j = 0; j < held.length; ++j) {
-            int128 size = positionOf[account][held[j]];
-            if (size != 0) v.positions[n++] = PositionView(held[j], size);
+            v.positions[j] = PositionView(held[j], positionOf[account][held[j]]);
         }
         uint256 c = 0;
         for (uint256 j = 0; j < _collateralTokens.length; ++j) {
@@ -372,29 +418,79 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         }
     }
 
+    /// @dev Move a position by `delta` != 0; keep `_held` to the open positions (swap-and-pop on close).
     function _move(address account, uint32 instrumentId, int128 delta) internal returns (int128 position) {
-        _touch(account);
-        if (!_isHeld[account][instrumentId]) {
-            uint32[] storage held = _held[account];
-            if (held.length >= MAX_HELD_INSTRUMENTS) revert TooManyInstruments(account, held.length);
-            _isHeld[account][instrumentId] = true;
-            held.push(instrumentId);
-        }
-        position = positionOf[account][instrumentId] + delta;
+        _touch(account).tradedAt = SafeCast.toUint64(block.number);
+        int128 before = positionOf[account][instrumentId];
+        position = before + delta;
         positionOf[account][instrumentId] = position;
+        uint32[] storage held = _held[account];
+        if (before == 0) {
+            if (held.length >= MAX_HELD_INSTRUMENTS) revert TooManyInstruments(account, held.length);
+            held.push(instrumentId);
+            _heldIndex[account][instrumentId] = held.length;
+        } else if (position == 0) {
+            uint256 index = _heldIndex[account][instrumentId] - 1;
+            uint32 last = held[held.length - 1];
+            held[index] = last;
+            _heldIndex[account][last] = index + 1;
+            held.pop();
+            delete _heldIndex[account][instrumentId];
+        }
+    }
+
+    /// @dev Add `amount` of `token` withdrawn now to the account's pending buckets, first dropping the buckets the
+    ///      round anchored at `roundBlock` has seen (the recent bucket of an earlier block merges into the older
+    ///      one); return the amount's value at the round's collateral price.
+    function _recordWithdrawal(address account, address token, uint256 amount, uint64 roundBlock)
+        internal
+        returns (uint256 value)
+    {
+        (uint8 decimals,, uint256 anchored) = feeds.collateralPriceAt(token, roundBlock);
+        value = _valueOf(amount, decimals, anchored);
+        PendingWithdrawals storage pending = _pending[account][token];
+        PendingWithdrawals memory p = pending;
+        uint64 blockNumber = SafeCast.toUint64(block.number);
+        if (p.olderBlock <= roundBlock) p.older = 0;
+        if (p.recentBlock <= roundBlock) p.recent = 0;
+        if (p.recentBlock != blockNumber) {
+            if (p.recent != 0) {
+                p.older += p.recent;
+                p.olderBlock = p.recentBlock;
+            }
+            p.recent = 0;
+            p.recentBlock = blockNumber;
+        }
+        p.recent = SafeCast.toUint128(p.recent + amount);
+        pending.olderBlock = p.olderBlock;
+        pending.recentBlock = p.recentBlock;
+        pending.older = p.older;
+        pending.recent = p.recent;
     }
 
     /// @dev Open the account on its first change, and record the block of this change (the incremental
     ///      snapshot's key: see `accountsChangedSince`). Shares the slot read to know the account, so a change
-    ///      costs one warm SSTORE more.
-    function _touch(address account) internal {
-        AccountMeta storage meta = _meta[account];
+    ///      costs one warm SSTORE more. Returns the slot for callers that record more.
+    function _touch(address account) internal returns (AccountMeta storage meta) {
+        meta = _meta[account];
         if (!meta.known) {
             meta.known = true;
             _accounts.push(account);
             emit AccountOpened(account, _accounts.length - 1);
         }
-        meta.changedAt = uint64(block.number);
+        meta.changedAt = SafeCast.toUint64(block.number);
+    }
+
+    /// @dev The amount of a token's pending buckets that the round anchored at `roundBlock` has not seen.
+    function _unseen(PendingWithdrawals storage pending, uint64 roundBlock) internal view returns (uint256) {
+        PendingWithdrawals memory p = pending;
+        uint256 older = p.olderBlock > roundBlock ? p.older : 0;
+        return older + (p.recentBlock > roundBlock ? p.recent : 0);
+    }
+
+    /// @dev USD 18 decimals of `amount` token units at collateral price `price` (USD 1e8 x WAD), rounded up.
+    function _valueOf(uint256 amount, uint8 decimals, uint256 price) internal pure returns (uint256) {
+        return Math.mulDiv(amount, price, 10 ** decimals * PRICE_SCALE, Math.Rounding.Ceil);
     }
 
     function _window(uint256 offset, uint256 limit, uint256 total) internal pure returns (uint256, uint256) {

@@ -3,11 +3,17 @@ pragma solidity 0.8.37;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 
 /// @title MarketFeeds
 /// @notice Index prices, SVI volatility smiles and collateral prices/haircuts, written by the feeder role.
 /// @dev Units: prices USD 1e8, rates/SVI/haircuts WAD 1e18; times unix seconds (docs/contracts.md, CHAIN_API.md).
+///      Each collateral asset also keeps the history of its collateral price, price x (1 - haircut), by block:
+///      MarginAccounts values a withdrawal against the price of the attested round's anchor block.
 contract MarketFeeds is AccessControl {
+    using Checkpoints for Checkpoints.Trace208;
+
     /// @notice Role allowed to write feeds.
     bytes32 public constant FEEDER_ROLE = keccak256("FEEDER_ROLE");
     /// @notice 1e18.
@@ -59,6 +65,8 @@ contract MarketFeeds is AccessControl {
     mapping(bytes32 symbol => Underlying) internal _underlyings;
     address[] internal _tokens;
     mapping(address token => AssetView) internal _assets;
+    /// @dev price x (WAD - haircut) (USD 1e8 x WAD) from the block of each write on.
+    mapping(address token => Checkpoints.Trace208) internal _collateralPrices;
 
     /// @notice An index price and rate were written.
     event IndexSet(bytes32 indexed underlying, uint256 price, int256 rate, uint64 updatedAt);
@@ -107,8 +115,9 @@ contract MarketFeeds is AccessControl {
         }
         u.index = price;
         u.rate = rate;
-        u.updatedAt = uint64(block.timestamp);
-        emit IndexSet(underlying, price, rate, uint64(block.timestamp));
+        uint64 updatedAt = SafeCast.toUint64(block.timestamp);
+        u.updatedAt = updatedAt;
+        emit IndexSet(underlying, price, rate, updatedAt);
     }
 
     /// @notice Write the SVI smile of one expiry of a listed underlying.
@@ -141,7 +150,7 @@ contract MarketFeeds is AccessControl {
             }
             expiries[i] = expiry;
         }
-        u.smiles[expiry] = SmileView(expiry, a, b, rho, m, sigma, uint64(block.timestamp));
+        u.smiles[expiry] = SmileView(expiry, a, b, rho, m, sigma, SafeCast.toUint64(block.timestamp));
         emit SmileSet(underlying, expiry, a, b, rho, m, sigma);
     }
 
@@ -166,8 +175,10 @@ contract MarketFeeds is AccessControl {
         entry.price = price;
         entry.haircut = haircut;
         entry.underlying = underlying;
-        entry.updatedAt = uint64(block.timestamp);
-        emit AssetPriceSet(token, price, haircut, underlying, uint64(block.timestamp));
+        uint64 updatedAt = SafeCast.toUint64(block.timestamp);
+        entry.updatedAt = updatedAt;
+        _collateralPrices[token].push(SafeCast.toUint48(block.number), SafeCast.toUint208(price * (WAD - haircut)));
+        emit AssetPriceSet(token, price, haircut, underlying, updatedAt);
     }
 
     /// @notice Return a collateral asset's feed; reverts for an unpriced token.
@@ -176,6 +187,24 @@ contract MarketFeeds is AccessControl {
         AssetView memory a = _assets[token];
         if (a.token == address(0)) revert UnpricedAsset(token);
         return a;
+    }
+
+    /// @notice Return a collateral asset's collateral price, price x (1 - haircut) in USD 1e8 x WAD, now and at
+    ///         the end of block `blockNumber`; all zero for an unpriced token, `atBlock` zero if not yet priced then.
+    /// @param token The ERC20 token.
+    /// @param blockNumber A past or the current block.
+    /// @return decimals The token's decimals.
+    /// @return current The latest collateral price.
+    /// @return atBlock The collateral price in force at the end of block `blockNumber`.
+    function collateralPriceAt(address token, uint64 blockNumber)
+        external
+        view
+        returns (uint8 decimals, uint256 current, uint256 atBlock)
+    {
+        Checkpoints.Trace208 storage history = _collateralPrices[token];
+        decimals = _assets[token].decimals;
+        current = history.latest();
+        atBlock = history.upperLookupRecent(SafeCast.toUint48(blockNumber));
     }
 
     /// @notice Return the whole market: underlyings in listing order (smiles by expiry) and assets.

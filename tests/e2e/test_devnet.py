@@ -110,8 +110,16 @@ def test_served_proof_verifies_on_chain_and_gates_a_withdrawal(devnet: Devnet) -
         latest = d.attested[-1]
         if found.get("latest") is not latest:
             output = d.recompute(latest.block_number)
-            # an account with room to withdraw: attested equity well above its initial margin
-            found.update(latest=latest, leaf=max(output.tree.leaves, key=lambda x: x.equity - x.initial_margin))
+            # an account with room to withdraw (attested equity well above its initial margin) that has not traded
+            # since the anchor (MarginAccounts refuses its withdrawal until a later round); the world stays paused
+            ledger = d.deployment.contract(OFFLINE_W3, "MarginAccounts").functions
+            leaves = sorted(output.tree.leaves, key=lambda x: x.equity - x.initial_margin, reverse=True)
+            leaf = next(
+                x
+                for x in leaves
+                if d.client.call(ledger.tradedAt(to_checksum_address(x.account))) <= latest.block_number
+            )
+            found.update(latest=latest, leaf=leaf)
         account = to_checksum_address(found["leaf"].account)
         for node in d.nodes:
             answer = node.get(f"/v1/margin/{account}", 0.5) or {}
