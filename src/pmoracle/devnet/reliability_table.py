@@ -76,7 +76,7 @@ def format_table(results: list[ScenarioResult]) -> str:
 HEADER = """# Reliability: survival scenarios on a real devnet
 
 Produced by `PYTHONPATH=src python -m pmoracle.devnet.reliability --out docs/reliability.md` (scenario code in
-`src/pmoracle/devnet/reliability.py`, asserted by `tests/e2e/`). Each row is one run: anvil, `n` real node processes
+`src/pmoracle/devnet/scenarios/`, asserted by `tests/e2e/`). Each row is one run: anvil, `n` real node processes
 talking libp2p on 127.0.0.1 (partition: each in a network namespace of its own), 20 trader accounts, a round
 every 5 blocks (1 block/s), finality depth 2, stage delay 1 s. Faulty nodes run the TEST-ONLY
 `python -m pmoracle.devnet.faults --mode MODE` entry point.
