@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from pmoracle import numba_cache
-from pmoracle.chain.devchain import Devchain, start_devchain
+from pmoracle.devnet.devchain import Devchain, start_devchain
 
 # Before any test module imports the risk kernels: numba picks their cache directory when they are defined.
 numba_cache.configure()

@@ -1,7 +1,7 @@
 """Byzantine scenarios on a real devnet: wrong values and equivocation cost stake, never safety or liveness.
 
 Each test builds anvil + contracts + n node processes (libp2p on 127.0.0.1), of which some run the TEST-ONLY
-faulty entry point, and asserts on what the scenario measured from the chain (pmoracle.devnet.reliability).
+faulty entry point, and asserts on what the scenario measured from the chain (pmoracle.devnet.scenarios).
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from pmoracle.devnet.reliability import (
-    ScenarioResult,
-    fault_tolerance,
+from pmoracle.devnet.scenarios.byzantine import (
     scenario_equivocate,
     scenario_silent_slow,
     scenario_spam,
     scenario_wrong_value,
 )
+from pmoracle.devnet.scenarios.common import ScenarioResult, fault_tolerance
 
 SLASH_BPS, REWARD_BPS, STAKE = 1_000, 5_000, 10**19  # the devnet's deployment parameters
 

@@ -8,13 +8,10 @@ from typing import Any
 import pytest
 
 from pmoracle.devnet import netlab
-from pmoracle.devnet.reliability import (
-    ScenarioResult,
-    scenario_partition,
-    scenario_partition_by_restart,
-    scenario_reorg,
-    scenario_rpc_faults,
-)
+from pmoracle.devnet.scenarios.common import ScenarioResult
+from pmoracle.devnet.scenarios.partition import scenario_partition, scenario_partition_by_restart
+from pmoracle.devnet.scenarios.reorg import scenario_reorg
+from pmoracle.devnet.scenarios.rpc_faults import scenario_rpc_faults
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pmoracle.devnet.reliability import scenario_crash
+from pmoracle.devnet.scenarios.crash import scenario_crash
 
 
 def check_crash(tmp_path: Path, n: int) -> None:

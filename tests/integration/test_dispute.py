@@ -20,7 +20,6 @@ from prometheus_client import CollectorRegistry
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import Deployment, deploy
-from pmoracle.chain.devchain import Devchain
 from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.cli import main
@@ -30,6 +29,7 @@ from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.evidence import Deviation, encode_evidence
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import Domain, Report, SignedReport, compute_report_digest, sign_report
+from pmoracle.devnet.devchain import Devchain
 from pmoracle.devnet.world import World
 from pmoracle.node.api import MarginProof, run_api
 from pmoracle.node.daemon import OFFLINE_W3, read_committee

@@ -10,8 +10,8 @@ from eth_utils import keccak
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import Deployment, deploy
-from pmoracle.chain.devchain import Devchain
 from pmoracle.cli import main
+from pmoracle.devnet.devchain import Devchain
 from pmoracle.errors import InputError
 from pmoracle.node.keys import KeyKind, compute_peer_id, write_key_file
 from pmoracle.node.registration import complete_multiaddr, parse_stake, read_registered_node

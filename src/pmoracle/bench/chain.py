@@ -17,8 +17,8 @@ from web3 import Web3
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import Deployment, deploy_contract, open_transmitter
-from pmoracle.chain.devchain import devchain
 from pmoracle.chain.snapshot import read_snapshot
+from pmoracle.devnet.devchain import devchain
 
 KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")  # anvil dev account 0
 BTC = b"BTC".ljust(32, b"\0")

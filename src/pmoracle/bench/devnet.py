@@ -333,18 +333,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the devnet benchmark for each size and print its table."""
+    """Run the devnet benchmark for each size and print its table (exit 128 + the signal on SIGTERM/SIGINT)."""
     sizes = parse_sizes(args.nodes)
     if args.accounts < 1:
         raise InputError("--accounts", f"must be >= 1, got {args.accounts}")
     if args.rounds < 1 or args.warmup < 0:
         raise InputError("--rounds", f"need --rounds >= 1 and --warmup >= 0, got {args.rounds}, {args.warmup}")
+    from pmoracle.devnet.processes import StopRequested, supervise
+
     base = args.run_dir or Path(tempfile.mkdtemp(prefix="pmoracle-bench-devnet-"))
     results = []
-    for n in sizes:
-        print(f"bench devnet: n={n}, {args.accounts} accounts, {args.warmup}+{args.rounds} rounds ...", file=sys.stderr)
-        results.append(run_devnet_bench(n, accounts=args.accounts, rounds=args.rounds, warmup=args.warmup,
-                                        run_dir=base / f"n{n}", round_period=args.round_period))  # fmt: skip
+    try:
+        with supervise():  # SIGTERM/SIGINT in any phase (seeding included) ends anvil and every node
+            for n in sizes:
+                print(f"bench devnet: n={n}, {args.accounts} accounts, {args.warmup}+{args.rounds} rounds ...",
+                      file=sys.stderr)  # fmt: skip
+                results.append(run_devnet_bench(n, accounts=args.accounts, rounds=args.rounds, warmup=args.warmup,
+                                                run_dir=base / f"n{n}", round_period=args.round_period))  # fmt: skip
+    except StopRequested as stop:
+        print(f"bench devnet: {stop}; logs: {base}", file=sys.stderr)
+        return 128 + stop.signum
     print(format_devnet_table(results))
     print(f"logs: {base}")
     if args.json:

@@ -34,10 +34,10 @@ from pmoracle.chain.deploy import (
     set_committee,
     transact_fn,
 )
-from pmoracle.chain.devchain import DEV_MNEMONIC, start_devchain
 from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, compute_leaf_hash, hash_pair
 from pmoracle.consensus.report import Domain, Report, sign_report
+from pmoracle.devnet.devchain import DEV_MNEMONIC, start_devchain
 from pmoracle.risk.version import ENGINE_VERSION
 
 INTRINSIC_GAS = 21_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -23,8 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build and run the devnet; exit 0 when every attested round matched the independent recomputation."""
+    """Build and run the devnet; exit 0 when every attested round matched the independent recomputation.
+
+    SIGTERM or SIGINT ends every child process in any phase; while building, the exit status is 128 + the signal.
+    """
     from pmoracle.devnet.cluster import DevnetOptions, run_devnet
+    from pmoracle.devnet.processes import StopRequested
     from pmoracle.errors import InputError
 
     if not 1 <= args.nodes <= 16:
@@ -38,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
         round_period=args.round_period, finality_depth=args.finality_depth, seed=args.seed, run_dir=args.run_dir,
         quiet=args.quiet, faulty=faulty,
     )  # fmt: skip
-    devnet = run_devnet(options)
+    try:
+        devnet = run_devnet(options)
+    except StopRequested as stop:  # while building: every child process is ended by now
+        print(f"devnet: {stop} before the nodes ran", file=sys.stderr)
+        return 128 + stop.signum
     return 0 if devnet.attested and all(r.verified for r in devnet.attested) else 1
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,18 +25,20 @@ from eth_utils import keccak
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import Deployment, NodeSpec, deploy
-from pmoracle.chain.devchain import Devchain, free_port, start_devchain
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.config.params import default_params_text
 from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.devnet.devchain import Devchain, start_devchain
 from pmoracle.devnet.netlab import NetLab
+from pmoracle.devnet.ports import reserve_port
+from pmoracle.devnet.processes import StopRequested, signal_group, spawn, supervise, terminate
+from pmoracle.devnet.table import LiveTable, format_summary, format_table
 from pmoracle.devnet.world import World
 from pmoracle.errors import PmoracleError
 from pmoracle.node.daemon import OFFLINE_W3, read_committee
 from pmoracle.node.keys import KeyKind, compute_peer_id, write_key_file
 from pmoracle.node.round import RoundOutput, compute_round
-from pmoracle.risk.inputs import MONEY_SCALE
 from pmoracle.risk.params import RiskParams, parse_params
 
 # anvil's first dev account (from the public "test ... junk" mnemonic): deployer, feeder and matcher.
@@ -78,6 +81,10 @@ class DevnetOptions:
         return modes[position] if position < len(modes) else None
 
 
+# The node's API binds port 0 and logs the port it got ("API listening host=... port=N"); the devnet reads it there.
+_API_LISTENING = re.compile(rb"API listening host=\S+ port=(\d+)")
+
+
 @dataclass
 class NodeProcess:
     """One ``pmoracle node`` child process and its files."""
@@ -85,13 +92,14 @@ class NodeProcess:
     index: int
     home: Path
     signing_address: str
-    api_port: int
-    p2p_port: int
+    p2p_port: int  # reserved beforehand: the node's multiaddr is registered on chain
     process: subprocess.Popen[bytes] | None = None
     fault: str | None = None  # TEST-ONLY: run pmoracle.devnet.faults in this mode
     fault_args: tuple[str, ...] = ()
     host: str = "127.0.0.1"  # the address its API and libp2p listen on
     command_prefix: tuple[str, ...] = ()  # e.g. `ip netns exec pmo-0`: where the process runs
+    _log_offset: int = 0  # the size of node.log when the current process started
+    _api_port: int | None = None
 
     @property
     def log_path(self) -> Path:
@@ -99,27 +107,40 @@ class NodeProcess:
         return self.home / "node.log"
 
     def start(self) -> None:
-        """Start the node process (its output goes to node.log)."""
+        """Start the node process (its output goes to node.log) in its own process group."""
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._api_port = None
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         command = [sys.executable, "-m", "pmoracle.cli", "node"]
         if self.fault is not None:  # the hidden, test-only entry point of fault injection
             command = [sys.executable, "-m", "pmoracle.devnet.faults", "--mode", self.fault, *self.fault_args]
-        self.process = subprocess.Popen(
+        self.process = spawn(
             [*self.command_prefix, *command, "--config", str(self.home / "node.toml")],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
         log.close()
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to the node process and reap it."""
+    @property
+    def api_port(self) -> int | None:
+        """Return the port the current process's API bound (read from its log; None until it logged it)."""
+        if self._api_port is None and self.log_path.exists():
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_offset)
+                found = _API_LISTENING.search(log.read())
+            self._api_port = int(found.group(1)) if found else None
+        return self._api_port
+
+    def api_url(self, path: str) -> str | None:
+        """Return the URL of ``path`` on the node's API (None until the API listens)."""
+        port = self.api_port
+        return None if port is None else f"http://{self.host}:{port}{path}"
+
+    def kill(self, sig: int = signal.SIGKILL, *, grace: float = 10.0) -> None:
+        """Send ``sig`` to the node process's group and reap it (SIGKILL when it outlives ``grace`` seconds)."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+            signal_group(self.process, sig)
+            terminate([self.process], grace=grace)
 
     @property
     def alive(self) -> bool:
@@ -128,16 +149,22 @@ class NodeProcess:
 
     def get_text(self, path: str, timeout: float = 1.0) -> str | None:
         """Return the text answer of the node's API at ``path`` (None when it does not answer)."""
+        url = self.api_url(path)
+        if url is None:
+            return None
         try:
-            with urllib.request.urlopen(f"http://{self.host}:{self.api_port}{path}", timeout=timeout) as response:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
                 return str(response.read().decode())
         except (OSError, ValueError):
             return None
 
     def get(self, path: str, timeout: float = 1.0) -> Any:
         """Return the JSON answer of the node's API at ``path`` (None when it does not answer)."""
+        url = self.api_url(path)
+        if url is None:
+            return None
         try:
-            with urllib.request.urlopen(f"http://{self.host}:{self.api_port}{path}", timeout=timeout) as response:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             return json.loads(exc.read() or b"null")
@@ -384,17 +411,8 @@ class Devnet:
         return [node.get("/health", timeout=0.5) for node in self.nodes]
 
     def stop(self) -> None:
-        """Stop every node (SIGTERM, then SIGKILL) and the chain; leave no process behind."""
-        for node in self.nodes:
-            if node.process is not None and node.process.poll() is None:
-                node.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for node in self.nodes:
-            if node.process is not None:
-                try:
-                    node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    node.kill()
+        """Stop every node's process group and the chain's (SIGTERM, then SIGKILL); leave no process behind."""
+        terminate([node.process for node in self.nodes if node.process is not None])
         self.chain.stop()
 
 
@@ -451,7 +469,7 @@ def _build(
                 write_key_file(KeyKind(kind), out, DEVNET_PASSWORD.encode(), secret=secret,
                                kdf_iterations=LIGHT_KDF_ITERATIONS)  # fmt: skip
         peer_id, _ = compute_peer_id(secrets["p2p"])
-        p2p_port, api_port = free_port(), free_port()
+        p2p_port = reserve_port()
         from libp2p.peer.id import ID
 
         host = netlab.address(i) if netlab is not None else "127.0.0.1"
@@ -461,7 +479,7 @@ def _build(
         peer_id_bytes = ID.from_base58(peer_id).to_bytes()
         specs.append(NodeSpec(operator_key=secrets["transmitter"], signing_key=secrets["signing"],
                               peer_id=peer_id_bytes, multiaddrs=(multiaddr,), stake=10**19))  # fmt: skip
-        nodes.append(NodeProcess(i, home, Account.from_key(secrets["signing"]).address, api_port, p2p_port,
+        nodes.append(NodeProcess(i, home, Account.from_key(secrets["signing"]).address, p2p_port,
                                  fault=options.fault_of(i), host=host,
                                  command_prefix=netlab.command_prefix(i) if netlab is not None else ()))  # fmt: skip
     deployment = deploy(
@@ -483,10 +501,14 @@ def _build(
     first_anchor = -(-head // options.round_period) * options.round_period
     if first_anchor + options.finality_depth > head:
         chain.rpc("anvil_mine", hex(first_anchor + options.finality_depth - head))
-    for node in nodes:
-        rpc_url = f"http://{netlab.gateway(node.index)}:{chain.port}" if netlab is not None else chain.url
-        _write_node_config(node, run_dir, rpc_url, options, nodes)
-        node.start()
+    try:
+        for node in nodes:
+            rpc_url = f"http://{netlab.gateway(node.index)}:{chain.port}" if netlab is not None else chain.url
+            _write_node_config(node, run_dir, rpc_url, options, nodes)
+            node.start()
+    except BaseException:
+        terminate([node.process for node in nodes if node.process is not None])
+        raise
     return Devnet(options, run_dir, chain, deployment, params, committee, world, nodes, client, netlab)
 
 
@@ -518,7 +540,7 @@ listen = "/ip4/{node.host}/tcp/{node.p2p_port}"
 
 [api]
 host = "{node.host}"
-port = {node.api_port}
+port = 0
 
 [risk]
 params_file = "{run_dir / "risk-params.toml"}"
@@ -530,84 +552,44 @@ gas_price_cap_gwei = 500
     (node.home / "node.toml").write_text(text)
 
 
-def _usd(money: int) -> str:
-    return f"{money / MONEY_SCALE:,.0f}"
+def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print, table: LiveTable | None = None) -> Devnet:
+    """Build and run a devnet until ``duration``, ``rounds`` or SIGINT/SIGTERM; return it (stopped).
 
+    Args:
+        options: what to build and how long to run.
+        say: where progress messages go (when ``table`` is None).
+        table: where the live table goes (default: redrawn in place on a terminal, plain lines when piped).
 
-def format_table(devnet: Devnet, *, nodes: bool = True) -> str:
-    """Return the live table: the latest attested rounds and (with ``nodes``) every node's view."""
-    lines = [
-        f"{'round':>6} {'accounts':>8} {'total IM':>16} {'total MM':>16} {'equity':>16} {'latency':>8} "
-        f"{'gas':>8}  audit"
-    ]
-    for r in devnet.attested[-6:]:
-        lines.append(
-            f"{r.block_number:>6} {r.accounts:>8} {_usd(r.total_im):>16} {_usd(r.total_mm):>16} "
-            f"{_usd(r.total_equity):>16} {r.latency:>7.2f}s {r.gas:>8}  {'root verified' if r.verified else 'MISMATCH'}"
-        )
-    lines.append(format_evidence(devnet.slashings))
-    if not nodes:
-        return "\n".join(lines)
-    status = []
-    for node, health in zip(devnet.nodes, devnet.node_status(), strict=True):
-        alive = node.process is not None and node.process.poll() is None
-        if health is None:
-            status.append(f"node {node.index}: {'starting' if alive else 'down'}")
-        else:
-            status.append(f"node {node.index}: head {health.get('headBlock')} peers {health.get('peers')} "
-                          f"{health.get('status')}")  # fmt: skip
-    return "\n".join([*lines, "  |  ".join(status)])
+    Returns:
+        The stopped devnet, with every round it audited.
 
-
-def _count(n: int, noun: str) -> str:
-    return f"{n or 'no'} {noun}{'' if n == 1 else 's'}"
-
-
-def format_evidence(slashings: list[Slashing], *, latest: int = 3) -> str:
-    """Return the evidence lines of the live table: the latest ``latest`` slashings seen on chain, or none."""
-    if not slashings:
-        return "evidence on chain: none"
-    more = len(slashings) - latest
-    head = f"evidence on chain: {_count(len(slashings), 'slashing')}"
-    shown = [f"  {s.describe()}" for s in slashings[-latest:]]
-    return "\n".join([head + (f" ({more} earlier not shown)" if more > 0 else ""), *shown])
-
-
-def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) -> Devnet:
-    """Build and run a devnet until ``duration``, ``rounds`` or SIGINT/SIGTERM; return it (stopped)."""
-    stop = {"signal": None}
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        stop["signal"] = signum  # type: ignore[assignment]
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    devnet = build_devnet(options, say=say)
-    try:
-        started = time.monotonic()
-        last_print = 0.0
-        while stop["signal"] is None:
-            now = time.monotonic()
-            if options.duration is not None and now - started > options.duration:
-                break
-            if options.rounds is not None and len(devnet.attested) >= options.rounds:
-                break
-            devnet.advance()
-            if not options.quiet and now - last_print > 2.0:
-                last_print = now
-                say(format_table(devnet))
-            time.sleep(0.02)
-    finally:
-        devnet.stop()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    rounds = devnet.attested
-    say(format_table(devnet, nodes=False) if not options.quiet else "")  # the nodes are stopped by now
-    if rounds:
-        latencies = sorted(r.latency for r in rounds)
-        say(f"devnet: {len(rounds)} rounds attested, {sum(r.verified for r in rounds)} verified by independent "
-            f"recomputation; median latency {latencies[len(latencies) // 2]:.2f} s; "
-            f"{_count(len(devnet.slashings), 'slashing')} on chain")  # fmt: skip
-    else:
-        say("devnet: no round attested")
+    Errors:
+        StopRequested on SIGINT/SIGTERM while building (seeding included), after every child process was ended;
+        DevchainError, DeployError, WorldError, DevnetError as :func:`build_devnet`.
+    """
+    live = table if table is not None else LiveTable(say=say)
+    with supervise(), live:
+        devnet = build_devnet(options, say=live.say)
+        try:
+            started = time.monotonic()
+            last_print = 0.0
+            while True:
+                now = time.monotonic()
+                if options.duration is not None and now - started > options.duration:
+                    break
+                if options.rounds is not None and len(devnet.attested) >= options.rounds:
+                    break
+                devnet.advance()
+                if not options.quiet and now - last_print > 2.0:
+                    last_print = now
+                    live.show(format_table(devnet))
+                time.sleep(0.02)
+        except StopRequested as stop:  # a signal while running ends the run normally, with its summary
+            live.say(f"devnet: {stop}")
+        finally:
+            devnet.stop()
+        if not options.quiet:
+            live.show(format_table(devnet, nodes=False))  # the nodes are stopped by now
+    say(format_summary(devnet))
     say(f"devnet: logs and data in {devnet.run_dir}")
     return devnet

@@ -236,11 +236,11 @@ class World:
                 )  # fmt: skip
         for token, haircut in HAIRCUTS.items():
             underlying = next((s.symbol for s in UNDERLYINGS if s.token == token), None)
-            price = self.prices[underlying] if underlying else 1.0
+            usd = self.prices[underlying] if underlying else 1.0
             txs.append(
                 self._tx(
                     self.admin, "MarketFeeds", "setAssetPrice", self.deployment.contracts[token],
-                    int(price * PRICE_SCALE), int(haircut * WAD),
+                    int(usd * PRICE_SCALE), int(haircut * WAD),
                     encode_symbol(underlying) if underlying else bytes(32),
                 )
             )  # fmt: skip

@@ -2,7 +2,8 @@
 
 Each child's stdout JSON lines are collected by a reader thread; :meth:`DemoCluster.wait_for` blocks until an
 expected event arrives or a deadline passes. :meth:`DemoCluster.stop` always leaves no child behind (SIGTERM, then
-SIGKILL after a grace period).
+SIGKILL after a grace period, to each child's process group). Ports come from
+:func:`pmoracle.devnet.ports.reserve_ports`, never handed out twice in one process.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,27 +20,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pmoracle.devnet.ports import reserve_ports
+from pmoracle.devnet.processes import signal_group, spawn, terminate
 from pmoracle.p2p.errors import GossipError
 
 Event = dict[str, Any]
-
-
-def find_free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct TCP ports free on 127.0.0.1 right now.
-
-    libp2p 0.8.1 listens with SO_REUSEPORT, so a port already taken by another libp2p process would be shared
-    silently; these are probed with a plain socket (no SO_REUSEPORT) and held until all are picked.
-    """
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class DemoCluster:
@@ -48,7 +32,7 @@ class DemoCluster:
 
     def __init__(self, n: int, extra_args: Sequence[str] = (), log_dir: Path | None = None) -> None:
         self.n = n
-        self.ports = find_free_ports(n)
+        self.ports = reserve_ports(n)  # distinct, free, never handed out before in this process
         self.extra_args = list(extra_args)
         self.log_dir = log_dir
         self.events: queue.Queue[Event] = queue.Queue()
@@ -68,9 +52,8 @@ class DemoCluster:
         if self.log_dir is not None:
             stderr = open(self.log_dir / f"member-{index}.log", "a")  # noqa: SIM115 (owned by the child)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(
-            self.command(index), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
-        )
+        proc = spawn(self.command(index), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                     env=env)  # fmt: skip
         self.procs[index] = proc
         thread = threading.Thread(target=self._read, args=(index, proc), daemon=True)
         thread.start()
@@ -119,22 +102,14 @@ class DemoCluster:
     def kill(self, index: int) -> None:
         """SIGKILL member ``index`` and reap it."""
         proc = self.procs[index]
-        proc.send_signal(signal.SIGKILL)
+        signal_group(proc, signal.SIGKILL)
         proc.wait(timeout=10)
         self.seen = [e for e in self.seen if e.get("_pid") != proc.pid]
 
     def stop(self, grace: float = 10.0) -> None:
-        """Stop every member: SIGTERM, wait up to ``grace`` s, then SIGKILL; reap all."""
+        """Stop every member's process group: SIGTERM, SIGKILL after ``grace`` s; reap all."""
+        terminate(self.procs.values(), grace=grace)
         for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
             if proc.stdin is not None:
                 proc.stdin.close()
         for thread in self._threads:

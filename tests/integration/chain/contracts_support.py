@@ -12,12 +12,12 @@ from web3 import Web3
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import Deployment, NodeSpec, connect, decode_committee_view, deploy, open_transmitter
-from pmoracle.chain.devchain import DEV_MNEMONIC, Devchain
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import Domain, Report, sign_report
+from pmoracle.devnet.devchain import DEV_MNEMONIC, Devchain
 
 Account.enable_unaudited_hdwallet_features()
 PARAMS_HASH = keccak(text="pmoracle-test-params")

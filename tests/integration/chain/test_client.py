@@ -6,10 +6,11 @@ import pytest
 import trio
 
 from pmoracle.chain.client import ChainClient, run_sync
-from pmoracle.chain.devchain import Devchain, free_port
 from pmoracle.chain.errors import ChainCallTimeoutError, ContractError, RpcResponseError, RpcUnavailableError
 from pmoracle.chain.revert import ErrorDecoder
 from pmoracle.chain.transmitter import Transmitter
+from pmoracle.devnet.devchain import Devchain
+from pmoracle.devnet.ports import reserve_port
 
 from .helpers import DEV_KEYS, contract_at
 from .probe import compile_probe
@@ -65,7 +66,7 @@ def test_unknown_block_hash_is_an_error(probe: tuple) -> None:
 
 
 def test_failover_to_the_next_endpoint_and_error_counters(anvil: Devchain) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = f"http://127.0.0.1:{reserve_port()}"
     client = ChainClient([dead, anvil.url], timeout=1.0, retries=1, backoff=0.01)
     assert client.block_number() >= 0
     assert client.error_counts() == {(dead, "connection"): 2}
@@ -77,7 +78,7 @@ def test_failover_to_the_next_endpoint_and_error_counters(anvil: Devchain) -> No
 
 
 def test_all_endpoints_down_raises_unavailable() -> None:
-    dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    dead = [f"http://127.0.0.1:{reserve_port()}" for _ in range(2)]
     client = ChainClient(dead, timeout=0.5, retries=0)
     with pytest.raises(RpcUnavailableError) as info:
         client.block_number()
@@ -85,7 +86,7 @@ def test_all_endpoints_down_raises_unavailable() -> None:
 
 
 def test_head_demotes_a_lagging_endpoint(anvil: Devchain) -> None:
-    from pmoracle.chain.devchain import start_devchain
+    from pmoracle.devnet.devchain import start_devchain
 
     lagging = start_devchain()  # same chain id, but stuck at genesis: a lagging replica
     try:
@@ -119,7 +120,7 @@ async def test_run_sync_runs_in_a_thread_with_a_timeout(anvil: Devchain) -> None
 
 
 def test_an_endpoint_of_another_chain_is_never_used(anvil: Devchain) -> None:
-    from pmoracle.chain.devchain import start_devchain
+    from pmoracle.devnet.devchain import start_devchain
 
     client = ChainClient([anvil.url])
     assert client.chain_id == 31337
@@ -136,7 +137,7 @@ def test_an_endpoint_of_another_chain_is_never_used(anvil: Devchain) -> None:
 
 
 def test_head_gives_a_recovered_primary_its_place_back(anvil: Devchain) -> None:
-    from pmoracle.devnet.reliability import RpcFaultProxy
+    from pmoracle.devnet.rpc_proxy import RpcFaultProxy
 
     primary = RpcFaultProxy(anvil.url)  # a provider in front of the same chain that can fail on demand
     try:

@@ -8,9 +8,9 @@ import pytest
 from eth_utils import to_canonical_address
 
 from pmoracle.chain.deploy import open_transmitter, transact_fn
-from pmoracle.chain.devchain import Devchain
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
+from pmoracle.devnet.devchain import Devchain
 from tests.integration.chain.contracts_support import System, address_of, deploy_system, dev_key, revert_of
 
 MAX_ROUND_AGE = 20

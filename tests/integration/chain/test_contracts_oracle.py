@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pmoracle.chain.deploy import Deployment, connect, deploy, transact_fn
-from pmoracle.chain.devchain import Devchain
 from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.consensus.report import Domain, sign_report
+from pmoracle.devnet.devchain import Devchain
 from tests.integration.chain.contracts_support import System, deploy_system, dev_key, make_tree, revert_of
 
 MAX_ROUND_AGE = 30

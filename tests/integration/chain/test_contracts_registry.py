@@ -10,9 +10,9 @@ from eth_utils import keccak, to_canonical_address, to_checksum_address
 from web3.logs import DISCARD
 
 from pmoracle.chain.deploy import decode_committee_view, open_transmitter, register_node, set_committee, transact_fn
-from pmoracle.chain.devchain import Devchain
 from pmoracle.consensus.pop import compute_pop_hash, sign_proof_of_possession
 from pmoracle.consensus.report import sign_report
+from pmoracle.devnet.devchain import Devchain
 from pmoracle.risk.version import ENGINE_VERSION
 from tests.integration.chain.contracts_support import (
     STAKE,

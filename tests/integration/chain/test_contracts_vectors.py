@@ -11,8 +11,8 @@ from eth_utils import to_checksum_address
 
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import connect, deploy_contract, open_transmitter
-from pmoracle.chain.devchain import Devchain
 from pmoracle.consensus.report import Report
+from pmoracle.devnet.devchain import Devchain
 from tests.integration.chain.contracts_support import dev_key
 
 VECTORS = pathlib.Path(__file__).resolve().parents[2] / "vectors"

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pmoracle.chain.deploy import open_transmitter, transact_fn
-from pmoracle.chain.devchain import Devchain
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
+from pmoracle.devnet.devchain import Devchain
 from tests.integration.chain.contracts_support import System, deploy_system, dev_key, revert_of
 
 USD = 10**18

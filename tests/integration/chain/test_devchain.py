@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pmoracle.chain.devchain import Devchain, start_devchain
+from pmoracle.devnet.devchain import Devchain, start_devchain
 
 
 def test_anvil_answers_and_mines(anvil: Devchain) -> None:

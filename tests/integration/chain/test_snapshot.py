@@ -13,10 +13,10 @@ from eth_abi import encode as abi_encode
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import Deployment, deploy
-from pmoracle.chain.devchain import Devchain
 from pmoracle.chain.errors import ContractError, SnapshotError
 from pmoracle.chain.snapshot import ChainSnapshot, SnapshotReader, read_snapshot, read_snapshot_since
 from pmoracle.chain.transmitter import Transmitter
+from pmoracle.devnet.devchain import Devchain
 from pmoracle.risk.inputs import (
     WAD,
     CollateralAsset,

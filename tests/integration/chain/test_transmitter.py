@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from pmoracle.chain.client import ChainClient
-from pmoracle.chain.devchain import Devchain
 from pmoracle.chain.errors import ContractError, FeeCapExceededError, TransactionTimeoutError
 from pmoracle.chain.revert import ErrorDecoder
 from pmoracle.chain.transmitter import FeePolicy, Receipt, Transmitter
+from pmoracle.devnet.devchain import Devchain
 
 from .helpers import DEV_KEYS, contract_at
 from .probe import compile_probe

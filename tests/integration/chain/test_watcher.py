@@ -5,8 +5,8 @@ from __future__ import annotations
 import trio
 
 from pmoracle.chain.client import ChainClient, run_sync
-from pmoracle.chain.devchain import Devchain
 from pmoracle.chain.watcher import HeadEvent, NewHead, Reorg, run_block_watcher
+from pmoracle.devnet.devchain import Devchain
 
 
 async def next_event(receive: trio.MemoryReceiveChannel[HeadEvent], kind: type) -> HeadEvent:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import random
-import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -15,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from pmoracle.devnet.ports import reserve_port
+from pmoracle.devnet.processes import spawn, terminate
 from pmoracle.errors import PmoracleError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -36,26 +35,6 @@ def find_anvil() -> pathlib.Path:
         if path.is_file() and os.access(path, os.X_OK):
             return path
     raise DevchainError("anvil not found: run `npm ci` in the repository (or set PMORACLE_ANVIL)")
-
-
-# Ports handed to servers that bind later (anvil, node API and libp2p listeners) come from below the kernel's
-# ephemeral range (32768-60999 by default): an outgoing connection can then never take the port between the
-# moment it is chosen and the moment its server binds it.
-_SERVER_PORTS = range(20000, 32000)
-_port_rng = random.Random()
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1, outside the ephemeral range, that is free right now."""
-    for _ in range(200):
-        port = _port_rng.choice(_SERVER_PORTS)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise DevchainError("no free TCP port in 20000-31999 on 127.0.0.1")
 
 
 def _rpc(url: str, method: str, params: list[object], timeout: float = 2.0) -> object:
@@ -88,14 +67,8 @@ class Devchain:
         return _rpc(self.url, method, list(params))
 
     def stop(self) -> None:
-        """Stop anvil by its own PID and wait for it to exit."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        """Stop anvil's process group (SIGTERM, then SIGKILL) and wait for it to exit."""
+        terminate([self.process])
         if self._log_file is not None:
             self._log_file.close()  # type: ignore[attr-defined]
 
@@ -114,7 +87,8 @@ def start_devchain(
     """Start anvil and return once it answers JSON-RPC (on 127.0.0.1, whatever ``host`` it listens on).
 
     Args:
-        port: TCP port (a free one when None).
+        port: TCP port (when None, a port from :func:`pmoracle.devnet.ports.reserve_port`, and another one if
+            anvil fails to bind it).
         chain_id: the chain id anvil reports.
         block_time: seconds between blocks; None mines one block per transaction (automine).
         accounts: how many funded dev accounts to create from ``DEV_MNEMONIC``.
@@ -127,7 +101,33 @@ def start_devchain(
         DevchainError when the binary is missing, exits early or does not answer in time.
     """
     binary = find_anvil()
-    port = port or free_port()
+    # A port drawn here may still be taken by another process before anvil binds it: anvil then exits at once, and
+    # a fresh port is tried. A port the caller forced is tried once.
+    tries = 1 if port is not None else _BIND_TRIES
+    for attempt in range(1, tries + 1):
+        chosen = port if port is not None else reserve_port()
+        try:
+            return _start_anvil(binary, chosen, chain_id, block_time, accounts, log_path, startup_timeout,
+                                prune_history, host)  # fmt: skip
+        except _ExitedEarlyError as exc:
+            if attempt == tries:
+                raise DevchainError(f"anvil exited with status {exc.status} on port {chosen} "
+                                    f"(port in use?) after {attempt} tries") from None  # fmt: skip
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+_BIND_TRIES = 5
+
+
+class _ExitedEarlyError(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+def _start_anvil(
+    binary: pathlib.Path, port: int, chain_id: int, block_time: float | None, accounts: int,
+    log_path: pathlib.Path | None, startup_timeout: float, prune_history: int, host: str,
+) -> Devchain:  # fmt: skip
     # --hardfork cancun and --prune-history keep anvil fast over long runs (measured: the defaults slow down with
     # chain length and can stop automining under concurrent senders); --prune-history still serves anvil_reorg
     # and eth_call at recent blocks.
@@ -139,24 +139,24 @@ def start_devchain(
     if block_time is not None:
         cmd += ["--block-time", str(block_time)]
     log_file = open(log_path, "wb") if log_path else None  # noqa: SIM115 - closed by Devchain.stop
-    process = subprocess.Popen(
-        cmd, stdout=log_file or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    process = spawn(cmd, stdout=log_file or subprocess.DEVNULL, stderr=subprocess.STDOUT)
     chain = Devchain(process=process, port=port, chain_id=chain_id, log_path=log_path, _log_file=log_file)
-    deadline = time.monotonic() + startup_timeout
-    while True:
-        if process.poll() is not None:
-            chain.stop()
-            raise DevchainError(f"anvil exited with status {process.returncode} (port {port} in use?)")
-        try:
-            if int(str(chain.rpc("eth_chainId")), 16) == chain_id:
-                return chain
-        except (OSError, DevchainError):
-            pass
-        if time.monotonic() > deadline:
-            chain.stop()
-            raise DevchainError(f"anvil did not answer on {chain.url} within {startup_timeout} s")
-        time.sleep(0.05)
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if process.poll() is not None:
+                raise _ExitedEarlyError(process.returncode)
+            try:
+                if int(str(chain.rpc("eth_chainId")), 16) == chain_id:
+                    return chain
+            except (OSError, DevchainError):
+                pass
+            if time.monotonic() > deadline:
+                raise DevchainError(f"anvil did not answer on {chain.url} within {startup_timeout} s")
+            time.sleep(0.05)
+    except BaseException:  # a failure, or StopRequested while waiting: leave no anvil behind
+        chain.stop()
+        raise
 
 
 @contextmanager

@@ -1,0 +1,86 @@
+"""The devnet's live table: redrawn in place on a terminal, plain lines when piped."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+from typing import Any
+
+from rich.console import Console
+
+from pmoracle.devnet.cluster import AttestedRound, Slashing
+from pmoracle.devnet.table import LiveTable, format_evidence, format_summary, format_table
+from pmoracle.risk.inputs import MONEY_SCALE
+
+CURSOR_UP = "\x1b[1A"  # how rich moves back over the previous version of the table
+ERASE_LINE = "\x1b[2K"
+
+
+def _round(block: int, verified: bool = True) -> AttestedRound:
+    root = bytes([block % 256]) * 32
+    return AttestedRound(block_number=block, accounts=20, root=root, recomputed_root=root if verified else bytes(32),
+                         total_im=1_234 * MONEY_SCALE, total_mm=617 * MONEY_SCALE, total_equity=9_000 * MONEY_SCALE,
+                         latency=0.25, gas=210_000)  # fmt: skip
+
+
+def _devnet(rounds: list[AttestedRound], slashings: list[Slashing] | None = None) -> Any:
+    node = SimpleNamespace(index=0, alive=True)
+    return SimpleNamespace(attested=rounds, slashings=slashings or [], nodes=[node],
+                           node_status=lambda: [{"headBlock": 42, "peers": 3, "status": "ok"}])  # fmt: skip
+
+
+def test_the_table_shows_rounds_audit_evidence_and_nodes() -> None:
+    text = format_table(_devnet([_round(10), _round(15, verified=False)]))
+    lines = text.splitlines()
+    assert lines[0].split() == ["round", "accounts", "total", "IM", "total", "MM", "equity", "latency", "gas", "audit"]
+    assert lines[1].split() == ["10", "20", "1,234", "617", "9,000", "0.25s", "210000", "root", "verified"]
+    assert lines[2].endswith("MISMATCH")
+    assert lines[3] == "evidence on chain: none"
+    assert lines[4] == "node 0: head 42 peers 3 ok"
+    assert "node 0" not in format_table(_devnet([_round(10)]), nodes=False)
+
+
+def test_evidence_lists_the_latest_slashings_and_counts_the_rest() -> None:
+    slashings = [Slashing(block=100 + i, signer="0xabc", node=3, offence="deviation", round=95 + i, amount=10**18)
+                 for i in range(5)]  # fmt: skip
+    lines = format_evidence(slashings).splitlines()
+    assert lines[0] == "evidence on chain: 5 slashings (2 earlier not shown)"
+    expected = [f"  node 3 slashed for deviation in round {97 + i} (1.00 ETH, block {102 + i})" for i in range(3)]
+    assert lines[1:] == expected
+
+
+def test_the_summary_counts_verified_rounds() -> None:
+    summary = format_summary(_devnet([_round(10), _round(15), _round(20, verified=False)]))
+    assert summary.startswith("devnet: 3 rounds attested, 2 verified by independent recomputation")
+    assert format_summary(_devnet([])) == "devnet: no round attested"
+
+
+def test_on_a_terminal_the_table_is_redrawn_in_place() -> None:
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120, color_system=None)
+    said: list[str] = []
+    with LiveTable(console, say=said.append) as live:
+        assert live.in_place
+        live.say("devnet: starting")
+        live.show("round 10 verified\nnode 0: ok")
+        live.show("round 15 verified\nnode 0: ok")
+    out = screen.getvalue()
+    assert said == []  # nothing went to the plain output
+    assert out.count("devnet: starting") == 1
+    # the second two-line version is drawn over the first: erase its last line, go up one, erase the first
+    between = out[out.index("round 10 verified") : out.index("round 15 verified")]
+    assert between.endswith(ERASE_LINE + CURSOR_UP + ERASE_LINE)
+
+
+def test_when_piped_every_version_is_printed_as_plain_lines() -> None:
+    screen = io.StringIO()
+    console = Console(file=screen)  # a StringIO is not a terminal
+    said: list[str] = []
+    with LiveTable(console, say=said.append) as live:
+        assert not live.in_place
+        live.say("devnet: starting")
+        live.show("round 10 verified")
+        live.show("round 15 verified")
+    assert said == ["devnet: starting", "round 10 verified", "round 15 verified"]
+    assert screen.getvalue() == ""
+    assert not any("\x1b" in line for line in said)
