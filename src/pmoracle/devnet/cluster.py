@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pmoracle.devnet.table import LiveTable, format_summary, format_table
 from pmoracle.devnet.world import World
 from pmoracle.errors import PmoracleError
 from pmoracle.node.daemon import OFFLINE_W3, read_committee
+from pmoracle.node.datadir import api_port_path, read_api_port
 from pmoracle.node.keys import KeyKind, compute_peer_id, write_key_file
 from pmoracle.node.round import RoundOutput, compute_round
 from pmoracle.risk.params import RiskParams, parse_params
@@ -81,10 +81,6 @@ class DevnetOptions:
         return modes[position] if position < len(modes) else None
 
 
-# The node's API binds port 0 and logs the port it got ("API listening host=... port=N"); the devnet reads it there.
-_API_LISTENING = re.compile(rb"API listening host=\S+ port=(\d+)")
-
-
 @dataclass
 class NodeProcess:
     """One ``pmoracle node`` child process and its files."""
@@ -98,7 +94,6 @@ class NodeProcess:
     fault_args: tuple[str, ...] = ()
     host: str = "127.0.0.1"  # the address its API and libp2p listen on
     command_prefix: tuple[str, ...] = ()  # e.g. `ip netns exec pmo-0`: where the process runs
-    _log_offset: int = 0  # the size of node.log when the current process started
     _api_port: int | None = None
 
     @property
@@ -108,8 +103,8 @@ class NodeProcess:
 
     def start(self) -> None:
         """Start the node process (its output goes to node.log) in its own process group."""
-        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._api_port = None
+        api_port_path(self.data_dir).unlink(missing_ok=True)  # a killed process's file must not be read as ours
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         command = [sys.executable, "-m", "pmoracle.cli", "node"]
         if self.fault is not None:  # the hidden, test-only entry point of fault injection
@@ -122,13 +117,15 @@ class NodeProcess:
         log.close()
 
     @property
+    def data_dir(self) -> Path:
+        """Return the node's data directory (node.toml's ``data_dir``)."""
+        return self.home / "data"
+
+    @property
     def api_port(self) -> int | None:
-        """Return the port the current process's API bound (read from its log; None until it logged it)."""
-        if self._api_port is None and self.log_path.exists():
-            with open(self.log_path, "rb") as log:
-                log.seek(self._log_offset)
-                found = _API_LISTENING.search(log.read())
-            self._api_port = int(found.group(1)) if found else None
+        """Return the port the current process's API bound (``api.port = 0``; None until it is listening)."""
+        if self._api_port is None:
+            self._api_port = read_api_port(self.data_dir)
         return self._api_port
 
     def api_url(self, path: str) -> str | None:

@@ -45,7 +45,7 @@ from pmoracle.node.abc import ChainPort, PeerDiscovery, ReleaseNow, RoundCompute
 from pmoracle.node.api import HealthReport, MarginProof, assess_health, run_api
 from pmoracle.node.chain_port import OFFLINE_W3 as OFFLINE_W3  # re-exported: the devnet tools encode with it
 from pmoracle.node.chain_port import OracleChainPort
-from pmoracle.node.datadir import archive_db_path, protection_db_path, state_db_path
+from pmoracle.node.datadir import api_port_path, archive_db_path, protection_db_path, state_db_path, write_api_port
 from pmoracle.node.executor import ProtocolExecutor
 from pmoracle.node.metrics import NodeMetrics, create_node_metrics, endpoint_label
 from pmoracle.node.round import RoundOutput, compute_round
@@ -387,10 +387,12 @@ class SolverNode:
                         margin=self.margin, task_status=task_status,
                     )
                 )  # fmt: skip
+                write_api_port(self.config.node.data_dir, port)  # tools find an api.port = 0 node here
                 log.info("node 0x%s ready: api port %d, peer %s", self.identity.signing_address.hex(), port,
                          self.gossip.peer_id)  # fmt: skip
                 task_status.started(port)
         finally:
+            api_port_path(self.config.node.data_dir).unlink(missing_ok=True)
             self.gossip.stop()
             self.protection.close()
             self.archive.close()

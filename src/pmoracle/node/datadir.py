@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PROTECTION_DB_NAME = "protection.sqlite"  # slashing protection: (configDigest, block) -> the one signed digest
@@ -24,3 +25,28 @@ STATE_DB_NAME = "state.sqlite"  # progress: the last processed anchor block
 def state_db_path(data_dir: Path) -> Path:
     """Return the node-state database path inside ``data_dir``."""
     return Path(data_dir) / STATE_DB_NAME
+
+
+API_PORT_NAME = "api.port"  # the TCP port the running node's HTTP API bound (api.port = 0 binds any free port)
+
+
+def api_port_path(data_dir: Path) -> Path:
+    """Return the file in ``data_dir`` that holds the running node's API port."""
+    return Path(data_dir) / API_PORT_NAME
+
+
+def write_api_port(data_dir: Path, port: int) -> None:
+    """Write ``port`` to the API port file atomically (a reader never sees a partial number)."""
+    path = api_port_path(data_dir)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(f"{port}\n")
+    os.replace(partial, path)
+
+
+def read_api_port(data_dir: Path) -> int | None:
+    """Return the port in the API port file, or None when there is none (no node running, or not bound yet)."""
+    try:
+        text = api_port_path(data_dir).read_text()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.strip().isdigit() else None
