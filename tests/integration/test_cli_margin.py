@@ -109,7 +109,6 @@ def bad_market() -> dict[str, Any]:
     [
         ('{"positions": [', None, "bad.json: malformed JSON at line 1"),
         ({"positions": [{"instrument": "BTC-27DEC26-95000-Q", "size": "1"}]}, None, "positions[0].instrument"),
-        ({"positions": [{"instrument": "BTC-20NOV26-95000-C", "size": "1"}]}, None, "positions[0].instrument"),
         ({"positions": [{"instrument": "SOL-PERPETUAL", "size": "1"}]}, None, "positions[0].instrument"),
         ({"positions": [{"instrument": "BTC-PERPETUAL", "size": "1e20"}]}, None, "positions[0].size"),
         ({"collateral": {"USDC": "-1"}}, None, "collateral.USDC"),
@@ -126,6 +125,27 @@ def test_bad_input_exits_2_naming_the_field(
     assert captured.out == ""
     assert field in captured.err
     assert captured.err.count("\n") == 1
+
+
+def test_expired_positions_are_valued_at_intrinsic_and_named(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the example market is at 2026-11-25T08:00Z with BTC at 95000: both expired on 20NOV26 and have no smile
+    doc = {
+        "positions": [
+            {"instrument": "BTC-20NOV26-90000-C", "size": "2"},
+            {"instrument": "BTC-20NOV26", "size": "-1"},
+            {"instrument": "BTC-PERPETUAL", "size": "-1"},
+        ],
+        "collateral": {"USDC": "10000"},
+    }
+    portfolio_path = write(tmp_path, "expired.json", doc)
+    assert main(["margin", portfolio_path, "--market", MARKET, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["equity"] == "20000.00000000"  # 2 x (95000 - 90000) intrinsic + 10000 USDC
+    assert main(["margin", portfolio_path, "--market", MARKET]) == 0
+    text = capsys.readouterr().out
+    assert text.count("expired, valued at intrinsic on the index") == 2
 
 
 def test_malformed_params_and_missing_file_exit_2(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -55,6 +55,8 @@ T0 = 1_795_680_000  # 2026-11-25T08:00:00Z, the valuation time of every vector
 HOUR = 3600
 DAY = 86400
 E12H, E7, E30, E90, E365 = T0 + 12 * HOUR, T0 + 7 * DAY, T0 + 30 * DAY, T0 + 90 * DAY, T0 + 365 * DAY
+# expired, not yet settled: a week ago, yesterday, and exactly at the valuation time (no smile in the market)
+X7, X1, X0 = T0 - 7 * DAY, T0 - DAY, T0
 
 
 # --- inputs ---------------------------------------------------------------------------------------------------------
@@ -215,6 +217,27 @@ NEGATIVE_EQUITY = (
               (perpetual("BTC"), "3")), (("USDC", "1000"),)),
 )  # fmt: skip
 
+EXPIRED = (
+    NamedBook("expired BTC ITM call, long, on USDC", ((call("BTC", X1, "90000"), "2"),), (("USDC", "1000"),)),
+    NamedBook("expired BTC ITM call, short: intrinsic owed, no add-on", ((call("BTC", X1, "90000"), "-2"),),
+              (("USDC", "20000"),)),
+    NamedBook("expired BTC OTM put, short: worthless unless the index falls 16%", ((put("BTC", X1, "80000"), "-5"),),
+              (("USDC", "5000"),)),
+    NamedBook("expired ETH ITM put and OTM call, long and short", ((put("ETH", X7, "3200"), "10"),
+              (call("ETH", X7, "3500"), "-10")), (("ETH", "1"),)),
+    NamedBook("BTC ATM call expiring exactly at the valuation time", ((call("BTC", X0, "95000"), "-3"),),
+              (("USDC", "30000"),)),
+    NamedBook("expired ETH future, long, at the index", ((future("ETH", X1), "25"),), (("USDC", "10000"),)),
+    NamedBook("expired BTC future hedged with the perpetual", ((future("BTC", X7), "-3"), (perpetual("BTC"), "3")),
+              (("DAI", "5000"),)),
+    NamedBook("expired short BTC put rolled into a live 30d put", ((put("BTC", X1, "100000"), "-1"),
+              (put("BTC", E30, "95000"), "-1")), (("USDC", "20000"),)),
+    NamedBook("expired ITM call delta-hedged with a live 7d future", ((call("BTC", X1, "85000"), "4"),
+              (future("BTC", E7), "-4")), (("USDC", "15000"),)),
+    NamedBook("expired ETH calls against a live 90d straddle, no collateral", ((call("ETH", X7, "2800"), "-6"),
+              (call("ETH", E90, "3000"), "3"), (put("ETH", E90, "3000"), "3"))),
+)  # fmt: skip
+
 
 def random_portfolios(vector: str, seed: int, n_accounts: int) -> list[tuple[str, Portfolio]]:
     """Return ``n_accounts`` seeded random books over both underlyings, every instrument kind and every asset."""
@@ -275,6 +298,8 @@ MARGIN_VECTORS: dict[str, VectorSpec] = {
                              default_params_text, _hand_made("collateral", COLLATERAL)),
     "negative_equity": VectorSpec("insolvent accounts: negative equity in the leaves",
                                   default_params_text, _hand_made("negative_equity", NEGATIVE_EQUITY)),
+    "expired": VectorSpec("expired options and futures before settlement, at expiry value on the index, with live "
+                          "hedges", default_params_text, _hand_made("expired", EXPIRED)),
     "random": VectorSpec("a seeded random batch of 50 accounts under the default parameters",
                          default_params_text, lambda: random_portfolios("random", 2026, 50)),
     "random_std": VectorSpec("a seeded random batch of 20 accounts, scan ranges in standard deviations",

@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from pmoracle.errors import InputError
-from pmoracle.risk.errors import ExpiredInstrumentError, UnknownCollateralError, UnknownUnderlyingError
+from pmoracle.risk.errors import UnknownCollateralError, UnknownUnderlyingError
 from pmoracle.risk.inputs import (
     MAX_PRICE,
     MAX_SIZE,
@@ -40,6 +40,7 @@ from pmoracle.risk.naming import (
     parse_expiry_code,
     parse_instrument_name,
 )
+from pmoracle.risk.table import is_expired
 
 T = TypeVar("T")
 
@@ -60,19 +61,6 @@ class DocumentError(InputError):
             message = f"{message} (and {len(errors) - 1} more: {rest})"
         super().__init__(first.field, message)
         self.errors = tuple(errors)
-
-
-class ExpiredPositionError(ExpiredInstrumentError):
-    """Raised when a position's instrument expired at or before the market's valuation time (dates in UTC)."""
-
-    def __init__(self, field: str, name: str, expiry: int, time: int) -> None:
-        InputError.__init__(
-            self,
-            field,
-            f"{name} expired at {format_utc_time(expiry)}, not after the market time {format_utc_time(time)}",
-        )
-        self.expiry = expiry
-        self.time = time
 
 
 class MissingMarketDataError(InputError):
@@ -364,8 +352,9 @@ def _parse_asset(symbol: object, obj: object, underlyings: set[str]) -> Collater
 def parse_portfolio(obj: object, market: MarketSnapshot) -> Portfolio:
     """Return the portfolio of a portfolio document checked against ``market``; raise ``DocumentError``.
 
-    Checked: instrument names, expiry after the market time, market data (underlying, and a smile for options)
-    present for every position, sizes within MAX_SIZE, collateral assets known and amounts non-negative.
+    Checked: instrument names, market data (underlying, and a smile for options not yet expired) present for every
+    position, sizes within MAX_SIZE, collateral assets known and amounts non-negative. An expired option or future
+    is accepted: it is valued at expiry value on the index (docs/risk-model.md, "Expired instruments").
     Positions keep document order so that ``positions[i]`` in a message is the i-th entry of the file.
     """
     errors = _Collector()
@@ -409,11 +398,13 @@ def _parse_position(obj: object, path: str, market: MarketSnapshot) -> Position:
     if instrument is not None:
         field = f"{path}.instrument"
         name = entry["instrument"]
-        if instrument.kind != 0 and instrument.expiry <= market.time:
-            errors.add(ExpiredPositionError(field, name, instrument.expiry, market.time))
-        elif instrument.underlying not in {u.symbol for u in market.underlyings}:
+        if instrument.underlying not in {u.symbol for u in market.underlyings}:
             errors.add(UnknownUnderlyingError(field, instrument.underlying))
-        elif instrument.is_option and market.underlying(instrument.underlying).smile(instrument.expiry) is None:
+        elif (
+            instrument.is_option
+            and not is_expired(instrument, market.time)  # expired: valued at intrinsic on the index, no smile
+            and market.underlying(instrument.underlying).smile(instrument.expiry) is None
+        ):
             errors.add(MissingMarketDataError(field, f"the market has no smile for the expiry of {name}"))
     size = errors.attempt(_fixed_field, entry, "size", SIZE_DECIMALS, path)
     if size is not None and abs(size) > MAX_SIZE:

@@ -24,15 +24,6 @@ class MissingSmileError(InputError):
         self.expiry = expiry
 
 
-class ExpiredInstrumentError(InputError):
-    """Raised when an option or future has expired at (or before) the valuation time."""
-
-    def __init__(self, field: str, expiry: int, time: int) -> None:
-        super().__init__(field, f"expired at {expiry}, valuation time is {time}")
-        self.expiry = expiry
-        self.time = time
-
-
 class UnknownUnderlyingError(InputError):
     """Raised when a position refers to an underlying the market snapshot does not price."""
 

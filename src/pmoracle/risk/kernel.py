@@ -92,6 +92,14 @@ def _forward(fwd: float, index: float, rate: float, tau: float) -> float:
     return index * det_exp(rate * tau)
 
 
+@njit(cache=True)
+def _intrinsic(is_call: bool, level: float, strike: float) -> float:
+    """Return an option's value at expiry on ``level``: max(level - strike, 0) for a call, max(strike - level, 0)
+    for a put, undiscounted."""
+    x = level - strike if is_call else strike - level
+    return x if x > 0.0 else 0.0
+
+
 @njit(cache=True, parallel=True)
 def compute_risk_arrays_kernel(
     kind,
@@ -113,7 +121,11 @@ def compute_risk_arrays_kernel(
     out_addon,
     out_status,
 ):
-    """Fill R (I, S), base value, short-option add-on per unit (all quantized) and a status per instrument."""
+    """Fill R (I, S), base value, short-option add-on per unit (all quantized) and a status per instrument.
+
+    A row with ``tau == 0`` is an expired option or future (``table.py``): valued at expiry value on the index and,
+    per scenario, on the shocked index; vol shocks do not move it and an expired option has no add-on.
+    """
     n_inst = kind.shape[0]
     n_scen = price_mult.shape[0]
     # one contiguous row of shocks per underlying, so an option's scenario loop reads unit-stride
@@ -138,12 +150,24 @@ def compute_risk_arrays_kernel(
                 if not ok:
                     status = STATUS_OVERFLOW
                 out_r[i, s] = q
-        elif k == 0 or k == 1:  # perpetual at the index, future at its forward; marked to market: base 0
+        elif k == 0 or k == 1:  # perpetual at the index, future at its forward (expired: the index); base 0
             level = index[i]
-            if k == 1:
+            if k == 1 and tau[i] > 0.0:
                 level = _forward(fwd[i], index[i], rate[i], tau[i])
             for s in range(n_scen):
                 ok, q = _quantize(level * price_mult[s, u] - level)
+                if not ok:
+                    status = STATUS_OVERFLOW
+                out_r[i, s] = q
+        elif not tau[i] > 0.0:  # expired option, not yet settled: intrinsic on the (shocked) index, no add-on
+            is_call = k == 2
+            v0 = _intrinsic(is_call, index[i], strike[i])
+            ok, base_q = _quantize(v0)
+            if not ok:
+                status = STATUS_OVERFLOW
+            mult = mult_rows[u]
+            for s in range(n_scen):
+                ok, q = _quantize(_intrinsic(is_call, index[i] * mult[s], strike[i]) - v0)
                 if not ok:
                     status = STATUS_OVERFLOW
                 out_r[i, s] = q

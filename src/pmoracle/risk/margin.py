@@ -343,7 +343,7 @@ class Book:
 def compute_book(market: MarketSnapshot, params: RiskParams, portfolios: Sequence[Portfolio]) -> BookResult:
     """Return the margin of every account of a round.
 
-    Errors: ``StaleFeedError``, ``MissingSmileError``, ``ExpiredInstrumentError``, ``UnknownUnderlyingError``,
+    Errors: ``StaleFeedError``, ``MissingSmileError`` (a live option), ``UnknownUnderlyingError``,
     ``UnknownCollateralError``, ``PricingError`` (all ``InputError``), ``AccountOverflowError``.
     """
     return Book(market, params, portfolios).result()
@@ -381,6 +381,12 @@ def _greeks(arrays: RiskArrays, positions: list[tuple[int, int]]) -> tuple[Under
             sums[u][0] += units * (1.0 - float(table.haircut[i]))
         elif kind in (InstrumentKind.PERPETUAL, InstrumentKind.FUTURE):
             sums[u][0] += units
+        elif not float(table.tau[i]) > 0.0:  # expired option: intrinsic value, delta 1 (call) or -1 (put) in the money
+            moneyness = float(table.index[i]) - float(table.strike[i])
+            if kind == InstrumentKind.CALL and moneyness > 0.0:
+                sums[u][0] += units
+            elif kind == InstrumentKind.PUT and moneyness < 0.0:
+                sums[u][0] -= units
         else:
             f, df, vol = compute_option_state(table, i)
             _, delta, gamma, vega, theta = b76(  # type: ignore[operator]

@@ -60,6 +60,12 @@ def quantize(x: float) -> int | None:
     return round(q)
 
 
+def intrinsic(is_call: bool, level: float, strike: float) -> float:
+    """Return an option's undiscounted value at expiry on ``level``."""
+    x = level - strike if is_call else strike - level
+    return x if x > 0.0 else 0.0
+
+
 def reference_row(table: InstrumentTable, scenarios: ScenarioSet, i: int) -> ReferenceRow:
     """Return the risk row of instrument ``i``."""
     kind = int(table.kind[i])
@@ -78,8 +84,13 @@ def reference_row(table: InstrumentTable, scenarios: ScenarioSet, i: int) -> Ref
         base = value
         pnls = [value * m[u] - value if u >= 0 else 0.0 for m in mults]
     elif kind in (0, 1):
-        level = index if kind == 0 else (fwd if fwd > 0.0 else index * det_exp(rate * t))
+        level = index if kind == 0 or not t > 0.0 else (fwd if fwd > 0.0 else index * det_exp(rate * t))
         pnls = [level * m[u] - level for m in mults]
+    elif not t > 0.0:  # expired option before settlement: intrinsic on the (shocked) index, no add-on
+        is_call = kind == 2
+        strike = float(table.strike[i])
+        base = intrinsic(is_call, index, strike)
+        pnls = [intrinsic(is_call, index * m[u], strike) - base for m in mults]
     else:
         f = fwd if fwd > 0.0 else index * det_exp(rate * t)
         df = det_exp(-(rate * t))

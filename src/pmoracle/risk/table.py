@@ -1,8 +1,13 @@
 """The instrument table: a market snapshot's instruments as float arrays, the input of the risk-array kernel.
 
 Converting integer inputs to floats uses correctly rounded division only (``int / int``), so the table is the same
-on every node. Validation happens here: a missing smile, an expired option or future, an unknown underlying or
-collateral asset, or a stale feed raises a named error before anything is computed.
+on every node. Validation happens here: a missing smile of a live option, an unknown underlying or collateral asset,
+or a stale feed raises a named error before anything is computed.
+
+An option or dated future whose expiry is at or before the valuation time is not refused: until it is settled it is
+valued at expiry value on its underlying's index (docs/risk-model.md, "Expired instruments"). Its row has
+``tau = 0`` (a live instrument always has ``tau > 0``), ``fwd = 0`` and no smile; the kernel values ``tau == 0`` as
+expired.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ import numpy as np
 import numpy.typing as npt
 
 from pmoracle.risk.errors import (
-    ExpiredInstrumentError,
     MissingSmileError,
     StaleFeedError,
     UnknownCollateralError,
@@ -52,7 +56,7 @@ class InstrumentTable:
     kind: npt.NDArray[np.int64]
     und: npt.NDArray[np.int64]  # scenario column of the underlying; -1 for a stable asset
     strike: npt.NDArray[np.float64]  # USD
-    tau: npt.NDArray[np.float64]  # years to expiry
+    tau: npt.NDArray[np.float64]  # years to expiry; 0.0 for an expired option or future (valued at expiry value)
     index: npt.NDArray[np.float64]  # underlying index USD (asset: its price)
     fwd: npt.NDArray[np.float64]  # quoted forward USD, 0.0 when derived from the rate
     rate: npt.NDArray[np.float64]
@@ -75,6 +79,11 @@ def instrument_field(inst: RiskInstrument) -> str:
     return f"{inst.underlying} option expiring {inst.expiry} strike {inst.strike / PRICE_SCALE:g} {cp}"
 
 
+def is_expired(inst: RiskInstrument, time: int) -> bool:
+    """Return whether ``inst`` is an option or dated future whose expiry is at or before ``time``."""
+    return isinstance(inst, Instrument) and inst.kind != InstrumentKind.PERPETUAL and inst.expiry <= time
+
+
 def check_feeds(market: MarketSnapshot, params: RiskParams) -> None:
     """Raise ``StaleFeedError`` if any timestamped feed is older than the limit (0 = not timestamped)."""
     limit = params.max_feed_age_seconds
@@ -91,7 +100,10 @@ def check_feeds(market: MarketSnapshot, params: RiskParams) -> None:
 def build_instrument_table(
     market: MarketSnapshot, params: RiskParams, scenarios: ScenarioSet, instruments: tuple[RiskInstrument, ...]
 ) -> InstrumentTable:
-    """Return the kernel inputs of ``instruments``; raise a named error for any instrument that cannot be valued."""
+    """Return the kernel inputs of ``instruments``; raise a named error for any instrument that cannot be valued.
+
+    Errors: ``UnknownCollateralError``, ``UnknownUnderlyingError``, ``MissingSmileError`` (a live option only).
+    """
     n = len(instruments)
     kind = np.zeros(n, dtype=np.int64)
     und = np.full(n, -1, dtype=np.int64)
@@ -126,8 +138,10 @@ def build_instrument_table(
         rate[i] = market_u.rate / WAD
         if inst.kind == InstrumentKind.PERPETUAL:
             continue
-        if inst.expiry <= market.time:
-            raise ExpiredInstrumentError(instrument_field(inst), inst.expiry, market.time)
+        if inst.is_option:
+            strike[i] = inst.strike / PRICE_SCALE
+        if is_expired(inst, market.time):
+            continue  # tau = 0, fwd = 0, no smile: valued at expiry value on the index
         tau[i] = (inst.expiry - market.time) / SECONDS_PER_YEAR
         quoted = forwards.get((inst.underlying, inst.expiry))
         fwd[i] = 0.0 if quoted is None else quoted / PRICE_SCALE
@@ -135,7 +149,6 @@ def build_instrument_table(
             smile = smiles.get((inst.underlying, inst.expiry))
             if smile is None:
                 raise MissingSmileError(inst.underlying, inst.expiry)
-            strike[i] = inst.strike / PRICE_SCALE
             svi[i] = (smile.a / WAD, smile.b / WAD, smile.rho / WAD, smile.m / WAD, smile.sigma / WAD)
     vol_params = np.array(
         [

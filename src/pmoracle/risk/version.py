@@ -11,4 +11,4 @@ outputs: when they change, the version changes with them (docs/determinism.md).
 
 from __future__ import annotations
 
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2  # 2: an expired option or future is valued at expiry value on the index instead of refused

@@ -38,6 +38,8 @@ def skew_smile(expiry: int, vol: float) -> Smile:
 
 
 EXPIRIES = (T0 + DAY, T0 + 7 * DAY, T0 + 30 * DAY, T0 + 90 * DAY, T0 + 3650 * DAY)
+# expired at or before T0 (the last one exactly at T0), no smile: valued at expiry value on the index
+EXPIRED = (T0 - 30 * DAY, T0 - DAY, T0)
 
 
 def make_market(btc: float = 95_000.0, eth: float = 3_000.0, time: int = T0, vol: float = 0.6) -> MarketSnapshot:
@@ -83,7 +85,8 @@ def account(n: int) -> bytes:
 
 
 def random_instrument(rng: random.Random, market: MarketSnapshot) -> Instrument:
-    """Return a random instrument, options with strikes from deep ITM to deep OTM."""
+    """Return a random instrument, options with strikes from deep ITM to deep OTM; about one option or future in six
+    has expired (``EXPIRED``)."""
     und = rng.choice(market.underlyings)
     kind = rng.choice(
         [
@@ -97,7 +100,7 @@ def random_instrument(rng: random.Random, market: MarketSnapshot) -> Instrument:
     )
     if kind == InstrumentKind.PERPETUAL:
         return Instrument(und.symbol, kind)
-    expiry = rng.choice([s.expiry for s in und.smiles])
+    expiry = rng.choice([s.expiry for s in und.smiles]) if rng.random() < 5 / 6 else rng.choice(EXPIRED)
     if kind == InstrumentKind.FUTURE:
         return Instrument(und.symbol, kind, expiry=expiry)
     strike = und.index * rng.choice([0.05, 0.3, 0.7, 0.9, 1.0, 1.1, 1.5, 3.0, 20.0]) * rng.uniform(0.95, 1.05)

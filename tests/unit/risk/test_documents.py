@@ -20,7 +20,7 @@ from pmoracle.risk.documents import (
     parse_utc_time,
     to_fixed,
 )
-from pmoracle.risk.errors import ExpiredInstrumentError, UnknownCollateralError, UnknownUnderlyingError
+from pmoracle.risk.errors import UnknownCollateralError, UnknownUnderlyingError
 from pmoracle.risk.inputs import MAX_SIZE, PRICE_SCALE, SECONDS_PER_YEAR, SIZE_SCALE, WAD, InstrumentKind
 from pmoracle.risk.naming import parse_expiry_code
 
@@ -229,8 +229,6 @@ def test_example_portfolio_keeps_document_order_and_exact_sizes() -> None:
             InputError,
             "expiry",
         ),
-        (portfolio_doc(("BTC-20NOV26-95000-C", "1")), "positions[0].instrument", ExpiredInstrumentError, "expired"),
-        (portfolio_doc(("BTC-25NOV26-95000-P", "1")), "positions[0].instrument", ExpiredInstrumentError, "expired"),
         (portfolio_doc(("SOL-27DEC26-200-C", "1")), "positions[0].instrument", UnknownUnderlyingError, "SOL"),
         (portfolio_doc(("BTC-1JAN27-95000-C", "1")), "positions[0].instrument", MissingMarketDataError, "smile"),
         (portfolio_doc(("BTC-PERPETUAL", "0.00001")), "positions[0].size", InputError, "decimals"),
@@ -266,10 +264,25 @@ def test_bad_portfolio_names_the_field(doc: dict[str, Any], field: str, error_ty
 
 
 def test_all_portfolio_errors_are_reported_at_once() -> None:
-    doc = portfolio_doc(("BTC-PERPETUAL", "1"), ("BTC-20NOV26", "1"), ("ETH-27DEC26-3000-C", "x"), USDC="-1")
+    doc = portfolio_doc(("BTC-PERPETUAL", "1"), ("SOL-20NOV26", "1"), ("ETH-27DEC26-3000-C", "x"), USDC="-1")
     with pytest.raises(DocumentError) as info:
         parse_portfolio(doc, MARKET)
     assert fields_of(info) == ["positions[1].instrument", "positions[2].size", "collateral.USDC"]
+
+
+@pytest.mark.parametrize("name", ["BTC-20NOV26-95000-C", "BTC-25NOV26-95000-P", "ETH-20NOV26", "BTC-1NOV26-1-C"])
+def test_expired_positions_are_accepted_without_a_smile(name: str) -> None:
+    # expired at or before the market time (25NOV26 is the market time itself): valued at expiry value on the
+    # index, so no smile is needed (the market has none for these expiries)
+    position = parse_portfolio(portfolio_doc((name, "-2")), MARKET).positions[0]
+    assert position.instrument.expiry <= MARKET.time
+    assert position.size == -2 * SIZE_SCALE
+
+
+def test_expired_position_on_an_unknown_underlying_is_still_refused() -> None:
+    with pytest.raises(DocumentError) as info:
+        parse_portfolio(portfolio_doc(("SOL-20NOV26-200-C", "1")), MARKET)
+    assert isinstance(info.value.errors[0], UnknownUnderlyingError)
 
 
 def test_size_at_the_limit_is_accepted() -> None:

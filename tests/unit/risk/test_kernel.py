@@ -49,6 +49,8 @@ def test_risk_arrays_equal_reference(seed: int, vol: float) -> None:
         cases += len(row.pnl)
     assert cases >= 34_000  # three seeds: > 100k instrument-scenario values in all
     assert np.abs(arrays.r).max() > 0
+    expired = [k for k, t in zip(arrays.table.kind, arrays.table.tau, strict=True) if k in (1, 2, 3) and t == 0.0]
+    assert len(expired) >= 20 and {1, 2, 3} <= set(expired)  # expired futures, calls and puts in the batch
 
 
 @pytest.mark.parametrize(("seed", "vol"), [(4, 0.01), (5, 0.8), (6, 3.0)])

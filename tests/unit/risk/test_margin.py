@@ -9,7 +9,6 @@ import pytest
 
 from pmoracle.config.params import default_params
 from pmoracle.risk.errors import (
-    ExpiredInstrumentError,
     MissingSmileError,
     StaleFeedError,
     UnknownCollateralError,
@@ -130,12 +129,6 @@ def test_missing_smile_is_named() -> None:
     with pytest.raises(MissingSmileError) as info:
         compute_book(make_market(), PARAMS, [p])
     assert info.value.field == "underlyings.BTC.smiles"
-
-
-def test_expired_option_is_named() -> None:
-    p = Portfolio(positions=(Position(option("BTC", EXPIRIES[0], 90_000, True), size(1)),))
-    with pytest.raises(ExpiredInstrumentError, match="expired"):
-        compute_book(make_market(time=EXPIRIES[0]), PARAMS, [p])
 
 
 def test_unknown_collateral_and_underlying_are_named() -> None:
