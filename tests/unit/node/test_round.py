@@ -1,12 +1,15 @@
-"""A round's leaves: the engine's MONEY amounts in the 18-decimal leaf unit, empty accounts skipped, sorted."""
+"""A round's leaves: the engine's MONEY amounts in the 18-decimal leaf unit, empty accounts skipped, sorted; a round
+past an expiry is computed, not refused."""
 
 from __future__ import annotations
 
+from pmoracle.chain.snapshot import ChainSnapshot
 from pmoracle.config.params import default_params
 from pmoracle.consensus.merkle import LEAF_DECIMALS, compute_root
-from pmoracle.node.round import MONEY_TO_LEAF, compute_leaves
-from pmoracle.risk.inputs import MONEY_DECIMALS, Portfolio, Position
+from pmoracle.node.round import MONEY_TO_LEAF, compute_leaves, compute_round
+from pmoracle.risk.inputs import MONEY_DECIMALS, MONEY_SCALE, Instrument, InstrumentKind, Portfolio, Position
 from pmoracle.risk.margin import compute_book
+from pmoracle.testing.committees import make_test_committee
 from tests.unit.risk.factories import EXPIRIES, account, make_market, option, size
 
 
@@ -30,3 +33,36 @@ def test_leaves_skip_empty_accounts_and_convert_exactly() -> None:
     assert leaves[1].equity == straddle_margin.equity * MONEY_TO_LEAF
     assert leaves[0].equity == book.accounts[2].equity * MONEY_TO_LEAF > 0
     assert len(compute_root(leaves)) == 32
+
+
+def test_a_round_past_an_expiry_is_computed_not_refused() -> None:
+    """The valuation time passed an expiry held in the book (no settlement yet): the round still has a report, and
+    the expired positions are in its leaves at expiry value on the index."""
+    expired_call = option("BTC", EXPIRIES[0], 90_000, True)
+    expired_future = Instrument("ETH", InstrumentKind.FUTURE, expiry=EXPIRIES[0])
+    live_put = option("BTC", EXPIRIES[2], 95_000, False)
+    portfolios = (
+        Portfolio(
+            positions=(Position(expired_call, size(-2)),), collateral=(("USDC", size(20_000)),), account=account(1)
+        ),
+        Portfolio(positions=(Position(expired_future, size(5)), Position(live_put, size(1))), account=account(2)),
+    )
+    market = make_market(btc=95_000.0, time=EXPIRIES[0] + 3600)  # an hour after the first expiry
+    snapshot = ChainSnapshot(
+        block_number=120,
+        block_hash=b"\x07" * 32,
+        timestamp=market.time,
+        market=market,
+        portfolios=portfolios,
+        instruments=((1, expired_call), (2, expired_future), (3, live_put)),
+    )
+    committee = make_test_committee(4).config
+    output = compute_round(snapshot, default_params(), committee)
+    assert output.report.block_number == 120
+    assert output.report.account_count == 2
+    assert output.report.accounts_root == compute_root(output.tree.leaves)
+    short_call = output.book.accounts[0]
+    # owes its intrinsic 2 x (95000 - 90000), undiscounted, against 20000 USDC; no short-option minimum
+    assert short_call.equity == (20_000 - 2 * 5_000) * MONEY_SCALE
+    assert short_call.maintenance_margin > 0
+    assert compute_round(snapshot, default_params(), committee).report == output.report  # deterministic
