@@ -163,7 +163,6 @@ def report_to_json(report: AccountReport, market: MarketSnapshot, portfolio: Por
 def format_report(report: AccountReport, market: MarketSnapshot, portfolio: Portfolio, source: str) -> str:
     """Return the text report of one account."""
     from pmoracle.risk.naming import format_instrument_name, format_utc_time
-    from pmoracle.risk.table import is_expired
 
     lines = [
         f"Portfolio margin of {source}",
@@ -173,7 +172,7 @@ def format_report(report: AccountReport, market: MarketSnapshot, portfolio: Port
         "Book",
     ]
     for p in portfolio.positions:
-        note = "   expired, valued at intrinsic on the index" if is_expired(p.instrument, market.time) else ""
+        note = "   expired, valued at intrinsic on the index" if p.instrument.is_expired_at(market.time) else ""
         lines.append(f"  {format_instrument_name(p.instrument):<26}{format_size(p.size):>18}{note}")
     for symbol, amount in portfolio.collateral:
         lines.append(f"  {symbol + ' (collateral)':<26}{format_size(amount):>18}")

@@ -40,7 +40,6 @@ from pmoracle.risk.naming import (
     parse_expiry_code,
     parse_instrument_name,
 )
-from pmoracle.risk.table import is_expired
 
 T = TypeVar("T")
 
@@ -402,7 +401,7 @@ def _parse_position(obj: object, path: str, market: MarketSnapshot) -> Position:
             errors.add(UnknownUnderlyingError(field, instrument.underlying))
         elif (
             instrument.is_option
-            and not is_expired(instrument, market.time)  # expired: valued at intrinsic on the index, no smile
+            and not instrument.is_expired_at(market.time)  # expired: valued at intrinsic on the index, no smile
             and market.underlying(instrument.underlying).smile(instrument.expiry) is None
         ):
             errors.add(MissingMarketDataError(field, f"the market has no smile for the expiry of {name}"))

@@ -85,6 +85,10 @@ class Instrument:
         """Check if the instrument is a call or a put."""
         return self.kind in (InstrumentKind.CALL, InstrumentKind.PUT)
 
+    def is_expired_at(self, time: int) -> bool:
+        """Check if this is an option or dated future whose expiry is at or before ``time`` (unix seconds)."""
+        return self.kind != InstrumentKind.PERPETUAL and self.expiry <= time
+
 
 @dataclass(frozen=True, slots=True)
 class Smile:

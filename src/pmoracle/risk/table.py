@@ -79,11 +79,6 @@ def instrument_field(inst: RiskInstrument) -> str:
     return f"{inst.underlying} option expiring {inst.expiry} strike {inst.strike / PRICE_SCALE:g} {cp}"
 
 
-def is_expired(inst: RiskInstrument, time: int) -> bool:
-    """Return whether ``inst`` is an option or dated future whose expiry is at or before ``time``."""
-    return isinstance(inst, Instrument) and inst.kind != InstrumentKind.PERPETUAL and inst.expiry <= time
-
-
 def check_feeds(market: MarketSnapshot, params: RiskParams) -> None:
     """Raise ``StaleFeedError`` if any timestamped feed is older than the limit (0 = not timestamped)."""
     limit = params.max_feed_age_seconds
@@ -140,7 +135,7 @@ def build_instrument_table(
             continue
         if inst.is_option:
             strike[i] = inst.strike / PRICE_SCALE
-        if is_expired(inst, market.time):
+        if inst.is_expired_at(market.time):
             continue  # tau = 0, fwd = 0, no smile: valued at expiry value on the index
         tau[i] = (inst.expiry - market.time) / SECONDS_PER_YEAR
         quoted = forwards.get((inst.underlying, inst.expiry))
