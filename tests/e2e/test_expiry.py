@@ -29,7 +29,7 @@ def test_rounds_after_the_first_expiry_are_attested_and_match_recomputation() ->
         first_expiry = net.world.expiries[0]
         now = net.world_time()
         assert first_expiry > now
-        net.chain.rpc("evm_increaseTime", [first_expiry - now + HOUR])
+        net.chain.rpc("evm_increaseTime", first_expiry - now + HOUR)
         net.chain.rpc("evm_mine")
         warped = int(net.client.block_number())
         assert net.world_time() > first_expiry
