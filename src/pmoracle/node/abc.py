@@ -10,9 +10,9 @@ in-memory network. Test-only fault injection wraps these interfaces; the node it
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pmoracle.chain.snapshot import ChainSnapshot
 from pmoracle.consensus.certificate import QuorumCertificate
@@ -28,12 +28,22 @@ from pmoracle.storage.archive import ArchivedReport
 
 @dataclass(frozen=True, slots=True)
 class AttestedRound:
-    """The newest round the oracle contract accepted."""
+    """What MarginOracle stores for one attested round (``latestRound()`` / ``roundAt(block)``)."""
 
     block_number: int
     accounts_root: bytes
     report_digest: bytes
     config_digest: bytes
+    config_version: int
+    account_count: int
+    attested_at: int
+
+    @classmethod
+    def from_view(cls, view: Sequence[Any]) -> AttestedRound:
+        """Return the round decoded from the oracle's ``RoundView`` tuple."""
+        return cls(block_number=int(view[0]), accounts_root=bytes(view[1]), report_digest=bytes(view[2]),
+                   config_digest=bytes(view[3]), config_version=int(view[4]), account_count=int(view[5]),
+                   attested_at=int(view[6]))  # fmt: skip
 
 
 class ChainPort(ABC):

@@ -97,5 +97,4 @@ class OracleChainPort(ChainPort):
         except ChainError as exc:
             log.warning("cannot read the latest attested round: %s", exc)
             return None
-        return AttestedRound(block_number=int(view[0]), accounts_root=bytes(view[1]), report_digest=bytes(view[2]),
-                             config_digest=bytes(view[3]))  # fmt: skip
+        return AttestedRound.from_view(view)

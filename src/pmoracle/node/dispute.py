@@ -35,6 +35,7 @@ from pmoracle.consensus.merkle import AccountLeaf, compute_root, verify_proof
 from pmoracle.consensus.report import Domain, Report, compute_report_digest
 from pmoracle.errors import InputError, PmoracleError
 from pmoracle.files import read_json
+from pmoracle.node.abc import AttestedRound
 from pmoracle.node.chain_port import OFFLINE_W3
 from pmoracle.node.daemon import read_committee
 from pmoracle.node.datadir import archive_db_path
@@ -52,19 +53,6 @@ class DisputeError(PmoracleError):
 
 
 # --- check --------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AttestedRound:
-    """What MarginOracle stores for one attested round."""
-
-    block_number: int
-    accounts_root: bytes
-    report_digest: bytes
-    config_digest: bytes
-    config_version: int
-    account_count: int
-    attested_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,11 +273,7 @@ def read_attested_round(client: ChainClient, deployment: Deployment, block_numbe
             where = "yet" if block_number is None else f"at block {block_number}"
             raise DisputeError(f"no round attested {where} ({exc.name})") from None
         raise
-    return AttestedRound(
-        block_number=int(view[0]), accounts_root=bytes(view[1]), report_digest=bytes(view[2]),
-        config_digest=bytes(view[3]), config_version=int(view[4]), account_count=int(view[5]),
-        attested_at=int(view[6]),
-    )  # fmt: skip
+    return AttestedRound.from_view(view)
 
 
 def compare_leaves(

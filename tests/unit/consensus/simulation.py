@@ -199,7 +199,8 @@ class MemoryChainPort(ChainPort):
             return None
         latest = self.sim.chain.attestations[-1]
         root = b""  # the simulated chain keeps digests only; the executor needs the root for logs
-        return AttestedRound(latest.block, root, latest.digest, self.sim.committee.digest())
+        committee = self.sim.committee
+        return AttestedRound(latest.block, root, latest.digest, committee.digest(), committee.version, 0, 0)
 
 
 class SimMember:
