@@ -4,6 +4,7 @@ pragma solidity 0.8.37;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
@@ -11,37 +12,58 @@ import {MarketFeeds} from "./MarketFeeds.sol";
 import {AttestedMargin, IMarginOracle} from "./PmoracleTypes.sol";
 
 /// @title MarginAccounts
-/// @notice The derivatives protocol's ledger: collateral in several ERC20s, an instrument registry, positions
-///         changed by matched trades; withdrawals and liquidation flags consume the margin attested by MarginOracle.
-/// @dev A withdrawal is judged on the latest attested round, anchored at block R (docs/protocol.md, Withdrawals):
-///      no trade of the account after R; every amount it withdrew after R (and this one) is charged at R's
-///      collateral price; every balance it keeps is charged for a fall of its collateral price since R. What is
-///      left of the attested equity must stay >= the attested initial margin.
+/// @notice The derivatives protocol's ledger: a signed cash balance in the settlement token, collateral in other
+///         ERC20s, an instrument registry, positions with their cost basis, perpetual funding and expiry
+///         settlement. Trades arrive from the Exchange (orders both parties signed); withdrawals and liquidation
+///         flags consume the margin attested by MarginOracle.
+/// @dev Money is USD with 18 decimals (WAD), exact: a trade's value is size (1e-4 units) x price (USD 1e8) x
+///      VALUE_SCALE. For every account, cash - sum(cost) moves on a trade by minus the traded value, so over all
+///      accounts it is conserved (docs/protocol.md, "Cash flows", states the whole identity).
+///      A withdrawal is judged on the latest attested round, anchored at block R (docs/protocol.md, Withdrawals):
+///      no trade, settlement or funding payment of the account after R; every amount it withdrew after R (and
+///      this one) is charged at R's collateral price; every balance it keeps is charged for a fall of its
+///      collateral price since R. What is left of the attested equity must stay >= the attested initial margin.
 contract MarginAccounts is AccessControl, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
-    /// @notice Role allowed to submit trades.
-    bytes32 public constant MATCHER_ROLE = keccak256("MATCHER_ROLE");
+    /// @notice Role of the Exchange contract: applies trades whose orders it verified.
+    bytes32 public constant EXCHANGE_ROLE = keccak256("EXCHANGE_ROLE");
+    /// @notice Role allowed to set perpetual funding rates.
+    bytes32 public constant FEEDER_ROLE = keccak256("FEEDER_ROLE");
     /// @notice 1e18.
     uint256 public constant WAD = 1e18;
     /// @notice Price decimals of MarketFeeds (USD 1e8).
     uint256 public constant PRICE_SCALE = 1e8;
+    /// @notice Sizes are in 1e-4 units of the underlying.
+    int256 public constant SIZE_SCALE = 1e4;
+    /// @notice size (1e-4) x price (1e-8 USD) is 1e-12 USD; times VALUE_SCALE it is USD WAD.
+    int256 public constant VALUE_SCALE = 1e6;
     /// @notice Most open (non-zero) positions an account can have (bounds the page view).
     uint256 public constant MAX_HELD_INSTRUMENTS = 256;
+    /// @notice Highest trading fee: 1% of the traded value.
+    uint64 public constant MAX_FEE_RATE = 0.01e18;
+    /// @notice Highest perpetual funding rate: 1% of the index per day.
+    int128 public constant MAX_FUNDING_RATE = 0.01e18;
+    /// @notice Shortest time between two funding payments of a perpetual.
+    uint64 public constant FUNDING_PERIOD = 1 hours;
 
-    /// @notice An instrument.
+    /// @notice An instrument; `cumulativeFunding` (perpetuals) is the USD WAD paid per unit long since listing.
     struct InstrumentView {
         uint32 id;
         bytes32 underlying;
         uint8 kind;
         uint64 expiry;
         uint128 strike;
+        int256 cumulativeFunding;
     }
 
-    /// @notice A non-zero position.
+    /// @notice A non-zero position: `cost` is its cost basis (size x average entry price, USD WAD; futures and
+    ///         perpetuals), `fundingIndex` the instrument's cumulative funding when it last paid funding.
     struct PositionView {
         uint32 instrumentId;
         int128 size;
+        int128 cost;
+        int256 fundingIndex;
     }
 
     /// @notice A non-zero collateral balance.
@@ -50,9 +72,10 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         uint256 amount;
     }
 
-    /// @notice An account with its non-zero positions and balances.
+    /// @notice An account with its cash (USD WAD, signed), non-zero positions and balances.
     struct AccountView {
         address account;
+        int256 cash;
         PositionView[] positions;
         CollateralView[] collateral;
     }
@@ -75,12 +98,41 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         uint128 recent;
     }
 
-    /// @notice The market feeds (collateral prices and haircuts).
+    /// @dev An instrument as listed.
+    struct Listing {
+        uint32 id;
+        bytes32 underlying;
+        uint8 kind;
+        uint64 expiry;
+        uint128 strike;
+    }
+
+    /// @dev A position (two slots).
+    struct PositionState {
+        int128 size;
+        int128 cost;
+        int256 fundingIndex;
+    }
+
+    /// @dev A perpetual's funding: the rate in force, the cumulative payment per unit long, the last payment.
+    struct Funding {
+        int256 cumulative;
+        int128 ratePerDay;
+        uint64 paidAt;
+        uint64 paidBlock;
+    }
+
+    /// @notice The market feeds (collateral prices and haircuts, indices, settlement prices).
     MarketFeeds public immutable feeds;
+    /// @notice The settlement token: its deposits are cash, and every cash flow is in it.
+    address public immutable settlementToken;
+    /// @notice 10^(18 - decimals of the settlement token): token units to USD WAD.
+    uint256 public immutable cashScale;
     /// @notice The oracle whose attested margin this ledger consumes.
     IMarginOracle public oracle;
 
-    InstrumentView[] internal _instruments;
+    Listing[] internal _instruments;
+    mapping(uint32 instrumentId => Funding) internal _funding;
     address[] internal _collateralTokens;
     /// @notice Whether a token is enabled as collateral.
     mapping(address token => bool) public isCollateral;
@@ -88,8 +140,16 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     mapping(address account => AccountMeta) internal _meta;
     /// @notice Collateral balance of an account in a token, in the token's units.
     mapping(address account => mapping(address token => uint256)) public balanceOf;
-    /// @notice Position of an account in an instrument, in 1e-4 units of the underlying (signed).
-    mapping(address account => mapping(uint32 instrumentId => int128)) public positionOf;
+    /// @notice Cash of an account in the settlement asset, USD WAD, signed (negative: it owes).
+    mapping(address account => int256) public cashOf;
+    mapping(address account => mapping(uint32 instrumentId => PositionState)) internal _positions;
+    /// @notice Trading fees collected, USD WAD.
+    uint256 public feesCollected;
+    /// @notice Funding paid in by payers minus paid out to receivers, USD WAD (rounding keeps it >= the sum
+    ///         still owed to receivers; see docs/protocol.md).
+    int256 public fundingPool;
+    /// @notice Fee charged to each side of a trade, WAD of the traded value.
+    uint64 public feeRate;
     /// @dev The instruments of an account's open positions, in no particular order.
     mapping(address account => uint32[]) internal _held;
     /// @dev 1 + the index of an open position's instrument in `_held` (0: not open).
@@ -112,15 +172,30 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     event Withdrawn(
         address indexed account, address indexed token, uint256 amount, uint256 value, uint64 roundBlock
     );
-    /// @notice A trade moved `size` of an instrument from seller to buyer.
+    /// @notice A trade moved `size` of an instrument from seller to buyer at `price` (USD 1e8); each side paid
+    ///         `fee` (USD WAD).
     event Traded(
         address indexed buyer,
         address indexed seller,
         uint32 indexed instrumentId,
-        int128 size,
+        uint128 size,
+        uint128 price,
         int128 buyerPosition,
-        int128 sellerPosition
+        int128 sellerPosition,
+        uint256 fee
     );
+    /// @notice An expired position was settled into cash at the expiry's settlement price.
+    event Settled(address indexed account, uint32 indexed instrumentId, int128 size, uint256 price, int256 cashDelta);
+    /// @notice A position paid (`amount` > 0) or received funding (USD WAD).
+    event FundingRealized(address indexed account, uint32 indexed instrumentId, int256 amount);
+    /// @notice A perpetual's funding rate was set (WAD of the index per day; positive: longs pay shorts).
+    event FundingRateSet(uint32 indexed instrumentId, int128 ratePerDay);
+    /// @notice A perpetual's funding payment: `perUnit` USD WAD per unit long added to its cumulative funding.
+    event FundingPaid(uint32 indexed instrumentId, int256 perUnit, int256 cumulative, uint256 index);
+    /// @notice The trading fee rate was set.
+    event FeeRateSet(uint64 feeRate);
+    /// @notice Collected fees were paid out in the settlement token.
+    event FeesWithdrawn(address indexed to, uint256 amount);
     /// @notice An account was flagged liquidatable (attested equity < maintenance margin).
     event LiquidatableFlagged(address indexed account, uint64 roundBlock, int256 equity, uint256 maintenanceMargin);
     /// @notice An account's liquidatable flag was cleared (attested equity >= maintenance margin).
@@ -138,8 +213,30 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     error InvalidInstrument(uint8 kind, uint64 expiry, uint128 strike);
     /// @notice No instrument has this id.
     error UnknownInstrument(uint32 instrumentId);
-    /// @notice A trade's size is not positive.
-    error InvalidTradeSize(int128 size);
+    /// @notice A trade's size or price is zero.
+    error InvalidTrade(uint128 size, uint128 price);
+    /// @notice The instrument has expired: it no longer trades (settle it).
+    error InstrumentExpired(uint32 instrumentId, uint64 expiry);
+    /// @notice The instrument has not expired yet.
+    error InstrumentNotExpired(uint32 instrumentId, uint64 expiry);
+    /// @notice The expiry's settlement price is not fixed yet.
+    error SettlementPriceMissing(bytes32 underlying, uint64 expiry);
+    /// @notice A perpetual was expected.
+    error NotPerpetual(uint32 instrumentId);
+    /// @notice A perpetual's funding was paid less than FUNDING_PERIOD ago.
+    error FundingTooSoon(uint32 instrumentId, uint64 nextAt);
+    /// @notice A funding rate above MAX_FUNDING_RATE in magnitude.
+    error InvalidFundingRate(int128 ratePerDay);
+    /// @notice A fee rate above MAX_FEE_RATE.
+    error InvalidFeeRate(uint64 feeRate);
+    /// @notice The settlement token cannot be added as collateral: its deposits are cash.
+    error SettlementTokenIsCash(address token);
+    /// @notice The account's cash is below the amount (USD WAD).
+    error InsufficientCash(address account, int256 cash, uint256 amount);
+    /// @notice Collected fees are below the amount (USD WAD).
+    error InsufficientFees(uint256 collected, uint256 amount);
+    /// @notice A perpetual the account holds paid funding after the anchor of the round the withdrawal is judged on.
+    error FundingSinceRound(address account, uint32 instrumentId, uint64 paidBlock, uint64 roundBlock);
     /// @notice A trade's buyer and seller are the same account.
     error SelfTrade(address account);
     /// @notice The account has too many open positions.
@@ -156,16 +253,19 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     /// @notice The account is flagged and still under maintenance margin, or not flagged.
     error NotFlagged(address account);
 
-    /// @param admin Holds DEFAULT_ADMIN_ROLE (lists instruments and collateral, sets the oracle, grants roles).
-    /// @param matcher Initial holder of MATCHER_ROLE.
+    /// @param admin Holds DEFAULT_ADMIN_ROLE (lists instruments and collateral, sets the oracle, grants roles: the
+    ///        Exchange contract EXCHANGE_ROLE, the feeder FEEDER_ROLE).
     /// @param feeds_ The market feeds.
     /// @param oracle_ The margin oracle.
-    constructor(address admin, address matcher, MarketFeeds feeds_, IMarginOracle oracle_) {
+    /// @param settlementToken_ The settlement token (at most 18 decimals), e.g. USDC.
+    constructor(address admin, MarketFeeds feeds_, IMarginOracle oracle_, address settlementToken_) {
         if (address(feeds_) == address(0)) revert ZeroAddress("feeds");
+        if (settlementToken_ == address(0)) revert ZeroAddress("settlementToken");
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _grantRole(MATCHER_ROLE, matcher);
         feeds = feeds_;
         oracle = oracle_;
+        settlementToken = settlementToken_;
+        cashScale = 10 ** (18 - uint256(IERC20Metadata(settlementToken_).decimals()));
         emit OracleSet(address(oracle_));
     }
 
@@ -181,13 +281,14 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     /// @param token The token.
     function addCollateral(address token) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (token == address(0)) revert ZeroAddress("token");
+        if (token == settlementToken) revert SettlementTokenIsCash(token);
         if (isCollateral[token]) revert CollateralAlreadyAdded(token);
         isCollateral[token] = true;
         _collateralTokens.push(token);
         emit CollateralAdded(token);
     }
 
-    /// @notice List an instrument; ids are 1, 2, 3, ...
+    /// @notice List an instrument; ids are 1, 2, 3, ... A dated instrument must expire in the future.
     /// @param underlying Left-aligned ASCII symbol.
     /// @param kind 0 perpetual, 1 future, 2 call, 3 put.
     /// @param expiry Unix seconds (0 for a perpetual).
@@ -200,21 +301,116 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     {
         bool valid = underlying != bytes32(0)
             && (kind == 0 ? expiry == 0 && strike == 0 : kind == 1 ? expiry != 0 && strike == 0 : kind <= 3 && expiry != 0 && strike != 0);
-        if (!valid) revert InvalidInstrument(kind, expiry, strike);
+        if (!valid || (kind != 0 && expiry <= block.timestamp)) revert InvalidInstrument(kind, expiry, strike);
         id = SafeCast.toUint32(_instruments.length + 1);
-        _instruments.push(InstrumentView(id, underlying, kind, expiry, strike));
+        _instruments.push(Listing(id, underlying, kind, expiry, strike));
+        if (kind == 0) _funding[id] = Funding(0, 0, SafeCast.toUint64(block.timestamp), SafeCast.toUint64(block.number));
         emit InstrumentListed(id, underlying, kind, expiry, strike);
     }
 
-    /// @notice Deposit `amount` of collateral `token` (approve first).
-    /// @param token An enabled collateral token.
+    /// @notice Set the trading fee rate charged to each side of a trade (WAD of the traded value).
+    /// @param feeRate_ At most MAX_FEE_RATE.
+    function setFeeRate(uint64 feeRate_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (feeRate_ > MAX_FEE_RATE) revert InvalidFeeRate(feeRate_);
+        feeRate = feeRate_;
+        emit FeeRateSet(feeRate_);
+    }
+
+    /// @notice Pay collected fees out in the settlement token.
+    /// @param to The recipient.
+    /// @param amount Amount in the settlement token's units.
+    function withdrawFees(address to, uint256 amount) external onlyRole(DEFAULT_ADMIN_ROLE) nonReentrant {
+        if (to == address(0)) revert ZeroAddress("to");
+        uint256 value = amount * cashScale;
+        if (value > feesCollected) revert InsufficientFees(feesCollected, value);
+        feesCollected -= value;
+        emit FeesWithdrawn(to, amount);
+        IERC20(settlementToken).safeTransfer(to, amount);
+    }
+
+    /// @notice Set a perpetual's funding rate; the funding accrued at the old rate is paid first when due.
+    /// @param instrumentId A perpetual.
+    /// @param ratePerDay WAD of the index per day, |rate| <= MAX_FUNDING_RATE; positive: longs pay shorts.
+    function setFundingRate(uint32 instrumentId, int128 ratePerDay) external onlyRole(FEEDER_ROLE) {
+        Listing storage inst = _listing(instrumentId);
+        if (inst.kind != 0) revert NotPerpetual(instrumentId);
+        if (ratePerDay > MAX_FUNDING_RATE || ratePerDay < -MAX_FUNDING_RATE) revert InvalidFundingRate(ratePerDay);
+        Funding storage f = _funding[instrumentId];
+        if (block.timestamp >= f.paidAt + FUNDING_PERIOD) _payFunding(instrumentId, inst.underlying);
+        f.ratePerDay = ratePerDay;
+        emit FundingRateSet(instrumentId, ratePerDay);
+    }
+
+    /// @notice Pay a perpetual's funding for the time since its last payment, at its rate and the current index:
+    ///         every unit long owes rate x index x elapsed / 1 day to the shorts. Anyone may call it, at most
+    ///         once per FUNDING_PERIOD. Each position pays what it owes when it next trades (or `realizeFunding`).
+    /// @param instrumentId A perpetual.
+    function payFunding(uint32 instrumentId) external {
+        Listing storage inst = _listing(instrumentId);
+        if (inst.kind != 0) revert NotPerpetual(instrumentId);
+        uint64 nextAt = _funding[instrumentId].paidAt + FUNDING_PERIOD;
+        if (block.timestamp < nextAt) revert FundingTooSoon(instrumentId, nextAt);
+        _payFunding(instrumentId, inst.underlying);
+    }
+
+    /// @notice Move the funding an account's perpetual positions owe (or are owed) into its cash.
+    /// @param account The account.
+    /// @param instrumentIds Perpetuals; a position of zero is skipped.
+    function realizeFunding(address account, uint32[] calldata instrumentIds) external {
+        bool changed = false;
+        for (uint256 i = 0; i < instrumentIds.length; ++i) {
+            uint32 id = instrumentIds[i];
+            if (_listing(id).kind != 0) revert NotPerpetual(id);
+            PositionState storage p = _positions[account][id];
+            if (p.size != 0) {
+                _realizeFunding(account, id, p);
+                changed = true;
+            }
+        }
+        if (changed) _touch(account);
+    }
+
+    /// @notice Settle expired positions of one instrument into cash at its expiry's settlement price: an option
+    ///         pays size x intrinsic value, a future size x price - cost. Anyone may call it; accounts without a
+    ///         position are skipped, so a batch can be retried.
+    /// @param instrumentId An expired option or future whose settlement price is fixed.
+    /// @param accounts The accounts to settle.
+    function settle(uint32 instrumentId, address[] calldata accounts) external {
+        Listing memory inst = _listing(instrumentId);
+        if (inst.kind == 0 || block.timestamp < inst.expiry) revert InstrumentNotExpired(instrumentId, inst.expiry);
+        (uint256 price, uint64 fixedAt) = feeds.settlementPrice(inst.underlying, inst.expiry);
+        if (fixedAt == 0) revert SettlementPriceMissing(inst.underlying, inst.expiry);
+        int256 perUnit = inst.kind == 1 ? SafeCast.toInt256(price) : _intrinsic(inst.kind, price, inst.strike);
+        for (uint256 i = 0; i < accounts.length; ++i) {
+            address account = accounts[i];
+            PositionState storage p = _positions[account][instrumentId];
+            int128 size = p.size;
+            if (size == 0) continue;
+            int256 cashDelta = int256(size) * perUnit * VALUE_SCALE - p.cost;
+            cashOf[account] += cashDelta;
+            _touch(account).tradedAt = SafeCast.toUint64(block.number);
+            _close(account, instrumentId);
+            emit Settled(account, instrumentId, size, price, cashDelta);
+        }
+    }
+
+    /// @notice Deposit `amount` of `token` (approve first): the settlement token is credited to cash, any other
+    ///         enabled collateral to its balance.
+    /// @param token The settlement token or an enabled collateral token.
     /// @param amount Amount in the token's units.
     function deposit(address token, uint256 amount) external nonReentrant {
-        if (!isCollateral[token]) revert UnsupportedCollateral(token);
         if (amount == 0) revert ZeroAmount();
         _touch(msg.sender);
-        uint256 balance = balanceOf[msg.sender][token] + amount;
-        balanceOf[msg.sender][token] = balance;
+        uint256 balance;
+        if (token == settlementToken) {
+            int256 cash = cashOf[msg.sender] + SafeCast.toInt256(amount * cashScale);
+            cashOf[msg.sender] = cash;
+            balance = cash > 0 ? uint256(cash) / cashScale : 0;
+        } else {
+            if (!isCollateral[token]) revert UnsupportedCollateral(token);
+            balance = balanceOf[msg.sender][token] + amount;
+            balanceOf[msg.sender][token] = balance;
+        }
         emit Deposited(msg.sender, token, amount, balance);
         IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
     }
@@ -231,14 +427,22 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         nonReentrant
     {
         if (amount == 0) revert ZeroAmount();
-        uint256 balance = balanceOf[msg.sender][token];
-        if (balance < amount) revert InsufficientBalance(msg.sender, token, balance, amount);
+        if (token == settlementToken) {
+            int256 cash = cashOf[msg.sender];
+            uint256 value = amount * cashScale;
+            if (cash < SafeCast.toInt256(value)) revert InsufficientCash(msg.sender, cash, value);
+            cashOf[msg.sender] = cash - int256(value);
+        } else {
+            uint256 balance = balanceOf[msg.sender][token];
+            if (balance < amount) revert InsufficientBalance(msg.sender, token, balance, amount);
+            balanceOf[msg.sender][token] = balance - amount;
+        }
         uint64 roundBlock = oracle.verifyMargin(msg.sender, m.initialMargin, m.maintenanceMargin, m.equity, proof);
         int256 initialMargin = SafeCast.toInt256(m.initialMargin);
         uint64 lastTrade = _meta[msg.sender].tradedAt;
         if (lastTrade > roundBlock) revert TradedSinceRound(msg.sender, lastTrade, roundBlock);
+        _checkNoFundingSince(msg.sender, roundBlock);
         _touch(msg.sender);
-        balanceOf[msg.sender][token] = balance - amount;
         uint256 value = _recordWithdrawal(msg.sender, token, amount, roundBlock);
         int256 equityAfter = withdrawableEquity(msg.sender, m.equity, roundBlock);
         if (equityAfter < initialMargin) revert WithdrawalExceedsMargin(msg.sender, equityAfter, m.initialMargin);
@@ -246,20 +450,32 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         IERC20(token).safeTransfer(msg.sender, amount);
     }
 
-    /// @notice Submit a matched trade: the buyer's position grows by `size`, the seller's shrinks by `size`.
+    /// @notice Apply a trade whose orders the Exchange verified: `size` of an instrument moves from seller to buyer
+    ///         at `price`. An option's premium moves in cash; a future's or perpetual's cost basis grows when the
+    ///         position grows and is realized into cash, pro rata, when it shrinks; a perpetual first pays its
+    ///         funding. Each side pays the fee.
     /// @param buyer The buying account.
     /// @param seller The selling account.
-    /// @param instrumentId A listed instrument.
+    /// @param instrumentId A listed, unexpired instrument.
     /// @param size Size in 1e-4 units of the underlying, > 0.
-    function trade(address buyer, address seller, uint32 instrumentId, int128 size) external onlyRole(MATCHER_ROLE) {
-        if (size <= 0) revert InvalidTradeSize(size);
+    /// @param price USD 1e8 per unit, > 0.
+    function applyTrade(address buyer, address seller, uint32 instrumentId, uint128 size, uint128 price)
+        external
+        onlyRole(EXCHANGE_ROLE)
+    {
+        if (size == 0 || price == 0) revert InvalidTrade(size, price);
         if (buyer == seller) revert SelfTrade(buyer);
         if (buyer == address(0)) revert ZeroAddress("buyer");
         if (seller == address(0)) revert ZeroAddress("seller");
-        if (instrumentId == 0 || instrumentId > _instruments.length) revert UnknownInstrument(instrumentId);
-        int128 buyerPosition = _move(buyer, instrumentId, size);
-        int128 sellerPosition = _move(seller, instrumentId, -size);
-        emit Traded(buyer, seller, instrumentId, size, buyerPosition, sellerPosition);
+        Listing storage inst = _listing(instrumentId);
+        if (inst.kind != 0 && block.timestamp >= inst.expiry) revert InstrumentExpired(instrumentId, inst.expiry);
+        int256 delta = SafeCast.toInt256(uint256(size));
+        int256 value = delta * SafeCast.toInt256(uint256(price)) * VALUE_SCALE;
+        uint256 fee = Math.mulDiv(uint256(value), feeRate, WAD, Math.Rounding.Ceil);
+        int128 buyerPosition = _fill(buyer, instrumentId, inst.kind, delta, value, fee);
+        int128 sellerPosition = _fill(seller, instrumentId, inst.kind, -delta, -value, fee);
+        feesCollected += 2 * fee;
+        emit Traded(buyer, seller, instrumentId, size, price, buyerPosition, sellerPosition, fee);
     }
 
     /// @notice Flag an account liquidatable: its attested equity is below its attested maintenance margin.
@@ -295,7 +511,8 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     /// @param equity Its attested equity in the round.
     /// @param roundBlock The round's anchor block.
     function withdrawableEquity(address account, int256 equity, uint64 roundBlock) public view returns (int256) {
-        int256 bound = equity;
+        // cash is the numeraire: what left is charged at par, and it has no price to fall
+        int256 bound = equity - SafeCast.toInt256(_unseen(_pending[account][settlementToken], roundBlock) * cashScale);
         for (uint256 i = 0; i < _collateralTokens.length; ++i) {
             address token = _collateralTokens[i];
             uint256 balance = balanceOf[account][token];
@@ -313,6 +530,44 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     /// @param account The account.
     function tradedAt(address account) external view returns (uint64) {
         return _meta[account].tradedAt;
+    }
+
+    /// @notice Return an account's position in an instrument, in 1e-4 units of the underlying (signed).
+    /// @param account The account.
+    /// @param instrumentId The instrument.
+    function positionOf(address account, uint32 instrumentId) external view returns (int128) {
+        return _positions[account][instrumentId].size;
+    }
+
+    /// @notice Return an account's position with its cost basis and the funding it owes now (USD WAD, > 0: owes).
+    /// @param account The account.
+    /// @param instrumentId The instrument.
+    function positionState(address account, uint32 instrumentId)
+        external
+        view
+        returns (int128 size, int128 cost, int256 fundingOwed)
+    {
+        PositionState memory p = _positions[account][instrumentId];
+        fundingOwed = _owed(p, _funding[instrumentId].cumulative);
+        return (p.size, p.cost, fundingOwed);
+    }
+
+    /// @notice Return an instrument with its cumulative funding.
+    /// @param instrumentId A listed instrument.
+    function instrument(uint32 instrumentId) public view returns (InstrumentView memory) {
+        Listing memory l = _listing(instrumentId);
+        return InstrumentView(l.id, l.underlying, l.kind, l.expiry, l.strike, _funding[instrumentId].cumulative);
+    }
+
+    /// @notice Return a perpetual's funding rate (WAD per day), cumulative funding and last payment (time, block).
+    /// @param instrumentId A perpetual.
+    function fundingOf(uint32 instrumentId)
+        external
+        view
+        returns (int128 ratePerDay, int256 cumulative, uint64 paidAt, uint64 paidBlock)
+    {
+        Funding memory f = _funding[instrumentId];
+        return (f.ratePerDay, f.cumulative, f.paidAt, f.paidBlock);
     }
 
     /// @notice Return the number of an account's open (non-zero) positions.
@@ -343,7 +598,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         (uint256 start, uint256 end) = _window(offset, limit, _instruments.length);
         page = new InstrumentView[](end - start);
         for (uint256 i = start; i < end; ++i) {
-            page[i - start] = _instruments[i];
+            page[i - start] = instrument(SafeCast.toUint32(i + 1));
         }
     }
 
@@ -401,9 +656,11 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     function _accountView(address account) internal view returns (AccountView memory v) {
         uint32[] storage held = _held[account];
         v.account = account;
+        v.cash = cashOf[account];
         v.positions = new PositionView[](held.length);
         for (uint256 j = 0; j < held.length; ++j) {
-            v.positions[j] = PositionView(held[j], positionOf[account][held[j]]);
+            PositionState storage p = _positions[account][held[j]];
+            v.positions[j] = PositionView(held[j], p.size, p.cost, p.fundingIndex);
         }
         uint256 c = 0;
         for (uint256 j = 0; j < _collateralTokens.length; ++j) {
@@ -418,25 +675,110 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         }
     }
 
-    /// @dev Move a position by `delta` != 0; keep `_held` to the open positions (swap-and-pop on close).
-    function _move(address account, uint32 instrumentId, int128 delta) internal returns (int128 position) {
+    /// @dev One side of a trade: move the position by `delta` != 0 bought for `value` (USD WAD, signed like
+    ///      `delta`) and charge `fee`. Cash moves by -value + (new cost - old cost) - fee, so cash - cost moves by
+    ///      -value - fee on every trade (options have no cost: the premium is the whole cash flow). Keeps `_held`
+    ///      to the open positions (swap-and-pop on close).
+    function _fill(address account, uint32 instrumentId, uint8 kind, int256 delta, int256 value, uint256 fee)
+        internal
+        returns (int128 position)
+    {
         _touch(account).tradedAt = SafeCast.toUint64(block.number);
-        int128 before = positionOf[account][instrumentId];
-        position = before + delta;
-        positionOf[account][instrumentId] = position;
-        uint32[] storage held = _held[account];
+        PositionState storage p = _positions[account][instrumentId];
+        int256 before = p.size;
+        if (kind == 0 && before != 0) _realizeFunding(account, instrumentId, p);
+        int256 size = before + delta;
+        int256 cost = p.cost;
+        int256 newCost = 0;
+        if (kind <= 1) {
+            if (before == 0 || (before > 0) == (delta > 0)) {
+                newCost = cost + value; // opens or grows at the trade's price
+            } else if (size == 0 || (size > 0) != (before > 0)) {
+                newCost = value / delta * size; // closes (0) or flips: the rest opens at the trade's price
+            } else {
+                newCost = cost * size / before; // shrinks: the cost of what remains, pro rata (toward zero)
+            }
+        }
+        cashOf[account] += newCost - cost - value - SafeCast.toInt256(fee);
+        position = SafeCast.toInt128(size);
+        if (size == 0) {
+            _close(account, instrumentId);
+            return position;
+        }
+        p.size = position;
+        p.cost = SafeCast.toInt128(newCost);
         if (before == 0) {
+            uint32[] storage held = _held[account];
             if (held.length >= MAX_HELD_INSTRUMENTS) revert TooManyInstruments(account, held.length);
             held.push(instrumentId);
             _heldIndex[account][instrumentId] = held.length;
-        } else if (position == 0) {
-            uint256 index = _heldIndex[account][instrumentId] - 1;
-            uint32 last = held[held.length - 1];
-            held[index] = last;
-            _heldIndex[account][last] = index + 1;
-            held.pop();
-            delete _heldIndex[account][instrumentId];
+            if (kind == 0) p.fundingIndex = _funding[instrumentId].cumulative;
         }
+    }
+
+    /// @dev Remove a position (zero size, no cost) and its entry in `_held` (swap-and-pop).
+    function _close(address account, uint32 instrumentId) internal {
+        delete _positions[account][instrumentId];
+        uint32[] storage held = _held[account];
+        uint256 index = _heldIndex[account][instrumentId] - 1;
+        uint32 last = held[held.length - 1];
+        held[index] = last;
+        _heldIndex[account][last] = index + 1;
+        held.pop();
+        delete _heldIndex[account][instrumentId];
+    }
+
+    /// @dev Move what a perpetual position owes (or is owed) since its last payment between its cash and the pool.
+    function _realizeFunding(address account, uint32 instrumentId, PositionState storage p) internal {
+        int256 cumulative = _funding[instrumentId].cumulative;
+        int256 owed = _owed(p, cumulative);
+        p.fundingIndex = cumulative;
+        if (owed == 0) return;
+        cashOf[account] -= owed;
+        fundingPool += owed;
+        emit FundingRealized(account, instrumentId, owed);
+    }
+
+    /// @dev Add rate x index x elapsed / 1 day (USD WAD per unit, toward zero) to a perpetual's cumulative funding.
+    function _payFunding(uint32 instrumentId, bytes32 underlying) internal {
+        Funding storage f = _funding[instrumentId];
+        (uint256 index,) = feeds.indexOf(underlying);
+        int256 elapsed = SafeCast.toInt256(block.timestamp - f.paidAt);
+        int256 perUnit = int256(f.ratePerDay) * SafeCast.toInt256(index) * elapsed / (1 days * int256(PRICE_SCALE));
+        f.cumulative += perUnit;
+        f.paidAt = SafeCast.toUint64(block.timestamp);
+        f.paidBlock = SafeCast.toUint64(block.number);
+        emit FundingPaid(instrumentId, perUnit, f.cumulative, index);
+    }
+
+    /// @dev Revert if a perpetual the account holds paid funding after `roundBlock` (its equity moved unseen).
+    function _checkNoFundingSince(address account, uint64 roundBlock) internal view {
+        uint32[] storage held = _held[account];
+        for (uint256 i = 0; i < held.length; ++i) {
+            uint32 id = held[i];
+            if (_instruments[id - 1].kind != 0) continue;
+            uint64 paidBlock = _funding[id].paidBlock;
+            if (paidBlock > roundBlock) revert FundingSinceRound(account, id, paidBlock, roundBlock);
+        }
+    }
+
+    /// @dev The funding a position owes at `cumulative`: size x (cumulative - its index) / SIZE_SCALE, rounded up
+    ///      (a payer pays at least, a receiver receives at most, the exact amount).
+    function _owed(PositionState memory p, int256 cumulative) internal pure returns (int256) {
+        int256 x = int256(p.size) * (cumulative - p.fundingIndex);
+        int256 q = x / SIZE_SCALE;
+        return q * SIZE_SCALE < x ? q + 1 : q;
+    }
+
+    /// @dev An option's intrinsic value per unit at `price` (USD 1e8): max(price - strike, 0) or max(strike - price, 0).
+    function _intrinsic(uint8 kind, uint256 price, uint256 strike) internal pure returns (int256) {
+        if (kind == 2) return price > strike ? SafeCast.toInt256(price - strike) : int256(0);
+        return strike > price ? SafeCast.toInt256(strike - price) : int256(0);
+    }
+
+    function _listing(uint32 instrumentId) internal view returns (Listing storage) {
+        if (instrumentId == 0 || instrumentId > _instruments.length) revert UnknownInstrument(instrumentId);
+        return _instruments[instrumentId - 1];
     }
 
     /// @dev Add `amount` of `token` withdrawn now to the account's pending buckets, first dropping the buckets the

@@ -18,8 +18,10 @@ contract MarketFeeds is AccessControl {
     bytes32 public constant FEEDER_ROLE = keccak256("FEEDER_ROLE");
     /// @notice 1e18.
     uint256 public constant WAD = 1e18;
-    /// @notice Most expiries kept per underlying (bounds the snapshot view).
+    /// @notice Most expiries kept per underlying (bounds the snapshot view); settled ones can be removed.
     uint256 public constant MAX_EXPIRIES = 64;
+    /// @notice Longest settlement window an admin can set.
+    uint64 public constant MAX_SETTLEMENT_WINDOW = 7 days;
 
     /// @notice One expiry's SVI smile (raw parameters of total implied variance, WAD).
     struct SmileView {
@@ -52,6 +54,13 @@ contract MarketFeeds is AccessControl {
         uint64 updatedAt;
     }
 
+    /// @notice The settlement price of one (underlying, expiry) and when it was fixed (0: not yet).
+    struct Settlement {
+        uint128 price;
+        uint64 fixedAt;
+        bool byFeeder;
+    }
+
     struct Underlying {
         uint256 index;
         int256 rate;
@@ -67,6 +76,10 @@ contract MarketFeeds is AccessControl {
     mapping(address token => AssetView) internal _assets;
     /// @dev price x (WAD - haircut) (USD 1e8 x WAD) from the block of each write on.
     mapping(address token => Checkpoints.Trace208) internal _collateralPrices;
+    mapping(bytes32 underlying => mapping(uint64 expiry => Settlement)) internal _settlements;
+    /// @notice Seconds after an expiry during which only the feeder may fix its settlement price; after it anyone
+    ///         may fix it at the index (`fixSettlementPrice`), so every expiry settles within a bounded delay.
+    uint64 public settlementWindow = 1 days;
 
     /// @notice An index price and rate were written.
     event IndexSet(bytes32 indexed underlying, uint256 price, int256 rate, uint64 updatedAt);
@@ -74,6 +87,12 @@ contract MarketFeeds is AccessControl {
     event SmileSet(
         bytes32 indexed underlying, uint64 indexed expiry, int256 a, int256 b, int256 rho, int256 m, int256 sigma
     );
+    /// @notice The settlement price of an expiry was fixed (`byFeeder` false: at the index, after the window).
+    event SettlementPriceFixed(bytes32 indexed underlying, uint64 indexed expiry, uint256 price, bool byFeeder);
+    /// @notice A settled expiry's smile was removed.
+    event SmileRemoved(bytes32 indexed underlying, uint64 indexed expiry);
+    /// @notice The settlement window was set.
+    event SettlementWindowSet(uint64 window);
     /// @notice A collateral price and haircut were written.
     event AssetPriceSet(address indexed token, uint256 price, uint256 haircut, bytes32 underlying, uint64 updatedAt);
 
@@ -93,6 +112,20 @@ contract MarketFeeds is AccessControl {
     error InvalidHaircut(uint256 haircut);
     /// @notice The token has no price.
     error UnpricedAsset(address token);
+    /// @notice A settlement price was posted before its expiry.
+    error SettlementBeforeExpiry(bytes32 underlying, uint64 expiry, uint64 now);
+    /// @notice The expiry's settlement price is already fixed.
+    error SettlementAlreadyFixed(bytes32 underlying, uint64 expiry, uint256 price);
+    /// @notice The feeder's window to post this settlement price has closed (fix it at the index instead).
+    error SettlementWindowClosed(bytes32 underlying, uint64 expiry, uint64 deadline);
+    /// @notice The feeder's window is still open: only the feeder may fix the price yet.
+    error SettlementWindowOpen(bytes32 underlying, uint64 expiry, uint64 deadline);
+    /// @notice The expiry has no settlement price yet.
+    error NotSettled(bytes32 underlying, uint64 expiry);
+    /// @notice The underlying has no smile for this expiry.
+    error UnknownSmile(bytes32 underlying, uint64 expiry);
+    /// @notice A settlement window of zero or above MAX_SETTLEMENT_WINDOW.
+    error InvalidSettlementWindow(uint64 window);
 
     /// @param admin Holds DEFAULT_ADMIN_ROLE (grants FEEDER_ROLE).
     /// @param feeder Initial holder of FEEDER_ROLE.
@@ -181,6 +214,73 @@ contract MarketFeeds is AccessControl {
         emit AssetPriceSet(token, price, haircut, underlying, updatedAt);
     }
 
+    /// @notice Post the settlement price (USD 1e8) of an expiry: the feeder's index at the expiry (08:00 UTC).
+    ///         Refused before the expiry, after `settlementWindow`, and once fixed.
+    /// @param underlying A listed underlying.
+    /// @param expiry Expiry, unix seconds.
+    /// @param price USD 1e8, > 0.
+    function setSettlementPrice(bytes32 underlying, uint64 expiry, uint256 price) external onlyRole(FEEDER_ROLE) {
+        if (!_underlyings[underlying].listed) revert UnknownUnderlying(underlying);
+        if (price == 0) revert InvalidPrice(price);
+        uint64 deadline = _checkUnfixed(underlying, expiry);
+        if (block.timestamp > deadline) revert SettlementWindowClosed(underlying, expiry, deadline);
+        _fix(underlying, expiry, price, true);
+    }
+
+    /// @notice Fix an expiry's settlement price at the current index once the feeder's window has passed without
+    ///         a price: anyone may call it, so no expiry stays unsettled for longer than the window.
+    /// @param underlying A listed underlying.
+    /// @param expiry Expiry, unix seconds.
+    function fixSettlementPrice(bytes32 underlying, uint64 expiry) external {
+        Underlying storage u = _underlyings[underlying];
+        if (!u.listed) revert UnknownUnderlying(underlying);
+        uint64 deadline = _checkUnfixed(underlying, expiry);
+        if (block.timestamp <= deadline) revert SettlementWindowOpen(underlying, expiry, deadline);
+        _fix(underlying, expiry, u.index, false);
+    }
+
+    /// @notice Remove the smile of an expiry whose settlement price is fixed (frees one of MAX_EXPIRIES).
+    /// @param underlying The underlying symbol.
+    /// @param expiry The settled expiry.
+    function removeSmile(bytes32 underlying, uint64 expiry) external onlyRole(FEEDER_ROLE) {
+        if (_settlements[underlying][expiry].fixedAt == 0) revert NotSettled(underlying, expiry);
+        Underlying storage u = _underlyings[underlying];
+        if (u.smiles[expiry].expiry == 0) revert UnknownSmile(underlying, expiry);
+        delete u.smiles[expiry];
+        uint64[] storage expiries = u.expiries;
+        uint256 i = 0;
+        while (expiries[i] != expiry) ++i;
+        for (; i + 1 < expiries.length; ++i) {
+            expiries[i] = expiries[i + 1];
+        }
+        expiries.pop();
+        emit SmileRemoved(underlying, expiry);
+    }
+
+    /// @notice Set how long after an expiry only the feeder may post its settlement price.
+    /// @param window Seconds, in (0, MAX_SETTLEMENT_WINDOW].
+    function setSettlementWindow(uint64 window) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (window == 0 || window > MAX_SETTLEMENT_WINDOW) revert InvalidSettlementWindow(window);
+        settlementWindow = window;
+        emit SettlementWindowSet(window);
+    }
+
+    /// @notice Return the settlement price (USD 1e8) of an expiry and when it was fixed (both 0: not yet).
+    /// @param underlying The underlying symbol.
+    /// @param expiry Expiry, unix seconds.
+    function settlementPrice(bytes32 underlying, uint64 expiry) external view returns (uint256 price, uint64 fixedAt) {
+        Settlement memory s = _settlements[underlying][expiry];
+        return (s.price, s.fixedAt);
+    }
+
+    /// @notice Return an underlying's index (USD 1e8) and the time it was written; reverts if it has none.
+    /// @param underlying The underlying symbol.
+    function indexOf(bytes32 underlying) external view returns (uint256 price, uint64 updatedAt) {
+        Underlying storage u = _underlyings[underlying];
+        if (!u.listed) revert UnknownUnderlying(underlying);
+        return (u.index, u.updatedAt);
+    }
+
     /// @notice Return a collateral asset's feed; reverts for an unpriced token.
     /// @param token The ERC20 token.
     function asset(address token) external view returns (AssetView memory) {
@@ -205,6 +305,22 @@ contract MarketFeeds is AccessControl {
         decimals = _assets[token].decimals;
         current = history.latest();
         atBlock = history.upperLookupRecent(SafeCast.toUint48(blockNumber));
+    }
+
+    /// @dev Revert unless `expiry` has passed and has no settlement price; return the end of the feeder's window.
+    function _checkUnfixed(bytes32 underlying, uint64 expiry) internal view returns (uint64 deadline) {
+        if (expiry == 0) revert InvalidExpiry(expiry);
+        if (block.timestamp < expiry) {
+            revert SettlementBeforeExpiry(underlying, expiry, SafeCast.toUint64(block.timestamp));
+        }
+        Settlement memory s = _settlements[underlying][expiry];
+        if (s.fixedAt != 0) revert SettlementAlreadyFixed(underlying, expiry, s.price);
+        deadline = expiry + settlementWindow;
+    }
+
+    function _fix(bytes32 underlying, uint64 expiry, uint256 price, bool byFeeder) internal {
+        _settlements[underlying][expiry] = Settlement(SafeCast.toUint128(price), SafeCast.toUint64(block.timestamp), byFeeder);
+        emit SettlementPriceFixed(underlying, expiry, price, byFeeder);
     }
 
     /// @notice Return the whole market: underlyings in listing order (smiles by expiry) and assets.

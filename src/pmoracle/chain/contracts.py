@@ -11,7 +11,7 @@ from typing import Any
 from pmoracle.errors import PmoracleError
 
 ARTIFACTS_DIR = pathlib.Path(__file__).resolve().parent / "artifacts"
-CONTRACT_NAMES = ("MarginAccounts", "MarketFeeds", "SolverRegistry", "MarginOracle", "MockERC20")
+CONTRACT_NAMES = ("MarginAccounts", "Exchange", "MarketFeeds", "SolverRegistry", "MarginOracle", "MockERC20")
 
 
 class ArtifactError(PmoracleError):

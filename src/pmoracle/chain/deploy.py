@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 from web3 import HTTPProvider, Web3
 
 from pmoracle.chain.client import ChainClient
@@ -26,9 +26,11 @@ from pmoracle.consensus.pop import sign_proof_of_possession
 from pmoracle.errors import InputError, PmoracleError
 from pmoracle.risk.version import ENGINE_VERSION
 
-# Collateral mocks of the devnet: (key in the deployment JSON, name, symbol, decimals).
+# Token mocks of the devnet: (key in the deployment JSON, name, symbol, decimals). USDC is the settlement token
+# (cash); the others are collateral.
 MOCK_TOKENS = (("USDC", "USD Coin (mock)", "USDC", 6), ("WBTC", "Wrapped BTC (mock)", "WBTC", 8),
                ("WETH", "Wrapped Ether (mock)", "WETH", 18))  # fmt: skip
+SETTLEMENT_TOKEN = "USDC"
 RECEIPT_POLL_S = 0.01  # anvil automines at once: poll receipts quickly
 
 
@@ -159,10 +161,12 @@ def deploy(
     matcher: str | None = None,
     output: pathlib.Path | None = None,
 ) -> Deployment:
-    """Deploy MarketFeeds, SolverRegistry, MarginOracle, MarginAccounts and the mock tokens, and wire them.
+    """Deploy MarketFeeds, SolverRegistry, MarginOracle, MarginAccounts, Exchange and the mock tokens; wire them.
 
     The deployer is admin/owner of everything; ``feeder`` and ``matcher`` (default: the deployer) get the feeder
-    and matcher roles; the tokens are enabled as collateral; the registry gets the oracle. When ``nodes`` are
+    roles (MarketFeeds, the ledger's funding rates, the Exchange's marks) and the Exchange's matcher role; the
+    Exchange gets the ledger's EXCHANGE_ROLE; USDC is the settlement token (its deposits are cash) and the other
+    tokens are enabled as collateral; the registry gets the oracle. When ``nodes`` are
     given they are registered (stake, proof of possession, endpoints) and set as the committee with ``quorum``
     (default the Byzantine quorum) and the given ``params_hash``, ``round_period``, ``finality_depth`` and
     ``engine_version``.
@@ -207,18 +211,36 @@ def deploy(
     addresses["MarginOracle"] = deploy_contract(
         sender, "MarginOracle", addresses["SolverRegistry"], history_blocks, max_round_age
     )
-    addresses["MarginAccounts"] = deploy_contract(
-        sender, "MarginAccounts", admin, matcher or admin, addresses["MarketFeeds"], addresses["MarginOracle"]
-    )
     for key, name, symbol, decimals in MOCK_TOKENS:
         addresses[key] = deploy_contract(sender, "MockERC20", name, symbol, decimals)
+    addresses["MarginAccounts"] = deploy_contract(
+        sender,
+        "MarginAccounts",
+        admin,
+        addresses["MarketFeeds"],
+        addresses["MarginOracle"],
+        addresses[SETTLEMENT_TOKEN],
+    )
+    addresses["Exchange"] = deploy_contract(
+        sender,
+        "Exchange",
+        admin,
+        matcher or admin,
+        feeder or admin,
+        addresses["MarginAccounts"],
+        addresses["MarketFeeds"],
+    )
     deployment = Deployment(chain_id=client.chain_id, deploy_block=deploy_block, contracts=addresses)
     registry = deployment.contract(w3, "SolverRegistry")
     transact_fn(sender, registry.functions.setOracle(addresses["MarginOracle"]), label="SolverRegistry.setOracle")
     accounts = deployment.contract(w3, "MarginAccounts")
+    for role, holder in (("EXCHANGE_ROLE", addresses["Exchange"]), ("FEEDER_ROLE", feeder or admin)):
+        fn = accounts.functions.grantRole(keccak(text=role), holder)
+        transact_fn(sender, fn, label=f"MarginAccounts.grantRole {role}")
     for key, *_ in MOCK_TOKENS:
-        fn = accounts.functions.addCollateral(addresses[key])
-        transact_fn(sender, fn, label=f"MarginAccounts.addCollateral {key}")
+        if key != SETTLEMENT_TOKEN:
+            fn = accounts.functions.addCollateral(addresses[key])
+            transact_fn(sender, fn, label=f"MarginAccounts.addCollateral {key}")
     if nodes:
         for spec in nodes:
             register_node(client, deployment, spec)

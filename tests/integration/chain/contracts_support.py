@@ -7,11 +7,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
-from eth_utils import keccak
+from eth_utils import keccak, to_canonical_address
 from web3 import Web3
 
 from pmoracle.chain.client import ChainClient
-from pmoracle.chain.deploy import Deployment, NodeSpec, connect, decode_committee_view, deploy, open_transmitter
+from pmoracle.chain.deploy import (
+    Deployment,
+    NodeSpec,
+    connect,
+    decode_committee_view,
+    deploy,
+    open_transmitter,
+    transact_fn,
+)
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.consensus.committee import CommitteeConfig
@@ -162,3 +170,40 @@ def revert_of(fn: Any, sender: str, *, value: int = 0) -> tuple[str, tuple[Any, 
 
 
 _clients: dict[str, ChainClient] = {}
+
+
+def funded(system: System, key_index: int, usdc: int = 0, weth: int = 0) -> Transmitter:
+    """Return dev account ``key_index`` with ``usdc`` USDC (cash) and ``weth`` WETH (token units) deposited."""
+    trader = open_transmitter(system.chain.url, dev_key(key_index))
+    for token, amount in (("USDC", usdc), ("WETH", weth)):
+        if amount:
+            deposit(system, trader, token, amount)
+    return trader
+
+
+def deposit(system: System, trader: Transmitter, token: str, amount: int) -> None:
+    """Mint ``amount`` of ``token`` to ``trader`` and deposit it."""
+    erc20 = system.contract(token).functions
+    transact_fn(trader, erc20.mint(trader.address, amount), label="mint")
+    transact_fn(trader, erc20.approve(system.deployment.contracts["MarginAccounts"], amount), label="approve")
+    accounts = system.contract("MarginAccounts").functions
+    transact_fn(trader, accounts.deposit(system.deployment.contracts[token], amount), label="deposit")
+
+
+def attest(system: System, block: int, leaves: list[tuple[str, int, int, int]]) -> MerkleTree:
+    """Attest the round anchored at ``block`` with leaves (account, IM, MM, equity); return its tree."""
+    tree = MerkleTree([AccountLeaf(to_canonical_address(a), im, mm, e) for a, im, mm, e in leaves])
+    certificate = system.certificate(system.report(block, tree), (0, 1, 2))
+    transact_fn(system.owner, system.oracle.functions.attest(*certificate), label="attest")
+    return tree
+
+
+def margin_of(tree: MerkleTree, account: str) -> tuple[tuple[int, int, int], list[bytes]]:
+    leaf = tree.leaf_of(to_canonical_address(account))
+    return (leaf.initial_margin, leaf.maintenance_margin, leaf.equity), tree.proof(leaf.account)
+
+
+def withdraw_args(system: System, tree: MerkleTree, trader: Transmitter, token: str, amount: int) -> Any:
+    margin, proof = margin_of(tree, trader.address)
+    accounts = system.contract("MarginAccounts").functions
+    return accounts.withdraw(system.deployment.contracts[token], amount, margin, proof)

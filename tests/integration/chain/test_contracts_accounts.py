@@ -12,6 +12,7 @@ from pmoracle.chain.transmitter import Transmitter
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.devnet.devchain import Devchain
 from tests.integration.chain.contracts_support import System, address_of, deploy_system, dev_key, revert_of
+from tests.integration.chain.trading import Desk
 
 MAX_ROUND_AGE = 20
 USD = 10**18  # leaf unit
@@ -20,7 +21,7 @@ WETH = 10**18
 BTC = b"BTC".ljust(32, b"\x00")
 ETH = b"ETH".ljust(32, b"\x00")
 WAD = 10**18
-EXPIRY_1, EXPIRY_2 = 1_790_000_000 - 1_790_000_000 % 86400 + 8 * 3600, 1_800_000_000 - 1_800_000_000 % 86400 + 8 * 3600
+EXPIRY_1, EXPIRY_2 = 1_830_000_000 - 1_830_000_000 % 86400 + 8 * 3600, 1_840_000_000 - 1_840_000_000 % 86400 + 8 * 3600
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_instruments_are_listed_with_compact_ids(system: System) -> None:
         transact_fn(system.owner, accounts.listInstrument(*args), label="list")
     assert accounts.instrumentCount().call() == 3
     page = accounts.instrumentsPage(1, 10).call()
-    assert [tuple(i) for i in page] == [(2, BTC, 1, EXPIRY_1, 0), (3, BTC, 2, EXPIRY_1, 100_000 * 10**8)]
+    assert [tuple(i) for i in page] == [(2, BTC, 1, EXPIRY_1, 0, 0), (3, BTC, 2, EXPIRY_1, 100_000 * 10**8, 0)]
     owner = system.owner.address
     assert revert_of(accounts.listInstrument(BTC, 0, EXPIRY_1, 0), owner) == ("InvalidInstrument", (0, EXPIRY_1, 0))
     assert revert_of(accounts.listInstrument(BTC, 2, EXPIRY_1, 0), owner)[0] == "InvalidInstrument"
@@ -82,27 +83,28 @@ def test_instruments_are_listed_with_compact_ids(system: System) -> None:
 
 def test_trades_move_positions_and_pages_show_them(system: System, traders: tuple[Transmitter, Transmitter]) -> None:
     alice, bob = traders
+    desk = Desk(system.deployment, system.owner, system.w3)
+    desk.add(dev_key(10)), desk.add(dev_key(11))
     accounts = system.contract("MarginAccounts").functions
-    transact_fn(system.owner, accounts.trade(alice.address, bob.address, 3, 5_000), label="trade")
-    transact_fn(system.owner, accounts.trade(bob.address, alice.address, 1, 20_000), label="trade")
+    desk.trade(alice.address, bob.address, 3, 5_000, 1_200 * 10**8)  # 0.5 call at 1,200: 600 premium
+    desk.trade(bob.address, alice.address, 1, 20_000, 95_000 * 10**8)  # 2 BTC perpetual: cost 190,000
     assert accounts.positionOf(alice.address, 3).call() == 5_000
     assert accounts.positionOf(bob.address, 3).call() == -5_000
     assert accounts.accountCount().call() == 2
     page = accounts.accountsPage(0, 10).call()
     assert page[0][0] == alice.address
-    assert [tuple(p) for p in page[0][1]] == [(3, 5_000), (1, -20_000)]
-    usdc, weth = system.deployment.contracts["USDC"], system.deployment.contracts["WETH"]
-    assert [tuple(c) for c in page[1][2]] == [(usdc, 20_000 * USDC), (weth, 2 * WETH)]
-    assert revert_of(accounts.trade(alice.address, bob.address, 1, 0), system.owner.address) == (
-        "InvalidTradeSize",
-        (0,),
-    )
-    assert revert_of(accounts.trade(alice.address, bob.address, 9, 1), system.owner.address) == (
-        "UnknownInstrument",
-        (9,),
-    )
-    name, _ = revert_of(accounts.trade(alice.address, bob.address, 1, 1), alice.address)
+    assert page[0][1] == (20_000 - 600) * USD  # the premium left alice's cash
+    assert [tuple(p) for p in page[0][2]] == [(3, 5_000, 0, 0), (1, -20_000, -190_000 * USD, 0)]
+    weth = system.deployment.contracts["WETH"]
+    assert page[1][1] == (20_000 + 600) * USD
+    assert [tuple(c) for c in page[1][3]] == [(weth, 2 * WETH)]  # USDC is cash, not a collateral balance
+    # the Exchange is the only way in: nobody else (not even the admin) applies a trade
+    name, _ = revert_of(accounts.applyTrade(alice.address, bob.address, 1, 1, 1), system.owner.address)
     assert name == "AccessControlUnauthorizedAccount"
+    buy, sell = desk.order(alice.address, 9, True, 1, 1), desk.order(bob.address, 9, False, 1, 1)
+    desk.mark(9, 1)
+    call = desk.match_call(buy, desk.sign(buy), sell, desk.sign(sell), 1, 1)
+    assert revert_of(call, system.owner.address) == ("UnknownInstrument", (9,))
 
 
 def attest_book(system: System, alice: str, bob: str) -> tuple[MerkleTree, int]:
@@ -131,17 +133,21 @@ def test_withdrawal_allowed_then_refused_on_attested_margin(
     alice, bob = traders
     tree, _ = attest_book(system, alice.address, bob.address)
     accounts = system.contract("MarginAccounts").functions
-    usdc = system.deployment.contracts["USDC"]
+    usdc, weth = system.deployment.contracts["USDC"], system.deployment.contracts["WETH"]
     margin, proof = margin_of(tree, alice.address)
-    # 5,000 USDC at 1 USD less a 2% haircut = 4,900 USD: 10,000 - 4,900 >= 2,000
-    assert accounts.collateralValue(usdc, 5_000 * USDC).call() == 4_900 * USD
+    # cash leaves at par: 10,000 - 5,000 >= 2,000
     before = system.contract("USDC").functions.balanceOf(alice.address).call()
+    cash = accounts.cashOf(alice.address).call()
     transact_fn(alice, accounts.withdraw(usdc, 5_000 * USDC, margin, proof), label="withdraw")
     assert system.contract("USDC").functions.balanceOf(alice.address).call() == before + 5_000 * USDC
-    assert accounts.balanceOf(alice.address, usdc).call() == 15_000 * USDC
-    # the same attestation cannot be spent twice: 4,900 + 3,920 = 8,820 > 10,000 - 2,000
+    assert accounts.cashOf(alice.address).call() == cash - 5_000 * USD
+    # collateral leaves at its price less the haircut: 1 WETH x 3,500 x 90% = 3,150; 10,000 - 5,000 - 3,150 < 2,000
+    assert accounts.collateralValue(weth, WETH).call() == 3_150 * USD
+    name, args = revert_of(accounts.withdraw(weth, WETH, margin, proof), alice.address)
+    assert (name, args) == ("WithdrawalExceedsMargin", (alice.address, 1_850 * USD, 2_000 * USD))
+    # the same attestation cannot be spent twice: 5,000 + 4,000 > 10,000 - 2,000
     name, args = revert_of(accounts.withdraw(usdc, 4_000 * USDC, margin, proof), alice.address)
-    assert (name, args) == ("WithdrawalExceedsMargin", (alice.address, 1_180 * USD, 2_000 * USD))
+    assert (name, args) == ("WithdrawalExceedsMargin", (alice.address, 1_000 * USD, 2_000 * USD))
     # bob's equity is below his initial margin already
     bob_margin, bob_proof = margin_of(tree, bob.address)
     name, _ = revert_of(accounts.withdraw(usdc, 1 * USDC, bob_margin, bob_proof), bob.address)
@@ -150,7 +156,8 @@ def test_withdrawal_allowed_then_refused_on_attested_margin(
     assert revert_of(accounts.withdraw(usdc, USDC, bob_margin, bob_proof), alice.address)[0] == "InvalidMarginProof"
     inflated = (margin[0], margin[1], margin[2] * 2)
     assert revert_of(accounts.withdraw(usdc, USDC, inflated, proof), alice.address)[0] == "InvalidMarginProof"
-    assert revert_of(accounts.withdraw(usdc, 10**12 * USDC, margin, proof), alice.address)[0] == "InsufficientBalance"
+    assert revert_of(accounts.withdraw(usdc, 10**12 * USDC, margin, proof), alice.address)[0] == "InsufficientCash"
+    assert revert_of(accounts.withdraw(weth, 10**3 * WETH, margin, proof), alice.address)[0] == "InsufficientBalance"
 
 
 def test_liquidation_flag_follows_attested_maintenance_margin(

@@ -12,15 +12,23 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from eth_utils import to_canonical_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pmoracle.chain.deploy import open_transmitter, transact_fn
-from pmoracle.chain.transmitter import Transmitter
-from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.devnet.devchain import Devchain
-from tests.integration.chain.contracts_support import System, deploy_system, dev_key, revert_of
+from tests.integration.chain.contracts_support import (
+    System,
+    attest,
+    deploy_system,
+    deposit,
+    dev_key,
+    funded,
+    margin_of,
+    revert_of,
+    withdraw_args,
+)
+from tests.integration.chain.trading import Desk, check_conservation
 
 USD = 10**18
 USDC = 10**6
@@ -38,6 +46,7 @@ def system(anvil: Devchain) -> System:
     feeds = s.contract("MarketFeeds").functions
     for call in (
         feeds.setIndex(ETH, 3_500 * 10**8, 0),
+        feeds.setIndex(BTC, 95_000 * 10**8, 0),
         feeds.setAssetPrice(s.deployment.contracts["USDC"], 10**8, 0, bytes(32)),
         feeds.setAssetPrice(s.deployment.contracts["WETH"], 3_500 * 10**8, 10 * WAD // 100, ETH),
     ):
@@ -47,41 +56,9 @@ def system(anvil: Devchain) -> System:
     return s
 
 
-def funded(system: System, key_index: int, usdc: int = 0, weth: int = 0) -> Transmitter:
-    """Return dev account ``key_index`` with ``usdc`` USDC and ``weth`` WETH (token units) deposited."""
-    trader = open_transmitter(system.chain.url, dev_key(key_index))
-    for token, amount in (("USDC", usdc), ("WETH", weth)):
-        if amount:
-            deposit(system, trader, token, amount)
-    return trader
-
-
-def deposit(system: System, trader: Transmitter, token: str, amount: int) -> None:
-    """Mint ``amount`` of ``token`` to ``trader`` and deposit it."""
-    erc20 = system.contract(token).functions
-    transact_fn(trader, erc20.mint(trader.address, amount), label="mint")
-    transact_fn(trader, erc20.approve(system.deployment.contracts["MarginAccounts"], amount), label="approve")
-    accounts = system.contract("MarginAccounts").functions
-    transact_fn(trader, accounts.deposit(system.deployment.contracts[token], amount), label="deposit")
-
-
-def attest(system: System, block: int, leaves: list[tuple[str, int, int, int]]) -> MerkleTree:
-    """Attest the round anchored at ``block`` with leaves (account, IM, MM, equity); return its tree."""
-    tree = MerkleTree([AccountLeaf(to_canonical_address(a), im, mm, e) for a, im, mm, e in leaves])
-    certificate = system.certificate(system.report(block, tree), (0, 1, 2))
-    transact_fn(system.owner, system.oracle.functions.attest(*certificate), label="attest")
-    return tree
-
-
-def margin_of(tree: MerkleTree, account: str) -> tuple[tuple[int, int, int], list[bytes]]:
-    leaf = tree.leaf_of(to_canonical_address(account))
-    return (leaf.initial_margin, leaf.maintenance_margin, leaf.equity), tree.proof(leaf.account)
-
-
-def withdraw_args(system: System, tree: MerkleTree, trader: Transmitter, token: str, amount: int) -> Any:
-    margin, proof = margin_of(tree, trader.address)
-    accounts = system.contract("MarginAccounts").functions
-    return accounts.withdraw(system.deployment.contracts[token], amount, margin, proof)
+@pytest.fixture(scope="module")
+def desk(system: System) -> Desk:
+    return Desk(system.deployment, system.owner, system.w3)
 
 
 def test_a_round_anchored_before_a_withdrawal_does_not_reset_it(system: System) -> None:
@@ -132,15 +109,16 @@ def test_withdrawals_stay_counted_until_a_round_anchored_after_them(system: Syst
     )
 
 
-def test_no_withdrawal_after_a_trade_until_a_later_round(system: System) -> None:
+def test_no_withdrawal_after_a_trade_until_a_later_round(system: System, desk: Desk) -> None:
     """Attack 2: a trade after the anchor changes the margin the withdrawal is judged on."""
     carol, dave = funded(system, 12, usdc=20_000 * USDC), funded(system, 13, usdc=20_000 * USDC)
     house = funded(system, 8)
+    desk.add(dev_key(12)), desk.add(dev_key(8))
     accounts = system.contract("MarginAccounts").functions
     r1 = system.anchor()
     leaves = [(carol.address, 2_000 * USD, 1_000 * USD, 20_000 * USD), (dave.address, 0, 0, 20_000 * USD)]
     tree1 = attest(system, r1, leaves)
-    receipt = transact_fn(system.owner, accounts.trade(carol.address, house.address, 1, 100_000), label="trade")
+    receipt = desk.trade(carol.address, house.address, 1, 100_000, 3_500 * 10**8)
     trade_block = receipt.block_number
     name, args = revert_of(withdraw_args(system, tree1, carol, "USDC", 1_000 * USDC), carol.address)
     assert (name, args) == ("TradedSinceRound", (carol.address, trade_block, r1))
@@ -211,33 +189,40 @@ def test_attested_margins_are_cast_safely(system: System) -> None:
     assert (name, args) == ("SafeCastOverflowedUintToInt", (huge,))
 
 
-def test_the_instrument_cap_counts_open_positions_only(system: System) -> None:
+def test_the_instrument_cap_counts_open_positions_only(system: System, desk: Desk) -> None:
     """Attack 5: an account that opened and closed MAX_HELD instruments could never open another one."""
-    grace, heidi = funded(system, 16), funded(system, 17)
+    grace, heidi = funded(system, 16, usdc=10_000 * USDC), funded(system, 17, usdc=10_000 * USDC)
+    desk.add(dev_key(16)), desk.add(dev_key(17))
     accounts = system.contract("MarginAccounts").functions
     first = accounts.instrumentCount().call() + 1
     pending = [
         system.owner.send_call(accounts.listInstrument(BTC, 1, 1_900_000_000 + i, 0), gas=TRADE_GAS)
-        for i in range(MAX_HELD + 1)
+        for i in range(MAX_HELD + 2)
     ]
-    ids = range(first, first + MAX_HELD + 1)
-    for i in ids:  # open, then close
-        pending.append(system.owner.send_call(accounts.trade(grace.address, heidi.address, i, 1), gas=TRADE_GAS))
-        pending.append(system.owner.send_call(accounts.trade(heidi.address, grace.address, i, 1), gas=TRADE_GAS))
-    assert all(system.owner.wait(p, timeout=30).status == 1 for p in pending)
+    ids = list(range(first, first + MAX_HELD + 2))
+    price = 95_000 * 10**8
+    pending.append(system.owner.send_call(desk.exchange.functions.setMarks(ids, [price] * len(ids)), gas=15_000_000))
+
+    def match(buyer: str, seller: str, i: int, size: int) -> Any:
+        buy, sell = desk.order(buyer, i, True, size, price), desk.order(seller, i, False, size, price)
+        return desk.match_call(buy, desk.sign(buy), sell, desk.sign(sell), size, price)
+
+    for i in ids[:-1]:  # open, then close
+        pending.append(system.owner.send_call(match(grace.address, heidi.address, i, 1), gas=TRADE_GAS))
+        pending.append(system.owner.send_call(match(heidi.address, grace.address, i, 1), gas=TRADE_GAS))
+    assert all(system.owner.wait(p, timeout=60).status == 1 for p in pending)
     assert accounts.accountsPage(0, 100).call()  # the page view still works
-    last = first + MAX_HELD + 1
-    transact_fn(system.owner, accounts.listInstrument(BTC, 1, 1_999_999_999, 0), label="list")
-    transact_fn(system.owner, accounts.trade(grace.address, heidi.address, last, 3), label="trade")
+    last = ids[-1]
+    transact_fn(system.owner, match(grace.address, heidi.address, last, 3), label="trade")
     assert accounts.positionOf(grace.address, last).call() == 3
     assert accounts.openPositionCount(grace.address).call() == 1
     # the cap still bounds open positions
     pending = [
-        system.owner.send_call(accounts.trade(grace.address, heidi.address, i, 1), gas=TRADE_GAS)
+        system.owner.send_call(match(grace.address, heidi.address, i, 1), gas=TRADE_GAS)
         for i in range(first, first + MAX_HELD - 1)
     ]
-    assert all(system.owner.wait(p, timeout=30).status == 1 for p in pending)
-    name, args = revert_of(accounts.trade(grace.address, heidi.address, first + MAX_HELD - 1, 1), system.owner.address)
+    assert all(system.owner.wait(p, timeout=60).status == 1 for p in pending)
+    name, args = revert_of(match(grace.address, heidi.address, first + MAX_HELD - 1, 1), system.owner.address)
     assert (name, args) == ("TooManyInstruments", (grace.address, MAX_HELD))
 
 
@@ -252,7 +237,8 @@ OPS = st.lists(
 @settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS)
 def test_money_is_conserved_over_deposits_and_withdrawals(system: System, ops: list[tuple[str, int, str, int]]) -> None:
-    """The tokens the ledger holds equal the sum of its account balances after any deposits and withdrawals."""
+    """The tokens the ledger holds equal the sum of its account balances and cash after any deposits and
+    withdrawals."""
     traders = [open_transmitter(system.chain.url, dev_key(i)) for i in (18, 19, 9)]
     unit = {"USDC": USDC, "WETH": WETH // 1000}
     r = system.anchor()
@@ -263,14 +249,15 @@ def test_money_is_conserved_over_deposits_and_withdrawals(system: System, ops: l
         if kind == "deposit":
             deposit(system, trader, token, units)
             continue
-        balance = accounts.functions.balanceOf(trader.address, system.deployment.contracts[token]).call()
         fn = withdraw_args(system, tree, trader, token, units)
-        if units > balance:
-            assert revert_of(fn, trader.address)[0] == "InsufficientBalance"
+        if token == "USDC":
+            short = accounts.functions.cashOf(trader.address).call() < units * 10**12
+            expected = "InsufficientCash"
+        else:
+            short = accounts.functions.balanceOf(trader.address, system.deployment.contracts[token]).call() < units
+            expected = "InsufficientBalance"
+        if short:
+            assert revert_of(fn, trader.address)[0] == expected
         else:
             transact_fn(trader, fn, label="withdraw")
-    page = accounts.functions.accountsPage(0, 1_000).call()
-    for token in ("USDC", "WETH"):
-        address = system.deployment.contracts[token]
-        held = system.contract(token).functions.balanceOf(accounts.address).call()
-        assert held == sum(amount for view in page for t, amount in view[2] if t == address)
+    check_conservation(system.w3, system.deployment)
