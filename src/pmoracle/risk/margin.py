@@ -52,7 +52,7 @@ from pmoracle.risk.table import (
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
-WAD_PER_MONEY = 10 ** (WAD_DECIMALS - MONEY_DECIMALS)
+WAD_PER_MONEY: int = 10 ** (WAD_DECIMALS - MONEY_DECIMALS)
 # A folded cash beyond this cannot be passed to the kernel as int64: it is clamped here, where the kernel's overflow
 # bound (|cash| + ..., limit just under 2**62) reports the account instead of summing it.
 CASH_CLAMP = 2**62
