@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from decimal import Decimal
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pmoracle.config.params import default_params
-from pmoracle.risk.inputs import MONEY_SCALE, WAD, Instrument, InstrumentKind, Portfolio, Position
+from pmoracle.errors import InputError
+from pmoracle.risk.inputs import MAX_BALANCE, MONEY_SCALE, WAD, Instrument, InstrumentKind, Portfolio, Position
 from pmoracle.risk.margin import AccountMargin, compute_book
 
 from .factories import DAY, EXPIRIES, T0, account, make_market, option, size
@@ -206,3 +209,25 @@ def test_margin_is_invariant_to_cost_cash_and_funding(portfolio: Portfolio, data
     # and the ledger moves equity by exactly its folded balance
     owed = sum(p.cost + p.funding for p in portfolio.positions)
     assert result.accounts[0].equity - result.accounts[2].equity == (portfolio.cash - owed) // 10**10
+
+
+def test_ledger_fields_are_validated_where_they_cannot_apply_or_are_too_large() -> None:
+    future = Instrument("BTC", InstrumentKind.FUTURE, expiry=EXPIRIES[1])
+    call = option("BTC", EXPIRIES[1], 95_000, True)
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("cost", lambda: Position(call, size(1), cost=1)),
+        ("funding", lambda: Position(call, size(1), funding=1)),
+        ("funding", lambda: Position(future, size(1), cost=1, funding=1)),
+        ("cost", lambda: Position(BTC_PERP, size(1), cost=MAX_BALANCE + 1)),
+        ("funding", lambda: Position(BTC_PERP, size(1), funding=-MAX_BALANCE - 1)),
+        ("cash", lambda: Portfolio(cash=MAX_BALANCE + 1)),
+        ("cash", lambda: Portfolio(cash=1.5)),  # type: ignore[arg-type]
+    ]
+    for field, build in cases:
+        with pytest.raises(InputError) as info:
+            build()
+        assert info.value.field == field
+    # at the bounds: accepted
+    Position(BTC_PERP, size(1), cost=-MAX_BALANCE, funding=MAX_BALANCE)
+    Portfolio(cash=-MAX_BALANCE)
+    assert MAX_BALANCE == 10**10 * WAD
