@@ -18,7 +18,16 @@ from hypothesis import strategies as st
 
 from pmoracle.config.params import default_params
 from pmoracle.errors import InputError
-from pmoracle.risk.inputs import MAX_BALANCE, MONEY_SCALE, WAD, Instrument, InstrumentKind, Portfolio, Position
+from pmoracle.risk.inputs import (
+    MAX_BALANCE,
+    MONEY_SCALE,
+    WAD,
+    Instrument,
+    InstrumentKind,
+    MarketSnapshot,
+    Portfolio,
+    Position,
+)
 from pmoracle.risk.margin import AccountMargin, compute_book
 
 from .factories import DAY, EXPIRIES, T0, account, make_market, option, size
@@ -42,7 +51,7 @@ def money(amount: Decimal | int) -> int:
     return math.floor(Decimal(amount) * MONEY_SCALE)
 
 
-def equity_of(portfolio: Portfolio, market=None) -> int:  # type: ignore[no-untyped-def]
+def equity_of(portfolio: Portfolio, market: MarketSnapshot | None = None) -> int:
     """Return the engine's equity of one account."""
     return compute_book(market or make_market(), PARAMS, [portfolio]).accounts[0].equity
 
