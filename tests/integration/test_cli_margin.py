@@ -110,7 +110,7 @@ def bad_market() -> dict[str, Any]:
         ('{"positions": [', None, "bad.json: malformed JSON at line 1"),
         ({"positions": [{"instrument": "BTC-27DEC26-95000-Q", "size": "1"}]}, None, "positions[0].instrument"),
         ({"positions": [{"instrument": "SOL-PERPETUAL", "size": "1"}]}, None, "positions[0].instrument"),
-        ({"positions": [{"instrument": "BTC-PERPETUAL", "size": "1e20"}]}, None, "positions[0].size"),
+        ({"positions": [{"instrument": "BTC-PERPETUAL", "size": "1e20", "cost": "0"}]}, None, "positions[0].size"),
         ({"collateral": {"USDC": "-1"}}, None, "collateral.USDC"),
         ({"positions": [{"instrument": "BTC-27DEC26-95000-C", "size": "1"}]}, bad_market(), "svi.b"),
     ],
@@ -134,15 +134,15 @@ def test_expired_positions_are_valued_at_intrinsic_and_named(
     doc = {
         "positions": [
             {"instrument": "BTC-20NOV26-90000-C", "size": "2"},
-            {"instrument": "BTC-20NOV26", "size": "-1"},
-            {"instrument": "BTC-PERPETUAL", "size": "-1"},
+            {"instrument": "BTC-20NOV26", "size": "-1", "entry_price": "95000"},
+            {"instrument": "BTC-PERPETUAL", "size": "-1", "entry_price": "95000"},
         ],
         "collateral": {"USDC": "10000"},
     }
     portfolio_path = write(tmp_path, "expired.json", doc)
     assert main(["margin", portfolio_path, "--market", MARKET, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["equity"] == "20000.00000000"  # 2 x (95000 - 90000) intrinsic + 10000 USDC
+    assert report["equity"] == "20000.00000000"  # 2 x (95000 - 90000) intrinsic + 10000 USDC; futures sold at 95000
     assert main(["margin", portfolio_path, "--market", MARKET]) == 0
     text = capsys.readouterr().out
     assert text.count("expired, valued at intrinsic on the index") == 2
@@ -208,3 +208,24 @@ def test_portfolio_margin_never_exceeds_isolated_on_the_examples(
     report = run_json(capsys, portfolio)
     assert Decimal(report["maintenance_margin"]) <= Decimal(report["isolated_margin"])
     assert Decimal(report["capital_released"]) >= 0
+
+
+def test_ledger_in_the_document_moves_equity_only(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the example market has BTC at 95000: a perpetual bought at 90000.5 with 120.25 of funding owed, and cash
+    doc = {
+        "positions": [{"instrument": "BTC-PERPETUAL", "size": "2", "entry_price": "90000.5", "funding": "120.25"}],
+        "cash": "-1000.000000000000000001",
+    }
+    report = run_json(capsys, write(tmp_path, "perp.json", doc))
+    # 2 x 95000 - 180001 - 120.25 - 1000.000000000000000001, floored to 1e-8 USD
+    assert report["equity"] == "8878.74999999"
+    assert report["cash"] == "-1000.000000000000000001"
+    assert report["positions"][0] == {"instrument": "BTC-PERPETUAL", "size": "2.0000", "cost": "180001",
+                                           "funding": "120.25"}  # fmt: skip
+    flat = run_json(capsys, write(tmp_path, "flat.json", {"positions": [doc["positions"][0] | {"funding": "0"}]}))
+    assert (flat["maintenance_margin"], flat["initial_margin"]) == (
+        report["maintenance_margin"], report["initial_margin"],
+    )  # fmt: skip
+    bad = write(tmp_path, "bad.json", {"positions": [{"instrument": "BTC-PERPETUAL", "size": "2"}]})
+    assert main(["margin", bad, "--market", MARKET, "--json"]) == 2
+    assert "positions[0]: a future or perpetual needs its entry_price" in capsys.readouterr().err

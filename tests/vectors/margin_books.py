@@ -137,13 +137,34 @@ def perpetual(underlying: str) -> Instrument:
     return Instrument(underlying, InstrumentKind.PERPETUAL)
 
 
+# (instrument, size in units[, entry price USD[, funding owed USD]]), decimal texts
+Held = tuple[Instrument, str] | tuple[Instrument, str, str] | tuple[Instrument, str, str, str]
+
+
 @dataclass(frozen=True)
 class NamedBook:
     """A hand-made account: what it holds, and a name that says why it is in the vectors."""
 
     name: str
-    positions: tuple[tuple[Instrument, str], ...] = ()  # (instrument, size in units, decimal text)
+    positions: tuple[Held, ...] = ()
     collateral: tuple[tuple[str, str], ...] = ()  # (asset, amount in units, decimal text)
+    cash: str = "0"  # settlement cash, USD decimal text, signed
+
+
+def _usd(text: str) -> int:
+    """Return a USD decimal text in WAD, exactly."""
+    wad = Decimal(text) * WAD
+    if wad != int(wad):
+        raise ValueError(f"{text} USD is not a whole number of 1e-18 USD")
+    return int(wad)
+
+
+def _position(held: Held) -> Position:
+    """Return the position of ``held``: cost = size x entry price, exactly; funding as given."""
+    inst, units = held[0], held[1]
+    entry = held[2] if len(held) > 2 else "0"
+    funding = held[3] if len(held) > 3 else "0"
+    return Position(inst, _size(units), cost=_usd(str(Decimal(units) * Decimal(entry))), funding=_usd(funding))
 
 
 def _account(vector: str, index: int) -> bytes:
@@ -155,9 +176,10 @@ def _portfolios(vector: str, books: Sequence[NamedBook]) -> list[tuple[str, Port
         (
             book.name,
             Portfolio(
-                positions=tuple(Position(inst, _size(units)) for inst, units in book.positions),
+                positions=tuple(_position(held) for held in book.positions),
                 collateral=tuple(sorted((asset, _size(units)) for asset, units in book.collateral)),
                 account=_account(vector, i),
+                cash=_usd(book.cash),
             ),
         )
         for i, book in enumerate(books)
@@ -183,14 +205,16 @@ OPTIONS = (
               (("USDC", "100"),)),
 )  # fmt: skip
 FUTURES = (
-    NamedBook("long BTC perpetual on USDC", ((perpetual("BTC"), "1.5"),), (("USDC", "30000"),)),
-    NamedBook("ETH basis: short perpetual, long 30d future", ((perpetual("ETH"), "-40"), (future("ETH", E30), "40")),
-              (("USDC", "20000"),)),
-    NamedBook("BTC calendar basis: long 90d future, short perpetual", ((future("BTC", E90), "3"),
-              (perpetual("BTC"), "-3")), (("DAI", "15000"),)),
-    NamedBook("BTC 30d call delta-hedged with the perpetual", ((call("BTC", E30, "95000"), "10"),
-              (perpetual("BTC"), "-5.2")), (("USDC", "40000"),)),
-    NamedBook("short ETH 365d future, no collateral", ((future("ETH", E365), "-12"),)),
+    NamedBook("long BTC perpetual bought at 93000, funding owed, on USDC", ((perpetual("BTC"), "1.5", "93000",
+              "45.5"),), (("USDC", "30000"),)),
+    NamedBook("ETH basis: short perpetual (funding received), long 30d future", ((perpetual("ETH"), "-40", "3020",
+              "-12.25"), (future("ETH", E30), "40", "2990")), (("USDC", "20000"),)),
+    NamedBook("BTC calendar basis: long 90d future, short perpetual", ((future("BTC", E90), "3", "97100"),
+              (perpetual("BTC"), "-3", "95400", "8")), (("DAI", "15000"),)),
+    NamedBook("BTC 30d call delta-hedged with the perpetual, premium paid from cash", ((call("BTC", E30, "95000"),
+              "10"), (perpetual("BTC"), "-5.2", "94250.5")), (("USDC", "40000"),), cash="-42000"),
+    NamedBook("short ETH 365d future sold at 2900, no collateral: its loss is negative equity",
+              ((future("ETH", E365), "-12", "2900"),)),
     NamedBook("empty account: no leaf"),
     NamedBook("collateral only: no risk, equity only", (), (("USDC", "12345.6789"),)),
 )  # fmt: skip
@@ -198,13 +222,14 @@ COLLATERAL = (
     NamedBook("ETH collateral alone (haircut, moves with ETH)", (), (("ETH", "10"),)),
     NamedBook("wrong-way risk: short ETH puts on ETH collateral", ((put("ETH", E30, "2800"), "-30"),),
               (("ETH", "12"),)),
-    NamedBook("BTC collateral hedged with a short BTC perpetual", ((perpetual("BTC"), "-2"),), (("BTC", "2"),)),
+    NamedBook("BTC collateral hedged with a short BTC perpetual sold at the index", ((perpetual("BTC"), "-2",
+              "95000"),), (("BTC", "2"),)),
     NamedBook("multi-asset: BTC, ETH, USDC, DAI collateral under options on both", (
-        (call("BTC", E30, "110000"), "-3"), (put("ETH", E90, "2500"), "-25"), (future("ETH", E30), "10"),
+        (call("BTC", E30, "110000"), "-3"), (put("ETH", E90, "2500"), "-25"), (future("ETH", E30), "10", "3000.25"),
         (put("BTC", E7, "90000"), "2")),
         (("BTC", "0.5"), ("DAI", "20000"), ("ETH", "8"), ("USDC", "15000"))),
-    NamedBook("cross-asset hedge: long BTC collateral, short ETH perpetual", ((perpetual("ETH"), "-30"),),
-              (("BTC", "1"),)),
+    NamedBook("cross-asset hedge: long BTC collateral, short ETH perpetual", ((perpetual("ETH"), "-30", "2950",
+              "3.3"),), (("BTC", "1"),)),
     NamedBook("stable collateral with a haircut (DAI) under a short BTC straddle", (
         (call("BTC", E7, "95000"), "-1"), (put("BTC", E7, "95000"), "-1")), (("DAI", "20000"),)),
 )  # fmt: skip
@@ -214,7 +239,8 @@ NEGATIVE_EQUITY = (
     NamedBook("short ETH puts far in the money, no collateral", ((put("ETH", E365, "9000"), "-10"),)),
     NamedBook("short options only, no collateral", ((call("BTC", E30, "95000"), "-1"), (put("ETH", E7, "3000"), "-8"))),
     NamedBook("insolvent but hedged: short ITM call with a long perpetual", ((call("BTC", E30, "60000"), "-3"),
-              (perpetual("BTC"), "3")), (("USDC", "1000"),)),
+              (perpetual("BTC"), "3", "96000")), (("USDC", "1000"),)),
+    NamedBook("insolvent through cash alone: owes more than its collateral", (), (("ETH", "2"),), cash="-7500"),
 )  # fmt: skip
 
 EXPIRED = (
@@ -227,15 +253,45 @@ EXPIRED = (
               (call("ETH", X7, "3500"), "-10")), (("ETH", "1"),)),
     NamedBook("BTC ATM call expiring exactly at the valuation time", ((call("BTC", X0, "95000"), "-3"),),
               (("USDC", "30000"),)),
-    NamedBook("expired ETH future, long, at the index", ((future("ETH", X1), "25"),), (("USDC", "10000"),)),
-    NamedBook("expired BTC future hedged with the perpetual", ((future("BTC", X7), "-3"), (perpetual("BTC"), "3")),
-              (("DAI", "5000"),)),
+    NamedBook("expired ETH future bought at 2950, long, at the index", ((future("ETH", X1), "25", "2950"),),
+              (("USDC", "10000"),)),
+    NamedBook("expired BTC future hedged with the perpetual", ((future("BTC", X7), "-3", "94000"),
+              (perpetual("BTC"), "3", "94100", "2")), (("DAI", "5000"),)),
     NamedBook("expired short BTC put rolled into a live 30d put", ((put("BTC", X1, "100000"), "-1"),
               (put("BTC", E30, "95000"), "-1")), (("USDC", "20000"),)),
     NamedBook("expired ITM call delta-hedged with a live 7d future", ((call("BTC", X1, "85000"), "4"),
-              (future("BTC", E7), "-4")), (("USDC", "15000"),)),
+              (future("BTC", E7), "-4", "95500")), (("USDC", "15000"),)),
     NamedBook("expired ETH calls against a live 90d straddle, no collateral", ((call("ETH", X7, "2800"), "-6"),
               (call("ETH", E90, "3000"), "3"), (put("ETH", E90, "3000"), "3"))),
+)  # fmt: skip
+
+LEDGER = (
+    NamedBook("cash only: deposits of the settlement asset", cash="25000"),
+    NamedBook("cash only, owing", cash="-1234.56789"),
+    NamedBook("cash of -1 wei: floored toward minus infinity to -1e-8 USD", cash="-0.000000000000000001"),
+    NamedBook("cash of 1.9999999999e-8 USD: floored to 1e-8 USD", cash="0.000000019999999999"),
+    NamedBook("long 2 BTC perpetual bought at 90000, 120 USD funding owed, on cash",
+              ((perpetual("BTC"), "2", "90000", "120"),), cash="10000"),
+    NamedBook("short BTC perpetual in profit, funding received", ((perpetual("BTC"), "-1.5", "99000", "-37.5"),),
+              cash="5000"),
+    NamedBook("short BTC 90d future sold below its quoted forward: insolvent", ((future("BTC", E90), "-10", "90000"),),
+              cash="20000"),
+    NamedBook("long ETH 30d future at its quoted forward: no unrealized P&L", ((future("ETH", E30), "100", "3010.5"),),
+              cash="30000"),
+    NamedBook("long ETH 365d future, forward from the rate", ((future("ETH", E365), "8", "3050"),), (("ETH", "1"),)),
+    NamedBook("entry price with 14 decimals: a cost to the wei, folded with the cash", ((perpetual("ETH"), "0.0003",
+              "3000.12345678901234"),), cash="1"),
+    NamedBook("option premium paid from cash: long BTC 30d call", ((call("BTC", E30, "100000"), "2"),), cash="-8000"),
+    NamedBook("option premium received: short ETH 7d put on cash", ((put("ETH", E7, "2900"), "-10"),), cash="1500"),
+    NamedBook("before settlement: long BTC call expired 5000 in the money at the index", ((call("BTC", X1, "90000"),
+              "2"),)),
+    NamedBook("after settlement: the same call's payoff in cash, the position gone", cash="10000"),
+    NamedBook("before settlement: short BTC future sold at 91000, expired, at the index", ((future("BTC", X1), "-2",
+              "91000"),)),
+    NamedBook("after settlement: the same future's P&L in cash, the position gone", cash="-8000"),
+    NamedBook("funding and futures on both underlyings with haircut collateral", ((perpetual("BTC"), "0.75", "97000",
+              "-3.25"), (perpetual("ETH"), "-20", "2800", "41"), (future("BTC", E7), "-0.75", "95800"),
+              (put("ETH", E30, "2800"), "20")), (("ETH", "3"), ("DAI", "5000")), cash="-2500.5"),
 )  # fmt: skip
 
 
@@ -252,16 +308,25 @@ def random_portfolios(vector: str, seed: int, n_accounts: int) -> list[tuple[str
                 strike = str(max(step, round(spot * moneyness / step) * step))
                 pool.append(call(und, expiry, strike) if rng.random() < 0.5 else put(und, expiry, strike))
     assets = ("BTC", "DAI", "ETH", "USDC")
+    index = {"BTC": 95_000, "ETH": 3_000}
     books = []
     for i in range(n_accounts):
         held = rng.sample(pool, rng.randint(0, 8)) if i % 17 else []  # every 17th account is empty or collateral only
-        positions = tuple(
-            Position(inst, rng.choice((-1, 1)) * rng.randint(1, 10 ** rng.randint(2, 6))) for inst in held
-        )
+        positions = []
+        for inst in held:
+            size = rng.choice((-1, 1)) * rng.randint(1, 10 ** rng.randint(2, 6))
+            if inst.is_option:
+                positions.append(Position(inst, size))
+                continue
+            # entry within 20% of the index, to the wei (cost = size x entry in USD WAD); funding on perpetuals
+            entry = index[inst.underlying] * 10**18 + rng.randint(-(10**18), 10**18) * index[inst.underlying] // 5
+            funding = rng.randint(-(10**22), 10**22) if inst.kind == InstrumentKind.PERPETUAL else 0
+            positions.append(Position(inst, size, cost=size * entry // SIZE_SCALE, funding=funding))
         collateral = tuple(
             (asset, rng.randint(1, 10 ** rng.randint(3, 9))) for asset in assets if rng.random() < (0.4 if i else 0.0)
         )
-        books.append((f"random #{i}", Portfolio(positions, collateral, _account(vector, i))))
+        cash = rng.randint(-(10**23), 10**24) if rng.random() < 0.6 else 0  # -1e5 .. 1e6 USD
+        books.append((f"random #{i}", Portfolio(tuple(positions), collateral, _account(vector, i), cash)))
     return books
 
 
@@ -300,6 +365,8 @@ MARGIN_VECTORS: dict[str, VectorSpec] = {
                                   default_params_text, _hand_made("negative_equity", NEGATIVE_EQUITY)),
     "expired": VectorSpec("expired options and futures before settlement, at expiry value on the index, with live "
                           "hedges", default_params_text, _hand_made("expired", EXPIRED)),
+    "ledger": VectorSpec("mark-to-market: settlement cash (to the wei), entry prices, perpetual funding, premiums, "
+                         "books before and after settlement", default_params_text, _hand_made("ledger", LEDGER)),
     "random": VectorSpec("a seeded random batch of 50 accounts under the default parameters",
                          default_params_text, lambda: random_portfolios("random", 2026, 50)),
     "random_std": VectorSpec("a seeded random batch of 20 accounts, scan ranges in standard deviations",
@@ -376,11 +443,13 @@ def decode_instrument(obj: list[Any]) -> Instrument:
 
 
 def encode_book(name: str, portfolio: Portfolio) -> dict[str, Any]:
-    """Return the JSON form of one account's book (sizes and amounts in SIZE units, 1e-4)."""
+    """Return the JSON form of one account's book: sizes and amounts in SIZE units (1e-4); cash, and each position's
+    cost and funding, in USD WAD (1e-18)."""
     return {
         "name": name,
         "account": _hex(portfolio.account),
-        "positions": [[*encode_instrument(p.instrument), p.size] for p in portfolio.positions],
+        "cash": portfolio.cash,
+        "positions": [[*encode_instrument(p.instrument), p.size, p.cost, p.funding] for p in portfolio.positions],
         "collateral": [[asset, amount] for asset, amount in portfolio.collateral],
     }
 
@@ -388,9 +457,10 @@ def encode_book(name: str, portfolio: Portfolio) -> dict[str, Any]:
 def decode_book(obj: dict[str, Any]) -> Portfolio:
     """Return the portfolio of :func:`encode_book`'s form."""
     return Portfolio(
-        positions=tuple(Position(decode_instrument(p[:4]), p[4]) for p in obj["positions"]),
+        positions=tuple(Position(decode_instrument(p[:4]), p[4], cost=p[5], funding=p[6]) for p in obj["positions"]),
         collateral=tuple((asset, amount) for asset, amount in obj["collateral"]),
         account=bytes.fromhex(obj["account"][2:]),
+        cash=obj["cash"],
     )
 
 

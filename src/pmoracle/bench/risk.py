@@ -21,6 +21,7 @@ from numba import njit, prange
 from pmoracle.bench.pricing import format_pricing_bench, run_pricing_bench
 from pmoracle.config.params import default_params_text
 from pmoracle.risk.inputs import (
+    MONEY_SCALE,
     PRICE_SCALE,
     SIZE_SCALE,
     WAD,
@@ -161,7 +162,9 @@ def run_risk_bench(config: RiskBenchConfig, quick: bool = False) -> dict[str, An
     size = rng.integers(-100 * SIZE_SCALE, 100 * SIZE_SCALE, size=n_acc * n_pos, dtype=np.int64)
     starts = np.arange(n_acc, dtype=np.int64) * n_pos
     ends = starts + n_pos
-    compute_accounts(arrays, params, starts[:10], ends[:10], inst, size)
+    # settlement cash per account (MONEY, folded), +-1e6 USD: equity counts it, margins never read it
+    cash = rng.integers(-(10**6) * MONEY_SCALE, 10**6 * MONEY_SCALE, size=n_acc, dtype=np.int64)
+    compute_accounts(arrays, params, starts[:10], ends[:10], inst, size, cash[:10])
     madds = n_acc * n_pos * len(scenarios)
     book: dict[str, Any] = {"accounts": n_acc, "positions_per_account": n_pos, "multiply_adds": madds}
     reference = None
@@ -173,7 +176,7 @@ def run_risk_bench(config: RiskBenchConfig, quick: bool = False) -> dict[str, An
         for _ in range(config.repeats):
             start_cpu = time.process_time()
             start = time.perf_counter()
-            out = compute_accounts(arrays, params, starts, ends, inst, size)
+            out = compute_accounts(arrays, params, starts, ends, inst, size, cash)
             best = min(best, time.perf_counter() - start)
             best_cpu = min(best_cpu, time.process_time() - start_cpu)
         digest = (out.maintenance_margin.sum(), out.initial_margin.sum(), out.equity.sum(), out.worst.sum())
@@ -194,7 +197,7 @@ def run_risk_bench(config: RiskBenchConfig, quick: bool = False) -> dict[str, An
             "identical_to_1_thread": digest == reference,
         }
     book["peak_rss_delta_bytes"] = _peak_rss_bytes() - rss_before
-    book["input_bytes"] = inst.nbytes + size.nbytes + starts.nbytes + ends.nbytes + arrays.r.nbytes
+    book["input_bytes"] = inst.nbytes + size.nbytes + starts.nbytes + ends.nbytes + cash.nbytes + arrays.r.nbytes
     results["full_recompute"] = book
     numba.set_num_threads(threads)
 

@@ -96,6 +96,15 @@ def format_usd(value: int) -> str:
     return f"{'-' if value < 0 and cents else ''}{cents // 100:,}.{cents % 100:02d}"
 
 
+def format_wad(value: int) -> str:
+    """Return a USD WAD balance (18 decimals) as an exact decimal string without trailing zeros, e.g. ``-12.5``."""
+    from pmoracle.risk.inputs import WAD, WAD_DECIMALS
+
+    whole, frac = divmod(abs(value), WAD)
+    digits = f"{frac:0{WAD_DECIMALS}d}".rstrip("0")
+    return f"{'-' if value < 0 else ''}{whole}" + (f".{digits}" if digits else "")
+
+
 def format_size(value: int) -> str:
     """Return a SIZE amount as an exact decimal string."""
     from pmoracle.risk.inputs import SIZE_DECIMALS, SIZE_SCALE
@@ -150,9 +159,11 @@ def report_to_json(report: AccountReport, market: MarketSnapshot, portfolio: Por
         },
         "positions": [
             {"instrument": format_instrument_name(p.instrument), "size": format_size(p.size)}
+            | ({} if p.instrument.is_option else {"cost": format_wad(p.cost), "funding": format_wad(p.funding)})
             for p in portfolio.positions
         ],
         "collateral": {symbol: format_size(amount) for symbol, amount in portfolio.collateral},
+        "cash": format_wad(portfolio.cash),
         "risk_array": [
             {"scenario": label, "pnl": format_money(pnl)}
             for label, pnl in zip(report.scenario_labels, report.risk_array, strict=True)
@@ -173,12 +184,18 @@ def format_report(report: AccountReport, market: MarketSnapshot, portfolio: Port
     ]
     for p in portfolio.positions:
         note = "   expired, valued at intrinsic on the index" if p.instrument.is_expired_at(market.time) else ""
+        if not p.instrument.is_option and p.size != 0:
+            note = f"   entry {format_usd(p.cost // (p.size * 10**6))}" + (  # USD WAD per 1e-4 unit -> MONEY/unit
+                f", funding owed {format_wad(p.funding)}" if p.funding else ""
+            ) + note  # fmt: skip
         lines.append(f"  {format_instrument_name(p.instrument):<26}{format_size(p.size):>18}{note}")
     for symbol, amount in portfolio.collateral:
         lines.append(f"  {symbol + ' (collateral)':<26}{format_size(amount):>18}")
+    if portfolio.cash:
+        lines.append(f"  {'Cash (USD)':<26}{format_usd(portfolio.cash // 10**10):>18}")
     worst = report.worst_scenario
     rows = [
-        ("Equity (mark-to-market, haircut collateral)", report.equity),
+        ("Equity (cash, marks, futures P&L, collateral)", report.equity),
         ("Initial margin", report.initial_margin),
         ("Maintenance margin", report.maintenance_margin),
         ("Free collateral (equity - initial margin)", report.equity - report.initial_margin),

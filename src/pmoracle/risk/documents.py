@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 from pmoracle.errors import InputError
 from pmoracle.risk.errors import UnknownCollateralError, UnknownUnderlyingError
 from pmoracle.risk.inputs import (
+    MAX_BALANCE,
+    MAX_BALANCE_USD,
     MAX_PRICE,
     MAX_SIZE,
     PRICE_DECIMALS,
@@ -27,6 +29,7 @@ from pmoracle.risk.inputs import (
     WAD_DECIMALS,
     CollateralAsset,
     Instrument,
+    InstrumentKind,
     MarketSnapshot,
     Portfolio,
     Position,
@@ -47,6 +50,10 @@ T = TypeVar("T")
 MAX_VOL = 10 * WAD
 _ISO_UTC = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(Z|[+-]\d{2}:\d{2})")
 SVI_PARAMETERS = ("a", "b", "rho", "m", "sigma")
+# An entry price has at most 14 decimals, so that size (4 decimals) x entry price is a whole number of 1e-18 USD:
+# the cost it gives is exact, as on chain.
+ENTRY_PRICE_DECIMALS = WAD_DECIMALS - SIZE_DECIMALS
+POSITION_FIELDS = ("instrument", "size", "entry_price", "cost", "funding")
 
 
 class DocumentError(InputError):
@@ -348,17 +355,29 @@ def _parse_asset(symbol: object, obj: object, underlyings: set[str]) -> Collater
     return CollateralAsset(symbol, price, haircut, underlying, updated_at or 0)
 
 
+def _balance(value: object, field: str) -> int:
+    """Return a signed USD amount in WAD (18 decimals at most), within the largest ledger balance."""
+    wad = to_fixed(value, WAD_DECIMALS, field)
+    if abs(wad) > MAX_BALANCE:
+        raise InputError(field, f"{value!r} exceeds the largest balance, {MAX_BALANCE_USD:.0e} USD")
+    return wad
+
+
 def parse_portfolio(obj: object, market: MarketSnapshot) -> Portfolio:
     """Return the portfolio of a portfolio document checked against ``market``; raise ``DocumentError``.
 
     Checked: instrument names, market data (underlying, and a smile for options not yet expired) present for every
-    position, sizes within MAX_SIZE, collateral assets known and amounts non-negative. An expired option or future
-    is accepted: it is valued at expiry value on the index (docs/risk-model.md, "Expired instruments").
-    Positions keep document order so that ``positions[i]`` in a message is the i-th entry of the file.
+    position, sizes within MAX_SIZE, collateral assets known and amounts non-negative; the ledger: ``cash`` (signed
+    USD), and per future or perpetual its ``entry_price`` (USD, cost = size x entry price exactly) or its ``cost``
+    (signed USD), one of them required, and per perpetual the accrued ``funding`` it owes (signed USD, optional).
+    An expired option or future is accepted: it is valued at expiry value on the index (docs/risk-model.md,
+    "Expired instruments"). Positions keep document order so that ``positions[i]`` in a message is the i-th entry
+    of the file.
     """
     errors = _Collector()
     doc = _mapping(obj, "portfolio")
-    _check_keys(doc, ("positions", "collateral"), "", errors)
+    _check_keys(doc, ("positions", "collateral", "cash"), "", errors)
+    cash = errors.attempt(_balance, doc.get("cash", "0"), "cash")
     positions: list[Position] = []
     positions_obj = doc.get("positions", [])
     if not isinstance(positions_obj, list):
@@ -386,13 +405,13 @@ def parse_portfolio(obj: object, market: MarketSnapshot) -> Portfolio:
         else:
             collateral.append((symbol, amount))
     errors.raise_if_any()
-    return Portfolio(tuple(positions), tuple(sorted(collateral)))
+    return Portfolio(tuple(positions), tuple(sorted(collateral)), cash=cash or 0)
 
 
 def _parse_position(obj: object, path: str, market: MarketSnapshot) -> Position:
     entry = _mapping(obj, path)
     errors = _Collector()
-    _check_keys(entry, ("instrument", "size"), path, errors)
+    _check_keys(entry, POSITION_FIELDS, path, errors)
     instrument = errors.attempt(_instrument_field, entry, path)
     if instrument is not None:
         field = f"{path}.instrument"
@@ -408,7 +427,45 @@ def _parse_position(obj: object, path: str, market: MarketSnapshot) -> Position:
     size = errors.attempt(_fixed_field, entry, "size", SIZE_DECIMALS, path)
     if size is not None and abs(size) > MAX_SIZE:
         errors.add(InputError(f"{path}.size", f"{entry['size']!r} exceeds the largest size {MAX_SIZE // SIZE_SCALE}"))
+    cost, funding = 0, 0
+    if instrument is not None:
+        cost, funding = _parse_ledger(entry, instrument, size, path, errors)
     errors.raise_if_any()
     if instrument is None or size is None:  # unreachable: recorded as errors above
         raise InputError(path, "invalid")
-    return Position(instrument, size)
+    return Position(instrument, size, cost=cost, funding=funding)
+
+
+def _parse_ledger(
+    entry: Mapping[str, Any], instrument: Instrument, size: int | None, path: str, errors: _Collector
+) -> tuple[int, int]:
+    """Return (cost, funding) in USD WAD of one position; record an error for each field the instrument cannot
+    carry, for both or neither of ``cost`` and ``entry_price`` on a future or perpetual."""
+    if instrument.is_option:
+        for key in ("entry_price", "cost", "funding"):
+            if key in entry:
+                errors.add(InputError(f"{path}.{key}", "an option has none: its premium is paid in cash"))
+        return 0, 0
+    funding = 0
+    if instrument.kind != InstrumentKind.PERPETUAL:
+        if "funding" in entry:
+            errors.add(InputError(f"{path}.funding", "only perpetuals accrue funding"))
+    elif "funding" in entry:
+        funding = errors.attempt(_balance, entry["funding"], f"{path}.funding") or 0
+    if "cost" in entry and "entry_price" in entry:
+        errors.add(InputError(f"{path}.entry_price", "give either entry_price or cost, not both"))
+        return 0, funding
+    if "cost" in entry:
+        return errors.attempt(_balance, entry["cost"], f"{path}.cost") or 0, funding
+    if "entry_price" not in entry:
+        errors.add(InputError(path, "a future or perpetual needs its entry_price (or its cost: size x entry price)"))
+        return 0, funding
+    field = f"{path}.entry_price"
+    price = errors.attempt(_positive, entry["entry_price"], ENTRY_PRICE_DECIMALS, MAX_PRICE * 10**6, field)
+    if price is None or size is None:
+        return 0, funding
+    cost = size * price  # 1e-4 units x 1e-14 USD: exactly USD WAD
+    if abs(cost) > MAX_BALANCE:
+        errors.add(InputError(field, f"size x entry price exceeds the largest balance, {MAX_BALANCE_USD:.0e} USD"))
+        return 0, funding
+    return cost, funding

@@ -7,6 +7,9 @@ Fixed-point units (the protocol's; the chain layer converts token amounts into t
 - sizes (positions and collateral amounts): units of the underlying or asset with ``SIZE_DECIMALS`` = 4;
 - money out of the engine (margins, equity, P&L): USD with ``MONEY_DECIMALS`` = 8 in int64 (the round turns it
   into the 18-decimal leaves of the chain, an exact conversion: ``pmoracle.node.round``);
+- balances of the ledger (an account's settlement ``cash``, a position's ``cost`` and accrued ``funding``): USD with
+  ``WAD`` = 18 decimals, signed, exactly as the chain stores them; the engine folds them into MONEY once per
+  account, rounding toward minus infinity (``pmoracle.risk.margin.compute_account_cash``);
 - times: unix seconds. Option expiries are at 08:00 UTC (Deribit convention).
 
 Every value is validated on construction, so an object that exists is a valid input.
@@ -32,6 +35,11 @@ MONEY_SCALE = 10**MONEY_DECIMALS
 # cannot overflow without the overflow check noticing (see risk/kernel.py).
 MAX_PRICE = 10**12 * PRICE_SCALE  # 1e12 USD per unit
 MAX_SIZE = 10**12 * SIZE_SCALE  # 1e12 units of an asset
+# A ledger balance (cash, cost, funding) is at most 1e10 USD in magnitude: one balance alone then folds to at most
+# 1e18 MONEY, below the kernel's account limit (2**62 MONEY, about 4.6e10 USD); a sum of several that does not fit is
+# reported by the account overflow check (risk/kernel.py), never wrapped.
+MAX_BALANCE_USD = 10**10
+MAX_BALANCE = MAX_BALANCE_USD * WAD
 SECONDS_PER_YEAR = 365 * 86400
 EXPIRY_HOUR_UTC = 8
 
@@ -215,26 +223,45 @@ class MarketSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """A signed position in one instrument (SIZE_SCALE units of the underlying; negative is short)."""
+    """A signed position in one instrument (SIZE_SCALE units of the underlying; negative is short).
+
+    ``cost`` (futures and perpetuals): size x average entry price, signed like the size, USD WAD; the position's
+    unrealized P&L is ``size x mark - cost``. ``funding`` (perpetuals): funding accrued and not yet realized into
+    cash, USD WAD, positive when the account owes it. Both are 0 for every other instrument.
+    """
 
     instrument: Instrument
     size: int
+    cost: int = 0
+    funding: int = 0
 
     def __post_init__(self) -> None:
         _check_int("size", self.size, -MAX_SIZE, MAX_SIZE)
+        _check_int("cost", self.cost, -MAX_BALANCE, MAX_BALANCE)
+        _check_int("funding", self.funding, -MAX_BALANCE, MAX_BALANCE)
+        if self.cost != 0 and self.instrument.is_option:
+            raise InputError("cost", f"only futures and perpetuals carry a cost, got {self.cost} on an option")
+        if self.funding != 0 and self.instrument.kind != InstrumentKind.PERPETUAL:
+            raise InputError("funding", f"only perpetuals accrue funding, got {self.funding} on a dated instrument")
 
 
 @dataclass(frozen=True, slots=True)
 class Portfolio:
-    """One account's book: positions and collateral (asset symbol -> SIZE_SCALE amount)."""
+    """One account's book: positions, collateral (asset symbol -> SIZE_SCALE amount) and settlement cash.
+
+    ``cash`` is the signed settlement balance, USD WAD: deposits of the settlement asset, option premiums, realized
+    futures P&L and funding, fees and expiry settlements; negative when the account owes.
+    """
 
     positions: tuple[Position, ...] = ()
     collateral: tuple[tuple[str, int], ...] = ()
     account: bytes = field(default=b"\x00" * 20)  # 20-byte address; zero for a local file
+    cash: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.account, bytes) or len(self.account) != 20:
             raise InputError("account", f"expected a 20-byte address, got {self.account!r}")
+        _check_int("cash", self.cash, -MAX_BALANCE, MAX_BALANCE)
         symbols = [s for s, _ in self.collateral]
         if symbols != sorted(set(symbols)):
             raise InputError("collateral", "asset symbols must be unique and sorted")

@@ -10,10 +10,15 @@ algorithm in pure Python.
 Units: ``R[i, s] = rint(pnl_usd_per_unit * QUANT)`` with ``QUANT = 10**(MONEY_DECIMALS - SIZE_DECIMALS)``, so
 ``size * R[i, s]`` (size in SIZE_SCALE units) is MONEY (1e-8 USD) exactly.
 
+Equity: ``cash + sum size * base`` where ``base`` is a unit's mark (an option's value, a future's forward, a
+perpetual's index, a collateral asset's haircut value) and ``cash`` the account's ledger balances already folded into
+MONEY (``margin.compute_account_cash``: settlement cash less futures costs less accrued funding). Cash is a constant
+across scenarios: it moves equity, never a margin.
+
 Overflow: a value whose quantized magnitude reaches 2**62 marks its instrument invalid (status); an account whose
-float64 bound ``sum |size| * (max|R| + addon + |base|)`` reaches ``ACCOUNT_LIMIT`` (2**62 less a margin for the
-bound's own rounding) is reported (status 1) and never summed. Below the bound every partial sum, the maximum
-loss plus add-ons (< 2**62) and IM (<= 3/2 MM + 2**60 < 2**63) fit int64.
+float64 bound ``|cash| + sum |size| * (max|R| + addon + |base|)`` reaches ``ACCOUNT_LIMIT`` (2**62 less a margin for
+the bound's own rounding) is reported (status 1) and never summed. Below the bound every partial sum, equity, the
+maximum loss plus add-ons (< 2**62) and IM (<= 3/2 MM + 2**60 < 2**63) fit int64.
 """
 
 from __future__ import annotations
@@ -59,12 +64,14 @@ class MarginTerms(NamedTuple):
 
 
 class Positions(NamedTuple):
-    """Every account's positions: account ``a`` holds ``size[j]`` of row ``inst[j]`` for starts[a] <= j < ends[a]."""
+    """Every account's holdings: account ``a`` holds ``size[j]`` of row ``inst[j]`` for starts[a] <= j < ends[a],
+    and ``cash[a]`` MONEY (its ledger balances, folded)."""
 
     starts: IntArray
     ends: IntArray
     inst: IntArray  # row of the instrument in MarginTerms
     size: IntArray  # SIZE units
+    cash: IntArray  # (A,) MONEY: floor((cash - costs - funding) / 1e10) of the account's ledger (USD WAD)
 
 
 class AccountArrays(NamedTuple):
@@ -150,10 +157,13 @@ def compute_risk_arrays_kernel(
                 if not ok:
                     status = STATUS_OVERFLOW
                 out_r[i, s] = q
-        elif k == 0 or k == 1:  # perpetual at the index, future at its forward (expired: the index); base 0
+        elif k == 0 or k == 1:  # perpetual at the index, future at its forward (expired: the index): its mark
             level = index[i]
             if k == 1 and tau[i] > 0.0:
                 level = _forward(fwd[i], index[i], rate[i], tau[i])
+            ok, base_q = _quantize(level)
+            if not ok:
+                status = STATUS_OVERFLOW
             for s in range(n_scen):
                 ok, q = _quantize(level * price_mult[s, u] - level)
                 if not ok:
@@ -234,12 +244,12 @@ def _counted(loss, c, den):
 @njit(cache=True)
 def _account(a, terms, positions, scratch, out):
     r, base, addon, bound, cover_num, cover_den, extremes, im_num, im_den, im_buffer = terms
-    starts, ends, inst, size = positions
+    starts, ends, inst, size, cash = positions
     lo = starts[a]
     hi = ends[a]
     n_scen = r.shape[1]
-    b = 0.0
-    equity = 0
+    b = abs(float(cash[a]))
+    equity = cash[a]
     add = 0
     for j in range(lo, hi):
         i = inst[j]

@@ -5,7 +5,9 @@
 - ``compute_account_report(market, params, portfolio)``: the full report of one account (the CLI).
 
 Money is MONEY (USD with 8 decimals) in Python ints: the round (``pmoracle.node.round``) turns an account's
-``AccountMargin`` into its on-chain leaf. See docs/risk-model.md for the model.
+``AccountMargin`` into its on-chain leaf. Equity counts the account's ledger balances (settlement cash, futures
+costs, accrued funding: USD WAD) folded into MONEY once per account (``compute_account_cash``); margins never depend
+on them. See docs/risk-model.md for the model.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from pmoracle.risk import kernel
 from pmoracle.risk.detscalar import det_exp, det_log
 from pmoracle.risk.errors import AccountOverflowError, PricingError
 from pmoracle.risk.inputs import (
+    MONEY_DECIMALS,
     MONEY_SCALE,
     PRICE_SCALE,
     SIZE_SCALE,
+    WAD_DECIMALS,
     Instrument,
     InstrumentKind,
     MarketSnapshot,
@@ -47,6 +51,11 @@ from pmoracle.risk.table import (
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+
+WAD_PER_MONEY: int = 10 ** (WAD_DECIMALS - MONEY_DECIMALS)
+# A folded cash beyond this cannot be passed to the kernel as int64: it is clamped here, where the kernel's overflow
+# bound (|cash| + ..., limit just under 2**62) reports the account instead of summing it.
+CASH_CLAMP = 2**62
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,7 +85,7 @@ class AccountMargin:
     maintenance_margin: int
     equity: int
     worst_scenario: int
-    is_empty: bool  # no position and no collateral: no leaf
+    is_empty: bool  # no position, no collateral and no cash (folded to MONEY): no leaf
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +138,23 @@ def portfolio_instruments(portfolio: Portfolio) -> set[RiskInstrument]:
     held: set[RiskInstrument] = {p.instrument for p in portfolio.positions}
     held.update(CollateralRef(symbol) for symbol, _ in portfolio.collateral)
     return held
+
+
+def compute_account_cash(portfolio: Portfolio) -> int:
+    """Return the account's ledger balances in MONEY: floor((cash - sum of costs - sum of funding) / 1e10).
+
+    One floor (toward minus infinity) per account, on the exact integer sum, so an account that owes a fraction of
+    a MONEY unit is charged a whole one and the result never depends on the order of the positions.
+    """
+    total = portfolio.cash
+    for p in portfolio.positions:
+        total -= p.cost + p.funding
+    return total // WAD_PER_MONEY
+
+
+def _cash_word(cash: int) -> int:
+    """Return ``cash`` clamped to [-CASH_CLAMP, CASH_CLAMP] (the clamped value is still over the overflow bound)."""
+    return max(-CASH_CLAMP, min(CASH_CLAMP, cash))
 
 
 def compute_risk_arrays(
@@ -186,9 +212,11 @@ def compute_accounts(
     ends: IntArray,
     inst: IntArray,
     size: IntArray,
+    cash: IntArray,
     narrow: bool = True,
 ) -> AccountArrays:
-    """Return every account's margin; account ``a`` holds ``size[j]`` of row ``inst[j]`` for starts[a] <= j < ends[a].
+    """Return every account's margin; account ``a`` holds ``size[j]`` of row ``inst[j]`` for starts[a] <= j < ends[a]
+    and ``cash[a]`` MONEY (its ledger balances folded by ``compute_account_cash``, within [-2**62, 2**62]).
 
     The low-level entry of the node and the benchmark: no Python work per account. ``narrow`` reads the int32
     copy of the risk arrays when there is one (identical results, less memory traffic).
@@ -197,7 +225,7 @@ def compute_accounts(
     n_acc = starts.shape[0]
     out = AccountArrays(*(np.zeros(n_acc, dtype=np.int64) for _ in range(5)))
     terms = _margin_terms(arrays, params, r, extreme_scenarios(arrays.scenarios))
-    kernel.compute_accounts_kernel(terms, kernel.Positions(starts, ends, inst, size), out)
+    kernel.compute_accounts_kernel(terms, kernel.Positions(starts, ends, inst, size, cash), out)
     return out
 
 
@@ -249,9 +277,10 @@ class Book:
         flat = [pos for layout in layouts for pos in layout]
         self._inst = np.array([row for row, _ in flat], dtype=np.int64)
         self._size = np.array([size for _, size in flat], dtype=np.int64)
+        self._cash = np.array([_cash_word(compute_account_cash(p)) for p in self.portfolios], dtype=np.int64)
         self._scratch = np.zeros(len(self.scenarios), dtype=np.int64)
         self._extremes = extreme_scenarios(self.scenarios)
-        self._out = compute_accounts(self.arrays, params, self._starts, self._ends, self._inst, self._size)
+        self._out = compute_accounts(self.arrays, params, self._starts, self._ends, self._inst, self._size, self._cash)
 
     def __len__(self) -> int:
         return len(self.portfolios)
@@ -301,9 +330,10 @@ class Book:
             self._size[j] = size
             j += 1
         self._ends[index] = j
+        self._cash[index] = _cash_word(compute_account_cash(portfolio))
         self.portfolios[index] = portfolio
         terms = _margin_terms(self.arrays, self.params, self.arrays.r, self._extremes)
-        positions = kernel.Positions(self._starts, self._ends, self._inst, self._size)
+        positions = kernel.Positions(self._starts, self._ends, self._inst, self._size, self._cash)
         kernel.compute_one_account_kernel(index, terms, positions, self._scratch, self._out)
         return self.account_margin(index)
 
@@ -313,7 +343,7 @@ class Book:
         portfolio = self.portfolios[index]
         if o.status[index] != kernel.STATUS_OK:
             start, end = int(self._starts[index]), int(self._ends[index])
-            bound = 0.0
+            bound = abs(float(compute_account_cash(portfolio)))
             for j in range(start, end):
                 bound += abs(float(self._size[j])) * float(self.arrays.bound[self._inst[j]])
             raise AccountOverflowError(portfolio.account, index, bound)
@@ -323,7 +353,7 @@ class Book:
             maintenance_margin=int(o.maintenance_margin[index]),
             equity=int(o.equity[index]),
             worst_scenario=int(o.worst[index]),
-            is_empty=self._ends[index] == self._starts[index],
+            is_empty=bool(self._ends[index] == self._starts[index] and self._cash[index] == 0),
         )
 
     def positions_of(self, index: int) -> list[tuple[int, int]]:

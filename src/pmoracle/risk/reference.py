@@ -83,8 +83,9 @@ def reference_row(table: InstrumentTable, scenarios: ScenarioSet, i: int) -> Ref
         value = index * (1.0 - float(table.haircut[i]))
         base = value
         pnls = [value * m[u] - value if u >= 0 else 0.0 for m in mults]
-    elif kind in (0, 1):
+    elif kind in (0, 1):  # perpetual at the index, future at its forward (expired: the index): its mark
         level = index if kind == 0 or not t > 0.0 else (fwd if fwd > 0.0 else index * det_exp(rate * t))
+        base = level
         pnls = [level * m[u] - level for m in mults]
     elif not t > 0.0:  # expired option before settlement: intrinsic on the (shocked) index, no add-on
         is_call = kind == 2
@@ -117,15 +118,23 @@ def reference_row(table: InstrumentTable, scenarios: ScenarioSet, i: int) -> Ref
     return ReferenceRow(tuple(values[:-2]), values[-2], values[-1], status)
 
 
+def reference_cash(cash: int, costs: Sequence[int], fundings: Sequence[int]) -> int:
+    """Return an account's ledger balances (USD WAD) in MONEY: floor((cash - sum costs - sum funding) / 1e10)."""
+    total = cash - sum(costs) - sum(fundings)
+    return total // 10**10  # Python's floor division rounds toward minus infinity
+
+
 def reference_account(
     rows: Sequence[ReferenceRow],
     positions: Sequence[tuple[int, int]],
     scenarios: ScenarioSet,
     im_multiplier: tuple[int, int],
     im_buffer: int,
+    cash: int = 0,
 ) -> ReferenceAccount:
-    """Return one account's margin from its (instrument row, size) positions, in canonical order."""
-    bound = 0.0
+    """Return one account's margin from its (instrument row, size) positions, in canonical order, and its folded
+    cash (MONEY, :func:`reference_cash`)."""
+    bound = abs(float(cash))
     for i, size in positions:
         row = rows[i]
         per_unit = float(max(abs(x) for x in row.pnl)) + float(row.addon) + float(abs(row.base))
@@ -134,7 +143,7 @@ def reference_account(
         return ReferenceAccount(0, 0, 0, -1, 1)
     n_scen = len(scenarios)
     pnl = [0] * n_scen
-    equity = 0
+    equity = cash
     add = 0
     for i, size in positions:
         row = rows[i]

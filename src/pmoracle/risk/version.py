@@ -11,4 +11,4 @@ outputs: when they change, the version changes with them (docs/determinism.md).
 
 from __future__ import annotations
 
-ENGINE_VERSION = 2  # 2: an expired option or future is valued at expiry value on the index instead of refused
+ENGINE_VERSION = 3  # 3: equity marks futures and perpetuals to market and counts cash, costs and funding

@@ -107,15 +107,38 @@ def random_instrument(rng: random.Random, market: MarketSnapshot) -> Instrument:
     return Instrument(und.symbol, kind, expiry=expiry, strike=max(1, round(strike / PRICE_SCALE) * PRICE_SCALE))
 
 
+def random_balance(rng: random.Random, magnitude_usd: float) -> int:
+    """Return a signed USD WAD balance up to about ``magnitude_usd``, with wei-level digits (not a MONEY multiple)."""
+    digits = rng.randint(0, len(str(int(magnitude_usd))) + 18)
+    return rng.choice([-1, 1]) * rng.randint(0, 10**digits)
+
+
+def random_position(rng: random.Random, market: MarketSnapshot, instrument: Instrument) -> Position:
+    """Return a random position in ``instrument``: a futures/perpetual cost near size x index x [0.5, 1.5] (to the
+    wei), accrued funding on a perpetual."""
+    sz = rng.choice([-1, 1]) * rng.randint(1, 10 ** rng.randint(1, 7))
+    if instrument.is_option:
+        return Position(instrument, sz)
+    index = market.underlying(instrument.underlying).index
+    entry = index * 10**10 * rng.uniform(0.5, 1.5)  # USD 1e18 per unit
+    cost = round(sz * entry / SIZE_SCALE) + rng.randint(-(10**12), 10**12)
+    funding = random_balance(rng, abs(sz) * 10) if instrument.kind == InstrumentKind.PERPETUAL else 0
+    return Position(instrument, sz, cost=cost, funding=funding)
+
+
 def random_portfolio(
     rng: random.Random, market: MarketSnapshot, instruments: list[Instrument], n: int, acct: int
 ) -> Portfolio:
-    """Return a random portfolio of up to ``n`` positions from ``instruments`` with random collateral."""
-    positions = tuple(
-        Position(rng.choice(instruments), rng.choice([-1, 1]) * rng.randint(1, 10 ** rng.randint(1, 7)))
-        for _ in range(rng.randint(0, n))
-    )
+    """Return a random portfolio of up to ``n`` positions from ``instruments`` with random collateral and cash."""
+    positions = tuple(random_position(rng, market, rng.choice(instruments)) for _ in range(rng.randint(0, n)))
     collateral = tuple(
         sorted((a.symbol, rng.randint(0, 10 ** rng.randint(1, 9))) for a in market.assets if rng.random() < 0.5)
     )
-    return Portfolio(positions=positions, collateral=collateral, account=account(acct))
+    cash = random_balance(rng, 10**7) if rng.random() < 0.7 else 0
+    return Portfolio(positions=positions, collateral=collateral, account=account(acct), cash=cash)
+
+
+def folded_cash(portfolio: Portfolio) -> int:
+    """Return the portfolio's ledger balances in MONEY, written out here: floor((cash - costs - funding) / 1e10)."""
+    owed = sum(p.cost + p.funding for p in portfolio.positions)
+    return (portfolio.cash - owed) // 10**10

@@ -33,11 +33,23 @@ def market_doc() -> dict[str, Any]:
     return copy.deepcopy(MARKET_DOC)
 
 
+ENTRY = "90000.5"  # the entry price the helper gives every future and perpetual (the format requires one)
+
+
 def portfolio_doc(*positions: tuple[str, object], **collateral: object) -> dict[str, Any]:
+    """Return a portfolio document; a future or perpetual (a name of three parts or fewer) gets ``ENTRY``."""
     return {
-        "positions": [{"instrument": name, "size": size} for name, size in positions],
+        "positions": [
+            {"instrument": name, "size": size} | ({} if name.count("-") == 3 else {"entry_price": ENTRY})
+            for name, size in positions
+        ],
         "collateral": collateral or {"USDC": "1000"},
     }
+
+
+def position_doc(name: str, **fields: object) -> dict[str, Any]:
+    """Return a portfolio document of one position of size 2 with exactly ``fields`` besides name and size."""
+    return {"positions": [{"instrument": name, "size": "2", **fields}]}
 
 
 def fields_of(exc: pytest.ExceptionInfo[DocumentError]) -> list[str]:
@@ -216,6 +228,8 @@ def test_example_portfolio_keeps_document_order_and_exact_sizes() -> None:
     portfolio = parse_portfolio(doc, MARKET)
     assert [p.size for p in portfolio.positions] == [-10 * SIZE_SCALE, 8_300]
     assert portfolio.positions[1].instrument.kind == InstrumentKind.PERPETUAL
+    assert [p.cost for p in portfolio.positions] == [0, 74_700_415 * WAD // 1000]  # 0.83 x 90000.5 USD
+    assert portfolio.cash == 0
     assert portfolio.collateral == (("ETH", 25_000), ("USDC", 100 * SIZE_SCALE))
 
 
@@ -242,7 +256,37 @@ def test_example_portfolio_keeps_document_order_and_exact_sizes() -> None:
             UnknownCollateralError,
             "unknown collateral asset",
         ),
-        ({"positions": [{"instrument": "BTC-PERPETUAL"}]}, "positions[0].size", InputError, "missing"),
+        (
+            {"positions": [{"instrument": "BTC-PERPETUAL", "entry_price": "1"}]},
+            "positions[0].size",
+            InputError,
+            "missing",
+        ),
+        (position_doc("BTC-PERPETUAL"), "positions[0]", InputError, "needs its entry_price"),
+        (position_doc("BTC-27DEC26"), "positions[0]", InputError, "needs its entry_price"),
+        (position_doc("BTC-PERPETUAL", cost="1", entry_price="1"), "positions[0].entry_price", InputError, "not both"),
+        (position_doc("BTC-PERPETUAL", entry_price="0"), "positions[0].entry_price", InputError, "positive"),
+        (position_doc("BTC-PERPETUAL", entry_price="-90000"), "positions[0].entry_price", InputError, "positive"),
+        (
+            position_doc("BTC-PERPETUAL", entry_price="1.000000000000001"),
+            "positions[0].entry_price",
+            InputError,
+            "more than 14 decimals",
+        ),
+        (
+            position_doc("BTC-PERPETUAL", entry_price="1e12", size="1"),
+            "positions[0].entry_price",
+            InputError,
+            "largest balance",
+        ),
+        (position_doc("BTC-PERPETUAL", cost="1e-19"), "positions[0].cost", InputError, "more than 18 decimals"),
+        (position_doc("BTC-PERPETUAL", cost="2e10"), "positions[0].cost", InputError, "largest balance"),
+        (position_doc("BTC-PERPETUAL", cost="1", funding="x"), "positions[0].funding", InputError, "decimal"),
+        (position_doc("BTC-27DEC26", cost="1", funding="1"), "positions[0].funding", InputError, "only perpetuals"),
+        (position_doc("BTC-27DEC26-95000-C", cost="1"), "positions[0].cost", InputError, "premium is paid in cash"),
+        (position_doc("BTC-27DEC26-95000-C", entry_price="1"), "positions[0].entry_price", InputError, "an option"),
+        ({"cash": "-1e11"}, "cash", InputError, "largest balance"),
+        ({"cash": "ten"}, "cash", InputError, "decimal"),
         ({"positions": [{"size": "1"}]}, "positions[0].instrument", InputError, "missing"),
         (
             {"positions": [{"instrument": "BTC-PERPETUAL", "size": "1", "side": "buy"}]},
@@ -263,6 +307,26 @@ def test_bad_portfolio_names_the_field(doc: dict[str, Any], field: str, error_ty
     assert text in str(info.value)
 
 
+def test_ledger_balances_convert_exactly() -> None:
+    doc = {
+        "cash": "-1234.000000000000000001",
+        "positions": [
+            {"instrument": "BTC-PERPETUAL", "size": "0.83", "entry_price": "94123.12345678901234", "funding": "12.5"},
+            {"instrument": "ETH-PERPETUAL", "size": "-3", "cost": "-9000.75", "funding": "-0.000000000000000001"},
+            {"instrument": "ETH-27DEC26", "size": "-1.5", "entry_price": "3010"},
+            {"instrument": "BTC-27DEC26-95000-C", "size": "1"},
+        ],
+    }
+    portfolio = parse_portfolio(doc, MARKET)
+    assert portfolio.cash == -1234 * WAD - 1
+    btc, eth, future, call = portfolio.positions
+    assert btc.cost == 8_300 * 9_412_312_345_678_901_234  # 0.83 x 94123.12345678901234 USD, to the wei
+    assert (btc.funding, eth.cost, eth.funding) == (12 * WAD + WAD // 2, -9000 * WAD - 3 * WAD // 4, -1)
+    assert (future.cost, future.funding) == (-4515 * WAD, 0)
+    assert (call.cost, call.funding) == (0, 0)
+    assert parse_portfolio({"cash": 25_000}, MARKET).cash == 25_000 * WAD  # a JSON number works too
+
+
 def test_all_portfolio_errors_are_reported_at_once() -> None:
     doc = portfolio_doc(("BTC-PERPETUAL", "1"), ("SOL-20NOV26", "1"), ("ETH-27DEC26-3000-C", "x"), USDC="-1")
     with pytest.raises(DocumentError) as info:
@@ -277,6 +341,7 @@ def test_expired_positions_are_accepted_without_a_smile(name: str) -> None:
     position = parse_portfolio(portfolio_doc((name, "-2")), MARKET).positions[0]
     assert position.instrument.expiry <= MARKET.time
     assert position.size == -2 * SIZE_SCALE
+    assert position.cost == (0 if position.instrument.is_option else -2 * 90_000_5 * WAD // 10)
 
 
 def test_expired_position_on_an_unknown_underlying_is_still_refused() -> None:
@@ -286,7 +351,7 @@ def test_expired_position_on_an_unknown_underlying_is_still_refused() -> None:
 
 
 def test_size_at_the_limit_is_accepted() -> None:
-    doc = portfolio_doc(("BTC-PERPETUAL", str(MAX_SIZE // SIZE_SCALE)))
+    doc = portfolio_doc(("BTC-27DEC26-95000-C", str(MAX_SIZE // SIZE_SCALE)))
     assert parse_portfolio(doc, MARKET).positions[0].size == MAX_SIZE
 
 

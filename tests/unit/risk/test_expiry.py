@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from pmoracle.config.params import default_params
-from pmoracle.risk.inputs import SIZE_SCALE, Instrument, InstrumentKind, Portfolio, Position
+from pmoracle.risk.inputs import MONEY_SCALE, SIZE_SCALE, Instrument, InstrumentKind, Portfolio, Position
 from pmoracle.risk.margin import Book, compute_account_report
 from pmoracle.risk.reference import reference_row
 from pmoracle.risk.scenarios import compute_scenarios
@@ -45,7 +45,7 @@ def _expected_row(kind: str, index: float, strike: float, mults: list[float]) ->
         return payoff if payoff > 0.0 else 0.0
 
     v0 = value(index)
-    base = 0 if kind == "future" else round(v0 * QUANT)  # a future is marked to market: base 0
+    base = round(v0 * QUANT)  # a future's mark is the index; an option's its intrinsic value
     return base, [round((value(index * m) - v0) * QUANT) for m in mults]
 
 
@@ -73,7 +73,9 @@ def test_expired_row_matches_an_independent_computation(
     assert [int(x) for x in arrays.r[i]] == pnl
     assert int(arrays.addon[i]) == 0  # no optionality left: no short-option minimum
     assert any(x != 0 for x in pnl)  # every one of these moves within the scan range
-    if kind != "future":
+    if kind == "future":
+        assert base == round(index * QUANT)
+    else:
         in_the_money = index - strike if kind == "call" else strike - index
         assert base == (round(in_the_money * QUANT) if in_the_money > 0 else 0)  # intrinsic, undiscounted
 
@@ -96,7 +98,7 @@ def test_account_of_expired_and_live_positions() -> None:
     positions = (
         Position(ITM_CALL, size(2)),
         Position(OTM_PUT, size(-5)),
-        Position(FUTURE, size(-4)),
+        Position(FUTURE, size(-4), cost=-4 * 2_990 * 10**18),  # sold at 2990
         Position(LIVE_PUT, size(-1)),
     )
     portfolio = Portfolio(positions=positions, collateral=(("USDC", size(50_000)),), account=account(7))
@@ -107,10 +109,13 @@ def test_account_of_expired_and_live_positions() -> None:
     mults = [(float(row[0]), float(row[1])) for row in book.scenarios.price_mult]
     call_base, call_pnl = _expected_row("call", BTC, 90_000.0, [m[0] for m in mults])
     put_base, put_pnl = _expected_row("put", BTC, 80_000.0, [m[0] for m in mults])
-    _, fut_pnl = _expected_row("future", ETH, 0.0, [m[1] for m in mults])
+    fut_base, fut_pnl = _expected_row("future", ETH, 0.0, [m[1] for m in mults])
     usdc = 50_000 * SIZE_SCALE * QUANT  # a stable asset without haircut: its price, never moved
     live_base = int(arrays.base[live])  # the live put is priced by the engine (Black-76): taken as given here
-    assert report.equity == 2 * SIZE_SCALE * call_base - 5 * SIZE_SCALE * put_base - SIZE_SCALE * live_base + usdc
+    future_pnl = -4 * SIZE_SCALE * fut_base + 4 * 2_990 * MONEY_SCALE  # size x index - cost
+    assert future_pnl == -4 * (3_000 - 2_990) * MONEY_SCALE
+    options = 2 * SIZE_SCALE * call_base - 5 * SIZE_SCALE * put_base - SIZE_SCALE * live_base
+    assert report.equity == options + future_pnl + usdc
     assert call_base == 5_000 * QUANT and put_base == 0
     expected = [
         2 * SIZE_SCALE * c - 5 * SIZE_SCALE * p - 4 * SIZE_SCALE * f - SIZE_SCALE * int(arrays.r[live, s])

@@ -24,7 +24,7 @@ from pmoracle.risk.detmath import det_exp, det_log, norm_cdf
 from pmoracle.risk.margin import AccountMargin, Book, BookResult
 from pmoracle.risk.params import RiskParams, parse_params
 from pmoracle.risk.pricing import black76_kernel, svi_total_variance, value_options
-from pmoracle.risk.reference import reference_account, reference_row
+from pmoracle.risk.reference import reference_account, reference_cash, reference_row
 from pmoracle.risk.version import ENGINE_VERSION
 from tests.vectors.generate import EngineVersionError, check_margin_rewrite
 from tests.vectors.margin_books import (
@@ -82,12 +82,13 @@ def reference_outputs(vector: dict[str, Any]) -> dict[str, Any]:
     margins = []
     for a, portfolio in enumerate(book.portfolios):
         positions = book.positions_of(a)
-        ref = reference_account(rows, positions, book.scenarios, im, params.im_min_buffer)
+        held = portfolio.positions
+        cash = reference_cash(portfolio.cash, [p.cost for p in held], [p.funding for p in held])
+        ref = reference_account(rows, positions, book.scenarios, im, params.im_min_buffer, cash)
         assert ref.status == 0, f"account 0x{portfolio.account.hex()}: the reference overflowed"
+        empty = not positions and cash == 0
         margins.append(
-            AccountMargin(
-                portfolio.account, ref.initial_margin, ref.maintenance_margin, ref.equity, ref.worst, not positions
-            )
+            AccountMargin(portfolio.account, ref.initial_margin, ref.maintenance_margin, ref.equity, ref.worst, empty)
         )
     return encode_outputs(BookResult(params.params_hash, book.scenarios.labels, tuple(margins)))
 
@@ -163,12 +164,19 @@ def test_a_moved_number_is_named_by_account_and_field() -> None:
 
 
 def test_vectors_cover_the_books_they_claim() -> None:
-    """Options, futures, perpetuals, every collateral asset, both underlyings, empty and insolvent accounts."""
+    """Options, futures, perpetuals, every collateral asset, both underlyings, empty and insolvent accounts, and the
+    ledger: cash of both signs, futures and perpetual costs, perpetual funding owed and received."""
     kinds, assets, underlyings = set(), set(), set()
     negative, empty = 0, 0
+    cash_signs: set[int] = set()
+    costs: set[str] = set()
+    funding_signs: set[int] = set()
     for name in NAMES:
         vector = load(name)
         for book, out in zip(vector["books"], vector["expected"]["accounts"], strict=True):
+            cash_signs.add((book["cash"] > 0) - (book["cash"] < 0))
+            costs |= {p[1] for p in book["positions"] if p[5] != 0}
+            funding_signs |= {(p[6] > 0) - (p[6] < 0) for p in book["positions"] if p[6] != 0}
             kinds |= {p[1] for p in book["positions"]}
             underlyings |= {p[0] for p in book["positions"]}
             assets |= {asset for asset, _ in book["collateral"]}
@@ -177,6 +185,7 @@ def test_vectors_cover_the_books_they_claim() -> None:
     assert kinds == {"CALL", "PUT", "FUTURE", "PERPETUAL"}
     assert assets == {"BTC", "DAI", "ETH", "USDC"} and underlyings == {"BTC", "ETH"}
     assert negative >= 10 and empty >= 3
+    assert cash_signs == {-1, 0, 1} and costs == {"FUTURE", "PERPETUAL"} and funding_signs == {-1, 1}
     assert len(load("random")["books"]) == 50
     assert len({load(name)["params"]["paramsHash"] for name in NAMES}) == 2  # default and std scan ranges
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numba
@@ -10,15 +11,21 @@ import pytest
 
 from pmoracle.config.params import default_params
 from pmoracle.risk.errors import AccountOverflowError
-from pmoracle.risk.inputs import MAX_SIZE, Instrument, InstrumentKind, Portfolio, Position
+from pmoracle.risk.inputs import MAX_BALANCE, MAX_SIZE, Instrument, InstrumentKind, Portfolio, Position
 from pmoracle.risk.margin import Book, compute_accounts, compute_book, compute_risk_arrays, portfolio_instruments
-from pmoracle.risk.reference import reference_account, reference_row
+from pmoracle.risk.reference import reference_account, reference_cash, reference_row
 from pmoracle.risk.scenarios import compute_scenarios
 from pmoracle.risk.table import CollateralRef, RiskInstrument, build_instrument_table
 
-from .factories import account, make_market, random_instrument, random_portfolio
+from .factories import account, folded_cash, make_market, random_instrument, random_portfolio
 
 PARAMS = default_params()
+
+
+def ledger_cash(portfolio: Portfolio) -> int:
+    """Return the portfolio's folded cash by the reference."""
+    positions = portfolio.positions
+    return reference_cash(portfolio.cash, [p.cost for p in positions], [p.funding for p in positions])
 
 
 def _random_book(seed: int, vol: float, n_instruments: int, n_accounts: int):  # type: ignore[no-untyped-def]
@@ -62,14 +69,21 @@ def test_accounts_equal_reference(seed: int, vol: float) -> None:
     cases = 0
     for a in range(len(book)):
         positions = book.positions_of(a)
-        ref = reference_account(rows, positions, book.scenarios, im, PARAMS.im_min_buffer)
+        cash = ledger_cash(portfolios[a])
+        assert cash == folded_cash(portfolios[a])
+        ref = reference_account(rows, positions, book.scenarios, im, PARAMS.im_min_buffer, cash)
         got = book.account_margin(a)
         assert (ref.maintenance_margin, ref.initial_margin, ref.equity, ref.worst) == (
             got.maintenance_margin, got.initial_margin, got.equity, got.worst_scenario,
         )  # fmt: skip
         assert got.initial_margin >= got.maintenance_margin >= 0
+        assert got.is_empty == (not positions and cash == 0)
         cases += len(positions) * len(book.scenarios)
     assert cases >= 35_000
+    # the books carry every ledger balance: cash, futures and perpetual costs, perpetual funding
+    held = [p for portfolio in portfolios for p in portfolio.positions]
+    assert sum(p.cash != 0 for p in portfolios) > 50
+    assert sum(p.cost != 0 for p in held) > 100 and sum(p.funding != 0 for p in held) > 15
 
 
 def test_one_and_two_threads_and_any_order_agree() -> None:
@@ -89,9 +103,10 @@ def test_one_and_two_threads_and_any_order_agree() -> None:
     by_account = {a.account: a for a in shuffled.accounts}
     assert tuple(by_account[a.account] for a in one.accounts) == one.accounts
     # Positions listed in another order (and split into duplicates) give the same account.
-    p = portfolios[3]
-    reordered = Portfolio(positions=tuple(reversed(p.positions)), collateral=p.collateral, account=p.account)
-    assert compute_book(market, PARAMS, [reordered]).accounts[0] == one.accounts[3]
+    k = next(k for k, p in enumerate(portfolios) if p.cash != 0 and sum(x.cost != 0 for x in p.positions) >= 2)
+    p = portfolios[k]
+    reordered = dataclasses.replace(p, positions=tuple(reversed(p.positions)))
+    assert compute_book(market, PARAMS, [reordered]).accounts[0] == one.accounts[k]
 
 
 def test_incremental_update_equals_full_recompute() -> None:
@@ -126,6 +141,51 @@ def test_overflow_is_reported_not_wrapped() -> None:
     assert ref.status == 1
 
 
+@pytest.mark.parametrize("n_positions", [6, 10])  # folded cash beyond 2**62, and beyond int64 itself
+def test_ledger_balances_beyond_int64_are_reported_not_wrapped(n_positions: int) -> None:
+    market, portfolios = _random_book(13, 0.6, 40, 5)
+    perp = Instrument("BTC", InstrumentKind.PERPETUAL)
+    # each cost alone is valid (the largest balance), their sum folds to n x 1e18 MONEY
+    shorts = tuple(Position(perp, -1, cost=-MAX_BALANCE) for _ in range(n_positions))
+    rich = Portfolio(positions=shorts, account=account(98), cash=MAX_BALANCE)
+    assert folded_cash(rich) >= 2**62
+    with pytest.raises(AccountOverflowError) as info:
+        compute_book(market, PARAMS, [*portfolios, rich])
+    assert info.value.account == account(98)
+    per_unit = float(Book(market, PARAMS, [rich]).arrays.bound[0])
+    assert info.value.bound == float(folded_cash(rich)) + n_positions * per_unit
+    book = Book(market, PARAMS, portfolios)
+    with pytest.raises(AccountOverflowError):
+        book.update_account(2, rich)
+    rows = [reference_row(book.arrays.table, book.scenarios, i) for i in range(len(book.arrays.instruments))]
+    ref = reference_account(rows, book.positions_of(2), book.scenarios, (5, 4), 0, ledger_cash(rich))
+    assert ref.status == 1
+    # the same balances netting to nothing: no overflow, equity is the positions' marks only
+    alternating = tuple(Position(perp, -1, cost=(-1) ** k * MAX_BALANCE) for k in range(n_positions))
+    netted = Portfolio(positions=alternating, account=account(98))
+    assert book.update_account(2, netted).equity == -n_positions * int(book.arrays.base[book._rows[perp]])
+
+
+def test_incremental_update_of_cash_alone() -> None:
+    market, portfolios = _random_book(14, 0.6, 60, 30)
+    book = Book(market, PARAMS, portfolios)
+    before = book.account_margin(4)
+    moved = dataclasses.replace(portfolios[4], cash=portfolios[4].cash + 123 * 10**18 + 1)
+    after = book.update_account(4, moved)
+    assert after.equity == before.equity + 123 * 10**8 + (folded_cash(moved) - folded_cash(portfolios[4]) - 123 * 10**8)
+    assert after.equity - before.equity in (123 * 10**8, 123 * 10**8 + 1)  # one floor per account
+    assert (after.initial_margin, after.maintenance_margin, after.worst_scenario) == (
+        before.initial_margin, before.maintenance_margin, before.worst_scenario,
+    )  # fmt: skip
+    portfolios[4] = moved
+    assert book.result() == compute_book(market, PARAMS, portfolios)
+    # an account holding only cash has a leaf (is not empty); one with nothing at all has none
+    book.update_account(5, Portfolio(account=account(5), cash=-1))
+    assert book.account_margin(5).equity == -1 and not book.account_margin(5).is_empty
+    book.update_account(5, Portfolio(account=account(5), cash=10**10 - 1))
+    assert book.account_margin(5).equity == 0 and book.account_margin(5).is_empty
+
+
 def test_table_rejects_nothing_valid_and_matches_scenarios() -> None:
     market, portfolios = _random_book(11, 0.6, 20, 5)
     scenarios = compute_scenarios(PARAMS, market)
@@ -138,7 +198,7 @@ def test_int32_copy_of_the_risk_arrays_gives_identical_accounts() -> None:
     market, portfolios = _random_book(12, 0.9, 120, 300)
     book = Book(market, PARAMS, portfolios)
     assert book.arrays.r_narrow is not None
-    args = (book.arrays, PARAMS, book._starts, book._ends, book._inst, book._size)
+    args = (book.arrays, PARAMS, book._starts, book._ends, book._inst, book._size, book._cash)
     narrow, wide = compute_accounts(*args, narrow=True), compute_accounts(*args, narrow=False)
     for name in ("maintenance_margin", "initial_margin", "equity", "worst", "status"):
         assert np.array_equal(getattr(narrow, name), getattr(wide, name))
@@ -168,7 +228,9 @@ def test_worst_scenario_in_the_extremes_and_ties_equal_reference() -> None:
     extremes = {s for s, c in enumerate(book.scenarios.cover_num) if c != book.scenarios.cover_den}
     worst = []
     for a in range(len(book)):
-        ref = reference_account(rows, book.positions_of(a), book.scenarios, im, PARAMS.im_min_buffer)
+        ref = reference_account(
+            rows, book.positions_of(a), book.scenarios, im, PARAMS.im_min_buffer, ledger_cash(portfolios[a])
+        )
         got = book.account_margin(a)
         assert (ref.maintenance_margin, ref.worst) == (got.maintenance_margin, got.worst_scenario)
         worst.append(got.worst_scenario)

@@ -84,9 +84,10 @@ def test_delta_hedge_reduces_margin() -> None:
 
 def test_perpetual_margin_is_the_scan_range_move() -> None:
     perp = Instrument("BTC", InstrumentKind.PERPETUAL)
-    report = compute_account_report(make_market(), PARAMS, Portfolio(positions=(Position(perp, size(1)),)))
+    bought_at_index = Position(perp, size(1), cost=95_000 * 10**18)
+    report = compute_account_report(make_market(), PARAMS, Portfolio(positions=(bought_at_index,)))
     assert report.maintenance_margin == 95_000 * 16 // 100 * MONEY_SCALE  # a 16% drop of 95,000
-    assert report.equity == 0  # marked to market: no value of its own
+    assert report.equity == 0  # marked to market at the index it was bought at: no unrealized P&L
     assert "BTC -16.0%" in report.worst_scenario_label
 
 
