@@ -7,7 +7,12 @@ across fallback endpoints and a reorg during the read makes the snapshot fail ra
   accounts (plus two counts and the header), so proportional to the number of accounts.
 - ``read_snapshot_since`` extends the snapshot of an earlier block P: the market and instruments in full, and only
   the accounts changed after P (``MarginAccounts.accountsChangedSince``, which also proves with ``blockhash(P)``
-  that P's book is an ancestor of B's state); ``SnapshotReader`` alternates the two for a node's rounds.
+  that P's book is an ancestor of B's state); ``SnapshotReader`` alternates the two for a node's rounds. A
+  perpetual's funding payment after P changes what its holders owe without changing them: P cannot be extended.
+
+An account's cash, its futures' and perpetuals' cost basis and the funding its perpetuals owe (all USD WAD) are
+carried exactly into the engine's ``Portfolio.cash``, ``Position.cost`` and ``Position.funding``; the funding owed
+is ``ceil(size x (cumulative - the position's index) / SIZE_SCALE)``, the ledger's own formula.
 
 Chain data is converted to the engine's integer input types in a canonical order; anything malformed raises
 ``SnapshotError`` and no partial snapshot is ever returned.
@@ -32,6 +37,7 @@ from pmoracle.chain.errors import ChainError, SnapshotError
 from pmoracle.errors import InputError
 from pmoracle.risk.inputs import (
     SIZE_DECIMALS,
+    SIZE_SCALE,
     CollateralAsset,
     Instrument,
     InstrumentKind,
@@ -61,6 +67,7 @@ class ChainSnapshot:
     rpc_calls: int = 0  # eth_calls made to read it (header excluded)
     tokens: tuple[tuple[bytes, str, int], ...] = ()  # collateral tokens: (address, symbol, decimals), by address
     changed_accounts: int | None = None  # accounts re-read by an incremental read (None: read in full)
+    funding: tuple[tuple[int, int], ...] = ()  # (perpetual id, cumulative funding USD WAD per unit), by id
 
     def instrument(self, instrument_id: int) -> Instrument:
         """Return the instrument of an on-chain id; raise ``InputError`` if it is unknown."""
@@ -155,8 +162,8 @@ def convert_market(
 
 
 def convert_instrument(raw: Any) -> tuple[int, Instrument]:
-    """Return (id, Instrument) of an ``InstrumentView`` tuple."""
-    iid, underlying_raw, kind, expiry, strike = raw
+    """Return (id, Instrument) of an ``InstrumentView`` tuple (its cumulative funding is read separately)."""
+    iid, underlying_raw, kind, expiry, strike, _cumulative_funding = raw
     try:
         return iid, Instrument(
             decode_symbol(f"instruments[{iid}]", underlying_raw), InstrumentKind(kind), expiry, strike
@@ -165,8 +172,10 @@ def convert_instrument(raw: Any) -> tuple[int, Instrument]:
         raise SnapshotError(f"instruments[{iid}]", raw, str(exc)) from exc
 
 
-RawAccount = tuple[bytes, list[tuple[int, int]], list[tuple[bytes, int]]]
-"""One ``AccountView``: (20-byte account, [(instrument id, size)], [(20-byte token, amount)])."""
+RawAccount = tuple[bytes, int, list[tuple[int, int, int, int]], list[tuple[bytes, int]]]
+"""One ``AccountView``: (20-byte account, cash, [(instrument id, size, cost, funding index)], [(token, amount)])."""
+
+_INT128 = 1 << 127
 
 
 def decode_accounts_page(data: bytes, *, head: int = 0) -> list[RawAccount]:
@@ -178,7 +187,8 @@ def decode_accounts_page(data: bytes, *, head: int = 0) -> list[RawAccount]:
     The snapshot's hottest decode: eth_abi's generic decoder (and its address checksumming) took ~0.2 s for
     1,000 accounts, this one ~10 ms. It accepts exactly what eth_abi's strict decoder accepts for this type
     (tests compare the two on random and malformed data): every offset inside the data, every padding bit zero,
-    ``uint32``/``int128`` words in range (sign-extended), and refuses anything else with ``SnapshotError``.
+    ``uint32``/``int128``/``int256`` words in range (sign-extended), and refuses anything else with
+    ``SnapshotError``.
     """
     view = memoryview(data)
     end = len(data)
@@ -193,6 +203,10 @@ def decode_accounts_page(data: bytes, *, head: int = 0) -> list[RawAccount]:
         if target + 32 > end:
             raise SnapshotError("accountsPage", at, f"offset points past the end of the data ({target} >= {end})")
         return target
+
+    def signed(at: int) -> int:
+        value = word(at)
+        return value - (1 << 256) if value >> 255 else value
 
     def address(at: int) -> bytes:
         value = word(at)
@@ -213,37 +227,49 @@ def decode_accounts_page(data: bytes, *, head: int = 0) -> list[RawAccount]:
     for i in range(count):
         tup = pointer(base, base + 32 * i)
         account = address(tup)
-        positions_at = pointer(tup, tup + 32)
-        collateral_at = pointer(tup, tup + 64)
-        positions: list[tuple[int, int]] = []
-        for j in range(length(positions_at, 2)):
-            at = positions_at + 32 + 64 * j
-            iid, raw_size = word(at), word(at + 32)
-            size = raw_size - (1 << 256) if raw_size >> 255 else raw_size
-            if iid >> 32 or not -(1 << 127) <= size < 1 << 127:
-                raise SnapshotError("accountsPage", at, "position word out of range (uint32 id, int128 size)")
-            positions.append((iid, size))
+        cash = signed(tup + 32)
+        positions_at = pointer(tup, tup + 64)
+        collateral_at = pointer(tup, tup + 96)
+        positions: list[tuple[int, int, int, int]] = []
+        for j in range(length(positions_at, 4)):
+            at = positions_at + 32 + 128 * j
+            iid, size, cost, index = word(at), signed(at + 32), signed(at + 64), signed(at + 96)
+            if iid >> 32 or not -_INT128 <= size < _INT128 or not -_INT128 <= cost < _INT128:
+                raise SnapshotError(
+                    "accountsPage", at, "position word out of range (uint32 id, int128 size, int128 cost)"
+                )
+            positions.append((iid, size, cost, index))
         collateral: list[tuple[bytes, int]] = []
         for j in range(length(collateral_at, 2)):
             at = collateral_at + 32 + 64 * j
             collateral.append((address(at), word(at + 32)))
-        accounts.append((account, positions, collateral))
+        accounts.append((account, cash, positions, collateral))
     return accounts
 
 
+def funding_owed(size: int, cumulative: int, index: int) -> int:
+    """Return the funding a perpetual position owes (USD WAD, > 0: owes): the ledger's ``_owed``, rounded up."""
+    return -(-(size * (cumulative - index)) // SIZE_SCALE)
+
+
 def convert_account(
-    raw: RawAccount, instruments: Mapping[int, Instrument], tokens: Mapping[bytes, tuple[str, int]]
+    raw: RawAccount,
+    instruments: Mapping[int, Instrument],
+    tokens: Mapping[bytes, tuple[str, int]],
+    funding: Mapping[int, int],
 ) -> Portfolio | None:
-    """Return the Portfolio of a decoded ``AccountView``, or None if it holds nothing."""
-    account, positions_raw, collateral_raw = raw
+    """Return the Portfolio of a decoded ``AccountView``, or None if it holds nothing (no position, no collateral,
+    no cash); ``funding`` maps each perpetual's id to its cumulative funding."""
+    account, cash, positions_raw, collateral_raw = raw
     field = f"accounts[0x{account.hex()}]"
     try:
         positions = []
-        for iid, size in sorted(positions_raw):
+        for iid, size, cost, index in sorted(positions_raw):
             if iid not in instruments:
                 raise SnapshotError(f"{field}.positions", iid, "unknown instrument id")
             if size != 0:
-                positions.append(Position(instruments[iid], size))
+                owed = funding_owed(size, funding[iid], index) if iid in funding else 0
+                positions.append(Position(instruments[iid], size, cost=cost, funding=owed))
         amounts: dict[str, int] = {}
         for token, amount in collateral_raw:
             if token not in tokens:
@@ -252,9 +278,9 @@ def convert_account(
             symbol, decimals = tokens[token]
             amounts[symbol] = amounts.get(symbol, 0) + to_size_units(amount, decimals)
         collateral = tuple(sorted((s, a) for s, a in amounts.items() if a > 0))
-        if not positions and not collateral:
+        if not positions and not collateral and cash == 0:
             return None
-        return Portfolio(positions=tuple(positions), collateral=collateral, account=account)
+        return Portfolio(positions=tuple(positions), collateral=collateral, account=account, cash=cash)
     except InputError as exc:
         raise SnapshotError(f"{field}.{exc.field}", None, exc.message) from exc
 
@@ -267,6 +293,7 @@ class _Head:
     market: MarketSnapshot
     tokens: dict[bytes, tuple[str, int]]
     instruments: dict[int, Instrument]
+    funding: dict[int, int]
     account_count: int
     calls: int
 
@@ -287,6 +314,7 @@ def _read_head(client: ChainClient, deployment: Deployment, block_number: int, i
     (instrument_count,) = _call(client, accounts, _view("MarginAccounts", "instrumentCount"), pin)
     calls = 2
     instruments: dict[int, Instrument] = {}
+    funding: dict[int, int] = {}
     for offset in range(0, instrument_count, instrument_page_size):
         (page,) = _call(client, accounts, _view("MarginAccounts", "instrumentsPage"), pin, offset, instrument_page_size)
         calls += 1
@@ -296,8 +324,10 @@ def _read_head(client: ChainClient, deployment: Deployment, block_number: int, i
             if iid in instruments:
                 raise SnapshotError("instruments.id", iid, "duplicate instrument id")
             instruments[iid] = instrument
+            if instrument.kind == InstrumentKind.PERPETUAL:
+                funding[iid] = raw[5]
     (account_count,) = _call(client, accounts, _view("MarginAccounts", "accountCount"), pin)
-    return _Head(header, market, tokens, instruments, account_count, calls + 1)
+    return _Head(header, market, tokens, instruments, funding, account_count, calls + 1)
 
 
 def _snapshot(head: _Head, portfolios: Mapping[bytes, Portfolio], calls: int, changed: int | None) -> ChainSnapshot:
@@ -311,6 +341,7 @@ def _snapshot(head: _Head, portfolios: Mapping[bytes, Portfolio], calls: int, ch
         rpc_calls=calls,
         tokens=_token_table(head.tokens),
         changed_accounts=changed,
+        funding=tuple(sorted(head.funding.items())),
     )
 
 
@@ -350,7 +381,7 @@ def read_snapshot(
         calls += 1
         _check_page("accountsPage", offset, len(page), min(account_page_size, head.account_count - offset))
         for raw in page:
-            portfolio = convert_account(raw, head.instruments, head.tokens)
+            portfolio = convert_account(raw, head.instruments, head.tokens, head.funding)
             if portfolio is None:
                 continue
             if portfolio.account in portfolios:
@@ -374,8 +405,8 @@ def read_snapshot_since(
     balances changed after ``base.block_number`` (``MarginAccounts.accountsChangedSince``, pinned to B's hash like
     every read). Each call also returns ``blockhash(base block)`` as B's state sees it: when that is not
     ``base.block_hash`` (a reorg replaced it, or it is more than 256 blocks back), or the collateral tokens or
-    instruments of ``base`` are not those of B, ``base`` cannot be extended and None is returned: read in full.
-    The result equals ``read_snapshot`` at B (tests compare them).
+    instruments of ``base`` are not those of B, or a perpetual paid funding in between, ``base`` cannot be
+    extended and None is returned: read in full. The result equals ``read_snapshot`` at B (tests compare them).
 
     Errors:
         as ``read_snapshot``.
@@ -387,6 +418,8 @@ def read_snapshot_since(
     head = _read_head(client, deployment, block_number, instrument_page_size)
     if _token_table(head.tokens) != base.tokens or any(head.instruments.get(i) != inst for i, inst in base.instruments):
         return None  # a token's decimals or an instrument changed: the base's conversions may be stale
+    if any(head.funding.get(i) != cumulative for i, cumulative in base.funding):
+        return None  # a perpetual paid funding: its holders owe more without having changed
     _, accounts = _contracts(deployment)
     view = _view("MarginAccounts", "accountsChangedSince")
     calls = head.calls
@@ -401,7 +434,7 @@ def read_snapshot_since(
             return None
         for raw in decode_accounts_page(data, head=32):
             changed += 1
-            portfolio = convert_account(raw, head.instruments, head.tokens)
+            portfolio = convert_account(raw, head.instruments, head.tokens, head.funding)
             if portfolio is None:
                 portfolios.pop(raw[0], None)
             else:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from eth_abi import encode as abi_encode
+from web3 import Web3
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import load_artifact
@@ -28,6 +29,7 @@ from pmoracle.risk.inputs import (
 )
 
 from .helpers import DEV_KEYS, contract_at
+from .trading import Desk
 
 EXPIRY = 1_798_790_400  # 2027-01-01 08:00 UTC
 
@@ -44,6 +46,7 @@ class Protocol:
     feeds: Any
     accounts: Any
     tokens: dict[str, Any]
+    desk: Desk
 
 
 def deploy_contract(tx: Transmitter, name: str, types: list[str], args: list[Any]) -> Any:
@@ -63,14 +66,26 @@ def protocol(anvil: Devchain) -> Protocol:
     def at(name: str, address: str) -> Any:
         return contract_at(list(load_artifact(name).abi), address)
 
+    admin = Transmitter(client, DEV_KEYS[0])
     return Protocol(
         client=client,
-        admin=Transmitter(client, DEV_KEYS[0]),
+        admin=admin,
         deployment=deployment,
         feeds=at("MarketFeeds", c["MarketFeeds"]),
         accounts=at("MarginAccounts", c["MarginAccounts"]),
         tokens={s: at("MockERC20", c[s]) for s in ("USDC", "WBTC", "WETH")},
-    )
+        desk=Desk(deployment, admin, keys={
+            Transmitter(client, k).address: bytes.fromhex(k[2:]) for k in DEV_KEYS[1:]
+        }),
+    )  # fmt: skip
+
+
+PRICES = {1: 60_000 * 10**8, 2: 1_000 * 10**8, 3: 100 * 10**8, 4: 60_000 * 10**8}  # the instruments' marks
+
+
+def trade(p: Protocol, buyer: str, seller: str, instrument_id: int, size: int) -> None:
+    """Trade ``size`` at the instrument's mark with orders both sides signed."""
+    p.desk.trade(buyer, seller, instrument_id, size, PRICES[instrument_id])
 
 
 def setup_market_and_books(p: Protocol) -> None:
@@ -100,11 +115,11 @@ def setup_market_and_books(p: Protocol) -> None:
             user.transact_call(token.functions.approve(p.accounts.address, amount))
             user.transact_call(a.deposit(token.address, amount))
     u1, u2, u3 = (Transmitter(p.client, DEV_KEYS[k]).address for k in (1, 2, 3))
-    send(a.trade(u1, u2, 1, 25_000))  # u1 long 2.5 BTC perp
-    send(a.trade(u2, u1, 2, 10_000))  # u1 short 1 call
-    send(a.trade(u1, u2, 3, 7))
-    send(a.trade(u3, u1, 4, 500))  # u3 buys, then sells back: a flat account with dust only
-    send(a.trade(u1, u3, 4, 500))
+    trade(p, u1, u2, 1, 25_000)  # u1 long 2.5 BTC perp at 60,000: cost 150,000
+    trade(p, u2, u1, 2, 10_000)  # u1 short 1 call: 1,000 premium
+    trade(p, u1, u2, 3, 7)  # 7e-4 puts at 100: 0.07 premium
+    trade(p, u3, u1, 4, 500)  # u3 buys, then sells back: a flat account with dust cash only
+    trade(p, u1, u3, 4, 500)
 
 
 def test_snapshot_reads_market_and_accounts_in_canonical_order(protocol: Protocol) -> None:
@@ -138,20 +153,24 @@ def test_snapshot_reads_market_and_accounts_in_canonical_order(protocol: Protoco
     future = Instrument("BTC", InstrumentKind.FUTURE, EXPIRY, 0)
     assert snap.instruments == ((1, perp), (2, call), (3, put), (4, future))
 
-    u1, u2 = (bytes.fromhex(Transmitter(client, DEV_KEYS[k]).address[2:]) for k in (1, 2))
+    u1, u2, u3 = (bytes.fromhex(Transmitter(client, DEV_KEYS[k]).address[2:]) for k in (1, 2, 3))
+    usd = 10**18
     expected = {
         u1: Portfolio(
-            positions=(Position(perp, 25_000), Position(call, -10_000), Position(put, 7)),
-            collateral=(("USDC", 1_000_000 * 10**4 + 1), ("WBTC", 15_000)),  # token units -> 1e-4, rounded down
+            positions=(Position(perp, 25_000, cost=150_000 * usd), Position(call, -10_000), Position(put, 7)),
+            collateral=(("WBTC", 15_000),),  # token units -> 1e-4, rounded down
             account=u1,
+            cash=(1_000_000 * 10**6 + 123) * 10**12 + 1_000 * usd - 7 * usd // 100,  # USDC is cash, exactly
         ),
         u2: Portfolio(
-            positions=(Position(perp, -25_000), Position(call, 10_000), Position(put, -7)),
+            positions=(Position(perp, -25_000, cost=-150_000 * usd), Position(call, 10_000), Position(put, -7)),
             collateral=(("WETH", 30_000),),
             account=u2,
+            cash=-1_000 * usd + 7 * usd // 100,
         ),
+        u3: Portfolio(account=u3, cash=99 * 10**12),  # flat, 0.000099 USDC of cash: still an account
     }
-    # u3 (flat position, dust collateral) is skipped; the rest are sorted by address bytes.
+    # sorted by address bytes
     assert snap.portfolios == tuple(expected[a] for a in sorted(expected))
     assert snap.rpc_calls == 5  # snapshot(), instrumentCount, one instrument page, accountCount, one account page
 
@@ -173,7 +192,7 @@ def test_snapshot_is_pinned_to_its_block(protocol: Protocol) -> None:
     block = client.block_number()
     before = read_snapshot(client, protocol.deployment, block)
     u1, u2 = (Transmitter(client, DEV_KEYS[k]).address for k in (1, 2))
-    protocol.admin.transact_call(protocol.accounts.functions.trade(u1, u2, 1, 1))
+    trade(protocol, u1, u2, 1, 1)
     protocol.admin.transact_call(protocol.feeds.functions.setIndex(sym("BTC"), 61_000 * 10**8, 0))
     assert read_snapshot(client, protocol.deployment, block) == before
     after = read_snapshot(client, protocol.deployment, client.block_number())
@@ -199,7 +218,7 @@ def test_incremental_reads_equal_full_reads_through_random_changes(protocol: Pro
             if kind == "trade":
                 buyer, seller = rng.sample(users, 2)
                 size = rng.randint(1, 9)
-                protocol.admin.transact_call(a.trade(buyer.address, seller.address, rng.randint(1, 4), size))
+                trade(protocol, buyer.address, seller.address, rng.randint(1, 4), size)
                 touched |= {buyer.address, seller.address}
             elif kind == "deposit":
                 user = rng.choice(users[3:])  # accounts 4 and 5 open with their first deposit
@@ -232,10 +251,10 @@ def test_incremental_read_refuses_a_base_it_cannot_extend(protocol: Protocol, an
     assert read_snapshot_since(client, deployment, head, dataclasses.replace(base, block_hash=b"\1" * 32)) is None
     assert read_snapshot_since(client, deployment, head, dataclasses.replace(base, tokens=())) is None
     # a reorg replaces the base's block (and the trade in it): the base is on a dead fork
-    protocol.admin.transact_call(protocol.accounts.functions.trade(u1, u2, 1, 3))
+    trade(protocol, u1, u2, 1, 3)
     on_fork = read_snapshot(client, deployment, client.block_number())
-    anvil.rpc("anvil_reorg", 2, [])  # drops the two blocks' transactions: the admin's next nonce is lower again
-    protocol.admin = Transmitter(client, DEV_KEYS[0])
+    anvil.rpc("anvil_reorg", 2, [])  # drops the mark and the match: the admin's next nonce is lower again
+    protocol.admin = protocol.desk.matcher = Transmitter(client, DEV_KEYS[0])
     client.request("evm_mine")
     head = client.block_number()
     assert read_snapshot_since(client, deployment, head, on_fork) is None
@@ -252,7 +271,7 @@ def test_reader_reads_in_full_every_n_and_catches_a_wrong_incremental_book(proto
     reader = SnapshotReader(client, deployment, full_every=3)
     kinds = []
     for _ in range(7):
-        protocol.admin.transact_call(protocol.accounts.functions.trade(u1, u2, 1, 2))
+        trade(protocol, u1, u2, 1, 2)
         read = reader.read(client.block_number())
         assert not read.mismatch
         assert read.snapshot == _full_equivalent(
@@ -286,6 +305,27 @@ def test_reader_with_full_every_one_reads_everything_every_time(protocol: Protoc
         read = reader.read(block)
         assert read.snapshot.changed_accounts is None and not read.mismatch
         assert sum(client.request_counts().values()) - sent == 1 + read.snapshot.rpc_calls  # no second, check read
+
+
+def test_a_funding_payment_is_owed_by_the_holders_and_forces_a_full_read(protocol: Protocol, anvil: Devchain) -> None:
+    client, deployment = protocol.client, protocol.deployment
+    ledger = protocol.accounts.functions
+    protocol.admin.transact_call(ledger.setFundingRate(1, 3 * WAD // 1_000))  # 0.3% of the index a day
+    anvil.rpc("evm_increaseTime", 3_600)
+    client.request("evm_mine")
+    base = read_snapshot(client, deployment, client.block_number())
+    protocol.admin.transact_call(ledger.payFunding(1))
+    head = client.block_number()
+    assert read_snapshot_since(client, deployment, head, base) is None  # nobody changed, yet the holders owe more
+    snap = read_snapshot(client, deployment, head)
+    (_, cumulative), *_ = snap.funding
+    assert cumulative > dict(base.funding)[1]
+    view = deployment.contract(Web3(Web3.HTTPProvider(anvil.url)), "MarginAccounts").functions
+    holders = [(p.account, pos) for p in snap.portfolios for pos in p.positions if pos.instrument.kind == 0]
+    assert len(holders) >= 2
+    for account, pos in holders:  # the snapshot's funding owed is the ledger's, to the wei
+        size, cost, owed = view.positionState(Web3.to_checksum_address(account), 1).call()
+        assert (pos.size, pos.cost, pos.funding) == (size, cost, owed) and owed != 0
 
 
 def test_malformed_chain_data_is_a_named_error_not_a_partial_snapshot(protocol: Protocol) -> None:

@@ -12,9 +12,15 @@ from hypothesis import strategies as st
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.errors import FeeCapExceededError, RpcResponseError, SnapshotError
 from pmoracle.chain.revert import ErrorDecoder, revert_data_of
-from pmoracle.chain.snapshot import convert_account, decode_accounts_page, decode_symbol, to_size_units
+from pmoracle.chain.snapshot import (
+    convert_account,
+    decode_accounts_page,
+    decode_symbol,
+    funding_owed,
+    to_size_units,
+)
 from pmoracle.chain.transmitter import GWEI, FeePolicy, Transmitter
-from pmoracle.risk.inputs import Instrument, InstrumentKind, Portfolio, Position
+from pmoracle.risk.inputs import WAD, Instrument, InstrumentKind, Portfolio, Position
 
 ABI = [
     {"type": "error", "name": "StaleRound", "inputs": [
@@ -76,20 +82,34 @@ def test_account_conversion_sorts_sums_and_skips_empty() -> None:
     perp = Instrument("BTC", InstrumentKind.PERPETUAL)
     fut = Instrument("BTC", InstrumentKind.FUTURE, 1_800_000_000)
     instruments = {1: perp, 2: fut}
+    funding = {1: 95 * WAD}  # the perpetual's cumulative funding: 95 USD per unit long
     usdc, wbtc = b"\x0a" * 20, b"\x0b" * 20
     tokens = {usdc: ("USDC", 6), wbtc: ("WBTC", 8)}
     account = b"\xcd" * 20
-    got = convert_account((account, [(2, -5), (1, 7)], [(wbtc, 10**8), (usdc, 50)]), instruments, tokens)
+    raw = (account, -3 * WAD, [(2, -5, -47_500_000 * 10**12, 0), (1, 7, 66_500_000 * 10**12, 90 * WAD)],
+           [(wbtc, 10**8), (usdc, 50)])  # fmt: skip
+    got = convert_account(raw, instruments, tokens, funding)
     assert got == Portfolio(
-        positions=(Position(perp, 7), Position(fut, -5)),
+        # 7e-4 units long paid funding at 90 and owes (95 - 90) x 7e-4 = 0.0035 USD
+        positions=(Position(perp, 7, cost=66_500_000 * 10**12, funding=35 * 10**14),
+                   Position(fut, -5, cost=-47_500_000 * 10**12)),
         collateral=(("WBTC", 10_000),),  # 50 units of USDC round down to 0 and are dropped
         account=bytes.fromhex("cd" * 20),
-    )
-    assert convert_account((account, [], [(usdc, 99)]), instruments, tokens) is None
+        cash=-3 * WAD,
+    )  # fmt: skip
+    assert convert_account((account, 0, [], [(usdc, 99)]), instruments, tokens, funding) is None
+    cash_only = convert_account((account, 1, [], []), instruments, tokens, funding)  # 1e-18 USD: still an account
+    assert cash_only == Portfolio(account=account, cash=1)
     with pytest.raises(SnapshotError, match="unknown instrument"):
-        convert_account((account, [(3, 1)], []), instruments, tokens)
+        convert_account((account, 0, [(3, 1, 0, 0)], []), instruments, tokens, funding)
     with pytest.raises(SnapshotError, match="no price feed"):
-        convert_account((account, [], [(b"\x0c" * 20, 1)]), instruments, tokens)
+        convert_account((account, 0, [], [(b"\x0c" * 20, 1)]), instruments, tokens, funding)
+
+
+def test_funding_owed_rounds_up_like_the_ledger() -> None:
+    assert funding_owed(10_000, 95 * WAD, 0) == 95 * WAD
+    assert funding_owed(-10_000, 95 * WAD, 0) == -95 * WAD
+    assert funding_owed(1, 3, 0) == 1 and funding_owed(-1, 3, 0) == 0  # ceil(3e-4), ceil(-3e-4)
 
 
 def test_fees_are_capped_and_refused_above_the_cap() -> None:
@@ -102,12 +122,15 @@ def test_fees_are_capped_and_refused_above_the_cap() -> None:
     assert (info.value.max_fee_per_gas, info.value.cap) == (51 * GWEI, 50 * GWEI)
 
 
-ACCOUNT_VIEW = "(address,(uint32,int128)[],(address,uint256)[])[]"
+ACCOUNT_VIEW = "(address,int256,(uint32,int128,int128,int256)[],(address,uint256)[])[]"
 _addresses = st.binary(min_size=20, max_size=20)
+_int128 = st.integers(-(2**127), 2**127 - 1)
+_int256 = st.integers(-(2**255), 2**255 - 1)
 _account_views = st.lists(
     st.tuples(
         _addresses,
-        st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(-(2**127), 2**127 - 1)), max_size=6),
+        _int256,
+        st.lists(st.tuples(st.integers(0, 2**32 - 1), _int128, _int128, _int256), max_size=6),
         st.lists(st.tuples(_addresses, st.integers(0, 2**256 - 1)), max_size=4),
     ),
     max_size=6,
@@ -117,8 +140,8 @@ _account_views = st.lists(
 def _eth_abi_page(data: bytes) -> list:
     (page,) = abi_decode([ACCOUNT_VIEW], data)
     return [
-        (bytes.fromhex(a[2:]), [tuple(p) for p in ps], [(bytes.fromhex(t[2:]), amount) for t, amount in cs])
-        for a, ps, cs in page
+        (bytes.fromhex(a[2:]), cash, [tuple(p) for p in ps], [(bytes.fromhex(t[2:]), amount) for t, amount in cs])
+        for a, cash, ps, cs in page
     ]
 
 
@@ -126,7 +149,8 @@ def _eth_abi_page(data: bytes) -> list:
 @given(_account_views)
 def test_accounts_page_decodes_like_eth_abi(page: list) -> None:
     data = abi_encode([ACCOUNT_VIEW], [page])
-    assert decode_accounts_page(data) == _eth_abi_page(data) == [(a, list(p), list(c)) for a, p, c in page]
+    expected = [(a, cash, list(p), list(c)) for a, cash, p, c in page]
+    assert decode_accounts_page(data) == _eth_abi_page(data) == expected
 
 
 @settings(max_examples=300, deadline=None)
