@@ -1,14 +1,16 @@
 """The simulated protocol around a devnet: a seeded market, realistic accounts, a feeder and a trader.
 
 This is devnet-only tooling: it drives the protocol's contracts the way a matching engine, a price feeder and
-traders would, so that the solver nodes have a moving book to attest. It uses anvil's auto-impersonation (no
-signing for simulated users) and JSON-RPC batches so that hundreds of accounts open in seconds. Nothing here is
-used by a production node.
+traders would, so that the solver nodes have a moving book to attest. Every simulated account has a private key
+(derived from the seed) and signs its orders; the house (every trade's counterparty) signs too, and the admin
+matches them on the Exchange at the feeder's mark. Deposits use anvil's auto-impersonation, and JSON-RPC batches
+open hundreds of accounts in seconds. Nothing here is used by a production node.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 import urllib.request
@@ -16,16 +18,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_utils import keccak, to_checksum_address
+from coincurve import PrivateKey
+from eth_utils import keccak, to_canonical_address, to_checksum_address
 from web3 import Web3
 
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import Deployment
+from pmoracle.chain.orders import Order, sign_order
 from pmoracle.errors import PmoracleError
 from pmoracle.risk.inputs import PRICE_SCALE, SIZE_SCALE, WAD, InstrumentKind
 
 DAY = 86400
 TX_GAS = 3_000_000  # explicit gas: skips one estimate per simulated transaction
+ORDER_LIFETIME = 3_600  # seconds a simulated order stays valid
 RECEIPT_TIMEOUT = 120.0  # seconds for anvil to mine a batch of simulated transactions
 BLOCK_GAS_LIMIT = 1_000_000_000
 
@@ -70,6 +75,18 @@ HAIRCUTS = {"USDC": 0.0, "WBTC": 0.10, "WETH": 0.15}
 TOKEN_DECIMALS = {"USDC": 6, "WBTC": 8, "WETH": 18}
 
 
+def compute_option_mark(is_call: bool, forward: float, strike: float, years: float, vol: float) -> float:
+    """Return the undiscounted Black-76 price (USD per unit) the feeder marks an option at; intrinsic at expiry."""
+    if years <= 0.0 or vol <= 0.0:
+        return max(forward - strike, 0.0) if is_call else max(strike - forward, 0.0)
+    s = vol * math.sqrt(years)
+    d1 = (math.log(forward / strike) + 0.5 * s * s) / s
+    n = lambda x: 0.5 * math.erfc(-x / math.sqrt(2.0))  # noqa: E731
+    if is_call:
+        return forward * n(d1) - strike * n(d1 - s)
+    return strike * n(s - d1) - forward * n(-d1)
+
+
 def compute_svi(atm_vol: float, rho: float, years: float) -> tuple[int, int, int, int, int]:
     """Return WAD SVI raw parameters (a, b, rho, m, sigma) with the given ATM vol and skew at tenor ``years``."""
     w_atm = atm_vol * atm_vol * years
@@ -106,16 +123,19 @@ class World:
     house: str = ""
     trades: int = 0
     feed_updates: int = 0
+    keys: dict[str, bytes] = field(default_factory=dict, repr=False)  # checksum address -> private key
+    now: int = 0  # chain time of the latest feed update
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self._w3 = Web3()
         self._abi = {
             name: self._w3.eth.contract(abi=load_artifact(name).abi)
-            for name in ("MarketFeeds", "MarginAccounts", "MockERC20")
+            for name in ("MarketFeeds", "MarginAccounts", "Exchange", "MockERC20")
         }
         self._id = 0
         self._nonces: dict[str, int] = {}
+        self._order_nonce = 0
 
     # --- JSON-RPC -------------------------------------------------------------------------------------------------
 
@@ -211,6 +231,7 @@ class World:
             self.vols[spec.symbol] = spec.atm_vol
         self.send_all(self._feed_txs(now))
         self._list_instruments()
+        self.send_all([self._marks_tx()])
         self.house = self._account_address(0)
         self._open([self.house], {"USDC": 10**10, "WBTC": 1_000, "WETH": 20_000})
         users = [self._account_address(i + 1) for i in range(accounts)]
@@ -218,9 +239,14 @@ class World:
         self._open_users(users)
 
     def _account_address(self, index: int) -> str:
-        return to_checksum_address(keccak(f"pmoracle-devnet-account-{self.seed}-{index}".encode())[12:])
+        """Return simulated account ``index``'s address; its key (derived from the seed) signs its orders."""
+        key = keccak(f"pmoracle-devnet-account-{self.seed}-{index}".encode())
+        address = to_checksum_address(keccak(PrivateKey(key).public_key.format(compressed=False)[1:])[12:])
+        self.keys[address] = key
+        return address
 
     def _feed_txs(self, now: int) -> list[tuple[str, list[Any]]]:
+        self.now = now
         txs = []
         for spec in UNDERLYINGS:
             symbol = encode_symbol(spec.symbol)
@@ -289,12 +315,48 @@ class World:
                 return inst
         raise WorldError(f"no instrument {underlying} {kind.name} {moneyness} {expiry_index}")
 
+    def mark(self, inst: Instrument) -> int:
+        """Return the feeder's mark of ``inst`` (USD 1e8 per unit, at least 1): index, forward or Black-76."""
+        spot = self.prices[inst.underlying]
+        years = max(inst.expiry - self.now, 0) / (365 * DAY)
+        if inst.kind in (InstrumentKind.PERPETUAL, InstrumentKind.FUTURE):
+            value = spot
+        else:
+            strike = inst.strike / PRICE_SCALE
+            value = compute_option_mark(
+                inst.kind == InstrumentKind.CALL, spot, strike, years, self.vols[inst.underlying]
+            )
+        return max(round(value * PRICE_SCALE), 1)
+
+    def _marks_tx(self) -> tuple[str, list[Any]]:
+        """Return the Exchange transaction posting every live instrument's mark."""
+        live = [inst for inst in self.instruments if inst.kind == InstrumentKind.PERPETUAL or inst.expiry > self.now]
+        return self._tx(self.admin, "Exchange", "setMarks", [i.id for i in live], [self.mark(i) for i in live])
+
+    def _order(
+        self, account: str, inst: Instrument, is_buy: bool, units: int, price: int
+    ) -> tuple[tuple[Any, ...], bytes]:
+        self._order_nonce += 1
+        order = Order(
+            to_canonical_address(account), inst.id, is_buy, units, price, self._order_nonce, self.now + ORDER_LIFETIME
+        )
+        signature = sign_order(
+            self.deployment.chain_id, self.deployment.contracts["Exchange"], order, self.keys[account]
+        )
+        return order.as_tuple(), signature
+
     def _trade(self, account: str, inst: Instrument, size: float) -> tuple[str, list[Any]]:
-        """Return the trade that moves ``account``'s position by ``size`` units against the house."""
-        units = round(abs(size) * SIZE_SCALE)
+        """Return the match that moves ``account``'s position by ``size`` units against the house, at the mark.
+
+        Both sides sign an order limited at the mark; the admin (the matcher) pairs them.
+        """
+        units = max(round(abs(size) * SIZE_SCALE), 1)
         buyer, seller = (account, self.house) if size > 0 else (self.house, account)
+        price = self.mark(inst)
+        buy, buy_sig = self._order(buyer, inst, True, units, price)
+        sell, sell_sig = self._order(seller, inst, False, units, price)
         self.trades += 1
-        return self._tx(self.admin, "MarginAccounts", "trade", buyer, seller, inst.id, max(units, 1))
+        return self._tx(self.admin, "Exchange", "matchOrders", buy, buy_sig, sell, sell_sig, units, price)
 
     def _open_users(self, users: Sequence[str]) -> None:
         """Give each user one of the archetypal books: market maker, covered call, buyer, naked short, two-asset."""
@@ -344,15 +406,18 @@ class World:
         for spec in UNDERLYINGS:
             self.prices[spec.symbol] *= 1.0 + self._rng.gauss(0.0, 0.002)
             self.vols[spec.symbol] = min(max(self.vols[spec.symbol] * (1 + self._rng.gauss(0, 0.01)), 0.2), 1.5)
-        self.send_all(self._feed_txs(now))
+        self.send_all([*self._feed_txs(now), self._marks_tx()])
 
     def trade_randomly(self, count: int) -> None:
         """Change ``count`` random accounts' positions by small trades."""
         if not self.accounts:
             return
-        txs = []
+        # chain time may have moved on (a warp): orders and marks are dated from the latest block
+        self.now = max(self.now, int(self.rpc("eth_getBlockByNumber", ["latest", False])["timestamp"], 16))
+        live = [i for i in self.instruments if i.kind == InstrumentKind.PERPETUAL or i.expiry > self.now + 60]
+        txs = [self._marks_tx()]
         for _ in range(count):
             user = self._rng.choice(self.accounts)
-            inst = self._rng.choice(self.instruments)
+            inst = self._rng.choice(live)
             txs.append(self._trade(user, inst, self._rng.choice((-1, 1)) * self._rng.choice((0.1, 0.5, 1.0))))
         self.send_all(txs)
