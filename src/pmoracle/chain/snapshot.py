@@ -249,7 +249,7 @@ def decode_accounts_page(data: bytes, *, head: int = 0) -> list[RawAccount]:
 
 def funding_owed(size: int, cumulative: int, index: int) -> int:
     """Return the funding a perpetual position owes (USD WAD, > 0: owes): the ledger's ``_owed``, rounded up."""
-    return -(-(size * (cumulative - index)) // SIZE_SCALE)
+    return -(-(size * (cumulative - index)) // int(SIZE_SCALE))
 
 
 def convert_account(

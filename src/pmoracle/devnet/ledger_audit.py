@@ -63,20 +63,20 @@ def audit_cash(w3: Any, deployment: Deployment, block: int | str = "latest") -> 
     """
     ledger = deployment.contract(w3, "MarginAccounts").functions
     feeds = deployment.contract(w3, "MarketFeeds").functions
-    block = w3.eth.get_block(block)["number"]
+    number: int = w3.eth.get_block(block)["number"]
     instruments = []
-    count = ledger.instrumentCount().call(block_identifier=block)
+    count = ledger.instrumentCount().call(block_identifier=number)
     for offset in range(0, count, PAGE):
-        instruments += ledger.instrumentsPage(offset, PAGE).call(block_identifier=block)
+        instruments += ledger.instrumentsPage(offset, PAGE).call(block_identifier=number)
     fixed: dict[int, int] = {}
     for iid, underlying, kind, expiry, strike, _ in instruments:
         if kind != 0:
-            price, fixed_at = feeds.settlementPrice(underlying, expiry).call(block_identifier=block)
+            price, fixed_at = feeds.settlementPrice(underlying, expiry).call(block_identifier=number)
             if fixed_at:
                 fixed[iid] = _settlement_value(kind, strike, price)
     views = []
-    for offset in range(0, ledger.accountCount().call(block_identifier=block), PAGE):
-        views += ledger.accountsPage(offset, PAGE).call(block_identifier=block)
+    for offset in range(0, ledger.accountCount().call(block_identifier=number), PAGE):
+        views += ledger.accountsPage(offset, PAGE).call(block_identifier=number)
     cash = cost = settling = 0
     open_sizes: dict[int, int] = {}
     balances: dict[str, int] = {}
@@ -89,23 +89,23 @@ def audit_cash(w3: Any, deployment: Deployment, block: int | str = "latest") -> 
                 settling += size * fixed[iid] * VALUE_SCALE
         for token, amount in collateral:
             balances[token] = balances.get(token, 0) + amount
-    settlement_token = ledger.settlementToken().call(block_identifier=block)
-    scale = ledger.cashScale().call(block_identifier=block)
+    settlement_token = ledger.settlementToken().call(block_identifier=number)
+    scale = ledger.cashScale().call(block_identifier=number)
 
     def held(token: str) -> int:
         erc20 = w3.eth.contract(address=token, abi=load_artifact("MockERC20").abi)
-        return int(erc20.functions.balanceOf(deployment.contracts["MarginAccounts"]).call(block_identifier=block))
+        return int(erc20.functions.balanceOf(deployment.contracts["MarginAccounts"]).call(block_identifier=number))
 
     collateral_ok = all(
-        held(token) == balances.get(token, 0) for token in ledger.collateralTokens().call(block_identifier=block)
+        held(token) == balances.get(token, 0) for token in ledger.collateralTokens().call(block_identifier=number)
     )
     return CashAudit(
-        block=block,
+        block=number,
         tokens_held=held(settlement_token) * scale,
         cash=cash,
         cost=cost,
-        fees=ledger.feesCollected().call(block_identifier=block),
-        funding_pool=ledger.fundingPool().call(block_identifier=block),
+        fees=ledger.feesCollected().call(block_identifier=number),
+        funding_pool=ledger.fundingPool().call(block_identifier=number),
         settling=settling,
         collateral_ok=collateral_ok,
         open_interest_ok=all(size == 0 for iid, size in open_sizes.items() if iid not in fixed),

@@ -81,10 +81,13 @@ def compute_option_mark(is_call: bool, forward: float, strike: float, years: flo
         return max(forward - strike, 0.0) if is_call else max(strike - forward, 0.0)
     s = vol * math.sqrt(years)
     d1 = (math.log(forward / strike) + 0.5 * s * s) / s
-    n = lambda x: 0.5 * math.erfc(-x / math.sqrt(2.0))  # noqa: E731
     if is_call:
-        return forward * n(d1) - strike * n(d1 - s)
-    return strike * n(s - d1) - forward * n(-d1)
+        return forward * _normal_cdf(d1) - strike * _normal_cdf(d1 - s)
+    return strike * _normal_cdf(s - d1) - forward * _normal_cdf(-d1)
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
 
 
 def compute_svi(atm_vol: float, rho: float, years: float) -> tuple[int, int, int, int, int]:
@@ -326,7 +329,7 @@ class World:
             value = compute_option_mark(
                 inst.kind == InstrumentKind.CALL, spot, strike, years, self.vols[inst.underlying]
             )
-        return max(round(value * PRICE_SCALE), 1)
+        return max(int(round(value * PRICE_SCALE)), 1)
 
     def _marks_tx(self) -> tuple[str, list[Any]]:
         """Return the Exchange transaction posting every live instrument's mark."""
