@@ -15,21 +15,23 @@ as the contract implements it (docs/frost.md, "On-chain verification").
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from coincurve import PublicKey
 from eth_utils import keccak
 
 from pmoracle.consensus.frost import (
+    CONTEXT_STRING,
     FIELD_PRIME,
     ORDER,
     FrostError,
     Signature,
-    compute_challenge,
     deserialize_element,
 )
 
 _CURVE_B = 7  # secp256k1: y^2 = x^3 + 7
+CHALLENGE_DST = CONTEXT_STRING + b"chal"  # H2's domain separation tag, 29 bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +99,20 @@ def is_on_curve(x: int, y: int) -> bool:
 
 
 def compute_evm_challenge(group_key: EvmGroupKey, message: bytes, signature: EvmSignature) -> int:
-    """Return c = H2((0x02 + R.y mod 2) || R.x || (0x02 + P.parity) || P.x || message), as the contract does."""
+    """Return c = H2(ser(R) || ser(P) || message) with the contract's three SHA-256 calls (equal to ``frost.h2``).
+
+    expand_message_xmd with L = 48 on the 98-byte input (32-byte message) and DST' = DST || len(DST):
+    b0 = sha256(0^64 || input || 0x0030 || 0x00 || DST'), b1 = sha256(b0 || 0x01 || DST'),
+    b2 = sha256((b0 xor b1) || 0x02 || DST'), c = (b1 * 2^128 + b2 >> 128) mod n.
+    """
     commitment = bytes([2 + signature.ry % 2]) + signature.rx.to_bytes(32, "big")
-    return compute_challenge(commitment, group_key.to_compressed(), message)
+    dst_prime = CHALLENGE_DST + bytes([len(CHALLENGE_DST)])
+    preimage = commitment + group_key.to_compressed() + message
+    b0 = hashlib.sha256(bytes(64) + preimage + (48).to_bytes(2, "big") + b"\x00" + dst_prime).digest()
+    b1 = hashlib.sha256(b0 + b"\x01" + dst_prime).digest()
+    b2 = hashlib.sha256(bytes(a ^ b for a, b in zip(b0, b1, strict=True)) + b"\x02" + dst_prime).digest()
+    high = int.from_bytes(b1, "big") * 2**128 % ORDER  # Solidity: mulmod(uint256(b1), 1 << 128, N)
+    return (high + (int.from_bytes(b2, "big") >> 128)) % ORDER  # addmod(high, uint256(b2) >> 128, N)
 
 
 def compute_ecrecover_call(group_key: EvmGroupKey, message: bytes, signature: EvmSignature) -> EcrecoverCall:
