@@ -103,7 +103,7 @@ def compute_evm_challenge(group_key: EvmGroupKey, message: bytes, signature: Evm
 
     expand_message_xmd with L = 48 on the 98-byte input (32-byte message) and DST' = DST || len(DST):
     b0 = sha256(0^64 || input || 0x0030 || 0x00 || DST'), b1 = sha256(b0 || 0x01 || DST'),
-    b2 = sha256((b0 xor b1) || 0x02 || DST'), c = (b1 * 2^128 + b2 >> 128) mod n.
+    b2 = sha256((b0 xor b1) || 0x02 || DST'), c = (b1 * 2^128 + (b2 >> 128)) mod n.
     """
     commitment = bytes([2 + signature.ry % 2]) + signature.rx.to_bytes(32, "big")
     dst_prime = CHALLENGE_DST + bytes([len(CHALLENGE_DST)])
