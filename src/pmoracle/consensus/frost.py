@@ -1,6 +1,6 @@
 """FROST threshold Schnorr signatures, RFC 9591, ciphersuite FROST(secp256k1, SHA-256). PURE.
 
-Every function follows the RFC's pseudocode of the same name (section numbers in the docstrings) and serializes
+Every function follows the RFC's pseudocode of the same name (section numbers in the section comments) and serializes
 exactly as the ciphersuite says (33-byte compressed SEC1 points, 32-byte big-endian scalars), so the RFC's published
 test vectors pass byte for byte. Points are coincurve ``PublicKey`` objects (libsecp256k1 does the group operations);
 scalars are Python ints modulo :data:`ORDER`. The identity element cannot be a ``PublicKey``; helpers that may
@@ -377,6 +377,8 @@ def compute_binding_factor_input(
 
 
 def _binding_factor_prefix(group_public_key: bytes, commitments: Sequence[SigningCommitment], message: bytes) -> bytes:
+    if not isinstance(message, bytes):
+        raise FrostError("message", f"must be bytes, got {type(message).__name__}")
     deserialize_element(group_public_key, "group_public_key")
     return group_public_key + h4(message) + h5(encode_group_commitment_list(commitments))
 
@@ -526,8 +528,13 @@ def aggregate_verified(
         if s.identifier not in verification_shares
         or not is_valid_signature_share(package, s, verification_shares[s.identifier])
     ]
-    # Unreachable with a consistent package: the shares sum to a valid signature exactly when each is valid.
-    raise InvalidSignatureShareError(bad or list(package.identifiers))
+    if bad:
+        raise InvalidSignatureShareError(bad)
+    # Valid shares of at least the threshold sum to a valid signature: the signers are too few, or the verification
+    # shares are not those of the group key.
+    raise FrostError(
+        "signature_shares", "every share checks out but the signature does not: below threshold or wrong group info"
+    )
 
 
 def verify(group_public_key: bytes, message: bytes, signature: Signature) -> bool:

@@ -173,6 +173,28 @@ def test_an_invalid_share_names_its_signer() -> None:
     assert one.value.identifiers == (4,)
 
 
+def test_inconsistent_group_info_is_reported_as_such_not_as_a_cheater() -> None:
+    group_key, shares, verification = _dealer(2, 3, seed=8)
+    _, other_shares, other_verification = _dealer(2, 3, seed=9)
+    package, sig_shares = _sign_all(group_key, shares, (1, 2), MESSAGE)
+    # the fast path checks only the aggregate: stale verification shares do not matter when it is valid
+    assert frost.verify(group_key, MESSAGE, frost.aggregate_verified(package, sig_shares, other_verification))
+    # member 2 holds a share of another key and the group info lists its matching verification share: each share
+    # checks out against its own Y_i, yet they do not interpolate to the group key
+    mixed = {1: shares[1], 2: other_shares[2]}
+    mixed_package, mixed_sig_shares = _sign_all(group_key, mixed, (1, 2), MESSAGE, session=3)
+    with pytest.raises(frost.FrostError, match="wrong group info") as raised:
+        frost.aggregate_verified(mixed_package, mixed_sig_shares, {1: verification[1], 2: other_verification[2]})
+    assert not isinstance(raised.value, frost.InvalidSignatureShareError)
+
+
+def test_the_message_must_be_bytes() -> None:
+    group_key, shares, _ = _dealer(2, 3, seed=10)
+    package, _ = _sign_all(group_key, shares, (1, 2), MESSAGE)
+    with pytest.raises(frost.FrostError, match="message"):
+        frost.compute_signing_package(group_key, package.commitments, "text")  # type: ignore[arg-type]
+
+
 def test_a_share_replayed_into_another_session_is_caught() -> None:
     group_key, shares, verification = _dealer(2, 3, seed=5)
     package_a, shares_a = _sign_all(group_key, shares, (1, 3), MESSAGE, session=1)
