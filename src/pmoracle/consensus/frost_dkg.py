@@ -2,7 +2,8 @@
 
 Every participant of a committee epoch runs one :class:`DkgState`. Handlers take the state and one message and
 return ``(state, effects)``; a rejected message returns the *same* state object with a :class:`DkgRejected` naming
-the reason, except that a dealer whose proof of knowledge fails is disqualified (recorded in the state). Randomness
+the reason, except that a dealer whose proof of knowledge fails is disqualified (recorded in the state). Messages
+may arrive in any order: a share that comes before its dealer's package waits for it (one per dealer). Randomness
 is an argument: :func:`start_dkg` derives the secret polynomial and the proof nonce from a seed the shell draws.
 
 Protocol (Komlo and Goldberg, "FROST", section 5.1, Figure 1), for participant P_i with identifiers I, threshold t
@@ -153,8 +154,6 @@ class DkgRejectReason(enum.Enum):
     WRONG_DEGREE = "wrong_degree"
     BAD_PROOF = "bad_proof"
     DISQUALIFIED = "disqualified"
-    PACKAGE_MISSING = "package_missing"
-    BAD_SHARE = "bad_share"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +199,7 @@ class DkgState:
     coefficients: tuple[int, ...] = field(repr=False)  # own secret polynomial, constant term first
     packages: Mapping[int, Round1Package] = field(default_factory=dict)  # dealer -> valid package (own included)
     shares: Mapping[int, int] = field(default_factory=dict, repr=False)  # dealer -> f_dealer(me), verified
+    pending: Mapping[int, int] = field(default_factory=dict, repr=False)  # shares that arrived before the package
     complaints: Mapping[int, Complaint] = field(default_factory=dict)  # dealer -> own complaint against it
     disqualified: frozenset[int] = frozenset()  # dealers whose proof of knowledge failed
 
@@ -280,7 +280,10 @@ def _reject(state: DkgState, sender: int, reason: DkgRejectReason) -> tuple[DkgS
 
 
 def on_round1_package(state: DkgState, package: Round1Package) -> tuple[DkgState, tuple[DkgEffect, ...]]:
-    """Record a dealer's round-1 package if it is well formed and its proof of knowledge verifies."""
+    """Record a dealer's round-1 package if it is well formed and its proof of knowledge verifies.
+
+    A share from this dealer that arrived first is checked now, as :func:`on_round2_share` would have.
+    """
     params, dealer = state.parameters, package.dealer
     if dealer not in params.identifiers:  # only the epoch's participants deal
         return _reject(state, dealer, DkgRejectReason.NOT_A_PARTICIPANT)
@@ -292,15 +295,22 @@ def on_round1_package(state: DkgState, package: Round1Package) -> tuple[DkgState
         return _reject(state, dealer, DkgRejectReason.DUPLICATE)
     if len(package.commitment) != params.threshold:  # a polynomial of degree t - 1
         return _reject(state, dealer, DkgRejectReason.WRONG_DEGREE)
+    early = state.pending.get(dealer)
+    pending = {d: v for d, v in state.pending.items() if d != dealer}
     if not is_valid_proof(params.context, package):  # the dealer knows its constant term, for this run
-        return replace(state, disqualified=state.disqualified | {dealer}), (
-            DkgRejected(dealer, DkgRejectReason.BAD_PROOF),
-        )
-    return replace(state, packages={**state.packages, dealer: package}), ()
+        rejected = DkgRejected(dealer, DkgRejectReason.BAD_PROOF)
+        return replace(state, disqualified=state.disqualified | {dealer}, pending=pending), (rejected,)
+    state = replace(state, packages={**state.packages, dealer: package}, pending=pending)
+    if early is None:
+        return state, ()
+    return _check_share(state, dealer, early)
 
 
 def on_round2_share(state: DkgState, share: Round2Share) -> tuple[DkgState, tuple[DkgEffect, ...]]:
-    """Record a dealer's share for this participant, or complain against the dealer if it fails its commitment."""
+    """Record a dealer's share for this participant, or complain against the dealer if it fails its commitment.
+
+    A share that arrives before its dealer's round-1 package (gossip does not order the two) waits for it.
+    """
     params, dealer = state.parameters, share.dealer
     if dealer not in params.identifiers:  # only the epoch's participants deal
         return _reject(state, dealer, DkgRejectReason.NOT_A_PARTICIPANT)
@@ -310,15 +320,19 @@ def on_round2_share(state: DkgState, share: Round2Share) -> tuple[DkgState, tupl
         return _reject(state, dealer, DkgRejectReason.WRONG_RECIPIENT)
     if dealer in state.disqualified:  # nothing from a disqualified dealer counts
         return _reject(state, dealer, DkgRejectReason.DISQUALIFIED)
-    if dealer in state.shares or dealer in state.complaints:  # one share per dealer
+    if dealer in state.shares or dealer in state.complaints or dealer in state.pending:  # one share per dealer
         return _reject(state, dealer, DkgRejectReason.DUPLICATE)
-    package = state.packages.get(dealer)
-    if package is None:  # the shell delivers round 2 after the dealer's round-1 package
-        return _reject(state, dealer, DkgRejectReason.PACKAGE_MISSING)
-    if not is_valid_share(package, params.me, share.share):  # the share is not on the committed polynomial
-        complaint = Complaint(accuser=params.me, dealer=dealer, share=share.share)
+    if dealer not in state.packages:  # at most one early share per participant is kept
+        return replace(state, pending={**state.pending, dealer: share.share}), ()
+    return _check_share(state, dealer, share.share)
+
+
+def _check_share(state: DkgState, dealer: int, share: int) -> tuple[DkgState, tuple[DkgEffect, ...]]:
+    me = state.parameters.me
+    if not is_valid_share(state.packages[dealer], me, share):  # the share is not on the committed polynomial
+        complaint = Complaint(accuser=me, dealer=dealer, share=share)
         return replace(state, complaints={**state.complaints, dealer: complaint}), (complaint,)
-    return replace(state, shares={**state.shares, dealer: share.share}), ()
+    return replace(state, shares={**state.shares, dealer: share}), ()
 
 
 def compute_transcript_digest(packages: Mapping[int, Round1Package]) -> bytes:

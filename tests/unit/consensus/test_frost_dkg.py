@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pmoracle.consensus import frost
 from pmoracle.consensus import frost_dkg as dkg
@@ -130,6 +132,40 @@ def test_a_bad_proof_of_knowledge_disqualifies_the_dealer() -> None:
     assert raised.value.disqualified == (3,)
 
 
+@settings(max_examples=12, deadline=None)
+@given(shape=st.sampled_from([(2, 3), (3, 4), (1, 2)]), data=st.data())
+def test_any_delivery_order_gives_every_member_the_same_result(shape: tuple[int, int], data: st.DataObject) -> None:
+    threshold, n = shape
+    started = _start(threshold, n)
+    messages: list[tuple[int, dkg.Round1Package | dkg.Round2Share]] = [
+        (j, package) for i, (_, package) in started.items() for j in started if j != i
+    ]
+    messages += [
+        (share.recipient, share) for state, _ in started.values() for share in dkg.compute_round2_shares(state)
+    ]
+    states = {i: s for i, (s, _) in started.items()}
+    for recipient, message in data.draw(st.permutations(messages)):
+        if isinstance(message, dkg.Round1Package):
+            states[recipient], effects = dkg.on_round1_package(states[recipient], message)
+        else:
+            states[recipient], effects = dkg.on_round2_share(states[recipient], message)
+        assert effects == ()
+    in_order, _ = _run(threshold, n)
+    for i, state in states.items():
+        assert dkg.finish_dkg(state) == dkg.finish_dkg(in_order[i])
+
+
+def test_an_early_share_from_a_dealer_whose_proof_fails_is_dropped() -> None:
+    started = _start(2, 3)
+    state, package = started[1][0], started[2][1]
+    share = next(s for s in dkg.compute_round2_shares(started[2][0]) if s.recipient == 1)
+    state, _ = dkg.on_round2_share(state, share)
+    forged = replace(package, proof_response=(package.proof_response + 1) % frost.ORDER)
+    state, effects = dkg.on_round1_package(state, forged)
+    assert effects == (dkg.DkgRejected(2, dkg.DkgRejectReason.BAD_PROOF),)
+    assert state.pending == {} and 2 not in state.shares and state.disqualified == {2}
+
+
 def test_a_proof_is_bound_to_the_dealer_and_the_run() -> None:
     started = _start(2, 3)
     package = started[2][1]
@@ -160,7 +196,6 @@ def test_malformed_and_misrouted_messages_are_dropped_without_touching_the_state
         (dkg.on_round1_package, replace(package, dealer=9), dkg.DkgRejectReason.NOT_A_PARTICIPANT),
         (dkg.on_round1_package, started[1][1], dkg.DkgRejectReason.FROM_SELF),
         (dkg.on_round1_package, replace(package, commitment=package.commitment[:1]), dkg.DkgRejectReason.WRONG_DEGREE),
-        (dkg.on_round2_share, dkg.Round2Share(2, 1, 5), dkg.DkgRejectReason.PACKAGE_MISSING),
         (dkg.on_round2_share, dkg.Round2Share(2, 3, 5), dkg.DkgRejectReason.WRONG_RECIPIENT),
         (dkg.on_round2_share, dkg.Round2Share(1, 1, 5), dkg.DkgRejectReason.FROM_SELF),
         (dkg.on_round2_share, dkg.Round2Share(7, 1, 5), dkg.DkgRejectReason.NOT_A_PARTICIPANT),
@@ -168,6 +203,12 @@ def test_malformed_and_misrouted_messages_are_dropped_without_touching_the_state
     for handler, message, reason in cases:
         after, effects = handler(state, message)  # type: ignore[operator]
         assert after is state and effects == (dkg.DkgRejected(message.dealer, reason),)
+    early, effects = dkg.on_round2_share(state, dkg.Round2Share(2, 1, 5))  # before the package: kept, unchecked
+    assert effects == () and early.pending == {2: 5}
+    after, effects = dkg.on_round2_share(early, dkg.Round2Share(2, 1, 6))
+    assert after is early and effects == (dkg.DkgRejected(2, dkg.DkgRejectReason.DUPLICATE),)
+    checked, effects = dkg.on_round1_package(early, package)  # the package arrives: the early share fails it
+    assert effects == (dkg.Complaint(accuser=1, dealer=2, share=5),) and checked.pending == {}
     state, _ = dkg.on_round1_package(state, package)
     after, effects = dkg.on_round1_package(state, package)
     assert after is state and effects == (dkg.DkgRejected(2, dkg.DkgRejectReason.DUPLICATE),)
