@@ -302,7 +302,7 @@ def compute_vss_commitment(coefficients: Sequence[int]) -> tuple[bytes, ...]:
     return tuple(serialize_element(scalar_base_mult(a), "coefficient") for a in coefficients)
 
 
-def evaluate_vss_commitment(commitment: Sequence[PublicKey], identifier: int) -> Point:
+def evaluate_vss_commitment(commitment: Sequence[Point], identifier: int) -> Point:
     """Return sum_k C_k identifier^k: the public image f(identifier) G of a committed polynomial."""
     terms: list[Point] = []
     power = 1

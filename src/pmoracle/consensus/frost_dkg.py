@@ -355,13 +355,9 @@ def compute_group_info(
         for k in range(threshold)
     ]
     group_public_key = serialize_element(summed[0], "group_public_key")
-    verification: dict[int, bytes] = {}
-    for identifier in identifiers:
-        power, terms = 1, []
-        for a_k in summed:
-            terms.append(scalar_mult(a_k, power))
-            power = power * identifier % ORDER
-        verification[identifier] = serialize_element(add_points(terms), f"verification_share[{identifier}]")
+    verification = {
+        i: serialize_element(evaluate_vss_commitment(summed, i), f"verification_share[{i}]") for i in identifiers
+    }
     return group_public_key, verification
 
 
