@@ -253,3 +253,35 @@ def test_any_quorum_of_a_dealt_key_produces_a_valid_signature(
     signers = tuple(sorted(data.draw(st.permutations(range(1, n + 1)))[:size]))
     package, sig_shares = _sign_all(group_key, shares, signers, MESSAGE, session=seed)
     assert frost.verify(group_key, MESSAGE, frost.aggregate_verified(package, sig_shares, verification))
+
+
+def _solve_mod_order(rows: list[list[int]]) -> list[int]:
+    """Return x with rows[i][:-1] . x == rows[i][-1] (mod ORDER): Gauss-Jordan over the scalar field."""
+    rows = [r[:] for r in rows]
+    size = len(rows)
+    for col in range(size):
+        pivot = next(r for r in range(col, size) if rows[r][col] % frost.ORDER)
+        rows[col], rows[pivot] = rows[pivot], rows[col]
+        inverse = pow(rows[col][col], -1, frost.ORDER)
+        rows[col] = [v * inverse % frost.ORDER for v in rows[col]]
+        for r in range(size):
+            if r != col and rows[r][col]:
+                factor = rows[r][col]
+                rows[r] = [(a - factor * b) % frost.ORDER for a, b in zip(rows[r], rows[col], strict=True)]
+    return [row[-1] for row in rows]
+
+
+def test_one_nonce_pair_signing_three_messages_gives_away_the_secret_share() -> None:
+    """Why a nonce is persisted as used before its share leaves: reuse is a key-recovery attack, not a glitch."""
+    group_key, shares, _ = _dealer(2, 3, seed=15)
+    nonces, own = frost.commit(1, shares[1], _rand("h", "reused"), _rand("b", "reused"))
+    _, other = frost.commit(2, shares[2], _rand("h", "other"), _rand("b", "other"))
+    rows = []
+    for message in (b"report A", b"report B", b"report C"):
+        z = frost.sign(1, shares[1], group_key, nonces, message, [own, other]).share  # what leaves the node
+        package = frost.compute_signing_package(group_key, [own, other], message)  # public: anyone computes it
+        lambda_1 = frost.derive_interpolating_value(package.identifiers, 1)
+        rows.append(
+            [1, package.binding_factors[1], lambda_1 * package.challenge % frost.ORDER, z]
+        )  # z = d + e rho + l c s
+    assert _solve_mod_order(rows) == [nonces.hiding, nonces.binding, shares[1]]
