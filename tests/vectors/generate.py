@@ -1,7 +1,7 @@
-"""Generate the shared test vectors (JSON): EIP-712 and Merkle (Python and contract tests), and the golden margins.
+"""Generate the shared test vectors (JSON): EIP-712, Merkle, FROST-on-EVM (Python and contract tests), golden margins.
 
 Run ``python -m tests.vectors.generate`` to rewrite them. ``tests/unit/consensus/test_vectors.py`` fails when the
-committed EIP-712 and Merkle files differ from what this produces, so they cannot drift from the code.
+committed EIP-712, Merkle and FROST-on-EVM files differ from what this produces, so they cannot drift from the code.
 
 The golden margin vectors (``margin/*.json``, built by :mod:`tests.vectors.margin_books`) are different: they pin
 the risk engine's outputs, and ``tests/unit/risk/test_golden_vectors.py`` fails when the engine gives other numbers
@@ -22,6 +22,7 @@ from pmoracle import numba_cache
 if __name__ == "__main__":  # run as a program: numba's cache directory is chosen before the kernels are imported
     numba_cache.configure()
 
+from pmoracle.consensus import frost, frost_evm
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, compute_leaf_hash
 from pmoracle.consensus.report import Domain, Report, compute_report_digest
 from tests.vectors.margin_books import DETMATH, MARGIN_DIR, MARGIN_VECTORS, build_detmath_vector, build_vector
@@ -96,7 +97,60 @@ def merkle_vectors() -> dict[str, Any]:
     }
 
 
-VECTORS = {"eip712.json": eip712_vectors, "merkle.json": merkle_vectors}
+def frost_evm_vectors() -> dict[str, Any]:
+    rng = random.Random(9591)
+    cases: list[dict[str, Any]] = []
+
+    def case(key: frost_evm.EvmGroupKey, message: bytes, sig: frost_evm.EvmSignature, note: str) -> None:
+        valid = frost_evm.is_valid_evm_signature(key, message, sig)
+        entry: dict[str, Any] = {
+            "note": note,
+            "groupKeyX": _hex(key.x.to_bytes(32, "big")),
+            "groupKeyParity": key.parity,
+            "message": _hex(message),
+            "rx": _hex(sig.rx.to_bytes(32, "big")),
+            "ry": _hex(sig.ry.to_bytes(32, "big")),
+            "z": _hex(sig.z.to_bytes(32, "big")),
+            "valid": valid,
+        }
+        if frost_evm.is_on_curve(sig.rx, sig.ry) and 0 < sig.z < frost.ORDER:
+            call = frost_evm.compute_ecrecover_call(key, message, sig)
+            entry["challenge"] = _hex(frost_evm.compute_evm_challenge(key, message, sig).to_bytes(32, "big"))
+            entry["ecrecover"] = {
+                "hash": _hex(call.message_hash),
+                "v": call.v,
+                "r": _hex(call.r.to_bytes(32, "big")),
+                "s": _hex(call.s.to_bytes(32, "big")),
+                "expected": _hex(call.expected),
+            }
+        cases.append(entry)
+
+    for i in range(8):
+        secret = rng.randrange(1, frost.ORDER)
+        shares = frost.split_secret(secret, [rng.randrange(frost.ORDER)], 3)
+        group_key = frost.serialize_element(frost.scalar_base_mult(secret))
+        message = rng.randbytes(32)
+        rounds = {j: frost.commit(j, shares[j], rng.randbytes(32), rng.randbytes(32)) for j in (1, 3)}
+        commitments = [rounds[1][1], rounds[3][1]]
+        sig_shares = [frost.sign(j, shares[j], group_key, rounds[j][0], message, commitments) for j in (1, 3)]
+        signature = frost.aggregate(commitments, message, group_key, sig_shares)
+        key, sig = frost_evm.EvmGroupKey.from_compressed(group_key), frost_evm.EvmSignature.from_signature(signature)
+        case(key, message, sig, "valid 2-of-3 signature")
+        if i == 0:
+            case(key, message[::-1], sig, "another message")
+            case(key, message, frost_evm.EvmSignature(sig.rx, sig.ry, (sig.z + 1) % frost.ORDER), "z + 1")
+            case(key, message, frost_evm.EvmSignature(sig.rx, frost.FIELD_PRIME - sig.ry, sig.z), "-R")
+            case(frost_evm.EvmGroupKey(key.x, 1 - key.parity), message, sig, "-P")
+            case(key, message, frost_evm.EvmSignature(sig.rx, sig.ry + 1, sig.z), "R off the curve")
+            case(key, message, frost_evm.EvmSignature(sig.rx, sig.ry, frost.ORDER), "z = n, not a scalar")
+            case(key, message, frost_evm.EvmSignature(sig.rx, sig.ry, 0), "z = 0")
+    return {
+        "description": "RFC 9591 FROST(secp256k1, SHA-256) signatures verified with one ecrecover (docs/frost.md)",
+        "cases": cases,
+    }
+
+
+VECTORS = {"eip712.json": eip712_vectors, "merkle.json": merkle_vectors, "frost_evm.json": frost_evm_vectors}
 
 
 def render(name: str) -> str:
