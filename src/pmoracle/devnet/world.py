@@ -329,7 +329,7 @@ class World:
             value = compute_option_mark(
                 inst.kind == InstrumentKind.CALL, spot, strike, years, self.vols[inst.underlying]
             )
-        return max(int(round(value * PRICE_SCALE)), 1)
+        return max(round(value * float(PRICE_SCALE)), 1)
 
     def _marks_tx(self) -> tuple[str, list[Any]]:
         """Return the Exchange transaction posting every live instrument's mark."""
