@@ -145,8 +145,8 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     mapping(address account => mapping(uint32 instrumentId => PositionState)) internal _positions;
     /// @notice Trading fees collected, USD WAD.
     uint256 public feesCollected;
-    /// @notice Funding paid in by payers minus paid out to receivers, USD WAD (rounding keeps it >= the sum
-    ///         still owed to receivers; see docs/protocol.md).
+    /// @notice Funding paid in by payers minus paid out to receivers, USD WAD. It goes negative when receivers
+    ///         realize before payers; pool + the funding still owed by all positions is >= 0 (owed rounds up).
     int256 public fundingPool;
     /// @notice Fee charged to each side of a trade, WAD of the traded value.
     uint64 public feeRate;
@@ -788,8 +788,12 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         internal
         returns (uint256 value)
     {
-        (uint8 decimals,, uint256 anchored) = feeds.collateralPriceAt(token, roundBlock);
-        value = _valueOf(amount, decimals, anchored);
+        if (token == settlementToken) {
+            value = amount * cashScale; // cash leaves at par
+        } else {
+            (uint8 decimals,, uint256 anchored) = feeds.collateralPriceAt(token, roundBlock);
+            value = _valueOf(amount, decimals, anchored);
+        }
         PendingWithdrawals storage pending = _pending[account][token];
         PendingWithdrawals memory p = pending;
         uint64 blockNumber = SafeCast.toUint64(block.number);

@@ -120,6 +120,8 @@ contract MarketFeeds is AccessControl {
     error SettlementWindowClosed(bytes32 underlying, uint64 expiry, uint64 deadline);
     /// @notice The feeder's window is still open: only the feeder may fix the price yet.
     error SettlementWindowOpen(bytes32 underlying, uint64 expiry, uint64 deadline);
+    /// @notice The index was last written at `updatedAt`, before `expiry`: it cannot settle that expiry.
+    error StaleIndex(bytes32 underlying, uint64 updatedAt, uint64 expiry);
     /// @notice The expiry has no settlement price yet.
     error NotSettled(bytes32 underlying, uint64 expiry);
     /// @notice The underlying has no smile for this expiry.
@@ -228,7 +230,8 @@ contract MarketFeeds is AccessControl {
     }
 
     /// @notice Fix an expiry's settlement price at the current index once the feeder's window has passed without
-    ///         a price: anyone may call it, so no expiry stays unsettled for longer than the window.
+    ///         a price: anyone may call it, so no expiry stays unsettled for longer than the window. The index must
+    ///         have been written after the expiry (a feeder that stopped before it leaves nothing to settle on).
     /// @param underlying A listed underlying.
     /// @param expiry Expiry, unix seconds.
     function fixSettlementPrice(bytes32 underlying, uint64 expiry) external {
@@ -236,6 +239,7 @@ contract MarketFeeds is AccessControl {
         if (!u.listed) revert UnknownUnderlying(underlying);
         uint64 deadline = _checkUnfixed(underlying, expiry);
         if (block.timestamp <= deadline) revert SettlementWindowOpen(underlying, expiry, deadline);
+        if (u.updatedAt < expiry) revert StaleIndex(underlying, u.updatedAt, expiry);
         _fix(underlying, expiry, u.index, false);
     }
 

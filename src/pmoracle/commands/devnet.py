@@ -14,7 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stop = parser.add_mutually_exclusive_group()
     stop.add_argument("--duration", type=float, default=None, help="seconds to run (default 60)")
     stop.add_argument("--rounds", type=int, default=None, help="stop after this many attested rounds")
-    parser.add_argument("--round-period", type=int, default=5, help="blocks between anchor blocks (default 5)")
+    stop.add_argument("--days", type=float, default=None,
+                      help="market days to live through: between rounds chain time moves one step, prices follow a "
+                           "seeded path, expiries settle and roll, traders trade and withdraw")  # fmt: skip
+    parser.add_argument("--step-hours", type=float, default=12.0, help="with --days: market hours per step (12)")
+    parser.add_argument("--summary", type=Path, default=None, help="with --days: write the JSON summary here")
+    parser.add_argument("--round-period", type=int, default=None,
+                        help="blocks between anchor blocks (default 5; 32 with --days)")  # fmt: skip
     parser.add_argument("--finality-depth", type=int, default=2, help="blocks an anchor must be buried (default 2)")
     parser.add_argument("--seed", type=int, default=1, help="seed of keys, accounts and market moves")
     parser.add_argument("--run-dir", type=Path, default=None, help="directory for logs and data (default runs/...)")
@@ -37,18 +43,28 @@ def run(args: argparse.Namespace) -> int:
     if args.accounts < 0:
         raise InputError("--accounts", f"must be >= 0, got {args.accounts}")
     faulty = parse_faulty(args.faulty, args.nodes)
-    duration = args.duration if args.duration is not None else (None if args.rounds else 60.0)
+    if args.days is not None and not 0 < args.days <= 365:
+        raise InputError("--days", f"must be in (0, 365], got {args.days}")
+    if not 1 <= args.step_hours <= 24 * 7:
+        raise InputError("--step-hours", f"must be in [1, 168], got {args.step_hours}")
+    if args.summary is not None and args.days is None:
+        raise InputError("--summary", "is written by a --days run only")
+    lives = args.days is not None
+    duration = args.duration if args.duration is not None else (None if args.rounds or lives else 60.0)
+    round_period = args.round_period if args.round_period is not None else (32 if lives else 5)
     options = DevnetOptions(
         nodes=args.nodes, accounts=args.accounts, duration=duration, rounds=args.rounds,
-        round_period=args.round_period, finality_depth=args.finality_depth, seed=args.seed, run_dir=args.run_dir,
-        quiet=args.quiet, faulty=faulty,
+        round_period=round_period, finality_depth=args.finality_depth, seed=args.seed, run_dir=args.run_dir,
+        quiet=args.quiet, faulty=faulty, days=args.days, step_hours=args.step_hours, summary=args.summary,
+        block_interval=0.05 if lives else 1.0, stage_delay=0.5 if lives else 1.0,
     )  # fmt: skip
     try:
         devnet = run_devnet(options)
     except StopRequested as stop:  # while building: every child process is ended by now
         print(f"devnet: {stop} before the nodes ran", file=sys.stderr)
         return 128 + stop.signum
-    return 0 if devnet.attested and all(r.verified for r in devnet.attested) else 1
+    verified = bool(devnet.attested) and all(r.verified for r in devnet.attested)
+    return 0 if verified and (devnet.lifecycle is None or devnet.finished()) else 1
 
 
 def parse_faulty(items: list[str], nodes: int) -> tuple[tuple[int, str], ...]:

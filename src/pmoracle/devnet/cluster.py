@@ -29,6 +29,7 @@ from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.config.params import default_params_text
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.devnet.devchain import Devchain, start_devchain
+from pmoracle.devnet.lifecycle import Lifecycle, friday_expiries
 from pmoracle.devnet.netlab import NetLab
 from pmoracle.devnet.ports import reserve_port
 from pmoracle.devnet.processes import StopRequested, signal_group, spawn, supervise, terminate
@@ -45,6 +46,7 @@ from pmoracle.risk.params import RiskParams, parse_params
 DEPLOYER_KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
 DEVNET_PASSWORD = "pmoracle-devnet"  # devnet key files only; never a production password
 LIGHT_KDF_ITERATIONS = 4096
+AWAIT_ROUND_S = 20.0  # --days: seconds to wait for the awaited round before awaiting the next anchor
 
 
 class DevnetError(PmoracleError):
@@ -73,6 +75,10 @@ class DevnetOptions:
     # each node in its own network namespace (pmoracle.devnet.netlab; only inside netlab.run_inside), so that the
     # reliability scenarios can partition the network for real
     private_network: bool = False
+    # market days to live through (pmoracle.devnet.lifecycle): chain time moves one step between attested rounds
+    days: float | None = None
+    step_hours: float = 12.0
+    summary: Path | None = None  # where the --days run writes its JSON summary
 
     def fault_of(self, index: int) -> str | None:
         """Return the injected fault mode of node ``index`` (None for an honest node)."""
@@ -224,7 +230,11 @@ class Devnet:
     nodes: list[NodeProcess]
     client: ChainClient
     netlab: NetLab | None = None  # the private network, with DevnetOptions.private_network
+    lifecycle: Lifecycle | None = None  # with DevnetOptions.days: the market lives through days between rounds
     attested: list[AttestedRound] = field(default_factory=list)
+    outputs: dict[int, RoundOutput] = field(default_factory=dict)  # the latest audited rounds' recomputations
+    _awaited_anchor: int | None = None  # days mode: the anchor whose attestation the next market step waits for
+    _awaited_since: float = 0.0
     slashings: list[Slashing] = field(default_factory=list)
     _evidence_scanned: int = 0  # the last block whose Slashed events are in ``slashings``
     _ready_at: dict[int, float] = field(default_factory=dict)
@@ -266,13 +276,66 @@ class Devnet:
     # --- the loop ---------------------------------------------------------------------------------------------
 
     def step(self, head: int) -> None:
-        """Advance the world by one step: a market move, some trades, or an empty block."""
+        """Advance the world by one step: a market move, some trades, or an empty block.
+
+        With a lifecycle (``--days``), the market instead lives one step of market time once the awaited round is
+        attested and audited, then blocks are mined up to the next anchor's finality, and nothing moves until the
+        nodes attest it: every anchor gets its round, computed on a state that no longer changes.
+        """
+        if self.lifecycle is not None:
+            self._live(head)
+            return
         if head % 3 == 0:
             self.world.move_market(self.world_time())
         elif head % 3 == 1:
             self.world.trade_randomly(3)
         else:
             self.chain.rpc("evm_mine")
+
+    def _live(self, head: int) -> None:
+        assert self.lifecycle is not None
+        if not self.attested:
+            return  # warm-up: the first round after the setup
+        latest = self.attested[-1].block_number
+        if self._awaited_anchor is not None and latest < self._awaited_anchor:
+            # the nodes are computing it; one they skipped (an anchor crossed mid-step kept them busy) is never
+            # attested: after a while the next anchor is awaited instead (the skipped one counts as unsigned)
+            if time.monotonic() - self._awaited_since > AWAIT_ROUND_S:
+                self._await_next_anchor(int(self.client.block_number()))
+            return
+        if self.days_done:
+            return
+        self.lifecycle.step(self.outputs[latest], latest)
+        self._await_next_anchor(int(self.client.block_number()))
+
+    def _await_next_anchor(self, head: int) -> None:
+        period, depth = self.options.round_period, self.options.finality_depth
+        self._awaited_anchor = (head // period + 1) * period
+        self._awaited_since = time.monotonic()
+        self.world.rpc("anvil_mine", [hex(self._awaited_anchor + depth - head)])  # the world's RPC waits longer
+
+    @property
+    def days_done(self) -> bool:
+        """Check if a ``--days`` run lived all its market days (always False without a lifecycle)."""
+        if self.lifecycle is None or self.options.days is None:
+            return False
+        lived = self.lifecycle.stats.steps * self.lifecycle.step_seconds
+        return lived >= self.options.days * 86400
+
+    def finished(self) -> bool:
+        """Check if a ``--days`` run is over: every market day lived and the round after the last step attested."""
+        if not self.days_done or self._awaited_anchor is None or not self.attested:
+            return False
+        return self.attested[-1].block_number >= self._awaited_anchor
+
+    def unsigned_rounds(self) -> int:
+        """Return the anchors between the first and the latest attested round that no round was attested for."""
+        if not self.attested:
+            return 0
+        period = self.options.round_period
+        first, last = self.attested[0].block_number, self.attested[-1].block_number
+        done = {r.block_number for r in self.attested}
+        return sum(1 for anchor in range(first, last + 1, period) if anchor not in done)
 
     def observe(self, head: int, now: float) -> None:
         """Note when anchor blocks became final, and audit a newly attested round by recomputing it."""
@@ -311,6 +374,9 @@ class Devnet:
 
     def _audit(self, block: int, root: bytes, count: int, head: int, now: float) -> None:
         output = self.recompute(block)
+        self.outputs[block] = output
+        for old in sorted(self.outputs)[:-4]:
+            del self.outputs[old]
         leaves = output.book.accounts
         self.attested.append(
             AttestedRound(
@@ -489,7 +555,13 @@ def _build(
     committee = read_committee(client, deployment)
     world = World(chain.url, deployment, Account.from_key(DEPLOYER_KEY).address, seed=options.seed)
     started = time.monotonic()
-    world.setup(options.accounts)
+    lifecycle = None
+    if options.days is not None:
+        now = int(client.get_block("latest").timestamp)
+        world.setup(options.accounts, expiries=friday_expiries(now))
+        lifecycle = Lifecycle(world, step_seconds=round(options.step_hours * 3600), seed=options.seed)
+    else:
+        world.setup(options.accounts)
     say(f"devnet: market seeded ({len(world.instruments)} instruments), {options.accounts} accounts opened "
         f"with {world.trades} trades in {time.monotonic() - started:.1f} s")  # fmt: skip
     # The setup lands in a few large blocks: move the head to the first anchor after them (and its finality), so
@@ -506,7 +578,7 @@ def _build(
     except BaseException:
         terminate([node.process for node in nodes if node.process is not None])
         raise
-    return Devnet(options, run_dir, chain, deployment, params, committee, world, nodes, client, netlab)
+    return Devnet(options, run_dir, chain, deployment, params, committee, world, nodes, client, netlab, lifecycle)
 
 
 def _write_node_config(
@@ -567,22 +639,27 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print, ta
     live = table if table is not None else LiveTable(say=say)
     with supervise(), live:
         devnet = build_devnet(options, say=live.say)
+        started = time.monotonic()
         try:
-            started = time.monotonic()
-            last_print = 0.0
-            while True:
-                now = time.monotonic()
-                if options.duration is not None and now - started > options.duration:
-                    break
-                if options.rounds is not None and len(devnet.attested) >= options.rounds:
-                    break
-                devnet.advance()
-                if not options.quiet and now - last_print > 2.0:
-                    last_print = now
-                    live.show(format_table(devnet))
-                time.sleep(0.02)
-        except StopRequested as stop:  # a signal while running ends the run normally, with its summary
-            live.say(f"devnet: {stop}")
+            try:
+                last_print = 0.0
+                while True:
+                    now = time.monotonic()
+                    if options.duration is not None and now - started > options.duration:
+                        break
+                    if options.rounds is not None and len(devnet.attested) >= options.rounds:
+                        break
+                    if devnet.finished():
+                        break
+                    devnet.advance()
+                    if not options.quiet and now - last_print > 2.0:
+                        last_print = now
+                        live.show(format_table(devnet))
+                    time.sleep(0.02)
+            except StopRequested as stop:  # a signal while running ends the run normally, with its summary
+                live.say(f"devnet: {stop}")
+            if devnet.lifecycle is not None:
+                write_lifecycle_summary(devnet, time.monotonic() - started, live.say)
         finally:
             devnet.stop()
         if not options.quiet:
@@ -590,3 +667,19 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print, ta
     say(format_summary(devnet))
     say(f"devnet: logs and data in {devnet.run_dir}")
     return devnet
+
+
+def write_lifecycle_summary(devnet: Devnet, wall_seconds: float, say: Callable[[str], None]) -> dict[str, Any]:
+    """Audit the ledger's money from chain state, and write (``--summary``) and return the ``--days`` summary."""
+    from web3 import HTTPProvider, Web3
+
+    from pmoracle.devnet.ledger_audit import audit_cash
+
+    assert devnet.lifecycle is not None
+    audit = audit_cash(Web3(HTTPProvider(devnet.chain.url)), devnet.deployment)
+    summary = devnet.lifecycle.summary(devnet.attested, devnet.unsigned_rounds(), audit, wall_seconds)
+    if devnet.options.summary is not None:
+        devnet.options.summary.write_text(json.dumps(summary, indent=2) + "\n")
+        say(f"devnet: summary written to {devnet.options.summary}")
+    say("devnet: " + ", ".join(f"{k} {summary[k]}" for k in list(summary)[:10]))
+    return summary

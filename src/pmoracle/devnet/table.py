@@ -24,8 +24,8 @@ def _usd(money: int) -> str:
     return f"{money / MONEY_SCALE:,.0f}"
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n or 'no'} {noun}{'' if n == 1 else 's'}"
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n or 'no'} {noun if n == 1 else plural or noun + 's'}"
 
 
 def format_table(devnet: Devnet, *, nodes: bool = True) -> str:
@@ -39,6 +39,8 @@ def format_table(devnet: Devnet, *, nodes: bool = True) -> str:
             f"{r.block_number:>6} {r.accounts:>8} {_usd(r.total_im):>16} {_usd(r.total_mm):>16} "
             f"{_usd(r.total_equity):>16} {r.latency:>7.2f}s {r.gas:>8}  {'root verified' if r.verified else 'MISMATCH'}"
         )
+    if devnet.lifecycle is not None:
+        lines.append(format_lifecycle(devnet))
     lines.append(format_evidence(devnet.slashings))
     if not nodes:
         return "\n".join(lines)
@@ -50,6 +52,26 @@ def format_table(devnet: Devnet, *, nodes: bool = True) -> str:
             status.append(f"node {node.index}: head {health.get('headBlock')} peers {health.get('peers')} "
                           f"{health.get('status')}")  # fmt: skip
     return "\n".join([*lines, "  |  ".join(status)])
+
+
+def format_lifecycle(devnet: Devnet) -> str:
+    """Return the ``--days`` lines of the live table: market time and prices, settlements, trades, withdrawals."""
+    life = devnet.lifecycle
+    assert life is not None
+    stats, world = life.stats, devnet.world
+    day = stats.steps * life.step_seconds / 86400
+    prices = "  ".join(f"{symbol} {price:,.0f}" for symbol, price in sorted(world.prices.items()))
+    settled = _count(stats.expiries_settled, "expiry", "expiries")
+    listed = _count(stats.expiries_listed, "expiry", "expiries")
+    lines = [
+        f"market day {day:g}: {prices}  |  {_count(world.trades, 'trade')}, "
+        f"{_count(stats.withdrawals, 'withdrawal')} ({stats.withdrawals_refused} refused), "
+        f"{_count(stats.funding_payments, 'funding payment')}",
+        f"settled: {settled}, {_count(stats.positions_settled, 'position')}; {listed} listed; "
+        f"at most {stats.max_accounts_below_mm} accounts below maintenance margin",
+    ]
+    lines += [f"  {line}" for line in stats.settlements[-2:]]
+    return "\n".join(lines)
 
 
 def format_evidence(slashings: Sequence[Slashing], *, latest: int = 3) -> str:

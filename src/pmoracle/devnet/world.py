@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from web3 import Web3
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import Deployment
 from pmoracle.chain.orders import Order, sign_order
+from pmoracle.chain.revert import ErrorDecoder
 from pmoracle.errors import PmoracleError
 from pmoracle.risk.inputs import PRICE_SCALE, SIZE_SCALE, WAD, InstrumentKind
 
@@ -138,6 +140,7 @@ class World:
         }
         self._id = 0
         self._nonces: dict[str, int] = {}
+        self._errors = ErrorDecoder.from_artifacts()
         self._order_nonce = 0
 
     # --- JSON-RPC -------------------------------------------------------------------------------------------------
@@ -171,8 +174,9 @@ class World:
         to = self.deployment.contracts[contract]
         return ("eth_sendTransaction", [{"from": sender, "to": to, "data": data, "gas": hex(TX_GAS)}])
 
-    def send_all(self, txs: Sequence[tuple[str, list[Any]]], *, chunk: int = 200) -> None:
-        """Send simulated transactions, mine them in as few blocks as the gas limit allows, and check each succeeded.
+    def send_all(self, txs: Sequence[tuple[str, list[Any]]], *, chunk: int = 200) -> list[str]:
+        """Send simulated transactions, mine them in as few blocks as the gas limit allows, check each succeeded;
+        return their hashes.
 
         Automine is paused while they are sent. Under automine anvil 1.7.1 queues one mining job per received
         transaction and works through that queue long after the transactions themselves were mined in bulk:
@@ -210,7 +214,8 @@ class World:
                     receipts = self.batch([("eth_getTransactionReceipt", [h]) for h in part])
                     failed = [h for h, r in zip(part, receipts, strict=True) if r is not None and r["status"] != "0x1"]
                     if failed:
-                        raise WorldError(f"{len(failed)} simulated transactions reverted, first {failed[0]}")
+                        reason = self._revert_reason(failed[0])
+                        raise WorldError(f"{len(failed)} simulated transactions reverted, first {failed[0]}: {reason}")
                     still += [h for h, r in zip(part, receipts, strict=True) if r is None]
                 if still and time.monotonic() > deadline:
                     raise WorldError(f"{len(still)} simulated transactions not mined within {RECEIPT_TIMEOUT:.0f} s")
@@ -219,16 +224,100 @@ class World:
                 pending = still
         finally:
             self.rpc("evm_setAutomine", [True])
+        return hashes
+
+    def simulate(self, txs: Sequence[tuple[str, list[Any]]]) -> list[str | None]:
+        """Return, per transaction, None if it would succeed now, else the name of the custom error it reverts with."""
+        calls = [("eth_call", [params[0], "latest"]) for _, params in txs]
+        outcomes: list[str | None] = []
+        for method, params in calls:
+            try:
+                self.rpc(method, params)
+                outcomes.append(None)
+            except WorldError as exc:
+                outcomes.append(self._error_name(str(exc)))
+        return outcomes
+
+    def send_tolerant(self, txs: Sequence[tuple[str, list[Any]]]) -> list[str | None]:
+        """Send transactions that may revert (mined in as few blocks as possible); return None per success, else
+        the name of the custom error (read back by replaying the call on the block before)."""
+        hashes: list[str] = []
+        self.rpc("evm_setAutomine", [False])
+        try:
+            for tx in txs:
+                sender = tx[1][0]["from"]
+                if sender not in self._nonces:
+                    self._nonces[sender] = int(self.rpc("eth_getTransactionCount", [sender, "pending"]), 16)
+                tx[1][0]["nonce"] = hex(self._nonces[sender])
+                self._nonces[sender] += 1
+                hashes.append(self.rpc(tx[0], tx[1]))
+            self.rpc("evm_mine", [])
+        finally:
+            self.rpc("evm_setAutomine", [True])
+        outcomes: list[str | None] = []
+        for tx, h in zip(txs, hashes, strict=True):
+            receipt = self.rpc("eth_getTransactionReceipt", [h])
+            if receipt is not None and receipt["status"] == "0x1":
+                outcomes.append(None)
+                continue
+            block = hex(int(receipt["blockNumber"], 16) - 1) if receipt is not None else "latest"
+            call = {k: v for k, v in tx[1][0].items() if k != "nonce"}
+            try:
+                self.rpc("eth_call", [call, block])
+                outcomes.append("reverted")
+            except WorldError as exc:
+                outcomes.append(self._error_name(str(exc)))
+        return outcomes
+
+    def _revert_reason(self, tx_hash: str) -> str:
+        """Return the custom error a mined, reverted transaction raised (replayed on the block before it)."""
+        tx = self.rpc("eth_getTransactionByHash", [tx_hash])
+        call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "gas": tx["gas"]}
+        try:
+            self.rpc("eth_call", [call, hex(int(tx["blockNumber"], 16) - 1)])
+        except WorldError as exc:
+            names = {v.lower(): k for k, v in self.deployment.contracts.items()}
+            return f"{names.get(tx['to'].lower(), tx['to'])} {tx['input'][:10]}: {self._error_name(str(exc))}"
+        names = {v.lower(): k for k, v in self.deployment.contracts.items()}
+        target = f"{names.get(tx['to'].lower(), tx['to'])} selector {tx['input'][:10]}"
+        return f"{target} reverted (it succeeds on the block before: an earlier transaction of its block broke it)"
+
+    def _error_name(self, message: str) -> str:
+        """Return the custom error named by an eth_call error message (its selector decoded), or 'reverted'."""
+        match = re.search(r"0x[0-9a-fA-F]{8,}", message)
+        if match is not None:
+            data = bytes.fromhex(match.group(0)[2:])
+            spec = self._errors.spec(data[:4])
+            if spec is not None:
+                return spec.name
+        return "reverted"
+
+    def cash_of(self, accounts: Sequence[str]) -> list[int]:
+        """Return the accounts' cash in whole USD (rounded down)."""
+        ledger = self.deployment.contracts["MarginAccounts"]
+        calls = [
+            ("eth_call", [{"to": ledger, "data": self._abi["MarginAccounts"].encode_abi("cashOf", args=[a])}, "latest"])
+            for a in accounts
+        ]
+        return [int.from_bytes(bytes.fromhex(r[2:]), "big", signed=True) // 10**18 for r in self.batch(calls)]
+
+    @property
+    def ledger_events(self) -> Any:
+        """Return the MarginAccounts events (for decoding logs)."""
+        return self._abi["MarginAccounts"].events
 
     # --- setup ----------------------------------------------------------------------------------------------------
 
-    def setup(self, accounts: int) -> None:
-        """Seed the market, list instruments and open ``accounts`` accounts with collateral and positions."""
+    def setup(self, accounts: int, expiries: Sequence[int] | None = None) -> None:
+        """Seed the market, list instruments and open ``accounts`` accounts with collateral and positions.
+
+        ``expiries`` (default: a weekly, then about 1, 3 and 6 months out) are listed with futures and options.
+        """
         self.rpc("anvil_autoImpersonateAccount", [True])
         # every simulated transaction reserves TX_GAS: a large block takes a whole batch (~330 of them)
         self.rpc("evm_setBlockGasLimit", [hex(BLOCK_GAS_LIMIT)])
         now = int(self.rpc("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
-        self.expiries = compute_expiries(now)
+        self.expiries = list(expiries) if expiries is not None else compute_expiries(now)
         for spec in UNDERLYINGS:
             self.prices[spec.symbol] = spec.price
             self.vols[spec.symbol] = spec.atm_vol
@@ -256,6 +345,8 @@ class World:
             price = int(self.prices[spec.symbol] * PRICE_SCALE)
             txs.append(self._tx(self.admin, "MarketFeeds", "setIndex", symbol, price, 0))
             for expiry in self.expiries:
+                if expiry <= now:
+                    continue  # expired: its smile is no longer quoted (settlement removes it)
                 years = max(expiry - now, DAY) / (365 * DAY)
                 txs.append(
                     self._tx(
@@ -280,20 +371,46 @@ class World:
         specs: list[tuple[str, InstrumentKind, int, int]] = []
         for spec in UNDERLYINGS:
             specs.append((spec.symbol, InstrumentKind.PERPETUAL, 0, 0))
-            for expiry in self.expiries[1:]:
+            specs += self._expiry_specs(spec, self.expiries[1:], futures_only=True)
+            specs += self._expiry_specs(spec, self.expiries, options_only=True)
+        self._list(specs)
+
+    def _expiry_specs(
+        self, spec: UnderlyingSpec, expiries: Sequence[int], *, futures_only: bool = False, options_only: bool = False
+    ) -> list[tuple[str, InstrumentKind, int, int]]:
+        """Return a future and ten options (five strikes around the money, calls and puts) per expiry."""
+        specs: list[tuple[str, InstrumentKind, int, int]] = []
+        atm = round(self.prices.get(spec.symbol, spec.price) / spec.strike_step) * spec.strike_step
+        for expiry in expiries:
+            if not options_only:
                 specs.append((spec.symbol, InstrumentKind.FUTURE, expiry, 0))
-            atm = round(spec.price / spec.strike_step) * spec.strike_step
-            for expiry in self.expiries:
+            if not futures_only:
                 for step in (-2, -1, 0, 1, 2):
                     strike = int((atm + step * spec.strike_step) * PRICE_SCALE)
                     specs.append((spec.symbol, InstrumentKind.CALL, expiry, strike))
                     specs.append((spec.symbol, InstrumentKind.PUT, expiry, strike))
+        return specs
+
+    def _list(self, specs: Sequence[tuple[str, InstrumentKind, int, int]]) -> list[Instrument]:
+        first = len(self.instruments) + 1
         txs = [
             self._tx(self.admin, "MarginAccounts", "listInstrument", encode_symbol(u), int(k), e, s)
             for u, k, e, s in specs
         ]
         self.send_all(txs)
-        self.instruments = [Instrument(i + 1, u, k, e, s) for i, (u, k, e, s) in enumerate(specs)]
+        listed = [Instrument(first + i, u, k, e, s) for i, (u, k, e, s) in enumerate(specs)]
+        self.instruments += listed
+        return listed
+
+    def list_expiries(self, expiries: Sequence[int]) -> list[Instrument]:
+        """List a future and options around the current price for each new expiry; quote their smiles and marks."""
+        new = [e for e in expiries if e not in self.expiries]
+        if not new:
+            return []
+        self.expiries = sorted([*self.expiries, *new])
+        listed = self._list([s for spec in UNDERLYINGS for s in self._expiry_specs(spec, new)])
+        self.send_all([*self._feed_txs(self.now), self._marks_tx()])
+        return listed
 
     def _open(self, accounts: Sequence[str], collateral: dict[str, float]) -> None:
         txs: list[tuple[str, list[Any]]] = [("anvil_setBalance", [a, hex(10**21)]) for a in accounts]

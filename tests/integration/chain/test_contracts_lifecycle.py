@@ -321,9 +321,12 @@ def test_an_expiry_without_a_feeder_price_settles_at_the_index_after_the_window(
     warp(system, window)
     name, args = revert_of(feeds.setSettlementPrice(BTC, expiry, 96_000 * PRICE), owner)
     assert (name, args) == ("SettlementWindowClosed", (BTC, expiry, expiry + window))
+    updated_at = feeds.indexOf(BTC).call()[1]
+    assert revert_of(feeds.fixSettlementPrice(BTC, expiry), owner) == ("StaleIndex", (BTC, updated_at, expiry))
+    transact_fn(system.owner, feeds.setIndex(BTC, 96_500 * PRICE, 0), label="index")  # the feed lives on
     transact_fn(funded(system, 12), feeds.fixSettlementPrice(BTC, expiry), label="fix")  # anyone
     price, fixed_at = feeds.settlementPrice(BTC, expiry).call()
-    assert price == feeds.indexOf(BTC).call()[0] and fixed_at > expiry + window
+    assert price == 96_500 * PRICE and fixed_at > expiry + window
     transact_fn(system.owner, feeds.removeSmile(BTC, expiry), label="remove smile")
     underlyings, _ = feeds.snapshot().call()
     assert expiry not in [smile[0] for smile in underlyings[0][4]]

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from pmoracle.devnet.cluster import AttestedRound, Slashing
+from pmoracle.devnet.lifecycle import LifeStats
 from pmoracle.devnet.table import LiveTable, format_evidence, format_summary, format_table
 from pmoracle.risk.inputs import MONEY_SCALE
 
@@ -25,7 +26,7 @@ def _round(block: int, verified: bool = True) -> AttestedRound:
 
 def _devnet(rounds: list[AttestedRound], slashings: list[Slashing] | None = None) -> Any:
     node = SimpleNamespace(index=0, alive=True)
-    return SimpleNamespace(attested=rounds, slashings=slashings or [], nodes=[node],
+    return SimpleNamespace(attested=rounds, slashings=slashings or [], nodes=[node], lifecycle=None,
                            node_status=lambda: [{"headBlock": 42, "peers": 3, "status": "ok"}])  # fmt: skip
 
 
@@ -84,3 +85,19 @@ def test_when_piped_every_version_is_printed_as_plain_lines() -> None:
     assert said == ["devnet: starting", "round 10 verified", "round 15 verified"]
     assert screen.getvalue() == ""
     assert not any("\x1b" in line for line in said)
+
+
+def test_a_days_run_shows_market_time_settlements_trades_and_withdrawals() -> None:
+    stats = LifeStats(steps=9, expiries_settled=1, positions_settled=87, expiries_listed=1, funding_payments=18,
+                      withdrawals=40, withdrawals_refused=7, max_accounts_below_mm=3,
+                      settlements=["expiry 04DEC26 settled at BTC 97,120, ETH 3,050: 87 positions"])  # fmt: skip
+    devnet = _devnet([_round(10)])
+    devnet.lifecycle = SimpleNamespace(stats=stats, step_seconds=12 * 3600)
+    devnet.world = SimpleNamespace(prices={"BTC": 97_120.4, "ETH": 3_050.0}, trades=412)
+    lines = format_table(devnet, nodes=False).splitlines()
+    assert lines[2] == ("market day 4.5: BTC 97,120  ETH 3,050  |  412 trades, 40 withdrawals (7 refused), "
+                        "18 funding payments")  # fmt: skip
+    assert lines[3] == ("settled: 1 expiry, 87 positions; 1 expiry listed; at most 3 accounts below maintenance "
+                        "margin")  # fmt: skip
+    assert lines[4] == "  expiry 04DEC26 settled at BTC 97,120, ETH 3,050: 87 positions"
+    assert lines[5] == "evidence on chain: none"

@@ -1,0 +1,305 @@
+"""A devnet that lives for days of market time: ``pmoracle devnet --days D``.
+
+Between two attested rounds the chain's clock is moved ahead by one market step (12 hours by default) and the
+protocol lives through it as a venue would: the feeder moves prices along a seeded path with volatility clustering
+(GARCH(1,1) returns, implied volatility following realized), posts index, smiles, collateral prices and marks; the
+perpetuals pay funding; expiries that passed get their settlement price and every position in them is settled into
+cash; weekly and monthly expiries are listed as old ones settle; traders trade at the marks with orders they sign;
+some withdraw against the latest attested round (and some are refused). At the first step every account is levered
+to a target: market makers and hedgers to 1.2-2x their initial margin, directional traders close to theirs.
+
+Everything here is devnet tooling driving the real contracts; the solver nodes see only the chain.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils import keccak, to_canonical_address
+
+from pmoracle.devnet.ledger_audit import CashAudit
+from pmoracle.devnet.world import DAY, UNDERLYINGS, World, encode_symbol
+from pmoracle.node.round import RoundOutput
+from pmoracle.risk.inputs import PRICE_SCALE, InstrumentKind
+
+HOUR = 3_600
+WAD = 10**18
+LEAF_PER_USD = 10**18
+SETTLE_BATCH = 100  # accounts per settle() call
+FRIDAY = 4  # (day + 3) % 7 of a Friday (1970-01-01 was a Thursday)
+MAX_FUNDING_PER_DAY = 0.001  # the devnet's funding rates stay within 0.1% of the index a day
+FEE_RATE = 2 * WAD // 10_000  # 2 bps of the traded value from each side
+
+
+def friday_expiries(now: int, weeks: int = 2, months: int = 2) -> list[int]:
+    """Return the listed expiries at ``now``: the next ``weeks`` Fridays and the last Friday of the next
+    ``months`` months that are not already among them (08:00 UTC)."""
+    day = now // DAY + 1
+    fridays: list[int] = []
+    while len(fridays) < weeks:
+        if (day + 3) % 7 == FRIDAY:
+            fridays.append(day)
+        day += 1
+    monthly: list[int] = []
+    day = now // DAY + 1
+    while len(monthly) < months:
+        # a Friday whose next Friday is in another month is its month's last Friday
+        if (day + 3) % 7 == FRIDAY and _month(day) != _month(day + 7):
+            monthly.append(day)
+        day += 1
+    return sorted({d * DAY + 8 * HOUR for d in (*fridays, *monthly)})
+
+
+def _month(day: int) -> int:
+    import datetime
+
+    date = datetime.date(1970, 1, 1) + datetime.timedelta(days=day)
+    return date.year * 12 + date.month
+
+
+@dataclass
+class LifeStats:
+    """What the protocol lived through (the devnet's ``--summary``)."""
+
+    steps: int = 0
+    expiries_settled: int = 0
+    positions_settled: int = 0
+    expiries_listed: int = 0
+    funding_payments: int = 0
+    withdrawals: int = 0
+    withdrawals_refused: int = 0
+    refusals: dict[str, int] = field(default_factory=dict)
+    deposits: int = 0
+    max_accounts_below_mm: int = 0
+    settlements: list[str] = field(default_factory=list)  # one line per settled expiry, latest last
+
+
+@dataclass
+class Lifecycle:
+    """Moves the world through market time, one step between attested rounds (see the module docstring)."""
+
+    world: World
+    step_seconds: int = 12 * HOUR
+    seed: int = 1
+    stats: LifeStats = field(default_factory=LifeStats)
+    variance: dict[str, float] = field(default_factory=dict)  # per-step return variance (GARCH state)
+    levered: bool = False
+    settled: set[int] = field(default_factory=set)  # expiries whose instruments were settled
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed * 7_919)
+        for spec in UNDERLYINGS:
+            self.variance[spec.symbol] = spec.atm_vol**2 * self.step_seconds / (365 * DAY)
+
+    # --- the market path ------------------------------------------------------------------------------------------
+
+    def move_prices(self) -> None:
+        """One GARCH(1,1) step per underlying: r = sigma z, sigma^2' = w + a r^2 + b sigma^2; implied vol follows."""
+        alpha, beta = 0.10, 0.85
+        for spec in UNDERLYINGS:
+            long_run = spec.atm_vol**2 * self.step_seconds / (365 * DAY)
+            var = self.variance[spec.symbol]
+            r = math.sqrt(var) * self._rng.gauss(0.0, 1.0)
+            self.world.prices[spec.symbol] *= math.exp(r - var / 2)
+            self.variance[spec.symbol] = (1 - alpha - beta) * long_run + alpha * r * r + beta * var
+            realized = math.sqrt(self.variance[spec.symbol] * 365 * DAY / self.step_seconds)
+            implied = 0.7 * self.world.vols[spec.symbol] + 0.3 * realized * 1.1
+            self.world.vols[spec.symbol] = min(max(implied, 0.2), 1.5)
+
+    # --- one step -------------------------------------------------------------------------------------------------
+
+    def step(self, output: RoundOutput, round_block: int) -> None:
+        """Live one market step after the round anchored at ``round_block`` (its recomputation ``output``)."""
+        world = self.world
+        leaves = {m.account: m for m in output.book.accounts}
+        below = sum(1 for m in leaves.values() if m.equity < m.maintenance_margin)
+        self.stats.max_accounts_below_mm = max(self.stats.max_accounts_below_mm, below)
+        if not self.levered:  # the first step: lever every account to its target against this round
+            self._lever(output)
+            self.levered = True
+            return
+        self.stats.steps += 1
+        world.rpc("evm_increaseTime", [self.step_seconds])
+        self.move_prices()
+        world.now = world.now + self.step_seconds
+        world.send_all([*world._feed_txs(world.now), world._marks_tx()])  # mined in the first block after the warp
+        self._settle_expired()
+        self._roll_expiries()
+        self._pay_funding()
+        world.trade_randomly(max(3, len(world.accounts) // 10))
+        self._withdraw_some(output, count=max(2, len(world.accounts) // 40))
+
+    def _settle_expired(self) -> None:
+        world = self.world
+        for expiry in [e for e in world.expiries if e <= world.now and e not in self.settled]:
+            txs = []
+            for spec in UNDERLYINGS:
+                price = int(world.prices[spec.symbol] * PRICE_SCALE)
+                txs.append(world._tx(world.admin, "MarketFeeds", "setSettlementPrice", encode_symbol(spec.symbol),
+                                     expiry, price))  # fmt: skip
+            world.send_all(txs)
+            holders = [world.house, *world.accounts]
+            settle = []
+            for inst in world.instruments:
+                if inst.expiry != expiry:
+                    continue
+                for i in range(0, len(holders), SETTLE_BATCH):
+                    settle.append(world._tx(world.admin, "MarginAccounts", "settle", inst.id,
+                                            holders[i : i + SETTLE_BATCH]))  # fmt: skip
+            hashes = world.send_all(settle)
+            settled = self._count_events(hashes, "Settled")
+            world.send_all([
+                world._tx(world.admin, "MarketFeeds", "removeSmile", encode_symbol(spec.symbol), expiry)
+                for spec in UNDERLYINGS
+            ])  # fmt: skip
+            self.settled.add(expiry)
+            self.stats.expiries_settled += 1
+            self.stats.positions_settled += settled
+            prices = ", ".join(f"{s.symbol} {world.prices[s.symbol]:,.0f}" for s in UNDERLYINGS)
+            day = _format_day(expiry)
+            self.stats.settlements.append(f"expiry {day} settled at {prices}: {settled} positions")
+
+    def _roll_expiries(self) -> None:
+        wanted = [e for e in friday_expiries(self.world.now) if e not in self.world.expiries]
+        if wanted:
+            self.world.list_expiries(wanted)
+            self.stats.expiries_listed += len(wanted)
+
+    def _pay_funding(self) -> None:
+        world = self.world
+        txs = []
+        for inst in world.instruments:
+            if inst.kind != InstrumentKind.PERPETUAL:
+                continue
+            # longs pay when the market ran up this step, shorts when it fell: a premium-like rate, capped
+            drift = math.log(world.prices[inst.underlying] / self._last_price(inst.underlying))
+            rate = max(-MAX_FUNDING_PER_DAY, min(MAX_FUNDING_PER_DAY, drift / 10))
+            # setting the rate first pays what accrued at the old one (a step is longer than FUNDING_PERIOD)
+            txs.append(world._tx(world.admin, "MarginAccounts", "setFundingRate", inst.id, int(rate * WAD)))
+            self.stats.funding_payments += 1
+        world.send_all(txs)
+        self._prices_seen = dict(world.prices)
+
+    def _last_price(self, symbol: str) -> float:
+        seen: dict[str, float] = getattr(self, "_prices_seen", {})
+        return seen.get(symbol, self.world.prices[symbol])
+
+    # --- leverage and withdrawals ---------------------------------------------------------------------------------
+
+    def _target(self, index: int) -> float:
+        """Return account ``index``'s target equity / IM: directional traders close to 1, the others 1.2-2."""
+        directional = index % 5 in (2, 3)  # the option buyer and the naked put seller (World._open_users)
+        return self._rng.uniform(1.03, 1.12) if directional else self._rng.uniform(1.2, 2.0)
+
+    def _lever(self, output: RoundOutput) -> None:
+        """Bring every account's equity to its target x IM: withdraw the excess cash, or deposit what is missing."""
+        world = self.world
+        world.send_all([world._tx(world.admin, "MarginAccounts", "setFeeRate", FEE_RATE)])
+        leaves = {m.account: m for m in output.book.accounts}
+        withdraw: list[tuple[str, int]] = []
+        top_up: dict[str, float] = {}
+        cash = dict(zip(world.accounts, world.cash_of(world.accounts), strict=True))
+        for i, account in enumerate(world.accounts):
+            m = leaves.get(to_canonical_address(account))
+            if m is None or m.initial_margin == 0:
+                continue
+            target = self._target(i) * m.initial_margin
+            gap = (m.equity - target) / 10**8  # USD
+            if gap > 1 and cash[account] > 1:  # what is not cash (collateral, option value) stays
+                withdraw.append((account, int(min(gap, cash[account] - 1))))
+            elif gap < -1:
+                top_up[account] = -gap
+        for account, usd in top_up.items():
+            world._open([account], {"USDC": usd})
+            self.stats.deposits += 1
+        self._withdraw(output, withdraw)
+
+    def _withdraw_some(self, output: RoundOutput, count: int) -> None:
+        """Let ``count`` random accounts withdraw a part of their cash against the latest attested round."""
+        world = self.world
+        picks = self._rng.sample(world.accounts, min(count, len(world.accounts)))
+        cash = world.cash_of(picks)
+        self._withdraw(output, [(a, int(c * self._rng.uniform(0.05, 0.5))) for a, c in zip(picks, cash, strict=True)
+                                if c >= 2])  # fmt: skip
+
+    def _withdraw(self, output: RoundOutput, amounts: Sequence[tuple[str, int]]) -> None:
+        """Withdraw ``(account, USD)`` amounts of USDC with the proofs of ``output`` (the latest attested round);
+        each refusal is counted under its custom error (simulated first, then sent)."""
+        world = self.world
+        txs = []
+        for account, usd in amounts:
+            if usd <= 0:
+                continue
+            leaf = output.tree.leaf_of(to_canonical_address(account))
+            margin = (leaf.initial_margin, leaf.maintenance_margin, leaf.equity)
+            proof = output.tree.proof(leaf.account)
+            txs.append(world._tx(account, "MarginAccounts", "withdraw", world.deployment.contracts["USDC"],
+                                 usd * 10**6, margin, proof))  # fmt: skip
+        results = world.simulate(txs)
+        allowed = []
+        for tx, error in zip(txs, results, strict=True):
+            if error is None:
+                allowed.append(tx)
+            else:
+                self._refused(error)
+        for _, error in zip(allowed, world.send_tolerant(allowed), strict=True):
+            if error is None:
+                self.stats.withdrawals += 1
+            else:  # a round attested between the simulation and the block: judged on a newer root
+                self._refused(error)
+
+    def _refused(self, error: str) -> None:
+        self.stats.withdrawals_refused += 1
+        self.stats.refusals[error] = self.stats.refusals.get(error, 0) + 1
+
+    def _count_events(self, hashes: Sequence[str], name: str) -> int:
+        world = self.world
+        event = getattr(world.ledger_events, name)()
+        topic = "0x" + _topic(event.abi).hex()
+        count = 0
+        receipts = world.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+        for receipt in receipts:
+            count += sum(1 for log in receipt["logs"] if log["topics"] and log["topics"][0] == topic)
+        return count
+
+    def summary(self, rounds: Sequence[Any], unsigned: int, audit: CashAudit, wall_seconds: float) -> dict[str, Any]:
+        """Return the ``--summary`` JSON object (the issue's keys, then details)."""
+        return {
+            "rounds_attested": len(rounds),
+            "rounds_verified": sum(1 for r in rounds if r.verified),
+            "rounds_unsigned": unsigned,
+            "expiries_settled": self.stats.expiries_settled,
+            "positions_settled": self.stats.positions_settled,
+            "trades": self.world.trades,
+            "withdrawals": self.stats.withdrawals,
+            "withdrawals_refused": self.stats.withdrawals_refused,
+            "max_accounts_below_mm": self.stats.max_accounts_below_mm,
+            "conservation_ok": audit.ok,
+            "days": self.stats.steps * self.step_seconds / DAY,
+            "steps": self.stats.steps,
+            "expiries_listed": self.stats.expiries_listed,
+            "funding_payments": self.stats.funding_payments,
+            "refusals": dict(sorted(self.stats.refusals.items())),
+            "deposits_topped_up": self.stats.deposits,
+            "conservation": {
+                "tokens_held": str(audit.tokens_held), "cash": str(audit.cash), "cost": str(audit.cost),
+                "fees": str(audit.fees), "funding_pool": str(audit.funding_pool), "settling": str(audit.settling),
+                "collateral_ok": audit.collateral_ok, "open_interest_ok": audit.open_interest_ok,
+            },
+            "final_prices": {s.symbol: round(self.world.prices[s.symbol], 2) for s in UNDERLYINGS},
+            "wall_seconds": round(wall_seconds, 1),
+        }  # fmt: skip
+
+
+def _topic(abi: dict[str, Any]) -> bytes:
+    return keccak(text=f"{abi['name']}({','.join(i['type'] for i in abi['inputs'])})")
+
+
+def _format_day(expiry: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(expiry, datetime.UTC).strftime("%d%b%y").upper()

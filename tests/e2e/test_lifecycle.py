@@ -1,0 +1,58 @@
+"""End to end: ``pmoracle devnet --days`` lives through a week of market time on real anvil and node processes.
+
+Between attested rounds chain time moves a day; expiries pass, get their settlement price and are settled into
+cash, new ones are listed, perpetuals pay funding, traders trade with signed orders and withdraw against attested
+margin. Every round after the warm-up is attested and matches the devnet's recomputation from chain state, and the
+ledger's money identity holds at the end, checked from chain state alone.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.procscan import kill_marked, new_mark, wait_until_gone
+
+SUMMARY_KEYS = (
+    "rounds_attested", "rounds_verified", "rounds_unsigned", "expiries_settled", "positions_settled", "trades",
+    "withdrawals", "withdrawals_refused", "max_accounts_below_mm", "conservation_ok",
+)  # fmt: skip
+
+
+@pytest.mark.timeout(420)
+def test_a_week_of_market_time_settles_expiries_and_keeps_every_round_attested_and_money_conserved() -> None:
+    run_dir = Path(tempfile.mkdtemp(prefix="pmoracle-e2e-days-"))  # kept: node logs for a failing run
+    summary_path = run_dir / "summary.json"
+    command = [
+        sys.executable, "-m", "pmoracle.cli", "devnet", "--nodes", "4", "--accounts", "30", "--days", "7",
+        "--step-hours", "24", "--summary", str(summary_path), "--run-dir", str(run_dir / "net"), "--quiet",
+    ]  # fmt: skip
+    env = new_mark()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=400, check=False, env=env)
+        assert not wait_until_gone(env, 10.0), "a devnet process outlived the command"
+    finally:
+        kill_marked(env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads(summary_path.read_text())
+    assert all(key in summary for key in SUMMARY_KEYS)
+    assert summary["days"] == 7 and summary["steps"] == 7
+    assert summary["rounds_attested"] >= 8 and summary["rounds_verified"] == summary["rounds_attested"]
+    assert summary["rounds_unsigned"] == 0
+    assert summary["expiries_settled"] >= 1 and summary["positions_settled"] > 0  # a Friday passes in any week
+    assert summary["expiries_listed"] >= 1  # and the next one is listed
+    assert summary["trades"] > 0 and summary["withdrawals"] > 0
+    assert summary["conservation_ok"] is True
+
+
+def test_a_summary_needs_a_days_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pmoracle.cli", "devnet", "--summary", "s.json", "--duration", "1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0 and "--summary" in done.stderr and "--days" in done.stderr

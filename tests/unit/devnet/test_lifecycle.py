@@ -1,0 +1,31 @@
+"""The --days devnet's calendar: which expiries are listed at a given time."""
+
+from __future__ import annotations
+
+import datetime
+
+from pmoracle.devnet.lifecycle import friday_expiries
+
+
+def _utc(expiry: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(expiry, datetime.UTC)
+
+
+def test_the_next_two_fridays_and_the_next_two_month_ends_are_listed_at_08_utc() -> None:
+    now = int(datetime.datetime(2026, 12, 3, 13, 0, tzinfo=datetime.UTC).timestamp())  # a Thursday
+    days = [_utc(e).date().isoformat() for e in friday_expiries(now)]
+    # Fri 4 and 11 Dec; the last Fridays of December and January
+    assert days == ["2026-12-04", "2026-12-11", "2026-12-25", "2027-01-29"]
+    assert all(_utc(e).hour == 8 and _utc(e).weekday() == 4 for e in friday_expiries(now))
+
+
+def test_a_month_end_that_is_also_a_weekly_is_listed_once() -> None:
+    now = int(datetime.datetime(2027, 1, 20, tzinfo=datetime.UTC).timestamp())  # Wed; Fri 22 and 29 Jan
+    days = [_utc(e).date().isoformat() for e in friday_expiries(now)]
+    assert days == ["2027-01-22", "2027-01-29", "2027-02-26"]
+    assert friday_expiries(now) == sorted(set(friday_expiries(now)))
+
+
+def test_on_a_friday_after_08_utc_the_listing_starts_the_next_day() -> None:
+    now = int(datetime.datetime(2026, 12, 4, 9, 0, tzinfo=datetime.UTC).timestamp())
+    assert _utc(friday_expiries(now)[0]).date().isoformat() == "2026-12-11"
