@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml requirements.lock
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
-# The devnet: anvil, contracts, 4 staked solver nodes over libp2p, 300 accounts, a moving market, for 60 s.
+# The devnet: anvil, contracts, 4 staked solver nodes over libp2p, 200 accounts living through 14 market days
+# (priced trades, funding, expiries settled and rolled, withdrawals), about three minutes.
 demo: setup
-	$(VENV)/bin/pmoracle devnet --nodes 4 --accounts 300 --duration 60
+	$(VENV)/bin/pmoracle devnet --nodes 4 --accounts 200 --days 14 --summary runs/demo-summary.json
 
 lint: setup
 	$(VENV)/bin/ruff check src tests

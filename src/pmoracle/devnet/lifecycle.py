@@ -122,6 +122,9 @@ class Lifecycle:
             self._lever(output)
             self.levered = True
             return
+        # withdrawals first, against the round just attested (a withdrawal after this step's funding payment,
+        # settlement or trade would be refused until the next round: FundingSinceRound, TradedSinceRound)
+        self._withdraw_some(output, count=max(2, len(world.accounts) // 40))
         self.stats.steps += 1
         world.rpc("evm_increaseTime", [self.step_seconds])
         self.move_prices()
@@ -131,7 +134,6 @@ class Lifecycle:
         self._roll_expiries()
         self._pay_funding()
         world.trade_randomly(max(3, len(world.accounts) // 10))
-        self._withdraw_some(output, count=max(2, len(world.accounts) // 40))
 
     def _settle_expired(self) -> None:
         world = self.world

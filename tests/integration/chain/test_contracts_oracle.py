@@ -223,7 +223,7 @@ def test_deploy_writes_the_deployment_json(anvil: Devchain, tmp_path: pathlib.Pa
     saved = json.loads(path.read_text())
     assert saved["chainId"] == 31337 and saved["deployBlock"] == deployment.deploy_block
     assert set(saved["contracts"]) == {
-        "MarketFeeds", "MarginAccounts", "SolverRegistry", "MarginOracle", "USDC", "WBTC", "WETH"
+        "MarketFeeds", "MarginAccounts", "Exchange", "SolverRegistry", "MarginOracle", "USDC", "WBTC", "WETH"
     }  # fmt: skip
     assert Deployment.load(path) == deployment
     w3 = connect(anvil.url)
@@ -232,7 +232,15 @@ def test_deploy_writes_the_deployment_json(anvil: Devchain, tmp_path: pathlib.Pa
     assert deployment.contract(w3, "SolverRegistry").functions.oracle().call() == saved["contracts"]["MarginOracle"]
     accounts = deployment.contract(w3, "MarginAccounts").functions
     assert accounts.oracle().call() == saved["contracts"]["MarginOracle"]
-    assert accounts.collateralTokens().call() == [saved["contracts"][k] for k in ("USDC", "WBTC", "WETH")]
+    # USDC is the settlement token (cash); the others are collateral; the Exchange alone applies trades
+    assert accounts.settlementToken().call() == saved["contracts"]["USDC"]
+    assert accounts.collateralTokens().call() == [saved["contracts"][k] for k in ("WBTC", "WETH")]
+    assert accounts.hasRole(keccak(text="EXCHANGE_ROLE"), saved["contracts"]["Exchange"]).call()
+    exchange = deployment.contract(w3, "Exchange").functions
+    assert (exchange.ledger().call(), exchange.feeds().call()) == (
+        saved["contracts"]["MarginAccounts"],
+        saved["contracts"]["MarketFeeds"],
+    )
     assert [deployment.contract(w3, k).functions.decimals().call() for k in ("USDC", "WBTC", "WETH")] == [6, 8, 18]
     # no committee yet: attest is refused with NoCommittee
     oracle = deployment.contract(w3, "MarginOracle")
