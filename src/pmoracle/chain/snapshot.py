@@ -330,12 +330,46 @@ def _read_head(client: ChainClient, deployment: Deployment, block_number: int, i
     return _Head(header, market, tokens, instruments, funding, account_count, calls + 1)
 
 
-def _snapshot(head: _Head, portfolios: Mapping[bytes, Portfolio], calls: int, changed: int | None) -> ChainSnapshot:
+def _read_settlements(
+    client: ChainClient, deployment: Deployment, head: _Head, portfolios: Mapping[bytes, Portfolio]
+) -> tuple[MarketSnapshot, int]:
+    """Return the market with the settlement prices fixed for the expired instruments some book holds (one
+    ``MarketFeeds.settlementPrice`` call per distinct underlying and expiry), and the number of calls made."""
+    time = head.header.timestamp
+    held = sorted({
+        (p.instrument.underlying, p.instrument.expiry)
+        for book in portfolios.values() for p in book.positions if p.instrument.is_expired_at(time)
+    })  # fmt: skip
+    if not held:
+        return head.market, 0
+    feeds, _ = _contracts(deployment)
+    view = _view("MarketFeeds", "settlementPrice")
+    fixed: dict[str, list[tuple[int, int]]] = {}
+    for symbol, expiry in held:
+        price, fixed_at = _call(client, feeds, view, head.header.hash, int.from_bytes(_symbol_word(symbol)), expiry)
+        if fixed_at:
+            fixed.setdefault(symbol, []).append((expiry, price))
+    underlyings = tuple(
+        replace(u, settlements=tuple(fixed[u.symbol])) if u.symbol in fixed else u for u in head.market.underlyings
+    )
+    try:
+        return replace(head.market, underlyings=underlyings), len(held)
+    except InputError as exc:
+        raise SnapshotError(exc.field, None, exc.message) from exc
+
+
+def _symbol_word(symbol: str) -> bytes:
+    return symbol.encode().ljust(32, b"\0")
+
+
+def _snapshot(
+    head: _Head, market: MarketSnapshot, portfolios: Mapping[bytes, Portfolio], calls: int, changed: int | None
+) -> ChainSnapshot:
     return ChainSnapshot(
         block_number=head.header.number,
         block_hash=head.header.hash,
         timestamp=head.header.timestamp,
-        market=head.market,
+        market=market,
         portfolios=tuple(portfolios[a] for a in sorted(portfolios)),
         instruments=tuple(sorted(head.instruments.items())),
         rpc_calls=calls,
@@ -387,7 +421,8 @@ def read_snapshot(
             if portfolio.account in portfolios:
                 raise SnapshotError("accounts", "0x" + portfolio.account.hex(), "account listed twice")
             portfolios[portfolio.account] = portfolio
-    return _snapshot(head, portfolios, calls, None)
+    market, settlement_calls = _read_settlements(client, deployment, head, portfolios)
+    return _snapshot(head, market, portfolios, calls + settlement_calls, None)
 
 
 def read_snapshot_since(
@@ -439,7 +474,8 @@ def read_snapshot_since(
                 portfolios.pop(raw[0], None)
             else:
                 portfolios[portfolio.account] = portfolio
-    return _snapshot(head, portfolios, calls, changed)
+    market, settlement_calls = _read_settlements(client, deployment, head, portfolios)
+    return _snapshot(head, market, portfolios, calls + settlement_calls, changed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -255,11 +255,24 @@ def _parse_smile(obj: object, expiry: int, time: int, path: str) -> Smile:
         raise _prefixed(f"{path}.svi", exc) from None
 
 
+def _parse_prices_by_expiry(spec: Mapping[str, Any], key: str, path: str, errors: _Collector) -> list[tuple[int, int]]:
+    """Return the (expiry, price) pairs of an optional ``{"27DEC26": "95000"}`` map (forwards, settlement prices)."""
+    pairs: list[tuple[int, int]] = []
+    obj = errors.attempt(_mapping, spec.get(key, {}), f"{path}.{key}")
+    for code, price_obj in (obj or {}).items():
+        item_path = f"{path}.{key}.{code}"
+        expiry = errors.attempt(parse_expiry_code, code, item_path)
+        price = errors.attempt(_positive, price_obj, PRICE_DECIMALS, MAX_PRICE, item_path)
+        if expiry is not None and price is not None:
+            pairs.append((expiry, price))
+    return pairs
+
+
 def _parse_underlying(symbol: str, obj: object, time: int, path: str, errors: _Collector) -> UnderlyingMarket | None:
     spec = errors.attempt(_mapping, obj, path)
     if spec is None:
         return None
-    _check_keys(spec, ("index", "rate", "smiles", "forwards", "updated_at"), path, errors)
+    _check_keys(spec, ("index", "rate", "smiles", "forwards", "settlements", "updated_at"), path, errors)
     updated_at = errors.attempt(_optional_time, spec, path)
     index = errors.attempt(_positive_field, spec, "index", PRICE_DECIMALS, MAX_PRICE, path)
     rate = errors.attempt(_fixed_field, spec, "rate", WAD_DECIMALS, path, "0")
@@ -275,14 +288,8 @@ def _parse_underlying(symbol: str, obj: object, time: int, path: str, errors: _C
         smile = errors.attempt(_parse_smile, smile_obj, expiry, time, smile_path)
         if isinstance(smile, Smile):
             smiles.append(smile)
-    forwards: list[tuple[int, int]] = []
-    forwards_obj = errors.attempt(_mapping, spec.get("forwards", {}), f"{path}.forwards")
-    for code, price_obj in (forwards_obj or {}).items():
-        fwd_path = f"{path}.forwards.{code}"
-        expiry = errors.attempt(parse_expiry_code, code, fwd_path)
-        price = errors.attempt(_positive, price_obj, PRICE_DECIMALS, MAX_PRICE, fwd_path)
-        if expiry is not None and price is not None:
-            forwards.append((expiry, price))
+    forwards = _parse_prices_by_expiry(spec, "forwards", path, errors)
+    settlements = _parse_prices_by_expiry(spec, "settlements", path, errors)
     if index is None or rate is None or errors.errors:
         return None
     try:
@@ -293,6 +300,7 @@ def _parse_underlying(symbol: str, obj: object, time: int, path: str, errors: _C
             tuple(sorted(smiles, key=lambda s: s.expiry)),
             tuple(sorted(forwards)),
             updated_at or 0,
+            tuple(sorted(settlements)),
         )
     except InputError as exc:
         errors.add(_prefixed(path, exc))

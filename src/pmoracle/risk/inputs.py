@@ -139,6 +139,9 @@ class UnderlyingMarket:
     smiles: tuple[Smile, ...] = ()
     forwards: tuple[tuple[int, int], ...] = ()  # (expiry, forward price PRICE_SCALE), overrides the rate
     updated_at: int = 0  # unix seconds of the feed's last update
+    # (expiry, settlement price PRICE_SCALE) fixed on chain: an expired instrument of that expiry is worth its
+    # settlement value, a constant (docs/risk-model.md, "Expired instruments")
+    settlements: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         _check_symbol("symbol", self.symbol)
@@ -152,12 +155,24 @@ class UnderlyingMarket:
             raise InputError(f"{self.symbol}.forwards", "expiries must be unique and sorted")
         for expiry, price in self.forwards:
             _check_int(f"{self.symbol}.forwards[{expiry}]", price, 1, MAX_PRICE)
+        settled = [e for e, _ in self.settlements]
+        if settled != sorted(set(settled)):
+            raise InputError(f"{self.symbol}.settlements", "expiries must be unique and sorted")
+        for expiry, price in self.settlements:
+            _check_int(f"{self.symbol}.settlements[{expiry}]", price, 1, MAX_PRICE)
 
     def smile(self, expiry: int) -> Smile | None:
         """Return the smile of ``expiry`` or None."""
         for s in self.smiles:
             if s.expiry == expiry:
                 return s
+        return None
+
+    def settlement(self, expiry: int) -> int | None:
+        """Return the settlement price fixed for ``expiry`` or None."""
+        for e, price in self.settlements:
+            if e == expiry:
+                return price
         return None
 
     def forward(self, expiry: int) -> int | None:

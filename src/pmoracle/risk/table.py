@@ -7,7 +7,9 @@ or a stale feed raises a named error before anything is computed.
 An option or dated future whose expiry is at or before the valuation time is not refused: until it is settled it is
 valued at expiry value on its underlying's index (docs/risk-model.md, "Expired instruments"). Its row has
 ``tau = 0`` (a live instrument always has ``tau > 0``), ``fwd = 0`` and no smile; the kernel values ``tau == 0`` as
-expired.
+expired. Once its expiry's settlement price is fixed on chain the value is a constant, the settlement value per
+unit (intrinsic value at that price, or the price for a future): the row is then a stable asset row (no
+underlying, no haircut), which no scenario moves.
 """
 
 from __future__ import annotations
@@ -79,6 +81,13 @@ def instrument_field(inst: RiskInstrument) -> str:
     return f"{inst.underlying} option expiring {inst.expiry} strike {inst.strike / PRICE_SCALE:g} {cp}"
 
 
+def compute_settlement_value(inst: Instrument, price: int) -> int:
+    """Return what one unit of an expired option or future settles for at ``price`` (both PRICE_SCALE, exact)."""
+    if inst.kind == InstrumentKind.FUTURE:
+        return price
+    return max(price - inst.strike, 0) if inst.kind == InstrumentKind.CALL else max(inst.strike - price, 0)
+
+
 def check_feeds(market: MarketSnapshot, params: RiskParams) -> None:
     """Raise ``StaleFeedError`` if any timestamped feed is older than the limit (0 = not timestamped)."""
     limit = params.max_feed_age_seconds
@@ -114,6 +123,7 @@ def build_instrument_table(
     assets = {a.symbol: a for a in market.assets}
     smiles = {(u.symbol, smile.expiry): smile for u in market.underlyings for smile in u.smiles}
     forwards = {(u.symbol, expiry): price for u in market.underlyings for expiry, price in u.forwards}
+    settlements = {(u.symbol, expiry): price for u in market.underlyings for expiry, price in u.settlements}
     for i, inst in enumerate(instruments):
         if isinstance(inst, CollateralRef):
             asset = assets.get(inst.symbol)
@@ -136,7 +146,11 @@ def build_instrument_table(
         if inst.is_option:
             strike[i] = inst.strike / PRICE_SCALE
         if inst.is_expired_at(market.time):
-            continue  # tau = 0, fwd = 0, no smile: valued at expiry value on the index
+            settled = settlements.get((inst.underlying, inst.expiry))
+            if settled is not None:  # a constant: the settlement value, in a row no scenario moves
+                kind[i], und[i], strike[i], rate[i] = KIND_ASSET, -1, 0.0, 0.0
+                index[i] = compute_settlement_value(inst, settled) / PRICE_SCALE
+            continue  # else tau = 0, fwd = 0, no smile: valued at expiry value on the index
         tau[i] = (inst.expiry - market.time) / SECONDS_PER_YEAR
         quoted = forwards.get((inst.underlying, inst.expiry))
         fwd[i] = 0.0 if quoted is None else quoted / PRICE_SCALE

@@ -9,12 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from eth_utils import to_canonical_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import transact_fn
 from pmoracle.chain.orders import sign_order
+from pmoracle.chain.snapshot import read_snapshot
+from pmoracle.config.params import default_params
 from pmoracle.devnet.devchain import Devchain
+from pmoracle.risk.margin import compute_book
 from tests.integration.chain.contracts_support import (
     System,
     attest,
@@ -272,6 +277,7 @@ def test_expired_instruments_settle_into_cash_at_the_posted_price(system: System
     assert revert_of(ledger.settle(CALL, [alice]), owner) == ("InstrumentNotExpired", (CALL, expiry))
     assert revert_of(ledger.settle(PERP, [alice]), owner) == ("InstrumentNotExpired", (PERP, 0))
     warp(system, expiry - now(system) + 60)
+    transact_fn(system.owner, feeds.setIndex(BTC, 95_000 * PRICE, 0), label="index")  # a fresh feed after the jump
     # expired instruments no longer trade
     buy, sell = desk.order(alice, CALL, True, UNIT, 2_000 * PRICE), desk.order(bob, CALL, False, UNIT, 2_000 * PRICE)
     desk.mark(CALL, 2_000 * PRICE)
@@ -296,6 +302,12 @@ def test_expired_instruments_settle_into_cash_at_the_posted_price(system: System
             + future_size * 104_000 * PRICE * 10**6
             - future_cost
         )
+    # the engine values the expired positions at the fixed price now: their equity and margin are the settled books'
+    client = ChainClient([system.chain.url])
+    fixed = read_snapshot(client, system.deployment, client.block_number())
+    assert fixed.market.underlying("BTC").settlement(expiry) == 104_000 * PRICE
+    params = default_params()
+    before = {m.account: m for m in compute_book(fixed.market, params, fixed.portfolios).accounts}
     # settle the call for alice only: conservation holds mid-settlement (the rest is still owed by the shorts)
     transact_fn(system.owner, ledger.settle(CALL, [alice]), label="settle")
     check_conservation(system.w3, system.deployment)
@@ -306,6 +318,12 @@ def test_expired_instruments_settle_into_cash_at_the_posted_price(system: System
         assert cash(system, account) == expected[account]
         assert all(position(system, account, iid) == (0, 0, 0) for iid in (CALL, PUT, FUTURE))
     check_conservation(system.w3, system.deployment)
+    settled = read_snapshot(client, system.deployment, client.block_number())
+    after = {m.account: m for m in compute_book(settled.market, params, settled.portfolios).accounts}
+    for account in holders:
+        key = to_canonical_address(account)
+        b, a = before[key], after[key]
+        assert (b.equity, b.initial_margin, b.maintenance_margin) == (a.equity, a.initial_margin, a.maintenance_margin)
 
 
 def test_an_expiry_without_a_feeder_price_settles_at_the_index_after_the_window(system: System) -> None:

@@ -21,6 +21,7 @@ from pmoracle.errors import InputError
 from pmoracle.risk.inputs import (
     MAX_BALANCE,
     MONEY_SCALE,
+    PRICE_SCALE,
     WAD,
     Instrument,
     InstrumentKind,
@@ -120,6 +121,35 @@ def test_settled_positions_are_their_cash_payoff() -> None:
     after = Portfolio(account=account(3), cash=usd("1234.567") + usd(payoff))
     assert equity_of(before, expired) == equity_of(after, expired) == money(payoff + Decimal("1234.567"))
     assert payoff == Decimal("3751.5")
+
+
+def test_a_fixed_settlement_price_makes_an_expired_position_its_constant_settlement_value() -> None:
+    """Once the settlement price is fixed on chain, an expired, unsettled position is worth exactly what `settle`
+    will pay, whatever the index does meanwhile, and carries no risk: equity, IM and MM equal the settled book's."""
+    call = option("BTC", EXPIRIES[0], 90_000, True)
+    put = option("BTC", EXPIRIES[0], 100_000, False)
+    future = Instrument("BTC", InstrumentKind.FUTURE, expiry=EXPIRIES[0])
+    live_put = option("BTC", EXPIRIES[3], 80_000, False)  # a live hedge: margin that must not change
+    settlement = 97_250
+    base = make_market(btc=103_000.0, time=EXPIRIES[0] + 3_600)  # the index moved on after the expiry
+    btc = dataclasses.replace(base.underlyings[0], settlements=((EXPIRIES[0], settlement * PRICE_SCALE),))
+    fixed = dataclasses.replace(base, underlyings=(btc, base.underlyings[1]))
+    before = Portfolio(
+        positions=(Position(call, size(3)), Position(put, size(-2)), Position(future, size(-2), cost=usd(-2 * 91_000)),
+                   Position(live_put, size(-1))),
+        account=account(4), cash=usd(10_000),
+    )  # fmt: skip
+    payoff = 3 * (settlement - 90_000) - 2 * (100_000 - settlement) + (-2 * settlement + 2 * 91_000)
+    after = Portfolio(positions=(Position(live_put, size(-1)),), account=account(4), cash=usd(10_000 + payoff))
+    (m_before, m_after) = compute_book(fixed, PARAMS, [before, after]).accounts
+    assert margins(m_before) == margins(m_after)
+    assert m_before.equity == m_after.equity == equity_of(after, fixed)
+    # on the index instead (no price fixed yet) the same book is worth what the index says: a different equity
+    unfixed = equity_of(before, base)
+    assert unfixed != m_before.equity
+    # the calls gain the move, the short puts no longer owe their 2,750, the short futures lose the move
+    move = 103_000 - settlement
+    assert unfixed - m_before.equity == money(3 * move + 2 * (100_000 - settlement) - 2 * move)
 
 
 def test_one_floor_per_account_toward_minus_infinity() -> None:
