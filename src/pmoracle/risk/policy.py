@@ -220,8 +220,10 @@ def compute_vol_shift(params: PolicyParams, iv_variance: int) -> int:
 def check_sample(params: PolicyParams, state: PolicyState | None, sample: Sample) -> None:
     """Check that ``sample`` may follow ``state`` (None: it is the first); raise ``HistoryError`` naming it."""
     index = 0 if state is None else state.count
-    if not 0 < sample.price <= MAX_PRICE:  # a price is positive and representable
-        raise HistoryError(index, f"price {sample.price} is not positive (or above {MAX_PRICE})")
+    if sample.price <= 0:  # a price is positive
+        raise HistoryError(index, f"price {sample.price} is not positive")
+    if sample.price > MAX_PRICE:  # and within the engine's range
+        raise HistoryError(index, f"price {sample.price} exceeds {MAX_PRICE}")
     if (params.vol is not None) != (sample.iv != 0):  # an IV series exactly when the policy sizes vol shocks
         wanted = "an implied vol" if params.vol is not None else "no implied vol ([policy.vol] is not set)"
         raise HistoryError(index, f"implied vol {sample.iv}: the policy needs {wanted}")
