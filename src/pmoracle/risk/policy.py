@@ -337,6 +337,30 @@ def compute_policy_state(
     return path[-1] if path else state
 
 
+def compute_samples(
+    params: PolicyParams, updates: Sequence[Sample], first_point: int, count: int, max_age_seconds: int
+) -> list[Sample]:
+    """Return the sample at each of ``count`` points from ``first_point``: the last update (in chain order) at or
+    before it; raise ``HistoryError`` naming the point where none is fresher than ``max_age_seconds``."""
+    interval = params.sample_interval_seconds
+    if first_point % interval:  # sampling points are multiples of the interval
+        raise HistoryError(0, f"time {first_point} is not a sampling point (a multiple of {interval} s)")
+    for i in range(1, len(updates)):
+        if updates[i].time < updates[i - 1].time:  # chain order: block timestamps never decrease
+            raise HistoryError(i, f"update time {updates[i].time} precedes {updates[i - 1].time}")
+    samples = []
+    u = -1  # index of the last update at or before the current point
+    for k in range(count):
+        point = first_point + k * interval
+        while u + 1 < len(updates) and updates[u + 1].time <= point:
+            u += 1
+        if u < 0 or point - updates[u].time > max_age_seconds:  # the index must be fresh at every point
+            last = "no update yet" if u < 0 else f"the last update is {point - updates[u].time} s old"
+            raise HistoryError(k, f"no fresh index at sampling point {point}: {last} (limit {max_age_seconds} s)")
+        samples.append(Sample(time=point, price=updates[u].price, iv=updates[u].iv))
+    return samples
+
+
 # --- canonical encoding ---------------------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ from pmoracle.risk.policy import (
     compute_floor_range,
     compute_policy_path,
     compute_policy_state,
+    compute_samples,
     compute_step_bounds,
     decode_policy_state,
     encode_policy_state,
@@ -248,6 +249,30 @@ def test_vol_shift_follows_implied_vol_changes() -> None:
     assert calm_state is not None and jumpy_state is not None
     assert calm_state.vol_shift == FULL.vol.min_shift * RANGE_SCALE  # no IV change: the EWMA decays to the floor
     assert jumpy_state.vol_shift > 4 * calm_state.vol_shift
+
+
+def test_samples_are_the_last_update_at_or_before_each_point() -> None:
+    updates = [
+        Sample(T0 - 50, 100, 1),
+        Sample(T0, 200, 2),  # exactly on the point: it counts
+        Sample(T0 + DAY - 1, 300, 3),
+        Sample(T0 + DAY + 1, 400, 4),  # after the point: the next one
+        Sample(T0 + DAY + 5, 500, 5),
+    ]
+    assert compute_samples(FULL, updates, T0, 3, max_age_seconds=DAY) == [
+        Sample(T0, 200, 2),
+        Sample(T0 + DAY, 300, 3),
+        Sample(T0 + 2 * DAY, 500, 5),
+    ]
+    with pytest.raises(HistoryError, match="the last update is 86395 s old") as info:
+        compute_samples(FULL, updates, T0, 3, max_age_seconds=DAY - 10)
+    assert info.value.index == 2
+    with pytest.raises(HistoryError, match="no update yet"):
+        compute_samples(FULL, updates, T0 - DAY, 1, max_age_seconds=DAY)
+    with pytest.raises(HistoryError, match="precedes"):
+        compute_samples(FULL, [updates[1], updates[0]], T0, 1, max_age_seconds=DAY)
+    with pytest.raises(HistoryError, match="not a sampling point"):
+        compute_samples(FULL, updates, T0 + 1, 1, max_age_seconds=DAY)
 
 
 # --- bad input ------------------------------------------------------------------------------------------------
