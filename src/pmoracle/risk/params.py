@@ -450,8 +450,9 @@ def _read_policy(r: _Reader) -> PolicyParams | None:
             r.problems.append(f"policy.vol.decay: {vol_decay} must lie strictly between 0 and 1")
         vol_sigmas = r.rational("policy.vol.sigmas", Fraction(1, 10), Fraction(20))
         vol_seed = r.rational("policy.vol.seed_vol", Fraction(1, 10**4), Fraction(50))
-        min_shift = r.rational("policy.vol.min_shift", zero, Fraction(99, 100))
-        max_shift = r.rational("policy.vol.max_shift", zero, Fraction(99, 100))
+        # positive: the step cap moves the shift relative to its last value, so 0 could never rise again
+        min_shift = r.rational("policy.vol.min_shift", Fraction(1, 1000), Fraction(99, 100))
+        max_shift = r.rational("policy.vol.max_shift", Fraction(1, 1000), Fraction(99, 100))
         if max_shift < min_shift:
             r.problems.append(f"policy.vol.max_shift: {max_shift} is below policy.vol.min_shift {min_shift}")
         vol = VolPolicyParams(

@@ -411,6 +411,11 @@ def decode_policy_state(params: PolicyParams, data: bytes) -> PolicyState:
         raise PolicyStateError("checkpoint.block_maxima", f"{len(maxima)} blocks exceed {params.floor.blocks}")
     if not min_range(params) <= scan_range <= max_range(params):  # the applied range always lies in the bounds
         raise PolicyStateError("checkpoint.scan_range", f"{scan_range} is outside the policy's bounds")
+    size = 0 if params.buffer is None else to_scaled(params.buffer.size, RANGE_SCALE)
+    if level > size:  # the buffer never exceeds its size
+        raise PolicyStateError("checkpoint.buffer_level", f"{level} exceeds the buffer's size {size}")
+    if (params.vol is None) != (vol_shift == 0):  # a vol shift exactly when the policy sizes vol shocks
+        raise PolicyStateError("checkpoint.vol_shift", f"{vol_shift} does not fit the policy's [policy.vol]")
     if encode_policy_state(state) != bytes(data):  # one state, one encoding
         raise PolicyStateError("checkpoint", "not the canonical encoding of its state")
     return state

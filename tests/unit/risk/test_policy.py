@@ -156,6 +156,24 @@ def test_a_damaged_checkpoint_is_refused(mutate: object) -> None:
         decode_policy_state(FULL, mutate(state.canonical_bytes))  # type: ignore[operator]
 
 
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"scan_range": 10**9}, "checkpoint.scan_range"),
+        ({"buffer_level": 250_000_001}, "checkpoint.buffer_level"),
+        ({"vol_shift": 0}, "checkpoint.vol_shift"),
+        ({"count": 0}, "checkpoint.count"),
+        ({"block_maxima": (1,) * 10}, "checkpoint.block_maxima"),
+    ],
+)
+def test_a_checkpoint_out_of_the_policys_bounds_is_refused(change: dict[str, object], field: str) -> None:
+    state = compute_policy_state(FULL, "BTC", make_samples(40, seed=5))
+    assert state is not None
+    with pytest.raises(PolicyStateError) as info:
+        decode_policy_state(FULL, encode_policy_state(dataclasses.replace(state, **change)))  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
 # --- anti-procyclicality --------------------------------------------------------------------------------------
 
 
@@ -345,6 +363,7 @@ def test_policy_section_reports_every_problem() -> None:
         .replace("lookback_samples = 90", "lookback_samples = 95")
         .replace('stress_ratio = "1.5"', 'stress_ratio = "1"')
         .replace("[policy.vol]", "colour = 3\n[policy.vol]")
+        .replace('min_shift = "0.05"', 'min_shift = "0"')
     )
     with pytest.raises(ParamsError) as info:
         parse_policy(text)
@@ -355,6 +374,7 @@ def test_policy_section_reports_every_problem() -> None:
         "policy.floor.lookback_samples: 95 is not a multiple of block_samples 10",
         "policy.buffer.stress_ratio: must exceed 1",
         "policy.buffer.colour: unknown field",
+        "policy.vol.min_shift: '0' is outside [1/1000, 99/100]",  # a capped shift at 0 could never rise again
     ):
         assert expected in problems
     with pytest.raises(ParamsError, match=r"policy\.buffer\.colour: unknown field"):
