@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "register": ("pmoracle.commands.register", "stake and register a node in SolverRegistry from its key files"),
     "bench": ("pmoracle.commands.bench", "run a benchmark: risk, gossip, gas, chain, devnet"),
+    "policy": ("pmoracle.commands.policy", "adaptive margin policy: the scan-range path of an index history"),
 }
 
 EXIT_INPUT_ERROR = 2

@@ -1,7 +1,8 @@
 """``pmoracle bench SUITE``: measure one part of the system on this machine (nothing is asserted).
 
 Suites: ``risk`` (risk engine), ``gossip`` (libp2p report exchange), ``gas`` (contract gas table), ``chain``
-(RPC and snapshot cost) and ``devnet`` (round latency of a real multi-node devnet).
+(RPC and snapshot cost), ``devnet`` (round latency of a real multi-node devnet) and ``policy`` (the adaptive margin
+policy's backtest).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ SUITES: dict[str, tuple[str | None, str]] = {
     "gas": ("pmoracle.bench.gas", "gas of attest, verifyMargin and slashing on anvil"),
     "chain": ("pmoracle.bench.chain", "chain layer: RPC latency and snapshot cost versus accounts"),
     "devnet": ("pmoracle.bench.devnet", "devnet round latency, CPU and memory per node for n nodes"),
+    "policy": ("pmoracle.bench.policy", "adaptive margin policy backtest on seeded GARCH paths"),
 }
 
 

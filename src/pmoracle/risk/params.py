@@ -25,6 +25,70 @@ JOINT_MODES = ("together", "alone", "opposite")
 PRICE_REFERENCES = ("fraction", "std")
 MAX_IM_MULTIPLIER = Fraction(3, 2)  # keeps IM of any in-bound account inside int64 (see kernel.py)
 MAX_IM_BUFFER = 2**60
+MAX_FLOOR_BLOCKS = 1024  # bounds the policy state: the stressed lookback is kept as this many block maxima at most
+
+
+@dataclass(frozen=True, slots=True)
+class FloorParams:
+    """The stressed-lookback floor of the policy (EMIR RTS 153/2013 Art. 28(1)(c) style)."""
+
+    weight: Fraction  # the range is at least weight x the range of the largest EWMA variance in the lookback
+    lookback_samples: int  # samples the stressed lookback covers at least (a multiple of block_samples)
+    block_samples: int  # the lookback is kept as per-block maxima, so the state stays bounded
+
+    @property
+    def blocks(self) -> int:
+        """Return how many completed blocks the lookback keeps besides the current one."""
+        return self.lookback_samples // self.block_samples
+
+
+@dataclass(frozen=True, slots=True)
+class BufferParams:
+    """The releasable buffer of the policy (EMIR RTS 153/2013 Art. 28(1)(a) style)."""
+
+    size: Fraction  # the buffer as a fraction of the base range (1/4 = the regulation's 25%)
+    stress_ratio: Fraction  # stress: the fast EWMA vol is at least this multiple of the slow one
+    slow_decay: Fraction  # decay of the slow EWMA of squared returns (the stress reference)
+    rebuild_samples: int  # after stress the buffer grows back to its size over this many samples
+
+
+@dataclass(frozen=True, slots=True)
+class VolPolicyParams:
+    """Adaptive volatility-shock size: an EWMA of squared log changes of the reference-tenor ATM implied vol."""
+
+    decay: Fraction
+    sigmas: Fraction  # the shift is sigmas x the EWMA vol of log IV changes over the horizon
+    seed_vol: Fraction  # annualised vol of log IV changes assumed before the first change
+    min_shift: Fraction
+    max_shift: Fraction
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyParams:
+    """Validated parameters of the adaptive margin policy (docs/policy.md gives the meaning of each field)."""
+
+    sample_interval_seconds: int
+    horizon_seconds: int  # the margin period of risk the range covers
+    decay: Fraction  # EWMA decay per sample (RiskMetrics: 0.94 daily)
+    sigmas: Fraction  # scan range = sigmas x EWMA vol over the horizon
+    seed_vol: Fraction  # annualised vol assumed before the first return
+    min_scan_range: Fraction
+    max_scan_range: Fraction
+    max_step_up: Fraction | None  # largest relative rise of the range per sample; None: no cap
+    max_step_down: Fraction | None  # largest relative fall of the range per sample; None: no cap
+    floor: FloorParams | None
+    buffer: BufferParams | None
+    vol: VolPolicyParams | None  # None: the document's constant vol.shift stays in force
+
+    @property
+    def canonical_bytes(self) -> bytes:
+        """Return the canonical encoding: sorted compact JSON of every field."""
+        return canonical_bytes(self)
+
+    @property
+    def policy_hash(self) -> bytes:
+        """Return keccak256 of the canonical bytes (bound into every policy state)."""
+        return keccak(canonical_bytes(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +121,8 @@ class RiskParams:
     es_level: float
     es_extreme_weight: float
     cross_short_option_charge: float
+    # The adaptive margin policy ([policy], risk/policy.py); None keeps the document's hash what it was before.
+    policy: PolicyParams | None = None
 
     def scan_range_of(self, underlying: str) -> float:
         """Return the scan range of ``underlying`` (its override, else the default)."""
@@ -89,9 +155,22 @@ def _canonical_value(value: Any) -> Any:
     return value
 
 
-def canonical_bytes(params: RiskParams) -> bytes:
+def _canonical_document(params: RiskParams | PolicyParams | FloorParams | BufferParams | VolPolicyParams) -> Any:
+    doc = {}
+    for f in fields(params):
+        value = getattr(params, f.name)
+        if f.name == "policy" and value is None:
+            continue  # documents without [policy] keep the hash they had before the policy existed
+        if isinstance(value, PolicyParams | FloorParams | BufferParams | VolPolicyParams):
+            doc[f.name] = _canonical_document(value)
+        else:
+            doc[f.name] = _canonical_value(value)
+    return doc
+
+
+def canonical_bytes(params: RiskParams | PolicyParams) -> bytes:
     """Return the sorted compact JSON of the validated values (floats as Python's shortest repr)."""
-    doc = {f.name: _canonical_value(getattr(params, f.name)) for f in fields(params)}
+    doc = _canonical_document(params)
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
@@ -250,6 +329,7 @@ def parse_params(text: str) -> RiskParams:
     es_level = r.number("expected_shortfall.level", 0.0, 0.999)
     es_extreme = r.number("expected_shortfall.extreme_weight", 0.0, 1.0)
     cross_charge = r.number("cross_margin.short_option_charge", 0.0, 1.0)
+    policy = _read_policy(r) if "policy" in doc else None
     r.problems.extend(_unknown_keys(doc, r.used))
     if r.problems:
         raise ParamsError(r.problems)
@@ -280,4 +360,115 @@ def parse_params(text: str) -> RiskParams:
         es_level=es_level,
         es_extreme_weight=es_extreme,
         cross_short_option_charge=cross_charge,
+        policy=policy,
+    )
+
+
+def parse_policy_params(text: str) -> PolicyParams | None:
+    """Return the validated ``[policy]`` section of a parameters document (None without one); raise ``ParamsError``.
+
+    Only the policy section is read, so a tool can load the policy of any document, and the rest of the document
+    is checked by :func:`parse_params`.
+    """
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ParamsError([f"malformed TOML: {exc}"]) from exc
+    if "policy" not in doc:
+        return None
+    r = _Reader(doc)
+    policy = _read_policy(r)
+    if isinstance(doc["policy"], dict):
+        r.problems.extend(_unknown_keys(doc["policy"], r.used, "policy."))
+    if r.problems:
+        raise ParamsError(r.problems)
+    return policy
+
+
+def _has(doc: dict[str, Any], path: str) -> bool:
+    node: Any = doc
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _read_policy(r: _Reader) -> PolicyParams | None:
+    """Return the ``[policy]`` section read through ``r`` (problems are added to ``r.problems``)."""
+    if not isinstance(r.doc.get("policy"), dict):
+        r.used.add("policy")
+        r.problems.append("policy: expected a table")
+        return None
+    zero, one = Fraction(0), Fraction(1)
+    interval = r.integer("policy.sample_interval_seconds", 60, 7 * 86400)
+    horizon = r.integer("policy.horizon_seconds", 60, 30 * 86400)
+    decay = r.rational("policy.decay", zero, one)
+    if not zero < decay < one:
+        r.problems.append(f"policy.decay: {decay} must lie strictly between 0 and 1")
+    sigmas = r.rational("policy.sigmas", Fraction(1, 10), Fraction(20))
+    seed_vol = r.rational("policy.seed_vol", Fraction(1, 10**4), Fraction(20))
+    min_range = r.rational("policy.min_scan_range", Fraction(1, 10**6), Fraction(99, 100))
+    max_range = r.rational("policy.max_scan_range", Fraction(1, 10**6), Fraction(99, 100))
+    if max_range < min_range:
+        r.problems.append(f"policy.max_scan_range: {max_range} is below policy.min_scan_range {min_range}")
+    step_up = (
+        r.rational("policy.max_step_up", Fraction(1, 10**4), Fraction(10))
+        if _has(r.doc, "policy.max_step_up")
+        else None
+    )
+    step_down = (
+        r.rational("policy.max_step_down", Fraction(1, 10**4), Fraction(99, 100))
+        if _has(r.doc, "policy.max_step_down")
+        else None
+    )
+    floor = None
+    if _has(r.doc, "policy.floor"):
+        weight = r.rational("policy.floor.weight", Fraction(1, 100), one)
+        lookback = r.integer("policy.floor.lookback_samples", 1, 10**6)
+        block = r.integer("policy.floor.block_samples", 1, 10**6)
+        if block > lookback or lookback % block:
+            r.problems.append(f"policy.floor.lookback_samples: {lookback} is not a multiple of block_samples {block}")
+        elif lookback // block > MAX_FLOOR_BLOCKS:
+            r.problems.append(f"policy.floor: {lookback // block} blocks exceed the limit {MAX_FLOOR_BLOCKS}")
+        floor = FloorParams(weight=weight, lookback_samples=lookback, block_samples=block)
+    buffer = None
+    if _has(r.doc, "policy.buffer"):
+        size = r.rational("policy.buffer.size", Fraction(1, 100), one)
+        ratio = r.rational("policy.buffer.stress_ratio", one, Fraction(10))
+        if ratio == one:
+            r.problems.append("policy.buffer.stress_ratio: must exceed 1")
+        slow = r.rational("policy.buffer.slow_decay", zero, one)
+        if not decay < slow < one:
+            r.problems.append(f"policy.buffer.slow_decay: {slow} must lie strictly between policy.decay and 1")
+        rebuild = r.integer("policy.buffer.rebuild_samples", 1, 10**6)
+        buffer = BufferParams(size=size, stress_ratio=ratio, slow_decay=slow, rebuild_samples=rebuild)
+    vol = None
+    if _has(r.doc, "policy.vol"):
+        vol_decay = r.rational("policy.vol.decay", zero, one)
+        if not zero < vol_decay < one:
+            r.problems.append(f"policy.vol.decay: {vol_decay} must lie strictly between 0 and 1")
+        vol_sigmas = r.rational("policy.vol.sigmas", Fraction(1, 10), Fraction(20))
+        vol_seed = r.rational("policy.vol.seed_vol", Fraction(1, 10**4), Fraction(50))
+        # positive: the step cap moves the shift relative to its last value, so 0 could never rise again
+        min_shift = r.rational("policy.vol.min_shift", Fraction(1, 1000), Fraction(99, 100))
+        max_shift = r.rational("policy.vol.max_shift", Fraction(1, 1000), Fraction(99, 100))
+        if max_shift < min_shift:
+            r.problems.append(f"policy.vol.max_shift: {max_shift} is below policy.vol.min_shift {min_shift}")
+        vol = VolPolicyParams(
+            decay=vol_decay, sigmas=vol_sigmas, seed_vol=vol_seed, min_shift=min_shift, max_shift=max_shift
+        )
+    return PolicyParams(
+        sample_interval_seconds=interval,
+        horizon_seconds=horizon,
+        decay=decay,
+        sigmas=sigmas,
+        seed_vol=seed_vol,
+        min_scan_range=min_range,
+        max_scan_range=max_range,
+        max_step_up=step_up,
+        max_step_down=step_down,
+        floor=floor,
+        buffer=buffer,
+        vol=vol,
     )

@@ -1,0 +1,392 @@
+"""The adaptive margin policy: determinism, the anti-procyclicality tools' guarantees, bad input, and its [policy]."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pmoracle.config.params import default_params, default_params_text
+from pmoracle.risk.errors import ParamsError
+from pmoracle.risk.params import BufferParams, FloorParams, PolicyParams, VolPolicyParams, parse_params
+from pmoracle.risk.params import parse_policy_params as parse_policy
+from pmoracle.risk.policy import (
+    RANGE_SCALE,
+    HistoryError,
+    PolicyState,
+    PolicyStateError,
+    Sample,
+    compute_base_range,
+    compute_floor_range,
+    compute_policy_path,
+    compute_policy_state,
+    compute_samples,
+    compute_step_bounds,
+    decode_policy_state,
+    encode_policy_state,
+    max_range,
+    process_sample,
+    start_policy,
+)
+
+DAY = 86400
+T0 = 1_700_006_400  # a multiple of DAY
+POLICY_TOML = """
+[policy]
+sample_interval_seconds = 86400
+horizon_seconds = 86400
+decay = "0.94"
+sigmas = "5"
+seed_vol = "0.6"
+min_scan_range = "0.02"
+max_scan_range = "0.6"
+max_step_up = "0.1"
+max_step_down = "0.05"
+
+[policy.floor]
+weight = "0.5"
+lookback_samples = 90
+block_samples = 10
+
+[policy.buffer]
+size = "0.25"
+stress_ratio = "1.5"
+slow_decay = "0.99"
+rebuild_samples = 20
+
+[policy.vol]
+decay = "0.9"
+sigmas = "3"
+seed_vol = "1.5"
+min_shift = "0.05"
+max_shift = "0.9"
+"""
+
+
+def _parse(text: str) -> PolicyParams:
+    policy = parse_policy(text)
+    assert policy is not None
+    return policy
+
+
+FULL = _parse(POLICY_TOML)
+BARE = dataclasses.replace(FULL, max_step_up=None, max_step_down=None, floor=None, buffer=None, vol=None)
+# The state hash after the seeded path of test_state_hash_is_pinned; a change is a change of the policy's rules.
+PINNED_HASH = "0xdfd6ece8e7a7bffb30f690763963469f3f08f6e4de3655cc03cec3acf4f127d8"
+
+
+def make_samples(n: int, seed: int, iv: bool = True, spike_at: int | None = None) -> list[Sample]:
+    """Return n daily samples of a seeded random walk (uniform moves up to 5% a day, 20% for 20 days from spike_at)
+    and an implied-vol walk; integer arithmetic only, so the samples are the same on every platform."""
+    rng = random.Random(seed)
+    price, vol = 50_000 * 10**8, 6 * 10**17
+    samples = []
+    for i in range(n):
+        samples.append(Sample(time=T0 + i * DAY, price=price, iv=vol if iv else 0))
+        width = 200_000 if spike_at is not None and spike_at <= i < spike_at + 20 else 50_000  # parts per million
+        price = max(1, price * (10**6 + rng.randint(-width, width)) // 10**6)
+        vol = max(10**16, vol * (10**6 + rng.randint(-80_000, 80_000)) // 10**6)
+    return samples
+
+
+# --- determinism ---------------------------------------------------------------------------------------------
+
+
+def test_state_hash_is_pinned() -> None:
+    state = compute_policy_state(FULL, "BTC", make_samples(300, seed=1, spike_at=150))
+    assert state is not None
+    assert "0x" + state.state_hash.hex() == PINNED_HASH
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32), cuts=st.lists(st.integers(1, 119), max_size=4))
+def test_resuming_anywhere_gives_the_same_bits(seed: int, cuts: list[int]) -> None:
+    """Fed in one go, in chunks, or through encoded checkpoints, the policy reaches the same state, bit for bit."""
+    samples = make_samples(120, seed, spike_at=seed % 100)
+    whole = compute_policy_path(FULL, "BTC", samples)
+    state: PolicyState | None = None
+    path: list[PolicyState] = []
+    for lo, hi in zip([0, *sorted(set(cuts))], [*sorted(set(cuts)), len(samples)], strict=True):
+        if state is not None:
+            state = decode_policy_state(FULL, encode_policy_state(state))  # a node restarting from its checkpoint
+        path += compute_policy_path(FULL, "BTC", samples[lo:hi], state)
+        state = path[-1]
+    assert path == whole
+    assert [s.state_hash for s in path] == [s.state_hash for s in whole]
+
+
+def test_recomputed_from_scratch_equals_incremental() -> None:
+    samples = make_samples(200, seed=3, spike_at=80)
+    state = start_policy(FULL, "ETH", samples[0])
+    for sample in samples[1:]:
+        state = process_sample(FULL, state, sample)
+    assert compute_policy_state(FULL, "ETH", samples) == state
+    assert decode_policy_state(FULL, state.canonical_bytes) == state
+
+
+def test_the_state_binds_underlying_and_parameters() -> None:
+    samples = make_samples(30, seed=4)
+    btc = compute_policy_state(FULL, "BTC", samples)
+    eth = compute_policy_state(FULL, "ETH", samples)
+    other = compute_policy_state(dataclasses.replace(FULL, sigmas=Fraction(4)), "BTC", samples)
+    assert btc is not None and eth is not None and other is not None
+    assert len({btc.state_hash, eth.state_hash, other.state_hash}) == 3
+    with pytest.raises(PolicyStateError, match="policy_hash"):
+        decode_policy_state(dataclasses.replace(FULL, sigmas=Fraction(4)), btc.canonical_bytes)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda b: b[:-32],  # truncated
+        lambda b: b[:31] + b"\x02" + b[32:],  # version 2
+        lambda b: b + b"\x00" * 32,  # trailing bytes: not the canonical encoding
+    ],
+    ids=["truncated", "version", "trailing"],
+)
+def test_a_damaged_checkpoint_is_refused(mutate: object) -> None:
+    state = compute_policy_state(FULL, "BTC", make_samples(40, seed=5))
+    assert state is not None
+    with pytest.raises(PolicyStateError):
+        decode_policy_state(FULL, mutate(state.canonical_bytes))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"scan_range": 10**9}, "checkpoint.scan_range"),
+        ({"buffer_level": 250_000_001}, "checkpoint.buffer_level"),
+        ({"vol_shift": 0}, "checkpoint.vol_shift"),
+        ({"count": 0}, "checkpoint.count"),
+        ({"block_maxima": (1,) * 10}, "checkpoint.block_maxima"),
+    ],
+)
+def test_a_checkpoint_out_of_the_policys_bounds_is_refused(change: dict[str, object], field: str) -> None:
+    state = compute_policy_state(FULL, "BTC", make_samples(40, seed=5))
+    assert state is not None
+    with pytest.raises(PolicyStateError) as info:
+        decode_policy_state(FULL, encode_policy_state(dataclasses.replace(state, **change)))  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+# --- anti-procyclicality --------------------------------------------------------------------------------------
+
+
+def paths() -> st.SearchStrategy[list[Sample]]:
+    return st.builds(make_samples, st.integers(40, 160), st.integers(0, 2**32), st.just(True), st.integers(0, 100))
+
+
+@settings(max_examples=40, deadline=None)
+@given(samples=paths())
+def test_step_cap_and_bounds_hold_exactly(samples: list[Sample]) -> None:
+    path = compute_policy_path(FULL, "BTC", samples)
+    assert FULL.max_step_up is not None and FULL.max_step_down is not None
+    for before, after in itertools.pairwise(path):
+        for old, new in ((before.scan_range, after.scan_range), (before.vol_shift, after.vol_shift)):
+            assert new <= old * (1 + FULL.max_step_up)  # exact rationals: no rounding can cross the cap
+            assert new >= old * (1 - FULL.max_step_down)
+    for s in path:
+        assert FULL.min_scan_range * RANGE_SCALE <= s.scan_range <= FULL.max_scan_range * RANGE_SCALE
+
+
+@settings(max_examples=40, deadline=None)
+@given(samples=paths(), capped=st.booleans())
+def test_floor_never_lets_the_range_below_the_stressed_level(samples: list[Sample], capped: bool) -> None:
+    params = FULL if capped else dataclasses.replace(FULL, max_step_up=None, max_step_down=None)
+    path = compute_policy_path(params, "BTC", samples)
+    for before, after in itertools.pairwise(path):
+        floor = min(compute_floor_range(params, after), max_range(params))
+        _, step_hi = compute_step_bounds(params, before.scan_range)
+        # only the cap on rises can hold the range under the floor, and then the range rises as fast as allowed
+        assert after.scan_range >= (floor if step_hi is None else min(floor, step_hi))
+    if not capped:
+        assert all(s.scan_range >= min(compute_floor_range(params, s), max_range(params)) for s in path)
+
+
+def test_floor_covers_the_lookback_and_then_lets_go() -> None:
+    """After a spike the floor holds the range up for the lookback (90 samples), then the spike leaves it."""
+    params = dataclasses.replace(FULL, buffer=None, max_step_up=None, max_step_down=None)
+    samples = make_samples(260, seed=8, spike_at=50)
+    path = compute_policy_path(params, "BTC", samples)
+    spike_floor = compute_floor_range(params, path[75])
+    assert spike_floor > compute_floor_range(params, path[45])
+    assert all(compute_floor_range(params, s) >= spike_floor for s in path[75:160])  # spike ended at 70: held
+    assert compute_floor_range(params, path[-1]) < spike_floor  # outside the lookback
+    assert len(path[-1].block_maxima) == params.floor.blocks  # type: ignore[union-attr]
+
+
+@settings(max_examples=40, deadline=None)
+@given(samples=paths())
+def test_buffer_is_released_only_in_stress(samples: list[Sample]) -> None:
+    assert FULL.buffer is not None
+    size = FULL.buffer.size * RANGE_SCALE
+    path = compute_policy_path(FULL, "BTC", samples)
+    assert path[0].buffer_level == size
+    for before, after in itertools.pairwise(path):
+        if after.buffer_level < before.buffer_level:
+            assert after.stressed and after.buffer_level == 0
+        if after.stressed:
+            assert after.buffer_level == 0
+        else:  # rebuilt by at most size / rebuild_samples (rounded up) per sample
+            assert after.buffer_level - before.buffer_level <= -(-size // FULL.buffer.rebuild_samples)
+        assert after.buffer_level <= size
+
+
+def test_buffer_softens_the_rise_at_the_onset_of_stress() -> None:
+    samples = make_samples(120, seed=11, iv=False, spike_at=60)
+    plain = compute_policy_path(BARE, "BTC", samples)
+    buffered = compute_policy_path(dataclasses.replace(BARE, buffer=FULL.buffer), "BTC", samples)
+    onset = next(i for i, s in enumerate(buffered) if s.stressed)
+    assert 60 <= onset < 80
+    rise = [after.scan_range / before.scan_range for before, after in itertools.pairwise(plain)]
+    rise_buffered = [after.scan_range / before.scan_range for before, after in itertools.pairwise(buffered)]
+    assert rise_buffered[onset - 1] < rise[onset - 1]
+    assert buffered[onset].scan_range == compute_base_range(BARE, buffered[onset].variance)  # released in full
+    assert max(rise_buffered[50:90]) < max(rise[50:90])
+
+
+def test_without_tools_the_range_is_sigmas_times_the_ewma_vol() -> None:
+    path = compute_policy_path(BARE, "BTC", make_samples(50, seed=2, iv=False))
+    assert [s.scan_range for s in path] == [
+        min(max(compute_base_range(BARE, s.variance), 20_000_000), 600_000_000) for s in path
+    ]
+    assert all(s.vol_shift == 0 and s.block_maxima == () and s.buffer_level == 0 for s in path)
+
+
+def test_vol_shift_follows_implied_vol_changes() -> None:
+    assert FULL.vol is not None
+    calm = [Sample(T0 + i * DAY, 50_000 * 10**8, 6 * 10**17) for i in range(40)]
+    jumpy = [Sample(s.time, s.price, s.iv * (12 if i % 2 else 10) // 10) for i, s in enumerate(calm)]
+    calm_state = compute_policy_state(FULL, "BTC", calm)
+    jumpy_state = compute_policy_state(FULL, "BTC", jumpy)
+    assert calm_state is not None and jumpy_state is not None
+    assert calm_state.vol_shift == FULL.vol.min_shift * RANGE_SCALE  # no IV change: the EWMA decays to the floor
+    assert jumpy_state.vol_shift > 4 * calm_state.vol_shift
+
+
+def test_samples_are_the_last_update_at_or_before_each_point() -> None:
+    updates = [
+        Sample(T0 - 50, 100, 1),
+        Sample(T0, 200, 2),  # exactly on the point: it counts
+        Sample(T0 + DAY - 1, 300, 3),
+        Sample(T0 + DAY + 1, 400, 4),  # after the point: the next one
+        Sample(T0 + DAY + 5, 500, 5),
+    ]
+    assert compute_samples(FULL, updates, T0, 3, max_age_seconds=DAY) == [
+        Sample(T0, 200, 2),
+        Sample(T0 + DAY, 300, 3),
+        Sample(T0 + 2 * DAY, 500, 5),
+    ]
+    with pytest.raises(HistoryError, match="the last update is 86395 s old") as info:
+        compute_samples(FULL, updates, T0, 3, max_age_seconds=DAY - 10)
+    assert info.value.index == 2
+    with pytest.raises(HistoryError, match="no update yet"):
+        compute_samples(FULL, updates, T0 - DAY, 1, max_age_seconds=DAY)
+    with pytest.raises(HistoryError, match="precedes"):
+        compute_samples(FULL, [updates[1], updates[0]], T0, 1, max_age_seconds=DAY)
+    with pytest.raises(HistoryError, match="not a sampling point"):
+        compute_samples(FULL, updates, T0 + 1, 1, max_age_seconds=DAY)
+
+
+# --- bad input ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"time": T0 + 3 * DAY}, "leaves a gap after"),
+        ({"time": T0 + DAY}, "does not follow the previous sample's time"),
+        ({"time": T0}, "does not follow the previous sample's time"),
+        ({"price": 0}, "price 0 is not positive"),
+        ({"price": -5}, "price -5 is not positive"),
+        ({"iv": 0}, "the policy needs an implied vol"),
+    ],
+)
+def test_a_sample_that_cannot_follow_is_refused_naming_it(change: dict[str, int], message: str) -> None:
+    samples = make_samples(3, seed=1)
+    bad = dataclasses.replace(samples[2], **change)
+    state = compute_policy_state(FULL, "BTC", samples[:2])
+    assert state is not None
+    with pytest.raises(HistoryError, match=message) as info:
+        process_sample(FULL, state, bad)
+    assert info.value.index == 2 and info.value.field == "samples[2]"
+
+
+def test_first_sample_must_sit_on_a_sampling_point() -> None:
+    with pytest.raises(HistoryError, match="not a sampling point"):
+        start_policy(FULL, "BTC", Sample(T0 + 1, 10**8, 10**17))
+    with pytest.raises(HistoryError, match="no implied vol"):
+        start_policy(BARE, "BTC", Sample(T0, 10**8, 10**17))
+
+
+# --- the [policy] section -------------------------------------------------------------------------------------
+
+
+def test_documents_without_policy_keep_their_hash() -> None:
+    """The golden vectors pin these hashes too; here: the policy field is absent from the canonical bytes."""
+    params = default_params()
+    assert params.policy is None
+    assert b"policy" not in params.canonical_bytes
+    with_policy = parse_params(default_params_text() + POLICY_TOML)
+    assert with_policy.policy == FULL
+    assert with_policy.params_hash != params.params_hash
+    assert dataclasses.replace(with_policy, policy=None).params_hash == params.params_hash
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('decay = "0.94"', 'decay = "0.95"'),
+        ("lookback_samples = 90", "lookback_samples = 100"),
+        ('size = "0.25"', 'size = "0.2"'),
+        ('max_step_down = "0.05"\n', ""),
+        ('min_shift = "0.05"', 'min_shift = "0.06"'),
+    ],
+)
+def test_every_policy_value_is_hashed(old: str, new: str) -> None:
+    changed = parse_policy(POLICY_TOML.replace(old, new))
+    assert changed is not None and changed.policy_hash != FULL.policy_hash
+    assert parse_params(default_params_text() + POLICY_TOML.replace(old, new)).params_hash != (
+        parse_params(default_params_text() + POLICY_TOML).params_hash
+    )
+
+
+def test_policy_section_reports_every_problem() -> None:
+    text = (
+        POLICY_TOML.replace('decay = "0.94"', 'decay = "1"')
+        .replace('max_scan_range = "0.6"', 'max_scan_range = "0.01"')
+        .replace("lookback_samples = 90", "lookback_samples = 95")
+        .replace('stress_ratio = "1.5"', 'stress_ratio = "1"')
+        .replace("[policy.vol]", "colour = 3\n[policy.vol]")
+        .replace('min_shift = "0.05"', 'min_shift = "0"')
+    )
+    with pytest.raises(ParamsError) as info:
+        parse_policy(text)
+    problems = "\n".join(info.value.problems)
+    for expected in (
+        "policy.decay: 1 must lie strictly between 0 and 1",
+        "policy.max_scan_range: 1/100 is below policy.min_scan_range 1/50",
+        "policy.floor.lookback_samples: 95 is not a multiple of block_samples 10",
+        "policy.buffer.stress_ratio: must exceed 1",
+        "policy.buffer.colour: unknown field",
+        "policy.vol.min_shift: '0' is outside [1/1000, 99/100]",  # a capped shift at 0 could never rise again
+    ):
+        assert expected in problems
+    with pytest.raises(ParamsError, match=r"policy\.buffer\.colour: unknown field"):
+        parse_params(default_params_text() + text)
+
+
+def test_optional_tools_parse_to_none_and_a_document_without_policy_has_none() -> None:
+    minimal = POLICY_TOML.split("[policy.floor]")[0].replace('max_step_up = "0.1"\n', "")
+    policy = parse_policy(minimal)
+    assert policy == dataclasses.replace(FULL, max_step_up=None, floor=None, buffer=None, vol=None)
+    assert parse_policy(default_params_text()) is None
+    assert isinstance(FULL, PolicyParams)
+    assert FULL.floor == FloorParams(Fraction(1, 2), 90, 10)
+    assert FULL.buffer == BufferParams(Fraction(1, 4), Fraction(3, 2), Fraction(99, 100), 20)
+    assert FULL.vol == VolPolicyParams(Fraction(9, 10), Fraction(3), Fraction(3, 2), Fraction(1, 20), Fraction(9, 10))
