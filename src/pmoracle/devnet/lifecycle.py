@@ -37,15 +37,16 @@ FEE_RATE = 2 * WAD // 10_000  # 2 bps of the traded value from each side
 
 def friday_expiries(now: int, weeks: int = 2, months: int = 2) -> list[int]:
     """Return the listed expiries at ``now``: the next ``weeks`` Fridays and the last Friday of the next
-    ``months`` months that are not already among them (08:00 UTC)."""
-    day = now // DAY + 1
+    ``months`` months that are not already among them (08:00 UTC, strictly after ``now``)."""
+    first = now // DAY if now < now // DAY * DAY + 8 * HOUR else now // DAY + 1  # today's 08:00 if still ahead
+    day = first
     fridays: list[int] = []
     while len(fridays) < weeks:
         if (day + 3) % 7 == FRIDAY:
             fridays.append(day)
         day += 1
     monthly: list[int] = []
-    day = now // DAY + 1
+    day = first
     while len(monthly) < months:
         # a Friday whose next Friday is in another month is its month's last Friday
         if (day + 3) % 7 == FRIDAY and _month(day) != _month(day + 7):

@@ -29,3 +29,9 @@ def test_a_month_end_that_is_also_a_weekly_is_listed_once() -> None:
 def test_on_a_friday_after_08_utc_the_listing_starts_the_next_day() -> None:
     now = int(datetime.datetime(2026, 12, 4, 9, 0, tzinfo=datetime.UTC).timestamp())
     assert _utc(friday_expiries(now)[0]).date().isoformat() == "2026-12-11"
+
+
+def test_on_a_friday_before_08_utc_that_morning_is_the_first_expiry() -> None:
+    now = int(datetime.datetime(2026, 12, 4, 7, 0, tzinfo=datetime.UTC).timestamp())
+    first = friday_expiries(now)[0]
+    assert _utc(first).isoformat() == "2026-12-04T08:00:00+00:00" and first > now
