@@ -83,6 +83,7 @@ def test_without_instruments_lists_the_perpetuals(capsys: pytest.CaptureFixture[
     [
         (["--instrument", "BTC-32DEC26-1-C"], "--instrument"),
         (["--instrument", "SOL-PERPETUAL"], "SOL"),
+        (["--instrument", "BTC-30DEC26-100000-C"], "underlyings.BTC.smiles"),  # no smile for that expiry
         (["--instrument", "BTC-26MAR27-1000-X"], "option type"),
         (["--out", "/nonexistent-dir/arrays.csv"], "--out"),
         (["--portfolio", "/nonexistent.json"], "nonexistent.json"),

@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     market_doc = read_json(args.market)
     portfolio_doc = read_json(args.portfolio)
     params = load_params_file(args.params, "params") if args.params is not None else default_params()
-    market = _in_file(args.market, parse_market, market_doc)
-    portfolio = _in_file(args.portfolio, parse_portfolio, portfolio_doc, market)
+    market = parse_in_file(args.market, parse_market, market_doc)
+    portfolio = parse_in_file(args.portfolio, parse_portfolio, portfolio_doc, market)
     report = compute_account_report(market, params, portfolio)
     if args.plot is not None:
         write_heatmap(args.plot, report, market, params, title=args.portfolio.name)
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _in_file(path: pathlib.Path, parse: Any, *args: Any) -> Any:
+def parse_in_file(path: pathlib.Path, parse: Any, *args: Any) -> Any:
     """Return ``parse(*args)``; an ``InputError`` keeps its field and gains the file's name."""
     try:
         return parse(*args)

@@ -79,18 +79,18 @@ def run(args: argparse.Namespace) -> int:
         ``--instrument``), an instrument the market cannot value, or an unwritable ``--out``; ``ParamsError``
         for an invalid parameters document.
     """
-    from pmoracle.commands.margin import _in_file
+    from pmoracle.commands.margin import parse_in_file
     from pmoracle.config.params import default_params, load_params_file
     from pmoracle.risk.documents import parse_market, parse_portfolio
     from pmoracle.risk.exports import compute_instrument_arrays, list_market_instruments
     from pmoracle.risk.inputs import Instrument, InstrumentKind
     from pmoracle.risk.naming import parse_instrument_name
 
-    market = _in_file(args.market, parse_market, read_json(args.market))
+    market = parse_in_file(args.market, parse_market, read_json(args.market))
     params = load_params_file(args.params, "--params") if args.params is not None else default_params()
     named: list[Instrument] = [parse_instrument_name(name, "--instrument") for name in args.instrument]
     for path in args.portfolio:
-        portfolio = _in_file(path, parse_portfolio, read_json(path), market)
+        portfolio = parse_in_file(path, parse_portfolio, read_json(path), market)
         named.extend(p.instrument for p in portfolio.positions)
     if not args.instrument and not args.portfolio:
         named = [Instrument(u.symbol, InstrumentKind.PERPETUAL) for u in market.underlyings]

@@ -143,3 +143,30 @@ def test_crif_rows_match_independent_greeks() -> None:
     for row, (*_, amount) in zip(rows, expected, strict=True):
         assert row.qualifier == "BTC"
         assert row.amount == pytest.approx(amount, rel=1e-9), row
+
+
+def test_crif_of_expired_and_dated_instruments() -> None:
+    expired_call = Instrument("BTC", InstrumentKind.CALL, T0 - DAY, 90_000 * PRICE_SCALE)  # in the money by 5000
+    expired_put = Instrument("BTC", InstrumentKind.PUT, T0 - DAY, 90_000 * PRICE_SCALE)  # out of the money
+    future = Instrument("BTC", InstrumentKind.FUTURE, EXPIRY)
+    base = make_market()
+    btc = base.underlyings[0]
+    quoted = UnderlyingMarket(
+        btc.symbol, btc.index, rate=btc.rate, smiles=btc.smiles, forwards=((EXPIRY, 96_500 * PRICE_SCALE),)
+    )
+    market = MarketSnapshot(time=T0, underlyings=(quoted,), assets=base.assets)
+    portfolio = Portfolio(
+        positions=(
+            Position(expired_call, 2 * SIZE_SCALE),
+            Position(expired_put, 4 * SIZE_SCALE),
+            Position(future, -SIZE_SCALE),
+        )
+    )
+    ids = {expired_call: "c", expired_put: "p", future: "f"}
+    rows = compute_crif_rows(market, default_params(), portfolio, ids)
+    # expired, unsettled: intrinsic on the index, no vega; a live future: its quoted forward
+    assert [(r.trade_id, r.risk_type, r.label1, r.amount) for r in rows] == [
+        ("c", CRIF_DELTA, "", 2 * INDEX * 0.01),
+        ("p", CRIF_DELTA, "", 0.0),
+        ("f", CRIF_DELTA, "", -96_500 * 0.01),
+    ]
