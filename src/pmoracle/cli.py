@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "register": ("pmoracle.commands.register", "stake and register a node in SolverRegistry from its key files"),
     "bench": ("pmoracle.commands.bench", "run a benchmark: risk, gossip, gas, chain, devnet"),
     "policy": ("pmoracle.commands.policy", "adaptive margin policy: the scan-range path of an index history"),
+    "params": ("pmoracle.commands.params", "check a risk parameters document; print its JSON Schema"),
+    "risk-arrays": ("pmoracle.commands.risk_arrays", "per-instrument risk arrays of a market, like a SPAN file"),
 }
 
 EXIT_INPUT_ERROR = 2

@@ -34,13 +34,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     parser.add_argument("--plot", type=pathlib.Path, metavar="FILE.png", help="write a heatmap of the risk array")
+    parser.add_argument(
+        "--crif",
+        type=pathlib.Path,
+        metavar="FILE.csv",
+        help="write the book's delta and vega sensitivities as ISDA CRIF rows (CSV) for SIMM tooling",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Compute and print the margin report of one portfolio.
 
     Args:
-        args: ``portfolio``, ``market``, ``params`` (optional), ``json``, ``plot`` (optional).
+        args: ``portfolio``, ``market``, ``params`` (optional), ``json``, ``plot`` (optional), ``crif``
+            (optional).
 
     Returns:
         0 on success.
@@ -56,11 +63,13 @@ def run(args: argparse.Namespace) -> int:
     market_doc = read_json(args.market)
     portfolio_doc = read_json(args.portfolio)
     params = load_params_file(args.params, "params") if args.params is not None else default_params()
-    market = _in_file(args.market, parse_market, market_doc)
-    portfolio = _in_file(args.portfolio, parse_portfolio, portfolio_doc, market)
+    market = parse_in_file(args.market, parse_market, market_doc)
+    portfolio = parse_in_file(args.portfolio, parse_portfolio, portfolio_doc, market)
     report = compute_account_report(market, params, portfolio)
     if args.plot is not None:
         write_heatmap(args.plot, report, market, params, title=args.portfolio.name)
+    if args.crif is not None:
+        write_crif(args.crif, market, params, portfolio)
     if args.json:
         output = json.dumps(report_to_json(report, market, portfolio), indent=2)
     else:
@@ -69,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _in_file(path: pathlib.Path, parse: Any, *args: Any) -> Any:
+def parse_in_file(path: pathlib.Path, parse: Any, *args: Any) -> Any:
     """Return ``parse(*args)``; an ``InputError`` keeps its field and gains the file's name."""
     try:
         return parse(*args)
@@ -230,6 +239,42 @@ def format_report(report: AccountReport, market: MarketSnapshot, portfolio: Port
     share = f" ({released / report.isolated_margin:.1%} of isolated)" if report.isolated_margin > 0 else ""
     lines.append(f"  Capital released by portfolio margin: {format_usd(released)} USD{share}")
     return "\n".join(lines)
+
+
+# --- CRIF ------------------------------------------------------------------------------------------------------
+
+
+def format_crif(market: MarketSnapshot, params: RiskParams, portfolio: Portfolio) -> str:
+    """Return the CRIF CSV of a book: the header, then per holding its delta row and its vega rows (USD)."""
+    import csv
+    import io
+
+    from pmoracle.risk.exports import CRIF_BUCKET, CRIF_COLUMNS, CRIF_PRODUCT_CLASS, compute_crif_rows
+    from pmoracle.risk.naming import format_instrument_name
+    from pmoracle.risk.table import CollateralRef, RiskInstrument
+
+    trade_ids: dict[RiskInstrument, str] = {
+        p.instrument: format_instrument_name(p.instrument) for p in portfolio.positions
+    }
+    trade_ids.update({CollateralRef(symbol): f"COLLATERAL-{symbol}" for symbol, _ in portfolio.collateral})
+    portfolio_id = "0x" + portfolio.account.hex()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CRIF_COLUMNS)
+    for row in compute_crif_rows(market, params, portfolio, trade_ids):
+        amount = f"{row.amount:.6f}"
+        writer.writerow([row.trade_id, portfolio_id, CRIF_PRODUCT_CLASS, row.risk_type, row.qualifier, CRIF_BUCKET,
+                         row.label1, "", "USD", amount, amount, "SIMM"])  # fmt: skip
+    return buffer.getvalue()
+
+
+def write_crif(path: pathlib.Path, market: MarketSnapshot, params: RiskParams, portfolio: Portfolio) -> None:
+    """Write the CRIF CSV of a book to ``path``; raise ``InputError`` (field ``--crif``) if it cannot be written."""
+    text = format_crif(market, params, portfolio)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError("--crif", f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 # --- heatmap ------------------------------------------------------------------------------------------------

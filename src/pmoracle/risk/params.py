@@ -427,7 +427,9 @@ def _read_policy(r: _Reader) -> PolicyParams | None:
         weight = r.rational("policy.floor.weight", Fraction(1, 100), one)
         lookback = r.integer("policy.floor.lookback_samples", 1, 10**6)
         block = r.integer("policy.floor.block_samples", 1, 10**6)
-        if block > lookback or lookback % block:
+        if block < 1:
+            pass  # already reported out of range; the checks below would divide by it
+        elif block > lookback or lookback % block:
             r.problems.append(f"policy.floor.lookback_samples: {lookback} is not a multiple of block_samples {block}")
         elif lookback // block > MAX_FLOOR_BLOCKS:
             r.problems.append(f"policy.floor: {lookback // block} blocks exceed the limit {MAX_FLOOR_BLOCKS}")

@@ -1,0 +1,80 @@
+"""The venue presets in examples/params/: each parses, satisfies the schema, lays out its venue's published scenario
+grid, and margins every example book through ``pmoracle margin``."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+
+from pmoracle.cli import main
+from pmoracle.config.params import check_params_schema
+from pmoracle.risk.documents import parse_market
+from pmoracle.risk.params import parse_params
+from pmoracle.risk.scenarios import compute_scenarios
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+MARKET = EXAMPLES / "market.json"
+PRESETS = ("span16.toml", "deribit-pm.toml")
+PORTFOLIOS = sorted((EXAMPLES / "portfolios").glob("*.json"))
+
+
+def btc_only_scenarios(name: str) -> list[tuple[float, float, Fraction]]:
+    """Return (BTC price multiplier, vol shock, cover) of each scenario of preset ``name`` on a BTC-only market."""
+    doc = json.loads(MARKET.read_text())
+    doc["underlyings"] = {"BTC": doc["underlyings"]["BTC"]}
+    doc["assets"] = {"USDC": doc["assets"]["USDC"]}
+    scenarios = compute_scenarios(parse_params((EXAMPLES / "params" / name).read_text()), parse_market(doc))
+    return [
+        (float(scenarios.price_mult[s, 0]), float(scenarios.vol_shock[s, 0]), Fraction(int(c), scenarios.cover_den))
+        for s, c in enumerate(scenarios.cover_num)
+    ]
+
+
+def test_span16_is_spans_standard_table_in_order() -> None:
+    # CME SPAN's 16 scenarios: (price move in scan ranges, vol move in vol scan ranges, fraction of loss counted)
+    span = [(0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1), (2, 1), (2, -1), (-2, 1), (-2, -1),
+            (3, 1), (3, -1), (-3, 1), (-3, -1)]  # fmt: skip
+    expected = [(1 + thirds * 0.16 / 3, vol, Fraction(1)) for thirds, vol in span]
+    expected += [(1 + 2 * 0.16, 0.0, Fraction(35, 100)), (1 - 2 * 0.16, 0.0, Fraction(35, 100))]
+    got = btc_only_scenarios("span16.toml")
+    assert len(got) == 16
+    for (mult, vol, cover), (want_mult, want_vol, want_cover) in zip(got, expected, strict=True):
+        assert mult == pytest.approx(want_mult, rel=1e-15)
+        assert (vol, cover) == (want_vol, want_cover)
+    params = parse_params((EXAMPLES / "params" / "span16.toml").read_text())
+    assert params.vol_power == 0 and params.horizon_seconds == 86400  # one vol scan range; one-day look-ahead
+
+
+def test_deribit_pm_is_nine_price_buckets_by_three_vol_states_plus_extended_moves() -> None:
+    params = parse_params((EXAMPLES / "params" / "deribit-pm.toml").read_text())
+    got = btc_only_scenarios("deribit-pm.toml")
+    grid, extended = got[:27], got[27:]
+    buckets = sorted({round(m - 1, 12) for m, _, _ in grid})
+    assert buckets == [round(-0.16 + 0.04 * k, 12) for k in range(9)]  # +-16% in 9 evenly spaced buckets
+    # vol up +50%, same, down -25% (relative, at 30 days): shock x shift
+    assert sorted({v * params.vol_shift for _, v, _ in grid}) == [-0.25, 0.0, 0.5]
+    assert all(cover == 1 for _, _, cover in grid)
+    assert [round(m - 1, 12) for m, _, _ in extended] == [-0.66, -0.33, 0.5, 1.0]  # Deribit's extended moves
+    assert all(vol == 0.0 and cover == Fraction(35, 100) for _, vol, cover in extended)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("portfolio", PORTFOLIOS, ids=lambda p: p.stem)
+def test_every_preset_margins_every_example(
+    preset: str, portfolio: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = EXAMPLES / "params" / preset
+    assert check_params_schema(path.read_text()) == ()
+    argv = ["margin", str(portfolio), "--market", str(MARKET), "--params", str(path), "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["params_hash"] == "0x" + parse_params(path.read_text()).params_hash.hex()
+    mm, im = Decimal(report["maintenance_margin"]), Decimal(report["initial_margin"])
+    assert 0 <= mm <= im
+    worst = min(Decimal(row["pnl"]) for row in report["risk_array"])
+    assert mm >= -worst * Decimal("0.35")  # at least the worst loss at the smallest cover
