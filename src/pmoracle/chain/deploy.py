@@ -165,13 +165,13 @@ def deploy(
     liquidation_params: tuple[int, ...] = LIQUIDATION_PARAMS,
     output: pathlib.Path | None = None,
 ) -> Deployment:
-    """Deploy MarketFeeds, SolverRegistry, MarginOracle, MarginAccounts, Exchange, Liquidator and the mock tokens; wire
-    them.
+    """Deploy MarketFeeds, SolverRegistry, MarginOracle, MarginAccounts, Exchange, Liquidator and the mock tokens.
 
     The deployer is admin/owner of everything; ``feeder`` and ``matcher`` (default: the deployer) get the feeder
     roles (MarketFeeds, the ledger's funding rates, the Exchange's marks) and the Exchange's matcher role; the
-    Exchange gets the ledger's EXCHANGE_ROLE, the Liquidator its LIQUIDATOR_ROLE; USDC is the settlement token (its deposits are cash) and the other
-    tokens are enabled as collateral; the registry gets the oracle. When ``nodes`` are
+    Exchange gets the ledger's EXCHANGE_ROLE and the Liquidator its LIQUIDATOR_ROLE; USDC is the settlement token
+    (its deposits are cash) and the other tokens are enabled as collateral; the registry gets the oracle. When
+    ``nodes`` are
     given they are registered (stake, proof of possession, endpoints) and set as the committee with ``quorum``
     (default the Byzantine quorum) and the given ``params_hash``, ``round_period``, ``finality_depth`` and
     ``engine_version``.
