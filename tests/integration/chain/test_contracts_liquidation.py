@@ -360,6 +360,7 @@ def test_an_insolvent_account_goes_whole_with_a_subsidy_and_the_rest_is_socializ
     balance = liquidator(system).fundBalance().call()
     assert balance == fund_before - subsidy + q["fee"] < 0
     assert liquidator(system).socializedLoss().call() == -balance
+    assert check_conservation(system.w3, system.deployment).insurance_fund == balance
     assert liquidator(system).totalShortfall().call() == 0
     assert ledger(system).withdrawalsPaused().call() is True  # the fund owes: the loss is everybody's
     check_conservation(system.w3, system.deployment)
