@@ -107,8 +107,9 @@ contract Liquidator is AccessControl, ReentrancyGuard {
     error NoAuction(address account);
     /// @notice The account already has an open auction.
     error AuctionOpen(address account, uint64 startedAt);
-    /// @notice The account changed after the anchor of the round the call is judged on.
-    error AccountChangedSinceRound(address account, uint64 changedAt, uint64 roundBlock);
+    /// @notice The account's positions changed (a trade, a settlement, a bid) after the anchor of the round the call
+    ///         is judged on.
+    error AccountChangedSinceRound(address account, uint64 tradedAt, uint64 roundBlock);
     /// @notice The fund's own account cannot be auctioned.
     error FundNotLiquidatable();
     /// @notice The bidder is the liquidated account.
@@ -300,8 +301,10 @@ contract Liquidator is AccessControl, ReentrancyGuard {
         return SafeCast.toInt256(totalShortfall) > fundBalance();
     }
 
-    /// @dev Verify the account's leaf in the latest round (anchor R): E < M, and no change of the account, nor
-    ///      funding payment of its perpetuals, after R. Returns R.
+    /// @dev Verify the account's leaf in the latest round (anchor R): E < M, and no trade, settlement or bid of the
+    ///      account, nor funding payment of its perpetuals, after R (the ledger's withdrawal rule). A deposit or a
+    ///      realized funding after R does not disqualify the round: neither lowers the equity (docs/liquidation.md,
+    ///      "Which round"). Returns R.
     function _judge(address account, AttestedMargin calldata m, bytes32[] calldata proof)
         internal
         view
@@ -311,8 +314,8 @@ contract Liquidator is AccessControl, ReentrancyGuard {
         if (m.equity >= SafeCast.toInt256(m.maintenanceMargin)) {
             revert NotLiquidatable(account, m.equity, m.maintenanceMargin);
         }
-        uint64 changed = ledger.changedAt(account);
-        if (changed > roundBlock) revert AccountChangedSinceRound(account, changed, roundBlock);
+        uint64 traded = ledger.tradedAt(account);
+        if (traded > roundBlock) revert AccountChangedSinceRound(account, traded, roundBlock);
         ledger.checkNoFundingSince(account, roundBlock);
     }
 

@@ -826,16 +826,20 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         q.size = SafeCast.toInt128(moved);
         q.cost = SafeCast.toInt128(movedCost);
         if (perpetual) q.fundingIndex = _funding[id].cumulative;
-        uint32[] storage held = _held[to];
-        held.push(id);
-        _heldIndex[to][id] = held.length;
+        _held[to].push(id); // no `_heldIndex`: `_close` searches for it
     }
 
-    /// @dev Remove a position (zero size, no cost) and its entry in `_held` (swap-and-pop).
+    /// @dev Remove a position (zero size, no cost) and its entry in `_held` (swap-and-pop). A position moved in by
+    ///      `transferBook` has no `_heldIndex` (it saves a new slot per position): its entry is searched for.
     function _close(address account, uint32 instrumentId) internal {
         delete _positions[account][instrumentId];
         uint32[] storage held = _held[account];
-        uint256 index = _heldIndex[account][instrumentId] - 1;
+        uint256 index = _heldIndex[account][instrumentId];
+        if (index == 0) {
+            index = held.length;
+            while (held[index - 1] != instrumentId) --index;
+        }
+        --index;
         uint32 last = held[held.length - 1];
         held[index] = last;
         _heldIndex[account][last] = index + 1;

@@ -8,6 +8,7 @@ round will attest. The ledger's money identity (pmoracle.devnet.ledger_audit) is
 from __future__ import annotations
 
 import itertools
+import random
 from typing import Any
 
 import pytest
@@ -189,13 +190,17 @@ def test_a_stale_round_or_a_changed_account_cannot_be_used(system: System, desk:
     keeper = trader(system, desk, usdc=100_000)
     first, tree, values = attest_round(system)
     assert values[victim.address][2] < values[victim.address][1]
-    # the account changes after the anchor: its round no longer describes it
+    # a deposit or realized funding after the anchor only adds: the round still judges the account
     deposit(system, victim, "USDC", USDC)
-    changed = ledger(system).changedAt(victim.address).call()
+    transact_fn(keeper, ledger(system).realizeFunding(victim.address, [PERP]), label="realize")
     margin, proof = margin_of(tree, victim.address)
+    liquidator(system).startAuction(victim.address, margin, proof).call({"from": keeper.address})
+    # a trade after the anchor: its round no longer describes the positions
+    desk.trade(victim.address, maker.address, PERP, 1, 96_000 * PRICE)
+    traded = ledger(system).tradedAt(victim.address).call()
     assert revert_of(liquidator(system).startAuction(victim.address, margin, proof), keeper.address) == (
         "AccountChangedSinceRound",
-        (victim.address, changed, first),
+        (victim.address, traded, first),
     )
     # a perpetual it holds pays funding after the anchor: its equity moved unseen
     _, tree, _ = attest_round(system)
@@ -395,9 +400,9 @@ def test_a_partial_bid_waits_for_the_next_round(system: System, desk: Desk, make
     send_bid(system, bidder, bid_call(system, victim.address, tree, partial), at)
     assert liquidator(system).auctions(victim.address).call()[0] != 0  # not restored: still open
     second = trader(system, desk, usdc=50_000)
-    changed = ledger(system).changedAt(victim.address).call()
+    traded = ledger(system).tradedAt(victim.address).call()
     name, args = revert_of(bid_call(system, victim.address, tree, MIN_FRACTION), second.address)
-    assert name == "AccountChangedSinceRound" and args[1] == changed
+    assert name == "AccountChangedSinceRound" and args[1] == traded
     _, tree, values = attest_round(system)
     _, mm, equity = values[victim.address]
     assert equity < mm
@@ -499,4 +504,15 @@ def test_gas_of_a_bid_on_twenty_positions(system: System, desk: Desk, maker: Tra
     assert accounts.openPositionCount(bidder.address).call() == 20
     print(f"bid gas, 20 positions: {receipt.gas_used}")
     assert receipt.gas_used < BID_GAS
+    check_conservation(system.w3, system.deployment)
+    # the moved positions carry no index in the open list: closing them in any order finds each one
+    ids = [PERP, *range(first, first + 19)]
+    random.Random(13).shuffle(ids)
+    for iid in ids:
+        size = accounts.positionOf(bidder.address, iid).call()
+        desk.trade(maker.address, bidder.address, iid, size, 100_000 * PRICE)
+        assert accounts.positionOf(bidder.address, iid).call() == 0
+    assert accounts.openPositionCount(bidder.address).call() == 0
+    views = {view[0]: view for view in accounts.accountsPage(0, 10**6).call()}
+    assert views[bidder.address][2] == []  # the account view lists no position
     check_conservation(system.w3, system.deployment)
