@@ -272,7 +272,7 @@ contract Liquidator is AccessControl, ReentrancyGuard {
     }
 
     /// @notice Return the largest fraction (WAD) a bid may take: f* = ((1 + b) M - E) / ((1 + b - d) M) rounded
-    ///         up, or WAD when E < d M.
+    ///         up, or WAD when E < d M, or 0 when E >= (1 + b) M.
     /// @param equity E (USD WAD).
     /// @param mm M (USD WAD).
     /// @param discount d (WAD).
@@ -280,6 +280,7 @@ contract Liquidator is AccessControl, ReentrancyGuard {
         uint256 b = params.buffer;
         // E < d M: the whole book (also when E < 0)
         if (equity < 0 || uint256(equity) * WAD < discount * mm) return WAD;
+        if (uint256(equity) * WAD >= (WAD + b) * mm) return 0;
         uint256 num = (WAD + b) * mm - uint256(equity) * WAD;
         uint256 den = (WAD + b - discount) * mm;
         return Math.min(WAD, Math.mulDiv(num, WAD, den, Math.Rounding.Ceil));

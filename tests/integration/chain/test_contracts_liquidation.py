@@ -24,7 +24,16 @@ from pmoracle.config.params import default_params
 from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.risk.margin import compute_book
-from tests.integration.chain.contracts_support import System, attest, deploy_system, deposit, margin_of, revert_of
+from tests.integration.chain.contracts_support import (
+    System,
+    address_of,
+    attest,
+    deploy_system,
+    deposit,
+    dev_key,
+    margin_of,
+    revert_of,
+)
 from tests.integration.chain.trading import Desk, check_conservation
 
 USD = 10**18
@@ -68,6 +77,10 @@ def trader(system: System, desk: Desk, usdc: int = 0) -> Transmitter:
     if usdc:
         deposit(system, t, "USDC", usdc * USDC)
     return t
+
+
+def dev_address(index: int) -> str:
+    return address_of(dev_key(index))
 
 
 def set_index(system: System, price: int) -> None:
@@ -182,6 +195,34 @@ def test_a_healthy_account_cannot_be_auctioned(system: System, desk: Desk, maker
         liquidator(system).startAuction(system.deployment.contracts["Liquidator"], margin, proof), keeper.address
     )
     assert name == "FundNotLiquidatable"
+    assert liquidator(system).maxFraction(equity, mm, MAX_DISCOUNT).call() == 0  # above (1 + b) M: nothing
+
+
+def test_the_discount_schedule_and_its_bounds(system: System) -> None:
+    schedule = liquidator(system).discountAt
+    assert [schedule(t).call() for t in (0, FAST_PHASE // 2, FAST_PHASE, FAST_PHASE + SLOW_PHASE // 2)] == [
+        0,
+        FAST_DISCOUNT // 2,
+        FAST_DISCOUNT,
+        (FAST_DISCOUNT + MAX_DISCOUNT) // 2,
+    ]
+    assert schedule(FAST_PHASE + SLOW_PHASE).call() == schedule(10**9).call() == MAX_DISCOUNT
+    owner = system.owner.address
+    params = list(LIQUIDATION_PARAMS)
+    for index, name, value in (
+        (0, "buffer", WAD + 1),
+        (2, "maxDiscount", WAD // 2 + 1),
+        (1, "fastDiscount", MAX_DISCOUNT + 1),
+        (3, "fastPhase", 0),
+        (4, "slowPhase", 7 * 86_400 + 1),
+        (5, "feeShare", WAD + 1),
+        (6, "minFraction", WAD + 1),
+    ):
+        bad = params.copy()
+        bad[index] = value
+        assert revert_of(liquidator(system).setParams(tuple(bad)), owner) == ("InvalidParameter", (name, value))
+    name, _ = revert_of(liquidator(system).setParams(tuple(params)), dev_address(7))
+    assert name == "AccessControlUnauthorizedAccount"
     set_index(system, 100_000)
 
 
