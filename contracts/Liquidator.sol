@@ -20,7 +20,8 @@ import {AttestedMargin} from "./PmoracleTypes.sol";
 ///      f = 1 when E < d M, and then the fund pays what the account's equity cannot (an insolvent account's |E|
 ///      and the bidder's d M). What the fund cannot pay leaves its cash negative: the socialized loss, carried by
 ///      every cash holder, and withdrawals pause while insolvent shortfall exceeds the fund (docs/liquidation.md).
-///      Every bid is judged on the latest attested round, anchored at R, for an account unchanged since R.
+///      Every bid is judged on the latest attested round, anchored at R, for an account unchanged since R; the
+///      account cannot trade while its auction is open (the ledger freezes it), so no trade can make bids wait.
 contract Liquidator is AccessControl, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
@@ -156,6 +157,7 @@ contract Liquidator is AccessControl, ReentrancyGuard {
         a.startedAt = SafeCast.toUint64(block.timestamp);
         a.roundBlock = roundBlock;
         _setShortfall(a, m.equity);
+        ledger.setFrozen(account, true);
         emit AuctionStarted(account, roundBlock, m.equity, m.maintenanceMargin);
         _syncPause();
     }
@@ -345,6 +347,7 @@ contract Liquidator is AccessControl, ReentrancyGuard {
     function _close(address account, Auction storage a) internal {
         totalShortfall -= a.shortfall;
         delete auctions[account];
+        ledger.setFrozen(account, false);
     }
 
     /// @dev Pause withdrawals while open insolvent shortfall exceeds the fund (a negative fund included).

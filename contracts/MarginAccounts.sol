@@ -83,12 +83,13 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         CollateralView[] collateral;
     }
 
-    /// @dev One slot per account: opened, the block of the last change of its positions or balances, and the block
-    ///      of the last change of its positions.
+    /// @dev One slot per account: opened, the block of the last change of its positions or balances, the block
+    ///      of the last change of its positions, and whether a liquidation auction holds it (no trade).
     struct AccountMeta {
         bool known;
         uint64 changedAt;
         uint64 tradedAt;
+        bool frozen;
     }
 
     /// @dev Amounts of one token an account withdrew that a later-anchored round may not have seen, in two buckets:
@@ -213,6 +214,8 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     event CashTransferred(address indexed from, address indexed to, uint256 amount);
     /// @notice Withdrawals were paused or resumed.
     event WithdrawalsPausedSet(bool paused);
+    /// @notice An account's trading was frozen (its liquidation auction opened) or released (it closed).
+    event AccountFrozen(address indexed account, bool frozen);
 
     /// @notice The address is zero.
     error ZeroAddress(string name);
@@ -269,6 +272,8 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     error WithdrawalsPaused();
     /// @notice A book fraction outside (0, WAD].
     error InvalidFraction(uint256 fraction);
+    /// @notice The account is under a liquidation auction: it cannot trade until the auction closes.
+    error AccountInLiquidation(address account);
     /// @notice A book moves only into an account with no open position.
     error RecipientNotFlat(address account, uint256 openPositions);
 
@@ -487,6 +492,8 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         if (buyer == seller) revert SelfTrade(buyer);
         if (buyer == address(0)) revert ZeroAddress("buyer");
         if (seller == address(0)) revert ZeroAddress("seller");
+        if (_meta[buyer].frozen) revert AccountInLiquidation(buyer);
+        if (_meta[seller].frozen) revert AccountInLiquidation(seller);
         Listing storage inst = _listing(instrumentId);
         if (inst.kind != 0 && block.timestamp >= inst.expiry) revert InstrumentExpired(instrumentId, inst.expiry);
         int256 delta = SafeCast.toInt256(uint256(size));
@@ -584,6 +591,14 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     function setWithdrawalsPaused(bool paused) external onlyRole(LIQUIDATOR_ROLE) {
         withdrawalsPaused = paused;
         emit WithdrawalsPausedSet(paused);
+    }
+
+    /// @notice Freeze an account's trading while its liquidation auction is open, or release it.
+    /// @param account The account.
+    /// @param frozen Whether `applyTrade` refuses it.
+    function setFrozen(address account, bool frozen) external onlyRole(LIQUIDATOR_ROLE) {
+        _meta[account].frozen = frozen;
+        emit AccountFrozen(account, frozen);
     }
 
     /// @notice Return the block of the last change of an account's positions, balances or cash (0: never).

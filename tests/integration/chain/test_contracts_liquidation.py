@@ -274,6 +274,7 @@ def test_a_stale_round_or_a_changed_account_cannot_be_used(system: System, desk:
     assert revert_of(bid_call(system, victim.address, healthy, WAD // 10), keeper.address)[0] == "NotLiquidatable"
     transact_fn(keeper, liquidator(system).endAuction(victim.address, margin, proof), label="end")
     assert liquidator(system).auctions(victim.address).call()[0] == 0
+    desk.trade(victim.address, maker.address, PERP, 1, 96_000 * PRICE)  # the account trades again
     assert revert_of(bid_call(system, victim.address, healthy, WAD // 10), keeper.address) == (
         "NoAuction",
         (victim.address,),
@@ -318,6 +319,12 @@ def test_one_bid_restores_a_solvent_account(system: System, desk: Desk, maker: T
         "SelfLiquidation",
         (victim.address,),
     )
+    # the account cannot trade while its auction is open (a trade would make every bid wait for a new round)
+    desk.mark(PERP, 96_500 * PRICE)
+    sell = desk.order(victim.address, PERP, False, UNIT, 96_500 * PRICE)
+    buy = desk.order(maker.address, PERP, True, UNIT, 96_500 * PRICE)
+    trade = desk.match_call(buy, desk.sign(buy), sell, desk.sign(sell), UNIT, 96_500 * PRICE)
+    assert revert_of(trade, system.owner.address) == ("AccountInLiquidation", (victim.address,))
     # the contract's own quote agrees with the figures computed here
     at = chain_now(system) + 1
     system.chain.rpc("evm_setNextBlockTimestamp", at)
@@ -346,6 +353,7 @@ def test_one_bid_restores_a_solvent_account(system: System, desk: Desk, maker: T
     _, restored, values = attest_round(system)
     assert values[victim.address][2] >= values[victim.address][1]
     assert revert_of(bid_call(system, victim.address, restored, f), owner) == ("NoAuction", (victim.address,))
+    desk.trade(victim.address, maker.address, PERP, 1, 96_500 * PRICE)  # released with the auction
     set_index(system, 100_000)
 
 
