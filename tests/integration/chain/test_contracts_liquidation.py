@@ -43,6 +43,8 @@ UNIT = 10**4
 WAD = 10**18
 MONEY_TO_LEAF = 10**10
 BTC = b"BTC".ljust(32, b"\x00")
+ETH = b"ETH".ljust(32, b"\x00")
+WETH = 10**18
 PERP = 1
 BUFFER, FAST_DISCOUNT, MAX_DISCOUNT, FAST_PHASE, SLOW_PHASE, FEE_SHARE, MIN_FRACTION = LIQUIDATION_PARAMS
 BID_GAS = 3_000_000
@@ -53,6 +55,7 @@ _seeds = itertools.count()
 def system(anvil: Devchain) -> System:
     s = deploy_system(anvil, n=4, history_blocks=4096, max_round_age=2048)
     transact_fn(s.owner, s.contract("MarketFeeds").functions.setIndex(BTC, 100_000 * PRICE, 0), label="index")
+    post_eth(s)
     transact_fn(s.owner, s.contract("MarginAccounts").functions.listInstrument(BTC, 0, 0, 0), label="list")
     return s
 
@@ -87,9 +90,18 @@ def set_index(system: System, price: int) -> None:
     transact_fn(system.owner, system.contract("MarketFeeds").functions.setIndex(BTC, price * PRICE, 0), label="index")
 
 
+def post_eth(system: System) -> None:
+    """Post the ETH index (3,500) and the WETH collateral price (3,500, haircut 10%)."""
+    feeds = system.contract("MarketFeeds").functions
+    transact_fn(system.owner, feeds.setIndex(ETH, 3_500 * PRICE, 0), label="index")
+    weth = system.deployment.contracts["WETH"]
+    transact_fn(system.owner, feeds.setAssetPrice(weth, 3_500 * PRICE, WAD // 10, ETH), label="price")
+
+
 def refresh_index(system: System) -> None:
-    """Post the index again at its level (after a warp the feed would be too old for the engine)."""
+    """Post the feeds again at their levels (after a warp they would be too old for the engine)."""
     set_index(system, system.contract("MarketFeeds").functions.indexOf(BTC).call()[0] // PRICE)
+    post_eth(system)
 
 
 def engine(system: System, block: int | None = None) -> dict[str, tuple[int, int, int]]:
@@ -221,8 +233,18 @@ def test_the_discount_schedule_and_its_bounds(system: System) -> None:
         bad = params.copy()
         bad[index] = value
         assert revert_of(liquidator(system).setParams(tuple(bad)), owner) == ("InvalidParameter", (name, value))
-    name, _ = revert_of(liquidator(system).setParams(tuple(params)), dev_address(7))
+    stranger = dev_address(7)
+    name, _ = revert_of(liquidator(system).setParams(tuple(params)), stranger)
     assert name == "AccessControlUnauthorizedAccount"
+    # only the Liquidator moves books and cash, pauses withdrawals and freezes accounts
+    accounts = ledger(system)
+    for call in (
+        accounts.transferBook(owner, stranger, WAD),
+        accounts.transferCash(owner, stranger, 1),
+        accounts.setWithdrawalsPaused(True),
+        accounts.setFrozen(stranger, True),
+    ):
+        assert revert_of(call, owner)[0] == "AccessControlUnauthorizedAccount"
     set_index(system, 100_000)
 
 
@@ -354,6 +376,39 @@ def test_one_bid_restores_a_solvent_account(system: System, desk: Desk, maker: T
     assert values[victim.address][2] >= values[victim.address][1]
     assert revert_of(bid_call(system, victim.address, restored, f), owner) == ("NoAuction", (victim.address,))
     desk.trade(victim.address, maker.address, PERP, 1, 96_500 * PRICE)  # released with the auction
+    set_index(system, 100_000)
+
+
+def test_a_bid_takes_the_fraction_of_every_collateral_balance(system: System, desk: Desk, maker: Transmitter) -> None:
+    victim = trader(system, desk, usdc=2_000)
+    deposit(system, victim, "WETH", 2 * WETH + 7)  # 7 wei: the moved amount rounds down, the account keeps the rest
+    set_index(system, 100_000)
+    desk.trade(victim.address, maker.address, PERP, UNIT, 100_000 * PRICE)
+    set_index(system, 96_500)
+    _, tree, values = attest_round(system)
+    _, mm, equity = values[victim.address]
+    assert MAX_DISCOUNT * mm <= equity * WAD < mm * WAD
+    bidder = trader(system, desk, usdc=20_000)
+    start(system, victim.address, tree, bidder)
+    warp(system, PLATEAU)
+    at = chain_now(system) + 1
+    f = quote(system, victim.address, WAD, equity, mm, at)["max_fraction"]
+    weth = system.deployment.contracts["WETH"]
+    cash_before = ledger(system).cashOf(victim.address).call()
+    q = quote(system, victim.address, f, equity, mm, at)
+    send_bid(system, bidder, bid_call(system, victim.address, tree, f), at)
+    moved = (2 * WETH + 7) * f // WAD
+    assert ledger(system).balanceOf(bidder.address, weth).call() == moved
+    assert ledger(system).balanceOf(victim.address, weth).call() == 2 * WETH + 7 - moved
+    assert ledger(system).positionOf(bidder.address, PERP).call() == UNIT * f // WAD
+    # the account keeps its cash less the moved fraction (toward zero), plus the payment f (E - d M)
+    moved_cash = abs(cash_before) * f // WAD * (1 if cash_before >= 0 else -1)
+    assert ledger(system).cashOf(victim.address).call() == cash_before - moved_cash + q["payment"]
+    audit = check_conservation(system.w3, system.deployment)
+    assert audit.collateral_ok
+    after = engine(system)
+    assert after[victim.address][2] >= after[victim.address][1]
+    assert after[bidder.address][2] >= after[bidder.address][1]
     set_index(system, 100_000)
 
 
