@@ -30,6 +30,9 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     bytes32 public constant EXCHANGE_ROLE = keccak256("EXCHANGE_ROLE");
     /// @notice Role allowed to set perpetual funding rates.
     bytes32 public constant FEEDER_ROLE = keccak256("FEEDER_ROLE");
+    /// @notice Role of the Liquidator contract: moves a fraction of a liquidated book, moves cash between accounts,
+    ///         pauses withdrawals.
+    bytes32 public constant LIQUIDATOR_ROLE = keccak256("LIQUIDATOR_ROLE");
     /// @notice 1e18.
     uint256 public constant WAD = 1e18;
     /// @notice Price decimals of MarketFeeds (USD 1e8).
@@ -80,12 +83,13 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         CollateralView[] collateral;
     }
 
-    /// @dev One slot per account: opened, the block of the last change of its positions or balances, and the block
-    ///      of the last change of its positions.
+    /// @dev One slot per account: opened, the block of the last change of its positions or balances, the block
+    ///      of the last change of its positions, and whether a liquidation auction holds it (no trade).
     struct AccountMeta {
         bool known;
         uint64 changedAt;
         uint64 tradedAt;
+        bool frozen;
     }
 
     /// @dev Amounts of one token an account withdrew that a later-anchored round may not have seen, in two buckets:
@@ -130,6 +134,9 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     uint256 public immutable cashScale;
     /// @notice The oracle whose attested margin this ledger consumes.
     IMarginOracle public oracle;
+    /// @notice Withdrawals are refused (set by the Liquidator while insolvent shortfall exceeds its fund). Shares
+    ///         the oracle's slot, which every withdrawal reads.
+    bool public withdrawalsPaused;
 
     Listing[] internal _instruments;
     mapping(uint32 instrumentId => Funding) internal _funding;
@@ -200,6 +207,15 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     event LiquidatableFlagged(address indexed account, uint64 roundBlock, int256 equity, uint256 maintenanceMargin);
     /// @notice An account's liquidatable flag was cleared (attested equity >= maintenance margin).
     event LiquidatableCleared(address indexed account, uint64 roundBlock);
+    /// @notice The Liquidator moved `fraction` (WAD) of every position, balance and the cash (`cash`) of `from`
+    ///         to `to`.
+    event BookTransferred(address indexed from, address indexed to, uint256 fraction, int256 cash);
+    /// @notice The Liquidator moved `amount` (USD WAD) of cash between two accounts.
+    event CashTransferred(address indexed from, address indexed to, uint256 amount);
+    /// @notice Withdrawals were paused or resumed.
+    event WithdrawalsPausedSet(bool paused);
+    /// @notice An account's trading was frozen (its liquidation auction opened) or released (it closed).
+    event AccountFrozen(address indexed account, bool frozen);
 
     /// @notice The address is zero.
     error ZeroAddress(string name);
@@ -252,6 +268,14 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     error NotLiquidatable(address account, int256 equity, uint256 maintenanceMargin);
     /// @notice The account is flagged and still under maintenance margin, or not flagged.
     error NotFlagged(address account);
+    /// @notice Withdrawals are paused: insolvent accounts' shortfall exceeds the insurance fund.
+    error WithdrawalsPaused();
+    /// @notice A book fraction outside (0, WAD].
+    error InvalidFraction(uint256 fraction);
+    /// @notice The account is under a liquidation auction: it cannot trade until the auction closes.
+    error AccountInLiquidation(address account);
+    /// @notice A book moves only into an account with no open position.
+    error RecipientNotFlat(address account, uint256 openPositions);
 
     /// @param admin Holds DEFAULT_ADMIN_ROLE (lists instruments and collateral, sets the oracle, grants roles: the
     ///        Exchange contract EXCHANGE_ROLE, the feeder FEEDER_ROLE).
@@ -427,6 +451,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         nonReentrant
     {
         if (amount == 0) revert ZeroAmount();
+        if (withdrawalsPaused) revert WithdrawalsPaused();
         if (token == settlementToken) {
             int256 cash = cashOf[msg.sender];
             uint256 value = amount * cashScale;
@@ -441,7 +466,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         int256 initialMargin = SafeCast.toInt256(m.initialMargin);
         uint64 lastTrade = _meta[msg.sender].tradedAt;
         if (lastTrade > roundBlock) revert TradedSinceRound(msg.sender, lastTrade, roundBlock);
-        _checkNoFundingSince(msg.sender, roundBlock);
+        checkNoFundingSince(msg.sender, roundBlock);
         _touch(msg.sender);
         uint256 value = _recordWithdrawal(msg.sender, token, amount, roundBlock);
         int256 equityAfter = withdrawableEquity(msg.sender, m.equity, roundBlock);
@@ -467,6 +492,8 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         if (buyer == seller) revert SelfTrade(buyer);
         if (buyer == address(0)) revert ZeroAddress("buyer");
         if (seller == address(0)) revert ZeroAddress("seller");
+        if (_meta[buyer].frozen) revert AccountInLiquidation(buyer);
+        if (_meta[seller].frozen) revert AccountInLiquidation(seller);
         Listing storage inst = _listing(instrumentId);
         if (inst.kind != 0 && block.timestamp >= inst.expiry) revert InstrumentExpired(instrumentId, inst.expiry);
         int256 delta = SafeCast.toInt256(uint256(size));
@@ -500,6 +527,84 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         if (liquidatableAt[account] == 0 || m.equity < maintenanceMargin) revert NotFlagged(account);
         liquidatableAt[account] = 0;
         emit LiquidatableCleared(account, roundBlock);
+    }
+
+    /// @notice Move `fraction` (WAD) of `from`'s whole book to `to`, which holds no open position: every position
+    ///         (a perpetual's funding realized first) with its cost basis pro rata, every collateral balance and
+    ///         the cash. Each moved amount is `amount x fraction / WAD` rounded toward zero, so `to` never gets more
+    ///         than the fraction and `from` keeps the rest (docs/liquidation.md, "Rounding").
+    /// @dev Keeps the money identity: sizes, costs, balances and cash move between two accounts; funding moves
+    ///      from owed to the pool as in a trade. Both accounts' `tradedAt` become this block.
+    /// @param from The liquidated account.
+    /// @param to The bidder, flat.
+    /// @param fraction WAD, in (0, WAD].
+    /// @return cash The cash moved (USD WAD, signed).
+    function transferBook(address from, address to, uint256 fraction)
+        external
+        onlyRole(LIQUIDATOR_ROLE)
+        returns (int256 cash)
+    {
+        if (fraction == 0 || fraction > WAD) revert InvalidFraction(fraction);
+        if (from == to) revert SelfTrade(from);
+        uint32[] storage toHeld = _held[to];
+        if (toHeld.length != 0) revert RecipientNotFlat(to, toHeld.length);
+        uint64 blockNumber = SafeCast.toUint64(block.number);
+        _touch(from).tradedAt = blockNumber;
+        _touch(to).tradedAt = blockNumber;
+        uint32[] storage held = _held[from];
+        // backwards: closing swaps the last entry, already moved, into the closed one's place
+        for (uint256 i = held.length; i > 0; --i) {
+            _movePosition(from, to, held[i - 1], int256(fraction));
+        }
+        for (uint256 j = 0; j < _collateralTokens.length; ++j) {
+            address token = _collateralTokens[j];
+            uint256 balance = balanceOf[from][token];
+            uint256 amount = balance * fraction / WAD;
+            if (amount == 0) continue;
+            balanceOf[from][token] = balance - amount;
+            balanceOf[to][token] += amount;
+        }
+        cash = cashOf[from] * int256(fraction) / int256(WAD);
+        cashOf[from] -= cash;
+        cashOf[to] += cash;
+        emit BookTransferred(from, to, fraction, cash);
+    }
+
+    /// @notice Move `amount` (USD WAD) of cash from one account to another (either may go negative); both
+    ///         accounts' `tradedAt` become this block.
+    /// @param from The paying account.
+    /// @param to The receiving account.
+    /// @param amount USD WAD.
+    function transferCash(address from, address to, uint256 amount) external onlyRole(LIQUIDATOR_ROLE) {
+        if (amount == 0) return;
+        uint64 blockNumber = SafeCast.toUint64(block.number);
+        _touch(from).tradedAt = blockNumber;
+        _touch(to).tradedAt = blockNumber;
+        int256 value = SafeCast.toInt256(amount);
+        cashOf[from] -= value;
+        cashOf[to] += value;
+        emit CashTransferred(from, to, amount);
+    }
+
+    /// @notice Pause or resume withdrawals.
+    /// @param paused Whether withdrawals are refused.
+    function setWithdrawalsPaused(bool paused) external onlyRole(LIQUIDATOR_ROLE) {
+        withdrawalsPaused = paused;
+        emit WithdrawalsPausedSet(paused);
+    }
+
+    /// @notice Freeze an account's trading while its liquidation auction is open, or release it.
+    /// @param account The account.
+    /// @param frozen Whether `applyTrade` refuses it.
+    function setFrozen(address account, bool frozen) external onlyRole(LIQUIDATOR_ROLE) {
+        _meta[account].frozen = frozen;
+        emit AccountFrozen(account, frozen);
+    }
+
+    /// @notice Return the block of the last change of an account's positions, balances or cash (0: never).
+    /// @param account The account.
+    function changedAt(address account) external view returns (uint64) {
+        return _meta[account].changedAt;
     }
 
     /// @notice Return a lower bound of an account's equity now, from its attested equity in the round anchored at
@@ -716,11 +821,40 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         }
     }
 
-    /// @dev Remove a position (zero size, no cost) and its entry in `_held` (swap-and-pop).
+    /// @dev Move `fraction` (WAD) of `from`'s position in an instrument, rounded toward zero, with its cost pro rata
+    ///      (toward zero) to the flat account `to`; a perpetual realizes its funding first.
+    function _movePosition(address from, address to, uint32 id, int256 fraction) internal {
+        PositionState storage p = _positions[from][id];
+        int256 size = p.size;
+        int256 moved = size * fraction / int256(WAD);
+        if (moved == 0) return;
+        bool perpetual = _instruments[id - 1].kind == 0;
+        if (perpetual) _realizeFunding(from, id, p);
+        int256 movedCost = int256(p.cost) * moved / size;
+        if (moved == size) {
+            _close(from, id);
+        } else {
+            p.size = SafeCast.toInt128(size - moved);
+            p.cost = SafeCast.toInt128(p.cost - movedCost);
+        }
+        PositionState storage q = _positions[to][id];
+        q.size = SafeCast.toInt128(moved);
+        q.cost = SafeCast.toInt128(movedCost);
+        if (perpetual) q.fundingIndex = _funding[id].cumulative;
+        _held[to].push(id); // no `_heldIndex`: `_close` searches for it
+    }
+
+    /// @dev Remove a position (zero size, no cost) and its entry in `_held` (swap-and-pop). A position moved in by
+    ///      `transferBook` has no `_heldIndex` (it saves a new slot per position): its entry is searched for.
     function _close(address account, uint32 instrumentId) internal {
         delete _positions[account][instrumentId];
         uint32[] storage held = _held[account];
-        uint256 index = _heldIndex[account][instrumentId] - 1;
+        uint256 index = _heldIndex[account][instrumentId];
+        if (index == 0) {
+            index = held.length;
+            while (held[index - 1] != instrumentId) --index;
+        }
+        --index;
         uint32 last = held[held.length - 1];
         held[index] = last;
         _heldIndex[account][last] = index + 1;
@@ -751,8 +885,11 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         emit FundingPaid(instrumentId, perUnit, f.cumulative, index);
     }
 
-    /// @dev Revert if a perpetual the account holds paid funding after `roundBlock` (its equity moved unseen).
-    function _checkNoFundingSince(address account, uint64 roundBlock) internal view {
+    /// @notice Revert with `FundingSinceRound` if a perpetual the account holds paid funding after `roundBlock`
+    ///         (its equity moved since the round's anchor without a change of the account).
+    /// @param account The account.
+    /// @param roundBlock A round's anchor block.
+    function checkNoFundingSince(address account, uint64 roundBlock) public view {
         uint32[] storage held = _held[account];
         for (uint256 i = 0; i < held.length; ++i) {
             uint32 id = held[i];

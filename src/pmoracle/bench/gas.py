@@ -7,7 +7,9 @@
   then a least-squares fit of gas against the number of signatures (n = 16, q..16 signers);
 - ``verifyMargin`` with proofs from a real 1,000-account tree and from a 2^20-leaf (1,048,576-account) tree of
   which only the proven path is computed (a proof depends only on the path), via eth_estimateGas;
-- ``slashEquivocation`` and ``slashDeviation``.
+- ``slashEquivocation`` and ``slashDeviation``;
+- ``Liquidator.startAuction`` and ``bid`` on an account holding ``LIQUIDATION_POSITIONS`` positions (one perpetual,
+  futures of successive expiries), taking the largest fraction f* < 1 into a fresh, cash-only bidder.
 
 "execution" = total - 21,000 (intrinsic) - calldata (4 gas per zero byte, 16 per non-zero byte).
 """
@@ -34,6 +36,7 @@ from pmoracle.chain.deploy import (
     set_committee,
     transact_fn,
 )
+from pmoracle.chain.orders import Order, sign_order
 from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, compute_leaf_hash, hash_pair
 from pmoracle.consensus.report import Domain, Report, sign_report
@@ -44,6 +47,9 @@ INTRINSIC_GAS = 21_000
 COMMITTEE_SIZES = (4, 7, 16)
 HISTORY_BLOCKS = 8  # small ring so the bench reaches steady state (slot reuse) after a few rounds
 PARAMS_HASH = keccak(text="pmoracle-gas-bench")
+LIQUIDATION_POSITIONS = 20
+BTC = b"BTC".ljust(32, b"\x00")
+USD = 10**18
 
 
 def compute_calldata_gas(data: bytes) -> int:
@@ -130,6 +136,67 @@ def _synthetic_path(depth: int, rng: random.Random) -> tuple[AccountLeaf, list[b
     return leaf, proof, node
 
 
+def _deposit_usdc(bench: _Bench, key: bytes, amount: int) -> None:
+    trader = open_transmitter(bench.owner.client, key)
+    usdc = bench.deployment.contract(bench.w3, "USDC").functions
+    ledger = bench.deployment.contracts["MarginAccounts"]
+    transact_fn(trader, usdc.mint(trader.address, amount), label="mint")
+    transact_fn(trader, usdc.approve(ledger, amount), label="approve")
+    fn = bench.deployment.contract(bench.w3, "MarginAccounts").functions.deposit(
+        bench.deployment.contracts["USDC"], amount
+    )
+    transact_fn(trader, fn, label="deposit")
+
+
+def _liquidation_gas(bench: _Bench) -> dict[str, dict[str, int]]:
+    """Measure startAuction and a bid of f* on an account of LIQUIDATION_POSITIONS positions (dev keys 17-19)."""
+    victim_key, maker_key, bidder_key = _dev_key(17), _dev_key(18), _dev_key(19)
+    victim, maker = Account.from_key(victim_key).address, Account.from_key(maker_key).address
+    d = bench.deployment
+    feeds = d.contract(bench.w3, "MarketFeeds").functions
+    ledger = d.contract(bench.w3, "MarginAccounts").functions
+    exchange = d.contract(bench.w3, "Exchange").functions
+    liquidator = d.contract(bench.w3, "Liquidator").functions
+    price = 100_000 * 10**8
+    transact_fn(bench.owner, feeds.setIndex(BTC, price, 0), label="setIndex")
+    now = int(bench.w3.eth.get_block("latest")["timestamp"])
+    first = ledger.instrumentCount().call() + 1
+    transact_fn(bench.owner, ledger.listInstrument(BTC, 0, 0, 0), label="list")
+    for k in range(LIQUIDATION_POSITIONS - 1):
+        expiry = (now // 86_400 + 30 + k) * 86_400 + 8 * 3_600
+        transact_fn(bench.owner, ledger.listInstrument(BTC, 1, expiry, 0), label="list")
+    for key in (victim_key, maker_key, bidder_key):
+        _deposit_usdc(bench, key, 1_000_000 * 10**6)
+    for nonce, iid in enumerate(range(first, first + LIQUIDATION_POSITIONS)):
+        transact_fn(bench.owner, exchange.setMarks([iid], [price]), label="setMarks")
+        orders = [
+            Order(bytes.fromhex(a[2:]), iid, buy, 1_000, price, nonce, now + 86_400)
+            for a, buy in ((victim, True), (maker, False))
+        ]
+        keys = (victim_key, maker_key)
+        sigs = [sign_order(d.chain_id, d.contracts["Exchange"], o, k) for o, k in zip(orders, keys, strict=True)]
+        fn = exchange.matchOrders(orders[0].as_tuple(), sigs[0], orders[1].as_tuple(), sigs[1], 1_000, price)
+        transact_fn(bench.owner, fn, label="matchOrders")
+    # a leaf under maintenance margin (the gas does not depend on the values); its neighbour makes a proof of one
+    equity, mm = 1_900 * USD, 2_000 * USD
+    leaves = [AccountLeaf(bytes.fromhex(victim[2:]), 3_000 * USD, mm, equity), AccountLeaf(bytes(20), 0, 0, 0)]
+    tree = MerkleTree(leaves)
+    bench.attest(tree.root, len(leaves), list(range(bench.n)))
+    margin = (3_000 * USD, mm, equity)
+    proof = tree.proof(bytes.fromhex(victim[2:]))
+    fn = liquidator.startAuction(victim, margin, proof)
+    result = {"startAuction": _split(transact_fn(bench.owner, fn, label="startAuction").gas_used,
+                                     bytes.fromhex(fn._encode_transaction_data()[2:]))}  # fmt: skip
+    params = liquidator.params().call()
+    bench.chain.rpc("evm_increaseTime", params[3] + params[4])  # the discount's plateau
+    bench.chain.rpc("evm_mine")
+    fraction = liquidator.maxFraction(equity, mm, params[2]).call()
+    fn = liquidator.bid(victim, fraction, 2**255 - 1, margin, proof)
+    receipt = transact_fn(open_transmitter(bench.owner.client, bidder_key), fn, label="bid")
+    result["bid"] = _split(receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:]))
+    return result
+
+
 def run_gas_bench() -> dict[str, Any]:
     """Deploy on a fresh anvil, measure every figure of the table and return them (gas units)."""
     chain = start_devchain(accounts=20)
@@ -201,6 +268,7 @@ def run_gas_bench() -> dict[str, Any]:
         result["slashing"]["slashDeviation"] = _split(
             receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:])
         )
+        result["liquidation"] = _liquidation_gas(bench)
         return result
     finally:
         chain.stop()
@@ -227,6 +295,11 @@ def format_gas_table(result: dict[str, Any]) -> str:
     for name, row in result["slashing"].items():
         lines.append(f"| {name} | 10% of stake, 50% to reporter | {row['total']:,} | {row['calldata']:,} | "
                      f"{row['execution']:,} |")  # fmt: skip
+    for name, row in result.get("liquidation", {}).items():
+        case = f"{LIQUIDATION_POSITIONS} positions" + (
+            ", f* < 1 into a fresh cash-only bidder" if name == "bid" else ""
+        )
+        lines.append(f"| {name} | {case} | {row['total']:,} | {row['calldata']:,} | {row['execution']:,} |")
     fit = result["attest_fit"]
     lines += [
         "",

@@ -34,7 +34,15 @@ SETTINGS: dict[str, Any] = {
     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
 }
 # Contracts whose artifacts are written (the rest are interfaces and libraries).
-CONTRACTS = ("MarginAccounts", "Exchange", "MarketFeeds", "SolverRegistry", "MarginOracle", "MockERC20")
+CONTRACTS = (
+    "MarginAccounts",
+    "Exchange",
+    "Liquidator",
+    "MarketFeeds",
+    "SolverRegistry",
+    "MarginOracle",
+    "MockERC20",
+)
 
 _IMPORT_RE = re.compile(r'^\s*import\s+(?:[^"\']*\s+from\s+)?["\']([^"\']+)["\'];', re.MULTILINE)
 

@@ -11,7 +11,15 @@ from typing import Any
 from pmoracle.errors import PmoracleError
 
 ARTIFACTS_DIR = pathlib.Path(__file__).resolve().parent / "artifacts"
-CONTRACT_NAMES = ("MarginAccounts", "Exchange", "MarketFeeds", "SolverRegistry", "MarginOracle", "MockERC20")
+CONTRACT_NAMES = (
+    "MarginAccounts",
+    "Exchange",
+    "Liquidator",
+    "MarketFeeds",
+    "SolverRegistry",
+    "MarginOracle",
+    "MockERC20",
+)
 
 
 class ArtifactError(PmoracleError):

@@ -31,6 +31,9 @@ from pmoracle.risk.version import ENGINE_VERSION
 MOCK_TOKENS = (("USDC", "USD Coin (mock)", "USDC", 6), ("WBTC", "Wrapped BTC (mock)", "WBTC", 8),
                ("WETH", "Wrapped Ether (mock)", "WETH", 18))  # fmt: skip
 SETTLEMENT_TOKEN = "USDC"
+# The Liquidator's auction (docs/liquidation.md, "Parameters"): buffer 10% above MM, a discount of MM rising to 2%
+# in 5 minutes then to 10% in 1 hour, 20% of the bidder's discount to the insurance fund, bids of at least 5%.
+LIQUIDATION_PARAMS = (10**17, 2 * 10**16, 10**17, 300, 3_600, 2 * 10**17, 5 * 10**16)
 RECEIPT_POLL_S = 0.01  # anvil automines at once: poll receipts quickly
 
 
@@ -159,14 +162,16 @@ def deploy(
     max_round_age: int = 256,
     feeder: str | None = None,
     matcher: str | None = None,
+    liquidation_params: tuple[int, ...] = LIQUIDATION_PARAMS,
     output: pathlib.Path | None = None,
 ) -> Deployment:
-    """Deploy MarketFeeds, SolverRegistry, MarginOracle, MarginAccounts, Exchange and the mock tokens; wire them.
+    """Deploy MarketFeeds, SolverRegistry, MarginOracle, MarginAccounts, Exchange, Liquidator and the mock tokens.
 
     The deployer is admin/owner of everything; ``feeder`` and ``matcher`` (default: the deployer) get the feeder
     roles (MarketFeeds, the ledger's funding rates, the Exchange's marks) and the Exchange's matcher role; the
-    Exchange gets the ledger's EXCHANGE_ROLE; USDC is the settlement token (its deposits are cash) and the other
-    tokens are enabled as collateral; the registry gets the oracle. When ``nodes`` are
+    Exchange gets the ledger's EXCHANGE_ROLE and the Liquidator its LIQUIDATOR_ROLE; USDC is the settlement token
+    (its deposits are cash) and the other tokens are enabled as collateral; the registry gets the oracle. When
+    ``nodes`` are
     given they are registered (stake, proof of possession, endpoints) and set as the committee with ``quorum``
     (default the Byzantine quorum) and the given ``params_hash``, ``round_period``, ``finality_depth`` and
     ``engine_version``.
@@ -183,6 +188,8 @@ def deploy(
         min_stake, unbonding_delay, slash_bps, reward_bps: SolverRegistry parameters (wei, seconds, bps, bps).
         history_blocks, max_round_age: MarginOracle ring size and maximum round age, in blocks.
         feeder, matcher: addresses given the feeder and matcher roles (default: the deployer).
+        liquidation_params: the Liquidator's ``Params`` tuple (buffer, fastDiscount, maxDiscount, fastPhase,
+            slowPhase, feeShare, minFraction).
         output: where to write the deployment JSON (not written when None).
 
     Returns:
@@ -230,11 +237,19 @@ def deploy(
         addresses["MarginAccounts"],
         addresses["MarketFeeds"],
     )
+    addresses["Liquidator"] = deploy_contract(
+        sender, "Liquidator", admin, addresses["MarginAccounts"], tuple(liquidation_params)
+    )
     deployment = Deployment(chain_id=client.chain_id, deploy_block=deploy_block, contracts=addresses)
     registry = deployment.contract(w3, "SolverRegistry")
     transact_fn(sender, registry.functions.setOracle(addresses["MarginOracle"]), label="SolverRegistry.setOracle")
     accounts = deployment.contract(w3, "MarginAccounts")
-    for role, holder in (("EXCHANGE_ROLE", addresses["Exchange"]), ("FEEDER_ROLE", feeder or admin)):
+    roles = (
+        ("EXCHANGE_ROLE", addresses["Exchange"]),
+        ("LIQUIDATOR_ROLE", addresses["Liquidator"]),
+        ("FEEDER_ROLE", feeder or admin),
+    )
+    for role, holder in roles:
         fn = accounts.functions.grantRole(keccak(text=role), holder)
         transact_fn(sender, fn, label=f"MarginAccounts.grantRole {role}")
     for key, *_ in MOCK_TOKENS:

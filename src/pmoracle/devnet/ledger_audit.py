@@ -12,6 +12,12 @@ two sides by opposite amounts (plus the fees, which move to ``feesCollected``); 
 cash and the pool; settling a position moves its settlement value from the last term into cash. Each collateral
 token held also equals the sum of the accounts' balances of it, and the open sizes of every instrument not yet
 settling sum to zero (every trade has two sides).
+
+The insurance fund is the Liquidator contract's own account in the ledger: liquidation fees and donations are cash
+moved into it, subsidies cash moved out of it, so the identity needs no new term (``insurance_fund`` reports that
+account's cash, already inside ``cash``; negative: the loss socialized over every cash holder). A bid moves a
+fraction of sizes, costs, balances and cash between two accounts, and realizes the moved perpetuals' funding as a
+trade does: every term is unchanged (docs/liquidation.md, "Money").
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ class CashAudit:
     fees: int
     funding_pool: int
     settling: int  # settlement value of open positions whose settlement price is fixed
+    insurance_fund: int  # the Liquidator's cash (part of ``cash``); negative: the socialized loss
     collateral_ok: bool
     open_interest_ok: bool
 
@@ -77,11 +84,14 @@ def audit_cash(w3: Any, deployment: Deployment, block: int | str = "latest") -> 
     views = []
     for offset in range(0, ledger.accountCount().call(block_identifier=number), PAGE):
         views += ledger.accountsPage(offset, PAGE).call(block_identifier=number)
-    cash = cost = settling = 0
+    cash = cost = settling = fund = 0
     open_sizes: dict[int, int] = {}
     balances: dict[str, int] = {}
-    for _account, account_cash, positions, collateral in views:
+    fund_account = deployment.contracts.get("Liquidator")
+    for account, account_cash, positions, collateral in views:
         cash += account_cash
+        if account == fund_account:
+            fund = account_cash
         for iid, size, position_cost, _funding_index in positions:
             cost += position_cost
             open_sizes[iid] = open_sizes.get(iid, 0) + size
@@ -107,6 +117,7 @@ def audit_cash(w3: Any, deployment: Deployment, block: int | str = "latest") -> 
         fees=ledger.feesCollected().call(block_identifier=number),
         funding_pool=ledger.fundingPool().call(block_identifier=number),
         settling=settling,
+        insurance_fund=fund,
         collateral_ok=collateral_ok,
         open_interest_ok=all(size == 0 for iid, size in open_sizes.items() if iid not in fixed),
     )

@@ -223,7 +223,8 @@ def test_deploy_writes_the_deployment_json(anvil: Devchain, tmp_path: pathlib.Pa
     saved = json.loads(path.read_text())
     assert saved["chainId"] == 31337 and saved["deployBlock"] == deployment.deploy_block
     assert set(saved["contracts"]) == {
-        "MarketFeeds", "MarginAccounts", "Exchange", "SolverRegistry", "MarginOracle", "USDC", "WBTC", "WETH"
+        "MarketFeeds", "MarginAccounts", "Exchange", "Liquidator", "SolverRegistry", "MarginOracle", "USDC", "WBTC",
+        "WETH",
     }  # fmt: skip
     assert Deployment.load(path) == deployment
     w3 = connect(anvil.url)
@@ -236,6 +237,7 @@ def test_deploy_writes_the_deployment_json(anvil: Devchain, tmp_path: pathlib.Pa
     assert accounts.settlementToken().call() == saved["contracts"]["USDC"]
     assert accounts.collateralTokens().call() == [saved["contracts"][k] for k in ("WBTC", "WETH")]
     assert accounts.hasRole(keccak(text="EXCHANGE_ROLE"), saved["contracts"]["Exchange"]).call()
+    assert accounts.hasRole(keccak(text="LIQUIDATOR_ROLE"), saved["contracts"]["Liquidator"]).call()
     exchange = deployment.contract(w3, "Exchange").functions
     assert (exchange.ledger().call(), exchange.feeds().call()) == (
         saved["contracts"]["MarginAccounts"],
