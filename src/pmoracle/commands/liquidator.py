@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         Deployment.load(config.deployment),
         Transmitter(client, key.secret),
         params,
-        Policy(min_profit=config.min_profit, gas_cost=config.gas_cost),
+        Policy(config.min_profit, config.gas_cost, config.wait_for_plateau),
         metrics,
         margin_api=config.margin_api,
         block_time=config.block_time,

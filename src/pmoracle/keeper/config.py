@@ -27,9 +27,10 @@ class KeeperConfig:
     params_file: Path | None  # the committee's risk parameters (None: the built-in defaults)
     margin_api: str | None  # a node's API base URL for leaves and proofs (None: the keeper's own recomputation)
     poll_interval: float  # seconds between evaluations of the latest attested round
-    block_time: int  # seconds from the latest block to the one a bid lands in
+    block_time: int  # seconds added to the latest block's time to date a bid (0: the safe choice)
     min_profit: int  # USD WAD: the least gain after gas for which it bids
     gas_cost: int  # USD WAD: the estimated cost of one bid's gas
+    wait_for_plateau: bool  # bid only once the discount stops moving (decision.Policy)
     metrics_host: str
     metrics_port: int  # 0: no metrics server
     log_format: str
@@ -84,7 +85,7 @@ def parse_keeper_config(text: str, base: Path) -> KeeperConfig:
     poll = keeper.get("poll_interval", 2.0)
     if not isinstance(poll, int | float) or poll <= 0:
         raise InputError("keeper.poll_interval", f"must be > 0 seconds, got {poll!r}")
-    block_time = keeper.get("block_time", 1)
+    block_time = keeper.get("block_time", 0)
     if not isinstance(block_time, int) or block_time < 0:
         raise InputError("keeper.block_time", f"must be an integer >= 0, got {block_time!r}")
     port = metrics.get("port", 9109)
@@ -100,6 +101,9 @@ def parse_keeper_config(text: str, base: Path) -> KeeperConfig:
     if margin_api is not None and not str(margin_api).startswith("http"):
         raise InputError("keeper.margin_api", f"must be an http(s) URL, got {margin_api!r}")
     params_file = keeper.get("params_file")
+    wait = keeper.get("wait_for_plateau", False)
+    if not isinstance(wait, bool):
+        raise InputError("keeper.wait_for_plateau", f"must be true or false, got {wait!r}")
     return KeeperConfig(
         rpc_urls=tuple(urls),
         deployment=_path(base, chain.get("deployment"), "chain.deployment"),
@@ -112,6 +116,7 @@ def parse_keeper_config(text: str, base: Path) -> KeeperConfig:
         block_time=block_time,
         min_profit=_usd("keeper.min_profit_usd", keeper.get("min_profit_usd", "10")),
         gas_cost=_usd("keeper.gas_cost_usd", keeper.get("gas_cost_usd", "1")),
+        wait_for_plateau=wait,
         metrics_host=str(metrics.get("host", "127.0.0.1")),
         metrics_port=port,
         log_format=log_format,

@@ -147,6 +147,10 @@ class Policy:
 
     min_profit: int  # the least gain f E - cost, after gas, for which it bids
     gas_cost: int  # what one bid's gas costs it, in USD WAD (an estimate)
+    # Bid only once the discount stops moving: the fraction that restores an account exactly depends on the second
+    # a bid is mined while it moves (a bid mined later takes less than the then allowed maximum and leaves the
+    # auction open); on the plateau one bid restores the account whenever it lands.
+    wait_for_plateau: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,14 +203,19 @@ def decide(
 
     The keeper bids the largest allowed fraction (one bid restores the account) when it can afford it, else the
     largest fraction it can afford (never on a whole-book auction); it bids when the gain after gas reaches
-    ``policy.min_profit``, and waits otherwise: the discount only grows.
+    ``policy.min_profit``, and waits otherwise: the discount only grows. ``now`` should be the earliest time the
+    bid can be mined (the latest block's): a later block only raises the discount, so the bid's cost can only fall
+    (never PaymentAboveLimit) and its fraction stays allowed (never FractionAboveMax).
     """
     breached = equity < mm
     if auction_started_at is None:
         return Decision(Action.START if breached else Action.NONE)
     if not breached:
         return Decision(Action.END, reason="restored")
-    discount = discount_at(params, max(0, now - auction_started_at))
+    elapsed = max(0, now - auction_started_at)
+    if policy.wait_for_plateau and elapsed < params.plateau:
+        return Decision(Action.WAIT, reason=f"discount still moving ({elapsed} s of {params.plateau} s)")
+    discount = discount_at(params, elapsed)
     most = max_fraction(params, equity, mm, discount)
     f = afford(params, cash, equity, mm, discount, most)
     if f < min_fraction(params, equity, mm, discount):

@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +113,8 @@ class Keeper:
         metrics: KeeperMetrics,
         *,
         margin_api: str | None = None,
-        block_time: int = 1,
+        block_time: int = 0,
+        bidders: Sequence[Transmitter] = (),
     ) -> None:
         """Args:
         client: the chain client (views and the snapshot).
@@ -122,7 +124,9 @@ class Keeper:
         policy: the least profit and the gas cost estimate of a bid.
         metrics: where to count what it does.
         margin_api: a node's API base URL for leaves and proofs (None: the keeper's own recomputation).
-        block_time: seconds from the latest block to the block a transaction lands in (the bid's discount time).
+        block_time: seconds added to the latest block's time to date a bid (0, the safe choice: see ``decide``).
+        bidders: more cash-only accounts to bid from once ``transmitter``'s account holds what it bought (a bid
+            takes positions, and only a cash-only account may bid); the first cash-only one bids.
         """
         self.client = client
         self.deployment = deployment
@@ -133,9 +137,11 @@ class Keeper:
         self.margin_api = margin_api
         self.block_time = block_time
         self.address = to_checksum_address(transmitter.address)
+        self.bidders = [transmitter, *bidders]
         self.liquidator = deployment.contract(_W3, "Liquidator").functions
         self.ledger = deployment.contract(_W3, "MarginAccounts").functions
         self.oracle = deployment.contract(_W3, "MarginOracle").functions
+        self.fund = to_checksum_address(deployment.contracts["Liquidator"])  # the insurance fund: never auctioned
         self.watched: set[str] = set()  # accounts with an auction the keeper knows of
         self._round: AttestedRound | None = None
         self._params: AuctionParams | None = None
@@ -215,7 +221,7 @@ class Keeper:
         breached = [
             str(to_checksum_address(leaf.account))
             for leaf in round_.tree.leaves
-            if leaf.equity < leaf.maintenance_margin
+            if leaf.equity < leaf.maintenance_margin and to_checksum_address(leaf.account) != self.fund
         ]
         report.breached = breached
         present = {str(to_checksum_address(leaf.account)) for leaf in round_.tree.leaves}
@@ -231,18 +237,37 @@ class Keeper:
         self.metrics.cash_usd.set(self._cash() / WAD)
         return report
 
-    def _cash(self) -> int:
-        return int(self.client.call(self.ledger.cashOf(self.address)))
+    def _cash(self, address: str | None = None) -> int:
+        return int(self.client.call(self.ledger.cashOf(address or self.address)))
 
-    def _decide(self, params: AuctionParams, equity: int, mm: int, started: int | None) -> Decision:
+    def cash_only(self, address: str) -> bool:
+        """Return whether ``address`` holds no position and no collateral balance in the ledger (may bid)."""
+        if int(self.client.call(self.ledger.openPositionCount(address))) != 0:
+            return False
+        tokens = self.client.call(self.ledger.collateralTokens())
+        return all(
+            int(self.client.call(self.ledger.balanceOf(address, to_checksum_address(token)))) == 0 for token in tokens
+        )
+
+    def bidder(self) -> tuple[Transmitter, int] | None:
+        """Return the first cash-only bidding account and its cash (None: every one holds a book)."""
+        for transmitter in self.bidders:
+            address = to_checksum_address(transmitter.address)
+            if self.cash_only(address):
+                return transmitter, self._cash(address)
+        return None
+
+    def _decide(self, params: AuctionParams, equity: int, mm: int, started: int | None, cash: int) -> Decision:
         now = self.client.get_block("latest").timestamp + self.block_time
-        return decide(params, self.policy, equity=equity, mm=mm, auction_started_at=started, now=now, cash=self._cash())
+        return decide(params, self.policy, equity=equity, mm=mm, auction_started_at=started, now=now, cash=cash)
 
     def _act(self, params: AuctionParams, round_: AttestedRound, account: str, report: TickReport) -> None:
         margin, proof = self.margin_of(round_, account)
         _, mm, equity = margin
         started = self.started_at(account)
-        decision = self._decide(params, equity, mm, started)
+        chosen = self.bidder()
+        bidder, cash = chosen if chosen is not None else (None, 0)
+        decision = self._decide(params, equity, mm, started, cash)
         if decision.action is Action.START:
             receipt = self.transmitter.transact_call(self.liquidator.startAuction(account, margin, proof))
             self.metrics.auctions_started.inc()
@@ -251,7 +276,7 @@ class Keeper:
             report.started.append(account)
             log.info("auction started on %s: equity %s < mm %s (round %d)", account, equity, mm, round_.block_number)
             started = self.started_at(account)
-            decision = self._decide(params, equity, mm, started)
+            decision = self._decide(params, equity, mm, started, cash)
         if started is not None:
             self.watched.add(account)
         if decision.action is Action.END:
@@ -265,9 +290,9 @@ class Keeper:
             report.waiting[account] = decision.reason
             log.debug("waiting on %s: %s", account, decision.reason)
         elif decision.action is Action.BID:
-            assert decision.quote is not None  # decide() quotes every bid
+            assert decision.quote is not None and bidder is not None  # decide() quotes every bid; cash > 0
             q = decision.quote
-            receipt = self.transmitter.transact_call(self.liquidator.bid(account, q.fraction, q.cost, margin, proof))
+            receipt = bidder.transact_call(self.liquidator.bid(account, q.fraction, q.cost, margin, proof))
             restored = self.started_at(account) is None
             mined_at = self.client.get_block(receipt.block_number).timestamp
             record = BidRecord(

@@ -119,3 +119,14 @@ def test_a_short_keeper_bids_what_it_can_carry_and_waits_on_a_whole_book() -> No
     rich = decide(PARAMS, Policy(0, 0), equity=-100 * USD, cash=10_000 * USD, **args)
     assert rich.action is Action.BID and rich.quote is not None and rich.quote.fraction == WAD
     assert rich.quote.cost < 0  # the fund subsidizes the bidder
+
+
+def test_a_patient_keeper_waits_for_the_plateau_where_one_bid_restores_whenever_it_lands() -> None:
+    patient = Policy(min_profit=0, gas_cost=0, wait_for_plateau=True)
+    args = {"equity": 900 * USD, "mm": 1_000 * USD, "auction_started_at": 0, "cash": 10_000 * USD}
+    early = decide(PARAMS, patient, now=PARAMS.plateau - 1, **args)
+    assert early.action is Action.WAIT and "moving" in early.reason
+    assert decide(PARAMS, POLICY, now=PARAMS.plateau - 1, **args).action is Action.BID  # an eager one bids
+    on = decide(PARAMS, patient, now=PARAMS.plateau, **args)
+    later = decide(PARAMS, patient, now=PARAMS.plateau + 3_600, **args)
+    assert on.action is later.action is Action.BID and on.quote == later.quote
