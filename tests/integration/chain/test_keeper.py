@@ -5,8 +5,14 @@ shows the account at or above maintenance margin and the keeper leaves it alone.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import pytest
+from eth_utils import keccak
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import transact_fn
@@ -16,7 +22,8 @@ from pmoracle.devnet.devchain import Devchain
 from pmoracle.keeper.decision import WAD, Policy
 from pmoracle.keeper.keeper import Keeper, KeeperError
 from pmoracle.keeper.metrics import create_keeper_metrics
-from tests.integration.chain.contracts_support import System, deploy_system
+from pmoracle.node.keys import LIGHT_KDF_ITERATIONS, write_key_file
+from tests.integration.chain.contracts_support import System, address_of, deploy_system
 from tests.integration.chain.test_contracts_liquidation import (
     BTC,
     MAX_DISCOUNT,
@@ -99,3 +106,26 @@ def test_a_keeper_with_other_risk_parameters_refuses_the_round(system: System, d
     keeper.risk_params = dataclasses.replace(default_params(), im_multiplier=default_params().im_multiplier * 2)
     with pytest.raises(KeeperError, match="recomputed root"):
         keeper.tick()
+
+
+def test_pmoracle_liquidator_once_starts_the_auction_from_its_config(
+    system: System, desk: Desk, maker: Transmitter, tmp_path: pathlib.Path
+) -> None:
+    victim = breach(system, desk, maker, cash=10_000, size=UNIT, drop_to=96_500)
+    block, _, _ = attest_round(system)
+    key = keccak(text="pmoracle-keeper-cli-test")
+    write_key_file("transmitter", tmp_path / "keeper.json", b"pw", secret=key, kdf_iterations=LIGHT_KDF_ITERATIONS)
+    system.chain.rpc("anvil_setBalance", address_of(key), hex(10**21))
+    system.deployment.save(tmp_path / "deployment.json")
+    example = (pathlib.Path(__file__).parents[3] / "examples" / "keeper.toml").read_text()
+    config = example.replace("http://127.0.0.1:8545", system.chain.url).replace("keys/keeper.json", "keeper.json")
+    (tmp_path / "keeper.toml").write_text(config)
+    done = subprocess.run(
+        [sys.executable, "-m", "pmoracle.cli", "liquidator", "--config", str(tmp_path / "keeper.toml"), "--once"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PMORACLE_KEEPER_PASSWORD": "pw"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["round"] == block and report["started"] == 1 and report["errors"] == 0
+    assert system.contract("Liquidator").functions.auctions(victim.address).call()[0] > 0
