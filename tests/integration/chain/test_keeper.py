@@ -108,6 +108,26 @@ def test_a_keeper_with_other_risk_parameters_refuses_the_round(system: System, d
         keeper.tick()
 
 
+def test_after_a_bid_the_keeper_bids_from_its_next_cash_only_account(
+    system: System, desk: Desk, maker: Transmitter
+) -> None:
+    first, second = trader(system, desk, usdc=20_000), trader(system, desk, usdc=20_000)
+    keeper = make_keeper(system, first)
+    keeper.bidders.append(second)
+    bids = []
+    for _ in range(2):  # two breaches, one after the other: the first bid leaves ``first`` holding a book
+        victim = breach(system, desk, maker, cash=10_000, size=UNIT, drop_to=96_500)
+        attest_round(system)
+        assert keeper.tick().started == [victim.address]
+        warp(system, PLATEAU)
+        (bid,) = keeper.tick().bids
+        assert bid.account == victim.address and bid.restored
+        bids.append(bid)
+    ledger = system.contract("MarginAccounts").functions
+    assert ledger.openPositionCount(first.address).call() == ledger.openPositionCount(second.address).call() == 1
+    assert keeper.bidder() is None  # both hold books now: the keeper would wait
+
+
 def test_pmoracle_liquidator_once_starts_the_auction_from_its_config(
     system: System, desk: Desk, maker: Transmitter, tmp_path: pathlib.Path
 ) -> None:
