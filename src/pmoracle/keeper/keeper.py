@@ -27,7 +27,7 @@ from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, verify_proof
 from pmoracle.errors import PmoracleError
-from pmoracle.keeper.decision import WAD, Action, AuctionParams, Decision, Policy, decide, gain
+from pmoracle.keeper.decision import WAD, Action, AuctionParams, Decision, Policy, Quote, decide, gain
 from pmoracle.keeper.metrics import KeeperMetrics
 from pmoracle.node.round import compute_leaves
 from pmoracle.risk.margin import compute_book
@@ -261,6 +261,18 @@ class Keeper:
         now = self.client.get_block("latest").timestamp + self.block_time
         return decide(params, self.policy, equity=equity, mm=mm, auction_started_at=started, now=now, cash=cash)
 
+    def _check_quote(self, account: str, q: Quote, equity: int, mm: int) -> None:
+        """Compare the keeper's quote with ``Liquidator.quote`` at the latest block (the time the bid was dated at
+        with ``block_time = 0``); raise KeeperError when they differ (the mirror of the contract's arithmetic broke,
+        or the parameters changed under it)."""
+        onchain = self.client.call(self.liquidator.quote(account, q.fraction, equity, mm))
+        _, most, discount, payment, fee = (int(v) for v in onchain)
+        if self.block_time == 0 and (most, discount, payment, fee) != (q.max_fraction, q.discount, q.payment, q.fee):
+            raise KeeperError(
+                f"{account}: keeper quote (max {q.max_fraction}, d {q.discount}, payment {q.payment}, fee {q.fee}) "
+                f"!= Liquidator.quote (max {most}, d {discount}, payment {payment}, fee {fee})"
+            )
+
     def _act(self, params: AuctionParams, round_: AttestedRound, account: str, report: TickReport) -> None:
         margin, proof = self.margin_of(round_, account)
         _, mm, equity = margin
@@ -292,6 +304,7 @@ class Keeper:
         elif decision.action is Action.BID:
             assert decision.quote is not None and bidder is not None  # decide() quotes every bid; cash > 0
             q = decision.quote
+            self._check_quote(account, q, equity, mm)
             receipt = bidder.transact_call(self.liquidator.bid(account, q.fraction, q.cost, margin, proof))
             restored = self.started_at(account) is None
             mined_at = self.client.get_block(receipt.block_number).timestamp
