@@ -144,7 +144,6 @@ class Keeper:
         self.fund = to_checksum_address(deployment.contracts["Liquidator"])  # the insurance fund: never auctioned
         self.watched: set[str] = set()  # accounts with an auction the keeper knows of
         self._round: AttestedRound | None = None
-        self._params: AuctionParams | None = None
 
     # --- reads ----------------------------------------------------------------------------------------------------
 
