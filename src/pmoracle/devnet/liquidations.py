@@ -111,6 +111,10 @@ class LiquidationDesk:
             "auctions_started": stats.auctions_started,
             "auctions_ended": stats.auctions_ended,
             "keeper_errors": dict(sorted(stats.errors.items())),
+            "keeper_valuations_failed": int(
+                self.keeper.metrics.registry.get_sample_value("pmoracle_keeper_errors_total", {"kind": "valuation"})
+                or 0
+            ),
             "bids_per_liquidated_account": dict(sorted(stats.bid_accounts.items())),
         }
 

@@ -127,7 +127,8 @@ def bidder_solvent(params: AuctionParams, cash: int, q: Quote, equity: int, mm: 
 
 
 def gain(q: Quote, equity: int) -> int:
-    """Return the bidder's gain at attested values: f E - payment - fee (about f d M (1 - feeShare))."""
+    """Return the bidder's gain when the whole book is worth ``equity``: f E - payment - fee (at the attested E,
+    about f d M (1 - feeShare))."""
     return equity * q.fraction // WAD - q.cost
 
 
@@ -197,15 +198,19 @@ def decide(
     auction_started_at: int | None,
     now: int,
     cash: int,
+    equity_now: int | None = None,
 ) -> Decision:
     """Return what to do about an account attested at ``equity``/``mm`` whose auction started at
     ``auction_started_at`` (None: no auction), for a bid mined at time ``now`` by a cash-only keeper with ``cash``.
 
     The keeper bids the largest allowed fraction (one bid restores the account) when it can afford it, else the
     largest fraction it can afford (never on a whole-book auction); it bids when the gain after gas reaches
-    ``policy.min_profit``, and waits otherwise: the discount only grows. ``now`` should be the earliest time the
-    bid can be mined (the latest block's): a later block only raises the discount, so the bid's cost can only fall
-    (never PaymentAboveLimit) and its fraction stays allowed (never FractionAboveMax).
+    ``policy.min_profit``, and waits otherwise: the discount only grows. With ``equity_now`` (the account's equity
+    at current marks, from the engine) the book it would receive is valued at the lower of the two: f x E is what
+    the fraction is worth (equity is linear in the book), and prices that moved since the round are the bidder's.
+    ``now`` should be the earliest time the bid can be mined (the latest block's): a later block only raises the
+    discount, so the bid's cost can only fall (never PaymentAboveLimit) and its fraction stays allowed (never
+    FractionAboveMax).
     """
     breached = equity < mm
     if auction_started_at is None:
@@ -221,7 +226,8 @@ def decide(
     if f < min_fraction(params, equity, mm, discount):
         return Decision(Action.WAIT, reason=f"cash {cash} cannot carry the least fraction")
     q = quote(params, f, equity, mm, discount)
-    net = gain(q, equity) - policy.gas_cost
+    value = equity if equity_now is None else min(equity, equity_now)
+    net = gain(q, value) - policy.gas_cost
     if net < policy.min_profit:
         return Decision(Action.WAIT, q, reason=f"gain {net} below {policy.min_profit}")
     return Decision(Action.BID, q)

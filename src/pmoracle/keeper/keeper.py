@@ -115,6 +115,7 @@ class Keeper:
         margin_api: str | None = None,
         block_time: int = 0,
         bidders: Sequence[Transmitter] = (),
+        value_at_marks: bool = True,
     ) -> None:
         """Args:
         client: the chain client (views and the snapshot).
@@ -127,6 +128,9 @@ class Keeper:
         block_time: seconds added to the latest block's time to date a bid (0, the safe choice: see ``decide``).
         bidders: more cash-only accounts to bid from once ``transmitter``'s account holds what it bought (a bid
             takes positions, and only a cash-only account may bid); the first cash-only one bids.
+        value_at_marks: also value the book at current marks with the engine (the chain's latest block) and bid
+            only when the lower of the two values pays; when the engine cannot value it (stale feeds), the attested
+            value alone is used and the failure counted (``errors{kind="valuation"}``).
         """
         self.client = client
         self.deployment = deployment
@@ -138,6 +142,8 @@ class Keeper:
         self.block_time = block_time
         self.address = to_checksum_address(transmitter.address)
         self.bidders = [transmitter, *bidders]
+        self.value_at_marks = value_at_marks
+        self._marks: dict[str, int] | None = None  # equity at current marks by account, for one tick
         self.liquidator = deployment.contract(_W3, "Liquidator").functions
         self.ledger = deployment.contract(_W3, "MarginAccounts").functions
         self.oracle = deployment.contract(_W3, "MarginOracle").functions
@@ -212,6 +218,7 @@ class Keeper:
             KeeperError / ChainError / RpcError when the round or the chain cannot be read.
         """
         report = TickReport()
+        self._marks = None
         round_ = self.latest_round()
         if round_ is None:
             return report
@@ -256,9 +263,29 @@ class Keeper:
                 return transmitter, self._cash(address)
         return None
 
-    def _decide(self, params: AuctionParams, equity: int, mm: int, started: int | None, cash: int) -> Decision:
+    def _decide(
+        self, params: AuctionParams, equity: int, mm: int, started: int | None, cash: int, account: str
+    ) -> Decision:
         now = self.client.get_block("latest").timestamp + self.block_time
-        return decide(params, self.policy, equity=equity, mm=mm, auction_started_at=started, now=now, cash=cash)
+        equity_now = self.equity_now(account) if self.value_at_marks and started is not None else None
+        return decide(
+            params, self.policy, equity=equity, mm=mm, auction_started_at=started, now=now, cash=cash,
+            equity_now=equity_now,
+        )  # fmt: skip
+
+    def equity_now(self, account: str) -> int | None:
+        """Return ``account``'s equity at current marks (USD WAD), valued by the engine on the latest block once per
+        tick; None when the engine cannot value the book (counted and logged)."""
+        if self._marks is None:
+            try:
+                snapshot = read_snapshot(self.client, self.deployment, self.client.block_number())
+                book = compute_book(snapshot.market, self.risk_params, snapshot.portfolios)
+                self._marks = {str(to_checksum_address(leaf.account)): leaf.equity for leaf in compute_leaves(book)}
+            except PmoracleError as exc:
+                self.metrics.errors.labels(kind="valuation").inc()
+                log.warning("cannot value books at current marks: %s", exc)
+                self._marks = {}
+        return self._marks.get(account)
 
     def _check_quote(self, account: str, q: Quote, equity: int, mm: int) -> None:
         """Compare the keeper's quote with ``Liquidator.quote`` at the latest block (the time the bid was dated at
@@ -278,7 +305,7 @@ class Keeper:
         started = self.started_at(account)
         chosen = self.bidder()
         bidder, cash = chosen if chosen is not None else (None, 0)
-        decision = self._decide(params, equity, mm, started, cash)
+        decision = self._decide(params, equity, mm, started, cash, account)
         if decision.action is Action.START:
             receipt = self.transmitter.transact_call(self.liquidator.startAuction(account, margin, proof))
             self.metrics.auctions_started.inc()
@@ -287,7 +314,7 @@ class Keeper:
             report.started.append(account)
             log.info("auction started on %s: equity %s < mm %s (round %d)", account, equity, mm, round_.block_number)
             started = self.started_at(account)
-            decision = self._decide(params, equity, mm, started, cash)
+            decision = self._decide(params, equity, mm, started, cash, account)
         if started is not None:
             self.watched.add(account)
         if decision.action is Action.END:

@@ -34,6 +34,7 @@ from tests.integration.chain.test_contracts_liquidation import (
     attest_round,
     breach,
     post_eth,
+    refresh_index,
     trader,
     warp,
 )
@@ -79,6 +80,7 @@ def test_the_keeper_restores_a_breached_account_with_one_bid(system: System, des
     assert liquidator.auctions(victim.address).call()[0] > 0
 
     warp(system, PLATEAU)  # the discount reaches its plateau
+    refresh_index(system)  # fresh feeds: the keeper also values the book at current marks with the engine
     second = keeper.tick()
     assert second.errors == {} and second.started == []
     (bid,) = second.bids
@@ -91,6 +93,7 @@ def test_the_keeper_restores_a_breached_account_with_one_bid(system: System, des
     metrics = keeper.metrics.exposition().decode()
     assert 'pmoracle_keeper_bids_total{outcome="restored"} 1.0' in metrics
     assert "pmoracle_keeper_auctions_started_total 1.0" in metrics
+    assert "valuation" not in metrics  # the engine valued the book at current marks
 
     # the next attested round shows the account restored, and the keeper (now holding the fraction) does nothing
     _, _, values = attest_round(system)

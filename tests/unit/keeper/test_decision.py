@@ -130,3 +130,14 @@ def test_a_patient_keeper_waits_for_the_plateau_where_one_bid_restores_whenever_
     on = decide(PARAMS, patient, now=PARAMS.plateau, **args)
     later = decide(PARAMS, patient, now=PARAMS.plateau + 3_600, **args)
     assert on.action is later.action is Action.BID and on.quote == later.quote
+
+
+def test_a_book_worth_less_at_current_marks_than_attested_waits() -> None:
+    args = {"equity": 900 * USD, "mm": 1_000 * USD, "auction_started_at": 0, "now": PARAMS.plateau, "cash": 10**22}
+    attested = decide(PARAMS, POLICY, **args)
+    assert attested.action is Action.BID and attested.quote is not None
+    # f = 0.2 of the book; 110 USD less equity at current marks costs the bidder 22 USD of its 16 USD gain
+    fell = decide(PARAMS, POLICY, equity_now=790 * USD, **args)
+    assert fell.action is Action.WAIT and fell.quote == attested.quote
+    rose = decide(PARAMS, POLICY, equity_now=2_000 * USD, **args)  # the attested value bounds the gain from above
+    assert rose == attested
