@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pmoracle.commands.dispute",
         "check an attested round, scan for misbehaviour, submit slashing evidence",
     ),
+    "liquidator": (
+        "pmoracle.commands.liquidator",
+        "run the liquidation keeper: start auctions on breached accounts, bid when the discount pays",
+    ),
     "register": ("pmoracle.commands.register", "stake and register a node in SolverRegistry from its key files"),
     "bench": ("pmoracle.commands.bench", "run a benchmark: risk, gossip, gas, chain, devnet"),
     "policy": ("pmoracle.commands.policy", "adaptive margin policy: the scan-range path of an index history"),

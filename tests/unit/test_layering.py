@@ -13,9 +13,9 @@ from tests.unit.imports import PMORACLE, imported_modules, sources_of
 
 PRODUCT = (
     "risk", "consensus", "chain", "p2p", "config", "storage", "node",
-    "commands", "cli", "files", "errors", "numba_cache", "trio_types",
+    "commands", "cli", "files", "errors", "numba_cache", "trio_types", "keeper",
 )  # fmt: skip
-NODE = ("risk", "consensus", "chain", "p2p", "config", "storage", "node")
+NODE = ("risk", "consensus", "chain", "p2p", "config", "storage", "node", "keeper")
 HARNESS = ("pmoracle.testing",)
 TOOLS = ("pmoracle.testing", "pmoracle.devnet", "pmoracle.bench", "pmoracle.commands", "pmoracle.cli")
 

@@ -46,6 +46,7 @@ FORBIDDEN = {
 ALLOWED_PMORACLE = {
     "risk": ("pmoracle.risk", "pmoracle.errors"),
     "consensus": ("pmoracle.consensus", "pmoracle.risk", "pmoracle.errors"),
+    "keeper/decision": ("pmoracle.keeper", "pmoracle.errors"),  # the keeper's decisions; its shell is keeper.keeper
 }
 
 

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="market days to live through: between rounds chain time moves one step, prices follow a "
                            "seeded path, expiries settle and roll, traders trade and withdraw")  # fmt: skip
     parser.add_argument("--step-hours", type=float, default=12.0, help="with --days: market hours per step (12)")
+    parser.add_argument("--scenario", choices=("crash",), default=None,
+                        help="with --days: crash drops BTC 25%% with a volatility spike at mid-run (the keeper "
+                             "liquidates)")  # fmt: skip
     parser.add_argument("--summary", type=Path, default=None, help="with --days: write the JSON summary here")
     parser.add_argument("--round-period", type=int, default=None,
                         help="blocks between anchor blocks (default 5; 32 with --days)")  # fmt: skip
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--step-hours", f"must be in [1, 168], got {args.step_hours}")
     if args.summary is not None and args.days is None:
         raise InputError("--summary", "is written by a --days run only")
+    if args.scenario is not None and args.days is None:
+        raise InputError("--scenario", "needs a --days run")
     lives = args.days is not None
     duration = args.duration if args.duration is not None else (None if args.rounds or lives else 60.0)
     round_period = args.round_period if args.round_period is not None else (32 if lives else 5)
@@ -56,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         nodes=args.nodes, accounts=args.accounts, duration=duration, rounds=args.rounds,
         round_period=round_period, finality_depth=args.finality_depth, seed=args.seed, run_dir=args.run_dir,
         quiet=args.quiet, faulty=faulty, days=args.days, step_hours=args.step_hours, summary=args.summary,
+        scenario=args.scenario,
         block_interval=0.05 if lives else 1.0, stage_delay=0.5 if lives else 1.0,
     )  # fmt: skip
     try:

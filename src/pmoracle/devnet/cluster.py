@@ -8,6 +8,7 @@ attested round by recomputing it independently from the chain. Ctrl-C or SIGTERM
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from pmoracle.config.params import default_params_text
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.devnet.devchain import Devchain, start_devchain
 from pmoracle.devnet.lifecycle import Lifecycle, friday_expiries
+from pmoracle.devnet.liquidations import LiquidationDesk
 from pmoracle.devnet.netlab import NetLab
 from pmoracle.devnet.ports import reserve_port
 from pmoracle.devnet.processes import StopRequested, signal_group, spawn, supervise, terminate
@@ -46,6 +48,7 @@ from pmoracle.risk.params import RiskParams, parse_params
 DEPLOYER_KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
 DEVNET_PASSWORD = "pmoracle-devnet"  # devnet key files only; never a production password
 LIGHT_KDF_ITERATIONS = 4096
+LIQUIDATION_ROUNDS = 3  # --days: rounds after the last market step in which the keeper finishes its auctions
 AWAIT_ROUND_S = 20.0  # --days: seconds to wait for the awaited round before awaiting the next anchor
 
 
@@ -79,6 +82,7 @@ class DevnetOptions:
     days: float | None = None
     step_hours: float = 12.0
     summary: Path | None = None  # where the --days run writes its JSON summary
+    scenario: str | None = None  # with days: "crash" drops one underlying ~25% with a volatility spike mid-run
 
     def fault_of(self, index: int) -> str | None:
         """Return the injected fault mode of node ``index`` (None for an honest node)."""
@@ -231,10 +235,13 @@ class Devnet:
     client: ChainClient
     netlab: NetLab | None = None  # the private network, with DevnetOptions.private_network
     lifecycle: Lifecycle | None = None  # with DevnetOptions.days: the market lives through days between rounds
+    liquidations: LiquidationDesk | None = None  # with DevnetOptions.days: the keeper acting after every round
     attested: list[AttestedRound] = field(default_factory=list)
     outputs: dict[int, RoundOutput] = field(default_factory=dict)  # the latest audited rounds' recomputations
     _awaited_anchor: int | None = None  # days mode: the anchor whose attestation the next market step waits for
     _awaited_since: float = 0.0
+    _rounds_after_days: int = 0  # rounds the keeper was given after the last market step
+    _keeper_round: int = 0  # the latest round the keeper acted on
     slashings: list[Slashing] = field(default_factory=list)
     _evidence_scanned: int = 0  # the last block whose Slashed events are in ``slashings``
     _ready_at: dict[int, float] = field(default_factory=dict)
@@ -304,9 +311,28 @@ class Devnet:
                 self._await_next_anchor(int(self.client.block_number()))
             return
         if self.days_done:
+            self._liquidate_after_days(latest)
             return
+        if self.liquidations is not None:
+            self._keeper_round = latest
+            report = self.liquidations.on_round(self.outputs[latest], self.client.get_block(latest).timestamp)
+            if report.bids:  # the market holds still for a round: the next one attests what the bids restored
+                self._await_next_anchor(int(self.client.block_number()))
+                return
         self.lifecycle.step(self.outputs[latest], latest)
         self._await_next_anchor(int(self.client.block_number()))
+
+    def _liquidate_after_days(self, latest: int) -> None:
+        """After the last market step, give the keeper up to LIQUIDATION_ROUNDS more rounds (the market holds
+        still) while a breached account is neither restored nor insolvent or an auction is open."""
+        desk = self.liquidations
+        if desk is None or self._keeper_round >= latest or self._rounds_after_days >= LIQUIDATION_ROUNDS:
+            return
+        self._rounds_after_days += 1
+        self._keeper_round = latest
+        desk.on_round(self.outputs[latest], self.client.get_block(latest).timestamp)
+        if desk.unresolved() or desk.keeper.watched:
+            self._await_next_anchor(int(self.client.block_number()))
 
     def _await_next_anchor(self, head: int) -> None:
         period, depth = self.options.round_period, self.options.finality_depth
@@ -323,10 +349,15 @@ class Devnet:
         return lived >= self.options.days * 86400
 
     def finished(self) -> bool:
-        """Check if a ``--days`` run is over: every market day lived and the round after the last step attested."""
+        """Check if a ``--days`` run is over: every market day lived, the round after the last step attested, and
+        (with the keeper) its auctions finished or its extra rounds spent."""
         if not self.days_done or self._awaited_anchor is None or not self.attested:
             return False
-        return self.attested[-1].block_number >= self._awaited_anchor
+        latest = self.attested[-1].block_number
+        keeper_behind = self._keeper_round < latest and self._rounds_after_days < LIQUIDATION_ROUNDS
+        if self.liquidations is not None and keeper_behind:  # the keeper has not seen the latest round yet
+            return False
+        return latest >= self._awaited_anchor
 
     def unsigned_rounds(self) -> int:
         """Return the anchors between the first and the latest attested round that no round was attested for."""
@@ -556,10 +587,15 @@ def _build(
     world = World(chain.url, deployment, Account.from_key(DEPLOYER_KEY).address, seed=options.seed)
     started = time.monotonic()
     lifecycle = None
+    liquidations = None
     if options.days is not None:
         now = int(client.get_block("latest").timestamp)
         world.setup(options.accounts, expiries=friday_expiries(now))
         lifecycle = Lifecycle(world, step_seconds=round(options.step_hours * 3600), seed=options.seed)
+        if options.scenario == "crash":
+            steps = math.ceil(options.days * 86400 / lifecycle.step_seconds)
+            lifecycle.crash_step = max(1, steps // 2)
+        liquidations = LiquidationDesk(world, client, deployment, params)
     else:
         world.setup(options.accounts)
     say(f"devnet: market seeded ({len(world.instruments)} instruments), {options.accounts} accounts opened "
@@ -578,7 +614,9 @@ def _build(
     except BaseException:
         terminate([node.process for node in nodes if node.process is not None])
         raise
-    return Devnet(options, run_dir, chain, deployment, params, committee, world, nodes, client, netlab, lifecycle)
+    return Devnet(
+        options, run_dir, chain, deployment, params, committee, world, nodes, client, netlab, lifecycle, liquidations
+    )
 
 
 def _write_node_config(
@@ -678,6 +716,10 @@ def write_lifecycle_summary(devnet: Devnet, wall_seconds: float, say: Callable[[
     assert devnet.lifecycle is not None
     audit = audit_cash(Web3(HTTPProvider(devnet.chain.url)), devnet.deployment)
     summary = devnet.lifecycle.summary(devnet.attested, devnet.unsigned_rounds(), audit, wall_seconds)
+    if devnet.liquidations is not None:
+        summary.update(devnet.liquidations.summary())
+        summary["scenario"] = devnet.options.scenario
+        summary["crashed_at_step"] = devnet.lifecycle.stats.crashed_at_step
     if devnet.options.summary is not None:
         devnet.options.summary.write_text(json.dumps(summary, indent=2) + "\n")
         say(f"devnet: summary written to {devnet.options.summary}")

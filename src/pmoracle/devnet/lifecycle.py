@@ -76,6 +76,7 @@ class LifeStats:
     refusals: dict[str, int] = field(default_factory=dict)
     deposits: int = 0
     max_accounts_below_mm: int = 0
+    crashed_at_step: int | None = None  # the crash scenario's step, once it happened
     settlements: list[str] = field(default_factory=list)  # one line per settled expiry, latest last
 
 
@@ -90,6 +91,10 @@ class Lifecycle:
     variance: dict[str, float] = field(default_factory=dict)  # per-step return variance (GARCH state)
     levered: bool = False
     settled: set[int] = field(default_factory=set)  # expiries whose instruments were settled
+    crash_step: int | None = None  # the crash scenario: at this step one underlying drops, its volatility spikes
+    crash_symbol: str = "BTC"
+    crash_drop: float = 0.25
+    crash_vol_multiplier: float = 2.5
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed * 7_919)
@@ -111,6 +116,14 @@ class Lifecycle:
             implied = 0.7 * self.world.vols[spec.symbol] + 0.3 * realized * 1.1
             self.world.vols[spec.symbol] = min(max(implied, 0.2), 1.5)
 
+    def crash(self) -> None:
+        """Drop ``crash_symbol`` by ``crash_drop`` and spike its implied and GARCH volatility (the crash scenario)."""
+        symbol = self.crash_symbol
+        self.world.prices[symbol] *= 1 - self.crash_drop
+        self.world.vols[symbol] = min(self.world.vols[symbol] * self.crash_vol_multiplier, 1.5)
+        self.variance[symbol] *= self.crash_vol_multiplier**2
+        self.stats.crashed_at_step = self.stats.steps
+
     # --- one step -------------------------------------------------------------------------------------------------
 
     def step(self, output: RoundOutput, round_block: int) -> None:
@@ -129,6 +142,8 @@ class Lifecycle:
         self.stats.steps += 1
         world.rpc("evm_increaseTime", [self.step_seconds])
         self.move_prices()
+        if self.stats.steps == self.crash_step:
+            self.crash()
         world.now = world.now + self.step_seconds
         world.send_all([*world._feed_txs(world.now), world._marks_tx()])  # mined in the first block after the warp
         self._settle_expired()

@@ -71,6 +71,8 @@ def format_lifecycle(devnet: Devnet) -> str:
         f"at most {stats.max_accounts_below_mm} accounts below maintenance margin",
     ]
     lines += [f"  {line}" for line in stats.settlements[-2:]]
+    if devnet.liquidations is not None:
+        lines.append(devnet.liquidations.table_line())
     return "\n".join(lines)
 
 

@@ -130,6 +130,7 @@ class World:
     feed_updates: int = 0
     keys: dict[str, bytes] = field(default_factory=dict, repr=False)  # checksum address -> private key
     now: int = 0  # chain time of the latest feed update
+    frozen: set[str] = field(default_factory=set)  # accounts under liquidation auction: no trades
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -536,8 +537,10 @@ class World:
         self.now = max(self.now, int(self.rpc("eth_getBlockByNumber", ["latest", False])["timestamp"], 16))
         live = [i for i in self.instruments if i.kind == InstrumentKind.PERPETUAL or i.expiry > self.now + 60]
         txs = [self._marks_tx()]
-        for _ in range(count):
-            user = self._rng.choice(self.accounts)
+        frozen = {a.lower() for a in self.frozen}  # accounts under auction cannot trade (AccountInLiquidation)
+        tradable = [a for a in self.accounts if a.lower() not in frozen]
+        for _ in range(count if tradable else 0):
+            user = self._rng.choice(tradable)
             inst = self._rng.choice(live)
             txs.append(self._trade(user, inst, self._rng.choice((-1, 1)) * self._rng.choice((0.1, 0.5, 1.0))))
         self.send_all(txs)

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from pmoracle.devnet.cluster import AttestedRound, Slashing
 from pmoracle.devnet.lifecycle import LifeStats
+from pmoracle.devnet.liquidations import LiquidationDesk, LiquidationStats
 from pmoracle.devnet.table import LiveTable, format_evidence, format_summary, format_table
 from pmoracle.risk.inputs import MONEY_SCALE
 
@@ -27,6 +28,7 @@ def _round(block: int, verified: bool = True) -> AttestedRound:
 def _devnet(rounds: list[AttestedRound], slashings: list[Slashing] | None = None) -> Any:
     node = SimpleNamespace(index=0, alive=True)
     return SimpleNamespace(attested=rounds, slashings=slashings or [], nodes=[node], lifecycle=None,
+                           liquidations=None,
                            node_status=lambda: [{"headBlock": 42, "peers": 3, "status": "ok"}])  # fmt: skip
 
 
@@ -101,3 +103,17 @@ def test_a_days_run_shows_market_time_settlements_trades_and_withdrawals() -> No
                         "margin")  # fmt: skip
     assert lines[4] == "  expiry 04DEC26 settled at BTC 97,120, ETH 3,050: 87 positions"
     assert lines[5] == "evidence on chain: none"
+
+
+def test_a_days_run_with_the_keeper_shows_its_auctions() -> None:
+    devnet = _devnet([_round(10)])
+    devnet.lifecycle = SimpleNamespace(stats=LifeStats(steps=2), step_seconds=12 * 3600)
+    devnet.world = SimpleNamespace(prices={"BTC": 71_000.0}, trades=3)
+    stats = LiquidationStats(breached_at={"a": 1, "b": 1, "c": 2}, restored_at={"a": 9}, insolvent={"b"},
+                             bid_accounts={"a": 1, "b": 1}, auctions_started=3)  # fmt: skip
+    desk = LiquidationDesk.__new__(LiquidationDesk)  # the bookkeeping only: no chain behind it
+    desk.stats, desk.keeper = stats, SimpleNamespace(watched={"c"})
+    devnet.liquidations = desk
+    lines = format_table(devnet, nodes=False).splitlines()
+    assert "auctions: 3 started, 1 open, 2 bids; 3 breached, 1 restored, 1 insolvent" in lines
+    assert desk.unresolved() == {"c"}

@@ -1,0 +1,233 @@
+"""The keeper's decisions, without I/O: the Liquidator's arithmetic mirrored exactly, and which action to take.
+
+Amounts are the on-chain integers: USD with 18 decimals (WAD) for equity, margins, cash and payments; fractions and
+discounts are WAD fractions. The functions round exactly as ``contracts/Liquidator.sol`` does, so a bid the keeper
+computes is the bid the contract accepts (see docs/liquidation.md for the derivation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from pmoracle.errors import InputError
+
+WAD = 10**18
+
+
+@dataclass(frozen=True, slots=True)
+class AuctionParams:
+    """The Liquidator's ``Params`` (WAD fractions, seconds), in the contract's field order."""
+
+    buffer: int
+    fast_discount: int
+    max_discount: int
+    fast_phase: int
+    slow_phase: int
+    fee_share: int
+    min_fraction: int
+
+    def __post_init__(self) -> None:
+        if self.fast_phase <= 0 or self.slow_phase <= 0:
+            raise InputError("params", f"phases must be > 0, got {self.fast_phase}, {self.slow_phase}")
+        if not 0 <= self.fast_discount <= self.max_discount < WAD:
+            raise InputError("params", f"need 0 <= fast_discount <= max_discount < WAD, got {self}")
+
+    @property
+    def plateau(self) -> int:
+        """Seconds after which the discount stays at ``max_discount``."""
+        return self.fast_phase + self.slow_phase
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """What a bid of ``fraction`` moves: ``payment`` (bidder to account; < 0: fund to bidder) and ``fee`` (bidder
+    to fund), at ``discount``, with the largest fraction allowed then."""
+
+    fraction: int
+    max_fraction: int
+    discount: int
+    payment: int
+    fee: int
+
+    @property
+    def cost(self) -> int:
+        """Return what the bid costs the bidder in cash (payment + fee; negative: it receives a subsidy)."""
+        return self.payment + self.fee
+
+
+def _ceil_div(x: int, d: int) -> int:
+    return -(-x // d)
+
+
+def discount_at(params: AuctionParams, elapsed: int) -> int:
+    """Return the discount ``elapsed`` seconds into an auction: linear to fast_discount, then to max_discount."""
+    if elapsed < 0:
+        raise InputError("elapsed", f"must be >= 0, got {elapsed}")
+    if elapsed < params.fast_phase:
+        return params.fast_discount * elapsed // params.fast_phase
+    elapsed -= params.fast_phase
+    if elapsed >= params.slow_phase:
+        return params.max_discount
+    return params.fast_discount + (params.max_discount - params.fast_discount) * elapsed // params.slow_phase
+
+
+def whole_book(equity: int, mm: int, discount: int) -> bool:
+    """Return whether only the whole book may be bid on: E < d M (an insolvent account included)."""
+    return equity < 0 or equity * WAD < discount * mm
+
+
+def max_fraction(params: AuctionParams, equity: int, mm: int, discount: int) -> int:
+    """Return f* = ((1 + b) M - E) / ((1 + b - d) M) rounded up (WAD when E < d M, 0 when E >= (1 + b) M)."""
+    if whole_book(equity, mm, discount):
+        return WAD
+    if equity * WAD >= (WAD + params.buffer) * mm:
+        return 0
+    num = (WAD + params.buffer) * mm - equity * WAD
+    den = (WAD + params.buffer - discount) * mm
+    return min(WAD, _ceil_div(num * WAD, den))
+
+
+def min_fraction(params: AuctionParams, equity: int, mm: int, discount: int) -> int:
+    """Return the smallest fraction a bid may take: WAD when E < d M, else max(1, min(minFraction, f*))."""
+    if whole_book(equity, mm, discount):
+        return WAD
+    return max(1, min(params.min_fraction, max_fraction(params, equity, mm, discount)))
+
+
+def quote(params: AuctionParams, fraction: int, equity: int, mm: int, discount: int) -> Quote:
+    """Return what a bid of ``fraction`` moves: payment f (E - d M) and fee f d M x feeShare, both rounded up.
+
+    Errors:
+        InputError when ``fraction`` is outside [min_fraction, max_fraction] (the contract's FractionBelowMin and
+        FractionAboveMax).
+    """
+    most = max_fraction(params, equity, mm, discount)
+    least = min_fraction(params, equity, mm, discount)
+    if not least <= fraction <= most:
+        raise InputError("fraction", f"{fraction} outside [{least}, {most}]")
+    payment = _ceil_div((equity * WAD - discount * mm) * fraction, WAD * WAD)
+    fee = _ceil_div(fraction * discount * mm * params.fee_share, WAD**3)
+    return Quote(fraction, most, discount, payment, fee)
+
+
+def bidder_equity_after(cash: int, q: Quote, equity: int) -> int:
+    """Return a cash-only bidder's equity after the bid: cash - payment - fee + f E (rounded down)."""
+    return cash - q.cost + equity * q.fraction // WAD
+
+
+def bidder_required(params: AuctionParams, q: Quote, mm: int) -> int:
+    """Return the equity a bidder must keep after the bid: (1 + b) f M, rounded up."""
+    return _ceil_div(q.fraction * (WAD + params.buffer) * mm, WAD * WAD)
+
+
+def bidder_solvent(params: AuctionParams, cash: int, q: Quote, equity: int, mm: int) -> bool:
+    """Return whether the contract's bidder check passes (BidderUnderMargin otherwise)."""
+    return bidder_equity_after(cash, q, equity) >= bidder_required(params, q, mm)
+
+
+def gain(q: Quote, equity: int) -> int:
+    """Return the bidder's gain when the whole book is worth ``equity``: f E - payment - fee (at the attested E,
+    about f d M (1 - feeShare))."""
+    return equity * q.fraction // WAD - q.cost
+
+
+class Action(Enum):
+    """What the keeper does about one account in the latest attested round."""
+
+    START = "start"  # below maintenance margin, no auction: start one
+    BID = "bid"  # an open auction whose bid pays: bid
+    WAIT = "wait"  # an open auction whose bid does not pay yet (the discount grows), or the keeper cannot afford
+    END = "end"  # an open auction on an account the round attests at or above maintenance margin: end it
+    NONE = "none"  # healthy, no auction
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The keeper's own limits (USD WAD)."""
+
+    min_profit: int  # the least gain f E - cost, after gas, for which it bids
+    gas_cost: int  # what one bid's gas costs it, in USD WAD (an estimate)
+    # Bid only once the discount stops moving: the fraction that restores an account exactly depends on the second
+    # a bid is mined while it moves (a bid mined later takes less than the then allowed maximum and leaves the
+    # auction open); on the plateau one bid restores the account whenever it lands.
+    wait_for_plateau: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The action on one account, with the quote of the bid when the action is BID (or WAIT on an open auction)."""
+
+    action: Action
+    quote: Quote | None = None
+    reason: str = ""
+
+
+def afford(params: AuctionParams, cash: int, equity: int, mm: int, discount: int, most: int) -> int:
+    """Return the largest fraction <= ``most`` whose bid leaves a cash-only bidder with ``cash`` solvent (0: none).
+
+    Its equity after is cash + f d M (1 - feeShare) against (1 + b) f M; the rounding of the contract is then
+    checked exactly, stepping down by one unit at a time (a few steps at most).
+    """
+    net = (WAD + params.buffer) * mm * WAD - discount * mm * (WAD - params.fee_share)  # per WAD of f, x WAD^2
+    f = most if net <= 0 else min(most, max(0, cash) * WAD**3 // net)
+    for _ in range(8):
+        if f <= 0:
+            return 0
+        q = quote_or_none(params, f, equity, mm, discount)
+        if q is not None and bidder_solvent(params, cash, q, equity, mm):
+            return f
+        f -= max(1, f // 10**12)
+    return 0
+
+
+def quote_or_none(params: AuctionParams, fraction: int, equity: int, mm: int, discount: int) -> Quote | None:
+    """Return ``quote``, or None when the fraction is outside the allowed range."""
+    try:
+        return quote(params, fraction, equity, mm, discount)
+    except InputError:
+        return None
+
+
+def decide(
+    params: AuctionParams,
+    policy: Policy,
+    *,
+    equity: int,
+    mm: int,
+    auction_started_at: int | None,
+    now: int,
+    cash: int,
+    equity_now: int | None = None,
+) -> Decision:
+    """Return what to do about an account attested at ``equity``/``mm`` whose auction started at
+    ``auction_started_at`` (None: no auction), for a bid mined at time ``now`` by a cash-only keeper with ``cash``.
+
+    The keeper bids the largest allowed fraction (one bid restores the account) when it can afford it, else the
+    largest fraction it can afford (never on a whole-book auction); it bids when the gain after gas reaches
+    ``policy.min_profit``, and waits otherwise: the discount only grows. With ``equity_now`` (the account's equity
+    at current marks, from the engine) the book it would receive is valued at the lower of the two: f x E is what
+    the fraction is worth (equity is linear in the book), and prices that moved since the round are the bidder's.
+    ``now`` should be the earliest time the bid can be mined (the latest block's): a later block only raises the
+    discount, so the bid's cost can only fall (never PaymentAboveLimit) and its fraction stays allowed (never
+    FractionAboveMax).
+    """
+    breached = equity < mm
+    if auction_started_at is None:
+        return Decision(Action.START if breached else Action.NONE)
+    if not breached:
+        return Decision(Action.END, reason="restored")
+    elapsed = max(0, now - auction_started_at)
+    if policy.wait_for_plateau and elapsed < params.plateau:
+        return Decision(Action.WAIT, reason=f"discount still moving ({elapsed} s of {params.plateau} s)")
+    discount = discount_at(params, elapsed)
+    most = max_fraction(params, equity, mm, discount)
+    f = afford(params, cash, equity, mm, discount, most)
+    if f < min_fraction(params, equity, mm, discount):
+        return Decision(Action.WAIT, reason=f"cash {cash} cannot carry the least fraction")
+    q = quote(params, f, equity, mm, discount)
+    value = equity if equity_now is None else min(equity, equity_now)
+    net = gain(q, value) - policy.gas_cost
+    if net < policy.min_profit:
+        return Decision(Action.WAIT, q, reason=f"gain {net} below {policy.min_profit}")
+    return Decision(Action.BID, q)

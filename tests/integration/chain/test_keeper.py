@@ -1,0 +1,154 @@
+"""The keeper against a real anvil: it finds a breached account in the attested round by recomputing it, starts
+the auction, waits while the discount does not pay, and restores the account with one bid; the next attested round
+shows the account at or above maintenance margin and the keeper leaves it alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from eth_utils import keccak
+
+from pmoracle.chain.client import ChainClient
+from pmoracle.chain.deploy import transact_fn
+from pmoracle.chain.transmitter import Transmitter
+from pmoracle.config.params import default_params
+from pmoracle.devnet.devchain import Devchain
+from pmoracle.keeper.decision import WAD, Policy
+from pmoracle.keeper.keeper import Keeper, KeeperError
+from pmoracle.keeper.metrics import create_keeper_metrics
+from pmoracle.node.keys import LIGHT_KDF_ITERATIONS, write_key_file
+from tests.integration.chain.contracts_support import System, address_of, deploy_system
+from tests.integration.chain.test_contracts_liquidation import (
+    BTC,
+    MAX_DISCOUNT,
+    PLATEAU,
+    PRICE,
+    UNIT,
+    USD,
+    attest_round,
+    breach,
+    post_eth,
+    refresh_index,
+    trader,
+    warp,
+)
+from tests.integration.chain.trading import Desk
+
+
+@pytest.fixture(scope="module")
+def system(anvil: Devchain) -> System:
+    s = deploy_system(anvil, n=4, history_blocks=4096, max_round_age=2048)
+    transact_fn(s.owner, s.contract("MarketFeeds").functions.setIndex(BTC, 100_000 * PRICE, 0), label="index")
+    post_eth(s)
+    transact_fn(s.owner, s.contract("MarginAccounts").functions.listInstrument(BTC, 0, 0, 0), label="list")
+    return s
+
+
+@pytest.fixture(scope="module")
+def desk(system: System) -> Desk:
+    return Desk(system.deployment, system.owner, system.w3)
+
+
+@pytest.fixture(scope="module")
+def maker(system: System, desk: Desk) -> Transmitter:
+    return trader(system, desk, usdc=100_000_000)
+
+
+def make_keeper(system: System, account: Transmitter) -> Keeper:
+    client = ChainClient([system.chain.url])
+    policy = Policy(min_profit=5 * USD, gas_cost=USD)
+    return Keeper(client, system.deployment, account, default_params(), policy, create_keeper_metrics())
+
+
+def test_the_keeper_restores_a_breached_account_with_one_bid(system: System, desk: Desk, maker: Transmitter) -> None:
+    victim = breach(system, desk, maker, cash=10_000, size=UNIT, drop_to=96_500)
+    _, _, values = attest_round(system)
+    _, mm, equity = values[victim.address]
+    assert 0 < equity < mm
+    keeper = make_keeper(system, trader(system, desk, usdc=20_000))
+    liquidator = system.contract("Liquidator").functions
+
+    first = keeper.tick()
+    assert first.breached == [victim.address] and first.started == [victim.address]
+    assert first.bids == [] and "gain" in first.waiting[victim.address]  # no discount yet: it waits
+    assert liquidator.auctions(victim.address).call()[0] > 0
+
+    warp(system, PLATEAU)  # the discount reaches its plateau
+    refresh_index(system)  # fresh feeds: the keeper also values the book at current marks with the engine
+    second = keeper.tick()
+    assert second.errors == {} and second.started == []
+    (bid,) = second.bids
+    assert bid.account == victim.address and bid.restored and not bid.whole_book
+    assert bid.discount == MAX_DISCOUNT
+    assert bid.fraction == liquidator.maxFraction(equity, mm, MAX_DISCOUNT).call() < WAD
+    assert bid.gain > 5 * USD and 0 < bid.gas_used < 1_000_000
+    assert liquidator.auctions(victim.address).call()[0] == 0  # the one bid closed the auction
+    assert keeper.watched == set()
+    metrics = keeper.metrics.exposition().decode()
+    assert 'pmoracle_keeper_bids_total{outcome="restored"} 1.0' in metrics
+    assert "pmoracle_keeper_auctions_started_total 1.0" in metrics
+    assert "valuation" not in metrics  # the engine valued the book at current marks
+
+    # the next attested round shows the account restored, and the keeper (now holding the fraction) does nothing
+    _, _, values = attest_round(system)
+    _, mm_after, equity_after = values[victim.address]
+    assert equity_after >= mm_after
+    third = keeper.tick()
+    assert victim.address not in third.breached and third.bids == third.started == [] and third.errors == {}
+
+
+def test_a_keeper_with_other_risk_parameters_refuses_the_round(system: System, desk: Desk) -> None:
+    attest_round(system)
+    keeper = make_keeper(system, trader(system, desk))
+    keeper.risk_params = dataclasses.replace(default_params(), im_multiplier=default_params().im_multiplier * 2)
+    with pytest.raises(KeeperError, match="recomputed root"):
+        keeper.tick()
+
+
+def test_after_a_bid_the_keeper_bids_from_its_next_cash_only_account(
+    system: System, desk: Desk, maker: Transmitter
+) -> None:
+    first, second = trader(system, desk, usdc=20_000), trader(system, desk, usdc=20_000)
+    keeper = make_keeper(system, first)
+    keeper.bidders.append(second)
+    bids = []
+    for _ in range(2):  # two breaches, one after the other: the first bid leaves ``first`` holding a book
+        victim = breach(system, desk, maker, cash=10_000, size=UNIT, drop_to=96_500)
+        attest_round(system)
+        assert keeper.tick().started == [victim.address]
+        warp(system, PLATEAU)
+        (bid,) = keeper.tick().bids
+        assert bid.account == victim.address and bid.restored
+        bids.append(bid)
+    ledger = system.contract("MarginAccounts").functions
+    assert ledger.openPositionCount(first.address).call() == ledger.openPositionCount(second.address).call() == 1
+    assert keeper.bidder() is None  # both hold books now: the keeper would wait
+
+
+def test_pmoracle_liquidator_once_starts_the_auction_from_its_config(
+    system: System, desk: Desk, maker: Transmitter, tmp_path: pathlib.Path
+) -> None:
+    victim = breach(system, desk, maker, cash=10_000, size=UNIT, drop_to=96_500)
+    block, _, _ = attest_round(system)
+    key = keccak(text="pmoracle-keeper-cli-test")
+    write_key_file("transmitter", tmp_path / "keeper.json", b"pw", secret=key, kdf_iterations=LIGHT_KDF_ITERATIONS)
+    system.chain.rpc("anvil_setBalance", address_of(key), hex(10**21))
+    system.deployment.save(tmp_path / "deployment.json")
+    example = (pathlib.Path(__file__).parents[3] / "examples" / "keeper.toml").read_text()
+    config = example.replace("http://127.0.0.1:8545", system.chain.url).replace("keys/keeper.json", "keeper.json")
+    (tmp_path / "keeper.toml").write_text(config)
+    done = subprocess.run(
+        [sys.executable, "-m", "pmoracle.cli", "liquidator", "--config", str(tmp_path / "keeper.toml"), "--once"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PMORACLE_KEEPER_PASSWORD": "pw"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["round"] == block and report["started"] == 1 and report["errors"] == 0
+    assert system.contract("Liquidator").functions.auctions(victim.address).call()[0] > 0
