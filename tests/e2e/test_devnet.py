@@ -73,6 +73,8 @@ def test_four_nodes_attest_consecutive_rounds_that_match_recomputation(devnet: D
     assert metrics['pmoracle_snapshot_reads_total{kind="incremental"}'] >= 1
     assert metrics["pmoracle_snapshot_mismatches_total"] == 0
     assert 0 < metrics["pmoracle_transmitter_balance_wei"] <= 10**22  # funded with 10,000 ETH, minus gas
+    # the liquidation insurance fund is read too: empty, nothing paid (no auction on this devnet)
+    assert metrics["pmoracle_insurance_fund_usd"] == 0.0 and metrics["pmoracle_insurance_paid_usd"] == 0.0
 
 
 def test_a_transmitter_running_dry_degrades_health_until_funded(devnet: Devnet) -> None:

@@ -91,6 +91,27 @@ def read_committee(client: ChainClient, deployment: Deployment) -> CommitteeConf
     return committee
 
 
+@dataclass(frozen=True, slots=True)
+class InsuranceFund:
+    """The liquidation insurance fund as the Liquidator reports it (USD WAD)."""
+
+    balance: int  # negative: the fund owes a socialized loss
+    paid: int  # subsidies paid so far
+    socialized_loss: int
+
+
+def read_insurance_fund(client: ChainClient, deployment: Deployment) -> InsuranceFund | None:
+    """Return the Liquidator's insurance fund at the latest block (None for a deployment without a Liquidator)."""
+    if "Liquidator" not in deployment.contracts:
+        return None
+    fund = deployment.contract(OFFLINE_W3, "Liquidator").functions
+    return InsuranceFund(
+        balance=int(client.call(fund.fundBalance(), "latest")),
+        paid=int(client.call(fund.insurancePaid(), "latest")),
+        socialized_loss=int(client.call(fund.socializedLoss(), "latest")),
+    )
+
+
 def read_peer_addresses(client: ChainClient, deployment: Deployment, members: tuple[bytes, ...]) -> list[str]:
     """Return the libp2p multiaddrs (with /p2p/<peer id>) that committee members registered on chain."""
     registry = deployment.contract(OFFLINE_W3, "SolverRegistry")
@@ -215,6 +236,7 @@ class SolverNode:
         self._rejections_seen: Counter[str] = Counter()
         self._rpc_errors_seen: Counter[tuple[str, str]] = Counter()
         self._round_send, self._round_recv = trio.open_memory_channel[int](1)
+        self.deployment = setup.deployment
         self.snapshots = SnapshotReader(self.client, setup.deployment, self.config.chain.full_snapshot_every)
 
     # --- services -----------------------------------------------------------------------------------------------
@@ -314,7 +336,8 @@ class SolverNode:
                 order = now
 
     async def run_balance_watch(self) -> None:
-        """Read the transmitter's balance now and every ``probe_interval`` s (gauge, /health, one log per drop).
+        """Read the transmitter's balance now and every ``probe_interval`` s (gauge, /health, one log per drop),
+        and the liquidation insurance fund's balance and subsidies paid (gauges).
 
         A failed read keeps the last known balance: RPC errors are counted and reported elsewhere.
         """
@@ -333,6 +356,14 @@ class SolverNode:
                                 address, balance / 10**18, self.config.transmit.min_balance_eth)  # fmt: skip
                 self.transmitter_balance = balance
                 self.metrics.transmitter_balance_wei.set(balance)
+            try:
+                fund = await run_sync(read_insurance_fund, self.client, self.deployment, timeout=30.0)
+            except ChainError as exc:
+                log.warning("could not read the insurance fund: %s", exc)
+            else:
+                if fund is not None:
+                    self.metrics.insurance_fund_usd.set(fund.balance / 10**18)
+                    self.metrics.insurance_paid_usd.set(fund.paid / 10**18)
             await trio.sleep(self.config.chain.probe_interval)
 
     # --- API providers ------------------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ class NodeMetrics:
     head_block: Gauge  # latest block number seen
     last_attested_round: Gauge  # anchor block number of the latest round attested on-chain
     transmitter_balance_wei: Gauge  # the transmitter account's balance at the last check
+    insurance_fund_usd: Gauge  # the liquidation insurance fund's balance (negative: socialized loss)
+    insurance_paid_usd: Gauge  # every subsidy the fund has paid to bidders of insolvent accounts
 
     def exposition(self) -> bytes:
         """Return the registry in the Prometheus text format."""
@@ -101,6 +103,14 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
         ),
         transmitter_balance_wei=Gauge(
             p + "transmitter_balance_wei", "Balance of the transmitter account at the last check", registry=registry
+        ),
+        insurance_fund_usd=Gauge(
+            p + "insurance_fund_usd",
+            "Liquidation insurance fund balance in USD (negative: a socialized loss)",
+            registry=registry,
+        ),
+        insurance_paid_usd=Gauge(
+            p + "insurance_paid_usd", "Subsidies the insurance fund has paid to bidders, in USD", registry=registry
         ),
     )
 

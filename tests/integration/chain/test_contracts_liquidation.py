@@ -17,12 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pmoracle.chain.client import ChainClient
-from pmoracle.chain.deploy import LIQUIDATION_PARAMS, open_transmitter, transact_fn
+from pmoracle.chain.deploy import LIQUIDATION_PARAMS, Deployment, open_transmitter, transact_fn
 from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.config.params import default_params
 from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.devnet.devchain import Devchain
+from pmoracle.node.daemon import InsuranceFund, read_insurance_fund
 from pmoracle.risk.margin import compute_book
 from tests.integration.chain.contracts_support import (
     System,
@@ -470,6 +471,12 @@ def test_an_insolvent_account_goes_whole_with_a_subsidy_and_the_rest_is_socializ
     assert balance == fund_before - subsidy + q["fee"] < 0
     assert liquidator(system).socializedLoss().call() == -balance
     assert check_conservation(system.w3, system.deployment).insurance_fund == balance
+    # what a node's metrics show (pmoracle_insurance_fund_usd, pmoracle_insurance_paid_usd)
+    fund_view = read_insurance_fund(ChainClient([system.chain.url]), system.deployment)
+    assert fund_view == InsuranceFund(balance, liquidator(system).insurancePaid().call(), -balance)
+    without = Deployment(system.deployment.chain_id, 0, {k: v for k, v in system.deployment.contracts.items()
+                                                         if k != "Liquidator"})  # fmt: skip
+    assert read_insurance_fund(ChainClient([system.chain.url]), without) is None
     assert liquidator(system).totalShortfall().call() == 0
     assert ledger(system).withdrawalsPaused().call() is True  # the fund owes: the loss is everybody's
     check_conservation(system.w3, system.deployment)
