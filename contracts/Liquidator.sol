@@ -22,6 +22,8 @@ import {AttestedMargin} from "./PmoracleTypes.sol";
 ///      every cash holder, and withdrawals pause while insolvent shortfall exceeds the fund (docs/liquidation.md).
 ///      Every bid is judged on the latest attested round, anchored at R, for an account unchanged since R; the
 ///      account cannot trade while its auction is open (the ledger freezes it), so no trade can make bids wait.
+///      The bidder must end up (1 + b) above its new maintenance margin: a cash-only bidder on its cash, a bidder with
+///      a book on its own leaf in the same round (margin is subadditive: MM(book + f x A) <= MM(book) + f M).
 contract Liquidator is AccessControl, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
@@ -33,6 +35,8 @@ contract Liquidator is AccessControl, ReentrancyGuard {
     uint64 public constant MAX_DISCOUNT = 0.5e18;
     /// @notice Longest phase of the discount schedule.
     uint32 public constant MAX_PHASE = 7 days;
+    /// @notice A bid's `fraction` that takes the largest fraction allowed at the bid's block (f*, or the whole book).
+    uint256 public constant TAKE_MAX = type(uint256).max;
 
     /// @notice The auction's parameters (WAD fractions, seconds).
     /// @param buffer b: a bid restores equity to (1 + b) x the remaining maintenance margin.
@@ -121,8 +125,8 @@ contract Liquidator is AccessControl, ReentrancyGuard {
     error FractionBelowMin(uint256 fraction, uint256 minFraction);
     /// @notice The bid would cost the bidder more than its limit (USD WAD; negative: the fund pays it).
     error PaymentAboveLimit(int256 payment, int256 maxPayment);
-    /// @notice The bidder holds a position or a collateral balance: only a cash-only account may bid.
-    error BidderNotCashOnly(address bidder);
+    /// @notice The bidder's own account is under a liquidation auction.
+    error BidderInAuction(address bidder);
     /// @notice The bidder's equity after the bid would be below (1 + buffer) x the margin it takes on.
     error BidderUnderMargin(address bidder, int256 equityAfter, uint256 required);
     /// @notice A parameter outside its bounds.
@@ -181,22 +185,28 @@ contract Liquidator is AccessControl, ReentrancyGuard {
     }
 
     /// @notice Bid on an open auction: take `fraction` of the account's whole book, pay the account
-    ///         f (E - d M) (the fund pays the bidder when it is negative) and the fund the fee. The caller must be a
-    ///         cash-only account whose equity after the bid is at least (1 + buffer) x f M.
+    ///         f (E - d M) (the fund pays the bidder when it is negative) and the fund the fee. The bidder's equity
+    ///         after the bid must be at least (1 + buffer) x its maintenance margin after it: for a cash-only bidder
+    ///         cash - cost + f E >= (1 + b) f M; for a bidder with a book, from its own leaf in the same latest round
+    ///         (anchor R, unchanged since R), E_B - withdrawn - cost + f E >= (1 + b)(M_B + f M).
     /// @param account The account under auction.
     /// @param fraction WAD; at most `maxFraction`, at least min(minFraction, maxFraction); exactly WAD when
-    ///        E < d M (an insolvent account included).
+    ///        E < d M (an insolvent account included); TAKE_MAX: the largest fraction allowed at the bid's block.
     /// @param maxPayment The most the bid may cost the bidder, payment + fee (USD WAD; negative: the least
     ///        subsidy it accepts).
     /// @param m The account's attested margin in the latest round.
     /// @param proof The Merkle proof of its leaf.
+    /// @param bidderMargin The bidder's attested margin in the latest round (ignored for a cash-only bidder).
+    /// @param bidderProof The Merkle proof of the bidder's leaf (ignored for a cash-only bidder).
     /// @return r What the bid moved.
     function bid(
         address account,
         uint256 fraction,
         int256 maxPayment,
         AttestedMargin calldata m,
-        bytes32[] calldata proof
+        bytes32[] calldata proof,
+        AttestedMargin calldata bidderMargin,
+        bytes32[] calldata bidderProof
     ) external nonReentrant returns (BidResult memory r) {
         Auction storage a = auctions[account];
         if (a.startedAt == 0) revert NoAuction(account);
@@ -205,8 +215,8 @@ contract Liquidator is AccessControl, ReentrancyGuard {
         r = quote(account, fraction, m.equity, m.maintenanceMargin);
         int256 cost = r.payment + SafeCast.toInt256(r.fee);
         if (cost > maxPayment) revert PaymentAboveLimit(cost, maxPayment);
-        _checkBidder(msg.sender, r, m.equity, m.maintenanceMargin);
-        ledger.transferBook(account, msg.sender, fraction);
+        _checkBidder(msg.sender, r, m, bidderMargin, bidderProof);
+        ledger.transferBook(account, msg.sender, r.fraction);
         if (r.payment > 0) {
             ledger.transferCash(msg.sender, account, uint256(r.payment));
         } else if (r.payment < 0) {
@@ -215,10 +225,10 @@ contract Liquidator is AccessControl, ReentrancyGuard {
         }
         ledger.transferCash(msg.sender, address(this), r.fee);
         feesReceived += r.fee;
-        bool restored = fraction == r.maxFraction;
+        bool restored = r.fraction == r.maxFraction;
         if (restored) _close(account, a);
         else _setShortfall(a, m.equity);
-        emit Bid(account, msg.sender, fraction, r.discount, r.payment, r.fee, restored);
+        emit Bid(account, msg.sender, r.fraction, r.discount, r.payment, r.fee, restored);
         _syncPause();
     }
 
@@ -236,7 +246,7 @@ contract Liquidator is AccessControl, ReentrancyGuard {
     /// @notice Return what a bid of `fraction` on `account` would move now, for attested equity and maintenance
     ///         margin (`equity`, `mm`, USD WAD); reverts with the bid's fraction errors.
     /// @param account An account with an open auction.
-    /// @param fraction WAD.
+    /// @param fraction WAD, or TAKE_MAX for the largest allowed now (`r.fraction` is then that fraction).
     /// @param equity Attested equity E, < mm.
     /// @param mm Attested maintenance margin M.
     function quote(address account, uint256 fraction, int256 equity, uint256 mm)
@@ -250,6 +260,7 @@ contract Liquidator is AccessControl, ReentrancyGuard {
         r.fraction = fraction;
         r.discount = discountAt(block.timestamp - a.startedAt);
         r.maxFraction = maxFraction(equity, mm, r.discount);
+        if (fraction == TAKE_MAX) fraction = r.fraction = r.maxFraction;
         if (fraction > r.maxFraction) revert FractionAboveMax(fraction, r.maxFraction);
         // E < d M (insolvent included): only the whole book; otherwise at least min(minFraction, f*)
         bool whole = equity < 0 || uint256(equity) * WAD < r.discount * mm;
@@ -322,20 +333,48 @@ contract Liquidator is AccessControl, ReentrancyGuard {
         ledger.checkNoFundingSince(account, roundBlock);
     }
 
-    /// @dev Revert unless the bidder is cash-only and cash - payment - fee + f E >= (1 + b) f M.
-    function _checkBidder(address bidder, BidResult memory r, int256 equity, uint256 mm) internal view {
-        if (bidder == address(this)) revert BidderNotCashOnly(bidder);
-        if (ledger.openPositionCount(bidder) != 0) revert BidderNotCashOnly(bidder);
+    /// @dev Revert unless the bidder's equity after the bid, base - payment - fee + f E, is at least
+    ///      (1 + b)(M_B + f M): base = cash and M_B = 0 for a cash-only bidder; otherwise its leaf in the latest
+    ///      round (anchor R, no trade, bid or funding payment since R, like the account's) gives base =
+    ///      `withdrawableEquity` (E_B less what it withdrew since R) and M_B. Margin is subadditive (the scenario
+    ///      loss of a sum is at most the sum of the losses, the add-ons are linear in |size|), so the bidder's
+    ///      maintenance margin after the bid is at most M_B + f M (docs/liquidation.md, "The bidder").
+    function _checkBidder(
+        address bidder,
+        BidResult memory r,
+        AttestedMargin calldata m,
+        AttestedMargin calldata bm,
+        bytes32[] calldata bproof
+    ) internal view {
+        if (auctions[bidder].startedAt != 0) revert BidderInAuction(bidder);
+        int256 base = ledger.cashOf(bidder);
+        uint256 bidderMargin = 0;
+        if (!_cashOnly(bidder)) {
+            uint64 roundBlock =
+                ledger.oracle().verifyMargin(bidder, bm.initialMargin, bm.maintenanceMargin, bm.equity, bproof);
+            uint64 traded = ledger.tradedAt(bidder);
+            if (traded > roundBlock) revert AccountChangedSinceRound(bidder, traded, roundBlock);
+            ledger.checkNoFundingSince(bidder, roundBlock);
+            base = ledger.withdrawableEquity(bidder, bm.equity, roundBlock);
+            bidderMargin = bm.maintenanceMargin;
+        }
+        // the book's value f E rounded down, the margin (1 + b)(M_B + f M) rounded up
+        int256 after_ = base - r.payment - SafeCast.toInt256(r.fee)
+            + _floorDiv(m.equity * SafeCast.toInt256(r.fraction), int256(WAD));
+        uint256 required = Math.mulDiv(
+            WAD + params.buffer, bidderMargin * WAD + r.fraction * m.maintenanceMargin, WAD * WAD, Math.Rounding.Ceil
+        );
+        if (after_ < SafeCast.toInt256(required)) revert BidderUnderMargin(bidder, after_, required);
+    }
+
+    /// @dev Whether `account` holds no position and no collateral balance (its equity is its cash).
+    function _cashOnly(address account) internal view returns (bool) {
+        if (ledger.openPositionCount(account) != 0) return false;
         address[] memory tokens = ledger.collateralTokens();
         for (uint256 i = 0; i < tokens.length; ++i) {
-            if (ledger.balanceOf(bidder, tokens[i]) != 0) revert BidderNotCashOnly(bidder);
+            if (ledger.balanceOf(account, tokens[i]) != 0) return false;
         }
-        int256 f = SafeCast.toInt256(r.fraction);
-        // the book's value f E rounded down, the margin f (1 + b) M rounded up
-        int256 after_ = ledger.cashOf(bidder) - r.payment - SafeCast.toInt256(r.fee)
-            + _floorDiv(equity * f, int256(WAD));
-        uint256 required = Math.mulDiv(r.fraction * (WAD + params.buffer), mm, WAD * WAD, Math.Rounding.Ceil);
-        if (after_ < SafeCast.toInt256(required)) revert BidderUnderMargin(bidder, after_, required);
+        return true;
     }
 
     function _setShortfall(Auction storage a, int256 equity) internal {

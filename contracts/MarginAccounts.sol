@@ -157,10 +157,11 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     int256 public fundingPool;
     /// @notice Fee charged to each side of a trade, WAD of the traded value.
     uint64 public feeRate;
-    /// @dev The instruments of an account's open positions, in no particular order.
+    /// @notice The last block in which any perpetual paid funding (0: never).
+    uint64 public lastFundingBlock;
+    /// @dev The instruments of an account's open positions, in no particular order (closing one searches it from
+    ///      the end: 8 ids a slot, so a position opens without a slot of its own for an index).
     mapping(address account => uint32[]) internal _held;
-    /// @dev 1 + the index of an open position's instrument in `_held` (0: not open).
-    mapping(address account => mapping(uint32 instrumentId => uint256)) internal _heldIndex;
     mapping(address account => mapping(address token => PendingWithdrawals)) internal _pending;
     /// @notice The round block at which an account was last flagged liquidatable (0 if not flagged).
     mapping(address account => uint64) public liquidatableAt;
@@ -274,8 +275,6 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     error InvalidFraction(uint256 fraction);
     /// @notice The account is under a liquidation auction: it cannot trade until the auction closes.
     error AccountInLiquidation(address account);
-    /// @notice A book moves only into an account with no open position.
-    error RecipientNotFlat(address account, uint256 openPositions);
 
     /// @param admin Holds DEFAULT_ADMIN_ROLE (lists instruments and collateral, sets the oracle, grants roles: the
     ///        Exchange contract EXCHANGE_ROLE, the feeder FEEDER_ROLE).
@@ -529,14 +528,16 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         emit LiquidatableCleared(account, roundBlock);
     }
 
-    /// @notice Move `fraction` (WAD) of `from`'s whole book to `to`, which holds no open position: every position
-    ///         (a perpetual's funding realized first) with its cost basis pro rata, every collateral balance and
-    ///         the cash. Each moved amount is `amount x fraction / WAD` rounded toward zero, so `to` never gets more
-    ///         than the fraction and `from` keeps the rest (docs/liquidation.md, "Rounding").
+    /// @notice Move `fraction` (WAD) of `from`'s whole book to `to`: every position (a perpetual's funding realized
+    ///         first) with its cost basis pro rata, every collateral balance and the cash. Each moved amount is
+    ///         `amount x fraction / WAD` rounded toward zero, so `to` never gets more than the fraction and `from`
+    ///         keeps the rest (docs/liquidation.md, "Rounding"). `to` may hold a book: a moved position joins its
+    ///         position in the instrument as a fee-free trade at the moved cost basis (`_fill`), so a position it held
+    ///         the other way is closed with its profit or loss realized into cash.
     /// @dev Keeps the money identity: sizes, costs, balances and cash move between two accounts; funding moves
     ///      from owed to the pool as in a trade. Both accounts' `tradedAt` become this block.
     /// @param from The liquidated account.
-    /// @param to The bidder, flat.
+    /// @param to The bidder.
     /// @param fraction WAD, in (0, WAD].
     /// @return cash The cash moved (USD WAD, signed).
     function transferBook(address from, address to, uint256 fraction)
@@ -546,8 +547,6 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     {
         if (fraction == 0 || fraction > WAD) revert InvalidFraction(fraction);
         if (from == to) revert SelfTrade(from);
-        uint32[] storage toHeld = _held[to];
-        if (toHeld.length != 0) revert RecipientNotFlat(to, toHeld.length);
         uint64 blockNumber = SafeCast.toUint64(block.number);
         _touch(from).tradedAt = blockNumber;
         _touch(to).tradedAt = blockNumber;
@@ -816,50 +815,39 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
             uint32[] storage held = _held[account];
             if (held.length >= MAX_HELD_INSTRUMENTS) revert TooManyInstruments(account, held.length);
             held.push(instrumentId);
-            _heldIndex[account][instrumentId] = held.length;
             if (kind == 0) p.fundingIndex = _funding[instrumentId].cumulative;
         }
     }
 
     /// @dev Move `fraction` (WAD) of `from`'s position in an instrument, rounded toward zero, with its cost pro rata
-    ///      (toward zero) to the flat account `to`; a perpetual realizes its funding first.
+    ///      (toward zero) to `to`, where it joins `to`'s position as a fee-free trade at the moved cost; a perpetual
+    ///      realizes `from`'s funding first (and `_fill` realizes `to`'s).
     function _movePosition(address from, address to, uint32 id, int256 fraction) internal {
         PositionState storage p = _positions[from][id];
         int256 size = p.size;
         int256 moved = size * fraction / int256(WAD);
         if (moved == 0) return;
-        bool perpetual = _instruments[id - 1].kind == 0;
-        if (perpetual) _realizeFunding(from, id, p);
-        int256 movedCost = int256(p.cost) * moved / size;
+        uint8 kind = _instruments[id - 1].kind;
+        if (kind == 0) _realizeFunding(from, id, p);
+        int256 cost = p.cost;
+        int256 movedCost = cost * moved / size;
         if (moved == size) {
             _close(from, id);
         } else {
-            p.size = SafeCast.toInt128(size - moved);
-            p.cost = SafeCast.toInt128(p.cost - movedCost);
+            (p.size, p.cost) = (SafeCast.toInt128(size - moved), SafeCast.toInt128(cost - movedCost));
         }
-        PositionState storage q = _positions[to][id];
-        q.size = SafeCast.toInt128(moved);
-        q.cost = SafeCast.toInt128(movedCost);
-        if (perpetual) q.fundingIndex = _funding[id].cumulative;
-        _held[to].push(id); // no `_heldIndex`: `_close` searches for it
+        _fill(to, id, kind, moved, movedCost, 0);
     }
 
-    /// @dev Remove a position (zero size, no cost) and its entry in `_held` (swap-and-pop). A position moved in by
-    ///      `transferBook` has no `_heldIndex` (it saves a new slot per position): its entry is searched for.
+    /// @dev Remove a position (zero size, no cost) and its entry in `_held`, searched from the end (swap-and-pop).
     function _close(address account, uint32 instrumentId) internal {
         delete _positions[account][instrumentId];
         uint32[] storage held = _held[account];
-        uint256 index = _heldIndex[account][instrumentId];
-        if (index == 0) {
-            index = held.length;
-            while (held[index - 1] != instrumentId) --index;
-        }
-        --index;
-        uint32 last = held[held.length - 1];
-        held[index] = last;
-        _heldIndex[account][last] = index + 1;
+        uint256 last = held.length - 1;
+        uint256 index = last;
+        while (held[index] != instrumentId) --index;
+        if (index != last) held[index] = held[last];
         held.pop();
-        delete _heldIndex[account][instrumentId];
     }
 
     /// @dev Move what a perpetual position owes (or is owed) since its last payment between its cash and the pool.
@@ -882,6 +870,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         f.cumulative += perUnit;
         f.paidAt = SafeCast.toUint64(block.timestamp);
         f.paidBlock = SafeCast.toUint64(block.number);
+        lastFundingBlock = f.paidBlock;
         emit FundingPaid(instrumentId, perUnit, f.cumulative, index);
     }
 
@@ -890,6 +879,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     /// @param account The account.
     /// @param roundBlock A round's anchor block.
     function checkNoFundingSince(address account, uint64 roundBlock) public view {
+        if (lastFundingBlock <= roundBlock) return; // no perpetual paid since: nothing to look at
         uint32[] storage held = _held[account];
         for (uint256 i = 0; i < held.length; ++i) {
             uint32 id = held[i];

@@ -9,7 +9,9 @@
   which only the proven path is computed (a proof depends only on the path), via eth_estimateGas;
 - ``slashEquivocation`` and ``slashDeviation``;
 - ``Liquidator.startAuction`` and ``bid`` on an account holding ``LIQUIDATION_POSITIONS`` positions (one perpetual,
-  futures of successive expiries), taking the largest fraction f* < 1 into a fresh, cash-only bidder.
+  futures of successive expiries), taking the largest fraction f* < 1 into a fresh, cash-only bidder
+  (``bid``), then the same on a second such account into that bidder, which now holds the instruments and proves
+  its own leaf (``bid_into_book``).
 
 "execution" = total - 21,000 (intrinsic) - calldata (4 gas per zero byte, 16 per non-zero byte).
 """
@@ -17,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import pathlib
 import random
 from typing import Any
@@ -48,6 +51,7 @@ COMMITTEE_SIZES = (4, 7, 16)
 HISTORY_BLOCKS = 8  # small ring so the bench reaches steady state (slot reuse) after a few rounds
 PARAMS_HASH = keccak(text="pmoracle-gas-bench")
 LIQUIDATION_POSITIONS = 20
+TAKE_MAX = 2**256 - 1  # Liquidator.TAKE_MAX: the largest fraction allowed at the bid's block
 BTC = b"BTC".ljust(32, b"\x00")
 USD = 10**18
 
@@ -149,9 +153,13 @@ def _deposit_usdc(bench: _Bench, key: bytes, amount: int) -> None:
 
 
 def _liquidation_gas(bench: _Bench) -> dict[str, dict[str, int]]:
-    """Measure startAuction and a bid of f* on an account of LIQUIDATION_POSITIONS positions (dev keys 17-19)."""
-    victim_key, maker_key, bidder_key = _dev_key(17), _dev_key(18), _dev_key(19)
-    victim, maker = Account.from_key(victim_key).address, Account.from_key(maker_key).address
+    """Measure startAuction and bids of f* on two accounts of LIQUIDATION_POSITIONS positions: into a fresh
+    cash-only bidder, then into the same bidder holding the instruments (dev keys 17-19 and one derived key)."""
+    victim_keys = [_dev_key(17), keccak(text="pmoracle-bench-gas-second-victim")]
+    maker_key, bidder_key = _dev_key(18), _dev_key(19)
+    victims = [Account.from_key(k).address for k in victim_keys]
+    maker, bidder = Account.from_key(maker_key).address, Account.from_key(bidder_key).address
+    bench.chain.rpc("anvil_setBalance", victims[1], hex(10**21))
     d = bench.deployment
     feeds = d.contract(bench.w3, "MarketFeeds").functions
     ledger = d.contract(bench.w3, "MarginAccounts").functions
@@ -165,35 +173,49 @@ def _liquidation_gas(bench: _Bench) -> dict[str, dict[str, int]]:
     for k in range(LIQUIDATION_POSITIONS - 1):
         expiry = (now // 86_400 + 30 + k) * 86_400 + 8 * 3_600
         transact_fn(bench.owner, ledger.listInstrument(BTC, 1, expiry, 0), label="list")
-    for key in (victim_key, maker_key, bidder_key):
+    for key in (*victim_keys, maker_key, bidder_key):
         _deposit_usdc(bench, key, 1_000_000 * 10**6)
-    for nonce, iid in enumerate(range(first, first + LIQUIDATION_POSITIONS)):
-        transact_fn(bench.owner, exchange.setMarks([iid], [price]), label="setMarks")
-        orders = [
-            Order(bytes.fromhex(a[2:]), iid, buy, 1_000, price, nonce, now + 86_400)
-            for a, buy in ((victim, True), (maker, False))
-        ]
-        keys = (victim_key, maker_key)
-        sigs = [sign_order(d.chain_id, d.contracts["Exchange"], o, k) for o, k in zip(orders, keys, strict=True)]
-        fn = exchange.matchOrders(orders[0].as_tuple(), sigs[0], orders[1].as_tuple(), sigs[1], 1_000, price)
-        transact_fn(bench.owner, fn, label="matchOrders")
-    # a leaf under maintenance margin (the gas does not depend on the values); its neighbour makes a proof of one
+    nonces = itertools.count()
+    for victim_key, victim in zip(victim_keys, victims, strict=True):
+        for iid in range(first, first + LIQUIDATION_POSITIONS):
+            transact_fn(bench.owner, exchange.setMarks([iid], [price]), label="setMarks")
+            nonce = next(nonces)
+            orders = [
+                Order(bytes.fromhex(a[2:]), iid, buy, 1_000, price, nonce, now + 86_400)
+                for a, buy in ((victim, True), (maker, False))
+            ]
+            keys = (victim_key, maker_key)
+            sigs = [sign_order(d.chain_id, d.contracts["Exchange"], o, k) for o, k in zip(orders, keys, strict=True)]
+            fn = exchange.matchOrders(orders[0].as_tuple(), sigs[0], orders[1].as_tuple(), sigs[1], 1_000, price)
+            transact_fn(bench.owner, fn, label="matchOrders")
+    # leaves under maintenance margin (the gas does not depend on the values)
     equity, mm = 1_900 * USD, 2_000 * USD
-    leaves = [AccountLeaf(bytes.fromhex(victim[2:]), 3_000 * USD, mm, equity), AccountLeaf(bytes(20), 0, 0, 0)]
-    tree = MerkleTree(leaves)
-    bench.attest(tree.root, len(leaves), list(range(bench.n)))
     margin = (3_000 * USD, mm, equity)
-    proof = tree.proof(bytes.fromhex(victim[2:]))
-    fn = liquidator.startAuction(victim, margin, proof)
-    result = {"startAuction": _split(transact_fn(bench.owner, fn, label="startAuction").gas_used,
-                                     bytes.fromhex(fn._encode_transaction_data()[2:]))}  # fmt: skip
+    tree = MerkleTree([AccountLeaf(bytes.fromhex(v[2:]), *margin) for v in victims])
+    bench.attest(tree.root, len(tree.leaves), list(range(bench.n)))
+    result: dict[str, dict[str, int]] = {}
+    for victim in victims:
+        fn = liquidator.startAuction(victim, margin, tree.proof(bytes.fromhex(victim[2:])))
+        receipt = transact_fn(bench.owner, fn, label="startAuction")
+        result.setdefault("startAuction", _split(receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:])))
     params = liquidator.params().call()
     bench.chain.rpc("evm_increaseTime", params[3] + params[4])  # the discount's plateau
     bench.chain.rpc("evm_mine")
-    fraction = liquidator.maxFraction(equity, mm, params[2]).call()
-    fn = liquidator.bid(victim, fraction, 2**255 - 1, margin, proof)
-    receipt = transact_fn(open_transmitter(bench.owner.client, bidder_key), fn, label="bid")
+    bidder_tx = open_transmitter(bench.owner.client, bidder_key)
+    no_leaf: tuple[tuple[int, int, int], list[bytes]] = ((0, 0, 0), [])
+    fn = liquidator.bid(victims[0], TAKE_MAX, 2**255 - 1, margin, tree.proof(bytes.fromhex(victims[0][2:])), *no_leaf)
+    receipt = transact_fn(bidder_tx, fn, label="bid")
     result["bid"] = _split(receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:]))
+    # a round that proves the bidder's new book, then the second account's fraction joins it position by position
+    own = (0, 0, 1_000_000 * USD)
+    tree = MerkleTree(
+        [AccountLeaf(bytes.fromhex(victims[1][2:]), *margin), AccountLeaf(bytes.fromhex(bidder[2:]), *own)]
+    )
+    bench.attest(tree.root, len(tree.leaves), list(range(bench.n)))
+    fn = liquidator.bid(victims[1], TAKE_MAX, 2**255 - 1, margin, tree.proof(bytes.fromhex(victims[1][2:])),
+                        own, tree.proof(bytes.fromhex(bidder[2:])))  # fmt: skip
+    receipt = transact_fn(bidder_tx, fn, label="bid")
+    result["bid_into_book"] = _split(receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:]))
     return result
 
 
@@ -296,9 +318,10 @@ def format_gas_table(result: dict[str, Any]) -> str:
         lines.append(f"| {name} | 10% of stake, 50% to reporter | {row['total']:,} | {row['calldata']:,} | "
                      f"{row['execution']:,} |")  # fmt: skip
     for name, row in result.get("liquidation", {}).items():
-        case = f"{LIQUIDATION_POSITIONS} positions" + (
-            ", f* < 1 into a fresh cash-only bidder" if name == "bid" else ""
-        )
+        case = f"{LIQUIDATION_POSITIONS} positions" + {
+            "bid": ", f* < 1 into a fresh cash-only bidder",
+            "bid_into_book": ", f* < 1 into a bidder holding the 20 instruments (proves its own leaf)",
+        }.get(name, "")
         lines.append(f"| {name} | {case} | {row['total']:,} | {row['calldata']:,} | {row['execution']:,} |")
     fit = result["attest_fit"]
     lines += [

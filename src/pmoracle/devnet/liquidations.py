@@ -1,11 +1,12 @@
 """The devnet's keeper (``--days``): one in-process :class:`pmoracle.keeper.keeper.Keeper` acting after every
 attested round, and what the crash scenario's ``--summary`` reports about liquidations.
 
-The keeper bids from dedicated cash-only accounts (a bid hands it a book, and only a cash-only account may bid, so
-it holds a few). An account is *breached* the first round that attests equity < MM; it is *restored* when a
-later round attests equity >= MM (after the keeper's bid, or the market's recovery); *insolvent* when a round
-attested its equity < 0 (the whole book goes to a bidder, the insurance fund pays). The time from breach to
-restoration is chain time: the anchor of the breaching round to the anchor of the restoring one.
+The keeper bids from dedicated accounts funded with cash: a bid hands the bidder a book, after which it bids on its
+own leaf in a round anchored after its last bid, so each account bids at most once a round (it holds a few). An
+account is *breached* the first round that attests equity < MM; it is *restored* when a later round attests
+equity >= MM (after the keeper's bid, or the market's recovery); *insolvent* when a round attested its equity < 0
+(the whole book goes to a bidder, the insurance fund pays). The time from breach to restoration is chain time: the
+anchor of the breaching round to the anchor of the restoring one.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pmoracle.keeper.metrics import create_keeper_metrics
 from pmoracle.node.round import RoundOutput
 from pmoracle.risk.params import RiskParams
 
-KEEPER_ACCOUNTS = 8  # cash-only bidders: each bid leaves one holding a book
+KEEPER_ACCOUNTS = 8  # bidders: each bids at most once a round (the next bid proves the book the last one gave it)
 KEEPER_CASH_USD = 5_000_000.0
 
 

@@ -21,7 +21,7 @@ class KeeperConfig:
 
     rpc_urls: tuple[str, ...]
     deployment: Path
-    keystore: Path  # the keeper account's V3 keystore: a dedicated, cash-only account in the ledger
+    keystore: Path  # the keeper account's V3 keystore: a dedicated account funded with cash in the ledger
     password_file: Path | None
     password_env: str | None
     params_file: Path | None  # the committee's risk parameters (None: the built-in defaults)

@@ -13,6 +13,8 @@ from enum import Enum
 from pmoracle.errors import InputError
 
 WAD = 10**18
+TAKE_MAX = 2**256 - 1  # Liquidator.TAKE_MAX: a bid's fraction meaning "the largest allowed at the bid's block"
+MAX_PAYMENT_SLACK = 10**12  # 1e-6 USD over the worst cost of a TAKE_MAX bid: the contract's rounding of f*
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,20 @@ class Quote:
     def cost(self) -> int:
         """Return what the bid costs the bidder in cash (payment + fee; negative: it receives a subsidy)."""
         return self.payment + self.fee
+
+
+@dataclass(frozen=True, slots=True)
+class BidderFunds:
+    """What a bidding account brings (USD WAD): ``base``, its equity now (a cash-only account's cash; for an account
+    with a book, its attested equity less what it withdrew since the round: ``MarginAccounts.withdrawableEquity``),
+    and ``margin``, its attested maintenance margin (0 for a cash-only account)."""
+
+    base: int
+    margin: int = 0
+
+    def headroom(self, params: AuctionParams) -> int:
+        """Return base - (1 + b) M_B: the equity free to carry a bid (rounded down)."""
+        return self.base - _ceil_div((WAD + params.buffer) * self.margin, WAD)
 
 
 def _ceil_div(x: int, d: int) -> int:
@@ -111,19 +127,19 @@ def quote(params: AuctionParams, fraction: int, equity: int, mm: int, discount: 
     return Quote(fraction, most, discount, payment, fee)
 
 
-def bidder_equity_after(cash: int, q: Quote, equity: int) -> int:
-    """Return a cash-only bidder's equity after the bid: cash - payment - fee + f E (rounded down)."""
-    return cash - q.cost + equity * q.fraction // WAD
+def bidder_equity_after(base: int, q: Quote, equity: int) -> int:
+    """Return a bidder's equity after the bid: base - payment - fee + f E (rounded down)."""
+    return base - q.cost + equity * q.fraction // WAD
 
 
-def bidder_required(params: AuctionParams, q: Quote, mm: int) -> int:
-    """Return the equity a bidder must keep after the bid: (1 + b) f M, rounded up."""
-    return _ceil_div(q.fraction * (WAD + params.buffer) * mm, WAD * WAD)
+def bidder_required(params: AuctionParams, q: Quote, mm: int, bidder_margin: int = 0) -> int:
+    """Return the equity a bidder must keep after the bid: (1 + b)(M_B + f M), rounded up."""
+    return _ceil_div((WAD + params.buffer) * (bidder_margin * WAD + q.fraction * mm), WAD * WAD)
 
 
-def bidder_solvent(params: AuctionParams, cash: int, q: Quote, equity: int, mm: int) -> bool:
+def bidder_solvent(params: AuctionParams, funds: BidderFunds, q: Quote, equity: int, mm: int) -> bool:
     """Return whether the contract's bidder check passes (BidderUnderMargin otherwise)."""
-    return bidder_equity_after(cash, q, equity) >= bidder_required(params, q, mm)
+    return bidder_equity_after(funds.base, q, equity) >= bidder_required(params, q, mm, funds.margin)
 
 
 def gain(q: Quote, equity: int) -> int:
@@ -161,24 +177,59 @@ class Decision:
     action: Action
     quote: Quote | None = None
     reason: str = ""
+    # BID only: send TAKE_MAX (the largest fraction at the block that mines it, so the bid restores the account
+    # whenever it lands) with this limit on its cost, instead of ``quote.fraction`` with ``quote.cost``
+    take_max: bool = False
+    max_payment: int | None = None
+
+    @property
+    def bid_args(self) -> tuple[int, int]:
+        """Return the bid's (fraction, maxPayment) arguments."""
+        assert self.quote is not None, "only a decision with a quote bids"
+        if self.take_max:
+            assert self.max_payment is not None
+            return TAKE_MAX, self.max_payment
+        return self.quote.fraction, self.quote.cost
 
 
-def afford(params: AuctionParams, cash: int, equity: int, mm: int, discount: int, most: int) -> int:
-    """Return the largest fraction <= ``most`` whose bid leaves a cash-only bidder with ``cash`` solvent (0: none).
+def afford(params: AuctionParams, funds: BidderFunds, equity: int, mm: int, discount: int, most: int) -> int:
+    """Return the largest fraction <= ``most`` whose bid leaves the bidder solvent (0: none).
 
-    Its equity after is cash + f d M (1 - feeShare) against (1 + b) f M; the rounding of the contract is then
+    Its equity after is base + f d M (1 - feeShare) against (1 + b)(M_B + f M); the rounding of the contract is then
     checked exactly, stepping down by one unit at a time (a few steps at most).
     """
     net = (WAD + params.buffer) * mm * WAD - discount * mm * (WAD - params.fee_share)  # per WAD of f, x WAD^2
-    f = most if net <= 0 else min(most, max(0, cash) * WAD**3 // net)
+    f = most if net <= 0 else min(most, max(0, funds.headroom(params)) * WAD**3 // net)
     for _ in range(8):
         if f <= 0:
             return 0
         q = quote_or_none(params, f, equity, mm, discount)
-        if q is not None and bidder_solvent(params, cash, q, equity, mm):
+        if q is not None and bidder_solvent(params, funds, q, equity, mm):
             return f
         f -= max(1, f // 10**12)
     return 0
+
+
+def take_max_bound(params: AuctionParams, funds: BidderFunds, equity: int, mm: int, discount: int) -> int | None:
+    """Return the cost limit of a TAKE_MAX bid quoted at ``discount`` and mined at any later discount, or None when
+    some later discount would leave the bidder under its margin.
+
+    Between ``discount`` and max_discount, f* rises with d while the bidder's surplus after the bid,
+    base - (1 + b) M_B + f* (d M (1 - feeShare) - (1 + b) M), falls; past E = d M the bid takes the whole book and
+    the surplus rises again; the cost f* (E - d M (1 - feeShare)) is monotone in d on each branch. So checking the
+    ends and the branch point bounds every discount in between (docs/liquidation.md, "The keeper").
+    """
+    points = {discount, params.max_discount}
+    if equity > 0 and discount * mm <= equity * WAD < params.max_discount * mm:
+        points |= {equity * WAD // mm, -(-equity * WAD // mm)}
+    worst = None
+    for d in sorted(points):
+        q = quote(params, max_fraction(params, equity, mm, d), equity, mm, d)
+        if not bidder_solvent(params, funds, q, equity, mm):
+            return None
+        worst = q.cost if worst is None else max(worst, q.cost)
+    assert worst is not None
+    return worst + MAX_PAYMENT_SLACK
 
 
 def quote_or_none(params: AuctionParams, fraction: int, equity: int, mm: int, discount: int) -> Quote | None:
@@ -197,13 +248,14 @@ def decide(
     mm: int,
     auction_started_at: int | None,
     now: int,
-    cash: int,
+    funds: BidderFunds,
     equity_now: int | None = None,
 ) -> Decision:
     """Return what to do about an account attested at ``equity``/``mm`` whose auction started at
-    ``auction_started_at`` (None: no auction), for a bid mined at time ``now`` by a cash-only keeper with ``cash``.
+    ``auction_started_at`` (None: no auction), for a bid mined at time ``now`` by a bidder bringing ``funds``.
 
-    The keeper bids the largest allowed fraction (one bid restores the account) when it can afford it, else the
+    The keeper bids the largest allowed fraction (one bid restores the account) when it can afford it, as TAKE_MAX
+    when it can also afford every later discount (the fraction is then fixed by the block that mines it), else the
     largest fraction it can afford (never on a whole-book auction); it bids when the gain after gas reaches
     ``policy.min_profit``, and waits otherwise: the discount only grows. With ``equity_now`` (the account's equity
     at current marks, from the engine) the book it would receive is valued at the lower of the two: f x E is what
@@ -222,12 +274,16 @@ def decide(
         return Decision(Action.WAIT, reason=f"discount still moving ({elapsed} s of {params.plateau} s)")
     discount = discount_at(params, elapsed)
     most = max_fraction(params, equity, mm, discount)
-    f = afford(params, cash, equity, mm, discount, most)
+    f = afford(params, funds, equity, mm, discount, most)
     if f < min_fraction(params, equity, mm, discount):
-        return Decision(Action.WAIT, reason=f"cash {cash} cannot carry the least fraction")
+        return Decision(Action.WAIT, reason=f"headroom {funds.headroom(params)} cannot carry the least fraction")
     q = quote(params, f, equity, mm, discount)
     value = equity if equity_now is None else min(equity, equity_now)
     net = gain(q, value) - policy.gas_cost
     if net < policy.min_profit:
         return Decision(Action.WAIT, q, reason=f"gain {net} below {policy.min_profit}")
+    if f == most:
+        bound = take_max_bound(params, funds, equity, mm, discount)
+        if bound is not None:
+            return Decision(Action.BID, q, take_max=True, max_payment=bound)
     return Decision(Action.BID, q)

@@ -17,17 +17,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_utils import to_canonical_address, to_checksum_address
+from eth_abi import decode as abi_decode
+from eth_abi.exceptions import DecodingError
+from eth_utils import keccak, to_canonical_address, to_checksum_address
 from web3 import Web3
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import Deployment
 from pmoracle.chain.errors import ChainError, ContractError
 from pmoracle.chain.snapshot import read_snapshot
-from pmoracle.chain.transmitter import Transmitter
+from pmoracle.chain.transmitter import Receipt, Transmitter
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, verify_proof
 from pmoracle.errors import PmoracleError
-from pmoracle.keeper.decision import WAD, Action, AuctionParams, Decision, Policy, Quote, decide, gain
+from pmoracle.keeper.decision import WAD, Action, AuctionParams, BidderFunds, Decision, Policy, Quote, decide, gain
 from pmoracle.keeper.metrics import KeeperMetrics
 from pmoracle.node.round import compute_leaves
 from pmoracle.risk.margin import compute_book
@@ -35,6 +37,7 @@ from pmoracle.risk.params import RiskParams
 
 log = logging.getLogger(__name__)
 _W3 = Web3()  # encodes calls only
+_BID_TOPIC = "0x" + keccak(text="Bid(address,address,uint256,uint256,int256,uint256,bool)").hex()
 
 
 class KeeperError(PmoracleError):
@@ -69,6 +72,19 @@ class TickReport:
     errors: dict[str, str] = field(default_factory=dict)  # account -> the error of its failed action
 
 
+NO_LEAF: tuple[tuple[int, int, int], list[bytes]] = ((0, 0, 0), [])  # what a cash-only bidder proves: nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Bidder:
+    """A bidding account as the Liquidator will judge it: what it brings, and the leaf and proof it sends (NO_LEAF
+    for a cash-only account)."""
+
+    transmitter: Transmitter
+    funds: BidderFunds
+    leaf: tuple[tuple[int, int, int], list[bytes]] = NO_LEAF
+
+
 @dataclass(frozen=True, slots=True)
 class AttestedRound:
     """The latest attested round as the keeper uses it: anchor block, root, and the leaves it recomputed."""
@@ -101,7 +117,8 @@ def fetch_margin(base_url: str, account: str, timeout: float = 10.0) -> tuple[Ac
 
 
 class Keeper:
-    """One keeper account (cash-only) acting on the latest attested round; call :meth:`tick` periodically."""
+    """One keeper acting on the latest attested round from one or more bidding accounts; call :meth:`tick`
+    periodically."""
 
     def __init__(
         self,
@@ -120,14 +137,15 @@ class Keeper:
         """Args:
         client: the chain client (views and the snapshot).
         deployment: the contracts' addresses.
-        transmitter: the keeper account's transmitter; the account must hold only cash in the ledger.
+        transmitter: the keeper account's transmitter (starts auctions, ends them, and bids).
         risk_params: the parameters the committee attests with (their hash must match the rounds').
         policy: the least profit and the gas cost estimate of a bid.
         metrics: where to count what it does.
         margin_api: a node's API base URL for leaves and proofs (None: the keeper's own recomputation).
         block_time: seconds added to the latest block's time to date a bid (0, the safe choice: see ``decide``).
-        bidders: more cash-only accounts to bid from once ``transmitter``'s account holds what it bought (a bid
-            takes positions, and only a cash-only account may bid); the first cash-only one bids.
+        bidders: more accounts to bid from. A bid hands the bidder a book, after which its next bid must prove its
+            own leaf in a round anchored after that bid (the Liquidator's attested check), so one account bids at
+            most once a round; the account with the most headroom bids.
         value_at_marks: also value the book at current marks with the engine (the chain's latest block) and bid
             only when the lower of the two values pays; when the engine cannot value it (stale feeds), the attested
             value alone is used and the failure counted (``errors{kind="valuation"}``).
@@ -247,7 +265,8 @@ class Keeper:
         return int(self.client.call(self.ledger.cashOf(address or self.address)))
 
     def cash_only(self, address: str) -> bool:
-        """Return whether ``address`` holds no position and no collateral balance in the ledger (may bid)."""
+        """Return whether ``address`` holds no position and no collateral balance in the ledger (its equity is its
+        cash and it bids without a leaf)."""
         if int(self.client.call(self.ledger.openPositionCount(address))) != 0:
             return False
         tokens = self.client.call(self.ledger.collateralTokens())
@@ -255,21 +274,41 @@ class Keeper:
             int(self.client.call(self.ledger.balanceOf(address, to_checksum_address(token)))) == 0 for token in tokens
         )
 
-    def bidder(self) -> tuple[Transmitter, int] | None:
-        """Return the first cash-only bidding account and its cash (None: every one holds a book)."""
-        for transmitter in self.bidders:
-            address = to_checksum_address(transmitter.address)
-            if self.cash_only(address):
-                return transmitter, self._cash(address)
-        return None
+    def bidder_of(self, round_: AttestedRound, transmitter: Transmitter, params: AuctionParams) -> Bidder | None:
+        """Return how the Liquidator would judge ``transmitter``'s account as a bidder in ``round_`` (None: it
+        cannot bid now: it holds a book the round does not prove, changed since its anchor, or is under auction)."""
+        address = to_checksum_address(transmitter.address)
+        if self.cash_only(address):
+            return Bidder(transmitter, BidderFunds(self._cash(address)))
+        if int(self.client.call(self.ledger.tradedAt(address))) > round_.block_number:
+            return None
+        if self.started_at(address) is not None:
+            return None
+        try:
+            self.client.call(self.ledger.checkNoFundingSince(address, round_.block_number))
+            margin, proof = self.margin_of(round_, address)
+        except (ContractError, KeyError, KeeperError):
+            return None
+        _, mm, equity = margin
+        base = int(self.client.call(self.ledger.withdrawableEquity(address, equity, round_.block_number)))
+        return Bidder(transmitter, BidderFunds(base, mm), (margin, proof))
+
+    def bidder(self, round_: AttestedRound | None = None, params: AuctionParams | None = None) -> Bidder | None:
+        """Return the bidding account with the most headroom in the latest round (None: none can bid now)."""
+        round_ = round_ or self.latest_round()
+        if round_ is None:
+            return None
+        params = params or self.auction_params()
+        candidates = [b for t in self.bidders if (b := self.bidder_of(round_, t, params)) is not None]
+        return max(candidates, key=lambda b: b.funds.headroom(params), default=None)
 
     def _decide(
-        self, params: AuctionParams, equity: int, mm: int, started: int | None, cash: int, account: str
+        self, params: AuctionParams, equity: int, mm: int, started: int | None, funds: BidderFunds, account: str
     ) -> Decision:
         now = self.client.get_block("latest").timestamp + self.block_time
         equity_now = self.equity_now(account) if self.value_at_marks and started is not None else None
         return decide(
-            params, self.policy, equity=equity, mm=mm, auction_started_at=started, now=now, cash=cash,
+            params, self.policy, equity=equity, mm=mm, auction_started_at=started, now=now, funds=funds,
             equity_now=equity_now,
         )  # fmt: skip
 
@@ -299,13 +338,33 @@ class Keeper:
                 f"!= Liquidator.quote (max {most}, d {discount}, payment {payment}, fee {fee})"
             )
 
+    def _mined_quote(self, receipt: Receipt, quoted: Quote) -> Quote:
+        """Return what the mined bid moved, from its ``Bid`` event (a TAKE_MAX bid's fraction and discount are the
+        mining block's); ``quoted`` when the receipt has no such event.
+
+        Errors:
+            KeeperError when the event's data is malformed.
+        """
+        liquidator = self.deployment.contracts["Liquidator"].lower()
+        for entry in receipt.logs:
+            if entry.get("address", "").lower() != liquidator or entry["topics"][0] != _BID_TOPIC:
+                continue
+            try:
+                fraction, discount, payment, fee, _ = abi_decode(
+                    ["uint256", "uint256", "int256", "uint256", "bool"], bytes.fromhex(entry["data"][2:])
+                )
+            except (DecodingError, ValueError) as exc:
+                raise KeeperError(f"malformed Bid event in 0x{receipt.tx_hash.hex()}: {exc}") from exc
+            return Quote(fraction, quoted.max_fraction, discount, payment, fee)
+        return quoted
+
     def _act(self, params: AuctionParams, round_: AttestedRound, account: str, report: TickReport) -> None:
         margin, proof = self.margin_of(round_, account)
         _, mm, equity = margin
         started = self.started_at(account)
-        chosen = self.bidder()
-        bidder, cash = chosen if chosen is not None else (None, 0)
-        decision = self._decide(params, equity, mm, started, cash, account)
+        bidder = self.bidder(round_, params)
+        funds = bidder.funds if bidder is not None else BidderFunds(0)
+        decision = self._decide(params, equity, mm, started, funds, account)
         if decision.action is Action.START:
             receipt = self.transmitter.transact_call(self.liquidator.startAuction(account, margin, proof))
             self.metrics.auctions_started.inc()
@@ -314,7 +373,7 @@ class Keeper:
             report.started.append(account)
             log.info("auction started on %s: equity %s < mm %s (round %d)", account, equity, mm, round_.block_number)
             started = self.started_at(account)
-            decision = self._decide(params, equity, mm, started, cash, account)
+            decision = self._decide(params, equity, mm, started, funds, account)
         if started is not None:
             self.watched.add(account)
         if decision.action is Action.END:
@@ -328,10 +387,13 @@ class Keeper:
             report.waiting[account] = decision.reason
             log.debug("waiting on %s: %s", account, decision.reason)
         elif decision.action is Action.BID:
-            assert decision.quote is not None and bidder is not None  # decide() quotes every bid; cash > 0
+            assert decision.quote is not None and bidder is not None  # decide() quotes every bid; headroom > 0
             q = decision.quote
             self._check_quote(account, q, equity, mm)
-            receipt = bidder.transact_call(self.liquidator.bid(account, q.fraction, q.cost, margin, proof))
+            fraction, max_payment = decision.bid_args
+            call = self.liquidator.bid(account, fraction, max_payment, margin, proof, *bidder.leaf)
+            receipt = bidder.transmitter.transact_call(call)
+            q = self._mined_quote(receipt, q)
             restored = self.started_at(account) is None
             mined_at = self.client.get_block(receipt.block_number).timestamp
             record = BidRecord(

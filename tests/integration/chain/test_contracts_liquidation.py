@@ -155,9 +155,28 @@ def start(system: System, account: str, tree: MerkleTree, sender: Transmitter) -
     return transact_fn(sender, liquidator(system).startAuction(account, margin, proof), label="startAuction")
 
 
-def bid_call(system: System, account: str, tree: MerkleTree, fraction: int, max_payment: int = 2**255 - 1) -> Any:
+NO_LEAF: tuple[tuple[int, int, int], list[bytes]] = ((0, 0, 0), [])  # a cash-only bidder proves nothing
+TAKE_MAX = 2**256 - 1
+
+
+def bid_call(
+    system: System,
+    account: str,
+    tree: MerkleTree,
+    fraction: int,
+    max_payment: int = 2**255 - 1,
+    bidder: str | None = None,
+) -> Any:
+    """Return a bid call; ``bidder``: a bidder with a book, proving its own leaf in ``tree``."""
     margin, proof = margin_of(tree, account)
-    return liquidator(system).bid(account, fraction, max_payment, margin, proof)
+    bidder_margin, bidder_proof = NO_LEAF if bidder is None else margin_of(tree, bidder)
+    return liquidator(system).bid(account, fraction, max_payment, margin, proof, bidder_margin, bidder_proof)
+
+
+def _tdiv(a: int, b: int) -> int:
+    """Integer division rounded toward zero, as Solidity's."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
 
 
 def chain_now(system: System) -> int:
@@ -283,7 +302,8 @@ def test_a_stale_round_or_a_changed_account_cannot_be_used(system: System, desk:
     start(system, victim.address, fresh, keeper)
     stale_margin, stale_proof = margin_of(tree, victim.address)
     name, _ = revert_of(
-        liquidator(system).bid(victim.address, WAD // 10, 2**255 - 1, stale_margin, stale_proof), keeper.address
+        liquidator(system).bid(victim.address, WAD // 10, 2**255 - 1, stale_margin, stale_proof, *NO_LEAF),
+        keeper.address,
     )
     assert name == "InvalidMarginProof"
     assert (
@@ -330,12 +350,9 @@ def test_one_bid_restores_a_solvent_account(system: System, desk: Desk, maker: T
         "PaymentAboveLimit",
         (cost, cost - 1),
     )
-    holder = trader(system, desk, usdc=100_000)
+    holder = trader(system, desk, usdc=100_000)  # a bidder with a book the round does not know: no leaf proves it
     desk.trade(holder.address, maker.address, PERP, 1, 96_500 * PRICE)
-    assert revert_of(bid_call(system, victim.address, tree, f), holder.address) == (
-        "BidderNotCashOnly",
-        (holder.address,),
-    )
+    assert revert_of(bid_call(system, victim.address, tree, f), holder.address)[0] == "InvalidMarginProof"
     poor = trader(system, desk, usdc=10)
     assert revert_of(bid_call(system, victim.address, tree, f), poor.address)[0] == "BidderUnderMargin"
     assert revert_of(bid_call(system, victim.address, tree, f), victim.address) == (
@@ -377,6 +394,65 @@ def test_one_bid_restores_a_solvent_account(system: System, desk: Desk, maker: T
     assert values[victim.address][2] >= values[victim.address][1]
     assert revert_of(bid_call(system, victim.address, restored, f), owner) == ("NoAuction", (victim.address,))
     desk.trade(victim.address, maker.address, PERP, 1, 96_500 * PRICE)  # released with the auction
+    set_index(system, 100_000)
+
+
+def test_a_bidder_with_a_book_bids_on_its_own_leaf(system: System, desk: Desk, maker: Transmitter) -> None:
+    """A market maker holding the other side bids from its book: its own leaf in the same round proves it stays
+    (1 + b) above M_B + f M; the moved position nets against its own (profit or loss realized into cash)."""
+    victim = breach(system, desk, maker, cash=10_000, size=UNIT, drop_to=96_500)
+    other = breach(system, desk, maker, cash=10_000, size=UNIT, drop_to=96_500)
+    holder = trader(system, desk, usdc=200_000)
+    thin = trader(system, desk, usdc=10)
+    set_index(system, 100_000)
+    desk.trade(maker.address, holder.address, PERP, 2 * UNIT, 100_000 * PRICE)  # the holder is short 2 BTC
+    desk.trade(thin.address, maker.address, PERP, 1, 100_000 * PRICE)
+    set_index(system, 96_500)
+    _, tree, values = attest_round(system)
+    for account in (victim, other):
+        start(system, account.address, tree, holder)
+    warp(system, PLATEAU)
+    # a bidder with a book must prove its leaf: without it the oracle refuses
+    assert revert_of(bid_call(system, victim.address, tree, TAKE_MAX), holder.address)[0] == "InvalidMarginProof"
+    # a bidder whose own account is under auction cannot bid
+    assert revert_of(bid_call(system, victim.address, tree, TAKE_MAX, bidder=other.address), other.address) == (
+        "BidderInAuction",
+        (other.address,),
+    )
+    # a thin book: its leaf proves too little equity for M_B + f M
+    name, _ = revert_of(bid_call(system, victim.address, tree, TAKE_MAX, bidder=thin.address), thin.address)
+    assert name == "BidderUnderMargin"
+    # TAKE_MAX takes f* at the bid's block and restores the account in one bid
+    _, mm, equity = values[victim.address]
+    at = chain_now(system) + 1
+    q = quote(system, victim.address, WAD, equity, mm, at)
+    f = q["max_fraction"]
+    cash_before = ledger(system).cashOf(holder.address).call()
+    victim_cash = ledger(system).cashOf(victim.address).call()
+    send_bid(system, holder, bid_call(system, victim.address, tree, TAKE_MAX, bidder=holder.address), at)
+    assert liquidator(system).auctions(victim.address).call()[0] == 0
+    moved = UNIT * f // WAD
+    assert ledger(system).positionOf(holder.address, PERP).call() == -2 * UNIT + moved
+    # the moved long (cost 100,000 per BTC) shrinks the short sold at 100,000: its cost pro rata (toward zero),
+    # nothing realized, so the holder's cash moves by f of the account's cash and the bid's cost (up to a wei)
+    size, cost, _ = ledger(system).positionState(holder.address, PERP).call()
+    short_cost = -2 * 100_000 * USD
+    assert cost == _tdiv(short_cost * size, -2 * UNIT)
+    q = quote(system, victim.address, f, equity, mm, at)
+    moved_cash = _tdiv(victim_cash * f, WAD)
+    change = ledger(system).cashOf(holder.address).call() - cash_before
+    assert abs(change - moved_cash + q["payment"] + q["fee"]) <= 1
+    check_conservation(system.w3, system.deployment)
+    after = engine(system)
+    assert after[victim.address][2] >= after[victim.address][1]
+    assert after[holder.address][2] >= after[holder.address][1]
+    # its book changed after the round: its leaf no longer proves anything until the next round
+    name, args = revert_of(bid_call(system, other.address, tree, TAKE_MAX, bidder=holder.address), holder.address)
+    assert name == "AccountChangedSinceRound" and args[0] == holder.address
+    _, fresh, _ = attest_round(system)
+    send_bid(system, holder, bid_call(system, other.address, fresh, TAKE_MAX, bidder=holder.address))
+    assert liquidator(system).auctions(other.address).call()[0] == 0
+    check_conservation(system.w3, system.deployment)
     set_index(system, 100_000)
 
 
@@ -439,7 +515,7 @@ def test_an_insolvent_account_goes_whole_with_a_subsidy_and_the_rest_is_socializ
     system: System, desk: Desk, maker: Transmitter
 ) -> None:
     bystander = trader(system, desk, usdc=1_000)
-    victim = breach(system, desk, maker, cash=2_000, size=UNIT, drop_to=97_000)  # E ~ 2,000 - 3,000 < 0
+    victim = breach(system, desk, maker, cash=2_000, size=UNIT, drop_to=95_000)  # E ~ 2,000 - 5,000 < 0
     _, tree, values = attest_round(system)
     _, mm, equity = values[victim.address]
     assert equity < 0
@@ -593,31 +669,38 @@ def future_id(system: System) -> int:
 
 
 def test_gas_of_a_bid_on_twenty_positions(system: System, desk: Desk, maker: Transmitter) -> None:
-    """A bid taking 20 perpetual and future positions: the bidder's storage is created position by position."""
+    """A bid taking 20 perpetual and future positions, into a fresh bidder (its storage is created position by
+    position) and into a bidder already holding the 20 instruments (every position is an update)."""
     accounts = ledger(system)
     expiry0 = (chain_now(system) // 86_400 + 40) * 86_400 + 8 * 3_600
     first = accounts.instrumentCount().call() + 1
     for k in range(19):
         transact_fn(system.owner, accounts.listInstrument(BTC, 1, expiry0 + k * 86_400, 0), label="list")
-    victim = trader(system, desk, usdc=50_000)
-    for iid in [PERP, *range(first, first + 19)]:
+    ids = [PERP, *range(first, first + 19)]
+    victims = [trader(system, desk, usdc=50_000) for _ in range(2)]
+    for victim, iid in itertools.product(victims, ids):
         desk.trade(victim.address, maker.address, iid, UNIT // 10, 100_000 * PRICE)
-    assert accounts.openPositionCount(victim.address).call() == 20
-    # a leaf under maintenance margin (the gas does not depend on the values)
+    assert accounts.openPositionCount(victims[0].address).call() == 20
+    # leaves under maintenance margin (the gas does not depend on the values)
     anchor = system.anchor()
-    tree = attest(system, anchor, [(victim.address, 3_000 * USD, 2_000 * USD, 1_900 * USD)])
+    tree = attest(system, anchor, [(v.address, 3_000 * USD, 2_000 * USD, 1_900 * USD) for v in victims])
     bidder = trader(system, desk, usdc=100_000)
-    start(system, victim.address, tree, bidder)
+    for victim in victims:
+        start(system, victim.address, tree, bidder)
     warp(system, PLATEAU)
-    at = chain_now(system) + 1
-    f = quote(system, victim.address, WAD, 1_900 * USD, 2_000 * USD, at)["max_fraction"]
-    receipt = send_bid(system, bidder, bid_call(system, victim.address, tree, f), at)
+    receipt = send_bid(system, bidder, bid_call(system, victims[0].address, tree, TAKE_MAX))
     assert accounts.openPositionCount(bidder.address).call() == 20
-    print(f"bid gas, 20 positions: {receipt.gas_used}")
+    print(f"bid gas, 20 positions into a fresh bidder: {receipt.gas_used}")
     assert receipt.gas_used < BID_GAS
     check_conservation(system.w3, system.deployment)
-    # the moved positions carry no index in the open list: closing them in any order finds each one
-    ids = [PERP, *range(first, first + 19)]
+    anchor = system.anchor()
+    leaves = [(victims[1].address, 3_000 * USD, 2_000 * USD, 1_900 * USD), (bidder.address, 0, 0, 100_000 * USD)]
+    tree = attest(system, anchor, leaves)
+    receipt = send_bid(system, bidder, bid_call(system, victims[1].address, tree, TAKE_MAX, bidder=bidder.address))
+    assert accounts.openPositionCount(bidder.address).call() == 20
+    print(f"bid gas, 20 positions into a bidder holding them: {receipt.gas_used}")
+    check_conservation(system.w3, system.deployment)
+    # closing the received positions in any order leaves the open list consistent
     random.Random(13).shuffle(ids)
     for iid in ids:
         size = accounts.positionOf(bidder.address, iid).call()

@@ -38,7 +38,7 @@ from tests.integration.chain.test_contracts_liquidation import (
     trader,
     warp,
 )
-from tests.integration.chain.trading import Desk
+from tests.integration.chain.trading import Desk, check_conservation
 
 
 @pytest.fixture(scope="module")
@@ -111,24 +111,29 @@ def test_a_keeper_with_other_risk_parameters_refuses_the_round(system: System, d
         keeper.tick()
 
 
-def test_after_a_bid_the_keeper_bids_from_its_next_cash_only_account(
+def test_after_a_bid_the_keeper_bids_from_its_book_once_a_round_proves_it(
     system: System, desk: Desk, maker: Transmitter
 ) -> None:
-    first, second = trader(system, desk, usdc=20_000), trader(system, desk, usdc=20_000)
-    keeper = make_keeper(system, first)
-    keeper.bidders.append(second)
-    bids = []
-    for _ in range(2):  # two breaches, one after the other: the first bid leaves ``first`` holding a book
+    """A bid hands the bidder a book; its next bid proves its own leaf, so it waits for a round anchored after its
+    bid (one bid per account and round), then bids again from the same account."""
+    bidder = trader(system, desk, usdc=50_000)
+    keeper = make_keeper(system, bidder)
+    ledger = system.contract("MarginAccounts").functions
+    for _ in range(2):  # two breaches, one after the other
         victim = breach(system, desk, maker, cash=10_000, size=UNIT, drop_to=96_500)
         attest_round(system)
         assert keeper.tick().started == [victim.address]
         warp(system, PLATEAU)
+        refresh_index(system)
         (bid,) = keeper.tick().bids
         assert bid.account == victim.address and bid.restored
-        bids.append(bid)
-    ledger = system.contract("MarginAccounts").functions
-    assert ledger.openPositionCount(first.address).call() == ledger.openPositionCount(second.address).call() == 1
-    assert keeper.bidder() is None  # both hold books now: the keeper would wait
+        assert ledger.openPositionCount(bidder.address).call() == 1  # the second fraction joined the first
+        assert ledger.positionOf(bidder.address, 1).call() > 0
+        assert keeper.bidder() is None  # its book changed after the latest round: no leaf proves it yet
+        attest_round(system)
+        chosen = keeper.bidder()
+        assert chosen is not None and chosen.leaf[1] != [] and chosen.funds.margin > 0
+    check_conservation(system.w3, system.deployment)
 
 
 def test_pmoracle_liquidator_once_starts_the_auction_from_its_config(

@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 
 from pmoracle.errors import InputError
 from pmoracle.keeper.decision import (
+    TAKE_MAX,
     WAD,
     Action,
     AuctionParams,
+    BidderFunds,
     Policy,
     afford,
     bidder_solvent,
@@ -21,6 +23,7 @@ from pmoracle.keeper.decision import (
     max_fraction,
     min_fraction,
     quote,
+    take_max_bound,
 )
 
 USD = 10**18
@@ -82,48 +85,94 @@ def test_afford_returns_a_fraction_the_contract_accepts_for_this_bidder(
 ) -> None:
     d = discount_at(PARAMS, elapsed)
     most = max_fraction(PARAMS, equity, mm, d)
-    f = afford(PARAMS, cash, equity, mm, d, most)
+    f = afford(PARAMS, BidderFunds(cash), equity, mm, d, most)
     assert 0 <= f <= most
     if f >= min_fraction(PARAMS, equity, mm, d):
-        assert bidder_solvent(PARAMS, cash, quote(PARAMS, f, equity, mm, d), equity, mm)
+        assert bidder_solvent(PARAMS, BidderFunds(cash), quote(PARAMS, f, equity, mm, d), equity, mm)
+
+
+@given(
+    equity=st.integers(-(10**24), 10**24),
+    mm=st.integers(1, 10**24),
+    elapsed=st.integers(0, 10_000),
+    base=st.integers(0, 10**25),
+    bidder_margin=st.integers(0, 10**25),
+)
+def test_a_bidder_with_a_book_carries_what_its_headroom_carries(
+    equity: int, mm: int, elapsed: int, base: int, bidder_margin: int
+) -> None:
+    """A bidder with a book brings its equity less (1 + b) x its own margin: afford() never returns a fraction the
+    contract's check (1 + b)(M_B + f M) refuses."""
+    d = discount_at(PARAMS, elapsed)
+    most = max_fraction(PARAMS, equity, mm, d)
+    funds = BidderFunds(base, bidder_margin)
+    f = afford(PARAMS, funds, equity, mm, d, most)
+    if f >= min_fraction(PARAMS, equity, mm, d):
+        assert bidder_solvent(PARAMS, funds, quote(PARAMS, f, equity, mm, d), equity, mm)
+
+
+@given(
+    equity=st.integers(-(10**22), 10**22),
+    mm=st.integers(10**18, 10**22),
+    elapsed=st.integers(0, 4_000),
+    cash=st.integers(0, 10**23),
+)
+def test_a_take_max_bid_is_covered_at_every_later_discount(equity: int, mm: int, elapsed: int, cash: int) -> None:
+    """take_max_bound() promises: mined at any later discount, the bid of f* leaves the bidder solvent and costs at
+    most the bound (every second of the schedule is checked)."""
+    if equity >= mm:
+        return
+    funds = BidderFunds(cash)
+    d = discount_at(PARAMS, elapsed)
+    bound = take_max_bound(PARAMS, funds, equity, mm, d)
+    if bound is None:
+        return
+    for t in range(elapsed, PARAMS.plateau + 1, 7):
+        later = discount_at(PARAMS, t)
+        q = quote(PARAMS, max_fraction(PARAMS, equity, mm, later), equity, mm, later)
+        assert bidder_solvent(PARAMS, funds, q, equity, mm)
+        assert q.cost <= bound
 
 
 def test_start_an_auction_on_a_breach_and_nothing_on_a_healthy_account() -> None:
-    common = {"auction_started_at": None, "now": 1_000, "cash": 0}
+    common = {"auction_started_at": None, "now": 1_000, "funds": BidderFunds(0)}
     assert decide(PARAMS, POLICY, equity=900 * USD, mm=1_000 * USD, **common).action is Action.START
     assert decide(PARAMS, POLICY, equity=1_000 * USD, mm=1_000 * USD, **common).action is Action.NONE
 
 
 def test_end_an_auction_the_round_shows_restored() -> None:
-    d = decide(PARAMS, POLICY, equity=1_001 * USD, mm=1_000 * USD, auction_started_at=0, now=10, cash=0)
+    d = decide(PARAMS, POLICY, equity=1_001 * USD, mm=1_000 * USD, auction_started_at=0, now=10, funds=BidderFunds(0))
     assert d.action is Action.END
 
 
 def test_wait_while_the_discount_does_not_pay_then_bid_the_whole_allowed_fraction() -> None:
-    args = {"equity": 900 * USD, "mm": 1_000 * USD, "auction_started_at": 0, "cash": 10_000 * USD}
+    args = {"equity": 900 * USD, "mm": 1_000 * USD, "auction_started_at": 0, "funds": BidderFunds(10_000 * USD)}
     early = decide(PARAMS, POLICY, now=1, **args)
     assert early.action is Action.WAIT and early.quote is not None and "gain" in early.reason
     late = decide(PARAMS, POLICY, now=PARAMS.plateau, **args)
     assert late.action is Action.BID and late.quote is not None
     assert late.quote.fraction == late.quote.max_fraction == max_fraction(PARAMS, 900 * USD, 1_000 * USD, 10**17)
+    # it can carry f* at every later discount: TAKE_MAX, limited by the worst cost
+    assert late.take_max and late.bid_args[0] == TAKE_MAX and late.bid_args[1] >= late.quote.cost
 
 
 def test_a_short_keeper_bids_what_it_can_carry_and_waits_on_a_whole_book() -> None:
     args = {"mm": 1_000 * USD, "auction_started_at": 0, "now": PARAMS.plateau}
-    partial = decide(PARAMS, Policy(0, 0), equity=900 * USD, cash=100 * USD, **args)
+    partial = decide(PARAMS, Policy(0, 0), equity=900 * USD, funds=BidderFunds(100 * USD), **args)
     assert partial.action is Action.BID and partial.quote is not None
     assert 0 < partial.quote.fraction < partial.quote.max_fraction
-    assert bidder_solvent(PARAMS, 100 * USD, partial.quote, 900 * USD, 1_000 * USD)
-    whole = decide(PARAMS, Policy(0, 0), equity=-100 * USD, cash=100 * USD, **args)
+    assert bidder_solvent(PARAMS, BidderFunds(100 * USD), partial.quote, 900 * USD, 1_000 * USD)
+    assert not partial.take_max and partial.bid_args == (partial.quote.fraction, partial.quote.cost)
+    whole = decide(PARAMS, Policy(0, 0), equity=-100 * USD, funds=BidderFunds(100 * USD), **args)
     assert whole.action is Action.WAIT and "cannot carry" in whole.reason
-    rich = decide(PARAMS, Policy(0, 0), equity=-100 * USD, cash=10_000 * USD, **args)
+    rich = decide(PARAMS, Policy(0, 0), equity=-100 * USD, funds=BidderFunds(10_000 * USD), **args)
     assert rich.action is Action.BID and rich.quote is not None and rich.quote.fraction == WAD
     assert rich.quote.cost < 0  # the fund subsidizes the bidder
 
 
 def test_a_patient_keeper_waits_for_the_plateau_where_one_bid_restores_whenever_it_lands() -> None:
     patient = Policy(min_profit=0, gas_cost=0, wait_for_plateau=True)
-    args = {"equity": 900 * USD, "mm": 1_000 * USD, "auction_started_at": 0, "cash": 10_000 * USD}
+    args = {"equity": 900 * USD, "mm": 1_000 * USD, "auction_started_at": 0, "funds": BidderFunds(10_000 * USD)}
     early = decide(PARAMS, patient, now=PARAMS.plateau - 1, **args)
     assert early.action is Action.WAIT and "moving" in early.reason
     assert decide(PARAMS, POLICY, now=PARAMS.plateau - 1, **args).action is Action.BID  # an eager one bids
@@ -133,7 +182,13 @@ def test_a_patient_keeper_waits_for_the_plateau_where_one_bid_restores_whenever_
 
 
 def test_a_book_worth_less_at_current_marks_than_attested_waits() -> None:
-    args = {"equity": 900 * USD, "mm": 1_000 * USD, "auction_started_at": 0, "now": PARAMS.plateau, "cash": 10**22}
+    args = {
+        "equity": 900 * USD,
+        "mm": 1_000 * USD,
+        "auction_started_at": 0,
+        "now": PARAMS.plateau,
+        "funds": BidderFunds(10**22),
+    }
     attested = decide(PARAMS, POLICY, **args)
     assert attested.action is Action.BID and attested.quote is not None
     # f = 0.2 of the book; 110 USD less equity at current marks costs the bidder 22 USD of its 16 USD gain
