@@ -41,6 +41,10 @@ def test_the_crash_is_liquidated_by_the_keeper_and_every_breached_account_resolv
     assert summary["scenario"] == "crash" and summary["crashed_at_step"] == 3
     assert summary["accounts_breached"] > 0 and summary["liquidations"] > 0
     assert summary["accounts_restored"] + summary["accounts_insolvent"] == summary["accounts_breached"]
+    assert summary["accounts_unresolved"] == 0 and summary["auctions_open_at_end"] == 0
+    # restored within two attested rounds of its breach: the keeper starts the auction on the breaching round and
+    # bids on the next; the round after shows the account restored
+    assert summary["max_rounds_breach_to_restored"] is None or summary["max_rounds_breach_to_restored"] <= 2
     assert summary["gas_per_bid_median"] > 0
     assert summary["rounds_verified"] == summary["rounds_attested"] and summary["conservation_ok"] is True
 

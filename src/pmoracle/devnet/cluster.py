@@ -48,7 +48,7 @@ from pmoracle.risk.params import RiskParams, parse_params
 DEPLOYER_KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
 DEVNET_PASSWORD = "pmoracle-devnet"  # devnet key files only; never a production password
 LIGHT_KDF_ITERATIONS = 4096
-LIQUIDATION_ROUNDS = 3  # --days: rounds after the last market step in which the keeper finishes its auctions
+LIQUIDATION_ROUNDS = 6  # --days: rounds after the last market step in which the keeper finishes its auctions
 AWAIT_ROUND_S = 20.0  # --days: seconds to wait for the awaited round before awaiting the next anchor
 
 
@@ -316,7 +316,9 @@ class Devnet:
         if self.liquidations is not None:
             self._keeper_round = latest
             report = self.liquidations.on_round(self.outputs[latest], self.client.get_block(latest).timestamp)
-            if report.bids:  # the market holds still for a round: the next one attests what the bids restored
+            if report.bids:  # the market holds still for a round: the next one attests what the bids restored,
+                # while the discount of the auctions started now runs its course
+                self.lifecycle.hold(self.liquidations.keeper.auction_params().plateau)
                 self._await_next_anchor(int(self.client.block_number()))
                 return
         self.lifecycle.step(self.outputs[latest], latest)
@@ -324,14 +326,22 @@ class Devnet:
 
     def _liquidate_after_days(self, latest: int) -> None:
         """After the last market step, give the keeper up to LIQUIDATION_ROUNDS more rounds (the market holds
-        still) while a breached account is neither restored nor insolvent or an auction is open."""
+        still) while a breached account is neither restored nor insolvent or an auction is open. Between them the
+        auctions' discount schedule runs its course (chain time moves by fastPhase + slowPhase, the feeds posted
+        again at the same prices), as it would between two market steps."""
         desk = self.liquidations
-        if desk is None or self._keeper_round >= latest or self._rounds_after_days >= LIQUIDATION_ROUNDS:
+        if desk is None or self._keeper_round >= latest:
+            return
+        self._keeper_round = latest
+        anchor_time = self.client.get_block(latest).timestamp
+        if self._rounds_after_days >= LIQUIDATION_ROUNDS:  # the round after the keeper's last: what it attests
+            desk.observe(self.outputs[latest], anchor_time)
             return
         self._rounds_after_days += 1
-        self._keeper_round = latest
-        desk.on_round(self.outputs[latest], self.client.get_block(latest).timestamp)
+        desk.on_round(self.outputs[latest], anchor_time)
         if desk.unresolved() or desk.keeper.watched:
+            if self.lifecycle is not None:
+                self.lifecycle.hold(desk.keeper.auction_params().plateau)
             self._await_next_anchor(int(self.client.block_number()))
 
     def _await_next_anchor(self, head: int) -> None:
@@ -354,8 +364,7 @@ class Devnet:
         if not self.days_done or self._awaited_anchor is None or not self.attested:
             return False
         latest = self.attested[-1].block_number
-        keeper_behind = self._keeper_round < latest and self._rounds_after_days < LIQUIDATION_ROUNDS
-        if self.liquidations is not None and keeper_behind:  # the keeper has not seen the latest round yet
+        if self.liquidations is not None and self._keeper_round < latest:  # the desk has not seen the latest round
             return False
         return latest >= self._awaited_anchor
 

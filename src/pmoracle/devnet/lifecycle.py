@@ -151,6 +151,14 @@ class Lifecycle:
         self._pay_funding()
         world.trade_randomly(max(3, len(world.accounts) // 10))
 
+    def hold(self, seconds: int) -> None:
+        """Let ``seconds`` of chain time pass with the market holding still: the feeds are posted again at the same
+        prices (fresh for the engine), nothing trades, settles or pays funding."""
+        world = self.world
+        world.rpc("evm_increaseTime", [seconds])
+        world.now = world.now + seconds
+        world.send_all([*world._feed_txs(world.now), world._marks_tx()])
+
     def _settle_expired(self) -> None:
         world = self.world
         for expiry in [e for e in world.expiries if e <= world.now and e not in self.settled]:

@@ -162,6 +162,8 @@ class Keeper:
         self.bidders = [transmitter, *bidders]
         self.value_at_marks = value_at_marks
         self._marks: dict[str, int] | None = None  # equity at current marks by account, for one tick
+        self._ready: list[Bidder] | None = None  # the accounts that can bid in this tick, read once
+        self._ticking = False
         self.liquidator = deployment.contract(_W3, "Liquidator").functions
         self.ledger = deployment.contract(_W3, "MarginAccounts").functions
         self.oracle = deployment.contract(_W3, "MarginOracle").functions
@@ -237,19 +239,47 @@ class Keeper:
         """
         report = TickReport()
         self._marks = None
+        self._ready = None
         round_ = self.latest_round()
         if round_ is None:
             return report
-        report.round_block = round_.block_number
         params = self.auction_params()
+        self._ticking = True
+        try:
+            # a newer round attested mid-tick makes every later proof fail (InvalidMarginProof): the accounts left
+            # are evaluated again on it, once
+            only: list[str] | None = None
+            for _ in range(2):
+                stale = self._pass(params, round_, report, only)
+                newer = self.latest_round() if stale else None
+                if newer is None or newer.block_number == round_.block_number:
+                    break
+                round_, self._ready, only = newer, None, stale
+                for account in stale:
+                    report.errors.pop(account, None)
+        finally:
+            self._ticking, self._ready = False, None  # read again at the next tick
+        self.metrics.open_auctions.set(len(self.watched))
+        self.metrics.cash_usd.set(self._cash() / WAD)
+        return report
+
+    def _pass(
+        self, params: AuctionParams, round_: AttestedRound, report: TickReport, only: list[str] | None
+    ) -> list[str]:
+        """Act on every breached or watched account of ``round_`` (or on those of ``only`` among them); return
+        those whose proof the chain refused (a newer round was attested meanwhile)."""
+        report.round_block = round_.block_number
         breached = [
             str(to_checksum_address(leaf.account))
             for leaf in round_.tree.leaves
             if leaf.equity < leaf.maintenance_margin and to_checksum_address(leaf.account) != self.fund
         ]
-        report.breached = breached
+        if only is None:
+            report.breached = breached
         present = {str(to_checksum_address(leaf.account)) for leaf in round_.tree.leaves}
-        for account in sorted(set(breached) | (self.watched & present)):
+        accounts = set(breached) | (self.watched & present)
+        stale = []
+        for account in sorted(accounts if only is None else accounts & set(only)):
             try:
                 self._act(params, round_, account, report)
             except (ChainError, KeeperError) as exc:
@@ -257,9 +287,9 @@ class Keeper:
                 self.metrics.errors.labels(kind=kind).inc()
                 report.errors[account] = str(exc)
                 log.warning("keeper action on %s failed: %s", account, exc)
-        self.metrics.open_auctions.set(len(self.watched))
-        self.metrics.cash_usd.set(self._cash() / WAD)
-        return report
+                if kind == "InvalidMarginProof":
+                    stale.append(account)
+        return stale
 
     def _cash(self, address: str | None = None) -> int:
         return int(self.client.call(self.ledger.cashOf(address or self.address)))
@@ -294,13 +324,20 @@ class Keeper:
         return Bidder(transmitter, BidderFunds(base, mm), (margin, proof))
 
     def bidder(self, round_: AttestedRound | None = None, params: AuctionParams | None = None) -> Bidder | None:
-        """Return the bidding account with the most headroom in the latest round (None: none can bid now)."""
+        """Return the bidding account with the most headroom in the latest round (None: none can bid now).
+
+        Within a tick the accounts are read once (``_ready``) and one that bid leaves the list: its book changed
+        after the round's anchor."""
         round_ = round_ or self.latest_round()
         if round_ is None:
             return None
         params = params or self.auction_params()
-        candidates = [b for t in self.bidders if (b := self.bidder_of(round_, t, params)) is not None]
-        return max(candidates, key=lambda b: b.funds.headroom(params), default=None)
+        ready = self._ready
+        if ready is None:
+            ready = [b for t in self.bidders if (b := self.bidder_of(round_, t, params)) is not None]
+            if self._ticking:
+                self._ready = ready
+        return max(ready, key=lambda b: b.funds.headroom(params), default=None)
 
     def _decide(
         self, params: AuctionParams, equity: int, mm: int, started: int | None, funds: BidderFunds, account: str
@@ -392,6 +429,8 @@ class Keeper:
             self._check_quote(account, q, equity, mm)
             fraction, max_payment = decision.bid_args
             call = self.liquidator.bid(account, fraction, max_payment, margin, proof, *bidder.leaf)
+            if self._ready is not None:
+                self._ready.remove(bidder)  # its book changes now: no leaf proves it until the next round
             receipt = bidder.transmitter.transact_call(call)
             q = self._mined_quote(receipt, q)
             restored = self.started_at(account) is None
