@@ -10,12 +10,13 @@ import {Report, IMarginOracle} from "./PmoracleTypes.sol";
 /// @title MarginOracle
 /// @notice Stores the margin book roots attested by a quorum of the solver committee and proves account leaves.
 /// @dev Check order of `attest` (docs/contracts.md): config digest, block number, block hash, signer range,
-///      quorum, signature count, then each signature in bitmap order. Rounds live in a ring keyed by
-///      `blockNumber % historyBlocks`, so every round of the last `historyBlocks` blocks stays readable.
-///      The committee (digest, version, members) is kept as code, not storage: an OpenZeppelin `Clones` clone
-///      with immutable args abi.encodePacked(configDigest, uint256 version, members) whose implementation is
-///      address(0) (it never runs anything). `attest` reads it with one EXTCODECOPY instead of one cold SLOAD
-///      per signer (the SSTORE2 pattern).
+///      ejected signers, quorum, signature count, then each signature in bitmap order. Rounds live in a ring keyed
+///      by `blockNumber % historyBlocks`, so every round of the last `historyBlocks` blocks stays readable, with
+///      the block hash checked at attestation (the canonical hash once blockhash() has forgotten the block).
+///      The committee (digest, version, ejected members, members) is kept as code, not storage: an OpenZeppelin
+///      `Clones` clone with immutable args abi.encodePacked(configDigest, uint256(ejectedBitmap << 64 | version),
+///      members) whose implementation is address(0) (it never runs anything). `attest` reads it with one
+///      EXTCODECOPY instead of one cold SLOAD per signer (the SSTORE2 pattern); an ejection writes a new clone.
 contract MarginOracle is IMarginOracle, EIP712 {
     /// @notice keccak256 of the EIP-712 Report type (REPORT_TYPE in src/pmoracle/consensus/report.py).
     bytes32 public constant REPORT_TYPEHASH = keccak256(
@@ -33,6 +34,7 @@ contract MarginOracle is IMarginOracle, EIP712 {
         uint64 attestedAt;
         uint32 accountCount;
         uint64 configVersion;
+        bytes32 blockHash;
     }
 
     /// @notice A round as returned by the views.
@@ -44,6 +46,7 @@ contract MarginOracle is IMarginOracle, EIP712 {
         uint64 configVersion;
         uint32 accountCount;
         uint64 attestedAt;
+        bytes32 blockHash;
     }
 
     /// @dev Everything `attest` and `verifyMargin` read from storage, packed in one slot.
@@ -68,6 +71,9 @@ contract MarginOracle is IMarginOracle, EIP712 {
 
     /// @notice A committee config was installed by the registry.
     event CommitteeInstalled(uint64 indexed version, bytes32 indexed configDigest, address[] members, uint8 quorum);
+    /// @notice The registry ejected member `index` of config `version` (slashed below the minimum stake): its
+    ///         signatures are refused until the owner installs a committee without it.
+    event SignerEjected(uint64 indexed version, uint256 index, address member);
     /// @notice A round was attested.
     event RoundAttested(
         uint64 indexed blockNumber,
@@ -93,6 +99,10 @@ contract MarginOracle is IMarginOracle, EIP712 {
     error BlockHashMismatch(uint64 blockNumber, bytes32 given, bytes32 actual);
     /// @notice The bitmap names a member index at or above the committee size.
     error SignerOutOfRange(uint256 signerBitmap, uint8 committeeSize);
+    /// @notice The bitmap names a member the registry ejected from the current config.
+    error EjectedSigner(uint256 memberIndex, address member);
+    /// @notice The ejection names another config version than the current one, or a member index outside it.
+    error InvalidEjection(uint64 version, uint256 index);
     /// @notice Fewer signers than the quorum.
     error BelowQuorum(uint256 signers, uint8 quorum);
     /// @notice The number of signatures differs from the number of bits set in the bitmap.
@@ -140,6 +150,26 @@ contract MarginOracle is IMarginOracle, EIP712 {
         emit CommitteeInstalled(version, digest, members_, quorum_);
     }
 
+    /// @notice Refuse the signatures of member `index` of the current config; called by SolverRegistry when a
+    ///         member is slashed below the minimum stake. The config digest does not change, so the other members
+    ///         keep attesting until the owner installs a new committee.
+    /// @param version The current config version.
+    /// @param index The member's index in the committee (bitmap order).
+    function ejectMember(uint64 version, uint256 index) external {
+        if (msg.sender != registry) revert NotRegistry(msg.sender);
+        State storage s = _state;
+        if (s.committeeData == address(0)) revert NoCommittee();
+        bytes memory committee = Clones.fetchCloneArgs(s.committeeData);
+        (, uint64 current) = _committeeHeader(committee);
+        if (version != current || index >= s.committeeSize) revert InvalidEjection(version, index);
+        uint256 ejected = _ejectedOf(committee) | (1 << index);
+        assembly ("memory-safe") {
+            mstore(add(committee, 0x40), or(shl(64, ejected), version))
+        }
+        s.committeeData = Clones.cloneWithImmutableArgs(address(0), committee);
+        emit SignerEjected(version, index, _memberOf(committee, index));
+    }
+
     /// @notice Attest a round: store its accounts root once a quorum of the committee signed the report.
     /// @param report The report every signer signed (EIP-712, this contract's domain).
     /// @param signerBitmap Bit i set when committee member i signed; signatures follow in increasing i.
@@ -160,11 +190,13 @@ contract MarginOracle is IMarginOracle, EIP712 {
         }
         // 4. signers are distinct by construction (one bit per member) and within the committee
         if (signerBitmap >> s.committeeSize != 0) revert SignerOutOfRange(signerBitmap, s.committeeSize);
+        // 5. no signer was ejected from this config (slashed below the minimum stake)
+        _checkNotEjected(signerBitmap, committee);
         uint256 count = _countBits(signerBitmap);
-        // 5. upon |signers| >= quorum
+        // 6. upon |signers| >= quorum
         if (count < s.quorum) revert BelowQuorum(count, s.quorum);
         if (signatures.length != count) revert SignatureCountMismatch(signatures.length, count);
-        // 6. each signature is member i's over the EIP-712 digest (ECDSA rejects high-s and bad v)
+        // 7. each signature is member i's over the EIP-712 digest (ECDSA rejects high-s and bad v)
         bytes32 digest = reportDigest(report);
         _checkSignatures(digest, signerBitmap, signatures, committee);
         _rounds[report.blockNumber % historyBlocks] = Round({
@@ -173,7 +205,8 @@ contract MarginOracle is IMarginOracle, EIP712 {
             blockNumber: report.blockNumber,
             attestedAt: uint64(block.timestamp),
             accountCount: report.accountCount,
-            configVersion: version
+            configVersion: version,
+            blockHash: report.blockHash
         });
         _state.lastBlockNumber = report.blockNumber;
         emit RoundAttested(
@@ -287,13 +320,24 @@ contract MarginOracle is IMarginOracle, EIP712 {
         return (configDigestOf[r.configVersion], r.reportDigest);
     }
 
+    /// @inheritdoc IMarginOracle
+    function roundBlockHash(uint64 blockNumber) external view returns (bytes32) {
+        return _roundOf(blockNumber).blockHash;
+    }
+
     /// @notice Return the digest of the current committee config (zero before the first committee).
     function configDigest() external view returns (bytes32 digest) {
         address data = _state.committeeData;
         if (data != address(0)) (digest,) = _committeeHeader(Clones.fetchCloneArgs(data));
     }
 
-    /// @notice Return the current committee members in bitmap order.
+    /// @notice Return the bitmap of the current config's members ejected by the registry (bit i: member i).
+    function ejectedMembers() external view returns (uint256 ejected) {
+        address data = _state.committeeData;
+        if (data != address(0)) ejected = _ejectedOf(Clones.fetchCloneArgs(data));
+    }
+
+    /// @notice Return the current committee members in bitmap order (ejected ones included).
     function members() external view returns (address[] memory result) {
         State memory s = _state;
         result = new address[](s.committeeSize);
@@ -355,12 +399,13 @@ contract MarginOracle is IMarginOracle, EIP712 {
             configDigest: configDigestOf[r.configVersion],
             configVersion: r.configVersion,
             accountCount: r.accountCount,
-            attestedAt: r.attestedAt
+            attestedAt: r.attestedAt,
+            blockHash: r.blockHash
         });
     }
 
-    /// @dev The committee blob is abi.encodePacked(bytes32 digest, uint256 version, address[] members): three
-    ///      32-byte words and then one word per member.
+    /// @dev The committee blob is abi.encodePacked(bytes32 digest, uint256(ejected << 64 | version), address[]
+    ///      members): two 32-byte header words and then one word per member.
     function _committeeHeader(bytes memory committee) internal pure returns (bytes32 digest, uint64 version) {
         uint256 word;
         assembly ("memory-safe") {
@@ -368,6 +413,20 @@ contract MarginOracle is IMarginOracle, EIP712 {
             word := mload(add(committee, 0x40))
         }
         version = uint64(word);
+    }
+
+    function _ejectedOf(bytes memory committee) internal pure returns (uint256 ejected) {
+        assembly ("memory-safe") {
+            ejected := shr(64, mload(add(committee, 0x40)))
+        }
+    }
+
+    function _checkNotEjected(uint256 signerBitmap, bytes memory committee) internal pure {
+        uint256 refused = signerBitmap & _ejectedOf(committee);
+        if (refused == 0) return;
+        uint256 index = 0;
+        while (refused & (1 << index) == 0) ++index;
+        revert EjectedSigner(index, _memberOf(committee, index));
     }
 
     function _memberOf(bytes memory committee, uint256 index) internal pure returns (address member) {

@@ -17,12 +17,15 @@ Protocol, per round key K = (configDigest, B), from the point of view of member 
     upon valid signed report s from committee member p_j for K:
         S[K][digest(s)] += {p_j}
         if p_j signed another digest for K: emit SubmitEvidence(Equivocation)
-        if K is attested with digest a != digest(s): emit SubmitEvidence(Deviation)
+        if K is attested with digest a != digest(s) and s is about the attested block hash h:
+            emit SubmitEvidence(Deviation)
         upon |S[K][d]| >= q and no certificate for K: cert[K] := certificate(d, S[K][d]); t_K := now
     upon tick at now:
         for every open K with cert[K]: if now - t_K >= position_i(schedule(K)) * stageDelay: emit Transmit(cert[K])
-    upon K attested with digest a:
-        close every K' = (configDigest, B') with B' <= B; for every p_j with a != d in S[K]: emit Deviation
+    upon K attested with digest a over block hash h:
+        close every K' = (configDigest, B') with B' <= B
+        for every p_j with d != a in S[K] whose report names h: emit Deviation
+        (a report about another hash of B was signed on a fork that a deep reorg replaced: no offence)
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ class RoundState:
     transmit_position: int | None = None  # own position in the round's schedule (set with the certificate)
     transmitted_at: float | None = None
     attested_digest: bytes | None = None
+    attested_block_hash: bytes | None = None  # the canonical hash of B (the attested report's)
     reported: frozenset[tuple[str, bytes]] = frozenset()  # (evidence kind, signer) already submitted
 
 
@@ -350,8 +354,9 @@ def on_new_head(state: CollectorState, head: int) -> Transition:
     return replace(state, head=head, forgotten_through=floor, rounds=rounds), ()
 
 
-def on_round_attested(state: CollectorState, key: RoundKey, digest: bytes) -> Transition:
-    """Return the transition for a round attested on-chain: it and older rounds close; deviations are reported."""
+def on_round_attested(state: CollectorState, key: RoundKey, digest: bytes, block_hash: bytes) -> Transition:
+    """Return the transition for a round attested on-chain (report ``digest`` about ``block_hash``): it and older
+    rounds close; deviations about that block hash are reported."""
     ctx = state.context
     config_digest, block = key
     # the attested round belongs to this configuration
@@ -364,7 +369,7 @@ def on_round_attested(state: CollectorState, key: RoundKey, digest: bytes) -> Tr
     rnd = state.rounds.get(block) or RoundState(block_number=block)
     if rnd.attested_digest is not None:
         return state, ()
-    rnd = replace(rnd, attested_digest=digest)
+    rnd = replace(rnd, attested_digest=digest, attested_block_hash=block_hash)
     effects: tuple[Effect, ...] = ()
     for signed_digest in sorted(rnd.signed):
         if signed_digest == digest:
@@ -421,6 +426,9 @@ def _process_valid_signed_report(
 def _process_deviation(rnd: RoundState, msg: SignedReport, digest: bytes) -> tuple[RoundState, tuple[Effect, ...]]:
     attested = rnd.attested_digest
     if attested is None or digest == attested or ("deviation", msg.signer) in rnd.reported:
+        return rnd, ()
+    # only a report about the canonical block deviates: one about a reorged fork's block was honest when signed
+    if msg.report.block_hash != rnd.attested_block_hash:
         return rnd, ()
     rnd = replace(rnd, reported=rnd.reported | {("deviation", msg.signer)})
     return rnd, (SubmitEvidence(Deviation(msg, attested)),)

@@ -176,7 +176,7 @@ class ProtocolExecutor:
             return  # another configuration's round: not ours to close
         key = compute_round_key(attested.config_digest, block)
         self.reports.mark_attested(key)
-        await self.apply(col.on_round_attested(self.state, key, attested.report_digest))
+        await self.apply(col.on_round_attested(self.state, key, attested.report_digest, attested.block_hash))
 
     async def _resume(self, block: int) -> None:
         """Re-enter round ``block`` (processed before a restart) with the report this node signed for it."""

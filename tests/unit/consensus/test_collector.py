@@ -66,6 +66,10 @@ def _digest(variant: int = 0, block: int = BLOCK) -> bytes:
     return compute_report_digest(DOMAIN, make_report(make_committee(N), block, variant))
 
 
+def _hash(block: int = BLOCK) -> bytes:
+    return make_report(make_committee(N), block).block_hash
+
+
 def test_quorum_of_same_digest_forms_one_valid_certificate() -> None:
     state, effects = _feed(_state(), make_signed(N, 1, BLOCK), make_signed(N, 2, BLOCK))
     assert _of(effects, CertificateFormed) == []
@@ -143,7 +147,7 @@ def test_equivocation_detected_once_with_valid_evidence() -> None:
 def test_deviation_reported_on_attestation_and_for_late_messages() -> None:
     state, _ = _feed(_state(), make_signed(N, 1, BLOCK, 0), make_signed(N, 2, BLOCK, 1))
     key = (make_committee(N).digest(), BLOCK)
-    state, effects = on_round_attested(state, key, _digest(0))
+    state, effects = on_round_attested(state, key, _digest(0), _hash())
     [submit] = _of(effects, SubmitEvidence)
     assert isinstance(submit.evidence, Deviation)
     assert submit.evidence.signed == make_signed(N, 2, BLOCK, 1)
@@ -152,13 +156,29 @@ def test_deviation_reported_on_attestation_and_for_late_messages() -> None:
     [late] = _of(effects, SubmitEvidence)
     assert isinstance(late.evidence, Deviation) and late.evidence.signed.signer == make_committee(N).members[3]
     # attesting again reports nothing twice
-    _, effects = on_round_attested(state, key, _digest(0))
+    _, effects = on_round_attested(state, key, _digest(0), _hash())
     assert _of(effects, SubmitEvidence) == []
+
+
+def test_no_deviation_is_reported_for_a_report_about_a_reorged_block() -> None:
+    # a deep reorg replaced block B after members 1 and 2 signed it; the round is attested over the new hash
+    old_fork = replace(make_report(make_committee(N), BLOCK), block_hash=b"\xee" * 32)
+    signed_on_old_fork = [sign_report(DOMAIN, old_fork, make_key(i)) for i in (1, 2)]
+    state, _ = _feed(_state(), signed_on_old_fork[0])
+    state, effects = on_round_attested(state, (make_committee(N).digest(), BLOCK), _digest(0), _hash())
+    assert _of(effects, SubmitEvidence) == []
+    # nor when such a report arrives after the attestation
+    state, effects = _feed(state, signed_on_old_fork[1])
+    assert _of(effects, SubmitEvidence) == []
+    # a report about the canonical block that differs is still a deviation
+    _, effects = _feed(state, make_signed(N, 3, BLOCK, 1))
+    [submit] = _of(effects, SubmitEvidence)
+    assert isinstance(submit.evidence, Deviation) and submit.evidence.signed == make_signed(N, 3, BLOCK, 1)
 
 
 def test_attestation_of_other_config_rejected() -> None:
     state = _state()
-    after, effects = on_round_attested(state, (b"\x07" * 32, BLOCK), _digest())
+    after, effects = on_round_attested(state, (b"\x07" * 32, BLOCK), _digest(), _hash())
     assert after is state and effects == (Rejected(RejectReason.WRONG_CONFIG_DIGEST),)
 
 
@@ -177,7 +197,7 @@ def test_local_report_refused_for_watcher_and_closed_round() -> None:
     report = make_report(make_committee(N), BLOCK)
     watcher = _state(me=None)
     assert on_local_report(watcher, report, 0.0) == (watcher, (Rejected(RejectReason.NOT_A_MEMBER),))
-    state, _ = on_round_attested(_state(), (make_committee(N).digest(), BLOCK), _digest())
+    state, _ = on_round_attested(_state(), (make_committee(N).digest(), BLOCK), _digest(), _hash())
     assert on_local_report(state, report, 0.0) == (state, (Rejected(RejectReason.ROUND_CLOSED),))
 
 
@@ -239,7 +259,8 @@ def test_transmission_waits_for_schedule_position(member: int) -> None:
 def test_no_transmission_after_attestation_or_newer_round() -> None:
     committee = make_committee(N)
     state = _state(me=0, stage_delay=10.0)
-    state, _ = on_round_attested(state, (committee.digest(), BLOCK + 10), _digest(block=BLOCK + 10))
+    state, _ = on_round_attested(state, (committee.digest(), BLOCK + 10), _digest(block=BLOCK + 10),
+                                 _hash(BLOCK + 10))  # fmt: skip
     state, effects = _feed(state, *(make_signed(N, i, BLOCK) for i in range(1, N)), now=0.0)
     assert len(_of(effects, CertificateFormed)) == 1
     state, effects = on_tick(state, 1000.0)

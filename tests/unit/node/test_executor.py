@@ -76,7 +76,8 @@ async def test_new_heads_trigger_each_ready_anchor_once(
         assert await executor.on_new_head(depth - 1) is None  # nothing final yet
         assert await executor.on_new_head(5 * PERIOD + depth) == 5 * PERIOD
         assert await executor.on_new_head(5 * PERIOD + depth + 1) is None  # same anchor
-        chain.attested = AttestedRound(6 * PERIOD, b"\x01" * 32, b"\x02" * 32, COMMITTEE.digest(), 1, 0, 0)
+        chain.attested = AttestedRound(6 * PERIOD, b"\x01" * 32, b"\x02" * 32, COMMITTEE.digest(), 1, 0, 0,
+                                       make_report(COMMITTEE, 6 * PERIOD).block_hash)  # fmt: skip
         assert await executor.on_new_head(6 * PERIOD + depth) is None  # already attested by others
         assert executor.last_attested == chain.attested
         assert await executor.on_new_head(7 * PERIOD + depth) == 7 * PERIOD
@@ -129,7 +130,8 @@ async def test_a_certificate_is_transmitted_once_at_a_time_and_never_after_attes
         assert len(chain.transmitted) == 1
         assert chain.transmitted[0].report == make_report(COMMITTEE, block)
         digest = compute_report_digest(DOMAIN, chain.transmitted[0].report)
-        chain.attested = AttestedRound(block, b"\x01" * 32, digest, COMMITTEE.digest(), 1, 0, 0)
+        chain.attested = AttestedRound(block, b"\x01" * 32, digest, COMMITTEE.digest(), 1, 0, 0,
+                                       make_report(COMMITTEE, block).block_hash)  # fmt: skip
         await executor.on_new_head(block + COMMITTEE.finality_depth + 1)
         await trio.sleep(10 * N * executor.state.context.stage_delay)
         assert len(chain.transmitted) == 1
