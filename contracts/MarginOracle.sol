@@ -11,12 +11,15 @@ import {Report, IMarginOracle} from "./PmoracleTypes.sol";
 /// @notice Stores the margin book roots attested by a quorum of the solver committee and proves account leaves.
 /// @dev Check order of `attest` (docs/contracts.md): config digest, block number, block hash, signer range,
 ///      ejected signers, quorum, signature count, then each signature in bitmap order. Rounds live in a ring keyed
-///      by `blockNumber % historyBlocks`, so every round of the last `historyBlocks` blocks stays readable, with
-///      the block hash checked at attestation (the canonical hash once blockhash() has forgotten the block).
-///      The committee (digest, version, ejected members, members) is kept as code, not storage: an OpenZeppelin
-///      `Clones` clone with immutable args abi.encodePacked(configDigest, uint256(ejectedBitmap << 64 | version),
-///      members) whose implementation is address(0) (it never runs anything). `attest` reads it with one
-///      EXTCODECOPY instead of one cold SLOAD per signer (the SSTORE2 pattern); an ejection writes a new clone.
+///      by `blockNumber % historyBlocks`, so every round of the last `historyBlocks` blocks stays readable. A round
+///      stores the block hash checked at attestation (the canonical hash once blockhash() has forgotten the block)
+///      instead of the report digest: the report's paramsHash must be the config's, so the digest is recomputed
+///      from stored fields (`roundDigests`, `roundAt`) and a round still costs three storage slots.
+///      The committee (digest, version, ejected members, paramsHash, members) is kept as code, not storage: an
+///      OpenZeppelin `Clones` clone with immutable args abi.encodePacked(configDigest, uint256(ejectedBitmap << 64 |
+///      version), paramsHash, members) whose implementation is address(0) (it never runs anything). `attest` reads
+///      it with one EXTCODECOPY instead of one cold SLOAD per signer (the SSTORE2 pattern); an ejection writes a
+///      new clone.
 contract MarginOracle is IMarginOracle, EIP712 {
     /// @notice keccak256 of the EIP-712 Report type (REPORT_TYPE in src/pmoracle/consensus/report.py).
     bytes32 public constant REPORT_TYPEHASH = keccak256(
@@ -29,12 +32,11 @@ contract MarginOracle is IMarginOracle, EIP712 {
     /// @notice A stored round.
     struct Round {
         bytes32 accountsRoot;
-        bytes32 reportDigest;
+        bytes32 blockHash;
         uint64 blockNumber;
         uint64 attestedAt;
         uint32 accountCount;
         uint64 configVersion;
-        bytes32 blockHash;
     }
 
     /// @notice A round as returned by the views.
@@ -67,6 +69,8 @@ contract MarginOracle is IMarginOracle, EIP712 {
     State internal _state;
     /// @notice The config digest of each installed config version.
     mapping(uint64 version => bytes32 digest) public configDigestOf;
+    /// @notice The risk parameters hash of each installed config version (what its reports must carry).
+    mapping(uint64 version => bytes32 paramsHash) public paramsHashOf;
     mapping(uint256 slot => Round) internal _rounds;
 
     /// @notice A committee config was installed by the registry.
@@ -93,6 +97,8 @@ contract MarginOracle is IMarginOracle, EIP712 {
     error NoCommittee();
     /// @notice The report's config digest is not the current one.
     error ConfigDigestMismatch(bytes32 given, bytes32 current);
+    /// @notice The report's paramsHash is not the one the current config commits to.
+    error ParamsHashMismatch(bytes32 given, bytes32 current);
     /// @notice The report's block is not newer than the last attested block.
     error StaleBlockNumber(uint64 given, uint64 lastAttested);
     /// @notice blockhash(blockNumber) is unknown (zero: future, current or older than 256 blocks) or differs.
@@ -136,13 +142,23 @@ contract MarginOracle is IMarginOracle, EIP712 {
     /// @notice Install a committee config; called by SolverRegistry.setCommittee.
     /// @param digest The config digest (SolverRegistry.configDigest()).
     /// @param version The config version.
+    /// @param paramsHash_ The risk parameters hash the config commits to (every report must carry it).
     /// @param members_ The report-signing addresses in committee (bitmap) order.
     /// @param quorum_ The minimum number of distinct signers.
-    function setCommittee(bytes32 digest, uint64 version, address[] calldata members_, uint8 quorum_) external {
+    function setCommittee(
+        bytes32 digest,
+        uint64 version,
+        bytes32 paramsHash_,
+        address[] calldata members_,
+        uint8 quorum_
+    ) external {
         if (msg.sender != registry) revert NotRegistry(msg.sender);
         if (members_.length == 0 || members_.length > MAX_COMMITTEE) revert InvalidCommitteeSize(members_.length);
-        address data = Clones.cloneWithImmutableArgs(address(0), abi.encodePacked(digest, uint256(version), members_));
+        address data = Clones.cloneWithImmutableArgs(
+            address(0), abi.encodePacked(digest, uint256(version), paramsHash_, members_)
+        );
         configDigestOf[version] = digest;
+        paramsHashOf[version] = paramsHash_;
         State storage s = _state;
         s.committeeData = data;
         s.quorum = quorum_;
@@ -181,6 +197,10 @@ contract MarginOracle is IMarginOracle, EIP712 {
         (bytes32 current, uint64 version) = _committeeHeader(committee);
         // 1. the report belongs to the current committee config
         if (report.configDigest != current) revert ConfigDigestMismatch(report.configDigest, current);
+        //    … and carries the paramsHash that config commits to (so the stored round determines the digest)
+        if (report.paramsHash != _paramsHashOf(committee)) {
+            revert ParamsHashMismatch(report.paramsHash, _paramsHashOf(committee));
+        }
         // 2. only newer rounds (this also refuses a replayed report)
         if (report.blockNumber <= s.lastBlockNumber) revert StaleBlockNumber(report.blockNumber, s.lastBlockNumber);
         // 3. the report is about this chain's block (blockhash is zero outside the last 256 blocks)
@@ -201,12 +221,11 @@ contract MarginOracle is IMarginOracle, EIP712 {
         _checkSignatures(digest, signerBitmap, signatures, committee);
         _rounds[report.blockNumber % historyBlocks] = Round({
             accountsRoot: report.accountsRoot,
-            reportDigest: digest,
+            blockHash: report.blockHash,
             blockNumber: report.blockNumber,
             attestedAt: uint64(block.timestamp),
             accountCount: report.accountCount,
-            configVersion: version,
-            blockHash: report.blockHash
+            configVersion: version
         });
         _state.lastBlockNumber = report.blockNumber;
         emit RoundAttested(
@@ -317,7 +336,7 @@ contract MarginOracle is IMarginOracle, EIP712 {
     /// @param blockNumber The round's block.
     function roundDigests(uint64 blockNumber) external view returns (bytes32, bytes32) {
         Round storage r = _roundOf(blockNumber);
-        return (configDigestOf[r.configVersion], r.reportDigest);
+        return (configDigestOf[r.configVersion], _digestOf(r));
     }
 
     /// @inheritdoc IMarginOracle
@@ -395,7 +414,7 @@ contract MarginOracle is IMarginOracle, EIP712 {
         return RoundView({
             blockNumber: r.blockNumber,
             accountsRoot: r.accountsRoot,
-            reportDigest: r.reportDigest,
+            reportDigest: _digestOf(r),
             configDigest: configDigestOf[r.configVersion],
             configVersion: r.configVersion,
             accountCount: r.accountCount,
@@ -404,8 +423,26 @@ contract MarginOracle is IMarginOracle, EIP712 {
         });
     }
 
-    /// @dev The committee blob is abi.encodePacked(bytes32 digest, uint256(ejected << 64 | version), address[]
-    ///      members): two 32-byte header words and then one word per member.
+    /// @dev Return the EIP-712 digest of the report a stored round attested (its paramsHash is the config's).
+    function _digestOf(Round storage r) internal view returns (bytes32) {
+        uint64 version = r.configVersion;
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    REPORT_TYPEHASH,
+                    configDigestOf[version],
+                    r.blockNumber,
+                    r.blockHash,
+                    paramsHashOf[version],
+                    r.accountsRoot,
+                    r.accountCount
+                )
+            )
+        );
+    }
+
+    /// @dev The committee blob is abi.encodePacked(bytes32 digest, uint256(ejected << 64 | version), bytes32
+    ///      paramsHash, address[] members): three 32-byte header words and then one word per member.
     function _committeeHeader(bytes memory committee) internal pure returns (bytes32 digest, uint64 version) {
         uint256 word;
         assembly ("memory-safe") {
@@ -413,6 +450,12 @@ contract MarginOracle is IMarginOracle, EIP712 {
             word := mload(add(committee, 0x40))
         }
         version = uint64(word);
+    }
+
+    function _paramsHashOf(bytes memory committee) internal pure returns (bytes32 paramsHash_) {
+        assembly ("memory-safe") {
+            paramsHash_ := mload(add(committee, 0x60))
+        }
     }
 
     function _ejectedOf(bytes memory committee) internal pure returns (uint256 ejected) {
@@ -432,7 +475,7 @@ contract MarginOracle is IMarginOracle, EIP712 {
     function _memberOf(bytes memory committee, uint256 index) internal pure returns (address member) {
         // index < committeeSize is checked by the caller (signer range); the blob holds committeeSize words
         assembly ("memory-safe") {
-            member := mload(add(committee, add(0x60, shl(5, index))))
+            member := mload(add(committee, add(0x80, shl(5, index))))
         }
     }
 

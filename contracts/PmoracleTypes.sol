@@ -22,7 +22,8 @@ struct AttestedMargin {
 /// @notice The reads of MarginOracle that other pmoracle contracts use.
 interface IMarginOracle {
     /// @notice Install a new committee (only the registry).
-    function setCommittee(bytes32 digest, uint64 version, address[] calldata members, uint8 quorum) external;
+    function setCommittee(bytes32 digest, uint64 version, bytes32 paramsHash, address[] calldata members, uint8 quorum)
+        external;
 
     /// @notice Return the EIP-712 digest a committee member signs for `report`.
     function reportDigest(Report calldata report) external view returns (bytes32);

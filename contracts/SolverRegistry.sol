@@ -362,7 +362,7 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         _engineVersion = engineVersion;
         bytes32 digest = configDigest();
         emit CommitteeSet(version, digest, members, quorum, roundPeriod, finalityDepth, paramsHash, engineVersion);
-        oracle.setCommittee(digest, version, members, quorum);
+        oracle.setCommittee(digest, version, paramsHash, members, quorum);
     }
 
     /// @notice Return keccak256(abi.encode(chainId, registry, version, members, quorum, roundPeriod,

@@ -33,7 +33,10 @@ contract MarginOracleFuzzTest is Base {
         oracle.attest(report, bitmap, sigs);
         MarginOracle.RoundView memory round = oracle.roundAt(blockNumber);
         assertEq(round.accountsRoot, root, "root");
-        assertEq(round.reportDigest, oracle.reportDigest(report), "digest");
+        assertEq(round.reportDigest, oracle.reportDigest(report), "the digest recomputed from the stored round");
+        (bytes32 configDigest, bytes32 digest) = oracle.roundDigests(blockNumber);
+        assertEq(configDigest, report.configDigest, "roundDigests config");
+        assertEq(digest, oracle.reportDigest(report), "roundDigests digest");
         assertEq(round.blockHash, blockhash(blockNumber), "the canonical hash is recorded");
         assertEq(oracle.lastBlockNumber(), blockNumber, "lastBlockNumber");
     }
@@ -79,6 +82,16 @@ contract MarginOracleFuzzTest is Base {
         next.blockHash = actual;
         oracle.attest(next, 7, sigs);
         assertEq(oracle.lastBlockNumber(), second, "lastBlockNumber moved forward");
+    }
+
+    /// A report must carry the paramsHash its config commits to, so the stored round determines its digest.
+    function testFuzz_aReportUnderOtherParamsIsRefused(bytes32 paramsHash) public {
+        vmNewer.assume(paramsHash != PARAMS);
+        Report memory report = anchor(60, keccak256("root"));
+        report.paramsHash = paramsHash;
+        bytes[] memory sigs = certificate(report, 15);
+        vm.expectRevert(abi.encodeWithSelector(MarginOracle.ParamsHashMismatch.selector, paramsHash, PARAMS));
+        oracle.attest(report, 15, sigs);
     }
 
     /// A stored round is found only under its own block number; the last `historyBlocks` blocks stay readable.
@@ -128,7 +141,7 @@ contract MarginOracleFuzzTest is Base {
         members[0] = caller;
         vm.prank(caller);
         vm.expectRevert(abi.encodeWithSelector(MarginOracle.NotRegistry.selector, caller));
-        oracle.setCommittee(bytes32(0), 9, members, 1);
+        oracle.setCommittee(bytes32(0), 9, bytes32(0), members, 1);
         vm.prank(caller);
         vm.expectRevert(abi.encodeWithSelector(MarginOracle.NotRegistry.selector, caller));
         oracle.ejectMember(1, 0);
