@@ -350,10 +350,14 @@ contract MarginOracle is IMarginOracle, EIP712 {
         if (data != address(0)) (digest,) = _committeeHeader(Clones.fetchCloneArgs(data));
     }
 
-    /// @notice Return the bitmap of the current config's members ejected by the registry (bit i: member i).
-    function ejectedMembers() external view returns (uint256 ejected) {
+    /// @notice Return the current config digest and the bitmap of its members the registry ejected (bit i: member
+    ///         i), whose signatures `attest` refuses (zeros before the first committee).
+    function ejectedMembers() external view returns (bytes32 digest, uint256 ejected) {
         address data = _state.committeeData;
-        if (data != address(0)) ejected = _ejectedOf(Clones.fetchCloneArgs(data));
+        if (data == address(0)) return (digest, ejected);
+        bytes memory committee = Clones.fetchCloneArgs(data);
+        (digest,) = _committeeHeader(committee);
+        ejected = _ejectedOf(committee);
     }
 
     /// @notice Return the current committee members in bitmap order (ejected ones included).

@@ -153,7 +153,9 @@ contract MarginOracleFuzzTest is Base {
         bytes32 digest = oracle.configDigest();
         vm.prank(address(registry));
         oracle.ejectMember(1, index);
-        assertEq(oracle.ejectedMembers(), 1 << index, "one bit");
+        (bytes32 current, uint256 ejected) = oracle.ejectedMembers();
+        assertEq(ejected, 1 << index, "one bit");
+        assertEq(current, digest, "of the current config");
         assertEq(oracle.configDigest(), digest, "same digest");
         assertEq(oracle.configVersion(), 1, "same version");
         address[] memory members = oracle.members();

@@ -73,6 +73,10 @@ class ChainPort(ABC):
     async def read_latest_attested(self) -> AttestedRound | None:
         """Return the newest attested round, or None when there is none or the chain cannot be read now."""
 
+    @abstractmethod
+    async def read_ejected_members(self) -> tuple[bytes, int] | None:
+        """Return (current config digest, bitmap of its members the oracle refuses), or None when unreadable."""
+
 
 class ProtectionStore(Protocol):
     """The durable slashing-protection record (round key -> the one digest this node may sign)."""

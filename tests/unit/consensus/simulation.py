@@ -205,6 +205,11 @@ class MemoryChainPort(ChainPort):
         return AttestedRound(latest.block, root, latest.digest, committee.digest(), committee.version, 0, 0,
                              latest.block_hash)  # fmt: skip
 
+    async def read_ejected_members(self) -> tuple[bytes, int] | None:
+        """Return the simulated oracle's ejections: none (the simulation slashes nobody)."""
+        await trio.lowlevel.checkpoint()
+        return self.sim.committee.digest(), 0
+
 
 class SimMember:
     """One committee member: the production executor over an in-memory endpoint, driven by the simulated chain."""

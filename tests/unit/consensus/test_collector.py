@@ -22,6 +22,7 @@ from pmoracle.consensus.collector import (
     get_committee_position,
     init_collector_state,
     on_local_report,
+    on_members_ejected,
     on_new_head,
     on_own_signed_report,
     on_round_attested,
@@ -174,6 +175,33 @@ def test_no_deviation_is_reported_for_a_report_about_a_reorged_block() -> None:
     _, effects = _feed(state, make_signed(N, 3, BLOCK, 1))
     [submit] = _of(effects, SubmitEvidence)
     assert isinstance(submit.evidence, Deviation) and submit.evidence.signed == make_signed(N, 3, BLOCK, 1)
+
+
+def test_a_member_ejected_on_chain_never_counts_toward_a_certificate() -> None:
+    committee = make_committee(N)
+    ejected = frozenset({committee.members[3]})
+    state, effects = _feed(_state(), *(make_signed(N, i, BLOCK) for i in (3, 1, 2)), now=1.0)
+    [formed] = _of(effects, CertificateFormed)
+    assert formed.certificate.signer_bitmap == 0b1110
+    # member 3 is ejected (the oracle would refuse this certificate): two others are no quorum, it is dropped
+    state, effects = on_members_ejected(state, ejected, 2.0)
+    assert effects == () and state.get_certificate(BLOCK) is None and state.ejected == ejected
+    again, effects = on_members_ejected(state, ejected, 3.0)
+    assert again is state and effects == ()
+    # member 0's signature makes a quorum without member 3
+    state, effects = _feed(state, make_signed(N, 0, BLOCK), now=4.0)
+    [formed] = _of(effects, CertificateFormed)
+    assert formed.certificate.signer_bitmap == 0b0111 and is_valid_certificate(DOMAIN, committee, formed.certificate)
+    assert state.rounds[BLOCK].certified_at == 4.0
+
+
+def test_a_certificate_naming_an_ejected_member_is_rebuilt_from_the_others() -> None:
+    committee = make_committee(N)
+    state, _ = _feed(_state(), *(make_signed(N, i, BLOCK) for i in (3, 1, 2, 0)), now=1.0)
+    assert state.get_certificate(BLOCK).signer_bitmap == 0b1110  # type: ignore[union-attr]
+    state, effects = on_members_ejected(state, frozenset({committee.members[1]}), 2.0)
+    [formed] = _of(effects, CertificateFormed)
+    assert formed.certificate.signer_bitmap == 0b1101 and state.rounds[BLOCK].transmitted_at is None
 
 
 def test_attestation_of_other_config_rejected() -> None:
