@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup demo test lint typecheck unit test-long bench clean
+.PHONY: setup demo test lint typecheck forge-test unit test-long bench clean
 
 setup: $(STAMP) node_modules/.package-lock.json
 
@@ -30,8 +30,13 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: setup lint typecheck
+test: setup lint typecheck forge-test
 	$(VENV)/bin/pytest -q -m "not slow"
+
+# Fuzz and invariant tests of the contracts (tests/foundry/, foundry.toml): forge and forge-std come from npm
+# (package.json), solc is the pinned solcjs through the tests/foundry/solc shim. About a minute from a cold cache.
+forge-test: node_modules/.package-lock.json
+	node_modules/.bin/forge test
 
 test-long: setup
 	$(VENV)/bin/pytest -q -m slow

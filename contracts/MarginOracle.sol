@@ -10,12 +10,16 @@ import {Report, IMarginOracle} from "./PmoracleTypes.sol";
 /// @title MarginOracle
 /// @notice Stores the margin book roots attested by a quorum of the solver committee and proves account leaves.
 /// @dev Check order of `attest` (docs/contracts.md): config digest, block number, block hash, signer range,
-///      quorum, signature count, then each signature in bitmap order. Rounds live in a ring keyed by
-///      `blockNumber % historyBlocks`, so every round of the last `historyBlocks` blocks stays readable.
-///      The committee (digest, version, members) is kept as code, not storage: an OpenZeppelin `Clones` clone
-///      with immutable args abi.encodePacked(configDigest, uint256 version, members) whose implementation is
-///      address(0) (it never runs anything). `attest` reads it with one EXTCODECOPY instead of one cold SLOAD
-///      per signer (the SSTORE2 pattern).
+///      ejected signers, quorum, signature count, then each signature in bitmap order. Rounds live in a ring keyed
+///      by `blockNumber % historyBlocks`, so every round of the last `historyBlocks` blocks stays readable. A round
+///      stores the block hash checked at attestation (the canonical hash once blockhash() has forgotten the block)
+///      instead of the report digest: the report's paramsHash must be the config's, so the digest is recomputed
+///      from stored fields (`roundDigests`, `roundAt`) and a round still costs three storage slots.
+///      The committee (digest, version, ejected members, paramsHash, members) is kept as code, not storage: an
+///      OpenZeppelin `Clones` clone with immutable args abi.encodePacked(configDigest, uint256(ejectedBitmap << 64 |
+///      version), paramsHash, members) whose implementation is address(0) (it never runs anything). `attest` reads
+///      it with one EXTCODECOPY instead of one cold SLOAD per signer (the SSTORE2 pattern); an ejection writes a
+///      new clone.
 contract MarginOracle is IMarginOracle, EIP712 {
     /// @notice keccak256 of the EIP-712 Report type (REPORT_TYPE in src/pmoracle/consensus/report.py).
     bytes32 public constant REPORT_TYPEHASH = keccak256(
@@ -28,7 +32,7 @@ contract MarginOracle is IMarginOracle, EIP712 {
     /// @notice A stored round.
     struct Round {
         bytes32 accountsRoot;
-        bytes32 reportDigest;
+        bytes32 blockHash;
         uint64 blockNumber;
         uint64 attestedAt;
         uint32 accountCount;
@@ -44,6 +48,7 @@ contract MarginOracle is IMarginOracle, EIP712 {
         uint64 configVersion;
         uint32 accountCount;
         uint64 attestedAt;
+        bytes32 blockHash;
     }
 
     /// @dev Everything `attest` and `verifyMargin` read from storage, packed in one slot.
@@ -64,10 +69,15 @@ contract MarginOracle is IMarginOracle, EIP712 {
     State internal _state;
     /// @notice The config digest of each installed config version.
     mapping(uint64 version => bytes32 digest) public configDigestOf;
+    /// @notice The risk parameters hash of each installed config version (what its reports must carry).
+    mapping(uint64 version => bytes32 paramsHash) public paramsHashOf;
     mapping(uint256 slot => Round) internal _rounds;
 
     /// @notice A committee config was installed by the registry.
     event CommitteeInstalled(uint64 indexed version, bytes32 indexed configDigest, address[] members, uint8 quorum);
+    /// @notice The registry ejected member `index` of config `version` (slashed below the minimum stake): its
+    ///         signatures are refused until the owner installs a committee without it.
+    event SignerEjected(uint64 indexed version, uint256 index, address member);
     /// @notice A round was attested.
     event RoundAttested(
         uint64 indexed blockNumber,
@@ -87,12 +97,18 @@ contract MarginOracle is IMarginOracle, EIP712 {
     error NoCommittee();
     /// @notice The report's config digest is not the current one.
     error ConfigDigestMismatch(bytes32 given, bytes32 current);
+    /// @notice The report's paramsHash is not the one the current config commits to.
+    error ParamsHashMismatch(bytes32 given, bytes32 current);
     /// @notice The report's block is not newer than the last attested block.
     error StaleBlockNumber(uint64 given, uint64 lastAttested);
     /// @notice blockhash(blockNumber) is unknown (zero: future, current or older than 256 blocks) or differs.
     error BlockHashMismatch(uint64 blockNumber, bytes32 given, bytes32 actual);
     /// @notice The bitmap names a member index at or above the committee size.
     error SignerOutOfRange(uint256 signerBitmap, uint8 committeeSize);
+    /// @notice The bitmap names a member the registry ejected from the current config.
+    error EjectedSigner(uint256 memberIndex, address member);
+    /// @notice The ejection names another config version than the current one, or a member index outside it.
+    error InvalidEjection(uint64 version, uint256 index);
     /// @notice Fewer signers than the quorum.
     error BelowQuorum(uint256 signers, uint8 quorum);
     /// @notice The number of signatures differs from the number of bits set in the bitmap.
@@ -126,18 +142,48 @@ contract MarginOracle is IMarginOracle, EIP712 {
     /// @notice Install a committee config; called by SolverRegistry.setCommittee.
     /// @param digest The config digest (SolverRegistry.configDigest()).
     /// @param version The config version.
+    /// @param paramsHash_ The risk parameters hash the config commits to (every report must carry it).
     /// @param members_ The report-signing addresses in committee (bitmap) order.
     /// @param quorum_ The minimum number of distinct signers.
-    function setCommittee(bytes32 digest, uint64 version, address[] calldata members_, uint8 quorum_) external {
+    function setCommittee(
+        bytes32 digest,
+        uint64 version,
+        bytes32 paramsHash_,
+        address[] calldata members_,
+        uint8 quorum_
+    ) external {
         if (msg.sender != registry) revert NotRegistry(msg.sender);
         if (members_.length == 0 || members_.length > MAX_COMMITTEE) revert InvalidCommitteeSize(members_.length);
-        address data = Clones.cloneWithImmutableArgs(address(0), abi.encodePacked(digest, uint256(version), members_));
+        address data = Clones.cloneWithImmutableArgs(
+            address(0), abi.encodePacked(digest, uint256(version), paramsHash_, members_)
+        );
         configDigestOf[version] = digest;
+        paramsHashOf[version] = paramsHash_;
         State storage s = _state;
         s.committeeData = data;
         s.quorum = quorum_;
         s.committeeSize = uint8(members_.length);
         emit CommitteeInstalled(version, digest, members_, quorum_);
+    }
+
+    /// @notice Refuse the signatures of member `index` of the current config; called by SolverRegistry when a
+    ///         member is slashed below the minimum stake. The config digest does not change, so the other members
+    ///         keep attesting until the owner installs a new committee.
+    /// @param version The current config version.
+    /// @param index The member's index in the committee (bitmap order).
+    function ejectMember(uint64 version, uint256 index) external {
+        if (msg.sender != registry) revert NotRegistry(msg.sender);
+        State storage s = _state;
+        if (s.committeeData == address(0)) revert NoCommittee();
+        bytes memory committee = Clones.fetchCloneArgs(s.committeeData);
+        (, uint64 current) = _committeeHeader(committee);
+        if (version != current || index >= s.committeeSize) revert InvalidEjection(version, index);
+        uint256 ejected = _ejectedOf(committee) | (1 << index);
+        assembly ("memory-safe") {
+            mstore(add(committee, 0x40), or(shl(64, ejected), version))
+        }
+        s.committeeData = Clones.cloneWithImmutableArgs(address(0), committee);
+        emit SignerEjected(version, index, _memberOf(committee, index));
     }
 
     /// @notice Attest a round: store its accounts root once a quorum of the committee signed the report.
@@ -151,6 +197,10 @@ contract MarginOracle is IMarginOracle, EIP712 {
         (bytes32 current, uint64 version) = _committeeHeader(committee);
         // 1. the report belongs to the current committee config
         if (report.configDigest != current) revert ConfigDigestMismatch(report.configDigest, current);
+        //    … and carries the paramsHash that config commits to (so the stored round determines the digest)
+        if (report.paramsHash != _paramsHashOf(committee)) {
+            revert ParamsHashMismatch(report.paramsHash, _paramsHashOf(committee));
+        }
         // 2. only newer rounds (this also refuses a replayed report)
         if (report.blockNumber <= s.lastBlockNumber) revert StaleBlockNumber(report.blockNumber, s.lastBlockNumber);
         // 3. the report is about this chain's block (blockhash is zero outside the last 256 blocks)
@@ -160,16 +210,18 @@ contract MarginOracle is IMarginOracle, EIP712 {
         }
         // 4. signers are distinct by construction (one bit per member) and within the committee
         if (signerBitmap >> s.committeeSize != 0) revert SignerOutOfRange(signerBitmap, s.committeeSize);
+        // 5. no signer was ejected from this config (slashed below the minimum stake)
+        _checkNotEjected(signerBitmap, committee);
         uint256 count = _countBits(signerBitmap);
-        // 5. upon |signers| >= quorum
+        // 6. upon |signers| >= quorum
         if (count < s.quorum) revert BelowQuorum(count, s.quorum);
         if (signatures.length != count) revert SignatureCountMismatch(signatures.length, count);
-        // 6. each signature is member i's over the EIP-712 digest (ECDSA rejects high-s and bad v)
+        // 7. each signature is member i's over the EIP-712 digest (ECDSA rejects high-s and bad v)
         bytes32 digest = reportDigest(report);
         _checkSignatures(digest, signerBitmap, signatures, committee);
         _rounds[report.blockNumber % historyBlocks] = Round({
             accountsRoot: report.accountsRoot,
-            reportDigest: digest,
+            blockHash: report.blockHash,
             blockNumber: report.blockNumber,
             attestedAt: uint64(block.timestamp),
             accountCount: report.accountCount,
@@ -284,7 +336,12 @@ contract MarginOracle is IMarginOracle, EIP712 {
     /// @param blockNumber The round's block.
     function roundDigests(uint64 blockNumber) external view returns (bytes32, bytes32) {
         Round storage r = _roundOf(blockNumber);
-        return (configDigestOf[r.configVersion], r.reportDigest);
+        return (configDigestOf[r.configVersion], _digestOf(r));
+    }
+
+    /// @inheritdoc IMarginOracle
+    function roundBlockHash(uint64 blockNumber) external view returns (bytes32) {
+        return _roundOf(blockNumber).blockHash;
     }
 
     /// @notice Return the digest of the current committee config (zero before the first committee).
@@ -293,7 +350,17 @@ contract MarginOracle is IMarginOracle, EIP712 {
         if (data != address(0)) (digest,) = _committeeHeader(Clones.fetchCloneArgs(data));
     }
 
-    /// @notice Return the current committee members in bitmap order.
+    /// @notice Return the current config digest and the bitmap of its members the registry ejected (bit i: member
+    ///         i), whose signatures `attest` refuses (zeros before the first committee).
+    function ejectedMembers() external view returns (bytes32 digest, uint256 ejected) {
+        address data = _state.committeeData;
+        if (data == address(0)) return (digest, ejected);
+        bytes memory committee = Clones.fetchCloneArgs(data);
+        (digest,) = _committeeHeader(committee);
+        ejected = _ejectedOf(committee);
+    }
+
+    /// @notice Return the current committee members in bitmap order (ejected ones included).
     function members() external view returns (address[] memory result) {
         State memory s = _state;
         result = new address[](s.committeeSize);
@@ -351,16 +418,35 @@ contract MarginOracle is IMarginOracle, EIP712 {
         return RoundView({
             blockNumber: r.blockNumber,
             accountsRoot: r.accountsRoot,
-            reportDigest: r.reportDigest,
+            reportDigest: _digestOf(r),
             configDigest: configDigestOf[r.configVersion],
             configVersion: r.configVersion,
             accountCount: r.accountCount,
-            attestedAt: r.attestedAt
+            attestedAt: r.attestedAt,
+            blockHash: r.blockHash
         });
     }
 
-    /// @dev The committee blob is abi.encodePacked(bytes32 digest, uint256 version, address[] members): three
-    ///      32-byte words and then one word per member.
+    /// @dev Return the EIP-712 digest of the report a stored round attested (its paramsHash is the config's).
+    function _digestOf(Round storage r) internal view returns (bytes32) {
+        uint64 version = r.configVersion;
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    REPORT_TYPEHASH,
+                    configDigestOf[version],
+                    r.blockNumber,
+                    r.blockHash,
+                    paramsHashOf[version],
+                    r.accountsRoot,
+                    r.accountCount
+                )
+            )
+        );
+    }
+
+    /// @dev The committee blob is abi.encodePacked(bytes32 digest, uint256(ejected << 64 | version), bytes32
+    ///      paramsHash, address[] members): three 32-byte header words and then one word per member.
     function _committeeHeader(bytes memory committee) internal pure returns (bytes32 digest, uint64 version) {
         uint256 word;
         assembly ("memory-safe") {
@@ -370,10 +456,30 @@ contract MarginOracle is IMarginOracle, EIP712 {
         version = uint64(word);
     }
 
+    function _paramsHashOf(bytes memory committee) internal pure returns (bytes32 paramsHash_) {
+        assembly ("memory-safe") {
+            paramsHash_ := mload(add(committee, 0x60))
+        }
+    }
+
+    function _ejectedOf(bytes memory committee) internal pure returns (uint256 ejected) {
+        assembly ("memory-safe") {
+            ejected := shr(64, mload(add(committee, 0x40)))
+        }
+    }
+
+    function _checkNotEjected(uint256 signerBitmap, bytes memory committee) internal pure {
+        uint256 refused = signerBitmap & _ejectedOf(committee);
+        if (refused == 0) return;
+        uint256 index = 0;
+        while (refused & (1 << index) == 0) ++index;
+        revert EjectedSigner(index, _memberOf(committee, index));
+    }
+
     function _memberOf(bytes memory committee, uint256 index) internal pure returns (address member) {
         // index < committeeSize is checked by the caller (signer range); the blob holds committeeSize words
         assembly ("memory-safe") {
-            member := mload(add(committee, add(0x60, shl(5, index))))
+            member := mload(add(committee, add(0x80, shl(5, index))))
         }
     }
 

@@ -22,13 +22,21 @@ struct AttestedMargin {
 /// @notice The reads of MarginOracle that other pmoracle contracts use.
 interface IMarginOracle {
     /// @notice Install a new committee (only the registry).
-    function setCommittee(bytes32 digest, uint64 version, address[] calldata members, uint8 quorum) external;
+    function setCommittee(bytes32 digest, uint64 version, bytes32 paramsHash, address[] calldata members, uint8 quorum)
+        external;
 
     /// @notice Return the EIP-712 digest a committee member signs for `report`.
     function reportDigest(Report calldata report) external view returns (bytes32);
 
+    /// @notice Refuse the signatures of member `index` of config `version` from now on (only the registry).
+    function ejectMember(uint64 version, uint256 index) external;
+
     /// @notice Return the config digest and report digest attested for the round at `blockNumber`.
     function roundDigests(uint64 blockNumber) external view returns (bytes32 configDigest, bytes32 digest);
+
+    /// @notice Return the block hash of `blockNumber` recorded when its round was attested (checked then against
+    ///         blockhash()).
+    function roundBlockHash(uint64 blockNumber) external view returns (bytes32);
 
     /// @notice Revert unless the leaf (account, values) is in the latest round, which is not too old.
     function verifyMargin(

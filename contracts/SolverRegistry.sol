@@ -11,8 +11,13 @@ import {Report, IMarginOracle} from "./PmoracleTypes.sol";
 /// @title SolverRegistry
 /// @notice Solver nodes register here with a native-ETH stake, their report-signing key (with a proof of
 ///         possession) and their libp2p endpoints; the owner sets the committee; anyone can submit slashing
-///         evidence (equivocation, deviation from the attested report).
-/// @dev Proof of possession: the signing key signs, EIP-191 ("\x19Ethereum Signed Message:\n32"), the hash
+///         evidence (equivocation, deviation from the attested report about the canonical block).
+/// @dev Slashing rules (docs/contracts.md, "SolverRegistry"): deviation is judged against the canonical block hash
+///      only; the reporter's reward is paid only to the operator of another active, staked node (the offender and
+///      mempool copiers get nothing); a committee member left below `minStake` is ejected (the oracle refuses its
+///      signatures) and `MemberEjected` asks the owner to re-key the committee; a slash never reverts for lack of
+///      stake and every offence is counted; slashed wei not paid as rewards is swept to `slashRecipient`.
+///      Proof of possession: the signing key signs, EIP-191 ("\x19Ethereum Signed Message:\n32"), the hash
 ///      keccak256(abi.encode("pmoracle-pop", registrant, block.chainid, address(this))) (see `popHash`).
 contract SolverRegistry is Ownable, ReentrancyGuard {
     /// @notice Largest committee (signer bitmaps of MarginOracle).
@@ -70,8 +75,10 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
 
     /// @notice The MarginOracle whose committee this registry sets (set once).
     IMarginOracle public oracle;
-    /// @notice Slashed wei not paid to reporters (held by this contract, never returned to the node).
+    /// @notice Slashed wei not paid to reporters, held until `sweepSlashed` (never returned to the node).
     uint256 public slashedPool;
+    /// @notice Where `sweepSlashed` sends the slashed pool: the insurance fund's treasury (set by the owner).
+    address public slashRecipient;
 
     uint64 internal _version;
     uint8 internal _quorum;
@@ -88,6 +95,10 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     address[] internal _signers;
     /// @notice Whether a signer was already slashed for a round key keccak256(abi.encode(signer, configDigest, blockNumber)).
     mapping(bytes32 offenceKey => bool) public slashed;
+    /// @notice Offences proven against a signer (each counts, whether or not stake was left to slash).
+    mapping(address signer => uint256 count) public offences;
+    /// @notice The config version a signer was ejected from (0: never); ejection lasts until the next committee.
+    mapping(address signer => uint64 version) public ejectedFrom;
 
     /// @notice The oracle was set.
     event OracleSet(address oracle);
@@ -112,7 +123,14 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         bytes32 paramsHash,
         uint32 engineVersion
     );
-    /// @notice A signer was slashed.
+    /// @notice A committee member was slashed below the minimum stake: the oracle refuses its signatures from now
+    ///         on, and the owner should install a committee without it (the re-keying signal).
+    event MemberEjected(address indexed signer, uint64 indexed version, uint256 stake);
+    /// @notice The owner set where slashed stake is swept.
+    event SlashRecipientSet(address recipient);
+    /// @notice The slashed pool was sent to the recipient (the bridge to the insurance fund).
+    event SlashedSwept(address indexed recipient, uint256 amount);
+    /// @notice A signer was slashed (amount 0 once no stake is left; `reward` 0 unless the reporter is eligible).
     event Slashed(
         address indexed signer,
         Offence indexed offence,
@@ -165,8 +183,14 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     error SignerMismatch(address signerA, address signerB);
     /// @notice A signature is malformed or malleable (OpenZeppelin ECDSA.RecoverError, with its argument).
     error InvalidSignature(uint8 recoverError, bytes32 errorArg);
-    /// @notice The signer has no stake to slash.
-    error NothingToSlash(address signer);
+    /// @notice The evidence is signed by a key no node ever registered.
+    error UnknownSigner(address signer);
+    /// @notice The report names another block hash than the canonical one of its block (a reorged fork).
+    error NotCanonicalBlockHash(uint64 blockNumber, bytes32 given, bytes32 canonical);
+    /// @notice No slash recipient is set (or the zero address was given).
+    error NoSlashRecipient();
+    /// @notice The slashed pool is empty.
+    error NothingToSweep();
     /// @notice This signer was already slashed for this round key.
     error AlreadySlashed(address signer, bytes32 configDigest, uint64 blockNumber);
 
@@ -193,6 +217,25 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         if (address(oracle) != address(0) || address(oracle_) == address(0)) revert OracleAlreadySet(address(oracle));
         oracle = oracle_;
         emit OracleSet(address(oracle_));
+    }
+
+    /// @notice Set where `sweepSlashed` sends slashed stake (the insurance fund's treasury).
+    /// @param recipient A non-zero address.
+    function setSlashRecipient(address recipient) external onlyOwner {
+        if (recipient == address(0)) revert NoSlashRecipient();
+        slashRecipient = recipient;
+        emit SlashRecipientSet(recipient);
+    }
+
+    /// @notice Send the whole slashed pool to `slashRecipient` (anyone may call: the recipient is fixed).
+    function sweepSlashed() external nonReentrant {
+        address recipient = slashRecipient;
+        if (recipient == address(0)) revert NoSlashRecipient();
+        uint256 amount = slashedPool;
+        if (amount == 0) revert NothingToSweep();
+        slashedPool = 0;
+        emit SlashedSwept(recipient, amount);
+        Address.sendValue(payable(recipient), amount);
     }
 
     /// @notice Return the hash a signing key signs (EIP-191) to prove possession for `registrant`.
@@ -319,7 +362,7 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         _engineVersion = engineVersion;
         bytes32 digest = configDigest();
         emit CommitteeSet(version, digest, members, quorum, roundPeriod, finalityDepth, paramsHash, engineVersion);
-        oracle.setCommittee(digest, version, members, quorum);
+        oracle.setCommittee(digest, version, paramsHash, members, quorum);
     }
 
     /// @notice Return keccak256(abi.encode(chainId, registry, version, members, quorum, roundPeriod,
@@ -405,33 +448,68 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         _slash(signerA, Offence.Equivocation, reportA.configDigest, reportA.blockNumber);
     }
 
-    /// @notice Slash a signer who signed a report for an attested round key whose attested digest differs.
+    /// @notice Slash a signer who signed a report about the canonical block of an attested round key whose
+    ///         attested digest differs. A report about another block hash (a fork reorged out) is no offence: an
+    ///         honest node may have signed it before the reorg.
     /// @param report The deviating report.
     /// @param sig The signer's EIP-712 signature of `report` (oracle domain).
     function slashDeviation(Report calldata report, bytes calldata sig) external nonReentrant {
         IMarginOracle oracle_ = _oracle();
+        // the round key was attested (RoundNotFound otherwise), in the report's config
         (bytes32 attestedConfig, bytes32 attestedDigest) = oracle_.roundDigests(report.blockNumber);
-        bytes32 digest = oracle_.reportDigest(report);
         if (attestedConfig != report.configDigest) {
             revert RoundKeyMismatch(report.configDigest, report.blockNumber, attestedConfig, report.blockNumber);
         }
+        // the report is about the canonical block: blockhash() while the EVM keeps it (256 blocks), then the hash
+        // the oracle checked against blockhash() when it attested the round
+        bytes32 canonical = blockhash(report.blockNumber);
+        if (canonical == bytes32(0)) canonical = oracle_.roundBlockHash(report.blockNumber);
+        if (report.blockHash != canonical) revert NotCanonicalBlockHash(report.blockNumber, report.blockHash, canonical);
+        // it differs from the attested report
+        bytes32 digest = oracle_.reportDigest(report);
         if (digest == attestedDigest) revert NotAnOffence(digest, attestedDigest);
         address signer = _recover(digest, sig);
         _slash(signer, Offence.Deviation, report.configDigest, report.blockNumber);
     }
 
+    /// @dev Never reverts for lack of stake (a 100% slash leaves 0, and later offences still count); the reward is
+    ///      paid last (checks-effects-interactions; the oracle call is to the trusted, registry-set oracle).
     function _slash(address signer, Offence offence, bytes32 configDigest_, uint64 blockNumber) internal {
         Node storage node = _nodes[signer];
-        if (node.stake == 0) revert NothingToSlash(signer);
+        if (node.status == NodeStatus.None) revert UnknownSigner(signer);
         bytes32 key = keccak256(abi.encode(signer, configDigest_, blockNumber));
         if (slashed[key]) revert AlreadySlashed(signer, configDigest_, blockNumber);
         slashed[key] = true;
+        ++offences[signer];
         uint256 amount = node.stake * slashBps / BPS;
-        uint256 reward = amount * rewardBps / BPS;
+        uint256 reward = _isRewardedReporter(msg.sender, signer) ? amount * rewardBps / BPS : 0;
         node.stake -= amount;
         slashedPool += amount - reward;
         emit Slashed(signer, offence, configDigest_, blockNumber, amount, msg.sender, reward);
+        if (node.stake < minStake) _eject(signer, node.stake);
         if (reward != 0) Address.sendValue(payable(msg.sender), reward);
+    }
+
+    /// @dev A reward goes only to the operator of another active node holding the minimum stake: the offender's
+    ///      own operator and unregistered accounts (a bot copying evidence from the mempool) get nothing, so
+    ///      front-running a report pays only a bonded, identified watcher, and self-reporting through a second
+    ///      node costs a second minimum stake and still loses slash - reward.
+    function _isRewardedReporter(address reporter, address offender) internal view returns (bool) {
+        address reporterSigner = signerOf[reporter];
+        if (reporterSigner == address(0) || reporterSigner == offender) return false;
+        Node storage node = _nodes[reporterSigner];
+        return node.status == NodeStatus.Active && node.stake >= minStake;
+    }
+
+    /// @dev Eject a member of the current committee once (per config version): the oracle refuses its signatures
+    ///      at once, and `MemberEjected` tells the owner to install a committee without it.
+    function _eject(address signer, uint256 stake) internal {
+        uint256 indexPlusOne = _committeeIndex[signer];
+        uint64 version = _version;
+        if (indexPlusOne == 0 || ejectedFrom[signer] == version) return;
+        ejectedFrom[signer] = version;
+        emit MemberEjected(signer, version, stake);
+        oracle.ejectMember(version, indexPlusOne - 1);
     }
 
     function _setEndpoints(Node storage node, bytes calldata peerId, string[] calldata multiaddrs) internal {

@@ -30,6 +30,8 @@ def test_reorgs_shallower_and_deeper_than_finality(tmp_path: Path) -> None:
     # later rounds carry canonical hashes only and attestation resumes within two rounds
     assert deep["later_rounds_noncanonical_signatures"] == 0
     assert deep["next_attested"] - deep["anchor"] <= 2 * 5
+    # nobody was slashed: the nodes that signed the old hash are honest (deviation counts on the canonical hash only)
+    assert result.slashes == {} and result.evidence_posted == 0
 
 
 @pytest.mark.slow

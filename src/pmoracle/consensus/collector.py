@@ -17,12 +17,17 @@ Protocol, per round key K = (configDigest, B), from the point of view of member 
     upon valid signed report s from committee member p_j for K:
         S[K][digest(s)] += {p_j}
         if p_j signed another digest for K: emit SubmitEvidence(Equivocation)
-        if K is attested with digest a != digest(s): emit SubmitEvidence(Deviation)
-        upon |S[K][d]| >= q and no certificate for K: cert[K] := certificate(d, S[K][d]); t_K := now
+        if K is attested with digest a != digest(s) and s is about the attested block hash h:
+            emit SubmitEvidence(Deviation)
+        upon |S[K][d] - E| >= q and no certificate for K: cert[K] := certificate(d, S[K][d] - E); t_K := now
     upon tick at now:
         for every open K with cert[K]: if now - t_K >= position_i(schedule(K)) * stageDelay: emit Transmit(cert[K])
-    upon K attested with digest a:
-        close every K' = (configDigest, B') with B' <= B; for every p_j with a != d in S[K]: emit Deviation
+    upon K attested with digest a over block hash h:
+        close every K' = (configDigest, B') with B' <= B
+        for every p_j with d != a in S[K] whose report names h: emit Deviation
+        (a report about another hash of B was signed on a fork that a deep reorg replaced: no offence)
+    upon members E ejected on chain (slashed below the minimum stake; the oracle refuses their signatures):
+        for every open K whose cert[K] names a member of E: rebuild it from S[K][d] - E, or drop it until q others
 """
 
 from __future__ import annotations
@@ -100,6 +105,7 @@ class RoundState:
     transmit_position: int | None = None  # own position in the round's schedule (set with the certificate)
     transmitted_at: float | None = None
     attested_digest: bytes | None = None
+    attested_block_hash: bytes | None = None  # the canonical hash of B (the attested report's)
     reported: frozenset[tuple[str, bytes]] = frozenset()  # (evidence kind, signer) already submitted
 
 
@@ -112,6 +118,7 @@ class CollectorState:
     latest_attested: int | None = None
     forgotten_through: int = -1  # rounds at or below this block were dropped; never decreases (head may reorg)
     rounds: Mapping[int, RoundState] = field(default_factory=dict)  # block number -> round
+    ejected: frozenset[bytes] = frozenset()  # members whose signatures the oracle refuses (never certified)
 
     def get_round(self, block_number: int) -> RoundState | None:
         """Return the state of round ``block_number`` or None if it is not kept."""
@@ -257,7 +264,7 @@ def on_signed_report(state: CollectorState, msg: SignedReport, now: float) -> Tr
     # the signature is the signer's, over this report
     if recover_signer(digest, msg.signature) != msg.signer:
         return _reject(state, RejectReason.BAD_SIGNATURE)
-    rnd, effects = _process_valid_signed_report(ctx, rnd, msg, digest, now)
+    rnd, effects = _process_valid_signed_report(ctx, rnd, msg, digest, now, state.ejected)
     rnd, transmit = _process_transmission(state, rnd, now)
     return _with_round(state, rnd), effects + transmit
 
@@ -313,7 +320,7 @@ def on_own_signed_report(state: CollectorState, signed: SignedReport, now: float
         return _reject(state, RejectReason.BAD_SIGNATURE)
     effects: tuple[Effect, ...] = (Broadcast(signed),)
     if digest not in rnd.digests_of.get(signed.signer, ()):
-        rnd, more = _process_valid_signed_report(ctx, rnd, signed, digest, now)
+        rnd, more = _process_valid_signed_report(ctx, rnd, signed, digest, now, state.ejected)
         effects += more
     rnd = replace(rnd, own=signed)
     rnd, transmit = _process_transmission(state, rnd, now)
@@ -350,8 +357,9 @@ def on_new_head(state: CollectorState, head: int) -> Transition:
     return replace(state, head=head, forgotten_through=floor, rounds=rounds), ()
 
 
-def on_round_attested(state: CollectorState, key: RoundKey, digest: bytes) -> Transition:
-    """Return the transition for a round attested on-chain: it and older rounds close; deviations are reported."""
+def on_round_attested(state: CollectorState, key: RoundKey, digest: bytes, block_hash: bytes) -> Transition:
+    """Return the transition for a round attested on-chain (report ``digest`` about ``block_hash``): it and older
+    rounds close; deviations about that block hash are reported."""
     ctx = state.context
     config_digest, block = key
     # the attested round belongs to this configuration
@@ -364,7 +372,7 @@ def on_round_attested(state: CollectorState, key: RoundKey, digest: bytes) -> Tr
     rnd = state.rounds.get(block) or RoundState(block_number=block)
     if rnd.attested_digest is not None:
         return state, ()
-    rnd = replace(rnd, attested_digest=digest)
+    rnd = replace(rnd, attested_digest=digest, attested_block_hash=block_hash)
     effects: tuple[Effect, ...] = ()
     for signed_digest in sorted(rnd.signed):
         if signed_digest == digest:
@@ -375,7 +383,35 @@ def on_round_attested(state: CollectorState, key: RoundKey, digest: bytes) -> Tr
     return _with_round(state, rnd), effects
 
 
+def on_members_ejected(state: CollectorState, ejected: frozenset[bytes], now: float) -> Transition:
+    """Return the transition for the set of members the oracle now refuses (ejected below the minimum stake):
+    certificates naming one are rebuilt from the other signers of their digest, or dropped until enough sign."""
+    ctx = state.context
+    # nothing changed
+    if ejected == state.ejected:
+        return state, ()
+    state = replace(state, ejected=ejected)
+    effects: tuple[Effect, ...] = ()
+    for block in sorted(state.rounds):
+        rnd = state.rounds[block]
+        certificate = rnd.certificate
+        if certificate is None or rnd.attested_digest is not None:
+            continue
+        if not any(ctx.committee.members[i] in ejected for i in _bits(certificate.signer_bitmap)):
+            continue
+        digest = compute_report_digest(ctx.domain, certificate.report)
+        rnd = replace(rnd, certificate=None, certified_at=None, transmit_position=None, transmitted_at=None)
+        rnd, more = _certify(ctx, rnd, digest, now, ejected)
+        state = _with_round(state, rnd)
+        effects += more
+    return state, effects
+
+
 # --- state transitions -------------------------------------------------------------------------------------------
+
+
+def _bits(bitmap: int) -> list[int]:
+    return [i for i in range(bitmap.bit_length()) if bitmap >> i & 1]
 
 
 def _with_round(state: CollectorState, rnd: RoundState) -> CollectorState:
@@ -385,7 +421,7 @@ def _with_round(state: CollectorState, rnd: RoundState) -> CollectorState:
 
 
 def _process_valid_signed_report(
-    ctx: CollectorContext, rnd: RoundState, msg: SignedReport, digest: bytes, now: float
+    ctx: CollectorContext, rnd: RoundState, msg: SignedReport, digest: bytes, now: float, ejected: frozenset[bytes]
 ) -> tuple[RoundState, tuple[Effect, ...]]:
     """Return the round with a verified signed report added, and the archive/evidence/certificate effects."""
     effects: tuple[Effect, ...] = (ArchiveSignedReport(msg, digest),)
@@ -407,20 +443,33 @@ def _process_valid_signed_report(
     if rnd.attested_digest is not None and digest != rnd.attested_digest:
         rnd, more = _process_deviation(rnd, msg, digest)
         effects += more
-    # upon |{p_j signed d for K}| >= q and no certificate for K: certify d
-    if rnd.certificate is None and len(by_signer) >= ctx.committee.quorum:
-        certificate = build_certificate(ctx.committee, msg.report, {s: m.signature for s, m in by_signer.items()})
-        position = None
-        if ctx.me is not None:
-            position = get_committee_position(ctx.committee, (ctx.config_digest, rnd.block_number), ctx.me)
-        rnd = replace(rnd, certificate=certificate, certified_at=now, transmit_position=position)
-        effects += (CertificateFormed(certificate, digest),)
-    return rnd, effects
+    rnd, more = _certify(ctx, rnd, digest, now, ejected)
+    return rnd, effects + more
+
+
+def _certify(
+    ctx: CollectorContext, rnd: RoundState, digest: bytes, now: float, ejected: frozenset[bytes]
+) -> tuple[RoundState, tuple[Effect, ...]]:
+    """Return the round certified for ``digest`` if it has no certificate and a quorum of non-ejected signers."""
+    # upon |{p_j signed d for K} - E| >= q and no certificate for K: certify d
+    voters = {s: m for s, m in rnd.signed.get(digest, {}).items() if s not in ejected}
+    if rnd.certificate is not None or len(voters) < ctx.committee.quorum:
+        return rnd, ()
+    report = next(iter(voters.values())).report
+    certificate = build_certificate(ctx.committee, report, {s: m.signature for s, m in voters.items()})
+    position = None
+    if ctx.me is not None:
+        position = get_committee_position(ctx.committee, (ctx.config_digest, rnd.block_number), ctx.me)
+    rnd = replace(rnd, certificate=certificate, certified_at=now, transmit_position=position)
+    return rnd, (CertificateFormed(certificate, digest),)
 
 
 def _process_deviation(rnd: RoundState, msg: SignedReport, digest: bytes) -> tuple[RoundState, tuple[Effect, ...]]:
     attested = rnd.attested_digest
     if attested is None or digest == attested or ("deviation", msg.signer) in rnd.reported:
+        return rnd, ()
+    # only a report about the canonical block deviates: one about a reorged fork's block was honest when signed
+    if msg.report.block_hash != rnd.attested_block_hash:
         return rnd, ()
     rnd = replace(rnd, reported=rnd.reported | {("deviation", msg.signer)})
     return rnd, (SubmitEvidence(Deviation(msg, attested)),)

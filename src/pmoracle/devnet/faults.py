@@ -200,6 +200,10 @@ class SelfSparingChain(ChainPort):
         """Read through the wrapped port."""
         return await self.inner.read_latest_attested()
 
+    async def read_ejected_members(self) -> tuple[bytes, int] | None:
+        """Return the inner port's answer."""
+        return await self.inner.read_ejected_members()
+
 
 async def _no_peers() -> list[str]:
     return []

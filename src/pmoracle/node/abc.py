@@ -37,13 +37,14 @@ class AttestedRound:
     config_version: int
     account_count: int
     attested_at: int
+    block_hash: bytes  # of block_number, checked against blockhash() when attested: the canonical one
 
     @classmethod
     def from_view(cls, view: Sequence[Any]) -> AttestedRound:
         """Return the round decoded from the oracle's ``RoundView`` tuple."""
         return cls(block_number=int(view[0]), accounts_root=bytes(view[1]), report_digest=bytes(view[2]),
                    config_digest=bytes(view[3]), config_version=int(view[4]), account_count=int(view[5]),
-                   attested_at=int(view[6]))  # fmt: skip
+                   attested_at=int(view[6]), block_hash=bytes(view[7]))  # fmt: skip
 
 
 class ChainPort(ABC):
@@ -71,6 +72,10 @@ class ChainPort(ABC):
     @abstractmethod
     async def read_latest_attested(self) -> AttestedRound | None:
         """Return the newest attested round, or None when there is none or the chain cannot be read now."""
+
+    @abstractmethod
+    async def read_ejected_members(self) -> tuple[bytes, int] | None:
+        """Return (current config digest, bitmap of its members the oracle refuses), or None when unreadable."""
 
 
 class ProtectionStore(Protocol):

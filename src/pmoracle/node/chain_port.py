@@ -86,6 +86,16 @@ class OracleChainPort(ChainPort):
         self.metrics.gas_spent.inc(receipt.gas_used)
         log.warning("%s evidence against 0x%s posted in tx %s", kind, signer.hex(), receipt.tx_hash.hex())
 
+    async def read_ejected_members(self) -> tuple[bytes, int] | None:
+        """Return ``MarginOracle.ejectedMembers()`` (config digest, bitmap), or None when the read fails."""
+        fn = self.oracle.functions.ejectedMembers()
+        try:
+            digest, bitmap = await run_sync(self.client.call, fn, "latest", timeout=READ_TIMEOUT)
+        except ChainError as exc:  # ContractError included
+            log.warning("cannot read the ejected members: %s", exc)
+            return None
+        return bytes(digest), int(bitmap)
+
     async def read_latest_attested(self) -> AttestedRound | None:
         """Return ``MarginOracle.latestRound()``, or None before the first attestation or when the read fails."""
         try:

@@ -385,16 +385,20 @@ def open_archive(path: Path) -> ReportArchive:
     return archive
 
 
-def read_attested_digest(client: ChainClient, deployment: Deployment, block_number: int) -> tuple[bytes, bytes] | None:
-    """Return (configDigest, reportDigest) attested at ``block_number``, or None when no round is kept there."""
+def read_attested_digest(
+    client: ChainClient, deployment: Deployment, block_number: int
+) -> tuple[bytes, bytes, bytes] | None:
+    """Return (configDigest, reportDigest, blockHash) attested at ``block_number``, or None when no round is kept
+    there. The block hash is the canonical one of ``block_number`` (the oracle checked it when it attested)."""
     oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
     try:
-        config_digest, digest = client.call(oracle.functions.roundDigests(block_number), "latest")
+        view = client.call(oracle.functions.roundAt(block_number), "latest")
     except ContractError as exc:
         if exc.name == "RoundNotFound":
             return None
         raise
-    return bytes(config_digest), bytes(digest)
+    attested = AttestedRound.from_view(view)
+    return attested.config_digest, attested.report_digest, attested.block_hash
 
 
 def find_evidence(
@@ -402,7 +406,7 @@ def find_evidence(
     *,
     domain: Domain | None = None,
     committee: CommitteeConfig | None = None,
-    attested_digest: Callable[[int], tuple[bytes, bytes] | None] | None = None,
+    attested_digest: Callable[[int], tuple[bytes, bytes, bytes] | None] | None = None,
 ) -> list[Evidence]:
     """Return every equivocation and deviation the archive proves, round by round.
 
@@ -410,8 +414,9 @@ def find_evidence(
         archive: the node's signed-report archive.
         domain: the oracle's EIP-712 domain; orders equivocations canonically and checks signatures.
         committee: with ``domain``, keeps only evidence against valid signatures of its members.
-        attested_digest: block -> (configDigest, reportDigest) attested on chain (None: not attested); without
-            it, no deviation is looked for.
+        attested_digest: block -> (configDigest, reportDigest, blockHash) attested on chain (None: not
+            attested); without it, no deviation is looked for. A report about another hash of the block (signed
+            on a fork a reorg replaced) is no deviation.
 
     Returns:
         Equivocations (one per signer and round) then deviations (one per signed report), by round.
@@ -436,7 +441,7 @@ def find_evidence(
         if attested is None or attested[0] != key[0]:
             continue
         for archived in reports:
-            if archived.digest == attested[1]:
+            if archived.digest == attested[1] or archived.signed.report.block_hash != attested[2]:
                 continue
             deviation = Deviation(archived.signed, attested[1])
             if domain is not None and committee is not None and not is_deviation(domain, committee, deviation):
@@ -531,8 +536,8 @@ def submit_evidence(transmitter: Transmitter, deployment: Deployment, evidence: 
 
     Errors:
         ContractError with the contract's reason when it refuses (AlreadySlashed, NotAnOffence, RoundKeyMismatch,
-        NothingToSlash, ...); ChainError on RPC or transaction failures; DisputeError if the transaction succeeded
-        without a Slashed event.
+        NotCanonicalBlockHash, UnknownSigner, ...); ChainError on RPC or transaction failures; DisputeError if
+        the transaction succeeded without a Slashed event.
     """
     registry = deployment.contract(OFFLINE_W3, "SolverRegistry")
     if isinstance(evidence, Equivocation):

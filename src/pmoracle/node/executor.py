@@ -140,6 +140,7 @@ class ProtocolExecutor:
             block, self._resume_block = self._resume_block, None
             await self._resume(block)
         await self.poll_attested()
+        await self.poll_ejected()
         anchor = compute_latest_ready_anchor(head, self.committee)
         if anchor is None or (self.last_computed is not None and anchor <= self.last_computed):
             return None
@@ -176,7 +177,19 @@ class ProtocolExecutor:
             return  # another configuration's round: not ours to close
         key = compute_round_key(attested.config_digest, block)
         self.reports.mark_attested(key)
-        await self.apply(col.on_round_attested(self.state, key, attested.report_digest))
+        await self.apply(col.on_round_attested(self.state, key, attested.report_digest, attested.block_hash))
+
+    async def poll_ejected(self) -> None:
+        """Read the members the oracle refuses (slashed below the minimum stake) and keep them out of certificates."""
+        read = await self.chain.read_ejected_members()
+        if read is None or read[0] != self.committee.digest():
+            return  # unreadable now, or another configuration's members
+        bitmap = read[1]
+        ejected = frozenset(m for i, m in enumerate(self.committee.members) if bitmap >> i & 1)
+        if ejected != self.state.ejected:
+            log.warning("members ejected on chain (their signatures are refused): %s",
+                        ", ".join("0x" + m.hex() for m in sorted(ejected)))  # fmt: skip
+            await self.apply(col.on_members_ejected(self.state, ejected, trio.current_time()))
 
     async def _resume(self, block: int) -> None:
         """Re-enter round ``block`` (processed before a restart) with the report this node signed for it."""

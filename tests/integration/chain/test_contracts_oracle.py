@@ -165,6 +165,10 @@ def test_digest_block_and_hash_rejections(system: System, tree: MerkleTree) -> N
     wrong = keccak(text="another config")
     args = system.certificate(system.report(block, tree, config_digest=wrong), (0, 1, 2))
     assert revert_of(call(*args), sender) == ("ConfigDigestMismatch", (wrong, system.config.digest()))
+    # a paramsHash other than the one the config commits to (even signed by a quorum)
+    other_params = keccak(text="other params")
+    args = system.certificate(system.report(block, tree, params_hash=other_params), (0, 1, 2))
+    assert revert_of(call(*args), sender) == ("ParamsHashMismatch", (other_params, system.config.params_hash))
     # wrong block hash
     fake = keccak(text="fork")
     args = system.certificate(system.report(block, tree, block_hash=fake), (0, 1, 2))
@@ -203,7 +207,7 @@ def test_named_round_lookup(system: System, tree: MerkleTree) -> None:
 
 
 def test_only_the_registry_installs_committees(system: System) -> None:
-    fn = system.oracle.functions.setCommittee(bytes(32), 9, [system.owner.address], 1)
+    fn = system.oracle.functions.setCommittee(bytes(32), 9, bytes(32), [system.owner.address], 1)
     assert revert_of(fn, system.owner.address) == ("NotRegistry", (system.owner.address,))
 
 

@@ -138,7 +138,7 @@ def test_equivocation_is_slashed_once(system: System) -> None:
     sig_a = sign_report(system.domain, report_a, system.signing_keys[3]).signature
     sig_b = sign_report(system.domain, report_b, system.signing_keys[3]).signature
     other = sign_report(system.domain, report_b, system.signing_keys[2]).signature
-    reporter = open_transmitter(system.chain.url, dev_key(15))
+    reporter = open_transmitter(system.chain.url, node_spec(0).operator_key)  # a registered node: rewarded
     fn = system.registry.functions.slashEquivocation
     assert revert_of(fn(report_a.as_tuple(), sig_a, report_a.as_tuple(), sig_a), reporter.address)[0] == "NotAnOffence"
     assert (

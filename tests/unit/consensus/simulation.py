@@ -81,6 +81,7 @@ class Attestation:
 
     block: int
     digest: bytes
+    block_hash: bytes
     transmitter: int
     at: float
 
@@ -107,7 +108,8 @@ class MemoryChain:
             self.refused["not-newer"] += 1
             return
         digest = compute_report_digest(DOMAIN, certificate.report)
-        self.attestations.append(Attestation(certificate.report.block_number, digest, transmitter, at))
+        report = certificate.report
+        self.attestations.append(Attestation(report.block_number, digest, report.block_hash, transmitter, at))
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,13 @@ class MemoryChainPort(ChainPort):
         latest = self.sim.chain.attestations[-1]
         root = b""  # the simulated chain keeps digests only; the executor needs the root for logs
         committee = self.sim.committee
-        return AttestedRound(latest.block, root, latest.digest, committee.digest(), committee.version, 0, 0)
+        return AttestedRound(latest.block, root, latest.digest, committee.digest(), committee.version, 0, 0,
+                             latest.block_hash)  # fmt: skip
+
+    async def read_ejected_members(self) -> tuple[bytes, int] | None:
+        """Return the simulated oracle's ejections: none (the simulation slashes nobody)."""
+        await trio.lowlevel.checkpoint()
+        return self.sim.committee.digest(), 0
 
 
 class SimMember:

@@ -22,6 +22,7 @@ from pmoracle.consensus.collector import (
     get_committee_position,
     init_collector_state,
     on_local_report,
+    on_members_ejected,
     on_new_head,
     on_own_signed_report,
     on_round_attested,
@@ -64,6 +65,10 @@ def _of(effects: list[Effect] | tuple[Effect, ...], kind: type) -> list:  # type
 
 def _digest(variant: int = 0, block: int = BLOCK) -> bytes:
     return compute_report_digest(DOMAIN, make_report(make_committee(N), block, variant))
+
+
+def _hash(block: int = BLOCK) -> bytes:
+    return make_report(make_committee(N), block).block_hash
 
 
 def test_quorum_of_same_digest_forms_one_valid_certificate() -> None:
@@ -143,7 +148,7 @@ def test_equivocation_detected_once_with_valid_evidence() -> None:
 def test_deviation_reported_on_attestation_and_for_late_messages() -> None:
     state, _ = _feed(_state(), make_signed(N, 1, BLOCK, 0), make_signed(N, 2, BLOCK, 1))
     key = (make_committee(N).digest(), BLOCK)
-    state, effects = on_round_attested(state, key, _digest(0))
+    state, effects = on_round_attested(state, key, _digest(0), _hash())
     [submit] = _of(effects, SubmitEvidence)
     assert isinstance(submit.evidence, Deviation)
     assert submit.evidence.signed == make_signed(N, 2, BLOCK, 1)
@@ -152,13 +157,56 @@ def test_deviation_reported_on_attestation_and_for_late_messages() -> None:
     [late] = _of(effects, SubmitEvidence)
     assert isinstance(late.evidence, Deviation) and late.evidence.signed.signer == make_committee(N).members[3]
     # attesting again reports nothing twice
-    _, effects = on_round_attested(state, key, _digest(0))
+    _, effects = on_round_attested(state, key, _digest(0), _hash())
     assert _of(effects, SubmitEvidence) == []
+
+
+def test_no_deviation_is_reported_for_a_report_about_a_reorged_block() -> None:
+    # a deep reorg replaced block B after members 1 and 2 signed it; the round is attested over the new hash
+    old_fork = replace(make_report(make_committee(N), BLOCK), block_hash=b"\xee" * 32)
+    signed_on_old_fork = [sign_report(DOMAIN, old_fork, make_key(i)) for i in (1, 2)]
+    state, _ = _feed(_state(), signed_on_old_fork[0])
+    state, effects = on_round_attested(state, (make_committee(N).digest(), BLOCK), _digest(0), _hash())
+    assert _of(effects, SubmitEvidence) == []
+    # nor when such a report arrives after the attestation
+    state, effects = _feed(state, signed_on_old_fork[1])
+    assert _of(effects, SubmitEvidence) == []
+    # a report about the canonical block that differs is still a deviation
+    _, effects = _feed(state, make_signed(N, 3, BLOCK, 1))
+    [submit] = _of(effects, SubmitEvidence)
+    assert isinstance(submit.evidence, Deviation) and submit.evidence.signed == make_signed(N, 3, BLOCK, 1)
+
+
+def test_a_member_ejected_on_chain_never_counts_toward_a_certificate() -> None:
+    committee = make_committee(N)
+    ejected = frozenset({committee.members[3]})
+    state, effects = _feed(_state(), *(make_signed(N, i, BLOCK) for i in (3, 1, 2)), now=1.0)
+    [formed] = _of(effects, CertificateFormed)
+    assert formed.certificate.signer_bitmap == 0b1110
+    # member 3 is ejected (the oracle would refuse this certificate): two others are no quorum, it is dropped
+    state, effects = on_members_ejected(state, ejected, 2.0)
+    assert effects == () and state.get_certificate(BLOCK) is None and state.ejected == ejected
+    again, effects = on_members_ejected(state, ejected, 3.0)
+    assert again is state and effects == ()
+    # member 0's signature makes a quorum without member 3
+    state, effects = _feed(state, make_signed(N, 0, BLOCK), now=4.0)
+    [formed] = _of(effects, CertificateFormed)
+    assert formed.certificate.signer_bitmap == 0b0111 and is_valid_certificate(DOMAIN, committee, formed.certificate)
+    assert state.rounds[BLOCK].certified_at == 4.0
+
+
+def test_a_certificate_naming_an_ejected_member_is_rebuilt_from_the_others() -> None:
+    committee = make_committee(N)
+    state, _ = _feed(_state(), *(make_signed(N, i, BLOCK) for i in (3, 1, 2, 0)), now=1.0)
+    assert state.get_certificate(BLOCK).signer_bitmap == 0b1110  # type: ignore[union-attr]
+    state, effects = on_members_ejected(state, frozenset({committee.members[1]}), 2.0)
+    [formed] = _of(effects, CertificateFormed)
+    assert formed.certificate.signer_bitmap == 0b1101 and state.rounds[BLOCK].transmitted_at is None
 
 
 def test_attestation_of_other_config_rejected() -> None:
     state = _state()
-    after, effects = on_round_attested(state, (b"\x07" * 32, BLOCK), _digest())
+    after, effects = on_round_attested(state, (b"\x07" * 32, BLOCK), _digest(), _hash())
     assert after is state and effects == (Rejected(RejectReason.WRONG_CONFIG_DIGEST),)
 
 
@@ -177,7 +225,7 @@ def test_local_report_refused_for_watcher_and_closed_round() -> None:
     report = make_report(make_committee(N), BLOCK)
     watcher = _state(me=None)
     assert on_local_report(watcher, report, 0.0) == (watcher, (Rejected(RejectReason.NOT_A_MEMBER),))
-    state, _ = on_round_attested(_state(), (make_committee(N).digest(), BLOCK), _digest())
+    state, _ = on_round_attested(_state(), (make_committee(N).digest(), BLOCK), _digest(), _hash())
     assert on_local_report(state, report, 0.0) == (state, (Rejected(RejectReason.ROUND_CLOSED),))
 
 
@@ -239,7 +287,8 @@ def test_transmission_waits_for_schedule_position(member: int) -> None:
 def test_no_transmission_after_attestation_or_newer_round() -> None:
     committee = make_committee(N)
     state = _state(me=0, stage_delay=10.0)
-    state, _ = on_round_attested(state, (committee.digest(), BLOCK + 10), _digest(block=BLOCK + 10))
+    state, _ = on_round_attested(state, (committee.digest(), BLOCK + 10), _digest(block=BLOCK + 10),
+                                 _hash(BLOCK + 10))  # fmt: skip
     state, effects = _feed(state, *(make_signed(N, i, BLOCK) for i in range(1, N)), now=0.0)
     assert len(_of(effects, CertificateFormed)) == 1
     state, effects = on_tick(state, 1000.0)

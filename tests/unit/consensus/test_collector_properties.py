@@ -69,7 +69,8 @@ def _run(state: CollectorState, script: list[tuple[str, int]]) -> tuple[Collecto
             now += value
             state, effects = on_tick(state, now)
         elif kind == "attest":
-            state, effects = on_round_attested(state, (committee.digest(), value), HONEST[value])
+            attested = make_report(committee, value)
+            state, effects = on_round_attested(state, (committee.digest(), value), HONEST[value], attested.block_hash)
         else:
             state, effects = on_new_head(state, value)
         # a rejected input leaves the very same state

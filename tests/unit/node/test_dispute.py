@@ -10,7 +10,7 @@ from eth_utils import keccak, to_checksum_address
 
 from pmoracle.consensus.evidence import Deviation, Equivocation
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
-from pmoracle.consensus.report import compute_report_digest
+from pmoracle.consensus.report import compute_report_digest, sign_report
 from pmoracle.errors import InputError
 from pmoracle.node.dispute import (
     ClaimedLeaf,
@@ -21,7 +21,7 @@ from pmoracle.node.dispute import (
     parse_leaves_document,
 )
 from pmoracle.storage.archive import ReportArchive
-from tests.unit.consensus.factories import DOMAIN, make_committee, make_signed
+from tests.unit.consensus.factories import DOMAIN, make_committee, make_key, make_signed
 
 N = 4
 
@@ -102,7 +102,9 @@ def test_leaves_documents_name_the_bad_field() -> None:
 
 def test_find_evidence_in_an_archive(tmp_path: pathlib.Path) -> None:
     committee = make_committee(N)
-    reports = [make_signed(N, m, 10) for m in range(N)]
+    # member 3 signed block 10 of a fork a deep reorg replaced (another hash): that is no deviation
+    on_old_fork = dataclasses.replace(make_signed(N, 3, 10).report, block_hash=b"\xee" * 32)
+    reports = [make_signed(N, m, 10) for m in range(N - 1)] + [sign_report(DOMAIN, on_old_fork, make_key(3))]
     reports += [make_signed(N, 1, 10, variant=1), make_signed(N, 2, 20, variant=2), make_signed(N, 3, 20)]
     with ReportArchive(tmp_path / "archive.sqlite") as archive:
         for s in reports:
@@ -118,8 +120,8 @@ def test_find_evidence_in_an_archive(tmp_path: pathlib.Path) -> None:
         # with the chain: round 10 attested the honest digest, round 20 is not attested
         honest = compute_report_digest(DOMAIN, make_signed(N, 0, 10).report)
 
-        def attested(block: int) -> tuple[bytes, bytes] | None:
-            return (committee.digest(), honest) if block == 10 else None
+        def attested(block: int) -> tuple[bytes, bytes, bytes] | None:
+            return (committee.digest(), honest, make_signed(N, 0, 10).report.block_hash) if block == 10 else None
 
         found = find_evidence(archive, domain=DOMAIN, committee=committee, attested_digest=attested)
         deviations = [e for e in found if isinstance(e, Deviation)]

@@ -36,6 +36,7 @@ class RecordingChain(ChainPort):
         self.transmitted: list[QuorumCertificate] = []
         self.evidence: list[Evidence] = []
         self.attested: AttestedRound | None = None
+        self.ejected: tuple[bytes, int] | None = None
         self.tx_time = 5.0
 
     async def transmit(self, certificate: QuorumCertificate) -> None:
@@ -49,6 +50,10 @@ class RecordingChain(ChainPort):
     async def read_latest_attested(self) -> AttestedRound | None:
         await trio.lowlevel.checkpoint()
         return self.attested
+
+    async def read_ejected_members(self) -> tuple[bytes, int] | None:
+        await trio.lowlevel.checkpoint()
+        return self.ejected
 
 
 @asynccontextmanager
@@ -76,10 +81,23 @@ async def test_new_heads_trigger_each_ready_anchor_once(
         assert await executor.on_new_head(depth - 1) is None  # nothing final yet
         assert await executor.on_new_head(5 * PERIOD + depth) == 5 * PERIOD
         assert await executor.on_new_head(5 * PERIOD + depth + 1) is None  # same anchor
-        chain.attested = AttestedRound(6 * PERIOD, b"\x01" * 32, b"\x02" * 32, COMMITTEE.digest(), 1, 0, 0)
+        chain.attested = AttestedRound(6 * PERIOD, b"\x01" * 32, b"\x02" * 32, COMMITTEE.digest(), 1, 0, 0,
+                                       make_report(COMMITTEE, 6 * PERIOD).block_hash)  # fmt: skip
         assert await executor.on_new_head(6 * PERIOD + depth) is None  # already attested by others
         assert executor.last_attested == chain.attested
         assert await executor.on_new_head(7 * PERIOD + depth) == 7 * PERIOD
+
+
+async def test_members_ejected_on_chain_are_read_each_head_for_this_config_only(
+    tmp_path: pathlib.Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_executor(tmp_path) as (executor, chain, _):
+        chain.ejected = (b"\x07" * 32, 0b1000)  # another configuration's bitmap
+        await executor.on_new_head(5 * PERIOD)
+        assert executor.state.ejected == frozenset()
+        chain.ejected = (COMMITTEE.digest(), 0b1010)
+        await executor.on_new_head(5 * PERIOD + 1)
+        assert executor.state.ejected == frozenset({COMMITTEE.members[1], COMMITTEE.members[3]})
 
 
 async def test_own_report_is_signed_after_protection_and_published(
@@ -129,7 +147,8 @@ async def test_a_certificate_is_transmitted_once_at_a_time_and_never_after_attes
         assert len(chain.transmitted) == 1
         assert chain.transmitted[0].report == make_report(COMMITTEE, block)
         digest = compute_report_digest(DOMAIN, chain.transmitted[0].report)
-        chain.attested = AttestedRound(block, b"\x01" * 32, digest, COMMITTEE.digest(), 1, 0, 0)
+        chain.attested = AttestedRound(block, b"\x01" * 32, digest, COMMITTEE.digest(), 1, 0, 0,
+                                       make_report(COMMITTEE, block).block_hash)  # fmt: skip
         await executor.on_new_head(block + COMMITTEE.finality_depth + 1)
         await trio.sleep(10 * N * executor.state.context.stage_delay)
         assert len(chain.transmitted) == 1

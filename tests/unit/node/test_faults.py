@@ -171,6 +171,9 @@ class _Chain(ChainPort):
     async def read_latest_attested(self) -> AttestedRound | None:
         return None
 
+    async def read_ejected_members(self) -> tuple[bytes, int] | None:
+        return None
+
 
 async def test_self_sparing_chain_submits_evidence_against_others_only() -> None:
     inner = _Chain()

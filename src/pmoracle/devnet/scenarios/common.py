@@ -73,10 +73,18 @@ def collect_safety(devnet: Devnet, result: ScenarioResult, up_to: int | None = N
     per_round = Counter((e["args"]["signer"], int(e["args"]["blockNumber"])) for e in slashed)
     result.max_slashes_per_round = max(per_round.values(), default=0)
     result.slashes = dict(Counter(e["args"]["signer"] for e in slashed))
+    from pmoracle.node.daemon import OFFLINE_W3
+
     rewards: Counter[str] = Counter()
+    registry = devnet.deployment.contract(OFFLINE_W3, "SolverRegistry")
+    operators = {s: devnet.client.call(registry.functions.nodeOf(s))[0] for s in result.slashes}
+    self_reported = 0  # wei slashed on evidence the offender's own operator posted (the contract pays no reward)
     for e in slashed:
         rewards[e["args"]["reporter"]] += int(e["args"]["reward"])
+        if e["args"]["reporter"] == operators[e["args"]["signer"]]:
+            self_reported += int(e["args"]["amount"])
     result.rewards = dict(rewards)
+    result.extra["self_reported_slashed"] = self_reported
 
 
 def count_evidence_rounds(devnet: Devnet) -> int:
