@@ -19,7 +19,7 @@ from eth_utils import keccak
 
 from pmoracle.risk.errors import ParamsError
 from pmoracle.risk.inputs import MONEY_SCALE
-from pmoracle.risk.pmrm2 import (
+from pmoracle.risk.pmrm2_params import (
     SKEW_DIRECTIONS,
     VOL_DIRECTIONS,
     Pmrm2Basis,
