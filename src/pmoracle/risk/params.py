@@ -600,10 +600,6 @@ def _read_pmrm2(r: _Reader) -> Pmrm2Params | None:
         add_factor=r.number("pmrm2.basis.add_factor", 0.0, 20.0),
         mult_factor=r.number("pmrm2.basis.mult_factor", 0.0, 20.0),
     )
-    if basis.spot_up == 1.0:
-        r.problems.append("pmrm2.basis.spot_up: must exceed 1")
-    if basis.spot_down == 1.0:
-        r.problems.append("pmrm2.basis.spot_down: must be below 1")
     contingency = Pmrm2Contingency(
         peg_loss_threshold=r.number("pmrm2.contingency.peg_loss_threshold", 0.0, 100.0),
         peg_loss_factor=r.number("pmrm2.contingency.peg_loss_factor", 0.0, 10.0),
