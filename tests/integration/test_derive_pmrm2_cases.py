@@ -72,3 +72,65 @@ def test_a_case_derive_itself_rejects_is_refused_naming_the_feature(
     err = capsys.readouterr().err
     assert REFUSED[case] in err and "skew scenario with a spot move" in err
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def case_with(change: dict[str, object], path: str) -> dict[str, object]:
+    """Return the first vector with ``change`` applied at the dotted ``path`` (list items by index)."""
+    vector = json.loads(CASES[0].read_text())
+    node: object = vector
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]  # type: ignore[index]
+    node[int(last) if isinstance(node, list) else last] = change  # type: ignore[index]
+    return vector
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field", "feature"),
+    [
+        (
+            "Parameters.Scenarios.0.VolShockDirection",
+            "Sideways",
+            "Parameters.Scenarios[0].VolShockDirection",
+            "Sideways",
+        ),
+        ("Scenario.Collaterals", [{"Name": "usd coin"}], "Scenario.Collaterals[0].Name", "not an upper-case"),
+    ],
+    ids=["vol direction", "asset name"],
+)
+def test_an_unsupported_feature_is_named_and_exits_2(
+    path: str, value: object, field: str, feature: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps(case_with(value, path)))  # type: ignore[arg-type]
+    assert main(["import", "derive-pmrm2", str(case), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert field in err and feature in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_expiries_at_different_times_of_day_are_unsupported(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vector = json.loads((VECTORS / "test_52_discounting_multi_expiry_discounting.json").read_text())
+    vector["Scenario"]["OptionFeeds"][0]["FeedExpiry"] += 3600
+    vector["Scenario"]["Options"][0]["Expiry"] += 3600
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps(vector))
+    assert main(["import", "derive-pmrm2", str(case), "--out", str(tmp_path / "out")]) == 2
+    assert "expiries at different times of day" in capsys.readouterr().err
+
+
+def test_margin_refuses_grid_only_options_and_mismatched_documents(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "case"
+    assert main(["import", "derive-pmrm2", str(CASES[60]), "--out", str(out)]) == 0
+    files = [str(out / "portfolio.json"), "--market", str(out / "market.json")]
+    assert main(["margin", *files, "--params", str(out / "params.toml"), "--plot", str(tmp_path / "x.png")]) == 2
+    assert "--plot" in capsys.readouterr().err
+    assert main(["margin", *files]) == 2  # a PMRM_2 market with the default (grid) parameters
+    assert "give parameters with [pmrm2]" in capsys.readouterr().err
+    assert main(["margin", *files, "--params", str(out / "params.toml")]) == 0  # the text report
+    text = capsys.readouterr().out
+    assert "PMRM_2 margin of" in text and "Initial margin" in text
