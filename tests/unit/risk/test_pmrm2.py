@@ -3,6 +3,7 @@ small enough to compute by hand, plus Black-76 against scipy and homogeneity on 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import replace
@@ -259,3 +260,30 @@ def test_a_bad_document_lists_every_field() -> None:
         "positions[1].instrument",
         "collateral.WBTC",
     }
+
+
+# --- golden outputs --------------------------------------------------------------------------------------------
+
+VECTORS = ROOT / "tests" / "vectors" / "derive_pmrm2"
+GOLDEN = {  # (equity, initial margin, maintenance margin) in USD WAD, worst scenario: the exact bits nodes would sign
+    "test_44_skews_abs_as_worst_case_complex": (
+        2836222386618709657341242, 2373655271019267849624157, 889308095688506495207548, 30
+    ),
+    "test_62_general_random_2": (
+        6605640831497902050614357, 16464538354784863069653511, 13132078991856187582015991, 19
+    ),
+    "test_66_misc_post_expiry": (-191602985099999386875, 13408014925499998071, 8044808955299998843, 31),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_outputs_are_bit_exact(name: str) -> None:
+    """A change to any operation or its order changes these integers: it must be deliberate (and re-pinned)."""
+    from pmoracle.commands.import_case import convert_derive_case, params_document
+
+    portfolio, market_doc, section = convert_derive_case(json.loads((VECTORS / f"{name}.json").read_text()), "BASE")
+    params = parse_params(params_document(default_params_text(), section, name)).pmrm2
+    assert params is not None
+    parsed = parse_pmrm2_market(market_doc)
+    result = compute_pmrm2_margin(params, parsed, parse_pmrm2_portfolio(portfolio, parsed))
+    assert (result.equity, result.initial_margin, result.maintenance_margin, result.worst_scenario) == GOLDEN[name]
