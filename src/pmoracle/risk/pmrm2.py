@@ -37,6 +37,7 @@ from fractions import Fraction
 
 from pmoracle.errors import InputError
 from pmoracle.risk.detmath import det_exp, det_log, det_pow, norm_cdf
+from pmoracle.risk.errors import PricingError
 from pmoracle.risk.inputs import SECONDS_PER_YEAR, WAD
 from pmoracle.risk.pmrm2_params import (
     SKEW_DIRECTIONS,
@@ -119,7 +120,7 @@ class Pmrm2Option:
 
 @dataclass(frozen=True, slots=True)
 class Pmrm2Book:
-    """One account: options (document order), a perpetual, collateral amounts and cash (stable units)."""
+    """One account: options (document order), a perpetual, collateral amounts and cash (USD, counted at par)."""
 
     options: tuple[Pmrm2Option, ...]
     perp_amount: float
@@ -194,6 +195,8 @@ def _skew_vols(e: _Expiry, skew: Pmrm2SkewShock, linear: bool) -> tuple[float, .
         cap = skew.abs_c_base * sqrt_tau + skew.abs_base_cap
     vol_param = skew.vol_param_static + sqrt_tau * skew.vol_param_scale
     k_star = max(skew.min_k_star, sqrt_tau * skew.width_scale * vol_param)
+    if k_star <= 0.0:  # Derive's contract reverts on this division by zero too
+        raise PricingError("pmrm2.skew_shock.min_k_star", f"the skew width k* is {k_star!r} at T = {e.seconds} s")
     forward = e.market.forward_variable + e.market.forward_fixed
     vols = []
     for option, vol in zip(e.options, e.vols, strict=True):
@@ -260,7 +263,10 @@ def _precompute_expiry(
     rate = max(feeds.rate, 0.0)
     discount = det_exp(-rate * seconds / SECONDS_PER_YEAR)
     vs = params.vol_shock
-    tenor = THIRTY_DAYS / max(float(seconds), vs.dte_floor_days * DAY)
+    floor = max(float(seconds), vs.dte_floor_days * DAY)
+    if floor <= 0.0:  # an expired option with no floor: Derive's contract reverts on this division by zero too
+        raise PricingError("pmrm2.vol_shock.dte_floor_days", f"0 with expiry {expiry} at or before the market time")
+    tenor = THIRTY_DAYS / floor
     scale = det_pow(tenor, vs.short_term_power if seconds <= THIRTY_DAYS else vs.long_term_power)
     m = params.margin
     static_pos = m.long_base_static_discount * det_exp(-(tau * (rate * m.long_rate_mult_scale + m.long_rate_add_scale)))

@@ -95,6 +95,9 @@ def _parse_expiry(code: str, obj: object, path: str) -> Pmrm2ExpiryMarket:
             vols.append((strike_value(strike), vol))
     if len({k for k, _ in vols}) != len(vols):
         errors.add(InputError(f"{path}.vols", "a strike is quoted twice"))
+    fixed, variable = numbers["forward_fixed"], numbers["forward_variable"]
+    if fixed is not None and variable is not None and fixed + variable <= 0.0:
+        errors.add(InputError(f"{path}.forward_variable", "the forward (fixed + variable portions) must be positive"))
     errors.raise_if_any()
     if expiry is None or any(v is None for v in numbers.values()):  # unreachable: recorded as errors above
         raise InputError(path, "invalid")

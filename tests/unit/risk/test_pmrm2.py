@@ -287,3 +287,14 @@ def test_golden_outputs_are_bit_exact(name: str) -> None:
     parsed = parse_pmrm2_market(market_doc)
     result = compute_pmrm2_margin(params, parsed, parse_pmrm2_portfolio(portfolio, parsed))
     assert (result.equity, result.initial_margin, result.maintenance_margin, result.worst_scenario) == GOLDEN[name]
+
+
+def test_a_zero_skew_width_or_tenor_floor_is_a_named_error_not_a_crash() -> None:
+    options = (Pmrm2Option(EXPIRY, 90_000.0, True, 1.0),)
+    params = preset()
+    flat = replace(params, skew_shock=replace(params.skew_shock, min_k_star=0.0, width_scale=0.0))
+    with pytest.raises(InputError, match="skew width"):
+        compute_pmrm2_margin(flat, market(), book(options=options))
+    no_floor = replace(params, vol_shock=replace(params.vol_shock, dte_floor_days=0.0))
+    with pytest.raises(InputError, match="dte_floor_days"):
+        compute_pmrm2_margin(no_floor, market(time=EXPIRY), book(options=options))
