@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from pmoracle.files import read_json
     from pmoracle.risk.params import parse_params
 
+    underlying = args.underlying
+    if not (underlying.isascii() and underlying.isalnum() and underlying.isupper()):
+        raise InputError("--underlying", f"expected an upper-case alphanumeric symbol, got {underlying!r}")
     case = read_json(args.case, "CASE.json")
     portfolio, market, pmrm2_toml = convert_derive_case(case, args.underlying)
     params_text = params_document(default_params_text(), pmrm2_toml, args.case.name)
