@@ -178,8 +178,8 @@ def _parse_position(entry: object, path: str, market: Pmrm2Market, book: dict[st
     elif instrument.kind == InstrumentKind.PERPETUAL:
         if book["perp"] is not None:
             errors.add(InputError(f"{path}.instrument", "a second position in the perpetual"))
-        cost = errors.attempt(_number_field, {"cost": spec.get("cost", 0)}, "cost", path)
-        funding = errors.attempt(_number_field, {"funding": spec.get("funding", 0)}, "funding", path)
+        cost = errors.attempt(parse_number, spec.get("cost", 0), f"{path}.cost")
+        funding = errors.attempt(parse_number, spec.get("funding", 0), f"{path}.funding")
         book["perp"] = (size, cost or 0.0, funding or 0.0)
     else:
         for key in ("cost", "funding"):
