@@ -255,3 +255,14 @@ def test_malformed_toml_is_a_params_error() -> None:
     with pytest.raises(ParamsError) as info:
         check_params_schema("version = ")
     assert info.value.problems[0].startswith("malformed TOML")
+
+
+def test_pmrm2_collateral_tables_are_checked_by_both() -> None:
+    doc = with_value(FULL, "pmrm2.collateral.USDC", {"im_haircut": 0.6, "mm_haircut": 0.5, "risk_cancelling": 1})
+    doc = with_value(doc, "pmrm2.collateral.123", {"im_haircut": 0.0, "mm_haircut": 0.0, "risk_cancelling": True})
+    schema_says = check_params_schema(dump_toml(doc))
+    parser_says = parser_problems(doc)
+    assert any(p.startswith("pmrm2.collateral.USDC.risk_cancelling:") for p in schema_says), schema_says
+    assert any(p.startswith("pmrm2.collateral.USDC.risk_cancelling:") for p in parser_says), parser_says
+    assert any(p.startswith("pmrm2.collateral.USDC.im_haircut:") for p in parser_says)  # 0.6 + 0.5 > 1: x-rule
+    assert any("123" in p for p in schema_says) and any(p.startswith("pmrm2.collateral.123:") for p in parser_says)
