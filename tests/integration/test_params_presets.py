@@ -78,3 +78,33 @@ def test_every_preset_margins_every_example(
     assert 0 <= mm <= im
     worst = min(Decimal(row["pnl"]) for row in report["risk_array"])
     assert mm >= -worst * Decimal("0.35")  # at least the worst loss at the smallest cover
+
+
+def test_derive_pmrm2_is_derives_published_scenario_set() -> None:
+    params = parse_params((EXAMPLES / "params" / "derive-pmrm2.toml").read_text()).pmrm2
+    assert params is not None
+    grid = [(round(s.spot_shock - 1, 12), s.vol) for s in params.scenarios[:22]]
+    # +-18% in 4.5% steps, vol up/none/down inside +-13.5%, vol up only at +-18%
+    expected = [(0.18, "up")]
+    for k in (3, 2, 1, 0, -1, -2, -3):
+        expected += [(round(0.045 * k, 12), v) for v in ("down", "none", "up")]
+    assert grid == expected
+    assert [(s.spot_shock, s.vol) for s in params.scenarios[22:29]] == [
+        (0.82, "up"), (0.34, "up"), (0.67, "up"), (1.5, "up"), (2.0, "up"), (3.0, "up"), (4.0, "up")
+    ]  # fmt: skip
+    assert all(s.dampening < 1 for s in params.scenarios[23:29])  # the tails are dampened
+    assert [(s.spot_shock, s.vol) for s in params.scenarios[29:]] == [(1.0, "linear"), (1.0, "abs")]
+
+
+def test_derive_pmrm2_margins_an_imported_case(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    case = ROOT / "tests" / "vectors" / "derive_pmrm2" / "test_104_BasisContingencyParameters_ADD_FACTOR_min.json"
+    assert main(["import", "derive-pmrm2", str(case), "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    preset = EXAMPLES / "params" / "derive-pmrm2.toml"
+    argv = ["margin", str(tmp_path / "portfolio.json"), "--market", str(tmp_path / "market.json")]
+    assert main([*argv, "--params", str(preset), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "pmrm2"
+    assert report["params_hash"] == "0x" + parse_params(preset.read_text()).params_hash.hex()
+    mm, im = Decimal(report["maintenance_margin"]), Decimal(report["initial_margin"])
+    assert 0 < mm <= im

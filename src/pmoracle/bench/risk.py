@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import pathlib
 import resource
 import statistics
 import time
@@ -35,11 +36,20 @@ from pmoracle.risk.inputs import (
 )
 from pmoracle.risk.margin import Book, compute_accounts, compute_risk_arrays
 from pmoracle.risk.params import RiskParams, parse_params
+from pmoracle.risk.pmrm2 import (
+    Pmrm2Book,
+    Pmrm2ExpiryMarket,
+    Pmrm2Feed,
+    Pmrm2Market,
+    Pmrm2Option,
+    compute_pmrm2_margin,
+)
 from pmoracle.risk.scenarios import compute_scenarios
 
 T0 = 1_795_680_000
 DAY = 86400
 MADD_ROWS = 16
+PMRM2_PRESET = pathlib.Path(__file__).resolve().parents[3] / "examples" / "params" / "derive-pmrm2.toml"
 
 
 @dataclass(frozen=True)
@@ -52,9 +62,10 @@ class RiskBenchConfig:
     scenarios: int = 200
     update_accounts: int = 2000
     repeats: int = 3
+    pmrm2_accounts: int = 200
 
 
-QUICK = RiskBenchConfig(options=500, accounts=100_000, update_accounts=500, repeats=2)
+QUICK = RiskBenchConfig(options=500, accounts=100_000, update_accounts=500, repeats=2, pmrm2_accounts=50)
 
 
 def bench_params(n_scenarios: int) -> RiskParams:
@@ -88,6 +99,57 @@ def bench_market(n_options: int) -> tuple[MarketSnapshot, list[Instrument]]:
             instruments.append(Instrument("BTC", InstrumentKind.CALL, e, strike))
             instruments.append(Instrument("BTC", InstrumentKind.PUT, e, strike))
     return market, instruments[:n_options]
+
+
+def bench_pmrm2_market(market: MarketSnapshot, instruments: list[Instrument]) -> Pmrm2Market:
+    """Return the PMRM_2 view of the bench market: forwards from the rate, each listed strike's vol from its smile."""
+    u = market.underlyings[0]
+    index, rate = u.index / PRICE_SCALE, u.rate / WAD
+    expiries = []
+    for smile in u.smiles:
+        t = (smile.expiry - T0) / (365 * DAY)
+        forward = index * math.exp(rate * t)
+        vols = []
+        for strike in sorted({i.strike / PRICE_SCALE for i in instruments if i.expiry == smile.expiry}):
+            k = math.log(strike / forward)
+            a, b, rho, m, sigma = (x / WAD for x in (smile.a, smile.b, smile.rho, smile.m, smile.sigma))
+            w = a + b * (rho * (k - m) + math.sqrt((k - m) ** 2 + sigma**2))
+            vols.append((strike, math.sqrt(w / t)))
+        expiries.append(Pmrm2ExpiryMarket(smile.expiry, 0.0, forward, 1.0, rate, 1.0, 1.0, tuple(sorted(set(vols)))))
+    feed = Pmrm2Feed(index, 1.0)
+    return Pmrm2Market(T0, u.symbol, feed, feed, Pmrm2Feed(1.0, 1.0), tuple(expiries), ())
+
+
+def run_pmrm2_bench(config: RiskBenchConfig, market: MarketSnapshot, instruments: list[Instrument]) -> dict[str, Any]:
+    """Return the PMRM_2 preset's time per account on books like the grid's (same options and positions)."""
+    params = parse_params(PMRM2_PRESET.read_text(encoding="utf-8")).pmrm2
+    if params is None:
+        raise ValueError(f"{PMRM2_PRESET} has no [pmrm2] section")
+    pmrm2_market = bench_pmrm2_market(market, instruments)
+    options = instruments
+    rng = np.random.default_rng(13)
+    samples = []
+    for _ in range(config.pmrm2_accounts):
+        picks = rng.integers(0, len(options), size=config.positions)
+        sizes = rng.integers(-100, 100, size=config.positions)
+        book = Pmrm2Book(
+            tuple(
+                Pmrm2Option(o.expiry, o.strike / PRICE_SCALE, o.kind == InstrumentKind.CALL, float(s))
+                for o, s in ((options[int(i)], s) for i, s in zip(picks, sizes, strict=True))
+            ),
+            0.0, 0.0, 0.0, (), 0.0,
+        )  # fmt: skip
+        start = time.perf_counter()
+        compute_pmrm2_margin(params, pmrm2_market, book)
+        samples.append(time.perf_counter() - start)
+    return {
+        "preset": "examples/params/derive-pmrm2.toml",
+        "scenarios": len(params.scenarios),
+        "accounts": config.pmrm2_accounts,
+        "positions": config.positions,
+        "median_us": statistics.median(samples) * 1e6,
+        "accounts_per_second": len(samples) / sum(samples),
+    }
 
 
 @njit(cache=True, parallel=True)
@@ -223,6 +285,7 @@ def run_risk_bench(config: RiskBenchConfig, quick: bool = False) -> dict[str, An
         "positions": n_pos,
         "median_us": statistics.median(samples) * 1e6,
     }
+    results["pmrm2"] = run_pmrm2_bench(config, market, instruments)
     results["pricing"] = run_pricing_bench(quick=quick)
     return results
 
@@ -258,5 +321,12 @@ def format_risk_bench(results: dict[str, Any]) -> str:
     lines.append(
         f"incremental update: median {inc['median_us']:.1f} us per account of {inc['positions']} positions "
         "(target < 50 us)"
+    )
+    pm = results["pmrm2"]
+    lines.append(
+        f"PMRM_2 preset ({pm['preset']}, {pm['scenarios']} scenarios): median {pm['median_us']:,.0f} us per account"
+        f" of {pm['positions']} options ({pm['accounts_per_second']:,.0f} accounts/s on 1 core, binary64 Python:"
+        " every account prices its own options in every scenario) against the default grid's"
+        f" {inc['median_us']:.1f} us per account update ({ra['scenarios']} scenarios, risk arrays priced once)"
     )
     return format_pricing_bench(results["pricing"]) + "\n" + "\n".join(lines)

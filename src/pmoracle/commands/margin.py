@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
     market_doc = read_json(args.market)
     portfolio_doc = read_json(args.portfolio)
     params = load_params_file(args.params, "params") if args.params is not None else default_params()
+    if params.pmrm2 is not None:
+        return run_pmrm2(args, params, market_doc, portfolio_doc)
+    if isinstance(market_doc, dict) and "model" in market_doc:
+        raise InputError("--params", f"{args.market} is a {market_doc['model']!r} market: give parameters with [pmrm2]")
     market = parse_in_file(args.market, parse_market, market_doc)
     portfolio = parse_in_file(args.portfolio, parse_portfolio, portfolio_doc, market)
     report = compute_account_report(market, params, portfolio)
@@ -75,6 +79,72 @@ def run(args: argparse.Namespace) -> int:
     else:
         output = format_report(report, market, portfolio, source=str(args.portfolio))
     sys.stdout.write(output + "\n")
+    return 0
+
+
+def run_pmrm2(args: argparse.Namespace, params: RiskParams, market_doc: Any, portfolio_doc: Any) -> int:
+    """Compute and print the PMRM_2 margin of one book (parameters with a ``[pmrm2]`` section).
+
+    Args:
+        args: as :func:`run`; ``--plot`` and ``--crif`` need the scenario grid and are refused.
+        params: the parameters document, with its ``pmrm2`` section.
+        market_doc: the PMRM_2 market document (``"model": "pmrm2"``).
+        portfolio_doc: the portfolio document.
+
+    Returns:
+        0 on success.
+
+    Errors:
+        ``InputError`` (exit status 2) naming the invalid field or the refused option.
+    """
+    from pmoracle.risk.pmrm2 import compute_pmrm2_margin
+    from pmoracle.risk.pmrm2_documents import parse_pmrm2_market, parse_pmrm2_portfolio
+
+    for option, value in (("--plot", args.plot), ("--crif", args.crif)):
+        if value is not None:
+            raise InputError(option, "works on the scenario grid; the parameters select the PMRM_2 model")
+    if params.pmrm2 is None:  # unreachable: the caller checked
+        raise InputError("--params", "the parameters have no [pmrm2] section")
+    market = parse_in_file(args.market, parse_pmrm2_market, market_doc)
+    book = parse_in_file(args.portfolio, parse_pmrm2_portfolio, portfolio_doc, market)
+    result = compute_pmrm2_margin(params.pmrm2, market, book)
+    scenarios = params.pmrm2.scenarios
+    labels = [f"spot x{s.spot_shock!r}, vol {s.vol}, dampening {s.dampening!r}" for s in scenarios]
+    labels.append("basis contingency")
+    worst = result.worst_scenario
+    worst_pnl = result.scenario_pnls[worst] if worst < len(scenarios) else result.basis_contingency
+    report = {
+        "model": "pmrm2",
+        "params_hash": "0x" + params.params_hash.hex(),
+        "currency": "USD",
+        "equity": format_wad(result.equity),
+        "initial_margin": format_wad(result.initial_margin),
+        "maintenance_margin": format_wad(result.maintenance_margin),
+        "free_collateral": format_wad(result.equity - result.initial_margin),
+        "maintenance_surplus": format_wad(result.equity - result.maintenance_margin),
+        "worst_scenario": {"index": worst, "label": labels[worst], "pnl": repr(worst_pnl)},
+        "basis_contingency": repr(result.basis_contingency),
+        "risk_array": [
+            {"scenario": label, "pnl": repr(pnl)} for label, pnl in zip(labels, result.scenario_pnls, strict=False)
+        ],
+    }
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return 0
+    rows = [
+        ("Equity (mark-to-market)", result.equity),
+        ("Initial margin", result.initial_margin),
+        ("Maintenance margin", result.maintenance_margin),
+        ("Free collateral (equity - initial margin)", result.equity - result.initial_margin),
+    ]
+    lines = [f"PMRM_2 margin of {args.portfolio}", f"  params 0x{params.params_hash.hex()[:16]}…", "", "Margin (USD)"]
+    lines += [f"  {name:<46}{format_usd(value // 10**10):>16}" for name, value in rows]
+    lines.append(f"  Worst scenario #{worst}: {labels[worst]} ({worst_pnl:,.2f} USD)")
+    if result.equity < result.maintenance_margin:
+        lines.append("  ** equity is below maintenance margin: the account is liquidatable **")
+    elif result.equity < result.initial_margin:
+        lines.append("  ** equity is below initial margin: the account can only reduce risk **")
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 

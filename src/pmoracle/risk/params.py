@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -19,6 +19,18 @@ from eth_utils import keccak
 
 from pmoracle.risk.errors import ParamsError
 from pmoracle.risk.inputs import MONEY_SCALE
+from pmoracle.risk.pmrm2_params import (
+    SKEW_DIRECTIONS,
+    VOL_DIRECTIONS,
+    Pmrm2Basis,
+    Pmrm2Collateral,
+    Pmrm2Contingency,
+    Pmrm2Margin,
+    Pmrm2Params,
+    Pmrm2Scenario,
+    Pmrm2SkewShock,
+    Pmrm2VolShock,
+)
 
 COVER_SCALE = 10**6  # cover fractions are exact multiples of 1e-6
 JOINT_MODES = ("together", "alone", "opposite")
@@ -26,6 +38,8 @@ PRICE_REFERENCES = ("fraction", "std")
 MAX_IM_MULTIPLIER = Fraction(3, 2)  # keeps IM of any in-bound account inside int64 (see kernel.py)
 MAX_IM_BUFFER = 2**60
 MAX_FLOOR_BLOCKS = 1024  # bounds the policy state: the stressed lookback is kept as this many block maxima at most
+MAX_PMRM2_SCENARIOS = 40  # Derive's own limit (PMRM_2.setScenarios)
+PMRM2_COLLATERAL_FIELDS = ("im_haircut", "mm_haircut", "risk_cancelling")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +137,9 @@ class RiskParams:
     cross_short_option_charge: float
     # The adaptive margin policy ([policy], risk/policy.py); None keeps the document's hash what it was before.
     policy: PolicyParams | None = None
+    # Derive's PMRM_2 model ([pmrm2], risk/pmrm2.py): ``pmoracle margin`` uses it instead of the scenario grid.
+    # None keeps the document's hash what it was before the section existed.
+    pmrm2: Pmrm2Params | None = None
 
     def scan_range_of(self, underlying: str) -> float:
         """Return the scan range of ``underlying`` (its override, else the default)."""
@@ -152,19 +169,18 @@ def _canonical_value(value: Any) -> Any:
         return str(value)
     if isinstance(value, tuple):
         return [_canonical_value(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return _canonical_document(value)
     return value
 
 
-def _canonical_document(params: RiskParams | PolicyParams | FloorParams | BufferParams | VolPolicyParams) -> Any:
+def _canonical_document(params: Any) -> Any:
     doc = {}
     for f in fields(params):
         value = getattr(params, f.name)
-        if f.name == "policy" and value is None:
-            continue  # documents without [policy] keep the hash they had before the policy existed
-        if isinstance(value, PolicyParams | FloorParams | BufferParams | VolPolicyParams):
-            doc[f.name] = _canonical_document(value)
-        else:
-            doc[f.name] = _canonical_value(value)
+        if f.name in ("policy", "pmrm2") and value is None:
+            continue  # documents without these optional sections keep the hash they had before the sections existed
+        doc[f.name] = _canonical_value(value)
     return doc
 
 
@@ -246,6 +262,15 @@ class _Reader:
             self.problems.append(f"{path}: duplicate values")
         return result
 
+    def boolean(self, path: str) -> bool:
+        value = self._get(path)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            self.problems.append(f"{path}: expected true or false, got {value!r}")
+            return False
+        return value
+
     def choice(self, path: str, options: tuple[str, ...]) -> str:
         value = self._get(path)
         if value is None:
@@ -260,8 +285,8 @@ def _unknown_keys(doc: dict[str, Any], used: set[str], prefix: str = "") -> list
     problems = []
     for key, value in doc.items():
         path = f"{prefix}{key}"
-        if path == "price.scan_range_by_underlying":
-            continue
+        if path in ("price.scan_range_by_underlying", "pmrm2.collateral"):
+            continue  # tables of free keys, checked by their readers
         if isinstance(value, dict):
             problems.extend(_unknown_keys(value, used, f"{path}."))
         elif path not in used:
@@ -330,6 +355,7 @@ def parse_params(text: str) -> RiskParams:
     es_extreme = r.number("expected_shortfall.extreme_weight", 0.0, 1.0)
     cross_charge = r.number("cross_margin.short_option_charge", 0.0, 1.0)
     policy = _read_policy(r) if "policy" in doc else None
+    pmrm2 = _read_pmrm2(r) if "pmrm2" in doc else None
     r.problems.extend(_unknown_keys(doc, r.used))
     if r.problems:
         raise ParamsError(r.problems)
@@ -361,6 +387,7 @@ def parse_params(text: str) -> RiskParams:
         es_extreme_weight=es_extreme,
         cross_short_option_charge=cross_charge,
         policy=policy,
+        pmrm2=pmrm2,
     )
 
 
@@ -473,4 +500,123 @@ def _read_policy(r: _Reader) -> PolicyParams | None:
         floor=floor,
         buffer=buffer,
         vol=vol,
+    )
+
+
+def _read_pmrm2_scenarios(r: _Reader) -> tuple[Pmrm2Scenario, ...]:
+    """Return ``pmrm2.scenarios``: 1 to 40 of them, at most one of each skew direction, skews at spot 1."""
+    raw = r._get("pmrm2.scenarios")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_PMRM2_SCENARIOS:
+        r.problems.append(f"pmrm2.scenarios: expected a list of 1 to {MAX_PMRM2_SCENARIOS} scenarios")
+        return ()
+    scenarios = []
+    for i, item in enumerate(raw):
+        path = f"pmrm2.scenarios[{i}]"
+        if not isinstance(item, dict) or set(item) != {"spot", "vol", "dampening"}:
+            r.problems.append(f"{path}: expected a table with exactly spot, vol and dampening")
+            continue
+        spot = r.number(f"{path}.spot", 0.0, 10.0, item["spot"])
+        dampening = r.number(f"{path}.dampening", 0.0, 10.0, item["dampening"])
+        vol = item["vol"]
+        if vol not in VOL_DIRECTIONS:
+            r.problems.append(f"{path}.vol: expected one of {', '.join(VOL_DIRECTIONS)}, got {vol!r}")
+            continue
+        if vol in SKEW_DIRECTIONS and spot != 1.0:
+            r.problems.append(f"{path}.spot: a {vol} skew scenario moves no spot (1), got {item['spot']!r}")
+        scenarios.append(Pmrm2Scenario(spot_shock=spot, vol=vol, dampening=dampening))
+    for direction in SKEW_DIRECTIONS:
+        if sum(s.vol == direction for s in scenarios) > 1:
+            r.problems.append(f"pmrm2.scenarios: more than one {direction} skew scenario")
+    return tuple(scenarios)
+
+
+def _read_pmrm2_collateral(r: _Reader) -> tuple[Pmrm2Collateral, ...]:
+    """Return the haircuts of the optional ``pmrm2.collateral.SYMBOL`` tables, sorted by symbol."""
+    if not _has(r.doc, "pmrm2.collateral"):
+        return ()
+    raw = r._get("pmrm2.collateral")
+    if not isinstance(raw, dict):
+        if raw is not None:
+            r.problems.append("pmrm2.collateral: expected a table of assets")
+        return ()
+    result = []
+    for symbol in sorted(raw):
+        path = f"pmrm2.collateral.{symbol}"
+        if not (symbol.isascii() and symbol.isalnum() and symbol.isupper()):
+            r.problems.append(f"{path}: not an upper-case symbol")
+        spec = raw[symbol]
+        if not isinstance(spec, dict):
+            r.problems.append(f"{path}: expected a table")
+            continue
+        r.problems.extend(f"{path}.{k}: unknown field" for k in spec if k not in PMRM2_COLLATERAL_FIELDS)
+        im = r.number(f"{path}.im_haircut", 0.0, 1.0)
+        mm = r.number(f"{path}.mm_haircut", 0.0, 1.0)
+        if im + mm > 1.0:
+            r.problems.append(f"{path}.im_haircut: im_haircut + mm_haircut exceeds 1 ({im} + {mm})")
+        result.append(Pmrm2Collateral(symbol, im, mm, r.boolean(f"{path}.risk_cancelling")))
+    return tuple(result)
+
+
+def _read_pmrm2(r: _Reader) -> Pmrm2Params | None:
+    """Return the ``[pmrm2]`` section read through ``r``; the bounds are Derive's setters' (PMRMLib_2)."""
+    if not isinstance(r.doc.get("pmrm2"), dict):
+        r.used.add("pmrm2")
+        r.problems.append("pmrm2: expected a table")
+        return None
+    scenarios = _read_pmrm2_scenarios(r)
+    vol = Pmrm2VolShock(
+        range_up=r.number("pmrm2.vol_shock.range_up", 0.0, 10.0),
+        range_down=r.number("pmrm2.vol_shock.range_down", 0.0, 10.0),
+        short_term_power=r.number("pmrm2.vol_shock.short_term_power", 0.0, 10.0),
+        long_term_power=r.number("pmrm2.vol_shock.long_term_power", 0.0, 10.0),
+        dte_floor_days=r.number("pmrm2.vol_shock.dte_floor_days", 0.0, 400.0),
+        min_vol_up=r.number("pmrm2.vol_shock.min_vol_up", 0.0, 20.0),
+    )
+    skew = Pmrm2SkewShock(
+        linear_base_cap=r.number("pmrm2.skew_shock.linear_base_cap", 0.0, 10.0),
+        linear_c_base=r.number("pmrm2.skew_shock.linear_c_base", -10.0, 10.0),
+        abs_base_cap=r.number("pmrm2.skew_shock.abs_base_cap", 0.0, 10.0),
+        abs_c_base=r.number("pmrm2.skew_shock.abs_c_base", -10.0, 10.0),
+        min_k_star=r.number("pmrm2.skew_shock.min_k_star", 0.0, 10.0),
+        width_scale=r.number("pmrm2.skew_shock.width_scale", 0.0, 10.0),
+        vol_param_static=r.number("pmrm2.skew_shock.vol_param_static", 0.0, 10.0),
+        vol_param_scale=r.number("pmrm2.skew_shock.vol_param_scale", -20.0, 20.0),
+    )
+    margin = Pmrm2Margin(
+        im_loss_factor=r.number("pmrm2.margin.im_loss_factor", 0.5, 10.0),
+        mm_loss_factor=r.number("pmrm2.margin.mm_loss_factor", 0.1, 10.0),
+        long_base_static_discount=r.number("pmrm2.margin.long_base_static_discount", 0.0, 4.0),
+        long_rate_mult_scale=r.number("pmrm2.margin.long_rate_mult_scale", 0.0, 10.0),
+        long_rate_add_scale=r.number("pmrm2.margin.long_rate_add_scale", 0.0, 10.0),
+        short_base_static_discount=r.number("pmrm2.margin.short_base_static_discount", 0.0, 4.0),
+        short_rate_mult_scale=r.number("pmrm2.margin.short_rate_mult_scale", 0.0, 10.0),
+        short_rate_add_scale=r.number("pmrm2.margin.short_rate_add_scale", 0.0, 10.0),
+    )
+    basis = Pmrm2Basis(
+        spot_up=r.number("pmrm2.basis.spot_up", 1.0, 3.0),
+        spot_down=r.number("pmrm2.basis.spot_down", 0.0, 1.0),
+        add_factor=r.number("pmrm2.basis.add_factor", 0.0, 20.0),
+        mult_factor=r.number("pmrm2.basis.mult_factor", 0.0, 20.0),
+    )
+    contingency = Pmrm2Contingency(
+        peg_loss_threshold=r.number("pmrm2.contingency.peg_loss_threshold", 0.0, 100.0),
+        peg_loss_factor=r.number("pmrm2.contingency.peg_loss_factor", 0.0, 10.0),
+        confidence_threshold=r.number("pmrm2.contingency.confidence_threshold", 0.0, 1.0),
+        confidence_margin=r.number("pmrm2.contingency.confidence_margin", 0.0, 20.0),
+        mm_perp_percent=r.number("pmrm2.contingency.mm_perp_percent", 0.0, 3.0),
+        im_perp_percent=r.number("pmrm2.contingency.im_perp_percent", 0.0, 3.0),
+        mm_option_percent=r.number("pmrm2.contingency.mm_option_percent", 0.0, 2.0),
+        im_option_percent=r.number("pmrm2.contingency.im_option_percent", 0.0, 2.0),
+    )
+    collateral = _read_pmrm2_collateral(r)
+    return Pmrm2Params(
+        scenarios=scenarios,
+        vol_shock=vol,
+        skew_shock=skew,
+        margin=margin,
+        basis=basis,
+        contingency=contingency,
+        collateral=collateral,
     )

@@ -21,6 +21,8 @@ from pmoracle.risk.params import parse_params
 ROOT = Path(__file__).resolve().parents[3]
 POLICY = (ROOT / "src" / "pmoracle" / "config" / "default_policy.toml").read_text(encoding="utf-8")
 PRESETS = sorted((ROOT / "examples" / "params").glob("*.toml"))
+PMRM2 = tomllib.loads((ROOT / "examples" / "params" / "derive-pmrm2.toml").read_text(encoding="utf-8"))["pmrm2"]
+FREE_KEY_TABLES = ("price.scan_range_by_underlying", "pmrm2.collateral")
 
 
 def dump_toml(doc: dict[str, Any]) -> str:
@@ -33,6 +35,8 @@ def dump_toml(doc: dict[str, Any]) -> str:
             return json.dumps(v)
         if isinstance(v, list):
             return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):  # an inline table in a list (pmrm2.scenarios)
+            return "{ " + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + " }"
         return repr(v)
 
     def table(prefix: str, node: dict[str, Any]) -> Iterator[str]:
@@ -48,11 +52,12 @@ def dump_toml(doc: dict[str, Any]) -> str:
 
 
 def full_document() -> dict[str, Any]:
-    """Return a document with every field: the default, an override, and the policy with every section."""
+    """Return a document with every field: the default, an override, the policy with every section, and PMRM_2."""
     doc = tomllib.loads(default_params_text())
     head, vol = POLICY.split("# [policy.vol]")
     policy = tomllib.loads(head + "[policy.vol]" + vol.replace("# ", ""))  # the commented-out section, enabled
     doc.update(policy)
+    doc["pmrm2"] = copy.deepcopy(PMRM2)
     return doc
 
 
@@ -72,7 +77,7 @@ def document_leaves(doc: dict[str, Any], prefix: str = "") -> Iterator[str]:
     for name, value in doc.items():
         path = f"{prefix}.{name}" if prefix else name
         yield path
-        if isinstance(value, dict) and path != "price.scan_range_by_underlying":
+        if isinstance(value, dict) and path not in FREE_KEY_TABLES:
             yield from document_leaves(value, path)
 
 
@@ -161,7 +166,7 @@ def test_the_schema_has_exactly_the_parsers_fields() -> None:
     assert {p for p, _, _ in schema_leaves(SCHEMA)} == set(document_leaves(FULL))
     for path in document_leaves(FULL):  # an unknown field next to each: both refuse it, naming it
         parent = path.rsplit(".", 1)[0] if "." in path else ""
-        if parent == "price.scan_range_by_underlying":
+        if parent in FREE_KEY_TABLES:
             continue
         bogus = f"{parent}.bogus" if parent else "bogus"
         doc = with_value(FULL, bogus, 1)
@@ -250,3 +255,14 @@ def test_malformed_toml_is_a_params_error() -> None:
     with pytest.raises(ParamsError) as info:
         check_params_schema("version = ")
     assert info.value.problems[0].startswith("malformed TOML")
+
+
+def test_pmrm2_collateral_tables_are_checked_by_both() -> None:
+    doc = with_value(FULL, "pmrm2.collateral.USDC", {"im_haircut": 0.6, "mm_haircut": 0.5, "risk_cancelling": 1})
+    doc = with_value(doc, "pmrm2.collateral.123", {"im_haircut": 0.0, "mm_haircut": 0.0, "risk_cancelling": True})
+    schema_says = check_params_schema(dump_toml(doc))
+    parser_says = parser_problems(doc)
+    assert any(p.startswith("pmrm2.collateral.USDC.risk_cancelling:") for p in schema_says), schema_says
+    assert any(p.startswith("pmrm2.collateral.USDC.risk_cancelling:") for p in parser_says), parser_says
+    assert any(p.startswith("pmrm2.collateral.USDC.im_haircut:") for p in parser_says)  # 0.6 + 0.5 > 1: x-rule
+    assert any("123" in p for p in schema_says) and any(p.startswith("pmrm2.collateral.123:") for p in parser_says)
