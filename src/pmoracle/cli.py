@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "policy": ("pmoracle.commands.policy", "adaptive margin policy: the scan-range path of an index history"),
     "params": ("pmoracle.commands.params", "check a risk parameters document; print its JSON Schema"),
     "risk-arrays": ("pmoracle.commands.risk_arrays", "per-instrument risk arrays of a market, like a SPAN file"),
+    "stress": ("pmoracle.commands.stress", "liquidation cascade of a whole book under a shock: shortfall, Cover 1/2"),
 }
 
 EXIT_INPUT_ERROR = 2
