@@ -16,13 +16,16 @@ computed with + - * / sqrt and the project's deterministic ``exp``/``log``, then
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
+import numpy.typing as npt
 
 from pmoracle.errors import InputError
 from pmoracle.keeper.decision import WAD, AuctionParams, max_fraction, quote
+from pmoracle.risk import kernel
 from pmoracle.risk.errors import AccountOverflowError, MissingSmileError
 from pmoracle.risk.inputs import (
     MAX_PRICE,
@@ -45,7 +48,9 @@ from pmoracle.risk.margin import (
 from pmoracle.risk.params import NamedStress, RiskParams, StressParams
 from pmoracle.risk.pricing import black76
 from pmoracle.risk.scenarios import compute_atm_vol, compute_scenarios
-from pmoracle.risk.table import KIND_ASSET, CollateralRef
+from pmoracle.risk.table import KIND_ASSET, CollateralRef, RiskInstrument, check_feeds
+
+IntArray = npt.NDArray[np.int64]
 
 DELTA_SCALE = 10**6  # an instrument's delta per unit, quantized to 1e-6
 MAX_MOVE = WAD * 99 // 100  # one step moves a price by at most 99% either way
@@ -54,6 +59,7 @@ SMILE_LIMIT = 10 * WAD  # the largest SVI a and b a Smile accepts
 NOTIONAL_DIVISOR = 10 ** (SIZE_DECIMALS + PRICE_DECIMALS - MONEY_DECIMALS)
 SIZE_UNITS = 10**SIZE_DECIMALS
 DAYS_PER_YEAR = 365
+_HALF = 10**9  # WAD = _HALF**2: the base of compute_moved's split products
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,10 +264,74 @@ def _underlying_of(market: MarketSnapshot, arrays: RiskArrays, row: int) -> str 
     return inst.underlying
 
 
-def _trunc_fraction(amount: int, fraction: int) -> int:
-    """Return trunc(amount x fraction / WAD): toward zero, as the contract moves sizes and balances."""
-    moved = abs(amount) * fraction // WAD
-    return moved if amount >= 0 else -moved
+def compute_moved(amount: IntArray, fraction: IntArray) -> IntArray:
+    """Return trunc(amount x fraction / WAD) elementwise, exactly (toward zero, as the contract moves sizes and
+    balances), for |amount| <= 2**62 and 0 <= fraction <= WAD: the product is split in base 1e9 so that every
+    partial product fits int64."""
+    x = np.abs(amount)
+    xh, xl = np.divmod(x, _HALF)
+    fh, fl = np.divmod(fraction, _HALF)
+    mid = xh * fl + xl * fh  # < 4.7e9 x 1e9 + 1e9 x 1e9
+    moved = xh * fh + mid // _HALF + ((mid % _HALF) * _HALF + xl * fl) // (_HALF * _HALF)
+    signed: IntArray = np.where(amount < 0, -moved, moved)
+    return signed
+
+
+def _account_positions(layout: kernel.Positions, accounts: IntArray) -> tuple[IntArray, IntArray]:
+    """Return the position indices of ``accounts`` (in account order) and how many each holds."""
+    counts = layout.ends[accounts] - layout.starts[accounts]
+    firsts = np.cumsum(counts) - counts
+    total = int(counts.sum())
+    index = np.repeat(layout.starts[accounts], counts) + np.arange(total, dtype=np.int64) - np.repeat(firsts, counts)
+    return index, counts
+
+
+def _sum_by_row(rows: IntArray, values: IntArray) -> dict[int, int]:
+    """Return the exact sum of ``values`` per row (int64 when no partial sum can overflow, else Python ints)."""
+    if float(np.abs(values).astype(np.float64).sum()) < 2.0**62:
+        totals = np.zeros(int(rows.max()) + 1 if rows.size else 0, dtype=np.int64)
+        np.add.at(totals, rows, values)
+        return {int(r): int(totals[r]) for r in np.unique(rows)}
+    out: dict[int, int] = {}
+    for row, value in zip(rows.tolist(), values.tolist(), strict=True):
+        out[row] = out.get(row, 0) + value
+    return out
+
+
+def _liquidate(
+    model: LiquidationModel,
+    out: kernel.AccountArrays,
+    breached: IntArray,
+    layout: kernel.Positions,
+    shortfall_of: dict[int, int],
+) -> tuple[int, int, int, dict[int, int], dict[int, int]]:
+    """Liquidate every breached account in ``layout`` (in place); return (whole books, subsidies, fees, net and
+    gross size moved per row). ``shortfall_of`` gains each whole book's subsidy."""
+    fractions = np.empty(breached.size, dtype=np.int64)
+    payments: list[int] = []
+    whole = shortfall = fees = 0
+    for k, a in enumerate(breached.tolist()):
+        equity = int(out.equity[a]) * WAD_PER_MONEY
+        mm = int(out.maintenance_margin[a]) * WAD_PER_MONEY
+        fraction = max_fraction(model.auction, equity, mm, model.discount)
+        bid = quote(model.auction, fraction, equity, mm, model.discount)
+        fractions[k] = fraction
+        payments.append(bid.payment)
+        fees += bid.fee
+        if fraction == WAD:
+            whole += 1
+            subsidy = max(0, -bid.payment)
+            shortfall += subsidy
+            shortfall_of[a] = shortfall_of.get(a, 0) + subsidy
+    index, counts = _account_positions(layout, breached)
+    moved = compute_moved(layout.size[index], np.repeat(fractions, counts))
+    layout.size[index] -= moved  # a whole book (fraction WAD) moves every size: zero remains
+    rows = layout.inst[index]
+    kept = layout.cash[breached] - compute_moved(layout.cash[breached], fractions)
+    for k, a in enumerate(breached.tolist()):
+        # the bidder pays the account (rounded down to MONEY); a whole book's cash went with it, the fund pays
+        layout.cash[a] = 0 if fractions[k] == WAD else int(kept[k]) + payments[k] // WAD_PER_MONEY
+    return whole, shortfall, fees, _sum_by_row(rows, moved), _sum_by_row(rows, np.abs(moved))
 
 
 # --- the cascade --------------------------------------------------------------------------------------------------
@@ -270,7 +340,7 @@ def _trunc_fraction(amount: int, fraction: int) -> int:
 def run_cascade(
     market: MarketSnapshot,
     params: RiskParams,
-    portfolios: tuple[Portfolio, ...] | list[Portfolio],
+    portfolios: Sequence[Portfolio],
     shock: Shock,
     stress: StressParams,
     model: LiquidationModel,
@@ -280,12 +350,30 @@ def run_cascade(
     Errors: as ``shock_market`` and ``compute_book``; ``InputError`` naming ``stress.adv.SYMBOL`` or
     ``stress.daily_vol.SYMBOL`` when an underlying with forced sales lacks the figure its impact needs.
     """
+    book = Book(shock_market(market, shock), params, portfolios)
+    accounts = tuple(p.account for p in book.portfolios)
+    return run_cascade_on_layout(market, params, book.arrays.instruments, book.layout(), accounts, shock, stress, model)
+
+
+def run_cascade_on_layout(
+    market: MarketSnapshot,
+    params: RiskParams,
+    instruments: Sequence[RiskInstrument],
+    layout: kernel.Positions,
+    accounts: Sequence[bytes],
+    shock: Shock,
+    stress: StressParams,
+    model: LiquidationModel,
+) -> StressResult:
+    """Return the cascade of ``shock`` on a book already laid out for the kernel (``Book.layout()``: account ``a``
+    holds ``size[j]`` of ``instruments[inst[j]]`` for starts[a] <= j < ends[a]); ``layout`` is consumed (its sizes
+    and cash are liquidated in place).
+
+    Errors: as ``run_cascade``.
+    """
     shocked = shock_market(market, shock)
-    book = Book(shocked, params, portfolios)
-    arrays = book.arrays
-    layout = book.layout()
-    starts, ends, inst, size, cash = layout.starts, layout.ends, layout.inst, layout.size, layout.cash
-    accounts = [p.account for p in book.portfolios]
+    check_feeds(shocked, params)
+    arrays = compute_risk_arrays(shocked, params, instruments, compute_scenarios(params, shocked))
     symbols = [u.symbol for u in market.underlyings]
     path: dict[str, list[int]] = {s: [market.underlying(s).index, shocked.underlying(s).index] for s in symbols}
     adv = dict(stress.adv)
@@ -297,37 +385,14 @@ def run_cascade(
     for step in range(1, stress.max_depth + 1):
         if step > 1:
             arrays = compute_risk_arrays(current, params, arrays.instruments, compute_scenarios(params, current))
-        out = compute_accounts(arrays, params, starts, ends, inst, size, cash)
+        out = compute_accounts(arrays, params, *layout)
         for bad in np.flatnonzero(out.status).tolist():
             raise AccountOverflowError(accounts[bad], bad, math.inf)
         breached = np.flatnonzero(out.equity < out.maintenance_margin)
         if breached.size == 0:
             break
-        moved_net: dict[int, int] = {}
-        moved_gross: dict[int, int] = {}
-        whole = shortfall = fees = 0
-        for a in breached.tolist():
-            equity = int(out.equity[a]) * WAD_PER_MONEY
-            mm = int(out.maintenance_margin[a]) * WAD_PER_MONEY
-            fraction = max_fraction(model.auction, equity, mm, model.discount)
-            bid = quote(model.auction, fraction, equity, mm, model.discount)
-            for j in range(int(starts[a]), int(ends[a])):
-                moved = _trunc_fraction(int(size[j]), fraction)
-                row = int(inst[j])
-                moved_net[row] = moved_net.get(row, 0) + moved
-                moved_gross[row] = moved_gross.get(row, 0) + abs(moved)
-                size[j] -= moved
-            kept = int(cash[a]) - _trunc_fraction(int(cash[a]), fraction)
-            if fraction == WAD:
-                whole += 1
-                size[int(starts[a]) : int(ends[a])] = 0
-                cash[a] = 0
-                subsidy = max(0, -bid.payment)
-                shortfall += subsidy
-                shortfall_of[a] = shortfall_of.get(a, 0) + subsidy
-            else:
-                cash[a] = kept + bid.payment // WAD_PER_MONEY
-            fees += bid.fee
+        liquidation = _liquidate(model, out, breached, layout, shortfall_of)
+        whole, shortfall, fees, moved_net, moved_gross = liquidation
         volume: dict[str, int] = {}
         notional = 0
         for row in sorted(moved_net):

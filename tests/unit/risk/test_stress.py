@@ -7,6 +7,7 @@ import random
 from fractions import Fraction
 
 import numba
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from pmoracle.risk.stress import (
     LiquidationModel,
     Shock,
     compute_impact,
+    compute_moved,
     run_cascade,
     shock_market,
 )
@@ -206,3 +208,14 @@ def test_a_bad_stress_section_names_its_field(replace: str, field: str) -> None:
         parse_params(default_params_text() + STRESS_SECTION.replace(replace, field))
     name = {"BTC": "stress.adv.BTC", "moves": "stress.scenarios.standard.moves.BTC", "max_depth": "stress.max_depth"}
     assert any(p.startswith(name[field.split(" ")[0]]) for p in info.value.problems), info.value.problems
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    amounts=st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=20),
+    fraction=st.one_of(st.integers(0, WAD), st.sampled_from([0, 1, WAD - 1, WAD])),
+)
+def test_moved_amounts_are_the_exact_truncated_products(amounts: list[int], fraction: int) -> None:
+    moved = compute_moved(np.array(amounts, dtype=np.int64), np.full(len(amounts), fraction, dtype=np.int64))
+    expected = [(abs(x) * fraction // WAD) * (1 if x >= 0 else -1) for x in amounts]
+    assert moved.tolist() == expected
