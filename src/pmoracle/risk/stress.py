@@ -45,7 +45,7 @@ from pmoracle.risk.margin import (
     compute_option_state,
     compute_risk_arrays,
 )
-from pmoracle.risk.params import NamedStress, RiskParams, StressParams
+from pmoracle.risk.params import STANDARD_STRESS, NamedStress, RiskParams, StressParams
 from pmoracle.risk.pricing import black76
 from pmoracle.risk.scenarios import compute_atm_vol, compute_scenarios
 from pmoracle.risk.table import KIND_ASSET, CollateralRef, RiskInstrument, check_feeds
@@ -443,3 +443,22 @@ def run_cascade_on_layout(
         price_path=tuple((u, tuple(path[u])) for u in symbols),
         truncated=truncated,
     )
+
+
+def run_standard_stress(
+    market: MarketSnapshot,
+    params: RiskParams,
+    portfolios: Sequence[Portfolio],
+    auction: AuctionParams,
+    insurance_fund: int,
+) -> StressResult | None:
+    """Return the cascade of the document's ``standard`` stress on a round's book, bids at the auction's maximum
+    discount (where the keeper bids); None when the document defines no standard stress.
+
+    Errors: as ``run_cascade``.
+    """
+    named = None if params.stress is None else params.stress.scenario(STANDARD_STRESS)
+    if params.stress is None or named is None:
+        return None
+    model = LiquidationModel(auction, auction.max_discount, insurance_fund)
+    return run_cascade(market, params, portfolios, Shock.of(named), params.stress, model)

@@ -25,6 +25,7 @@ from pmoracle.risk.stress import (
     compute_impact,
     compute_moved,
     run_cascade,
+    run_standard_stress,
     shock_market,
 )
 from tests.unit.risk.factories import account, make_market, random_instrument, random_portfolio
@@ -219,3 +220,13 @@ def test_moved_amounts_are_the_exact_truncated_products(amounts: list[int], frac
     moved = compute_moved(np.array(amounts, dtype=np.int64), np.full(len(amounts), fraction, dtype=np.int64))
     expected = [(abs(x) * fraction // WAD) * (1 if x >= 0 else -1) for x in amounts]
     assert moved.tolist() == expected
+
+
+def test_the_standard_stress_of_the_document() -> None:
+    params = parse_params(default_params_text() + STRESS_SECTION)
+    assert run_standard_stress(MARKET, PARAMS, leveraged_longs(), AUCTION, 0) is None  # no [stress]: nothing
+    result = run_standard_stress(MARKET, params, leveraged_longs(), AUCTION, 10**6 * WAD)
+    section = params.stress
+    assert section is not None and result is not None
+    expected = run_cascade(MARKET, params, leveraged_longs(), drop("-0.3", "0.5"), section, MODEL)
+    assert result.steps == expected.steps and result.insurance_fund == 10**6 * WAD
