@@ -16,6 +16,7 @@ from pmoracle.config.params import default_params, default_params_text
 from pmoracle.errors import InputError
 from pmoracle.keeper.decision import AuctionParams
 from pmoracle.risk.inputs import SIZE_SCALE, WAD, Instrument, InstrumentKind, Portfolio, Position
+from pmoracle.risk.margin import Book, compute_accounts
 from pmoracle.risk.params import StressParams, parse_params
 from pmoracle.risk.scenarios import compute_atm_vol
 from pmoracle.risk.stress import (
@@ -25,6 +26,7 @@ from pmoracle.risk.stress import (
     compute_impact,
     compute_moved,
     run_cascade,
+    run_cascade_on_layout,
     run_standard_stress,
     shock_market,
 )
@@ -230,3 +232,22 @@ def test_the_standard_stress_of_the_document() -> None:
     assert section is not None and result is not None
     expected = run_cascade(MARKET, params, leveraged_longs(), drop("-0.3", "0.5"), section, MODEL)
     assert result.steps == expected.steps and result.insurance_fund == 10**6 * WAD
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(move=st.integers(5, 60), n=st.integers(5, 60))
+def test_with_zero_impact_the_liquidated_books_are_restored_at_the_same_prices(move: int, n: int) -> None:
+    """The reason no second step liquidates without impact: re-margined at unchanged prices, every account the first
+    step sold in part is back above maintenance margin (and a whole book is empty)."""
+    shock = drop(str(Fraction(-move, 100)))
+    shocked = shock_market(MARKET, shock)
+    book = Book(shocked, PARAMS, leveraged_longs(n))
+    layout = book.layout()
+    accounts = tuple(p.account for p in book.portfolios)
+    before = compute_accounts(book.arrays, PARAMS, *book.layout())
+    result = run_cascade_on_layout(MARKET, PARAMS, book.arrays.instruments, layout, accounts, shock,
+                                   stress(impact=Fraction(0)), MODEL)  # fmt: skip
+    after = compute_accounts(book.arrays, PARAMS, *layout)  # the same prices: the book's arrays are the shocked ones
+    breached = (before.equity < before.maintenance_margin).sum()
+    assert result.steps[0].accounts_breached == breached if breached else result.steps == ()
+    assert (after.equity >= after.maintenance_margin).all()
