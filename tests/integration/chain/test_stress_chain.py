@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pathlib
 from fractions import Fraction
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,7 +18,7 @@ from pmoracle.config.params import default_params
 from pmoracle.keeper.decision import AuctionParams
 from pmoracle.risk.inputs import WAD
 from pmoracle.risk.params import StressParams
-from pmoracle.risk.stress import LiquidationModel, Shock, run_cascade
+from pmoracle.risk.stress import LiquidationModel, Shock, run_cascade, run_standard_stress
 
 from .test_snapshot import EXPIRY, Protocol, protocol, setup_market_and_books, sym
 
@@ -53,3 +54,35 @@ def test_stress_reads_the_book_and_the_fund_at_a_block(
     assert doc["shortfall"] == format_wad(expected.shortfall) and doc["cover2"] == format_wad(expected.cover2)
     assert doc["insurance_fund"] == "0"  # the deployment funds no insurance
     assert dict(doc["price_path"])["BTC"][1] == "90000.00000000"  # 60,000 + 50%
+
+
+def test_a_node_exports_the_standard_stress_of_a_round(protocol: Protocol) -> None:
+    """The round worker's stress step (``SolverNode._stress_round``) against the real Liquidator: its parameters read
+    on chain, the document's standard stress run on the round's book, the gauges set."""
+    import trio
+
+    from pmoracle.config.params import default_params_text
+    from pmoracle.node.daemon import SolverNode, read_auction_params
+    from pmoracle.node.metrics import create_node_metrics
+    from pmoracle.risk.params import parse_params
+
+    setup_market_and_books(protocol)
+    feeds = protocol.feeds.functions
+    protocol.admin.transact_call(feeds.setSmile(sym("ETH"), EXPIRY, WAD // 50, WAD // 10, -WAD // 3, 0, WAD // 5))
+    client, deployment = protocol.client, protocol.deployment
+    assert read_auction_params(client, deployment) == AuctionParams(*LIQUIDATION_PARAMS)
+    block = client.block_number()
+    snapshot = read_snapshot(client, deployment, block)
+    stress_section = '[stress]\nimpact = "1"\nmax_depth = 5\n[stress.adv]\nBTC = "10"\nETH = "1000"\n'
+    standard = '[stress.scenarios.standard]\nmoves = { BTC = "0.5" }\n'
+    params = parse_params(default_params_text() + stress_section + standard)
+    node = SimpleNamespace(client=client, deployment=deployment, params=params, insurance_fund_balance=5 * WAD,
+                           metrics=create_node_metrics())  # fmt: skip
+    trio.run(SolverNode._stress_round, node, block, snapshot)  # type: ignore[arg-type]
+    expected = run_standard_stress(snapshot.market, params, snapshot.portfolios, AuctionParams(*LIQUIDATION_PARAMS),
+                                   5 * WAD)  # fmt: skip
+    assert expected is not None and expected.cascade_depth >= 1
+    exported = {(m.name, s.name): s.value for m in node.metrics.registry.collect() for s in m.samples}
+    assert exported[("pmoracle_stress_round", "pmoracle_stress_round")] == block
+    assert exported[("pmoracle_stress_cascade_depth", "pmoracle_stress_cascade_depth")] == expected.cascade_depth
+    assert exported[("pmoracle_stress_shortfall_usd", "pmoracle_stress_shortfall_usd")] == expected.shortfall / 1e18
