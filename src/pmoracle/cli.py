@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "params": ("pmoracle.commands.params", "check a risk parameters document; print its JSON Schema"),
     "risk-arrays": ("pmoracle.commands.risk_arrays", "per-instrument risk arrays of a market, like a SPAN file"),
     "import": ("pmoracle.commands.import_case", "convert a venue's published margin case into this project's files"),
+    "stress": ("pmoracle.commands.stress", "liquidation cascade of a whole book under a shock: shortfall, Cover 1/2"),
 }
 
 EXIT_INPUT_ERROR = 2

@@ -1,8 +1,8 @@
 """``pmoracle bench SUITE``: measure one part of the system on this machine (nothing is asserted).
 
 Suites: ``risk`` (risk engine), ``gossip`` (libp2p report exchange), ``gas`` (contract gas table), ``chain``
-(RPC and snapshot cost), ``devnet`` (round latency of a real multi-node devnet) and ``policy`` (the adaptive margin
-policy's backtest).
+(RPC and snapshot cost), ``devnet`` (round latency of a real multi-node devnet), ``policy`` (the adaptive margin
+policy's backtest) and ``stress`` (the liquidation cascade).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ SUITES: dict[str, tuple[str | None, str]] = {
     "chain": ("pmoracle.bench.chain", "chain layer: RPC latency and snapshot cost versus accounts"),
     "devnet": ("pmoracle.bench.devnet", "devnet round latency, CPU and memory per node for n nodes"),
     "policy": ("pmoracle.bench.policy", "adaptive margin policy backtest on seeded GARCH paths"),
+    "stress": ("pmoracle.bench.stress", "liquidation cascade: 100k accounts x 200 scenarios x 10 steps"),
 }
 
 

@@ -30,7 +30,7 @@ from eth_account import Account
 from pmoracle.chain.client import ChainClient, run_sync
 from pmoracle.chain.deploy import Deployment, decode_committee_view
 from pmoracle.chain.errors import ChainError
-from pmoracle.chain.snapshot import SnapshotReader
+from pmoracle.chain.snapshot import ChainSnapshot, SnapshotReader
 from pmoracle.chain.transmitter import FeePolicy, Transmitter
 from pmoracle.chain.watcher import HeadEvent, NewHead, Reorg, Resync, run_block_watcher
 from pmoracle.config.local import LocalConfig
@@ -41,18 +41,20 @@ from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.consensus.report import Domain
 from pmoracle.errors import PmoracleError
+from pmoracle.keeper.decision import AuctionParams
 from pmoracle.node.abc import ChainPort, PeerDiscovery, ReleaseNow, RoundComputer, SignatureRelease
 from pmoracle.node.api import HealthReport, MarginProof, assess_health, run_api
 from pmoracle.node.chain_port import OFFLINE_W3 as OFFLINE_W3  # re-exported: the devnet tools encode with it
 from pmoracle.node.chain_port import OracleChainPort
 from pmoracle.node.datadir import api_port_path, archive_db_path, protection_db_path, state_db_path, write_api_port
 from pmoracle.node.executor import ProtocolExecutor
-from pmoracle.node.metrics import NodeMetrics, create_node_metrics, endpoint_label
+from pmoracle.node.metrics import NodeMetrics, create_node_metrics, endpoint_label, export_stress
 from pmoracle.node.round import RoundOutput, compute_round
 from pmoracle.p2p.abc import Validator
 from pmoracle.p2p.codec import NetworkId
 from pmoracle.p2p.reports import ReportGossip
 from pmoracle.risk.params import RiskParams
+from pmoracle.risk.stress import run_standard_stress
 from pmoracle.storage.archive import ReportArchive
 from pmoracle.storage.node_state import LAST_PROCESSED_BLOCK, NodeStateDB
 from pmoracle.storage.protection_db import ProtectionDB
@@ -110,6 +112,13 @@ def read_insurance_fund(client: ChainClient, deployment: Deployment) -> Insuranc
         paid=int(client.call(fund.insurancePaid(), "latest")),
         socialized_loss=int(client.call(fund.socializedLoss(), "latest")),
     )
+
+
+def read_auction_params(client: ChainClient, deployment: Deployment) -> AuctionParams | None:
+    """Return the Liquidator's auction parameters at the latest block (None for a deployment without one)."""
+    if "Liquidator" not in deployment.contracts:
+        return None
+    return AuctionParams(*client.call(deployment.contract(OFFLINE_W3, "Liquidator").functions.params(), "latest"))
 
 
 def read_peer_addresses(client: ChainClient, deployment: Deployment, members: tuple[bytes, ...]) -> list[str]:
@@ -230,6 +239,7 @@ class SolverNode:
         )  # fmt: skip
         self.transmitter_address: str = Account.from_key(self.identity.transmitter_key).address
         self.transmitter_balance: int | None = None  # wei, at the last check (None before the first)
+        self.insurance_fund_balance = 0  # USD WAD, at the last check (the standard stress weighs its shortfall)
         self.outputs: dict[int, RoundOutput] = {}  # anchor block -> computed round (trees serve /v1/margin)
         self.attested_tree: MerkleTree | None = None
         self._attested_tree_block: int | None = None
@@ -271,6 +281,26 @@ class SolverNode:
             log.info("round %d: computed %d accounts in %.3f s (snapshot %.3f s, %s)", block,
                      output.report.account_count, trio.current_time() - started, read_s, how)  # fmt: skip
             await self.executor.on_local_report(output.report)
+            if self.params.stress is not None:  # after the report: the stress never delays a signature
+                await self._stress_round(block, snapshot)
+
+    async def _stress_round(self, block: int, snapshot: ChainSnapshot) -> None:
+        """Run the parameters document's standard stress on the round's book and export it (docs/stress.md)."""
+        try:
+            auction = await run_sync(read_auction_params, self.client, self.deployment, timeout=30.0)
+            if auction is None:
+                return
+            result = await trio.to_thread.run_sync(
+                run_standard_stress, snapshot.market, self.params, snapshot.portfolios, auction,
+                self.insurance_fund_balance,
+            )  # fmt: skip
+        except PmoracleError as exc:
+            log.warning("round %d: standard stress not computed: %s", block, exc)
+            return
+        if result is not None:
+            export_stress(self.metrics, block, result)
+            log.info("round %d: standard stress: cascade depth %d, shortfall %.2f USD, fund %.2f USD", block,
+                     result.cascade_depth, result.shortfall / 10**18, result.insurance_fund / 10**18)  # fmt: skip
 
     async def on_chain_event(self, event: HeadEvent) -> None:
         """Follow the chain: head, reorgs, attested rounds, and the trigger of each ready anchor block."""
@@ -362,6 +392,7 @@ class SolverNode:
                 log.warning("could not read the insurance fund: %s", exc)
             else:
                 if fund is not None:
+                    self.insurance_fund_balance = fund.balance
                     self.metrics.insurance_fund_usd.set(fund.balance / 10**18)
                     self.metrics.insurance_paid_usd.set(fund.paid / 10**18)
             await trio.sleep(self.config.chain.probe_interval)

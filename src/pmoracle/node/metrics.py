@@ -8,9 +8,13 @@ carry an API key in their path or query, and labels are public.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from pmoracle.risk.stress import StressResult
 
 # Round latency spans anchor-block-mined to attestation receipt: sub-second on a devnet, seconds on a real chain.
 ROUND_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
@@ -45,6 +49,11 @@ class NodeMetrics:
     transmitter_balance_wei: Gauge  # the transmitter account's balance at the last check
     insurance_fund_usd: Gauge  # the liquidation insurance fund's balance (negative: socialized loss)
     insurance_paid_usd: Gauge  # every subsidy the fund has paid to bidders of insolvent accounts
+    # The standard stress of the parameters document run on each round's book (risk/stress.py, docs/stress.md)
+    stress_round: Gauge  # anchor block of the last round stressed
+    stress_cascade_depth: Gauge  # cascade steps that liquidated an account
+    stress_shortfall_usd: Gauge  # subsidies the insurance fund would pay for the whole books
+    stress_cover2_usd: Gauge  # the shortfall of the two largest defaulting accounts (Cover 2)
 
     def exposition(self) -> bytes:
         """Return the registry in the Prometheus text format."""
@@ -112,7 +121,29 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
         insurance_paid_usd=Gauge(
             p + "insurance_paid_usd", "Subsidies the insurance fund has paid to bidders, in USD", registry=registry
         ),
+        stress_round=Gauge(
+            p + "stress_round", "Anchor block of the last round the standard stress ran on", registry=registry
+        ),
+        stress_cascade_depth=Gauge(
+            p + "stress_cascade_depth", "Liquidating steps of the standard stress's cascade", registry=registry
+        ),
+        stress_shortfall_usd=Gauge(
+            p + "stress_shortfall_usd", "Insurance fund subsidies the standard stress needs, in USD", registry=registry
+        ),
+        stress_cover2_usd=Gauge(
+            p + "stress_cover2_usd",
+            "Standard stress shortfall of the two largest defaulting accounts, in USD",
+            registry=registry,
+        ),
     )
+
+
+def export_stress(metrics: NodeMetrics, block: int, result: StressResult) -> None:
+    """Set the stress gauges from the standard stress of the round anchored at ``block``."""
+    metrics.stress_round.set(block)
+    metrics.stress_cascade_depth.set(result.cascade_depth)
+    metrics.stress_shortfall_usd.set(result.shortfall / 10**18)
+    metrics.stress_cover2_usd.set(result.cover2 / 10**18)
 
 
 def endpoint_label(url: str) -> str:

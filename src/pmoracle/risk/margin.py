@@ -356,6 +356,12 @@ class Book:
             is_empty=bool(self._ends[index] == self._starts[index] and self._cash[index] == 0),
         )
 
+    def layout(self) -> kernel.Positions:
+        """Return a copy of every account's canonical positions and folded cash, as the kernel reads them."""
+        return kernel.Positions(
+            self._starts.copy(), self._ends.copy(), self._inst.copy(), self._size.copy(), self._cash.copy()
+        )
+
     def positions_of(self, index: int) -> list[tuple[int, int]]:
         """Return account ``index``'s canonical (row, size) positions."""
         start, end = int(self._starts[index]), int(self._ends[index])

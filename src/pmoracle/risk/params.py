@@ -140,6 +140,8 @@ class RiskParams:
     # Derive's PMRM_2 model ([pmrm2], risk/pmrm2.py): ``pmoracle margin`` uses it instead of the scenario grid.
     # None keeps the document's hash what it was before the section existed.
     pmrm2: Pmrm2Params | None = None
+    # The cascade stress test ([stress], risk/stress.py); None keeps the document's hash what it was before.
+    stress: StressParams | None = None
 
     def scan_range_of(self, underlying: str) -> float:
         """Return the scan range of ``underlying`` (its override, else the default)."""
@@ -167,6 +169,8 @@ class RiskParams:
 def _canonical_value(value: Any) -> Any:
     if isinstance(value, Fraction):
         return str(value)
+    if isinstance(value, StressParams | NamedStress):
+        return _canonical_document(value)
     if isinstance(value, tuple):
         return [_canonical_value(v) for v in value]
     if is_dataclass(value) and not isinstance(value, type):
@@ -178,7 +182,7 @@ def _canonical_document(params: Any) -> Any:
     doc = {}
     for f in fields(params):
         value = getattr(params, f.name)
-        if f.name in ("policy", "pmrm2") and value is None:
+        if f.name in ("policy", "pmrm2", "stress") and value is None:
             continue  # documents without these optional sections keep the hash they had before the sections existed
         doc[f.name] = _canonical_value(value)
     return doc
@@ -285,7 +289,7 @@ def _unknown_keys(doc: dict[str, Any], used: set[str], prefix: str = "") -> list
     problems = []
     for key, value in doc.items():
         path = f"{prefix}{key}"
-        if path in ("price.scan_range_by_underlying", "pmrm2.collateral"):
+        if path in ("price.scan_range_by_underlying", "pmrm2.collateral", *STRESS_FREE_TABLES):
             continue  # tables of free keys, checked by their readers
         if isinstance(value, dict):
             problems.extend(_unknown_keys(value, used, f"{path}."))
@@ -356,6 +360,7 @@ def parse_params(text: str) -> RiskParams:
     cross_charge = r.number("cross_margin.short_option_charge", 0.0, 1.0)
     policy = _read_policy(r) if "policy" in doc else None
     pmrm2 = _read_pmrm2(r) if "pmrm2" in doc else None
+    stress = _read_stress(r) if "stress" in doc else None
     r.problems.extend(_unknown_keys(doc, r.used))
     if r.problems:
         raise ParamsError(r.problems)
@@ -388,6 +393,7 @@ def parse_params(text: str) -> RiskParams:
         cross_short_option_charge=cross_charge,
         policy=policy,
         pmrm2=pmrm2,
+        stress=stress,
     )
 
 
@@ -619,4 +625,110 @@ def _read_pmrm2(r: _Reader) -> Pmrm2Params | None:
         basis=basis,
         contingency=contingency,
         collateral=collateral,
+    )
+
+
+# --- [stress]: the cascade stress test (risk/stress.py, docs/stress.md) ------------------------------------------
+
+# Tables of free keys (underlying symbols, stress names): read here, not walked by the unknown-field check.
+STRESS_FREE_TABLES = ("stress.adv", "stress.daily_vol", "stress.scenarios")
+MAX_STRESS_DEPTH = 100
+STANDARD_STRESS = "standard"  # the named stress every node runs on its book each round (node metrics)
+
+
+@dataclass(frozen=True, slots=True)
+class NamedStress:
+    """A named joint shock: relative price moves per underlying and one relative vol move for every smile."""
+
+    name: str
+    moves: tuple[tuple[str, Fraction], ...]  # (underlying, move > -1), sorted by symbol
+    vol_shock: Fraction  # implied vols x (1 + vol_shock), > -1
+
+
+@dataclass(frozen=True, slots=True)
+class StressParams:
+    """Validated ``[stress]`` section: the square-root impact law and the named stresses (docs/stress.md)."""
+
+    impact: Fraction  # Y of move = Y x sigma x sqrt(Q / ADV)
+    max_depth: int  # cascade steps at most
+    adv: tuple[tuple[str, Fraction], ...]  # average daily volume per underlying, units of it, sorted by symbol
+    daily_vol: tuple[tuple[str, Fraction], ...]  # daily sigma overrides; absent: ATM implied vol / sqrt(365)
+    scenarios: tuple[NamedStress, ...]  # sorted by name; the one named STANDARD_STRESS is the node's
+
+    def scenario(self, name: str) -> NamedStress | None:
+        """Return the named stress ``name`` or None."""
+        for s in self.scenarios:
+            if s.name == name:
+                return s
+        return None
+
+
+def _is_symbol(name: object) -> bool:
+    return isinstance(name, str) and name.isascii() and name.isalnum() and name.isupper()
+
+
+def _symbol_rationals(
+    r: _Reader, path: str, lo: Fraction, hi: Fraction, table: Any
+) -> tuple[tuple[str, Fraction], ...]:
+    """Return the (symbol, rational) pairs of a table keyed by underlying symbols, sorted."""
+    if not isinstance(table, dict):
+        r.problems.append(f"{path}: expected a table")
+        return ()
+    pairs = []
+    for symbol in sorted(table):
+        if not _is_symbol(symbol):
+            r.problems.append(f"{path}.{symbol}: not an upper-case symbol")
+        pairs.append((symbol, r.rational(f"{path}.{symbol}", lo, hi, table[symbol])))
+    return tuple(pairs)
+
+
+def _read_stress(r: _Reader) -> StressParams | None:
+    """Return the ``[stress]`` section read through ``r`` (problems are added to ``r.problems``)."""
+    section = r.doc.get("stress")
+    r.used.add("stress")
+    if not isinstance(section, dict):
+        r.problems.append("stress: expected a table")
+        return None
+    impact = r.rational("stress.impact", Fraction(0), Fraction(10))
+    depth = r.integer("stress.max_depth", 1, MAX_STRESS_DEPTH)
+    adv = _symbol_rationals(r, "stress.adv", Fraction(0), Fraction(10**15), r._get("stress.adv") or {})
+    for symbol, volume in adv:
+        if volume <= 0:
+            r.problems.append(f"stress.adv.{symbol}: {volume} must be positive")
+    daily_vol: tuple[tuple[str, Fraction], ...] = ()
+    if "daily_vol" in section:
+        daily_vol = _symbol_rationals(r, "stress.daily_vol", Fraction(0), Fraction(10), r._get("stress.daily_vol"))
+    scenarios: list[NamedStress] = []
+    named = section.get("scenarios", {})
+    r.used.add("stress.scenarios")
+    if not isinstance(named, dict):
+        r.problems.append("stress.scenarios: expected a table")
+        named = {}
+    for name in sorted(named):
+        path = f"stress.scenarios.{name}"
+        spec = named[name]
+        if not isinstance(spec, dict):
+            r.problems.append(f"{path}: expected a table")
+            continue
+        for key in spec:
+            if key not in ("moves", "vol_shock"):
+                r.problems.append(f"{path}.{key}: unknown field")
+        if "moves" not in spec:
+            r.problems.append(f"{path}.moves: missing")
+        moves = _symbol_rationals(r, f"{path}.moves", Fraction(-1), Fraction(10), spec.get("moves", {}))
+        for symbol, move in moves:
+            if move <= -1:
+                r.problems.append(f"{path}.moves.{symbol}: {move} must exceed -1")
+        vol_shock = Fraction(0)
+        if "vol_shock" in spec:
+            vol_shock = r.rational(f"{path}.vol_shock", Fraction(-1), Fraction(10), spec["vol_shock"])
+            if vol_shock <= -1:
+                r.problems.append(f"{path}.vol_shock: {vol_shock} must exceed -1")
+        scenarios.append(NamedStress(str(name), moves, vol_shock))
+    return StressParams(
+        impact=impact,
+        max_depth=depth,
+        adv=adv,
+        daily_vol=daily_vol,
+        scenarios=tuple(scenarios),
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from pmoracle.node.metrics import create_node_metrics, endpoint_label
+from pmoracle.node.metrics import create_node_metrics, endpoint_label, export_stress
 
 EXPECTED = {
     "pmoracle_rounds_computed": "counter",
@@ -24,6 +24,10 @@ EXPECTED = {
     "pmoracle_rpc_errors": "counter",
     "pmoracle_head_block": "gauge",
     "pmoracle_last_attested_round": "gauge",
+    "pmoracle_stress_round": "gauge",
+    "pmoracle_stress_cascade_depth": "gauge",
+    "pmoracle_stress_shortfall_usd": "gauge",
+    "pmoracle_stress_cover2_usd": "gauge",
 }
 
 
@@ -70,3 +74,16 @@ def test_endpoint_label_strips_credentials_path_and_query() -> None:
     assert endpoint_label("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
     assert endpoint_label("ws://[::1]:8546/") == "ws://[::1]:8546"
     assert endpoint_label("nonsense") == "unknown://unknown"
+
+
+def test_the_standard_stress_is_exported() -> None:
+    from pmoracle.risk.stress import CascadeStep, StressResult
+
+    step = CascadeStep(1, 3, 1, 10**8, (("BTC", 10),), (("BTC", -(10**16)),), 7 * 10**18, 0)
+    result = StressResult((step, step), 14 * 10**18, 0, 10**18, ((b"\1" * 20, 9 * 10**18), (b"\2" * 20, 5 * 10**18)),
+                          (("BTC", (1, 2, 3, 4)),), truncated=False)  # fmt: skip
+    metrics = create_node_metrics()
+    export_stress(metrics, 120, result)
+    s = samples(metrics.exposition())
+    assert s[("pmoracle_stress_round", ())] == 120 and s[("pmoracle_stress_cascade_depth", ())] == 2
+    assert s[("pmoracle_stress_shortfall_usd", ())] == 14.0 and s[("pmoracle_stress_cover2_usd", ())] == 14.0
