@@ -9,6 +9,7 @@ open hundreds of accounts in seconds. Nothing here is used by a production node.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -20,12 +21,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coincurve import PrivateKey
-from eth_utils import keccak, to_canonical_address, to_checksum_address
+from eth_abi import encode as abi_encode
+from eth_utils import (
+    function_abi_to_4byte_selector,
+    get_abi_input_types,
+    keccak,
+    to_canonical_address,
+    to_checksum_address,
+)
+from sha3 import keccak_256  # safe-pysha3
 from web3 import Web3
 
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import Deployment
-from pmoracle.chain.orders import Order, sign_order
+from pmoracle.chain.orders import ORDER_TYPEHASH, Order, exchange_domain_separator
 from pmoracle.chain.revert import ErrorDecoder
 from pmoracle.errors import PmoracleError
 from pmoracle.risk.inputs import PRICE_SCALE, SIZE_SCALE, WAD, InstrumentKind
@@ -35,6 +44,7 @@ TX_GAS = 3_000_000  # explicit gas: skips one estimate per simulated transaction
 ORDER_LIFETIME = 3_600  # seconds a simulated order stays valid
 RECEIPT_TIMEOUT = 120.0  # seconds for anvil to mine a batch of simulated transactions
 BLOCK_GAS_LIMIT = 1_000_000_000
+LOG_SPAN = 16  # blocks per eth_getLogs while confirming a batch (~330 transactions each)
 
 
 class WorldError(PmoracleError):
@@ -75,6 +85,54 @@ UNDERLYINGS = (
 )
 HAIRCUTS = {"USDC": 0.0, "WBTC": 0.10, "WETH": 0.15}
 TOKEN_DECIMALS = {"USDC": 6, "WBTC": 8, "WETH": 18}
+
+
+@functools.cache
+def _function(contract: str, name: str) -> tuple[bytes, tuple[str, ...]]:
+    """Return the selector and ABI input types of a contract's (not overloaded) function."""
+    for entry in load_artifact(contract).abi:
+        if entry.get("type") == "function" and entry.get("name") == name:
+            return function_abi_to_4byte_selector(entry), tuple(get_abi_input_types(entry))  # type: ignore[arg-type]
+    raise WorldError(f"{contract} has no function {name!r}")
+
+
+def encode_call(contract: str, name: str, *args: Any) -> str:
+    """Return the 0x-hex calldata of ``contract.name(*args)``.
+
+    web3's ``encode_abi`` looks the function up in the ABI on every call (~6 ms, 37 of the 64 s it took to seed
+    1,000 accounts); this caches the selector and types, packs the words of functions whose arguments are all
+    one-word values itself, and leaves the others to eth_abi.
+    """
+    selector, types = _function(contract, name)
+    if len(args) == len(types) and all(t in _WORD_TYPES for t in types):
+        return "0x" + (selector + b"".join(_encode_word(t, a) for t, a in zip(types, args, strict=True))).hex()
+    return "0x" + (selector + abi_encode(list(types), list(args))).hex()
+
+
+_WORD_TYPES = frozenset(
+    ["address", "bool", "bytes32"] + [f"uint{b}" for b in range(8, 257, 8)] + [f"int{b}" for b in range(8, 257, 8)]
+)
+
+
+def _encode_word(abi_type: str, value: Any) -> bytes:
+    """Return one ABI word (what eth_abi's encoder gives for these types), checking the value's range."""
+    if abi_type == "address":
+        raw = bytes.fromhex(value[2:]) if isinstance(value, str) else value
+        if len(raw) != 20:
+            raise WorldError(f"not a 20-byte address: {value!r}")
+        return raw.rjust(32, b"\0")
+    if abi_type == "bytes32":
+        if not isinstance(value, bytes) or len(value) > 32:
+            raise WorldError(f"not a bytes32 value: {value!r}")
+        return value.ljust(32, b"\0")
+    if abi_type == "bool":
+        return int(bool(value)).to_bytes(32, "big")
+    signed = abi_type.startswith("int")
+    bits = int(abi_type[3 if signed else 4 :])
+    low, high = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < high:
+        raise WorldError(f"{value!r} is not a {abi_type}")
+    return (value % (1 << 256)).to_bytes(32, "big")  # two's complement of a negative int
 
 
 def compute_option_mark(is_call: bool, forward: float, strike: float, years: float, vol: float) -> float:
@@ -143,6 +201,7 @@ class World:
         self._nonces: dict[str, int] = {}
         self._errors = ErrorDecoder.from_artifacts()
         self._order_nonce = 0
+        self._signers: dict[bytes, PrivateKey] = {}
 
     # --- JSON-RPC -------------------------------------------------------------------------------------------------
 
@@ -170,12 +229,11 @@ class World:
         return results
 
     def _tx(self, sender: str, contract: str, fn: str, *args: Any) -> tuple[str, list[Any]]:
-        abi = self._abi["MockERC20" if contract in TOKEN_DECIMALS else contract]
-        data = abi.encode_abi(fn, args=list(args))
+        data = encode_call("MockERC20" if contract in TOKEN_DECIMALS else contract, fn, *args)
         to = self.deployment.contracts[contract]
         return ("eth_sendTransaction", [{"from": sender, "to": to, "data": data, "gas": hex(TX_GAS)}])
 
-    def send_all(self, txs: Sequence[tuple[str, list[Any]]], *, chunk: int = 200) -> list[str]:
+    def send_all(self, txs: Sequence[tuple[str, list[Any]]], *, chunk: int = 500) -> list[str]:
         """Send simulated transactions, mine them in as few blocks as the gas limit allows, check each succeeded;
         return their hashes.
 
@@ -184,15 +242,14 @@ class World:
         2,000 transactions sent in batches left ~2,000 empty blocks behind, mined at 200-400 a second, and a
         node's transaction sent meanwhile waited behind them. Paused, a batch lands in
         ceil(gas / block gas limit) blocks and the head then moves only when something is sent or mined.
+
+        Success is read from the mined blocks' logs (every transaction the world sends emits one), and receipts
+        are asked only for the few hashes without a log: anvil 1.7.1 answers ``eth_getTransactionReceipt`` in
+        5-25 ms, growing with the chain (measured: 500 receipts 13 s after 4,000 transactions), and one
+        ``eth_getLogs`` over those 4,000 transactions in 0.2 s. Nonces are counted here, each sender's read once.
         """
-        # explicit nonces: anvil handles a batch's transactions concurrently, so one sender's would collide
-        senders = sorted({tx[1][0]["from"] for tx in txs if tx[0] == "eth_sendTransaction"} - self._nonces.keys())
-        counts = self.batch([("eth_getTransactionCount", [s, "pending"]) for s in senders])
-        self._nonces.update({s: int(c, 16) for s, c in zip(senders, counts, strict=True)})
-        for method, params in txs:
-            if method == "eth_sendTransaction":
-                params[0]["nonce"] = hex(self._nonces[params[0]["from"]])
-                self._nonces[params[0]["from"]] += 1
+        self._assign_nonces(txs)
+        first_block = int(self.rpc("eth_blockNumber", []), 16) + 1
         hashes: list[str] = []
         self.rpc("evm_setAutomine", [False])
         try:
@@ -204,28 +261,56 @@ class World:
                     if method == "eth_sendTransaction"
                 ]
             # the pool may also hold a node's transaction; only ours are waited for
-            for _ in range(-(-len(hashes) * TX_GAS // BLOCK_GAS_LIMIT)):
-                self.rpc("evm_mine", [])
-            deadline = time.monotonic() + RECEIPT_TIMEOUT
-            pending = hashes
-            while pending:
-                still: list[str] = []
-                for i in range(0, len(pending), chunk):
-                    part = pending[i : i + chunk]
-                    receipts = self.batch([("eth_getTransactionReceipt", [h]) for h in part])
-                    failed = [h for h, r in zip(part, receipts, strict=True) if r is not None and r["status"] != "0x1"]
-                    if failed:
-                        reason = self._revert_reason(failed[0])
-                        raise WorldError(f"{len(failed)} simulated transactions reverted, first {failed[0]}: {reason}")
-                    still += [h for h, r in zip(part, receipts, strict=True) if r is None]
-                if still and time.monotonic() > deadline:
-                    raise WorldError(f"{len(still)} simulated transactions not mined within {RECEIPT_TIMEOUT:.0f} s")
-                if still:
-                    self.rpc("evm_mine", [])
-                pending = still
+            blocks = -(-len(hashes) * TX_GAS // BLOCK_GAS_LIMIT)
+            if blocks:
+                self.rpc("anvil_mine", [hex(blocks)])
+            self._confirm(hashes, first_block)
         finally:
             self.rpc("evm_setAutomine", [True])
         return hashes
+
+    def _assign_nonces(self, txs: Sequence[tuple[str, list[Any]]]) -> None:
+        """Number each sender's transactions from its next nonce (read once per sender, then counted here).
+
+        Explicit nonces: anvil handles a batch's transactions concurrently, so one sender's would collide.
+        """
+        senders = sorted({tx[1][0]["from"] for tx in txs if tx[0] == "eth_sendTransaction"} - self._nonces.keys())
+        for i in range(0, len(senders), 1_000):
+            part = senders[i : i + 1_000]
+            counts = self.batch([("eth_getTransactionCount", [s, "pending"]) for s in part])
+            self._nonces.update({s: int(c, 16) for s, c in zip(part, counts, strict=True)})
+        for method, params in txs:
+            if method == "eth_sendTransaction":
+                params[0]["nonce"] = hex(self._nonces[params[0]["from"]])
+                self._nonces[params[0]["from"]] += 1
+
+    def _confirm(self, hashes: Sequence[str], first_block: int) -> None:
+        """Wait until every transaction of ``hashes`` (sent after block ``first_block`` - 1) is mined and succeeded.
+
+        Errors:
+            WorldError naming the first reverted transaction and its error, or the count not mined in time.
+        """
+        pending = {h.lower() for h in hashes}
+        deadline = time.monotonic() + RECEIPT_TIMEOUT
+        while pending:
+            head = int(self.rpc("eth_blockNumber", []), 16)
+            for start in range(first_block, head + 1, LOG_SPAN):
+                span = {"fromBlock": hex(start), "toBlock": hex(min(start + LOG_SPAN - 1, head))}
+                pending -= {log["transactionHash"].lower() for log in self.rpc("eth_getLogs", [span])}
+            first_block = max(first_block, head + 1)
+            unseen = sorted(pending)  # no log (yet): a receipt says whether it reverted, or is not mined
+            for i in range(0, len(unseen), 200):
+                part = unseen[i : i + 200]
+                receipts = self.batch([("eth_getTransactionReceipt", [h]) for h in part])
+                failed = [h for h, r in zip(part, receipts, strict=True) if r is not None and r["status"] != "0x1"]
+                if failed:
+                    reason = self._revert_reason(failed[0])
+                    raise WorldError(f"{len(failed)} simulated transactions reverted, first {failed[0]}: {reason}")
+                pending -= {h for h, r in zip(part, receipts, strict=True) if r is not None}
+            if pending and time.monotonic() > deadline:
+                raise WorldError(f"{len(pending)} simulated transactions not mined within {RECEIPT_TIMEOUT:.0f} s")
+            if pending:
+                self.rpc("evm_mine", [])
 
     def simulate(self, txs: Sequence[tuple[str, list[Any]]]) -> list[str | None]:
         """Return, per transaction, None if it would succeed now, else the name of the custom error it reverts with."""
@@ -297,7 +382,7 @@ class World:
         """Return the accounts' cash in whole USD (rounded down)."""
         ledger = self.deployment.contracts["MarginAccounts"]
         calls = [
-            ("eth_call", [{"to": ledger, "data": self._abi["MarginAccounts"].encode_abi("cashOf", args=[a])}, "latest"])
+            ("eth_call", [{"to": ledger, "data": encode_call("MarginAccounts", "cashOf", a)}, "latest"])
             for a in accounts
         ]
         return [int.from_bytes(bytes.fromhex(r[2:]), "big", signed=True) // 10**18 for r in self.batch(calls)]
@@ -461,10 +546,23 @@ class World:
         order = Order(
             to_canonical_address(account), inst.id, is_buy, units, price, self._order_nonce, self.now + ORDER_LIFETIME
         )
-        signature = sign_order(
-            self.deployment.chain_id, self.deployment.contracts["Exchange"], order, self.keys[account]
+        return order.as_tuple(), self.sign_order(order)
+
+    def sign_order(self, order: Order) -> bytes:
+        """Return ``order`` signed by its account's simulated key: ``chain.orders.sign_order``, without eth_abi and
+        with the key's context kept (~4x faster: seeding signs two orders per trade)."""
+        signer = self._signers.get(order.account)
+        if signer is None:
+            key = self.keys[to_checksum_address(order.account)]
+            signer = self._signers[order.account] = PrivateKey(key)
+        words = (order.instrument_id, int(order.is_buy), order.size, order.limit_price, order.nonce, order.expiry)
+        struct = ORDER_TYPEHASH + order.account.rjust(32, b"\0") + b"".join(w.to_bytes(32, "big") for w in words)
+        separator = exchange_domain_separator(
+            self.deployment.chain_id, to_canonical_address(self.deployment.contracts["Exchange"])
         )
-        return order.as_tuple(), signature
+        digest = keccak_256(b"\x19\x01" + separator + keccak_256(struct).digest()).digest()
+        raw = signer.sign_recoverable(digest, hasher=None)
+        return raw[:64] + bytes([raw[64] + 27])
 
     def _trade(self, account: str, inst: Instrument, size: float) -> tuple[str, list[Any]]:
         """Return the match that moves ``account``'s position by ``size`` units against the house, at the mark.
