@@ -11,6 +11,7 @@ from web3 import Web3
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.orders import Order, sign_order
 from pmoracle.devnet.devchain import Devchain, start_devchain
+from pmoracle.devnet.ledger_audit import audit_cash
 from pmoracle.devnet.world import World, WorldError, encode_call
 from tests.integration.devnet.seeding import book_digest, seed_world
 
@@ -39,6 +40,20 @@ def test_fast_seeding_opens_the_same_book_as_before(chain: Devchain, world: Worl
     assert len(world.accounts) == 60
     assert world.trades == 96
     assert book_digest(chain, world) == BOOK_60_BEFORE
+
+
+def test_funded_tokens_are_all_in_the_ledger_and_the_cash_identity_holds(chain: Devchain, world: World) -> None:
+    w3 = Web3(Web3.HTTPProvider(chain.url))
+    ledger = world.deployment.contracts["MarginAccounts"]
+    for token in ("USDC", "WBTC", "WETH"):
+        erc20 = w3.eth.contract(address=world.deployment.contracts[token], abi=load_artifact("MockERC20").abi)
+        supply = erc20.functions.totalSupply().call()
+        assert supply > 0
+        assert erc20.functions.balanceOf(ledger).call() == supply  # every unit minted was deposited
+        for account in world.accounts[:5]:
+            assert erc20.functions.balanceOf(account).call() == 0
+            assert erc20.functions.allowance(account, ledger).call() == 0  # approved exactly what was deposited
+    assert audit_cash(w3, world.deployment).ok
 
 
 def test_local_order_signatures_equal_chain_orders_signatures(world: World) -> None:
