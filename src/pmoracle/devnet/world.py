@@ -46,7 +46,7 @@ TX_GAS = 3_000_000  # explicit gas: skips one estimate per simulated transaction
 ORDER_LIFETIME = 3_600  # seconds a simulated order stays valid
 RECEIPT_TIMEOUT = 120.0  # seconds for anvil to mine a batch of simulated transactions
 BLOCK_GAS_LIMIT = 6_000_000_000
-LOG_SPAN = 16  # blocks per eth_getLogs while confirming a batch (~330 transactions each)
+LOG_SPAN = 4  # blocks per eth_getLogs while confirming a batch (up to 2,000 transactions each)
 
 
 class WorldError(PmoracleError):
@@ -119,7 +119,10 @@ _WORD_TYPES = frozenset(
 def _encode_word(abi_type: str, value: Any) -> bytes:
     """Return one ABI word (what eth_abi's encoder gives for these types), checking the value's range."""
     if abi_type == "address":
-        raw = bytes.fromhex(value[2:]) if isinstance(value, str) else value
+        try:
+            raw = bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
+        except (TypeError, ValueError):
+            raw = b""
         if len(raw) != 20:
             raise WorldError(f"not a 20-byte address: {value!r}")
         return raw.rjust(32, b"\0")

@@ -87,6 +87,8 @@ def test_out_of_range_arguments_are_refused_by_name() -> None:
         encode_call("MarginAccounts", "listInstrument", b"ETH", 2**32, 0, 0)  # kind is uint8: out of range
     with pytest.raises(WorldError, match="20-byte address"):
         encode_call("MockERC20", "approve", "0x1234", 1)
+    with pytest.raises(WorldError, match="20-byte address"):
+        encode_call("MockERC20", "approve", "0xzz" + "00" * 19, 1)
 
 
 def test_a_reverting_transaction_in_a_batch_is_named(world: World) -> None:
