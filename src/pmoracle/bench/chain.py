@@ -1,28 +1,40 @@
-"""Measure the chain layer on a local anvil: per-request latency and snapshot cost versus account count.
+"""Measure the chain layer on a local anvil: per-request latency, and full and incremental snapshot reads versus the
+number of accounts.
 
-Run: ``pmoracle bench chain [--accounts 1000] [--page 200]`` (or ``python -m pmoracle.bench.chain``).
-Prints a table; nothing here is asserted (benchmarks are not tests).
+Run: ``pmoracle bench chain [--accounts 1000] [--page 200] [--workers 1,2,4] [--changed 10000] [--json]`` (or
+``python -m pmoracle.bench.chain``). The ledger is seeded directly (the bench holds the Exchange role and applies
+trades itself, two new accounts per trade, sent in JSON-RPC batches and mined in bulk). Then it times:
+
+- a full read (``read_snapshot``) at each page size and number of pages in flight;
+- an incremental read (``read_snapshot_since``) after ``--changed`` accounts traded, and checks that it equals the
+  full read of the same block.
+
+Prints a table (and with ``--json`` one JSON object); nothing here is asserted (benchmarks are not tests).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from eth_utils import keccak
 from web3 import Web3
 
 from pmoracle.chain.client import ChainClient
-from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import Deployment, deploy_contract, open_transmitter
-from pmoracle.chain.snapshot import read_snapshot
+from pmoracle.chain.snapshot import ChainSnapshot, read_snapshot, read_snapshot_since
 from pmoracle.devnet.devchain import devchain
+from pmoracle.devnet.world import World, encode_call
+from pmoracle.errors import InputError
 
 KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")  # anvil dev account 0
 BTC = b"BTC".ljust(32, b"\0")
+PRICE = 60_000 * 10**8
 
 
 def _median_ms(fn: Callable[[], Any], repeat: int) -> float:
@@ -34,61 +46,143 @@ def _median_ms(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(samples) * 1000
 
 
-def run_chain_bench(accounts: int = 1000, page: int = 200) -> list[tuple[str, float]]:
+def _trader(index: int) -> str:
+    """Return the bench's trader ``index`` (1-based): a plain address, never a key (the ledger needs none)."""
+    return Web3.to_checksum_address(index.to_bytes(20, "big"))
+
+
+def _trades(world: World, pairs: range, size: int) -> list[tuple[str, list[Any]]]:
+    """Return ``applyTrade`` transactions: trader 2i+1 buys ``size`` from trader 2i+2 for each i of ``pairs``."""
+    return [
+        world._tx(world.admin, "MarginAccounts", "applyTrade", _trader(2 * i + 1), _trader(2 * i + 2), 1, size, PRICE)
+        for i in pairs
+    ]
+
+
+def _comparable(snapshot: ChainSnapshot) -> ChainSnapshot:
+    return replace(snapshot, rpc_calls=0, changed_accounts=None)
+
+
+def run_chain_bench(
+    accounts: int = 1000, page: int = 200, workers: tuple[int, ...] = (1, 2, 4), changed: int = 10_000
+) -> dict[str, Any]:
     """Deploy feeds and ledger on a fresh anvil, open ``accounts`` accounts, and time reads.
 
+    Args:
+        accounts: accounts opened (two per trade).
+        page: accounts per ``accountsPage`` call of the full reads (50 and 500 are timed too, one worker).
+        workers: numbers of pages in flight timed for the full read at ``page``.
+        changed: accounts that trade between the base block and the incrementally read block (at most
+            ``accounts``).
+
     Returns:
-        (measure, median milliseconds) rows, the first one the setup time in seconds x 1000.
+        The figures: ``rows`` ((measure, median ms) pairs, as the table prints them) and named keys
+        (``setup_s``, ``accounts_per_s``, ``full_read_s``, ``full_read_best_s``, ``incremental_read_s``, ...).
     """
     rows: list[tuple[str, float]] = []
-    with devchain() as chain:
+    figures: dict[str, Any] = {"accounts": accounts, "page": page}
+    with devchain(prune_history=64) as chain:
         tx = open_transmitter(chain.url, KEY)
         client: ChainClient = tx.client
-        encoder = Web3()
-        feeds_address = deploy_contract(tx, "MarketFeeds", tx.address, tx.address)
+        feeds = deploy_contract(tx, "MarketFeeds", tx.address, tx.address)
         zero = Web3.to_checksum_address(bytes(20))
         usdc = deploy_contract(tx, "MockERC20", "USD Coin (mock)", "USDC", 6)
-        accounts_address = deploy_contract(tx, "MarginAccounts", tx.address, feeds_address, zero, usdc)
-        feeds = encoder.eth.contract(address=feeds_address, abi=list(load_artifact("MarketFeeds").abi))
-        ledger = encoder.eth.contract(address=accounts_address, abi=list(load_artifact("MarginAccounts").abi))
-        tx.transact_call(feeds.functions.setIndex(BTC, 60_000 * 10**8, 0))
-        tx.transact_call(ledger.functions.listInstrument(BTC, 0, 0, 0))
-        # the book is what is measured, not the Exchange: the bench applies its trades itself
-        tx.transact_call(ledger.functions.grantRole(keccak(text="EXCHANGE_ROLE"), tx.address))
+        ledger = deploy_contract(tx, "MarginAccounts", tx.address, feeds, zero, usdc)
+        deployment = Deployment(client.chain_id, 0, {"MarketFeeds": feeds, "MarginAccounts": ledger})
+        world = World(chain.url, deployment, tx.address)
+        world.rpc("evm_setBlockGasLimit", [hex(6_000_000_000)])  # the world's batches: ~2,000 per block
+        world.send_all([
+            world._tx(tx.address, "MarketFeeds", "setIndex", BTC, PRICE, 0),
+            world._tx(tx.address, "MarginAccounts", "listInstrument", BTC, 0, 0, 0),
+            # the book is what is measured, not the Exchange: the bench applies its trades itself
+            world._tx(tx.address, "MarginAccounts", "grantRole", keccak(text="EXCHANGE_ROLE"), tx.address),
+        ])  # fmt: skip
         t = time.perf_counter()
-        pending = []
-        for i in range(accounts // 2):
-            buyer = Web3.to_checksum_address((2 * i + 1).to_bytes(20, "big"))
-            seller = Web3.to_checksum_address((2 * i + 2).to_bytes(20, "big"))
-            pending.append(tx.send_call(ledger.functions.applyTrade(buyer, seller, 1, 10_000 + i, 60_000 * 10**8)))
-        for p in pending:
-            tx.wait(p)
-        rows.append((f"setup: {len(pending)} trades sent and mined (ms)", (time.perf_counter() - t) * 1000))
+        world.send_all(_trades(world, range(accounts // 2), 10_000))
+        setup_s = time.perf_counter() - t
+        figures |= {"setup_s": setup_s, "accounts_per_s": accounts / setup_s if setup_s else 0.0}
+        rows.append((f"setup: {accounts // 2} trades sent and mined (ms)", setup_s * 1000))
         block = client.block_number()
-        deployment = Deployment(client.chain_id, 0, {"MarketFeeds": feeds_address, "MarginAccounts": accounts_address})
         rows.append(("eth_blockNumber (ChainClient.request)", _median_ms(client.block_number, 200)))
         rows.append(("get_block(latest)", _median_ms(lambda: client.get_block("latest"), 200)))
-        fn = ledger.functions.accountCount()
-        rows.append(("call(accountCount) pinned by number", _median_ms(lambda: client.call(fn, block), 200)))
+        count = bytes.fromhex(encode_call("MarginAccounts", "accountCount")[2:])
+        rows.append(
+            ("call(accountCount) pinned by number", _median_ms(lambda: client.call_raw(ledger, count, block), 200))
+        )
+        repeat = 5 if accounts <= 20_000 else 1
+        full: ChainSnapshot | None = None
         for size in sorted({page, 50, 500}):
-            snap = read_snapshot(client, deployment, block, account_page_size=size)
-            ms = _median_ms(lambda s=size: read_snapshot(client, deployment, block, account_page_size=s), 5)
-            rows.append((f"read_snapshot {len(snap.portfolios)} accounts, page {size} ({snap.rpc_calls} calls)", ms))
-    return rows
+            full = read_snapshot(client, deployment, block, account_page_size=size)
+            ms = _median_ms(lambda s=size: read_snapshot(client, deployment, block, account_page_size=s), repeat)
+            rows.append((f"read_snapshot {len(full.portfolios)} accounts, page {size} ({full.rpc_calls} calls)", ms))
+            if size == page:
+                figures["full_read_s"] = ms / 1000
+        best = figures["full_read_s"]
+        for n in workers:
+            ms = _median_ms(
+                lambda n=n: read_snapshot(client, deployment, block, account_page_size=page, workers=n), repeat
+            )
+            rows.append((f"read_snapshot page {page}, {n} pages in flight", ms))
+            figures[f"full_read_workers_{n}_s"] = ms / 1000
+            best = min(best, ms / 1000)
+        figures["full_read_best_s"] = best
+        base = read_snapshot(client, deployment, block)
+        moved = min(changed, accounts) // 2
+        world.send_all(_trades(world, range(moved), 1))  # each trade changes two accounts
+        head = client.block_number()
+        t = time.perf_counter()
+        incremental = read_snapshot_since(client, deployment, head, base)
+        incremental_s = time.perf_counter() - t
+        if incremental is None:
+            raise InputError("--changed", f"the base block {base.block_number} could not be extended to {head}")
+        full = read_snapshot(client, deployment, head)
+        figures |= {
+            "changed_accounts": incremental.changed_accounts,
+            "incremental_read_s": incremental_s,
+            "incremental_calls": incremental.rpc_calls,
+            "incremental_equals_full": _comparable(incremental) == _comparable(full),
+        }
+        label = f"read_snapshot_since: {incremental.changed_accounts} changed of {accounts}"
+        rows.append((f"{label} ({incremental.rpc_calls} calls)", incremental_s * 1000))
+    figures["rows"] = rows
+    return figures
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the chain benchmark's arguments."""
     parser.add_argument("--accounts", type=int, default=1000, help="accounts opened on the ledger")
     parser.add_argument("--page", type=int, default=200, help="snapshot page size (50 and 500 are always timed)")
+    parser.add_argument("--workers", default="1,2,4", help="pages in flight timed for the full read (default 1,2,4)")
+    parser.add_argument("--changed", type=int, default=10_000, help="accounts changed before the incremental read")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object too")
+
+
+def parse_workers(text: str) -> tuple[int, ...]:
+    """Return the worker counts of ``--workers 1,2,4``.
+
+    Errors:
+        InputError("--workers") for a malformed list or a count outside [1, 64].
+    """
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError("--workers", f"expected comma-separated integers, got {text!r}") from None
+    if not counts or any(not 1 <= n <= 64 for n in counts):
+        raise InputError("--workers", f"counts must be in [1, 64], got {text!r}")
+    return counts
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the chain benchmark and print its table."""
-    rows = run_chain_bench(args.accounts, args.page)
-    print(f"{'measure':60s} {'median ms':>10s}")
-    for label, ms in rows:
-        print(f"{label:60s} {ms:10.2f}")
+    if args.accounts < 2 or args.page < 1 or args.changed < 0:
+        raise InputError("--accounts", f"need --accounts >= 2, --page >= 1, --changed >= 0, got {args}")
+    figures = run_chain_bench(args.accounts, args.page, parse_workers(args.workers), args.changed)
+    print(f"{'measure':72s} {'median ms':>10s}")
+    for label, ms in figures["rows"]:
+        print(f"{label:72s} {ms:10.2f}")
+    print(f"incremental read equals the full read of its block: {figures['incremental_equals_full']}")
+    if args.json:
+        print(json.dumps(figures, indent=2))
     return 0
 
 

@@ -302,6 +302,9 @@ def format_devnet_table(results: list[dict[str, Any]]) -> str:
             f"| {r['anchors_attested']}/{r['anchors_final']} | {r['blocks_per_s']:.1f} |"
         )
     lines.append("")
+    for r in results:  # seeding dominates the build beyond a few thousand accounts (docs/performance-devnet.md)
+        lines.append(f"n = {r['n']}: devnet built (anvil, contracts, {r['accounts']} accounts seeded, nodes started) "
+                     f"in {r['build_s']:.1f} s")  # fmt: skip
     lines.append(f"Machine: {cores} cores shared by anvil, every node process and the driver.")
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ across fallback endpoints and a reorg during the read makes the snapshot fail ra
   the accounts changed after P (``MarginAccounts.accountsChangedSince``, which also proves with ``blockhash(P)``
   that P's book is an ancestor of B's state); ``SnapshotReader`` alternates the two for a node's rounds. A
   perpetual's funding payment after P changes what its holders owe without changing them: P cannot be extended.
+- Both read up to ``workers`` pages at once (one connection each), decoding one page while the next are read.
 
 An account's cash, its futures' and perpetuals' cost basis and the funding its perpetuals owe (all USD WAD) are
 carried exactly into the engine's ``Portfolio.cash``, ``Position.cost`` and ``Position.funding``; the funding owed
@@ -21,7 +22,9 @@ Chain data is converted to the engine's integer input types in a canonical order
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -51,6 +54,7 @@ from pmoracle.risk.inputs import (
 DEFAULT_ACCOUNT_PAGE = 200
 DEFAULT_INSTRUMENT_PAGE = 500
 DEFAULT_CHANGE_SCAN_PAGE = 2_000  # accounts scanned per accountsChangedSince call (two SLOADs each)
+DEFAULT_READ_WORKERS = 1  # pages in flight at once (each on its own connection)
 MAX_TOKEN_DECIMALS = 36
 
 
@@ -330,6 +334,37 @@ def _read_head(client: ChainClient, deployment: Deployment, block_number: int, i
     return _Head(header, market, tokens, instruments, funding, account_count, calls + 1)
 
 
+def _fetch_pages(
+    client: ChainClient, address: str, view: _View, block_hash: bytes, args: Sequence[tuple[int, ...]], workers: int
+) -> Iterator[bytes]:
+    """Yield the outputs of ``view(*a)`` for each ``a`` of ``args`` in order, with up to ``workers`` calls in flight.
+
+    The caller decodes one page while the next ones are read: the node's JSON-RPC endpoint works on them (on its
+    own cores) while this process decodes, and several pages in flight hide each call's round trip.
+    """
+    if workers <= 1 or len(args) <= 1:
+        for a in args:
+            yield client.call_raw(address, view.encode(*a), block_hash)
+        return
+
+    def fetch(a: tuple[int, ...]) -> bytes:
+        return client.call_raw(address, view.encode(*a), block_hash)
+
+    # a window of 2 x workers pages: bounded memory however far the reads run ahead of the decoding
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="snapshot-page") as pool:
+        window: deque[Future[bytes]] = deque()
+        try:
+            for a in args:
+                window.append(pool.submit(fetch, a))
+                if len(window) >= 2 * workers:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            for future in window:  # the caller stopped early (an error, a base it cannot extend)
+                future.cancel()
+
+
 def _read_settlements(
     client: ChainClient, deployment: Deployment, head: _Head, portfolios: Mapping[bytes, Portfolio]
 ) -> tuple[MarketSnapshot, int]:
@@ -386,6 +421,7 @@ def read_snapshot(
     *,
     account_page_size: int = DEFAULT_ACCOUNT_PAGE,
     instrument_page_size: int = DEFAULT_INSTRUMENT_PAGE,
+    workers: int = DEFAULT_READ_WORKERS,
 ) -> ChainSnapshot:
     """Read the market and every account at block ``block_number``, pinned to that block's hash.
 
@@ -395,6 +431,7 @@ def read_snapshot(
         block_number: the anchor block B.
         account_page_size: accounts per ``accountsPage`` call (one round trip each).
         instrument_page_size: instruments per ``instrumentsPage`` call.
+        workers: account pages in flight at once (1: one after the other).
 
     Returns:
         The frozen snapshot: valuation time = block timestamp, portfolios sorted by address, empty accounts skipped.
@@ -405,13 +442,17 @@ def read_snapshot(
     """
     if account_page_size < 1 or instrument_page_size < 1:
         raise ChainError(f"page sizes must be >= 1, got {account_page_size}, {instrument_page_size}")
+    if workers < 1:
+        raise ChainError(f"workers must be >= 1, got {workers}")
     head = _read_head(client, deployment, block_number, instrument_page_size)
     _, accounts = _contracts(deployment)
     view = _view("MarginAccounts", "accountsPage")
     calls = head.calls
     portfolios: dict[bytes, Portfolio] = {}
-    for offset in range(0, head.account_count, account_page_size):
-        page = decode_accounts_page(client.call_raw(accounts, view.encode(offset, account_page_size), head.header.hash))
+    offsets = range(0, head.account_count, account_page_size)
+    pages = _fetch_pages(client, accounts, view, head.header.hash, [(o, account_page_size) for o in offsets], workers)
+    for offset, data in zip(offsets, pages, strict=True):
+        page = decode_accounts_page(data)
         calls += 1
         _check_page("accountsPage", offset, len(page), min(account_page_size, head.account_count - offset))
         for raw in page:
@@ -433,6 +474,7 @@ def read_snapshot_since(
     *,
     scan_page_size: int = DEFAULT_CHANGE_SCAN_PAGE,
     instrument_page_size: int = DEFAULT_INSTRUMENT_PAGE,
+    workers: int = DEFAULT_READ_WORKERS,
 ) -> ChainSnapshot | None:
     """Read block ``block_number`` as ``base`` plus the accounts that changed after ``base``'s block.
 
@@ -442,12 +484,15 @@ def read_snapshot_since(
     ``base.block_hash`` (a reorg replaced it, or it is more than 256 blocks back), or the collateral tokens or
     instruments of ``base`` are not those of B, or a perpetual paid funding in between, ``base`` cannot be
     extended and None is returned: read in full. The result equals ``read_snapshot`` at B (tests compare them).
+    ``workers`` scan pages are in flight at once.
 
     Errors:
         as ``read_snapshot``.
     """
     if scan_page_size < 1 or instrument_page_size < 1:
         raise ChainError(f"page sizes must be >= 1, got {scan_page_size}, {instrument_page_size}")
+    if workers < 1:
+        raise ChainError(f"workers must be >= 1, got {workers}")
     if block_number <= base.block_number:
         return None
     head = _read_head(client, deployment, block_number, instrument_page_size)
@@ -460,8 +505,10 @@ def read_snapshot_since(
     calls = head.calls
     portfolios = {p.account: p for p in base.portfolios}
     changed = 0
-    for offset in range(0, max(head.account_count, 1), scan_page_size):  # one call at least: the hash check
-        data = client.call_raw(accounts, view.encode(base.block_number, offset, scan_page_size), head.header.hash)
+    scans = [
+        (base.block_number, offset, scan_page_size) for offset in range(0, max(head.account_count, 1), scan_page_size)
+    ]
+    for data in _fetch_pages(client, accounts, view, head.header.hash, scans, workers):  # one call at least: the hash
         calls += 1
         if len(data) < 64:
             raise SnapshotError("accountsChangedSince", "0x" + data.hex(), "output shorter than its two head words")
@@ -497,12 +544,17 @@ class SnapshotReader:
     a worker thread); a read that raises leaves the reader as it was.
     """
 
-    def __init__(self, client: ChainClient, deployment: Deployment, full_every: int) -> None:
+    def __init__(
+        self, client: ChainClient, deployment: Deployment, full_every: int, *, workers: int = DEFAULT_READ_WORKERS
+    ) -> None:
         if full_every < 1:
             raise ChainError(f"full_every must be >= 1, got {full_every}")
+        if workers < 1:
+            raise ChainError(f"workers must be >= 1, got {workers}")
         self.client = client
         self.deployment = deployment
         self.full_every = full_every
+        self.workers = workers  # pages in flight of every read
         self.base: ChainSnapshot | None = None
         self._reads_since_full = 0
 
@@ -514,14 +566,14 @@ class SnapshotReader:
         """
         base = self.base
         if base is not None and self._reads_since_full + 1 < self.full_every:
-            snapshot = read_snapshot_since(self.client, self.deployment, block_number, base)
+            snapshot = read_snapshot_since(self.client, self.deployment, block_number, base, workers=self.workers)
             if snapshot is not None:
                 self.base, self._reads_since_full = snapshot, self._reads_since_full + 1
                 return SnapshotRead(snapshot)
-        full = read_snapshot(self.client, self.deployment, block_number)
+        full = read_snapshot(self.client, self.deployment, block_number, workers=self.workers)
         check = None
         if base is not None and self.full_every > 1:  # full_every = 1: every read is full, nothing to check
-            check = read_snapshot_since(self.client, self.deployment, block_number, base)
+            check = read_snapshot_since(self.client, self.deployment, block_number, base, workers=self.workers)
         mismatch = check is not None and _comparable(check) != _comparable(full)
         self.base, self._reads_since_full = full, 0
         return SnapshotRead(full, mismatch)

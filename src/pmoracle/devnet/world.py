@@ -3,12 +3,15 @@
 This is devnet-only tooling: it drives the protocol's contracts the way a matching engine, a price feeder and
 traders would, so that the solver nodes have a moving book to attest. Every simulated account has a private key
 (derived from the seed) and signs its orders; the house (every trade's counterparty) signs too, and the admin
-matches them on the Exchange at the feeder's mark. Deposits use anvil's auto-impersonation, and JSON-RPC batches
-open hundreds of accounts in seconds. Nothing here is used by a production node.
+matches them on the Exchange at the feeder's mark. Deposits use anvil's auto-impersonation; tokens are minted and
+approved by writing the mock tokens' storage, calldata and order signatures are computed here, transactions go in
+JSON-RPC batches and are mined in blocks of 2,000 (docs/performance-devnet.md, "Seeding"). Nothing here is used by
+a production node.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -20,12 +23,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coincurve import PrivateKey
-from eth_utils import keccak, to_canonical_address, to_checksum_address
+from eth_abi import encode as abi_encode
+from eth_utils import (
+    function_abi_to_4byte_selector,
+    get_abi_input_types,
+    keccak,
+    to_canonical_address,
+    to_checksum_address,
+)
+from sha3 import keccak_256  # safe-pysha3
 from web3 import Web3
 
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import Deployment
-from pmoracle.chain.orders import Order, sign_order
+from pmoracle.chain.orders import ORDER_TYPEHASH, Order, exchange_domain_separator
 from pmoracle.chain.revert import ErrorDecoder
 from pmoracle.errors import PmoracleError
 from pmoracle.risk.inputs import PRICE_SCALE, SIZE_SCALE, WAD, InstrumentKind
@@ -34,7 +45,8 @@ DAY = 86400
 TX_GAS = 3_000_000  # explicit gas: skips one estimate per simulated transaction
 ORDER_LIFETIME = 3_600  # seconds a simulated order stays valid
 RECEIPT_TIMEOUT = 120.0  # seconds for anvil to mine a batch of simulated transactions
-BLOCK_GAS_LIMIT = 1_000_000_000
+BLOCK_GAS_LIMIT = 6_000_000_000
+LOG_SPAN = 4  # blocks per eth_getLogs while confirming a batch (up to 2,000 transactions each)
 
 
 class WorldError(PmoracleError):
@@ -75,6 +87,57 @@ UNDERLYINGS = (
 )
 HAIRCUTS = {"USDC": 0.0, "WBTC": 0.10, "WETH": 0.15}
 TOKEN_DECIMALS = {"USDC": 6, "WBTC": 8, "WETH": 18}
+
+
+@functools.cache
+def _function(contract: str, name: str) -> tuple[bytes, tuple[str, ...]]:
+    """Return the selector and ABI input types of a contract's (not overloaded) function."""
+    for entry in load_artifact(contract).abi:
+        if entry.get("type") == "function" and entry.get("name") == name:
+            return function_abi_to_4byte_selector(entry), tuple(get_abi_input_types(entry))  # type: ignore[arg-type]
+    raise WorldError(f"{contract} has no function {name!r}")
+
+
+def encode_call(contract: str, name: str, *args: Any) -> str:
+    """Return the 0x-hex calldata of ``contract.name(*args)``.
+
+    web3's ``encode_abi`` looks the function up in the ABI on every call (~6 ms, 37 of the 64 s it took to seed
+    1,000 accounts); this caches the selector and types, packs the words of functions whose arguments are all
+    one-word values itself, and leaves the others to eth_abi.
+    """
+    selector, types = _function(contract, name)
+    if len(args) == len(types) and all(t in _WORD_TYPES for t in types):
+        return "0x" + (selector + b"".join(_encode_word(t, a) for t, a in zip(types, args, strict=True))).hex()
+    return "0x" + (selector + abi_encode(list(types), list(args))).hex()
+
+
+_WORD_TYPES = frozenset(
+    ["address", "bool", "bytes32"] + [f"uint{b}" for b in range(8, 257, 8)] + [f"int{b}" for b in range(8, 257, 8)]
+)
+
+
+def _encode_word(abi_type: str, value: Any) -> bytes:
+    """Return one ABI word (what eth_abi's encoder gives for these types), checking the value's range."""
+    if abi_type == "address":
+        try:
+            raw = bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
+        except (TypeError, ValueError):
+            raw = b""
+        if len(raw) != 20:
+            raise WorldError(f"not a 20-byte address: {value!r}")
+        return raw.rjust(32, b"\0")
+    if abi_type == "bytes32":
+        if not isinstance(value, bytes) or len(value) > 32:
+            raise WorldError(f"not a bytes32 value: {value!r}")
+        return value.ljust(32, b"\0")
+    if abi_type == "bool":
+        return int(bool(value)).to_bytes(32, "big")
+    signed = abi_type.startswith("int")
+    bits = int(abi_type[3 if signed else 4 :])
+    low, high = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < high:
+        raise WorldError(f"{value!r} is not a {abi_type}")
+    return (value % (1 << 256)).to_bytes(32, "big")  # two's complement of a negative int
 
 
 def compute_option_mark(is_call: bool, forward: float, strike: float, years: float, vol: float) -> float:
@@ -143,6 +206,7 @@ class World:
         self._nonces: dict[str, int] = {}
         self._errors = ErrorDecoder.from_artifacts()
         self._order_nonce = 0
+        self._signers: dict[bytes, PrivateKey] = {}
 
     # --- JSON-RPC -------------------------------------------------------------------------------------------------
 
@@ -160,7 +224,10 @@ class World:
             body.append({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
         request = urllib.request.Request(self.rpc_url, json.dumps(body).encode(), {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
-            replies = {r["id"]: r for r in json.loads(response.read())}
+            answer = json.loads(response.read())
+        if not isinstance(answer, list):  # the whole batch refused (anvil: an error object, e.g. too large)
+            raise WorldError(f"batch of {len(body)} {body[0]['method']} refused: {answer}")
+        replies = {r["id"]: r for r in answer}
         results = []
         for item in body:
             reply = replies[item["id"]]
@@ -170,62 +237,95 @@ class World:
         return results
 
     def _tx(self, sender: str, contract: str, fn: str, *args: Any) -> tuple[str, list[Any]]:
-        abi = self._abi["MockERC20" if contract in TOKEN_DECIMALS else contract]
-        data = abi.encode_abi(fn, args=list(args))
+        data = encode_call("MockERC20" if contract in TOKEN_DECIMALS else contract, fn, *args)
         to = self.deployment.contracts[contract]
         return ("eth_sendTransaction", [{"from": sender, "to": to, "data": data, "gas": hex(TX_GAS)}])
 
-    def send_all(self, txs: Sequence[tuple[str, list[Any]]], *, chunk: int = 200) -> list[str]:
+    def send_all(self, txs: Sequence[tuple[str, list[Any]]], *, chunk: int = 2_000) -> list[str]:
         """Send simulated transactions, mine them in as few blocks as the gas limit allows, check each succeeded;
         return their hashes.
 
         Automine is paused while they are sent. Under automine anvil 1.7.1 queues one mining job per received
         transaction and works through that queue long after the transactions themselves were mined in bulk:
         2,000 transactions sent in batches left ~2,000 empty blocks behind, mined at 200-400 a second, and a
-        node's transaction sent meanwhile waited behind them. Paused, a batch lands in
-        ceil(gas / block gas limit) blocks and the head then moves only when something is sent or mined.
+        node's transaction sent meanwhile waited behind them. Paused, each chunk of ``chunk`` transactions is
+        mined as soon as it is sent, in ceil(gas / block gas limit) blocks (one for 2,000), and the head then moves
+        only when something is sent or mined. Few, large blocks: anvil's work per block grows with the state (an
+        empty block took 0.14 s after seeding 4,000 accounts, 0.75-0.93 s after 10,000).
+
+        Success is read from the mined blocks' logs (every transaction the world sends emits one), and receipts
+        are asked only for the few hashes without a log: anvil 1.7.1 answers ``eth_getTransactionReceipt`` in
+        5-25 ms, growing with the chain (measured: 500 receipts 13 s after 4,000 transactions), and one
+        ``eth_getLogs`` over those 4,000 transactions in 0.2 s. Nonces are counted here, each sender's read once.
         """
-        # explicit nonces: anvil handles a batch's transactions concurrently, so one sender's would collide
-        senders = sorted({tx[1][0]["from"] for tx in txs if tx[0] == "eth_sendTransaction"} - self._nonces.keys())
-        counts = self.batch([("eth_getTransactionCount", [s, "pending"]) for s in senders])
-        self._nonces.update({s: int(c, 16) for s, c in zip(senders, counts, strict=True)})
-        for method, params in txs:
-            if method == "eth_sendTransaction":
-                params[0]["nonce"] = hex(self._nonces[params[0]["from"]])
-                self._nonces[params[0]["from"]] += 1
+        self._assign_nonces(txs)
+        first_block = int(self.rpc("eth_blockNumber", []), 16) + 1
         hashes: list[str] = []
         self.rpc("evm_setAutomine", [False])
         try:
             for i in range(0, len(txs), chunk):
-                results = self.batch(list(txs[i : i + chunk]))
-                hashes += [
-                    h
-                    for (method, _), h in zip(txs[i : i + chunk], results, strict=True)
-                    if method == "eth_sendTransaction"
+                # one HTTP batch per 500: anvil refuses larger bodies ("Invalid request" for 2,000 matches)
+                results = [
+                    r
+                    for j in range(i, min(i + chunk, len(txs)), 500)
+                    for r in self.batch(txs[j : min(j + 500, i + chunk)])
                 ]
+                sent = [h for (method, _), h in zip(txs[i : i + chunk], results, strict=True)
+                        if method == "eth_sendTransaction"]  # fmt: skip
+                hashes += sent
+                # mined as each chunk arrives: anvil's pool slows down with its size (10,000 accounts seeded in
+                # 291 s with whole batches in the pool, in 127 s chunk by chunk; measured under a load of 4-7)
+                blocks = -(-len(sent) * TX_GAS // BLOCK_GAS_LIMIT)
+                if blocks:
+                    self.rpc("anvil_mine", [hex(blocks)])
             # the pool may also hold a node's transaction; only ours are waited for
-            for _ in range(-(-len(hashes) * TX_GAS // BLOCK_GAS_LIMIT)):
-                self.rpc("evm_mine", [])
-            deadline = time.monotonic() + RECEIPT_TIMEOUT
-            pending = hashes
-            while pending:
-                still: list[str] = []
-                for i in range(0, len(pending), chunk):
-                    part = pending[i : i + chunk]
-                    receipts = self.batch([("eth_getTransactionReceipt", [h]) for h in part])
-                    failed = [h for h, r in zip(part, receipts, strict=True) if r is not None and r["status"] != "0x1"]
-                    if failed:
-                        reason = self._revert_reason(failed[0])
-                        raise WorldError(f"{len(failed)} simulated transactions reverted, first {failed[0]}: {reason}")
-                    still += [h for h, r in zip(part, receipts, strict=True) if r is None]
-                if still and time.monotonic() > deadline:
-                    raise WorldError(f"{len(still)} simulated transactions not mined within {RECEIPT_TIMEOUT:.0f} s")
-                if still:
-                    self.rpc("evm_mine", [])
-                pending = still
+            self._confirm(hashes, first_block)
         finally:
             self.rpc("evm_setAutomine", [True])
         return hashes
+
+    def _assign_nonces(self, txs: Sequence[tuple[str, list[Any]]]) -> None:
+        """Number each sender's transactions from its next nonce (read once per sender, then counted here).
+
+        Explicit nonces: anvil handles a batch's transactions concurrently, so one sender's would collide.
+        """
+        senders = sorted({tx[1][0]["from"] for tx in txs if tx[0] == "eth_sendTransaction"} - self._nonces.keys())
+        for i in range(0, len(senders), 1_000):
+            part = senders[i : i + 1_000]
+            counts = self.batch([("eth_getTransactionCount", [s, "pending"]) for s in part])
+            self._nonces.update({s: int(c, 16) for s, c in zip(part, counts, strict=True)})
+        for method, params in txs:
+            if method == "eth_sendTransaction":
+                params[0]["nonce"] = hex(self._nonces[params[0]["from"]])
+                self._nonces[params[0]["from"]] += 1
+
+    def _confirm(self, hashes: Sequence[str], first_block: int) -> None:
+        """Wait until every transaction of ``hashes`` (sent after block ``first_block`` - 1) is mined and succeeded.
+
+        Errors:
+            WorldError naming the first reverted transaction and its error, or the count not mined in time.
+        """
+        pending = {h.lower() for h in hashes}
+        deadline = time.monotonic() + RECEIPT_TIMEOUT
+        while pending:
+            head = int(self.rpc("eth_blockNumber", []), 16)
+            for start in range(first_block, head + 1, LOG_SPAN):
+                span = {"fromBlock": hex(start), "toBlock": hex(min(start + LOG_SPAN - 1, head))}
+                pending -= {log["transactionHash"].lower() for log in self.rpc("eth_getLogs", [span])}
+            first_block = max(first_block, head + 1)
+            unseen = sorted(pending)  # no log (yet): a receipt says whether it reverted, or is not mined
+            for i in range(0, len(unseen), 200):
+                part = unseen[i : i + 200]
+                receipts = self.batch([("eth_getTransactionReceipt", [h]) for h in part])
+                failed = [h for h, r in zip(part, receipts, strict=True) if r is not None and r["status"] != "0x1"]
+                if failed:
+                    reason = self._revert_reason(failed[0])
+                    raise WorldError(f"{len(failed)} simulated transactions reverted, first {failed[0]}: {reason}")
+                pending -= {h for h, r in zip(part, receipts, strict=True) if r is not None}
+            if pending and time.monotonic() > deadline:
+                raise WorldError(f"{len(pending)} simulated transactions not mined within {RECEIPT_TIMEOUT:.0f} s")
+            if pending:
+                self.rpc("evm_mine", [])
 
     def simulate(self, txs: Sequence[tuple[str, list[Any]]]) -> list[str | None]:
         """Return, per transaction, None if it would succeed now, else the name of the custom error it reverts with."""
@@ -297,7 +397,7 @@ class World:
         """Return the accounts' cash in whole USD (rounded down)."""
         ledger = self.deployment.contracts["MarginAccounts"]
         calls = [
-            ("eth_call", [{"to": ledger, "data": self._abi["MarginAccounts"].encode_abi("cashOf", args=[a])}, "latest"])
+            ("eth_call", [{"to": ledger, "data": encode_call("MarginAccounts", "cashOf", a)}, "latest"])
             for a in accounts
         ]
         return [int.from_bytes(bytes.fromhex(r[2:]), "big", signed=True) // 10**18 for r in self.batch(calls)]
@@ -315,7 +415,7 @@ class World:
         ``expiries`` (default: a weekly, then about 1, 3 and 6 months out) are listed with futures and options.
         """
         self.rpc("anvil_autoImpersonateAccount", [True])
-        # every simulated transaction reserves TX_GAS: a large block takes a whole batch (~330 of them)
+        # every simulated transaction reserves TX_GAS: a block takes a whole chunk of send_all (2,000 of them)
         self.rpc("evm_setBlockGasLimit", [hex(BLOCK_GAS_LIMIT)])
         now = int(self.rpc("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
         self.expiries = list(expiries) if expiries is not None else compute_expiries(now)
@@ -414,15 +514,50 @@ class World:
         return listed
 
     def _open(self, accounts: Sequence[str], collateral: dict[str, float]) -> None:
-        txs: list[tuple[str, list[Any]]] = [("anvil_setBalance", [a, hex(10**21)]) for a in accounts]
+        """Fund ``accounts`` with ether for gas and deposit ``collateral`` (whole tokens) for each into the ledger.
+
+        The tokens are minted and approved by writing the mock tokens' storage (``_fund``), so each deposit is the
+        account's only transaction: the ledger's book, and every token balance after the deposits, are those of
+        minting and approving by transaction (a test pins the seeded book).
+        """
+        # ether for gas first: anvil runs a batch's requests concurrently, so a transfer in the same batch as a
+        # transaction of the account it funds may come too late for it
+        for i in range(0, len(accounts), 2_000):
+            self.batch([("anvil_setBalance", [a, hex(10**21)]) for a in accounts[i : i + 2_000]])
         margin_accounts = self.deployment.contracts["MarginAccounts"]
-        for account in accounts:
-            for token, amount in collateral.items():
-                units = int(amount * 10 ** TOKEN_DECIMALS[token])
-                txs.append(self._tx(account, token, "mint", account, units))
-                txs.append(self._tx(account, token, "approve", margin_accounts, units))
-                txs.append(self._tx(account, "MarginAccounts", "deposit", self.deployment.contracts[token], units))
+        txs: list[tuple[str, list[Any]]] = []
+        for token, amount in collateral.items():
+            units = int(amount * 10 ** TOKEN_DECIMALS[token])
+            self._fund(token, accounts, units, margin_accounts)
+            txs += [self._tx(a, "MarginAccounts", "deposit", self.deployment.contracts[token], units) for a in accounts]
         self.send_all(txs)
+
+    def _fund(self, token: str, accounts: Sequence[str], units: int, spender: str) -> None:
+        """Mint ``units`` of a mock token to each account and raise its allowance to ``spender`` by as much.
+
+        One write per slot instead of two transactions per account (``mint``, ``approve``: 46% of the seeding's
+        transactions): OpenZeppelin 5's ERC20 keeps ``_balances`` in slot 0, ``_allowances`` in slot 1 and
+        ``_totalSupply`` in slot 2. Balances and allowances are read first and added to, so funding an account
+        twice adds up as minting twice does.
+        """
+        address = self.deployment.contracts[token]
+        spender_word = bytes.fromhex(spender[2:]).rjust(32, b"\0")
+        for i in range(0, len(accounts), 1_000):
+            part = accounts[i : i + 1_000]
+            slots: list[str] = []
+            for account in part:
+                owner_word = bytes.fromhex(account[2:]).rjust(32, b"\0")
+                slots.append("0x" + keccak(owner_word + bytes(32)).hex())  # _balances[account]
+                inner = keccak(owner_word + (1).to_bytes(32, "big"))  # _allowances[account]
+                slots.append("0x" + keccak(spender_word + inner).hex())  # _allowances[account][spender]
+            values = self.batch([("eth_getStorageAt", [address, slot, "latest"]) for slot in slots])
+            self.batch([
+                ("anvil_setStorageAt", [address, slot, "0x" + (int(value, 16) + units).to_bytes(32, "big").hex()])
+                for slot, value in zip(slots, values, strict=True)
+            ])  # fmt: skip
+        supply_slot = "0x" + (2).to_bytes(32, "big").hex()
+        supply = int(self.rpc("eth_getStorageAt", [address, supply_slot, "latest"]), 16) + units * len(accounts)
+        self.rpc("anvil_setStorageAt", [address, supply_slot, "0x" + supply.to_bytes(32, "big").hex()])
 
     def _pick(self, underlying: str, kind: InstrumentKind, moneyness: int = 0, expiry_index: int = 1) -> Instrument:
         spec = next(s for s in UNDERLYINGS if s.symbol == underlying)
@@ -461,10 +596,23 @@ class World:
         order = Order(
             to_canonical_address(account), inst.id, is_buy, units, price, self._order_nonce, self.now + ORDER_LIFETIME
         )
-        signature = sign_order(
-            self.deployment.chain_id, self.deployment.contracts["Exchange"], order, self.keys[account]
+        return order.as_tuple(), self.sign_order(order)
+
+    def sign_order(self, order: Order) -> bytes:
+        """Return ``order`` signed by its account's simulated key: ``chain.orders.sign_order``, without eth_abi and
+        with the key's context kept (~4x faster: seeding signs two orders per trade)."""
+        signer = self._signers.get(order.account)
+        if signer is None:
+            key = self.keys[to_checksum_address(order.account)]
+            signer = self._signers[order.account] = PrivateKey(key)
+        words = (order.instrument_id, int(order.is_buy), order.size, order.limit_price, order.nonce, order.expiry)
+        struct = ORDER_TYPEHASH + order.account.rjust(32, b"\0") + b"".join(w.to_bytes(32, "big") for w in words)
+        separator = exchange_domain_separator(
+            self.deployment.chain_id, to_canonical_address(self.deployment.contracts["Exchange"])
         )
-        return order.as_tuple(), signature
+        digest = keccak_256(b"\x19\x01" + separator + keccak_256(struct).digest()).digest()
+        raw = signer.sign_recoverable(digest, hasher=None)
+        return raw[:64] + bytes([raw[64] + 27])
 
     def _trade(self, account: str, inst: Instrument, size: float) -> tuple[str, list[Any]]:
         """Return the match that moves ``account``'s position by ``size`` units against the house, at the mark.

@@ -14,7 +14,7 @@ from web3 import Web3
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import Deployment, deploy
-from pmoracle.chain.errors import ContractError, SnapshotError
+from pmoracle.chain.errors import ChainError, ContractError, SnapshotError
 from pmoracle.chain.snapshot import ChainSnapshot, SnapshotReader, read_snapshot, read_snapshot_since
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.devnet.devchain import Devchain
@@ -187,6 +187,21 @@ def test_paging_gives_the_same_snapshot_with_one_call_per_page(protocol: Protoco
     assert paged.rpc_calls == 1 + 1 + 2 + 1 + accounts  # market, count, ceil(4/3) pages, count, one per account
 
 
+def test_pages_in_flight_give_the_same_snapshot_and_calls(protocol: Protocol) -> None:
+    client = protocol.client
+    block = client.block_number()
+    one_by_one = read_snapshot(client, protocol.deployment, block, account_page_size=1)
+    for workers in (2, 3, 8):  # fewer, as many as and more pages in flight than the 4 pages
+        parallel = read_snapshot(client, protocol.deployment, block, account_page_size=1, workers=workers)
+        assert parallel == one_by_one
+
+
+def test_zero_workers_is_refused_by_name(protocol: Protocol) -> None:
+    block = protocol.client.block_number()
+    with pytest.raises(ChainError, match="workers must be >= 1, got 0"):
+        read_snapshot(protocol.client, protocol.deployment, block, workers=0)
+
+
 def test_snapshot_is_pinned_to_its_block(protocol: Protocol) -> None:
     client = protocol.client
     block = client.block_number()
@@ -235,7 +250,7 @@ def test_incremental_reads_equal_full_reads_through_random_changes(protocol: Pro
         assert incremental is not None, f"step {step}: the base should extend"
         assert incremental == _full_equivalent(incremental, full), f"step {step}"
         assert incremental.changed_accounts == len(touched)  # only what changed was re-read
-        paged = read_snapshot_since(client, deployment, block, paged_base, scan_page_size=1)
+        paged = read_snapshot_since(client, deployment, block, paged_base, scan_page_size=1, workers=1 + step % 3)
         assert paged is not None and paged == _full_equivalent(paged, full)
         base, paged_base = incremental, paged
 
