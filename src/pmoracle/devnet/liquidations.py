@@ -78,7 +78,7 @@ class LiquidationDesk:
     def observe(self, output: RoundOutput, anchor_time: int) -> None:
         """Note the breaches and restorations the round attests."""
         stats = self.stats
-        seen = set()
+        seen: set[str] = set()
         for margin in output.book.accounts:
             account = to_checksum_address(margin.account)
             if margin.is_empty or account == self.keeper.fund:  # the fund's cash goes negative by the socialized loss
@@ -97,8 +97,8 @@ class LiquidationDesk:
                     stats.restored_at.pop(account, None)
             elif account in stats.open_breaches:  # restored, by a bid or by the market
                 self._restore(account, anchor_time)
-        for account in set(stats.open_breaches) - seen:  # emptied by a whole-book bid (0 <= E < d M): no leaf
-            self._restore(account, anchor_time)
+        for emptied in set(stats.open_breaches) - seen:  # emptied by a whole-book bid (0 <= E < d M): no leaf
+            self._restore(emptied, anchor_time)
 
     def _restore(self, account: str, anchor_time: int) -> None:
         stats = self.stats

@@ -22,6 +22,7 @@ import logging
 import signal
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, assert_never
 
 import trio
@@ -507,8 +508,23 @@ def load_setup(config: LocalConfig, password: bytes) -> NodeSetup:
         raise NodeStartupError(f"deployment is for chain {deployment.chain_id}, the RPC serves {client.chain_id}")
     committee = read_committee(client, deployment)
     params = load_params_file(config.risk.params_file)
+    check_node_params(params, config.risk.params_file)
     require_startup_ok(config, committee, params.params_hash, identity.signing_address)
     return NodeSetup(config, identity, client, deployment, committee, params)
+
+
+def check_node_params(params: RiskParams, path: Path) -> None:
+    """Refuse a parameters document the round cannot compute: its hash would be attested with other margins.
+
+    Errors:
+        NodeStartupError when the document has a [pmrm2] section (the round computes the scenario-grid model only;
+        PMRM_2 runs in ``pmoracle margin``).
+    """
+    if params.pmrm2 is not None:
+        raise NodeStartupError(
+            f"risk.params_file: {path} has a [pmrm2] section; a node computes the scenario-grid model only "
+            "(PMRM_2 runs in `pmoracle margin`, docs/parameters.md)"
+        )
 
 
 def load_node(config: LocalConfig, password: bytes) -> SolverNode:

@@ -1,0 +1,27 @@
+"""A node refuses a parameters document whose margins its round cannot compute (it would attest their hash)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pmoracle.config.params import default_params, load_params_file
+from pmoracle.node.daemon import NodeStartupError, check_node_params
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_a_pmrm2_document_is_refused_naming_the_file_and_the_section() -> None:
+    preset = ROOT / "examples" / "params" / "derive-pmrm2.toml"
+    params = load_params_file(preset)
+    assert params.pmrm2 is not None
+    with pytest.raises(NodeStartupError, match=r"derive-pmrm2\.toml has a \[pmrm2\] section"):
+        check_node_params(params, preset)
+
+
+def test_the_grid_documents_pass() -> None:
+    check_node_params(default_params(), Path("default.toml"))
+    for name in ("span16.toml", "deribit-pm.toml", "stress.toml"):
+        path = ROOT / "examples" / "params" / name
+        check_node_params(load_params_file(path), path)
