@@ -29,7 +29,7 @@ from pmoracle.keeper.metrics import create_keeper_metrics
 from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput
 from pmoracle.risk.params import RiskParams
 
-KEEPER_ACCOUNTS = 32  # bidders: each bids at most once a round (the next bid proves the book the last one gave it)
+KEEPER_ACCOUNTS = 64  # bidders: each bids at most once a round (the next bid proves the book the last one gave it)
 KEEPER_CASH_USD = 5_000_000.0
 
 
