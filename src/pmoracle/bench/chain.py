@@ -25,6 +25,7 @@ from typing import Any
 from eth_utils import keccak
 from web3 import Web3
 
+from pmoracle.bench import parse_int_list
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import Deployment, deploy_contract, open_transmitter
 from pmoracle.chain.snapshot import ChainSnapshot, read_snapshot, read_snapshot_since
@@ -158,18 +159,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_workers(text: str) -> tuple[int, ...]:
-    """Return the worker counts of ``--workers 1,2,4``.
-
-    Errors:
-        InputError("--workers") for a malformed list or a count outside [1, 64].
-    """
-    try:
-        counts = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise InputError("--workers", f"expected comma-separated integers, got {text!r}") from None
-    if not counts or any(not 1 <= n <= 64 for n in counts):
-        raise InputError("--workers", f"counts must be in [1, 64], got {text!r}")
-    return counts
+    """Return the worker counts of ``--workers 1,2,4`` (InputError("--workers") when malformed or outside [1, 64])."""
+    return parse_int_list(text, "--workers", 1, 64, "counts")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pmoracle import numba_cache
+from pmoracle.bench import parse_int_list
 from pmoracle.errors import InputError
 
 POLL_S = 0.02  # head polls: the resolution of "final at"
@@ -310,18 +311,8 @@ def format_devnet_table(results: list[dict[str, Any]]) -> str:
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
-    """Return the committee sizes of ``--nodes 4,7``.
-
-    Errors:
-        InputError("--nodes") for a malformed list or a size outside [1, 16].
-    """
-    try:
-        sizes = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise InputError("--nodes", f"expected comma-separated integers, got {text!r}") from None
-    if not sizes or any(not 1 <= n <= 16 for n in sizes):
-        raise InputError("--nodes", f"sizes must be in [1, 16], got {text!r}")
-    return sizes
+    """Return the committee sizes of ``--nodes 4,7`` (InputError("--nodes") when malformed or outside [1, 16])."""
+    return parse_int_list(text, "--nodes", 1, 16, "sizes")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

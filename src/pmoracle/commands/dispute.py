@@ -77,31 +77,10 @@ def run(args: argparse.Namespace) -> int:
     return _run_submit(args)
 
 
-def _load_deployment(path: Path) -> Any:
-    from pmoracle.chain.deploy import Deployment
-    from pmoracle.errors import InputError
-    from pmoracle.files import read_json
-
-    obj = read_json(path, "deployment")
-    if not isinstance(obj, dict):
-        raise InputError("deployment", f"{path}: expected a JSON object")
-    return Deployment.from_json(obj)
-
-
 def _connect(args: argparse.Namespace) -> tuple[Any, Any]:
-    from pmoracle.chain.client import ChainClient
-    from pmoracle.chain.errors import ChainError
-    from pmoracle.errors import InputError
+    from pmoracle.commands.chain_args import connect
 
-    deployment = _load_deployment(args.deployment)
-    client = ChainClient(args.rpc, timeout=10.0)
-    try:
-        chain_id = client.chain_id
-    except ChainError as exc:
-        raise InputError("rpc", f"chain unreachable at {', '.join(args.rpc)}: {exc}") from None
-    if chain_id != deployment.chain_id:
-        raise InputError("deployment", f"is for chain {deployment.chain_id}, the RPC serves chain {chain_id}")
-    return client, deployment
+    return connect(args.rpc, args.deployment)
 
 
 # --- check --------------------------------------------------------------------------------------------------------
@@ -198,7 +177,9 @@ def _run_scan(args: argparse.Namespace) -> int:
             return dispute.read_attested_digest(client, deployment, block)
 
     elif args.deployment is not None:
-        deployment = _load_deployment(args.deployment)
+        from pmoracle.commands.chain_args import load_deployment
+
+        deployment = load_deployment(args.deployment)
         domain = Domain.from_address(deployment.chain_id, deployment.contracts["MarginOracle"])
     archive = dispute.open_archive(args.archive)
     try:

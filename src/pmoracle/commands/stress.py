@@ -243,25 +243,12 @@ def read_book_files(
 
 
 def _read_chain(args: argparse.Namespace) -> tuple[MarketSnapshot, list[Portfolio], dict[bytes, str], Any, int]:
-    from pmoracle.chain.client import ChainClient
-    from pmoracle.chain.deploy import Deployment
-    from pmoracle.chain.errors import ChainError
     from pmoracle.chain.snapshot import read_snapshot
-    from pmoracle.files import read_json
+    from pmoracle.commands.chain_args import connect
     from pmoracle.keeper.decision import AuctionParams
     from pmoracle.node.chain_port import OFFLINE_W3
 
-    obj = read_json(args.deployment, "deployment")
-    if not isinstance(obj, dict):
-        raise InputError("deployment", f"{args.deployment}: expected a JSON object")
-    deployment = Deployment.from_json(obj)
-    client = ChainClient(args.rpc, timeout=10.0)
-    try:
-        chain_id = client.chain_id
-    except ChainError as exc:
-        raise InputError("rpc", f"chain unreachable at {', '.join(args.rpc)}: {exc}") from None
-    if chain_id != deployment.chain_id:
-        raise InputError("deployment", f"is for chain {deployment.chain_id}, the RPC serves chain {chain_id}")
+    client, deployment = connect(args.rpc, args.deployment)
     block = client.block_number() if args.block is None else args.block
     if block < 0:
         raise InputError("--block", f"expected a block number, got {block}")
