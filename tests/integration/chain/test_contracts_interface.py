@@ -3,6 +3,7 @@ published in a log, and the example consumer MarginGatedLender borrowing against
 
 from __future__ import annotations
 
+import pathlib
 from typing import Any
 
 import pytest
@@ -10,12 +11,16 @@ from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 
 from pmoracle.chain.contracts import load_artifact
-from pmoracle.chain.deploy import deploy_contract, open_transmitter, transact_fn
+from pmoracle.chain.deploy import deploy_contract, open_transmitter, set_committee, transact_fn
 from pmoracle.config.params import default_params
 from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.devnet.devchain import Devchain
+from pmoracle.risk.params import parse_params
+from pmoracle.risk.version import ENGINE_VERSION
 from tests.integration.chain.contracts_support import (
+    FINALITY_DEPTH,
     PARAMS_HASH,
+    ROUND_PERIOD,
     System,
     attest,
     deploy_system,
@@ -24,10 +29,12 @@ from tests.integration.chain.contracts_support import (
     revert_of,
 )
 
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 MAX_ROUND_AGE = 30
 USD = 10**18
-# alice: free margin (equity - IM) 6,000 USD; bob: equity below MM (liquidatable); carol: equity == MM (not)
-ALICE, BOB, CAROL = (to_checksum_address(bytes([byte]) * 20) for byte in (0xA1, 0xB0, 0xC0))
+# alice: free margin (equity - IM) 6,000 USD; bob: equity below MM (liquidatable); carol: equity == MM (not);
+# dave: an MM no int256 equity reaches (liquidatable whatever his equity)
+ALICE, BOB, CAROL, DAVE = (to_checksum_address(bytes([byte]) * 20) for byte in (0xA1, 0xB0, 0xC0, 0xD0))
 DEFAULT = default_params()
 
 
@@ -50,6 +57,7 @@ def round_(system: System, borrower: Any) -> tuple[int, MerkleTree]:
         (ALICE, 4_000 * USD, 2_500 * USD, 10_000 * USD),
         (BOB, 3_000 * USD, 2_000 * USD, 1_999 * USD),
         (CAROL, 3_000 * USD, 2_000 * USD, 2_000 * USD),
+        (DAVE, 2**256 - 1, 2**255, 2**255 - 1),
     ]
     block = system.anchor()
     return block, attest(system, block, leaves)
@@ -96,7 +104,8 @@ def test_margin_of_returns_the_proven_values_and_refuses_others(system: System, 
 def test_is_liquidatable_is_equity_below_maintenance_margin(system: System, round_: tuple[int, MerkleTree]) -> None:
     _, tree = round_
     oracle = system.oracle.functions
-    assert [oracle.isLiquidatable(a, *margin_of(tree, a)).call() for a in (ALICE, BOB, CAROL)] == [False, True, False]
+    verdicts = [oracle.isLiquidatable(a, *margin_of(tree, a)).call() for a in (ALICE, BOB, CAROL, DAVE)]
+    assert verdicts == [False, True, False, True]
 
 
 def test_lender_lends_up_to_the_attested_free_margin(
@@ -190,3 +199,31 @@ def test_a_round_older_than_the_max_age_is_refused(system: System, round_: tuple
     assert revert_of(lender.functions.borrow(1, margin, proof), ALICE)[0] == "RoundTooOld"
     # the round itself stays readable
     assert system.oracle.functions.latestRoot().call()[0] == block
+
+
+def test_after_a_new_committee_every_installed_document_stays_publishable(
+    system: System, round_: tuple[int, MerkleTree], lender: Any
+) -> None:
+    """Last in the module: it installs a committee under another document (CME SPAN's 16 scenarios)."""
+    span16 = parse_params((ROOT / "examples" / "params" / "span16.toml").read_text())
+    set_committee(
+        system.owner,
+        system.deployment,
+        [to_checksum_address(m) for m in system.config.members],
+        quorum=system.config.quorum,
+        round_period=ROUND_PERIOD,
+        finality_depth=FINALITY_DEPTH,
+        params_hash=span16.params_hash,
+        engine_version=ENGINE_VERSION,
+    )
+    oracle = system.oracle.functions
+    assert oracle.paramsHash().call() == span16.params_hash
+    for document in (span16.canonical_bytes, DEFAULT.canonical_bytes):  # the current config's, and a past one's
+        receipt = transact_fn(system.owner, oracle.publishParams(document), label="publish")
+        assert oracle.paramsPublishedAt(keccak(document)).call() == receipt.block_number
+    # the lender trusts the default document only
+    margin, proof = margin_of(round_[1], ALICE)
+    assert revert_of(lender.functions.borrow(1, margin, proof), ALICE) == (
+        "UntrustedParams",
+        (span16.params_hash, DEFAULT.params_hash),
+    )
