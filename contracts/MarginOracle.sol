@@ -5,7 +5,8 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
-import {Report, IMarginOracle} from "./PmoracleTypes.sol";
+import {Report, AttestedMargin, IMarginOracle} from "./PmoracleTypes.sol";
+import {IPortfolioMarginOracle} from "./IPortfolioMarginOracle.sol";
 
 /// @title MarginOracle
 /// @notice Stores the margin book roots attested by a quorum of the solver committee and proves account leaves.
@@ -20,7 +21,9 @@ import {Report, IMarginOracle} from "./PmoracleTypes.sol";
 ///      version), paramsHash, members) whose implementation is address(0) (it never runs anything). `attest` reads
 ///      it with one EXTCODECOPY instead of one cold SLOAD per signer (the SSTORE2 pattern); an ejection writes a
 ///      new clone.
-contract MarginOracle is IMarginOracle, EIP712 {
+///      Consuming protocols read it through IPortfolioMarginOracle (parameters hash and document, latest round,
+///      proven margins); `publishParams` only writes the publication block of a known parameters hash.
+contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     /// @notice keccak256 of the EIP-712 Report type (REPORT_TYPE in src/pmoracle/consensus/report.py).
     bytes32 public constant REPORT_TYPEHASH = keccak256(
         "Report(bytes32 configDigest,uint64 blockNumber,bytes32 blockHash,bytes32 paramsHash,bytes32 accountsRoot,uint32 accountCount)"
@@ -72,6 +75,10 @@ contract MarginOracle is IMarginOracle, EIP712 {
     /// @notice The risk parameters hash of each installed config version (what its reports must carry).
     mapping(uint64 version => bytes32 paramsHash) public paramsHashOf;
     mapping(uint256 slot => Round) internal _rounds;
+    /// @notice The block in which the document of a parameters hash was last published (0: never).
+    mapping(bytes32 paramsHash => uint64 blockNumber) public paramsPublishedAt;
+    /// @dev The parameters hashes some installed config committed to (what `publishParams` accepts).
+    mapping(bytes32 paramsHash => bool) internal _paramsKnown;
 
     /// @notice A committee config was installed by the registry.
     event CommitteeInstalled(uint64 indexed version, bytes32 indexed configDigest, address[] members, uint8 quorum);
@@ -117,14 +124,8 @@ contract MarginOracle is IMarginOracle, EIP712 {
     error InvalidSignature(uint256 memberIndex, uint8 recoverError, bytes32 errorArg);
     /// @notice A signature recovers to another address than the member its bit names.
     error SignerMismatch(uint256 memberIndex, address expected, address recovered);
-    /// @notice No round has been attested yet.
-    error NoAttestedRound();
     /// @notice No round is stored for this block (never attested, or overwritten in the ring).
     error RoundNotFound(uint64 blockNumber);
-    /// @notice The round is older than `maxRoundAge` blocks.
-    error RoundTooOld(uint64 blockNumber, uint256 age, uint64 maxRoundAge);
-    /// @notice The leaf is not under the round's accounts root.
-    error InvalidMarginProof(address account, uint64 blockNumber, bytes32 accountsRoot);
     /// @notice A constructor or setter argument is out of range.
     error InvalidParameter(string name, uint256 value);
 
@@ -159,6 +160,7 @@ contract MarginOracle is IMarginOracle, EIP712 {
         );
         configDigestOf[version] = digest;
         paramsHashOf[version] = paramsHash_;
+        _paramsKnown[paramsHash_] = true;
         State storage s = _state;
         s.committeeData = data;
         s.quorum = quorum_;
@@ -319,6 +321,49 @@ contract MarginOracle is IMarginOracle, EIP712 {
         _verifyMargin(blockNumber, account, initialMargin, maintenanceMargin, equity, proof);
     }
 
+    /// @inheritdoc IPortfolioMarginOracle
+    function paramsHash() external view returns (bytes32 paramsHash_) {
+        address data = _state.committeeData;
+        if (data != address(0)) paramsHash_ = _paramsHashOf(Clones.fetchCloneArgs(data));
+    }
+
+    /// @inheritdoc IPortfolioMarginOracle
+    function publishParams(bytes calldata document) external {
+        bytes32 hash = keccak256(document);
+        if (!_paramsKnown[hash]) revert UnknownParams(hash);
+        paramsPublishedAt[hash] = uint64(block.number);
+        emit ParamsPublished(hash, document);
+    }
+
+    /// @inheritdoc IPortfolioMarginOracle
+    function latestRoot() external view returns (uint64 blockNumber, uint64 attestedAt, bytes32 accountsRoot) {
+        blockNumber = _state.lastBlockNumber;
+        if (blockNumber == 0) revert NoAttestedRound();
+        Round storage r = _roundOf(blockNumber);
+        return (blockNumber, r.attestedAt, r.accountsRoot);
+    }
+
+    /// @inheritdoc IPortfolioMarginOracle
+    function marginOf(address account, AttestedMargin calldata leaf, bytes32[] calldata proof)
+        external
+        view
+        returns (uint256 initialMargin, uint256 maintenanceMargin, int256 equity, uint64 blockNumber)
+    {
+        blockNumber = _verifyLatest(account, leaf, proof);
+        return (leaf.initialMargin, leaf.maintenanceMargin, leaf.equity, blockNumber);
+    }
+
+    /// @inheritdoc IPortfolioMarginOracle
+    function isLiquidatable(address account, AttestedMargin calldata leaf, bytes32[] calldata proof)
+        external
+        view
+        returns (bool)
+    {
+        _verifyLatest(account, leaf, proof);
+        // maintenanceMargin < 2**255 for any leaf a committee signs; above it no equity could cover it
+        return leaf.maintenanceMargin > uint256(type(int256).max) || leaf.equity < int256(leaf.maintenanceMargin);
+    }
+
     /// @notice Return the latest attested round.
     function latestRound() external view returns (RoundView memory) {
         uint64 blockNumber = _state.lastBlockNumber;
@@ -390,6 +435,16 @@ contract MarginOracle is IMarginOracle, EIP712 {
     /// @notice Return the block of the latest attested round (0 before the first).
     function lastBlockNumber() external view returns (uint64) {
         return _state.lastBlockNumber;
+    }
+
+    function _verifyLatest(address account, AttestedMargin calldata leaf, bytes32[] calldata proof)
+        internal
+        view
+        returns (uint64 blockNumber)
+    {
+        blockNumber = _state.lastBlockNumber;
+        if (blockNumber == 0) revert NoAttestedRound();
+        _verifyMargin(blockNumber, account, leaf.initialMargin, leaf.maintenanceMargin, leaf.equity, proof);
     }
 
     function _verifyMargin(

@@ -3,6 +3,7 @@ pragma solidity 0.8.37;
 
 import {Base} from "./Base.sol";
 import {MarginOracle} from "../../contracts/MarginOracle.sol";
+import {IPortfolioMarginOracle} from "../../contracts/IPortfolioMarginOracle.sol";
 import {Report} from "../../contracts/PmoracleTypes.sol";
 
 /// @notice Fuzz tests of the MarginOracle invariants of docs/contracts.md ("Invariants", "MarginOracle").
@@ -123,14 +124,16 @@ contract MarginOracleFuzzTest is Base {
         proof[0] = sibling;
         vm.roll(1_000 + uint256(age));
         if (age > 256) {
-            vm.expectRevert(abi.encodeWithSelector(MarginOracle.RoundTooOld.selector, 1_000, age, 256));
+            vm.expectRevert(abi.encodeWithSelector(IPortfolioMarginOracle.RoundTooOld.selector, 1_000, age, 256));
             oracle.verifyMargin(account, im, mm, equity, proof);
             return;
         }
         assertEq(oracle.verifyMargin(account, im, mm, equity, proof), 1_000, "the attested leaf verifies");
         vmNewer.assume(tamper != 0);
         uint256 wrongMm = uint256(mm) + tamper;
-        vm.expectRevert(abi.encodeWithSelector(MarginOracle.InvalidMarginProof.selector, account, 1_000, root));
+        vm.expectRevert(
+            abi.encodeWithSelector(IPortfolioMarginOracle.InvalidMarginProof.selector, account, 1_000, root)
+        );
         oracle.verifyMargin(account, im, wrongMm, equity, proof);
     }
 

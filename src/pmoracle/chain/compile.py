@@ -1,4 +1,5 @@
-"""Compile ``contracts/*.sol`` with the pinned solcjs (npm ``solc``) through solc's standard-JSON interface.
+"""Compile ``contracts/*.sol`` and ``examples/contracts/*.sol`` with the pinned solcjs (npm ``solc``) through
+solc's standard-JSON interface.
 
 Every imported source (``@openzeppelin/...`` from ``node_modules``, relative imports) is resolved here and inlined
 into the standard-JSON input, so the compiler never touches the file system and the input hash covers every byte
@@ -23,6 +24,8 @@ from pmoracle.errors import PmoracleError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 CONTRACTS_DIR = REPO_ROOT / "contracts"
+# Directories whose ``*.sol`` files are compiled: the system, and the example consumers of its interfaces.
+SOURCE_DIRS = ("contracts", "examples/contracts")
 ARTIFACTS_DIR = pathlib.Path(__file__).resolve().parent / "artifacts"
 BUILD_INFO = ARTIFACTS_DIR / "build-info.json"
 SOLC_VERSION = "0.8.37"
@@ -42,6 +45,7 @@ CONTRACTS = (
     "SolverRegistry",
     "MarginOracle",
     "MockERC20",
+    "MarginGatedLender",
 )
 
 _IMPORT_RE = re.compile(r'^\s*import\s+(?:[^"\']*\s+from\s+)?["\']([^"\']+)["\'];', re.MULTILINE)
@@ -66,8 +70,8 @@ def _read_source(unit: str, root: pathlib.Path) -> str:
 
 
 def collect_sources(root: pathlib.Path = REPO_ROOT) -> dict[str, str]:
-    """Return every source unit reachable from ``contracts/*.sol``, keyed by solc source unit name, sorted."""
-    pending = [f"contracts/{p.name}" for p in sorted((root / "contracts").glob("*.sol"))]
+    """Return every source unit reachable from ``SOURCE_DIRS``' ``*.sol``, keyed by solc source unit name, sorted."""
+    pending = [f"{d}/{p.name}" for d in SOURCE_DIRS for p in sorted((root / d).glob("*.sol"))]
     sources: dict[str, str] = {}
     while pending:
         unit = pending.pop()
@@ -149,7 +153,7 @@ def build_artifacts(root: pathlib.Path = REPO_ROOT) -> tuple[dict[str, dict[str,
     artifacts: dict[str, dict[str, Any]] = {}
     for unit, contracts in output["contracts"].items():
         for name, compiled in contracts.items():
-            if name not in CONTRACTS or not unit.startswith("contracts/"):
+            if name not in CONTRACTS or posixpath.dirname(unit) not in SOURCE_DIRS:
                 continue
             artifacts[name] = {
                 "contractName": name,

@@ -19,6 +19,7 @@ CONTRACT_NAMES = (
     "SolverRegistry",
     "MarginOracle",
     "MockERC20",
+    "MarginGatedLender",
 )
 
 

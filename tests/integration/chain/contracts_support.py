@@ -121,13 +121,13 @@ class System:
         return int(self.w3.eth.block_number)
 
 
-def deploy_system(chain: Devchain, n: int = 4, **kwargs: Any) -> System:
-    """Deploy everything on ``chain`` with ``n`` nodes as the committee (Byzantine quorum)."""
+def deploy_system(chain: Devchain, n: int = 4, params_hash: bytes = PARAMS_HASH, **kwargs: Any) -> System:
+    """Deploy everything on ``chain`` with ``n`` nodes as the committee (Byzantine quorum) under ``params_hash``."""
     nodes = [node_spec(i) for i in range(n)]
     deployment = deploy(
         chain.url,
         dev_key(0),
-        params_hash=PARAMS_HASH,
+        params_hash=params_hash,
         round_period=ROUND_PERIOD,
         finality_depth=FINALITY_DEPTH,
         nodes=nodes,
