@@ -110,10 +110,35 @@ def test_a_days_run_with_the_keeper_shows_its_auctions() -> None:
     devnet.lifecycle = SimpleNamespace(stats=LifeStats(steps=2), step_seconds=12 * 3600)
     devnet.world = SimpleNamespace(prices={"BTC": 71_000.0}, trades=3)
     stats = LiquidationStats(breached_at={"a": 1, "b": 1, "c": 2}, restored_at={"a": 9}, insolvent={"b"},
-                             bid_accounts={"a": 1, "b": 1}, auctions_started=3)  # fmt: skip
+                             open_breaches={"c": (2, 0)}, bid_accounts={"a": 1, "b": 1},
+                             auctions_started=3)  # fmt: skip
     desk = LiquidationDesk.__new__(LiquidationDesk)  # the bookkeeping only: no chain behind it
     desk.stats, desk.keeper = stats, SimpleNamespace(watched={"c"})
     devnet.liquidations = desk
     lines = format_table(devnet, nodes=False).splitlines()
     assert "auctions: 3 started, 1 open, 2 bids; 3 breached, 1 restored, 1 insolvent" in lines
     assert desk.unresolved() == {"c"}
+
+
+def _margin(account: bytes, equity: int, mm: int, empty: bool = False) -> SimpleNamespace:
+    return SimpleNamespace(account=account, equity=equity, maintenance_margin=mm, is_empty=empty)
+
+
+def test_every_breached_account_is_restored_insolvent_or_unresolved() -> None:
+    """The crash summary's bookkeeping: a re-breach reopens an account, an account emptied by a whole-book bid (no
+    leaf) counts as restored, an insolvent one stays insolvent; the three sets partition the breached ones."""
+    a, b, c, d = (bytes([n]) * 20 for n in (1, 2, 3, 4))
+    desk = LiquidationDesk.__new__(LiquidationDesk)  # the bookkeeping only: no chain behind it
+    desk.stats, desk.keeper = LiquidationStats(), SimpleNamespace(fund="0x" + "ff" * 20)
+    rounds = [
+        [_margin(a, 5, 10), _margin(b, -1, 10), _margin(c, 20, 10)],  # a breached, b insolvent
+        [_margin(a, 12, 10), _margin(b, -1, 10), _margin(d, 3, 10)],  # a restored, d breached
+        [_margin(a, 4, 10), _margin(d, 0, 0, empty=True)],  # a breached again; d emptied (whole book)
+    ]
+    for t, accounts in enumerate(rounds):
+        desk.observe(SimpleNamespace(book=SimpleNamespace(accounts=accounts)), anchor_time=100 * t)
+    stats = desk.stats
+    breached = set(stats.breached_at)
+    assert len(breached) == 3 and len(stats.insolvent) == len(stats.restored_at) == len(desk.unresolved()) == 1
+    assert set(stats.restored_at) | stats.insolvent | desk.unresolved() == breached
+    assert stats.rounds_to_restore == [1, 1] and stats.breach_waits == [100, 100]
