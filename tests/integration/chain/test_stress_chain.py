@@ -85,4 +85,5 @@ def test_a_node_exports_the_standard_stress_of_a_round(protocol: Protocol) -> No
     exported = {(m.name, s.name): s.value for m in node.metrics.registry.collect() for s in m.samples}
     assert exported[("pmoracle_stress_round", "pmoracle_stress_round")] == block
     assert exported[("pmoracle_stress_cascade_depth", "pmoracle_stress_cascade_depth")] == expected.cascade_depth
-    assert exported[("pmoracle_stress_shortfall_usd", "pmoracle_stress_shortfall_usd")] == expected.shortfall / 1e18
+    shortfall = exported[("pmoracle_stress_shortfall_usd", "pmoracle_stress_shortfall_usd")]
+    assert shortfall == expected.shortfall / 10**18  # as exported: int / int, rounded once (not int -> float / 1e18)
