@@ -31,12 +31,11 @@ from eth_utils import (
     to_canonical_address,
     to_checksum_address,
 )
-from sha3 import keccak_256  # safe-pysha3
 from web3 import Web3
 
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import Deployment
-from pmoracle.chain.orders import ORDER_TYPEHASH, Order, exchange_domain_separator
+from pmoracle.chain.orders import Order, order_digest
 from pmoracle.chain.revert import ErrorDecoder
 from pmoracle.errors import PmoracleError
 from pmoracle.risk.inputs import PRICE_SCALE, SIZE_SCALE, WAD, InstrumentKind
@@ -599,18 +598,13 @@ class World:
         return order.as_tuple(), self.sign_order(order)
 
     def sign_order(self, order: Order) -> bytes:
-        """Return ``order`` signed by its account's simulated key: ``chain.orders.sign_order``, without eth_abi and
-        with the key's context kept (~4x faster: seeding signs two orders per trade)."""
+        """Return ``order`` signed by its account's simulated key: ``chain.orders.sign_order`` with the key's context
+        kept (seeding signs two orders per trade)."""
         signer = self._signers.get(order.account)
         if signer is None:
             key = self.keys[to_checksum_address(order.account)]
             signer = self._signers[order.account] = PrivateKey(key)
-        words = (order.instrument_id, int(order.is_buy), order.size, order.limit_price, order.nonce, order.expiry)
-        struct = ORDER_TYPEHASH + order.account.rjust(32, b"\0") + b"".join(w.to_bytes(32, "big") for w in words)
-        separator = exchange_domain_separator(
-            self.deployment.chain_id, to_canonical_address(self.deployment.contracts["Exchange"])
-        )
-        digest = keccak_256(b"\x19\x01" + separator + keccak_256(struct).digest()).digest()
+        digest = order_digest(self.deployment.chain_id, self.deployment.contracts["Exchange"], order)
         raw = signer.sign_recoverable(digest, hasher=None)
         return raw[:64] + bytes([raw[64] + 27])
 
