@@ -61,8 +61,9 @@ class Order:
         """Return the EIP-712 ``hashStruct`` of the order.
 
         Every member is a static ABI type, so the encoding is the type hash and one 32-byte big-endian word per
-        member (the address and the bool left-padded); written out, it costs 6 us against 69 us through ``eth_abi.encode``, which
-        matters to the devnet's seeding (two orders per trade). ``test_orders.py`` checks it against eth_abi.
+        member (the address and the bool left-padded). Written out, it costs 6 us against 69 us through
+        ``eth_abi.encode``, which matters to the devnet's seeding (two orders per trade); ``test_orders.py`` checks
+        it against eth_abi.
         """
         words = (self.instrument_id, int(self.is_buy), self.size, self.limit_price, self.nonce, self.expiry)
         encoded = ORDER_TYPEHASH + self.account.rjust(32, b"\0") + b"".join(w.to_bytes(32, "big") for w in words)

@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,26 @@ class Bidder:
     transmitter: Transmitter
     funds: BidderFunds
     leaf: tuple[tuple[int, int, int], list[bytes]] = NO_LEAF
+
+
+class TickBidders:
+    """The accounts that can bid on one round within one pass: read on first use (an account's cash, book and
+    leaf cost several calls), and an account that bid leaves the list, since its book changed after the anchor."""
+
+    def __init__(self, read: Callable[[], list[Bidder]]) -> None:
+        self._read = read
+        self._ready: list[Bidder] | None = None
+
+    def best(self, params: AuctionParams) -> Bidder | None:
+        """Return the account with the most headroom (None: none can bid)."""
+        if self._ready is None:
+            self._ready = self._read()
+        return max(self._ready, key=lambda b: b.funds.headroom(params), default=None)
+
+    def spend(self, bidder: Bidder) -> None:
+        """Take ``bidder`` out of the list: it bid, and no leaf of this round proves its book any more."""
+        if self._ready is not None and bidder in self._ready:
+            self._ready.remove(bidder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +182,6 @@ class Keeper:
         self.bidders = [transmitter, *bidders]
         self.value_at_marks = value_at_marks
         self._marks: dict[str, int] | None = None  # equity at current marks by account, for one tick
-        self._ready: list[Bidder] | None = None  # the accounts that can bid in this tick, read once
-        self._ticking = False
         self.liquidator = deployment.contract(_W3, "Liquidator").functions
         self.ledger = deployment.contract(_W3, "MarginAccounts").functions
         self.oracle = deployment.contract(_W3, "MarginOracle").functions
@@ -239,26 +257,21 @@ class Keeper:
         """
         report = TickReport()
         self._marks = None
-        self._ready = None
         round_ = self.latest_round()
         if round_ is None:
             return report
         params = self.auction_params()
-        self._ticking = True
-        try:
-            # a newer round attested mid-tick makes every later proof fail (InvalidMarginProof): the accounts left
-            # are evaluated again on it, once
-            only: list[str] | None = None
-            for _ in range(2):
-                stale = self._pass(params, round_, report, only)
-                newer = self.latest_round() if stale else None
-                if newer is None or newer.block_number == round_.block_number:
-                    break
-                round_, self._ready, only = newer, None, stale
-                for account in stale:
-                    report.errors.pop(account, None)
-        finally:
-            self._ticking, self._ready = False, None  # read again at the next tick
+        # a newer round attested mid-tick makes every later proof fail (InvalidMarginProof): the accounts left
+        # are evaluated again on it, once
+        only: list[str] | None = None
+        for _ in range(2):
+            stale = self._pass(params, round_, report, only)
+            newer = self.latest_round() if stale else None
+            if newer is None or newer.block_number == round_.block_number:
+                break
+            round_, only = newer, stale
+            for account in stale:
+                report.errors.pop(account, None)
         self.metrics.open_auctions.set(len(self.watched))
         self.metrics.cash_usd.set(self._cash() / WAD)
         return report
@@ -278,10 +291,11 @@ class Keeper:
             report.breached = breached
         present = {str(to_checksum_address(leaf.account)) for leaf in round_.tree.leaves}
         accounts = set(breached) | (self.watched & present)
+        bidders = TickBidders(lambda: self.ready_bidders(round_, params))
         stale = []
         for account in sorted(accounts if only is None else accounts & set(only)):
             try:
-                self._act(params, round_, account, report)
+                self._act(params, round_, account, report, bidders)
             except (ChainError, KeeperError) as exc:
                 kind = exc.name if isinstance(exc, ContractError) else type(exc).__name__
                 self.metrics.errors.labels(kind=kind).inc()
@@ -323,21 +337,9 @@ class Keeper:
         base = int(self.client.call(self.ledger.withdrawableEquity(address, equity, round_.block_number)))
         return Bidder(transmitter, BidderFunds(base, mm), (margin, proof))
 
-    def bidder(self, round_: AttestedRound | None = None, params: AuctionParams | None = None) -> Bidder | None:
-        """Return the bidding account with the most headroom in the latest round (None: none can bid now).
-
-        Within a tick the accounts are read once (``_ready``) and one that bid leaves the list: its book changed
-        after the round's anchor."""
-        round_ = round_ or self.latest_round()
-        if round_ is None:
-            return None
-        params = params or self.auction_params()
-        ready = self._ready
-        if ready is None:
-            ready = [b for t in self.bidders if (b := self.bidder_of(round_, t, params)) is not None]
-            if self._ticking:
-                self._ready = ready
-        return max(ready, key=lambda b: b.funds.headroom(params), default=None)
+    def ready_bidders(self, round_: AttestedRound, params: AuctionParams) -> list[Bidder]:
+        """Return the keeper's accounts that can bid in ``round_`` now."""
+        return [b for t in self.bidders if (b := self.bidder_of(round_, t, params)) is not None]
 
     def _decide(
         self, params: AuctionParams, equity: int, mm: int, started: int | None, funds: BidderFunds, account: str
@@ -395,11 +397,13 @@ class Keeper:
             return Quote(fraction, quoted.max_fraction, discount, payment, fee)
         return quoted
 
-    def _act(self, params: AuctionParams, round_: AttestedRound, account: str, report: TickReport) -> None:
+    def _act(
+        self, params: AuctionParams, round_: AttestedRound, account: str, report: TickReport, bidders: TickBidders
+    ) -> None:
         margin, proof = self.margin_of(round_, account)
         _, mm, equity = margin
         started = self.started_at(account)
-        bidder = self.bidder(round_, params)
+        bidder = bidders.best(params)
         funds = bidder.funds if bidder is not None else BidderFunds(0)
         decision = self._decide(params, equity, mm, started, funds, account)
         if decision.action is Action.START:
@@ -429,8 +433,7 @@ class Keeper:
             self._check_quote(account, q, equity, mm)
             fraction, max_payment = decision.bid_args
             call = self.liquidator.bid(account, fraction, max_payment, margin, proof, *bidder.leaf)
-            if self._ready is not None:
-                self._ready.remove(bidder)  # its book changes now: no leaf proves it until the next round
+            bidders.spend(bidder)  # its book changes now: no leaf proves it until the next round
             receipt = bidder.transmitter.transact_call(call)
             q = self._mined_quote(receipt, q)
             restored = self.started_at(account) is None

@@ -20,7 +20,7 @@ from pmoracle.chain.transmitter import Transmitter
 from pmoracle.config.params import default_params
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.keeper.decision import WAD, Policy
-from pmoracle.keeper.keeper import Keeper, KeeperError
+from pmoracle.keeper.keeper import Bidder, Keeper, KeeperError
 from pmoracle.keeper.metrics import create_keeper_metrics
 from pmoracle.node.keys import LIGHT_KDF_ITERATIONS, write_key_file
 from tests.integration.chain.contracts_support import System, address_of, deploy_system
@@ -64,6 +64,12 @@ def make_keeper(system: System, account: Transmitter) -> Keeper:
     client = ChainClient([system.chain.url])
     policy = Policy(min_profit=5 * USD, gas_cost=USD)
     return Keeper(client, system.deployment, account, default_params(), policy, create_keeper_metrics())
+
+
+def ready_bidders(keeper: Keeper) -> list[Bidder]:
+    round_ = keeper.latest_round()
+    assert round_ is not None
+    return keeper.ready_bidders(round_, keeper.auction_params())
 
 
 def test_the_keeper_restores_a_breached_account_with_one_bid(system: System, desk: Desk, maker: Transmitter) -> None:
@@ -129,10 +135,10 @@ def test_after_a_bid_the_keeper_bids_from_its_book_once_a_round_proves_it(
         assert bid.account == victim.address and bid.restored
         assert ledger.openPositionCount(bidder.address).call() == 1  # the second fraction joined the first
         assert ledger.positionOf(bidder.address, 1).call() > 0
-        assert keeper.bidder() is None  # its book changed after the latest round: no leaf proves it yet
+        assert ready_bidders(keeper) == []  # its book changed after the latest round: no leaf proves it yet
         attest_round(system)
-        chosen = keeper.bidder()
-        assert chosen is not None and chosen.leaf[1] != [] and chosen.funds.margin > 0
+        (chosen,) = ready_bidders(keeper)
+        assert chosen.leaf[1] != [] and chosen.funds.margin > 0
     check_conservation(system.w3, system.deployment)
 
 
