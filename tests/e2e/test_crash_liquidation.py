@@ -5,15 +5,12 @@ keeper's bids are mined; every round still matches the recomputation and money i
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from tests.procscan import kill_marked, new_mark, wait_until_gone
+from tests.e2e.devnet_run import run_devnet_summary
 
 LIQUIDATION_KEYS = (
     "accounts_breached", "liquidations", "accounts_restored", "accounts_insolvent", "insurance_paid",
@@ -23,20 +20,9 @@ LIQUIDATION_KEYS = (
 
 @pytest.mark.timeout(300)
 def test_the_crash_is_liquidated_by_the_keeper_and_every_breached_account_resolved() -> None:
-    run_dir = Path(tempfile.mkdtemp(prefix="pmoracle-e2e-crash-"))  # kept: node logs for a failing run
-    summary_path = run_dir / "summary.json"
-    command = [
-        sys.executable, "-m", "pmoracle.cli", "devnet", "--nodes", "4", "--accounts", "20", "--days", "3",
-        "--scenario", "crash", "--summary", str(summary_path), "--run-dir", str(run_dir / "net"), "--quiet",
-    ]  # fmt: skip
-    env = new_mark()
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=280, check=False, env=env)
-        assert not wait_until_gone(env, 10.0), "a devnet process outlived the command"
-    finally:
-        kill_marked(env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = json.loads(summary_path.read_text())
+    summary = run_devnet_summary(
+        ["--nodes", "4", "--accounts", "20", "--days", "3", "--scenario", "crash"], timeout=280, name="crash"
+    )
     assert all(key in summary for key in LIQUIDATION_KEYS)
     assert summary["scenario"] == "crash" and summary["crashed_at_step"] == 3
     assert summary["accounts_breached"] > 0 and summary["liquidations"] > 0

@@ -8,15 +8,12 @@ ledger's money identity holds at the end, checked from chain state alone.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from tests.procscan import kill_marked, new_mark, wait_until_gone
+from tests.e2e.devnet_run import run_devnet_summary
 
 SUMMARY_KEYS = (
     "rounds_attested", "rounds_verified", "rounds_unsigned", "expiries_settled", "positions_settled", "trades",
@@ -26,20 +23,9 @@ SUMMARY_KEYS = (
 
 @pytest.mark.timeout(420)
 def test_a_week_of_market_time_settles_expiries_and_keeps_every_round_attested_and_money_conserved() -> None:
-    run_dir = Path(tempfile.mkdtemp(prefix="pmoracle-e2e-days-"))  # kept: node logs for a failing run
-    summary_path = run_dir / "summary.json"
-    command = [
-        sys.executable, "-m", "pmoracle.cli", "devnet", "--nodes", "4", "--accounts", "30", "--days", "7",
-        "--step-hours", "24", "--summary", str(summary_path), "--run-dir", str(run_dir / "net"), "--quiet",
-    ]  # fmt: skip
-    env = new_mark()
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=400, check=False, env=env)
-        assert not wait_until_gone(env, 10.0), "a devnet process outlived the command"
-    finally:
-        kill_marked(env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = json.loads(summary_path.read_text())
+    summary = run_devnet_summary(
+        ["--nodes", "4", "--accounts", "30", "--days", "7", "--step-hours", "24"], timeout=400, name="days"
+    )
     assert all(key in summary for key in SUMMARY_KEYS)
     assert summary["days"] == 7 and summary["steps"] == 7
     assert summary["rounds_attested"] >= 8 and summary["rounds_verified"] == summary["rounds_attested"]
