@@ -25,6 +25,7 @@ from pmoracle.chain.deploy import connect, open_transmitter
 from pmoracle.consensus import frost, frost_dkg
 from pmoracle.consensus.frost_evm import EvmGroupKey, EvmSignature, is_on_curve, is_valid_evm_signature
 from pmoracle.devnet.devchain import Devchain
+from pmoracle.testing.frost import run_test_dkg, sign_in_process
 from tests.integration.chain.contracts_support import dev_key
 
 VECTORS = json.loads((pathlib.Path(__file__).resolve().parents[2] / "vectors" / "frost_evm.json").read_text())
@@ -121,37 +122,13 @@ class Committee:
 
 
 def _run_dkg(threshold: int, n: int, rng: random.Random) -> Committee:
-    """Return the result of a DKG run among 1..n, every message delivered once, seeds from ``rng``."""
-    ids = tuple(range(1, n + 1))
-    context = rng.randbytes(32)
-    started = {
-        i: frost_dkg.start_dkg(frost_dkg.DkgParameters(context, ids, threshold, i), rng.randbytes(32)) for i in ids
-    }
-    states = {i: state for i, (state, _) in started.items()}
-    for dealer, (_, package) in started.items():
-        for i in ids:
-            if i != dealer:
-                states[i], effects = frost_dkg.on_round1_package(states[i], package)
-                assert effects == ()
-    for state, _ in started.values():
-        for share in frost_dkg.compute_round2_shares(state):
-            states[share.recipient], effects = frost_dkg.on_round2_share(states[share.recipient], share)
-            assert effects == ()
-    return Committee(threshold, {i: frost_dkg.finish_dkg(state) for i, state in states.items()})
+    """Return the result of a DKG run among 1..n (the pure state machine, every message delivered once)."""
+    return Committee(threshold, run_test_dkg(threshold, n, rng.randbytes(32)))
 
 
 def _sign(committee: Committee, signers: list[int], message: bytes, rng: random.Random) -> frost.Signature:
     """Return the aggregate of ``signers``' shares (unchecked: below the threshold it is not a valid signature)."""
-    group_key = committee.group_public_key
-    rounds = {
-        i: frost.commit(i, committee.results[i].signing_share, rng.randbytes(32), rng.randbytes(32)) for i in signers
-    }
-    commitments = [rounds[i][1] for i in sorted(signers)]
-    shares = [
-        frost.sign(i, committee.results[i].signing_share, group_key, rounds[i][0], message, commitments)
-        for i in signers
-    ]
-    return frost.aggregate(commitments, message, group_key, shares)
+    return sign_in_process(committee.results, signers, message, rng.randbytes(32))
 
 
 def _case(committee: Committee, message: bytes, signature: frost.Signature) -> Case:
