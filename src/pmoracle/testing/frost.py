@@ -1,4 +1,5 @@
-"""Deterministic FROST committees for tests and benchmarks: a whole DKG run in one process (never for production).
+"""Deterministic FROST committees for tests and benchmarks: a whole DKG run in one process, and an in-memory
+network for DKG sessions (never for production).
 
 Every member's seed comes from one public seed, so anyone can recompute the signing shares: these keys exist so
 that tests and separate processes agree on a committee without sharing files.
@@ -7,9 +8,13 @@ that tests and separate processes agree on a committee without sharing files.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+
+import trio
 
 from pmoracle.consensus import frost, frost_dkg
+from pmoracle.node.frost_dkg_session import DkgMessage, DkgTransport
 
 
 def _derive(seed: bytes, *labels: object) -> bytes:
@@ -56,3 +61,48 @@ def sign_in_process(
         frost.sign(i, results[i].signing_share, group_key, rounds[i][0], message, commitments) for i in sorted(signers)
     ]
     return frost.aggregate(commitments, message, group_key, shares)
+
+
+# tamper(sender, recipient, message) returns what to deliver instead: [message] unchanged, [] drops it.
+DkgTamper = Callable[[int, int, DkgMessage], Sequence[DkgMessage]]
+
+
+class InMemoryDkgNetwork:
+    """DKG messages between sessions in one process, each delivery passed through ``tamper`` (to change, drop or
+    add messages). Complaints are collected in :attr:`complaints`."""
+
+    def __init__(self, identifiers: Sequence[int], *, tamper: DkgTamper | None = None) -> None:
+        self._tamper = tamper
+        self._channels = {i: trio.open_memory_channel[DkgMessage](math.inf) for i in identifiers}
+        self.complaints: list[frost_dkg.Complaint] = []
+
+    def incoming(self, identifier: int) -> trio.abc.ReceiveChannel[DkgMessage]:
+        """Return member ``identifier``'s receive channel."""
+        return self._channels[identifier][1]
+
+    def transport(self, identifier: int) -> DkgTransport:
+        """Return member ``identifier``'s transport."""
+        return _InMemoryDkgTransport(self, identifier)
+
+    def deliver(self, sender: int, recipient: int, message: DkgMessage) -> None:
+        """Put ``message`` (or what ``tamper`` makes of it) in ``recipient``'s channel."""
+        delivered = self._tamper(sender, recipient, message) if self._tamper is not None else [message]
+        for item in delivered:
+            self._channels[recipient][0].send_nowait(item)
+
+
+class _InMemoryDkgTransport(DkgTransport):
+    def __init__(self, network: InMemoryDkgNetwork, me: int) -> None:
+        self._network = network
+        self._me = me
+
+    async def broadcast_package(self, package: frost_dkg.Round1Package) -> None:
+        for recipient in self._network._channels:
+            if recipient != self._me:
+                self._network.deliver(self._me, recipient, package)
+
+    async def send_share(self, share: frost_dkg.Round2Share) -> None:
+        self._network.deliver(self._me, share.recipient, share)
+
+    async def publish_complaint(self, complaint: frost_dkg.Complaint) -> None:
+        self._network.complaints.append(complaint)
