@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {Vm} from "forge-std/Vm.sol";
 import {FrostVerifier} from "../../contracts/FrostVerifier.sol";
 import {FrostVerifierHarness} from "./FrostVerifierHarness.sol";
 
