@@ -16,6 +16,7 @@ import posixpath
 import re
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 from eth_utils import keccak
@@ -69,9 +70,13 @@ def _read_source(unit: str, root: pathlib.Path) -> str:
     return path.read_text()
 
 
-def collect_sources(root: pathlib.Path = REPO_ROOT) -> dict[str, str]:
-    """Return every source unit reachable from ``SOURCE_DIRS``' ``*.sol``, keyed by solc source unit name, sorted."""
-    pending = [f"{d}/{p.name}" for d in SOURCE_DIRS for p in sorted((root / d).glob("*.sol"))]
+def collect_sources(root: pathlib.Path = REPO_ROOT, units: Sequence[str] = ()) -> dict[str, str]:
+    """Return every source unit reachable from ``units`` (default: ``SOURCE_DIRS``' ``*.sol``), keyed and sorted.
+
+    The keys are solc source unit names (paths relative to ``root``); a test compiles a harness under ``tests/``
+    by naming it in ``units``, without it entering the committed artifacts.
+    """
+    pending = list(units) or [f"{d}/{p.name}" for d in SOURCE_DIRS for p in sorted((root / d).glob("*.sol"))]
     sources: dict[str, str] = {}
     while pending:
         unit = pending.pop()

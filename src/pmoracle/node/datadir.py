@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -17,6 +18,14 @@ def protection_db_path(data_dir: Path) -> Path:
 def archive_db_path(data_dir: Path) -> Path:
     """Return the report-archive database path inside ``data_dir``."""
     return Path(data_dir) / ARCHIVE_DB_NAME
+
+
+FROST_DIR_NAME = "frost"  # one encrypted FROST key share per committee epoch (node/frost_keys.py)
+
+
+def frost_share_path(data_dir: Path, context: bytes) -> Path:
+    """Return the key share file of the committee epoch whose DKG context is ``context`` inside ``data_dir``."""
+    return Path(data_dir) / FROST_DIR_NAME / f"share-{hashlib.sha256(context).hexdigest()[:16]}.json"
 
 
 STATE_DB_NAME = "state.sqlite"  # progress: the last processed anchor block
