@@ -41,6 +41,7 @@ from pmoracle.errors import PmoracleError
 from pmoracle.node.daemon import OFFLINE_W3, read_committee
 from pmoracle.node.datadir import api_port_path, read_api_port
 from pmoracle.node.keys import KeyKind, compute_peer_id, write_key_file
+from pmoracle.node.policy import read_policy_round
 from pmoracle.node.round import RoundOutput, compute_round
 from pmoracle.risk.params import RiskParams, parse_params
 
@@ -265,7 +266,10 @@ class Devnet:
     def recompute(self, block_number: int) -> RoundOutput:
         """Return the round at ``block_number`` recomputed from chain state alone (what an auditor does)."""
         snapshot = read_snapshot(self.client, self.deployment, block_number)
-        return compute_round(snapshot, self.params, self.committee)
+        policy = None
+        if self.params.policy is not None:  # the adaptive policy's states, recomputed from the chain's first block
+            policy = read_policy_round(self.client, self.deployment, self.params, block_number)
+        return compute_round(snapshot, self.params, self.committee, policy)
 
     def attestation_gas(self, block_number: int) -> int:
         """Return the gas used by the transaction that attested ``block_number`` (0 if it cannot be found)."""
