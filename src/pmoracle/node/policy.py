@@ -335,3 +335,117 @@ def policy_round_from_json(params: RiskParams, body: Any) -> tuple[PolicyRound, 
             raise InputError(f"policy.states[{i}]", f"malformed state: {exc!r}") from None
         states.append(decode_policy_state(params.policy, data))
     return PolicyRound(block, tuple(states)), claimed
+
+
+# --- the dispute tool's check ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDifference:
+    """One underlying whose published state differs from the recomputed one (None: absent on that side)."""
+
+    underlying: str
+    recomputed: PolicyState | None
+    published: PolicyState | None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyCheck:
+    """The verdict on a node's published policy at one anchor block (or the recomputation alone)."""
+
+    recomputed: PolicyRound
+    published: PolicyRound | None  # None: nothing to compare (no node given)
+    claimed_hash: bytes | None  # the policyHash the node published
+    differences: tuple[PolicyDifference, ...]
+
+    @property
+    def holds(self) -> bool:
+        """Check if the node published exactly the recomputed states and their hash (True without a node)."""
+        if self.published is None:
+            return True
+        return not self.differences and self.claimed_hash == self.recomputed.policy_hash
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the verdict as JSON: the recomputed policy, and the node's claims and differences if any."""
+        out: dict[str, Any] = {"holds": self.holds, "recomputed": policy_round_to_json(self.recomputed)}
+        if self.published is not None:
+            out["claimedPolicyHash"] = "0x" + (self.claimed_hash or b"").hex()
+            out["differences"] = [
+                {
+                    "underlying": d.underlying,
+                    "recomputedStateHash": None if d.recomputed is None else "0x" + d.recomputed.state_hash.hex(),
+                    "publishedStateHash": None if d.published is None else "0x" + d.published.state_hash.hex(),
+                    "recomputedScanRange": None if d.recomputed is None else str(d.recomputed.scan_range),
+                    "publishedScanRange": None if d.published is None else str(d.published.scan_range),
+                }
+                for d in self.differences
+            ]
+        return out
+
+
+def compare_policy(recomputed: PolicyRound, published: PolicyRound) -> tuple[PolicyDifference, ...]:
+    """Return the underlyings whose states differ between the two rounds, in symbol order."""
+    symbols = sorted({s.underlying for s in recomputed.states} | {s.underlying for s in published.states})
+    return tuple(
+        PolicyDifference(symbol, mine, theirs)
+        for symbol in symbols
+        if (mine := recomputed.state_of(symbol)) != (theirs := published.state_of(symbol))
+    )
+
+
+def fetch_node_policy(api_url: str, params: RiskParams, block_number: int, *, timeout: float = 10.0) -> Any:
+    """Return the policy a node's ``GET /v1/policy/{block}`` serves and the hash it claims.
+
+    Errors:
+        InputError naming the node's URL when it cannot be reached, does not keep the round, answers for another
+        round, or answers something that is not a policy of these parameters.
+    """
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = f"{api_url.rstrip('/')}/v1/policy/{block_number}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise InputError("--node", f"{url}: HTTP {exc.code} (the node keeps the policy of its last 8 rounds)") from None
+    except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
+        raise InputError("--node", f"{url}: {exc}") from None
+    try:
+        published, claimed = policy_round_from_json(params, body)
+    except InputError as exc:
+        raise InputError("--node", f"{url}: {exc}") from None
+    if published.block_number != block_number:  # the node answered for the round asked
+        raise InputError("--node", f"{url} serves round {published.block_number}, not {block_number}")
+    return published, claimed
+
+
+def check_policy(
+    client: ChainClient,
+    deployment: Deployment,
+    params: RiskParams,
+    block_number: int,
+    published: tuple[PolicyRound, bytes] | None = None,
+) -> PolicyCheck:
+    """Recompute the policy at ``block_number`` from the chain alone and compare it with what a node published.
+
+    Args:
+        client: the JSON-RPC client.
+        deployment: the contract addresses.
+        params: the committee's parameters document (with a [policy] section).
+        block_number: the round's anchor block.
+        published: the node's states at that block and the hash it claimed (see :func:`fetch_node_policy`).
+
+    Returns:
+        The recomputed states, and every underlying whose published state differs.
+
+    Errors:
+        PolicyHistoryError when the chain's history cannot be sampled at that block (no honest node signs the
+        round then); ChainError when the chain cannot be read.
+    """
+    recomputed = read_policy_round(client, deployment, params, block_number)
+    if published is None:
+        return PolicyCheck(recomputed, None, None, ())
+    states, claimed = published
+    return PolicyCheck(recomputed, states, claimed, compare_policy(recomputed, states))

@@ -4,9 +4,12 @@ them; the node's checkpoint resumed, refused when corrupt or foreign, and always
 from __future__ import annotations
 
 import dataclasses
+import http.server
 import json
 import pathlib
 import random
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +30,11 @@ from pmoracle.node.policy import (
     PolicyTracker,
     decode_checkpoint,
     encode_checkpoint,
+    policy_round_to_json,
     read_policy_round,
 )
 from pmoracle.risk.params import RiskParams, parse_params
-from pmoracle.risk.policy import compute_policy_hash
+from pmoracle.risk.policy import PolicyRound, compute_policy_hash
 
 from .helpers import DEV_KEYS, contract_at
 
@@ -258,3 +262,87 @@ def test_a_stale_index_refuses_the_round_naming_the_underlying(feeds: Feeds) -> 
     params: RiskParams = parse_params(policy_document(max_age=HOUR))  # ETH is stale at every other point
     with pytest.raises(PolicyHistoryError, match=r"policy\.ETH: no fresh index at sampling point"):
         read_policy_round(feeds.client, feeds.deployment, params, feeds.client.block_number())
+
+
+# --- pmoracle dispute policy ----------------------------------------------------------------------------------
+
+
+class NodeStub:
+    """A node's /v1/policy on a real socket, serving whatever JSON the test sets (honest or not)."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[int, dict[str, Any]] = {}
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                block = self.path.removeprefix("/v1/policy/")
+                body = stub.bodies.get(int(block)) if block.isdigit() else None
+                data = json.dumps(body if body is not None else {"error": "not kept"}).encode()
+                self.send_response(200 if body is not None else 404)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def node_stub() -> Iterator[NodeStub]:
+    stub = NodeStub()
+    yield stub
+    stub.close()
+
+
+def test_dispute_policy_recomputes_and_names_the_underlying(
+    feeds: Feeds, node_stub: NodeStub, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = policy_document(max_age=3 * HOUR)
+    params_file = tmp_path / "params.toml"
+    params_file.write_text(text)
+    params = parse_params(text)
+    block = blocks_of(feeds)[8]
+    honest = read_policy_round(feeds.client, feeds.deployment, params, block)
+    argv = ["dispute", "policy", "--rpc", feeds.anvil.url, "--deployment", str(feeds.deployment_file),
+            "--params", str(params_file), "--round", str(block)]  # fmt: skip
+
+    assert main(argv) == 0  # without a node: the recomputed policy
+    assert f"round {block}: policy hash 0x{honest.policy_hash.hex()}" in capsys.readouterr().out
+
+    node_stub.bodies[block] = policy_round_to_json(honest)
+    assert main([*argv, "--node", node_stub.url]) == 0
+    assert "the policy holds" in capsys.readouterr().out
+
+    btc = honest.state_of("BTC")
+    assert btc is not None
+    lied = dataclasses.replace(btc, scan_range=btc.scan_range + 1)  # one part in 1e9, still within the bounds
+    tampered = PolicyRound(block, tuple(lied if s.underlying == "BTC" else s for s in honest.states))
+    node_stub.bodies[block] = {**policy_round_to_json(tampered), "policyHash": "0x" + honest.policy_hash.hex()}
+    assert main([*argv, "--node", node_stub.url]) == 1
+    out = capsys.readouterr().out
+    assert f"MISMATCH BTC: recomputed range {btc.scan_range}" in out and "MISMATCH ETH" not in out
+
+    without_eth = PolicyRound(block, tuple(s for s in honest.states if s.underlying != "ETH"))
+    node_stub.bodies[block] = policy_round_to_json(without_eth)
+    assert main([*argv, "--node", node_stub.url, "--json"]) == 1
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["holds"] is False
+    assert [d["underlying"] for d in verdict["differences"]] == ["ETH"]
+    assert verdict["differences"][0]["publishedStateHash"] is None
+
+    node_stub.bodies[block] = {**policy_round_to_json(honest), "policyHash": "0x" + "11" * 32}  # states right
+    assert main([*argv, "--node", node_stub.url]) == 1
+    assert "MISMATCH policy hash" in capsys.readouterr().out
+
+    assert main([*argv[:-1], str(block - 1), "--node", node_stub.url]) == 2  # a round the node does not keep
+    assert "--node" in capsys.readouterr().err
