@@ -163,7 +163,8 @@ def read_chain_history(args: argparse.Namespace, params: PolicyParams) -> tuple[
         if not 0 <= block <= head:
             raise InputError("--to-block", f"{block} is not a block of the chain (head {head})")
         header = client.get_block(block)
-        updates = read_index_updates(client, deployment.contracts["MarketFeeds"], block, underlying=args.underlying)
+        updates = read_index_updates(client, deployment.contracts["MarketFeeds"], block,
+                                     from_block=deployment.deploy_block, underlying=args.underlying)  # fmt: skip
     except ChainError as exc:
         raise InputError("--rpc", f"cannot read the index history: {exc}") from None
     if not updates:

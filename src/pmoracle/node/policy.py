@@ -16,7 +16,7 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
-from eth_utils import to_canonical_address, to_checksum_address
+from eth_utils import keccak, to_canonical_address, to_checksum_address
 
 from pmoracle.chain.client import ChainClient, run_sync
 from pmoracle.chain.deploy import Deployment
@@ -140,7 +140,7 @@ def advance_checkpoint(
         client: the JSON-RPC client.
         deployment: the contract addresses (MarketFeeds).
         params: the parameters document; it must have a [policy] section.
-        checkpoint: the tracks at an earlier block (None: read the whole history from block 0).
+        checkpoint: the tracks at an earlier block (None: read the whole history from the deployment's block).
         block_number: the round's anchor block.
         block_hash: its hash (bound into the returned checkpoint).
         timestamp: its timestamp.
@@ -158,7 +158,7 @@ def advance_checkpoint(
     if checkpoint is not None and checkpoint.block_number >= block_number:  # checkpoints only move forward
         raise InputError("checkpoint", f"block {checkpoint.block_number} is not before {block_number}")
     feeds = deployment.contracts["MarketFeeds"]
-    start = 0 if checkpoint is None else checkpoint.block_number + 1
+    start = deployment.deploy_block if checkpoint is None else checkpoint.block_number + 1  # no log before it
     updates: dict[str, list[Sample]] = {}
     for update in read_index_updates(client, feeds, block_number, from_block=start):
         updates.setdefault(update.underlying, []).append(Sample(time=update.time, price=update.price))
@@ -188,19 +188,36 @@ def read_policy_round(
 
 
 class PolicyCheckpointStore(SqliteStore):
-    """The latest policy checkpoint, one row replaced atomically (SQLite transaction, synchronous FULL)."""
+    """The latest policy checkpoint, one row replaced atomically (SQLite transaction, synchronous FULL), stored with
+    its keccak256: a flipped bit that still decodes canonically is caught by the digest, not trusted."""
 
-    SCHEMA = "CREATE TABLE IF NOT EXISTS policy_checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL)"
+    SCHEMA = """
+    CREATE TABLE IF NOT EXISTS policy_checkpoint (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        data BLOB NOT NULL,
+        digest BLOB NOT NULL
+    )
+    """
     SYNCHRONOUS = "FULL"
 
     def load(self) -> bytes | None:
-        """Return the stored checkpoint's bytes, or None when there is none."""
-        row = self._db.execute("SELECT data FROM policy_checkpoint WHERE id = 1").fetchone()
-        return None if row is None else bytes(row[0])
+        """Return the stored checkpoint's bytes, or None when there is none.
+
+        Errors:
+            PolicyCheckpointError when the bytes do not match their stored digest.
+        """
+        row = self._db.execute("SELECT data, digest FROM policy_checkpoint WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        data, digest = bytes(row[0]), bytes(row[1])
+        if keccak(data) != digest:  # damaged on disk
+            raise PolicyCheckpointError("checkpoint", f"its digest 0x{digest.hex()} does not match its bytes")
+        return data
 
     def save(self, data: bytes) -> None:
         """Replace the stored checkpoint with ``data`` (all underlyings at once, or nothing)."""
-        self._db.execute("INSERT OR REPLACE INTO policy_checkpoint (id, data) VALUES (1, ?)", (data,))
+        self._db.execute("INSERT OR REPLACE INTO policy_checkpoint (id, data, digest) VALUES (1, ?, ?)",
+                         (data, keccak(data)))  # fmt: skip
 
 
 class PolicyTracker:
@@ -232,10 +249,10 @@ class PolicyTracker:
         self.store.close()
 
     def _load(self) -> PolicyCheckpoint | None:
-        data = self.store.load()
-        if data is None:
-            return None
         try:
+            data = self.store.load()
+            if data is None:
+                return None
             checkpoint = decode_checkpoint(self.params, data)
         except PolicyCheckpointError as exc:
             self.refused_checkpoints += 1

@@ -217,7 +217,7 @@ def test_tracker_resumes_to_the_recomputed_states(feeds: Feeds, tmp_path: pathli
     assert rounds[-1].state_of("BTC").count > rounds[0].state_of("BTC").count  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("damage", ["garbage", "other-params", "other-block-hash", "truncated"])
+@pytest.mark.parametrize("damage", ["garbage", "other-params", "other-block-hash", "truncated", "bit-flip"])
 def test_tracker_refuses_a_bad_checkpoint_and_recomputes(feeds: Feeds, tmp_path: pathlib.Path, damage: str) -> None:
     params = parse_params(policy_document(max_age=3 * HOUR))
     anchors = blocks_of(feeds)
@@ -240,9 +240,17 @@ def test_tracker_refuses_a_bad_checkpoint_and_recomputes(feeds: Feeds, tmp_path:
         elif damage == "other-params":
             other = parse_params(policy_document(max_age=3 * HOUR, decay="0.91"))
             data = encode_checkpoint(dataclasses.replace(checkpoint, params_hash=other.params_hash))
-        else:  # a checkpoint of a history the chain no longer has (a reorg, another anvil)
+        elif damage == "other-block-hash":  # a checkpoint of a history the chain no longer has (a reorg, another anvil)
             data = encode_checkpoint(dataclasses.replace(checkpoint, block_hash=b"\x42" * 32))
         store.save(data)
+        if damage == "bit-flip":  # the disk flips a bit of BTC's last price: still a canonical encoding
+            btc = checkpoint.tracks[0]
+            assert btc.underlying == "BTC" and btc.last_update is not None
+            last = dataclasses.replace(btc.last_update, price=btc.last_update.price ^ 1)
+            tracks = (dataclasses.replace(btc, last_update=last), *checkpoint.tracks[1:])
+            flipped = encode_checkpoint(dataclasses.replace(checkpoint, tracks=tracks))
+            assert len(flipped) == len(data) and decode_checkpoint(params, flipped)  # only the digest catches it
+            store._db.execute("UPDATE policy_checkpoint SET data = ? WHERE id = 1", (flipped,))
 
     async def resume() -> Any:
         tracker = PolicyTracker(feeds.client, feeds.deployment, params, db)
