@@ -18,9 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="market days to live through: between rounds chain time moves one step, prices follow a "
                            "seeded path, expiries settle and roll, traders trade and withdraw")  # fmt: skip
     parser.add_argument("--step-hours", type=float, default=12.0, help="with --days: market hours per step (12)")
-    parser.add_argument("--scenario", choices=("crash",), default=None,
+    parser.add_argument("--scenario", choices=("crash", "vol-spike"), default=None,
                         help="with --days: crash drops BTC 25%% with a volatility spike at mid-run (the keeper "
-                             "liquidates)")  # fmt: skip
+                             "liquidates); vol-spike triples BTC's volatility at mid-run and the nodes run the "
+                             "adaptive margin policy (docs/policy.md)")  # fmt: skip
     parser.add_argument("--summary", type=Path, default=None, help="with --days: write the JSON summary here")
     parser.add_argument("--round-period", type=int, default=None,
                         help="blocks between anchor blocks (default 5; 32 with --days)")  # fmt: skip
@@ -33,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build and run the devnet; exit 0 when every attested round matched the independent recomputation.
+    """Build and run the devnet; exit 0 when every attested round matched the independent recomputation (and, with
+    the adaptive policy, every node published the recomputed policy hash).
 
     SIGTERM or SIGINT ends every child process in any phase; while building, the exit status is 128 + the signal.
     """
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     except StopRequested as stop:  # while building: every child process is ended by now
         print(f"devnet: {stop} before the nodes ran", file=sys.stderr)
         return 128 + stop.signum
-    verified = bool(devnet.attested) and all(r.verified for r in devnet.attested)
+    verified = bool(devnet.attested) and all(r.verified and r.policy_identical for r in devnet.attested)
     return 0 if verified and (devnet.lifecycle is None or devnet.finished()) else 1
 
 

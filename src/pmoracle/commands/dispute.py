@@ -36,6 +36,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--node-api", metavar="URL", help="fetch the attested leaves from a node's /v1/margin")
     check.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
+    policy = sub.add_parser(
+        "policy", help="recompute the adaptive policy's states at a round from the chain and compare a node's",
+        description="Recompute every underlying's adaptive-policy state at anchor block B from the MarketFeeds "
+        "IndexSet logs alone (docs/policy.md) and, with --node, compare it with the node's /v1/policy/B. Exit 0 "
+        "when they agree (or without --node), 1 naming each underlying that differs, 2 on bad input.",
+    )  # fmt: skip
+    _add_chain_arguments(policy, required=True)
+    policy.add_argument("--params", required=True, type=Path, help="the risk-params TOML of the committee")
+    policy.add_argument("--round", required=True, type=int, metavar="B", help="the round's anchor block")
+    policy.add_argument("--node", metavar="URL", help="the node API whose published policy to check")
+    policy.add_argument("--json", action="store_true", help="print the verdict as JSON")
+
     scan = sub.add_parser(
         "scan", help="find equivocations and deviations in a node's signed-report archive and on chain",
         description="Look through a node's report archive (and the attested digests on chain) for equivocations and "
@@ -72,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     """Run one dispute action; return the exit status."""
     if args.dispute_command == "check":
         return _run_check(args)
+    if args.dispute_command == "policy":
+        return _run_policy(args)
     if args.dispute_command == "scan":
         return _run_scan(args)
     return _run_submit(args)
@@ -81,6 +95,52 @@ def _connect(args: argparse.Namespace) -> tuple[Any, Any]:
     from pmoracle.commands.chain_args import connect
 
     return connect(args.rpc, args.deployment)
+
+
+# --- policy -------------------------------------------------------------------------------------------------------
+
+
+def _run_policy(args: argparse.Namespace) -> int:
+    from pmoracle.config.params import load_params_file
+    from pmoracle.errors import InputError
+    from pmoracle.node.policy import check_policy, fetch_node_policy
+
+    if args.round <= 0:
+        raise InputError("round", f"expected a positive block number, got {args.round}")
+    params = load_params_file(args.params, "params")
+    if params.policy is None:
+        raise InputError("params", f"{args.params} has no [policy] section")
+    client, deployment = _connect(args)
+    published = None if args.node is None else fetch_node_policy(args.node, params, args.round)
+    result = check_policy(client, deployment, params, args.round, published)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=1))
+    else:
+        _print_policy(result)
+    return EXIT_OK if result.holds else EXIT_FAILED
+
+
+def _print_policy(result: Any) -> None:
+    recomputed = result.recomputed
+    print(f"round {recomputed.block_number}: policy hash 0x{recomputed.policy_hash.hex()} (recomputed from chain)")
+    for state in recomputed.states:
+        stress = "yes" if state.stressed else "no"
+        print(f"  {state.underlying:<8} scan range {state.scan_range / 1e9:.4%}  stress {stress}  "
+              f"samples {state.count}  state 0x{state.state_hash.hex()}")  # fmt: skip
+    if result.published is None:
+        return
+    if result.holds:
+        print("the node published the same states and hash: the policy holds")
+        return
+
+    def describe(state: Any) -> str:
+        return "absent" if state is None else f"range {state.scan_range}, state 0x{state.state_hash.hex()}"
+
+    for d in result.differences:
+        print(f"MISMATCH {d.underlying}: recomputed {describe(d.recomputed)}; "
+              f"the node published {describe(d.published)}")  # fmt: skip
+    if result.claimed_hash != recomputed.policy_hash:
+        print(f"MISMATCH policy hash: the node claims 0x{result.claimed_hash.hex()}")
 
 
 # --- check --------------------------------------------------------------------------------------------------------

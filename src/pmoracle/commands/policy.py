@@ -1,10 +1,11 @@
 """``pmoracle policy``: the adaptive margin policy's scan-range path over an index history (docs/policy.md).
 
-Reads a CSV history of one underlying (``time,price`` and, when the policy sizes vol shocks, ``iv``), runs the
-pure state machine of :mod:`pmoracle.risk.policy` over it and prints the path: a table, or one JSON object with
-``--json``, and a PNG with ``--plot``. A history with a gap, a time out of order, a non-positive price or an
-unreadable cell is refused with status 2 and one message naming the row; nothing is printed then.
-Reading ``MarketFeeds`` ``IndexSet`` events from a chain (``--rpc``) is not implemented yet.
+Reads a CSV history of one underlying (``time,price`` and, when the policy sizes vol shocks, ``iv``), or the
+``IndexSet`` logs of a deployment's ``MarketFeeds`` (``--rpc URL --deployment FILE``, sampled as a node samples
+them), runs the pure state machine of :mod:`pmoracle.risk.policy` over it and prints the path: a table, or one
+JSON object with ``--json``, and a PNG with ``--plot``. A history with a gap, a time out of order, a non-positive
+price or an unreadable cell (or a chain index stale at a sampling point) is refused with status 2 and one message
+naming the row (the sampling point); nothing is printed then.
 """
 
 from __future__ import annotations
@@ -30,13 +31,31 @@ COLUMNS = ("time", "price", "iv")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the policy sub-command's arguments."""
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--history",
         type=pathlib.Path,
-        required=True,
         metavar="FILE.csv",
         help="index history: a header row time,price[,iv]; time in unix seconds or ISO-8601 UTC, price in USD, "
         "iv as a fraction (0.55 = 55%%); one row per sampling point, no gaps",
+    )
+    source.add_argument(
+        "--rpc",
+        action="append",
+        metavar="URL",
+        help="read the index history from MarketFeeds IndexSet logs at this JSON-RPC endpoint (repeat for "
+        "fallbacks); needs --deployment",
+    )
+    parser.add_argument("--deployment", type=pathlib.Path, metavar="FILE", help="with --rpc: the deployment JSON")
+    parser.add_argument(
+        "--to-block", type=int, metavar="B", help="with --rpc: read up to block B, as a round anchored at B (latest)"
+    )
+    parser.add_argument(
+        "--max-age",
+        type=int,
+        metavar="SECONDS",
+        help="with --rpc: the index must be this fresh at every sampling point (default: the document's "
+        "max_feed_age_seconds, else one sampling interval)",
     )
     parser.add_argument(
         "--params",
@@ -53,29 +72,38 @@ def run(args: argparse.Namespace) -> int:
     """Compute and print the policy path of one history.
 
     Args:
-        args: ``history``, ``params`` (optional), ``underlying``, ``json``, ``plot`` (optional).
+        args: ``history`` or ``rpc`` with ``deployment`` (and optional ``to_block``, ``max_age``), ``params``
+            (optional), ``underlying``, ``json``, ``plot`` (optional).
 
     Returns:
         0 on success.
 
     Errors:
-        ``InputError`` (exit status 2) for an unreadable file or a bad row, naming the row; ``ParamsError`` for an
-        invalid or missing ``[policy]`` section.
+        ``InputError`` (exit status 2) for an unreadable file or a bad row, naming the row, or a chain history
+        that cannot be read or sampled; ``ParamsError`` for an invalid or missing ``[policy]`` section.
     """
     from pmoracle.risk.policy import HistoryError, compute_policy_path
 
     if not (args.underlying.isascii() and args.underlying.isalnum() and args.underlying.isupper()):
         raise InputError("--underlying", f"{args.underlying!r} is not an upper-case symbol")
     params = load_policy(args.params)
-    samples = read_history(args.history, with_iv=params.vol is not None)
+    if args.rpc is not None:
+        samples, source = read_chain_history(args, params)
+        where = "sampling point"
+    else:
+        for option in ("deployment", "to_block", "max_age"):
+            if getattr(args, option) is not None:
+                raise InputError(f"--{option.replace('_', '-')}", "is used with --rpc only")
+        samples = read_history(args.history, with_iv=params.vol is not None)
+        source, where = args.history.name, f"{args.history} row"
     try:
         path = compute_policy_path(params, args.underlying, samples)
     except HistoryError as exc:
-        raise InputError(f"{args.history} row {exc.index + 1}", exc.message) from None
+        raise InputError(f"{where} {exc.index + 1}", exc.message) from None
     if not path:
-        raise InputError(str(args.history), "the history has no rows")
+        raise InputError(str(args.history or "--rpc"), "the history has no sampling point")
     if args.plot is not None:
-        write_plot(args.plot, params, path, title=f"{args.underlying} — {args.history.name}")
+        write_plot(args.plot, params, path, title=f"{args.underlying} — {source}")
     output = json.dumps(path_to_json(params, path), indent=2) if args.json else format_path(params, path)
     sys.stdout.write(output + "\n")
     return 0
@@ -104,6 +132,60 @@ def load_policy(path: pathlib.Path | None) -> PolicyParams:
     if policy is None:
         raise ParamsError([f"{where}: policy: missing (the document has no [policy] section)"])
     return policy
+
+
+def read_chain_history(args: argparse.Namespace, params: PolicyParams) -> tuple[list[Sample], str]:
+    """Return the samples of ``args.underlying``'s on-chain index up to ``--to-block`` and a title for them.
+
+    The samples are the ones a node derives for a round anchored at that block (the sampling points at or before
+    its timestamp, from the ``IndexSet`` logs at or before it).
+
+    Errors:
+        ``InputError`` naming the option for a missing deployment, an unreachable chain, a block beyond the head,
+        a policy that needs implied vols, no update of the underlying, or a stale index at a sampling point.
+    """
+    from pmoracle.chain.errors import ChainError
+    from pmoracle.chain.index_history import read_index_updates
+    from pmoracle.commands.chain_args import connect
+    from pmoracle.risk.policy import HistoryError, Sample, compute_track_samples, start_track
+
+    if args.deployment is None:
+        raise InputError("--deployment", "is required with --rpc")
+    if params.vol is not None:
+        raise InputError("--params", "[policy.vol] needs an implied-vol series, which is not read from chain")
+    max_age = args.max_age if args.max_age is not None else document_max_age(args.params, params)
+    if max_age <= 0:
+        raise InputError("--max-age", f"must be positive, got {max_age}")
+    client, deployment = connect(args.rpc, args.deployment)
+    try:
+        head = client.block_number()
+        block = head if args.to_block is None else args.to_block
+        if not 0 <= block <= head:
+            raise InputError("--to-block", f"{block} is not a block of the chain (head {head})")
+        header = client.get_block(block)
+        updates = read_index_updates(client, deployment.contracts["MarketFeeds"], block,
+                                     from_block=deployment.deploy_block, underlying=args.underlying)  # fmt: skip
+    except ChainError as exc:
+        raise InputError("--rpc", f"cannot read the index history: {exc}") from None
+    if not updates:
+        raise InputError("--underlying", f"{args.underlying} has no IndexSet log up to block {block}")
+    history = [Sample(time=u.time, price=u.price) for u in updates]
+    try:
+        samples = compute_track_samples(params, start_track(args.underlying), history, header.timestamp, max_age)
+    except HistoryError as exc:
+        raise InputError(f"{args.underlying} on chain", exc.message) from None
+    return samples, f"MarketFeeds IndexSet logs up to block {block}"
+
+
+def document_max_age(path: pathlib.Path | None, params: PolicyParams) -> int:
+    """Return the document's ``max_feed_age_seconds`` (the node's staleness rule), else one sampling interval."""
+    import tomllib
+
+    if path is not None:
+        value = tomllib.loads(read_text(path, "--params")).get("max_feed_age_seconds")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return params.sample_interval_seconds
 
 
 def read_history(path: pathlib.Path, with_iv: bool) -> list[Sample]:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.config.params import default_params_text
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.devnet.devchain import Devchain, start_devchain
-from pmoracle.devnet.lifecycle import Lifecycle, friday_expiries
+from pmoracle.devnet.lifecycle import Lifecycle, friday_expiries, vol_spike_params_text
 from pmoracle.devnet.liquidations import LiquidationDesk
 from pmoracle.devnet.netlab import NetLab
 from pmoracle.devnet.ports import reserve_port
@@ -41,8 +41,11 @@ from pmoracle.errors import PmoracleError
 from pmoracle.node.daemon import OFFLINE_W3, read_committee
 from pmoracle.node.datadir import api_port_path, read_api_port
 from pmoracle.node.keys import KeyKind, compute_peer_id, write_key_file
+from pmoracle.node.policy import read_policy_round
 from pmoracle.node.round import RoundOutput, compute_round
+from pmoracle.risk.inputs import MONEY_SCALE
 from pmoracle.risk.params import RiskParams, parse_params
+from pmoracle.risk.policy import RANGE_SCALE, PolicyRound
 
 # anvil's first dev account (from the public "test ... junk" mnemonic): deployer, feeder and matcher.
 DEPLOYER_KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
@@ -50,6 +53,7 @@ DEVNET_PASSWORD = "pmoracle-devnet"  # devnet key files only; never a production
 LIGHT_KDF_ITERATIONS = 4096
 LIQUIDATION_ROUNDS = 6  # --days: rounds after the last market step in which the keeper finishes its auctions
 AWAIT_ROUND_S = 20.0  # --days: seconds to wait for the awaited round before awaiting the next anchor
+POLICY_POLL_S = 10.0  # [policy]: seconds to wait for every node to publish an attested round's policy
 
 
 class DevnetError(PmoracleError):
@@ -82,7 +86,9 @@ class DevnetOptions:
     days: float | None = None
     step_hours: float = 12.0
     summary: Path | None = None  # where the --days run writes its JSON summary
-    scenario: str | None = None  # with days: "crash" drops one underlying ~25% with a volatility spike mid-run
+    # with days: "crash" drops one underlying ~25% with a volatility spike mid-run; "vol-spike" triples one
+    # underlying's volatility mid-run (no jump) and the nodes run the adaptive policy ([policy], docs/policy.md)
+    scenario: str | None = None
 
     def fault_of(self, index: int) -> str | None:
         """Return the injected fault mode of node ``index`` (None for an honest node)."""
@@ -192,11 +198,20 @@ class AttestedRound:
     total_equity: int
     latency: float  # seconds from the anchor block being final to the attestation being seen
     gas: int
+    policy: PolicyRound | None = None  # the adaptive policy's states at B, recomputed from chain ([policy] only)
+    node_policy_hashes: tuple[bytes | None, ...] = ()  # what each node published on /v1/policy/B (None: nothing)
 
     @property
     def verified(self) -> bool:
         """Check if the attested root equals the devnet's own recomputation."""
         return self.root == self.recomputed_root
+
+    @property
+    def policy_identical(self) -> bool:
+        """Check if every node published the recomputed policy hash for this round (True without a policy)."""
+        if self.policy is None:
+            return True
+        return bool(self.node_policy_hashes) and all(h == self.policy.policy_hash for h in self.node_policy_hashes)
 
 
 OFFENCES = ("equivocation", "deviation")  # SolverRegistry.Offence, by value
@@ -265,7 +280,10 @@ class Devnet:
     def recompute(self, block_number: int) -> RoundOutput:
         """Return the round at ``block_number`` recomputed from chain state alone (what an auditor does)."""
         snapshot = read_snapshot(self.client, self.deployment, block_number)
-        return compute_round(snapshot, self.params, self.committee)
+        policy = None
+        if self.params.policy is not None:  # the adaptive policy's states, recomputed from the chain's first block
+            policy = read_policy_round(self.client, self.deployment, self.params, block_number)
+        return compute_round(snapshot, self.params, self.committee, policy)
 
     def attestation_gas(self, block_number: int) -> int:
         """Return the gas used by the transaction that attested ``block_number`` (0 if it cannot be found)."""
@@ -426,8 +444,25 @@ class Devnet:
                 total_im=sum(a.initial_margin for a in leaves), total_mm=sum(a.maintenance_margin for a in leaves),
                 total_equity=sum(a.equity for a in leaves),
                 latency=now - self._ready_at.get(block, now), gas=self.attestation_gas(block),
+                policy=output.policy,
+                node_policy_hashes=() if output.policy is None else self.node_policy_hashes(block),
             )
         )  # fmt: skip
+
+    def node_policy_hashes(self, block: int, timeout: float = POLICY_POLL_S) -> tuple[bytes | None, ...]:
+        """Return the policy hash each node publishes for round ``block`` (None: none within ``timeout`` s; a node
+        outside the quorum may still be computing the round when it is attested)."""
+        hashes: list[bytes | None] = [None] * len(self.nodes)
+        deadline = time.monotonic() + timeout
+        while True:
+            for node in self.nodes:
+                if hashes[node.index] is None and node.alive:
+                    body = node.get(f"/v1/policy/{block}")
+                    if isinstance(body, dict) and isinstance(body.get("policyHash"), str):
+                        hashes[node.index] = bytes.fromhex(body["policyHash"].removeprefix("0x"))
+            if all(h is not None for h in hashes) or time.monotonic() > deadline:
+                return tuple(hashes)
+            time.sleep(0.05)
 
     def advance(self) -> None:
         """Run one iteration of the devnet loop: check the nodes, audit new rounds, step the world when due.
@@ -559,6 +594,8 @@ def _build(
     where = ", node k in network namespace pmo-k at 10.77.(k+1).2" if netlab is not None else ""
     say(f"devnet: anvil on {chain.url}, run directory {run_dir}{where}")
     params_text = default_params_text()
+    if options.scenario == "vol-spike":  # the nodes run the adaptive policy
+        params_text = vol_spike_params_text(params_text, round(options.step_hours * 3600))
     params = parse_params(params_text)
     (run_dir / "risk-params.toml").write_text(params_text)
     (run_dir / "password.txt").write_text(DEVNET_PASSWORD + "\n")
@@ -606,6 +643,9 @@ def _build(
         if options.scenario == "crash":
             steps = math.ceil(options.days * 86400 / lifecycle.step_seconds)
             lifecycle.crash_step = max(1, steps // 2)
+        elif options.scenario == "vol-spike":
+            steps = math.ceil(options.days * 86400 / lifecycle.step_seconds)
+            lifecycle.spike_step = max(1, steps // 2)
         liquidations = LiquidationDesk(world, client, deployment, params)
     else:
         world.setup(options.accounts)
@@ -718,6 +758,31 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print, ta
     return devnet
 
 
+def _fraction_text(value: int) -> str:
+    """Return a RANGE_SCALE fraction as an exact decimal string (``0.153000000``)."""
+    return f"{value // RANGE_SCALE}.{value % RANGE_SCALE:09d}"
+
+
+def policy_summary(rounds: Sequence[AttestedRound]) -> dict[str, Any]:
+    """Return the summary's ``policy`` object: per attested round the applied scan ranges (fractions, exact
+    decimals), the stressed underlyings, the recomputed policy hash and whether every node published it."""
+    path = []
+    for r in rounds:
+        if r.policy is None:
+            continue
+        path.append({
+            "block": r.block_number,
+            "scan_range": {s.underlying: _fraction_text(s.scan_range) for s in r.policy.states},
+            "stressed": [s.underlying for s in r.policy.states if s.stressed],
+            "samples": {s.underlying: s.count for s in r.policy.states},
+            "total_mm_usd": round(r.total_mm / MONEY_SCALE, 2),
+            "policy_hash": "0x" + r.policy.policy_hash.hex(),
+            "nodes_identical": r.policy_identical,
+            "nodes_answered": sum(h is not None for h in r.node_policy_hashes),
+        })  # fmt: skip
+    return {"rounds": path, "identical_every_round": bool(path) and all(p["nodes_identical"] for p in path)}
+
+
 def write_lifecycle_summary(devnet: Devnet, wall_seconds: float, say: Callable[[str], None]) -> dict[str, Any]:
     """Audit the ledger's money from chain state, and write (``--summary``) and return the ``--days`` summary."""
     from web3 import HTTPProvider, Web3
@@ -731,6 +796,9 @@ def write_lifecycle_summary(devnet: Devnet, wall_seconds: float, say: Callable[[
         summary.update(devnet.liquidations.summary())
         summary["scenario"] = devnet.options.scenario
         summary["crashed_at_step"] = devnet.lifecycle.stats.crashed_at_step
+    if devnet.params.policy is not None:
+        summary["spiked_at_step"] = devnet.lifecycle.stats.spiked_at_step
+        summary["policy"] = policy_summary(devnet.attested)
     if devnet.options.summary is not None:
         devnet.options.summary.write_text(json.dumps(summary, indent=2) + "\n")
         say(f"devnet: summary written to {devnet.options.summary}")

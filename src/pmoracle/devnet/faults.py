@@ -50,6 +50,7 @@ from pmoracle.node.round import RoundOutput
 from pmoracle.p2p.abc import accept_all
 from pmoracle.p2p.codec import MAX_MESSAGE_BYTES, NetworkId, SignedReportMessage, encode_message
 from pmoracle.risk.params import RiskParams
+from pmoracle.risk.policy import PolicyRound
 from pmoracle.trio_types import TaskStatus
 
 log = logging.getLogger("pmoracle.devnet.faults")
@@ -82,8 +83,10 @@ def compute_second_report(report: Report) -> Report:
 def perturbed_rounds(compute: RoundComputer) -> RoundComputer:
     """Return a round computer whose report carries a perturbed root (the tree behind /v1/margin stays honest)."""
 
-    def compute_wrong(snapshot: ChainSnapshot, params: RiskParams, committee: CommitteeConfig) -> RoundOutput:
-        output = compute(snapshot, params, committee)
+    def compute_wrong(
+        snapshot: ChainSnapshot, params: RiskParams, committee: CommitteeConfig, policy: PolicyRound | None
+    ) -> RoundOutput:
+        output = compute(snapshot, params, committee, policy)
         return replace(output, report=compute_perturbed_report(output))
 
     return compute_wrong

@@ -23,6 +23,7 @@ from eth_utils import keccak, to_canonical_address
 
 from pmoracle.devnet.ledger_audit import CashAudit
 from pmoracle.devnet.world import DAY, UNDERLYINGS, World, encode_symbol
+from pmoracle.errors import InputError
 from pmoracle.node.round import RoundOutput
 from pmoracle.risk.inputs import PRICE_SCALE, InstrumentKind
 
@@ -33,6 +34,44 @@ SETTLE_BATCH = 100  # accounts per settle() call
 FRIDAY = 4  # (day + 3) % 7 of a Friday (1970-01-01 was a Thursday)
 MAX_FUNDING_PER_DAY = 0.001  # the devnet's funding rates stay within 0.1% of the index a day
 FEE_RATE = 2 * WAD // 10_000  # 2 bps of the traded value from each side
+
+
+# The vol-spike scenario's adaptive policy (docs/policy.md): one sample per market step, the default policy's tools.
+VOL_SPIKE_POLICY = """
+# pmoracle devnet --scenario vol-spike: the adaptive policy, one sample per market step ({interval} s)
+[policy]
+sample_interval_seconds = {interval}
+horizon_seconds = 86400
+decay = "0.94"
+sigmas = "5"
+seed_vol = "0.6"
+min_scan_range = "0.02"
+max_scan_range = "0.6"
+max_step_up = "0.1"
+max_step_down = "0.05"
+
+[policy.floor]
+weight = "0.5"
+lookback_samples = 60
+block_samples = 10
+
+[policy.buffer]
+size = "0.25"
+stress_ratio = "1.5"
+slow_decay = "0.99"
+rebuild_samples = 20
+"""
+
+
+def vol_spike_params_text(base: str, step_seconds: int) -> str:
+    """Return the parameters document of the vol-spike scenario: ``base`` with a ``[policy]`` sampling once per
+    market step, and a feed age limit of one step plus an hour (the feeder writes once per step)."""
+    limit = "max_feed_age_seconds = 300"
+    if limit not in base:
+        raise InputError("params", f"the base document has no {limit!r} line to replace")
+    return base.replace(limit, f"max_feed_age_seconds = {step_seconds + HOUR}") + VOL_SPIKE_POLICY.format(
+        interval=step_seconds
+    )
 
 
 def friday_expiries(now: int, weeks: int = 2, months: int = 2) -> list[int]:
@@ -77,6 +116,7 @@ class LifeStats:
     deposits: int = 0
     max_accounts_below_mm: int = 0
     crashed_at_step: int | None = None  # the crash scenario's step, once it happened
+    spiked_at_step: int | None = None  # the vol-spike scenario's step, once it happened
     settlements: list[str] = field(default_factory=list)  # one line per settled expiry, latest last
 
 
@@ -95,6 +135,9 @@ class Lifecycle:
     crash_symbol: str = "BTC"
     crash_drop: float = 0.25
     crash_vol_multiplier: float = 2.5
+    spike_step: int | None = None  # the vol-spike scenario: at this step one underlying's volatility jumps
+    spike_symbol: str = "BTC"
+    spike_vol_multiplier: float = 3.0
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed * 7_919)
@@ -124,6 +167,14 @@ class Lifecycle:
         self.variance[symbol] *= self.crash_vol_multiplier**2
         self.stats.crashed_at_step = self.stats.steps
 
+    def spike(self) -> None:
+        """Multiply ``spike_symbol``'s GARCH volatility (and its implied vol) by ``spike_vol_multiplier``, without a
+        price jump: the clustering then carries large moves for several steps (the vol-spike scenario)."""
+        symbol = self.spike_symbol
+        self.variance[symbol] *= self.spike_vol_multiplier**2
+        self.world.vols[symbol] = min(self.world.vols[symbol] * self.spike_vol_multiplier, 1.5)
+        self.stats.spiked_at_step = self.stats.steps
+
     # --- one step -------------------------------------------------------------------------------------------------
 
     def step(self, output: RoundOutput, round_block: int) -> None:
@@ -141,6 +192,8 @@ class Lifecycle:
         self._withdraw_some(output, count=max(2, len(world.accounts) // 40))
         self.stats.steps += 1
         world.rpc("evm_increaseTime", [self.step_seconds])
+        if self.stats.steps == self.spike_step:  # before the move: the spike's first step is already wild
+            self.spike()
         self.move_prices()
         if self.stats.steps == self.crash_step:
             self.crash()

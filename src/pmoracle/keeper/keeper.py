@@ -31,9 +31,11 @@ from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, verify_proof
 from pmoracle.errors import PmoracleError
 from pmoracle.keeper.decision import WAD, Action, AuctionParams, BidderFunds, Decision, Policy, Quote, decide, gain
 from pmoracle.keeper.metrics import KeeperMetrics
+from pmoracle.node.policy import read_policy_round
 from pmoracle.node.round import compute_leaves
 from pmoracle.risk.margin import compute_book
 from pmoracle.risk.params import RiskParams
+from pmoracle.risk.policy import compute_effective_params
 
 log = logging.getLogger(__name__)
 _W3 = Web3()  # encodes calls only
@@ -212,7 +214,11 @@ class Keeper:
         if self._round is not None and self._round.block_number == block_number:
             return self._round
         snapshot = read_snapshot(self.client, self.deployment, block_number)
-        tree = MerkleTree(compute_leaves(compute_book(snapshot.market, self.risk_params, snapshot.portfolios)))
+        model = self.risk_params
+        if model.policy is not None:  # the round ran on the adaptive policy's ranges at B (docs/policy.md)
+            policy = read_policy_round(self.client, self.deployment, model, block_number)
+            model = compute_effective_params(model, policy.states)
+        tree = MerkleTree(compute_leaves(compute_book(snapshot.market, model, snapshot.portfolios)))
         if tree.root != root:
             raise KeeperError(
                 f"round {block_number}: recomputed root 0x{tree.root.hex()} != attested 0x{root.hex()} "

@@ -23,6 +23,7 @@ from pmoracle.consensus.report import SignedReport
 from pmoracle.consensus.rounds import RoundKey
 from pmoracle.node.round import RoundOutput
 from pmoracle.risk.params import RiskParams
+from pmoracle.risk.policy import PolicyRound
 from pmoracle.storage.archive import ArchivedReport
 
 
@@ -119,7 +120,7 @@ class ReleaseNow(SignatureRelease):
 
 
 # One round's computation from a snapshot (production: pmoracle.node.round.compute_round, run in a worker thread).
-RoundComputer = Callable[[ChainSnapshot, RiskParams, CommitteeConfig], RoundOutput]
+RoundComputer = Callable[[ChainSnapshot, RiskParams, CommitteeConfig, PolicyRound | None], RoundOutput]
 
 # The libp2p multiaddrs to dial besides the bootstrap list (production: the members registered on chain).
 PeerDiscovery = Callable[[], Awaitable[list[str]]]

@@ -120,6 +120,8 @@ class MarginProof:
 
 HealthProvider = Callable[[], HealthReport | Awaitable[HealthReport]]
 MarginProvider = Callable[[bytes], MarginProof | Awaitable[MarginProof | None] | None]
+# The adaptive policy's published JSON at an anchor block (None: the latest round), or None when not kept.
+PolicyProvider = Callable[[int | None], dict[str, Any] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +158,17 @@ async def _call(provider: Callable[..., Any], *args: Any) -> Any:
 
 
 class _Router:
-    def __init__(self, registry: CollectorRegistry, health: HealthProvider, margin: MarginProvider) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        health: HealthProvider,
+        margin: MarginProvider,
+        policy: PolicyProvider | None = None,
+    ) -> None:
         self.registry = registry
         self.health = health
         self.margin = margin
+        self.policy = policy
 
     async def respond(self, method: bytes, target: bytes) -> _Response:
         if method not in (b"GET", b"HEAD"):
@@ -173,6 +182,8 @@ class _Router:
                 return _json(200 if report.status == "ok" else 503, report.to_json())
             if path.startswith("/v1/margin/"):
                 return await self._margin(path.removeprefix("/v1/margin/"))
+            if path.startswith("/v1/policy/") and self.policy is not None:
+                return _policy_response(self.policy, path.removeprefix("/v1/policy/"))
         except Exception:
             # A provider bug must cost one request, not the server.
             log.exception("API handler failed", extra={"path": path[:200]})
@@ -188,6 +199,15 @@ class _Router:
         if proof is None:
             return _error(404, "account not in the latest attested round, or no round attested yet")
         return _json(200, proof.to_json())
+
+
+def _policy_response(policy: PolicyProvider, block_text: str) -> _Response:
+    if block_text != "latest" and not (block_text.isascii() and block_text.isdigit() and len(block_text) < 20):
+        return _error(400, "malformed round: expected an anchor block number or latest")
+    body = policy(None if block_text == "latest" else int(block_text))
+    if body is None:
+        return _error(404, "no policy kept for this round (not computed, or too old)")
+    return _json(200, body)
 
 
 def _is_account_text(text: str) -> bool:
@@ -295,6 +315,7 @@ async def run_api(
     metrics: NodeMetrics | CollectorRegistry,
     health: HealthProvider,
     margin: MarginProvider,
+    policy: PolicyProvider | None = None,
     limits: ApiLimits = ApiLimits(),
     task_status: TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -306,6 +327,8 @@ async def run_api(
         metrics: the node's metrics (or a bare registry) exported on /metrics.
         health: returns the current :class:`HealthReport` (sync or async).
         margin: returns the latest attested :class:`MarginProof` of a 20-byte account, or None (sync or async).
+        policy: returns the adaptive policy's JSON at an anchor block (None: latest) for /v1/policy/{block|latest},
+            or None when not kept; without it the route answers 404.
         limits: request size, timeouts and connection bounds.
         task_status: receives the bound port once the server accepts connections.
 
@@ -313,7 +336,7 @@ async def run_api(
         OSError when the address cannot be bound (reported before ``task_status.started``).
     """
     registry = metrics.registry if isinstance(metrics, NodeMetrics) else metrics
-    router = _Router(registry, health, margin)
+    router = _Router(registry, health, margin, policy)
     listeners = await trio.open_tcp_listeners(port, host=host)
     if port == 0 and len(listeners) > 1:
         # With port 0 each resolved address would get its own random port; serve the first only.

@@ -23,7 +23,7 @@ import signal
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, assert_never
+from typing import TYPE_CHECKING, Any, assert_never
 
 import trio
 from eth_account import Account
@@ -47,9 +47,17 @@ from pmoracle.node.abc import ChainPort, PeerDiscovery, ReleaseNow, RoundCompute
 from pmoracle.node.api import HealthReport, MarginProof, assess_health, run_api
 from pmoracle.node.chain_port import OFFLINE_W3 as OFFLINE_W3  # re-exported: the devnet tools encode with it
 from pmoracle.node.chain_port import OracleChainPort
-from pmoracle.node.datadir import api_port_path, archive_db_path, protection_db_path, state_db_path, write_api_port
+from pmoracle.node.datadir import (
+    api_port_path,
+    archive_db_path,
+    policy_db_path,
+    protection_db_path,
+    state_db_path,
+    write_api_port,
+)
 from pmoracle.node.executor import ProtocolExecutor
-from pmoracle.node.metrics import NodeMetrics, create_node_metrics, endpoint_label, export_stress
+from pmoracle.node.metrics import NodeMetrics, create_node_metrics, endpoint_label, export_policy, export_stress
+from pmoracle.node.policy import PolicyTracker, policy_round_to_json
 from pmoracle.node.round import RoundOutput, compute_round
 from pmoracle.p2p.abc import Validator
 from pmoracle.p2p.codec import NetworkId
@@ -249,6 +257,10 @@ class SolverNode:
         self._round_send, self._round_recv = trio.open_memory_channel[int](1)
         self.deployment = setup.deployment
         self.snapshots = SnapshotReader(self.client, setup.deployment, self.config.chain.full_snapshot_every)
+        self.policy = (
+            None if self.params.policy is None
+            else PolicyTracker(self.client, setup.deployment, self.params, policy_db_path(self.config.node.data_dir))
+        )  # fmt: skip
 
     # --- services -----------------------------------------------------------------------------------------------
 
@@ -267,13 +279,22 @@ class SolverNode:
                     self.metrics.snapshot_mismatches.inc()
                     log.error("round %d: the incremental snapshot differs from the full read (the full read is used)",
                               block)  # fmt: skip
-                output = await trio.to_thread.run_sync(self.ports.compute_round, snapshot, self.params, self.committee)
+                policy = None
+                if self.policy is not None:  # the adaptive policy's states at B, from the feeds' IndexSet logs
+                    refused = self.policy.refused_checkpoints
+                    policy = await self.policy.at(snapshot.block_number, snapshot.block_hash, snapshot.timestamp)
+                    self.metrics.policy_checkpoints_refused.inc(self.policy.refused_checkpoints - refused)
+                output = await trio.to_thread.run_sync(
+                    self.ports.compute_round, snapshot, self.params, self.committee, policy
+                )
             except PmoracleError as exc:  # ChainCallTimeoutError included
                 # Invalid or unreadable inputs: nobody honest signs this round (liveness lost, never safety).
                 log.warning("round %d: not signed: %s", block, exc)
                 continue
             self.metrics.risk_compute_seconds.observe(trio.current_time() - started)
             self.metrics.rounds_computed.inc()
+            if output.policy is not None:
+                export_policy(self.metrics, output.policy)
             self.progress.advance(LAST_PROCESSED_BLOCK, block)
             self.outputs[block] = output
             for old in sorted(self.outputs)[:-TREES_KEPT]:
@@ -420,6 +441,14 @@ class SolverNode:
             return None
         return MarginProof(leaf, self._attested_tree_block, tree.root, tuple(tree.proof(account)))
 
+    def policy_json(self, block: int | None) -> dict[str, Any] | None:
+        """Return the adaptive policy of a kept round (None: the latest) as the node publishes it, for /v1/policy."""
+        kept = [b for b, output in self.outputs.items() if output.policy is not None]
+        if not kept:
+            return None
+        output = self.outputs.get(max(kept) if block is None else block)
+        return None if output is None or output.policy is None else policy_round_to_json(output.policy)
+
     # --- the whole node -----------------------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -447,7 +476,7 @@ class SolverNode:
                 port = await nursery.start(
                     lambda task_status: run_api(
                         self.config.api.host, self.config.api.port, metrics=self.metrics, health=self.health,
-                        margin=self.margin, task_status=task_status,
+                        margin=self.margin, policy=self.policy_json, task_status=task_status,
                     )
                 )  # fmt: skip
                 write_api_port(self.config.node.data_dir, port)  # tools find an api.port = 0 node here
@@ -460,6 +489,8 @@ class SolverNode:
             self.protection.close()
             self.archive.close()
             self.progress.close()
+            if self.policy is not None:
+                self.policy.close()
 
     async def _follow_chain(self, events: trio.MemoryReceiveChannel[HeadEvent]) -> None:
         async for event in events:
@@ -518,8 +549,13 @@ def check_node_params(params: RiskParams, path: Path) -> None:
 
     Errors:
         NodeStartupError when the document has a [pmrm2] section (the round computes the scenario-grid model only;
-        PMRM_2 runs in ``pmoracle margin``).
+        PMRM_2 runs in ``pmoracle margin``), or a [policy.vol] section (the node samples the on-chain index only).
     """
+    if params.policy is not None and params.policy.vol is not None:
+        raise NodeStartupError(
+            f"risk.params_file: {path} has a [policy.vol] section; a node reads the index history from chain, not "
+            "an implied-vol series (docs/policy.md)"
+        )
     if params.pmrm2 is not None:
         raise NodeStartupError(
             f"risk.params_file: {path} has a [pmrm2] section; a node computes the scenario-grid model only "

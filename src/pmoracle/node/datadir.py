@@ -59,3 +59,11 @@ def read_api_port(data_dir: Path) -> int | None:
     except FileNotFoundError:
         return None
     return int(text) if text.strip().isdigit() else None
+
+
+POLICY_DB_NAME = "policy.sqlite"  # the adaptive policy's checkpoint: every underlying's state at one anchor block
+
+
+def policy_db_path(data_dir: Path) -> Path:
+    """Return the policy-checkpoint database path inside ``data_dir``."""
+    return Path(data_dir) / POLICY_DB_NAME

@@ -39,6 +39,7 @@ from pmoracle.node.abc import AttestedRound
 from pmoracle.node.chain_port import OFFLINE_W3
 from pmoracle.node.daemon import read_committee
 from pmoracle.node.datadir import archive_db_path
+from pmoracle.node.policy import read_policy_round
 from pmoracle.node.round import compute_round
 from pmoracle.risk.params import RiskParams
 from pmoracle.storage.archive import ArchivedReport, ReportArchive
@@ -341,7 +342,8 @@ def check_round(
             "params", f"paramsHash {_hex(params.params_hash)} is not the committee's {_hex(committee.params_hash)}"
         )
     snapshot = read_snapshot(client, deployment, attested.block_number)
-    output = compute_round(snapshot, params, committee)
+    policy = None if params.policy is None else read_policy_round(client, deployment, params, attested.block_number)
+    output = compute_round(snapshot, params, committee, policy)
     domain = Domain.from_address(client.chain_id, deployment.contracts["MarginOracle"])
     leaves = tuple(output.tree.leaves)  # sorted by account
     differences: tuple[LeafDifference, ...] = ()

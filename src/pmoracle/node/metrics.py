@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
+    from pmoracle.risk.policy import PolicyRound
     from pmoracle.risk.stress import StressResult
 
 # Round latency spans anchor-block-mined to attestation receipt: sub-second on a devnet, seconds on a real chain.
@@ -54,6 +55,11 @@ class NodeMetrics:
     stress_cascade_depth: Gauge  # cascade steps that liquidated an account
     stress_shortfall_usd: Gauge  # subsidies the insurance fund would pay for the whole books
     stress_cover2_usd: Gauge  # the shortfall of the two largest defaulting accounts (Cover 2)
+    # The adaptive policy ([policy], node/policy.py, docs/policy.md)
+    policy_round: Gauge  # anchor block of the last round the policy was computed for
+    policy_scan_range: Gauge  # the applied price scan range per underlying, a fraction of the price
+    policy_stressed: Gauge  # 1 when the buffer's stress test held at the last sample, per underlying
+    policy_checkpoints_refused: Counter  # stored checkpoints refused (corrupt, foreign, off the canonical chain)
 
     def exposition(self) -> bytes:
         """Return the registry in the Prometheus text format."""
@@ -135,6 +141,22 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
             "Standard stress shortfall of the two largest defaulting accounts, in USD",
             registry=registry,
         ),
+        policy_round=Gauge(p + "policy_round", "Anchor block of the last round the policy ran for", registry=registry),
+        policy_scan_range=Gauge(
+            p + "policy_scan_range",
+            "Adaptive price scan range applied, a fraction of the price",
+            ["underlying"],
+            registry=registry,
+        ),
+        policy_stressed=Gauge(
+            p + "policy_stressed",
+            "1 when the policy's stress test held at the last sample",
+            ["underlying"],
+            registry=registry,
+        ),
+        policy_checkpoints_refused=Counter(
+            p + "policy_checkpoints_refused", "Policy checkpoints refused and recomputed from chain", registry=registry
+        ),
     )
 
 
@@ -144,6 +166,16 @@ def export_stress(metrics: NodeMetrics, block: int, result: StressResult) -> Non
     metrics.stress_cascade_depth.set(result.cascade_depth)
     metrics.stress_shortfall_usd.set(result.shortfall / 10**18)
     metrics.stress_cover2_usd.set(result.cover2 / 10**18)
+
+
+def export_policy(metrics: NodeMetrics, policy: PolicyRound) -> None:
+    """Set the policy gauges from the policy of the round anchored at ``policy.block_number``."""
+    from pmoracle.risk.policy import RANGE_SCALE
+
+    metrics.policy_round.set(policy.block_number)
+    for state in policy.states:
+        metrics.policy_scan_range.labels(underlying=state.underlying).set(state.scan_range / RANGE_SCALE)
+        metrics.policy_stressed.labels(underlying=state.underlying).set(1 if state.stressed else 0)
 
 
 def endpoint_label(url: str) -> str:

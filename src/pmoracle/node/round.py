@@ -18,6 +18,7 @@ from pmoracle.consensus.report import Report
 from pmoracle.risk.inputs import MONEY_DECIMALS
 from pmoracle.risk.margin import AccountMargin, BookResult, compute_book
 from pmoracle.risk.params import RiskParams
+from pmoracle.risk.policy import PolicyRound, compute_effective_params
 
 MONEY_TO_LEAF = 10 ** (LEAF_DECIMALS - MONEY_DECIMALS)
 
@@ -29,6 +30,7 @@ class RoundOutput:
     report: Report
     tree: MerkleTree
     book: BookResult
+    policy: PolicyRound | None = None  # the adaptive policy's states at B (parameters with [policy] only)
 
 
 def compute_leaf(margin: AccountMargin) -> AccountLeaf:
@@ -46,9 +48,13 @@ def compute_leaves(book: BookResult) -> list[AccountLeaf]:
     return sorted((compute_leaf(a) for a in book.accounts if not a.is_empty), key=lambda leaf: leaf.account)
 
 
-def compute_round(snapshot: ChainSnapshot, params: RiskParams, committee: CommitteeConfig) -> RoundOutput:
-    """Return the report every honest node computes for the round anchored at ``snapshot.block_number``."""
-    book = compute_book(snapshot.market, params, snapshot.portfolios)
+def compute_round(
+    snapshot: ChainSnapshot, params: RiskParams, committee: CommitteeConfig, policy: PolicyRound | None = None
+) -> RoundOutput:
+    """Return the report every honest node computes for the round anchored at ``snapshot.block_number``; with
+    ``policy`` the engine runs on the scan ranges it gives at B (the report keeps the document's paramsHash)."""
+    model = params if policy is None else compute_effective_params(params, policy.states)
+    book = compute_book(snapshot.market, model, snapshot.portfolios)
     tree = MerkleTree(compute_leaves(book))
     report = Report(
         config_digest=committee.digest(),
@@ -58,4 +64,4 @@ def compute_round(snapshot: ChainSnapshot, params: RiskParams, committee: Commit
         accounts_root=tree.root,
         account_count=len(tree),
     )
-    return RoundOutput(report=report, tree=tree, book=book)
+    return RoundOutput(report=report, tree=tree, book=book, policy=policy)

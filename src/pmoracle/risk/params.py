@@ -359,6 +359,8 @@ def parse_params(text: str) -> RiskParams:
     es_extreme = r.number("expected_shortfall.extreme_weight", 0.0, 1.0)
     cross_charge = r.number("cross_margin.short_option_charge", 0.0, 1.0)
     policy = _read_policy(r) if "policy" in doc else None
+    if policy is not None and reference != "fraction":  # the policy's ranges are fractions of the price
+        r.problems.append(f'policy: needs price.reference = "fraction", got {reference!r}')
     pmrm2 = _read_pmrm2(r) if "pmrm2" in doc else None
     stress = _read_stress(r) if "stress" in doc else None
     r.problems.extend(_unknown_keys(doc, r.used))

@@ -19,6 +19,7 @@ Per sample ``n`` (price ``P_n``, optionally the reference-tenor ATM implied vol 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -30,7 +31,7 @@ from eth_utils import keccak
 from pmoracle.errors import InputError
 from pmoracle.risk.detmath import det_log
 from pmoracle.risk.inputs import MAX_PRICE, SECONDS_PER_YEAR
-from pmoracle.risk.params import PolicyParams
+from pmoracle.risk.params import PolicyParams, RiskParams
 
 RANGE_SCALE = 10**9  # scan ranges, vol shifts, buffer levels and vols: fractions in units of 1e-9
 RETURN_SCALE = 10**9  # log returns are quantized to 1e-9
@@ -359,6 +360,107 @@ def compute_samples(
             raise HistoryError(k, f"no fresh index at sampling point {point}: {last} (limit {max_age_seconds} s)")
         samples.append(Sample(time=point, price=updates[u].price, iv=updates[u].iv))
     return samples
+
+
+# --- the policy of a round: tracks over chain updates, the states' hash, the effective parameters ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTrack:
+    """One underlying's policy as far as the chain has been read: its state and what the next sample needs."""
+
+    underlying: str
+    next_point: int | None  # the next sampling point to process; None before the first update
+    last_update: Sample | None  # the last index update read (the next points sample it until a newer one comes)
+    state: PolicyState | None  # after every sampling point before ``next_point``; None before the first point
+
+
+def start_track(underlying: str) -> PolicyTrack:
+    """Return the track of an underlying before any of its updates was read."""
+    return PolicyTrack(underlying=underlying, next_point=None, last_update=None, state=None)
+
+
+def advance_track(
+    params: PolicyParams, track: PolicyTrack, updates: Sequence[Sample], until: int, max_age_seconds: int
+) -> PolicyTrack:
+    """Return ``track`` after ``updates`` (chain order, none after ``until``) and every sampling point <= ``until``.
+
+    The first sampling point is the first multiple of the interval at or after the first update; each point samples
+    the last update at or before it (:func:`compute_samples`), refused naming the point when it is older than
+    ``max_age_seconds``. Reading the updates in several calls gives the track of reading them in one.
+    """
+    first = compute_next_point(params, track, updates)
+    if first is None:  # nothing read yet
+        return track
+    samples = compute_track_samples(params, track, updates, until, max_age_seconds)
+    state = compute_policy_state(params, track.underlying, samples, track.state)
+    last_update = updates[-1] if updates else track.last_update
+    return PolicyTrack(track.underlying, first + len(samples) * params.sample_interval_seconds, last_update, state)
+
+
+def compute_next_point(params: PolicyParams, track: PolicyTrack, updates: Sequence[Sample]) -> int | None:
+    """Return the track's next sampling point: its own, else the first multiple at or after the first update."""
+    if track.next_point is not None:
+        return track.next_point
+    if not updates:
+        return None
+    interval = params.sample_interval_seconds
+    return -(-updates[0].time // interval) * interval
+
+
+def compute_track_samples(
+    params: PolicyParams, track: PolicyTrack, updates: Sequence[Sample], until: int, max_age_seconds: int
+) -> list[Sample]:
+    """Return the samples at the track's sampling points up to ``until`` (see :func:`advance_track`)."""
+    first = compute_next_point(params, track, updates)
+    known = ([] if track.last_update is None else [track.last_update]) + list(updates)
+    if first is None:
+        return []
+    if known[-1].time > until:  # the caller reads the chain up to the block whose timestamp is ``until``
+        raise HistoryError(len(known) - 1, f"update time {known[-1].time} is after the round's time {until}")
+    count = max(0, (until // params.sample_interval_seconds * params.sample_interval_seconds - first)
+                // params.sample_interval_seconds + 1)  # fmt: skip
+    return compute_samples(params, known, first, count, max_age_seconds)
+
+
+def compute_policy_hash(states: Iterable[PolicyState]) -> bytes:
+    """Return keccak256 of the states' canonical encodings concatenated in symbol order (keccak256("") for none)."""
+    ordered = sorted(states, key=lambda s: s.underlying)
+    for a, b in itertools.pairwise(ordered):
+        if a.underlying == b.underlying:  # one state per underlying
+            raise PolicyStateError("states", f"two states of {a.underlying}")
+    return keccak(b"".join(encode_policy_state(s) for s in ordered))
+
+
+def compute_effective_params(params: RiskParams, states: Iterable[PolicyState]) -> RiskParams:
+    """Return ``params`` with each state's applied scan range as its underlying's override (``range / 1e9``).
+
+    The result only drives the engine: the report keeps the document's ``paramsHash``. A state carrying a vol shift
+    is refused (the engine's vol shift is one constant for every underlying).
+    """
+    ranges = dict(params.scan_range_by_underlying)
+    for state in states:
+        if state.vol_shift:  # the engine has no per-underlying vol shift
+            raise PolicyStateError(f"{state.underlying}.vol_shift", f"{state.vol_shift}: not supported by the engine")
+        ranges[state.underlying] = state.scan_range / RANGE_SCALE  # int / int: correctly rounded, so deterministic
+    return replace(params, scan_range_by_underlying=tuple(sorted(ranges.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRound:
+    """The policy at a round's anchor block: the state of every underlying that has one, in symbol order."""
+
+    block_number: int
+    states: tuple[PolicyState, ...]
+
+    @property
+    def policy_hash(self) -> bytes:
+        """Return :func:`compute_policy_hash` of the states (the value a report commits to)."""
+        return compute_policy_hash(self.states)
+
+    def state_of(self, underlying: str) -> PolicyState | None:
+        """Return the state of ``underlying`` (None when it has none yet)."""
+        return next((s for s in self.states if s.underlying == underlying), None)
 
 
 # --- canonical encoding ---------------------------------------------------------------------------------------

@@ -7,9 +7,12 @@ import numpy as np
 from pmoracle.bench.policy import (
     BacktestConfig,
     GarchModel,
+    devnet_policies,
     format_backtest,
     policies,
     run_backtest,
+    run_devnet_backtest,
+    simulate_devnet_path,
     simulate_garch_path,
 )
 
@@ -37,3 +40,23 @@ def test_backtest_measures_every_policy_and_is_reproducible() -> None:
     assert capped and all(row["largest_one_day_range_rise"] <= 0.1 + 1e-9 for row in capped)
     assert run_backtest(SMALL) == first
     assert "| adaptive + floor + buffer + cap |" in format_backtest(first)
+
+
+def test_the_devnets_path_is_its_generator_with_the_spike() -> None:
+    prices, variance = simulate_devnet_path(40, seed=3, spike_step=20)
+    again, _ = simulate_devnet_path(40, seed=3, spike_step=20)
+    assert np.array_equal(prices, again) and len(prices) == 41 and len(variance) == 40
+    assert variance[19] > 8 * variance[18]  # tripled vol at the spike step (GARCH moves it a little besides)
+    assert prices[0] == 95_000 * 10**8  # the devnet's BTC start
+    assert not np.array_equal(prices, simulate_devnet_path(40, seed=4, spike_step=20)[0])
+
+
+def test_devnet_backtest_measures_its_documents_policy_over_a_one_day_horizon() -> None:
+    results = run_devnet_backtest(BacktestConfig(paths=1, days=300, warmup=100), first_seed=2)
+    assert [row["policy"] for row in results["rows"]] == list(devnet_policies())
+    static = results["rows"][0]
+    assert abs(static["mean_range"] - 0.16) < 1e-12 and static["largest_one_day_range_rise"] == 0.0  # a float mean
+    per_day = results["rows"][-1]
+    assert per_day["largest_one_day_range_rise"] <= 0.1 + 1e-9  # +4.88% a 12-hour step is +10% a day
+    assert results["config"]["devnet"]["spike_step"] == 300
+    assert "| the devnet's document, cap +10% / -5% a day |" in format_backtest(results)

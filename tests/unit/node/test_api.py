@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from dataclasses import replace as dataclass_replace
 from typing import Any
 
 import h11
@@ -39,6 +40,9 @@ class NodeState:
             self.head, ANCHOR_BLOCK if self.attested else None, self.peers, min_peers=2, max_lag_blocks=20
         )
 
+    def policy(self, block: int | None) -> dict[str, Any] | None:
+        return {"blockNumber": ANCHOR_BLOCK} if block in (None, ANCHOR_BLOCK) else None
+
     async def margin(self, account: bytes) -> MarginProof | None:
         await trio.sleep(0)  # async providers are awaited
         if not self.attested or account not in {leaf.account for leaf in LEAVES}:
@@ -62,6 +66,7 @@ async def start(nursery: trio.Nursery, limits: ApiLimits | None = None) -> Serve
             metrics=metrics,
             health=state.health,
             margin=state.margin,
+            policy=state.policy,
             limits=limits or ApiLimits(),
             task_status=task_status,
         )
@@ -237,3 +242,49 @@ def test_assess_health_names_a_transmitter_balance_below_the_minimum() -> None:
     low = assess_health(100, 95, 3, min_peers=1, max_lag_blocks=10, balance_wei=5 * 10**16, min_balance_wei=10**17)
     assert low.status == "degraded"
     assert low.reasons == ("transmitter balance 0.05 ETH < 0.1 ETH",)
+
+
+async def test_policy_of_a_kept_round_or_the_latest(server: Server) -> None:
+    assert await get_json(server.port, "/v1/policy/latest") == (200, {"blockNumber": ANCHOR_BLOCK})
+    assert await get_json(server.port, f"/v1/policy/{ANCHOR_BLOCK}") == (200, {"blockNumber": ANCHOR_BLOCK})
+    status, body = await get_json(server.port, "/v1/policy/7")
+    assert status == 404 and "no policy kept" in body["error"]
+    for bad in ("abc", "-1", "1" * 30, ""):
+        status, body = await get_json(server.port, f"/v1/policy/{bad}")
+        assert status == 400 and "malformed round" in body["error"], bad
+
+
+async def test_policy_route_is_absent_without_a_provider() -> None:
+    async with trio.open_nursery() as nursery:
+        metrics = create_node_metrics()
+        port = await nursery.start(
+            lambda task_status: run_api(
+                "127.0.0.1",
+                0,
+                metrics=metrics,
+                health=NodeState().health,
+                margin=NodeState().margin,
+                task_status=task_status,
+            )
+        )
+        assert (await get_json(port, "/v1/policy/latest"))[0] == 404
+        nursery.cancel_scope.cancel()
+
+
+def test_policy_gauges() -> None:
+    from pmoracle.node.metrics import export_policy
+    from pmoracle.risk.policy import PolicyRound
+    from tests.unit.risk.test_policy import round_states
+
+    metrics = create_node_metrics()
+    btc, eth = round_states()
+    export_policy(metrics, PolicyRound(64, (btc, dataclass_replace(eth, stressed=True))))
+    samples = {
+        (s.name, s.labels.get("underlying")): s.value
+        for family in text_string_to_metric_families(metrics.exposition().decode())
+        for s in family.samples
+    }
+    assert samples[("pmoracle_policy_round", None)] == 64
+    assert samples[("pmoracle_policy_scan_range", "BTC")] == btc.scan_range / 10**9
+    assert samples[("pmoracle_policy_stressed", "ETH")] == 1
+    assert samples[("pmoracle_policy_stressed", "BTC")] == (1 if btc.stressed else 0)

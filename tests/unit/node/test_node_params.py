@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pmoracle.config.params import default_params, load_params_file
+from pmoracle.config.params import default_params, default_params_text, load_params_file
 from pmoracle.node.daemon import NodeStartupError, check_node_params
+from pmoracle.risk.params import parse_params
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -25,3 +26,12 @@ def test_the_grid_documents_pass() -> None:
     for name in ("span16.toml", "deribit-pm.toml", "stress.toml"):
         path = ROOT / "examples" / "params" / name
         check_node_params(load_params_file(path), path)
+
+
+def test_a_policy_with_implied_vols_is_refused() -> None:
+    from tests.unit.risk.test_policy import POLICY_TOML
+
+    params = parse_params(default_params_text() + POLICY_TOML)
+    with pytest.raises(NodeStartupError, match=r"\[policy.vol\]"):
+        check_node_params(params, Path("adaptive.toml"))
+    check_node_params(parse_params(default_params_text() + POLICY_TOML.split("[policy.vol]")[0]), Path("a.toml"))

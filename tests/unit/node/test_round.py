@@ -3,8 +3,10 @@ past an expiry is computed, not refused."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from pmoracle.chain.snapshot import ChainSnapshot
-from pmoracle.config.params import default_params
+from pmoracle.config.params import default_params, default_params_text
 from pmoracle.consensus.merkle import LEAF_DECIMALS, compute_root
 from pmoracle.node.round import MONEY_TO_LEAF, compute_leaves, compute_round
 from pmoracle.risk.inputs import MONEY_DECIMALS, MONEY_SCALE, Instrument, InstrumentKind, Portfolio, Position
@@ -66,3 +68,31 @@ def test_a_round_past_an_expiry_is_computed_not_refused() -> None:
     assert short_call.equity == (20_000 - 2 * 5_000) * MONEY_SCALE
     assert short_call.maintenance_margin > 0
     assert compute_round(snapshot, default_params(), committee).report == output.report  # deterministic
+
+
+def test_a_round_under_the_policy_uses_its_ranges_and_keeps_the_documents_hash() -> None:
+    from pmoracle.risk.params import parse_params
+    from pmoracle.risk.policy import PolicyRound, max_range
+    from tests.unit.risk.test_policy import POLICY_TOML, round_states
+
+    params = parse_params(default_params_text() + POLICY_TOML.split("[policy.vol]")[0])
+    straddle = (
+        Position(option("BTC", EXPIRIES[2], 95_000, True), size(-1)),
+        Position(option("BTC", EXPIRIES[2], 95_000, False), size(-1)),
+    )
+    market = make_market()
+    snapshot = ChainSnapshot(
+        block_number=64, block_hash=b"\x01" * 32, timestamp=market.time, market=market,
+        portfolios=(Portfolio(positions=straddle, collateral=(("USDC", size(90_000)),), account=account(1)),),
+        instruments=((1, straddle[0].instrument), (2, straddle[1].instrument)),
+    )  # fmt: skip
+    committee = make_test_committee(4).config
+    btc, eth = round_states()
+    calm = PolicyRound(64, (dataclasses.replace(btc, scan_range=2 * 10**7), eth))  # 2%
+    wild = PolicyRound(64, (dataclasses.replace(btc, scan_range=max_range(params.policy)), eth))  # type: ignore[arg-type]
+    outputs = [compute_round(snapshot, params, committee, policy) for policy in (None, calm, wild)]
+    assert {o.report.params_hash for o in outputs} == {params.params_hash}  # the document's hash, always
+    assert [o.policy for o in outputs] == [None, calm, wild]
+    mm = [o.book.accounts[0].maintenance_margin for o in outputs]
+    assert mm[1] < mm[0] < mm[2]  # 2% < the document's 16% < the policy's 60%
+    assert compute_round(snapshot, params, committee, wild).report == outputs[2].report  # deterministic

@@ -8,6 +8,7 @@ import random
 from fractions import Fraction
 
 import pytest
+from eth_utils import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,11 +19,16 @@ from pmoracle.risk.params import parse_policy_params as parse_policy
 from pmoracle.risk.policy import (
     RANGE_SCALE,
     HistoryError,
+    PolicyRound,
     PolicyState,
     PolicyStateError,
+    PolicyTrack,
     Sample,
+    advance_track,
     compute_base_range,
+    compute_effective_params,
     compute_floor_range,
+    compute_policy_hash,
     compute_policy_path,
     compute_policy_state,
     compute_samples,
@@ -32,6 +38,7 @@ from pmoracle.risk.policy import (
     max_range,
     process_sample,
     start_policy,
+    start_track,
 )
 
 DAY = 86400
@@ -390,3 +397,128 @@ def test_optional_tools_parse_to_none_and_a_document_without_policy_has_none() -
     assert FULL.floor == FloorParams(Fraction(1, 2), 90, 10)
     assert FULL.buffer == BufferParams(Fraction(1, 4), Fraction(3, 2), Fraction(99, 100), 20)
     assert FULL.vol == VolPolicyParams(Fraction(9, 10), Fraction(3), Fraction(3, 2), Fraction(1, 20), Fraction(9, 10))
+
+
+# --- the policy of a round: tracks over feed updates, the states' hash, the effective parameters ---------------
+
+NOVOL = dataclasses.replace(FULL, vol=None)  # the node samples the on-chain index only
+# compute_policy_hash of the BTC and ETH states of test_policy_hash_is_pinned; a change is a change of the hash rule.
+PINNED_POLICY_HASH = "0xd2a00373a36fad110908fb1a334a3d4631a3d4b0e9c96d780caa8d7f90716cf4"
+
+
+def feed_updates(seed: int, n: int, start: int = T0 - 5 * 3600) -> list[Sample]:
+    """Return n index updates at irregular times (a few hours apart, sometimes in the same second), chain order."""
+    rng = random.Random(seed)
+    time, price, out = start, 40_000 * 10**8, []
+    for _ in range(n):
+        time += rng.choice((0, 1, 600, 3600, 7200, 5 * 3600))
+        price = max(1, price * (10**6 + rng.randint(-60_000, 60_000)) // 10**6)
+        out.append(Sample(time=time, price=price))
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32), cuts=st.lists(st.integers(1, 299), max_size=6))
+def test_a_track_read_in_rounds_equals_one_read(seed: int, cuts: list[int]) -> None:
+    """Rounds at any update, each reading the updates since the previous one, reach the state of one read at the
+    end and of sampling the whole history at once (every node and the dispute tool derive the same bits)."""
+    params = dataclasses.replace(NOVOL, sample_interval_seconds=3600)
+    updates = feed_updates(seed, 300)
+    until = updates[-1].time
+    track = start_track("BTC")
+    for lo, hi in zip([0, *sorted(set(cuts))], [*sorted(set(cuts)), len(updates)], strict=True):
+        track = advance_track(params, track, updates[lo:hi], updates[hi - 1].time, max_age_seconds=6 * 3600)
+    whole = advance_track(params, start_track("BTC"), updates, until, max_age_seconds=6 * 3600)
+    assert track == whole
+    first = -(-updates[0].time // 3600) * 3600
+    samples = compute_samples(params, updates, first, (until // 3600 * 3600 - first) // 3600 + 1, 6 * 3600)
+    assert whole.state == compute_policy_state(params, "BTC", samples)
+    assert whole.next_point == samples[-1].time + 3600 and whole.last_update == updates[-1]
+
+
+def test_a_track_before_its_first_point_has_no_state() -> None:
+    updates = [Sample(T0 + 10, 100 * 10**8), Sample(T0 + 20, 101 * 10**8)]
+    track = advance_track(NOVOL, start_track("ETH"), updates, T0 + 30, max_age_seconds=DAY)
+    assert track == PolicyTrack("ETH", T0 + DAY, updates[-1], None)  # the first point is the next multiple
+    assert advance_track(NOVOL, start_track("ETH"), [], T0, max_age_seconds=DAY) == start_track("ETH")
+    later = advance_track(NOVOL, track, [], T0 + DAY, max_age_seconds=DAY)
+    assert later.state is not None and later.state.price == 101 * 10**8 and later.next_point == T0 + 2 * DAY
+    with pytest.raises(HistoryError, match="after the round's time"):
+        advance_track(NOVOL, track, [Sample(T0 + 99, 1)], T0 + 50, max_age_seconds=DAY)
+    with pytest.raises(HistoryError, match=f"no fresh index at sampling point {T0 + 2 * DAY}"):
+        advance_track(NOVOL, later, [], T0 + 2 * DAY, max_age_seconds=DAY - 1)
+
+
+def round_states() -> tuple[PolicyState, PolicyState]:
+    btc = compute_policy_state(NOVOL, "BTC", make_samples(60, seed=7, iv=False, spike_at=30))
+    eth = compute_policy_state(NOVOL, "ETH", make_samples(40, seed=8, iv=False))
+    assert btc is not None and eth is not None
+    return btc, eth
+
+
+def test_policy_hash_is_pinned_and_in_symbol_order() -> None:
+    btc, eth = round_states()
+    digest = compute_policy_hash([eth, btc])
+    assert digest == compute_policy_hash([btc, eth]) == keccak(btc.canonical_bytes + eth.canonical_bytes)
+    assert "0x" + digest.hex() == PINNED_POLICY_HASH
+    assert PolicyRound(9, (btc, eth)).policy_hash == digest
+    assert compute_policy_hash([]) == keccak(b"")
+    assert compute_policy_hash([btc]) != digest
+    with pytest.raises(PolicyStateError, match="two states of BTC"):
+        compute_policy_hash([btc, eth, btc])
+
+
+def test_effective_params_take_each_states_range_exactly() -> None:
+    params = default_params()
+    btc, eth = round_states()
+    effective = compute_effective_params(params, [btc, eth])
+    assert effective.scan_range_of("BTC") == btc.scan_range / RANGE_SCALE
+    assert effective.scan_range_of("ETH") == eth.scan_range / RANGE_SCALE
+    assert effective.scan_range_of("SOL") == params.scan_range  # an underlying without a state keeps the document's
+    assert dataclasses.replace(effective, scan_range_by_underlying=params.scan_range_by_underlying) == params
+    assert compute_effective_params(params, [eth, btc]) == effective  # deterministic in any order
+    assert compute_effective_params(params, []) == params
+    with pytest.raises(PolicyStateError, match="vol_shift"):
+        compute_effective_params(params, [dataclasses.replace(btc, vol_shift=5)])
+
+
+def test_effective_params_drive_kernel_and_reference_alike() -> None:
+    """The engine under the policy's ranges agrees with the pure-Python reference bit for bit, and the ranges bite."""
+    from pmoracle.risk.margin import Book
+    from pmoracle.risk.reference import reference_account, reference_cash, reference_row
+
+    from .factories import folded_cash, make_market, random_instrument, random_portfolio
+
+    btc, eth = round_states()
+    wide = dataclasses.replace(btc, scan_range=max_range(NOVOL))
+    params = default_params()
+    rng = random.Random(18)
+    market = make_market()
+    instruments = sorted({random_instrument(rng, market) for _ in range(40)})
+    portfolios = [random_portfolio(rng, market, instruments, 10, a) for a in range(40)]
+    margins = []
+    for states in ([btc, eth], [wide, eth]):
+        effective = compute_effective_params(params, states)
+        book = Book(market, effective, portfolios)
+        rows = [reference_row(book.arrays.table, book.scenarios, i) for i in range(len(book.arrays.instruments))]
+        im = (effective.im_multiplier.numerator, effective.im_multiplier.denominator)
+        for a in range(len(book)):
+            got = book.account_margin(a)
+            held = portfolios[a].positions
+            cash = reference_cash(portfolios[a].cash, [p.cost for p in held], [p.funding for p in held])
+            assert cash == folded_cash(portfolios[a])
+            ref = reference_account(rows, book.positions_of(a), book.scenarios, im, effective.im_min_buffer, cash)
+            assert (ref.maintenance_margin, ref.initial_margin) == (got.maintenance_margin, got.initial_margin)
+        margins.append(sum(book.account_margin(a).maintenance_margin for a in range(len(book))))
+    assert margins[1] > margins[0]  # a wider BTC range asks for more margin
+
+
+def test_a_policy_needs_ranges_as_fractions_of_the_price() -> None:
+    text = (
+        default_params_text()
+        .replace('reference = "fraction"', 'reference = "std"')
+        .replace("scan_range = 0.16", "scan_range = 3")
+    )
+    parse_params(text)  # the document alone is valid
+    with pytest.raises(ParamsError, match=r"""policy: needs price\.reference = "fraction", got 'std'"""):
+        parse_params(text + POLICY_TOML)
