@@ -5,34 +5,18 @@ recomputes from chain alone, every round; BTC's scan range climbs at the capped 
 from __future__ import annotations
 
 import itertools
-import json
-import subprocess
-import sys
-import tempfile
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 
-from tests.procscan import kill_marked, new_mark, wait_until_gone
+from tests.e2e.devnet_run import run_devnet_summary
 
 
 @pytest.mark.timeout(300)
 def test_the_policy_adapts_live_and_every_node_agrees_bit_for_bit() -> None:
-    run_dir = Path(tempfile.mkdtemp(prefix="pmoracle-e2e-vol-spike-"))  # kept: node logs for a failing run
-    summary_path = run_dir / "summary.json"
-    command = [
-        sys.executable, "-m", "pmoracle.cli", "devnet", "--nodes", "4", "--accounts", "20", "--days", "3",
-        "--scenario", "vol-spike", "--summary", str(summary_path), "--run-dir", str(run_dir / "net"), "--quiet",
-    ]  # fmt: skip
-    env = new_mark()
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=280, check=False, env=env)
-        assert not wait_until_gone(env, 10.0), "a devnet process outlived the command"
-    finally:
-        kill_marked(env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = json.loads(summary_path.read_text())
+    summary = run_devnet_summary(
+        ["--nodes", "4", "--accounts", "20", "--days", "3", "--scenario", "vol-spike"], timeout=280, name="vol-spike"
+    )
     assert summary["scenario"] == "vol-spike" and summary["spiked_at_step"] == 3
     assert summary["rounds_verified"] == summary["rounds_attested"] and summary["conservation_ok"] is True
     policy = summary["policy"]
