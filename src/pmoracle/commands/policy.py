@@ -137,7 +137,7 @@ def load_policy(path: pathlib.Path | None) -> PolicyParams:
 def read_chain_history(args: argparse.Namespace, params: PolicyParams) -> tuple[list[Sample], str]:
     """Return the samples of ``args.underlying``'s on-chain index up to ``--to-block`` and a title for them.
 
-    The samples are the ones a node derives for a round anchored at that block (the sampling points at or before
+    The samples are the ones a node derives for a round anchored at that block (the sampling points strictly before
     its timestamp, from the ``IndexSet`` logs at or before it).
 
     Errors:

@@ -383,11 +383,14 @@ def start_track(underlying: str) -> PolicyTrack:
 def advance_track(
     params: PolicyParams, track: PolicyTrack, updates: Sequence[Sample], until: int, max_age_seconds: int
 ) -> PolicyTrack:
-    """Return ``track`` after ``updates`` (chain order, none after ``until``) and every sampling point <= ``until``.
+    """Return ``track`` after ``updates`` (chain order, none after ``until``) and every sampling point < ``until``.
 
     The first sampling point is the first multiple of the interval at or after the first update; each point samples
     the last update at or before it (:func:`compute_samples`), refused naming the point when it is older than
-    ``max_age_seconds``. Reading the updates in several calls gives the track of reading them in one.
+    ``max_age_seconds``. A point is sampled only once the chain's time has passed it (``until``, the round's block
+    time, is strictly later): a later block may carry the same timestamp as B (anvil mines such blocks), so an
+    update at the point itself could still come. Reading the updates in several calls gives the track of reading
+    them in one.
     """
     first = compute_next_point(params, track, updates)
     if first is None:  # nothing read yet
@@ -411,15 +414,15 @@ def compute_next_point(params: PolicyParams, track: PolicyTrack, updates: Sequen
 def compute_track_samples(
     params: PolicyParams, track: PolicyTrack, updates: Sequence[Sample], until: int, max_age_seconds: int
 ) -> list[Sample]:
-    """Return the samples at the track's sampling points up to ``until`` (see :func:`advance_track`)."""
+    """Return the samples at the track's sampling points before ``until`` (see :func:`advance_track`)."""
     first = compute_next_point(params, track, updates)
     known = ([] if track.last_update is None else [track.last_update]) + list(updates)
     if first is None:
         return []
     if known[-1].time > until:  # the caller reads the chain up to the block whose timestamp is ``until``
         raise HistoryError(len(known) - 1, f"update time {known[-1].time} is after the round's time {until}")
-    count = max(0, (until // params.sample_interval_seconds * params.sample_interval_seconds - first)
-                // params.sample_interval_seconds + 1)  # fmt: skip
+    interval = params.sample_interval_seconds
+    count = max(0, ((until - 1) // interval * interval - first) // interval + 1)  # the points in [first, until)
     return compute_samples(params, known, first, count, max_age_seconds)
 
 

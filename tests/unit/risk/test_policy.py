@@ -431,7 +431,7 @@ def test_a_track_read_in_rounds_equals_one_read(seed: int, cuts: list[int]) -> N
     whole = advance_track(params, start_track("BTC"), updates, until, max_age_seconds=6 * 3600)
     assert track == whole
     first = -(-updates[0].time // 3600) * 3600
-    samples = compute_samples(params, updates, first, (until // 3600 * 3600 - first) // 3600 + 1, 6 * 3600)
+    samples = compute_samples(params, updates, first, ((until - 1) // 3600 * 3600 - first) // 3600 + 1, 6 * 3600)
     assert whole.state == compute_policy_state(params, "BTC", samples)
     assert whole.next_point == samples[-1].time + 3600 and whole.last_update == updates[-1]
 
@@ -441,12 +441,14 @@ def test_a_track_before_its_first_point_has_no_state() -> None:
     track = advance_track(NOVOL, start_track("ETH"), updates, T0 + 30, max_age_seconds=DAY)
     assert track == PolicyTrack("ETH", T0 + DAY, updates[-1], None)  # the first point is the next multiple
     assert advance_track(NOVOL, start_track("ETH"), [], T0, max_age_seconds=DAY) == start_track("ETH")
-    later = advance_track(NOVOL, track, [], T0 + DAY, max_age_seconds=DAY)
+    # a point is sampled once the chain's time has passed it: a later block may still carry its timestamp
+    assert advance_track(NOVOL, track, [], T0 + DAY, max_age_seconds=DAY) == track
+    later = advance_track(NOVOL, track, [], T0 + DAY + 1, max_age_seconds=DAY)
     assert later.state is not None and later.state.price == 101 * 10**8 and later.next_point == T0 + 2 * DAY
     with pytest.raises(HistoryError, match="after the round's time"):
         advance_track(NOVOL, track, [Sample(T0 + 99, 1)], T0 + 50, max_age_seconds=DAY)
     with pytest.raises(HistoryError, match=f"no fresh index at sampling point {T0 + 2 * DAY}"):
-        advance_track(NOVOL, later, [], T0 + 2 * DAY, max_age_seconds=DAY - 1)
+        advance_track(NOVOL, later, [], T0 + 2 * DAY + 1, max_age_seconds=DAY - 1)
 
 
 def round_states() -> tuple[PolicyState, PolicyState]:
