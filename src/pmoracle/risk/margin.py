@@ -131,7 +131,8 @@ class AccountReport:
     isolated_margin: int
     cross_margin: int
     capital_released: int  # isolated - maintenance margin
-    concentration_addon: int = 0  # the part of MM charged for concentration ([concentration] section)
+    # the part of MM charged for concentration; None when the document has no [concentration] section
+    concentration_addon: int | None = None
 
 
 def _instrument_key(inst: RiskInstrument) -> tuple[int, Instrument | CollateralRef]:
@@ -535,5 +536,5 @@ def compute_account_report(market: MarketSnapshot, params: RiskParams, portfolio
         isolated_margin=isolated,
         cross_margin=round(cross * MONEY_SCALE),
         capital_released=isolated - margin.maintenance_margin,
-        concentration_addon=book.concentration_addon(0),
+        concentration_addon=None if params.concentration is None else book.concentration_addon(0),
     )
