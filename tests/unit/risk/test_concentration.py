@@ -20,10 +20,19 @@ from pmoracle.risk.concentration import EXPOSURE_SCALE, compute_bid_reserve, com
 from pmoracle.risk.errors import AccountOverflowError, ParamsError
 from pmoracle.risk.inputs import PRICE_SCALE, Instrument, InstrumentKind, Portfolio, Position
 from pmoracle.risk.margin import Book, compute_account_report, compute_book
-from pmoracle.risk.params import RiskParams, parse_params
+from pmoracle.risk.params import parse_params
 from pmoracle.risk.reference import ReferenceConcentration, reference_account, reference_row
 
-from .factories import EXPIRIES, account, make_market, option, random_instrument, random_portfolio, size
+from .factories import (
+    EXPIRIES,
+    account,
+    concentration_params,
+    make_market,
+    option,
+    random_instrument,
+    random_portfolio,
+    size,
+)
 from .test_homogeneity import fraction_of, merged
 
 MARKET = make_market()
@@ -33,27 +42,7 @@ FUTURE = Instrument("BTC", InstrumentKind.FUTURE, expiry=EXPIRIES[2])
 WAD = 10**18
 
 
-def with_concentration(
-    adv_btc: str = "200", adv_eth: str = "3000", threshold: str = "0.01", impact: str = "1", text: str | None = None
-) -> RiskParams:
-    """Return the default document with a ``[concentration]`` section (thin markets: most random books pay)."""
-    section = f"""
-[concentration]
-impact = "{impact}"
-threshold = "{threshold}"
-
-[concentration.adv]
-BTC = "{adv_btc}"
-ETH = "{adv_eth}"
-
-[concentration.daily_vol]
-BTC = "0.035"
-ETH = "0.04"
-"""
-    return parse_params((default_params_text() if text is None else text) + section)
-
-
-PARAMS = with_concentration()
+PARAMS = concentration_params()
 
 
 def random_book(seed: int, n_accounts: int, n_positions: int = 12) -> list[Portfolio]:
@@ -161,10 +150,10 @@ def test_an_option_counts_its_quantized_delta_and_a_hedged_book_pays_nothing() -
 
 def test_books_under_the_threshold_margin_exactly_as_without_the_section() -> None:
     portfolios = random_book(11, 120)
-    liquid = with_concentration(adv_btc="1000000000", adv_eth="1000000000", threshold="0.5")
+    liquid = concentration_params(adv_btc="1000000000", adv_eth="1000000000", threshold="0.5")
     without = compute_book(MARKET, default_params(), portfolios)
     assert compute_book(MARKET, liquid, portfolios).accounts == without.accounts
-    assert compute_book(MARKET, with_concentration(impact="0"), portfolios).accounts == without.accounts
+    assert compute_book(MARKET, concentration_params(impact="0"), portfolios).accounts == without.accounts
     charged = compute_book(MARKET, PARAMS, portfolios).accounts
     assert sum(a.maintenance_margin > b.maintenance_margin for a, b in zip(charged, without.accounts, strict=True)) > 40
     assert all(a.maintenance_margin >= b.maintenance_margin for a, b in zip(charged, without.accounts, strict=True))
@@ -222,7 +211,7 @@ def test_one_and_two_threads_any_order_and_updates_agree() -> None:
 
 
 def test_an_addon_beyond_the_int64_limit_is_reported_not_wrapped() -> None:
-    steep = with_concentration(adv_btc="0.000001", impact="10")
+    steep = concentration_params(adv_btc="0.000001", impact="10")
     portfolio = Portfolio((Position(PERP, size(20_000)),), account=account(7))
     book = Book(MARKET, steep, [portfolio, Portfolio((Position(PERP, size(1)),), account=account(8))])
     with pytest.raises(AccountOverflowError):
