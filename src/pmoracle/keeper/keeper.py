@@ -9,6 +9,7 @@ and proofs come from that recomputation, or from a node's ``GET /v1/margin/{acco
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -32,7 +33,8 @@ from pmoracle.errors import PmoracleError
 from pmoracle.keeper.decision import WAD, Action, AuctionParams, BidderFunds, Decision, Policy, Quote, decide, gain
 from pmoracle.keeper.metrics import KeeperMetrics
 from pmoracle.node.round import compute_leaves
-from pmoracle.risk.margin import compute_book
+from pmoracle.risk.concentration import compute_bid_reserve
+from pmoracle.risk.margin import WAD_PER_MONEY, Book, compute_book
 from pmoracle.risk.params import RiskParams
 
 log = logging.getLogger(__name__)
@@ -170,6 +172,7 @@ class Keeper:
         self.fund = to_checksum_address(deployment.contracts["Liquidator"])  # the insurance fund: never auctioned
         self.watched: set[str] = set()  # accounts with an auction the keeper knows of
         self._round: AttestedRound | None = None
+        self._book: Book | None = None  # the latest round's book, recomputed (the concentration reserve reads it)
 
     # --- reads ----------------------------------------------------------------------------------------------------
 
@@ -194,13 +197,15 @@ class Keeper:
         if self._round is not None and self._round.block_number == block_number:
             return self._round
         snapshot = read_snapshot(self.client, self.deployment, block_number)
-        tree = MerkleTree(compute_leaves(compute_book(snapshot.market, self.risk_params, snapshot.portfolios)))
+        book = Book(snapshot.market, self.risk_params, snapshot.portfolios)
+        tree = MerkleTree(compute_leaves(book.result()))
         if tree.root != root:
             raise KeeperError(
                 f"round {block_number}: recomputed root 0x{tree.root.hex()} != attested 0x{root.hex()} "
                 "(check risk.params_file against the committee's paramsHash)"
             )
         self._round = AttestedRound(block_number, root, tree)
+        self._book = book
         self.metrics.rounds_seen.inc()
         self.metrics.last_round.set(block_number)
         return self._round
@@ -323,6 +328,20 @@ class Keeper:
         base = int(self.client.call(self.ledger.withdrawableEquity(address, equity, round_.block_number)))
         return Bidder(transmitter, BidderFunds(base, mm), (margin, proof))
 
+    def bid_reserve(self, bidder: str, account: str) -> int:
+        """Return the margin (USD WAD) that ``bidder``'s book merged with any fraction of ``account``'s may carry
+        beyond the sum of their attested margins under a convex concentration add-on (0 without one): both books as
+        of the latest round's anchor, which neither has changed since when the contract accepts the bid."""
+        book = self._book
+        if book is None or book.arrays.concentration_coef.size == 0:
+            return 0
+        index = {p.account: k for k, p in enumerate(book.portfolios)}
+        ours, theirs = index.get(to_canonical_address(bidder)), index.get(to_canonical_address(account))
+        if ours is None or theirs is None:
+            return 0
+        coef, threshold = book.arrays.concentration_coef.tolist(), book.arrays.concentration_threshold.tolist()
+        return compute_bid_reserve(coef, threshold, book.exposures(ours), book.exposures(theirs)) * WAD_PER_MONEY
+
     def bidder(self, round_: AttestedRound | None = None, params: AuctionParams | None = None) -> Bidder | None:
         """Return the bidding account with the most headroom in the latest round (None: none can bid now).
 
@@ -401,6 +420,8 @@ class Keeper:
         started = self.started_at(account)
         bidder = self.bidder(round_, params)
         funds = bidder.funds if bidder is not None else BidderFunds(0)
+        if bidder is not None and bidder.leaf is not NO_LEAF:
+            funds = dataclasses.replace(funds, reserve=self.bid_reserve(bidder.transmitter.address, account))
         decision = self._decide(params, equity, mm, started, funds, account)
         if decision.action is Action.START:
             receipt = self.transmitter.transact_call(self.liquidator.startAuction(account, margin, proof))

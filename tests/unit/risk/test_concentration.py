@@ -22,6 +22,7 @@ from pmoracle.risk.inputs import PRICE_SCALE, Instrument, InstrumentKind, Portfo
 from pmoracle.risk.margin import Book, compute_account_report, compute_book
 from pmoracle.risk.params import parse_params
 from pmoracle.risk.reference import ReferenceConcentration, reference_account, reference_row
+from pmoracle.risk.table import CollateralRef
 
 from .factories import (
     EXPIRIES,
@@ -267,3 +268,58 @@ def test_the_bidders_reserve_covers_the_superadditive_gap() -> None:
     # opposite directions, or books that stay under the threshold together: the sum of the parts already covers it
     assert compute_bid_reserve(terms.coef, terms.threshold, [q, 0], [-q, 0]) == 0
     assert compute_bid_reserve(terms.coef, terms.threshold, [size(1) * 10**6, 0], [size(1) * 10**6, 0]) == 0
+
+
+def combine(a: Portfolio, b: Portfolio) -> Portfolio:
+    """Return one account holding both books (one position per instrument, collateral summed)."""
+    collateral = dict(a.collateral)
+    for symbol, amount in b.collateral:
+        collateral[symbol] = collateral.get(symbol, 0) + amount
+    return merged(Portfolio(a.positions + b.positions, tuple(sorted(collateral.items())), account(4)))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32), f=st.integers(1, WAD), n=st.integers(1, 6), same=st.booleans())
+def test_the_bid_reserve_bounds_what_a_bidder_with_a_book_carries(seed: int, f: int, n: int, same: bool) -> None:
+    """MM(y + f x) <= MM(y) + f MM(x) + reserve: the scenario part and the short-option add-on are subadditive, the
+    concentration add-on's excess over the parts is the reserve; up to the size rounding of the moved part."""
+    rng = random.Random(seed)
+    instruments = [random_instrument(rng, MARKET) for _ in range(5)]
+    account_book = merged(random_portfolio(rng, MARKET, instruments, n, 1))
+    if same:  # the bidder already holds k times the same book: every exposure in the same direction
+        k = rng.randint(1, 3)
+        scaled = tuple(Position(p.instrument, k * p.size, cost=k * p.cost) for p in account_book.positions)
+        bidder_book = Portfolio(scaled, tuple((s, k * a) for s, a in account_book.collateral), account(2))
+    else:
+        bidder_book = merged(random_portfolio(rng, MARKET, [PERP, ETH_PERP], n, 2))
+    part = fraction_of(account_book, f)
+    together = combine(bidder_book, part)
+    engine = Book(MARKET, PARAMS, [bidder_book, account_book, part, together])
+    coef, threshold = engine.arrays.concentration_coef.tolist(), engine.arrays.concentration_threshold.tolist()
+    reserve = compute_bid_reserve(coef, threshold, engine.exposures(0), engine.exposures(1))
+    mm_y, mm_x = engine.account_margin(0).maintenance_margin, engine.account_margin(1).maintenance_margin
+    # the moved part against f x: the homogeneity bound (sizes truncated), its exposure off by under |delta| a row
+    rows = {inst: i for i, inst in enumerate(engine.arrays.instruments)}
+    epsilon = 2 + len(engine.scenarios.underlyings)
+    sizes = {rows[p.instrument]: p.size for p in account_book.positions}
+    sizes |= {rows[CollateralRef(s)]: a for s, a in account_book.collateral}
+    for i, sz in sizes.items():
+        if sz * f % WAD:
+            a = engine.arrays
+            epsilon += int(abs(a.r[i]).max()) + int(a.addon[i])
+            u = int(a.table.und[i])
+            if u >= 0:
+                reach = abs(engine.exposures(3)[u]) + abs(int(a.delta[i]))
+                epsilon += math.ceil(1.5 * coef[u] * math.sqrt(reach) * abs(int(a.delta[i])))
+    merged_mm = engine.account_margin(3).maintenance_margin
+    assert WAD * merged_mm <= WAD * (mm_y + reserve + epsilon) + f * mm_x
+
+
+def test_same_direction_books_break_subadditivity_and_the_reserve_restores_the_bound() -> None:
+    whale = Portfolio((Position(PERP, size(300)),), account=account(1))
+    engine = Book(MARKET, PARAMS, [whale, whale, Portfolio((Position(PERP, size(600)),), account=account(2))])
+    alone, together = engine.account_margin(0).maintenance_margin, engine.account_margin(2).maintenance_margin
+    assert together > 2 * alone  # the sum of the attested margins the contract checks is short
+    coef, threshold = engine.arrays.concentration_coef.tolist(), engine.arrays.concentration_threshold.tolist()
+    reserve = compute_bid_reserve(coef, threshold, engine.exposures(0), engine.exposures(1))
+    assert 2 * alone < together <= 2 * alone + reserve
