@@ -270,16 +270,10 @@ def _counted(loss, c, den):
 
 @njit(cache=True)
 def _concentration(lo, hi, inst, size, und, delta, coef, threshold, exposure, bound):
-    """Return (ok, add-on in MONEY) of positions lo..hi: per underlying ceil((c * x) * sqrt(x)),
-    x = float(max(0, |Q| - T)), Q the exact sum of size x delta; not ok when ``bound`` plus the float exposure or
-    plus the add-ons reaches ACCOUNT_LIMIT (so every sum below, and MM, stay inside int64)."""
-    reach = 0.0
-    for j in range(lo, hi):
-        i = inst[j]
-        if und[i] >= 0:
-            reach += abs(float(size[j])) * abs(float(delta[i]))
-    if not reach < ACCOUNT_LIMIT:
-        return False, 0
+    """Return (ok, add-on in MONEY) of positions lo..hi, whose float ``sum |size| x |delta|`` the caller checked
+    under ACCOUNT_LIMIT (so every exposure sum is exact int64): per underlying ceil((c * x) * sqrt(x)),
+    x = float(max(0, |Q| - T)), Q the exact sum of size x delta; not ok when ``bound`` plus the add-ons reaches
+    ACCOUNT_LIMIT (so MM stays inside int64)."""
     for u in range(coef.shape[0]):
         exposure[u] = 0
     for j in range(lo, hi):
@@ -315,6 +309,8 @@ def _account(a, terms, positions, scratch, exposure, out):
     b = abs(float(cash[a]))
     equity = cash[a]
     add = 0
+    has_conc = conc_coef.shape[0] > 0
+    reach = 0.0  # sum |size| x |delta|: a row without an underlying has delta 0
     for j in range(lo, hi):
         i = inst[j]
         sz = size[j]
@@ -322,9 +318,11 @@ def _account(a, terms, positions, scratch, exposure, out):
         equity += sz * base[i]  # discarded below if the bound is exceeded
         if sz < 0:
             add += -sz * addon[i]
+        if has_conc:
+            reach += abs(float(sz)) * abs(float(delta[i]))
     conc = 0
-    ok = b < ACCOUNT_LIMIT
-    if ok and conc_coef.shape[0] > 0:
+    ok = b < ACCOUNT_LIMIT and reach < ACCOUNT_LIMIT
+    if ok and has_conc:
         ok, conc = _concentration(lo, hi, inst, size, und, delta, conc_coef, conc_threshold, exposure, b)
     if not ok:
         out.maintenance_margin[a] = 0

@@ -206,10 +206,9 @@ def reference_concentration(
 ) -> int | None:
     """Return the concentration add-on (MONEY) of the positions, or None when the account's float bound plus the
     float exposure, or plus the add-ons, reaches the account limit (the kernel reports an overflow)."""
-    reach = 0.0
+    reach = 0.0  # a row without an underlying has delta 0
     for i, size in positions:
-        if rows[i].underlying >= 0:
-            reach += abs(float(size)) * abs(float(rows[i].delta))
+        reach += abs(float(size)) * abs(float(rows[i].delta))
     if not reach < ACCOUNT_LIMIT:
         return None
     exposure = [0] * len(concentration.coef)
