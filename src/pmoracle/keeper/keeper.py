@@ -34,6 +34,7 @@ from pmoracle.keeper.decision import WAD, Action, AuctionParams, BidderFunds, De
 from pmoracle.keeper.metrics import KeeperMetrics
 from pmoracle.node.round import compute_leaves
 from pmoracle.risk.concentration import compute_bid_reserve
+from pmoracle.risk.errors import ConcentrationOverflowError
 from pmoracle.risk.margin import WAD_PER_MONEY, Book, compute_book
 from pmoracle.risk.params import RiskParams
 
@@ -74,6 +75,7 @@ class TickReport:
     errors: dict[str, str] = field(default_factory=dict)  # account -> the error of its failed action
 
 
+UNBOUNDED_RESERVE = 2**200  # USD WAD: a reserve no account carries
 NO_LEAF: tuple[tuple[int, int, int], list[bytes]] = ((0, 0, 0), [])  # what a cash-only bidder proves: nothing
 
 
@@ -340,7 +342,11 @@ class Keeper:
         if ours is None or theirs is None:
             return 0
         coef, threshold = book.arrays.concentration_coef.tolist(), book.arrays.concentration_threshold.tolist()
-        return compute_bid_reserve(coef, threshold, book.exposures(ours), book.exposures(theirs)) * WAD_PER_MONEY
+        try:
+            reserve = compute_bid_reserve(coef, threshold, book.exposures(ours), book.exposures(theirs))
+        except ConcentrationOverflowError:
+            return UNBOUNDED_RESERVE  # the merged book would be over the engine's limit: never bid into it
+        return reserve * WAD_PER_MONEY
 
     def bidder(self, round_: AttestedRound | None = None, params: AuctionParams | None = None) -> Bidder | None:
         """Return the bidding account with the most headroom in the latest round (None: none can bid now).

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from fractions import Fraction
 
 import numpy as np
 import numpy.typing as npt
 
+from pmoracle.risk.errors import ConcentrationOverflowError
 from pmoracle.risk.inputs import MONEY_DECIMALS, PRICE_DECIMALS, SIZE_DECIMALS, MarketSnapshot
 from pmoracle.risk.params import ConcentrationParams
 
@@ -80,15 +80,12 @@ def concentration_charge_float(coef: float, threshold: int, exposure: int) -> fl
 
 
 def compute_concentration_addon(coef: Sequence[float], threshold: Sequence[int], exposures: Sequence[int]) -> int:
-    """Return the add-on (MONEY) of per-underlying net exposures; raise ``OverflowError`` when one is not finite or
-    reaches 2**62 (the kernel reports such an account as an overflow)."""
-    total = 0
-    for c, t, q in zip(coef, threshold, exposures, strict=True):
-        value = concentration_charge_float(float(c), int(t), q)
-        if not value < CHARGE_LIMIT:
-            raise OverflowError(f"concentration add-on {value} of exposure {q} is beyond 2**62")
-        total += math.ceil(value) if value > 0.0 else 0
-    return total
+    """Return the add-on (MONEY) of per-underlying net exposures; raise ``ConcentrationOverflowError`` when one is not
+    finite or reaches 2**62 (the kernel reports such an account as an overflow)."""
+    return sum(
+        _ceil(concentration_charge_float(float(c), int(t), q), q)
+        for c, t, q in zip(coef, threshold, exposures, strict=True)
+    )
 
 
 def compute_bid_reserve(
@@ -108,17 +105,17 @@ def compute_bid_reserve(
         merged = concentration_charge_float(float(c), int(t), y + x)
         if merged <= 0.0:
             continue  # nothing above the threshold: A_u(y + f x) = 0 for every f in [0, 1]
-        apart = _ceil(concentration_charge_float(float(c), int(t), y)) + _ceil(
-            concentration_charge_float(float(c), int(t), x)
-        )
-        total += max(0, _ceil(merged) - apart + 2) + 1 + _ceil(merged * 1e-12)
+        apart = _ceil(concentration_charge_float(float(c), int(t), y), y)
+        apart += _ceil(concentration_charge_float(float(c), int(t), x), x)
+        total += max(0, _ceil(merged, y + x) - apart + 2) + 1 + math.ceil(merged * 1e-12)
     return total
 
 
-def _ceil(value: float) -> int:
-    """Return ceil(value) for a finite value, raising ``OverflowError`` beyond 2**62 (the kernel's overflow)."""
+def _ceil(value: float, exposure: int) -> int:
+    """Return ceil(value) of an add-on (0.0 and up), raising ``ConcentrationOverflowError`` from 2**62 on (also for
+    infinities and NaN: the kernel's overflow)."""
     if not value < CHARGE_LIMIT:
-        raise OverflowError(f"concentration add-on {value} is beyond 2**62")
+        raise ConcentrationOverflowError(exposure, value)
     return math.ceil(value)
 
 
@@ -132,8 +129,3 @@ def exposure_of(
         if u >= 0:
             out[u] += size * int(delta[row])
     return out
-
-
-def quantity_of(exposure: int) -> Fraction:
-    """Return an exposure in units of the underlying (exact)."""
-    return Fraction(exposure, EXPOSURE_SCALE)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from pmoracle.config.params import default_params, default_params_text
 from pmoracle.risk.concentration import EXPOSURE_SCALE, compute_bid_reserve, compute_concentration_addon
-from pmoracle.risk.errors import AccountOverflowError, ParamsError
+from pmoracle.risk.errors import AccountOverflowError, ConcentrationOverflowError, ParamsError
 from pmoracle.risk.inputs import PRICE_SCALE, Instrument, InstrumentKind, Portfolio, Position
 from pmoracle.risk.margin import Book, compute_account_report, compute_book
 from pmoracle.risk.params import parse_params
@@ -221,6 +221,11 @@ def test_an_addon_beyond_the_int64_limit_is_reported_not_wrapped() -> None:
     rows = [reference_row(book.arrays.table, book.scenarios, i) for i in range(len(book.arrays.instruments))]
     ref = reference_account(rows, book.positions_of(0), book.scenarios, (5, 4), 0, 0, reference_terms(book))
     assert ref.status == 1
+    terms = reference_terms(book)
+    with pytest.raises(ConcentrationOverflowError):  # outside the kernel (isolated margin, a bidder's reserve) too
+        compute_concentration_addon(terms.coef, terms.threshold, book.exposures(0))
+    with pytest.raises(ConcentrationOverflowError):
+        compute_bid_reserve(terms.coef, terms.threshold, book.exposures(1), book.exposures(0))
 
 
 def test_isolated_margin_charges_the_gross_exposure_and_never_releases_negative_capital() -> None:
