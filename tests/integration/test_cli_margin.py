@@ -229,3 +229,28 @@ def test_ledger_in_the_document_moves_equity_only(tmp_path: pathlib.Path, capsys
     bad = write(tmp_path, "bad.json", {"positions": [{"instrument": "BTC-PERPETUAL", "size": "2"}]})
     assert main(["margin", bad, "--market", MARKET, "--json"]) == 2
     assert "positions[0]: a future or perpetual needs its entry_price" in capsys.readouterr().err
+
+
+def test_the_concentration_addon_has_its_own_line_and_key(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = str(EXAMPLES / "params" / "concentration.toml")
+    doc = {"positions": [{"instrument": "BTC-PERPETUAL", "size": "1500", "entry_price": "95000"}]}
+    portfolio = write(tmp_path, "whale.json", doc)
+    assert main(["margin", portfolio, "--market", MARKET, "--params", params, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (
+        main(["margin", portfolio, "--market", MARKET, "--params", str(EXAMPLES / "params" / "stress.toml"), "--json"])
+        == 0
+    )
+    plain = json.loads(capsys.readouterr().out)
+    addon = Decimal(report["concentration_addon"])
+    assert plain["concentration_addon"] is None
+    # 1,500 BTC against 20,000 a day, 200 free: 0.035 x sqrt(1300 / 20000) x 1300 x 95,000 USD
+    assert abs(addon - Decimal("1102025.59237524")) < Decimal("0.00000002") and addon.as_tuple().exponent == -8
+    assert Decimal(report["maintenance_margin"]) == Decimal(plain["maintenance_margin"]) + addon
+    assert main(["margin", portfolio, "--market", MARKET, "--params", params]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "of which concentration add-on" in line)
+    assert line.split()[-1] == f"{addon.quantize(Decimal('0.01')):,.2f}"
+    assert main(["margin", portfolio, "--market", MARKET]) == 0
+    assert "concentration add-on" not in capsys.readouterr().out

@@ -341,6 +341,14 @@ def _std_params_text() -> str:
     return replaced
 
 
+def _concentration_params_text() -> str:
+    """Return the default document with a ``[concentration]`` add-on in thin markets (most random books pay it)."""
+    return default_params_text() + (
+        '\n[concentration]\nimpact = "1"\nthreshold = "0.01"\n\n[concentration.adv]\nBTC = "200"\nETH = "3000"\n\n'
+        '[concentration.daily_vol]\nBTC = "0.035"\nETH = "0.04"\n'
+    )
+
+
 @dataclass(frozen=True)
 class VectorSpec:
     """How to build one vector: its description, parameters text and named books."""
@@ -371,6 +379,8 @@ MARGIN_VECTORS: dict[str, VectorSpec] = {
                          default_params_text, lambda: random_portfolios("random", 2026, 50)),
     "random_std": VectorSpec("a seeded random batch of 20 accounts, scan ranges in standard deviations",
                              _std_params_text, lambda: random_portfolios("random_std", 7, 20)),
+    "concentration": VectorSpec("a seeded random batch of 30 accounts under the concentration add-on (thin markets)",
+                                _concentration_params_text, lambda: random_portfolios("concentration", 15, 30)),
 }  # fmt: skip
 
 

@@ -207,12 +207,14 @@ def report_to_json(report: AccountReport, market: MarketSnapshot, portfolio: Por
     from pmoracle.risk.naming import format_instrument_name, format_utc_time
 
     worst = report.worst_scenario
+    addon = report.concentration_addon
     return {
         "account": "0x" + report.account.hex(),
         "market_time": format_utc_time(market.time),
         "params_hash": "0x" + report.params_hash.hex(),
         "currency": "USD",
         "maintenance_margin": format_money(report.maintenance_margin),
+        "concentration_addon": None if addon is None else format_money(addon),
         "initial_margin": format_money(report.initial_margin),
         "equity": format_money(report.equity),
         "free_collateral": format_money(report.equity - report.initial_margin),
@@ -277,6 +279,11 @@ def format_report(report: AccountReport, market: MarketSnapshot, portfolio: Port
         ("Equity (cash, marks, futures P&L, collateral)", report.equity),
         ("Initial margin", report.initial_margin),
         ("Maintenance margin", report.maintenance_margin),
+        *(
+            []
+            if report.concentration_addon is None
+            else [("  of which concentration add-on", report.concentration_addon)]
+        ),
         ("Free collateral (equity - initial margin)", report.equity - report.initial_margin),
         (f"Expected shortfall ({report.expected_shortfall_level:.0%} level)", report.expected_shortfall),
     ]
@@ -284,7 +291,13 @@ def format_report(report: AccountReport, market: MarketSnapshot, portfolio: Port
     lines += [f"  {name:<46}{format_usd(value):>16}" for name, value in rows]
     lines.append(f"  Worst scenario #{worst}: {report.worst_scenario_label}")
     lines.append(f"  {'  P&L in that scenario':<46}{format_usd(report.risk_array[worst]):>16}")
-    lines.append("  (MM = the worst loss counted over the scenarios + the short-option minimum; IM is stricter)")
+    if report.concentration_addon is None:
+        lines.append("  (MM = the worst loss counted over the scenarios + the short-option minimum; IM is stricter)")
+    else:
+        lines.append(
+            "  (MM = the worst loss counted over the scenarios + the short-option minimum + the cost of closing\n"
+            "   net positions large against their market's daily volume; IM is stricter)"
+        )
     if report.equity < report.maintenance_margin:
         lines.append("  ** equity is below maintenance margin: the account is liquidatable **")
     elif report.equity < report.initial_margin:

@@ -62,14 +62,20 @@ class Quote:
 class BidderFunds:
     """What a bidding account brings (USD WAD): ``base``, its equity now (a cash-only account's cash; for an account
     with a book, its attested equity less what it withdrew since the round: ``MarginAccounts.withdrawableEquity``),
-    and ``margin``, its attested maintenance margin (0 for a cash-only account)."""
+    and ``margin``, its attested maintenance margin (0 for a cash-only account).
+
+    ``reserve`` is margin the keeper holds back beyond the contract's check: with a convex concentration add-on the
+    bidder's merged book can carry more than M_B + f M (``risk.concentration.compute_bid_reserve`` bounds it for
+    every fraction; docs/liquidation.md, "The bidder"), so the keeper judges itself as if its margin were
+    M_B + reserve: stricter than the contract, never looser."""
 
     base: int
     margin: int = 0
+    reserve: int = 0
 
     def headroom(self, params: AuctionParams) -> int:
-        """Return base - (1 + b) M_B: the equity free to carry a bid (rounded down)."""
-        return self.base - _ceil_div((WAD + params.buffer) * self.margin, WAD)
+        """Return base - (1 + b)(M_B + reserve): the equity free to carry a bid (rounded down)."""
+        return self.base - _ceil_div((WAD + params.buffer) * (self.margin + self.reserve), WAD)
 
 
 def _ceil_div(x: int, d: int) -> int:
@@ -138,8 +144,9 @@ def bidder_required(params: AuctionParams, q: Quote, mm: int, bidder_margin: int
 
 
 def bidder_solvent(params: AuctionParams, funds: BidderFunds, q: Quote, equity: int, mm: int) -> bool:
-    """Return whether the contract's bidder check passes (BidderUnderMargin otherwise)."""
-    return bidder_equity_after(funds.base, q, equity) >= bidder_required(params, q, mm, funds.margin)
+    """Return whether the contract's bidder check passes (BidderUnderMargin otherwise), with the keeper's own
+    ``reserve`` counted as margin (0: exactly the contract's check)."""
+    return bidder_equity_after(funds.base, q, equity) >= bidder_required(params, q, mm, funds.margin + funds.reserve)
 
 
 def gain(q: Quote, equity: int) -> int:

@@ -9,6 +9,7 @@ and proofs come from that recomputation, or from a node's ``GET /v1/margin/{acco
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -33,7 +34,9 @@ from pmoracle.keeper.decision import WAD, Action, AuctionParams, BidderFunds, De
 from pmoracle.keeper.metrics import KeeperMetrics
 from pmoracle.node.policy import read_policy_round
 from pmoracle.node.round import compute_leaves
-from pmoracle.risk.margin import compute_book
+from pmoracle.risk.concentration import compute_bid_reserve
+from pmoracle.risk.errors import ConcentrationOverflowError
+from pmoracle.risk.margin import WAD_PER_MONEY, Book, compute_book
 from pmoracle.risk.params import RiskParams
 from pmoracle.risk.policy import compute_effective_params
 
@@ -74,6 +77,7 @@ class TickReport:
     errors: dict[str, str] = field(default_factory=dict)  # account -> the error of its failed action
 
 
+UNBOUNDED_RESERVE = 2**200  # USD WAD: a reserve no account carries
 NO_LEAF: tuple[tuple[int, int, int], list[bytes]] = ((0, 0, 0), [])  # what a cash-only bidder proves: nothing
 
 
@@ -190,6 +194,7 @@ class Keeper:
         self.fund = to_checksum_address(deployment.contracts["Liquidator"])  # the insurance fund: never auctioned
         self.watched: set[str] = set()  # accounts with an auction the keeper knows of
         self._round: AttestedRound | None = None
+        self._book: Book | None = None  # the latest round's book, recomputed (the concentration reserve reads it)
 
     # --- reads ----------------------------------------------------------------------------------------------------
 
@@ -218,13 +223,15 @@ class Keeper:
         if model.policy is not None:  # the round ran on the adaptive policy's ranges at B (docs/policy.md)
             policy = read_policy_round(self.client, self.deployment, model, block_number)
             model = compute_effective_params(model, policy.states)
-        tree = MerkleTree(compute_leaves(compute_book(snapshot.market, model, snapshot.portfolios)))
+        book = Book(snapshot.market, model, snapshot.portfolios)
+        tree = MerkleTree(compute_leaves(book.result()))
         if tree.root != root:
             raise KeeperError(
                 f"round {block_number}: recomputed root 0x{tree.root.hex()} != attested 0x{root.hex()} "
                 "(check risk.params_file against the committee's paramsHash)"
             )
         self._round = AttestedRound(block_number, root, tree)
+        self._book = book
         self.metrics.rounds_seen.inc()
         self.metrics.last_round.set(block_number)
         return self._round
@@ -347,6 +354,24 @@ class Keeper:
         """Return the keeper's accounts that can bid in ``round_`` now."""
         return [b for t in self.bidders if (b := self.bidder_of(round_, t, params)) is not None]
 
+    def bid_reserve(self, bidder: str, account: str) -> int:
+        """Return the margin (USD WAD) that ``bidder``'s book merged with any fraction of ``account``'s may carry
+        beyond the sum of their attested margins under a convex concentration add-on (0 without one): both books as
+        of the latest round's anchor, which neither has changed since when the contract accepts the bid."""
+        book = self._book
+        if book is None or book.arrays.concentration_coef.size == 0:
+            return 0
+        index = {p.account: k for k, p in enumerate(book.portfolios)}
+        ours, theirs = index.get(to_canonical_address(bidder)), index.get(to_canonical_address(account))
+        if ours is None or theirs is None:
+            return 0
+        coef, threshold = book.arrays.concentration_coef.tolist(), book.arrays.concentration_threshold.tolist()
+        try:
+            reserve = compute_bid_reserve(coef, threshold, book.exposures(ours), book.exposures(theirs))
+        except ConcentrationOverflowError:
+            return UNBOUNDED_RESERVE  # the merged book would be over the engine's limit: never bid into it
+        return reserve * WAD_PER_MONEY
+
     def _decide(
         self, params: AuctionParams, equity: int, mm: int, started: int | None, funds: BidderFunds, account: str
     ) -> Decision:
@@ -411,6 +436,8 @@ class Keeper:
         started = self.started_at(account)
         bidder = bidders.best(params)
         funds = bidder.funds if bidder is not None else BidderFunds(0)
+        if bidder is not None and bidder.leaf is not NO_LEAF:
+            funds = dataclasses.replace(funds, reserve=self.bid_reserve(bidder.transmitter.address, account))
         decision = self._decide(params, equity, mm, started, funds, account)
         if decision.action is Action.START:
             receipt = self.transmitter.transact_call(self.liquidator.startAuction(account, margin, proof))

@@ -61,3 +61,12 @@ class AccountOverflowError(PmoracleError):
         self.account = account
         self.index = index
         self.bound = bound
+
+
+class ConcentrationOverflowError(PmoracleError):
+    """Raised when a concentration add-on computed outside the kernel (isolated margin's gross exposure, a bidder's
+    reserve) reaches 2**62 MONEY: the kernel reports such an account instead of summing it."""
+
+    def __init__(self, exposure: int, value: float) -> None:
+        self.exposure = exposure
+        super().__init__(f"the concentration add-on {value:.6g} of exposure {exposure} reaches 2**62")

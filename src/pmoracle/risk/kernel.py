@@ -15,6 +15,10 @@ perpetual's index, a collateral asset's haircut value) and ``cash`` the account'
 MONEY (``margin.compute_account_cash``: settlement cash less futures costs less accrued funding). Cash is a constant
 across scenarios: it moves equity, never a margin.
 
+Concentration (``concentration.py``): with a ``[concentration]`` section, MM adds per underlying
+``ceil((c_u * x) * sqrt(x))``, ``x = float(max(0, |Q_u| - T_u))`` and ``Q_u`` the exact int64 sum of size x delta per
+unit; the account's float bound then also covers ``sum |size| x |delta|`` and the add-on itself.
+
 Overflow: a value whose quantized magnitude reaches 2**62 marks its instrument invalid (status); an account whose
 float64 bound ``|cash| + sum |size| * (max|R| + addon + |base|)`` reaches ``ACCOUNT_LIMIT`` (2**62 less a margin for
 the bound's own rounding) is reported (status 1) and never summed. Below the bound every partial sum, equity, the
@@ -40,6 +44,7 @@ VALUE_LIMIT = 2.0**62
 ACCOUNT_LIMIT = 2.0**62 * (1.0 - 2.0**-20)
 CHUNK = 64  # accounts per parallel work item (one scratch row each)
 INT64_MAX = np.int64(2**63 - 1)
+DELTA_SCALE = 1e6  # concentration.DELTA_SCALE
 
 STATUS_OK = 0
 STATUS_OVERFLOW = 1  # a value or an account bound out of the int64 range
@@ -61,6 +66,10 @@ class MarginTerms(NamedTuple):
     im_num: int  # IM = max(MM * im_num / im_den rounded up, MM + im_buffer)
     im_den: int
     im_buffer: int
+    und: IntArray  # (I,) scenario column of the row's underlying, -1 for none
+    delta: IntArray  # (I,) delta of one unit on its underlying, DELTA_SCALE (concentration.py)
+    conc_coef: npt.NDArray[np.float64]  # (U,) the add-on's c_u; empty: no [concentration] section
+    conc_threshold: IntArray  # (U,) exposure free of charge, SIZE x DELTA units
 
 
 class Positions(NamedTuple):
@@ -82,6 +91,7 @@ class AccountArrays(NamedTuple):
     equity: IntArray
     worst: IntArray
     status: IntArray
+    concentration: IntArray  # the concentration add-on inside MM (0 without a [concentration] section)
 
 
 @njit(cache=True)
@@ -127,8 +137,9 @@ def compute_risk_arrays_kernel(
     out_base,
     out_addon,
     out_status,
+    out_delta,
 ):
-    """Fill R (I, S), base value, short-option add-on per unit (all quantized) and a status per instrument.
+    """Fill R (I, S), base value, short-option add-on and delta per unit (all quantized) and a status per instrument.
 
     A row with ``tau == 0`` is an expired option or future (``table.py``): valued at expiry value on the index and,
     per scenario, on the shocked index; vol shocks do not move it and an expired option has no add-on.
@@ -144,11 +155,14 @@ def compute_risk_arrays_kernel(
         status = STATUS_OK
         base_q = 0
         addon_q = 0
+        delta_q = 0
         if k == 4:  # collateral asset: price * (1 - haircut), moved by its underlying (stable: never)
             value = index[i] * (1.0 - haircut[i])
             ok, base_q = _quantize(value)
             if not ok:
                 status = STATUS_OVERFLOW
+            if u >= 0:
+                delta_q = int(DELTA_SCALE)  # closing a unit sells a unit
             for s in range(n_scen):
                 pnl = 0.0
                 if u >= 0:
@@ -164,6 +178,7 @@ def compute_risk_arrays_kernel(
             ok, base_q = _quantize(level)
             if not ok:
                 status = STATUS_OVERFLOW
+            delta_q = int(DELTA_SCALE)
             for s in range(n_scen):
                 ok, q = _quantize(level * price_mult[s, u] - level)
                 if not ok:
@@ -175,6 +190,10 @@ def compute_risk_arrays_kernel(
             ok, base_q = _quantize(v0)
             if not ok:
                 status = STATUS_OVERFLOW
+            if is_call and index[i] > strike[i]:
+                delta_q = int(DELTA_SCALE)
+            elif not is_call and index[i] < strike[i]:
+                delta_q = -int(DELTA_SCALE)
             mult = mult_rows[u]
             for s in range(n_scen):
                 ok, q = _quantize(_intrinsic(is_call, index[i] * mult[s], strike[i]) - v0)
@@ -193,15 +212,22 @@ def compute_risk_arrays_kernel(
                     out_r[i, s] = 0
                 out_base[i] = 0
                 out_addon[i] = 0
+                out_delta[i] = 0
                 continue
             vol = math.sqrt(w / t)
             dte = t * 365.0
             ratio = vol_params[1] / max(dte, vol_params[2])
             shift = min(vol_params[0] * det_pow_eighths(ratio, power8), vol_params[3])
             is_call = k == 2
-            v0 = black76(is_call, f, strike[i], t, vol, df)[0]
+            valued = black76(is_call, f, strike[i], t, vol, df)
+            v0 = valued[0]
             ok, base_q = _quantize(v0)
             if not ok:
+                status = STATUS_OVERFLOW
+            d = valued[1] * DELTA_SCALE
+            if abs(d) < VALUE_LIMIT:
+                delta_q = int(np.rint(d))
+            else:  # also NaN
                 status = STATUS_OVERFLOW
             ok, addon_q = _quantize(vol_params[6] * index[i])
             if not ok:
@@ -230,6 +256,7 @@ def compute_risk_arrays_kernel(
                 out_r[i, s] = q
         out_base[i] = base_q
         out_addon[i] = addon_q
+        out_delta[i] = delta_q
         out_status[i] = status
 
 
@@ -242,8 +269,39 @@ def _counted(loss, c, den):
 
 
 @njit(cache=True)
-def _account(a, terms, positions, scratch, out):
-    r, base, addon, bound, cover_num, cover_den, extremes, im_num, im_den, im_buffer = terms
+def _concentration(lo, hi, inst, size, und, delta, coef, threshold, exposure, bound):
+    """Return (ok, add-on in MONEY) of positions lo..hi, whose float ``sum |size| x |delta|`` the caller checked
+    under ACCOUNT_LIMIT (so every exposure sum is exact int64): per underlying ceil((c * x) * sqrt(x)),
+    x = float(max(0, |Q| - T)), Q the exact sum of size x delta; not ok when ``bound`` plus the add-ons reaches
+    ACCOUNT_LIMIT (so MM stays inside int64)."""
+    for u in range(coef.shape[0]):
+        exposure[u] = 0
+    for j in range(lo, hi):
+        i = inst[j]
+        u = und[i]
+        if u >= 0:
+            exposure[u] += size[j] * delta[i]
+    total = 0
+    running = bound
+    for u in range(coef.shape[0]):
+        excess = abs(exposure[u]) - threshold[u]
+        if excess > 0 and coef[u] > 0.0:
+            x = float(excess)
+            value = coef[u] * x * math.sqrt(x)
+            running += value
+            if not running < ACCOUNT_LIMIT:  # also inf and NaN
+                return False, 0
+            total += math.ceil(value)
+    return True, total
+
+
+@njit(cache=True)
+def _account(a, terms, positions, scratch, exposure, out):
+    r, base, addon, bound, cover_num, cover_den, extremes, im_num, im_den, im_buffer = (
+        terms.r, terms.base, terms.addon, terms.bound, terms.cover_num, terms.cover_den, terms.extremes,
+        terms.im_num, terms.im_den, terms.im_buffer,
+    )  # fmt: skip
+    und, delta, conc_coef, conc_threshold = terms.und, terms.delta, terms.conc_coef, terms.conc_threshold
     starts, ends, inst, size, cash = positions
     lo = starts[a]
     hi = ends[a]
@@ -251,6 +309,8 @@ def _account(a, terms, positions, scratch, out):
     b = abs(float(cash[a]))
     equity = cash[a]
     add = 0
+    has_conc = conc_coef.shape[0] > 0
+    reach = 0.0  # sum |size| x |delta|: a row without an underlying has delta 0
     for j in range(lo, hi):
         i = inst[j]
         sz = size[j]
@@ -258,12 +318,19 @@ def _account(a, terms, positions, scratch, out):
         equity += sz * base[i]  # discarded below if the bound is exceeded
         if sz < 0:
             add += -sz * addon[i]
-    if not b < ACCOUNT_LIMIT:
+        if has_conc:
+            reach += abs(float(sz)) * abs(float(delta[i]))
+    conc = 0
+    ok = b < ACCOUNT_LIMIT and reach < ACCOUNT_LIMIT
+    if ok and has_conc:
+        ok, conc = _concentration(lo, hi, inst, size, und, delta, conc_coef, conc_threshold, exposure, b)
+    if not ok:
         out.maintenance_margin[a] = 0
         out.initial_margin[a] = 0
         out.equity[a] = 0
         out.worst[a] = -1
         out.status[a] = STATUS_OVERFLOW
+        out.concentration[a] = 0
         return
     # P&L per scenario. Four positions per pass cut the scratch traffic; the first pass stores instead of adding
     # to zeros. Integer sums are exact in any grouping (bound above).
@@ -335,7 +402,7 @@ def _account(a, terms, positions, scratch, out):
             break
     if worst == n_scen:  # no scenario at all
         worst = 0
-    mm = max(best, 0) + add
+    mm = max(best, 0) + add + conc
     im = 0
     if mm > 0:
         q = mm // im_den
@@ -346,6 +413,7 @@ def _account(a, terms, positions, scratch, out):
     out.equity[a] = equity
     out.worst[a] = worst
     out.status[a] = STATUS_OK
+    out.concentration[a] = conc
 
 
 @njit(cache=True, parallel=True)
@@ -355,12 +423,14 @@ def compute_accounts_kernel(terms, positions, out):
     n_chunks = (n_acc + CHUNK - 1) // CHUNK
     for c in prange(n_chunks):
         scratch = np.empty(terms.r.shape[1], dtype=np.int64)
+        exposure = np.empty(terms.conc_coef.shape[0], dtype=np.int64)
         end = min(n_acc, (c + 1) * CHUNK)
         for a in range(c * CHUNK, end):
-            _account(a, terms, positions, scratch, out)
+            _account(a, terms, positions, scratch, exposure, out)
 
 
 @njit(cache=True)
 def compute_one_account_kernel(a, terms, positions, scratch, out):
     """Recompute account ``a`` only (the incremental path; same arithmetic as the full kernel)."""
-    _account(a, terms, positions, scratch, out)
+    exposure = np.empty(terms.conc_coef.shape[0], dtype=np.int64)
+    _account(a, terms, positions, scratch, exposure, out)

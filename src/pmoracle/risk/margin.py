@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pmoracle.risk import kernel
+from pmoracle.risk.concentration import compute_concentration_addon, compute_concentration_terms, exposure_of
 from pmoracle.risk.detscalar import det_exp, det_log
 from pmoracle.risk.errors import AccountOverflowError, PricingError
 from pmoracle.risk.inputs import (
@@ -68,6 +69,9 @@ class RiskArrays:
     base: IntArray  # (I,) mark value per unit
     addon: IntArray  # (I,) short-option add-on per unit
     bound: FloatArray  # (I,) max|r| + addon + |base|, the per-unit term of the overflow bound
+    delta: IntArray  # (I,) delta of one unit on its underlying, concentration.DELTA_SCALE
+    concentration_coef: FloatArray  # (U,) c_u of the concentration add-on; empty without [concentration]
+    concentration_threshold: IntArray  # (U,) exposure free of charge (SIZE x DELTA units)
     r_narrow: npt.NDArray[np.int32] | None = None  # ``r`` as int32 when every value fits: half the memory traffic
 
     @property
@@ -127,6 +131,8 @@ class AccountReport:
     isolated_margin: int
     cross_margin: int
     capital_released: int  # isolated - maintenance margin
+    # the part of MM charged for concentration; None when the document has no [concentration] section
+    concentration_addon: int | None = None
 
 
 def _instrument_key(inst: RiskInstrument) -> tuple[int, Instrument | CollateralRef]:
@@ -167,11 +173,12 @@ def compute_risk_arrays(
     base = np.zeros(n_inst, dtype=np.int64)
     addon = np.zeros(n_inst, dtype=np.int64)
     status = np.zeros(n_inst, dtype=np.int64)
+    delta = np.zeros(n_inst, dtype=np.int64)
     if n_inst:
         kernel.compute_risk_arrays_kernel(
             table.kind, table.und, table.strike, table.tau, table.index, table.fwd, table.rate, table.haircut,
             table.svi, scenarios.price_mult, scenarios.vol_shock, table.horizon, table.vol_params,
-            table.power_eighths, r, base, addon, status,
+            table.power_eighths, r, base, addon, status, delta,
         )  # fmt: skip
     for i in np.flatnonzero(status):
         field = instrument_field(instruments[int(i)])
@@ -180,7 +187,8 @@ def compute_risk_arrays(
         raise PricingError(field, "a scenario value is out of the int64 range (non-finite or >= 2**62)")
     maxabs = np.abs(r).max(axis=1) if n_scen else np.zeros(n_inst, dtype=np.int64)
     bound = maxabs.astype(np.float64) + addon.astype(np.float64) + np.abs(base).astype(np.float64)
-    return RiskArrays(scenarios, table, r, base, addon, bound, _narrow(r))
+    coef, threshold = compute_concentration_terms(params.concentration, market, scenarios.underlyings)
+    return RiskArrays(scenarios, table, r, base, addon, bound, delta, coef, threshold, _narrow(r))
 
 
 def _narrow(r: IntArray) -> npt.NDArray[np.int32] | None:
@@ -201,7 +209,8 @@ def _margin_terms(
     scenarios, im = arrays.scenarios, params.im_multiplier
     return kernel.MarginTerms(
         r, arrays.base, arrays.addon, arrays.bound, scenarios.cover_num, scenarios.cover_den, extremes,
-        im.numerator, im.denominator, params.im_min_buffer,
+        im.numerator, im.denominator, params.im_min_buffer, arrays.table.und, arrays.delta,
+        arrays.concentration_coef, arrays.concentration_threshold,
     )  # fmt: skip
 
 
@@ -223,7 +232,7 @@ def compute_accounts(
     """
     r = arrays.r_narrow if narrow and arrays.r_narrow is not None else arrays.r
     n_acc = starts.shape[0]
-    out = AccountArrays(*(np.zeros(n_acc, dtype=np.int64) for _ in range(5)))
+    out = AccountArrays(*(np.zeros(n_acc, dtype=np.int64) for _ in AccountArrays._fields))
     terms = _margin_terms(arrays, params, r, extreme_scenarios(arrays.scenarios))
     kernel.compute_accounts_kernel(terms, kernel.Positions(starts, ends, inst, size, cash), out)
     return out
@@ -301,6 +310,9 @@ class Book:
             base=np.concatenate([a.base, extra.base]),
             addon=np.concatenate([a.addon, extra.addon]),
             bound=np.concatenate([a.bound, extra.bound]),
+            delta=np.concatenate([a.delta, extra.delta]),
+            concentration_coef=a.concentration_coef,
+            concentration_threshold=a.concentration_threshold,
         )
         self.arrays = dataclasses.replace(self.arrays, r_narrow=_narrow(self.arrays.r))
         self._rows = {inst: i for i, inst in enumerate(self.arrays.instruments)}
@@ -355,6 +367,17 @@ class Book:
             worst_scenario=int(o.worst[index]),
             is_empty=bool(self._ends[index] == self._starts[index] and self._cash[index] == 0),
         )
+
+    def concentration_addon(self, index: int) -> int:
+        """Return the concentration add-on (MONEY) inside account ``index``'s MM (0 without the section)."""
+        return int(self._out.concentration[index])
+
+    def exposures(self, index: int) -> list[int]:
+        """Return account ``index``'s net delta-equivalent exposure per underlying (scenario column order), in
+        SIZE x DELTA units (``concentration.EXPOSURE_SCALE`` a unit): the add-on's ``Q``."""
+        n_und = len(self.scenarios.underlyings)
+        table, delta = self.arrays.table, self.arrays.delta
+        return exposure_of(self.positions_of(index), table.und.tolist(), delta.tolist(), n_und)
 
     def layout(self) -> kernel.Positions:
         """Return a copy of every account's canonical positions and folded cash, as the kernel reads them."""
@@ -475,7 +498,17 @@ def compute_account_report(market: MarketSnapshot, params: RiskParams, portfolio
         row = arrays.r[i]
         for s in range(n_scen):
             pnl[s] += size * int(row[s])
-    isolated = sum(book.account_margin(k).maintenance_margin for k in range(1, len(book)))
+    # Isolated margin nets nothing, so its concentration add-on is charged on each underlying's gross exposure (the
+    # sum of every position's |size x delta|), never below the portfolio's net one: the add-on grows with |Q|.
+    parts = range(1, len(book))
+    singles_linear = sum(book.account_margin(k).maintenance_margin - book.concentration_addon(k) for k in parts)
+    isolated = singles_linear
+    if arrays.concentration_coef.size:
+        unsigned = np.abs(arrays.delta).tolist()
+        n_und = len(book.scenarios.underlyings)
+        gross = exposure_of([(i, abs(size)) for i, size in positions], arrays.table.und.tolist(), unsigned, n_und)
+        coef, threshold = arrays.concentration_coef.tolist(), arrays.concentration_threshold.tolist()
+        isolated += compute_concentration_addon(coef, threshold, gross)
     greeks = _greeks(arrays, [(i, size) for i, size in positions if int(arrays.table.kind[i]) != KIND_ASSET])
     net = _greeks(arrays, positions)  # collateral included: its haircut value moves with its underlying
     cross = 0.0
@@ -503,4 +536,5 @@ def compute_account_report(market: MarketSnapshot, params: RiskParams, portfolio
         isolated_margin=isolated,
         cross_margin=round(cross * MONEY_SCALE),
         capital_released=isolated - margin.maintenance_margin,
+        concentration_addon=None if params.concentration is None else book.concentration_addon(0),
     )

@@ -142,6 +142,9 @@ class RiskParams:
     pmrm2: Pmrm2Params | None = None
     # The cascade stress test ([stress], risk/stress.py); None keeps the document's hash what it was before.
     stress: StressParams | None = None
+    # The concentration and liquidity add-on ([concentration], risk/concentration.py): part of MM when present.
+    # None keeps the document's hash what it was before the section existed.
+    concentration: ConcentrationParams | None = None
 
     def scan_range_of(self, underlying: str) -> float:
         """Return the scan range of ``underlying`` (its override, else the default)."""
@@ -182,7 +185,7 @@ def _canonical_document(params: Any) -> Any:
     doc = {}
     for f in fields(params):
         value = getattr(params, f.name)
-        if f.name in ("policy", "pmrm2", "stress") and value is None:
+        if f.name in ("policy", "pmrm2", "stress", "concentration") and value is None:
             continue  # documents without these optional sections keep the hash they had before the sections existed
         doc[f.name] = _canonical_value(value)
     return doc
@@ -289,7 +292,7 @@ def _unknown_keys(doc: dict[str, Any], used: set[str], prefix: str = "") -> list
     problems = []
     for key, value in doc.items():
         path = f"{prefix}{key}"
-        if path in ("price.scan_range_by_underlying", "pmrm2.collateral", *STRESS_FREE_TABLES):
+        if path in FREE_KEY_TABLES:
             continue  # tables of free keys, checked by their readers
         if isinstance(value, dict):
             problems.extend(_unknown_keys(value, used, f"{path}."))
@@ -363,6 +366,7 @@ def parse_params(text: str) -> RiskParams:
         r.problems.append(f'policy: needs price.reference = "fraction", got {reference!r}')
     pmrm2 = _read_pmrm2(r) if "pmrm2" in doc else None
     stress = _read_stress(r) if "stress" in doc else None
+    concentration = _read_concentration(r) if "concentration" in doc else None
     r.problems.extend(_unknown_keys(doc, r.used))
     if r.problems:
         raise ParamsError(r.problems)
@@ -396,6 +400,7 @@ def parse_params(text: str) -> RiskParams:
         policy=policy,
         pmrm2=pmrm2,
         stress=stress,
+        concentration=concentration,
     )
 
 
@@ -734,3 +739,53 @@ def _read_stress(r: _Reader) -> StressParams | None:
         daily_vol=daily_vol,
         scenarios=tuple(scenarios),
     )
+
+
+# --- [concentration]: the concentration and liquidity add-on (risk/concentration.py, docs/risk-model.md) ---------
+
+CONCENTRATION_FREE_TABLES = ("concentration.adv", "concentration.daily_vol")
+FREE_KEY_TABLES = (
+    "price.scan_range_by_underlying", "pmrm2.collateral", *STRESS_FREE_TABLES, *CONCENTRATION_FREE_TABLES,
+)  # fmt: skip
+MAX_ADV = Fraction(10**15)
+
+
+@dataclass(frozen=True, slots=True)
+class ConcentrationParams:
+    """Validated ``[concentration]`` section: the cost of closing a position large against its market's volume.
+
+    Per account and underlying, with ``Q`` the net delta-equivalent size and ``X = max(0, |Q| - threshold x ADV)``,
+    the add-on is ``impact x daily_vol x sqrt(X / ADV) x X x index`` (docs/risk-model.md, "Concentration").
+    """
+
+    impact: Fraction  # Y of the square-root law
+    threshold: Fraction  # the fraction of ADV a net position may reach free of charge
+    adv: tuple[tuple[str, Fraction], ...]  # average daily volume per underlying, units of it, sorted by symbol
+    daily_vol: tuple[tuple[str, Fraction], ...]  # daily sigma per underlying, same symbols as ``adv``
+
+
+def _read_concentration(r: _Reader) -> ConcentrationParams | None:
+    """Return the ``[concentration]`` section read through ``r`` (problems are added to ``r.problems``)."""
+    section = r.doc.get("concentration")
+    r.used.add("concentration")
+    if not isinstance(section, dict):
+        r.problems.append("concentration: expected a table")
+        return None
+    impact = r.rational("concentration.impact", Fraction(0), Fraction(10))
+    threshold = r.rational("concentration.threshold", Fraction(0), Fraction(1))
+    adv = _symbol_rationals(r, "concentration.adv", Fraction(0), MAX_ADV, r._get("concentration.adv") or {})
+    for symbol, volume in adv:
+        if volume <= 0:
+            r.problems.append(f"concentration.adv.{symbol}: {volume} must be positive")
+    daily_vol = _symbol_rationals(
+        r, "concentration.daily_vol", Fraction(0), Fraction(10), r._get("concentration.daily_vol") or {}
+    )
+    adv_symbols = {s for s, _ in adv}
+    vol_symbols = {s for s, _ in daily_vol}
+    for symbol in sorted(adv_symbols - vol_symbols):
+        r.problems.append(f"concentration.daily_vol.{symbol}: missing (concentration.adv.{symbol} is set)")
+    for symbol in sorted(vol_symbols - adv_symbols):
+        r.problems.append(f"concentration.adv.{symbol}: missing (concentration.daily_vol.{symbol} is set)")
+    if not adv and isinstance(section.get("adv"), dict):
+        r.problems.append("concentration.adv: expected at least one underlying")
+    return ConcentrationParams(impact=impact, threshold=threshold, adv=adv, daily_vol=daily_vol)

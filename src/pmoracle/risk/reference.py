@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pmoracle.risk.concentration import DELTA_SCALE, concentration_charge_float
 from pmoracle.risk.detscalar import det_exp, det_log, det_pow_eighths
 from pmoracle.risk.pricing import black76, svi_total_variance
 from pmoracle.risk.scenarios import ScenarioSet
@@ -33,12 +34,14 @@ _svi = _python(svi_total_variance)
 
 @dataclass(frozen=True, slots=True)
 class ReferenceRow:
-    """One instrument's quantized risk row, base value and short-option add-on per unit."""
+    """One instrument's quantized risk row, base value, short-option add-on and delta per unit."""
 
     pnl: tuple[int, ...]
     base: int
     addon: int
     status: int
+    delta: int = 0  # DELTA_SCALE, on the row's underlying
+    underlying: int = -1  # scenario column of the underlying, -1 for none
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,15 @@ class ReferenceAccount:
     equity: int
     worst: int
     status: int
+    concentration: int = 0  # the concentration add-on inside MM
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceConcentration:
+    """The concentration add-on's per-underlying coefficient and threshold (``RiskArrays`` carries the same)."""
+
+    coef: tuple[float, ...]
+    threshold: tuple[int, ...]
 
 
 def quantize(x: float) -> int | None:
@@ -72,9 +84,11 @@ def reference_row(table: InstrumentTable, scenarios: ScenarioSet, i: int) -> Ref
     u = int(table.und[i])
     mults = [[float(x) for x in row] for row in scenarios.price_mult]
     vols = [[float(x) for x in row] for row in scenarios.vol_shock]
+    delta_ok = True
     pnls: list[float] = []
     base = 0.0
     addon = 0.0
+    delta = 0
     index = float(table.index[i])
     rate = float(table.rate[i])
     t = float(table.tau[i])
@@ -83,15 +97,21 @@ def reference_row(table: InstrumentTable, scenarios: ScenarioSet, i: int) -> Ref
         value = index * (1.0 - float(table.haircut[i]))
         base = value
         pnls = [value * m[u] - value if u >= 0 else 0.0 for m in mults]
+        delta = DELTA_SCALE if u >= 0 else 0
     elif kind in (0, 1):  # perpetual at the index, future at its forward (expired: the index): its mark
         level = index if kind == 0 or not t > 0.0 else (fwd if fwd > 0.0 else index * det_exp(rate * t))
         base = level
         pnls = [level * m[u] - level for m in mults]
+        delta = DELTA_SCALE
     elif not t > 0.0:  # expired option before settlement: intrinsic on the (shocked) index, no add-on
         is_call = kind == 2
         strike = float(table.strike[i])
         base = intrinsic(is_call, index, strike)
         pnls = [intrinsic(is_call, index * m[u], strike) - base for m in mults]
+        if is_call and index > strike:
+            delta = DELTA_SCALE
+        elif not is_call and index < strike:
+            delta = -DELTA_SCALE
     else:
         f = fwd if fwd > 0.0 else index * det_exp(rate * t)
         df = det_exp(-(rate * t))
@@ -104,8 +124,12 @@ def reference_row(table: InstrumentTable, scenarios: ScenarioSet, i: int) -> Ref
         vp = [float(x) for x in table.vol_params]
         shift = min(vp[0] * det_pow_eighths(vp[1] / max(t * 365.0, vp[2]), table.power_eighths), vp[3])
         is_call = kind == 2
-        v0 = _black76(is_call, f, strike, t, vol, df)[0]
+        valued = _black76(is_call, f, strike, t, vol, df)
+        v0 = valued[0]
         base = v0
+        d = valued[1] * DELTA_SCALE
+        delta = round(d) if abs(d) < VALUE_LIMIT else 0
+        delta_ok = abs(d) < VALUE_LIMIT
         addon = vp[6] * index
         ts = t - table.horizon
         dfs = det_exp(-(rate * ts)) if ts > 0.0 else 1.0
@@ -113,9 +137,9 @@ def reference_row(table: InstrumentTable, scenarios: ScenarioSet, i: int) -> Ref
             vol_s = vol if v[u] == 0.0 else min(max(vol * (1.0 + v[u] * shift), vp[4]), vp[5])
             pnls.append(_black76(is_call, f * m[u], strike, ts, vol_s, dfs)[0] - v0)
     quantized = [quantize(x) for x in [*pnls, base, addon]]
-    status = 1 if any(q is None for q in quantized) else 0
+    status = 1 if any(q is None for q in quantized) or not delta_ok else 0
     values = [0 if q is None else q for q in quantized]
-    return ReferenceRow(tuple(values[:-2]), values[-2], values[-1], status)
+    return ReferenceRow(tuple(values[:-2]), values[-2], values[-1], status, delta, u)
 
 
 def reference_cash(cash: int, costs: Sequence[int], fundings: Sequence[int]) -> int:
@@ -131,9 +155,10 @@ def reference_account(
     im_multiplier: tuple[int, int],
     im_buffer: int,
     cash: int = 0,
+    concentration: ReferenceConcentration | None = None,
 ) -> ReferenceAccount:
-    """Return one account's margin from its (instrument row, size) positions, in canonical order, and its folded
-    cash (MONEY, :func:`reference_cash`)."""
+    """Return one account's margin from its (instrument row, size) positions, in canonical order, its folded
+    cash (MONEY, :func:`reference_cash`) and the concentration add-on's terms (None: no add-on)."""
     bound = abs(float(cash))
     for i, size in positions:
         row = rows[i]
@@ -141,6 +166,12 @@ def reference_account(
         bound += abs(float(size)) * per_unit
     if not bound < ACCOUNT_LIMIT:
         return ReferenceAccount(0, 0, 0, -1, 1)
+    conc = 0
+    if concentration is not None and concentration.coef:
+        added = reference_concentration(rows, positions, concentration, bound)
+        if added is None:
+            return ReferenceAccount(0, 0, 0, -1, 1)
+        conc = added
     n_scen = len(scenarios)
     pnl = [0] * n_scen
     equity = cash
@@ -161,7 +192,36 @@ def reference_account(
             loss = -((-loss * cover) // den)  # ceil(loss * cover / den), exact
         if s == 0 or loss > best:
             best, worst = loss, s
-    mm = max(best, 0) + add
+    mm = max(best, 0) + add + conc
     num, den_im = im_multiplier
     im = max(-((-mm * num) // den_im), mm + im_buffer) if mm > 0 else 0
-    return ReferenceAccount(mm, im, equity, worst, 0)
+    return ReferenceAccount(mm, im, equity, worst, 0, conc)
+
+
+def reference_concentration(
+    rows: Sequence[ReferenceRow],
+    positions: Sequence[tuple[int, int]],
+    concentration: ReferenceConcentration,
+    bound: float,
+) -> int | None:
+    """Return the concentration add-on (MONEY) of the positions, or None when the account's float bound plus the
+    float exposure, or plus the add-ons, reaches the account limit (the kernel reports an overflow)."""
+    reach = 0.0  # a row without an underlying has delta 0
+    for i, size in positions:
+        reach += abs(float(size)) * abs(float(rows[i].delta))
+    if not reach < ACCOUNT_LIMIT:
+        return None
+    exposure = [0] * len(concentration.coef)
+    for i, size in positions:
+        if rows[i].underlying >= 0:
+            exposure[rows[i].underlying] += size * rows[i].delta
+    total = 0
+    running = bound
+    for coef, threshold, q in zip(concentration.coef, concentration.threshold, exposure, strict=True):
+        value = concentration_charge_float(coef, threshold, q)
+        if value > 0.0:
+            running += value
+            if not running < ACCOUNT_LIMIT:
+                return None
+            total += math.ceil(value)
+    return total

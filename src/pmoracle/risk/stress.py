@@ -26,13 +26,13 @@ import numpy.typing as npt
 from pmoracle.errors import InputError
 from pmoracle.keeper.decision import WAD, AuctionParams, max_fraction, quote
 from pmoracle.risk import kernel
+from pmoracle.risk.concentration import DELTA_SCALE
 from pmoracle.risk.errors import AccountOverflowError, MissingSmileError
 from pmoracle.risk.inputs import (
     MAX_PRICE,
     MONEY_DECIMALS,
     PRICE_DECIMALS,
     SIZE_DECIMALS,
-    InstrumentKind,
     MarketSnapshot,
     Portfolio,
     Smile,
@@ -42,17 +42,14 @@ from pmoracle.risk.margin import (
     Book,
     RiskArrays,
     compute_accounts,
-    compute_option_state,
     compute_risk_arrays,
 )
 from pmoracle.risk.params import STANDARD_STRESS, NamedStress, RiskParams, StressParams
-from pmoracle.risk.pricing import black76
 from pmoracle.risk.scenarios import compute_atm_vol, compute_scenarios
-from pmoracle.risk.table import KIND_ASSET, CollateralRef, RiskInstrument, check_feeds
+from pmoracle.risk.table import CollateralRef, RiskInstrument, check_feeds
 
 IntArray = npt.NDArray[np.int64]
 
-DELTA_SCALE = 10**6  # an instrument's delta per unit, quantized to 1e-6
 MAX_MOVE = WAD * 99 // 100  # one step moves a price by at most 99% either way
 SMILE_LIMIT = 10 * WAD  # the largest SVI a and b a Smile accepts
 # size (1e-4 units) x price (1e-8 USD) is 1e-12 USD; MONEY is 1e-8 USD
@@ -229,26 +226,6 @@ def compute_daily_vols(market: MarketSnapshot, stress: StressParams) -> dict[str
 # --- per-instrument figures ---------------------------------------------------------------------------------------
 
 
-def _unit_delta(arrays: RiskArrays, row: int) -> int:
-    """Return the delta of one unit of row ``row`` on its underlying, in DELTA_SCALE (0: no underlying)."""
-    table = arrays.table
-    if int(table.und[row]) < 0:
-        return 0
-    kind = int(table.kind[row])
-    if kind == KIND_ASSET or kind in (InstrumentKind.PERPETUAL, InstrumentKind.FUTURE):
-        return DELTA_SCALE
-    strike, index = float(table.strike[row]), float(table.index[row])
-    is_call = kind == InstrumentKind.CALL
-    if not float(table.tau[row]) > 0.0:  # expired: intrinsic on the index
-        if is_call:
-            return DELTA_SCALE if index > strike else 0
-        return -DELTA_SCALE if index < strike else 0
-    f, df, vol = compute_option_state(table, row)
-    b76 = getattr(black76, "py_func", black76)
-    delta = b76(is_call, f, strike, float(table.tau[row]), vol, df)[1]
-    return round(float(delta) * DELTA_SCALE)
-
-
 def _unit_price(market: MarketSnapshot, arrays: RiskArrays, row: int) -> int:
     """Return the price (PRICE_SCALE) a unit of row ``row`` is counted at in the liquidated notional."""
     inst = arrays.instruments[row]
@@ -399,7 +376,7 @@ def run_cascade_on_layout(
             notional += moved_gross[row] * _unit_price(current, arrays, row) // NOTIONAL_DIVISOR
             und = _underlying_of(current, arrays, row)
             if und is not None and moved_net[row]:
-                volume[und] = volume.get(und, 0) + moved_net[row] * _unit_delta(arrays, row)
+                volume[und] = volume.get(und, 0) + moved_net[row] * int(arrays.delta[row])
         forced = {u: int(Fraction(v, DELTA_SCALE)) for u, v in volume.items()}
         moves: dict[str, int] = {}
         for und in symbols:

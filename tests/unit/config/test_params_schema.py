@@ -23,9 +23,11 @@ POLICY = (ROOT / "src" / "pmoracle" / "config" / "default_policy.toml").read_tex
 PRESETS = sorted((ROOT / "examples" / "params").glob("*.toml"))
 PMRM2 = tomllib.loads((ROOT / "examples" / "params" / "derive-pmrm2.toml").read_text(encoding="utf-8"))["pmrm2"]
 STRESS = (ROOT / "examples" / "params" / "stress.toml").read_text(encoding="utf-8")
+CONCENTRATION = (ROOT / "examples" / "params" / "concentration.toml").read_text(encoding="utf-8")
 # Tables keyed by free names (symbols, stress names): one field each, as the schema describes them.
 FREE_KEY_TABLES = (
     "price.scan_range_by_underlying", "pmrm2.collateral", "stress.adv", "stress.daily_vol", "stress.scenarios",
+    "concentration.adv", "concentration.daily_vol",
 )  # fmt: skip
 
 
@@ -57,13 +59,14 @@ def dump_toml(doc: dict[str, Any]) -> str:
 
 def full_document() -> dict[str, Any]:
     """Return a document with every field: the default, an override, the policy with every section, PMRM_2 and
-    the stress."""
+    the stress and the concentration add-on."""
     doc = tomllib.loads(default_params_text())
     head, vol = POLICY.split("# [policy.vol]")
     policy = tomllib.loads(head + "[policy.vol]" + vol.replace("# ", ""))  # the commented-out section, enabled
     doc.update(policy)
     doc["pmrm2"] = copy.deepcopy(PMRM2)
     doc["stress"] = tomllib.loads(STRESS)["stress"]
+    doc["concentration"] = tomllib.loads(CONCENTRATION)["concentration"]
     return doc
 
 

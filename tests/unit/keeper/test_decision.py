@@ -196,3 +196,28 @@ def test_a_book_worth_less_at_current_marks_than_attested_waits() -> None:
     assert fell.action is Action.WAIT and fell.quote == attested.quote
     rose = decide(PARAMS, POLICY, equity_now=2_000 * USD, **args)  # the attested value bounds the gain from above
     assert rose == attested
+
+
+@given(
+    equity=st.integers(10**18, 10**22),
+    mm=st.integers(10**18, 10**22),
+    elapsed=st.integers(0, 4_000),
+    base=st.integers(0, 10**23),
+    bidder_margin=st.integers(0, 10**22),
+    reserve=st.integers(0, 10**22),
+)
+def test_a_concentration_reserve_counts_as_margin_and_is_never_looser_than_the_contract(
+    equity: int, mm: int, elapsed: int, base: int, bidder_margin: int, reserve: int
+) -> None:
+    """The keeper's reserve (the superadditive part of a convex add-on, which the contract cannot see) is judged as
+    margin: the keeper decides exactly as a bidder whose margin were M_B + reserve, and whatever it bids the
+    contract's own check (without the reserve) accepts."""
+    held = BidderFunds(base, bidder_margin, reserve)
+    as_margin = BidderFunds(base, bidder_margin + reserve)
+    now = 1_000 + elapsed
+    kept = decide(PARAMS, POLICY, equity=equity, mm=mm, auction_started_at=1_000, now=now, funds=held)
+    assert kept == decide(PARAMS, POLICY, equity=equity, mm=mm, auction_started_at=1_000, now=now, funds=as_margin)
+    assert held.headroom(PARAMS) == as_margin.headroom(PARAMS)
+    if kept.action is Action.BID:
+        assert kept.quote is not None
+        assert bidder_solvent(PARAMS, BidderFunds(base, bidder_margin), kept.quote, equity, mm)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from pmoracle.config.params import default_params_text
 from pmoracle.risk.inputs import (
     PRICE_SCALE,
     SIZE_SCALE,
@@ -17,6 +18,7 @@ from pmoracle.risk.inputs import (
     Smile,
     UnderlyingMarket,
 )
+from pmoracle.risk.params import RiskParams, parse_params
 
 T0 = 1_795_680_000  # 2026-11-25T08:00:00Z
 DAY = 86400
@@ -142,3 +144,26 @@ def folded_cash(portfolio: Portfolio) -> int:
     """Return the portfolio's ledger balances in MONEY, written out here: floor((cash - costs - funding) / 1e10)."""
     owed = sum(p.cost + p.funding for p in portfolio.positions)
     return (portfolio.cash - owed) // 10**10
+
+
+def concentration_params(
+    adv_btc: str = "200", adv_eth: str = "3000", threshold: str = "0.01", impact: str = "1"
+) -> RiskParams:
+    """Return the default document with a ``[concentration]`` section (thin markets by default: 1% of 200 BTC and of
+    3,000 ETH a day is free, so most random books pay)."""
+    return parse_params(
+        default_params_text()
+        + f"""
+[concentration]
+impact = "{impact}"
+threshold = "{threshold}"
+
+[concentration.adv]
+BTC = "{adv_btc}"
+ETH = "{adv_eth}"
+
+[concentration.daily_vol]
+BTC = "0.035"
+ETH = "0.04"
+"""
+    )

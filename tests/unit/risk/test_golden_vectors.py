@@ -11,6 +11,7 @@ a new engine: bump ``ENGINE_VERSION`` (src/pmoracle/risk/version.py) and regener
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from functools import cache
 from pathlib import Path
@@ -24,7 +25,7 @@ from pmoracle.risk.detmath import det_exp, det_log, norm_cdf
 from pmoracle.risk.margin import AccountMargin, Book, BookResult
 from pmoracle.risk.params import RiskParams, parse_params
 from pmoracle.risk.pricing import black76_kernel, svi_total_variance, value_options
-from pmoracle.risk.reference import reference_account, reference_cash, reference_row
+from pmoracle.risk.reference import ReferenceConcentration, reference_account, reference_cash, reference_row
 from pmoracle.risk.version import ENGINE_VERSION
 from tests.vectors.generate import EngineVersionError, check_margin_rewrite
 from tests.vectors.margin_books import (
@@ -68,6 +69,15 @@ def _book(vector: dict[str, Any]) -> Book:
     return Book(decode_market(vector["market"]), params_of(vector), [decode_book(b) for b in vector["books"]])
 
 
+def plain_outputs(name: str) -> list[dict[str, Any]]:
+    """Return the accounts of vector ``name`` margined without its ``[concentration]`` section."""
+    vector = load(name)
+    params = dataclasses.replace(params_of(vector), concentration=None)
+    book = Book(decode_market(vector["market"]), params, [decode_book(b) for b in vector["books"]])
+    accounts: list[dict[str, Any]] = encode_outputs(book.result())["accounts"]
+    return accounts
+
+
 def kernel_outputs(vector: dict[str, Any]) -> dict[str, Any]:
     """Return the vector's outputs as the numba kernel computes them."""
     return encode_outputs(_book(vector).result())
@@ -79,12 +89,16 @@ def reference_outputs(vector: dict[str, Any]) -> dict[str, Any]:
     params = book.params
     rows = [reference_row(book.arrays.table, book.scenarios, i) for i in range(len(book.arrays.instruments))]
     im = (params.im_multiplier.numerator, params.im_multiplier.denominator)
+    arrays = book.arrays
+    concentration = ReferenceConcentration(
+        tuple(arrays.concentration_coef.tolist()), tuple(arrays.concentration_threshold.tolist())
+    )
     margins = []
     for a, portfolio in enumerate(book.portfolios):
         positions = book.positions_of(a)
         held = portfolio.positions
         cash = reference_cash(portfolio.cash, [p.cost for p in held], [p.funding for p in held])
-        ref = reference_account(rows, positions, book.scenarios, im, params.im_min_buffer, cash)
+        ref = reference_account(rows, positions, book.scenarios, im, params.im_min_buffer, cash, concentration)
         assert ref.status == 0, f"account 0x{portfolio.account.hex()}: the reference overflowed"
         empty = not positions and cash == 0
         margins.append(
@@ -187,7 +201,14 @@ def test_vectors_cover_the_books_they_claim() -> None:
     assert negative >= 10 and empty >= 3
     assert cash_signs == {-1, 0, 1} and costs == {"FUTURE", "PERPETUAL"} and funding_signs == {-1, 1}
     assert len(load("random")["books"]) == 50
-    assert len({load(name)["params"]["paramsHash"] for name in NAMES}) == 2  # default and std scan ranges
+    # the default, std scan ranges, and the concentration add-on
+    assert len({load(name)["params"]["paramsHash"] for name in NAMES}) == 3
+    addon = sum(
+        int(a["leaf"]["maintenanceMargin"]) > int(b["leaf"]["maintenanceMargin"])
+        for a, b in zip(load("concentration")["expected"]["accounts"], plain_outputs("concentration"), strict=True)
+        if a["leaf"] is not None
+    )
+    assert addon >= 10  # the add-on vector's books pay it
 
 
 def test_vectors_are_the_generated_set_and_small() -> None:
