@@ -13,9 +13,10 @@ import {IPortfolioMarginOracle} from "./IPortfolioMarginOracle.sol";
 /// @dev Check order of `attest` (docs/contracts.md): config digest, block number, block hash, signer range,
 ///      ejected signers, quorum, signature count, then each signature in bitmap order. Rounds live in a ring keyed
 ///      by `blockNumber % historyBlocks`, so every round of the last `historyBlocks` blocks stays readable. A round
-///      stores the block hash checked at attestation (the canonical hash once blockhash() has forgotten the block)
-///      instead of the report digest: the report's paramsHash must be the config's, so the digest is recomputed
-///      from stored fields (`roundDigests`, `roundAt`) and a round still costs three storage slots.
+///      stores four slots: its accounts root (what `verifyMargin` reads), the block hash checked at attestation
+///      (the canonical hash once blockhash() has forgotten the block), the report digest (the report's other
+///      fields, its risk-array root and market hash among them, are passed back by a fraud proof and checked
+///      against it) and one packed word with the signer bitmap (who is slashed if the round is proven wrong).
 ///      The committee (digest, version, ejected members, paramsHash, members) is kept as code, not storage: an
 ///      OpenZeppelin `Clones` clone with immutable args abi.encodePacked(configDigest, uint256(ejectedBitmap << 64 |
 ///      version), paramsHash, members) whose implementation is address(0) (it never runs anything). `attest` reads
@@ -26,20 +27,22 @@ import {IPortfolioMarginOracle} from "./IPortfolioMarginOracle.sol";
 contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     /// @notice keccak256 of the EIP-712 Report type (REPORT_TYPE in src/pmoracle/consensus/report.py).
     bytes32 public constant REPORT_TYPEHASH = keccak256(
-        "Report(bytes32 configDigest,uint64 blockNumber,bytes32 blockHash,bytes32 paramsHash,bytes32 accountsRoot,uint32 accountCount)"
+        "Report(bytes32 configDigest,uint64 blockNumber,bytes32 blockHash,bytes32 paramsHash,bytes32 accountsRoot,uint32 accountCount,bytes32 riskArraysRoot,bytes32 marketHash)"
     );
 
     /// @notice Largest committee: signer bitmaps index members 0..63.
     uint256 public constant MAX_COMMITTEE = 64;
 
-    /// @notice A stored round.
+    /// @notice A stored round (four slots; `attestedAt` is a uint32 of seconds, enough until 2106).
     struct Round {
         bytes32 accountsRoot;
         bytes32 blockHash;
+        bytes32 reportDigest;
         uint64 blockNumber;
-        uint64 attestedAt;
+        uint32 attestedAt;
         uint32 accountCount;
         uint64 configVersion;
+        uint64 signerBitmap;
     }
 
     /// @notice A round as returned by the views.
@@ -52,6 +55,7 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         uint32 accountCount;
         uint64 attestedAt;
         bytes32 blockHash;
+        uint256 signerBitmap;
     }
 
     /// @dev Everything `attest` and `verifyMargin` read from storage, packed in one slot.
@@ -93,7 +97,9 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         bytes32 accountsRoot,
         uint32 accountCount,
         uint256 signerBitmap,
-        address transmitter
+        address transmitter,
+        bytes32 riskArraysRoot,
+        bytes32 marketHash
     );
 
     /// @notice The caller is not the registry.
@@ -224,15 +230,15 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         _rounds[report.blockNumber % historyBlocks] = Round({
             accountsRoot: report.accountsRoot,
             blockHash: report.blockHash,
+            reportDigest: digest,
             blockNumber: report.blockNumber,
-            attestedAt: uint64(block.timestamp),
+            attestedAt: uint32(block.timestamp),
             accountCount: report.accountCount,
-            configVersion: version
+            configVersion: version,
+            signerBitmap: uint64(signerBitmap) // < 2**64: checked against the committee size (step 4)
         });
         _state.lastBlockNumber = report.blockNumber;
-        emit RoundAttested(
-            report.blockNumber, current, digest, report.accountsRoot, report.accountCount, signerBitmap, msg.sender
-        );
+        _emitAttested(report, digest, signerBitmap);
     }
 
     /// @notice Return the EIP-712 digest of `report` in this contract's domain (what members sign).
@@ -381,7 +387,7 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     /// @param blockNumber The round's block.
     function roundDigests(uint64 blockNumber) external view returns (bytes32, bytes32) {
         Round storage r = _roundOf(blockNumber);
-        return (configDigestOf[r.configVersion], _digestOf(r));
+        return (configDigestOf[r.configVersion], r.reportDigest);
     }
 
     /// @inheritdoc IMarginOracle
@@ -473,31 +479,14 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         return RoundView({
             blockNumber: r.blockNumber,
             accountsRoot: r.accountsRoot,
-            reportDigest: _digestOf(r),
+            reportDigest: r.reportDigest,
             configDigest: configDigestOf[r.configVersion],
             configVersion: r.configVersion,
             accountCount: r.accountCount,
             attestedAt: r.attestedAt,
-            blockHash: r.blockHash
+            blockHash: r.blockHash,
+            signerBitmap: r.signerBitmap
         });
-    }
-
-    /// @dev Return the EIP-712 digest of the report a stored round attested (its paramsHash is the config's).
-    function _digestOf(Round storage r) internal view returns (bytes32) {
-        uint64 version = r.configVersion;
-        return _hashTypedDataV4(
-            keccak256(
-                abi.encode(
-                    REPORT_TYPEHASH,
-                    configDigestOf[version],
-                    r.blockNumber,
-                    r.blockHash,
-                    paramsHashOf[version],
-                    r.accountsRoot,
-                    r.accountCount
-                )
-            )
-        );
     }
 
     /// @dev The committee blob is abi.encodePacked(bytes32 digest, uint256(ejected << 64 | version), bytes32
@@ -536,6 +525,21 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         assembly ("memory-safe") {
             member := mload(add(committee, add(0x80, shl(5, index))))
         }
+    }
+
+    /// @dev In its own frame: the event's nine fields do not fit `attest`'s stack.
+    function _emitAttested(Report calldata report, bytes32 digest, uint256 signerBitmap) internal {
+        emit RoundAttested(
+            report.blockNumber,
+            report.configDigest,
+            digest,
+            report.accountsRoot,
+            report.accountCount,
+            signerBitmap,
+            msg.sender,
+            report.riskArraysRoot,
+            report.marketHash
+        );
     }
 
     function _checkSignatures(

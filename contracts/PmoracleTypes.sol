@@ -10,6 +10,8 @@ struct Report {
     bytes32 paramsHash;
     bytes32 accountsRoot;
     uint32 accountCount;
+    bytes32 riskArraysRoot;
+    bytes32 marketHash;
 }
 
 /// @notice An account's attested margin values (USD with 18 decimals), as in the round's Merkle leaf.

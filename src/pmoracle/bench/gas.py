@@ -67,6 +67,12 @@ def _dev_key(index: int) -> bytes:
     return bytes(Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}").key)
 
 
+def _report(config_digest: bytes, block: int, block_hash: bytes, root: bytes, count: int) -> Report:
+    """Return a report of the bench's parameters (risk-array root and market hash: fixed non-zero words)."""
+    return Report(config_digest, block, block_hash, PARAMS_HASH, root, count, keccak(text="risk arrays"),
+                  keccak(text="market"))  # fmt: skip
+
+
 class _Bench:
     def __init__(self, url: str, chain: Any) -> None:
         self.chain = chain
@@ -100,8 +106,7 @@ class _Bench:
     def attest(self, root: bytes, count: int, signers: list[int]) -> dict[str, int]:
         self.chain.rpc("evm_mine")
         block = int(self.w3.eth.block_number)
-        report = Report(self.config().digest(), block, bytes(self.w3.eth.get_block(block)["hash"]), PARAMS_HASH,
-                        root, count)  # fmt: skip
+        report = _report(self.config().digest(), block, bytes(self.w3.eth.get_block(block)["hash"]), root, count)
         bitmap = sum(1 << i for i in signers)
         sigs = [sign_report(self.domain, report, self.signing_keys[i]).signature for i in sorted(signers)]
         fn = self.oracle.functions.attest(report.as_tuple(), bitmap, sigs)
@@ -271,8 +276,8 @@ def run_gas_bench() -> dict[str, Any]:
         config = bench.config()
         block = int(bench.w3.eth.block_number)
         block_hash = bytes(bench.w3.eth.get_block(block)["hash"])
-        a = Report(config.digest(), block, block_hash, PARAMS_HASH, keccak(text="a"), 1)
-        b = Report(config.digest(), block, block_hash, PARAMS_HASH, keccak(text="b"), 1)
+        a = _report(config.digest(), block, block_hash, keccak(text="a"), 1)
+        b = _report(config.digest(), block, block_hash, keccak(text="b"), 1)
         evil = bench.signing_keys[15]
         fn = bench.registry.functions.slashEquivocation(
             a.as_tuple(), sign_report(bench.domain, a, evil).signature,
@@ -283,8 +288,8 @@ def run_gas_bench() -> dict[str, Any]:
             "slashEquivocation": _split(receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:]))
         }
         attested = bench.attest(keccak(text="attested"), 1, list(range(config.quorum)))
-        deviant = Report(config.digest(), attested["block"], bytes(bench.w3.eth.get_block(attested["block"])["hash"]),
-                         PARAMS_HASH, keccak(text="deviant"), 1)  # fmt: skip
+        deviant = _report(config.digest(), attested["block"],
+                          bytes(bench.w3.eth.get_block(attested["block"])["hash"]), keccak(text="deviant"), 1)  # fmt: skip
         fn = bench.registry.functions.slashDeviation(
             deviant.as_tuple(), sign_report(bench.domain, deviant, evil).signature
         )
