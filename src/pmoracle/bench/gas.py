@@ -288,8 +288,8 @@ def run_gas_bench() -> dict[str, Any]:
             "slashEquivocation": _split(receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:]))
         }
         attested = bench.attest(keccak(text="attested"), 1, list(range(config.quorum)))
-        deviant = _report(config.digest(), attested["block"],
-                          bytes(bench.w3.eth.get_block(attested["block"])["hash"]), keccak(text="deviant"), 1)  # fmt: skip
+        attested_hash = bytes(bench.w3.eth.get_block(attested["block"])["hash"])
+        deviant = _report(config.digest(), attested["block"], attested_hash, keccak(text="deviant"), 1)
         fn = bench.registry.functions.slashDeviation(
             deviant.as_tuple(), sign_report(bench.domain, deviant, evil).signature
         )
