@@ -11,6 +11,7 @@ import {Report} from "../../contracts/PmoracleTypes.sol";
 interface VmNewer {
     function setBlockhash(uint256 blockNumber, bytes32 blockHash) external;
     function assume(bool condition) external pure;
+    function expectPartialRevert(bytes4 selector) external;
 }
 
 /// @notice What forge reads from `targetSelectors()` (forge-std's StdInvariant.FuzzSelector).

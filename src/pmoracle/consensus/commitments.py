@@ -28,7 +28,7 @@ from itertools import pairwise
 from eth_abi import encode as abi_encode
 
 from pmoracle.consensus.hashing import keccak
-from pmoracle.consensus.merkle import EMPTY_ROOT, compute_level_proof, compute_levels
+from pmoracle.consensus.merkle import EMPTY_ROOT, AccountLeaf, compute_level_proof, compute_levels
 from pmoracle.errors import InputError
 from pmoracle.risk.inputs import SIZE_DECIMALS, Instrument, MarketSnapshot
 from pmoracle.risk.margin import RiskArrays
@@ -225,3 +225,56 @@ def compute_scenario_margin(holdings: Sequence[tuple[RiskRow, int]], cover: Risk
     loss = -pnl
     counted = -((-loss * cover.values[scenario]) // cover.base) if loss > 0 else 0
     return counted + addons
+
+
+@dataclass(frozen=True, slots=True)
+class FraudProof:
+    """The arguments of ``MarginOracle.proveFraud`` for one account of one round (amounts in leaf units)."""
+
+    leaf: AccountLeaf
+    account_proof: tuple[bytes, ...]
+    cover: RiskRow
+    cover_proof: tuple[bytes, ...]
+    rows: tuple[tuple[RiskRow, tuple[bytes, ...]], ...]  # by increasing key
+    scenario: int
+    required: int  # the least MM the rule allows in ``scenario`` (leaf units, > leaf.maintenance_margin)
+
+
+def compute_fraud_proof(
+    leaf: AccountLeaf,
+    account_proof: Sequence[bytes],
+    risk_tree: RiskArrayTree,
+    holdings: Mapping[int, int],
+    money_to_leaf: int,
+) -> FraudProof | None:
+    """Return the proof that ``leaf`` understates its MM, or None if no scenario shows it.
+
+    ``holdings`` maps each row key the account holds at B (every open position, every non-zero collateral balance)
+    to its SIZE units; the scenario chosen is the first with the largest bound. Raise ``InputError`` if a held key
+    has no row in ``risk_tree``.
+    """
+    cover = risk_tree.row_of(COVER_KEY)
+    held = [(risk_tree.row_of(key), size) for key, size in sorted(holdings.items())]
+    best, scenario = -1, 0
+    for s in range(len(cover.values)):
+        bound = compute_scenario_margin(held, cover, s)
+        if bound > best:
+            best, scenario = bound, s
+    required = max(best, 0) * money_to_leaf
+    if leaf.maintenance_margin >= required:
+        return None
+    rows = tuple((row, tuple(risk_tree.proof(row.key))) for row, _ in held)
+    return FraudProof(
+        leaf=leaf,
+        account_proof=tuple(account_proof),
+        cover=cover,
+        cover_proof=tuple(risk_tree.proof(COVER_KEY)),
+        rows=rows,
+        scenario=scenario,
+        required=required,
+    )
+
+
+def encode_risk_row(row: RiskRow, proof: Sequence[bytes]) -> tuple[int, int, int, bytes, list[bytes]]:
+    """Return a row with its proof as the ABI tuple ``RiskRow`` of the contracts."""
+    return (row.key, row.base, row.addon, encode_values(row.values), list(proof))
