@@ -9,7 +9,9 @@ snapshot at B exactly as a node does.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from pmoracle.chain.deploy import Deployment, deploy
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.snapshot import ChainSnapshot, read_snapshot
 from pmoracle.chain.transmitter import Transmitter
+from pmoracle.cli import main
 from pmoracle.config.params import default_params_text
 from pmoracle.consensus.certificate import build_certificate
 from pmoracle.consensus.commitments import COVER_KEY, FraudProof, compute_fraud_proof
@@ -29,7 +32,8 @@ from pmoracle.consensus.report import Domain, Report, sign_report
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.devnet.world import World
 from pmoracle.node.daemon import OFFLINE_W3, read_committee
-from pmoracle.node.dispute import prove_fraud_call, read_holdings, submit_fraud_proof
+from pmoracle.node.dispute import leaf_to_json, prove_fraud_call, read_holdings, submit_fraud_proof
+from pmoracle.node.keys import KeyKind, write_key_file
 from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput, compute_round
 from pmoracle.risk.params import parse_params
 from tests.integration.chain.contracts_support import address_of, dev_key, node_spec
@@ -213,3 +217,41 @@ def test_a_lying_quorum_is_proven_invalidated_and_slashed_and_the_honest_member_
     assert revert_of(lie, deviation)[0] == "RoundProvenFraudulent"
     # and it cannot be proven twice
     assert refusal(lie, lie.lie_report, lie_proof(lie, lie.victims[0]))[0] == "RoundProvenFraudulent"
+
+
+def test_dispute_prove_finds_the_understated_account_and_slashes_the_quorum(
+    anvil: Devchain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lie = make_lie(anvil, seed=12)
+    deployment_file = tmp_path / "deployment.json"
+    lie.deployment.save(deployment_file)
+    params_file = tmp_path / "risk-params.toml"
+    params_file.write_text(default_params_text())
+    leaves_file = tmp_path / "attested-leaves.json"  # the whole attested set: it proves itself by its root
+    leaves_file.write_text(json.dumps([leaf_to_json(leaf) for leaf in lie.lie_tree.leaves]))
+    key_file = tmp_path / "reporter.json"
+    write_key_file(KeyKind.TRANSMITTER, key_file, b"pw", secret=REPORTER, kdf_iterations=1024)
+    password_file = tmp_path / "password.txt"
+    password_file.write_text("pw\n")
+    chain = ["--rpc", anvil.url, "--deployment", str(deployment_file), "--params", str(params_file)]
+    honest = lie.honest.report.block_number
+    honest_leaves = tmp_path / "honest-leaves.json"
+    honest_leaves.write_text(json.dumps([leaf_to_json(leaf) for leaf in lie.honest.tree.leaves]))
+    assert main(["dispute", "prove", *chain, "--round", str(honest), "--leaves", str(honest_leaves)]) == 1
+    assert "nothing to prove: no attested leaf understates its MM" in capsys.readouterr().out
+
+    before = [stake_of(lie, i) for i in range(4)]
+    args = ["dispute", "prove", *chain, "--latest", "--leaves", str(leaves_file), "--key-file", str(key_file),
+            "--password-file", str(password_file), "--json"]  # fmt: skip
+    assert main(args) == 0
+    outcome = json.loads(capsys.readouterr().out)
+    assert outcome["proven"] is True and outcome["round"] == lie.lie_report.block_number
+    assert set(outcome["understated"]) == {to_checksum_address(v.account) for v in lie.victims}
+    assert outcome["account"] in outcome["understated"]
+    assert {s["signer"] for s in outcome["slashed"]} == {
+        to_checksum_address(lie.committee.members[i]) for i in COLLUDERS
+    }
+    after = [stake_of(lie, i) for i in range(4)]
+    assert after[HONEST] == before[HONEST] and all(after[i] < before[i] for i in COLLUDERS)
+    assert main(args) == 1  # the round is invalidated: nothing left to prove
+    assert json.loads(capsys.readouterr().out)["error"] == "RoundProvenFraudulent"
