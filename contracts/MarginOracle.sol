@@ -71,6 +71,15 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         uint256 signerBitmap;
     }
 
+    /// @dev What `_sumRows` accumulates over a fraud proof's rows (one memory word on the stack).
+    struct Sum {
+        int256 pnl;
+        int256 addons;
+        bool malformed;
+        uint256 positions;
+        uint256 previousKey;
+    }
+
     /// @dev Everything `attest` and `verifyMargin` read from storage, packed in one slot.
     struct State {
         address committeeData;
@@ -593,15 +602,6 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         }
         int256 total = counted + addons;
         required = total > 0 ? uint256(total) * MONEY_TO_LEAF : 0;
-    }
-
-    /// @dev What `_sumRows` accumulates (one memory word on the stack).
-    struct Sum {
-        int256 pnl;
-        int256 addons;
-        bool malformed;
-        uint256 positions;
-        uint256 previousKey;
     }
 
     /// @dev Sum size x R[s] and the short add-ons over `rows`, checking each is held, proven and that together they
