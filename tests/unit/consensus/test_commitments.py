@@ -7,6 +7,7 @@ slash an honest committee, or miss a lie.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -23,6 +24,7 @@ from pmoracle.consensus.commitments import (
     RiskRow,
     collateral_key,
     collateral_size,
+    compute_fraud_proof,
     compute_market_hash,
     compute_row_hash,
     compute_scenario_margin,
@@ -153,3 +155,21 @@ def test_commitments_are_identical_across_processes_and_thread_counts() -> None:
             [sys.executable, "-c", _CHILD, threads], env=env, capture_output=True, text=True, check=True, timeout=600
         )
         assert json.loads(child.stdout.strip().splitlines()[-1]) == here
+
+
+def test_compute_fraud_proof_names_the_worst_scenario_and_only_for_a_lie() -> None:
+    snapshot = make_snapshot(5)
+    output = compute_round(snapshot, default_params(), make_test_committee(4).config)
+    k, margin = max(enumerate(output.book.accounts), key=lambda x: x[1].maintenance_margin)
+    leaf = output.tree.leaf_of(margin.account)
+    held = {row.key: size for row, size in holdings_of(output, snapshot, snapshot.portfolios[k])}
+    account_proof = output.tree.proof(margin.account)
+    assert compute_fraud_proof(leaf, account_proof, output.risk_tree, held, MONEY_TO_LEAF) is None
+    lie = dataclasses.replace(leaf, maintenance_margin=leaf.maintenance_margin - 1)
+    proof = compute_fraud_proof(lie, account_proof, output.risk_tree, held, MONEY_TO_LEAF)
+    assert proof is not None
+    assert proof.scenario == margin.worst_scenario and proof.required == leaf.maintenance_margin
+    assert [row.key for row, _ in proof.rows] == sorted(held)
+    for row, row_proof in proof.rows:
+        assert compute_proof_root(compute_row_hash(row), row_proof) == output.report.risk_arrays_root
+    assert compute_proof_root(compute_row_hash(proof.cover), proof.cover_proof) == output.report.risk_arrays_root
