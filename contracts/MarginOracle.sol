@@ -166,8 +166,6 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     error RoundNotFound(uint64 blockNumber);
     /// @notice A constructor or setter argument is out of range.
     error InvalidParameter(string name, uint256 value);
-    /// @notice The round was proven fraudulent; its values cannot be used.
-    error RoundProvenFraudulent(uint64 blockNumber);
     /// @notice The ledger was already set.
     error LedgerAlreadySet(address ledger);
     /// @notice No ledger was set: fraud proofs cannot read positions.

@@ -3,7 +3,7 @@ pragma solidity 0.8.37;
 
 import {Base} from "./Base.sol";
 import {MarginOracle} from "../../contracts/MarginOracle.sol";
-import {SolverRegistry} from "../../contracts/SolverRegistry.sol";
+import {IPortfolioMarginOracle} from "../../contracts/IPortfolioMarginOracle.sol";
 import {Report, AttestedMargin, RiskRow, IFraudLedger} from "../../contracts/PmoracleTypes.sol";
 
 /// @dev A ledger holding one position of one account, unchanged since block `changed`.
@@ -152,16 +152,16 @@ contract FraudProofFuzzTest is Base {
         (Report memory report, RiskRow memory cover, RiskRow[] memory rows) = _attest(b, lie);
         oracle.proveFraud(report, ACCOUNT, AttestedMargin(lie, lie, 0), new bytes32[](0), cover, rows, worst);
         assertEq(oracle.roundAt(BLOCK).signerBitmap, 0, "invalidated");
-        vm.expectRevert(abi.encodeWithSelector(MarginOracle.RoundProvenFraudulent.selector, BLOCK));
+        vm.expectRevert(abi.encodeWithSelector(IPortfolioMarginOracle.RoundProvenFraudulent.selector, BLOCK));
         oracle.verifyMarginAt(BLOCK, ACCOUNT, lie, lie, 0, new bytes32[](0));
-        vm.expectRevert(abi.encodeWithSelector(MarginOracle.RoundProvenFraudulent.selector, BLOCK));
+        vm.expectRevert(abi.encodeWithSelector(IPortfolioMarginOracle.RoundProvenFraudulent.selector, BLOCK));
         oracle.roundDigests(BLOCK);
         for (uint256 i = 0; i < N; ++i) {
             uint256 stake = registry.nodeOf(signers[i]).stake;
             assertEq(stake, SIGNERS & (1 << i) != 0 ? 2 * MIN_STAKE * 9 / 10 : 2 * MIN_STAKE, "stake");
             assertEq(registry.offences(signers[i]), SIGNERS & (1 << i) != 0 ? 1 : 0, "offences");
         }
-        vm.expectRevert(abi.encodeWithSelector(MarginOracle.RoundProvenFraudulent.selector, BLOCK));
+        vm.expectRevert(abi.encodeWithSelector(IPortfolioMarginOracle.RoundProvenFraudulent.selector, BLOCK));
         oracle.proveFraud(report, ACCOUNT, AttestedMargin(lie, lie, 0), new bytes32[](0), cover, rows, worst);
     }
 
