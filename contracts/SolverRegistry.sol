@@ -11,7 +11,8 @@ import {Report, IMarginOracle} from "./PmoracleTypes.sol";
 /// @title SolverRegistry
 /// @notice Solver nodes register here with a native-ETH stake, their report-signing key (with a proof of
 ///         possession) and their libp2p endpoints; the owner sets the committee; anyone can submit slashing
-///         evidence (equivocation, deviation from the attested report about the canonical block).
+///         evidence (equivocation, deviation from the attested report about the canonical block); the oracle
+///         slashes every signer of a round proven fraudulent (`slashFraud`, after `MarginOracle.proveFraud`).
 /// @dev Slashing rules (docs/contracts.md, "SolverRegistry"): deviation is judged against the canonical block hash
 ///      only; the reporter's reward is paid only to the operator of another active, staked node (the offender and
 ///      mempool copiers get nothing); a committee member left below `minStake` is ejected (the oracle refuses its
