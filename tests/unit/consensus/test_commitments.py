@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pathlib
 import random
 import subprocess
 import sys
@@ -149,11 +150,14 @@ print(json.dumps(report.to_json()))
 
 def test_commitments_are_identical_across_processes_and_thread_counts() -> None:
     here = compute_round(make_snapshot(4), default_params(), make_test_committee(4).config).report.to_json()
-    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "PYTHONHASHSEED": "random"}
+    root = pathlib.Path(__file__).resolve().parents[3]  # the children import this checkout's sources and tests
+    path = os.pathsep.join([str(root / "src"), str(root), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "PYTHONHASHSEED": "random", "PYTHONPATH": path}
     for threads in ("1", "2"):
         child = subprocess.run(
-            [sys.executable, "-c", _CHILD, threads], env=env, capture_output=True, text=True, check=True, timeout=600
-        )
+            [sys.executable, "-c", _CHILD, threads], env=env, cwd=root, capture_output=True, text=True, check=True,
+            timeout=600,
+        )  # fmt: skip
         assert json.loads(child.stdout.strip().splitlines()[-1]) == here
 
 
