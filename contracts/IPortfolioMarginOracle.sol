@@ -34,6 +34,9 @@ interface IPortfolioMarginOracle {
     error RoundTooOld(uint64 blockNumber, uint256 age, uint64 maxRoundAge);
     /// @notice The leaf is not under the round's accounts root.
     error InvalidMarginProof(address account, uint64 blockNumber, bytes32 accountsRoot);
+    /// @notice The round was proven fraudulent (`MarginOracle.proveFraud`): its values cannot be used, and the
+    ///         latest-round reads refuse it until a newer round is attested.
+    error RoundProvenFraudulent(uint64 blockNumber);
 
     /// @notice Return the risk parameters hash of the current committee config (zero before the first committee):
     ///         every round attested under that config was computed with this document.
@@ -52,7 +55,7 @@ interface IPortfolioMarginOracle {
     function publishParams(bytes calldata document) external;
 
     /// @notice Return the latest attested round.
-    /// @dev Errors: `NoAttestedRound` before the first round.
+    /// @dev Errors: `NoAttestedRound` before the first round, `RoundProvenFraudulent` when it was proven wrong.
     /// @return blockNumber The block whose state the round's margins describe.
     /// @return attestedAt The timestamp of the block in which the round was attested.
     /// @return accountsRoot The Merkle root over the round's account leaves.
@@ -62,8 +65,9 @@ interface IPortfolioMarginOracle {
     function maxRoundAge() external view returns (uint64);
 
     /// @notice Return an account's margin values once proven against the latest round.
-    /// @dev Errors: `NoAttestedRound`, `RoundTooOld` when the latest round is older than `maxRoundAge()` blocks,
-    ///      `InvalidMarginProof` when (account, leaf) is not under the round's root.
+    /// @dev Errors: `NoAttestedRound`, `RoundProvenFraudulent` when the latest round was proven wrong, `RoundTooOld`
+    ///      when it is older than `maxRoundAge()` blocks, `InvalidMarginProof` when (account, leaf) is not under the
+    ///      round's root.
     /// @param account The account.
     /// @param leaf The account's attested values (IM, MM, equity; USD, 18 decimals).
     /// @param proof Sibling hashes from the leaf to the root (sorted pairs, OpenZeppelin MerkleProof).

@@ -5,7 +5,8 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
-import {Report, AttestedMargin, IMarginOracle} from "./PmoracleTypes.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Report, AttestedMargin, RiskRow, IMarginOracle, IFraudLedger, IFraudSlasher} from "./PmoracleTypes.sol";
 import {IPortfolioMarginOracle} from "./IPortfolioMarginOracle.sol";
 
 /// @title MarginOracle
@@ -13,33 +14,48 @@ import {IPortfolioMarginOracle} from "./IPortfolioMarginOracle.sol";
 /// @dev Check order of `attest` (docs/contracts.md): config digest, block number, block hash, signer range,
 ///      ejected signers, quorum, signature count, then each signature in bitmap order. Rounds live in a ring keyed
 ///      by `blockNumber % historyBlocks`, so every round of the last `historyBlocks` blocks stays readable. A round
-///      stores the block hash checked at attestation (the canonical hash once blockhash() has forgotten the block)
-///      instead of the report digest: the report's paramsHash must be the config's, so the digest is recomputed
-///      from stored fields (`roundDigests`, `roundAt`) and a round still costs three storage slots.
+///      stores four slots: its accounts root (what `verifyMargin` reads), the block hash checked at attestation
+///      (the canonical hash once blockhash() has forgotten the block), the report digest (the report's other
+///      fields, its risk-array root and market hash among them, are passed back by a fraud proof and checked
+///      against it) and one packed word with the signer bitmap (who is slashed if the round is proven wrong).
 ///      The committee (digest, version, ejected members, paramsHash, members) is kept as code, not storage: an
 ///      OpenZeppelin `Clones` clone with immutable args abi.encodePacked(configDigest, uint256(ejectedBitmap << 64 |
 ///      version), paramsHash, members) whose implementation is address(0) (it never runs anything). `attest` reads
 ///      it with one EXTCODECOPY instead of one cold SLOAD per signer (the SSTORE2 pattern); an ejection writes a
 ///      new clone.
+///      Aggregation fraud proof (`proveFraud`, docs/dispute.md): anyone shows, from an account's positions at B read
+///      from the ledger (unchanged since B) and the committed risk-array rows, that its attested MM is below the loss
+///      of one scenario; the round is then invalidated (its signer bitmap cleared: every read of it reverts
+///      `RoundProvenFraudulent`) and every signer is slashed through the registry.
 ///      Consuming protocols read it through IPortfolioMarginOracle (parameters hash and document, latest round,
 ///      proven margins); `publishParams` only writes the publication block of a known parameters hash.
 contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     /// @notice keccak256 of the EIP-712 Report type (REPORT_TYPE in src/pmoracle/consensus/report.py).
     bytes32 public constant REPORT_TYPEHASH = keccak256(
-        "Report(bytes32 configDigest,uint64 blockNumber,bytes32 blockHash,bytes32 paramsHash,bytes32 accountsRoot,uint32 accountCount)"
+        "Report(bytes32 configDigest,uint64 blockNumber,bytes32 blockHash,bytes32 paramsHash,bytes32 accountsRoot,uint32 accountCount,bytes32 riskArraysRoot,bytes32 marketHash)"
     );
 
     /// @notice Largest committee: signer bitmaps index members 0..63.
     uint256 public constant MAX_COMMITTEE = 64;
+    /// @notice Risk-array key of the row holding the scenarios' cover fractions.
+    uint256 public constant COVER_KEY = type(uint256).max;
+    /// @notice Bit set in the risk-array key of a collateral token.
+    uint256 public constant COLLATERAL_FLAG = 1 << 255;
+    /// @notice Leaf amounts (USD, 18 decimals) per engine MONEY unit (USD, 8 decimals).
+    uint256 public constant MONEY_TO_LEAF = 1e10;
+    /// @dev SIZE units (1e-4) are 4 decimals.
+    uint256 internal constant SIZE_DECIMALS = 4;
 
-    /// @notice A stored round.
+    /// @notice A stored round (four slots; `attestedAt` is a uint32 of seconds, enough until 2106).
     struct Round {
         bytes32 accountsRoot;
         bytes32 blockHash;
+        bytes32 reportDigest;
         uint64 blockNumber;
-        uint64 attestedAt;
+        uint32 attestedAt;
         uint32 accountCount;
         uint64 configVersion;
+        uint64 signerBitmap;
     }
 
     /// @notice A round as returned by the views.
@@ -52,6 +68,16 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         uint32 accountCount;
         uint64 attestedAt;
         bytes32 blockHash;
+        uint256 signerBitmap;
+    }
+
+    /// @dev What `_sumRows` accumulates over a fraud proof's rows (one memory word on the stack).
+    struct Sum {
+        int256 pnl;
+        int256 addons;
+        bool malformed;
+        uint256 positions;
+        uint256 previousKey;
     }
 
     /// @dev Everything `attest` and `verifyMargin` read from storage, packed in one slot.
@@ -79,6 +105,10 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     mapping(bytes32 paramsHash => uint64 blockNumber) public paramsPublishedAt;
     /// @dev The parameters hashes some installed config committed to (what `publishParams` accepts).
     mapping(bytes32 paramsHash => bool) internal _paramsKnown;
+    /// @dev The committee clone of each installed config version as installed (members in bitmap order).
+    mapping(uint64 version => address data) internal _committeeAt;
+    /// @notice The ledger whose positions fraud proofs read (set once by the registry's owner).
+    IFraudLedger public ledger;
 
     /// @notice A committee config was installed by the registry.
     event CommitteeInstalled(uint64 indexed version, bytes32 indexed configDigest, address[] members, uint8 quorum);
@@ -93,7 +123,15 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         bytes32 accountsRoot,
         uint32 accountCount,
         uint256 signerBitmap,
-        address transmitter
+        address transmitter,
+        bytes32 riskArraysRoot,
+        bytes32 marketHash
+    );
+
+    /// @notice A round was proven fraudulent: `verifyMargin` and every read of it revert from now on, and its
+    ///         signers were slashed.
+    event RoundInvalidated(
+        uint64 indexed blockNumber, bytes32 reportDigest, uint256 signerBitmap, address account, address prover
     );
 
     /// @notice The caller is not the registry.
@@ -128,6 +166,24 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     error RoundNotFound(uint64 blockNumber);
     /// @notice A constructor or setter argument is out of range.
     error InvalidParameter(string name, uint256 value);
+    /// @notice The ledger was already set.
+    error LedgerAlreadySet(address ledger);
+    /// @notice No ledger was set: fraud proofs cannot read positions.
+    error NoLedger();
+    /// @notice The report passed back is not the one attested for its block.
+    error ReportMismatch(uint64 blockNumber, bytes32 given, bytes32 attested);
+    /// @notice The account changed after the round's block: its positions now are not those at B.
+    error AccountChangedSinceRound(address account, uint64 changedAt, uint64 blockNumber);
+    /// @notice The cover row's key is not `COVER_KEY`, or the scenario is not one of its columns.
+    error InvalidCoverRow(uint256 key, uint256 scenario);
+    /// @notice A row is not under the report's risk-array root with its proof.
+    error InvalidRowProof(uint256 key, bytes32 riskArraysRoot);
+    /// @notice Rows must come by strictly increasing key, each a held instrument or a non-zero collateral balance.
+    error RowNotHeld(address account, uint256 key);
+    /// @notice The rows do not cover every position and collateral balance of the account.
+    error IncompleteHoldings(address account, uint256 rows, uint256 held);
+    /// @notice The attested maintenance margin covers the scenario's counted loss and add-ons: no fraud.
+    error NotFraudulent(address account, uint256 scenario, uint256 attestedMaintenanceMargin, uint256 required);
 
     /// @param registry_ The SolverRegistry (installs committees).
     /// @param historyBlocks_ Rounds of the last `historyBlocks_` blocks stay readable (ring size).
@@ -160,6 +216,7 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         );
         configDigestOf[version] = digest;
         paramsHashOf[version] = paramsHash_;
+        _committeeAt[version] = data;
         _paramsKnown[paramsHash_] = true;
         State storage s = _state;
         s.committeeData = data;
@@ -224,15 +281,83 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         _rounds[report.blockNumber % historyBlocks] = Round({
             accountsRoot: report.accountsRoot,
             blockHash: report.blockHash,
+            reportDigest: digest,
             blockNumber: report.blockNumber,
-            attestedAt: uint64(block.timestamp),
+            attestedAt: uint32(block.timestamp),
             accountCount: report.accountCount,
-            configVersion: version
+            configVersion: version,
+            signerBitmap: uint64(signerBitmap) // < 2**64: checked against the committee size (step 4)
         });
         _state.lastBlockNumber = report.blockNumber;
-        emit RoundAttested(
-            report.blockNumber, current, digest, report.accountsRoot, report.accountCount, signerBitmap, msg.sender
-        );
+        _emitAttested(report, digest, signerBitmap);
+    }
+
+    /// @notice Set the ledger fraud proofs read positions from; once, called by SolverRegistry.setLedger.
+    /// @param ledger_ The MarginAccounts ledger.
+    function setLedger(address ledger_) external {
+        if (msg.sender != registry) revert NotRegistry(msg.sender);
+        if (address(ledger) != address(0)) revert LedgerAlreadySet(address(ledger));
+        if (ledger_ == address(0)) revert InvalidParameter("ledger", 0);
+        ledger = IFraudLedger(ledger_);
+    }
+
+    /// @notice Prove that the round of `report.blockNumber` understates an account's maintenance margin: its
+    ///         positions and collateral at B (the ledger's, unchanged since B) lose, in scenario `scenario` of the
+    ///         committed risk arrays, more than the attested MM covers. On success the round is invalidated and
+    ///         every signer slashed (the prover is the reporter: rewarded if it operates another staked node).
+    /// @dev Check order: round found and not invalidated, report digest, account leaf, ledger set, account
+    ///      unchanged since B, cover row, rows (strictly increasing keys, each held, each proven), completeness,
+    ///      the margin. A committed row whose length is not the cover row's is itself proof of fraud (an honest
+    ///      tree never has one). The bound: MM >= max(0, ceil(-sum size x R[s] x c_s)) + sum_short |size| x addon.
+    /// @param report The attested report (its digest must be the stored one).
+    /// @param account The account whose leaf is wrong.
+    /// @param leaf Its attested values.
+    /// @param accountProof The leaf's proof under `report.accountsRoot`.
+    /// @param cover The cover row (key `COVER_KEY`) with its proof.
+    /// @param rows One row per open position and non-zero collateral balance, by strictly increasing key.
+    /// @param scenario The scenario (column) whose loss the attested MM does not cover.
+    function proveFraud(
+        Report calldata report,
+        address account,
+        AttestedMargin calldata leaf,
+        bytes32[] calldata accountProof,
+        RiskRow calldata cover,
+        RiskRow[] calldata rows,
+        uint256 scenario
+    ) external {
+        (Round storage r, bytes32 digest) = _checkAttestedLeaf(report, account, leaf, accountProof);
+        // 5. the scenario's counted loss and add-ons exceed the attested MM (or a committed row is malformed)
+        (bool malformed, uint256 required) = _requiredMargin(report.riskArraysRoot, account, cover, rows, scenario);
+        if (!malformed && leaf.maintenanceMargin >= required) {
+            revert NotFraudulent(account, scenario, leaf.maintenanceMargin, required);
+        }
+        _invalidate(r, digest, account);
+    }
+
+    /// @dev Checks 1-4 of `proveFraud`; return the round and the report digest.
+    function _checkAttestedLeaf(
+        Report calldata report,
+        address account,
+        AttestedMargin calldata leaf,
+        bytes32[] calldata accountProof
+    ) internal view returns (Round storage r, bytes32 digest) {
+        uint64 blockNumber = report.blockNumber;
+        r = _roundOf(blockNumber);
+        // 1. the round stands
+        if (r.signerBitmap == 0) revert RoundProvenFraudulent(blockNumber);
+        // 2. the report passed back is the attested one (its riskArraysRoot is not stored)
+        digest = reportDigest(report);
+        if (digest != r.reportDigest) revert ReportMismatch(blockNumber, digest, r.reportDigest);
+        // 3. the leaf is the attested one
+        bytes32 leafHash = computeLeaf(account, leaf.initialMargin, leaf.maintenanceMargin, leaf.equity);
+        if (!MerkleProof.verifyCalldata(accountProof, report.accountsRoot, leafHash)) {
+            revert InvalidMarginProof(account, blockNumber, report.accountsRoot);
+        }
+        // 4. the ledger's positions now are those at B
+        IFraudLedger ledger_ = ledger;
+        if (address(ledger_) == address(0)) revert NoLedger();
+        uint64 changed = ledger_.changedAt(account);
+        if (changed > blockNumber) revert AccountChangedSinceRound(account, changed, blockNumber);
     }
 
     /// @notice Return the EIP-712 digest of `report` in this contract's domain (what members sign).
@@ -340,6 +465,7 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         blockNumber = _state.lastBlockNumber;
         if (blockNumber == 0) revert NoAttestedRound();
         Round storage r = _roundOf(blockNumber);
+        if (r.signerBitmap == 0) revert RoundProvenFraudulent(blockNumber);
         return (blockNumber, r.attestedAt, r.accountsRoot);
     }
 
@@ -381,7 +507,9 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     /// @param blockNumber The round's block.
     function roundDigests(uint64 blockNumber) external view returns (bytes32, bytes32) {
         Round storage r = _roundOf(blockNumber);
-        return (configDigestOf[r.configVersion], _digestOf(r));
+        // deviation from a report proven wrong is no offence
+        if (r.signerBitmap == 0) revert RoundProvenFraudulent(blockNumber);
+        return (configDigestOf[r.configVersion], r.reportDigest);
     }
 
     /// @inheritdoc IMarginOracle
@@ -447,6 +575,136 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         _verifyMargin(blockNumber, account, leaf.initialMargin, leaf.maintenanceMargin, leaf.equity, proof);
     }
 
+    /// @dev Return the least MM (leaf units) the rule allows for the account's holdings in `scenario`, or
+    ///      `malformed` when a proven row has another length than the cover row or the cover row is unusable.
+    function _requiredMargin(
+        bytes32 root,
+        address account,
+        RiskRow calldata cover,
+        RiskRow[] calldata rows,
+        uint256 scenario
+    ) internal view returns (bool malformed, uint256 required) {
+        if (cover.key != COVER_KEY) revert InvalidCoverRow(cover.key, scenario);
+        _checkRow(root, cover);
+        uint256 width = cover.values.length;
+        if (width % 8 != 0 || cover.base <= 0) return (true, 0);
+        if (scenario >= width / 8) revert InvalidCoverRow(cover.key, scenario);
+        int256 coverNum = _valueAt(cover.values, scenario);
+        if (coverNum <= 0) return (true, 0);
+        (int256 pnl, int256 addons, bool bad) = _sumRows(root, account, rows, width, scenario);
+        if (bad) return (true, 0);
+        int256 counted = 0;
+        if (pnl < 0) {
+            int256 den = cover.base;
+            counted = (-pnl * coverNum + den - 1) / den; // ceil of a positive quotient
+        }
+        int256 total = counted + addons;
+        required = total > 0 ? uint256(total) * MONEY_TO_LEAF : 0;
+    }
+
+    /// @dev Sum size x R[s] and the short add-ons over `rows`, checking each is held, proven and that together they
+    ///      are every open position and non-zero collateral balance of `account`.
+    function _sumRows(bytes32 root, address account, RiskRow[] calldata rows, uint256 width, uint256 scenario)
+        internal
+        view
+        returns (int256, int256, bool)
+    {
+        Sum memory sum;
+        for (uint256 j = 0; j < rows.length; ++j) {
+            _addRow(sum, root, account, rows[j], width, scenario);
+        }
+        _checkComplete(account, sum.positions, rows.length - sum.positions);
+        return (sum.pnl, sum.addons, sum.malformed);
+    }
+
+    /// @dev Add one row's P&L in `scenario` and short add-on for the account's holding, after checking its key is
+    ///      above the previous one, held and proven; a width other than the cover row's marks the sum malformed.
+    function _addRow(
+        Sum memory sum,
+        bytes32 root,
+        address account,
+        RiskRow calldata row,
+        uint256 width,
+        uint256 scenario
+    ) internal view {
+        uint256 key = row.key;
+        if (key <= sum.previousKey || key == COVER_KEY) revert RowNotHeld(account, key);
+        sum.previousKey = key;
+        if (key & COLLATERAL_FLAG == 0) ++sum.positions;
+        (bool held, int256 size) = _holdingOf(ledger, account, key);
+        if (!held) revert RowNotHeld(account, key);
+        _checkRow(root, row);
+        if (row.values.length != width) {
+            sum.malformed = true;
+            return;
+        }
+        sum.pnl += size * _valueAt(row.values, scenario);
+        if (size < 0) sum.addons += -size * row.addon;
+    }
+
+    /// @dev Revert unless the rows named every open position and every non-zero collateral balance.
+    function _checkComplete(address account, uint256 positions, uint256 balances) internal view {
+        IFraudLedger ledger_ = ledger;
+        uint256 heldPositions = ledger_.openPositionCount(account);
+        uint256 heldBalances = _nonZeroBalances(ledger_, account);
+        if (positions != heldPositions || balances != heldBalances) {
+            revert IncompleteHoldings(account, positions + balances, heldPositions + heldBalances);
+        }
+    }
+
+    /// @dev Whether an account holds a row's key (a non-zero position or balance), and the SIZE units it holds: its
+    ///      position, or its balance converted as the chain snapshot does (floored to 4 decimals; dust is 0).
+    function _holdingOf(IFraudLedger ledger_, address account, uint256 key)
+        internal
+        view
+        returns (bool held, int256 size)
+    {
+        if (key & COLLATERAL_FLAG == 0) {
+            if (key > type(uint32).max) return (false, 0);
+            size = ledger_.positionOf(account, uint32(key));
+            return (size != 0, size);
+        }
+        uint256 decimals = uint8(key >> 160);
+        uint256 balance = ledger_.balanceOf(account, address(uint160(key)));
+        uint256 units = decimals >= SIZE_DECIMALS
+            ? balance / 10 ** (decimals - SIZE_DECIMALS)
+            : balance * 10 ** (SIZE_DECIMALS - decimals);
+        return (balance != 0, SafeCast.toInt256(units));
+    }
+
+    function _nonZeroBalances(IFraudLedger ledger_, address account) internal view returns (uint256 count) {
+        address[] memory tokens = ledger_.collateralTokens();
+        for (uint256 i = 0; i < tokens.length; ++i) {
+            if (ledger_.balanceOf(account, tokens[i]) != 0) ++count;
+        }
+    }
+
+    function _checkRow(bytes32 root, RiskRow calldata row) internal pure {
+        bytes32 leafHash = keccak256(bytes.concat(keccak256(abi.encodePacked(row.key, row.base, row.addon, row.values))));
+        if (!MerkleProof.verifyCalldata(row.proof, root, leafHash)) revert InvalidRowProof(row.key, root);
+    }
+
+    function _valueAt(bytes calldata values, uint256 scenario) internal pure returns (int256) {
+        uint256 offset = scenario * 8;
+        return int64(uint64(bytes8(values[offset:offset + 8])));
+    }
+
+    /// @dev Clear the round's signer bitmap (every read of it reverts from now on), then slash its signers.
+    function _invalidate(Round storage r, bytes32 digest, address account) internal {
+        uint256 bitmap = r.signerBitmap;
+        uint64 version = r.configVersion;
+        uint64 blockNumber = r.blockNumber;
+        r.signerBitmap = 0;
+        bytes memory committee = Clones.fetchCloneArgs(_committeeAt[version]);
+        address[] memory signers = new address[](_countBits(bitmap));
+        uint256 k = 0;
+        for (uint256 i = 0; bitmap >> i != 0; ++i) {
+            if ((bitmap >> i) & 1 == 1) signers[k++] = _memberOf(committee, i);
+        }
+        emit RoundInvalidated(blockNumber, digest, bitmap, account, msg.sender);
+        IFraudSlasher(registry).slashFraud(signers, configDigestOf[version], blockNumber, msg.sender);
+    }
+
     function _verifyMargin(
         uint64 blockNumber,
         address account,
@@ -456,6 +714,7 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         bytes32[] calldata proof
     ) internal view {
         Round storage r = _roundOf(blockNumber);
+        if (r.signerBitmap == 0) revert RoundProvenFraudulent(blockNumber);
         uint256 age = block.number - blockNumber;
         if (age > maxRoundAge) revert RoundTooOld(blockNumber, age, maxRoundAge);
         bytes32 root = r.accountsRoot;
@@ -473,31 +732,14 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         return RoundView({
             blockNumber: r.blockNumber,
             accountsRoot: r.accountsRoot,
-            reportDigest: _digestOf(r),
+            reportDigest: r.reportDigest,
             configDigest: configDigestOf[r.configVersion],
             configVersion: r.configVersion,
             accountCount: r.accountCount,
             attestedAt: r.attestedAt,
-            blockHash: r.blockHash
+            blockHash: r.blockHash,
+            signerBitmap: r.signerBitmap
         });
-    }
-
-    /// @dev Return the EIP-712 digest of the report a stored round attested (its paramsHash is the config's).
-    function _digestOf(Round storage r) internal view returns (bytes32) {
-        uint64 version = r.configVersion;
-        return _hashTypedDataV4(
-            keccak256(
-                abi.encode(
-                    REPORT_TYPEHASH,
-                    configDigestOf[version],
-                    r.blockNumber,
-                    r.blockHash,
-                    paramsHashOf[version],
-                    r.accountsRoot,
-                    r.accountCount
-                )
-            )
-        );
     }
 
     /// @dev The committee blob is abi.encodePacked(bytes32 digest, uint256(ejected << 64 | version), bytes32
@@ -536,6 +778,21 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         assembly ("memory-safe") {
             member := mload(add(committee, add(0x80, shl(5, index))))
         }
+    }
+
+    /// @dev In its own frame: the event's nine fields do not fit `attest`'s stack.
+    function _emitAttested(Report calldata report, bytes32 digest, uint256 signerBitmap) internal {
+        emit RoundAttested(
+            report.blockNumber,
+            report.configDigest,
+            digest,
+            report.accountsRoot,
+            report.accountCount,
+            signerBitmap,
+            msg.sender,
+            report.riskArraysRoot,
+            report.marketHash
+        );
     }
 
     function _checkSignatures(

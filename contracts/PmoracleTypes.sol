@@ -10,6 +10,8 @@ struct Report {
     bytes32 paramsHash;
     bytes32 accountsRoot;
     uint32 accountCount;
+    bytes32 riskArraysRoot;
+    bytes32 marketHash;
 }
 
 /// @notice An account's attested margin values (USD with 18 decimals), as in the round's Merkle leaf.
@@ -17,6 +19,42 @@ struct AttestedMargin {
     uint256 initialMargin;
     uint256 maintenanceMargin;
     int256 equity;
+}
+
+/// @notice One row of a round's risk-array tree with its Merkle proof (docs/protocol.md, "Commitments of a report"):
+///         `key` is a ledger instrument id, a collateral key `2**255 | decimals << 160 | token`, or the cover key
+///         `2**256 - 1`; `values` packs one big-endian int64 per scenario.
+struct RiskRow {
+    uint256 key;
+    int64 base;
+    int64 addon;
+    bytes values;
+    bytes32[] proof;
+}
+
+/// @notice The ledger reads of an aggregation fraud proof (MarginAccounts).
+interface IFraudLedger {
+    /// @notice Return the block of the last change of an account's positions, balances or cash.
+    function changedAt(address account) external view returns (uint64);
+
+    /// @notice Return an account's position in an instrument (SIZE units, signed).
+    function positionOf(address account, uint32 instrumentId) external view returns (int128);
+
+    /// @notice Return the number of an account's open positions.
+    function openPositionCount(address account) external view returns (uint256);
+
+    /// @notice Return the enabled collateral tokens.
+    function collateralTokens() external view returns (address[] memory);
+
+    /// @notice Return an account's balance of a collateral token (token units).
+    function balanceOf(address account, address token) external view returns (uint256);
+}
+
+/// @notice What MarginOracle asks of SolverRegistry when a round is proven fraudulent.
+interface IFraudSlasher {
+    /// @notice Slash every signer of the fraudulent round (only the oracle); `reporter` proved it.
+    function slashFraud(address[] calldata signers, bytes32 configDigest, uint64 blockNumber, address reporter)
+        external;
 }
 
 /// @notice The reads of MarginOracle that other pmoracle contracts use.
@@ -27,6 +65,9 @@ interface IMarginOracle {
 
     /// @notice Return the EIP-712 digest a committee member signs for `report`.
     function reportDigest(Report calldata report) external view returns (bytes32);
+
+    /// @notice Set the ledger whose positions fraud proofs read, once (only the registry).
+    function setLedger(address ledger) external;
 
     /// @notice Refuse the signatures of member `index` of config `version` from now on (only the registry).
     function ejectMember(uint64 version, uint256 index) external;

@@ -11,7 +11,8 @@ import {Report, IMarginOracle} from "./PmoracleTypes.sol";
 /// @title SolverRegistry
 /// @notice Solver nodes register here with a native-ETH stake, their report-signing key (with a proof of
 ///         possession) and their libp2p endpoints; the owner sets the committee; anyone can submit slashing
-///         evidence (equivocation, deviation from the attested report about the canonical block).
+///         evidence (equivocation, deviation from the attested report about the canonical block); the oracle
+///         slashes every signer of a round proven fraudulent (`slashFraud`, after `MarginOracle.proveFraud`).
 /// @dev Slashing rules (docs/contracts.md, "SolverRegistry"): deviation is judged against the canonical block hash
 ///      only; the reporter's reward is paid only to the operator of another active, staked node (the offender and
 ///      mempool copiers get nothing); a committee member left below `minStake` is ejected (the oracle refuses its
@@ -61,7 +62,8 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     /// @notice Kinds of slashing evidence.
     enum Offence {
         Equivocation,
-        Deviation
+        Deviation,
+        Fraud
     }
 
     /// @notice Minimum stake (wei) to register and to be put in a committee.
@@ -141,6 +143,8 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         uint256 reward
     );
 
+    /// @notice The caller is not the oracle.
+    error NotOracle(address caller);
     /// @notice A constructor argument is out of range.
     error InvalidParameter(string name, uint256 value);
     /// @notice The oracle was already set, or is zero.
@@ -424,6 +428,32 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         return _nodes[signer];
     }
 
+    /// @notice Set the ledger the oracle's fraud proofs read positions from (once; MarginAccounts).
+    /// @param ledger The ledger.
+    function setLedger(address ledger) external onlyOwner {
+        _oracle().setLedger(ledger);
+    }
+
+    /// @notice Slash every signer of a round the oracle found fraudulent (`MarginOracle.proveFraud`); the prover is
+    ///         the reporter, rewarded per signer under the same rule as other evidence.
+    /// @dev Called once per round (the oracle invalidates it first), so the once-per-round-key rule of the other
+    ///      offences does not apply: a signer who also equivocated in that round pays for both.
+    /// @param signers The round's signers.
+    /// @param configDigest_ The round's config digest.
+    /// @param blockNumber The round's block.
+    /// @param reporter Who proved the fraud.
+    function slashFraud(address[] calldata signers, bytes32 configDigest_, uint64 blockNumber, address reporter)
+        external
+        nonReentrant
+    {
+        if (msg.sender != address(oracle)) revert NotOracle(msg.sender);
+        uint256 reward = 0;
+        for (uint256 i = 0; i < signers.length; ++i) {
+            reward += _penalize(signers[i], Offence.Fraud, configDigest_, blockNumber, reporter);
+        }
+        if (reward != 0) Address.sendValue(payable(reporter), reward);
+    }
+
     /// @notice Slash a signer who signed two different reports for the same round key.
     /// @param reportA The first report.
     /// @param sigA The signer's EIP-712 signature of `reportA` (oracle domain).
@@ -475,19 +505,28 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     /// @dev Never reverts for lack of stake (a 100% slash leaves 0, and later offences still count); the reward is
     ///      paid last (checks-effects-interactions; the oracle call is to the trusted, registry-set oracle).
     function _slash(address signer, Offence offence, bytes32 configDigest_, uint64 blockNumber) internal {
-        Node storage node = _nodes[signer];
-        if (node.status == NodeStatus.None) revert UnknownSigner(signer);
         bytes32 key = keccak256(abi.encode(signer, configDigest_, blockNumber));
         if (slashed[key]) revert AlreadySlashed(signer, configDigest_, blockNumber);
         slashed[key] = true;
+        uint256 reward = _penalize(signer, offence, configDigest_, blockNumber, msg.sender);
+        if (reward != 0) Address.sendValue(payable(msg.sender), reward);
+    }
+
+    /// @dev Take `slashBps` of the signer's stake, count the offence, eject below the minimum; return the reward
+    ///      owed to `reporter` (the caller pays it last).
+    function _penalize(address signer, Offence offence, bytes32 configDigest_, uint64 blockNumber, address reporter)
+        internal
+        returns (uint256 reward)
+    {
+        Node storage node = _nodes[signer];
+        if (node.status == NodeStatus.None) revert UnknownSigner(signer);
         ++offences[signer];
         uint256 amount = node.stake * slashBps / BPS;
-        uint256 reward = _isRewardedReporter(msg.sender, signer) ? amount * rewardBps / BPS : 0;
+        reward = _isRewardedReporter(reporter, signer) ? amount * rewardBps / BPS : 0;
         node.stake -= amount;
         slashedPool += amount - reward;
-        emit Slashed(signer, offence, configDigest_, blockNumber, amount, msg.sender, reward);
+        emit Slashed(signer, offence, configDigest_, blockNumber, amount, reporter, reward);
         if (node.stake < minStake) _eject(signer, node.stake);
-        if (reward != 0) Address.sendValue(payable(msg.sender), reward);
     }
 
     /// @dev A reward goes only to the operator of another active node holding the minimum stake: the offender's

@@ -11,6 +11,7 @@ import {Report} from "../../contracts/PmoracleTypes.sol";
 interface VmNewer {
     function setBlockhash(uint256 blockNumber, bytes32 blockHash) external;
     function assume(bool condition) external pure;
+    function expectPartialRevert(bytes4 selector) external;
 }
 
 /// @notice What forge reads from `targetSelectors()` (forge-std's StdInvariant.FuzzSelector).
@@ -95,7 +96,18 @@ abstract contract Base {
         vm.roll(uint256(blockNumber) + 1);
         bytes32 hash_ = keccak256(abi.encode("block", blockNumber));
         vmNewer.setBlockhash(blockNumber, hash_);
-        report = Report(registry.configDigest(), blockNumber, hash_, PARAMS, root, 7);
+        report = makeReport(blockNumber, hash_, root, 7);
+    }
+
+    /// @dev A report of the current config about (`blockNumber`, `blockHash`) with these accounts.
+    function makeReport(uint64 blockNumber, bytes32 blockHash, bytes32 root, uint32 count)
+        internal
+        view
+        returns (Report memory)
+    {
+        return Report(
+            registry.configDigest(), blockNumber, blockHash, PARAMS, root, count, keccak256("risk"), keccak256("market")
+        );
     }
 
     /// @dev The attest arguments signed by the members whose bits are set in `bitmap`.

@@ -71,8 +71,8 @@ contract RegistryOracleHandler is Base {
     function equivocate(uint256 member, uint256 reporter) external recordBefore {
         member %= N + 1;
         uint64 blockNumber = nextRound++;
-        Report memory a = Report(registry.configDigest(), blockNumber, keccak256("h"), PARAMS, keccak256("a"), 1);
-        Report memory b = Report(registry.configDigest(), blockNumber, keccak256("h"), PARAMS, keccak256("b"), 1);
+        Report memory a = makeReport(blockNumber, keccak256("h"), keccak256("a"), 1);
+        Report memory b = makeReport(blockNumber, keccak256("h"), keccak256("b"), 1);
         bytes memory sigA = sign(signerKeys[member], oracle.reportDigest(a));
         bytes memory sigB = sign(signerKeys[member], oracle.reportDigest(b));
         address from = _reporter(reporter);
@@ -91,7 +91,7 @@ contract RegistryOracleHandler is Base {
         member %= N;
         bytes32 hash_ = canonical ? canonicalHashOf[blockNumber] : otherHash;
         Report memory report =
-            Report(registry.configDigest(), blockNumber, hash_, PARAMS, keccak256(abi.encode(otherHash)), 3);
+            makeReport(blockNumber, hash_, keccak256(abi.encode(otherHash)), 3);
         bytes memory sig = sign(signerKeys[member], oracle.reportDigest(report));
         address from = _reporter(reporter);
         bool eligible = _eligible(from, signers[member]);

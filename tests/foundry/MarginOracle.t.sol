@@ -34,7 +34,7 @@ contract MarginOracleFuzzTest is Base {
         oracle.attest(report, bitmap, sigs);
         MarginOracle.RoundView memory round = oracle.roundAt(blockNumber);
         assertEq(round.accountsRoot, root, "root");
-        assertEq(round.reportDigest, oracle.reportDigest(report), "the digest recomputed from the stored round");
+        assertEq(round.reportDigest, oracle.reportDigest(report), "the stored digest is the signed one");
         (bytes32 configDigest, bytes32 digest) = oracle.roundDigests(blockNumber);
         assertEq(configDigest, report.configDigest, "roundDigests config");
         assertEq(digest, oracle.reportDigest(report), "roundDigests digest");

@@ -24,8 +24,8 @@ contract SolverRegistryFuzzTest is Base {
     }
 
     function _equivocate(uint256 member, uint64 blockNumber, address reporter) internal {
-        Report memory a = Report(registry.configDigest(), blockNumber, keccak256("h"), PARAMS, keccak256("a"), 1);
-        Report memory b = Report(registry.configDigest(), blockNumber, keccak256("h"), PARAMS, keccak256("b"), 1);
+        Report memory a = makeReport(blockNumber, keccak256("h"), keccak256("a"), 1);
+        Report memory b = makeReport(blockNumber, keccak256("h"), keccak256("b"), 1);
         bytes memory sigA = sign(signerKeys[member], oracle.reportDigest(a));
         bytes memory sigB = sign(signerKeys[member], oracle.reportDigest(b));
         vm.prank(reporter);
@@ -86,9 +86,7 @@ contract SolverRegistryFuzzTest is Base {
         Report memory attested = anchor(1_000, keccak256("honest"));
         oracle.attest(attested, 7, certificate(attested, 7));
         vm.roll(1_001 + uint256(later)); // past 256 blocks blockhash() reads 0: the recorded hash decides
-        Report memory deviant = Report(
-            attested.configDigest, attested.blockNumber, attested.blockHash, PARAMS, keccak256("deviant"), 7
-        );
+        Report memory deviant = makeReport(attested.blockNumber, attested.blockHash, keccak256("deviant"), 7);
         vmNewer.assume(otherHash != attested.blockHash);
         deviant.blockHash = otherHash;
         bytes memory sig = sign(signerKeys[OFFENDER], oracle.reportDigest(deviant));

@@ -47,6 +47,8 @@ def eip712_vectors() -> dict[str, Any]:
             params_hash=rng.randbytes(32),
             accounts_root=rng.randbytes(32) if i else b"\x00" * 32,
             account_count=[0, 1, 2**32 - 1, rng.randrange(10**6)][i % 4],
+            risk_arrays_root=rng.randbytes(32) if i else b"\x00" * 32,
+            market_hash=rng.randbytes(32),
         )
         cases.append(
             {

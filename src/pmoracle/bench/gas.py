@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import pathlib
 import random
 from typing import Any
@@ -40,10 +41,20 @@ from pmoracle.chain.deploy import (
     transact_fn,
 )
 from pmoracle.chain.orders import Order, sign_order
+from pmoracle.consensus.commitments import (
+    COVER_KEY,
+    FraudProof,
+    RiskArrayTree,
+    RiskRow,
+    compute_cover_row,
+    instrument_key,
+)
 from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, compute_leaf_hash, hash_pair
 from pmoracle.consensus.report import Domain, Report, sign_report
 from pmoracle.devnet.devchain import DEV_MNEMONIC, start_devchain
+from pmoracle.node.dispute import prove_fraud_call
+from pmoracle.risk.params import COVER_SCALE
 from pmoracle.risk.version import ENGINE_VERSION
 
 INTRINSIC_GAS = 21_000
@@ -51,6 +62,8 @@ COMMITTEE_SIZES = (4, 7, 16)
 HISTORY_BLOCKS = 8  # small ring so the bench reaches steady state (slot reuse) after a few rounds
 PARAMS_HASH = keccak(text="pmoracle-gas-bench")
 LIQUIDATION_POSITIONS = 20
+FRAUD_SCENARIOS = 29  # the default parameters' scenario count (27 + 2 extremes)
+FRAUD_TREE_ROWS = 256  # rows of the synthetic risk-array tree (proof depth 8)
 TAKE_MAX = 2**256 - 1  # Liquidator.TAKE_MAX: the largest fraction allowed at the bid's block
 BTC = b"BTC".ljust(32, b"\x00")
 USD = 10**18
@@ -65,6 +78,14 @@ def compute_calldata_gas(data: bytes) -> int:
 def _dev_key(index: int) -> bytes:
     Account.enable_unaudited_hdwallet_features()
     return bytes(Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}").key)
+
+
+def _report(
+    config_digest: bytes, block: int, block_hash: bytes, root: bytes, count: int, risk_root: bytes | None = None
+) -> Report:
+    """Return a report of the bench's parameters (risk-array root unless given and market hash: fixed words)."""
+    return Report(config_digest, block, block_hash, PARAMS_HASH, root, count, risk_root or keccak(text="risk arrays"),
+                  keccak(text="market"))  # fmt: skip
 
 
 class _Bench:
@@ -97,11 +118,11 @@ class _Bench:
     def config(self) -> CommitteeConfig:
         return decode_committee_view(self.registry.functions.committee().call())[0]
 
-    def attest(self, root: bytes, count: int, signers: list[int]) -> dict[str, int]:
+    def attest(self, root: bytes, count: int, signers: list[int], risk_root: bytes | None = None) -> dict[str, int]:
         self.chain.rpc("evm_mine")
         block = int(self.w3.eth.block_number)
-        report = Report(self.config().digest(), block, bytes(self.w3.eth.get_block(block)["hash"]), PARAMS_HASH,
-                        root, count)  # fmt: skip
+        block_hash = bytes(self.w3.eth.get_block(block)["hash"])
+        report = _report(self.config().digest(), block, block_hash, root, count, risk_root)
         bitmap = sum(1 << i for i in signers)
         sigs = [sign_report(self.domain, report, self.signing_keys[i]).signature for i in sorted(signers)]
         fn = self.oracle.functions.attest(report.as_tuple(), bitmap, sigs)
@@ -152,9 +173,41 @@ def _deposit_usdc(bench: _Bench, key: bytes, amount: int) -> None:
     transact_fn(trader, fn, label="deposit")
 
 
+def _fraud_proof_gas(bench: _Bench, account: str, instrument_ids: range) -> dict[str, int]:
+    """Measure proveFraud against a round understating the MM of ``account`` (its positions in ``instrument_ids``;
+    its USDC is settlement cash, no collateral row), with a risk-array tree of FRAUD_TREE_ROWS synthetic rows of
+    FRAUD_SCENARIOS scenarios."""
+    rng = random.Random(14)
+    held = [instrument_key(i) for i in instrument_ids]
+    others = [instrument_key(10_000 + i) for i in range(FRAUD_TREE_ROWS - len(held) - 1)]
+    rows = [RiskRow(k, rng.randrange(10**9), rng.randrange(10**6), tuple(-rng.randrange(10**8) for _ in
+                    range(FRAUD_SCENARIOS))) for k in held + others]  # fmt: skip
+    cover = compute_cover_row([COVER_SCALE] * (FRAUD_SCENARIOS - 2) + [COVER_SCALE // 3] * 2, COVER_SCALE)
+    risk_tree = RiskArrayTree([*rows, cover])
+    lie = AccountLeaf(bytes.fromhex(account[2:]), 0, 0, 0)  # every long position loses: any MM > 0 is owed
+    tree = MerkleTree([lie, AccountLeaf(b"\x01" * 20, 1, 1, 1)])
+    bench.use_committee(4)  # a quorum of 3 lies, each staked twice the minimum: slashed, not ejected
+    for i in range(3):
+        operator = open_transmitter(bench.chain.url, _dev_key(1 + i))
+        transact_fn(operator, bench.registry.functions.addStake(), label="addStake", value=10**18)
+    attested = bench.attest(tree.root, len(tree.leaves), [0, 1, 2], risk_tree.root)
+    block = attested["block"]
+    report = _report(bench.config().digest(), block, bytes(bench.w3.eth.get_block(block)["hash"]), tree.root,
+                     len(tree.leaves), risk_tree.root)  # fmt: skip
+    proof = FraudProof(lie, tuple(tree.proof(lie.account)), cover, tuple(risk_tree.proof(COVER_KEY)),
+                       tuple((risk_tree.row_of(k), tuple(risk_tree.proof(k))) for k in sorted(held)), 0, 1)  # fmt: skip
+    fn = bench.oracle.functions.proveFraud(*prove_fraud_call(bench.deployment, report, proof).args)
+    receipt = transact_fn(bench.owner, fn, label="proveFraud")
+    data = bytes.fromhex(fn._encode_transaction_data()[2:])
+    depth = len(risk_tree.proof(held[0]))
+    return _split(receipt.gas_used, data) | {"positions": len(instrument_ids), "rows": len(risk_tree), "depth": depth,
+                                             "scenarios": FRAUD_SCENARIOS, "signers": 3}  # fmt: skip
+
+
 def _liquidation_gas(bench: _Bench) -> dict[str, dict[str, int]]:
     """Measure startAuction and bids of f* on two accounts of LIQUIDATION_POSITIONS positions: into a fresh
-    cash-only bidder, then into the same bidder holding the instruments (dev keys 17-19 and one derived key)."""
+    cash-only bidder, then into the same bidder holding the instruments (dev keys 17-19 and one derived key); then
+    the fraud proof of a round understating the bidder's MM (``fraud_proof``)."""
     victim_keys = [_dev_key(17), keccak(text="pmoracle-bench-gas-second-victim")]
     maker_key, bidder_key = _dev_key(18), _dev_key(19)
     victims = [Account.from_key(k).address for k in victim_keys]
@@ -216,6 +269,8 @@ def _liquidation_gas(bench: _Bench) -> dict[str, dict[str, int]]:
                         own, tree.proof(bytes.fromhex(bidder[2:])))  # fmt: skip
     receipt = transact_fn(bidder_tx, fn, label="bid")
     result["bid_into_book"] = _split(receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:]))
+    # last (it slashes members): a round understating the bidder's MM, now that it holds the instruments
+    result["fraud_proof"] = _fraud_proof_gas(bench, bidder, range(first, first + LIQUIDATION_POSITIONS))
     return result
 
 
@@ -271,8 +326,8 @@ def run_gas_bench() -> dict[str, Any]:
         config = bench.config()
         block = int(bench.w3.eth.block_number)
         block_hash = bytes(bench.w3.eth.get_block(block)["hash"])
-        a = Report(config.digest(), block, block_hash, PARAMS_HASH, keccak(text="a"), 1)
-        b = Report(config.digest(), block, block_hash, PARAMS_HASH, keccak(text="b"), 1)
+        a = _report(config.digest(), block, block_hash, keccak(text="a"), 1)
+        b = _report(config.digest(), block, block_hash, keccak(text="b"), 1)
         evil = bench.signing_keys[15]
         fn = bench.registry.functions.slashEquivocation(
             a.as_tuple(), sign_report(bench.domain, a, evil).signature,
@@ -283,8 +338,8 @@ def run_gas_bench() -> dict[str, Any]:
             "slashEquivocation": _split(receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:]))
         }
         attested = bench.attest(keccak(text="attested"), 1, list(range(config.quorum)))
-        deviant = Report(config.digest(), attested["block"], bytes(bench.w3.eth.get_block(attested["block"])["hash"]),
-                         PARAMS_HASH, keccak(text="deviant"), 1)  # fmt: skip
+        attested_hash = bytes(bench.w3.eth.get_block(attested["block"])["hash"])
+        deviant = _report(config.digest(), attested["block"], attested_hash, keccak(text="deviant"), 1)
         fn = bench.registry.functions.slashDeviation(
             deviant.as_tuple(), sign_report(bench.domain, deviant, evil).signature
         )
@@ -293,6 +348,7 @@ def run_gas_bench() -> dict[str, Any]:
             receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:])
         )
         result["liquidation"] = _liquidation_gas(bench)
+        result["fraud_proof"] = result["liquidation"].pop("fraud_proof")
         return result
     finally:
         chain.stop()
@@ -325,6 +381,10 @@ def format_gas_table(result: dict[str, Any]) -> str:
             "bid_into_book": ", f* < 1 into a bidder holding the 20 instruments (proves its own leaf)",
         }.get(name, "")
         lines.append(f"| {name} | {case} | {row['total']:,} | {row['calldata']:,} | {row['execution']:,} |")
+    fraud = result["fraud_proof"]
+    lines.append(f"| proveFraud | {fraud['positions']} positions, {fraud['scenarios']} scenarios, "
+                 f"{fraud['rows']}-row risk tree (depth {fraud['depth']}), {fraud['signers']} signers slashed | "
+                 f"{fraud['total']:,} | {fraud['calldata']:,} | {fraud['execution']:,} |")  # fmt: skip
     fit = result["attest_fit"]
     lines += [
         "",
@@ -338,12 +398,14 @@ def format_gas_table(result: dict[str, Any]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the gas benchmark's options to ``parser``."""
     parser.add_argument("--write", type=pathlib.Path, help="also write the table (Markdown) to this file")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object instead")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the bench, print the table, optionally write it to a file."""
-    table = format_gas_table(run_gas_bench())
-    print(table, end="")
+    """Run the bench, print the table (or the JSON figures), optionally write the table to a file."""
+    result = run_gas_bench()
+    table = format_gas_table(result)
+    print(json.dumps(result, indent=2) if args.json else table, end="\n" if args.json else "")
     if args.write:
         args.write.write_text("# Gas of the pmoracle contracts\n\n" + table)
     return 0

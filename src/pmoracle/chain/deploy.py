@@ -243,6 +243,8 @@ def deploy(
     deployment = Deployment(chain_id=client.chain_id, deploy_block=deploy_block, contracts=addresses)
     registry = deployment.contract(w3, "SolverRegistry")
     transact_fn(sender, registry.functions.setOracle(addresses["MarginOracle"]), label="SolverRegistry.setOracle")
+    # the ledger whose positions MarginOracle.proveFraud reads (docs/dispute.md)
+    transact_fn(sender, registry.functions.setLedger(addresses["MarginAccounts"]), label="SolverRegistry.setLedger")
     accounts = deployment.contract(w3, "MarginAccounts")
     roles = (
         ("EXCHANGE_ROLE", addresses["Exchange"]),

@@ -1,7 +1,9 @@
-"""``pmoracle dispute``: check an attested round, scan a report archive for misbehaviour, submit slashing evidence.
+"""``pmoracle dispute``: check an attested round, scan a report archive for misbehaviour, submit slashing evidence,
+prove an understated margin on chain.
 
-Exit status: 0 when the attestation holds / nothing was found / the evidence slashed; 1 when the attestation does not
-hold / misbehaviour was found / the contract refused the evidence; 2 on bad input (a message names the field).
+Exit status: 0 when the attestation holds / nothing was found / the evidence slashed / the fraud was proven; 1 when
+the attestation does not hold / misbehaviour was found / the contract refused the evidence / nothing could be
+proven; 2 on bad input (a message names the field).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the ``dispute`` sub-commands: check, scan, submit."""
+    """Register the ``dispute`` sub-commands: check, scan, submit, prove."""
     sub = parser.add_subparsers(dest="dispute_command", required=True, metavar="ACTION")
 
     check = sub.add_parser(
@@ -73,6 +75,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"environment variable holding the password (default {DEFAULT_PASSWORD_ENV})")  # fmt: skip
     submit.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
+    prove = sub.add_parser(
+        "prove", help="find an attested leaf that understates its MM by recomputation and prove it on chain",
+        description="Recompute a round, find an attested leaf whose maintenance margin is below the recomputed one "
+        "for an account unchanged since the round, and post MarginOracle.proveFraud: the round is invalidated and "
+        "its signers slashed. Without --key-file only print the proof. Exit 0 when proven (or a proof was found), "
+        "1 when nothing can be proven or the contract refused it, 2 on bad input.",
+    )  # fmt: skip
+    _add_chain_arguments(prove, required=True)
+    prove.add_argument("--params", required=True, type=Path, help="the risk-params TOML of the committee")
+    which = prove.add_mutually_exclusive_group(required=True)
+    which.add_argument("--round", type=int, metavar="B", help="the round's anchor block")
+    which.add_argument("--latest", action="store_true", help="the latest attested round")
+    source = prove.add_mutually_exclusive_group(required=True)
+    source.add_argument("--leaves", type=Path, metavar="FILE",
+                        help="JSON of the attested leaves (with proofs, or the whole set)")  # fmt: skip
+    source.add_argument("--node-api", metavar="URL", help="fetch the attested leaves from a node's /v1/margin")
+    prove.add_argument("--key-file", type=Path, metavar="KEYSTORE",
+                       help="keystore of the account that pays gas and receives the reward")  # fmt: skip
+    prove.add_argument("--password-file", type=Path, help="file whose first line is the keystore password")
+    prove.add_argument("--password-env", default=DEFAULT_PASSWORD_ENV,
+                       help=f"environment variable holding the password (default {DEFAULT_PASSWORD_ENV})")  # fmt: skip
+    prove.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
 
 def _add_chain_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument("--rpc", required=required, action="append", metavar="URL",
@@ -88,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_policy(args)
     if args.dispute_command == "scan":
         return _run_scan(args)
+    if args.dispute_command == "prove":
+        return _run_prove(args)
     return _run_submit(args)
 
 
@@ -154,16 +181,7 @@ def _run_check(args: argparse.Namespace) -> int:
     if args.round is not None and args.round <= 0:
         raise InputError("round", f"expected a positive block number, got {args.round}")
     params = load_params_file(args.params, "params")
-    claimed = None
-    if args.leaves is not None:
-        from_file = dispute.load_leaves_file(args.leaves)
-        claimed = lambda attested, leaves: from_file  # noqa: E731
-    elif args.node_api is not None:
-        url = args.node_api
-
-        def claimed(attested: Any, leaves: Any) -> Any:
-            return dispute.fetch_node_leaves(url, [leaf.account for leaf in leaves], attested.block_number)
-
+    claimed = _claimed_leaves(args)
     client, deployment = _connect(args)
     result = dispute.check_round(client, deployment, params, None if args.latest else args.round, claimed=claimed)
     if args.json:
@@ -171,6 +189,23 @@ def _run_check(args: argparse.Namespace) -> int:
     else:
         _print_check(result)
     return EXIT_OK if result.holds else EXIT_FAILED
+
+
+def _claimed_leaves(args: argparse.Namespace) -> Any:
+    """Return the source of attested leaves ``--leaves`` or ``--node-api`` names (None without either)."""
+    from pmoracle.node import dispute
+
+    if args.leaves is not None:
+        from_file = dispute.load_leaves_file(args.leaves)
+        return lambda attested, leaves: from_file
+    if args.node_api is not None:
+        url = args.node_api
+
+        def claimed(attested: Any, leaves: Any) -> Any:
+            return dispute.fetch_node_leaves(url, [leaf.account for leaf in leaves], attested.block_number)
+
+        return claimed
+    return None
 
 
 def _print_check(result: Any) -> None:
@@ -317,6 +352,74 @@ def _run_submit(args: argparse.Namespace) -> int:
         print(f"slashed {who} for {outcome.offence} in round {outcome.block_number}: {outcome.amount} wei of stake "
               f"taken, reward {outcome.reward} wei to {reporter} (tx 0x{outcome.tx_hash.hex()}, "
               f"gas {outcome.gas_used})")  # fmt: skip
+    return EXIT_OK
+
+
+# --- prove --------------------------------------------------------------------------------------------------------
+
+
+def _run_prove(args: argparse.Namespace) -> int:
+    from eth_utils import to_checksum_address
+
+    from pmoracle.chain.errors import ContractError
+    from pmoracle.chain.transmitter import Transmitter
+    from pmoracle.config.params import load_params_file
+    from pmoracle.errors import InputError
+    from pmoracle.node import dispute
+    from pmoracle.node.keys import KeyFileError, KeyKind, read_password, unlock_key_file
+
+    if args.round is not None and args.round <= 0:
+        raise InputError("round", f"expected a positive block number, got {args.round}")
+    params = load_params_file(args.params, "params")
+    key = None
+    if args.key_file is not None:
+        key = unlock_key_file(args.key_file, read_password(args.password_file, args.password_env))
+        if key.info.kind is KeyKind.P2P:
+            raise KeyFileError(args.key_file, "holds a p2p identity key, expected an Ethereum account key")
+    client, deployment = _connect(args)
+    found = dispute.find_fraud_proof(client, deployment, params, None if args.latest else args.round,
+                                     _claimed_leaves(args))  # fmt: skip
+    block = found.attested.block_number
+    summary: dict[str, Any] = {
+        "round": block,
+        "understated": [to_checksum_address(a) for a in found.understated],
+        "changedSinceRound": [to_checksum_address(a) for a in found.changed],
+        "riskArraysMatch": found.rows_match,
+        "proven": False,
+    }
+    proof = found.proof
+    if proof is None:
+        why = ("no attested leaf understates its MM" if not found.understated else
+               "the attested risk arrays differ from the recomputation (a pricing challenge is needed)"
+               if not found.rows_match else "every understated account changed since the round")  # fmt: skip
+        print(json.dumps(summary | {"error": why}) if args.json else f"round {block}: nothing to prove: {why}")
+        return EXIT_FAILED
+    account = to_checksum_address(proof.leaf.account)
+    summary |= {"account": account, "scenario": proof.scenario, "attestedMaintenanceMargin": str(
+        proof.leaf.maintenance_margin), "requiredMaintenanceMargin": str(proof.required)}  # fmt: skip
+    if not args.json:
+        print(f"round {block}: {account} attested MM {proof.leaf.maintenance_margin}, the rule requires at least "
+              f"{proof.required} in scenario {proof.scenario} ({len(proof.rows)} rows)")  # fmt: skip
+    if key is None:
+        if args.json:
+            print(json.dumps(summary, indent=1))
+        return EXIT_OK
+    try:
+        outcomes = dispute.submit_fraud_proof(Transmitter(client, key.secret), deployment, found.report, proof)
+    except ContractError as exc:
+        error = {"error": exc.name, "args": [_jsonable(a) for a in exc.error_args]}
+        if args.json:
+            print(json.dumps(summary | error))
+        else:
+            print(f"refused by the contract: {exc.name}({', '.join(str(_jsonable(a)) for a in exc.error_args)})")
+        return EXIT_FAILED
+    summary |= {"proven": True, "slashed": [o.to_json() for o in outcomes]}
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"round {block} invalidated; {len(outcomes)} signers slashed:")
+        for o in outcomes:
+            print(f"  {to_checksum_address(o.signer)}: {o.amount} wei, reward {o.reward} wei")
     return EXIT_OK
 
 

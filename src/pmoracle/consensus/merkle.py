@@ -83,19 +83,42 @@ def sort_leaves(leaves: Sequence[AccountLeaf]) -> list[AccountLeaf]:
     return ordered
 
 
+def compute_levels(hashes: Sequence[bytes]) -> list[list[bytes]]:
+    """Return the levels of the sorted-pair tree over ``hashes``, leaves first and the root level last."""
+    level = list(hashes)
+    levels = [level]
+    while len(level) > 1:
+        level = [hash_pair(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
+        levels.append(level)
+    return levels
+
+
+def compute_level_proof(levels: Sequence[Sequence[bytes]], index: int) -> list[bytes]:
+    """Return the sibling hashes from leaf ``index`` up to the root of a tree given by its levels."""
+    proof: list[bytes] = []
+    for level in levels[:-1]:
+        sibling = index ^ 1
+        if sibling < len(level):
+            proof.append(level[sibling])
+        index //= 2
+    return proof
+
+
+def compute_proof_root(leaf_hash: bytes, proof: Sequence[bytes]) -> bytes:
+    """Return the root that ``proof`` leads to from ``leaf_hash`` (``MerkleProof.processProof``)."""
+    node = leaf_hash
+    for sibling in proof:
+        node = hash_pair(node, sibling)
+    return node
+
+
 class MerkleTree:
     """The Merkle tree over a round's account leaves, with proofs for any account."""
 
     def __init__(self, leaves: Sequence[AccountLeaf]) -> None:
         self.leaves: list[AccountLeaf] = sort_leaves(leaves)
         self._index = {leaf.account: i for i, leaf in enumerate(self.leaves)}
-        level = [compute_leaf_hash(leaf) for leaf in self.leaves]
-        self._levels: list[list[bytes]] = [level]
-        while len(level) > 1:
-            level = [
-                hash_pair(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)
-            ]
-            self._levels.append(level)
+        self._levels: list[list[bytes]] = compute_levels([compute_leaf_hash(leaf) for leaf in self.leaves])
 
     @property
     def root(self) -> bytes:
@@ -117,13 +140,7 @@ class MerkleTree:
         index = self._index.get(account)
         if index is None:
             raise InputError("account", f"0x{account.hex()} has no leaf in this round")
-        proof: list[bytes] = []
-        for level in self._levels[:-1]:
-            sibling = index ^ 1
-            if sibling < len(level):
-                proof.append(level[sibling])
-            index //= 2
-        return proof
+        return compute_level_proof(self._levels, index)
 
 
 def compute_root(leaves: Sequence[AccountLeaf]) -> bytes:
@@ -133,7 +150,4 @@ def compute_root(leaves: Sequence[AccountLeaf]) -> bytes:
 
 def verify_proof(root: bytes, leaf: AccountLeaf, proof: Sequence[bytes]) -> bool:
     """Check if ``proof`` shows ``leaf`` under ``root`` (the same rule as ``MerkleProof.verify``)."""
-    node = compute_leaf_hash(leaf)
-    for sibling in proof:
-        node = hash_pair(node, sibling)
-    return node == root
+    return compute_proof_root(compute_leaf_hash(leaf), proof) == root

@@ -22,7 +22,7 @@ DOMAIN_VERSION = "1"
 EIP712_DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 REPORT_TYPE = (
     "Report(bytes32 configDigest,uint64 blockNumber,bytes32 blockHash,bytes32 paramsHash,"
-    "bytes32 accountsRoot,uint32 accountCount)"
+    "bytes32 accountsRoot,uint32 accountCount,bytes32 riskArraysRoot,bytes32 marketHash)"
 )
 EIP712_DOMAIN_TYPEHASH = keccak(text=EIP712_DOMAIN_TYPE)
 REPORT_TYPEHASH = keccak(text=REPORT_TYPE)
@@ -42,6 +42,8 @@ REPORT_TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "paramsHash", "type": "bytes32"},
         {"name": "accountsRoot", "type": "bytes32"},
         {"name": "accountCount", "type": "uint32"},
+        {"name": "riskArraysRoot", "type": "bytes32"},
+        {"name": "marketHash", "type": "bytes32"},
     ],
 }
 
@@ -96,7 +98,8 @@ def compute_domain_separator(chain_id: int, verifying_contract: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """What a committee attests for one round: the margin book of block ``block_number``."""
+    """What a committee attests for one round: the margin book of block ``block_number``, with the risk arrays
+    and market inputs it was computed from (``pmoracle.consensus.commitments``), what a fraud proof checks."""
 
     config_digest: bytes
     block_number: int
@@ -104,12 +107,16 @@ class Report:
     params_hash: bytes
     accounts_root: bytes
     account_count: int
+    risk_arrays_root: bytes
+    market_hash: bytes
 
     def __post_init__(self) -> None:
         _check_bytes32("config_digest", self.config_digest)
         _check_bytes32("block_hash", self.block_hash)
         _check_bytes32("params_hash", self.params_hash)
         _check_bytes32("accounts_root", self.accounts_root)
+        _check_bytes32("risk_arrays_root", self.risk_arrays_root)
+        _check_bytes32("market_hash", self.market_hash)
         if not isinstance(self.block_number, int) or not 0 <= self.block_number <= _UINT64_MAX:
             raise InputError("block_number", f"must fit uint64, got {self.block_number!r}")
         if not isinstance(self.account_count, int) or not 0 <= self.account_count <= _UINT32_MAX:
@@ -124,7 +131,7 @@ class Report:
         """Return ``hashStruct(report)`` of EIP-712."""
         return keccak(
             abi_encode(
-                ["bytes32", "bytes32", "uint64", "bytes32", "bytes32", "bytes32", "uint32"],
+                ["bytes32", "bytes32", "uint64", "bytes32", "bytes32", "bytes32", "uint32", "bytes32", "bytes32"],
                 [
                     REPORT_TYPEHASH,
                     self.config_digest,
@@ -133,11 +140,13 @@ class Report:
                     self.params_hash,
                     self.accounts_root,
                     self.account_count,
+                    self.risk_arrays_root,
+                    self.market_hash,
                 ],
             )
         )
 
-    def as_tuple(self) -> tuple[bytes, int, bytes, bytes, bytes, int]:
+    def as_tuple(self) -> tuple[bytes, int, bytes, bytes, bytes, int, bytes, bytes]:
         """Return the report as the ABI tuple the MarginOracle contract takes."""
         return (
             self.config_digest,
@@ -146,6 +155,8 @@ class Report:
             self.params_hash,
             self.accounts_root,
             self.account_count,
+            self.risk_arrays_root,
+            self.market_hash,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -157,6 +168,8 @@ class Report:
             "paramsHash": "0x" + self.params_hash.hex(),
             "accountsRoot": "0x" + self.accounts_root.hex(),
             "accountCount": self.account_count,
+            "riskArraysRoot": "0x" + self.risk_arrays_root.hex(),
+            "marketHash": "0x" + self.market_hash.hex(),
         }
 
     @classmethod
@@ -170,6 +183,8 @@ class Report:
                 params_hash=bytes.fromhex(_strip0x(obj["paramsHash"])),
                 accounts_root=bytes.fromhex(_strip0x(obj["accountsRoot"])),
                 account_count=int(obj["accountCount"]),
+                risk_arrays_root=bytes.fromhex(_strip0x(obj["riskArraysRoot"])),
+                market_hash=bytes.fromhex(_strip0x(obj["marketHash"])),
             )
         except KeyError as exc:
             raise InputError(str(exc.args[0]), "missing from report") from None
@@ -204,6 +219,8 @@ def report_typed_data(domain: Domain, report: Report) -> dict[str, Any]:
             "paramsHash": report.params_hash,
             "accountsRoot": report.accounts_root,
             "accountCount": report.account_count,
+            "riskArraysRoot": report.risk_arrays_root,
+            "marketHash": report.market_hash,
         },
     }
 

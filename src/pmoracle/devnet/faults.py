@@ -293,6 +293,7 @@ def compute_spam_batch(
     report = Report(
         config_digest=committee.digest(), block_number=block, block_hash=rng.randbytes(32),
         params_hash=committee.params_hash, accounts_root=rng.randbytes(32), account_count=rng.randrange(100),
+        risk_arrays_root=rng.randbytes(32), market_hash=rng.randbytes(32),
     )  # fmt: skip
     outsider = sign_report(network.domain, report, rng.randbytes(31) + b"\x01")
     member = committee.members[rng.randrange(committee.n)]

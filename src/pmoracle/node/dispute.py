@@ -20,8 +20,17 @@ from eth_utils import keccak, to_checksum_address
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import Deployment
 from pmoracle.chain.errors import ContractError
-from pmoracle.chain.snapshot import read_snapshot
+from pmoracle.chain.snapshot import ChainSnapshot, read_snapshot
 from pmoracle.chain.transmitter import Receipt, Transmitter
+from pmoracle.consensus.commitments import (
+    COLLATERAL_FLAG,
+    FraudProof,
+    collateral_key,
+    collateral_size,
+    compute_fraud_proof,
+    encode_risk_row,
+    instrument_key,
+)
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.evidence import (
     Deviation,
@@ -31,7 +40,7 @@ from pmoracle.consensus.evidence import (
     is_deviation,
     is_equivocation,
 )
-from pmoracle.consensus.merkle import AccountLeaf, compute_root, verify_proof
+from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, compute_root, verify_proof
 from pmoracle.consensus.report import Domain, Report, compute_report_digest
 from pmoracle.errors import InputError, PmoracleError
 from pmoracle.files import read_json
@@ -40,12 +49,12 @@ from pmoracle.node.chain_port import OFFLINE_W3
 from pmoracle.node.daemon import read_committee
 from pmoracle.node.datadir import archive_db_path
 from pmoracle.node.policy import read_policy_round
-from pmoracle.node.round import compute_round
+from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput, compute_round
 from pmoracle.risk.params import RiskParams
 from pmoracle.storage.archive import ArchivedReport, ReportArchive
 
 SLASHED_TOPIC = keccak(text="Slashed(address,uint8,bytes32,uint64,uint256,address,uint256)")
-OFFENCES = {0: "equivocation", 1: "deviation"}  # SolverRegistry.Offence, in declaration order
+OFFENCES = {0: "equivocation", 1: "deviation", 2: "fraud"}  # SolverRegistry.Offence, in declaration order
 
 
 class DisputeError(PmoracleError):
@@ -330,6 +339,14 @@ def check_round(
         DisputeError when the round is not attested, or was attested under another committee than the current
         one; InputError when ``params`` are not the committee's; ChainError and SnapshotError on chain failures.
     """
+    attested, _snapshot, output = _recompute(client, deployment, params, block_number)
+    return _compare(client, deployment, attested, output, claimed)
+
+
+def _recompute(
+    client: ChainClient, deployment: Deployment, params: RiskParams, block_number: int | None
+) -> tuple[AttestedRound, ChainSnapshot, RoundOutput]:
+    """Return the attested round with the chain snapshot at its block and the round recomputed from it."""
     attested = read_attested_round(client, deployment, block_number)
     committee = read_committee(client, deployment)
     if committee.digest() != attested.config_digest:
@@ -343,7 +360,17 @@ def check_round(
         )
     snapshot = read_snapshot(client, deployment, attested.block_number)
     policy = None if params.policy is None else read_policy_round(client, deployment, params, attested.block_number)
-    output = compute_round(snapshot, params, committee, policy)
+    return attested, snapshot, compute_round(snapshot, params, committee, policy)
+
+
+def _compare(
+    client: ChainClient,
+    deployment: Deployment,
+    attested: AttestedRound,
+    output: RoundOutput,
+    claimed: Callable[[AttestedRound, Sequence[AccountLeaf]], Sequence[ClaimedLeaf]] | None,
+) -> CheckResult:
+    """Return the verdict of ``check_round`` for a recomputed round."""
     domain = Domain.from_address(client.chain_id, deployment.contracts["MarginOracle"])
     leaves = tuple(output.tree.leaves)  # sorted by account
     differences: tuple[LeafDifference, ...] = ()
@@ -552,3 +579,163 @@ def submit_evidence(transmitter: Transmitter, deployment: Deployment, evidence: 
     if len(outcomes) != 1:
         raise DisputeError(f"transaction {_hex(receipt.tx_hash)} emitted {len(outcomes)} Slashed events, expected 1")
     return outcomes[0]
+
+
+# --- fraud proofs -------------------------------------------------------------------------------------------------
+
+
+def read_holdings(
+    client: ChainClient, deployment: Deployment, snapshot: ChainSnapshot, account: bytes
+) -> dict[int, int]:
+    """Return what ``account`` holds at the snapshot's block as risk-array row keys -> SIZE units: every open
+    position (from the snapshot) and every non-zero collateral balance (read per token at that block).
+
+    Errors:
+        InputError if the account holds an instrument the snapshot has no ledger id for; ChainError on RPC failures.
+    """
+    ids = {instrument: iid for iid, instrument in snapshot.instruments}
+    holdings: dict[int, int] = {}
+    portfolio = next((p for p in snapshot.portfolios if p.account == account), None)
+    for position in portfolio.positions if portfolio is not None else ():
+        iid = ids.get(position.instrument)
+        if iid is None:
+            raise InputError("instrument", f"no ledger id for {position.instrument!r}")
+        key = instrument_key(iid)
+        holdings[key] = holdings.get(key, 0) + position.size
+    ledger = deployment.contract(OFFLINE_W3, "MarginAccounts")
+    for token, _symbol, decimals in snapshot.tokens:
+        balance = int(client.call(ledger.functions.balanceOf(to_checksum_address(account), to_checksum_address(token)),
+                                  snapshot.block_number))  # fmt: skip
+        if balance:
+            holdings[collateral_key(token, decimals)] = collateral_size(balance, decimals)
+    return {key: size for key, size in holdings.items() if size or key & COLLATERAL_FLAG}
+
+
+def prove_fraud_call(deployment: Deployment, report: Report, proof: FraudProof) -> Any:
+    """Return the bound ``MarginOracle.proveFraud`` call of ``proof`` against ``report``."""
+    oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
+    leaf = proof.leaf
+    return oracle.functions.proveFraud(
+        report.as_tuple(),
+        to_checksum_address(leaf.account),
+        (leaf.initial_margin, leaf.maintenance_margin, leaf.equity),
+        list(proof.account_proof),
+        encode_risk_row(proof.cover, proof.cover_proof),
+        [encode_risk_row(row, row_proof) for row, row_proof in proof.rows],
+        proof.scenario,
+    )
+
+
+def submit_fraud_proof(
+    transmitter: Transmitter, deployment: Deployment, report: Report, proof: FraudProof
+) -> list[SlashOutcome]:
+    """Post ``proof`` to ``MarginOracle.proveFraud``: the round is invalidated; return the slash of each signer.
+
+    Errors:
+        ContractError with the contract's reason when it refuses (NotFraudulent, AccountChangedSinceRound,
+        InvalidRowProof, RowNotHeld, IncompleteHoldings, ReportMismatch, RoundProvenFraudulent, ...); ChainError on
+        RPC or transaction failures.
+    """
+    receipt = transmitter.transact_call(prove_fraud_call(deployment, report, proof))
+    return decode_slashed_events(receipt, deployment.contracts["SolverRegistry"])
+
+
+ROUND_ATTESTED_TOPIC = keccak(
+    text="RoundAttested(uint64,bytes32,bytes32,bytes32,uint32,uint256,address,bytes32,bytes32)"
+)
+
+
+def read_attested_report(client: ChainClient, deployment: Deployment, attested: AttestedRound) -> Report:
+    """Return the report the quorum signed for an attested round, rebuilt from its ``RoundAttested`` log.
+
+    Errors:
+        DisputeError when no log of the round rebuilds its stored digest; ChainError on RPC failures.
+    """
+    oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
+    params_hash = bytes(client.call(oracle.functions.paramsHashOf(attested.config_version)))
+    logs = client.request(
+        "eth_getLogs",
+        [{"address": deployment.contracts["MarginOracle"], "fromBlock": hex(attested.block_number),
+          "toBlock": "latest", "topics": ["0x" + ROUND_ATTESTED_TOPIC.hex(),
+                                          "0x" + attested.block_number.to_bytes(32, "big").hex()]}],
+    )  # fmt: skip
+    domain = Domain.from_address(client.chain_id, deployment.contracts["MarginOracle"])
+    for log in logs:
+        data = bytes.fromhex(str(log["data"])[2:])
+        _digest, root, count, _bitmap, _sender, risk_root, market_hash = abi_decode(
+            ["bytes32", "bytes32", "uint32", "uint256", "address", "bytes32", "bytes32"], data
+        )
+        report = Report(
+            config_digest=attested.config_digest, block_number=attested.block_number, block_hash=attested.block_hash,
+            params_hash=params_hash, accounts_root=bytes(root), account_count=int(count),
+            risk_arrays_root=bytes(risk_root), market_hash=bytes(market_hash),
+        )  # fmt: skip
+        if compute_report_digest(domain, report) == attested.report_digest:
+            return report
+    raise DisputeError(f"no RoundAttested log rebuilds the digest of round {attested.block_number}")
+
+
+@dataclass(frozen=True, slots=True)
+class ProveResult:
+    """What ``dispute prove`` found in an attested round: the proof it can submit, or why there is none."""
+
+    attested: AttestedRound
+    report: Report
+    proof: FraudProof | None
+    understated: tuple[bytes, ...]  # proven attested leaves whose MM is below the recomputed MM
+    changed: tuple[bytes, ...]  # of those, accounts changed since B (no proof from today's ledger)
+    rows_match: bool  # the attested risk-array root is the recomputed one (else only a pricing challenge helps)
+
+
+def find_fraud_proof(
+    client: ChainClient,
+    deployment: Deployment,
+    params: RiskParams,
+    block_number: int | None,
+    claimed: Callable[[AttestedRound, Sequence[AccountLeaf]], Sequence[ClaimedLeaf]],
+) -> ProveResult:
+    """Recompute an attested round and return the aggregation fraud proof of the first attested leaf (by
+    account) whose MM is below the recomputation's and whose account is unchanged since B.
+
+    Args:
+        client: the chain client.
+        deployment: the contracts.
+        params: the risk model parameters (the committee's).
+        block_number: the round's anchor block; None for the latest attested round.
+        claimed: returns the attested leaves (with proofs, or the whole set), as for ``check_round``.
+
+    Returns:
+        The proof (None when no leaf can be proven) with what was found.
+
+    Errors:
+        DisputeError, InputError, ChainError and SnapshotError as ``check_round``.
+    """
+    attested, snapshot, output = _recompute(client, deployment, params, block_number)
+    result = _compare(client, deployment, attested, output, claimed)
+    report = read_attested_report(client, deployment, attested)
+    rows_match = output.report.risk_arrays_root == report.risk_arrays_root
+    claimed_leaves = {c.leaf.account: c for c in claimed(attested, result.leaves)}
+    whole = [c.leaf for c in claimed_leaves.values()]
+    tree = MerkleTree(whole) if whole and all(c.proof is None for c in claimed_leaves.values()) else None
+    understated: list[bytes] = []
+    changed: list[bytes] = []
+    ledger = deployment.contract(OFFLINE_W3, "MarginAccounts")
+    proof = None
+    for difference in result.differences:
+        mine, theirs = difference.recomputed, difference.attested
+        if mine is None or theirs is None or not difference.verified:
+            continue
+        if theirs.maintenance_margin >= mine.maintenance_margin:
+            continue
+        understated.append(difference.account)
+        changed_at = int(client.call(ledger.functions.changedAt(to_checksum_address(difference.account))))
+        if changed_at > attested.block_number:
+            changed.append(difference.account)
+            continue
+        if proof is not None or not rows_match:
+            continue
+        given = claimed_leaves[difference.account].proof
+        account_proof = given if given is not None else tree.proof(difference.account) if tree else []
+        holdings = read_holdings(client, deployment, snapshot, difference.account)
+        proof = compute_fraud_proof(theirs, account_proof, output.risk_tree, holdings, MONEY_TO_LEAF)
+    return ProveResult(attested, report, proof, tuple(understated), tuple(changed), rows_match)

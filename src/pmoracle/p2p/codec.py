@@ -2,9 +2,9 @@
 
 Layout (every message starts with ``[version, kind, chainId, oracle, ...]``)::
 
-    SIGNED_REPORT  [1, 1, chainId, oracle, configDigest, blockNumber, blockHash, paramsHash, accountsRoot,
-                    accountCount, signer, signature]
-    CATCH_UP       [1, 2, chainId, oracle, configDigest, blockNumber]
+    SIGNED_REPORT  [2, 1, chainId, oracle, configDigest, blockNumber, blockHash, paramsHash, accountsRoot,
+                    accountCount, riskArraysRoot, marketHash, signer, signature]
+    CATCH_UP       [2, 2, chainId, oracle, configDigest, blockNumber]
 
 ``chainId`` is a uint64, ``oracle`` and ``signer`` 20 bytes, hashes 32 bytes, ``blockNumber`` uint64,
 ``accountCount`` uint32, ``signature`` 65 bytes. Decoding refuses anything longer than :data:`MAX_MESSAGE_BYTES`
@@ -23,8 +23,8 @@ from pmoracle.consensus.report import Domain, Report, SignedReport
 from pmoracle.errors import InputError
 from pmoracle.p2p.errors import CodecError
 
-PROTOCOL_VERSION = 1
-# A signed report is ~250 bytes; 4 KiB leaves room for a later field or two and stops amplification early.
+PROTOCOL_VERSION = 2  # 2: the report carries riskArraysRoot and marketHash
+# A signed report is ~325 bytes; 4 KiB leaves room for a later field or two and stops amplification early.
 MAX_MESSAGE_BYTES = 4096
 KIND_SIGNED_REPORT = 1
 KIND_CATCH_UP = 2
@@ -106,6 +106,8 @@ def encode_message(message: Message) -> bytes:
             report.params_hash,
             report.accounts_root,
             report.account_count,
+            report.risk_arrays_root,
+            report.market_hash,
             signed.signer,
             signed.signature,
         ]
@@ -182,8 +184,8 @@ def _network(fields: list[Any]) -> NetworkId:
 
 
 def _decode_signed_report(fields: list[Any]) -> SignedReportMessage:
-    if len(fields) != 12:
-        raise CodecError("bad-length", f"signed report has {len(fields)} fields, expected 12")
+    if len(fields) != 14:
+        raise CodecError("bad-length", f"signed report has {len(fields)} fields, expected 14")
     network = _network(fields)
     report = Report(
         config_digest=_fixed_bytes(fields[4], "config_digest", 32),
@@ -192,11 +194,13 @@ def _decode_signed_report(fields: list[Any]) -> SignedReportMessage:
         params_hash=_fixed_bytes(fields[7], "params_hash", 32),
         accounts_root=_fixed_bytes(fields[8], "accounts_root", 32),
         account_count=_uint(fields[9], "account_count", _UINT32_MAX),
+        risk_arrays_root=_fixed_bytes(fields[10], "risk_arrays_root", 32),
+        market_hash=_fixed_bytes(fields[11], "market_hash", 32),
     )
     signed = SignedReport(
         report=report,
-        signer=_fixed_bytes(fields[10], "signer", 20),
-        signature=_fixed_bytes(fields[11], "signature", 65),
+        signer=_fixed_bytes(fields[12], "signer", 20),
+        signature=_fixed_bytes(fields[13], "signature", 65),
     )
     return SignedReportMessage(network, signed)
 

@@ -41,6 +41,8 @@ class TestCommittee:
             params_hash=self.config.params_hash,
             accounts_root=root,
             account_count=1000,
+            risk_arrays_root=keccak(b"risk arrays" + block_number.to_bytes(8, "big")),
+            market_hash=keccak(b"market" + block_number.to_bytes(8, "big")),
         )
 
 

@@ -99,6 +99,8 @@ class System:
             "params_hash": self.config.params_hash,
             "accounts_root": tree.root,
             "account_count": len(tree),
+            "risk_arrays_root": keccak(b"risk arrays" + block_number.to_bytes(8, "big")),
+            "market_hash": keccak(b"market" + block_number.to_bytes(8, "big")),
         }
         fields.update(overrides)
         return Report(**fields)

@@ -250,7 +250,7 @@ def test_deploy_writes_the_deployment_json(anvil: Devchain, tmp_path: pathlib.Pa
     assert [deployment.contract(w3, k).functions.decimals().call() for k in ("USDC", "WBTC", "WETH")] == [6, 8, 18]
     # no committee yet: attest is refused with NoCommittee
     oracle = deployment.contract(w3, "MarginOracle")
-    report = (bytes(32), 1, bytes(32), bytes(32), bytes(32), 0)
+    report = (bytes(32), 1, bytes(32), bytes(32), bytes(32), 0, bytes(32), bytes(32))
     assert revert_of(oracle.functions.attest(report, 0, []), w3.eth.accounts[0]) == ("NoCommittee", ())
 
 

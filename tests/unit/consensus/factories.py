@@ -46,6 +46,8 @@ def make_report(committee: CommitteeConfig, block: int, variant: int = 0) -> Rep
         params_hash=committee.params_hash,
         accounts_root=keccak(b"root" + block.to_bytes(8, "big") + variant.to_bytes(4, "big")),
         account_count=7,
+        risk_arrays_root=keccak(b"risk arrays" + block.to_bytes(8, "big")),
+        market_hash=keccak(b"market" + block.to_bytes(8, "big")),
     )
 
 

@@ -20,6 +20,8 @@ reports = st.builds(
     params_hash=b32,
     accounts_root=b32,
     account_count=st.integers(0, 2**32 - 1),
+    risk_arrays_root=b32,
+    market_hash=b32,
 )
 domains = st.builds(Domain, chain_id=st.integers(1, 2**64), verifying_contract=st.binary(min_size=20, max_size=20))
 
@@ -35,7 +37,7 @@ def test_digest_matches_eth_account(domain: Domain, report: Report) -> None:
 
 def test_signature_recovers_signer() -> None:
     domain = Domain(31337, bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"))
-    report = Report(b"\x01" * 32, 100, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7)
+    report = Report(b"\x01" * 32, 100, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7, b"\x05" * 32, b"\x06" * 32)
     account = Account.from_key(b"\x11" * 32)
     signed = account.sign_message(encode_typed_data(full_message=report_typed_data(domain, report)))
     assert signed.message_hash == compute_report_digest(domain, report)
@@ -44,7 +46,7 @@ def test_signature_recovers_signer() -> None:
 
 
 def test_report_json_round_trip() -> None:
-    report = Report(b"\x01" * 32, 100, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7)
+    report = Report(b"\x01" * 32, 100, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7, b"\x05" * 32, b"\x06" * 32)
     assert Report.from_json(report.to_json()) == report
 
 
@@ -56,6 +58,8 @@ def test_report_json_round_trip() -> None:
         ("block_number", {"block_number": 2**64}),
         ("account_count", {"account_count": 2**32}),
         ("accounts_root", {"accounts_root": "00" * 32}),
+        ("risk_arrays_root", {"risk_arrays_root": b"\x05" * 33}),
+        ("market_hash", {"market_hash": None}),
     ],
 )
 def test_report_rejects_out_of_range_fields(field: str, kwargs: dict[str, object]) -> None:
@@ -66,6 +70,8 @@ def test_report_rejects_out_of_range_fields(field: str, kwargs: dict[str, object
         params_hash=b"\x03" * 32,
         accounts_root=b"\x04" * 32,
         account_count=1,
+        risk_arrays_root=b"\x05" * 32,
+        market_hash=b"\x06" * 32,
     )
     base.update(kwargs)
     with pytest.raises(InputError) as info:
@@ -74,7 +80,7 @@ def test_report_rejects_out_of_range_fields(field: str, kwargs: dict[str, object
 
 
 def test_domain_binds_chain_and_contract() -> None:
-    report = Report(b"\x01" * 32, 100, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7)
+    report = Report(b"\x01" * 32, 100, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7, b"\x05" * 32, b"\x06" * 32)
     a = compute_report_digest(Domain(1, b"\xaa" * 20), report)
     assert a != compute_report_digest(Domain(2, b"\xaa" * 20), report)
     assert a != compute_report_digest(Domain(1, b"\xab" * 20), report)
@@ -84,14 +90,14 @@ def test_sign_report_matches_eth_account_and_verifies() -> None:
     from pmoracle.consensus.report import SignedReport, is_valid_signed_report, sign_report
 
     domain = Domain(31337, b"\x42" * 20)
-    report = Report(b"\x01" * 32, 100, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7)
+    report = Report(b"\x01" * 32, 100, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7, b"\x05" * 32, b"\x06" * 32)
     key = b"\x22" * 32
     signed = sign_report(domain, report, key)
     expected = Account.from_key(key).sign_message(encode_typed_data(full_message=report_typed_data(domain, report)))
     assert signed.signature == bytes(expected.signature)
     assert "0x" + signed.signer.hex() == expected_address(key)
     assert is_valid_signed_report(domain, signed)
-    other = Report(b"\x01" * 32, 101, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7)
+    other = Report(b"\x01" * 32, 101, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 7, b"\x05" * 32, b"\x06" * 32)
     assert not is_valid_signed_report(domain, SignedReport(other, signed.signer, signed.signature))
     high_s = signed.signature[:32] + (2**256 - 1).to_bytes(32, "big") + signed.signature[64:]
     assert not is_valid_signed_report(domain, SignedReport(report, signed.signer, high_s))

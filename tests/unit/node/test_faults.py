@@ -59,8 +59,10 @@ def test_every_spam_message_is_rejected_for_its_reason() -> None:
 def test_perturbed_report_changes_only_the_root() -> None:
     leaves = [AccountLeaf(bytes([i]) * 20, 10 * i, 5 * i, 100 * i) for i in range(1, 6)]
     tree = MerkleTree(leaves)
-    report = Report(committee().digest(), 10, b"\x01" * 32, b"\x22" * 32, tree.root, len(tree))
-    output = RoundOutput(report=report, tree=tree, book=None)  # type: ignore[arg-type]
+    report = Report(
+        committee().digest(), 10, b"\x01" * 32, b"\x22" * 32, tree.root, len(tree), b"\x05" * 32, b"\x06" * 32
+    )
+    output = RoundOutput(report=report, tree=tree, book=None, risk_tree=None)  # type: ignore[arg-type]
     wrong = compute_perturbed_report(output)
     assert wrong.accounts_root != report.accounts_root
     assert wrong.round_key == report.round_key and wrong.account_count == report.account_count

@@ -71,6 +71,7 @@ def test_a_round_past_an_expiry_is_computed_not_refused() -> None:
 
 
 def test_a_round_under_the_policy_uses_its_ranges_and_keeps_the_documents_hash() -> None:
+    from pmoracle.consensus.commitments import NO_POLICY, compute_market_hash
     from pmoracle.risk.params import parse_params
     from pmoracle.risk.policy import PolicyRound, max_range
     from tests.unit.risk.test_policy import POLICY_TOML, round_states
@@ -96,3 +97,11 @@ def test_a_round_under_the_policy_uses_its_ranges_and_keeps_the_documents_hash()
     mm = [o.book.accounts[0].maintenance_margin for o in outputs]
     assert mm[1] < mm[0] < mm[2]  # 2% < the document's 16% < the policy's 60%
     assert compute_round(snapshot, params, committee, wild).report == outputs[2].report  # deterministic
+    # the report signs the policy's states through its market hash: other states, another report
+    hashes = [o.report.market_hash for o in outputs]
+    assert hashes == [
+        compute_market_hash(snapshot.market, NO_POLICY),
+        compute_market_hash(snapshot.market, calm.policy_hash),
+        compute_market_hash(snapshot.market, wild.policy_hash),
+    ]
+    assert len(set(hashes)) == 3

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {Base} from "./Base.sol";
+import {MarginOracle} from "../../contracts/MarginOracle.sol";
+import {IPortfolioMarginOracle} from "../../contracts/IPortfolioMarginOracle.sol";
+import {Report, AttestedMargin, RiskRow, IFraudLedger} from "../../contracts/PmoracleTypes.sol";
+
+/// @dev A ledger holding one position of one account, unchanged since block `changed`.
+contract MockLedger is IFraudLedger {
+    address public holder;
+    uint32 public instrumentId;
+    int128 public size;
+    uint64 public changed;
+
+    function set(address holder_, uint32 instrumentId_, int128 size_, uint64 changed_) external {
+        (holder, instrumentId, size, changed) = (holder_, instrumentId_, size_, changed_);
+    }
+
+    function changedAt(address) external view returns (uint64) {
+        return changed;
+    }
+
+    function positionOf(address account, uint32 id) external view returns (int128) {
+        return account == holder && id == instrumentId ? size : int128(0);
+    }
+
+    function openPositionCount(address account) external view returns (uint256) {
+        return account == holder && size != 0 ? 1 : 0;
+    }
+
+    function collateralTokens() external pure returns (address[] memory) {
+        return new address[](0);
+    }
+
+    function balanceOf(address, address) external pure returns (uint256) {
+        return 0;
+    }
+}
+
+/// @notice Fuzz tests of the aggregation fraud proof (docs/contracts.md, "MarginOracle", fraud proof invariants):
+///         a leaf whose MM is the rule's exact value is never provable in any scenario; one unit less is, in its
+///         worst scenario, and then the round is refused everywhere and exactly its signers are slashed.
+contract FraudProofFuzzTest is Base {
+    uint256 internal constant S = 3;
+    uint32 internal constant ID = 7;
+    address internal constant ACCOUNT = address(0xACC);
+    uint64 internal constant BLOCK = 40;
+    uint256 internal constant SIGNERS = 7; // members 0, 1, 2
+
+    MockLedger internal ledger;
+
+    struct Book {
+        int64[S] r;
+        int64 addon;
+        int128 size;
+        int64 extremeCover;
+    }
+
+    function setUp() public {
+        uint256[] memory stakes = new uint256[](N);
+        for (uint256 i = 0; i < N; ++i) {
+            stakes[i] = 2 * MIN_STAKE;
+        }
+        deploy(1_000, 5_000, stakes);
+        ledger = new MockLedger();
+        vm.prank(owner);
+        registry.setLedger(address(ledger));
+    }
+
+    function _book(int64[S] memory r, int64 addon, int128 size, uint32 cover) internal pure returns (Book memory b) {
+        for (uint256 s = 0; s < S; ++s) {
+            b.r[s] = int64(int256(bound(uint256(uint64(r[s])), 0, 2e9))) - 1e9;
+        }
+        b.addon = int64(int256(bound(uint256(uint64(addon)), 0, 1e6)));
+        b.size = int128(int256(bound(uint256(uint128(size)), 1, 2e6))) - 1e6;
+        if (b.size == 0) b.size = 1;
+        b.extremeCover = int64(int256(bound(cover, 1, 1e6)));
+    }
+
+    function _row(uint256 key, int64 base, int64 addon, int64[S] memory values) internal pure returns (RiskRow memory) {
+        bytes memory packed;
+        for (uint256 s = 0; s < S; ++s) {
+            packed = bytes.concat(packed, bytes8(uint64(values[s])));
+        }
+        return RiskRow(key, base, addon, packed, new bytes32[](1));
+    }
+
+    function _leafHash(RiskRow memory row) internal pure returns (bytes32) {
+        return keccak256(bytes.concat(keccak256(abi.encodePacked(row.key, row.base, row.addon, row.values))));
+    }
+
+    /// @dev The rule's MM in leaf units, and its worst scenario.
+    function _honestMargin(Book memory b) internal pure returns (uint256 mm, uint256 worst) {
+        int256 best = 0;
+        for (uint256 s = 0; s < S; ++s) {
+            int256 pnl = int256(b.size) * b.r[s];
+            int256 c = s == S - 1 ? int256(b.extremeCover) : int256(1e6);
+            int256 counted = pnl < 0 ? (-pnl * c + 1e6 - 1) / 1e6 : int256(0);
+            if (counted > best) (best, worst) = (counted, s);
+        }
+        int256 add = b.size < 0 ? -int256(b.size) * b.addon : int256(0);
+        mm = uint256(best + add) * 1e10;
+    }
+
+    /// @dev Attest a round whose account tree is the one leaf (ACCOUNT, mm) and whose risk tree holds the book's
+    ///      row and the cover row; return the report and the two rows with their proofs.
+    function _attest(Book memory b, uint256 mm)
+        internal
+        returns (Report memory report, RiskRow memory cover, RiskRow[] memory rows)
+    {
+        int64[S] memory covers = [int64(1e6), int64(1e6), b.extremeCover];
+        cover = _row(type(uint256).max, 1e6, 0, covers);
+        rows = new RiskRow[](1);
+        rows[0] = _row(ID, 0, b.addon, b.r);
+        bytes32 a = _leafHash(cover);
+        bytes32 c = _leafHash(rows[0]);
+        cover.proof[0] = c;
+        rows[0].proof[0] = a;
+        bytes32 riskRoot = a < c ? keccak256(abi.encode(a, c)) : keccak256(abi.encode(c, a));
+        report = anchor(BLOCK, oracle.computeLeaf(ACCOUNT, mm, mm, 0));
+        report.riskArraysRoot = riskRoot;
+        oracle.attest(report, SIGNERS, certificate(report, SIGNERS));
+        ledger.set(ACCOUNT, ID, b.size, BLOCK);
+    }
+
+    /// The exact MM of the rule is never provable, in any scenario: an honest committee is never slashed.
+    function testFuzz_anHonestLeafIsNeverProvable(int64[S] memory r, int64 addon, int128 size, uint32 c, uint8 s)
+        public
+    {
+        Book memory b = _book(r, addon, size, c);
+        (uint256 mm,) = _honestMargin(b);
+        (Report memory report, RiskRow memory cover, RiskRow[] memory rows) = _attest(b, mm);
+        uint256 scenario = bound(s, 0, S - 1);
+        vmNewer.expectPartialRevert(MarginOracle.NotFraudulent.selector);
+        oracle.proveFraud(report, ACCOUNT, AttestedMargin(mm, mm, 0), new bytes32[](0), cover, rows, scenario);
+        assertEq(oracle.roundAt(BLOCK).signerBitmap, SIGNERS, "the round stands");
+    }
+
+    /// One unit of MM less is provable in the worst scenario: the round is refused from then on, exactly its
+    /// signers lose `slashBps` of their stake, and the non-signer keeps its own.
+    function testFuzz_anUnderstatedLeafIsProvenAndItsSignersSlashed(
+        int64[S] memory r,
+        int64 addon,
+        int128 size,
+        uint32 c
+    ) public {
+        Book memory b = _book(r, addon, size, c);
+        (uint256 mm, uint256 worst) = _honestMargin(b);
+        vmNewer.assume(mm > 0);
+        uint256 lie = mm - 1;
+        (Report memory report, RiskRow memory cover, RiskRow[] memory rows) = _attest(b, lie);
+        oracle.proveFraud(report, ACCOUNT, AttestedMargin(lie, lie, 0), new bytes32[](0), cover, rows, worst);
+        assertEq(oracle.roundAt(BLOCK).signerBitmap, 0, "invalidated");
+        vm.expectRevert(abi.encodeWithSelector(IPortfolioMarginOracle.RoundProvenFraudulent.selector, BLOCK));
+        oracle.verifyMarginAt(BLOCK, ACCOUNT, lie, lie, 0, new bytes32[](0));
+        vm.expectRevert(abi.encodeWithSelector(IPortfolioMarginOracle.RoundProvenFraudulent.selector, BLOCK));
+        oracle.roundDigests(BLOCK);
+        for (uint256 i = 0; i < N; ++i) {
+            uint256 stake = registry.nodeOf(signers[i]).stake;
+            assertEq(stake, SIGNERS & (1 << i) != 0 ? 2 * MIN_STAKE * 9 / 10 : 2 * MIN_STAKE, "stake");
+            assertEq(registry.offences(signers[i]), SIGNERS & (1 << i) != 0 ? 1 : 0, "offences");
+        }
+        vm.expectRevert(abi.encodeWithSelector(IPortfolioMarginOracle.RoundProvenFraudulent.selector, BLOCK));
+        oracle.proveFraud(report, ACCOUNT, AttestedMargin(lie, lie, 0), new bytes32[](0), cover, rows, worst);
+    }
+
+    /// A changed account, a tampered row or a report other than the attested one is refused and slashes nobody.
+    function testFuzz_badProofsRevertAndSlashNobody(int64[S] memory r, int64 addon, int128 size, uint32 c, uint8 kind)
+        public
+    {
+        Book memory b = _book(r, addon, size, c);
+        (uint256 mm, uint256 worst) = _honestMargin(b);
+        vmNewer.assume(mm > 0);
+        uint256 lie = mm - 1;
+        (Report memory report, RiskRow memory cover, RiskRow[] memory rows) = _attest(b, lie);
+        kind = uint8(bound(kind, 0, 3));
+        if (kind == 0) {
+            ledger.set(ACCOUNT, ID, b.size, BLOCK + 1);
+            vm.expectRevert(
+                abi.encodeWithSelector(MarginOracle.AccountChangedSinceRound.selector, ACCOUNT, BLOCK + 1, BLOCK)
+            );
+        } else if (kind == 1) {
+            rows[0].addon += 1;
+            vmNewer.expectPartialRevert(MarginOracle.InvalidRowProof.selector);
+        } else if (kind == 2) {
+            report.marketHash = keccak256("another market");
+            vmNewer.expectPartialRevert(MarginOracle.ReportMismatch.selector);
+        } else {
+            ledger.set(ACCOUNT, ID, 0, BLOCK);
+            vm.expectRevert(abi.encodeWithSelector(MarginOracle.RowNotHeld.selector, ACCOUNT, uint256(ID)));
+        }
+        oracle.proveFraud(report, ACCOUNT, AttestedMargin(lie, lie, 0), new bytes32[](0), cover, rows, worst);
+        for (uint256 i = 0; i < N; ++i) {
+            assertEq(registry.offences(signers[i]), 0, "nobody slashed");
+        }
+    }
+}
