@@ -1,9 +1,9 @@
 """Compile ``contracts/*.sol`` and ``examples/contracts/*.sol`` with the pinned solcjs (npm ``solc``) through
 solc's standard-JSON interface.
 
-Every imported source (``@openzeppelin/...`` from ``node_modules``, relative imports) is resolved here and inlined
-into the standard-JSON input, so the compiler never touches the file system and the input hash covers every byte
-that reaches it. ``python -m pmoracle.chain.compile`` rewrites the committed artifacts under
+Every imported source (``@openzeppelin/...`` and ``solady/...`` from ``node_modules``, relative imports) is resolved
+here and inlined into the standard-JSON input, so the compiler never touches the file system and the input hash
+covers every byte that reaches it. ``python -m pmoracle.chain.compile`` rewrites the committed artifacts under
 ``src/pmoracle/chain/artifacts/``: one ``<Contract>.json`` (abi, bytecode, deployedBytecode) per contract and
 ``build-info.json`` (compiler version, settings, per-source keccak, and ``inputHash`` over all of it).
 """
@@ -49,6 +49,10 @@ CONTRACTS = (
     "MarginGatedLender",
 )
 
+# Import prefixes resolved under node_modules (the npm packages of package.json): scoped ones such as
+# ``@openzeppelin/`` and solady (``solady/src/utils/FixedPointMathLib.sol``).
+NPM_IMPORT_PREFIXES = ("@", "solady/")
+
 _IMPORT_RE = re.compile(r'^\s*import\s+(?:[^"\']*\s+from\s+)?["\']([^"\']+)["\'];', re.MULTILINE)
 
 
@@ -64,7 +68,7 @@ def _solc_js(root: pathlib.Path) -> pathlib.Path:
 
 
 def _read_source(unit: str, root: pathlib.Path) -> str:
-    path = root / "node_modules" / unit if unit.startswith("@") else root / unit
+    path = root / "node_modules" / unit if unit.startswith(NPM_IMPORT_PREFIXES) else root / unit
     if not path.is_file():
         raise CompileError(f"cannot resolve import {unit!r} (looked at {path})")
     return path.read_text()
