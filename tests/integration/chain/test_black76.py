@@ -200,6 +200,28 @@ def test_svi_total_variance_is_exact_to_a_few_units(harness: Any) -> None:
     assert worst < 3e-18, worst
 
 
+def test_discount_factor_year_fraction_and_vol_inputs(harness: Any) -> None:
+    """exp(-rate tau) within 1e-17 relative, the engine's 365-day year, priceWithVol = price at s = sigma sqrt(tau)."""
+    rng = random.Random(11)
+    assert harness.functions.yearFraction(365 * 86400).call() == WAD
+    assert harness.functions.yearFraction(86400).call() == WAD // 365
+    with mpmath.workdps(DIGITS):
+        for _ in range(40):
+            rate = int(rng.uniform(-1.0, 1.0) * WAD)
+            tau = int(rng.uniform(0.0, 13.0) * WAD)
+            discount = harness.functions.discountFactor(rate, tau).call()
+            exact = mpmath.exp(-_exact(rate) * _exact(tau))
+            assert abs(_exact(discount) - exact) <= exact * mpmath.mpf("1e-17") + mpmath.mpf("1e-18"), (rate, tau)
+            point = _random_point(rng)
+            vol = int(point.vol * WAD)
+            std_dev = vol * math.isqrt(tau * WAD) // WAD  # sqrtWad rounds down
+            with_vol = harness.functions.priceWithVol(
+                point.is_call, point.forward, point.strike, vol, tau, point.discount
+            ).call()
+            at_s = harness.functions.price(point.is_call, point.forward, point.strike, std_dev, point.discount).call()
+            assert with_vol == at_s, (point, tau)
+
+
 def _random_smile(rng: random.Random) -> tuple[int, int, int, int, int]:
     """Return SVI raw parameters (WAD) the engine accepts: a >= 0, b > 0, |rho| < 1, sigma > 0."""
     a = int(rng.uniform(0.0, 0.08) * WAD)
