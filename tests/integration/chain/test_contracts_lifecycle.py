@@ -305,6 +305,7 @@ def test_expired_instruments_settle_into_cash_at_the_posted_price(system: System
     # the engine values the expired positions at the fixed price now: their equity and margin are the settled books'
     client = ChainClient([system.chain.url])
     fixed = read_snapshot(client, system.deployment, client.block_number())
+    assert fixed == read_snapshot(client, system.deployment, fixed.block_number, packed=False)  # expired books
     assert fixed.market.underlying("BTC").settlement(expiry) == 104_000 * PRICE
     params = default_params()
     before = {m.account: m for m in compute_book(fixed.market, params, fixed.portfolios).accounts}
@@ -319,6 +320,7 @@ def test_expired_instruments_settle_into_cash_at_the_posted_price(system: System
         assert all(position(system, account, iid) == (0, 0, 0) for iid in (CALL, PUT, FUTURE))
     check_conservation(system.w3, system.deployment)
     settled = read_snapshot(client, system.deployment, client.block_number())
+    assert settled == read_snapshot(client, system.deployment, settled.block_number, packed=False)
     after = {m.account: m for m in compute_book(settled.market, params, settled.portfolios).accounts}
     for account in holders:
         key = to_canonical_address(account)
