@@ -333,29 +333,33 @@ def convert_account(
 ) -> Portfolio | None:
     """Return the Portfolio of a decoded ``AccountView``, or None if it holds nothing (no position, no collateral,
     no cash); ``funding`` maps each perpetual's id to its cumulative funding."""
+    # the hottest loop of a full read (once per account): no work for what an account does not hold
     account, cash, positions_raw, collateral_raw = raw
-    field = f"accounts[0x{account.hex()}]"
     try:
         positions = []
-        for iid, size, cost, index in sorted(positions_raw):
-            if iid not in instruments:
-                raise SnapshotError(f"{field}.positions", iid, "unknown instrument id")
+        for iid, size, cost, index in sorted(positions_raw) if len(positions_raw) > 1 else positions_raw:
+            instrument = instruments.get(iid)
+            if instrument is None:
+                raise SnapshotError(f"accounts[0x{account.hex()}].positions", iid, "unknown instrument id")
             if size != 0:
                 owed = funding_owed(size, funding[iid], index) if iid in funding else 0
-                positions.append(Position(instruments[iid], size, cost=cost, funding=owed))
-        amounts: dict[str, int] = {}
-        for token, amount in collateral_raw:
-            if token not in tokens:
-                checksum = to_checksum_address(token)
-                raise SnapshotError(f"{field}.collateral", checksum, "collateral token has no price feed")
-            symbol, decimals = tokens[token]
-            amounts[symbol] = amounts.get(symbol, 0) + to_size_units(amount, decimals)
-        collateral = tuple(sorted((s, a) for s, a in amounts.items() if a > 0))
+                positions.append(Position(instrument, size, cost, owed))
+        collateral: tuple[tuple[str, int], ...] = ()
+        if collateral_raw:
+            amounts: dict[str, int] = {}
+            for token, amount in collateral_raw:
+                if token not in tokens:
+                    checksum = to_checksum_address(token)
+                    field = f"accounts[0x{account.hex()}].collateral"
+                    raise SnapshotError(field, checksum, "collateral token has no price feed")
+                symbol, decimals = tokens[token]
+                amounts[symbol] = amounts.get(symbol, 0) + to_size_units(amount, decimals)
+            collateral = tuple(sorted((s, a) for s, a in amounts.items() if a > 0))
         if not positions and not collateral and cash == 0:
             return None
-        return Portfolio(positions=tuple(positions), collateral=collateral, account=account, cash=cash)
+        return Portfolio(tuple(positions), collateral, account, cash)
     except InputError as exc:
-        raise SnapshotError(f"{field}.{exc.field}", None, exc.message) from exc
+        raise SnapshotError(f"accounts[0x{account.hex()}].{exc.field}", None, exc.message) from exc
 
 
 @dataclass(frozen=True, slots=True)
