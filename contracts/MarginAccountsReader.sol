@@ -90,6 +90,38 @@ contract MarginAccountsReader {
         return _read(true, sinceBlock, offset, limit);
     }
 
+    /// @notice Return the given accounts, packed, with `blockhash(sinceBlock)`: `next` is the index in `accounts` of
+    ///         the first one not read, `total` the ledger's number of accounts. An address the ledger does not know
+    ///         comes back empty (no cash, position or balance).
+    /// @param sinceBlock The block of the reader's book.
+    /// @param accounts The accounts to read, e.g. those its logs after `sinceBlock` name.
+    function accountsOfPacked(uint256 sinceBlock, address[] calldata accounts)
+        external
+        view
+        returns (bytes memory out)
+    {
+        address[] memory tokens = _collateralTokens;
+        uint256 ptr;
+        assembly {
+            out := mload(0x40)
+            ptr := add(out, 128)
+        }
+        uint256 i = 0;
+        for (; i < accounts.length; ++i) {
+            if (i > 0 && gasleft() < ACCOUNT_GAS) break;
+            ptr = _putAccount(ptr, accounts[i], tokens);
+        }
+        bytes32 sinceHash = blockhash(sinceBlock);
+        uint256 total = _accounts.length;
+        assembly {
+            mstore(add(out, 32), sinceHash)
+            mstore(add(out, 64), i)
+            mstore(add(out, 96), total)
+            mstore(out, sub(ptr, add(out, 32)))
+            mstore(0x40, and(add(ptr, 31), not(31)))
+        }
+    }
+
     function _read(bool changedOnly, uint256 sinceBlock, uint256 offset, uint256 limit)
         internal
         view
@@ -110,41 +142,7 @@ contract MarginAccountsReader {
             if (i > start && gasleft() < ACCOUNT_GAS) break;
             address account = _accounts[i];
             if (changedOnly && _meta[account].changedAt <= sinceBlock) continue;
-            ptr = _put(ptr, uint160(account), 20);
-            ptr = _put(ptr, uint256(_cashOf[account]), 32);
-            uint32[] storage held = _held[account];
-            uint256 count = held.length;
-            ptr = _put(ptr, count, 2);
-            mapping(uint32 => PositionState) storage positions = _positions[account];
-            for (uint256 j = 0; j < count; ++j) {
-                uint32 id = held[j];
-                PositionState storage p = positions[id];
-                uint256 first;
-                uint256 fundingIndex;
-                assembly {
-                    first := sload(p.slot)
-                    fundingIndex := sload(add(p.slot, 1))
-                }
-                ptr = _put(ptr, id, 4);
-                ptr = _put(ptr, first, 32);
-                ptr = _put(ptr, fundingIndex, 32);
-            }
-            uint256 countAt = ptr;
-            ptr += 2;
-            count = 0;
-            mapping(address => uint256) storage balances = _balanceOf[account];
-            for (uint256 j = 0; j < tokens.length; ++j) {
-                uint256 amount = balances[tokens[j]];
-                if (amount == 0) continue;
-                ptr = _put(ptr, uint160(tokens[j]), 20);
-                ptr = _put(ptr, amount, 32);
-                ++count;
-            }
-            assembly {
-                // two bytes in place: a whole-word write would erase the balances just written
-                mstore8(countAt, shr(8, count))
-                mstore8(add(countAt, 1), count)
-            }
+            ptr = _putAccount(ptr, account, tokens);
         }
         assembly {
             mstore(add(out, 32), sinceHash)
@@ -153,6 +151,46 @@ contract MarginAccountsReader {
             mstore(out, sub(ptr, add(out, 32)))
             mstore(0x40, and(add(ptr, 31), not(31)))
         }
+    }
+
+    /// @dev Write one account's record at `ptr` (see the contract's notes); return the position after it.
+    function _putAccount(uint256 ptr, address account, address[] memory tokens) private view returns (uint256) {
+        ptr = _put(ptr, uint160(account), 20);
+        ptr = _put(ptr, uint256(_cashOf[account]), 32);
+        uint32[] storage held = _held[account];
+        uint256 count = held.length;
+        ptr = _put(ptr, count, 2);
+        mapping(uint32 => PositionState) storage positions = _positions[account];
+        for (uint256 j = 0; j < count; ++j) {
+            uint32 id = held[j];
+            PositionState storage p = positions[id];
+            uint256 first;
+            uint256 fundingIndex;
+            assembly {
+                first := sload(p.slot)
+                fundingIndex := sload(add(p.slot, 1))
+            }
+            ptr = _put(ptr, id, 4);
+            ptr = _put(ptr, first, 32);
+            ptr = _put(ptr, fundingIndex, 32);
+        }
+        uint256 countAt = ptr;
+        ptr += 2;
+        count = 0;
+        mapping(address => uint256) storage balances = _balanceOf[account];
+        for (uint256 j = 0; j < tokens.length; ++j) {
+            uint256 amount = balances[tokens[j]];
+            if (amount == 0) continue;
+            ptr = _put(ptr, uint160(tokens[j]), 20);
+            ptr = _put(ptr, amount, 32);
+            ++count;
+        }
+        assembly {
+            // two bytes in place: a whole-word write would erase the balances just written
+            mstore8(countAt, shr(8, count))
+            mstore8(add(countAt, 1), count)
+        }
+        return ptr;
     }
 
     /// @dev Write the low `size` bytes of `value` at `ptr` (the 32 - `size` bytes after them are zeroed, and

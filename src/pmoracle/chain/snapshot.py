@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
-from eth_utils import function_signature_to_4byte_selector, get_abi_output_types, to_checksum_address
+from eth_utils import function_signature_to_4byte_selector, get_abi_output_types, keccak, to_checksum_address
 
 from pmoracle.chain.blocks import BlockHeader
 from pmoracle.chain.client import ChainClient
@@ -486,6 +486,80 @@ def _fetch_packed(
     return _in_flight(fetch, ranges, workers)
 
 
+ACCOUNT_EVENTS: dict[str, tuple[int, ...]] = {
+    # every event of MarginAccounts that goes with a change of an account's cash, positions or balances (`_touch`),
+    # and the topics that hold the accounts it changed; `realizeFunding` of a position that owes nothing (rounded)
+    # emits none, and changes only its funding index, not what a snapshot holds (it holds what the position owes)
+    "AccountOpened(address,uint256)": (1,),
+    "Deposited(address,address,uint256,uint256)": (1,),
+    "Withdrawn(address,address,uint256,uint256,uint64)": (1,),
+    "Traded(address,address,uint32,uint128,uint128,int128,int128,uint256)": (1, 2),
+    "Settled(address,uint32,int128,uint256,int256)": (1,),
+    "FundingRealized(address,uint32,int256)": (1,),
+    "BookTransferred(address,address,uint256,int256)": (1, 2),
+    "CashTransferred(address,address,uint256)": (1, 2),
+}
+_ACCOUNT_TOPICS = {"0x" + keccak(text=signature).hex(): topics for signature, topics in ACCOUNT_EVENTS.items()}
+
+
+def _accounts_in_logs(client: ChainClient, ledger: str, since_block: int, header: BlockHeader) -> list[bytes] | None:
+    """Return the accounts that the ledger's logs in blocks (``since_block``, B] name as changed, sorted; None when
+    the node refuses the request, or B (``header``) is no longer canonical after it (the logs may be another
+    fork's)."""
+    try:
+        logs = client.request(
+            "eth_getLogs", [{"address": ledger, "fromBlock": hex(since_block + 1), "toBlock": hex(header.number)}]
+        )
+    except RpcResponseError:
+        return None
+    if client.get_block(header.number).hash != header.hash:
+        return None
+    named: set[bytes] = set()
+    for log in logs:
+        topics = log["topics"]
+        for at in _ACCOUNT_TOPICS.get(topics[0] if topics else "", ()):
+            word = bytes.fromhex(topics[at][2:])
+            if len(word) != 32 or any(word[:12]):
+                raise SnapshotError(f"logs[{log.get('transactionHash')}].topics[{at}]", topics[at], "not an address")
+            named.add(word[12:])
+    return sorted(named)
+
+
+def _fetch_packed_of(
+    client: ChainClient, ledger: str, block_hash: bytes, since_block: int, chunks: Sequence[list[bytes]], total: int,
+    workers: int,
+) -> Iterator[list[PackedPage]]:  # fmt: skip
+    """Yield, for each list of accounts of ``chunks`` in order, the packed pages of ``accountsOfPacked`` that read
+    them (with ``blockhash(since_block)``), as ``_fetch_packed`` does for ranges of account indices.
+
+    Errors:
+        as ``_fetch_packed``; SnapshotError also when a page does not hold as many accounts as it says it read.
+    """
+    code = load_artifact(PACKED_READER).deployed_bytecode
+    selector = _view(PACKED_READER, "accountsOfPacked").selector
+    head = since_block.to_bytes(32, "big") + (64).to_bytes(32, "big")
+
+    def fetch(chunk: list[bytes]) -> list[PackedPage]:
+        start = 0
+        pages: list[PackedPage] = []
+        while True:
+            rest = chunk[start:]
+            data = selector + head + len(rest).to_bytes(32, "big") + b"".join(bytes(12) + a for a in rest)
+            page = decode_packed_accounts(client.call_raw(ledger, data, block_hash, code_override=code))
+            if page.total != total:
+                raise SnapshotError(f"{PACKED_READER}.total", page.total, f"the ledger counts {total} accounts")
+            if not 0 < page.next_index <= len(rest) and rest:
+                raise SnapshotError(f"{PACKED_READER}.next", page.next_index, f"no progress in {len(rest)} accounts")
+            if [a for a, *_ in page.accounts] != rest[: page.next_index]:
+                raise SnapshotError(f"{PACKED_READER}.accounts", len(page.accounts), "not the accounts asked for")
+            pages.append(page)
+            start += page.next_index
+            if start >= len(chunk):
+                return pages
+
+    return _in_flight(fetch, chunks, workers)
+
+
 def _unless_refused(pages: Iterator[list[PackedPage]]) -> Iterator[list[PackedPage]] | None:
     """Return ``pages`` with its first item read, or None when the node refused that first call: it has no state
     overrides (a JSON-RPC error), or ignored the override and ran the ledger's code (a revert)."""
@@ -656,6 +730,7 @@ def read_snapshot_since(
     workers: int = DEFAULT_READ_WORKERS,
     packed: bool = True,
     packed_scan_page_size: int = DEFAULT_PACKED_SCAN_PAGE,
+    from_logs: bool = True,
 ) -> ChainSnapshot | None:
     """Read block ``block_number`` as ``base`` plus the accounts that changed after ``base``'s block.
 
@@ -667,7 +742,10 @@ def read_snapshot_since(
     extended and None is returned: read in full. The result equals ``read_snapshot`` at B (tests compare them).
     ``workers`` scan pages are in flight at once. The changed accounts are read packed (``accountsChangedSincePacked``,
     ``packed_scan_page_size`` accounts scanned per call) unless ``packed`` is False or the node refuses the state
-    override, as ``read_snapshot`` does.
+    override, as ``read_snapshot`` does. Packed, the changed accounts are those the ledger's logs after ``base``'s
+    block name (``ACCOUNT_EVENTS``; ``from_logs``), so the read follows the changes, not the number of accounts;
+    when the node refuses the ``eth_getLogs`` (a range or result limit) or B stopped being canonical meanwhile, every
+    account is scanned for a change instead (``accountsChangedSincePacked``).
 
     Errors:
         as ``read_snapshot``.
@@ -694,11 +772,18 @@ def read_snapshot_since(
             updates[raw[0]] = convert_account(raw, head.instruments, head.tokens, head.funding)
 
     count = head.account_count
-    # one call at least: it proves the base's hash
-    ranges = [(o, min(o + packed_scan_page_size, count)) for o in range(0, count, packed_scan_page_size)] or [(0, 0)]
     packed_pages = None
     if packed:
-        pages = _fetch_packed(client, ledger, head.header.hash, base.block_number, ranges, count, workers)
+        named = _accounts_in_logs(client, ledger, base.block_number, head.header) if from_logs else None
+        if named is not None:
+            calls += 2  # eth_getLogs, and the header that proves the logs are B's
+            chunks = [named[i : i + DEFAULT_PACKED_PAGE] for i in range(0, len(named), DEFAULT_PACKED_PAGE)] or [[]]
+            pages = _fetch_packed_of(client, ledger, head.header.hash, base.block_number, chunks, count, workers)
+        else:
+            # one call at least: it proves the base's hash
+            starts = range(0, count, packed_scan_page_size)
+            ranges = [(o, min(o + packed_scan_page_size, count)) for o in starts] or [(0, 0)]
+            pages = _fetch_packed(client, ledger, head.header.hash, base.block_number, ranges, count, workers)
         packed_pages = _unless_refused(pages)
         calls += packed_pages is None  # the refused call
     if packed_pages is not None:

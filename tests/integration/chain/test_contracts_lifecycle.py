@@ -6,6 +6,7 @@ ledger's money identity (pmoracle.devnet.ledger_audit) checked from chain state.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import transact_fn
 from pmoracle.chain.orders import sign_order
-from pmoracle.chain.snapshot import read_snapshot
+from pmoracle.chain.snapshot import read_snapshot, read_snapshot_since
 from pmoracle.config.params import default_params
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.risk.margin import compute_book
@@ -321,6 +322,11 @@ def test_expired_instruments_settle_into_cash_at_the_posted_price(system: System
     check_conservation(system.w3, system.deployment)
     settled = read_snapshot(client, system.deployment, client.block_number())
     assert settled == read_snapshot(client, system.deployment, settled.block_number, packed=False)
+    for from_logs in (True, False):  # the settlements named by their logs, or found by a scan
+        since = read_snapshot_since(client, system.deployment, settled.block_number, fixed, from_logs=from_logs)
+        assert since is not None
+        assert since == dataclasses.replace(settled, rpc_calls=since.rpc_calls, changed_accounts=since.changed_accounts)
+        assert since.changed_accounts == len(holders)
     after = {m.account: m for m in compute_book(settled.market, params, settled.portfolios).accounts}
     for account in holders:
         key = to_canonical_address(account)

@@ -251,6 +251,30 @@ class _NoStateOverrides(ChainClient):
         return super().call_raw(to, data, block, **kwargs)
 
 
+class _NoLogs(ChainClient):
+    """A node that refuses every ``eth_getLogs`` (as providers do past a range or result limit)."""
+
+    def request(self, method: str, params: Any = ()) -> Any:
+        if method == "eth_getLogs":
+            raise RpcResponseError(self.urls[0], method, -32005, "query returned more than 10000 results")
+        return super().request(method, params)
+
+
+def test_an_incremental_read_without_logs_scans_every_account(protocol: Protocol) -> None:
+    client = _NoLogs([protocol.client.urls[0]])
+    deployment = protocol.deployment
+    base = read_snapshot(client, deployment, client.block_number())
+    u1, u2 = (Transmitter(client, DEV_KEYS[k]).address for k in (1, 2))
+    trade(protocol, u1, u2, 1, 1)
+    head = client.block_number()
+    scanned = read_snapshot_since(client, deployment, head, base)
+    from_logs = read_snapshot_since(protocol.client, deployment, head, base)
+    assert scanned is not None and from_logs is not None
+    assert scanned == dataclasses.replace(from_logs, rpc_calls=scanned.rpc_calls)
+    assert scanned.changed_accounts == 2
+    assert (scanned.rpc_calls, from_logs.rpc_calls) == (4 + 1, 4 + 2 + 1)  # one scan / logs, header, one read
+
+
 @pytest.mark.parametrize("ignore", [False, True], ids=["refused", "ignored"])
 def test_a_node_without_state_overrides_gets_the_abi_reads(protocol: Protocol, ignore: bool) -> None:
     client = _NoStateOverrides(protocol.client.urls[0], ignore=ignore)
@@ -324,8 +348,11 @@ def test_incremental_reads_equal_full_reads_through_random_changes(protocol: Pro
         assert incremental.changed_accounts == len(touched)  # only what changed was re-read
         abi = read_snapshot_since(client, deployment, block, base, packed=False)
         assert abi is not None and abi == _full_equivalent(abi, full), f"step {step}"
+        scanned = read_snapshot_since(client, deployment, block, base, from_logs=False)  # every account scanned
+        assert scanned is not None and scanned == _full_equivalent(scanned, full), f"step {step}"
+        assert scanned.changed_accounts == len(touched)
         paged = read_snapshot_since(client, deployment, block, paged_base, scan_page_size=1, workers=1 + step % 3,
-                                    packed=step % 2 == 0, packed_scan_page_size=1)  # fmt: skip
+                                    packed=step % 2 == 0, packed_scan_page_size=1, from_logs=False)  # fmt: skip
         assert paged is not None and paged == _full_equivalent(paged, full)
         base, paged_base = incremental, paged
 

@@ -7,8 +7,9 @@ from eth_abi import encode as abi_encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.errors import SnapshotError
-from pmoracle.chain.snapshot import PackedPage, RawAccount, decode_packed_accounts
+from pmoracle.chain.snapshot import ACCOUNT_EVENTS, PackedPage, RawAccount, decode_packed_accounts
 
 INT128 = st.integers(-(2**127), 2**127 - 1)
 INT256 = st.integers(-(2**255), 2**255 - 1)
@@ -72,3 +73,17 @@ def test_a_record_cut_short_is_refused(cut: int) -> None:
 
 def decode_payload(data: bytes) -> bytes:
     return data[64 : 64 + int.from_bytes(data[32:64], "big")]
+
+
+def test_account_events_are_the_ledgers_with_their_accounts_indexed() -> None:
+    """Each event the incremental read takes changed accounts from exists in MarginAccounts' ABI with those
+    topics indexed addresses (topic i is the i-th indexed input)."""
+    events = {
+        f"{e['name']}({','.join(i['type'] for i in e['inputs'])})": e
+        for e in load_artifact("MarginAccounts").abi
+        if e.get("type") == "event"
+    }
+    for signature, topics in ACCOUNT_EVENTS.items():
+        indexed = [i for i in events[signature]["inputs"] if i["indexed"]]
+        assert all(indexed[t - 1]["type"] == "address" for t in topics), signature
+        assert all(indexed[t - 1]["name"] != "token" for t in topics), signature  # accounts, not the tokens
