@@ -514,13 +514,20 @@ def _accounts_in_logs(client: ChainClient, ledger: str, since_block: int, header
         return None
     if client.get_block(header.number).hash != header.hash:
         return None
+    if not isinstance(logs, list):
+        raise SnapshotError("eth_getLogs", logs, "expected a list of logs")
     named: set[bytes] = set()
     for log in logs:
-        topics = log["topics"]
+        topics = log.get("topics") if isinstance(log, dict) else None
+        if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+            raise SnapshotError("eth_getLogs", log, "a log without a list of topics")
         for at in _ACCOUNT_TOPICS.get(topics[0] if topics else "", ()):
-            word = bytes.fromhex(topics[at][2:])
+            try:
+                word = bytes.fromhex(topics[at][2:]) if at < len(topics) and topics[at][:2] == "0x" else b""
+            except ValueError:
+                word = b""
             if len(word) != 32 or any(word[:12]):
-                raise SnapshotError(f"logs[{log.get('transactionHash')}].topics[{at}]", topics[at], "not an address")
+                raise SnapshotError(f"eth_getLogs.topics[{at}]", topics, "expected an account address")
             named.add(word[12:])
     return sorted(named)
 

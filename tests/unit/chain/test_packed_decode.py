@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import pytest
 from eth_abi import encode as abi_encode
+from eth_utils import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pmoracle.chain.blocks import BlockHeader
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.errors import SnapshotError
-from pmoracle.chain.snapshot import ACCOUNT_EVENTS, PackedPage, RawAccount, decode_packed_accounts
+from pmoracle.chain.snapshot import (
+    ACCOUNT_EVENTS,
+    PackedPage,
+    RawAccount,
+    _accounts_in_logs,
+    decode_packed_accounts,
+)
 
 INT128 = st.integers(-(2**127), 2**127 - 1)
 INT256 = st.integers(-(2**255), 2**255 - 1)
@@ -87,3 +95,55 @@ def test_account_events_are_the_ledgers_with_their_accounts_indexed() -> None:
         indexed = [i for i in events[signature]["inputs"] if i["indexed"]]
         assert all(indexed[t - 1]["type"] == "address" for t in topics), signature
         assert all(indexed[t - 1]["name"] != "token" for t in topics), signature  # accounts, not the tokens
+
+
+class _LogsNode:
+    """Answers ``eth_getLogs`` with ``logs`` and says block 7 is canonical with hash ``b"\\7" * 32``."""
+
+    def __init__(self, logs: object) -> None:
+        self.logs = logs
+
+    def request(self, method: str, params: object = ()) -> object:
+        assert method == "eth_getLogs"
+        return self.logs
+
+    def get_block(self, number: int) -> BlockHeader:
+        return BlockHeader(number=number, hash=b"\7" * 32, parent_hash=b"\6" * 32, timestamp=1_000)
+
+
+TRADED = "0x" + keccak(text="Traded(address,address,uint32,uint128,uint128,int128,int128,uint256)").hex()
+DEPOSITED = "0x" + keccak(text="Deposited(address,address,uint256,uint256)").hex()
+
+
+def word(value: bytes) -> str:
+    return "0x" + value.rjust(32, b"\0").hex()
+
+
+def test_the_accounts_named_by_the_ledgers_logs_and_only_them() -> None:
+    a, b, c, token = (bytes([i]) * 20 for i in (0xA, 0xB, 0xC, 0xD))
+    logs = [
+        {"topics": [TRADED, word(b), word(a), word(b"\1")]},
+        {"topics": [DEPOSITED, word(c), word(token)]},  # the token is not an account
+        {"topics": ["0x" + "11" * 32, word(token)]},  # another event: nothing
+        {"topics": []},
+    ]
+    header = BlockHeader(number=7, hash=b"\7" * 32, parent_hash=b"\6" * 32, timestamp=1_000)
+    assert _accounts_in_logs(_LogsNode(logs), "0x" + "00" * 20, 3, header) == [a, b, c]  # type: ignore[arg-type]
+    moved = BlockHeader(number=7, hash=b"\x08" * 32, parent_hash=b"\6" * 32, timestamp=1_000)
+    assert _accounts_in_logs(_LogsNode(logs), "0x" + "00" * 20, 3, moved) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "logs",
+    [
+        {"not": "a list"},
+        [{"topics": "0x00"}],
+        [{"topics": [TRADED, word(b"\1" * 21), word(b"\2")]}],  # more than an address
+        [{"topics": [TRADED, "0xzz", word(b"\2")]}],
+        [{"topics": [TRADED, word(b"\1")]}],  # a topic missing
+    ],
+)
+def test_malformed_logs_are_named(logs: object) -> None:
+    header = BlockHeader(number=7, hash=b"\7" * 32, parent_hash=b"\6" * 32, timestamp=1_000)
+    with pytest.raises(SnapshotError):
+        _accounts_in_logs(_LogsNode(logs), "0x" + "00" * 20, 3, header)  # type: ignore[arg-type]
