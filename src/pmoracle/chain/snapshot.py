@@ -10,6 +10,11 @@ across fallback endpoints and a reorg during the read makes the snapshot fail ra
   that P's book is an ancestor of B's state); ``SnapshotReader`` alternates the two for a node's rounds. A
   perpetual's funding payment after P changes what its holders owe without changing them: P cannot be extended.
 - Both read up to ``workers`` pages at once (one connection each), decoding one page while the next are read.
+- Both read the accounts packed: ``MarginAccountsReader`` (never deployed) runs at the ledger's address under an
+  ``eth_call`` state override of its code and returns one byte string per call (``decode_packed_accounts``),
+  stopping where its gas runs low; a node that refuses the override gets the ABI views above. Packed, the
+  incremental read takes the changed accounts from the ledger's logs after P (``ACCOUNT_EVENTS``) and reads only
+  those (``accountsOfPacked``), scanning every account only when the node refuses the logs.
 
 An account's cash, its futures' and perpetuals' cost basis and the funding its perpetuals owe (all USD WAD) are
 carried exactly into the engine's ``Portfolio.cash``, ``Position.cost`` and ``Position.funding``; the funding owed
@@ -74,7 +79,7 @@ class ChainSnapshot:
     market: MarketSnapshot
     portfolios: tuple[Portfolio, ...]  # accounts with anything, sorted by address bytes
     instruments: tuple[tuple[int, Instrument], ...]  # (on-chain id, instrument), by id
-    rpc_calls: int = 0  # eth_calls made to read it (header excluded)
+    rpc_calls: int = 0  # requests to read it (eth_calls; an incremental read's logs and header), B's header excluded
     tokens: tuple[tuple[bytes, str, int], ...] = ()  # collateral tokens: (address, symbol, decimals), by address
     changed_accounts: int | None = None  # accounts re-read by an incremental read (None: read in full)
     funding: tuple[tuple[int, int], ...] = ()  # (perpetual id, cumulative funding USD WAD per unit), by id
