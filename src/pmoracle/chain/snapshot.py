@@ -65,6 +65,9 @@ DEFAULT_READ_WORKERS = 1  # pages in flight at once (each on its own connection)
 # earlier when the call's gas runs low (about 20,000 gas an account, 5,000 a scanned one) and is called again.
 DEFAULT_PACKED_PAGE = 20_000
 DEFAULT_PACKED_SCAN_PAGE = 200_000
+# accounts named per accountsOfPacked call (32 bytes of calldata each, which a gas cap charges for, and a call the
+# cap ends early sends the rest again)
+DEFAULT_PACKED_NAMED = 5_000
 PACKED_READER = "MarginAccountsReader"
 MAX_TOKEN_DECIMALS = 36
 
@@ -278,8 +281,9 @@ _PACKED_BALANCE = 52  # token (20), amount (32)
 
 
 def decode_packed_accounts(data: bytes) -> PackedPage:
-    """Decode the ABI return data (one ``bytes``) of ``MarginAccountsReader.accountsPacked`` /
-    ``accountsChangedSincePacked``, strictly: anything truncated or left over raises ``SnapshotError``.
+    """Decode the ABI return data (one ``bytes``) of ``MarginAccountsReader.accountsPacked``,
+    ``accountsChangedSincePacked`` or ``accountsOfPacked``, strictly: anything truncated or left over raises
+    ``SnapshotError``.
 
     The accounts come as the ``RawAccount`` tuples ``decode_accounts_page`` returns for the same accounts, so one
     conversion serves both reads.
@@ -789,7 +793,7 @@ def read_snapshot_since(
         named = _accounts_in_logs(client, ledger, base.block_number, head.header) if from_logs else None
         if named is not None:
             calls += 2  # eth_getLogs, and the header that proves the logs are B's
-            chunks = [named[i : i + DEFAULT_PACKED_PAGE] for i in range(0, len(named), DEFAULT_PACKED_PAGE)] or [[]]
+            chunks = [named[i : i + DEFAULT_PACKED_NAMED] for i in range(0, len(named), DEFAULT_PACKED_NAMED)] or [[]]
             pages = _fetch_packed_of(client, ledger, head.header.hash, base.block_number, chunks, count, workers)
         else:
             # one call at least: it proves the base's hash

@@ -11,6 +11,7 @@ import pytest
 from eth_abi import encode as abi_encode
 from web3 import Web3
 
+from pmoracle.chain import snapshot
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import Deployment, deploy
@@ -273,6 +274,20 @@ def test_an_incremental_read_without_logs_scans_every_account(protocol: Protocol
     assert scanned == dataclasses.replace(from_logs, rpc_calls=scanned.rpc_calls)
     assert scanned.changed_accounts == 2
     assert (scanned.rpc_calls, from_logs.rpc_calls) == (4 + 1, 4 + 2 + 1)  # one scan / logs, header, one read
+
+
+def test_accounts_named_by_logs_are_read_in_chunks_alike(protocol: Protocol, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, deployment = protocol.client, protocol.deployment
+    base = read_snapshot(client, deployment, client.block_number())
+    u1, u2 = (Transmitter(client, DEV_KEYS[k]).address for k in (1, 2))
+    trade(protocol, u1, u2, 1, 1)
+    head = client.block_number()
+    whole = read_snapshot_since(client, deployment, head, base)
+    assert whole is not None and whole.changed_accounts == 2
+    monkeypatch.setattr(snapshot, "DEFAULT_PACKED_NAMED", 1)  # one account a call
+    for workers in (1, 3):
+        chunked = read_snapshot_since(client, deployment, head, base, workers=workers)
+        assert chunked == dataclasses.replace(whole, rpc_calls=4 + 2 + 2)
 
 
 @pytest.mark.parametrize("ignore", [False, True], ids=["refused", "ignored"])
