@@ -5,9 +5,12 @@ Run: ``pmoracle bench chain [--accounts 1000] [--page 200] [--workers 1,2,4] [--
 ``python -m pmoracle.bench.chain``). The ledger is seeded directly (the bench holds the Exchange role and applies
 trades itself, two new accounts per trade, sent in JSON-RPC batches and mined in bulk). Then it times:
 
-- a full read (``read_snapshot``) at each page size and number of pages in flight;
-- an incremental read (``read_snapshot_since``) after ``--changed`` accounts traded, and checks that it equals the
-  full read of the same block.
+- a full read (``read_snapshot``) packed (``MarginAccountsReader`` under a state override) and through the ABI
+  pages of ``--page`` accounts, checking that both give the same snapshot, and packed with each number of pages in
+  flight;
+- an incremental read (``read_snapshot_since``) packed from the ledger's logs, packed scanning every account, and
+  through the ABI views, after ``--changed`` accounts traded, and checks that each equals the full read of the same
+  block.
 
 Prints a table (and with ``--json`` one JSON object); nothing here is asserted (benchmarks are not tests).
 """
@@ -71,14 +74,16 @@ def run_chain_bench(
 
     Args:
         accounts: accounts opened (two per trade).
-        page: accounts per ``accountsPage`` call of the full reads (50 and 500 are timed too, one worker).
-        workers: numbers of pages in flight timed for the full read at ``page``.
+        page: accounts per ``accountsPage`` call of the ABI full read.
+        workers: numbers of pages in flight timed for the packed full read (in four pages).
         changed: accounts that trade between the base block and the incrementally read block (at most
             ``accounts``).
 
     Returns:
         The figures: ``rows`` ((measure, median ms) pairs, as the table prints them) and named keys
-        (``setup_s``, ``accounts_per_s``, ``full_read_s``, ``full_read_best_s``, ``incremental_read_s``, ...).
+        (``setup_s``, ``accounts_per_s``, ``full_read_s`` (packed), ``full_read_abi_s``, ``full_read_best_s``,
+        ``incremental_read_s`` (packed, from logs), ``incremental_read_scan_s``, ``incremental_read_abi_s``,
+        ``packed_equals_abi``, ...).
     """
     rows: list[tuple[str, float]] = []
     figures: dict[str, Any] = {"accounts": accounts, "page": page}
@@ -111,19 +116,21 @@ def run_chain_bench(
             ("call(accountCount) pinned by number", _median_ms(lambda: client.call_raw(ledger, count, block), 200))
         )
         repeat = 5 if accounts <= 20_000 else 1
-        full: ChainSnapshot | None = None
-        for size in sorted({page, 50, 500}):
-            full = read_snapshot(client, deployment, block, account_page_size=size)
-            ms = _median_ms(lambda s=size: read_snapshot(client, deployment, block, account_page_size=s), repeat)
-            rows.append((f"read_snapshot {len(full.portfolios)} accounts, page {size} ({full.rpc_calls} calls)", ms))
-            if size == page:
-                figures["full_read_s"] = ms / 1000
-        best = figures["full_read_s"]
+        full = read_snapshot(client, deployment, block)
+        ms = _median_ms(lambda: read_snapshot(client, deployment, block), repeat)
+        rows.append((f"read_snapshot packed, {len(full.portfolios)} accounts ({full.rpc_calls} calls)", ms))
+        figures["full_read_s"] = best = ms / 1000
+        abi = read_snapshot(client, deployment, block, account_page_size=page, packed=False)
+        ms = _median_ms(lambda: read_snapshot(client, deployment, block, account_page_size=page, packed=False), repeat)
+        label = f"read_snapshot ABI pages, {len(abi.portfolios)} accounts, page {page} ({abi.rpc_calls} calls)"
+        rows.append((label, ms))
+        figures |= {"full_read_abi_s": ms / 1000, "packed_equals_abi": full == replace(abi, rpc_calls=full.rpc_calls)}
+        packed_page = max(1, -(-accounts // 4))  # four packed pages, to have pages to put in flight
         for n in workers:
             ms = _median_ms(
-                lambda n=n: read_snapshot(client, deployment, block, account_page_size=page, workers=n), repeat
+                lambda n=n: read_snapshot(client, deployment, block, packed_page_size=packed_page, workers=n), repeat
             )
-            rows.append((f"read_snapshot page {page}, {n} pages in flight", ms))
+            rows.append((f"read_snapshot packed, pages of {packed_page}, {n} pages in flight", ms))
             figures[f"full_read_workers_{n}_s"] = ms / 1000
             best = min(best, ms / 1000)
         figures["full_read_best_s"] = best
@@ -131,20 +138,28 @@ def run_chain_bench(
         moved = min(changed, accounts) // 2
         world.send_all(_trades(world, range(moved), 1))  # each trade changes two accounts
         head = client.block_number()
-        t = time.perf_counter()
-        incremental = read_snapshot_since(client, deployment, head, base)
-        incremental_s = time.perf_counter() - t
-        if incremental is None:
-            raise InputError("--changed", f"the base block {base.block_number} could not be extended to {head}")
         full = read_snapshot(client, deployment, head)
+        variants = (("incremental_read", "packed, from logs", True, True),
+                    ("incremental_read_scan", "packed, scan", True, False),
+                    ("incremental_read_abi", "ABI scan", False, False))  # fmt: skip
+        for key, name, packed, from_logs in variants:
+            t = time.perf_counter()
+            incremental = read_snapshot_since(client, deployment, head, base, packed=packed, from_logs=from_logs)
+            incremental_s = time.perf_counter() - t
+            if incremental is None:
+                raise InputError("--changed", f"the base block {base.block_number} could not be extended to {head}")
+            figures |= {
+                f"{key}_s": incremental_s,
+                f"{key}_calls": incremental.rpc_calls,
+                f"{key}_equals_full": _comparable(incremental) == _comparable(full),
+            }
+            label = f"read_snapshot_since {name}: {incremental.changed_accounts} changed"
+            rows.append((f"{label} of {accounts} ({incremental.rpc_calls} calls)", incremental_s * 1000))
         figures |= {
             "changed_accounts": incremental.changed_accounts,
-            "incremental_read_s": incremental_s,
-            "incremental_calls": incremental.rpc_calls,
-            "incremental_equals_full": _comparable(incremental) == _comparable(full),
+            "incremental_calls": figures["incremental_read_calls"],
+            "incremental_equals_full": all(figures[f"{key}_equals_full"] for key, *_ in variants),
         }
-        label = f"read_snapshot_since: {incremental.changed_accounts} changed of {accounts}"
-        rows.append((f"{label} ({incremental.rpc_calls} calls)", incremental_s * 1000))
     figures["rows"] = rows
     return figures
 
@@ -152,8 +167,8 @@ def run_chain_bench(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the chain benchmark's arguments."""
     parser.add_argument("--accounts", type=int, default=1000, help="accounts opened on the ledger")
-    parser.add_argument("--page", type=int, default=200, help="snapshot page size (50 and 500 are always timed)")
-    parser.add_argument("--workers", default="1,2,4", help="pages in flight timed for the full read (default 1,2,4)")
+    parser.add_argument("--page", type=int, default=200, help="accounts per ABI page of the ABI full read")
+    parser.add_argument("--workers", default="1,2,4", help="packed pages in flight timed (default 1,2,4)")
     parser.add_argument("--changed", type=int, default=10_000, help="accounts changed before the incremental read")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object too")
 
@@ -171,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'measure':72s} {'median ms':>10s}")
     for label, ms in figures["rows"]:
         print(f"{label:72s} {ms:10.2f}")
-    print(f"incremental read equals the full read of its block: {figures['incremental_equals_full']}")
+    print(f"packed full read equals the ABI full read: {figures['packed_equals_abi']}")
+    print(f"incremental reads equal the full read of their block: {figures['incremental_equals_full']}")
     if args.json:
         print(json.dumps(figures, indent=2))
     return 0

@@ -328,9 +328,20 @@ class ChainClient:
         return best
 
     def call_raw(
-        self, to: str, data: bytes, block: BlockId = "latest", *, sender: str | None = None, value: int = 0
+        self,
+        to: str,
+        data: bytes,
+        block: BlockId = "latest",
+        *,
+        sender: str | None = None,
+        value: int = 0,
+        code_override: bytes | None = None,
     ) -> bytes:
         """Run ``eth_call`` pinned to a block (a number, a tag, or a hash for an exact pin); return the output.
+
+        ``code_override`` runs that runtime code at ``to`` instead of its own, over its own storage (the state
+        override set of geth and anvil, ``{to: {"code": ...}}``); a node without state overrides refuses the call
+        with an ``RpcResponseError``.
 
         Errors:
             ContractError when the call reverts (decoded custom error); RpcError as for ``request``.
@@ -340,8 +351,11 @@ class ChainClient:
             tx["from"] = sender
         if value:
             tx["value"] = hex(value)
+        params: list[Any] = [tx, encode_block_id(block, for_call=True)]
+        if code_override is not None:
+            params.append({to: {"code": "0x" + code_override.hex()}})
         try:
-            result = self.request("eth_call", [tx, encode_block_id(block, for_call=True)])
+            result = self.request("eth_call", params)
         except RpcResponseError as exc:
             revert = revert_data_of(exc)
             if revert is None:

@@ -40,6 +40,7 @@ SETTINGS: dict[str, Any] = {
 # Contracts whose artifacts are written (the rest are interfaces and libraries).
 CONTRACTS = (
     "MarginAccounts",
+    "MarginAccountsReader",
     "Exchange",
     "Liquidator",
     "MarketFeeds",
@@ -95,12 +96,12 @@ def collect_sources(root: pathlib.Path = REPO_ROOT, units: Sequence[str] = ()) -
     return dict(sorted(sources.items()))
 
 
-def standard_json_input(sources: dict[str, str]) -> dict[str, Any]:
-    """Return solc's standard-JSON input for ``sources`` with the pinned settings."""
+def standard_json_input(sources: dict[str, str], settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return solc's standard-JSON input for ``sources`` with the pinned settings (or ``settings``)."""
     return {
         "language": "Solidity",
         "sources": {name: {"content": text} for name, text in sources.items()},
-        "settings": SETTINGS,
+        "settings": SETTINGS if settings is None else settings,
     }
 
 
@@ -112,8 +113,11 @@ def compute_input_hash(sources: dict[str, str]) -> str:
     return "0x" + keccak(text=canonical).hex()
 
 
-def run_solc(sources: dict[str, str], root: pathlib.Path = REPO_ROOT) -> dict[str, Any]:
-    """Compile ``sources`` with solcjs and return its standard-JSON output.
+def run_solc(
+    sources: dict[str, str], root: pathlib.Path = REPO_ROOT, *, settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Compile ``sources`` with solcjs and return its standard-JSON output (``settings``: other than the pinned
+    ones, e.g. to ask for storage layouts).
 
     Errors:
         CompileError when node or solcjs is missing, the version is not the pinned one, or solc reports errors.
@@ -130,7 +134,7 @@ def run_solc(sources: dict[str, str], root: pathlib.Path = REPO_ROOT) -> dict[st
     # solc.js reads stdin with readFileSync (EAGAIN on a non-blocking pipe) and exits before a piped stdout is
     # flushed (output cut at 64 KiB): both ends are files.
     with tempfile.TemporaryFile("w+") as stdin, tempfile.TemporaryFile("w+") as stdout:
-        json.dump(standard_json_input(sources), stdin)
+        json.dump(standard_json_input(sources, settings), stdin)
         stdin.seek(0)
         proc = subprocess.run(
             ["node", str(solc), "--standard-json"],

@@ -10,6 +10,11 @@ across fallback endpoints and a reorg during the read makes the snapshot fail ra
   that P's book is an ancestor of B's state); ``SnapshotReader`` alternates the two for a node's rounds. A
   perpetual's funding payment after P changes what its holders owe without changing them: P cannot be extended.
 - Both read up to ``workers`` pages at once (one connection each), decoding one page while the next are read.
+- Both read the accounts packed: ``MarginAccountsReader`` (never deployed) runs at the ledger's address under an
+  ``eth_call`` state override of its code and returns one byte string per call (``decode_packed_accounts``),
+  stopping where its gas runs low; a node that refuses the override gets the ABI views above. Packed, the
+  incremental read takes the changed accounts from the ledger's logs after P (``ACCOUNT_EVENTS``) and reads only
+  those (``accountsOfPacked``), scanning every account only when the node refuses the logs.
 
 An account's cash, its futures' and perpetuals' cost basis and the funding its perpetuals owe (all USD WAD) are
 carried exactly into the engine's ``Portfolio.cash``, ``Position.cost`` and ``Position.funding``; the funding owed
@@ -22,21 +27,22 @@ Chain data is converted to the engine's integer input types in a canonical order
 from __future__ import annotations
 
 import functools
+import itertools
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
-from eth_utils import function_signature_to_4byte_selector, get_abi_output_types, to_checksum_address
+from eth_utils import function_signature_to_4byte_selector, get_abi_output_types, keccak, to_checksum_address
 
 from pmoracle.chain.blocks import BlockHeader
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import Deployment
-from pmoracle.chain.errors import ChainError, SnapshotError
+from pmoracle.chain.errors import ChainError, ContractError, RpcResponseError, SnapshotError
 from pmoracle.errors import InputError
 from pmoracle.risk.inputs import (
     SIZE_DECIMALS,
@@ -55,6 +61,14 @@ DEFAULT_ACCOUNT_PAGE = 200
 DEFAULT_INSTRUMENT_PAGE = 500
 DEFAULT_CHANGE_SCAN_PAGE = 2_000  # accounts scanned per accountsChangedSince call (two SLOADs each)
 DEFAULT_READ_WORKERS = 1  # pages in flight at once (each on its own connection)
+# Packed reads (``MarginAccountsReader`` run at the ledger's address): accounts asked per call; the reader stops
+# earlier when the call's gas runs low (about 20,000 gas an account, 5,000 a scanned one) and is called again.
+DEFAULT_PACKED_PAGE = 20_000
+DEFAULT_PACKED_SCAN_PAGE = 200_000
+# accounts named per accountsOfPacked call (32 bytes of calldata each, which a gas cap charges for, and a call the
+# cap ends early sends the rest again)
+DEFAULT_PACKED_NAMED = 5_000
+PACKED_READER = "MarginAccountsReader"
 MAX_TOKEN_DECIMALS = 36
 
 
@@ -68,7 +82,7 @@ class ChainSnapshot:
     market: MarketSnapshot
     portfolios: tuple[Portfolio, ...]  # accounts with anything, sorted by address bytes
     instruments: tuple[tuple[int, Instrument], ...]  # (on-chain id, instrument), by id
-    rpc_calls: int = 0  # eth_calls made to read it (header excluded)
+    rpc_calls: int = 0  # requests to read it (eth_calls; an incremental read's logs and header), B's header excluded
     tokens: tuple[tuple[bytes, str, int], ...] = ()  # collateral tokens: (address, symbol, decimals), by address
     changed_accounts: int | None = None  # accounts re-read by an incremental read (None: read in full)
     funding: tuple[tuple[int, int], ...] = ()  # (perpetual id, cumulative funding USD WAD per unit), by id
@@ -251,6 +265,70 @@ def decode_accounts_page(data: bytes, *, head: int = 0) -> list[RawAccount]:
     return accounts
 
 
+@dataclass(frozen=True, slots=True)
+class PackedPage:
+    """One output of ``MarginAccountsReader``: the accounts it read and where it stopped."""
+
+    since_hash: bytes  # blockhash(sinceBlock) as the pinned block sees it; zero for a full read
+    next_index: int  # the first account index not read
+    total: int  # the ledger's number of accounts
+    accounts: list[RawAccount]
+
+
+_PACKED_HEAD = 96  # sinceHash, next, total
+_PACKED_POSITION = 68  # id (4), the position's first slot (32: cost high, size low), funding index (32)
+_PACKED_BALANCE = 52  # token (20), amount (32)
+
+
+def decode_packed_accounts(data: bytes) -> PackedPage:
+    """Decode the ABI return data (one ``bytes``) of ``MarginAccountsReader.accountsPacked``,
+    ``accountsChangedSincePacked`` or ``accountsOfPacked``, strictly: anything truncated or left over raises
+    ``SnapshotError``.
+
+    The accounts come as the ``RawAccount`` tuples ``decode_accounts_page`` returns for the same accounts, so one
+    conversion serves both reads.
+    """
+    if len(data) < 64 or int.from_bytes(data[:32], "big") != 32:
+        raise SnapshotError("accountsPacked", "0x" + data[:64].hex(), "expected one ABI-encoded bytes")
+    size = int.from_bytes(data[32:64], "big")
+    if len(data) != 64 + -(-size // 32) * 32 or any(data[64 + size :]):
+        raise SnapshotError("accountsPacked", size, f"bytes length does not match the {len(data)} bytes returned")
+    payload = data[64 : 64 + size]
+    if size < _PACKED_HEAD:
+        raise SnapshotError("accountsPacked", size, "output shorter than its header")
+    from_bytes = int.from_bytes
+    accounts: list[RawAccount] = []
+    at = _PACKED_HEAD
+    while at < size:
+        if at + 54 > size:
+            raise SnapshotError("accountsPacked", at, "account record truncated")
+        account = payload[at : at + 20]
+        cash = from_bytes(payload[at + 20 : at + 52], "big", signed=True)
+        count = from_bytes(payload[at + 52 : at + 54], "big")
+        at += 54
+        if at + count * _PACKED_POSITION + 2 > size:
+            raise SnapshotError("accountsPacked", count, f"positions of account at {at} run past the output")
+        positions: list[tuple[int, int, int, int]] = []
+        for _ in range(count):
+            positions.append((
+                from_bytes(payload[at : at + 4], "big"),
+                from_bytes(payload[at + 20 : at + 36], "big", signed=True),
+                from_bytes(payload[at + 4 : at + 20], "big", signed=True),
+                from_bytes(payload[at + 36 : at + 68], "big", signed=True),
+            ))  # fmt: skip
+            at += _PACKED_POSITION
+        count = from_bytes(payload[at : at + 2], "big")
+        at += 2
+        if at + count * _PACKED_BALANCE > size:
+            raise SnapshotError("accountsPacked", count, f"balances of account at {at} run past the output")
+        collateral: list[tuple[bytes, int]] = []
+        for _ in range(count):
+            collateral.append((payload[at : at + 20], from_bytes(payload[at + 20 : at + 52], "big")))
+            at += _PACKED_BALANCE
+        accounts.append((account, cash, positions, collateral))
+    return PackedPage(payload[:32], from_bytes(payload[32:64], "big"), from_bytes(payload[64:96], "big"), accounts)
+
+
 def funding_owed(size: int, cumulative: int, index: int) -> int:
     """Return the funding a perpetual position owes (USD WAD, > 0: owes): the ledger's ``_owed``, rounded up."""
     return -(-(size * (cumulative - index)) // int(SIZE_SCALE))
@@ -264,29 +342,33 @@ def convert_account(
 ) -> Portfolio | None:
     """Return the Portfolio of a decoded ``AccountView``, or None if it holds nothing (no position, no collateral,
     no cash); ``funding`` maps each perpetual's id to its cumulative funding."""
+    # the hottest loop of a full read (once per account): no work for what an account does not hold
     account, cash, positions_raw, collateral_raw = raw
-    field = f"accounts[0x{account.hex()}]"
     try:
         positions = []
-        for iid, size, cost, index in sorted(positions_raw):
-            if iid not in instruments:
-                raise SnapshotError(f"{field}.positions", iid, "unknown instrument id")
+        for iid, size, cost, index in sorted(positions_raw) if len(positions_raw) > 1 else positions_raw:
+            instrument = instruments.get(iid)
+            if instrument is None:
+                raise SnapshotError(f"accounts[0x{account.hex()}].positions", iid, "unknown instrument id")
             if size != 0:
                 owed = funding_owed(size, funding[iid], index) if iid in funding else 0
-                positions.append(Position(instruments[iid], size, cost=cost, funding=owed))
-        amounts: dict[str, int] = {}
-        for token, amount in collateral_raw:
-            if token not in tokens:
-                checksum = to_checksum_address(token)
-                raise SnapshotError(f"{field}.collateral", checksum, "collateral token has no price feed")
-            symbol, decimals = tokens[token]
-            amounts[symbol] = amounts.get(symbol, 0) + to_size_units(amount, decimals)
-        collateral = tuple(sorted((s, a) for s, a in amounts.items() if a > 0))
+                positions.append(Position(instrument, size, cost, owed))
+        collateral: tuple[tuple[str, int], ...] = ()
+        if collateral_raw:
+            amounts: dict[str, int] = {}
+            for token, amount in collateral_raw:
+                if token not in tokens:
+                    checksum = to_checksum_address(token)
+                    field = f"accounts[0x{account.hex()}].collateral"
+                    raise SnapshotError(field, checksum, "collateral token has no price feed")
+                symbol, decimals = tokens[token]
+                amounts[symbol] = amounts.get(symbol, 0) + to_size_units(amount, decimals)
+            collateral = tuple(sorted((s, a) for s, a in amounts.items() if a > 0))
         if not positions and not collateral and cash == 0:
             return None
-        return Portfolio(positions=tuple(positions), collateral=collateral, account=account, cash=cash)
+        return Portfolio(tuple(positions), collateral, account, cash)
     except InputError as exc:
-        raise SnapshotError(f"{field}.{exc.field}", None, exc.message) from exc
+        raise SnapshotError(f"accounts[0x{account.hex()}].{exc.field}", None, exc.message) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,17 +424,26 @@ def _fetch_pages(
     The caller decodes one page while the next ones are read: the node's JSON-RPC endpoint works on them (on its
     own cores) while this process decodes, and several pages in flight hide each call's round trip.
     """
-    if workers <= 1 or len(args) <= 1:
-        for a in args:
-            yield client.call_raw(address, view.encode(*a), block_hash)
-        return
 
     def fetch(a: tuple[int, ...]) -> bytes:
         return client.call_raw(address, view.encode(*a), block_hash)
 
+    return _in_flight(fetch, args, workers)
+
+
+_A = TypeVar("_A")
+_R = TypeVar("_R")
+
+
+def _in_flight(fetch: Callable[[_A], _R], args: Sequence[_A], workers: int) -> Iterator[_R]:
+    """Yield ``fetch(a)`` for each ``a`` of ``args`` in order, with up to ``workers`` of them running at once."""
+    if workers <= 1 or len(args) <= 1:
+        for a in args:
+            yield fetch(a)
+        return
     # a window of 2 x workers pages: bounded memory however far the reads run ahead of the decoding
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="snapshot-page") as pool:
-        window: deque[Future[bytes]] = deque()
+        window: deque[Future[_R]] = deque()
         try:
             for a in args:
                 window.append(pool.submit(fetch, a))
@@ -365,15 +456,149 @@ def _fetch_pages(
                 future.cancel()
 
 
+def _fetch_packed(
+    client: ChainClient, ledger: str, block_hash: bytes, since_block: int | None, ranges: Sequence[tuple[int, int]],
+    total: int, workers: int,
+) -> Iterator[list[PackedPage]]:  # fmt: skip
+    """Yield, for each account range [start, end) of ``ranges`` in order, the packed pages that cover it: the
+    accounts changed after ``since_block``, or every account when it is None.
+
+    ``MarginAccountsReader`` runs at the ledger's address (a state override of its code) and stops where its gas
+    runs low; the range is then read on from where it stopped. Each output is checked against the ledger's own
+    ``accountCount`` (``total``): a reader whose storage layout is not the ledger's would read another slot.
+
+    Errors:
+        RpcResponseError when the node refuses the call (no state overrides); SnapshotError when an output is
+        malformed, counts other than ``total`` accounts, or makes no progress.
+    """
+    code = load_artifact(PACKED_READER).deployed_bytecode
+    if since_block is None:
+        view = _view(PACKED_READER, "accountsPacked")
+    else:
+        view = _view(PACKED_READER, "accountsChangedSincePacked")
+
+    def fetch(window: tuple[int, int]) -> list[PackedPage]:
+        start, end = window
+        pages: list[PackedPage] = []
+        while True:
+            args = (start, end - start) if since_block is None else (since_block, start, end - start)
+            page = decode_packed_accounts(client.call_raw(ledger, view.encode(*args), block_hash, code_override=code))
+            if page.total != total:
+                raise SnapshotError(f"{PACKED_READER}.total", page.total, f"the ledger counts {total} accounts")
+            if not start < page.next_index <= end and start < end:
+                raise SnapshotError(f"{PACKED_READER}.next", page.next_index, f"no progress in [{start}, {end})")
+            pages.append(page)
+            start = page.next_index
+            if start >= end:
+                return pages
+
+    return _in_flight(fetch, ranges, workers)
+
+
+ACCOUNT_EVENTS: dict[str, tuple[int, ...]] = {
+    # every event of MarginAccounts that goes with a change of an account's cash, positions or balances (`_touch`),
+    # and the topics that hold the accounts it changed; `realizeFunding` of a position that owes nothing (rounded)
+    # emits none, and changes only its funding index, not what a snapshot holds (it holds what the position owes)
+    "AccountOpened(address,uint256)": (1,),
+    "Deposited(address,address,uint256,uint256)": (1,),
+    "Withdrawn(address,address,uint256,uint256,uint64)": (1,),
+    "Traded(address,address,uint32,uint128,uint128,int128,int128,uint256)": (1, 2),
+    "Settled(address,uint32,int128,uint256,int256)": (1,),
+    "FundingRealized(address,uint32,int256)": (1,),
+    "BookTransferred(address,address,uint256,int256)": (1, 2),
+    "CashTransferred(address,address,uint256)": (1, 2),
+}
+_ACCOUNT_TOPICS = {"0x" + keccak(text=signature).hex(): topics for signature, topics in ACCOUNT_EVENTS.items()}
+
+
+def _accounts_in_logs(client: ChainClient, ledger: str, since_block: int, header: BlockHeader) -> list[bytes] | None:
+    """Return the accounts that the ledger's logs in blocks (``since_block``, B] name as changed, sorted; None when
+    the node refuses the request, or B (``header``) is no longer canonical after it (the logs may be another
+    fork's)."""
+    try:
+        logs = client.request(
+            "eth_getLogs", [{"address": ledger, "fromBlock": hex(since_block + 1), "toBlock": hex(header.number)}]
+        )
+    except RpcResponseError:
+        return None
+    if client.get_block(header.number).hash != header.hash:
+        return None
+    if not isinstance(logs, list):
+        raise SnapshotError("eth_getLogs", logs, "expected a list of logs")
+    named: set[bytes] = set()
+    for log in logs:
+        topics = log.get("topics") if isinstance(log, dict) else None
+        if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+            raise SnapshotError("eth_getLogs", log, "a log without a list of topics")
+        for at in _ACCOUNT_TOPICS.get(topics[0] if topics else "", ()):
+            try:
+                word = bytes.fromhex(topics[at][2:]) if at < len(topics) and topics[at][:2] == "0x" else b""
+            except ValueError:
+                word = b""
+            if len(word) != 32 or any(word[:12]):
+                raise SnapshotError(f"eth_getLogs.topics[{at}]", topics, "expected an account address")
+            named.add(word[12:])
+    return sorted(named)
+
+
+def _fetch_packed_of(
+    client: ChainClient, ledger: str, block_hash: bytes, since_block: int, chunks: Sequence[list[bytes]], total: int,
+    workers: int,
+) -> Iterator[list[PackedPage]]:  # fmt: skip
+    """Yield, for each list of accounts of ``chunks`` in order, the packed pages of ``accountsOfPacked`` that read
+    them (with ``blockhash(since_block)``), as ``_fetch_packed`` does for ranges of account indices.
+
+    Errors:
+        as ``_fetch_packed``; SnapshotError also when a page does not hold as many accounts as it says it read.
+    """
+    code = load_artifact(PACKED_READER).deployed_bytecode
+    selector = _view(PACKED_READER, "accountsOfPacked").selector
+    head = since_block.to_bytes(32, "big") + (64).to_bytes(32, "big")
+
+    def fetch(chunk: list[bytes]) -> list[PackedPage]:
+        start = 0
+        pages: list[PackedPage] = []
+        while True:
+            rest = chunk[start:]
+            data = selector + head + len(rest).to_bytes(32, "big") + b"".join(bytes(12) + a for a in rest)
+            page = decode_packed_accounts(client.call_raw(ledger, data, block_hash, code_override=code))
+            if page.total != total:
+                raise SnapshotError(f"{PACKED_READER}.total", page.total, f"the ledger counts {total} accounts")
+            if not 0 < page.next_index <= len(rest) and rest:
+                raise SnapshotError(f"{PACKED_READER}.next", page.next_index, f"no progress in {len(rest)} accounts")
+            if [a for a, *_ in page.accounts] != rest[: page.next_index]:
+                raise SnapshotError(f"{PACKED_READER}.accounts", len(page.accounts), "not the accounts asked for")
+            pages.append(page)
+            start += page.next_index
+            if start >= len(chunk):
+                return pages
+
+    return _in_flight(fetch, chunks, workers)
+
+
+def _unless_refused(pages: Iterator[list[PackedPage]]) -> Iterator[list[PackedPage]] | None:
+    """Return ``pages`` with its first item read, or None when the node refused that first call: it has no state
+    overrides (a JSON-RPC error), or ignored the override and ran the ledger's code (a revert)."""
+    try:
+        first = next(pages)
+    except StopIteration:
+        return iter(())
+    except (RpcResponseError, ContractError):
+        return None
+    return itertools.chain([first], pages)
+
+
 def _read_settlements(
-    client: ChainClient, deployment: Deployment, head: _Head, portfolios: Mapping[bytes, Portfolio]
+    client: ChainClient, deployment: Deployment, head: _Head, portfolios: Sequence[Portfolio]
 ) -> tuple[MarketSnapshot, int]:
     """Return the market with the settlement prices fixed for the expired instruments some book holds (one
     ``MarketFeeds.settlementPrice`` call per distinct underlying and expiry), and the number of calls made."""
     time = head.header.timestamp
+    if not any(i.is_expired_at(time) for i in head.instruments.values()):
+        return head.market, 0  # nothing expired: no book to look through
     held = sorted({
         (p.instrument.underlying, p.instrument.expiry)
-        for book in portfolios.values() for p in book.positions if p.instrument.is_expired_at(time)
+        for book in portfolios for p in book.positions if p.instrument.is_expired_at(time)
     })  # fmt: skip
     if not held:
         return head.market, 0
@@ -393,19 +618,33 @@ def _read_settlements(
         raise SnapshotError(exc.field, None, exc.message) from exc
 
 
+def _by_account(portfolio: Portfolio) -> bytes:
+    return portfolio.account
+
+
+def _apply_updates(base: tuple[Portfolio, ...], updates: Mapping[bytes, Portfolio | None]) -> tuple[Portfolio, ...]:
+    """Return ``base`` (sorted by account) with the books of ``updates`` replaced, added or (None) removed."""
+    if not updates:
+        return base
+    books = [p for p in base if p.account not in updates]
+    books += sorted((p for p in updates.values() if p is not None), key=_by_account)
+    books.sort(key=_by_account)  # two sorted runs: one linear merge
+    return tuple(books)
+
+
 def _symbol_word(symbol: str) -> bytes:
     return symbol.encode().ljust(32, b"\0")
 
 
 def _snapshot(
-    head: _Head, market: MarketSnapshot, portfolios: Mapping[bytes, Portfolio], calls: int, changed: int | None
+    head: _Head, market: MarketSnapshot, portfolios: tuple[Portfolio, ...], calls: int, changed: int | None
 ) -> ChainSnapshot:
     return ChainSnapshot(
         block_number=head.header.number,
         block_hash=head.header.hash,
         timestamp=head.header.timestamp,
         market=market,
-        portfolios=tuple(portfolios[a] for a in sorted(portfolios)),
+        portfolios=portfolios,
         instruments=tuple(sorted(head.instruments.items())),
         rpc_calls=calls,
         tokens=_token_table(head.tokens),
@@ -422,8 +661,14 @@ def read_snapshot(
     account_page_size: int = DEFAULT_ACCOUNT_PAGE,
     instrument_page_size: int = DEFAULT_INSTRUMENT_PAGE,
     workers: int = DEFAULT_READ_WORKERS,
+    packed: bool = True,
+    packed_page_size: int = DEFAULT_PACKED_PAGE,
 ) -> ChainSnapshot:
     """Read the market and every account at block ``block_number``, pinned to that block's hash.
+
+    The accounts are read packed (``MarginAccountsReader`` run at the ledger's address under a state override)
+    unless ``packed`` is False or the node refuses the override; then through ``accountsPage``. Both give the same
+    snapshot (tests compare them).
 
     Args:
         client: the chain client.
@@ -432,6 +677,8 @@ def read_snapshot(
         account_page_size: accounts per ``accountsPage`` call (one round trip each).
         instrument_page_size: instruments per ``instrumentsPage`` call.
         workers: account pages in flight at once (1: one after the other).
+        packed: read the accounts packed when the node allows it.
+        packed_page_size: accounts asked per packed call (the reader stops earlier when its gas runs low).
 
     Returns:
         The frozen snapshot: valuation time = block timestamp, portfolios sorted by address, empty accounts skipped.
@@ -444,17 +691,14 @@ def read_snapshot(
         raise ChainError(f"page sizes must be >= 1, got {account_page_size}, {instrument_page_size}")
     if workers < 1:
         raise ChainError(f"workers must be >= 1, got {workers}")
+    if packed_page_size < 1:
+        raise ChainError(f"packed_page_size must be >= 1, got {packed_page_size}")
     head = _read_head(client, deployment, block_number, instrument_page_size)
-    _, accounts = _contracts(deployment)
-    view = _view("MarginAccounts", "accountsPage")
+    _, ledger = _contracts(deployment)
     calls = head.calls
     portfolios: dict[bytes, Portfolio] = {}
-    offsets = range(0, head.account_count, account_page_size)
-    pages = _fetch_pages(client, accounts, view, head.header.hash, [(o, account_page_size) for o in offsets], workers)
-    for offset, data in zip(offsets, pages, strict=True):
-        page = decode_accounts_page(data)
-        calls += 1
-        _check_page("accountsPage", offset, len(page), min(account_page_size, head.account_count - offset))
+
+    def add(page: list[RawAccount]) -> None:
         for raw in page:
             portfolio = convert_account(raw, head.instruments, head.tokens, head.funding)
             if portfolio is None:
@@ -462,8 +706,33 @@ def read_snapshot(
             if portfolio.account in portfolios:
                 raise SnapshotError("accounts", "0x" + portfolio.account.hex(), "account listed twice")
             portfolios[portfolio.account] = portfolio
-    market, settlement_calls = _read_settlements(client, deployment, head, portfolios)
-    return _snapshot(head, market, portfolios, calls + settlement_calls, None)
+
+    count = head.account_count
+    ranges = [(o, min(o + packed_page_size, count)) for o in range(0, count, packed_page_size)]
+    packed_pages = None
+    if packed:
+        pages = _fetch_packed(client, ledger, head.header.hash, None, ranges, count, workers)
+        packed_pages = _unless_refused(pages)
+        calls += packed_pages is None  # the refused call
+    if packed_pages is not None:
+        for (start, end), covering in zip(ranges, packed_pages, strict=True):
+            calls += len(covering)
+            _check_page(PACKED_READER, start, sum(len(p.accounts) for p in covering), end - start)
+            for page in covering:
+                add(page.accounts)
+    else:
+        view = _view("MarginAccounts", "accountsPage")
+        offsets = range(0, count, account_page_size)
+        args = [(o, account_page_size) for o in offsets]
+        pages_abi = _fetch_pages(client, ledger, view, head.header.hash, args, workers)
+        for offset, data in zip(offsets, pages_abi, strict=True):
+            raw_page = decode_accounts_page(data)
+            calls += 1
+            _check_page("accountsPage", offset, len(raw_page), min(account_page_size, count - offset))
+            add(raw_page)
+    books = tuple(sorted(portfolios.values(), key=_by_account))
+    market, settlement_calls = _read_settlements(client, deployment, head, books)
+    return _snapshot(head, market, books, calls + settlement_calls, None)
 
 
 def read_snapshot_since(
@@ -475,6 +744,9 @@ def read_snapshot_since(
     scan_page_size: int = DEFAULT_CHANGE_SCAN_PAGE,
     instrument_page_size: int = DEFAULT_INSTRUMENT_PAGE,
     workers: int = DEFAULT_READ_WORKERS,
+    packed: bool = True,
+    packed_scan_page_size: int = DEFAULT_PACKED_SCAN_PAGE,
+    from_logs: bool = True,
 ) -> ChainSnapshot | None:
     """Read block ``block_number`` as ``base`` plus the accounts that changed after ``base``'s block.
 
@@ -484,13 +756,20 @@ def read_snapshot_since(
     ``base.block_hash`` (a reorg replaced it, or it is more than 256 blocks back), or the collateral tokens or
     instruments of ``base`` are not those of B, or a perpetual paid funding in between, ``base`` cannot be
     extended and None is returned: read in full. The result equals ``read_snapshot`` at B (tests compare them).
-    ``workers`` scan pages are in flight at once.
+    ``workers`` scan pages are in flight at once. The changed accounts are read packed (``accountsChangedSincePacked``,
+    ``packed_scan_page_size`` accounts scanned per call) unless ``packed`` is False or the node refuses the state
+    override, as ``read_snapshot`` does. Packed, the changed accounts are those the ledger's logs after ``base``'s
+    block name (``ACCOUNT_EVENTS``; ``from_logs``), so the read follows the changes, not the number of accounts;
+    when the node refuses the ``eth_getLogs`` (a range or result limit) or B stopped being canonical meanwhile, every
+    account is scanned for a change instead (``accountsChangedSincePacked``).
 
     Errors:
         as ``read_snapshot``.
     """
-    if scan_page_size < 1 or instrument_page_size < 1:
-        raise ChainError(f"page sizes must be >= 1, got {scan_page_size}, {instrument_page_size}")
+    if scan_page_size < 1 or instrument_page_size < 1 or packed_scan_page_size < 1:
+        raise ChainError(
+            f"page sizes must be >= 1, got {scan_page_size}, {instrument_page_size}, {packed_scan_page_size}"
+        )
     if workers < 1:
         raise ChainError(f"workers must be >= 1, got {workers}")
     if block_number <= base.block_number:
@@ -500,29 +779,49 @@ def read_snapshot_since(
         return None  # a token's decimals or an instrument changed: the base's conversions may be stale
     if any(head.funding.get(i) != cumulative for i, cumulative in base.funding):
         return None  # a perpetual paid funding: its holders owe more without having changed
-    _, accounts = _contracts(deployment)
-    view = _view("MarginAccounts", "accountsChangedSince")
+    _, ledger = _contracts(deployment)
     calls = head.calls
-    portfolios = {p.account: p for p in base.portfolios}
-    changed = 0
-    scans = [
-        (base.block_number, offset, scan_page_size) for offset in range(0, max(head.account_count, 1), scan_page_size)
-    ]
-    for data in _fetch_pages(client, accounts, view, head.header.hash, scans, workers):  # one call at least: the hash
-        calls += 1
-        if len(data) < 64:
-            raise SnapshotError("accountsChangedSince", "0x" + data.hex(), "output shorter than its two head words")
-        if data[:32] != base.block_hash:
-            return None
-        for raw in decode_accounts_page(data, head=32):
-            changed += 1
-            portfolio = convert_account(raw, head.instruments, head.tokens, head.funding)
-            if portfolio is None:
-                portfolios.pop(raw[0], None)
-            else:
-                portfolios[portfolio.account] = portfolio
+    updates: dict[bytes, Portfolio | None] = {}  # the changed accounts' books (None: it holds nothing now)
+
+    def update(page: list[RawAccount]) -> None:
+        for raw in page:
+            updates[raw[0]] = convert_account(raw, head.instruments, head.tokens, head.funding)
+
+    count = head.account_count
+    packed_pages = None
+    if packed:
+        named = _accounts_in_logs(client, ledger, base.block_number, head.header) if from_logs else None
+        if named is not None:
+            calls += 2  # eth_getLogs, and the header that proves the logs are B's
+            chunks = [named[i : i + DEFAULT_PACKED_NAMED] for i in range(0, len(named), DEFAULT_PACKED_NAMED)] or [[]]
+            pages = _fetch_packed_of(client, ledger, head.header.hash, base.block_number, chunks, count, workers)
+        else:
+            # one call at least: it proves the base's hash
+            starts = range(0, count, packed_scan_page_size)
+            ranges = [(o, min(o + packed_scan_page_size, count)) for o in starts] or [(0, 0)]
+            pages = _fetch_packed(client, ledger, head.header.hash, base.block_number, ranges, count, workers)
+        packed_pages = _unless_refused(pages)
+        calls += packed_pages is None  # the refused call
+    if packed_pages is not None:
+        for covering in packed_pages:
+            for page in covering:
+                calls += 1
+                if page.since_hash != base.block_hash:
+                    return None
+                update(page.accounts)
+    else:
+        view = _view("MarginAccounts", "accountsChangedSince")
+        scans = [(base.block_number, o, scan_page_size) for o in range(0, max(count, 1), scan_page_size)]
+        for data in _fetch_pages(client, ledger, view, head.header.hash, scans, workers):
+            calls += 1
+            if len(data) < 64:
+                raise SnapshotError("accountsChangedSince", "0x" + data.hex(), "output shorter than its two head words")
+            if data[:32] != base.block_hash:
+                return None
+            update(decode_accounts_page(data, head=32))
+    portfolios = _apply_updates(base.portfolios, updates)
     market, settlement_calls = _read_settlements(client, deployment, head, portfolios)
-    return _snapshot(head, market, portfolios, calls + settlement_calls, changed)
+    return _snapshot(head, market, portfolios, calls + settlement_calls, len(updates))
 
 
 @dataclass(frozen=True, slots=True)

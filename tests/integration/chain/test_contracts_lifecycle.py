@@ -6,6 +6,7 @@ ledger's money identity (pmoracle.devnet.ledger_audit) checked from chain state.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import transact_fn
 from pmoracle.chain.orders import sign_order
-from pmoracle.chain.snapshot import read_snapshot
+from pmoracle.chain.snapshot import read_snapshot, read_snapshot_since
 from pmoracle.config.params import default_params
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.risk.margin import compute_book
@@ -305,6 +306,7 @@ def test_expired_instruments_settle_into_cash_at_the_posted_price(system: System
     # the engine values the expired positions at the fixed price now: their equity and margin are the settled books'
     client = ChainClient([system.chain.url])
     fixed = read_snapshot(client, system.deployment, client.block_number())
+    assert fixed == read_snapshot(client, system.deployment, fixed.block_number, packed=False)  # expired books
     assert fixed.market.underlying("BTC").settlement(expiry) == 104_000 * PRICE
     params = default_params()
     before = {m.account: m for m in compute_book(fixed.market, params, fixed.portfolios).accounts}
@@ -319,6 +321,12 @@ def test_expired_instruments_settle_into_cash_at_the_posted_price(system: System
         assert all(position(system, account, iid) == (0, 0, 0) for iid in (CALL, PUT, FUTURE))
     check_conservation(system.w3, system.deployment)
     settled = read_snapshot(client, system.deployment, client.block_number())
+    assert settled == read_snapshot(client, system.deployment, settled.block_number, packed=False)
+    for from_logs in (True, False):  # the settlements named by their logs, or found by a scan
+        since = read_snapshot_since(client, system.deployment, settled.block_number, fixed, from_logs=from_logs)
+        assert since is not None
+        assert since == dataclasses.replace(settled, rpc_calls=since.rpc_calls, changed_accounts=since.changed_accounts)
+        assert since.changed_accounts == len(holders)
     after = {m.account: m for m in compute_book(settled.market, params, settled.portfolios).accounts}
     for account in holders:
         key = to_canonical_address(account)

@@ -11,11 +11,18 @@ import pytest
 from eth_abi import encode as abi_encode
 from web3 import Web3
 
+from pmoracle.chain import snapshot
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.deploy import Deployment, deploy
-from pmoracle.chain.errors import ChainError, ContractError, SnapshotError
-from pmoracle.chain.snapshot import ChainSnapshot, SnapshotReader, read_snapshot, read_snapshot_since
+from pmoracle.chain.errors import ChainError, ContractError, RpcResponseError, SnapshotError
+from pmoracle.chain.snapshot import (
+    ChainSnapshot,
+    SnapshotReader,
+    decode_packed_accounts,
+    read_snapshot,
+    read_snapshot_since,
+)
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.risk.inputs import (
@@ -81,6 +88,11 @@ def protocol(anvil: Devchain) -> Protocol:
 
 
 PRICES = {1: 60_000 * 10**8, 2: 1_000 * 10**8, 3: 100 * 10**8, 4: 60_000 * 10**8}  # the instruments' marks
+
+
+def reader_call(reader: Any, name: str, *args: int) -> bytes:
+    """Return the calldata of one of ``MarginAccountsReader``'s functions."""
+    return bytes.fromhex(contract_at(list(reader.abi), "0x" + "00" * 20).encode_abi(name, list(args))[2:])
 
 
 def trade(p: Protocol, buyer: str, seller: str, instrument_id: int, size: int) -> None:
@@ -175,25 +187,123 @@ def test_snapshot_reads_market_and_accounts_in_canonical_order(protocol: Protoco
     assert snap.rpc_calls == 5  # snapshot(), instrumentCount, one instrument page, accountCount, one account page
 
 
-def test_paging_gives_the_same_snapshot_with_one_call_per_page(protocol: Protocol) -> None:
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "abi"])
+def test_paging_gives_the_same_snapshot_with_one_call_per_page(protocol: Protocol, packed: bool) -> None:
     client = protocol.client
     block = client.block_number()
     whole = read_snapshot(client, protocol.deployment, block)
     sent = sum(client.request_counts().values())
-    paged = read_snapshot(client, protocol.deployment, block, account_page_size=1, instrument_page_size=3)
+    paged = read_snapshot(client, protocol.deployment, block, account_page_size=1, instrument_page_size=3,
+                          packed=packed, packed_page_size=1)  # fmt: skip
     assert sum(client.request_counts().values()) - sent == 1 + paged.rpc_calls  # the header, then the eth_calls
     assert paged == dataclasses.replace(whole, rpc_calls=paged.rpc_calls)
     accounts = 3
     assert paged.rpc_calls == 1 + 1 + 2 + 1 + accounts  # market, count, ceil(4/3) pages, count, one per account
 
 
-def test_pages_in_flight_give_the_same_snapshot_and_calls(protocol: Protocol) -> None:
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "abi"])
+def test_pages_in_flight_give_the_same_snapshot_and_calls(protocol: Protocol, packed: bool) -> None:
     client = protocol.client
     block = client.block_number()
-    one_by_one = read_snapshot(client, protocol.deployment, block, account_page_size=1)
+    one_by_one = read_snapshot(client, protocol.deployment, block, account_page_size=1, packed=packed,
+                               packed_page_size=1)  # fmt: skip
     for workers in (2, 3, 8):  # fewer, as many as and more pages in flight than the 4 pages
-        parallel = read_snapshot(client, protocol.deployment, block, account_page_size=1, workers=workers)
+        parallel = read_snapshot(client, protocol.deployment, block, account_page_size=1, workers=workers,
+                                 packed=packed, packed_page_size=1)  # fmt: skip
         assert parallel == one_by_one
+
+
+def test_packed_read_resumes_where_the_call_gas_ran_out(protocol: Protocol) -> None:
+    """A node's eth_call gas cap ends a packed call early; the read goes on from where the reader stopped."""
+    client, deployment = protocol.client, protocol.deployment
+    block = client.block_number()
+    whole = read_snapshot(client, deployment, block)
+    ledger = deployment.contracts["MarginAccounts"]
+    reader = load_artifact("MarginAccountsReader")
+    call = reader_call(reader, "accountsPacked", 0, 10)
+    capped = bytes.fromhex(client.request("eth_call", [
+        {"to": ledger, "data": "0x" + call.hex(), "gas": hex(2_010_000)}, {"blockHash": "0x" + whole.block_hash.hex()},
+        {ledger: {"code": "0x" + reader.deployed_bytecode.hex()}},
+    ])[2:])  # fmt: skip
+    page = decode_packed_accounts(capped)
+    assert (page.next_index, page.total, len(page.accounts)) == (1, 3, 1)  # one account, then under ACCOUNT_GAS
+    # anvil gives an eth_call its block gas limit: one account a call under a limit of 2.03M gas
+    client.request("evm_setBlockGasLimit", [hex(2_030_000)])
+    try:
+        resumed = read_snapshot(client, deployment, block)
+    finally:
+        client.request("evm_setBlockGasLimit", [hex(30_000_000)])
+    assert resumed.rpc_calls == 4 + 3  # the head's four calls, then one call per account
+    assert resumed.portfolios == whole.portfolios
+
+
+class _NoStateOverrides(ChainClient):
+    """A node without eth_call state overrides: it refuses them, or (``ignore``) runs the ledger's own code."""
+
+    def __init__(self, url: str, *, ignore: bool) -> None:
+        super().__init__([url])
+        self.ignore = ignore
+
+    def call_raw(self, to: str, data: bytes, block: Any = "latest", **kwargs: Any) -> bytes:
+        if kwargs.get("code_override") is not None:
+            if not self.ignore:
+                raise RpcResponseError(self.urls[0], "eth_call", -32602, "invalid argument 2: state override")
+            kwargs["code_override"] = None
+        return super().call_raw(to, data, block, **kwargs)
+
+
+class _NoLogs(ChainClient):
+    """A node that refuses every ``eth_getLogs`` (as providers do past a range or result limit)."""
+
+    def request(self, method: str, params: Any = ()) -> Any:
+        if method == "eth_getLogs":
+            raise RpcResponseError(self.urls[0], method, -32005, "query returned more than 10000 results")
+        return super().request(method, params)
+
+
+def test_an_incremental_read_without_logs_scans_every_account(protocol: Protocol) -> None:
+    client = _NoLogs([protocol.client.urls[0]])
+    deployment = protocol.deployment
+    base = read_snapshot(client, deployment, client.block_number())
+    u1, u2 = (Transmitter(client, DEV_KEYS[k]).address for k in (1, 2))
+    trade(protocol, u1, u2, 1, 1)
+    head = client.block_number()
+    scanned = read_snapshot_since(client, deployment, head, base)
+    from_logs = read_snapshot_since(protocol.client, deployment, head, base)
+    assert scanned is not None and from_logs is not None
+    assert scanned == dataclasses.replace(from_logs, rpc_calls=scanned.rpc_calls)
+    assert scanned.changed_accounts == 2
+    assert (scanned.rpc_calls, from_logs.rpc_calls) == (4 + 1, 4 + 2 + 1)  # one scan / logs, header, one read
+
+
+def test_accounts_named_by_logs_are_read_in_chunks_alike(protocol: Protocol, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, deployment = protocol.client, protocol.deployment
+    base = read_snapshot(client, deployment, client.block_number())
+    u1, u2 = (Transmitter(client, DEV_KEYS[k]).address for k in (1, 2))
+    trade(protocol, u1, u2, 1, 1)
+    head = client.block_number()
+    whole = read_snapshot_since(client, deployment, head, base)
+    assert whole is not None and whole.changed_accounts == 2
+    monkeypatch.setattr(snapshot, "DEFAULT_PACKED_NAMED", 1)  # one account a call
+    for workers in (1, 3):
+        chunked = read_snapshot_since(client, deployment, head, base, workers=workers)
+        assert chunked == dataclasses.replace(whole, rpc_calls=4 + 2 + 2)
+
+
+@pytest.mark.parametrize("ignore", [False, True], ids=["refused", "ignored"])
+def test_a_node_without_state_overrides_gets_the_abi_reads(protocol: Protocol, ignore: bool) -> None:
+    client = _NoStateOverrides(protocol.client.urls[0], ignore=ignore)
+    deployment = protocol.deployment
+    base = read_snapshot(protocol.client, deployment, client.block_number())
+    u1, u2 = (Transmitter(client, DEV_KEYS[k]).address for k in (1, 2))
+    trade(protocol, u1, u2, 1, 1)
+    head = client.block_number()
+    full = read_snapshot(client, deployment, head)
+    assert full == dataclasses.replace(read_snapshot(protocol.client, deployment, head), rpc_calls=full.rpc_calls)
+    assert full.rpc_calls == 5 + 1  # the refused packed call, then the ABI page
+    incremental = read_snapshot_since(client, deployment, head, base)
+    assert incremental is not None and incremental == _full_equivalent(incremental, full)
+    assert incremental.changed_accounts == 2
 
 
 def test_zero_workers_is_refused_by_name(protocol: Protocol) -> None:
@@ -246,11 +356,18 @@ def test_incremental_reads_equal_full_reads_through_random_changes(protocol: Pro
         client.request("evm_mine")
         block = client.block_number()
         full = read_snapshot(client, deployment, block)
+        assert full == dataclasses.replace(read_snapshot(client, deployment, block, packed=False), rpc_calls=5)
         incremental = read_snapshot_since(client, deployment, block, base)
         assert incremental is not None, f"step {step}: the base should extend"
         assert incremental == _full_equivalent(incremental, full), f"step {step}"
         assert incremental.changed_accounts == len(touched)  # only what changed was re-read
-        paged = read_snapshot_since(client, deployment, block, paged_base, scan_page_size=1, workers=1 + step % 3)
+        abi = read_snapshot_since(client, deployment, block, base, packed=False)
+        assert abi is not None and abi == _full_equivalent(abi, full), f"step {step}"
+        scanned = read_snapshot_since(client, deployment, block, base, from_logs=False)  # every account scanned
+        assert scanned is not None and scanned == _full_equivalent(scanned, full), f"step {step}"
+        assert scanned.changed_accounts == len(touched)
+        paged = read_snapshot_since(client, deployment, block, paged_base, scan_page_size=1, workers=1 + step % 3,
+                                    packed=step % 2 == 0, packed_scan_page_size=1, from_logs=False)  # fmt: skip
         assert paged is not None and paged == _full_equivalent(paged, full)
         base, paged_base = incremental, paged
 
@@ -335,6 +452,7 @@ def test_a_funding_payment_is_owed_by_the_holders_and_forces_a_full_read(protoco
     snap = read_snapshot(client, deployment, head)
     (_, cumulative), *_ = snap.funding
     assert cumulative > dict(base.funding)[1]
+    assert snap == dataclasses.replace(read_snapshot(client, deployment, head, packed=False), rpc_calls=5)
     view = deployment.contract(Web3(Web3.HTTPProvider(anvil.url)), "MarginAccounts").functions
     holders = [(p.account, pos) for p in snap.portfolios for pos in p.positions if pos.instrument.kind == 0]
     assert len(holders) >= 2
