@@ -1,6 +1,7 @@
 """MarginOracle.attestFrost on a real anvil: a committee registered with the group key of a real DKG attests a
 round with one t-of-n FROST signature of the report (pure FROST code), refuses a wrong key, message or scalar with
-custom errors, and keeps the ECDSA certificate as the fallback; a keyless committee refuses FROST."""
+custom errors, and keeps the ECDSA certificate as the fallback (the node's chain port falls back by itself); a
+keyless committee refuses FROST."""
 
 from __future__ import annotations
 
@@ -8,13 +9,18 @@ import dataclasses
 from typing import Any
 
 import pytest
+import trio
 
+from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import decode_committee_view, set_committee, transact_fn
+from pmoracle.consensus.certificate import QuorumCertificate
 from pmoracle.consensus.frost import ORDER
 from pmoracle.consensus.frost_evm import EvmGroupKey, EvmSignature
 from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.consensus.report import Report, compute_report_digest
 from pmoracle.devnet.devchain import Devchain
+from pmoracle.node.chain_port import OracleChainPort
+from pmoracle.node.metrics import create_node_metrics
 from pmoracle.risk.version import ENGINE_VERSION
 from pmoracle.testing.frost import run_test_dkg, sign_in_process
 from tests.integration.chain.contracts_support import (
@@ -127,3 +133,32 @@ def test_a_keyless_committee_refuses_frost(anvil: Devchain, dkg: dict[int, Any],
         "NoGroupKey",
         (version,),
     )
+
+
+def _scheme_of(system: System, block: int) -> int:
+    """Return the scheme of the RoundAttested log of ``block``."""
+    (log,) = system.oracle.events.RoundAttested().get_logs(from_block=block, argument_filters={"blockNumber": block})
+    return int(log["args"]["scheme"])
+
+
+def test_the_chain_port_sends_frost_and_falls_back_to_ecdsa(
+    system: System, dkg: dict[int, Any], tree: MerkleTree
+) -> None:
+    port = OracleChainPort(ChainClient([system.chain.url]), system.owner, system.deployment, create_node_metrics())
+
+    def certificate(block: int) -> tuple[QuorumCertificate, Report]:
+        report = system.report(block, tree)
+        _, bitmap, signatures = system.certificate(report, (0, 1, 2))
+        return QuorumCertificate(report, bitmap, tuple(signatures)), report
+
+    first, report = certificate(system.anchor())
+    trio.run(port.transmit, first, sign(system, dkg, report))
+    assert _scheme_of(system, report.block_number) == SCHEME_FROST
+    second, report = certificate(system.anchor())
+    wrong = sign(system, dkg, dataclasses.replace(report, accounts_root=bytes(32)))
+    trio.run(port.transmit, second, wrong)  # attestFrost refused (InvalidFrostSignature): the ECDSA certificate lands
+    assert _scheme_of(system, report.block_number) == 0
+    third, report = certificate(system.anchor())
+    trio.run(port.transmit, third)  # no FROST signature: ECDSA directly
+    assert _scheme_of(system, report.block_number) == 0
+    assert system.oracle.functions.lastBlockNumber().call() == report.block_number
