@@ -8,6 +8,7 @@ import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {Report, AttestedMargin, RiskRow, IMarginOracle, IFraudLedger, IFraudSlasher} from "./PmoracleTypes.sol";
 import {IPortfolioMarginOracle} from "./IPortfolioMarginOracle.sol";
+import {FrostVerifier} from "./FrostVerifier.sol";
 
 /// @title MarginOracle
 /// @notice Stores the margin book roots attested by a quorum of the solver committee and proves account leaves.
@@ -18,11 +19,16 @@ import {IPortfolioMarginOracle} from "./IPortfolioMarginOracle.sol";
 ///      (the canonical hash once blockhash() has forgotten the block), the report digest (the report's other
 ///      fields, its risk-array root and market hash among them, are passed back by a fraud proof and checked
 ///      against it) and one packed word with the signer bitmap (who is slashed if the round is proven wrong).
-///      The committee (digest, version, ejected members, paramsHash, members) is kept as code, not storage: an
-///      OpenZeppelin `Clones` clone with immutable args abi.encodePacked(configDigest, uint256(ejectedBitmap << 64 |
-///      version), paramsHash, members) whose implementation is address(0) (it never runs anything). `attest` reads
+///      The committee (digest, version, ejected members, paramsHash, FROST group key x, members) is kept as code, not
+///      storage: an OpenZeppelin `Clones` clone with immutable args abi.encodePacked(configDigest,
+///      uint256(ejectedBitmap << 64 | version), paramsHash, groupKeyX, members) whose implementation is address(0) (it never runs anything). `attest` reads
 ///      it with one EXTCODECOPY instead of one cold SLOAD per signer (the SSTORE2 pattern); an ejection writes a
 ///      new clone.
+///      FROST (docs/frost.md): a committee installed with a group key (x, parity) may attest with `attestFrost`, one
+///      RFC 9591 Schnorr signature of the report digest checked by FrostVerifier at a cost independent of n; the
+///      ECDSA `attest` stays the fallback. A FROST round stores the ECDSA quorum bitmap the transmitter names, but
+///      a FROST signature does not authenticate who signed, so a fraud proof on a FROST round slashes nobody from
+///      that bitmap: each signer is slashed with its own ECDSA signature of the report (`slashFrostSigner`).
 ///      Aggregation fraud proof (`proveFraud`, docs/dispute.md): anyone shows, from an account's positions at B read
 ///      from the ledger (unchanged since B) and the committed risk-array rows, that its attested MM is below the loss
 ///      of one scenario; the round is then invalidated (its signer bitmap cleared: every read of it reverts
@@ -46,7 +52,13 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     /// @dev SIZE units (1e-4) are 4 decimals.
     uint256 internal constant SIZE_DECIMALS = 4;
 
-    /// @notice A stored round (four slots; `attestedAt` is a uint32 of seconds, enough until 2106).
+    /// @notice How a round was certified: a quorum of ECDSA signatures (`attest`) or one FROST signature.
+    uint8 public constant SCHEME_ECDSA = 0;
+    /// @notice See `SCHEME_ECDSA`.
+    uint8 public constant SCHEME_FROST = 1;
+
+    /// @notice A stored round (four slots; `attestedAt` is a uint32 of seconds, enough until 2106; config versions
+    ///         stay below 2**56, one per `setCommittee`).
     struct Round {
         bytes32 accountsRoot;
         bytes32 blockHash;
@@ -54,7 +66,8 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         uint64 blockNumber;
         uint32 attestedAt;
         uint32 accountCount;
-        uint64 configVersion;
+        uint56 configVersion;
+        uint8 scheme;
         uint64 signerBitmap;
     }
 
@@ -80,12 +93,14 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         uint256 previousKey;
     }
 
-    /// @dev Everything `attest` and `verifyMargin` read from storage, packed in one slot.
+    /// @dev Everything `attest` and `verifyMargin` read from storage, packed in one slot (the group key's x is in
+    ///      the committee blob, its parity here).
     struct State {
         address committeeData;
         uint64 lastBlockNumber;
         uint8 quorum;
         uint8 committeeSize;
+        uint8 groupKeyParity;
     }
 
     /// @notice The SolverRegistry, the only account that can install committees.
@@ -107,11 +122,15 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     mapping(bytes32 paramsHash => bool) internal _paramsKnown;
     /// @dev The committee clone of each installed config version as installed (members in bitmap order).
     mapping(uint64 version => address data) internal _committeeAt;
+    /// @notice Whether a member was slashed for a FROST round proven fraudulent, by keccak256(reportDigest, member).
+    mapping(bytes32 key => bool) public frostSignerSlashed;
     /// @notice The ledger whose positions fraud proofs read (set once by the registry's owner).
     IFraudLedger public ledger;
 
     /// @notice A committee config was installed by the registry.
     event CommitteeInstalled(uint64 indexed version, bytes32 indexed configDigest, address[] members, uint8 quorum);
+    /// @notice The installed committee's FROST group key (emitted only when it has one).
+    event GroupKeyInstalled(uint64 indexed version, uint256 groupKeyX, uint8 groupKeyParity);
     /// @notice The registry ejected member `index` of config `version` (slashed below the minimum stake): its
     ///         signatures are refused until the owner installs a committee without it.
     event SignerEjected(uint64 indexed version, uint256 index, address member);
@@ -125,7 +144,8 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         uint256 signerBitmap,
         address transmitter,
         bytes32 riskArraysRoot,
-        bytes32 marketHash
+        bytes32 marketHash,
+        uint8 scheme
     );
 
     /// @notice A round was proven fraudulent: `verifyMargin` and every read of it revert from now on, and its
@@ -162,6 +182,17 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     error InvalidSignature(uint256 memberIndex, uint8 recoverError, bytes32 errorArg);
     /// @notice A signature recovers to another address than the member its bit names.
     error SignerMismatch(uint256 memberIndex, address expected, address recovered);
+    /// @notice The group key is not (0, 0) (no FROST) nor 0 < x < n with parity 0 or 1.
+    error InvalidGroupKey(uint256 groupKeyX, uint8 groupKeyParity);
+    /// @notice `attestFrost` for a committee installed without a FROST group key (use `attest`).
+    error NoGroupKey(uint64 version);
+    /// @notice The FROST signature is refused; `verdict` is FrostVerifier.Verdict's index (2 non-canonical z,
+    ///         3 R off the curve, 4 zero challenge, 5 wrong signature, message or key).
+    error InvalidFrostSignature(uint8 verdict);
+    /// @notice `slashFrostSigner` on a round that was certified with ECDSA or was not proven fraudulent.
+    error NotFraudulentFrostRound(uint64 blockNumber);
+    /// @notice This member was already slashed for this FROST round.
+    error FrostSignerAlreadySlashed(uint64 blockNumber, address member);
     /// @notice No round is stored for this block (never attested, or overwritten in the ring).
     error RoundNotFound(uint64 blockNumber);
     /// @notice A constructor or setter argument is out of range.
@@ -202,17 +233,26 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     /// @param paramsHash_ The risk parameters hash the config commits to (every report must carry it).
     /// @param members_ The report-signing addresses in committee (bitmap) order.
     /// @param quorum_ The minimum number of distinct signers.
+    /// @param groupKeyX The committee's FROST group key x-coordinate (0 with parity 0: no FROST, `attest` only).
+    /// @param groupKeyParity The group key's y-parity (0 even, 1 odd).
     function setCommittee(
         bytes32 digest,
         uint64 version,
         bytes32 paramsHash_,
         address[] calldata members_,
-        uint8 quorum_
+        uint8 quorum_,
+        uint256 groupKeyX,
+        uint8 groupKeyParity
     ) external {
         if (msg.sender != registry) revert NotRegistry(msg.sender);
         if (members_.length == 0 || members_.length > MAX_COMMITTEE) revert InvalidCommitteeSize(members_.length);
+        if (version > type(uint56).max) revert InvalidParameter("version", version);
+        bool keyless = groupKeyX == 0 && groupKeyParity == 0;
+        if (!keyless && (groupKeyX == 0 || groupKeyX >= FrostVerifier.ORDER || groupKeyParity > 1)) {
+            revert InvalidGroupKey(groupKeyX, groupKeyParity);
+        }
         address data = Clones.cloneWithImmutableArgs(
-            address(0), abi.encodePacked(digest, uint256(version), paramsHash_, members_)
+            address(0), abi.encodePacked(digest, uint256(version), paramsHash_, groupKeyX, members_)
         );
         configDigestOf[version] = digest;
         paramsHashOf[version] = paramsHash_;
@@ -222,7 +262,9 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         s.committeeData = data;
         s.quorum = quorum_;
         s.committeeSize = uint8(members_.length);
+        s.groupKeyParity = groupKeyParity;
         emit CommitteeInstalled(version, digest, members_, quorum_);
+        if (!keyless) emit GroupKeyInstalled(version, groupKeyX, groupKeyParity);
     }
 
     /// @notice Refuse the signatures of member `index` of the current config; called by SolverRegistry when a
@@ -278,6 +320,62 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         // 7. each signature is member i's over the EIP-712 digest (ECDSA rejects high-s and bad v)
         bytes32 digest = reportDigest(report);
         _checkSignatures(digest, signerBitmap, signatures, committee);
+        _storeRound(report, digest, version, SCHEME_ECDSA, signerBitmap);
+    }
+
+    /// @notice Attest a round with one FROST signature: the committee's group key signed the report's EIP-712 digest
+    ///         (RFC 9591, FROST(secp256k1, SHA-256)); the round is stored exactly as `attest` stores it.
+    /// @dev Check order: group key, then `attest`'s steps 1-6 (config digest, paramsHash, block number, block hash,
+    ///      signer range, ejected signers, quorum), then the signature. Reads only the committee blob's four
+    ///      header words, so the cost does not depend on n. `signerBitmap` names the quorum whose matching ECDSA
+    ///      reports the transmitter holds: it is stored (a non-zero bitmap marks a standing round) but is not
+    ///      authenticated by the signature, so a fraud proof never slashes it (see `slashFrostSigner`).
+    /// @param report The report the committee signed.
+    /// @param signerBitmap The quorum whose ECDSA reports agreed (bit i: member i), at least `quorum` bits.
+    /// @param rx The group commitment R's x-coordinate.
+    /// @param ry The group commitment R's y-coordinate.
+    /// @param z The signature's scalar (0 < z < n).
+    function attestFrost(Report calldata report, uint256 signerBitmap, uint256 rx, uint256 ry, uint256 z) external {
+        (uint64 version, uint256 px, uint8 parity) = _checkFrostRound(report, signerBitmap);
+        bytes32 digest = reportDigest(report);
+        FrostVerifier.Verdict verdict = FrostVerifier.tryVerify(px, parity, digest, rx, ry, z);
+        if (verdict != FrostVerifier.Verdict.Valid) revert InvalidFrostSignature(uint8(verdict));
+        _storeRound(report, digest, version, SCHEME_FROST, signerBitmap);
+    }
+
+    /// @dev `attestFrost`'s checks before the signature: group key, then `attest`'s steps 1-6 on the committee
+    ///      blob's header only (one EXTCODECOPY of four words, whatever n). Return the version and the group key.
+    function _checkFrostRound(Report calldata report, uint256 signerBitmap)
+        internal
+        view
+        returns (uint64 version, uint256 px, uint8 parity)
+    {
+        State memory s = _state;
+        if (s.committeeData == address(0)) revert NoCommittee();
+        bytes memory header = _fetchCommitteeHeader(s.committeeData);
+        bytes32 current;
+        (current, version) = _committeeHeader(header);
+        px = _groupKeyXOf(header);
+        parity = s.groupKeyParity;
+        if (px == 0) revert NoGroupKey(version);
+        if (report.configDigest != current) revert ConfigDigestMismatch(report.configDigest, current);
+        if (report.paramsHash != _paramsHashOf(header)) revert ParamsHashMismatch(report.paramsHash, _paramsHashOf(header));
+        if (report.blockNumber <= s.lastBlockNumber) revert StaleBlockNumber(report.blockNumber, s.lastBlockNumber);
+        bytes32 actual = blockhash(report.blockNumber);
+        if (actual == bytes32(0) || actual != report.blockHash) {
+            revert BlockHashMismatch(report.blockNumber, report.blockHash, actual);
+        }
+        if (signerBitmap >> s.committeeSize != 0) revert SignerOutOfRange(signerBitmap, s.committeeSize);
+        // the member list is read only to name an ejected signer in the revert
+        if (signerBitmap & _ejectedOf(header) != 0) _checkNotEjected(signerBitmap, Clones.fetchCloneArgs(s.committeeData));
+        uint256 count = _countBits(signerBitmap);
+        if (count < s.quorum) revert BelowQuorum(count, s.quorum);
+    }
+
+    /// @dev Store a certified round in the ring, advance `lastBlockNumber` and emit `RoundAttested`.
+    function _storeRound(Report calldata report, bytes32 digest, uint64 version, uint8 scheme, uint256 signerBitmap)
+        internal
+    {
         _rounds[report.blockNumber % historyBlocks] = Round({
             accountsRoot: report.accountsRoot,
             blockHash: report.blockHash,
@@ -285,11 +383,12 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
             blockNumber: report.blockNumber,
             attestedAt: uint32(block.timestamp),
             accountCount: report.accountCount,
-            configVersion: version,
-            signerBitmap: uint64(signerBitmap) // < 2**64: checked against the committee size (step 4)
+            configVersion: uint56(version), // < 2**56: checked by `setCommittee`
+            scheme: scheme,
+            signerBitmap: uint64(signerBitmap) // < 2**64: checked against the committee size
         });
         _state.lastBlockNumber = report.blockNumber;
-        _emitAttested(report, digest, signerBitmap);
+        _emitAttested(report, digest, signerBitmap, scheme);
     }
 
     /// @notice Set the ledger fraud proofs read positions from; once, called by SolverRegistry.setLedger.
@@ -332,6 +431,33 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
             revert NotFraudulent(account, scenario, leaf.maintenanceMargin, required);
         }
         _invalidate(r, digest, account);
+    }
+
+    /// @notice Slash a member who signed (ECDSA, its individual report) the report of a FROST-attested round that was
+    ///         proven fraudulent: a FROST certificate does not say who signed, the member's own signature does.
+    /// @param report The round's report (its digest must be the stored one).
+    /// @param memberIndex The signer's index in the round's committee.
+    /// @param signature The member's 65-byte EIP-712 signature of `report`.
+    function slashFrostSigner(Report calldata report, uint256 memberIndex, bytes calldata signature) external {
+        uint64 blockNumber = report.blockNumber;
+        Round storage r = _roundOf(blockNumber);
+        if (r.scheme != SCHEME_FROST || r.signerBitmap != 0) revert NotFraudulentFrostRound(blockNumber);
+        bytes32 digest = reportDigest(report);
+        if (digest != r.reportDigest) revert ReportMismatch(blockNumber, digest, r.reportDigest);
+        uint64 version = r.configVersion;
+        bytes memory committee = Clones.fetchCloneArgs(_committeeAt[version]);
+        uint256 size = (committee.length - 0x80) >> 5;
+        if (memberIndex >= size) revert SignerOutOfRange(1 << memberIndex, uint8(size));
+        (address recovered, ECDSA.RecoverError err, bytes32 errArg) = ECDSA.tryRecoverCalldata(digest, signature);
+        if (err != ECDSA.RecoverError.NoError) revert InvalidSignature(memberIndex, uint8(err), errArg);
+        address member = _memberOf(committee, memberIndex);
+        if (recovered != member) revert SignerMismatch(memberIndex, member, recovered);
+        bytes32 key = keccak256(abi.encode(digest, member));
+        if (frostSignerSlashed[key]) revert FrostSignerAlreadySlashed(blockNumber, member);
+        frostSignerSlashed[key] = true;
+        address[] memory signers = new address[](1);
+        signers[0] = member;
+        IFraudSlasher(registry).slashFraud(signers, configDigestOf[version], blockNumber, msg.sender);
     }
 
     /// @dev Checks 1-4 of `proveFraud`; return the round and the report digest.
@@ -695,13 +821,15 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         uint64 version = r.configVersion;
         uint64 blockNumber = r.blockNumber;
         r.signerBitmap = 0;
+        emit RoundInvalidated(blockNumber, digest, bitmap, account, msg.sender);
+        // a FROST certificate does not say who signed: its signers are slashed one by one (`slashFrostSigner`)
+        if (r.scheme == SCHEME_FROST) return;
         bytes memory committee = Clones.fetchCloneArgs(_committeeAt[version]);
         address[] memory signers = new address[](_countBits(bitmap));
         uint256 k = 0;
         for (uint256 i = 0; bitmap >> i != 0; ++i) {
             if ((bitmap >> i) & 1 == 1) signers[k++] = _memberOf(committee, i);
         }
-        emit RoundInvalidated(blockNumber, digest, bitmap, account, msg.sender);
         IFraudSlasher(registry).slashFraud(signers, configDigestOf[version], blockNumber, msg.sender);
     }
 
@@ -743,7 +871,7 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     }
 
     /// @dev The committee blob is abi.encodePacked(bytes32 digest, uint256(ejected << 64 | version), bytes32
-    ///      paramsHash, address[] members): three 32-byte header words and then one word per member.
+    ///      paramsHash, uint256 groupKeyX, address[] members): four 32-byte header words, then one word per member.
     function _committeeHeader(bytes memory committee) internal pure returns (bytes32 digest, uint64 version) {
         uint256 word;
         assembly ("memory-safe") {
@@ -773,15 +901,30 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         revert EjectedSigner(index, _memberOf(committee, index));
     }
 
-    function _memberOf(bytes memory committee, uint256 index) internal pure returns (address member) {
-        // index < committeeSize is checked by the caller (signer range); the blob holds committeeSize words
+    function _groupKeyXOf(bytes memory committee) internal pure returns (uint256 x) {
         assembly ("memory-safe") {
-            member := mload(add(committee, add(0x80, shl(5, index))))
+            x := mload(add(committee, 0x80))
         }
     }
 
-    /// @dev In its own frame: the event's nine fields do not fit `attest`'s stack.
-    function _emitAttested(Report calldata report, bytes32 digest, uint256 signerBitmap) internal {
+    /// @dev The committee blob's four header words only (one EXTCODECOPY of 128 bytes, whatever n): the args start
+    ///      after the clone's 0x2d bytes of code (OpenZeppelin Clones.cloneWithImmutableArgs).
+    function _fetchCommitteeHeader(address data) internal view returns (bytes memory header) {
+        header = new bytes(0x80);
+        assembly ("memory-safe") {
+            extcodecopy(data, add(header, 0x20), 0x2d, 0x80)
+        }
+    }
+
+    function _memberOf(bytes memory committee, uint256 index) internal pure returns (address member) {
+        // index < committeeSize is checked by the caller (signer range); the blob holds committeeSize words
+        assembly ("memory-safe") {
+            member := mload(add(committee, add(0xa0, shl(5, index))))
+        }
+    }
+
+    /// @dev In its own frame: the event's ten fields do not fit `attest`'s stack.
+    function _emitAttested(Report calldata report, bytes32 digest, uint256 signerBitmap, uint8 scheme) internal {
         emit RoundAttested(
             report.blockNumber,
             report.configDigest,
@@ -791,7 +934,8 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
             signerBitmap,
             msg.sender,
             report.riskArraysRoot,
-            report.marketHash
+            report.marketHash,
+            scheme
         );
     }
 
@@ -816,10 +960,14 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         }
     }
 
+    /// @dev Population count of a bitmap below 2**64 (every caller checked it against the committee size): SWAR, a
+    ///      constant ~40 gas, so a FROST round at n = 64 costs what one at n = 4 does.
     function _countBits(uint256 x) internal pure returns (uint256 count) {
-        while (x != 0) {
-            x &= x - 1;
-            ++count;
+        assembly ("memory-safe") {
+            x := sub(x, and(shr(1, x), 0x5555555555555555))
+            x := add(and(x, 0x3333333333333333), and(shr(2, x), 0x3333333333333333))
+            x := and(add(x, shr(4, x)), 0x0f0f0f0f0f0f0f0f)
+            count := and(shr(56, mul(x, 0x0101010101010101)), 0xff)
         }
     }
 }

@@ -59,9 +59,16 @@ interface IFraudSlasher {
 
 /// @notice The reads of MarginOracle that other pmoracle contracts use.
 interface IMarginOracle {
-    /// @notice Install a new committee (only the registry).
-    function setCommittee(bytes32 digest, uint64 version, bytes32 paramsHash, address[] calldata members, uint8 quorum)
-        external;
+    /// @notice Install a new committee (only the registry); a group key of (0, 0) means no FROST certificates.
+    function setCommittee(
+        bytes32 digest,
+        uint64 version,
+        bytes32 paramsHash,
+        address[] calldata members,
+        uint8 quorum,
+        uint256 groupKeyX,
+        uint8 groupKeyParity
+    ) external;
 
     /// @notice Return the EIP-712 digest a committee member signs for `report`.
     function reportDigest(Report calldata report) external view returns (bytes32);

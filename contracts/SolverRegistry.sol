@@ -56,6 +56,8 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         uint64 finalityDepth;
         bytes32 paramsHash;
         uint32 engineVersion;
+        uint256 groupKeyX;
+        uint8 groupKeyParity;
         bytes32 configDigest;
     }
 
@@ -87,6 +89,9 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     uint64 internal _roundPeriod;
     uint64 internal _finalityDepth;
     uint32 internal _engineVersion;
+    /// @dev The current committee's FROST group key x-coordinate (0: none) and y-parity.
+    uint256 internal _groupKeyX;
+    uint8 internal _groupKeyParity;
     bytes32 internal _paramsHash;
     address[] internal _members;
     mapping(address signer => uint256 indexPlusOne) internal _committeeIndex;
@@ -321,7 +326,8 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         Address.sendValue(payable(msg.sender), amount);
     }
 
-    /// @notice Set the committee config (new version) and install it in the oracle.
+    /// @notice Set the committee config (new version) without a FROST group key and install it in the oracle: its
+    ///         rounds are attested with ECDSA certificates only (`MarginOracle.attest`).
     /// @param members Report-signing addresses of active nodes with the minimum stake, in bitmap order.
     /// @param quorum At least the Byzantine quorum (n + f) / 2 + 1 with f = (n - 1) / 3, at most n.
     /// @param roundPeriod Blocks between anchor blocks (>= 1).
@@ -337,6 +343,44 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         bytes32 paramsHash,
         uint32 engineVersion
     ) external onlyOwner {
+        _groupKeyX = 0;
+        _groupKeyParity = 0;
+        _setCommittee(members, quorum, roundPeriod, finalityDepth, paramsHash, engineVersion);
+    }
+
+    /// @notice Like `setCommittee`, with the committee's FROST group key (from its DKG over these members): the
+    ///         config digest covers it and `MarginOracle.attestFrost` verifies certificates under it.
+    /// @param groupKeyX The group key's x-coordinate, 0 < x < n (secp256k1's order; the oracle refuses others).
+    /// @param groupKeyParity The group key's y-parity, 0 or 1.
+    function setFrostCommittee(
+        address[] calldata members,
+        uint8 quorum,
+        uint64 roundPeriod,
+        uint64 finalityDepth,
+        bytes32 paramsHash,
+        uint32 engineVersion,
+        uint256 groupKeyX,
+        uint8 groupKeyParity
+    ) external onlyOwner {
+        if (groupKeyX == 0) revert InvalidParameter("groupKeyX", groupKeyX);
+        _groupKeyX = groupKeyX;
+        _groupKeyParity = groupKeyParity;
+        _setCommittee(members, quorum, roundPeriod, finalityDepth, paramsHash, engineVersion);
+    }
+
+    /// @notice Return the current committee's FROST group key (x, parity); (0, 0) when it has none.
+    function groupKey() external view returns (uint256 x, uint8 parity) {
+        return (_groupKeyX, _groupKeyParity);
+    }
+
+    function _setCommittee(
+        address[] calldata members,
+        uint8 quorum,
+        uint64 roundPeriod,
+        uint64 finalityDepth,
+        bytes32 paramsHash,
+        uint32 engineVersion
+    ) internal {
         if (address(oracle) == address(0)) revert OracleNotSet();
         uint256 n = members.length;
         if (n == 0 || n > MAX_COMMITTEE) revert InvalidCommitteeSize(n);
@@ -366,14 +410,33 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         _engineVersion = engineVersion;
         bytes32 digest = configDigest();
         emit CommitteeSet(version, digest, members, quorum, roundPeriod, finalityDepth, paramsHash, engineVersion);
-        oracle.setCommittee(digest, version, paramsHash, members, quorum);
+        oracle.setCommittee(digest, version, paramsHash, members, quorum, _groupKeyX, _groupKeyParity);
     }
 
     /// @notice Return keccak256(abi.encode(chainId, registry, version, members, quorum, roundPeriod,
     ///         finalityDepth, paramsHash, engineVersion)) of the current config (CommitteeConfig.digest() in
-    ///         Python). Every report signs this digest, so a report binds the whole config, engine version
-    ///         included.
+    ///         Python), with groupKeyX and groupKeyParity appended to the encoding when the committee has a FROST
+    ///         group key (a committee without one keeps the digest it always had; the two encodings differ in
+    ///         length and in the members array's offset, so they never collide). Every report signs this digest, so
+    ///         a report binds the whole config, engine version and group key included.
     function configDigest() public view returns (bytes32) {
+        if (_groupKeyX != 0) {
+            return keccak256(
+                abi.encode(
+                    block.chainid,
+                    address(this),
+                    _version,
+                    _members,
+                    _quorum,
+                    _roundPeriod,
+                    _finalityDepth,
+                    _paramsHash,
+                    _engineVersion,
+                    _groupKeyX,
+                    _groupKeyParity
+                )
+            );
+        }
         return keccak256(
             abi.encode(
                 block.chainid,
@@ -401,6 +464,8 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
             finalityDepth: _finalityDepth,
             paramsHash: _paramsHash,
             engineVersion: _engineVersion,
+            groupKeyX: _groupKeyX,
+            groupKeyParity: _groupKeyParity,
             configDigest: configDigest()
         });
     }

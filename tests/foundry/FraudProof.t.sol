@@ -4,6 +4,8 @@ pragma solidity 0.8.37;
 import {Base} from "./Base.sol";
 import {MarginOracle} from "../../contracts/MarginOracle.sol";
 import {IPortfolioMarginOracle} from "../../contracts/IPortfolioMarginOracle.sol";
+import {FrostVerifier} from "../../contracts/FrostVerifier.sol";
+import {VmWallet} from "./FrostAttest.t.sol";
 import {Report, AttestedMargin, RiskRow, IFraudLedger} from "../../contracts/PmoracleTypes.sol";
 
 /// @dev A ledger holding one position of one account, unchanged since block `changed`.
@@ -42,6 +44,9 @@ contract MockLedger is IFraudLedger {
 ///         a leaf whose MM is the rule's exact value is never provable in any scenario; one unit less is, in its
 ///         worst scenario, and then the round is refused everywhere and exactly its signers are slashed.
 contract FraudProofFuzzTest is Base {
+    VmWallet internal constant wallets = VmWallet(address(uint160(uint256(keccak256("hevm cheat code")))));
+    uint256 internal constant ORDER = FrostVerifier.ORDER;
+    uint256 internal constant FROST_SECRET = 0x51a5;
     uint256 internal constant S = 3;
     uint32 internal constant ID = 7;
     address internal constant ACCOUNT = address(0xACC);
@@ -109,6 +114,14 @@ contract FraudProofFuzzTest is Base {
         internal
         returns (Report memory report, RiskRow memory cover, RiskRow[] memory rows)
     {
+        return _attest(b, mm, false);
+    }
+
+    /// @dev `_attest`, with one FROST signature under a freshly registered group key when `frost` is set.
+    function _attest(Book memory b, uint256 mm, bool frost)
+        internal
+        returns (Report memory report, RiskRow memory cover, RiskRow[] memory rows)
+    {
         int64[S] memory covers = [int64(1e6), int64(1e6), b.extremeCover];
         cover = _row(type(uint256).max, 1e6, 0, covers);
         rows = new RiskRow[](1);
@@ -120,8 +133,56 @@ contract FraudProofFuzzTest is Base {
         bytes32 riskRoot = a < c ? keccak256(abi.encode(a, c)) : keccak256(abi.encode(c, a));
         report = anchor(BLOCK, oracle.computeLeaf(ACCOUNT, mm, mm, 0));
         report.riskArraysRoot = riskRoot;
-        oracle.attest(report, SIGNERS, certificate(report, SIGNERS));
+        if (frost) {
+            report = _attestFrost(report);
+        } else {
+            oracle.attest(report, SIGNERS, certificate(report, SIGNERS));
+        }
         ledger.set(ACCOUNT, ID, b.size, BLOCK);
+    }
+
+    /// @dev Register the committee with the group key of FROST_SECRET, then attest `report` (under the new config
+    ///      digest) with one Schnorr signature naming SIGNERS.
+    function _attestFrost(Report memory report) internal returns (Report memory) {
+        VmWallet.Wallet memory key = wallets.createWallet(FROST_SECRET);
+        uint8 parity = uint8(key.publicKeyY & 1);
+        vm.prank(owner);
+        registry.setFrostCommittee(signers, QUORUM, 1, 0, PARAMS, 1, key.publicKeyX, parity);
+        report.configDigest = registry.configDigest();
+        bytes32 digest = oracle.reportDigest(report);
+        VmWallet.Wallet memory nonce = wallets.createWallet(uint256(keccak256(abi.encode(digest))) % (ORDER - 1) + 1);
+        uint256 c = FrostVerifier.challenge(key.publicKeyX, parity, digest, nonce.publicKeyX, nonce.publicKeyY);
+        uint256 z = addmod(nonce.privateKey, mulmod(c, FROST_SECRET, ORDER), ORDER);
+        oracle.attestFrost(report, SIGNERS, nonce.publicKeyX, nonce.publicKeyY, z);
+        return report;
+    }
+
+    /// A FROST round proven fraudulent is refused like any other, but its unauthenticated bitmap slashes nobody:
+    /// each member is slashed once, by its own ECDSA signature of the report; a non-member's signature never counts.
+    function testFuzz_aFrostRoundIsSlashedSignerBySigner(int64[S] memory r, int64 addon, int128 size, uint32 c)
+        public
+    {
+        Book memory b = _book(r, addon, size, c);
+        (uint256 mm, uint256 worst) = _honestMargin(b);
+        vmNewer.assume(mm > 0);
+        uint256 lie = mm - 1;
+        (Report memory report, RiskRow memory cover, RiskRow[] memory rows) = _attest(b, lie, true);
+        bytes memory sig0 = sign(signerKeys[0], oracle.reportDigest(report));
+        vm.expectRevert(abi.encodeWithSelector(MarginOracle.NotFraudulentFrostRound.selector, BLOCK));
+        oracle.slashFrostSigner(report, 0, sig0);
+        oracle.proveFraud(report, ACCOUNT, AttestedMargin(lie, lie, 0), new bytes32[](0), cover, rows, worst);
+        assertEq(oracle.roundAt(BLOCK).signerBitmap, 0, "invalidated");
+        for (uint256 i = 0; i < N; ++i) {
+            assertEq(registry.offences(signers[i]), 0, "the FROST bitmap slashes nobody");
+        }
+        oracle.slashFrostSigner(report, 0, sig0);
+        assertEq(registry.offences(signers[0]), 1, "member 0 slashed by its signature");
+        assertEq(registry.nodeOf(signers[0]).stake, 2 * MIN_STAKE * 9 / 10, "stake");
+        vm.expectRevert(abi.encodeWithSelector(MarginOracle.FrostSignerAlreadySlashed.selector, BLOCK, signers[0]));
+        oracle.slashFrostSigner(report, 0, sig0);
+        vm.expectRevert(abi.encodeWithSelector(MarginOracle.SignerMismatch.selector, 3, signers[3], signers[0]));
+        oracle.slashFrostSigner(report, 3, sig0);
+        assertEq(registry.offences(signers[3]), 0, "a member who did not sign keeps its stake");
     }
 
     /// The exact MM of the rule is never provable, in any scenario: an honest committee is never slashed.

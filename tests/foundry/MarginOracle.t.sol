@@ -144,7 +144,7 @@ contract MarginOracleFuzzTest is Base {
         members[0] = caller;
         vm.prank(caller);
         vm.expectRevert(abi.encodeWithSelector(MarginOracle.NotRegistry.selector, caller));
-        oracle.setCommittee(bytes32(0), 9, bytes32(0), members, 1);
+        oracle.setCommittee(bytes32(0), 9, bytes32(0), members, 1, 0, 0);
         vm.prank(caller);
         vm.expectRevert(abi.encodeWithSelector(MarginOracle.NotRegistry.selector, caller));
         oracle.ejectMember(1, 0);

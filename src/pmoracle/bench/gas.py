@@ -5,6 +5,8 @@
 - ``attest`` for committees n = 4, 7, 16 at the Byzantine quorum q = (n + f) // 2 + 1, in steady state (the
   round's ring slot already used once, as after the first ``historyBlocks`` blocks) and once on a fresh slot;
   then a least-squares fit of gas against the number of signatures (n = 16, q..16 signers);
+- ``attestFrost`` for committees n = 4, 7, 16, 64 registered with a FROST group key (shares of a dealt key, the
+  signature a real q-of-n aggregate of the pure FROST code), steady state;
 - ``verifyMargin`` with proofs from a real 1,000-account tree and from a 2^20-leaf (1,048,576-account) tree of
   which only the proven path is computed (a proof depends only on the path), via eth_estimateGas;
 - ``slashEquivocation`` and ``slashDeviation``;
@@ -41,6 +43,7 @@ from pmoracle.chain.deploy import (
     transact_fn,
 )
 from pmoracle.chain.orders import Order, sign_order
+from pmoracle.consensus import frost
 from pmoracle.consensus.commitments import (
     COVER_KEY,
     FraudProof,
@@ -50,8 +53,9 @@ from pmoracle.consensus.commitments import (
     instrument_key,
 )
 from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum
+from pmoracle.consensus.frost_evm import EvmGroupKey, EvmSignature
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, compute_leaf_hash, hash_pair
-from pmoracle.consensus.report import Domain, Report, sign_report
+from pmoracle.consensus.report import Domain, Report, compute_report_digest, sign_report
 from pmoracle.devnet.devchain import DEV_MNEMONIC, start_devchain
 from pmoracle.node.dispute import prove_fraud_call
 from pmoracle.risk.params import COVER_SCALE
@@ -59,6 +63,8 @@ from pmoracle.risk.version import ENGINE_VERSION
 
 INTRINSIC_GAS = 21_000
 COMMITTEE_SIZES = (4, 7, 16)
+FROST_COMMITTEE_SIZES = (4, 7, 16, 64)
+NODES = 64  # registered nodes: the largest committee
 HISTORY_BLOCKS = 8  # small ring so the bench reaches steady state (slot reuse) after a few rounds
 PARAMS_HASH = keccak(text="pmoracle-gas-bench")
 LIQUIDATION_POSITIONS = 20
@@ -92,12 +98,12 @@ class _Bench:
     def __init__(self, url: str, chain: Any) -> None:
         self.chain = chain
         self.w3 = connect(url)
-        self.signing_keys = [keccak(text=f"gas-bench-signer-{i}") for i in range(16)]
+        self.signing_keys = [keccak(text=f"gas-bench-signer-{i}") for i in range(NODES)]
         # member 15 (the slashed one) holds twice the minimum, so its slashes measure no ejection
         nodes = [
             NodeSpec(_dev_key(1 + i), self.signing_keys[i], b"\x00\x24" + bytes(36), (f"/ip4/127.0.0.1/tcp/{i}",),
                      10**18 * (2 if i == 15 else 1))
-            for i in range(16)
+            for i in range(NODES)
         ]  # fmt: skip
         self.deployment: Deployment = deploy(
             url, _dev_key(0), params_hash=PARAMS_HASH, round_period=1, finality_depth=0, nodes=nodes,
@@ -107,13 +113,27 @@ class _Bench:
         self.oracle = self.deployment.contract(self.w3, "MarginOracle")
         self.registry = self.deployment.contract(self.w3, "SolverRegistry")
         self.domain = Domain.from_address(self.deployment.chain_id, self.oracle.address)
-        self.n = 16
+        self.n = NODES  # deploy makes every registered node the committee
 
-    def use_committee(self, n: int) -> None:
+    def use_committee(self, n: int, group_key: EvmGroupKey | None = None) -> None:
         members = [Account.from_key(k).address for k in self.signing_keys[:n]]
         set_committee(self.owner, self.deployment, members, quorum=compute_byzantine_quorum(n), round_period=1,
-                      finality_depth=0, params_hash=PARAMS_HASH, engine_version=ENGINE_VERSION)  # fmt: skip
+                      finality_depth=0, params_hash=PARAMS_HASH, engine_version=ENGINE_VERSION,
+                      group_key=group_key)  # fmt: skip
         self.n = n
+
+    def frost_attest(self, root: bytes, shares: dict[int, int], group_key: bytes, signers: list[int]) -> dict[str, int]:
+        """Attest with one FROST signature aggregated from the shares of DKG identifiers ``signers`` (1-based)."""
+        self.chain.rpc("evm_mine")
+        block = int(self.w3.eth.block_number)
+        block_hash = bytes(self.w3.eth.get_block(block)["hash"])
+        report = _report(self.config().digest(), block, block_hash, root, 1000)
+        message = compute_report_digest(self.domain, report)
+        signature = EvmSignature.from_signature(_frost_sign(shares, group_key, signers, message))
+        bitmap = sum(1 << (i - 1) for i in signers)
+        fn = self.oracle.functions.attestFrost(report.as_tuple(), bitmap, *signature.to_words())
+        receipt = transact_fn(self.owner, fn, label="attestFrost")
+        return _split(receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:])) | {"block": block}
 
     def config(self) -> CommitteeConfig:
         return decode_committee_view(self.registry.functions.committee().call())[0]
@@ -136,6 +156,41 @@ class _Bench:
         for i in range(HISTORY_BLOCKS + 1):
             result = self.attest(keccak(text=f"root-{i}"), 1000, signers)
         return result
+
+
+def _frost_committee(n: int, threshold: int) -> tuple[bytes, dict[int, int]]:
+    """Return a group key the contract can hold (x < n) and its ``threshold``-of-``n`` shares (dealt, seeded)."""
+    for attempt in itertools.count():
+        seed = keccak(text=f"gas-bench-frost-{n}-{attempt}")
+        secret = int.from_bytes(seed, "big") % (frost.ORDER - 1) + 1
+        group_key = frost.serialize_element(frost.scalar_base_mult(secret))
+        if int.from_bytes(group_key[1:], "big") < frost.ORDER:
+            coefficients = [
+                int.from_bytes(keccak(seed + bytes([j])), "big") % frost.ORDER for j in range(threshold - 1)
+            ]
+            return group_key, frost.split_secret(secret, coefficients, n)
+    raise AssertionError("unreachable")
+
+
+def _frost_sign(shares: dict[int, int], group_key: bytes, signers: list[int], message: bytes) -> frost.Signature:
+    """Return the aggregate of ``signers``' FROST shares of ``message`` (deterministic nonces: a bench only)."""
+    rounds = {i: frost.commit(i, shares[i], keccak(message + b"h" + bytes([i])), keccak(message + b"b" + bytes([i])))
+              for i in signers}  # fmt: skip
+    commitments = [rounds[i][1] for i in sorted(signers)]
+    sig_shares = [frost.sign(i, shares[i], group_key, rounds[i][0], message, commitments) for i in sorted(signers)]
+    signature = frost.aggregate(commitments, message, group_key, sig_shares)
+    if not frost.verify(group_key, message, signature):
+        raise AssertionError("the bench's FROST signature does not verify")
+    return signature
+
+
+def compute_json_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return one object per attest row: call, scheme (ecdsa or frost), n, signatures, total_gas."""
+    rows = [{"call": "attest", "scheme": "ecdsa", "n": r["n"], "signatures": r["quorum"], "total_gas": r["total"]}
+            for r in result["attest"]]  # fmt: skip
+    rows += [{"call": "attest", "scheme": "frost", "n": r["n"], "signatures": 1, "total_gas": r["total"]}
+             for r in result["attest_frost"]]  # fmt: skip
+    return rows
 
 
 def _split(total: int, data: bytes) -> dict[str, int]:
@@ -276,7 +331,7 @@ def _liquidation_gas(bench: _Bench) -> dict[str, dict[str, int]]:
 
 def run_gas_bench() -> dict[str, Any]:
     """Deploy on a fresh anvil, measure every figure of the table and return them (gas units)."""
-    chain = start_devchain(accounts=20)
+    chain = start_devchain(accounts=NODES + 4)
     try:
         bench = _Bench(chain.url, chain)
         result: dict[str, Any] = {"solc": SOLC_VERSION, "evmVersion": SETTINGS["evmVersion"], "attest": []}
@@ -299,6 +354,17 @@ def run_gas_bench() -> dict[str, Any]:
             "base_without_intrinsic": round(_fit(exec_points)[1]),
             "points": points,
         }
+        # one FROST signature under each committee's group key, steady state; then back to the ECDSA n = 16
+        result["attest_frost"] = []
+        for n in FROST_COMMITTEE_SIZES:
+            q = compute_byzantine_quorum(n)
+            group_key, shares = _frost_committee(n, q)
+            bench.use_committee(n, EvmGroupKey.from_compressed(group_key))
+            signers = list(range(1, q + 1))
+            for i in range(HISTORY_BLOCKS + 1):
+                gas = bench.frost_attest(keccak(text=f"frost-{n}-{i}"), shares, group_key, signers)
+            result["attest_frost"].append(gas | {"n": n, "quorum": q})
+        bench.use_committee(16)
         # verifyMargin against real (1,000) and path-only (2^20) trees
         rng = random.Random(20)
         real_leaves = [AccountLeaf(rng.randbytes(20), i * 10**18, i * 10**17, 10**22) for i in range(1000)]
@@ -349,6 +415,7 @@ def run_gas_bench() -> dict[str, Any]:
         )
         result["liquidation"] = _liquidation_gas(bench)
         result["fraud_proof"] = result["liquidation"].pop("fraud_proof")
+        result["rows"] = compute_json_rows(result)
         return result
     finally:
         chain.stop()
@@ -366,6 +433,9 @@ def format_gas_table(result: dict[str, Any]) -> str:
     for row in result["attest"]:
         lines.append(f"| attest | n={row['n']}, q={row['quorum']} signatures, steady state | {row['total']:,} | "
                      f"{row['calldata']:,} | {row['execution']:,} |")  # fmt: skip
+    for row in result["attest_frost"]:
+        lines.append(f"| attestFrost | n={row['n']}, one FROST signature ({row['quorum']}-of-{row['n']} shares), "
+                     f"steady state | {row['total']:,} | {row['calldata']:,} | {row['execution']:,} |")  # fmt: skip
     fresh = result["attest_fresh_slot"]
     lines.append(f"| attest | n=4, 3 signatures, fresh ring slot (first {HISTORY_BLOCKS} blocks' rounds) | "
                  f"{fresh['total']:,} | {fresh['calldata']:,} | {fresh['execution']:,} |")  # fmt: skip
@@ -386,7 +456,13 @@ def format_gas_table(result: dict[str, Any]) -> str:
                  f"{fraud['rows']}-row risk tree (depth {fraud['depth']}), {fraud['signers']} signers slashed | "
                  f"{fraud['total']:,} | {fraud['calldata']:,} | {fraud['execution']:,} |")  # fmt: skip
     fit = result["attest_fit"]
+    frost_totals = [row["total"] for row in result["attest_frost"]]
     lines += [
+        "",
+        f"attestFrost (one RFC 9591 signature, FrostVerifier ~5.5k gas): {min(frost_totals):,} to "
+        f"{max(frost_totals):,} gas total at n = {', '.join(str(r['n']) for r in result['attest_frost'])} "
+        f"(spread {(max(frost_totals) - min(frost_totals)) / min(frost_totals):.2%}); `--json` lists every attest row "
+        "under `rows` as {call, scheme, n, signatures, total_gas}.",
         "",
         f"attest, least-squares fit over n=16 with {fit['points'][0][0]}..{fit['points'][-1][0]} signatures "
         f"(steady state): {fit['per_signature']:,} gas per signature; fixed base {fit['base_total']:,} gas "

@@ -22,6 +22,7 @@ from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.transmitter import Receipt, Transmitter
 from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum
+from pmoracle.consensus.frost_evm import EvmGroupKey
 from pmoracle.consensus.pop import sign_proof_of_possession
 from pmoracle.errors import InputError, PmoracleError
 from pmoracle.risk.version import ENGINE_VERSION
@@ -306,18 +307,25 @@ def set_committee(
     finality_depth: int,
     params_hash: bytes,
     engine_version: int,
+    group_key: EvmGroupKey | None = None,
 ) -> Receipt:
     """Set a new committee config in SolverRegistry (which installs it in MarginOracle); return the receipt.
 
+    Args:
+        group_key: the committee's FROST group key (``SolverRegistry.setFrostCommittee``: the config digest covers
+            it and ``MarginOracle.attestFrost`` verifies under it); None installs an ECDSA-only committee.
+
     Errors:
         DeployError with the decoded custom error (``InvalidQuorum``, ``IneligibleMember``,
-        ``InvalidEngineVersion``, ...) on a revert.
+        ``InvalidEngineVersion``, ``InvalidGroupKey``, ...) on a revert.
     """
     registry = deployment.contract(Web3(), "SolverRegistry")
-    fn = registry.functions.setCommittee(
-        [to_checksum_address(m) for m in members], quorum, round_period, finality_depth, params_hash, engine_version
-    )
-    return transact_fn(owner, fn, label="SolverRegistry.setCommittee")
+    addresses = [to_checksum_address(m) for m in members]
+    args = (addresses, quorum, round_period, finality_depth, params_hash, engine_version)
+    if group_key is None:
+        return transact_fn(owner, registry.functions.setCommittee(*args), label="SolverRegistry.setCommittee")
+    fn = registry.functions.setFrostCommittee(*args, group_key.x, group_key.parity)
+    return transact_fn(owner, fn, label="SolverRegistry.setFrostCommittee")
 
 
 def decode_committee_view(view: Sequence[Any]) -> tuple[CommitteeConfig, bytes]:
@@ -327,7 +335,7 @@ def decode_committee_view(view: Sequence[Any]) -> tuple[CommitteeConfig, bytes]:
         InputError (from ``CommitteeConfig``) when the registry holds no committee yet or a field is out of range.
     """
     (chain_id, registry, version, members, quorum, round_period, finality_depth, params_hash, engine_version,
-     digest) = view  # fmt: skip
+     group_key_x, group_key_parity, digest) = view  # fmt: skip
     config = CommitteeConfig(
         chain_id=int(chain_id),
         registry=bytes.fromhex(str(registry)[2:]),
@@ -338,5 +346,6 @@ def decode_committee_view(view: Sequence[Any]) -> tuple[CommitteeConfig, bytes]:
         finality_depth=int(finality_depth),
         params_hash=bytes(params_hash),
         engine_version=int(engine_version),
+        group_key=EvmGroupKey(int(group_key_x), int(group_key_parity)) if int(group_key_x) else None,
     )
     return config, bytes(digest)

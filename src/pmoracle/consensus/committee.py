@@ -3,7 +3,9 @@
 ``SolverRegistry.configDigest()`` computes the same hash in Solidity:
 ``keccak256(abi.encode(chainId, registry, version, members, quorum, roundPeriod, finalityDepth, paramsHash,
 engineVersion))`` with ``members`` the report-signing addresses in committee order (the order signer bitmaps
-index) and ``engineVersion`` the risk engine version every member runs (``pmoracle.risk.version``).
+index) and ``engineVersion`` the risk engine version every member runs (``pmoracle.risk.version``). A committee with
+a FROST group key (``SolverRegistry.setFrostCommittee``) appends ``groupKeyX, groupKeyParity`` to the encoding; one
+without keeps the digest above unchanged (the encodings differ in length, so the two never collide).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
+from pmoracle.consensus.frost_evm import EvmGroupKey
 from pmoracle.errors import InputError
 
 MAX_COMMITTEE = 64  # signer bitmaps are uint256, but attest gas grows with n; 64 is far above any sane committee
@@ -42,6 +45,7 @@ class CommitteeConfig:
     finality_depth: int  # blocks an anchor block must be buried under before its round starts
     params_hash: bytes  # keccak256 of the canonical risk parameters
     engine_version: int  # the risk engine every member runs: same inputs and parameters, same bits
+    group_key: EvmGroupKey | None = None  # the FROST group key (x, parity) from the committee's DKG; None: ECDSA only
 
     def __post_init__(self) -> None:
         if len(self.registry) != 20:
@@ -66,6 +70,8 @@ class CommitteeConfig:
             raise InputError("params_hash", "expected 32 bytes")
         if not 1 <= self.engine_version <= MAX_ENGINE_VERSION:
             raise InputError("engine_version", f"must be in [1, {MAX_ENGINE_VERSION}], got {self.engine_version}")
+        if self.group_key is not None and not isinstance(self.group_key, EvmGroupKey):
+            raise InputError("group_key", f"expected an EvmGroupKey or None, got {self.group_key!r}")
 
     @property
     def n(self) -> int:
@@ -91,19 +97,19 @@ class CommitteeConfig:
 
 def compute_config_digest(config: CommitteeConfig) -> bytes:
     """Return keccak256 of the ABI encoding of the config, exactly as ``SolverRegistry.configDigest()``."""
-    return keccak(
-        abi_encode(
-            ["uint256", "address", "uint64", "address[]", "uint8", "uint64", "uint64", "bytes32", "uint32"],
-            [
-                config.chain_id,
-                config.registry,
-                config.version,
-                list(config.members),
-                config.quorum,
-                config.round_period,
-                config.finality_depth,
-                config.params_hash,
-                config.engine_version,
-            ],
-        )
-    )
+    types = ["uint256", "address", "uint64", "address[]", "uint8", "uint64", "uint64", "bytes32", "uint32"]
+    values: list[object] = [
+        config.chain_id,
+        config.registry,
+        config.version,
+        list(config.members),
+        config.quorum,
+        config.round_period,
+        config.finality_depth,
+        config.params_hash,
+        config.engine_version,
+    ]
+    if config.group_key is not None:
+        types += ["uint256", "uint8"]
+        values += [config.group_key.x, config.group_key.parity]
+    return keccak(abi_encode(types, values))

@@ -287,7 +287,7 @@ class Devnet:
 
     def attestation_gas(self, block_number: int) -> int:
         """Return the gas used by the transaction that attested ``block_number`` (0 if it cannot be found)."""
-        signature = "RoundAttested(uint64,bytes32,bytes32,bytes32,uint32,uint256,address,bytes32,bytes32)"
+        signature = "RoundAttested(uint64,bytes32,bytes32,bytes32,uint32,uint256,address,bytes32,bytes32,uint8)"
         topic = "0x" + keccak(text=signature).hex()
         logs = self.client.request(
             "eth_getLogs",

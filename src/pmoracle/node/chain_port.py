@@ -15,6 +15,7 @@ from pmoracle.chain.errors import ChainError, ContractError
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.consensus.certificate import QuorumCertificate
 from pmoracle.consensus.evidence import Deviation, Equivocation, Evidence
+from pmoracle.consensus.frost_evm import EvmSignature
 from pmoracle.node.abc import AttestedRound, ChainPort
 from pmoracle.node.metrics import NodeMetrics
 
@@ -27,7 +28,8 @@ READ_TIMEOUT = 10.0  # seconds for one contract read
 
 
 class OracleChainPort(ChainPort):
-    """Certificates to ``MarginOracle.attest``, evidence to ``SolverRegistry.slash*``, ``latestRound`` reads."""
+    """Certificates to ``MarginOracle.attestFrost`` (ECDSA ``attest`` as fallback), evidence to
+    ``SolverRegistry.slash*``, ``latestRound`` reads."""
 
     def __init__(
         self, client: ChainClient, transmitter: Transmitter, deployment: Deployment, metrics: NodeMetrics
@@ -44,22 +46,44 @@ class OracleChainPort(ChainPort):
         self.oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
         self.registry = deployment.contract(OFFLINE_W3, "SolverRegistry")
 
-    async def transmit(self, certificate: QuorumCertificate) -> None:
-        """Post ``certificate`` with ``MarginOracle.attest``; refusals and failures are logged."""
+    async def transmit(self, certificate: QuorumCertificate, frost_signature: EvmSignature | None = None) -> None:
+        """Post ``certificate``: with ``MarginOracle.attestFrost`` when a FROST signature of its report is given,
+        else (or when the contract refuses the FROST certificate) with ``MarginOracle.attest``.
+
+        Args:
+            certificate: the quorum's ECDSA certificate (the fallback, and the bitmap ``attestFrost`` stores).
+            frost_signature: the committee's aggregated FROST signature of the report's digest, if signing finished.
+
+        Refusals and failures are logged, never raised; the log line names the scheme that attested.
+        """
         block = certificate.report.block_number
+        if frost_signature is not None:
+            call = self.oracle.functions.attestFrost(certificate.report.as_tuple(), certificate.signer_bitmap,
+                                                     *frost_signature.to_words())  # fmt: skip
+            outcome = await self._send(call, block, "attestFrost")
+            if outcome != "refused":
+                return
+            log.info("round %d: falling back to the ECDSA certificate", block)
         call = self.oracle.functions.attest(certificate.report.as_tuple(), certificate.signer_bitmap,
                                             list(certificate.signatures))  # fmt: skip
+        await self._send(call, block, "attest")
+
+    async def _send(self, call: Any, block: int, name: str) -> str:
+        """Send one attestation; return "attested", "refused" (a contract error) or "failed" (any other)."""
         try:
             receipt = await run_sync(self.transmitter.transact_call, call, timeout=TRANSACTION_TIMEOUT)
         except ContractError as exc:
             # Another node's attestation landed first (the usual case for later schedule positions).
-            log.info("round %d: attest refused by the contract: %s%s", block, exc.name, exc.error_args)
-            return
+            log.info("round %d: %s refused by the contract: %s%s", block, name, exc.name, exc.error_args)
+            return "already attested" if exc.name == "StaleBlockNumber" else "refused"
         except ChainError as exc:  # ChainCallTimeoutError included
-            log.warning("round %d: attest failed: %s", block, exc)
-            return
+            log.warning("round %d: %s failed: %s", block, name, exc)
+            return "failed"
         self.metrics.gas_spent.inc(receipt.gas_used)
-        log.info("round %d: attested on chain in tx %s (gas %d)", block, receipt.tx_hash.hex(), receipt.gas_used)
+        scheme = "frost" if name == "attestFrost" else "ecdsa"
+        log.info("round %d: attested on chain in tx %s (gas %d, %s)", block, receipt.tx_hash.hex(), receipt.gas_used,
+                 scheme)  # fmt: skip
+        return "attested"
 
     async def submit_evidence(self, evidence: Evidence) -> None:
         """Post ``evidence`` with ``SolverRegistry.slashEquivocation`` / ``slashDeviation``; outcomes are logged."""

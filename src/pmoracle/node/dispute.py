@@ -641,7 +641,7 @@ def submit_fraud_proof(
 
 
 ROUND_ATTESTED_TOPIC = keccak(
-    text="RoundAttested(uint64,bytes32,bytes32,bytes32,uint32,uint256,address,bytes32,bytes32)"
+    text="RoundAttested(uint64,bytes32,bytes32,bytes32,uint32,uint256,address,bytes32,bytes32,uint8)"
 )
 
 
@@ -662,8 +662,8 @@ def read_attested_report(client: ChainClient, deployment: Deployment, attested: 
     domain = Domain.from_address(client.chain_id, deployment.contracts["MarginOracle"])
     for log in logs:
         data = bytes.fromhex(str(log["data"])[2:])
-        _digest, root, count, _bitmap, _sender, risk_root, market_hash = abi_decode(
-            ["bytes32", "bytes32", "uint32", "uint256", "address", "bytes32", "bytes32"], data
+        _digest, root, count, _bitmap, _sender, risk_root, market_hash, _scheme = abi_decode(
+            ["bytes32", "bytes32", "uint32", "uint256", "address", "bytes32", "bytes32", "uint8"], data
         )
         report = Report(
             config_digest=attested.config_digest, block_number=attested.block_number, block_hash=attested.block_hash,

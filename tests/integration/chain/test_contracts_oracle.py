@@ -207,7 +207,7 @@ def test_named_round_lookup(system: System, tree: MerkleTree) -> None:
 
 
 def test_only_the_registry_installs_committees(system: System) -> None:
-    fn = system.oracle.functions.setCommittee(bytes(32), 9, bytes(32), [system.owner.address], 1)
+    fn = system.oracle.functions.setCommittee(bytes(32), 9, bytes(32), [system.owner.address], 1, 0, 0)
     assert revert_of(fn, system.owner.address) == ("NotRegistry", (system.owner.address,))
 
 

@@ -7,6 +7,7 @@ from eth_abi import encode
 from eth_utils import keccak
 
 from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum, compute_max_faulty
+from pmoracle.consensus.frost_evm import EvmGroupKey
 from pmoracle.errors import InputError
 
 
@@ -42,6 +43,21 @@ def test_digest_is_abi_encoding_of_fields() -> None:
     assert _config(engine_version=8).digest() != expected
 
 
+def test_a_group_key_is_appended_to_the_digest_and_its_absence_keeps_it() -> None:
+    key = EvmGroupKey(0x1234, 1)
+    config = _config(group_key=key)
+    expected = keccak(
+        encode(
+            ["uint256", "address", "uint64", "address[]", "uint8", "uint64", "uint64", "bytes32", "uint32", "uint256",
+             "uint8"],
+            [31337, b"\x01" * 20, 1, list(config.members), 3, 10, 2, b"\x09" * 32, 7, 0x1234, 1],
+        )
+    )  # fmt: skip
+    assert config.digest() == expected
+    assert _config(group_key=EvmGroupKey(0x1234, 0)).digest() != expected
+    assert _config(group_key=None).digest() == _config().digest() != expected
+
+
 @pytest.mark.parametrize(
     ("field", "overrides"),
     [
@@ -52,6 +68,7 @@ def test_digest_is_abi_encoding_of_fields() -> None:
         ("round_period", {"round_period": 0}),
         ("engine_version", {"engine_version": 0}),
         ("engine_version", {"engine_version": 2**32}),
+        ("group_key", {"group_key": (0x1234, 1)}),
     ],
 )
 def test_invalid_config_rejected(field: str, overrides: dict[str, object]) -> None:
