@@ -8,6 +8,8 @@ import pathlib
 from dataclasses import dataclass
 from typing import Any
 
+from eth_utils import keccak
+
 from pmoracle.errors import PmoracleError
 
 ARTIFACTS_DIR = pathlib.Path(__file__).resolve().parent / "artifacts"
@@ -57,3 +59,26 @@ def load_artifact(name: str) -> Artifact:
         raise ArtifactError(f"no artifact for {name!r} at {path}: run `python -m pmoracle.chain.compile`") from None
     except (KeyError, ValueError) as exc:
         raise ArtifactError(f"artifact {path} is malformed: {exc}") from None
+
+
+def _abi_type(param: dict[str, Any]) -> str:
+    """Return a parameter's canonical ABI type (a struct as its tuple of component types)."""
+    kind = str(param["type"])
+    if kind.startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in param["components"]) + ")" + kind[len("tuple") :]
+    return kind
+
+
+@functools.cache
+def event_topic(contract: str, event: str) -> bytes:
+    """Return topic 0 of ``contract``'s ``event``: keccak256 of its canonical signature, read from the artifact's ABI,
+    so a changed event never leaves a stale copy of its signature behind.
+
+    Errors:
+        ArtifactError when the contract has no such event (or several: an overloaded event needs its signature).
+    """
+    found = [e for e in load_artifact(contract).abi if e.get("type") == "event" and e.get("name") == event]
+    if len(found) != 1:
+        raise ArtifactError(f"{contract} has {len(found)} events named {event!r}, expected exactly one")
+    signature = f"{event}({','.join(_abi_type(p) for p in found[0]['inputs'])})"
+    return keccak(text=signature)

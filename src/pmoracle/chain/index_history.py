@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_utils import keccak
 
 from pmoracle.chain.client import ChainClient
+from pmoracle.chain.contracts import event_topic
 from pmoracle.chain.errors import SnapshotError
 from pmoracle.chain.snapshot import decode_symbol
 from pmoracle.errors import InputError
 
-INDEX_SET_TOPIC = keccak(text="IndexSet(bytes32,uint256,int256,uint64)")
+INDEX_SET_TOPIC = event_topic("MarketFeeds", "IndexSet")
 LOG_PAGE_BLOCKS = 5_000  # blocks per eth_getLogs request (public endpoints cap ranges around 10,000)
 
 

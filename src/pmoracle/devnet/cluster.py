@@ -24,6 +24,7 @@ from eth_account import Account
 from eth_utils import keccak
 
 from pmoracle.chain.client import ChainClient
+from pmoracle.chain.contracts import event_topic
 from pmoracle.chain.deploy import Deployment, NodeSpec, deploy
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.snapshot import read_snapshot
@@ -287,8 +288,7 @@ class Devnet:
 
     def attestation_gas(self, block_number: int) -> int:
         """Return the gas used by the transaction that attested ``block_number`` (0 if it cannot be found)."""
-        signature = "RoundAttested(uint64,bytes32,bytes32,bytes32,uint32,uint256,address,bytes32,bytes32,uint8)"
-        topic = "0x" + keccak(text=signature).hex()
+        topic = "0x" + event_topic("MarginOracle", "RoundAttested").hex()
         logs = self.client.request(
             "eth_getLogs",
             [{"address": self.deployment.contracts["MarginOracle"], "fromBlock": hex(block_number),
@@ -517,7 +517,7 @@ class Devnet:
         """Return the decoded ``event`` logs of ``contract`` (e.g. "SolverRegistry", "Slashed") in a block range."""
         instance = self.deployment.contract(OFFLINE_W3, contract)
         abi_event = getattr(instance.events, event)()
-        topic = "0x" + keccak(text=_event_signature(abi_event.abi)).hex()
+        topic = "0x" + event_topic(contract, event).hex()
         logs = self.client.request("eth_getLogs", [{"address": self.deployment.contracts[contract],
                                                     "fromBlock": hex(from_block),
                                                     "toBlock": to_block if isinstance(to_block, str) else hex(to_block),
@@ -555,10 +555,6 @@ class Devnet:
         """Stop every node's process group and the chain's (SIGTERM, then SIGKILL); leave no process behind."""
         terminate([node.process for node in self.nodes if node.process is not None])
         self.chain.stop()
-
-
-def _event_signature(abi: dict[str, Any]) -> str:
-    return f"{abi['name']}({','.join(i['type'] for i in abi['inputs'])})"
 
 
 def _node_secret(seed: int, index: int, kind: str) -> bytes:

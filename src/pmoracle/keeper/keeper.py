@@ -20,10 +20,11 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
-from eth_utils import keccak, to_canonical_address, to_checksum_address
+from eth_utils import to_canonical_address, to_checksum_address
 from web3 import Web3
 
 from pmoracle.chain.client import ChainClient
+from pmoracle.chain.contracts import event_topic
 from pmoracle.chain.deploy import Deployment
 from pmoracle.chain.errors import ChainError, ContractError
 from pmoracle.chain.snapshot import read_snapshot
@@ -42,7 +43,7 @@ from pmoracle.risk.policy import compute_effective_params
 
 log = logging.getLogger(__name__)
 _W3 = Web3()  # encodes calls only
-_BID_TOPIC = "0x" + keccak(text="Bid(address,address,uint256,uint256,int256,uint256,bool)").hex()
+_BID_TOPIC = "0x" + event_topic("Liquidator", "Bid").hex()
 
 
 class KeeperError(PmoracleError):

@@ -18,6 +18,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
 
 from pmoracle.chain.client import ChainClient
+from pmoracle.chain.contracts import event_topic
 from pmoracle.chain.deploy import Deployment
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.snapshot import ChainSnapshot, read_snapshot
@@ -53,7 +54,7 @@ from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput, compute_round
 from pmoracle.risk.params import RiskParams
 from pmoracle.storage.archive import ArchivedReport, ReportArchive
 
-SLASHED_TOPIC = keccak(text="Slashed(address,uint8,bytes32,uint64,uint256,address,uint256)")
+SLASHED_TOPIC = event_topic("SolverRegistry", "Slashed")
 OFFENCES = {0: "equivocation", 1: "deviation", 2: "fraud"}  # SolverRegistry.Offence, in declaration order
 
 
@@ -640,9 +641,7 @@ def submit_fraud_proof(
     return decode_slashed_events(receipt, deployment.contracts["SolverRegistry"])
 
 
-ROUND_ATTESTED_TOPIC = keccak(
-    text="RoundAttested(uint64,bytes32,bytes32,bytes32,uint32,uint256,address,bytes32,bytes32,uint8)"
-)
+ROUND_ATTESTED_TOPIC = event_topic("MarginOracle", "RoundAttested")
 
 
 def read_attested_report(client: ChainClient, deployment: Deployment, attested: AttestedRound) -> Report:
