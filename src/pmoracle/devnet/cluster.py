@@ -209,10 +209,13 @@ class AttestedRound:
 
     @property
     def policy_identical(self) -> bool:
-        """Check if every node published the recomputed policy hash for this round (True without a policy)."""
+        """Check if every node that computed this round published the recomputed policy hash, and one did (True
+        without a policy). A node outside the quorum may skip a round attested before it got to it: it publishes
+        nothing for it, which is no disagreement (the attested report's marketHash binds the quorum's hash)."""
         if self.policy is None:
             return True
-        return bool(self.node_policy_hashes) and all(h == self.policy.policy_hash for h in self.node_policy_hashes)
+        published = [h for h in self.node_policy_hashes if h is not None]
+        return bool(published) and all(h == self.policy.policy_hash for h in published)
 
 
 OFFENCES = ("equivocation", "deviation")  # SolverRegistry.Offence, by value
