@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from eth_keyfile import create_keyfile_json, decode_keyfile_json
 
 from pmoracle.consensus import frost
 from pmoracle.consensus.frost_dkg import DkgParameters, DkgResult
-from pmoracle.node.keys import KeyFileError, PasswordSourceError, WrongPasswordError
+from pmoracle.node.keys import KeyFileError, PasswordSourceError, WrongPasswordError, write_new_keystore
 from pmoracle.node.logs import register_secret
 
 FROST_SHARE_KIND = "frost-share"
@@ -85,17 +84,7 @@ def write_frost_share(out: Path, result: DkgResult, password: bytes, *, kdf_iter
     keystore.pop("address", None)  # not an Ethereum account: never to be loaded as a signing key
     public = compute_public_fields(result)
     keystore["pmoracle"] = {**public, "mac": _hex(compute_public_mac(result.signing_share, public))}
-    try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise KeyFileError(out, "already exists; refusing to overwrite a key") from None
-    except OSError as exc:
-        raise KeyFileError(out, f"cannot create: {exc.strerror}") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(keystore, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_new_keystore(out, keystore)
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -159,6 +159,16 @@ def write_key_file(
         address = to_checksum_address(keystore["address"])
         keystore["pmoracle"] = {"kind": kind.value}
         info = KeyInfo(out, kind, address, None)
+    write_new_keystore(out, keystore)
+    return info
+
+
+def write_new_keystore(out: Path, keystore: dict[str, Any]) -> None:
+    """Write ``keystore`` as JSON to a new file ``out`` (mode 0600, never over an existing file), synced to disk.
+
+    Errors:
+        KeyFileError when ``out`` exists or cannot be created.
+    """
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -168,7 +178,8 @@ def write_key_file(
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(keystore, handle, indent=2)
         handle.write("\n")
-    return info
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _fresh_secret() -> bytes:
