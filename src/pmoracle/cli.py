@@ -37,24 +37,32 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXIT_INPUT_ERROR = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser with every sub-command registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Return the argument parser with every sub-command listed.
+
+    With ``command``, only that sub-command's module is imported to register its options (the others are listed
+    with their help line only), so a command never pays for importing the modules of another; without it, every
+    sub-command registers its options.
+    """
     parser = argparse.ArgumentParser(prog="pmoracle", description="Decentralized portfolio-margin oracle.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         sub_parser.set_defaults(_module=module_name)
-        # Argument definitions are cheap to import; heavy imports stay inside ``run``.
-        importlib.import_module(module_name).add_arguments(sub_parser)
+        if command is None or name == command:
+            importlib.import_module(module_name).add_arguments(sub_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # before anything imports the risk kernels, a command module's options included (numba_cache explains why)
+    numba_cache.configure()
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     module = importlib.import_module(args._module)
     try:
-        numba_cache.configure()  # before a sub-command imports the risk kernels (numba_cache explains why)
         return int(module.run(args))
     except PmoracleError as exc:
         print(f"pmoracle {args.command}: error: {exc}", file=sys.stderr)

@@ -588,6 +588,15 @@ def build_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) 
         raise
 
 
+def _align_to_sampling(world: World, client: ChainClient, interval: int, now: int) -> int:
+    """Move chain time so that the market's steps fall midway between the policy's sampling points (multiples of
+    ``interval``): each sampling point then sees exactly one new step, and the policy's path is the same in every
+    run, wherever the wall clock started anvil. Return the new chain time."""
+    world.rpc("evm_increaseTime", [(interval // 2 - now % interval) % interval])
+    world.rpc("evm_mine", [])
+    return int(client.get_block("latest").timestamp)
+
+
 def _build(
     options: DevnetOptions, run_dir: Path, chain: Devchain, netlab: NetLab | None, say: Callable[[str], None]
 ) -> Devnet:
@@ -638,6 +647,8 @@ def _build(
     liquidations = None
     if options.days is not None:
         now = int(client.get_block("latest").timestamp)
+        if options.scenario == "vol-spike":
+            now = _align_to_sampling(world, client, round(options.step_hours * 3600), now)
         world.setup(options.accounts, expiries=friday_expiries(now))
         lifecycle = Lifecycle(world, step_seconds=round(options.step_hours * 3600), seed=options.seed)
         if options.scenario == "crash":

@@ -140,7 +140,10 @@ class Lifecycle:
     spike_vol_multiplier: float = 3.0
 
     def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed * 7_919)
+        self._rng = random.Random(self.seed * 7_919)  # the users: withdrawals, leverage targets
+        # the market's own stream: the price path is a function of the seed and the step alone, never of how many
+        # draws the users made (which depends on the rounds a run happened to attest)
+        self._market_rng = random.Random(self.seed * 7_919 + 1)
         for spec in UNDERLYINGS:
             self.variance[spec.symbol] = spec.atm_vol**2 * self.step_seconds / (365 * DAY)
 
@@ -152,7 +155,7 @@ class Lifecycle:
         for spec in UNDERLYINGS:
             long_run = spec.atm_vol**2 * self.step_seconds / (365 * DAY)
             var = self.variance[spec.symbol]
-            r = math.sqrt(var) * self._rng.gauss(0.0, 1.0)
+            r = math.sqrt(var) * self._market_rng.gauss(0.0, 1.0)
             self.world.prices[spec.symbol] *= math.exp(r - var / 2)
             self.variance[spec.symbol] = (1 - alpha - beta) * long_run + alpha * r * r + beta * var
             realized = math.sqrt(self.variance[spec.symbol] * 365 * DAY / self.step_seconds)
