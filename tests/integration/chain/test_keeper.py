@@ -15,7 +15,6 @@ import pytest
 from eth_utils import keccak
 
 from pmoracle.chain.client import ChainClient
-from pmoracle.chain.deploy import transact_fn
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.config.params import default_params
 from pmoracle.devnet.devchain import Devchain
@@ -23,17 +22,15 @@ from pmoracle.keeper.decision import WAD, Policy
 from pmoracle.keeper.keeper import Bidder, Keeper, KeeperError
 from pmoracle.keeper.metrics import create_keeper_metrics
 from pmoracle.node.keys import LIGHT_KDF_ITERATIONS, write_key_file
-from tests.integration.chain.contracts_support import System, address_of, deploy_system
-from tests.integration.chain.test_contracts_liquidation import (
-    BTC,
+from tests.integration.chain.contracts_support import System, address_of
+from tests.integration.chain.liquidation_support import (
     MAX_DISCOUNT,
     PLATEAU,
-    PRICE,
     UNIT,
     USD,
     attest_round,
     breach,
-    post_eth,
+    deploy_liquidation_system,
     refresh_index,
     trader,
     warp,
@@ -43,11 +40,7 @@ from tests.integration.chain.trading import Desk, check_conservation
 
 @pytest.fixture(scope="module")
 def system(anvil: Devchain) -> System:
-    s = deploy_system(anvil, n=4, history_blocks=4096, max_round_age=2048)
-    transact_fn(s.owner, s.contract("MarketFeeds").functions.setIndex(BTC, 100_000 * PRICE, 0), label="index")
-    post_eth(s)
-    transact_fn(s.owner, s.contract("MarginAccounts").functions.listInstrument(BTC, 0, 0, 0), label="list")
-    return s
+    return deploy_liquidation_system(anvil)
 
 
 @pytest.fixture(scope="module")
