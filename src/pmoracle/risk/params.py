@@ -40,6 +40,7 @@ MAX_IM_BUFFER = 2**60
 MAX_FLOOR_BLOCKS = 1024  # bounds the policy state: the stressed lookback is kept as this many block maxima at most
 MAX_PMRM2_SCENARIOS = 40  # Derive's own limit (PMRM_2.setScenarios)
 PMRM2_COLLATERAL_FIELDS = ("im_haircut", "mm_haircut", "risk_cancelling")
+STEP_CAP_BASES = ("range", "margin")  # what the policy's step cap bounds: the range, or range x price
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,9 @@ class PolicyParams:
     floor: FloorParams | None
     buffer: BufferParams | None
     vol: VolPolicyParams | None  # None: the document's constant vol.shift stays in force
+    # "range": the step cap bounds the range's relative change; "margin": that of range x price (the one-unit margin).
+    # "range" is left out of the canonical bytes, so documents written before the key keep their hash.
+    step_cap_basis: str = "range"
 
     @property
     def canonical_bytes(self) -> bytes:
@@ -187,6 +191,8 @@ def _canonical_document(params: Any) -> Any:
         value = getattr(params, f.name)
         if f.name in ("policy", "pmrm2", "stress", "concentration") and value is None:
             continue  # documents without these optional sections keep the hash they had before the sections existed
+        if f.name == "step_cap_basis" and value == "range":
+            continue  # the default basis: policies written before the key existed keep their hash
         doc[f.name] = _canonical_value(value)
     return doc
 
@@ -463,6 +469,9 @@ def _read_policy(r: _Reader) -> PolicyParams | None:
         else None
     )
     floor = None
+    basis = r.choice("policy.step_cap_basis", STEP_CAP_BASES) if _has(r.doc, "policy.step_cap_basis") else "range"
+    if basis == "margin" and step_up is None and step_down is None:  # a basis of no cap would only change the hash
+        r.problems.append('policy.step_cap_basis: "margin" needs policy.max_step_up or policy.max_step_down')
     if _has(r.doc, "policy.floor"):
         weight = r.rational("policy.floor.weight", Fraction(1, 100), one)
         lookback = r.integer("policy.floor.lookback_samples", 1, 10**6)
@@ -513,6 +522,7 @@ def _read_policy(r: _Reader) -> PolicyParams | None:
         floor=floor,
         buffer=buffer,
         vol=vol,
+        step_cap_basis=basis,
     )
 
 

@@ -14,7 +14,8 @@ Per sample ``n`` (price ``P_n``, optionally the reference-tenor ATM implied vol 
 - buffer: ``B_n * (1 + b_n)`` where ``b_n`` is 0 in stress (fast vol >= stress_ratio x slow vol) and grows back
   to ``size`` over ``rebuild_samples`` samples otherwise;
 - target ``max(B_n (1 + b_n), F_n)`` clamped to [min, max], then moved at most ``max_step_up`` /
-  ``max_step_down`` (relative) from the previous range.
+  ``max_step_down`` (relative) from the previous range, or with ``step_cap_basis = "margin"`` the margin
+  ``range x price`` moved at most that much from the previous one (and the result clamped to [min, max] again).
 """
 
 from __future__ import annotations
@@ -198,6 +199,39 @@ def apply_step_cap(params: PolicyParams, previous: int, target: int) -> int:
     return max(lo, target if hi is None else min(target, hi))
 
 
+def compute_range_step_bounds(
+    params: PolicyParams, previous: int, old_price: int, new_price: int
+) -> tuple[int, int | None]:
+    """Return the (lowest, highest or None) scan range the step cap allows after ``previous`` set at ``old_price``,
+    for a sample at ``new_price``; both hold exactly (rounded inwards).
+
+    With ``step_cap_basis = "range"`` these are :func:`compute_step_bounds`. With ``"margin"`` the cap bounds the
+    one-unit margin ``range x price``: ``ceil(previous old (1 - down) / new)`` and ``floor(previous old (1 + up) /
+    new)``.
+    """
+    if params.step_cap_basis == "range":
+        return compute_step_bounds(params, previous)
+    margin = previous * old_price
+    lo = 0 if params.max_step_down is None else mul_ceil(margin, (1 - params.max_step_down) / new_price)
+    hi = None if params.max_step_up is None else mul_floor(margin, (1 + params.max_step_up) / new_price)
+    return lo, hi
+
+
+def apply_range_step_cap(params: PolicyParams, previous: int, old_price: int, new_price: int, target: int) -> int:
+    """Return the scan range applied at ``new_price``: ``target`` moved into the step cap's bounds, then into
+    [min_scan_range, max_scan_range].
+
+    The range bounds win over the cap: with the ``"margin"`` basis a large price move can put a cap bound outside
+    them (a rise of the price can ask for a range under the minimum). Where the two cap bounds cross (the exact
+    interval holds no integer once rounded inwards, only with ranges of a few units of 1e-9), the cap on rises wins.
+    With the ``"range"`` basis the bounds never cross and the result already lies in [min, max] (``previous`` and
+    ``target`` do), so this is :func:`apply_step_cap`.
+    """
+    lo, hi = compute_range_step_bounds(params, previous, old_price, new_price)
+    capped = max(lo, target) if hi is None else min(hi, max(lo, target))
+    return clamp(capped, min_range(params), max_range(params))
+
+
 def is_stress(params: PolicyParams, variance: int, slow_variance: int) -> bool:
     """Check if the fast EWMA vol is at least stress_ratio times the slow one (False without a buffer)."""
     if params.buffer is None:
@@ -316,7 +350,8 @@ def process_sample(params: PolicyParams, state: PolicyState, sample: Sample) -> 
         stressed=stressed,
         vol_shift=vol_shift,
     )
-    return replace(after, scan_range=apply_step_cap(params, state.scan_range, compute_target_range(params, after)))
+    target = compute_target_range(params, after)
+    return replace(after, scan_range=apply_range_step_cap(params, state.scan_range, state.price, sample.price, target))
 
 
 def compute_policy_path(

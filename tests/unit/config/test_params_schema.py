@@ -275,3 +275,12 @@ def test_pmrm2_collateral_tables_are_checked_by_both() -> None:
     assert any(p.startswith("pmrm2.collateral.USDC.risk_cancelling:") for p in parser_says), parser_says
     assert any(p.startswith("pmrm2.collateral.USDC.im_haircut:") for p in parser_says)  # 0.6 + 0.5 > 1: x-rule
     assert any("123" in p for p in schema_says) and any(p.startswith("pmrm2.collateral.123:") for p in parser_says)
+
+
+@pytest.mark.parametrize("value", ["price", 1, ""])
+def test_a_bad_step_cap_basis_is_refused_by_both_naming_it(value: Any) -> None:
+    doc = with_value(FULL, "policy.step_cap_basis", value)
+    assert any(p.startswith("policy.step_cap_basis:") for p in check_params_schema(dump_toml(doc)))
+    assert any(p.startswith("policy.step_cap_basis:") for p in parser_problems(doc))
+    assert check_params_schema(dump_toml(with_value(FULL, "policy.step_cap_basis", "margin"))) == ()
+    assert parser_problems(with_value(FULL, "policy.step_cap_basis", "margin")) == ()

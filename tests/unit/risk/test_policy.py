@@ -25,17 +25,20 @@ from pmoracle.risk.policy import (
     PolicyTrack,
     Sample,
     advance_track,
+    apply_range_step_cap,
     compute_base_range,
     compute_effective_params,
     compute_floor_range,
     compute_policy_hash,
     compute_policy_path,
     compute_policy_state,
+    compute_range_step_bounds,
     compute_samples,
-    compute_step_bounds,
+    compute_target_range,
     decode_policy_state,
     encode_policy_state,
     max_range,
+    min_range,
     process_sample,
     start_policy,
     start_track,
@@ -82,8 +85,12 @@ def _parse(text: str) -> PolicyParams:
 
 
 FULL = _parse(POLICY_TOML)
+MARGIN_TOML = POLICY_TOML.replace('max_step_down = "0.05"\n', 'max_step_down = "0.05"\nstep_cap_basis = "margin"\n')
+MARGIN = _parse(MARGIN_TOML)  # FULL with the step cap on range x price
 BARE = dataclasses.replace(FULL, max_step_up=None, max_step_down=None, floor=None, buffer=None, vol=None)
 # The state hash after the seeded path of test_state_hash_is_pinned; a change is a change of the policy's rules.
+# keccak256 of FULL's canonical bytes as written before step_cap_basis existed: a document without it keeps its hash.
+PINNED_FULL_POLICY_HASH = "0x09cb311a1613989c4a5cb534e3f2b434b246cf294a9c39e8fc1a88a68fca5eed"
 PINNED_HASH = "0xdfd6ece8e7a7bffb30f690763963469f3f08f6e4de3655cc03cec3acf4f127d8"
 
 
@@ -202,13 +209,73 @@ def test_step_cap_and_bounds_hold_exactly(samples: list[Sample]) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(samples=paths(), capped=st.booleans())
-def test_floor_never_lets_the_range_below_the_stressed_level(samples: list[Sample], capped: bool) -> None:
-    params = FULL if capped else dataclasses.replace(FULL, max_step_up=None, max_step_down=None)
+@given(
+    samples=paths(),
+    bounds=st.sampled_from([("0.02", "0.6"), ("0.25", "0.6"), ("0.02", "0.3"), ("0.2", "0.3")]),
+    up=st.sampled_from(["0.1", "0.02", None]),
+    down=st.sampled_from(["0.05", "0.5", None]),
+)
+def test_margin_step_cap_and_bounds_hold_exactly(
+    samples: list[Sample], bounds: tuple[str, str], up: str | None, down: str | None
+) -> None:
+    """With step_cap_basis = "margin" the one-unit margin range x price moves at most +up / -down per sample, unless
+    the range sits on the bound that stopped it (the range bounds win), and the vol shift keeps its relative cap."""
+    params = dataclasses.replace(
+        MARGIN,
+        min_scan_range=Fraction(bounds[0]),
+        max_scan_range=Fraction(bounds[1]),
+        max_step_up=None if up is None else Fraction(up),
+        max_step_down=None if down is None else Fraction(down),
+    )
+    path = compute_policy_path(params, "BTC", samples)
+    lo_bound, hi_bound = params.min_scan_range * RANGE_SCALE, params.max_scan_range * RANGE_SCALE
+    for before, after in itertools.pairwise(path):
+        assert lo_bound <= after.scan_range <= hi_bound
+        old, new = before.scan_range * before.price, after.scan_range * after.price
+        if params.max_step_up is not None:  # exact rationals: no rounding crosses the cap
+            assert new <= old * (1 + params.max_step_up) or after.scan_range == min_range(params)
+        if params.max_step_down is not None:
+            assert new >= old * (1 - params.max_step_down) or after.scan_range == max_range(params)
+        if params.max_step_up is None and params.max_step_down is None:
+            assert after.scan_range == compute_target_range(params, after)
+        if params.max_step_up is not None:  # the vol shift's cap stays relative to the shift
+            assert after.vol_shift <= before.vol_shift * (1 + params.max_step_up)
+        if params.max_step_down is not None:
+            assert after.vol_shift >= before.vol_shift * (1 - params.max_step_down)
+
+
+def test_margin_cap_holds_the_margin_where_the_range_cap_lets_it_rise_with_the_price() -> None:
+    """A +50% price day under a steady target: the range cap keeps the range (the margin rises 50%), the margin cap
+    cuts the range so the margin rises 10%; a -50% day: the margin falls 5%, the range bounds winning when they bind."""
+    range_capped = dataclasses.replace(MARGIN, step_cap_basis="range")
+    previous, target, p0 = 200_000_000, 200_000_000, 40_000 * 10**8
+    assert apply_range_step_cap(range_capped, previous, p0, p0 * 3 // 2, target) == 200_000_000
+    capped = apply_range_step_cap(MARGIN, previous, p0, p0 * 3 // 2, target)
+    assert capped == 146_666_666  # floor(0.2 x 1.1 / 1.5 x 1e9)
+    assert capped * p0 * 3 // 2 <= previous * p0 * 11 // 10 < (capped + 1) * p0 * 3 // 2
+    assert apply_range_step_cap(MARGIN, previous, p0, p0 // 2, target) == 380_000_000  # 0.2 x 0.95 / 0.5
+    assert apply_range_step_cap(MARGIN, previous, p0, p0 // 4, target) == max_range(MARGIN)  # 0.76 > 0.6
+    assert apply_range_step_cap(MARGIN, previous, p0, p0 * 20, target) == min_range(MARGIN)  # 0.011 < 0.02
+    # a target inside the margin's band is applied as it is, as with the range basis
+    assert apply_range_step_cap(MARGIN, previous, p0, p0, 210_000_000) == 210_000_000
+    # crossing bounds (an interval under one unit once rounded inwards): the cap on rises wins
+    tiny = dataclasses.replace(MARGIN, min_scan_range=Fraction(1, 10**9), max_step_up=Fraction(1, 10**4),
+                               max_step_down=Fraction(1, 10**4))  # fmt: skip
+    lo, hi = compute_range_step_bounds(tiny, 3, 7, 10)  # 2.1 x (1 -/+ 1e-4): [ceil 2.09979, floor 2.10021] = [3, 2]
+    assert (lo, hi) == (3, 2)
+    assert apply_range_step_cap(tiny, 3, 7, 10, 5) == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(samples=paths(), capped=st.booleans(), basis=st.sampled_from(["range", "margin"]))
+def test_floor_never_lets_the_range_below_the_stressed_level(samples: list[Sample], capped: bool, basis: str) -> None:
+    params = dataclasses.replace(FULL, step_cap_basis=basis)
+    if not capped:
+        params = dataclasses.replace(params, max_step_up=None, max_step_down=None)
     path = compute_policy_path(params, "BTC", samples)
     for before, after in itertools.pairwise(path):
         floor = min(compute_floor_range(params, after), max_range(params))
-        _, step_hi = compute_step_bounds(params, before.scan_range)
+        _, step_hi = compute_range_step_bounds(params, before.scan_range, before.price, after.price)
         # only the cap on rises can hold the range under the floor, and then the range rises as fast as allowed
         assert after.scan_range >= (floor if step_hi is None else min(floor, step_hi))
     if not capped:
@@ -343,6 +410,41 @@ def test_documents_without_policy_keep_their_hash() -> None:
     assert with_policy.policy == FULL
     assert with_policy.params_hash != params.params_hash
     assert dataclasses.replace(with_policy, policy=None).params_hash == params.params_hash
+
+
+def test_step_cap_basis_range_keeps_the_bytes_and_margin_is_hashed() -> None:
+    """Without the key or with "range", a policy has the bytes and hashes it had before the key existed; "margin" is
+    part of the canonical bytes (of the policy and of the whole document)."""
+    explicit = _parse(MARGIN_TOML.replace('"margin"', '"range"'))
+    assert explicit == FULL and explicit.step_cap_basis == "range"
+    assert explicit.canonical_bytes == FULL.canonical_bytes and b"step_cap_basis" not in FULL.canonical_bytes
+    # the bytes of the policy as they were before the key existed (FULL's JSON, recomputed field by field)
+    assert FULL.policy_hash == keccak(FULL.canonical_bytes) == bytes.fromhex(PINNED_FULL_POLICY_HASH[2:])
+    assert MARGIN.step_cap_basis == "margin" and b'"step_cap_basis":"margin"' in MARGIN.canonical_bytes
+    assert MARGIN.policy_hash != FULL.policy_hash
+    document = parse_params(default_params_text() + POLICY_TOML)
+    assert parse_params(default_params_text() + MARGIN_TOML.replace('"margin"', '"range"')) == document
+    assert parse_params(default_params_text() + MARGIN_TOML).params_hash != document.params_hash
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            MARGIN_TOML.replace('"margin"', '"price"'),
+            "policy.step_cap_basis: expected one of range, margin, got 'price'",
+        ),
+        (MARGIN_TOML.replace('"margin"', "1"), "policy.step_cap_basis: expected one of range, margin, got 1"),
+        (
+            MARGIN_TOML.replace('max_step_up = "0.1"\n', "").replace('max_step_down = "0.05"\n', ""),
+            'policy.step_cap_basis: "margin" needs policy.max_step_up or policy.max_step_down',
+        ),
+    ],
+)
+def test_a_bad_step_cap_basis_is_refused_naming_it(text: str, message: str) -> None:
+    with pytest.raises(ParamsError) as info:
+        parse_policy(text)
+    assert message in info.value.problems
 
 
 @pytest.mark.parametrize(
