@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -106,3 +108,22 @@ def test_missing_column_and_missing_policy(tmp_path: pathlib.Path, capsys: pytes
     history = write_history(tmp_path, good_rows())
     assert main(["policy", "--history", str(history), "--params", str(params)]) == 2
     assert "no [policy] section" in capsys.readouterr().err
+
+
+def test_a_margin_step_cap_bounds_range_times_price(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With step_cap_basis = "margin" the 22% fall of day 3 cannot cut the one-unit margin by more than 5%: the
+    range rises past the +10% that bounds it with the range basis; a bad basis exits 2 naming the field."""
+    policy = (pathlib.Path(__file__).parents[2] / "src/pmoracle/config/default_policy.toml").read_text()
+    params = tmp_path / "params.toml"
+    params.write_text(default_params_text() + policy.replace('step_cap_basis = "range"', 'step_cap_basis = "margin"'))
+    history = write_history(tmp_path, good_rows())
+    out = run_json(capsys, "--history", str(history), "--params", str(params))
+    ranges = [Fraction(s["scan_range"]) for s in out["samples"]]
+    margins = [r * Fraction(p) for r, p in zip(ranges, PRICES, strict=True)]
+    assert all(b <= a * Fraction(11, 10) and b >= a * Fraction(95, 100) for a, b in itertools.pairwise(margins))
+    assert ranges[3] > ranges[2] * Fraction(11, 10)  # 0.95 x 49000.25 / 38000 = 1.225: the range rises 22.5%
+    assert margins[3] >= margins[2] * Fraction(95, 100)
+    assert out["policy_hash"] != "0x" + load_policy(None).policy_hash.hex()
+    params.write_text(default_params_text() + policy.replace('step_cap_basis = "range"', 'step_cap_basis = "price"'))
+    assert main(["policy", "--history", str(history), "--params", str(params)]) == 2
+    assert "policy.step_cap_basis: expected one of range, margin, got 'price'" in capsys.readouterr().err

@@ -10,6 +10,9 @@ same integer samples; the adaptive ones run the real state machine (:mod:`pmorac
   the stress episode (the largest M(t) / M(s), s <= t, inside the 90 days around the path's largest true
   variance; median over paths) and the largest one-day rise M(t) / M(t-1) - 1 (worst path); also the largest
   one-day rise of the range itself.
+
+The step cap bounds either the range (``step_cap_basis = "range"``) or the one-unit margin ``range x price``
+(``"margin"``); the tables carry both.
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ FLOOR = FloorParams(weight=Fraction(1, 2), lookback_samples=360, block_samples=3
 BUFFER = BufferParams(
     size=Fraction(1, 4), stress_ratio=Fraction(3, 2), slow_decay=Fraction(99, 100), rebuild_samples=60
 )
+MARGIN_CAP: dict[str, Any] = {"max_step_up": CAP_UP, "max_step_down": CAP_DOWN, "step_cap_basis": "margin"}
 
 
 def policies() -> dict[str, PolicyParams | None]:
@@ -126,6 +130,10 @@ def policies() -> dict[str, PolicyParams | None]:
         "adaptive + floor + buffer + cap": replace(
             adaptive, floor=FLOOR, buffer=BUFFER, max_step_up=CAP_UP, max_step_down=CAP_DOWN
         ),
+        # the same cap on the one-unit margin range x price instead of the range (step_cap_basis = "margin")
+        "adaptive + margin cap": replace(adaptive, **MARGIN_CAP),
+        "adaptive + buffer + margin cap": replace(adaptive, buffer=BUFFER, **MARGIN_CAP),
+        "adaptive + floor + buffer + margin cap": replace(adaptive, floor=FLOOR, buffer=BUFFER, **MARGIN_CAP),
     }
 
 
@@ -284,8 +292,13 @@ def devnet_policies() -> dict[str, PolicyParams | None]:
     full = parse_params(vol_spike_params_text(default_params_text(), DEVNET_STEP)).policy
     if full is None:  # the vol-spike document always carries one
         raise PmoracleError("the vol-spike parameters document has no [policy]")
-    base = replace(full, floor=None, buffer=None, max_step_up=None, max_step_down=None)
+    if full.step_cap_basis != "margin":  # the document caps the margin; the rows below take it apart
+        raise PmoracleError("the vol-spike parameters document does not cap the margin")
+    base = replace(full, floor=None, buffer=None, max_step_up=None, max_step_down=None, step_cap_basis="range")
     capped = replace(base, max_step_up=full.max_step_up, max_step_down=full.max_step_down)
+    tools = replace(capped, floor=full.floor, buffer=full.buffer)
+    # its cap is per 12-hour step (+21% / -9.75% a day); these cap +10% / -5% a day, as the daily default
+    per_day = {"max_step_up": Fraction(488, 10_000), "max_step_down": Fraction(253, 10_000)}
     return {
         "static (16%, the default document)": None,
         "static, reviewed every 90 days": None,
@@ -294,11 +307,11 @@ def devnet_policies() -> dict[str, PolicyParams | None]:
         "adaptive + buffer": replace(base, buffer=full.buffer),
         "adaptive + step cap": capped,
         "adaptive + buffer + cap": replace(capped, buffer=full.buffer),
-        "adaptive + floor + buffer + cap (the devnet's document)": full,
-        # its cap is per 12-hour step (+21% / -9.75% a day); this one caps +10% / -5% a day, as the daily default
-        "the devnet's document, cap +10% / -5% a day": replace(
-            full, max_step_up=Fraction(488, 10_000), max_step_down=Fraction(253, 10_000)
-        ),
+        "adaptive + floor + buffer + cap": tools,
+        "adaptive + floor + buffer + cap +10% / -5% a day": replace(tools, **per_day),
+        "adaptive + margin cap": replace(capped, step_cap_basis="margin"),
+        "adaptive + floor + buffer + margin cap (the devnet's document)": full,
+        "the devnet's document, margin cap +10% / -5% a day": replace(full, **per_day),
     }
 
 

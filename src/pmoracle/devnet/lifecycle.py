@@ -36,7 +36,8 @@ MAX_FUNDING_PER_DAY = 0.001  # the devnet's funding rates stay within 0.1% of th
 FEE_RATE = 2 * WAD // 10_000  # 2 bps of the traded value from each side
 
 
-# The vol-spike scenario's adaptive policy (docs/policy.md): one sample per market step, the default policy's tools.
+# The vol-spike scenario's adaptive policy (docs/policy.md): one sample per market step, the default policy's tools,
+# the step cap on the one-unit margin range x price (the backtest's "adaptive + floor + buffer + margin cap").
 VOL_SPIKE_POLICY = """
 # pmoracle devnet --scenario vol-spike: the adaptive policy, one sample per market step ({interval} s)
 [policy]
@@ -49,6 +50,7 @@ min_scan_range = "0.02"
 max_scan_range = "0.6"
 max_step_up = "0.1"
 max_step_down = "0.05"
+step_cap_basis = "margin"
 
 [policy.floor]
 weight = "0.5"

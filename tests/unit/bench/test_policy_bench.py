@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from pmoracle.bench.policy import (
@@ -36,10 +38,14 @@ def test_backtest_measures_every_policy_and_is_reproducible() -> None:
         assert 0.9 < row["coverage"] <= 1.0 and 0.0 < row["mean_range"] < 0.6 and row["peak_to_trough_median"] >= 1.0
     static, *_ = first["rows"]
     assert static["mean_range"] == 0.16 and static["largest_one_day_range_rise"] == 0.0
-    capped = [row for row in first["rows"] if row["policy"].endswith("cap")]
-    assert capped and all(row["largest_one_day_range_rise"] <= 0.1 + 1e-9 for row in capped)
+    capped = [row for row in first["rows"] if row["policy"].endswith("cap") and "margin" not in row["policy"]]
+    assert len(capped) == 4 and all(row["largest_one_day_range_rise"] <= 0.1 + 1e-9 for row in capped)
+    margin_capped = [row for row in first["rows"] if row["policy"].endswith("margin cap")]
+    assert len(margin_capped) == 3  # the margin rises at most 10% a day, the range itself may rise more
+    assert all(row["largest_one_day_rise"] <= 0.1 + 1e-9 for row in margin_capped)
     assert run_backtest(SMALL) == first
     assert "| adaptive + floor + buffer + cap |" in format_backtest(first)
+    assert "| adaptive + floor + buffer + margin cap |" in format_backtest(first)
 
 
 def test_the_devnets_path_is_its_generator_with_the_spike() -> None:
@@ -56,7 +62,21 @@ def test_devnet_backtest_measures_its_documents_policy_over_a_one_day_horizon() 
     assert [row["policy"] for row in results["rows"]] == list(devnet_policies())
     static = results["rows"][0]
     assert abs(static["mean_range"] - 0.16) < 1e-12 and static["largest_one_day_range_rise"] == 0.0  # a float mean
-    per_day = results["rows"][-1]
-    assert per_day["largest_one_day_range_rise"] <= 0.1 + 1e-9  # +4.88% a 12-hour step is +10% a day
+    rows = {row["policy"]: row for row in results["rows"]}
+    # +4.88% a 12-hour step is +10% a day: of the range with the range cap, of the margin with the margin cap
+    assert rows["adaptive + floor + buffer + cap +10% / -5% a day"]["largest_one_day_range_rise"] <= 0.1 + 1e-9
+    assert rows["the devnet's document, margin cap +10% / -5% a day"]["largest_one_day_rise"] <= 0.1 + 1e-9
+    assert rows["adaptive + floor + buffer + margin cap (the devnet's document)"]["largest_one_day_rise"] <= 0.21 + 1e-9
     assert results["config"]["devnet"]["spike_step"] == 300
-    assert "| the devnet's document, cap +10% / -5% a day |" in format_backtest(results)
+    assert "| the devnet's document, margin cap +10% / -5% a day |" in format_backtest(results)
+
+
+def test_the_devnets_document_caps_the_margin_and_its_parts_take_it_apart() -> None:
+    labelled = devnet_policies()
+    document = labelled["adaptive + floor + buffer + margin cap (the devnet's document)"]
+    assert document is not None and document.step_cap_basis == "margin"
+    plain = labelled["adaptive (EWMA 0.94 a step, 5 sd)"]
+    assert plain is not None and plain.step_cap_basis == "range" and plain.max_step_up is None
+    assert plain.floor is None and plain.buffer is None
+    ranged = labelled["adaptive + floor + buffer + cap"]
+    assert ranged is not None and ranged == dataclasses.replace(document, step_cap_basis="range")
