@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not (args.underlying.isascii() and args.underlying.isalnum() and args.underlying.isupper()):
         raise InputError("--underlying", f"{args.underlying!r} is not an upper-case symbol")
-    params = load_policy(args.params)
+    params = load_policy(args.params).for_underlying(args.underlying)  # its [policy.underlying.SYM] applied
     if args.rpc is not None:
         samples, source = read_chain_history(args, params)
         where = "sampling point"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -78,6 +78,31 @@ class VolPolicyParams:
     max_shift: Fraction
 
 
+# [policy.underlying.SYM] may override these fields of [policy] for one underlying (docs/policy.md).
+POLICY_OVERRIDE_FIELDS = ("seed_vol", "sigmas", "min_scan_range", "max_scan_range", "max_step_up", "max_step_down")
+POLICY_OVERRIDE_BOUNDS = {  # the same bounds as the [policy] fields themselves
+    "seed_vol": (Fraction(1, 10**4), Fraction(20)),
+    "sigmas": (Fraction(1, 10), Fraction(20)),
+    "min_scan_range": (Fraction(1, 10**6), Fraction(99, 100)),
+    "max_scan_range": (Fraction(1, 10**6), Fraction(99, 100)),
+    "max_step_up": (Fraction(1, 10**4), Fraction(10)),
+    "max_step_down": (Fraction(1, 10**4), Fraction(99, 100)),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyOverride:
+    """One underlying's ``[policy.underlying.SYM]``: the fields it sets (None: the section's value holds)."""
+
+    underlying: str
+    seed_vol: Fraction | None = None
+    sigmas: Fraction | None = None
+    min_scan_range: Fraction | None = None
+    max_scan_range: Fraction | None = None
+    max_step_up: Fraction | None = None
+    max_step_down: Fraction | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyParams:
     """Validated parameters of the adaptive margin policy (docs/policy.md gives the meaning of each field)."""
@@ -97,6 +122,23 @@ class PolicyParams:
     # "range": the step cap bounds the range's relative change; "margin": that of range x price (the one-unit margin).
     # "range" is left out of the canonical bytes, so documents written before the key keep their hash.
     step_cap_basis: str = "range"
+    # [policy.underlying.SYM] tables in symbol order; () is left out of the canonical bytes (documents without
+    # overrides keep their hash).
+    overrides: tuple[PolicyOverride, ...] = ()
+
+    def for_underlying(self, underlying: str) -> PolicyParams:
+        """Return the parameters the policy applies to ``underlying``: its override's fields set, no overrides left.
+
+        A state binds the hash of these effective parameters. Without an override for ``underlying`` (and so for
+        every underlying of a document without overrides) they are this section without its override tables.
+        """
+        if not self.overrides:
+            return self
+        override = next((o for o in self.overrides if o.underlying == underlying), None)
+        values = {} if override is None else {
+            name: getattr(override, name) for name in POLICY_OVERRIDE_FIELDS if getattr(override, name) is not None
+        }  # fmt: skip
+        return replace(self, overrides=(), **values)
 
     @property
     def canonical_bytes(self) -> bytes:
@@ -193,6 +235,8 @@ def _canonical_document(params: Any) -> Any:
             continue  # documents without these optional sections keep the hash they had before the sections existed
         if f.name == "step_cap_basis" and value == "range":
             continue  # the default basis: policies written before the key existed keep their hash
+        if f.name == "overrides" and value == ():
+            continue  # no [policy.underlying.*] table: the policy keeps the hash it had before they existed
         doc[f.name] = _canonical_value(value)
     return doc
 
@@ -452,19 +496,19 @@ def _read_policy(r: _Reader) -> PolicyParams | None:
     decay = r.rational("policy.decay", zero, one)
     if not zero < decay < one:
         r.problems.append(f"policy.decay: {decay} must lie strictly between 0 and 1")
-    sigmas = r.rational("policy.sigmas", Fraction(1, 10), Fraction(20))
-    seed_vol = r.rational("policy.seed_vol", Fraction(1, 10**4), Fraction(20))
-    min_range = r.rational("policy.min_scan_range", Fraction(1, 10**6), Fraction(99, 100))
-    max_range = r.rational("policy.max_scan_range", Fraction(1, 10**6), Fraction(99, 100))
+    sigmas = r.rational("policy.sigmas", *POLICY_OVERRIDE_BOUNDS["sigmas"])
+    seed_vol = r.rational("policy.seed_vol", *POLICY_OVERRIDE_BOUNDS["seed_vol"])
+    min_range = r.rational("policy.min_scan_range", *POLICY_OVERRIDE_BOUNDS["min_scan_range"])
+    max_range = r.rational("policy.max_scan_range", *POLICY_OVERRIDE_BOUNDS["max_scan_range"])
     if max_range < min_range:
         r.problems.append(f"policy.max_scan_range: {max_range} is below policy.min_scan_range {min_range}")
     step_up = (
-        r.rational("policy.max_step_up", Fraction(1, 10**4), Fraction(10))
+        r.rational("policy.max_step_up", *POLICY_OVERRIDE_BOUNDS["max_step_up"])
         if _has(r.doc, "policy.max_step_up")
         else None
     )
     step_down = (
-        r.rational("policy.max_step_down", Fraction(1, 10**4), Fraction(99, 100))
+        r.rational("policy.max_step_down", *POLICY_OVERRIDE_BOUNDS["max_step_down"])
         if _has(r.doc, "policy.max_step_down")
         else None
     )
@@ -523,7 +567,39 @@ def _read_policy(r: _Reader) -> PolicyParams | None:
         buffer=buffer,
         vol=vol,
         step_cap_basis=basis,
+        overrides=_read_policy_overrides(r, min_range, max_range),
     )
+
+
+def _read_policy_overrides(r: _Reader, min_range: Fraction, max_range: Fraction) -> tuple[PolicyOverride, ...]:
+    """Return the ``[policy.underlying.SYM]`` tables in symbol order, each field within its [policy] bounds."""
+    tables = r.doc["policy"].get("underlying")
+    if tables is None:
+        return ()
+    if not isinstance(tables, dict):
+        r.problems.append("policy.underlying: expected a table of [policy.underlying.SYMBOL] tables")
+        return ()
+    overrides = []
+    for symbol in sorted(tables):
+        where = f"policy.underlying.{symbol}"
+        table = tables[symbol]
+        if not _is_symbol(symbol):  # an underlying is an upper-case symbol, as the feeds name it
+            r.problems.append(f"{where}: not an upper-case underlying symbol")
+            continue
+        if not isinstance(table, dict) or not table:
+            r.problems.append(f"{where}: expected a table of overrides ({', '.join(POLICY_OVERRIDE_FIELDS)})")
+            continue
+        values: dict[str, Fraction] = {}
+        for name, value in table.items():
+            if name not in POLICY_OVERRIDE_FIELDS:  # only a documented subset can differ per underlying
+                r.problems.append(f"{where}.{name}: unknown field (overridable: {', '.join(POLICY_OVERRIDE_FIELDS)})")
+                continue
+            values[name] = r.rational(f"{where}.{name}", *POLICY_OVERRIDE_BOUNDS[name], value)
+        lo, hi = values.get("min_scan_range", min_range), values.get("max_scan_range", max_range)
+        if hi < lo:  # the effective bounds of the underlying
+            r.problems.append(f"{where}.max_scan_range: {hi} is below the underlying's min_scan_range {lo}")
+        overrides.append(PolicyOverride(underlying=symbol, **values))
+    return tuple(overrides)
 
 
 def _read_pmrm2_scenarios(r: _Reader) -> tuple[Pmrm2Scenario, ...]:
@@ -755,7 +831,8 @@ def _read_stress(r: _Reader) -> StressParams | None:
 
 CONCENTRATION_FREE_TABLES = ("concentration.adv", "concentration.daily_vol")
 FREE_KEY_TABLES = (
-    "price.scan_range_by_underlying", "pmrm2.collateral", *STRESS_FREE_TABLES, *CONCENTRATION_FREE_TABLES,
+    "price.scan_range_by_underlying", "policy.underlying", "pmrm2.collateral", *STRESS_FREE_TABLES,
+    *CONCENTRATION_FREE_TABLES,
 )  # fmt: skip
 MAX_ADV = Fraction(10**15)
 

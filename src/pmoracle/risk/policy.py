@@ -284,7 +284,12 @@ def check_sample(params: PolicyParams, state: PolicyState | None, sample: Sample
 
 
 def start_policy(params: PolicyParams, underlying: str, sample: Sample) -> PolicyState:
-    """Return the state after the first sample: every EWMA at its seed, the buffer full, no step cap yet."""
+    """Return the state after the first sample: every EWMA at its seed, the buffer full, no step cap yet.
+
+    ``params`` may be the document's section: the state follows (and binds the hash of) ``underlying``'s effective
+    parameters, :meth:`PolicyParams.for_underlying`; so do :func:`process_sample` and :func:`decode_policy_state`.
+    """
+    params = params.for_underlying(underlying)
     check_sample(params, None, sample)
     seed = compute_seed_variance(params.seed_vol, params.sample_interval_seconds)
     iv_seed = 0 if params.vol is None else compute_seed_variance(params.vol.seed_vol, params.sample_interval_seconds)
@@ -310,6 +315,7 @@ def start_policy(params: PolicyParams, underlying: str, sample: Sample) -> Polic
 
 def process_sample(params: PolicyParams, state: PolicyState, sample: Sample) -> PolicyState:
     """Return the state after one more sample; raise ``HistoryError`` (state unchanged) if it cannot follow."""
+    params = params.for_underlying(state.underlying)
     check_sample(params, state, sample)
     r = compute_log_change(sample.price, state.price)
     variance = compute_ewma(state.variance, r * r, params.decay)
@@ -524,10 +530,13 @@ def decode_policy_state(params: PolicyParams, data: bytes) -> PolicyState:
         raise PolicyStateError("checkpoint", f"not an ABI-encoded policy state: {exc}") from None
     (version, policy_hash, underlying, count, time, price, iv, variance, slow, iv_var, maxima, block_max, level,
      stressed, scan_range, vol_shift) = values  # fmt: skip
+    params = params.for_underlying(underlying)  # the state binds its underlying's effective parameters
     if version != STATE_VERSION:  # one encoding version exists
         raise PolicyStateError("checkpoint.version", f"{version} is not {STATE_VERSION}")
     if policy_hash != params.policy_hash:  # a state is only valid under the parameters it was computed with
-        raise PolicyStateError("checkpoint.policy_hash", f"0x{policy_hash.hex()} is not these parameters' hash")
+        raise PolicyStateError(
+            "checkpoint.policy_hash", f"0x{policy_hash.hex()} is not the hash of these parameters for {underlying}"
+        )
     state = PolicyState(
         underlying=underlying,
         policy_hash=policy_hash,

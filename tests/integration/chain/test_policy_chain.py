@@ -354,3 +354,52 @@ def test_dispute_policy_recomputes_and_names_the_underlying(
 
     assert main([*argv[:-1], str(block - 1), "--node", node_stub.url]) == 2  # a round the node does not keep
     assert "--node" in capsys.readouterr().err
+
+
+ETH_OVERRIDE = '\n[policy.underlying.ETH]\nsigmas = "3"\nmin_scan_range = "0.04"\n'
+
+
+def test_per_underlying_overrides_in_the_tracker_the_tool_and_the_dispute(
+    feeds: Feeds, node_stub: NodeStub, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ETH's [policy.underlying.ETH] drives ETH's state (as if the section had its values) and leaves BTC's as it
+    was; the node's tracker, `pmoracle policy --underlying` and `dispute policy` all apply it."""
+    plain = parse_params(policy_document(max_age=3 * HOUR))
+    text = policy_document(max_age=3 * HOUR) + ETH_OVERRIDE
+    params = parse_params(text)
+    as_section = parse_params(
+        policy_document(max_age=3 * HOUR).replace('sigmas = "5"', 'sigmas = "3"').replace(
+            'min_scan_range = "0.01"', 'min_scan_range = "0.04"')
+    )  # fmt: skip
+    block = blocks_of(feeds)[8]
+    got = read_policy_round(feeds.client, feeds.deployment, params, block)
+    assert got.state_of("BTC") == read_policy_round(feeds.client, feeds.deployment, plain, block).state_of("BTC")
+    assert got.state_of("ETH") == read_policy_round(feeds.client, feeds.deployment, as_section, block).state_of("ETH")
+    assert got.policy_hash != read_policy_round(feeds.client, feeds.deployment, plain, block).policy_hash
+
+    async def tracked() -> Any:
+        tracker = PolicyTracker(feeds.client, feeds.deployment, params, tmp_path / "policy.sqlite")
+        try:
+            return await tracker_at(tracker, feeds.client, block)
+        finally:
+            tracker.close()
+
+    assert trio.run(tracked) == got  # the node's shell
+
+    params_file = tmp_path / "params.toml"
+    params_file.write_text(text)
+    argv = ["policy", "--rpc", feeds.anvil.url, "--deployment", str(feeds.deployment_file), "--params",
+            str(params_file), "--to-block", str(block), "--underlying", "ETH", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    eth = got.state_of("ETH")
+    assert eth is not None and json.loads(capsys.readouterr().out)["checkpoint"] == "0x" + eth.canonical_bytes.hex()
+
+    dispute = ["dispute", "policy", "--rpc", feeds.anvil.url, "--deployment", str(feeds.deployment_file),
+               "--params", str(params_file), "--round", str(block), "--node", node_stub.url]  # fmt: skip
+    node_stub.bodies[block] = policy_round_to_json(got)
+    assert main(dispute) == 0
+    assert "the policy holds" in capsys.readouterr().out
+    # a node that ignored the override publishes ETH's state under the section's parameters: refused, naming ETH
+    node_stub.bodies[block] = policy_round_to_json(read_policy_round(feeds.client, feeds.deployment, plain, block))
+    assert main(dispute) == 2
+    assert "is not the hash of these parameters for ETH" in capsys.readouterr().err

@@ -26,8 +26,8 @@ STRESS = (ROOT / "examples" / "params" / "stress.toml").read_text(encoding="utf-
 CONCENTRATION = (ROOT / "examples" / "params" / "concentration.toml").read_text(encoding="utf-8")
 # Tables keyed by free names (symbols, stress names): one field each, as the schema describes them.
 FREE_KEY_TABLES = (
-    "price.scan_range_by_underlying", "pmrm2.collateral", "stress.adv", "stress.daily_vol", "stress.scenarios",
-    "concentration.adv", "concentration.daily_vol",
+    "price.scan_range_by_underlying", "policy.underlying", "pmrm2.collateral", "stress.adv", "stress.daily_vol",
+    "stress.scenarios", "concentration.adv", "concentration.daily_vol",
 )  # fmt: skip
 
 
@@ -63,6 +63,7 @@ def full_document() -> dict[str, Any]:
     doc = tomllib.loads(default_params_text())
     head, vol = POLICY.split("# [policy.vol]")
     policy = tomllib.loads(head + "[policy.vol]" + vol.replace("# ", ""))  # the commented-out section, enabled
+    policy["policy"]["underlying"] = {"ETH": {"sigmas": "4", "seed_vol": "0.8", "max_step_up": "0.05"}}
     doc.update(policy)
     doc["pmrm2"] = copy.deepcopy(PMRM2)
     doc["stress"] = tomllib.loads(STRESS)["stress"]
@@ -284,3 +285,22 @@ def test_a_bad_step_cap_basis_is_refused_by_both_naming_it(value: Any) -> None:
     assert any(p.startswith("policy.step_cap_basis:") for p in parser_problems(doc))
     assert check_params_schema(dump_toml(with_value(FULL, "policy.step_cap_basis", "margin"))) == ()
     assert parser_problems(with_value(FULL, "policy.step_cap_basis", "margin")) == ()
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"eth": {"sigmas": "4"}}, "policy.underlying.eth"),  # not an upper-case symbol
+        ({"ETH": {"decay": "0.9"}}, "policy.underlying.ETH.decay"),  # not an overridable field
+        ({"ETH": {"sigmas": 30}}, "policy.underlying.ETH.sigmas"),  # outside the field's bounds
+        ({"ETH": {}}, "policy.underlying.ETH"),  # an empty override
+        ({"ETH": "4"}, "policy.underlying.ETH"),  # not a table
+    ],
+)
+def test_a_bad_underlying_override_is_refused_by_both_naming_it(override: dict[str, Any], field: str) -> None:
+    doc = with_value(FULL, "policy.underlying", override)
+    schema_says, parser_says = check_params_schema(dump_toml(doc)), parser_problems(doc)
+    # the schema names a bad table name at its parent, quoting it
+    symbol = field.split(".")[2]
+    assert any(p.startswith(f"{field}:") or f"'{symbol}' does not match" in p for p in schema_says), schema_says
+    assert any(p.startswith(f"{field}:") for p in parser_says), parser_says

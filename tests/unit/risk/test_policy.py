@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from pmoracle.config.params import default_params, default_params_text
 from pmoracle.risk.errors import ParamsError
-from pmoracle.risk.params import BufferParams, FloorParams, PolicyParams, VolPolicyParams, parse_params
+from pmoracle.risk.params import (
+    BufferParams,
+    FloorParams,
+    PolicyOverride,
+    PolicyParams,
+    VolPolicyParams,
+    parse_params,
+)
 from pmoracle.risk.params import parse_policy_params as parse_policy
 from pmoracle.risk.policy import (
     RANGE_SCALE,
@@ -499,6 +506,81 @@ def test_optional_tools_parse_to_none_and_a_document_without_policy_has_none() -
     assert FULL.floor == FloorParams(Fraction(1, 2), 90, 10)
     assert FULL.buffer == BufferParams(Fraction(1, 4), Fraction(3, 2), Fraction(99, 100), 20)
     assert FULL.vol == VolPolicyParams(Fraction(9, 10), Fraction(3), Fraction(3, 2), Fraction(1, 20), Fraction(9, 10))
+
+
+# --- per-underlying overrides ---------------------------------------------------------------------------------
+
+OVERRIDE_TOML = (
+    POLICY_TOML
+    + """
+[policy.underlying.ETH]
+sigmas = "4"
+min_scan_range = "0.05"
+max_step_up = "0.2"
+"""
+)
+OVERRIDDEN = _parse(OVERRIDE_TOML)
+ETH_EFFECTIVE = dataclasses.replace(
+    FULL, sigmas=Fraction(4), min_scan_range=Fraction(1, 20), max_step_up=Fraction(1, 5)
+)
+
+
+def test_an_override_sets_its_fields_for_its_underlying_only() -> None:
+    assert OVERRIDDEN.overrides == (
+        PolicyOverride("ETH", sigmas=Fraction(4), min_scan_range=Fraction(1, 20), max_step_up=Fraction(1, 5)),
+    )
+    assert OVERRIDDEN.for_underlying("ETH") == ETH_EFFECTIVE
+    assert OVERRIDDEN.for_underlying("BTC") == FULL  # the section itself, without its override tables
+    assert FULL.for_underlying("ETH") is FULL  # no overrides: every underlying uses the section
+    # the tables are part of the document's bytes and hash; a document without them keeps both (PINNED_FULL_...)
+    assert b'"overrides"' in OVERRIDDEN.canonical_bytes and b"overrides" not in FULL.canonical_bytes
+    assert OVERRIDDEN.policy_hash != FULL.policy_hash
+    assert parse_params(default_params_text() + OVERRIDE_TOML).params_hash != (
+        parse_params(default_params_text() + POLICY_TOML).params_hash
+    )
+
+
+def test_the_state_machine_applies_each_underlyings_effective_parameters() -> None:
+    samples = make_samples(120, seed=12, spike_at=60)
+    eth = compute_policy_path(OVERRIDDEN, "ETH", samples)
+    btc = compute_policy_path(OVERRIDDEN, "BTC", samples)
+    assert eth == compute_policy_path(ETH_EFFECTIVE, "ETH", samples)
+    assert btc == compute_policy_path(FULL, "BTC", samples)
+    assert eth[-1].policy_hash == ETH_EFFECTIVE.policy_hash != btc[-1].policy_hash == FULL.policy_hash
+    assert [s.scan_range for s in eth] != [s.scan_range for s in compute_policy_path(FULL, "ETH", samples)]
+    assert min(s.scan_range for s in eth) >= 50_000_000  # ETH's own minimum
+    # a checkpoint is read under its underlying's effective parameters, and refused under another document's
+    assert decode_policy_state(OVERRIDDEN, eth[-1].canonical_bytes) == eth[-1]
+    assert decode_policy_state(OVERRIDDEN, btc[-1].canonical_bytes) == btc[-1]
+    with pytest.raises(PolicyStateError, match="policy_hash"):
+        decode_policy_state(FULL, eth[-1].canonical_bytes)
+    # a track over feed updates (the node's path) applies them too
+    track = advance_track(OVERRIDDEN, start_track("ETH"), samples[:30], samples[29].time + 1, DAY)
+    assert track.state == eth[29]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('[policy.underlying.ETH]\ndecay = "0.9"\n', "policy.underlying.ETH.decay: unknown field (overridable: "),
+        ('[policy.underlying.eth]\nsigmas = "4"\n', "policy.underlying.eth: not an upper-case underlying symbol"),
+        ("[policy.underlying.ETH]\n", "policy.underlying.ETH: expected a table of overrides"),
+        ('[policy.underlying.ETH]\nsigmas = "25"\n', "policy.underlying.ETH.sigmas: '25' is outside [1/10, 20]"),
+        (
+            '[policy.underlying.ETH]\nmax_scan_range = "0.01"\n',
+            "policy.underlying.ETH.max_scan_range: 1/100 is below the underlying's min_scan_range 1/50",
+        ),
+        ("[policy]\nunderlying = 3\n", "policy.underlying: expected a table of [policy.underlying.SYMBOL] tables"),
+    ],
+    ids=["field", "symbol", "empty", "bounds", "min-max", "not-a-table"],
+)
+def test_a_bad_override_is_refused_naming_it(table: str, message: str) -> None:
+    text = POLICY_TOML.replace("[policy]\n", table) if table.startswith("[policy]\n") else POLICY_TOML + table
+    with pytest.raises(ParamsError) as info:
+        parse_policy(text)
+    assert any(p.startswith(message) for p in info.value.problems), info.value.problems
+    with pytest.raises(ParamsError, match=message.split(":")[0].replace(".", r"\.")):
+        parse_params(default_params_text() + text)
 
 
 # --- the policy of a round: tracks over feed updates, the states' hash, the effective parameters ---------------
