@@ -80,7 +80,7 @@ class VolPolicyParams:
 
 # [policy.underlying.SYM] may override these fields of [policy] for one underlying (docs/policy.md).
 POLICY_OVERRIDE_FIELDS = ("seed_vol", "sigmas", "min_scan_range", "max_scan_range", "max_step_up", "max_step_down")
-POLICY_OVERRIDE_BOUNDS = {  # the same bounds as the [policy] fields themselves
+POLICY_FIELD_BOUNDS = {  # bounds of these [policy] fields, the same for their overrides
     "seed_vol": (Fraction(1, 10**4), Fraction(20)),
     "sigmas": (Fraction(1, 10), Fraction(20)),
     "min_scan_range": (Fraction(1, 10**6), Fraction(99, 100)),
@@ -496,19 +496,19 @@ def _read_policy(r: _Reader) -> PolicyParams | None:
     decay = r.rational("policy.decay", zero, one)
     if not zero < decay < one:
         r.problems.append(f"policy.decay: {decay} must lie strictly between 0 and 1")
-    sigmas = r.rational("policy.sigmas", *POLICY_OVERRIDE_BOUNDS["sigmas"])
-    seed_vol = r.rational("policy.seed_vol", *POLICY_OVERRIDE_BOUNDS["seed_vol"])
-    min_range = r.rational("policy.min_scan_range", *POLICY_OVERRIDE_BOUNDS["min_scan_range"])
-    max_range = r.rational("policy.max_scan_range", *POLICY_OVERRIDE_BOUNDS["max_scan_range"])
+    sigmas = r.rational("policy.sigmas", *POLICY_FIELD_BOUNDS["sigmas"])
+    seed_vol = r.rational("policy.seed_vol", *POLICY_FIELD_BOUNDS["seed_vol"])
+    min_range = r.rational("policy.min_scan_range", *POLICY_FIELD_BOUNDS["min_scan_range"])
+    max_range = r.rational("policy.max_scan_range", *POLICY_FIELD_BOUNDS["max_scan_range"])
     if max_range < min_range:
         r.problems.append(f"policy.max_scan_range: {max_range} is below policy.min_scan_range {min_range}")
     step_up = (
-        r.rational("policy.max_step_up", *POLICY_OVERRIDE_BOUNDS["max_step_up"])
+        r.rational("policy.max_step_up", *POLICY_FIELD_BOUNDS["max_step_up"])
         if _has(r.doc, "policy.max_step_up")
         else None
     )
     step_down = (
-        r.rational("policy.max_step_down", *POLICY_OVERRIDE_BOUNDS["max_step_down"])
+        r.rational("policy.max_step_down", *POLICY_FIELD_BOUNDS["max_step_down"])
         if _has(r.doc, "policy.max_step_down")
         else None
     )
@@ -594,7 +594,7 @@ def _read_policy_overrides(r: _Reader, min_range: Fraction, max_range: Fraction)
             if name not in POLICY_OVERRIDE_FIELDS:  # only a documented subset can differ per underlying
                 r.problems.append(f"{where}.{name}: unknown field (overridable: {', '.join(POLICY_OVERRIDE_FIELDS)})")
                 continue
-            values[name] = r.rational(f"{where}.{name}", *POLICY_OVERRIDE_BOUNDS[name], value)
+            values[name] = r.rational(f"{where}.{name}", *POLICY_FIELD_BOUNDS[name], value)
         lo, hi = values.get("min_scan_range", min_range), values.get("max_scan_range", max_range)
         if hi < lo:  # the effective bounds of the underlying
             r.problems.append(f"{where}.max_scan_range: {hi} is below the underlying's min_scan_range {lo}")
