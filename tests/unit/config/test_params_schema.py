@@ -58,8 +58,8 @@ def dump_toml(doc: dict[str, Any]) -> str:
 
 
 def full_document() -> dict[str, Any]:
-    """Return a document with every field: the default, an override, the policy with every section, PMRM_2 and
-    the stress and the concentration add-on."""
+    """Return a document with every field: the default, an override, the policy with every section, PMRM_2, the
+    stress, the concentration add-on and the extended moves' vol state and cover scaling."""
     doc = tomllib.loads(default_params_text())
     head, vol = POLICY.split("# [policy.vol]")
     policy = tomllib.loads(head + "[policy.vol]" + vol.replace("# ", ""))  # the commented-out section, enabled
@@ -67,6 +67,7 @@ def full_document() -> dict[str, Any]:
     doc["pmrm2"] = copy.deepcopy(PMRM2)
     doc["stress"] = tomllib.loads(STRESS)["stress"]
     doc["concentration"] = tomllib.loads(CONCENTRATION)["concentration"]
+    doc["extreme"].update(vol_shock="1", cover_scaling="inverse_move")  # the optional extended-move fields
     return doc
 
 

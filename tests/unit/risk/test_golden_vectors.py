@@ -201,8 +201,10 @@ def test_vectors_cover_the_books_they_claim() -> None:
     assert negative >= 10 and empty >= 3
     assert cash_signs == {-1, 0, 1} and costs == {"FUTURE", "PERPETUAL"} and funding_signs == {-1, 1}
     assert len(load("random")["books"]) == 50
-    # the default, std scan ranges, and the concentration add-on
-    assert len({load(name)["params"]["paramsHash"] for name in NAMES}) == 3
+    # the default, std scan ranges, the concentration add-on and Deribit's extended table
+    assert len({load(name)["params"]["paramsHash"] for name in NAMES}) == 4
+    extended = [a for a in load("deribit_extended")["expected"]["accounts"] if a["leaf"] is not None]
+    assert sum("extreme" in a["worstScenarioLabel"] and "vol up" in a["worstScenarioLabel"] for a in extended) >= 10
     addon = sum(
         int(a["leaf"]["maintenanceMargin"]) > int(b["leaf"]["maintenanceMargin"])
         for a, b in zip(load("concentration")["expected"]["accounts"], plain_outputs("concentration"), strict=True)
