@@ -80,6 +80,7 @@ def test_every_preset_margins_every_example(
     assert report["params_hash"] == "0x" + parse_params(path.read_text()).params_hash.hex()
     mm, im = Decimal(report["maintenance_margin"]), Decimal(report["initial_margin"])
     assert 0 <= mm <= im
+    assert (report["roll_shock"] is None) == (preset != "deribit-pm.toml")  # Deribit's roll shock, inside MM
     # at least every scenario's loss at its cover
     scenarios = compute_scenarios(parse_params(path.read_text()), parse_market(json.loads(MARKET.read_text())))
     assert len(report["risk_array"]) == len(scenarios)

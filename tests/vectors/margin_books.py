@@ -351,7 +351,7 @@ def _concentration_params_text() -> str:
 
 def _deribit_extended_params_text() -> str:
     """Return the Deribit preset: extended moves on vol up, each counted at cover / |move| (a cover denominator of
-    4125, not 1e6)."""
+    4125, not 1e6), and the roll shock."""
     return (Path(__file__).resolve().parents[2] / "examples" / "params" / "deribit-pm.toml").read_text(encoding="utf-8")
 
 
@@ -388,7 +388,8 @@ MARGIN_VECTORS: dict[str, VectorSpec] = {
     "concentration": VectorSpec("a seeded random batch of 30 accounts under the concentration add-on (thin markets)",
                                 _concentration_params_text, lambda: random_portfolios("concentration", 15, 30)),
     "deribit_extended": VectorSpec("a seeded random batch of 30 accounts under the Deribit preset: extended moves on "
-                                   "vol up counted at cover / |move|", _deribit_extended_params_text,
+                                   "vol up counted at cover / |move|, and the roll shock",
+                                   _deribit_extended_params_text,
                                    lambda: random_portfolios("deribit_extended", 17, 30)),
 }  # fmt: skip
 

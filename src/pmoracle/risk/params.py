@@ -156,6 +156,9 @@ class RiskParams:
     # the same cover for every move) and keeps the document's hash what it was before the fields existed.
     extreme_vol_shock: Fraction | None = None
     extreme_cover_scaling: str | None = None
+    # Deribit's roll shock ([roll_shock], risk/roll.py): part of MM when present. None keeps the document's hash what
+    # it was before the section existed.
+    roll_shock: RollShockParams | None = None
 
     def scan_range_of(self, underlying: str) -> float:
         """Return the scan range of ``underlying`` (its override, else the default)."""
@@ -198,7 +201,7 @@ def _canonical_document(params: Any) -> Any:
         value = getattr(params, f.name)
         if f.name in ("policy", "pmrm2", "stress", "concentration") and value is None:
             continue  # documents without these optional sections keep the hash they had before the sections existed
-        if f.name in ("extreme_vol_shock", "extreme_cover_scaling") and value is None:
+        if f.name in ("extreme_vol_shock", "extreme_cover_scaling", "roll_shock") and value is None:
             continue  # likewise the optional extended-move fields
         doc[f.name] = _canonical_value(value)
     return doc
@@ -381,6 +384,7 @@ def parse_params(text: str) -> RiskParams:
     pmrm2 = _read_pmrm2(r) if "pmrm2" in doc else None
     stress = _read_stress(r) if "stress" in doc else None
     concentration = _read_concentration(r) if "concentration" in doc else None
+    roll_shock = _read_roll_shock(r) if "roll_shock" in doc else None
     r.problems.extend(_unknown_keys(doc, r.used))
     if r.problems:
         raise ParamsError(r.problems)
@@ -417,6 +421,7 @@ def parse_params(text: str) -> RiskParams:
         concentration=concentration,
         extreme_vol_shock=extreme_vol,
         extreme_cover_scaling=cover_scaling,
+        roll_shock=roll_shock,
     )
 
 
@@ -807,8 +812,10 @@ def _read_stress(r: _Reader) -> StressParams | None:
 # --- [concentration]: the concentration and liquidity add-on (risk/concentration.py, docs/risk-model.md) ---------
 
 CONCENTRATION_FREE_TABLES = ("concentration.adv", "concentration.daily_vol")
+ROLL_SHOCK_FREE_TABLES = ("roll_shock.min_move", "roll_shock.annual_move")
 FREE_KEY_TABLES = (
     "price.scan_range_by_underlying", "pmrm2.collateral", *STRESS_FREE_TABLES, *CONCENTRATION_FREE_TABLES,
+    *ROLL_SHOCK_FREE_TABLES,
 )  # fmt: skip
 MAX_ADV = Fraction(10**15)
 
@@ -827,6 +834,16 @@ class ConcentrationParams:
     daily_vol: tuple[tuple[str, Fraction], ...]  # daily sigma per underlying, same symbols as ``adv``
 
 
+def _check_same_symbols(r: _Reader, *tables: tuple[str, tuple[tuple[str, Fraction], ...]]) -> None:
+    """Add a problem for each symbol one of two symbol tables sets and the other does not."""
+    (path_a, pairs_a), (path_b, pairs_b) = tables
+    symbols_a, symbols_b = {s for s, _ in pairs_a}, {s for s, _ in pairs_b}
+    for symbol in sorted(symbols_a - symbols_b):
+        r.problems.append(f"{path_b}.{symbol}: missing ({path_a}.{symbol} is set)")
+    for symbol in sorted(symbols_b - symbols_a):
+        r.problems.append(f"{path_a}.{symbol}: missing ({path_b}.{symbol} is set)")
+
+
 def _read_concentration(r: _Reader) -> ConcentrationParams | None:
     """Return the ``[concentration]`` section read through ``r`` (problems are added to ``r.problems``)."""
     section = r.doc.get("concentration")
@@ -843,12 +860,36 @@ def _read_concentration(r: _Reader) -> ConcentrationParams | None:
     daily_vol = _symbol_rationals(
         r, "concentration.daily_vol", Fraction(0), Fraction(10), r._get("concentration.daily_vol") or {}
     )
-    adv_symbols = {s for s, _ in adv}
-    vol_symbols = {s for s, _ in daily_vol}
-    for symbol in sorted(adv_symbols - vol_symbols):
-        r.problems.append(f"concentration.daily_vol.{symbol}: missing (concentration.adv.{symbol} is set)")
-    for symbol in sorted(vol_symbols - adv_symbols):
-        r.problems.append(f"concentration.adv.{symbol}: missing (concentration.daily_vol.{symbol} is set)")
+    _check_same_symbols(r, ("concentration.adv", adv), ("concentration.daily_vol", daily_vol))
     if not adv and isinstance(section.get("adv"), dict):
         r.problems.append("concentration.adv: expected at least one underlying")
     return ConcentrationParams(impact=impact, threshold=threshold, adv=adv, daily_vol=daily_vol)
+
+
+@dataclass(frozen=True, slots=True)
+class RollShockParams:
+    """Validated ``[roll_shock]`` section: Deribit's roll shock, a charge on the net delta per expiry.
+
+    Per account and underlying, MM adds ``index x (min_move x |perpetual delta| + sum over expiries e of
+    max(exp(annual_move x T_e) - 1, min_move) x |net delta of e|)`` (docs/risk-model.md, "Roll shock").
+    """
+
+    min_move: tuple[tuple[str, Fraction], ...]  # Deribit's min_annualised_move per underlying, sorted by symbol
+    annual_move: tuple[tuple[str, Fraction], ...]  # Deribit's annualised_move_risk per underlying, same symbols
+
+
+def _read_roll_shock(r: _Reader) -> RollShockParams | None:
+    """Return the ``[roll_shock]`` section read through ``r`` (problems are added to ``r.problems``)."""
+    section = r.doc.get("roll_shock")
+    r.used.add("roll_shock")
+    if not isinstance(section, dict):
+        r.problems.append("roll_shock: expected a table")
+        return None
+    minimum = _symbol_rationals(r, "roll_shock.min_move", Fraction(0), Fraction(1), r._get("roll_shock.min_move") or {})
+    annual = _symbol_rationals(
+        r, "roll_shock.annual_move", Fraction(0), Fraction(10), r._get("roll_shock.annual_move") or {}
+    )
+    _check_same_symbols(r, ("roll_shock.min_move", minimum), ("roll_shock.annual_move", annual))
+    if not minimum and isinstance(section.get("min_move"), dict):
+        r.problems.append("roll_shock.min_move: expected at least one underlying")
+    return RollShockParams(min_move=minimum, annual_move=annual)

@@ -15,14 +15,15 @@ from pmoracle.risk.errors import AccountOverflowError
 from pmoracle.risk.inputs import MAX_BALANCE, MAX_SIZE, Instrument, InstrumentKind, Portfolio, Position
 from pmoracle.risk.margin import Book, compute_accounts, compute_book, compute_risk_arrays, portfolio_instruments
 from pmoracle.risk.params import RiskParams
-from pmoracle.risk.reference import reference_account, reference_cash, reference_row
+from pmoracle.risk.reference import ReferenceRoll, reference_account, reference_cash, reference_row
 from pmoracle.risk.scenarios import compute_scenarios
 from pmoracle.risk.table import CollateralRef, RiskInstrument, build_instrument_table
 
 from .factories import account, folded_cash, make_market, random_instrument, random_portfolio
 
 PARAMS = default_params()
-# Deribit's extended table: extreme moves on vol up, each counted at cover / |move| (a cover denominator not 1e6)
+# Deribit's extended table (extreme moves on vol up, each counted at cover / |move|: a cover denominator not 1e6)
+# and roll shock
 EXTENDED = load_params_file(Path(__file__).resolve().parents[3] / "examples" / "params" / "deribit-pm.toml")
 BOTH = pytest.mark.parametrize("params", [PARAMS, EXTENDED], ids=["default", "deribit-extended"])
 
@@ -73,12 +74,13 @@ def test_accounts_equal_reference(seed: int, vol: float, params: RiskParams) -> 
     book = Book(market, params, portfolios)
     rows = [reference_row(book.arrays.table, book.scenarios, i) for i in range(len(book.arrays.instruments))]
     im = (params.im_multiplier.numerator, params.im_multiplier.denominator)
+    roll = ReferenceRoll(tuple(book.arrays.roll_bucket.tolist()), tuple(book.arrays.roll_coef.tolist()))
     cases = extreme_worst = 0
     for a in range(len(book)):
         positions = book.positions_of(a)
         cash = ledger_cash(portfolios[a])
         assert cash == folded_cash(portfolios[a])
-        ref = reference_account(rows, positions, book.scenarios, im, params.im_min_buffer, cash)
+        ref = reference_account(rows, positions, book.scenarios, im, params.im_min_buffer, cash, None, roll)
         got = book.account_margin(a)
         assert (ref.maintenance_margin, ref.initial_margin, ref.equity, ref.worst) == (
             got.maintenance_margin, got.initial_margin, got.equity, got.worst_scenario,
@@ -90,6 +92,7 @@ def test_accounts_equal_reference(seed: int, vol: float, params: RiskParams) -> 
     assert cases >= 35_000
     if params is EXTENDED:  # the extended moves, vol up and their own covers, decide many of these accounts
         assert book.scenarios.cover_den == 4125 and extreme_worst >= 30
+        assert book.arrays.roll_coef.size >= 8  # and the roll shock charges the perpetuals and every expiry
     # the books carry every ledger balance: cash, futures and perpetual costs, perpetual funding
     held = [p for portfolio in portfolios for p in portfolio.positions]
     assert sum(p.cash != 0 for p in portfolios) > 50
