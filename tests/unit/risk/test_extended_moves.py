@@ -191,37 +191,44 @@ def test_a_linear_positions_extended_loss_is_its_loss_at_the_edge_of_the_range(
     assert mm > 0.15 * abs(units) * 100_000 * MONEY_SCALE  # about 16% of the notional
 
 
-# A private/pme/simulate response captured from deribit.com on 15 Feb 2026 (docs/parameters.md): one short
-# ETH-PERPETUAL of 0.999487053 ETH, ETH index 1949.34, price_range 0.18, extended_table_factor 1. Its risk vectors
-# (ETH, before pnl_offset and extended_dampener): the standard table's edges and the 8 extended-table values.
-DERIBIT_ETH_SIZE = Fraction("0.999487053")
-DERIBIT_ETH_EDGE_DOWN = Fraction("0.21939959699999997")  # the -18% bucket: a gain
-DERIBIT_ETH_EDGE_UP = Fraction("-0.15246412672881357")  # the +18% bucket: a loss
-DERIBIT_ETH_EXTENDED = [DERIBIT_ETH_EDGE_DOWN] * 2 + [DERIBIT_ETH_EDGE_UP] * 6  # -66%, -33%, +50% .. +500%
+# Deribit's published private/pme/simulate outputs (docs/parameters.md), extended_table_factor 1: the 8 extended-table
+# values of one perpetual (coin, before pnl_offset and extended_dampener), for -66%, -33%, +50% .. +500%. Each is the
+# standard table's edge value on its side.
+# (underlying, index, price_range, Deribit's size, the engine's nearest 4-decimal size, edge down, edge up)
+PUBLISHED = {
+    # the API documentation's example (17 Jun 2024): long BTC-PERPETUAL, BTC index 65666.19, range 16%
+    "btc-api-docs": ("BTC", "65666.19", "0.16", "0.314538364", "0.3145", "-0.05991206933333334", "0.04338460193103449"),
+    # a response captured on 15 Feb 2026: short ETH-PERPETUAL, ETH index 1949.34, range 18%
+    "eth-capture": ("ETH", "1949.34", "0.18", "-0.999487053", "-0.9995", "0.21939959699999997", "-0.15246412672881357"),
+}
 
 
-def test_deribits_published_extended_vector_for_a_short_perpetual() -> None:
-    """The engine (USD) gives Deribit's published extended-table values (ETH at the range's edge price) for the same
+@pytest.mark.parametrize("case", sorted(PUBLISHED))
+def test_deribits_published_extended_vector_for_a_perpetual(case: str) -> None:
+    """The engine (USD) gives Deribit's published extended-table values (coin at the range's edge price) for the same
     position, to within the engine's 4-decimal sizes: every extended value equals the edge value on its side."""
-    moves = [Fraction(m) / Fraction("0.18") for m in ("-0.66", "-0.33", "0.5", "1", "2", "3", "4", "5")]
+    symbol, index_text, range_text, size_text, units_text, edge_down, edge_up = PUBLISHED[case]
+    scan = Fraction(range_text)
+    moves = [Fraction(m) / scan for m in ("-0.66", "-0.33", "0.5", "1", "2", "3", "4", "5")]
     listed = ", ".join(f'"{k}"' for k in moves)
-    text = DERIBIT.replace("ETH = 0.20", "ETH = 0.18", 1)
+    text = DERIBIT.replace("BTC = 0.16", f"BTC = {range_text}", 1).replace("ETH = 0.20", f"ETH = {range_text}", 1)
     text = text.replace('"-33/8", "-33/16", "25/8", "25/4", "25/2", "75/4", "25", "125/4"', listed, 1)
     params = parse_params(text)
-    assert params.extreme_moves == tuple(moves)
-    market = make_market(eth=1949.34)
-    units = Fraction(-9995, SIZE_SCALE)  # the engine's nearest size to -0.999487053
-    perp = Instrument("ETH", InstrumentKind.PERPETUAL)
+    assert params.extreme_moves == tuple(moves) and params.scan_range_of(symbol) == float(range_text)
+    index = Fraction(index_text)
+    market = make_market(**{symbol.lower(): float(index)})
+    units = Fraction(units_text)
+    perp = Instrument(symbol, InstrumentKind.PERPETUAL)
     book = Book(market, params, [Portfolio(positions=(Position(perp, int(units * SIZE_SCALE)),), account=account(1))])
     scenarios = book.scenarios
-    eth = scenarios.underlying_index("ETH")
-    index = Fraction("1949.34")
+    u = scenarios.underlying_index(symbol)
     together = [s for s in range(len(scenarios)) if scenarios.labels[s].startswith("together")]
     extended = [s for s in together if scenarios.is_extreme[s]]
+    published = [Fraction(edge_down)] * 2 + [Fraction(edge_up)] * 6
     assert len(extended) == 8
-    for s, published in zip(extended, DERIBIT_ETH_EXTENDED, strict=True):
+    for s, value in zip(extended, published, strict=True):
         counted_usd = Fraction(int(units * SIZE_SCALE) * int(book.arrays.r[0, s]), MONEY_SCALE)
         counted_usd *= Fraction(int(scenarios.cover_num[s]), scenarios.cover_den)
-        side = 1 if scenarios.price_mult[s, eth] > 1 else -1
-        coin = counted_usd / (index * (1 + side * Fraction("0.18")))  # Deribit's unit: ETH at the edge price
-        assert abs(coin / (published * units / -DERIBIT_ETH_SIZE) - 1) < Fraction(1, 10**6), (s, float(coin))
+        side = 1 if scenarios.price_mult[s, u] > 1 else -1
+        coin = counted_usd / (index * (1 + side * scan))  # Deribit's unit: coin at the edge price
+        assert abs(coin / (value * units / Fraction(size_text)) - 1) < Fraction(1, 10**6), (s, float(coin))
