@@ -59,8 +59,12 @@ def test_deribit_pm_is_nine_price_buckets_by_three_vol_states_plus_extended_move
     # vol up +50%, same, down -25% (relative, at 30 days): shock x shift
     assert sorted({v * params.vol_shift for _, v, _ in grid}) == [-0.25, 0.0, 0.5]
     assert all(cover == 1 for _, _, cover in grid)
-    assert [round(m - 1, 12) for m, _, _ in extended] == [-0.66, -0.33, 0.5, 1.0]  # Deribit's extended moves
-    assert all(vol == 0.0 and cover == Fraction(35, 100) for _, vol, cover in extended)
+    # Deribit's extended table: -66%, -33%, +50% .. +500%, on vol range up only (the grid's up state), each counting
+    # extended_table_factor (1) x range / |move| of its P&L
+    moves = [-0.66, -0.33, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert [round(m - 1, 12) for m, _, _ in extended] == moves
+    assert all(vol == max(v for _, v, _ in grid) == 1.0 for _, vol, _ in extended)
+    assert [cover for _, _, cover in extended] == [Fraction("0.16") / abs(Fraction(str(m))) for m in moves]
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -76,8 +80,12 @@ def test_every_preset_margins_every_example(
     assert report["params_hash"] == "0x" + parse_params(path.read_text()).params_hash.hex()
     mm, im = Decimal(report["maintenance_margin"]), Decimal(report["initial_margin"])
     assert 0 <= mm <= im
-    worst = min(Decimal(row["pnl"]) for row in report["risk_array"])
-    assert mm >= -worst * Decimal("0.35")  # at least the worst loss at the smallest cover
+    assert (report["roll_shock"] is None) == (preset != "deribit-pm.toml")  # Deribit's roll shock, inside MM
+    # at least every scenario's loss at its cover
+    scenarios = compute_scenarios(parse_params(path.read_text()), parse_market(json.loads(MARKET.read_text())))
+    assert len(report["risk_array"]) == len(scenarios)
+    for row, cover in zip(report["risk_array"], scenarios.cover_num, strict=True):
+        assert Fraction(mm) >= -Fraction(Decimal(row["pnl"])) * Fraction(int(cover), scenarios.cover_den)
 
 
 def test_derive_pmrm2_is_derives_published_scenario_set() -> None:

@@ -349,6 +349,12 @@ def _concentration_params_text() -> str:
     )
 
 
+def _deribit_extended_params_text() -> str:
+    """Return the Deribit preset: extended moves on vol up, each counted at cover / |move| (a cover denominator of
+    4125, not 1e6), and the roll shock."""
+    return (Path(__file__).resolve().parents[2] / "examples" / "params" / "deribit-pm.toml").read_text(encoding="utf-8")
+
+
 @dataclass(frozen=True)
 class VectorSpec:
     """How to build one vector: its description, parameters text and named books."""
@@ -381,6 +387,10 @@ MARGIN_VECTORS: dict[str, VectorSpec] = {
                              _std_params_text, lambda: random_portfolios("random_std", 7, 20)),
     "concentration": VectorSpec("a seeded random batch of 30 accounts under the concentration add-on (thin markets)",
                                 _concentration_params_text, lambda: random_portfolios("concentration", 15, 30)),
+    "deribit_extended": VectorSpec("a seeded random batch of 30 accounts under the Deribit preset: extended moves on "
+                                   "vol up counted at cover / |move|, and the roll shock",
+                                   _deribit_extended_params_text,
+                                   lambda: random_portfolios("deribit_extended", 17, 30)),
 }  # fmt: skip
 
 

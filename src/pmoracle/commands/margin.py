@@ -215,6 +215,7 @@ def report_to_json(report: AccountReport, market: MarketSnapshot, portfolio: Por
         "currency": "USD",
         "maintenance_margin": format_money(report.maintenance_margin),
         "concentration_addon": None if addon is None else format_money(addon),
+        "roll_shock": None if report.roll_shock is None else format_money(report.roll_shock),
         "initial_margin": format_money(report.initial_margin),
         "equity": format_money(report.equity),
         "free_collateral": format_money(report.equity - report.initial_margin),
@@ -284,6 +285,7 @@ def format_report(report: AccountReport, market: MarketSnapshot, portfolio: Port
             if report.concentration_addon is None
             else [("  of which concentration add-on", report.concentration_addon)]
         ),
+        *([] if report.roll_shock is None else [("  of which roll shock", report.roll_shock)]),
         ("Free collateral (equity - initial margin)", report.equity - report.initial_margin),
         (f"Expected shortfall ({report.expected_shortfall_level:.0%} level)", report.expected_shortfall),
     ]

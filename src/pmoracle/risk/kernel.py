@@ -70,6 +70,8 @@ class MarginTerms(NamedTuple):
     delta: IntArray  # (I,) delta of one unit on its underlying, DELTA_SCALE (concentration.py)
     conc_coef: npt.NDArray[np.float64]  # (U,) the add-on's c_u; empty: no [concentration] section
     conc_threshold: IntArray  # (U,) exposure free of charge, SIZE x DELTA units
+    roll_bucket: IntArray  # (I,) the row's roll-shock bucket (roll.py), -1 for none
+    roll_coef: npt.NDArray[np.float64]  # (B,) MONEY per exposure unit of each bucket; empty: no [roll_shock]
 
 
 class Positions(NamedTuple):
@@ -92,6 +94,7 @@ class AccountArrays(NamedTuple):
     worst: IntArray
     status: IntArray
     concentration: IntArray  # the concentration add-on inside MM (0 without a [concentration] section)
+    roll: IntArray  # the roll shock inside MM (0 without a [roll_shock] section)
 
 
 @njit(cache=True)
@@ -269,18 +272,25 @@ def _counted(loss, c, den):
 
 
 @njit(cache=True)
+def _net_exposure(lo, hi, inst, size, key, delta, exposure):
+    """Fill ``exposure[k]`` with the exact sum of size x delta of positions lo..hi whose row has key ``k`` (its
+    underlying's column, or its roll-shock bucket; -1: none)."""
+    for k in range(exposure.shape[0]):
+        exposure[k] = 0
+    for j in range(lo, hi):
+        i = inst[j]
+        k = key[i]
+        if k >= 0:
+            exposure[k] += size[j] * delta[i]
+
+
+@njit(cache=True)
 def _concentration(lo, hi, inst, size, und, delta, coef, threshold, exposure, bound):
     """Return (ok, add-on in MONEY) of positions lo..hi, whose float ``sum |size| x |delta|`` the caller checked
     under ACCOUNT_LIMIT (so every exposure sum is exact int64): per underlying ceil((c * x) * sqrt(x)),
     x = float(max(0, |Q| - T)), Q the exact sum of size x delta; not ok when ``bound`` plus the add-ons reaches
     ACCOUNT_LIMIT (so MM stays inside int64)."""
-    for u in range(coef.shape[0]):
-        exposure[u] = 0
-    for j in range(lo, hi):
-        i = inst[j]
-        u = und[i]
-        if u >= 0:
-            exposure[u] += size[j] * delta[i]
+    _net_exposure(lo, hi, inst, size, und, delta, exposure)
     total = 0
     running = bound
     for u in range(coef.shape[0]):
@@ -296,12 +306,31 @@ def _concentration(lo, hi, inst, size, und, delta, coef, threshold, exposure, bo
 
 
 @njit(cache=True)
-def _account(a, terms, positions, scratch, exposure, out):
+def _roll(lo, hi, inst, size, bucket, delta, coef, exposure, running):
+    """Return (ok, add-on in MONEY) of the roll shock of positions lo..hi, whose float ``sum |size| x |delta|`` the
+    caller checked under ACCOUNT_LIMIT (so every bucket's sum is exact int64): per bucket ceil(c * float(|Q|)); not
+    ok when ``running`` (the account's bound so far) plus the charges reaches ACCOUNT_LIMIT."""
+    _net_exposure(lo, hi, inst, size, bucket, delta, exposure)
+    total = 0
+    for b in range(coef.shape[0]):
+        q = exposure[b]
+        if q != 0 and coef[b] > 0.0:
+            value = coef[b] * float(abs(q))
+            running += value
+            if not running < ACCOUNT_LIMIT:  # also inf and NaN
+                return False, 0
+            total += math.ceil(value)
+    return True, total
+
+
+@njit(cache=True)
+def _account(a, terms, positions, scratch, exposure, roll_exposure, out):
     r, base, addon, bound, cover_num, cover_den, extremes, im_num, im_den, im_buffer = (
         terms.r, terms.base, terms.addon, terms.bound, terms.cover_num, terms.cover_den, terms.extremes,
         terms.im_num, terms.im_den, terms.im_buffer,
     )  # fmt: skip
     und, delta, conc_coef, conc_threshold = terms.und, terms.delta, terms.conc_coef, terms.conc_threshold
+    roll_bucket, roll_coef = terms.roll_bucket, terms.roll_coef
     starts, ends, inst, size, cash = positions
     lo = starts[a]
     hi = ends[a]
@@ -310,6 +339,7 @@ def _account(a, terms, positions, scratch, exposure, out):
     equity = cash[a]
     add = 0
     has_conc = conc_coef.shape[0] > 0
+    has_roll = roll_coef.shape[0] > 0
     reach = 0.0  # sum |size| x |delta|: a row without an underlying has delta 0
     for j in range(lo, hi):
         i = inst[j]
@@ -318,12 +348,15 @@ def _account(a, terms, positions, scratch, exposure, out):
         equity += sz * base[i]  # discarded below if the bound is exceeded
         if sz < 0:
             add += -sz * addon[i]
-        if has_conc:
+        if has_conc or has_roll:
             reach += abs(float(sz)) * abs(float(delta[i]))
     conc = 0
+    roll = 0
     ok = b < ACCOUNT_LIMIT and reach < ACCOUNT_LIMIT
     if ok and has_conc:
         ok, conc = _concentration(lo, hi, inst, size, und, delta, conc_coef, conc_threshold, exposure, b)
+    if ok and has_roll:
+        ok, roll = _roll(lo, hi, inst, size, roll_bucket, delta, roll_coef, roll_exposure, b + float(conc))
     if not ok:
         out.maintenance_margin[a] = 0
         out.initial_margin[a] = 0
@@ -331,6 +364,7 @@ def _account(a, terms, positions, scratch, exposure, out):
         out.worst[a] = -1
         out.status[a] = STATUS_OVERFLOW
         out.concentration[a] = 0
+        out.roll[a] = 0
         return
     # P&L per scenario. Four positions per pass cut the scratch traffic; the first pass stores instead of adding
     # to zeros. Integer sums are exact in any grouping (bound above).
@@ -402,7 +436,7 @@ def _account(a, terms, positions, scratch, exposure, out):
             break
     if worst == n_scen:  # no scenario at all
         worst = 0
-    mm = max(best, 0) + add + conc
+    mm = max(best, 0) + add + conc + roll
     im = 0
     if mm > 0:
         q = mm // im_den
@@ -414,6 +448,7 @@ def _account(a, terms, positions, scratch, exposure, out):
     out.worst[a] = worst
     out.status[a] = STATUS_OK
     out.concentration[a] = conc
+    out.roll[a] = roll
 
 
 @njit(cache=True, parallel=True)
@@ -424,13 +459,15 @@ def compute_accounts_kernel(terms, positions, out):
     for c in prange(n_chunks):
         scratch = np.empty(terms.r.shape[1], dtype=np.int64)
         exposure = np.empty(terms.conc_coef.shape[0], dtype=np.int64)
+        roll_exposure = np.empty(terms.roll_coef.shape[0], dtype=np.int64)
         end = min(n_acc, (c + 1) * CHUNK)
         for a in range(c * CHUNK, end):
-            _account(a, terms, positions, scratch, exposure, out)
+            _account(a, terms, positions, scratch, exposure, roll_exposure, out)
 
 
 @njit(cache=True)
 def compute_one_account_kernel(a, terms, positions, scratch, out):
     """Recompute account ``a`` only (the incremental path; same arithmetic as the full kernel)."""
     exposure = np.empty(terms.conc_coef.shape[0], dtype=np.int64)
-    _account(a, terms, positions, scratch, exposure, out)
+    roll_exposure = np.empty(terms.roll_coef.shape[0], dtype=np.int64)
+    _account(a, terms, positions, scratch, exposure, roll_exposure, out)

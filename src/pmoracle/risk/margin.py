@@ -39,6 +39,7 @@ from pmoracle.risk.inputs import (
 from pmoracle.risk.kernel import AccountArrays
 from pmoracle.risk.params import RiskParams
 from pmoracle.risk.pricing import black76, svi_total_variance
+from pmoracle.risk.roll import compute_roll_terms
 from pmoracle.risk.scenarios import ScenarioSet, compute_scenarios
 from pmoracle.risk.table import (
     KIND_ASSET,
@@ -72,6 +73,8 @@ class RiskArrays:
     delta: IntArray  # (I,) delta of one unit on its underlying, concentration.DELTA_SCALE
     concentration_coef: FloatArray  # (U,) c_u of the concentration add-on; empty without [concentration]
     concentration_threshold: IntArray  # (U,) exposure free of charge (SIZE x DELTA units)
+    roll_bucket: IntArray  # (I,) the row's roll-shock bucket (roll.py), -1 for none
+    roll_coef: FloatArray  # (B,) c_b of the roll shock, MONEY per exposure unit; empty without [roll_shock]
     r_narrow: npt.NDArray[np.int32] | None = None  # ``r`` as int32 when every value fits: half the memory traffic
 
     @property
@@ -133,6 +136,8 @@ class AccountReport:
     capital_released: int  # isolated - maintenance margin
     # the part of MM charged for concentration; None when the document has no [concentration] section
     concentration_addon: int | None = None
+    # the part of MM charged for the roll shock; None when the document has no [roll_shock] section
+    roll_shock: int | None = None
 
 
 def _instrument_key(inst: RiskInstrument) -> tuple[int, Instrument | CollateralRef]:
@@ -188,7 +193,10 @@ def compute_risk_arrays(
     maxabs = np.abs(r).max(axis=1) if n_scen else np.zeros(n_inst, dtype=np.int64)
     bound = maxabs.astype(np.float64) + addon.astype(np.float64) + np.abs(base).astype(np.float64)
     coef, threshold = compute_concentration_terms(params.concentration, market, scenarios.underlyings)
-    return RiskArrays(scenarios, table, r, base, addon, bound, delta, coef, threshold, _narrow(r))
+    roll_bucket, roll_coef = compute_roll_terms(params.roll_shock, market, table)
+    return RiskArrays(
+        scenarios, table, r, base, addon, bound, delta, coef, threshold, roll_bucket, roll_coef, _narrow(r)
+    )
 
 
 def _narrow(r: IntArray) -> npt.NDArray[np.int32] | None:
@@ -210,7 +218,7 @@ def _margin_terms(
     return kernel.MarginTerms(
         r, arrays.base, arrays.addon, arrays.bound, scenarios.cover_num, scenarios.cover_den, extremes,
         im.numerator, im.denominator, params.im_min_buffer, arrays.table.und, arrays.delta,
-        arrays.concentration_coef, arrays.concentration_threshold,
+        arrays.concentration_coef, arrays.concentration_threshold, arrays.roll_bucket, arrays.roll_coef,
     )  # fmt: skip
 
 
@@ -303,6 +311,7 @@ class Book:
             for name in ("kind", "und", "strike", "tau", "index", "fwd", "rate", "haircut", "svi")
         }
         table = dataclasses.replace(old, instruments=old.instruments + add.instruments, **columns)
+        roll_bucket, roll_coef = compute_roll_terms(self.params.roll_shock, self.market, table)  # new expiries
         self.arrays = RiskArrays(
             scenarios=self.scenarios,
             table=table,
@@ -313,6 +322,8 @@ class Book:
             delta=np.concatenate([a.delta, extra.delta]),
             concentration_coef=a.concentration_coef,
             concentration_threshold=a.concentration_threshold,
+            roll_bucket=roll_bucket,
+            roll_coef=roll_coef,
         )
         self.arrays = dataclasses.replace(self.arrays, r_narrow=_narrow(self.arrays.r))
         self._rows = {inst: i for i, inst in enumerate(self.arrays.instruments)}
@@ -367,6 +378,10 @@ class Book:
             worst_scenario=int(o.worst[index]),
             is_empty=bool(self._ends[index] == self._starts[index] and self._cash[index] == 0),
         )
+
+    def roll_shock(self, index: int) -> int:
+        """Return the roll shock (MONEY) inside account ``index``'s MM (0 without the section)."""
+        return int(self._out.roll[index])
 
     def concentration_addon(self, index: int) -> int:
         """Return the concentration add-on (MONEY) inside account ``index``'s MM (0 without the section)."""
@@ -537,4 +552,5 @@ def compute_account_report(market: MarketSnapshot, params: RiskParams, portfolio
         cross_margin=round(cross * MONEY_SCALE),
         capital_released=isolated - margin.maintenance_margin,
         concentration_addon=None if params.concentration is None else book.concentration_addon(0),
+        roll_shock=None if params.roll_shock is None else book.roll_shock(0),
     )

@@ -10,6 +10,7 @@ with different parameters cannot form a quorum by accident.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass, fields, is_dataclass, replace
 from fractions import Fraction
@@ -33,6 +34,11 @@ from pmoracle.risk.pmrm2_params import (
 )
 
 COVER_SCALE = 10**6  # cover fractions are exact multiples of 1e-6
+# How an extreme move's cover is counted: "constant" (``extreme.cover`` for every move, SPAN) or "inverse_move"
+# (``extreme.cover / |k|`` for a move of k ranges, Deribit's extended table). The first is the default.
+COVER_SCALINGS = ("constant", "inverse_move")
+MAX_COVER_DEN = 2**31  # the kernel's exact ceil(loss x num / den) needs den**2 < 2**63
+MAX_EXTREME_MOVE = Fraction(40)  # Deribit's extended table reaches +500% of a 16% range: 31.25 ranges
 JOINT_MODES = ("together", "alone", "opposite")
 PRICE_REFERENCES = ("fraction", "std")
 MAX_IM_MULTIPLIER = Fraction(3, 2)  # keeps IM of any in-bound account inside int64 (see kernel.py)
@@ -191,6 +197,14 @@ class RiskParams:
     # The concentration and liquidity add-on ([concentration], risk/concentration.py): part of MM when present.
     # None keeps the document's hash what it was before the section existed.
     concentration: ConcentrationParams | None = None
+    # The extended moves' vol state (``extreme.vol_shock``, a multiple of the tenor-scaled shift like ``vol.shocks``)
+    # and cover scaling (``extreme.cover_scaling``). None, like "0" and "constant", is the SPAN rule (vol unchanged,
+    # the same cover for every move) and keeps the document's hash what it was before the fields existed.
+    extreme_vol_shock: Fraction | None = None
+    extreme_cover_scaling: str | None = None
+    # Deribit's roll shock ([roll_shock], risk/roll.py): part of MM when present. None keeps the document's hash what
+    # it was before the section existed.
+    roll_shock: RollShockParams | None = None
 
     def scan_range_of(self, underlying: str) -> float:
         """Return the scan range of ``underlying`` (its override, else the default)."""
@@ -233,6 +247,8 @@ def _canonical_document(params: Any) -> Any:
         value = getattr(params, f.name)
         if f.name in ("policy", "pmrm2", "stress", "concentration") and value is None:
             continue  # documents without these optional sections keep the hash they had before the sections existed
+        if f.name in ("extreme_vol_shock", "extreme_cover_scaling", "roll_shock") and value is None:
+            continue  # likewise the optional extended-move fields
         if f.name == "step_cap_basis" and value == "range":
             continue  # the default basis: policies written before the key existed keep their hash
         if f.name == "overrides" and value == ():
@@ -390,10 +406,11 @@ def parse_params(text: str) -> RiskParams:
     max_vol = r.number("vol.max_vol", 0.01, 20.0)
     if max_vol <= min_vol:
         r.problems.append(f"vol.max_vol: {max_vol} must exceed vol.min_vol {min_vol}")
-    extreme_moves = r.rationals("extreme.moves", Fraction(-10), Fraction(10), allow_empty=True)
+    extreme_moves = r.rationals("extreme.moves", -MAX_EXTREME_MOVE, MAX_EXTREME_MOVE, allow_empty=True)
     cover = r.rational("extreme.cover", Fraction(0), Fraction(1))
     if (cover * COVER_SCALE).denominator != 1:
         r.problems.append(f"extreme.cover: {cover} is not a multiple of 1/{COVER_SCALE}")
+    extreme_vol, cover_scaling = _read_extreme_options(r, doc, extreme_moves, cover)
     modes_raw = r._get("joint.modes")
     modes: tuple[str, ...] = ()
     if isinstance(modes_raw, list) and modes_raw and all(m in JOINT_MODES for m in modes_raw):
@@ -417,6 +434,7 @@ def parse_params(text: str) -> RiskParams:
     pmrm2 = _read_pmrm2(r) if "pmrm2" in doc else None
     stress = _read_stress(r) if "stress" in doc else None
     concentration = _read_concentration(r) if "concentration" in doc else None
+    roll_shock = _read_roll_shock(r) if "roll_shock" in doc else None
     r.problems.extend(_unknown_keys(doc, r.used))
     if r.problems:
         raise ParamsError(r.problems)
@@ -451,7 +469,57 @@ def parse_params(text: str) -> RiskParams:
         pmrm2=pmrm2,
         stress=stress,
         concentration=concentration,
+        extreme_vol_shock=extreme_vol,
+        extreme_cover_scaling=cover_scaling,
+        roll_shock=roll_shock,
     )
+
+
+def compute_extreme_covers(moves: tuple[Fraction, ...], cover: Fraction, scaling: str | None) -> list[Fraction]:
+    """Return the fraction of each extreme move's loss that counts: ``cover``, or ``cover / |k|`` (inverse_move)."""
+    if scaling == "inverse_move":
+        return [cover / abs(k) if k != 0 else cover for k in moves]
+    return [cover for _ in moves]
+
+
+def compute_cover_den(moves: tuple[Fraction, ...], cover: Fraction, scaling: str | None) -> int:
+    """Return the common denominator of every scenario's cover: ``COVER_SCALE`` under the constant rule, else the
+    least common multiple of the extreme covers' denominators."""
+    if scaling != "inverse_move":
+        return COVER_SCALE
+    den = 1
+    for c in compute_extreme_covers(moves, cover, scaling):
+        den = den * c.denominator // math.gcd(den, c.denominator)
+    return den
+
+
+def _read_extreme_options(
+    r: _Reader, doc: dict[str, Any], moves: tuple[Fraction, ...], cover: Fraction
+) -> tuple[Fraction | None, str | None]:
+    """Read the optional ``extreme.vol_shock`` and ``extreme.cover_scaling`` (their defaults read as None)."""
+    table = doc.get("extreme")
+    if not isinstance(table, dict):
+        return None, None
+    vol: Fraction | None = None
+    if "vol_shock" in table:
+        vol = r.rational("extreme.vol_shock", Fraction(-1), Fraction(1))
+    scaling: str | None = None
+    if "cover_scaling" in table:
+        scaling = r.choice("extreme.cover_scaling", COVER_SCALINGS)
+    if scaling == "inverse_move":
+        for i, k in enumerate(moves):
+            if abs(k) < 1:
+                r.problems.append(
+                    f'extreme.moves[{i}]: {k} is inside one range; cover_scaling "inverse_move" '
+                    "counts cover / |move| and needs |move| >= 1"
+                )
+        den = compute_cover_den(moves, cover, scaling)
+        if den > MAX_COVER_DEN:
+            r.problems.append(
+                f'extreme.cover_scaling: "inverse_move" gives the covers a common denominator {den} '
+                f"above {MAX_COVER_DEN} (simpler moves or cover)"
+            )
+    return (vol or None), (None if scaling == "constant" else scaling)
 
 
 def parse_policy_params(text: str) -> PolicyParams | None:
@@ -830,9 +898,10 @@ def _read_stress(r: _Reader) -> StressParams | None:
 # --- [concentration]: the concentration and liquidity add-on (risk/concentration.py, docs/risk-model.md) ---------
 
 CONCENTRATION_FREE_TABLES = ("concentration.adv", "concentration.daily_vol")
+ROLL_SHOCK_FREE_TABLES = ("roll_shock.min_move", "roll_shock.annual_move")
 FREE_KEY_TABLES = (
     "price.scan_range_by_underlying", "policy.underlying", "pmrm2.collateral", *STRESS_FREE_TABLES,
-    *CONCENTRATION_FREE_TABLES,
+    *CONCENTRATION_FREE_TABLES, *ROLL_SHOCK_FREE_TABLES,
 )  # fmt: skip
 MAX_ADV = Fraction(10**15)
 
@@ -851,6 +920,16 @@ class ConcentrationParams:
     daily_vol: tuple[tuple[str, Fraction], ...]  # daily sigma per underlying, same symbols as ``adv``
 
 
+def _check_same_symbols(r: _Reader, *tables: tuple[str, tuple[tuple[str, Fraction], ...]]) -> None:
+    """Add a problem for each symbol one of two symbol tables sets and the other does not."""
+    (path_a, pairs_a), (path_b, pairs_b) = tables
+    symbols_a, symbols_b = {s for s, _ in pairs_a}, {s for s, _ in pairs_b}
+    for symbol in sorted(symbols_a - symbols_b):
+        r.problems.append(f"{path_b}.{symbol}: missing ({path_a}.{symbol} is set)")
+    for symbol in sorted(symbols_b - symbols_a):
+        r.problems.append(f"{path_a}.{symbol}: missing ({path_b}.{symbol} is set)")
+
+
 def _read_concentration(r: _Reader) -> ConcentrationParams | None:
     """Return the ``[concentration]`` section read through ``r`` (problems are added to ``r.problems``)."""
     section = r.doc.get("concentration")
@@ -867,12 +946,36 @@ def _read_concentration(r: _Reader) -> ConcentrationParams | None:
     daily_vol = _symbol_rationals(
         r, "concentration.daily_vol", Fraction(0), Fraction(10), r._get("concentration.daily_vol") or {}
     )
-    adv_symbols = {s for s, _ in adv}
-    vol_symbols = {s for s, _ in daily_vol}
-    for symbol in sorted(adv_symbols - vol_symbols):
-        r.problems.append(f"concentration.daily_vol.{symbol}: missing (concentration.adv.{symbol} is set)")
-    for symbol in sorted(vol_symbols - adv_symbols):
-        r.problems.append(f"concentration.adv.{symbol}: missing (concentration.daily_vol.{symbol} is set)")
+    _check_same_symbols(r, ("concentration.adv", adv), ("concentration.daily_vol", daily_vol))
     if not adv and isinstance(section.get("adv"), dict):
         r.problems.append("concentration.adv: expected at least one underlying")
     return ConcentrationParams(impact=impact, threshold=threshold, adv=adv, daily_vol=daily_vol)
+
+
+@dataclass(frozen=True, slots=True)
+class RollShockParams:
+    """Validated ``[roll_shock]`` section: Deribit's roll shock, a charge on the net delta per expiry.
+
+    Per account and underlying, MM adds ``index x (min_move x |perpetual delta| + sum over expiries e of
+    max(exp(annual_move x T_e) - 1, min_move) x |net delta of e|)`` (docs/risk-model.md, "Roll shock").
+    """
+
+    min_move: tuple[tuple[str, Fraction], ...]  # Deribit's min_annualised_move per underlying, sorted by symbol
+    annual_move: tuple[tuple[str, Fraction], ...]  # Deribit's annualised_move_risk per underlying, same symbols
+
+
+def _read_roll_shock(r: _Reader) -> RollShockParams | None:
+    """Return the ``[roll_shock]`` section read through ``r`` (problems are added to ``r.problems``)."""
+    section = r.doc.get("roll_shock")
+    r.used.add("roll_shock")
+    if not isinstance(section, dict):
+        r.problems.append("roll_shock: expected a table")
+        return None
+    minimum = _symbol_rationals(r, "roll_shock.min_move", Fraction(0), Fraction(1), r._get("roll_shock.min_move") or {})
+    annual = _symbol_rationals(
+        r, "roll_shock.annual_move", Fraction(0), Fraction(10), r._get("roll_shock.annual_move") or {}
+    )
+    _check_same_symbols(r, ("roll_shock.min_move", minimum), ("roll_shock.annual_move", annual))
+    if not minimum and isinstance(section.get("min_move"), dict):
+        r.problems.append("roll_shock.min_move: expected at least one underlying")
+    return RollShockParams(min_move=minimum, annual_move=annual)

@@ -57,6 +57,14 @@ class ReferenceAccount:
 
 
 @dataclass(frozen=True, slots=True)
+class ReferenceRoll:
+    """The roll shock's bucket per row and coefficient per bucket (``RiskArrays`` carries the same, roll.py)."""
+
+    bucket: tuple[int, ...]
+    coef: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ReferenceConcentration:
     """The concentration add-on's per-underlying coefficient and threshold (``RiskArrays`` carries the same)."""
 
@@ -156,9 +164,10 @@ def reference_account(
     im_buffer: int,
     cash: int = 0,
     concentration: ReferenceConcentration | None = None,
+    roll: ReferenceRoll | None = None,
 ) -> ReferenceAccount:
     """Return one account's margin from its (instrument row, size) positions, in canonical order, its folded
-    cash (MONEY, :func:`reference_cash`) and the concentration add-on's terms (None: no add-on)."""
+    cash (MONEY, :func:`reference_cash`), the concentration add-on's terms and the roll shock's (None: none)."""
     bound = abs(float(cash))
     for i, size in positions:
         row = rows[i]
@@ -172,6 +181,12 @@ def reference_account(
         if added is None:
             return ReferenceAccount(0, 0, 0, -1, 1)
         conc = added
+    rolled = 0
+    if roll is not None and roll.coef:
+        charged = reference_roll(rows, positions, roll, bound + float(conc))
+        if charged is None:
+            return ReferenceAccount(0, 0, 0, -1, 1)
+        rolled = charged
     n_scen = len(scenarios)
     pnl = [0] * n_scen
     equity = cash
@@ -192,10 +207,27 @@ def reference_account(
             loss = -((-loss * cover) // den)  # ceil(loss * cover / den), exact
         if s == 0 or loss > best:
             best, worst = loss, s
-    mm = max(best, 0) + add + conc
+    mm = max(best, 0) + add + conc + rolled
     num, den_im = im_multiplier
     im = max(-((-mm * num) // den_im), mm + im_buffer) if mm > 0 else 0
     return ReferenceAccount(mm, im, equity, worst, 0, conc)
+
+
+def _net_exposure(
+    rows: Sequence[ReferenceRow], positions: Sequence[tuple[int, int]], keys: Sequence[int], n_keys: int
+) -> list[int] | None:
+    """Return the exact sum of size x delta per key (a row's underlying column or roll bucket; -1: none), or None when
+    the float ``sum |size| x |delta|`` reaches the account limit (a row without an underlying has delta 0)."""
+    reach = 0.0
+    for i, size in positions:
+        reach += abs(float(size)) * abs(float(rows[i].delta))
+    if not reach < ACCOUNT_LIMIT:
+        return None
+    exposure = [0] * n_keys
+    for i, size in positions:
+        if keys[i] >= 0:
+            exposure[keys[i]] += size * rows[i].delta
+    return exposure
 
 
 def reference_concentration(
@@ -206,20 +238,34 @@ def reference_concentration(
 ) -> int | None:
     """Return the concentration add-on (MONEY) of the positions, or None when the account's float bound plus the
     float exposure, or plus the add-ons, reaches the account limit (the kernel reports an overflow)."""
-    reach = 0.0  # a row without an underlying has delta 0
-    for i, size in positions:
-        reach += abs(float(size)) * abs(float(rows[i].delta))
-    if not reach < ACCOUNT_LIMIT:
+    keys = [row.underlying for row in rows]
+    exposure = _net_exposure(rows, positions, keys, len(concentration.coef))
+    if exposure is None:
         return None
-    exposure = [0] * len(concentration.coef)
-    for i, size in positions:
-        if rows[i].underlying >= 0:
-            exposure[rows[i].underlying] += size * rows[i].delta
     total = 0
     running = bound
     for coef, threshold, q in zip(concentration.coef, concentration.threshold, exposure, strict=True):
         value = concentration_charge_float(coef, threshold, q)
         if value > 0.0:
+            running += value
+            if not running < ACCOUNT_LIMIT:
+                return None
+            total += math.ceil(value)
+    return total
+
+
+def reference_roll(
+    rows: Sequence[ReferenceRow], positions: Sequence[tuple[int, int]], roll: ReferenceRoll, running: float
+) -> int | None:
+    """Return the roll shock (MONEY) of the positions, or None when the float exposure, or ``running`` (the
+    account's bound so far) plus the charges, reaches the account limit (the kernel reports an overflow)."""
+    exposure = _net_exposure(rows, positions, roll.bucket, len(roll.coef))
+    if exposure is None:
+        return None
+    total = 0
+    for coef, q in zip(roll.coef, exposure, strict=True):
+        if q != 0 and coef > 0.0:
+            value = coef * float(abs(q))
             running += value
             if not running < ACCOUNT_LIMIT:
                 return None

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from pmoracle.risk.errors import MissingSmileError
 from pmoracle.risk.inputs import SECONDS_PER_YEAR, WAD, MarketSnapshot, UnderlyingMarket
-from pmoracle.risk.params import COVER_SCALE, RiskParams
+from pmoracle.risk.params import RiskParams, compute_cover_den, compute_extreme_covers
 from pmoracle.risk.pricing import svi_total_variance
 
 
@@ -78,9 +78,14 @@ def compute_scenarios(params: RiskParams, market: MarketSnapshot) -> ScenarioSet
     n_und = len(symbols)
     ranges = compute_price_ranges(params, market)
     rho = params.stressed_correlation
-    grid: list[tuple[Fraction, Fraction | None]] = [(m, v) for m in params.price_moves for v in params.vol_shocks]
-    grid += [(m, None) for m in params.extreme_moves]
-    cover_extreme = int(params.extreme_cover * COVER_SCALE)
+    # Each grid point: (move, vol state, cover of its loss); an extreme one has cover None in the grid's sense.
+    cover_den = compute_cover_den(params.extreme_moves, params.extreme_cover, params.extreme_cover_scaling)
+    extreme_covers = compute_extreme_covers(params.extreme_moves, params.extreme_cover, params.extreme_cover_scaling)
+    extreme_vol = params.extreme_vol_shock if params.extreme_vol_shock is not None else Fraction(0)
+    grid: list[tuple[Fraction, Fraction, Fraction | None]] = [
+        (m, v, None) for m in params.price_moves for v in params.vol_shocks
+    ]
+    grid += [(m, extreme_vol, c) for m, c in zip(params.extreme_moves, extreme_covers, strict=True)]
 
     # (mode, leader) pairs: "together" has no leader; with one underlying only "together" is distinct.
     layouts: list[tuple[str, int]] = []
@@ -98,9 +103,9 @@ def compute_scenarios(params: RiskParams, market: MarketSnapshot) -> ScenarioSet
     covers: list[int] = []
     weights: list[float] = []
     extremes: list[bool] = []
-    seen: set[tuple[tuple[float, ...], tuple[float, ...], bool]] = set()
+    seen: set[tuple[tuple[float, ...], tuple[float, ...], Fraction | None]] = set()
     for mode, leader in layouts:
-        for move, vol in grid:
+        for move, vol, extreme_cover in grid:
             mf = float(move)
             mults = []
             for u in range(n_und):
@@ -111,29 +116,31 @@ def compute_scenarios(params: RiskParams, market: MarketSnapshot) -> ScenarioSet
                 else:
                     factor = -(mf * rho)
                 mults.append(max(1.0 + factor * ranges[u], params.min_price_multiplier))
-            vols = tuple(float(vol) if vol is not None else 0.0 for _ in range(n_und))
-            key = (tuple(mults), vols, vol is None)
+            vols = tuple(float(vol) for _ in range(n_und))
+            key = (tuple(mults), vols, extreme_cover)
             if key in seen:
                 continue
             seen.add(key)
             moves = " ".join(f"{symbols[u]} {100.0 * (mults[u] - 1.0):+.1f}%" for u in range(n_und))
             prefix = "" if n_und == 1 else (f"{mode}: " if leader < 0 else f"{mode} {symbols[leader]}: ")
-            if vol is None:
-                labels.append(f"{prefix}extreme {moves} ({float(params.extreme_cover) * 100:g}% cover)")
-            else:
+            if extreme_cover is None:
                 labels.append(f"{prefix}{moves} {_vol_label(vol)}")
+                covers.append(cover_den)
+            else:
+                state = "" if vol == 0 else f" {_vol_label(vol)}"
+                labels.append(f"{prefix}extreme {moves}{state} ({float(extreme_cover) * 100:g}% cover)")
+                covers.append(int(extreme_cover * cover_den))
             rows_mult.append(tuple(mults))
             rows_vol.append(vols)
-            covers.append(COVER_SCALE if vol is not None else cover_extreme)
-            weights.append(1.0 if vol is not None else params.es_extreme_weight)
-            extremes.append(vol is None)
+            weights.append(1.0 if extreme_cover is None else params.es_extreme_weight)
+            extremes.append(extreme_cover is not None)
     return ScenarioSet(
         underlyings=symbols,
         labels=tuple(labels),
         price_mult=np.array(rows_mult, dtype=np.float64).reshape(len(labels), n_und),
         vol_shock=np.array(rows_vol, dtype=np.float64).reshape(len(labels), n_und),
         cover_num=np.array(covers, dtype=np.int64),
-        cover_den=COVER_SCALE,
+        cover_den=cover_den,
         es_weight=np.array(weights, dtype=np.float64),
         is_extreme=np.array(extremes, dtype=np.bool_),
         price_range=ranges,

@@ -27,7 +27,8 @@ CONCENTRATION = (ROOT / "examples" / "params" / "concentration.toml").read_text(
 # Tables keyed by free names (symbols, stress names): one field each, as the schema describes them.
 FREE_KEY_TABLES = (
     "price.scan_range_by_underlying", "policy.underlying", "pmrm2.collateral", "stress.adv", "stress.daily_vol",
-    "stress.scenarios", "concentration.adv", "concentration.daily_vol",
+    "stress.scenarios", "concentration.adv", "concentration.daily_vol", "roll_shock.min_move",
+    "roll_shock.annual_move",
 )  # fmt: skip
 
 
@@ -58,8 +59,8 @@ def dump_toml(doc: dict[str, Any]) -> str:
 
 
 def full_document() -> dict[str, Any]:
-    """Return a document with every field: the default, an override, the policy with every section, PMRM_2 and
-    the stress and the concentration add-on."""
+    """Return a document with every field: the default, an override, the policy with every section, PMRM_2, the
+    stress, the concentration add-on, the extended moves' vol state and cover scaling, and the roll shock."""
     doc = tomllib.loads(default_params_text())
     head, vol = POLICY.split("# [policy.vol]")
     policy = tomllib.loads(head + "[policy.vol]" + vol.replace("# ", ""))  # the commented-out section, enabled
@@ -68,6 +69,8 @@ def full_document() -> dict[str, Any]:
     doc["pmrm2"] = copy.deepcopy(PMRM2)
     doc["stress"] = tomllib.loads(STRESS)["stress"]
     doc["concentration"] = tomllib.loads(CONCENTRATION)["concentration"]
+    doc["extreme"].update(vol_shock="1", cover_scaling="inverse_move")  # the optional extended-move fields
+    doc["roll_shock"] = {"min_move": {"BTC": "0.01", "ETH": "0.005"}, "annual_move": {"BTC": "0.075", "ETH": "0.05"}}
     return doc
 
 

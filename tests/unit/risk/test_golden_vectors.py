@@ -25,7 +25,13 @@ from pmoracle.risk.detmath import det_exp, det_log, norm_cdf
 from pmoracle.risk.margin import AccountMargin, Book, BookResult
 from pmoracle.risk.params import RiskParams, parse_params
 from pmoracle.risk.pricing import black76_kernel, svi_total_variance, value_options
-from pmoracle.risk.reference import ReferenceConcentration, reference_account, reference_cash, reference_row
+from pmoracle.risk.reference import (
+    ReferenceConcentration,
+    ReferenceRoll,
+    reference_account,
+    reference_cash,
+    reference_row,
+)
 from pmoracle.risk.version import ENGINE_VERSION
 from tests.vectors.generate import EngineVersionError, check_margin_rewrite
 from tests.vectors.margin_books import (
@@ -69,10 +75,10 @@ def _book(vector: dict[str, Any]) -> Book:
     return Book(decode_market(vector["market"]), params_of(vector), [decode_book(b) for b in vector["books"]])
 
 
-def plain_outputs(name: str) -> list[dict[str, Any]]:
-    """Return the accounts of vector ``name`` margined without its ``[concentration]`` section."""
+def plain_outputs(name: str, section: str = "concentration") -> list[dict[str, Any]]:
+    """Return the accounts of vector ``name`` margined without its ``section`` (an optional add-on)."""
     vector = load(name)
-    params = dataclasses.replace(params_of(vector), concentration=None)
+    params = dataclasses.replace(params_of(vector), **{section: None})
     book = Book(decode_market(vector["market"]), params, [decode_book(b) for b in vector["books"]])
     accounts: list[dict[str, Any]] = encode_outputs(book.result())["accounts"]
     return accounts
@@ -93,12 +99,13 @@ def reference_outputs(vector: dict[str, Any]) -> dict[str, Any]:
     concentration = ReferenceConcentration(
         tuple(arrays.concentration_coef.tolist()), tuple(arrays.concentration_threshold.tolist())
     )
+    roll = ReferenceRoll(tuple(arrays.roll_bucket.tolist()), tuple(arrays.roll_coef.tolist()))
     margins = []
     for a, portfolio in enumerate(book.portfolios):
         positions = book.positions_of(a)
         held = portfolio.positions
         cash = reference_cash(portfolio.cash, [p.cost for p in held], [p.funding for p in held])
-        ref = reference_account(rows, positions, book.scenarios, im, params.im_min_buffer, cash, concentration)
+        ref = reference_account(rows, positions, book.scenarios, im, params.im_min_buffer, cash, concentration, roll)
         assert ref.status == 0, f"account 0x{portfolio.account.hex()}: the reference overflowed"
         empty = not positions and cash == 0
         margins.append(
@@ -201,14 +208,23 @@ def test_vectors_cover_the_books_they_claim() -> None:
     assert negative >= 10 and empty >= 3
     assert cash_signs == {-1, 0, 1} and costs == {"FUTURE", "PERPETUAL"} and funding_signs == {-1, 1}
     assert len(load("random")["books"]) == 50
-    # the default, std scan ranges, and the concentration add-on
-    assert len({load(name)["params"]["paramsHash"] for name in NAMES}) == 3
+    # the default, std scan ranges, the concentration add-on and Deribit's extended table
+    assert len({load(name)["params"]["paramsHash"] for name in NAMES}) == 4
+    extended = [a for a in load("deribit_extended")["expected"]["accounts"] if a["leaf"] is not None]
+    assert sum("extreme" in a["worstScenarioLabel"] and "vol up" in a["worstScenarioLabel"] for a in extended) >= 10
     addon = sum(
         int(a["leaf"]["maintenanceMargin"]) > int(b["leaf"]["maintenanceMargin"])
         for a, b in zip(load("concentration")["expected"]["accounts"], plain_outputs("concentration"), strict=True)
         if a["leaf"] is not None
     )
     assert addon >= 10  # the add-on vector's books pay it
+    deribit = load("deribit_extended")["expected"]["accounts"]
+    rolled = sum(
+        int(a["leaf"]["maintenanceMargin"]) > int(b["leaf"]["maintenanceMargin"])
+        for a, b in zip(deribit, plain_outputs("deribit_extended", "roll_shock"), strict=True)
+        if a["leaf"] is not None
+    )
+    assert rolled >= 20  # the Deribit vector's books pay the roll shock
 
 
 def test_vectors_are_the_generated_set_and_small() -> None:

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from pathlib import Path
 
 import numba
 import numpy as np
 import pytest
 
-from pmoracle.config.params import default_params
+from pmoracle.config.params import default_params, load_params_file
 from pmoracle.risk.errors import AccountOverflowError
 from pmoracle.risk.inputs import MAX_BALANCE, MAX_SIZE, Instrument, InstrumentKind, Portfolio, Position
 from pmoracle.risk.margin import Book, compute_accounts, compute_book, compute_risk_arrays, portfolio_instruments
-from pmoracle.risk.reference import reference_account, reference_cash, reference_row
+from pmoracle.risk.params import RiskParams
+from pmoracle.risk.reference import ReferenceRoll, reference_account, reference_cash, reference_row
 from pmoracle.risk.scenarios import compute_scenarios
 from pmoracle.risk.table import CollateralRef, RiskInstrument, build_instrument_table
 
 from .factories import account, folded_cash, make_market, random_instrument, random_portfolio
 
 PARAMS = default_params()
+# Deribit's extended table (extreme moves on vol up, each counted at cover / |move|: a cover denominator not 1e6)
+# and roll shock
+EXTENDED = load_params_file(Path(__file__).resolve().parents[3] / "examples" / "params" / "deribit-pm.toml")
+BOTH = pytest.mark.parametrize("params", [PARAMS, EXTENDED], ids=["default", "deribit-extended"])
 
 
 def ledger_cash(portfolio: Portfolio) -> int:
@@ -36,8 +42,9 @@ def _random_book(seed: int, vol: float, n_instruments: int, n_accounts: int):  #
     return market, portfolios
 
 
+@BOTH
 @pytest.mark.parametrize(("seed", "vol"), [(1, 0.01), (2, 0.6), (3, 3.0)])
-def test_risk_arrays_equal_reference(seed: int, vol: float) -> None:
+def test_risk_arrays_equal_reference(seed: int, vol: float, params: RiskParams) -> None:
     rng = random.Random(seed)
     market = make_market(btc=rng.uniform(20_000, 200_000), eth=rng.uniform(500, 10_000), vol=vol)
     distinct: set[RiskInstrument] = set()
@@ -45,7 +52,7 @@ def test_risk_arrays_equal_reference(seed: int, vol: float) -> None:
         distinct.add(random_instrument(rng, market))
     instruments: list[RiskInstrument] = sorted(distinct, key=repr)
     instruments += [CollateralRef(a.symbol) for a in market.assets]
-    arrays = compute_risk_arrays(market, PARAMS, instruments, compute_scenarios(PARAMS, market))
+    arrays = compute_risk_arrays(market, params, instruments, compute_scenarios(params, market))
     cases = 0
     for i in range(len(arrays.instruments)):
         row = reference_row(arrays.table, arrays.scenarios, i)
@@ -60,18 +67,20 @@ def test_risk_arrays_equal_reference(seed: int, vol: float) -> None:
     assert len(expired) >= 20 and {1, 2, 3} <= set(expired)  # expired futures, calls and puts in the batch
 
 
+@BOTH
 @pytest.mark.parametrize(("seed", "vol"), [(4, 0.01), (5, 0.8), (6, 3.0)])
-def test_accounts_equal_reference(seed: int, vol: float) -> None:
+def test_accounts_equal_reference(seed: int, vol: float, params: RiskParams) -> None:
     market, portfolios = _random_book(seed, vol, 120, 150)
-    book = Book(market, PARAMS, portfolios)
+    book = Book(market, params, portfolios)
     rows = [reference_row(book.arrays.table, book.scenarios, i) for i in range(len(book.arrays.instruments))]
-    im = (PARAMS.im_multiplier.numerator, PARAMS.im_multiplier.denominator)
-    cases = 0
+    im = (params.im_multiplier.numerator, params.im_multiplier.denominator)
+    roll = ReferenceRoll(tuple(book.arrays.roll_bucket.tolist()), tuple(book.arrays.roll_coef.tolist()))
+    cases = extreme_worst = 0
     for a in range(len(book)):
         positions = book.positions_of(a)
         cash = ledger_cash(portfolios[a])
         assert cash == folded_cash(portfolios[a])
-        ref = reference_account(rows, positions, book.scenarios, im, PARAMS.im_min_buffer, cash)
+        ref = reference_account(rows, positions, book.scenarios, im, params.im_min_buffer, cash, None, roll)
         got = book.account_margin(a)
         assert (ref.maintenance_margin, ref.initial_margin, ref.equity, ref.worst) == (
             got.maintenance_margin, got.initial_margin, got.equity, got.worst_scenario,
@@ -79,7 +88,11 @@ def test_accounts_equal_reference(seed: int, vol: float) -> None:
         assert got.initial_margin >= got.maintenance_margin >= 0
         assert got.is_empty == (not positions and cash == 0)
         cases += len(positions) * len(book.scenarios)
+        extreme_worst += bool(book.scenarios.is_extreme[got.worst_scenario])
     assert cases >= 35_000
+    if params is EXTENDED:  # the extended moves, vol up and their own covers, decide many of these accounts
+        assert book.scenarios.cover_den == 4125 and extreme_worst >= 30
+        assert book.arrays.roll_coef.size >= 8  # and the roll shock charges the perpetuals and every expiry
     # the books carry every ledger balance: cash, futures and perpetual costs, perpetual funding
     held = [p for portfolio in portfolios for p in portfolio.positions]
     assert sum(p.cash != 0 for p in portfolios) > 50
