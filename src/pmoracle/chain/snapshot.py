@@ -9,7 +9,8 @@ across fallback endpoints and a reorg during the read makes the snapshot fail ra
   the accounts changed after P (``MarginAccounts.accountsChangedSince``, which also proves with ``blockhash(P)``
   that P's book is an ancestor of B's state); ``SnapshotReader`` chains these for a node's rounds and checks
   every ``full_every``-th against a full read (``SnapshotReader.verify``, run beside the rounds). A
-  perpetual's funding payment after P changes what its holders owe without changing them: P cannot be extended.
+  perpetual's funding payment after P changes what its holders owe without changing them: they are read again
+  (the holders in P's book, and those the logs name).
 - Both read up to ``workers`` pages at once (one connection each), decoding one page while the next are read.
 - Both read the accounts packed: ``MarginAccountsReader`` (never deployed) runs at the ledger's address under an
   ``eth_call`` state override of its code and returns one byte string per call (``decode_packed_accounts``),
@@ -620,6 +621,12 @@ def _read_settlements(
         raise SnapshotError(exc.field, None, exc.message) from exc
 
 
+def _holders(portfolios: Sequence[Portfolio], instruments: Sequence[Instrument]) -> set[bytes]:
+    """Return the accounts of ``portfolios`` that hold a position in one of ``instruments``."""
+    wanted = set(instruments)
+    return {p.account for p in portfolios if any(position.instrument in wanted for position in p.positions)}
+
+
 def _by_account(portfolio: Portfolio) -> bytes:
     return portfolio.account
 
@@ -756,8 +763,10 @@ def read_snapshot_since(
     balances changed after ``base.block_number`` (``MarginAccounts.accountsChangedSince``, pinned to B's hash like
     every read). Each call also returns ``blockhash(base block)`` as B's state sees it: when that is not
     ``base.block_hash`` (a reorg replaced it, or it is more than 256 blocks back), or the collateral tokens or
-    instruments of ``base`` are not those of B, or a perpetual paid funding in between, ``base`` cannot be
-    extended and None is returned: read in full. The result equals ``read_snapshot`` at B (tests compare them).
+    instruments of ``base`` are not those of B, ``base`` cannot be extended and None is returned: read in full.
+    A perpetual that paid funding in between changes what its holders owe without a log naming them: the holders
+    in ``base`` are read again with the accounts the logs name (and ``base`` cannot be extended without the
+    logs). The result equals ``read_snapshot`` at B (tests compare them).
     ``workers`` scan pages are in flight at once. The changed accounts are read packed (``accountsChangedSincePacked``,
     ``packed_scan_page_size`` accounts scanned per call) unless ``packed`` is False or the node refuses the state
     override, as ``read_snapshot`` does. Packed, the changed accounts are those the ledger's logs after ``base``'s
@@ -779,8 +788,10 @@ def read_snapshot_since(
     head = _read_head(client, deployment, block_number, instrument_page_size)
     if _token_table(head.tokens) != base.tokens or any(head.instruments.get(i) != inst for i, inst in base.instruments):
         return None  # a token's decimals or an instrument changed: the base's conversions may be stale
-    if any(head.funding.get(i) != cumulative for i, cumulative in base.funding):
-        return None  # a perpetual paid funding: its holders owe more without having changed
+    # a perpetual that paid funding: its holders owe more without having changed (nor a log naming them)
+    paid = [head.instruments[i] for i, cumulative in base.funding if head.funding.get(i) != cumulative]
+    if paid and not (packed and from_logs):
+        return None  # only the read of named accounts can add them
     _, ledger = _contracts(deployment)
     calls = head.calls
     updates: dict[bytes, Portfolio | None] = {}  # the changed accounts' books (None: it holds nothing now)
@@ -793,8 +804,12 @@ def read_snapshot_since(
     packed_pages = None
     if packed:
         named = _accounts_in_logs(client, ledger, base.block_number, head.header) if from_logs else None
+        if named is None and paid:
+            return None
         if named is not None:
             calls += 2  # eth_getLogs, and the header that proves the logs are B's
+            if paid:  # the base's holders, and those that traded since (named by their logs)
+                named = sorted(set(named) | _holders(base.portfolios, paid))
             chunks = [named[i : i + DEFAULT_PACKED_NAMED] for i in range(0, len(named), DEFAULT_PACKED_NAMED)] or [[]]
             pages = _fetch_packed_of(client, ledger, head.header.hash, base.block_number, chunks, count, workers)
         else:
@@ -812,6 +827,8 @@ def read_snapshot_since(
                     return None
                 update(page.accounts)
     else:
+        if paid:
+            return None
         view = _view("MarginAccounts", "accountsChangedSince")
         scans = [(base.block_number, o, scan_page_size) for o in range(0, max(count, 1), scan_page_size)]
         for data in _fetch_pages(client, ledger, view, head.header.hash, scans, workers):
@@ -863,8 +880,8 @@ class SnapshotReader:
     """Reads each round's snapshot as the previous one plus the accounts changed since; checks it in the background.
 
     A round reads every account only when there is no book to extend: the first read, a reorg that replaced the
-    book's block (or more than 256 blocks back), a funding payment or a changed token or instrument
-    (``read_snapshot_since`` returns None), or a failed check. Every ``full_every``-th incremental snapshot is
+    book's block (or more than 256 blocks back), a changed token or instrument (``read_snapshot_since`` returns
+    None), or a failed check. Every ``full_every``-th incremental snapshot is
     marked ``SnapshotRead.verify``: ``verify`` reads the same block in full and compares, and a mismatch makes the
     next ``read`` a full one. ``verify`` is meant to run beside the rounds (another thread: the node's snapshot
     check service), so the round never waits on a full read it does not need. ``full_every = 1`` reads every

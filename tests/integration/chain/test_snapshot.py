@@ -581,17 +581,28 @@ def test_reader_with_full_every_one_reads_everything_every_time(protocol: Protoc
         assert sum(client.request_counts().values()) - sent == 1 + read.snapshot.rpc_calls  # no second, check read
 
 
-def test_a_funding_payment_is_owed_by_the_holders_and_forces_a_full_read(protocol: Protocol, anvil: Devchain) -> None:
+def test_a_funding_payment_is_owed_by_the_holders_who_are_read_again(protocol: Protocol, anvil: Devchain) -> None:
     client, deployment = protocol.client, protocol.deployment
     ledger = protocol.accounts.functions
     protocol.admin.transact_call(ledger.setFundingRate(1, 3 * WAD // 1_000))  # 0.3% of the index a day
     anvil.rpc("evm_increaseTime", 3_600)
     client.request("evm_mine")
     base = read_snapshot(client, deployment, client.block_number())
+    perpetual = base.instrument(1)
+    held = {p.account for p in base.portfolios if any(pos.instrument == perpetual for pos in p.positions)}
+    u3, u4 = (Transmitter(client, DEV_KEYS[k]).address for k in (3, 4))
+    trade(protocol, u3, u4, 1, 2)  # after the base: their logs name them
     protocol.admin.transact_call(ledger.payFunding(1))
     head = client.block_number()
-    assert read_snapshot_since(client, deployment, head, base) is None  # nobody changed, yet the holders owe more
     snap = read_snapshot(client, deployment, head)
+    # no log names the holders, yet they owe more: the base's holders are read again with the traders, nobody else
+    incremental = read_snapshot_since(client, deployment, head, base)
+    traders = {bytes.fromhex(u[2:]) for u in (u3, u4)}
+    assert len(held) >= 2 and incremental is not None and incremental.changed_accounts == len(held | traders)
+    assert incremental == _full_equivalent(incremental, snap)
+    # without the logs (a scan finds only the accounts that changed) or the packed reads, the base cannot be extended
+    assert read_snapshot_since(client, deployment, head, base, from_logs=False) is None
+    assert read_snapshot_since(client, deployment, head, base, packed=False) is None
     (_, cumulative), *_ = snap.funding
     assert cumulative > dict(base.funding)[1]
     assert snap == dataclasses.replace(read_snapshot(client, deployment, head, packed=False), rpc_calls=5)
