@@ -581,7 +581,9 @@ def test_reader_with_full_every_one_reads_everything_every_time(protocol: Protoc
         assert sum(client.request_counts().values()) - sent == 1 + read.snapshot.rpc_calls  # no second, check read
 
 
-def test_a_funding_payment_is_owed_by_the_holders_who_are_read_again(protocol: Protocol, anvil: Devchain) -> None:
+def test_a_funding_payment_is_owed_by_the_holders_who_are_read_again(
+    protocol: Protocol, anvil: Devchain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client, deployment = protocol.client, protocol.deployment
     ledger = protocol.accounts.functions
     protocol.admin.transact_call(ledger.setFundingRate(1, 3 * WAD // 1_000))  # 0.3% of the index a day
@@ -603,6 +605,13 @@ def test_a_funding_payment_is_owed_by_the_holders_who_are_read_again(protocol: P
     # without the logs (a scan finds only the accounts that changed) or the packed reads, the base cannot be extended
     assert read_snapshot_since(client, deployment, head, base, from_logs=False) is None
     assert read_snapshot_since(client, deployment, head, base, packed=False) is None
+    # holders that are most of a ledger larger than one call's worth: a full read costs less than naming them
+    monkeypatch.setattr(snapshot, "DEFAULT_PACKED_NAMED", 1)
+    share = len(held | traders) / client.call(ledger.accountCount(), head)
+    monkeypatch.setattr(snapshot, "FULL_READ_SHARE", share * 1.01)
+    assert read_snapshot_since(client, deployment, head, base) is not None  # under the share: still by name
+    monkeypatch.setattr(snapshot, "FULL_READ_SHARE", share * 0.99)
+    assert read_snapshot_since(client, deployment, head, base) is None
     (_, cumulative), *_ = snap.funding
     assert cumulative > dict(base.funding)[1]
     assert snap == dataclasses.replace(read_snapshot(client, deployment, head, packed=False), rpc_calls=5)
