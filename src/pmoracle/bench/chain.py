@@ -10,7 +10,9 @@ trades itself, two new accounts per trade, sent in JSON-RPC batches and mined in
   flight;
 - an incremental read (``read_snapshot_since``) packed from the ledger's logs, packed scanning every account, and
   through the ABI views, after ``--changed`` accounts traded, and checks that each equals the full read of the same
-  block.
+  block;
+- an incremental read over a funding payment of the perpetual every account holds (each is re-read, or every
+  account is read when they are more than ``FULL_READ_SHARE`` of the ledger), checked the same way.
 
 Prints a table (and with ``--json`` one JSON object); nothing here is asserted (benchmarks are not tests).
 """
@@ -102,6 +104,7 @@ def run_chain_bench(
             world._tx(tx.address, "MarginAccounts", "listInstrument", BTC, 0, 0, 0),
             # the book is what is measured, not the Exchange: the bench applies its trades itself
             world._tx(tx.address, "MarginAccounts", "grantRole", keccak(text="EXCHANGE_ROLE"), tx.address),
+            world._tx(tx.address, "MarginAccounts", "grantRole", keccak(text="FEEDER_ROLE"), tx.address),
         ])  # fmt: skip
         t = time.perf_counter()
         world.send_all(_trades(world, range(accounts // 2), 10_000))
@@ -160,6 +163,25 @@ def run_chain_bench(
             "incremental_calls": figures["incremental_read_calls"],
             "incremental_equals_full": all(figures[f"{key}_equals_full"] for key, *_ in variants),
         }
+        # a funding payment: every account holds the perpetual, owes more, and no log names it: all are re-read
+        world.send_all([world._tx(tx.address, "MarginAccounts", "setFundingRate", 1, 10**15)])  # 0.1% a day
+        world.rpc("evm_increaseTime", [3_600])
+        world.send_all([world._tx(tx.address, "MarginAccounts", "payFunding", 1)])
+        paid = client.block_number()
+        t = time.perf_counter()
+        after = read_snapshot_since(client, deployment, paid, full)
+        if after is None:  # the holders are most of the ledger (FULL_READ_SHARE): what a node reads instead
+            after = read_snapshot(client, deployment, paid)
+        funding_s = time.perf_counter() - t
+        figures |= {
+            "funding_read_s": funding_s,
+            "funding_read_calls": after.rpc_calls,
+            "funding_read_accounts": after.changed_accounts,  # None: read in full
+            "funding_read_equals_full": _comparable(after) == _comparable(read_snapshot(client, deployment, paid)),
+        }
+        how = "in full" if after.changed_accounts is None else f"{after.changed_accounts} holders re-read"
+        label = f"read_snapshot_since packed, over a funding payment: {how}"
+        rows.append((f"{label} ({after.rpc_calls} calls)", funding_s * 1000))
     figures["rows"] = rows
     return figures
 
@@ -188,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{label:72s} {ms:10.2f}")
     print(f"packed full read equals the ABI full read: {figures['packed_equals_abi']}")
     print(f"incremental reads equal the full read of their block: {figures['incremental_equals_full']}")
+    print(f"the read over a funding payment equals the full read of its block: {figures['funding_read_equals_full']}")
     if args.json:
         print(json.dumps(figures, indent=2))
     return 0

@@ -187,6 +187,7 @@ def run_devnet_bench(
     round_period: int = 5,
     seed: int = 1,
     timeout: float = 300.0,
+    full_snapshot_every: int = 32,
 ) -> dict[str, Any]:
     """Build an n-node devnet, run it until ``warmup + rounds`` rounds are attested, and return the figures.
 
@@ -196,9 +197,10 @@ def run_devnet_bench(
     from pmoracle.devnet.cluster import DevnetError, DevnetOptions, build_devnet
     from pmoracle.errors import PmoracleError
 
-    # the operator default of full snapshot reads (every 32 rounds), not the devnet's extra checking (every 4)
+    # by default the operators' background check of every 32nd incremental snapshot, not the devnet's every 4th
     options = DevnetOptions(nodes=n, accounts=accounts, duration=None, rounds=None, seed=seed, run_dir=run_dir,
-                            round_period=round_period, full_snapshot_every=32, quiet=True)  # fmt: skip
+                            round_period=round_period, full_snapshot_every=full_snapshot_every,
+                            quiet=True)  # fmt: skip
     build_started = time.monotonic()
     devnet = build_devnet(options, say=lambda _msg: None)
     build_s = time.monotonic() - build_started
@@ -265,6 +267,7 @@ def run_devnet_bench(
         "warmup": warmup,
         "build_s": build_s,
         "round_period": round_period,
+        "full_snapshot_every": full_snapshot_every,
         "blocks_per_s": blocks_per_s,
         "anchors_final": len(anchors_ready),
         "anchors_attested": len(timings),
@@ -322,6 +325,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=8, help="measured rounds per size (default 8)")
     parser.add_argument("--warmup", type=int, default=1, help="first rounds left out (default 1)")
     parser.add_argument("--round-period", type=int, default=5, help="blocks between anchor blocks (default 5)")
+    parser.add_argument("--full-snapshot-every", type=int, default=32,
+                        help="the nodes' chain.full_snapshot_every (default 32, the operators' default)")  # fmt: skip
     parser.add_argument("--run-dir", type=Path, default=None, help="where the devnets' logs go (default: a temp dir)")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
 
@@ -333,6 +338,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--accounts", f"must be >= 1, got {args.accounts}")
     if args.rounds < 1 or args.warmup < 0:
         raise InputError("--rounds", f"need --rounds >= 1 and --warmup >= 0, got {args.rounds}, {args.warmup}")
+    if args.full_snapshot_every < 1:
+        raise InputError("--full-snapshot-every", f"must be >= 1, got {args.full_snapshot_every}")
     from pmoracle.devnet.processes import StopRequested, supervise
 
     base = args.run_dir or Path(tempfile.mkdtemp(prefix="pmoracle-bench-devnet-"))
@@ -343,7 +350,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"bench devnet: n={n}, {args.accounts} accounts, {args.warmup}+{args.rounds} rounds ...",
                       file=sys.stderr)  # fmt: skip
                 results.append(run_devnet_bench(n, accounts=args.accounts, rounds=args.rounds, warmup=args.warmup,
-                                                run_dir=base / f"n{n}", round_period=args.round_period))  # fmt: skip
+                                                run_dir=base / f"n{n}", round_period=args.round_period,
+                                                full_snapshot_every=args.full_snapshot_every))  # fmt: skip
     except StopRequested as stop:
         print(f"bench devnet: {stop}; logs: {base}", file=sys.stderr)
         return 128 + stop.signum

@@ -80,9 +80,10 @@ class ChainSection:
     # Seconds between probes of every endpoint's head (with two or more URLs): a lagging or failing endpoint moves
     # behind the others, and one that recovered gets its configured place back.
     probe_interval: float
-    # Rounds between full snapshot reads. In between, a round reads the previous round's book plus the accounts
-    # changed since (MarginAccounts.accountsChangedSince); each full read is compared with the incremental one
-    # it replaces. 1 reads every account every round.
+    # Every round reads the previous round's book plus the accounts changed since (every account only when there
+    # is no book to extend); every full_snapshot_every-th incremental snapshot is checked by a full read of the
+    # same block in the background (node/snapshots.py), so no round waits on a full read it does not need.
+    # 1 reads every account every round and checks nothing: the fallback if a check ever fails.
     full_snapshot_every: int
     # JSON file with the deployed contract addresses (written by deploy); the addresses are not secret but
     # must match what the committee uses, or the node's reports are bound to the wrong domain.

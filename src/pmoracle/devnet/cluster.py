@@ -73,7 +73,7 @@ class DevnetOptions:
     finality_depth: int = 2
     block_interval: float = 1.0  # seconds between blocks when nothing else mines one
     stage_delay: float = 1.0
-    # rounds between full snapshot reads (each checked against the incremental book); operators default to 32
+    # incremental snapshots between background checks by a full read; operators default to 32
     full_snapshot_every: int = 4
     seed: int = 1
     run_dir: Path | None = None

@@ -12,6 +12,7 @@ Services (each started with ``nursery.start`` and reporting readiness):
 - protocol executor: signed-report gossip (dedupe, re-publication, catch-up), the collector's inputs and effects;
 - chain follower: new heads and reorgs from the block watcher -> executor (attested rounds, round triggers);
 - round worker: snapshot(B) -> risk engine -> leaves -> Merkle root -> report -> executor;
+- snapshot check: every ``chain.full_snapshot_every``-th incremental snapshot against a full read, beside the rounds;
 - probes: RPC endpoint order, transmitter balance, gossip peer and rejection metrics;
 - API: /metrics, /health, /v1/margin/{account}.
 """
@@ -59,6 +60,7 @@ from pmoracle.node.executor import ProtocolExecutor
 from pmoracle.node.metrics import NodeMetrics, create_node_metrics, endpoint_label, export_policy, export_stress
 from pmoracle.node.policy import PolicyTracker, policy_round_to_json
 from pmoracle.node.round import RoundOutput, compute_round
+from pmoracle.node.snapshots import RoundSnapshots
 from pmoracle.p2p.abc import Validator
 from pmoracle.p2p.codec import NetworkId
 from pmoracle.p2p.reports import ReportGossip
@@ -256,7 +258,10 @@ class SolverNode:
         self._rpc_errors_seen: Counter[tuple[str, str]] = Counter()
         self._round_send, self._round_recv = trio.open_memory_channel[int](1)
         self.deployment = setup.deployment
-        self.snapshots = SnapshotReader(self.client, setup.deployment, self.config.chain.full_snapshot_every)
+        self.snapshots = RoundSnapshots(
+            SnapshotReader(self.client, setup.deployment, self.config.chain.full_snapshot_every), self.metrics,
+            timeout=self.config.chain.rpc_timeout * 10,
+        )  # fmt: skip
         self.policy = (
             None if self.params.policy is None
             else PolicyTracker(self.client, setup.deployment, self.params, policy_db_path(self.config.node.data_dir))
@@ -270,15 +275,8 @@ class SolverNode:
         async for block in self._round_recv:
             started = trio.current_time()
             try:
-                read = await run_sync(self.snapshots.read, block, timeout=self.config.chain.rpc_timeout * 10)
-                snapshot = read.snapshot
+                snapshot = (await self.snapshots.read(block)).snapshot  # a due check runs beside (run_checks)
                 read_s = trio.current_time() - started
-                kind = "full" if snapshot.changed_accounts is None else "incremental"
-                self.metrics.snapshot_reads.labels(kind=kind).inc()
-                if read.mismatch:
-                    self.metrics.snapshot_mismatches.inc()
-                    log.error("round %d: the incremental snapshot differs from the full read (the full read is used)",
-                              block)  # fmt: skip
                 policy = None
                 if self.policy is not None:  # the adaptive policy's states at B, from the feeds' IndexSet logs
                     refused = self.policy.refused_checkpoints
@@ -299,7 +297,7 @@ class SolverNode:
             self.outputs[block] = output
             for old in sorted(self.outputs)[:-TREES_KEPT]:
                 del self.outputs[old]
-            how = kind if snapshot.changed_accounts is None else f"{snapshot.changed_accounts} accounts changed"
+            how = "full" if snapshot.changed_accounts is None else f"{snapshot.changed_accounts} accounts changed"
             log.info("round %d: computed %d accounts in %.3f s (snapshot %.3f s, %s)", block,
                      output.report.account_count, trio.current_time() - started, read_s, how)  # fmt: skip
             await self.executor.on_local_report(output.report)
@@ -461,6 +459,7 @@ class SolverNode:
                 for address in await self.ports.discover_peers():
                     if self.gossip.peer_id not in address:
                         self.gossip.add_peer(address)
+                await nursery.start(self.snapshots.run_checks)
                 await nursery.start(self.run_round_worker)
                 await nursery.start(
                     lambda task_status: run_block_watcher(

@@ -8,7 +8,7 @@ carry an API key in their path or query, and labels are public.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 ROUND_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
 # Risk compute of one round: milliseconds for hundreds of accounts, seconds for a large book.
 RISK_COMPUTE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Outcomes of the background check of an incremental snapshot: equal to the full read, different, or not checked
+# (the full read failed or timed out, or a reorg replaced the block)
+SNAPSHOT_CHECK_RESULTS = ("match", "mismatch", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +38,8 @@ class NodeMetrics:
     round_latency: Histogram  # seconds from this node seeing the anchor final to it seeing the round attested
     risk_compute_seconds: Histogram  # seconds of one round's risk computation
     snapshot_reads: Counter  # chain snapshots read, by kind (full | incremental)
-    snapshot_mismatches: Counter  # full reads that differed from the incremental read they were checked against
+    snapshot_mismatches: Counter  # checks that found an incremental snapshot wrong (= snapshot_checks{mismatch})
+    snapshot_checks: Counter  # background checks of an incremental snapshot by a full read, by result
     gossip_messages_in: Counter  # gossip messages received
     gossip_messages_out: Counter  # gossip messages published
     gossip_messages_rejected: Counter  # received messages dropped, by reason (label "reason")
@@ -92,7 +96,17 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
         ),
         snapshot_reads=Counter(p + "snapshot_reads", "Chain snapshots read, by kind", ["kind"], registry=registry),
         snapshot_mismatches=Counter(
-            p + "snapshot_mismatches", "Full snapshots that differed from the incremental read", registry=registry
+            p + "snapshot_mismatches", "Incremental snapshots that differed from a full read", registry=registry
+        ),
+        snapshot_checks=_with_labels(
+            Counter(
+                p + "snapshot_checks",
+                "Incremental snapshots checked against a full read of the same block, by result",
+                ["result"],
+                registry=registry,
+            ),
+            "result",
+            SNAPSHOT_CHECK_RESULTS,
         ),
         gossip_messages_in=Counter(p + "gossip_messages_in", "Gossip messages received", registry=registry),
         gossip_messages_out=Counter(p + "gossip_messages_out", "Gossip messages published", registry=registry),
@@ -158,6 +172,17 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
             p + "policy_checkpoints_refused", "Policy checkpoints refused and recomputed from chain", registry=registry
         ),
     )
+
+
+_M = TypeVar("_M", Counter, Gauge)
+
+
+def _with_labels(metric: _M, label: str, values: tuple[str, ...]) -> _M:
+    """Return ``metric`` with a series for each of ``values`` from the start (at 0): a rule on a series that
+    never appeared (``increase(...) == 0``) would never fire."""
+    for value in values:
+        metric.labels(**{label: value})
+    return metric
 
 
 def export_stress(metrics: NodeMetrics, block: int, result: StressResult) -> None:

@@ -18,3 +18,6 @@ def test_small_chain_bench_reports_full_and_incremental_reads_that_agree() -> No
     assert any("read_snapshot ABI pages, 40 accounts, page 7 (" in label for label, _ in figures["rows"])
     assert figures["incremental_read_calls"] == 4 + 3  # the head, the logs, the header, one read: no fallback
     assert figures["incremental_read_scan_calls"] == 4 + 1  # the head and one scan
+    # over a funding payment every holder of the perpetual is re-read: here every account, in one call
+    assert figures["funding_read_equals_full"] is True and figures["funding_read_accounts"] == 40
+    assert figures["funding_read_calls"] == 4 + 3 and figures["funding_read_s"] > 0

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import queue
 import random
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import trio
 from eth_abi import encode as abi_encode
 from web3 import Web3
 
@@ -18,6 +21,8 @@ from pmoracle.chain.deploy import Deployment, deploy
 from pmoracle.chain.errors import ChainError, ContractError, RpcResponseError, SnapshotError
 from pmoracle.chain.snapshot import (
     ChainSnapshot,
+    SnapshotCheck,
+    SnapshotRead,
     SnapshotReader,
     decode_packed_accounts,
     read_snapshot,
@@ -25,6 +30,8 @@ from pmoracle.chain.snapshot import (
 )
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.devnet.devchain import Devchain
+from pmoracle.node.metrics import create_node_metrics
+from pmoracle.node.snapshots import RoundSnapshots
 from pmoracle.risk.inputs import (
     WAD,
     CollateralAsset,
@@ -397,34 +404,169 @@ def test_incremental_read_refuses_a_base_it_cannot_extend(protocol: Protocol, an
     assert read_snapshot_since(client, deployment, client.block_number(), base) is None
 
 
-def test_reader_reads_in_full_every_n_and_catches_a_wrong_incremental_book(protocol: Protocol) -> None:
+def test_reader_reads_incrementally_and_marks_every_nth_snapshot_for_a_check(protocol: Protocol) -> None:
     client, deployment = protocol.client, protocol.deployment
     u1, u2 = (Transmitter(client, DEV_KEYS[k]).address for k in (1, 2))
     reader = SnapshotReader(client, deployment, full_every=3)
-    kinds = []
+    kinds, due = [], []
     for _ in range(7):
         trade(protocol, u1, u2, 1, 2)
         read = reader.read(client.block_number())
-        assert not read.mismatch
         assert read.snapshot == _full_equivalent(
             read.snapshot, read_snapshot(client, deployment, read.snapshot.block_number)
         )
         kinds.append("full" if read.snapshot.changed_accounts is None else "inc")
-    assert kinds == ["full", "inc", "inc", "full", "inc", "inc", "full"]
-    # a book that went wrong (as a bug in the incremental path would make it) is carried by incremental reads
-    # until the next full read, which reports the difference and replaces it
-    assert reader.base is not None
-    reader.base = dataclasses.replace(reader.base, portfolios=reader.base.portfolios[1:])
-    for _ in range(2):  # the two incremental reads before the next full one carry the wrong book
-        client.request("evm_mine")
-        wrong = reader.read(client.block_number())
-        full = read_snapshot(client, deployment, wrong.snapshot.block_number)
-        assert not wrong.mismatch and wrong.snapshot.changed_accounts is not None
-        assert wrong.snapshot.portfolios != full.portfolios
+        due.append(read.verify)
+        if read.verify:  # the check reads the block in full: equal, nothing invalidated
+            sent = sum(client.request_counts().values())
+            check = reader.verify(read)
+            assert check == SnapshotCheck(read.snapshot.block_number, True, 0, False)
+            assert (
+                sum(client.request_counts().values()) - sent
+                == 1 + read_snapshot(client, deployment, read.snapshot.block_number).rpc_calls
+            )  # one full read (its calls and the header)
+            assert reader.base is read.snapshot
+    # only the first read is full: the round never waits on a full read it does not need
+    assert kinds == ["full"] + ["inc"] * 6
+    assert due == [False, False, False, True, False, False, True]
+
+
+def test_a_wrong_book_fails_its_check_and_the_next_read_is_full(protocol: Protocol) -> None:
+    client, deployment = protocol.client, protocol.deployment
+    reader = SnapshotReader(client, deployment, full_every=2)
     client.request("evm_mine")
-    caught = reader.read(client.block_number())
-    assert caught.mismatch and caught.snapshot.changed_accounts is None
-    assert caught.snapshot == read_snapshot(client, deployment, caught.snapshot.block_number)
+    first = reader.read(client.block_number())
+    assert first.snapshot.changed_accounts is None and not first.verify
+    # a book that went wrong (as a bug in the incremental path would make it) is carried by the incremental reads
+    reader.base = dataclasses.replace(first.snapshot, portfolios=first.snapshot.portfolios[1:])
+    reads = []
+    for _ in range(2):
+        client.request("evm_mine")
+        reads.append(reader.read(client.block_number()))
+    assert [r.verify for r in reads] == [False, True]
+    wrong = reads[-1]
+    assert wrong.snapshot.changed_accounts == 0
+    assert wrong.snapshot.portfolios != read_snapshot(client, deployment, wrong.snapshot.block_number).portfolios
+    check = reader.verify(wrong)
+    assert check == SnapshotCheck(wrong.snapshot.block_number, False, 1, False)
+    assert reader.base is None  # the book is condemned: the next read is full, and right
+    client.request("evm_mine")
+    after = reader.read(client.block_number())
+    assert after.snapshot.changed_accounts is None and not after.verify
+    assert after.snapshot == read_snapshot(client, deployment, after.snapshot.block_number)
+    # a late check of the condemned book (a request still queued) leaves the new book alone
+    assert not reader.verify(reads[0]).matched
+    assert reader.base is after.snapshot
+
+
+def test_a_check_of_a_block_a_reorg_replaced_is_an_error_not_a_mismatch(protocol: Protocol, anvil: Devchain) -> None:
+    client, deployment = protocol.client, protocol.deployment
+    u1, u2 = (Transmitter(client, DEV_KEYS[k]).address for k in (1, 2))
+    reader = SnapshotReader(client, deployment, full_every=2)
+    client.request("evm_mine")
+    reader.read(client.block_number())
+    client.request("evm_mine")
+    reader.read(client.block_number())
+    trade(protocol, u1, u2, 1, 3)
+    due = reader.read(client.block_number())
+    assert due.verify
+    anvil.rpc("anvil_reorg", 2, [])  # drops the mark and the match (the admin's next nonce is lower again)
+    protocol.admin = protocol.desk.matcher = Transmitter(client, DEV_KEYS[0])
+    with pytest.raises(SnapshotError, match="replaced by a reorg"):
+        reader.verify(due)
+    assert reader.base is due.snapshot  # nothing condemned: the next read finds its base gone by itself
+    client.request("evm_mine")
+    assert reader.read(client.block_number()).snapshot.changed_accounts is None
+
+
+class GatedChecks:
+    """A snapshot source whose checks wait for a permit: the check service is busy while the test lets rounds run."""
+
+    def __init__(self, reader: SnapshotReader) -> None:
+        self.reader = reader
+        self.entered: queue.Queue[int] = queue.Queue()  # the block of each check that started
+        self.permits = threading.Semaphore(0)
+        self.closed = False  # a check let through after the test: it reads nothing (its thread outlives the test)
+
+    def read(self, block_number: int) -> SnapshotRead:
+        return self.reader.read(block_number)
+
+    def verify(self, read: SnapshotRead) -> SnapshotCheck:
+        self.entered.put(read.snapshot.block_number)
+        self.permits.acquire()
+        if self.closed:
+            raise ChainError("the test is over")
+        return self.reader.verify(read)
+
+    async def next_entered(self) -> int:
+        with trio.fail_after(60):
+            return await trio.to_thread.run_sync(self.entered.get, abandon_on_cancel=True)  # type: ignore[call-arg]
+
+
+def test_rounds_go_on_while_a_check_runs_and_a_failed_check_makes_the_next_round_full(protocol: Protocol) -> None:
+    client, deployment = protocol.client, protocol.deployment
+    reader = SnapshotReader(client, deployment, full_every=2)
+    gate = GatedChecks(reader)
+    metrics = create_node_metrics()
+    snapshots = RoundSnapshots(gate, metrics, timeout=60.0)
+
+    def counts() -> dict[str, float | None]:
+        get = metrics.registry.get_sample_value
+        return {r: get("pmoracle_snapshot_checks_total", {"result": r}) for r in ("match", "mismatch", "error")}
+
+    async def next_round() -> SnapshotRead:
+        client.request("evm_mine")
+        return await snapshots.read(client.block_number())
+
+    async def rounds() -> None:
+        # a round that waited on a check would wait for a permit never given: fail, do not hang
+        with trio.fail_after(120):
+            await run_rounds()
+
+    async def run_rounds() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(snapshots.run_checks)
+            first = await next_round()
+            assert first.snapshot.changed_accounts is None
+            assert counts() == {"match": 0, "mismatch": 0, "error": 0}  # exported from the start
+            reader.base = dataclasses.replace(first.snapshot, portfolios=first.snapshot.portfolios[1:])
+            checked = [await next_round() for _ in range(2)][-1]
+            assert checked.verify
+            assert await gate.next_entered() == checked.snapshot.block_number  # the check runs, and waits
+            # four rounds complete while the check cannot: two more checks fall due, the newer replaces the older
+            later = [await next_round() for _ in range(4)]
+            assert [r.verify for r in later] == [False, True, False, True]
+            assert all(r.snapshot.changed_accounts == 0 for r in later)  # the wrong book carried on meanwhile
+            gate.permits.release()
+            # the next check to start is the newest: its start means the first one's result is counted
+            assert await gate.next_entered() == later[-1].snapshot.block_number
+            assert counts() == {"match": 0, "mismatch": 1, "error": 0}
+            assert metrics.registry.get_sample_value("pmoracle_snapshot_mismatches_total") == 1
+            full = await next_round()  # the failed check condemned the book
+            assert full.snapshot.changed_accounts is None
+            assert full.snapshot == read_snapshot(client, deployment, full.snapshot.block_number)
+            gate.permits.release()  # the queued check of the old book fails too, and condemns nothing
+            assert (await next_round()).snapshot.changed_accounts == 0
+            good = await next_round()
+            assert good.verify and good.snapshot.changed_accounts == 0
+            assert await gate.next_entered() == good.snapshot.block_number
+            assert counts() == {"match": 0, "mismatch": 2, "error": 0}
+            gate.permits.release()
+            snapshots.request_check(good)  # once more, to know the previous check was counted
+            assert await gate.next_entered() == good.snapshot.block_number
+            assert counts() == {"match": 1, "mismatch": 2, "error": 0}
+            reads = {
+                k: metrics.registry.get_sample_value("pmoracle_snapshot_reads_total", {"kind": k})
+                for k in ("full", "incremental")
+            }
+            assert reads == {"full": 2, "incremental": 8}
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(rounds)
+    finally:
+        gate.closed = True
+        gate.permits.release()
 
 
 def test_reader_with_full_every_one_reads_everything_every_time(protocol: Protocol) -> None:
@@ -435,21 +577,41 @@ def test_reader_with_full_every_one_reads_everything_every_time(protocol: Protoc
         block = client.block_number()
         sent = sum(client.request_counts().values())
         read = reader.read(block)
-        assert read.snapshot.changed_accounts is None and not read.mismatch
+        assert read.snapshot.changed_accounts is None and not read.verify
         assert sum(client.request_counts().values()) - sent == 1 + read.snapshot.rpc_calls  # no second, check read
 
 
-def test_a_funding_payment_is_owed_by_the_holders_and_forces_a_full_read(protocol: Protocol, anvil: Devchain) -> None:
+def test_a_funding_payment_is_owed_by_the_holders_who_are_read_again(
+    protocol: Protocol, anvil: Devchain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client, deployment = protocol.client, protocol.deployment
     ledger = protocol.accounts.functions
     protocol.admin.transact_call(ledger.setFundingRate(1, 3 * WAD // 1_000))  # 0.3% of the index a day
     anvil.rpc("evm_increaseTime", 3_600)
     client.request("evm_mine")
     base = read_snapshot(client, deployment, client.block_number())
+    perpetual = base.instrument(1)
+    held = {p.account for p in base.portfolios if any(pos.instrument == perpetual for pos in p.positions)}
+    u3, u4 = (Transmitter(client, DEV_KEYS[k]).address for k in (3, 4))
+    trade(protocol, u3, u4, 1, 2)  # after the base: their logs name them
     protocol.admin.transact_call(ledger.payFunding(1))
     head = client.block_number()
-    assert read_snapshot_since(client, deployment, head, base) is None  # nobody changed, yet the holders owe more
     snap = read_snapshot(client, deployment, head)
+    # no log names the holders, yet they owe more: the base's holders are read again with the traders, nobody else
+    incremental = read_snapshot_since(client, deployment, head, base)
+    traders = {bytes.fromhex(u[2:]) for u in (u3, u4)}
+    assert len(held) >= 2 and incremental is not None and incremental.changed_accounts == len(held | traders)
+    assert incremental == _full_equivalent(incremental, snap)
+    # without the logs (a scan finds only the accounts that changed) or the packed reads, the base cannot be extended
+    assert read_snapshot_since(client, deployment, head, base, from_logs=False) is None
+    assert read_snapshot_since(client, deployment, head, base, packed=False) is None
+    # holders that are most of a ledger larger than one call's worth: a full read costs less than naming them
+    monkeypatch.setattr(snapshot, "DEFAULT_PACKED_NAMED", 1)
+    share = len(held | traders) / client.call(ledger.accountCount(), head)
+    monkeypatch.setattr(snapshot, "FULL_READ_SHARE", share * 1.01)
+    assert read_snapshot_since(client, deployment, head, base) is not None  # under the share: still by name
+    monkeypatch.setattr(snapshot, "FULL_READ_SHARE", share * 0.99)
+    assert read_snapshot_since(client, deployment, head, base) is None
     (_, cumulative), *_ = snap.funding
     assert cumulative > dict(base.funding)[1]
     assert snap == dataclasses.replace(read_snapshot(client, deployment, head, packed=False), rpc_calls=5)

@@ -58,6 +58,13 @@ def test_sizes_and_bench_suites() -> None:
     parser = build_parser()
     args = parser.parse_args(["bench", "devnet", "--nodes", "7", "--accounts", "1000", "--rounds", "8"])
     assert (args.suite, args.nodes, args.accounts, args.rounds) == ("devnet", "7", 1000, 8)
+    assert args.full_snapshot_every == 32  # the operators' default
+    assert parser.parse_args(["bench", "devnet", "--full-snapshot-every", "2"]).full_snapshot_every == 2
+    from pmoracle.bench.devnet import run
+
+    with pytest.raises(InputError) as refused:  # before anything starts
+        run(parser.parse_args(["bench", "devnet", "--full-snapshot-every", "0"]))
+    assert refused.value.field == "--full-snapshot-every"
     assert parser.parse_args(["bench", "gossip", "--ns", "4", "7"]).ns == [4, 7]
     assert parser.parse_args(["bench", "risk", "--quick"]).quick
     assert parser.parse_args(["bench", "gas"]).write is None

@@ -51,6 +51,7 @@ PAGED_ON = (
     "pmoracle_last_attested_round",  # the network stopped attesting
     "pmoracle_rounds_signed_total",  # this node stopped signing
     "pmoracle_snapshot_mismatches_total",  # the incremental book went wrong
+    "pmoracle_snapshot_checks_total",  # the incremental book went unchecked
     "pmoracle_transmitter_balance_wei",  # no gas for attestations or evidence
     "pmoracle_peers",  # cut off from the committee
 )

@@ -28,6 +28,9 @@ EXPECTED = {
     "pmoracle_stress_cascade_depth": "gauge",
     "pmoracle_stress_shortfall_usd": "gauge",
     "pmoracle_stress_cover2_usd": "gauge",
+    "pmoracle_snapshot_reads": "counter",
+    "pmoracle_snapshot_mismatches": "counter",
+    "pmoracle_snapshot_checks": "counter",
 }
 
 
@@ -87,3 +90,13 @@ def test_the_standard_stress_is_exported() -> None:
     s = samples(metrics.exposition())
     assert s[("pmoracle_stress_round", ())] == 120 and s[("pmoracle_stress_cascade_depth", ())] == 2
     assert s[("pmoracle_stress_shortfall_usd", ())] == 14.0 and s[("pmoracle_stress_cover2_usd", ())] == 14.0
+
+
+def test_every_snapshot_check_result_is_exported_from_the_start() -> None:
+    # an alert on "no check matched for hours" needs the series before the first check
+    metrics = create_node_metrics()
+    s = samples(metrics.exposition())
+    for result in ("match", "mismatch", "error"):
+        assert s[("pmoracle_snapshot_checks_total", (("result", result),))] == 0
+    metrics.snapshot_checks.labels(result="match").inc()
+    assert samples(metrics.exposition())[("pmoracle_snapshot_checks_total", (("result", "match"),))] == 1
