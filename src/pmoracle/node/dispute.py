@@ -26,11 +26,13 @@ from pmoracle.chain.transmitter import Receipt, Transmitter
 from pmoracle.consensus.commitments import (
     COLLATERAL_FLAG,
     FraudProof,
+    PricingChallenge,
     collateral_key,
     collateral_size,
     compute_fraud_proof,
     encode_risk_row,
     instrument_key,
+    market_abi_value,
 )
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.evidence import (
@@ -625,6 +627,33 @@ def prove_fraud_call(deployment: Deployment, report: Report, proof: FraudProof) 
         [encode_risk_row(row, row_proof) for row, row_proof in proof.rows],
         proof.scenario,
     )
+
+
+def challenge_pricing_call(deployment: Deployment, report: Report, challenge: PricingChallenge) -> Any:
+    """Return the bound ``MarginOracle.challengePricing`` call of ``challenge`` against ``report``."""
+    oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
+    return oracle.functions.challengePricing(
+        report.as_tuple(),
+        market_abi_value(challenge.market),
+        challenge.policy_hash,
+        encode_risk_row(challenge.row, challenge.row_proof),
+        encode_risk_row(challenge.scenario_row, challenge.scenario_proof),
+        challenge.scenario,
+    )
+
+
+def submit_pricing_challenge(
+    transmitter: Transmitter, deployment: Deployment, report: Report, challenge: PricingChallenge
+) -> list[SlashOutcome]:
+    """Post ``challenge`` to ``MarginOracle.challengePricing``: the round is invalidated; return each signer's slash.
+
+    Errors:
+        ContractError with the contract's reason when it refuses (EntryWithinTolerance, MarketMismatch,
+        InvalidRowProof, InvalidScenarioRow, NotAnOption, ScenarioOutOfRange, ReportMismatch, RoundProvenFraudulent,
+        ...); ChainError on RPC or transaction failures.
+    """
+    receipt = transmitter.transact_call(challenge_pricing_call(deployment, report, challenge))
+    return decode_slashed_events(receipt, deployment.contracts["SolverRegistry"])
 
 
 def submit_fraud_proof(
