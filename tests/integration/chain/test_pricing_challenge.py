@@ -11,14 +11,18 @@ snapshot at B exactly as a node does (``compute_round``).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from eth_utils import to_checksum_address
 
 from pmoracle.chain.snapshot import ChainSnapshot, read_snapshot
 from pmoracle.chain.transmitter import Transmitter
+from pmoracle.cli import main
+from pmoracle.config.params import default_params_text
 from pmoracle.consensus.commitments import (
     COVER_KEY,
     NO_POLICY,
@@ -36,7 +40,15 @@ from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.consensus.report import Report
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.node.daemon import OFFLINE_W3
-from pmoracle.node.dispute import challenge_pricing_call, prove_fraud_call, read_holdings, submit_pricing_challenge
+from pmoracle.node.dispute import (
+    challenge_pricing_call,
+    leaf_to_json,
+    prove_fraud_call,
+    read_holdings,
+    row_to_json,
+    submit_pricing_challenge,
+)
+from pmoracle.node.keys import KeyKind, write_key_file
 from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput, compute_round
 from pmoracle.risk.inputs import Instrument
 from tests.integration.chain.fraud_support import (
@@ -278,3 +290,60 @@ def test_an_entry_a_few_quanta_off_is_provable(anvil: Devchain) -> None:
 
     lie = lie_about(seeded, rnd, off, key)
     slash_and_check(seeded, lie, challenge_of(rnd, lie.risk_tree, key, scenario))
+
+
+def test_dispute_prove_finds_the_wrong_entry_and_slashes_the_quorum(
+    anvil: Devchain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeded = deploy_seeded(anvil, seed=23)  # its own committee: a slash leaves the colluders below the minimum stake
+    rnd = recompute(anvil, seeded)
+    options = options_of(rnd)
+    key, size = max(
+        ((k, s) for h in rnd.holdings.values() for k, s in h.items() if k in options), key=lambda t: abs(t[1])
+    )
+    step = 5_000 if size > 0 else -5_000
+    lie = lie_about(seeded, rnd, lambda row: dataclasses.replace(row, values=tuple(v + step for v in row.values)), key)
+    deployment_file = tmp_path / "deployment.json"
+    seeded.deployment.save(deployment_file)
+    params_file = tmp_path / "risk-params.toml"
+    params_file.write_text(default_params_text())
+    leaves_file = tmp_path / "attested-leaves.json"
+    leaves_file.write_text(json.dumps([leaf_to_json(leaf) for leaf in lie.tree.leaves]))
+    rows_file = tmp_path / "attested-rows.json"
+    rows_file.write_text(json.dumps({"rows": [row_to_json(row) for row in lie.risk_tree.rows]}))
+    key_file = tmp_path / "reporter.json"
+    write_key_file(KeyKind.TRANSMITTER, key_file, b"pw", secret=REPORTER, kdf_iterations=1024)
+    password_file = tmp_path / "password.txt"
+    password_file.write_text("pw\n")
+    base = ["dispute", "prove", "--rpc", anvil.url, "--deployment", str(deployment_file), "--params", str(params_file),
+            "--latest", "--leaves", str(leaves_file), "--json"]  # fmt: skip
+    # without the attested rows, nothing can be proven (the leaves are consistent with rows the tool does not have)
+    assert main(base) == 1
+    outcome = json.loads(capsys.readouterr().out)
+    assert outcome["riskArraysMatch"] is False and "--rows" in outcome["error"]
+    # rows that are not the attested tree are bad input, named
+    bad_rows = tmp_path / "other-rows.json"
+    bad_rows.write_text(json.dumps([row_to_json(row) for row in rnd.truth.risk_tree.rows]))
+    assert main([*base, "--rows", str(bad_rows)]) == 2
+    assert "rows:" in capsys.readouterr().err
+    malformed = tmp_path / "malformed-rows.json"
+    malformed.write_text(json.dumps([{"key": "0x1", "base": 0, "addon": 0, "values": ["x"]}]))
+    assert main([*base, "--rows", str(malformed)]) == 2
+    assert "rows[0].values[0]" in capsys.readouterr().err
+    # found without a key: the largest gap, 5,000 quanta, of the shifted option
+    assert main([*base, "--rows", str(rows_file)]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["proven"] is False and found["challenge"]["instrumentId"] == key
+    assert found["challenge"]["attestedEntry"] - found["challenge"]["recomputedEntry"] == step
+    before = [stake_of(seeded, i) for i in range(4)]
+    args = [*base, "--rows", str(rows_file), "--key-file", str(key_file), "--password-file", str(password_file)]
+    assert main(args) == 0
+    outcome = json.loads(capsys.readouterr().out)
+    assert outcome["proven"] is True and outcome["round"] == lie.report.block_number
+    assert {s["signer"] for s in outcome["slashed"]} == {
+        to_checksum_address(seeded.committee.members[i]) for i in COLLUDERS
+    }
+    after = [stake_of(seeded, i) for i in range(4)]
+    assert after[HONEST] == before[HONEST] and all(after[i] < before[i] for i in COLLUDERS)
+    assert main(args) == 1  # the round is invalidated: refused
+    assert json.loads(capsys.readouterr().out)["error"] == "RoundProvenFraudulent"
