@@ -408,10 +408,6 @@ def _run_prove(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"round {block}: {account} attested MM {proof.leaf.maintenance_margin}, the rule requires at least "
               f"{proof.required} in scenario {proof.scenario} ({len(proof.rows)} rows)")  # fmt: skip
-    if key is None:
-        if args.json:
-            print(json.dumps(summary, indent=1))
-        return EXIT_OK
     return _submit(args, summary, lambda tx: dispute.submit_fraud_proof(tx, deployment, found.report, proof), client,
                    key)  # fmt: skip
 
@@ -429,22 +425,23 @@ def _run_pricing_challenge(
     if not args.json:
         print(f"round {found.attested.block_number}: instrument {challenge.row.key} entry {challenge.scenario} is "
               f"{attested_entry} attested, {found.recomputed_entry} recomputed (1e-4 USD per unit)")  # fmt: skip
-    if key is None:
-        if args.json:
-            print(json.dumps(summary, indent=1))
-        return EXIT_OK
     return _submit(args, summary,
                    lambda tx: dispute.submit_pricing_challenge(tx, deployment, found.report, challenge), client,
                    key)  # fmt: skip
 
 
 def _submit(args: argparse.Namespace, summary: dict[str, Any], send: Any, client: Any, key: Any) -> int:
-    """Send a proof with ``send(transmitter)``; print the slashes or the contract's refusal."""
+    """Send a proof with ``send(transmitter)`` and print the slashes or the contract's refusal; without a key, only
+    print the summary (exit 0: something was found)."""
     from eth_utils import to_checksum_address
 
     from pmoracle.chain.errors import ContractError
     from pmoracle.chain.transmitter import Transmitter
 
+    if key is None:
+        if args.json:
+            print(json.dumps(summary, indent=1))
+        return EXIT_OK
     try:
         outcomes = send(Transmitter(client, key.secret))
     except ContractError as exc:

@@ -165,13 +165,16 @@ def leaf_to_json(leaf: AccountLeaf) -> dict[str, Any]:
 def _int_field(obj: Mapping[str, Any], field: str, where: str) -> int:
     if field not in obj:
         raise InputError(f"{where}.{field}", "missing")
-    value = obj[field]
+    return _int_value(obj[field], f"{where}.{field}")
+
+
+def _int_value(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise InputError(f"{where}.{field}", f"expected an integer or a decimal string, got {value!r}")
+        raise InputError(name, f"expected an integer or a decimal string, got {value!r}")
     try:
         return int(value)
     except ValueError:
-        raise InputError(f"{where}.{field}", f"not an integer: {value!r}") from None
+        raise InputError(name, f"not an integer: {value!r}") from None
 
 
 def _bytes_field(value: Any, field: str, size: int) -> bytes:
@@ -210,19 +213,24 @@ def parse_claimed_leaf(obj: Any, where: str) -> ClaimedLeaf:
     return ClaimedLeaf(leaf, tuple(_bytes_field(p, f"{where}.proof[{i}]", 32) for i, p in enumerate(proof)))
 
 
+def _document_list(obj: Any, name: str) -> list[Any]:
+    """Return the list a file holds: the document itself, or its ``name`` member (``{"leaves": [...]}``)."""
+    if isinstance(obj, dict):
+        if name not in obj:
+            raise InputError(name, f"missing: expected a list of {name} or an object with a '{name}' list")
+        obj = obj[name]
+    if not isinstance(obj, list):
+        raise InputError(name, f"expected a list, got {type(obj).__name__}")
+    return obj
+
+
 def parse_leaves_document(obj: Any) -> list[ClaimedLeaf]:
     """Return the claimed leaves of a leaves file: a list of leaf objects, or ``{"leaves": [...]}``.
 
     Errors:
         InputError naming the malformed field.
     """
-    if isinstance(obj, dict):
-        if "leaves" not in obj:
-            raise InputError("leaves", "missing: expected a list of leaves or an object with a 'leaves' list")
-        obj = obj["leaves"]
-    if not isinstance(obj, list):
-        raise InputError("leaves", f"expected a list, got {type(obj).__name__}")
-    claimed = [parse_claimed_leaf(item, f"leaves[{i}]") for i, item in enumerate(obj)]
+    claimed = [parse_claimed_leaf(item, f"leaves[{i}]") for i, item in enumerate(_document_list(obj, "leaves"))]
     seen: set[bytes] = set()
     for i, item in enumerate(claimed):
         if item.leaf.account in seen:
@@ -251,14 +259,8 @@ def parse_rows_document(obj: Any) -> list[RiskRow]:
     Errors:
         InputError naming the malformed field (``rows[i].key``, ``rows[i].values[s]``, ...).
     """
-    if isinstance(obj, dict):
-        if "rows" not in obj:
-            raise InputError("rows", "missing: expected a list of rows or an object with a 'rows' list")
-        obj = obj["rows"]
-    if not isinstance(obj, list):
-        raise InputError("rows", f"expected a list, got {type(obj).__name__}")
     rows = []
-    for i, item in enumerate(obj):
+    for i, item in enumerate(_document_list(obj, "rows")):
         where = f"rows[{i}]"
         if not isinstance(item, dict):
             raise InputError(where, f"expected an object, got {type(item).__name__}")
@@ -272,9 +274,10 @@ def parse_rows_document(obj: Any) -> list[RiskRow]:
         values = item.get("values")
         if not isinstance(values, list):
             raise InputError(f"{where}.values", f"expected a list of integers, got {values!r}")
-        ints = tuple(_int_field({"v": v}, "v", f"{where}.values[{s}]") for s, v in enumerate(values))
+        ints = tuple(_int_value(v, f"{where}.values[{s}]") for s, v in enumerate(values))
+        base, addon = _int_field(item, "base", where), _int_field(item, "addon", where)
         try:
-            rows.append(RiskRow(key_value, _int_field(item, "base", where), _int_field(item, "addon", where), ints))
+            rows.append(RiskRow(key_value, base, addon, ints))
         except InputError as exc:
             raise InputError(f"{where}.{exc.field}", exc.message) from None
     return rows
