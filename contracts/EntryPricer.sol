@@ -42,6 +42,17 @@ contract EntryPricer {
         uint256 scenarios; // S, the number of columns of the instrument's row
     }
 
+    /// @notice What one entry of a perpetual (kind 0), a future (1) or an expired option (2 call, 3 put) is
+    ///         recomputed from, besides the underlying and the scenario row's values.
+    struct LevelEntry {
+        uint8 kind;
+        uint256 strike; // USD 1e8 (options)
+        uint64 expiry; // unix seconds (0 for a perpetual)
+        uint64 time; // the market snapshot's time
+        uint256 scenario; // the column s
+        uint256 scenarios; // S, the number of columns of the instrument's row
+    }
+
     /// @dev The scenario's inputs as WADs.
     struct Scenario {
         int256 horizon;
@@ -98,6 +109,39 @@ contract EntryPricer {
         );
     }
 
+    /// @notice Return the recomputed P&L (WAD USD per unit) and tolerance of an entry the engine computes without a
+    ///         pricer (`risk/kernel.py`): a perpetual's index L, a live future's forward L (quoted, or
+    ///         index x exp(rate T)), or an expired future's index L move to L x mult_s (P&L L x mult_s - L); an
+    ///         expired option is worth its intrinsic value on the index (P&L intrinsic(index x mult_s) - intrinsic(index));
+    ///         an expired instrument whose settlement price is fixed is a constant (P&L 0). `malformed` as in
+    ///         `optionPnl` (a width other than 8 (2 S + 6) bytes, a NaN, an infinite or non-positive multiplier).
+    /// @param und The instrument's underlying in the committed market snapshot.
+    /// @param entry The instrument and the scenario.
+    /// @param values The scenario row's values.
+    function levelPnl(UnderlyingQuote calldata und, LevelEntry calldata entry, bytes calldata values)
+        external
+        pure
+        returns (bool malformed, int256 pnl, uint256 tolerance)
+    {
+        if (values.length != 8 * (2 * entry.scenarios + VOL_PARAMS)) return (true, 0, 0);
+        (bool ok, int256 mult) = wadOfDouble(_word(values, entry.scenario));
+        if (!ok || mult <= 0) return (true, 0, 0);
+        bool expired = entry.kind != 0 && entry.expiry <= entry.time;
+        if (expired && _isSettled(und, entry.expiry)) return (false, 0, Black76.pnlTolerance(0, 0));
+        uint256 level = und.index * PRICE_TO_WAD;
+        if (entry.kind == 1 && !expired) {
+            level = _forward(und, entry.expiry, Black76.yearFraction(entry.expiry - entry.time));
+        }
+        uint256 levelS = level * uint256(mult) / 1e18;
+        if (entry.kind < 2) {
+            return (false, int256(levelS) - int256(level), Black76.pnlTolerance(level, levelS));
+        }
+        uint256 strike = entry.strike * PRICE_TO_WAD;
+        bool isCall = entry.kind == 2;
+        pnl = int256(_intrinsic(isCall, levelS, strike)) - int256(_intrinsic(isCall, level, strike));
+        tolerance = Black76.pnlTolerance(level + strike, levelS + strike);
+    }
+
     /// @notice Return the WAD value of a binary64 number given by its bits (truncated toward zero), and false for a
     ///         NaN or an infinity.
     function wadOfDouble(int64 bits) public pure returns (bool ok, int256 wad) {
@@ -135,7 +179,7 @@ contract EntryPricer {
         (ok, sc.horizon) = wadOfDouble(horizonBits);
         all = all && ok;
         (ok, sc.mult) = wadOfDouble(_word(values, entry.scenario));
-        all = all && ok;
+        all = all && ok && sc.mult > 0;
         (ok, sc.shock) = wadOfDouble(_word(values, n + entry.scenario));
         all = all && ok;
         int256[VOL_PARAMS] memory p;
@@ -203,6 +247,19 @@ contract EntryPricer {
         }
         uint256 growth = uint256(FixedPointMathLib.expWad(und.rate * int256(tau) / WAD));
         return und.index * PRICE_TO_WAD * growth / 1e18;
+    }
+
+    /// @dev Whether the expiry's settlement price is fixed in the market snapshot.
+    function _isSettled(UnderlyingQuote calldata und, uint64 expiry) internal pure returns (bool) {
+        for (uint256 j = 0; j < und.settlements.length; ++j) {
+            if (und.settlements[j].expiry == expiry) return true;
+        }
+        return false;
+    }
+
+    function _intrinsic(bool isCall, uint256 level, uint256 strike) internal pure returns (uint256) {
+        if (isCall) return level > strike ? level - strike : 0;
+        return strike > level ? strike - level : 0;
     }
 
     function _smile(UnderlyingQuote calldata und, uint64 expiry) internal pure returns (Black76.Smile memory) {

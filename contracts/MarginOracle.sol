@@ -241,8 +241,8 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     error IncompleteHoldings(address account, uint256 rows, uint256 held);
     /// @notice The market snapshot and policy hash passed hash to another value than the report's marketHash.
     error MarketMismatch(uint64 blockNumber, bytes32 given, bytes32 committed);
-    /// @notice The row's key is not a ledger instrument id of an option (`kind` 255: not an instrument key).
-    error NotAnOption(uint256 key, uint8 kind);
+    /// @notice The row's key is not a ledger instrument id (a collateral, cover or scenario key).
+    error NotAnInstrument(uint256 key);
     /// @notice The option's underlying is not in the committed market snapshot.
     error UnknownUnderlying(bytes32 underlying);
     /// @notice The scenario row is not the one of the option's underlying (its key must be `expected`).
@@ -499,14 +499,15 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         IFraudSlasher(registry).slashFraud(signers, configDigestOf[version], blockNumber, msg.sender);
     }
 
-    /// @notice Prove that one committed option entry R[i, s] of the round of `report.blockNumber` is wrong: its P&L
-    ///         R x QUANTUM differs from the Black-76 recomputation V_s - V_0 (EntryPricer) by more than
+    /// @notice Prove that one committed instrument entry R[i, s] of the round of `report.blockNumber` is wrong: its
+    ///         P&L R x QUANTUM differs from the recomputation V_s - V_0 (EntryPricer: Black-76 for an option) by more than
     ///         `Black76.pnlTolerance`. The recomputation reads the option's terms from the ledger, the market snapshot
     ///         the report's marketHash commits to, and the underlying's committed scenario row. On success the round
     ///         is invalidated and every signer slashed, exactly as by `proveFraud` (the prover is the reporter).
     /// @dev Check order: round found and not invalidated, report digest, market hash, instrument row proof, scenario
-    ///      row proof, ledger set, the key is a live option's, its underlying is in the market, the scenario row is
-    ///      that underlying's, the scenario is a column, then the gap. A committed row that cannot be the engine's
+    ///      row proof, ledger set, the key is a ledger instrument's, its underlying is in the market, the scenario row
+    ///      is that underlying's, the scenario is a column, then the gap. A live option is recomputed with Black-76;
+    ///      a perpetual, a future or an expired option from its level (index or forward) times the multiplier. A committed row that cannot be the engine's
     ///      (instrument row width not a multiple of 8, scenario row of another width than 2 S + 6 words, a NaN or
     ///      infinite float, a negative power) is itself proof of fraud.
     /// @param report The attested report (its digest must be the stored one).
@@ -541,37 +542,42 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         _invalidate(r, digest, address(0));
     }
 
-    /// @dev Checks 6-10 of `challengePricing`: recompute the option entry (or report the rows malformed).
+    /// @dev Checks 5-8 of `challengePricing`: recompute the entry (or report the rows malformed): a live option with
+    ///      Black-76 (`EntryPricer.optionPnl`), anything else from its level (`EntryPricer.levelPnl`).
     function _priceEntry(
         MarketSnapshot calldata market,
         RiskRow calldata row,
         RiskRow calldata scenarioRow,
         uint256 scenario
     ) internal view returns (bool, int256, uint256) {
-        (bool malformed, uint256 column, EntryPricer.OptionEntry memory entry) =
-            _optionEntry(market, row, scenarioRow.key, scenario);
+        (bool malformed, uint256 column, EntryPricer.LevelEntry memory entry) =
+            _instrumentEntry(market, row, scenarioRow.key, scenario);
         if (malformed) return (true, 0, 0);
-        return pricer.optionPnl(market.underlyings[column], entry, scenarioRow.base, scenarioRow.addon, scenarioRow.values);
+        if (entry.kind < 2 || entry.expiry <= entry.time) {
+            return pricer.levelPnl(market.underlyings[column], entry, scenarioRow.values);
+        }
+        EntryPricer.OptionEntry memory option =
+            EntryPricer.OptionEntry(entry.kind == 2, entry.strike, entry.expiry, entry.time, scenario, entry.scenarios);
+        return pricer.optionPnl(market.underlyings[column], option, scenarioRow.base, scenarioRow.addon, scenarioRow.values);
     }
 
-    /// @dev The option of `row` (ledger set, a live option's key, its underlying's scenario row, a column), or
+    /// @dev The instrument of `row` (ledger set, an instrument key, its underlying's scenario row, a column), or
     ///      `malformed` for a row width that is not a multiple of 8 bytes.
-    function _optionEntry(MarketSnapshot calldata market, RiskRow calldata row, uint256 scenarioKey, uint256 scenario)
+    function _instrumentEntry(MarketSnapshot calldata market, RiskRow calldata row, uint256 scenarioKey, uint256 scenario)
         internal
         view
-        returns (bool malformed, uint256 column, EntryPricer.OptionEntry memory entry)
+        returns (bool malformed, uint256 column, EntryPricer.LevelEntry memory entry)
     {
         if (address(ledger) == address(0)) revert NoLedger();
         uint256 key = row.key;
-        if (key == 0 || key > type(uint32).max) revert NotAnOption(key, type(uint8).max);
+        if (key == 0 || key > type(uint32).max) revert NotAnInstrument(key);
         LedgerInstrument memory inst = IInstrumentRegistry(address(ledger)).instrument(uint32(key));
-        if (inst.kind != 2 && inst.kind != 3) revert NotAnOption(key, inst.kind);
         column = _columnOf(market, inst.underlying);
         if (scenarioKey != SCENARIO_FLAG | column) revert InvalidScenarioRow(scenarioKey, SCENARIO_FLAG | column);
         if (row.values.length % 8 != 0) return (true, column, entry);
         entry.scenarios = row.values.length / 8;
         if (scenario >= entry.scenarios) revert ScenarioOutOfRange(scenario, entry.scenarios);
-        entry.isCall = inst.kind == 2;
+        entry.kind = inst.kind;
         entry.strike = inst.strike;
         entry.expiry = inst.expiry;
         entry.time = market.time;

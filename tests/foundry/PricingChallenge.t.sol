@@ -93,6 +93,8 @@ contract PricingChallengeFuzzTest is Base {
         uint64 multBits;
         uint64 shockBits;
         uint256 scenario;
+        uint8 kind; // the ledger's: 0 perpetual, 1 future, 2 call, 3 put
+        uint64 expiry; // the instrument's (0 for a perpetual)
     }
 
     function setUp() public {
@@ -124,6 +126,17 @@ contract PricingChallengeFuzzTest is Base {
         uint64 sign = uint64((seed[7] >> 60) & 1) << 63;
         c.shockBits = kind == 0 ? 0 : kind == 1 ? sign | (0x3fe << 52) | uint64((seed[7] >> 64) & ((1 << 52) - 1)) : sign | (0x3ff << 52);
         c.scenario = (seed[7] >> 200) % S;
+        c.kind = isCall ? 2 : 3;
+        c.expiry = 1_700_000_000 + c.expiresIn;
+    }
+
+    /// @dev A case of a perpetual, a live future or an expired option (valued from the index, no smile).
+    function _levelCase(uint256[8] memory seed, uint8 kind, uint8 shockKind) internal pure returns (Case memory c) {
+        c = _case(seed, kind % 2 == 0, shockKind);
+        c.kind = kind % 4;
+        if (c.kind == 0) (c.expiry, c.strike) = (0, 0);
+        if (c.kind == 1) c.strike = 0;
+        if (c.kind >= 2) c.expiry = 1_700_000_000 - uint64(bound(seed[3] >> 64, 0, 30 days)); // expired, unsettled
     }
 
     function _market(Case memory c) internal pure returns (MarketSnapshot memory market) {
@@ -161,9 +174,16 @@ contract PricingChallengeFuzzTest is Base {
         view
         returns (int256 pnl, uint256 tolerance)
     {
-        EntryPricer.OptionEntry memory entry =
-            EntryPricer.OptionEntry(c.isCall, c.strike, market.time + c.expiresIn, market.time, c.scenario, S);
         bool malformed;
+        if (c.kind < 2 || c.expiry <= market.time) {
+            EntryPricer.LevelEntry memory level =
+                EntryPricer.LevelEntry(c.kind, c.strike, c.expiry, market.time, c.scenario, S);
+            (malformed, pnl, tolerance) = oracle.pricer().levelPnl(market.underlyings[0], level, scenarioRow.values);
+            assertTrue(!malformed, "a well-formed scenario row");
+            return (pnl, tolerance);
+        }
+        EntryPricer.OptionEntry memory entry =
+            EntryPricer.OptionEntry(c.isCall, c.strike, c.expiry, market.time, c.scenario, S);
         (malformed, pnl, tolerance) =
             oracle.pricer().optionPnl(market.underlyings[0], entry, scenarioRow.base, scenarioRow.addon, scenarioRow.values);
         assertTrue(!malformed, "a well-formed scenario row");
@@ -173,9 +193,20 @@ contract PricingChallengeFuzzTest is Base {
     ///      `entry` (other columns 0) and the scenario row; return the report and both rows with their proofs.
     function _attest(Case memory c, MarketSnapshot memory market, RiskRow memory scenarioRow, int64 entry)
         internal
-        returns (Report memory report, RiskRow memory row)
+        returns (Report memory, RiskRow memory)
     {
-        ledger.list(LedgerInstrument(ID, BTC, c.isCall ? 2 : 3, market.time + c.expiresIn, uint128(c.strike), 0));
+        return _attestAt(c, market, scenarioRow, entry, BLOCK);
+    }
+
+    /// @dev `_attest` for the round of `blockNumber`.
+    function _attestAt(
+        Case memory c,
+        MarketSnapshot memory market,
+        RiskRow memory scenarioRow,
+        int64 entry,
+        uint64 blockNumber
+    ) internal returns (Report memory report, RiskRow memory row) {
+        ledger.list(LedgerInstrument(ID, BTC, c.kind, c.expiry, uint128(c.strike), 0));
         bytes memory values;
         for (uint256 s = 0; s < S; ++s) {
             values = bytes.concat(values, bytes8(uint64(s == c.scenario ? entry : int64(0))));
@@ -185,7 +216,7 @@ contract PricingChallengeFuzzTest is Base {
         bytes32 b = _leafHash(scenarioRow);
         row.proof[0] = b;
         scenarioRow.proof[0] = a;
-        report = anchor(BLOCK, keccak256("accounts"));
+        report = anchor(blockNumber, keccak256("accounts"));
         report.riskArraysRoot = a < b ? keccak256(abi.encode(a, b)) : keccak256(abi.encode(b, a));
         report.marketHash = keccak256(abi.encode(market, bytes32(0)));
         oracle.attest(report, SIGNERS, certificate(report, SIGNERS));
@@ -239,6 +270,45 @@ contract PricingChallengeFuzzTest is Base {
         assertEq(registry.slashedPool(), poolBefore + taken, "conserved");
         vm.expectRevert(abi.encodeWithSelector(IPortfolioMarginOracle.RoundProvenFraudulent.selector, BLOCK));
         oracle.challengePricing(report, market, bytes32(0), row, scenarioRow, c.scenario);
+    }
+
+    /// A perpetual's, a future's or an expired option's entry within half a quantum of the recomputation is never
+    /// provable; one beyond the tolerance is.
+    function testFuzz_aLevelEntryIsProvableOnlyBeyondTheTolerance(uint256[8] memory seed, uint8 kind, bool above)
+        public
+    {
+        Case memory c = _levelCase(seed, kind, 0);
+        MarketSnapshot memory market = _market(c);
+        RiskRow memory scenarioRow = _scenarioRow(c);
+        _challengeLevel(c, market, scenarioRow, _nearestEntry(c, market, scenarioRow), BLOCK, false);
+        // the next round, the entry beyond the tolerance: proven
+        _challengeLevel(c, market, scenarioRow, _wrongEntry(c, market, scenarioRow, above), BLOCK + 1, true);
+        assertEq(oracle.roundAt(BLOCK + 1).signerBitmap, 0, "invalidated");
+        assertEq(oracle.roundAt(BLOCK).signerBitmap, SIGNERS, "the honest round stands");
+    }
+
+    /// @dev Attest the round of `blockNumber` with `entry` and challenge it, expecting a refusal unless `provable`.
+    function _challengeLevel(
+        Case memory c,
+        MarketSnapshot memory market,
+        RiskRow memory scenarioRow,
+        int64 entry,
+        uint64 blockNumber,
+        bool provable
+    ) internal {
+        (Report memory report, RiskRow memory row) = _attestAt(c, market, scenarioRow, entry, blockNumber);
+        if (!provable) vmNewer.expectPartialRevert(MarginOracle.EntryWithinTolerance.selector);
+        oracle.challengePricing(report, market, bytes32(0), row, scenarioRow, c.scenario);
+    }
+
+    /// @dev The entry nearest the recomputation (what the engine's rounding of a value within the tolerance gives).
+    function _nearestEntry(Case memory c, MarketSnapshot memory market, RiskRow memory scenarioRow)
+        internal
+        view
+        returns (int64)
+    {
+        (int256 pnl,) = _recompute(c, market, scenarioRow);
+        return int64((pnl + (pnl >= 0 ? QUANTUM / 2 : -QUANTUM / 2)) / QUANTUM);
     }
 
     /// @dev An entry beyond the tolerance by more than the rounding: the nearest quantum +- (tolerance / QUANTUM + 1).

@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Recompute a round, find an attested leaf whose maintenance margin is below the recomputed one "
         "for an account unchanged since the round, and post MarginOracle.proveFraud: the round is invalidated and "
         "its signers slashed. When the attested risk arrays differ from the recomputed ones, give them with --rows: "
-        "the proof uses them, and without one, the attested option entry farthest from the recomputation is posted "
+        "the proof uses them, and without one, the attested entry farthest from the recomputation is posted "
         "to MarginOracle.challengePricing. Without --key-file only print what was found. Exit 0 when proven (or a "
         "proof was found), 1 when nothing can be proven or the contract refused it, 2 on bad input.",
     )  # fmt: skip

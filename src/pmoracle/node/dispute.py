@@ -707,7 +707,7 @@ def submit_pricing_challenge(
 
     Errors:
         ContractError with the contract's reason when it refuses (EntryWithinTolerance, MarketMismatch,
-        InvalidRowProof, InvalidScenarioRow, NotAnOption, ScenarioOutOfRange, ReportMismatch, RoundProvenFraudulent,
+        InvalidRowProof, InvalidScenarioRow, NotAnInstrument, ScenarioOutOfRange, ReportMismatch, RoundProvenFraudulent,
         ...); ChainError on RPC or transaction failures.
     """
     receipt = transmitter.transact_call(challenge_pricing_call(deployment, report, challenge))
@@ -771,7 +771,7 @@ class ProveResult:
     understated: tuple[bytes, ...]  # proven attested leaves whose MM is below the recomputed MM
     changed: tuple[bytes, ...]  # of those, accounts changed since B (no proof from today's ledger)
     rows_match: bool  # the attested risk-array root is the recomputed one (else only a pricing challenge helps)
-    challenge: PricingChallenge | None = None  # the wrong option entry with the largest gap (no aggregation proof)
+    challenge: PricingChallenge | None = None  # the wrong entry with the largest gap (no aggregation proof)
     recomputed_entry: int = 0  # the challenged entry as the recomputation gives it (MONEY per SIZE unit)
 
 
@@ -784,21 +784,18 @@ PROVABLE_ENTRY_GAP = 2
 def find_wrong_entry(
     snapshot: ChainSnapshot, output: RoundOutput, attested: RiskArrayTree, report: Report
 ) -> tuple[PricingChallenge, int] | None:
-    """Return the pricing challenge of the attested option entry farthest from the recomputed one, with the
-    recomputed entry, or None when no live option's entry is ``PROVABLE_ENTRY_GAP`` quanta off or the report's
-    market hash is not the recomputed market's (the market itself is then what is wrong).
+    """Return the pricing challenge of the attested instrument entry farthest from the recomputed one, with the
+    recomputed entry, or None when no instrument's entry is ``PROVABLE_ENTRY_GAP`` quanta off or the report's market
+    hash is not the recomputed market's (the market itself is then what is wrong).
 
     ``attested`` is the attested risk-array tree (its root the report's); the first key and column win ties.
     """
     policy_hash = NO_POLICY if output.policy is None else output.policy.policy_hash
     if compute_market_hash(snapshot.market, policy_hash) != report.market_hash:
         return None
-    market_time = snapshot.market.time
-    options = {instrument_key(iid): inst for iid, inst in snapshot.instruments if inst.is_option}
+    instruments = {instrument_key(iid): inst for iid, inst in snapshot.instruments}
     best: tuple[int, int, int, int] | None = None  # (gap, key, scenario, recomputed)
-    for key in sorted(options):
-        if options[key].expiry <= market_time:
-            continue
+    for key in sorted(instruments):
         try:
             mine, theirs = output.risk_tree.row_of(key), attested.row_of(key)
         except InputError:
@@ -813,7 +810,7 @@ def find_wrong_entry(
         return None
     _, key, scenario, ours = best
     challenge = compute_pricing_challenge(
-        attested, snapshot.market, policy_hash, key, options[key].underlying, scenario
+        attested, snapshot.market, policy_hash, key, instruments[key].underlying, scenario
     )
     return challenge, ours
 
@@ -829,7 +826,8 @@ def find_fraud_proof(
     """Recompute an attested round and return the aggregation fraud proof of the first attested leaf (by
     account) whose MM is below the recomputation's and whose account is unchanged since B; when the attested risk
     arrays are not the recomputed ones, the proof is built on the attested rows (``claimed_rows``), and when none
-    exists, the pricing challenge of the attested option entry farthest from the recomputation (``find_wrong_entry``).
+    exists, the pricing challenge of the attested instrument entry farthest from the recomputation
+    (``find_wrong_entry``).
 
     Args:
         client: the chain client.

@@ -118,6 +118,11 @@ def options_of(rnd: Round) -> dict[int, Instrument]:
     }
 
 
+def instruments_of(rnd: Round) -> dict[int, Instrument]:
+    """Return every listed instrument by row key."""
+    return {instrument_key(iid): inst for iid, inst in rnd.snapshot.instruments}
+
+
 def margin_bound(tree: RiskArrayTree, holdings: dict[int, int]) -> int:
     """Return the largest scenario bound (MONEY) of ``holdings`` under ``tree``'s rows (``proveFraud``'s rule)."""
     cover = tree.row_of(COVER_KEY)
@@ -142,7 +147,7 @@ def lie_about(seeded: Seeded, rnd: Round, tamper: Callable[[RiskRow], RiskRow], 
 
 
 def challenge_of(rnd: Round, tree: RiskArrayTree, key: int, scenario: int) -> PricingChallenge:
-    underlying = options_of(rnd)[key].underlying
+    underlying = instruments_of(rnd)[key].underlying
     return compute_pricing_challenge(tree, rnd.snapshot.market, NO_POLICY, key, underlying, scenario)
 
 
@@ -180,10 +185,11 @@ def slash_and_check(seeded: Seeded, lie: Lie, challenge: PricingChallenge) -> No
     assert revert_of(seeded.client, again)[0] == "RoundProvenFraudulent"
 
 
-def test_every_honest_option_entry_is_refused(seeded: Seeded, honest: Round) -> None:
-    options = options_of(honest)
-    held = {key for holdings in honest.holdings.values() for key in holdings if key in options}
-    assert len(held) >= 4, "the seeded book holds options"
+def test_every_honest_entry_is_refused(seeded: Seeded, honest: Round) -> None:
+    instruments = instruments_of(honest)
+    held = {key for holdings in honest.holdings.values() for key in holdings if key in instruments}
+    assert len(held & set(options_of(honest))) >= 4, "the seeded book holds options"
+    assert any(not instruments[key].is_option for key in held), "and futures or perpetuals"
     tree = honest.truth.risk_tree
     n_scen = len(tree.row_of(COVER_KEY).values)
     worst_quanta = 0.0
@@ -199,7 +205,7 @@ def test_every_honest_option_entry_is_refused(seeded: Seeded, honest: Round) -> 
             assert abs(attested - recomputed) <= tolerance < 2 * QUANTUM
             worst_quanta = max(worst_quanta, abs(attested - recomputed) / QUANTUM)
             checked += 1
-    print(f"\n{checked} honest option entries ({len(held)} options x {n_scen} scenarios) refused;"
+    print(f"\n{checked} honest entries ({len(held)} instruments x {n_scen} scenarios) refused;"
           f" largest gap {worst_quanta:.4f} quanta")  # fmt: skip
     assert worst_quanta <= 0.5 + 1e-6  # the engine's round-half-even, and nothing more
 
@@ -228,14 +234,14 @@ def test_bad_challenges_are_refused_and_slash_nobody(seeded: Seeded, honest: Rou
     assert name == "MarketMismatch" and args[2] == report.market_hash
     assert refused(dataclasses.replace(good, policy_hash=b"\x01" * 32))[0] == "MarketMismatch"
     assert refused(dataclasses.replace(good, scenario=n_scen)) == ("ScenarioOutOfRange", (n_scen, n_scen))
-    non_options = [instrument_key(iid) for iid, inst in honest.snapshot.instruments if not inst.is_option]
-    for other in (k for k in non_options if k in {r.key for r in tree.rows}):
-        future = dataclasses.replace(good, row=tree.row_of(other), row_proof=tuple(tree.proof(other)))
-        name, args = refused(future)
-        assert name == "NotAnOption" and args[0] == other and args[1] in (0, 1)
     collateral = next(r for r in tree.rows if r.key >> 255 and r.key != COVER_KEY)
-    as_option = dataclasses.replace(good, row=collateral, row_proof=tuple(tree.proof(collateral.key)))
-    assert refused(as_option) == ("NotAnOption", (collateral.key, 255))
+    as_instrument = dataclasses.replace(good, row=collateral, row_proof=tuple(tree.proof(collateral.key)))
+    assert refused(as_instrument) == ("NotAnInstrument", (collateral.key,))
+    cover = tree.row_of(COVER_KEY)
+    assert refused(dataclasses.replace(good, row=cover, row_proof=tuple(tree.proof(COVER_KEY)))) == (
+        "NotAnInstrument",
+        (COVER_KEY,),
+    )
     foreign = [r for r in tree.rows if r.key & SCENARIO_FLAG and r.key != COVER_KEY and r.key != good.scenario_row.key]
     assert foreign, "the market has two underlyings"
     wrong_column = dataclasses.replace(good, scenario_row=foreign[0], scenario_proof=tuple(tree.proof(foreign[0].key)))
