@@ -6,9 +6,20 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
-import {Report, AttestedMargin, RiskRow, IMarginOracle, IFraudLedger, IFraudSlasher} from "./PmoracleTypes.sol";
+import {
+    Report,
+    AttestedMargin,
+    RiskRow,
+    MarketSnapshot,
+    LedgerInstrument,
+    IMarginOracle,
+    IFraudLedger,
+    IFraudSlasher,
+    IInstrumentRegistry
+} from "./PmoracleTypes.sol";
 import {IPortfolioMarginOracle} from "./IPortfolioMarginOracle.sol";
 import {FrostVerifier} from "./FrostVerifier.sol";
+import {EntryPricer} from "./EntryPricer.sol";
 
 /// @title MarginOracle
 /// @notice Stores the margin book roots attested by a quorum of the solver committee and proves account leaves.
@@ -33,6 +44,9 @@ import {FrostVerifier} from "./FrostVerifier.sol";
 ///      from the ledger (unchanged since B) and the committed risk-array rows, that its attested MM is below the loss
 ///      of one scenario; the round is then invalidated (its signer bitmap cleared: every read of it reverts
 ///      `RoundProvenFraudulent`) and every signer is slashed through the registry.
+///      Pricing challenge (`challengePricing`, docs/dispute.md): anyone shows that one committed option entry R[i, s]
+///      is farther from its Black-76 recomputation (EntryPricer, from the committed market and scenario row) than
+///      the engine's accuracy allows; the round is then invalidated and its signers slashed the same way.
 ///      Consuming protocols read it through IPortfolioMarginOracle (parameters hash and document, latest round,
 ///      proven margins); `publishParams` only writes the publication block of a known parameters hash.
 contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
@@ -45,6 +59,10 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     uint256 public constant MAX_COMMITTEE = 64;
     /// @notice Risk-array key of the row holding the scenarios' cover fractions.
     uint256 public constant COVER_KEY = type(uint256).max;
+    /// @notice Bit set in the risk-array key of an underlying's scenario row (`SCENARIO_FLAG | column`).
+    uint256 public constant SCENARIO_FLAG = 1 << 254;
+    /// @notice The engine's P&L unit in WAD USD (1e-4 USD per unit): an entry R is worth R x QUANTUM.
+    int256 public constant QUANTUM = 1e14;
     /// @notice Bit set in the risk-array key of a collateral token.
     uint256 public constant COLLATERAL_FLAG = 1 << 255;
     /// @notice Leaf amounts (USD, 18 decimals) per engine MONEY unit (USD, 8 decimals).
@@ -103,6 +121,8 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         uint8 groupKeyParity;
     }
 
+    /// @notice The stateless pricer of option entries (deployed by the constructor).
+    EntryPricer public immutable pricer;
     /// @notice The SolverRegistry, the only account that can install committees.
     address public immutable registry;
     /// @notice Rounds of the last `historyBlocks` blocks are always kept.
@@ -152,6 +172,12 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     ///         signers were slashed.
     event RoundInvalidated(
         uint64 indexed blockNumber, bytes32 reportDigest, uint256 signerBitmap, address account, address prover
+    );
+
+    /// @notice A risk-array entry was proven wrong by a pricing challenge (WAD USD per unit): the round is
+    ///         invalidated (`RoundInvalidated` follows, with account 0).
+    event PricingChallenged(
+        uint64 indexed blockNumber, uint256 key, uint256 scenario, int256 attested, int256 recomputed, uint256 tolerance
     );
 
     /// @notice The caller is not the registry.
@@ -213,6 +239,18 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     error RowNotHeld(address account, uint256 key);
     /// @notice The rows do not cover every position and collateral balance of the account.
     error IncompleteHoldings(address account, uint256 rows, uint256 held);
+    /// @notice The market snapshot and policy hash passed hash to another value than the report's marketHash.
+    error MarketMismatch(uint64 blockNumber, bytes32 given, bytes32 committed);
+    /// @notice The row's key is not a ledger instrument id (a collateral, cover or scenario key).
+    error NotAnInstrument(uint256 key);
+    /// @notice The option's underlying is not in the committed market snapshot.
+    error UnknownUnderlying(bytes32 underlying);
+    /// @notice The scenario row is not the one of the option's underlying (its key must be `expected`).
+    error InvalidScenarioRow(uint256 key, uint256 expected);
+    /// @notice The scenario is not a column of the instrument's row.
+    error ScenarioOutOfRange(uint256 scenario, uint256 scenarios);
+    /// @notice The entry's P&L is within the tolerance of the recomputed one (WAD USD per unit): no fraud.
+    error EntryWithinTolerance(uint256 key, uint256 scenario, int256 attested, int256 recomputed, uint256 tolerance);
     /// @notice The attested maintenance margin covers the scenario's counted loss and add-ons: no fraud.
     error NotFraudulent(address account, uint256 scenario, uint256 attestedMaintenanceMargin, uint256 required);
 
@@ -223,6 +261,7 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         if (historyBlocks_ == 0) revert InvalidParameter("historyBlocks", historyBlocks_);
         if (maxRoundAge_ > historyBlocks_) revert InvalidParameter("maxRoundAge", maxRoundAge_);
         registry = registry_;
+        pricer = new EntryPricer();
         historyBlocks = historyBlocks_;
         maxRoundAge = maxRoundAge_;
     }
@@ -460,6 +499,111 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         IFraudSlasher(registry).slashFraud(signers, configDigestOf[version], blockNumber, msg.sender);
     }
 
+    /// @notice Prove that one committed instrument entry R[i, s] of the round of `report.blockNumber` is wrong: its
+    ///         P&L R x QUANTUM differs from the recomputation V_s - V_0 (EntryPricer: Black-76 for an option) by more than
+    ///         `Black76.pnlTolerance`. The recomputation reads the option's terms from the ledger, the market snapshot
+    ///         the report's marketHash commits to, and the underlying's committed scenario row. On success the round
+    ///         is invalidated and every signer slashed, exactly as by `proveFraud` (the prover is the reporter).
+    /// @dev Check order: round found and not invalidated, report digest, market hash, instrument row proof, scenario
+    ///      row proof, ledger set, the key is a ledger instrument's, its underlying is in the market, the scenario row
+    ///      is that underlying's, the scenario is a column, then the gap. A live option is recomputed with Black-76;
+    ///      a perpetual, a future or an expired option from its level (index or forward) times the multiplier. A committed row that cannot be the engine's
+    ///      (instrument row width not a multiple of 8, scenario row of another width than 2 S + 6 words, a NaN or
+    ///      infinite float, a negative power) is itself proof of fraud.
+    /// @param report The attested report (its digest must be the stored one).
+    /// @param market The market snapshot at B; with `policyHash`, it must hash to `report.marketHash`.
+    /// @param policyHash The adaptive policy's states hash at B (zero without a policy).
+    /// @param row The option's committed row (key: its ledger instrument id) with its proof.
+    /// @param scenarioRow The committed scenario row of the option's underlying with its proof.
+    /// @param scenario The column s of the challenged entry.
+    function challengePricing(
+        Report calldata report,
+        MarketSnapshot calldata market,
+        bytes32 policyHash,
+        RiskRow calldata row,
+        RiskRow calldata scenarioRow,
+        uint256 scenario
+    ) external {
+        (Round storage r, bytes32 digest) = _checkAttestedReport(report);
+        // 3. the market is the committed one
+        bytes32 marketHash = keccak256(abi.encode(market, policyHash));
+        if (marketHash != report.marketHash) revert MarketMismatch(report.blockNumber, marketHash, report.marketHash);
+        // 4. both rows are committed
+        _checkRow(report.riskArraysRoot, row);
+        _checkRow(report.riskArraysRoot, scenarioRow);
+        // 5. the entry is farther from the recomputation than the tolerance (or a committed row is malformed)
+        (bool malformed, int256 recomputed, uint256 tolerance) = _priceEntry(market, row, scenarioRow, scenario);
+        int256 attested = malformed ? int256(0) : _valueAt(row.values, scenario) * QUANTUM;
+        uint256 gap = attested > recomputed ? uint256(attested - recomputed) : uint256(recomputed - attested);
+        if (!malformed && gap <= tolerance) {
+            revert EntryWithinTolerance(row.key, scenario, attested, recomputed, tolerance);
+        }
+        emit PricingChallenged(report.blockNumber, row.key, scenario, attested, recomputed, tolerance);
+        _invalidate(r, digest, address(0));
+    }
+
+    /// @dev Checks 5-8 of `challengePricing`: recompute the entry (or report the rows malformed): a live option with
+    ///      Black-76 (`EntryPricer.optionPnl`), anything else from its level (`EntryPricer.levelPnl`).
+    function _priceEntry(
+        MarketSnapshot calldata market,
+        RiskRow calldata row,
+        RiskRow calldata scenarioRow,
+        uint256 scenario
+    ) internal view returns (bool, int256, uint256) {
+        (bool malformed, uint256 column, EntryPricer.LevelEntry memory entry) =
+            _instrumentEntry(market, row, scenarioRow.key, scenario);
+        if (malformed) return (true, 0, 0);
+        if (entry.kind < 2 || entry.expiry <= entry.time) {
+            return pricer.levelPnl(market.underlyings[column], entry, scenarioRow.values);
+        }
+        EntryPricer.OptionEntry memory option =
+            EntryPricer.OptionEntry(entry.kind == 2, entry.strike, entry.expiry, entry.time, scenario, entry.scenarios);
+        return pricer.optionPnl(market.underlyings[column], option, scenarioRow.base, scenarioRow.addon, scenarioRow.values);
+    }
+
+    /// @dev The instrument of `row` (ledger set, an instrument key, its underlying's scenario row, a column), or
+    ///      `malformed` for a row width that is not a multiple of 8 bytes.
+    function _instrumentEntry(MarketSnapshot calldata market, RiskRow calldata row, uint256 scenarioKey, uint256 scenario)
+        internal
+        view
+        returns (bool malformed, uint256 column, EntryPricer.LevelEntry memory entry)
+    {
+        if (address(ledger) == address(0)) revert NoLedger();
+        uint256 key = row.key;
+        if (key == 0 || key > type(uint32).max) revert NotAnInstrument(key);
+        LedgerInstrument memory inst = IInstrumentRegistry(address(ledger)).instrument(uint32(key));
+        column = _columnOf(market, inst.underlying);
+        if (scenarioKey != SCENARIO_FLAG | column) revert InvalidScenarioRow(scenarioKey, SCENARIO_FLAG | column);
+        if (row.values.length % 8 != 0) return (true, column, entry);
+        entry.scenarios = row.values.length / 8;
+        if (scenario >= entry.scenarios) revert ScenarioOutOfRange(scenario, entry.scenarios);
+        entry.kind = inst.kind;
+        entry.strike = inst.strike;
+        entry.expiry = inst.expiry;
+        entry.time = market.time;
+        entry.scenario = scenario;
+    }
+
+    /// @dev The scenario column of an underlying: its index in the market snapshot.
+    function _columnOf(MarketSnapshot calldata market, bytes32 underlying) internal pure returns (uint256) {
+        for (uint256 u = 0; u < market.underlyings.length; ++u) {
+            if (market.underlyings[u].symbol == underlying) return u;
+        }
+        revert UnknownUnderlying(underlying);
+    }
+
+    /// @dev Checks 1-2 of `proveFraud` and `challengePricing`: the round stands and the report is the attested one;
+    ///      return the round and the report digest.
+    function _checkAttestedReport(Report calldata report) internal view returns (Round storage r, bytes32 digest) {
+        uint64 blockNumber = report.blockNumber;
+        r = _roundOf(blockNumber);
+        // 1. the round stands
+        if (r.signerBitmap == 0) revert RoundProvenFraudulent(blockNumber);
+        // 2. the report passed back is the attested one (its riskArraysRoot and marketHash are not stored)
+        digest = reportDigest(report);
+        if (digest != r.reportDigest) revert ReportMismatch(blockNumber, digest, r.reportDigest);
+    }
+
     /// @dev Checks 1-4 of `proveFraud`; return the round and the report digest.
     function _checkAttestedLeaf(
         Report calldata report,
@@ -468,12 +612,7 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         bytes32[] calldata accountProof
     ) internal view returns (Round storage r, bytes32 digest) {
         uint64 blockNumber = report.blockNumber;
-        r = _roundOf(blockNumber);
-        // 1. the round stands
-        if (r.signerBitmap == 0) revert RoundProvenFraudulent(blockNumber);
-        // 2. the report passed back is the attested one (its riskArraysRoot is not stored)
-        digest = reportDigest(report);
-        if (digest != r.reportDigest) revert ReportMismatch(blockNumber, digest, r.reportDigest);
+        (r, digest) = _checkAttestedReport(report);
         // 3. the leaf is the attested one
         bytes32 leafHash = computeLeaf(account, leaf.initialMargin, leaf.maintenanceMargin, leaf.equity);
         if (!MerkleProof.verifyCalldata(accountProof, report.accountsRoot, leafHash)) {

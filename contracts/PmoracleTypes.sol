@@ -95,3 +95,65 @@ interface IMarginOracle {
         bytes32[] calldata proof
     ) external view returns (uint64 blockNumber);
 }
+
+/// @notice One expiry's SVI raw smile as a report's market snapshot holds it (WAD, signed).
+struct SmileQuote {
+    uint64 expiry;
+    int256 a;
+    int256 b;
+    int256 rho;
+    int256 m;
+    int256 sigma;
+}
+
+/// @notice A price at an expiry (USD with 8 decimals): a quoted forward or a settlement price.
+struct PricePoint {
+    uint64 expiry;
+    uint256 price;
+}
+
+/// @notice One underlying of a report's market snapshot: index (USD 1e8), rate (WAD), smiles, quoted forwards,
+///         feed time and settlement prices (docs/protocol.md, "Commitments of a report").
+struct UnderlyingQuote {
+    bytes32 symbol;
+    uint256 index;
+    int256 rate;
+    SmileQuote[] smiles;
+    PricePoint[] forwards;
+    uint64 updatedAt;
+    PricePoint[] settlements;
+}
+
+/// @notice One collateral asset of a report's market snapshot.
+struct AssetQuote {
+    bytes32 symbol;
+    uint256 price;
+    uint256 haircut;
+    bytes32 underlying;
+    uint64 updatedAt;
+}
+
+/// @notice The market snapshot at a round's block B: `keccak256(abi.encode(market, policyHash))` is the report's
+///         `marketHash` (`pmoracle.consensus.commitments.MARKET_ABI_TYPE`).
+struct MarketSnapshot {
+    uint64 time;
+    UnderlyingQuote[] underlyings;
+    AssetQuote[] assets;
+}
+
+/// @notice An instrument as the ledger lists it (MarginAccounts.InstrumentView): kind 0 perpetual, 1 future,
+///         2 call, 3 put; strike USD 1e8.
+struct LedgerInstrument {
+    uint32 id;
+    bytes32 underlying;
+    uint8 kind;
+    uint64 expiry;
+    uint128 strike;
+    int256 cumulativeFunding;
+}
+
+/// @notice The ledger's instrument registry, read by a pricing challenge.
+interface IInstrumentRegistry {
+    /// @notice Return a listed instrument (reverts for an unknown id).
+    function instrument(uint32 instrumentId) external view returns (LedgerInstrument memory);
+}

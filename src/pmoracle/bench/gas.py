@@ -10,6 +10,8 @@
 - ``verifyMargin`` with proofs from a real 1,000-account tree and from a 2^20-leaf (1,048,576-account) tree of
   which only the proven path is computed (a proof depends only on the path), via eth_estimateGas;
 - ``slashEquivocation`` and ``slashDeviation``;
+- ``proveFraud`` (``fraud_proof``) and ``challengePricing`` (``pricing_challenge``: a BTC call's committed row and
+  scenario row from a real engine round, one entry 100 quanta off, in a tree of ``FRAUD_TREE_ROWS`` rows);
 - ``Liquidator.startAuction`` and ``bid`` on an account holding ``LIQUIDATION_POSITIONS`` positions (one perpetual,
   futures of successive expiries), taking the largest fraction f* < 1 into a fresh, cash-only bidder
   (``bid``), then the same on a second such account into that bidder, which now holds the instruments and proves
@@ -43,13 +45,18 @@ from pmoracle.chain.deploy import (
     transact_fn,
 )
 from pmoracle.chain.orders import Order, sign_order
+from pmoracle.config.params import default_params
 from pmoracle.consensus import frost
 from pmoracle.consensus.commitments import (
     COVER_KEY,
+    NO_POLICY,
     FraudProof,
     RiskArrayTree,
     RiskRow,
     compute_cover_row,
+    compute_market_hash,
+    compute_pricing_challenge,
+    compute_risk_rows,
     instrument_key,
 )
 from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum
@@ -57,8 +64,11 @@ from pmoracle.consensus.frost_evm import EvmGroupKey, EvmSignature
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, compute_leaf_hash, hash_pair
 from pmoracle.consensus.report import Domain, Report, compute_report_digest, sign_report
 from pmoracle.devnet.devchain import DEV_MNEMONIC, start_devchain
-from pmoracle.node.dispute import prove_fraud_call
+from pmoracle.node.dispute import challenge_pricing_call, prove_fraud_call
+from pmoracle.risk.inputs import Instrument, InstrumentKind, MarketSnapshot, Smile, UnderlyingMarket
+from pmoracle.risk.margin import compute_risk_arrays
 from pmoracle.risk.params import COVER_SCALE
+from pmoracle.risk.scenarios import compute_scenarios
 from pmoracle.risk.version import ENGINE_VERSION
 
 INTRINSIC_GAS = 21_000
@@ -87,11 +97,17 @@ def _dev_key(index: int) -> bytes:
 
 
 def _report(
-    config_digest: bytes, block: int, block_hash: bytes, root: bytes, count: int, risk_root: bytes | None = None
+    config_digest: bytes,
+    block: int,
+    block_hash: bytes,
+    root: bytes,
+    count: int,
+    risk_root: bytes | None = None,
+    market_hash: bytes | None = None,
 ) -> Report:
-    """Return a report of the bench's parameters (risk-array root unless given and market hash: fixed words)."""
+    """Return a report of the bench's parameters (risk-array root and market hash unless given: fixed words)."""
     return Report(config_digest, block, block_hash, PARAMS_HASH, root, count, risk_root or keccak(text="risk arrays"),
-                  keccak(text="market"))  # fmt: skip
+                  market_hash or keccak(text="market"))  # fmt: skip
 
 
 class _Bench:
@@ -138,11 +154,18 @@ class _Bench:
     def config(self) -> CommitteeConfig:
         return decode_committee_view(self.registry.functions.committee().call())[0]
 
-    def attest(self, root: bytes, count: int, signers: list[int], risk_root: bytes | None = None) -> dict[str, int]:
+    def attest(
+        self,
+        root: bytes,
+        count: int,
+        signers: list[int],
+        risk_root: bytes | None = None,
+        market_hash: bytes | None = None,
+    ) -> dict[str, int]:
         self.chain.rpc("evm_mine")
         block = int(self.w3.eth.block_number)
         block_hash = bytes(self.w3.eth.get_block(block)["hash"])
-        report = _report(self.config().digest(), block, block_hash, root, count, risk_root)
+        report = _report(self.config().digest(), block, block_hash, root, count, risk_root, market_hash)
         bitmap = sum(1 << i for i in signers)
         sigs = [sign_report(self.domain, report, self.signing_keys[i]).signature for i in sorted(signers)]
         fn = self.oracle.functions.attest(report.as_tuple(), bitmap, sigs)
@@ -257,6 +280,44 @@ def _fraud_proof_gas(bench: _Bench, account: str, instrument_ids: range) -> dict
     depth = len(risk_tree.proof(held[0]))
     return _split(receipt.gas_used, data) | {"positions": len(instrument_ids), "rows": len(risk_tree), "depth": depth,
                                              "scenarios": FRAUD_SCENARIOS, "signers": 3}  # fmt: skip
+
+
+def _pricing_challenge_gas(bench: _Bench) -> dict[str, int]:
+    """Measure challengePricing of one entry of a listed 30-day BTC call, 100 quanta off (a real engine round of
+    the default parameters on a one-underlying market: its option, cover and scenario rows, padded with synthetic rows
+    to FRAUD_TREE_ROWS), against a round signed by 3 members staked above the minimum (slashed, not ejected)."""
+    ledger = bench.deployment.contract(bench.w3, "MarginAccounts").functions
+    now = int(bench.w3.eth.get_block("latest")["timestamp"])
+    expiry = (now // 86_400 + 30) * 86_400 + 8 * 3_600
+    strike = 105_000 * 10**8
+    transact_fn(bench.owner, ledger.listInstrument(BTC, 2, expiry, strike), label="list")
+    iid = int(ledger.instrumentCount().call())
+    option = Instrument("BTC", InstrumentKind.CALL, expiry, strike)
+    smile = Smile(expiry, a=2 * 10**16, b=10**17, rho=-3 * 10**17, m=0, sigma=10**17)
+    market = MarketSnapshot(now, (UnderlyingMarket("BTC", 100_000 * 10**8, 5 * 10**16, (smile,), updated_at=now),))
+    params = default_params()
+    arrays = compute_risk_arrays(market, params, [option], compute_scenarios(params, market))
+    rows = compute_risk_rows(arrays, {option: [iid]}, ())
+    key = instrument_key(iid)
+    honest = next(row for row in rows if row.key == key)
+    wrong = RiskRow(key, honest.base, honest.addon, (honest.values[0] + 100, *honest.values[1:]))
+    rng = random.Random(15)
+    width = len(honest.values)
+    padding = [RiskRow(instrument_key(20_000 + i), rng.randrange(10**9), 0, tuple(-rng.randrange(10**8)
+               for _ in range(width))) for i in range(FRAUD_TREE_ROWS - len(rows))]  # fmt: skip
+    tree = RiskArrayTree([*(wrong if row.key == key else row for row in rows), *padding])
+    market_hash = compute_market_hash(market)
+    root = keccak(text="pricing challenge accounts")
+    attested = bench.attest(root, 1, [0, 1, 2], tree.root, market_hash)
+    block = attested["block"]
+    report = _report(bench.config().digest(), block, bytes(bench.w3.eth.get_block(block)["hash"]), root, 1,
+                     tree.root, market_hash)  # fmt: skip
+    challenge = compute_pricing_challenge(tree, market, NO_POLICY, key, "BTC", 0)
+    fn = bench.oracle.functions.challengePricing(*challenge_pricing_call(bench.deployment, report, challenge).args)
+    receipt = transact_fn(bench.owner, fn, label="challengePricing")
+    data = bytes.fromhex(fn._encode_transaction_data()[2:])
+    return _split(receipt.gas_used, data) | {"scenarios": width, "rows": len(tree), "depth": len(tree.proof(key)),
+                                             "signers": 3}  # fmt: skip
 
 
 def _liquidation_gas(bench: _Bench) -> dict[str, dict[str, int]]:
@@ -415,6 +476,7 @@ def run_gas_bench() -> dict[str, Any]:
         )
         result["liquidation"] = _liquidation_gas(bench)
         result["fraud_proof"] = result["liquidation"].pop("fraud_proof")
+        result["pricing_challenge"] = _pricing_challenge_gas(bench)  # after proveFraud: its members, slashed again
         result["rows"] = compute_json_rows(result)
         return result
     finally:
@@ -455,6 +517,11 @@ def format_gas_table(result: dict[str, Any]) -> str:
     lines.append(f"| proveFraud | {fraud['positions']} positions, {fraud['scenarios']} scenarios, "
                  f"{fraud['rows']}-row risk tree (depth {fraud['depth']}), {fraud['signers']} signers slashed | "
                  f"{fraud['total']:,} | {fraud['calldata']:,} | {fraud['execution']:,} |")  # fmt: skip
+    pricing = result.get("pricing_challenge")
+    if pricing is not None:
+        lines.append(f"| challengePricing | one call entry, {pricing['scenarios']} scenarios, {pricing['rows']}-row "
+                     f"risk tree (depth {pricing['depth']}), {pricing['signers']} signers slashed | "
+                     f"{pricing['total']:,} | {pricing['calldata']:,} | {pricing['execution']:,} |")  # fmt: skip
     fit = result["attest_fit"]
     frost_totals = [row["total"] for row in result["attest_frost"]]
     lines += [

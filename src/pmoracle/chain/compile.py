@@ -46,6 +46,7 @@ CONTRACTS = (
     "MarketFeeds",
     "SolverRegistry",
     "MarginOracle",
+    "EntryPricer",
     "MockERC20",
     "MarginGatedLender",
 )

@@ -20,6 +20,7 @@ CONTRACT_NAMES = (
     "MarketFeeds",
     "SolverRegistry",
     "MarginOracle",
+    "EntryPricer",
     "MockERC20",
     "MarginGatedLender",
 )

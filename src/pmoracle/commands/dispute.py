@@ -76,11 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     submit.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
     prove = sub.add_parser(
-        "prove", help="find an attested leaf that understates its MM by recomputation and prove it on chain",
+        "prove", help="find an attested leaf that understates its MM, or a wrong option entry, by recomputation and "
+        "prove it on chain",
         description="Recompute a round, find an attested leaf whose maintenance margin is below the recomputed one "
         "for an account unchanged since the round, and post MarginOracle.proveFraud: the round is invalidated and "
-        "its signers slashed. Without --key-file only print the proof. Exit 0 when proven (or a proof was found), "
-        "1 when nothing can be proven or the contract refused it, 2 on bad input.",
+        "its signers slashed. When the attested risk arrays differ from the recomputed ones, give them with --rows: "
+        "the proof uses them, and without one, the attested entry farthest from the recomputation is posted "
+        "to MarginOracle.challengePricing. Without --key-file only print what was found. Exit 0 when proven (or a "
+        "proof was found), 1 when nothing can be proven or the contract refused it, 2 on bad input.",
     )  # fmt: skip
     _add_chain_arguments(prove, required=True)
     prove.add_argument("--params", required=True, type=Path, help="the risk-params TOML of the committee")
@@ -91,6 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--leaves", type=Path, metavar="FILE",
                         help="JSON of the attested leaves (with proofs, or the whole set)")  # fmt: skip
     source.add_argument("--node-api", metavar="URL", help="fetch the attested leaves from a node's /v1/margin")
+    prove.add_argument("--rows", type=Path, metavar="FILE",
+                       help="JSON of the attested risk-array rows, all of them (key, base, addon, values)")  # fmt: skip
     prove.add_argument("--key-file", type=Path, metavar="KEYSTORE",
                        help="keystore of the account that pays gas and receives the reward")  # fmt: skip
     prove.add_argument("--password-file", type=Path, help="file whose first line is the keystore password")
@@ -361,8 +366,6 @@ def _run_submit(args: argparse.Namespace) -> int:
 def _run_prove(args: argparse.Namespace) -> int:
     from eth_utils import to_checksum_address
 
-    from pmoracle.chain.errors import ContractError
-    from pmoracle.chain.transmitter import Transmitter
     from pmoracle.config.params import load_params_file
     from pmoracle.errors import InputError
     from pmoracle.node import dispute
@@ -377,8 +380,9 @@ def _run_prove(args: argparse.Namespace) -> int:
         if key.info.kind is KeyKind.P2P:
             raise KeyFileError(args.key_file, "holds a p2p identity key, expected an Ethereum account key")
     client, deployment = _connect(args)
+    rows = None if args.rows is None else dispute.load_rows_file(args.rows)
     found = dispute.find_fraud_proof(client, deployment, params, None if args.latest else args.round,
-                                     _claimed_leaves(args))  # fmt: skip
+                                     _claimed_leaves(args), rows)  # fmt: skip
     block = found.attested.block_number
     summary: dict[str, Any] = {
         "round": block,
@@ -388,9 +392,13 @@ def _run_prove(args: argparse.Namespace) -> int:
         "proven": False,
     }
     proof = found.proof
+    if proof is None and found.challenge is not None:
+        return _run_pricing_challenge(args, found, summary, client, deployment, key)
     if proof is None:
         why = ("no attested leaf understates its MM" if not found.understated else
-               "the attested risk arrays differ from the recomputation (a pricing challenge is needed)"
+               "the attested risk arrays differ from the recomputation (give them with --rows for a pricing "
+               "challenge)" if not found.rows_match and rows is None else
+               "the attested risk arrays differ from the recomputation and no option entry is provably wrong"
                if not found.rows_match else "every understated account changed since the round")  # fmt: skip
         print(json.dumps(summary | {"error": why}) if args.json else f"round {block}: nothing to prove: {why}")
         return EXIT_FAILED
@@ -400,12 +408,42 @@ def _run_prove(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"round {block}: {account} attested MM {proof.leaf.maintenance_margin}, the rule requires at least "
               f"{proof.required} in scenario {proof.scenario} ({len(proof.rows)} rows)")  # fmt: skip
+    return _submit(args, summary, lambda tx: dispute.submit_fraud_proof(tx, deployment, found.report, proof), client,
+                   key)  # fmt: skip
+
+
+def _run_pricing_challenge(
+    args: argparse.Namespace, found: Any, summary: dict[str, Any], client: Any, deployment: Any, key: Any
+) -> int:
+    """Print the wrong option entry ``found`` holds and, with a key, post its pricing challenge."""
+    from pmoracle.node import dispute
+
+    challenge = found.challenge
+    attested_entry = challenge.row.values[challenge.scenario]
+    summary |= {"challenge": {"instrumentId": challenge.row.key, "scenario": challenge.scenario,
+                              "attestedEntry": attested_entry, "recomputedEntry": found.recomputed_entry}}  # fmt: skip
+    if not args.json:
+        print(f"round {found.attested.block_number}: instrument {challenge.row.key} entry {challenge.scenario} is "
+              f"{attested_entry} attested, {found.recomputed_entry} recomputed (1e-4 USD per unit)")  # fmt: skip
+    return _submit(args, summary,
+                   lambda tx: dispute.submit_pricing_challenge(tx, deployment, found.report, challenge), client,
+                   key)  # fmt: skip
+
+
+def _submit(args: argparse.Namespace, summary: dict[str, Any], send: Any, client: Any, key: Any) -> int:
+    """Send a proof with ``send(transmitter)`` and print the slashes or the contract's refusal; without a key, only
+    print the summary (exit 0: something was found)."""
+    from eth_utils import to_checksum_address
+
+    from pmoracle.chain.errors import ContractError
+    from pmoracle.chain.transmitter import Transmitter
+
     if key is None:
         if args.json:
             print(json.dumps(summary, indent=1))
         return EXIT_OK
     try:
-        outcomes = dispute.submit_fraud_proof(Transmitter(client, key.secret), deployment, found.report, proof)
+        outcomes = send(Transmitter(client, key.secret))
     except ContractError as exc:
         error = {"error": exc.name, "args": [_jsonable(a) for a in exc.error_args]}
         if args.json:
@@ -417,7 +455,7 @@ def _run_prove(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        print(f"round {block} invalidated; {len(outcomes)} signers slashed:")
+        print(f"round {summary['round']} invalidated; {len(outcomes)} signers slashed:")
         for o in outcomes:
             print(f"  {to_checksum_address(o.signer)}: {o.amount} wei, reward {o.reward} wei")
     return EXIT_OK

@@ -13,6 +13,12 @@ recompute an account's P&L in any scenario from its positions at B and a few row
   ``s`` (all MONEY, as the engine computes them);
 - one more row, key ``2**256 - 1`` (``COVER_KEY``), holds the scenario cover fractions: ``base`` = their
   denominator, ``addon`` = 0, ``values[s]`` = the numerator of scenario ``s`` (the denominator for a normal one);
+- one scenario row per underlying ``u`` of the market (its column in the scenario set), key
+  ``SCENARIO_FLAG | u`` (``2**254 | u``), holds what a pricing challenge (``MarginOracle.challengePricing``) needs
+  to rebuild an option's scenario values, as the IEEE-754 binary64 bits (read as a big-endian int64) of the engine's
+  own floats: ``base`` = the horizon in years, ``addon`` = the vol shift's power in eighths (an integer),
+  ``values`` = the ``S`` price multipliers of ``u``, then its ``S`` vol shocks, then the six vol parameters
+  (``shift``, ``tenor_days``, ``min_dte_days``, ``max_shift``, ``min_vol``, ``max_vol``): ``2 S + 6`` words;
 - leaves are sorted by key and the tree is the account tree's (sorted-pair hashing, OpenZeppelin ``MerkleProof``).
 
 Market hash (``Report.market_hash``): ``keccak256`` of the ABI encoding of the market snapshot at B and the
@@ -26,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
+import numpy as np
 from eth_abi import encode as abi_encode
 
 from pmoracle.consensus.hashing import keccak
@@ -33,9 +40,12 @@ from pmoracle.consensus.merkle import EMPTY_ROOT, AccountLeaf, compute_level_pro
 from pmoracle.errors import InputError
 from pmoracle.risk.inputs import SIZE_DECIMALS, Instrument, MarketSnapshot
 from pmoracle.risk.margin import RiskArrays
-from pmoracle.risk.table import CollateralRef
+from pmoracle.risk.scenarios import ScenarioSet
+from pmoracle.risk.table import CollateralRef, InstrumentTable
 
 COVER_KEY = 2**256 - 1
+SCENARIO_FLAG = 1 << 254  # key of underlying u's scenario row: SCENARIO_FLAG | u
+SCENARIO_VOL_PARAMS = 6  # shift, tenor_days, min_dte_days, max_shift, min_vol, max_vol (InstrumentTable.vol_params)
 NO_POLICY = bytes(32)  # the policy hash of a round whose parameters have no [policy]
 COLLATERAL_FLAG = 1 << 255
 _INT64_MIN = -(2**63)
@@ -140,13 +150,45 @@ def compute_cover_row(cover_num: Sequence[int], cover_den: int) -> RiskRow:
     return RiskRow(key=COVER_KEY, base=int(cover_den), addon=0, values=tuple(int(c) for c in cover_num))
 
 
+def scenario_key(column: int) -> int:
+    """Return the row key of the scenario row of the underlying in scenario column ``column``."""
+    if not 0 <= column < 2**32:
+        raise InputError("column", f"must be a scenario column (uint32), got {column}")
+    return SCENARIO_FLAG | column
+
+
+def float_bits(values: Iterable[float]) -> tuple[int, ...]:
+    """Return each binary64 value's IEEE-754 bits as a signed int64 (what a scenario row commits)."""
+    return tuple(int(v) for v in np.asarray(list(values), dtype=">f8").view(">i8"))
+
+
+def compute_scenario_rows(scenarios: ScenarioSet, table: InstrumentTable) -> list[RiskRow]:
+    """Return one scenario row per underlying column: the engine's horizon, vol-shift power, price multipliers,
+    vol shocks and vol parameters, as binary64 bits (the module's docstring gives the layout)."""
+    vol_params = float_bits(table.vol_params[:SCENARIO_VOL_PARAMS].tolist())
+    (horizon,) = float_bits([scenarios.horizon_years])
+    return [
+        RiskRow(
+            key=scenario_key(u),
+            base=horizon,
+            addon=int(table.power_eighths),
+            values=(
+                *float_bits(scenarios.price_mult[:, u].tolist()),
+                *float_bits(scenarios.vol_shock[:, u].tolist()),
+                *vol_params,
+            ),
+        )
+        for u in range(len(scenarios.underlyings))
+    ]
+
+
 def compute_risk_rows(
     arrays: RiskArrays,
     instrument_ids: Mapping[Instrument, Sequence[int]],
     tokens: Sequence[tuple[bytes, str, int]],
 ) -> list[RiskRow]:
-    """Return the rows of a round: one per ledger key of every instrument and collateral asset of the book, and
-    the cover row.
+    """Return the rows of a round: one per ledger key of every instrument and collateral asset of the book, the
+    cover row and one scenario row per underlying.
 
     ``instrument_ids`` maps each engine ``Instrument`` to its ledger ids; ``tokens`` lists the ledger's collateral
     tokens as (address, symbol, decimals). Raise ``InputError`` for a derivative row without a ledger id.
@@ -155,6 +197,7 @@ def compute_risk_rows(
     for token, symbol, decimals in tokens:
         by_symbol.setdefault(symbol, []).append((token, decimals))
     rows = [compute_cover_row(arrays.scenarios.cover_num.tolist(), arrays.scenarios.cover_den)]
+    rows.extend(compute_scenario_rows(arrays.scenarios, arrays.table))
     for i, inst in enumerate(arrays.instruments):
         base, addon, values = int(arrays.base[i]), int(arrays.addon[i]), tuple(arrays.r[i].tolist())
         if isinstance(inst, CollateralRef):
@@ -172,8 +215,9 @@ def _symbol_word(symbol: str | None) -> bytes:
     return b"\0" * 32 if symbol is None else symbol.encode().ljust(32, b"\0")
 
 
-def _market_value(market: MarketSnapshot) -> tuple[object, ...]:
-    """Return the market snapshot as the value of ``MARKET_ABI_TYPE`` (symbols as left-aligned bytes32)."""
+def market_abi_value(market: MarketSnapshot) -> tuple[object, ...]:
+    """Return the market snapshot as the value of ``MARKET_ABI_TYPE`` (symbols as left-aligned bytes32): what
+    ``MarginOracle.challengePricing`` takes as its ``market`` argument."""
     underlyings = [
         (
             _symbol_word(u.symbol),
@@ -198,7 +242,7 @@ def encode_market(market: MarketSnapshot) -> bytes:
     ``(time, underlyings[(symbol, index, rate, smiles[(expiry, a, b, rho, m, sigma)], forwards[(expiry, price)],
     updatedAt, settlements[(expiry, price)])], assets[(symbol, price, haircut, underlying, updatedAt)])``.
     """
-    return abi_encode([MARKET_ABI_TYPE], [_market_value(market)])
+    return abi_encode([MARKET_ABI_TYPE], [market_abi_value(market)])
 
 
 def compute_market_hash(market: MarketSnapshot, policy_hash: bytes = NO_POLICY) -> bytes:
@@ -209,7 +253,7 @@ def compute_market_hash(market: MarketSnapshot, policy_hash: bytes = NO_POLICY) 
     """
     if not isinstance(policy_hash, bytes) or len(policy_hash) != 32:
         raise InputError("policy_hash", f"expected 32 bytes, got {policy_hash!r}")
-    return keccak(abi_encode([MARKET_ABI_TYPE, "bytes32"], [_market_value(market), policy_hash]))
+    return keccak(abi_encode([MARKET_ABI_TYPE, "bytes32"], [market_abi_value(market), policy_hash]))
 
 
 def collateral_size(balance: int, decimals: int) -> int:
@@ -291,3 +335,41 @@ def compute_fraud_proof(
 def encode_risk_row(row: RiskRow, proof: Sequence[bytes]) -> tuple[int, int, int, bytes, list[bytes]]:
     """Return a row with its proof as the ABI tuple ``RiskRow`` of the contracts."""
     return (row.key, row.base, row.addon, encode_values(row.values), list(proof))
+
+
+@dataclass(frozen=True, slots=True)
+class PricingChallenge:
+    """The arguments of ``MarginOracle.challengePricing`` for one option entry R[key, scenario] of a round."""
+
+    market: MarketSnapshot
+    policy_hash: bytes
+    row: RiskRow
+    row_proof: tuple[bytes, ...]
+    scenario_row: RiskRow
+    scenario_proof: tuple[bytes, ...]
+    scenario: int
+
+
+def compute_pricing_challenge(
+    risk_tree: RiskArrayTree, market: MarketSnapshot, policy_hash: bytes, key: int, underlying: str, scenario: int
+) -> PricingChallenge:
+    """Return the challenge of entry ``scenario`` of row ``key`` (an option on ``underlying``) of ``risk_tree``.
+
+    Raise ``InputError`` if the tree has no such row, the market no such underlying, or the row no such column.
+    """
+    symbols = [u.symbol for u in market.underlyings]
+    if underlying not in symbols:
+        raise InputError("underlying", f"{underlying!r} is not in the market snapshot ({', '.join(symbols)})")
+    row = risk_tree.row_of(key)
+    if not 0 <= scenario < len(row.values):
+        raise InputError("scenario", f"{scenario} is not a column of row {key:#x} ({len(row.values)})")
+    column_key = scenario_key(symbols.index(underlying))
+    return PricingChallenge(
+        market=market,
+        policy_hash=policy_hash,
+        row=row,
+        row_proof=tuple(risk_tree.proof(key)),
+        scenario_row=risk_tree.row_of(column_key),
+        scenario_proof=tuple(risk_tree.proof(column_key)),
+        scenario=scenario,
+    )

@@ -6,6 +6,7 @@ the chain for equivocations and deviations, and submit slashing evidence. I/O (c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.error
 import urllib.request
@@ -25,12 +26,19 @@ from pmoracle.chain.snapshot import ChainSnapshot, read_snapshot
 from pmoracle.chain.transmitter import Receipt, Transmitter
 from pmoracle.consensus.commitments import (
     COLLATERAL_FLAG,
+    NO_POLICY,
     FraudProof,
+    PricingChallenge,
+    RiskArrayTree,
+    RiskRow,
     collateral_key,
     collateral_size,
     compute_fraud_proof,
+    compute_market_hash,
+    compute_pricing_challenge,
     encode_risk_row,
     instrument_key,
+    market_abi_value,
 )
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.evidence import (
@@ -157,13 +165,16 @@ def leaf_to_json(leaf: AccountLeaf) -> dict[str, Any]:
 def _int_field(obj: Mapping[str, Any], field: str, where: str) -> int:
     if field not in obj:
         raise InputError(f"{where}.{field}", "missing")
-    value = obj[field]
+    return _int_value(obj[field], f"{where}.{field}")
+
+
+def _int_value(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise InputError(f"{where}.{field}", f"expected an integer or a decimal string, got {value!r}")
+        raise InputError(name, f"expected an integer or a decimal string, got {value!r}")
     try:
         return int(value)
     except ValueError:
-        raise InputError(f"{where}.{field}", f"not an integer: {value!r}") from None
+        raise InputError(name, f"not an integer: {value!r}") from None
 
 
 def _bytes_field(value: Any, field: str, size: int) -> bytes:
@@ -202,19 +213,24 @@ def parse_claimed_leaf(obj: Any, where: str) -> ClaimedLeaf:
     return ClaimedLeaf(leaf, tuple(_bytes_field(p, f"{where}.proof[{i}]", 32) for i, p in enumerate(proof)))
 
 
+def _document_list(obj: Any, name: str) -> list[Any]:
+    """Return the list a file holds: the document itself, or its ``name`` member (``{"leaves": [...]}``)."""
+    if isinstance(obj, dict):
+        if name not in obj:
+            raise InputError(name, f"missing: expected a list of {name} or an object with a '{name}' list")
+        obj = obj[name]
+    if not isinstance(obj, list):
+        raise InputError(name, f"expected a list, got {type(obj).__name__}")
+    return obj
+
+
 def parse_leaves_document(obj: Any) -> list[ClaimedLeaf]:
     """Return the claimed leaves of a leaves file: a list of leaf objects, or ``{"leaves": [...]}``.
 
     Errors:
         InputError naming the malformed field.
     """
-    if isinstance(obj, dict):
-        if "leaves" not in obj:
-            raise InputError("leaves", "missing: expected a list of leaves or an object with a 'leaves' list")
-        obj = obj["leaves"]
-    if not isinstance(obj, list):
-        raise InputError("leaves", f"expected a list, got {type(obj).__name__}")
-    claimed = [parse_claimed_leaf(item, f"leaves[{i}]") for i, item in enumerate(obj)]
+    claimed = [parse_claimed_leaf(item, f"leaves[{i}]") for i, item in enumerate(_document_list(obj, "leaves"))]
     seen: set[bytes] = set()
     for i, item in enumerate(claimed):
         if item.leaf.account in seen:
@@ -230,6 +246,50 @@ def load_leaves_file(path: Path) -> list[ClaimedLeaf]:
         InputError when the file cannot be read, is not JSON, or a leaf is malformed.
     """
     return parse_leaves_document(read_json(path, "leaves"))
+
+
+def row_to_json(row: RiskRow) -> dict[str, Any]:
+    """Return a risk-array row as the JSON object a rows file holds (key as 0x-hex, integers as numbers)."""
+    return {"key": hex(row.key), "base": row.base, "addon": row.addon, "values": list(row.values)}
+
+
+def parse_rows_document(obj: Any) -> list[RiskRow]:
+    """Return the rows of a rows file: a list of row objects (``row_to_json``), or ``{"rows": [...]}``.
+
+    Errors:
+        InputError naming the malformed field (``rows[i].key``, ``rows[i].values[s]``, ...).
+    """
+    rows = []
+    for i, item in enumerate(_document_list(obj, "rows")):
+        where = f"rows[{i}]"
+        if not isinstance(item, dict):
+            raise InputError(where, f"expected an object, got {type(item).__name__}")
+        key = item.get("key")
+        if not isinstance(key, str | int) or isinstance(key, bool):
+            raise InputError(f"{where}.key", f"expected an integer or a 0x-hex string, got {key!r}")
+        try:
+            key_value = int(key, 0) if isinstance(key, str) else key
+        except ValueError:
+            raise InputError(f"{where}.key", f"not an integer: {key!r}") from None
+        values = item.get("values")
+        if not isinstance(values, list):
+            raise InputError(f"{where}.values", f"expected a list of integers, got {values!r}")
+        ints = tuple(_int_value(v, f"{where}.values[{s}]") for s, v in enumerate(values))
+        base, addon = _int_field(item, "base", where), _int_field(item, "addon", where)
+        try:
+            rows.append(RiskRow(key_value, base, addon, ints))
+        except InputError as exc:
+            raise InputError(f"{where}.{exc.field}", exc.message) from None
+    return rows
+
+
+def load_rows_file(path: Path) -> list[RiskRow]:
+    """Return the claimed risk-array rows in the JSON file ``path``.
+
+    Errors:
+        InputError when the file cannot be read, is not JSON, or a row is malformed.
+    """
+    return parse_rows_document(read_json(path, "rows"))
 
 
 def fetch_node_leaves(
@@ -627,6 +687,33 @@ def prove_fraud_call(deployment: Deployment, report: Report, proof: FraudProof) 
     )
 
 
+def challenge_pricing_call(deployment: Deployment, report: Report, challenge: PricingChallenge) -> Any:
+    """Return the bound ``MarginOracle.challengePricing`` call of ``challenge`` against ``report``."""
+    oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
+    return oracle.functions.challengePricing(
+        report.as_tuple(),
+        market_abi_value(challenge.market),
+        challenge.policy_hash,
+        encode_risk_row(challenge.row, challenge.row_proof),
+        encode_risk_row(challenge.scenario_row, challenge.scenario_proof),
+        challenge.scenario,
+    )
+
+
+def submit_pricing_challenge(
+    transmitter: Transmitter, deployment: Deployment, report: Report, challenge: PricingChallenge
+) -> list[SlashOutcome]:
+    """Post ``challenge`` to ``MarginOracle.challengePricing``: the round is invalidated; return each signer's slash.
+
+    Errors:
+        ContractError with the contract's reason when it refuses (EntryWithinTolerance, MarketMismatch,
+        InvalidRowProof, InvalidScenarioRow, NotAnInstrument, ScenarioOutOfRange, ReportMismatch, RoundProvenFraudulent,
+        ...); ChainError on RPC or transaction failures.
+    """
+    receipt = transmitter.transact_call(challenge_pricing_call(deployment, report, challenge))
+    return decode_slashed_events(receipt, deployment.contracts["SolverRegistry"])
+
+
 def submit_fraud_proof(
     transmitter: Transmitter, deployment: Deployment, report: Report, proof: FraudProof
 ) -> list[SlashOutcome]:
@@ -684,6 +771,48 @@ class ProveResult:
     understated: tuple[bytes, ...]  # proven attested leaves whose MM is below the recomputed MM
     changed: tuple[bytes, ...]  # of those, accounts changed since B (no proof from today's ledger)
     rows_match: bool  # the attested risk-array root is the recomputed one (else only a pricing challenge helps)
+    challenge: PricingChallenge | None = None  # the wrong entry with the largest gap (no aggregation proof)
+    recomputed_entry: int = 0  # the challenged entry as the recomputation gives it (MONEY per SIZE unit)
+
+
+# An attested option entry this many quanta from the recomputed one is beyond ``Black76.pnlTolerance`` (one quantum
+# plus 1e-12 of the values' scale, at most 1.1 quanta below 1e7 USD of scale; the engine's entry is within half a
+# quantum of the exact P&L), so ``challengePricing`` proves it.
+PROVABLE_ENTRY_GAP = 2
+
+
+def find_wrong_entry(
+    snapshot: ChainSnapshot, output: RoundOutput, attested: RiskArrayTree, report: Report
+) -> tuple[PricingChallenge, int] | None:
+    """Return the pricing challenge of the attested instrument entry farthest from the recomputed one, with the
+    recomputed entry, or None when no instrument's entry is ``PROVABLE_ENTRY_GAP`` quanta off or the report's market
+    hash is not the recomputed market's (the market itself is then what is wrong).
+
+    ``attested`` is the attested risk-array tree (its root the report's); the first key and column win ties.
+    """
+    policy_hash = NO_POLICY if output.policy is None else output.policy.policy_hash
+    if compute_market_hash(snapshot.market, policy_hash) != report.market_hash:
+        return None
+    instruments = {instrument_key(iid): inst for iid, inst in snapshot.instruments}
+    best: tuple[int, int, int, int] | None = None  # (gap, key, scenario, recomputed)
+    for key in sorted(instruments):
+        try:
+            mine, theirs = output.risk_tree.row_of(key), attested.row_of(key)
+        except InputError:
+            continue  # a row only one side has: not an entry the contract can recompute
+        if len(mine.values) != len(theirs.values):
+            continue
+        for scenario, (ours, claimed) in enumerate(zip(mine.values, theirs.values, strict=True)):
+            gap = abs(claimed - ours)
+            if gap >= PROVABLE_ENTRY_GAP and (best is None or gap > best[0]):
+                best = (gap, key, scenario, ours)
+    if best is None:
+        return None
+    _, key, scenario, ours = best
+    challenge = compute_pricing_challenge(
+        attested, snapshot.market, policy_hash, key, instruments[key].underlying, scenario
+    )
+    return challenge, ours
 
 
 def find_fraud_proof(
@@ -692,9 +821,13 @@ def find_fraud_proof(
     params: RiskParams,
     block_number: int | None,
     claimed: Callable[[AttestedRound, Sequence[AccountLeaf]], Sequence[ClaimedLeaf]],
+    claimed_rows: Sequence[RiskRow] | None = None,
 ) -> ProveResult:
     """Recompute an attested round and return the aggregation fraud proof of the first attested leaf (by
-    account) whose MM is below the recomputation's and whose account is unchanged since B.
+    account) whose MM is below the recomputation's and whose account is unchanged since B; when the attested risk
+    arrays are not the recomputed ones, the proof is built on the attested rows (``claimed_rows``), and when none
+    exists, the pricing challenge of the attested instrument entry farthest from the recomputation
+    (``find_wrong_entry``).
 
     Args:
         client: the chain client.
@@ -702,17 +835,27 @@ def find_fraud_proof(
         params: the risk model parameters (the committee's).
         block_number: the round's anchor block; None for the latest attested round.
         claimed: returns the attested leaves (with proofs, or the whole set), as for ``check_round``.
+        claimed_rows: the attested risk-array rows, the whole set (None: not known).
 
     Returns:
-        The proof (None when no leaf can be proven) with what was found.
+        The proof (None when no leaf can be proven) or the challenge, with what was found.
 
     Errors:
-        DisputeError, InputError, ChainError and SnapshotError as ``check_round``.
+        InputError("rows") when ``claimed_rows`` do not rebuild the attested risk-array root; DisputeError,
+        InputError, ChainError and SnapshotError as ``check_round``.
     """
     attested, snapshot, output = _recompute(client, deployment, params, block_number)
     result = _compare(client, deployment, attested, output, claimed)
     report = read_attested_report(client, deployment, attested)
     rows_match = output.report.risk_arrays_root == report.risk_arrays_root
+    risk_tree: RiskArrayTree | None = output.risk_tree if rows_match else None
+    if claimed_rows is not None:
+        risk_tree = RiskArrayTree(claimed_rows)
+        if risk_tree.root != report.risk_arrays_root:
+            raise InputError(
+                "rows", f"the {len(claimed_rows)} rows given rebuild root {_hex(risk_tree.root)}, not the attested "
+                f"riskArraysRoot {_hex(report.risk_arrays_root)} of round {attested.block_number}"
+            )  # fmt: skip
     claimed_leaves = {c.leaf.account: c for c in claimed(attested, result.leaves)}
     whole = [c.leaf for c in claimed_leaves.values()]
     tree = MerkleTree(whole) if whole and all(c.proof is None for c in claimed_leaves.values()) else None
@@ -731,10 +874,18 @@ def find_fraud_proof(
         if changed_at > attested.block_number:
             changed.append(difference.account)
             continue
-        if proof is not None or not rows_match:
+        if proof is not None or risk_tree is None:
             continue
         given = claimed_leaves[difference.account].proof
         account_proof = given if given is not None else tree.proof(difference.account) if tree else []
         holdings = read_holdings(client, deployment, snapshot, difference.account)
-        proof = compute_fraud_proof(theirs, account_proof, output.risk_tree, holdings, MONEY_TO_LEAF)
-    return ProveResult(attested, report, proof, tuple(understated), tuple(changed), rows_match)
+        try:
+            proof = compute_fraud_proof(theirs, account_proof, risk_tree, holdings, MONEY_TO_LEAF)
+        except InputError:
+            continue  # the attested tree has no row for a holding: not provable by aggregation
+    found = ProveResult(attested, report, proof, tuple(understated), tuple(changed), rows_match)
+    if proof is None and not rows_match and risk_tree is not None:
+        wrong = find_wrong_entry(snapshot, output, risk_tree, report)
+        if wrong is not None:
+            found = dataclasses.replace(found, challenge=wrong[0], recomputed_entry=wrong[1])
+    return found

@@ -18,42 +18,37 @@ import pytest
 from eth_utils import to_checksum_address
 
 from pmoracle.chain.client import ChainClient
-from pmoracle.chain.deploy import Deployment, deploy
-from pmoracle.chain.errors import ContractError
+from pmoracle.chain.deploy import Deployment
 from pmoracle.chain.snapshot import ChainSnapshot, read_snapshot
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.cli import main
 from pmoracle.config.params import default_params_text
-from pmoracle.consensus.certificate import build_certificate
 from pmoracle.consensus.commitments import COVER_KEY, FraudProof, compute_fraud_proof
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import Domain, Report, sign_report
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.devnet.world import World
-from pmoracle.node.daemon import OFFLINE_W3, read_committee
+from pmoracle.node.daemon import OFFLINE_W3
 from pmoracle.node.dispute import leaf_to_json, prove_fraud_call, read_holdings, submit_fraud_proof
 from pmoracle.node.keys import KeyKind, write_key_file
 from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput, compute_round
-from pmoracle.risk.params import parse_params
-from tests.integration.chain.contracts_support import address_of, dev_key, node_spec
-
-ACCOUNTS = 12
-COLLUDERS = (0, 1, 2)
-HONEST = 3
-STAKE = 10**18
-SLASH_BPS, REWARD_BPS = 1_000, 5_000
-REPORTER = dev_key(9)  # a funded account that operates no node (no reward)
+from tests.integration.chain.fraud_support import (
+    COLLUDERS,
+    HONEST,
+    REPORTER,
+    SLASH_BPS,
+    Seeded,
+    attest,
+    deploy_seeded,
+    revert_of,
+    stake_of,
+)
 
 
 @dataclass
 class Lie:
-    world: World
-    client: ChainClient
-    deployment: Deployment
-    committee: CommitteeConfig
-    domain: Domain
-    keys: list[bytes]
+    seeded: Seeded
     snapshot: ChainSnapshot  # of the honest round
     honest: RoundOutput  # attested first, by all four members
     lie_snapshot: ChainSnapshot  # of the next round, the book unchanged
@@ -62,15 +57,29 @@ class Lie:
     lie_tree: MerkleTree
     lie_report: Report
 
+    @property
+    def client(self) -> ChainClient:
+        return self.seeded.client
 
-def attest(lie_client: ChainClient, deployment: Deployment, committee: CommitteeConfig, domain: Domain,
-           keys: list[bytes], members: tuple[int, ...], report: Report) -> None:  # fmt: skip
-    """Sign ``report`` with ``members`` and attest it."""
-    signatures = {s.signer: s.signature for s in (sign_report(domain, report, keys[i]) for i in members)}
-    cert = build_certificate(committee, report, signatures)
-    oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
-    fn = oracle.functions.attest(cert.report.as_tuple(), cert.signer_bitmap, list(cert.signatures))
-    Transmitter(lie_client, dev_key(8)).transact_call(fn)
+    @property
+    def deployment(self) -> Deployment:
+        return self.seeded.deployment
+
+    @property
+    def committee(self) -> CommitteeConfig:
+        return self.seeded.committee
+
+    @property
+    def domain(self) -> Domain:
+        return self.seeded.domain
+
+    @property
+    def keys(self) -> list[bytes]:
+        return self.seeded.keys
+
+    @property
+    def world(self) -> World:
+        return self.seeded.world
 
 
 @pytest.fixture(scope="module")
@@ -80,21 +89,13 @@ def lie(anvil: Devchain) -> Lie:
 
 def make_lie(anvil: Devchain, seed: int) -> Lie:
     """Deploy, seed the protocol, attest an honest round, then a round in which 3 of 4 halve two accounts' MM."""
-    params = parse_params(default_params_text())
-    specs = [node_spec(i) for i in range(4)]
-    deployment = deploy(anvil.url, dev_key(0), params_hash=params.params_hash, round_period=4, finality_depth=2,
-                        nodes=specs, slash_bps=SLASH_BPS, reward_bps=REWARD_BPS)  # fmt: skip
-    client = ChainClient([anvil.url])
-    committee = read_committee(client, deployment)
-    domain = Domain.from_address(client.chain_id, deployment.contracts["MarginOracle"])
-    world = World(anvil.url, deployment, address_of(dev_key(0)), seed=seed)
-    world.setup(ACCOUNTS)
-    keys = [s.signing_key for s in specs]
+    seeded = deploy_seeded(anvil, seed)
+    client, deployment, committee, params = seeded.client, seeded.deployment, seeded.committee, seeded.params
     anvil.rpc("evm_mine")
     honest_block = client.block_number() - 1
     snapshot = read_snapshot(client, deployment, honest_block)
     honest = compute_round(snapshot, params, committee)
-    attest(client, deployment, committee, domain, keys, (0, 1, 2, 3), honest.report)
+    attest(seeded, (0, 1, 2, 3), honest.report)
     # the next round: the book is unchanged, the colluders halve two accounts' MM
     anvil.rpc("evm_mine")
     block = client.block_number() - 1
@@ -109,14 +110,8 @@ def make_lie(anvil: Devchain, seed: int) -> Lie:
     ]
     lie_tree = MerkleTree(leaves)
     lie_report = dataclasses.replace(truth.report, accounts_root=lie_tree.root)
-    attest(client, deployment, committee, domain, keys, COLLUDERS, lie_report)
-    return Lie(world, client, deployment, committee, domain, keys, snapshot, honest, lie_snapshot, truth, victims,
-               lie_tree, lie_report)  # fmt: skip
-
-
-def stake_of(lie: Lie, member: int) -> int:
-    registry = lie.deployment.contract(OFFLINE_W3, "SolverRegistry")
-    return int(lie.client.call(registry.functions.nodeOf(lie.committee.members[member]))[2])
+    attest(seeded, COLLUDERS, lie_report)
+    return Lie(seeded, snapshot, honest, lie_snapshot, truth, victims, lie_tree, lie_report)
 
 
 def lie_proof(lie: Lie, victim: AccountLeaf) -> FraudProof:
@@ -129,18 +124,8 @@ def lie_proof(lie: Lie, victim: AccountLeaf) -> FraudProof:
     return proof
 
 
-def revert_of(lie: Lie, fn: Any) -> tuple[str, tuple[Any, ...]]:
-    """Return (error name, args) of the revert of the bound call ``fn`` in the pending block."""
-    data = bytes.fromhex(fn._encode_transaction_data()[2:])
-    try:
-        lie.client.call_raw(fn.address, data, "pending", sender=address_of(REPORTER))
-    except ContractError as exc:
-        return exc.name, exc.error_args
-    raise AssertionError("call did not revert")
-
-
 def refusal(lie: Lie, report: Report, proof: FraudProof) -> tuple[str, tuple[Any, ...]]:
-    return revert_of(lie, prove_fraud_call(lie.deployment, report, proof))
+    return revert_of(lie.client, prove_fraud_call(lie.deployment, report, proof))
 
 
 def test_an_honest_round_cannot_be_proven(lie: Lie) -> None:
@@ -195,12 +180,12 @@ def test_an_account_changed_since_the_round_is_refused(lie: Lie) -> None:
 
 def test_a_lying_quorum_is_proven_invalidated_and_slashed_and_the_honest_member_is_not(lie: Lie) -> None:
     oracle = lie.deployment.contract(OFFLINE_W3, "MarginOracle")
-    before = [stake_of(lie, i) for i in range(4)]
+    before = [stake_of(lie.seeded, i) for i in range(4)]
     proof = lie_proof(lie, lie.victims[0])
     outcomes = submit_fraud_proof(Transmitter(lie.client, REPORTER), lie.deployment, lie.lie_report, proof)
     assert {o.signer for o in outcomes} == {lie.committee.members[i] for i in COLLUDERS}
     assert {o.offence for o in outcomes} == {"fraud"}
-    after = [stake_of(lie, i) for i in range(4)]
+    after = [stake_of(lie.seeded, i) for i in range(4)]
     assert all(after[i] == before[i] * (10_000 - SLASH_BPS) // 10_000 for i in COLLUDERS)
     assert after[HONEST] == before[HONEST]
     # the round is refused for withdrawals and liquidations, and is no reference for deviation
@@ -209,12 +194,12 @@ def test_a_lying_quorum_is_proven_invalidated_and_slashed_and_the_honest_member_
         to_checksum_address(understated.account), understated.initial_margin, understated.maintenance_margin,
         understated.equity, lie.lie_tree.proof(understated.account),
     )  # fmt: skip
-    assert revert_of(lie, verify) == ("RoundProvenFraudulent", (lie.lie_report.block_number,))
+    assert revert_of(lie.client, verify) == ("RoundProvenFraudulent", (lie.lie_report.block_number,))
     honest_signed = sign_report(lie.domain, dataclasses.replace(lie.lie_report, accounts_root=lie.honest.tree.root),
                                 lie.keys[HONEST])  # fmt: skip
     registry = lie.deployment.contract(OFFLINE_W3, "SolverRegistry")
     deviation = registry.functions.slashDeviation(honest_signed.report.as_tuple(), honest_signed.signature)
-    assert revert_of(lie, deviation)[0] == "RoundProvenFraudulent"
+    assert revert_of(lie.client, deviation)[0] == "RoundProvenFraudulent"
     # and it cannot be proven twice
     assert refusal(lie, lie.lie_report, lie_proof(lie, lie.victims[0]))[0] == "RoundProvenFraudulent"
 
@@ -240,7 +225,7 @@ def test_dispute_prove_finds_the_understated_account_and_slashes_the_quorum(
     assert main(["dispute", "prove", *chain, "--round", str(honest), "--leaves", str(honest_leaves)]) == 1
     assert "nothing to prove: no attested leaf understates its MM" in capsys.readouterr().out
 
-    before = [stake_of(lie, i) for i in range(4)]
+    before = [stake_of(lie.seeded, i) for i in range(4)]
     args = ["dispute", "prove", *chain, "--latest", "--leaves", str(leaves_file), "--key-file", str(key_file),
             "--password-file", str(password_file), "--json"]  # fmt: skip
     assert main(args) == 0
@@ -251,7 +236,7 @@ def test_dispute_prove_finds_the_understated_account_and_slashes_the_quorum(
     assert {s["signer"] for s in outcome["slashed"]} == {
         to_checksum_address(lie.committee.members[i]) for i in COLLUDERS
     }
-    after = [stake_of(lie, i) for i in range(4)]
+    after = [stake_of(lie.seeded, i) for i in range(4)]
     assert after[HONEST] == before[HONEST] and all(after[i] < before[i] for i in COLLUDERS)
     assert main(args) == 1  # the round is invalidated: nothing left to prove
     assert json.loads(capsys.readouterr().out)["error"] == "RoundProvenFraudulent"

@@ -21,6 +21,7 @@ def _result() -> dict[str, Any]:
         "verify_margin": [_row(38_000, accounts=1_000, depth=10)],
         "slashing": {"slashDeviation": _row(105_000)},
         "fraud_proof": _row(300_000, positions=20, scenarios=29, rows=256, depth=8, signers=3),
+        "pricing_challenge": _row(250_000, scenarios=29, rows=256, depth=8, signers=3),
         "attest_fit": {"per_signature": 5_700, "base_total": 62_000, "base_without_intrinsic": 41_000,
                        "points": [(11, 1), (16, 2)]},
     }  # fmt: skip
@@ -41,3 +42,14 @@ def test_the_table_has_a_frost_row_per_committee_and_the_spread() -> None:
     table = format_gas_table(_result())
     assert "| attestFrost | n=64, one FROST signature (43-of-64 shares), steady state | 68,100 |" in table
     assert "68,000 to 68,100 gas total at n = 4, 64 (spread 0.15%)" in table
+
+
+def test_the_table_has_the_fraud_proof_and_pricing_challenge_rows() -> None:
+    table = format_gas_table(_result())
+    assert (
+        "| proveFraud | 20 positions, 29 scenarios, 256-row risk tree (depth 8), 3 signers slashed | 300,000 |" in table
+    )
+    assert (
+        "| challengePricing | one call entry, 29 scenarios, 256-row risk tree (depth 8), 3 signers slashed | 250,000 |"
+        in (table)
+    )

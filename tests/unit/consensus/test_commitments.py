@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import random
+import struct
 import subprocess
 import sys
 
@@ -22,6 +23,8 @@ from pmoracle.config.params import default_params, load_params_file
 from pmoracle.consensus.commitments import (
     COLLATERAL_FLAG,
     COVER_KEY,
+    SCENARIO_FLAG,
+    SCENARIO_VOL_PARAMS,
     RiskRow,
     collateral_key,
     collateral_size,
@@ -33,12 +36,14 @@ from pmoracle.consensus.commitments import (
     encode_market,
     encode_row,
     instrument_key,
+    scenario_key,
 )
 from pmoracle.consensus.hashing import keccak
 from pmoracle.consensus.merkle import compute_proof_root
 from pmoracle.errors import InputError
 from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput, compute_round
 from pmoracle.risk.inputs import Instrument, Portfolio
+from pmoracle.risk.scenarios import compute_scenarios
 from pmoracle.testing.committees import make_test_committee
 from tests.unit.risk.factories import make_market, random_instrument, random_portfolio
 
@@ -108,9 +113,33 @@ def test_every_row_proves_under_the_reported_root() -> None:
     assert tree.row_of(COVER_KEY).base == 10**6
     n_scen = len(tree.row_of(COVER_KEY).values)
     for row in tree.rows:
-        assert len(row.values) == n_scen
+        width = 2 * n_scen + SCENARIO_VOL_PARAMS if row.key & SCENARIO_FLAG and row.key != COVER_KEY else n_scen
+        assert len(row.values) == width
         assert compute_proof_root(compute_row_hash(row), tree.proof(row.key)) == tree.root
     assert output.report.market_hash == compute_market_hash(snapshot.market)
+
+
+def test_scenario_rows_commit_the_engines_floats_bit_for_bit() -> None:
+    snapshot = make_snapshot(2)
+    params = default_params()
+    output = compute_round(snapshot, params, make_test_committee(4).config)
+    scenarios = compute_scenarios(params, snapshot.market)
+    n_scen = len(scenarios)
+    keys = [row.key for row in output.risk_tree.rows if row.key & SCENARIO_FLAG and row.key != COVER_KEY]
+    assert keys == [scenario_key(u) for u in range(len(snapshot.market.underlyings))]
+    for u in range(len(snapshot.market.underlyings)):
+        row = output.risk_tree.row_of(scenario_key(u))
+        words = struct.pack(f">{len(row.values)}q", *row.values)
+        floats = struct.unpack(f">{len(row.values)}d", words)
+        assert floats[:n_scen] == tuple(scenarios.price_mult[:, u].tolist())
+        assert floats[n_scen : 2 * n_scen] == tuple(scenarios.vol_shock[:, u].tolist())
+        vol = (params.vol_shift, params.vol_tenor_days, params.vol_min_dte_days, params.vol_max_shift)
+        assert floats[2 * n_scen :] == (*vol, params.min_vol, params.max_vol)
+        assert struct.unpack(">d", struct.pack(">q", row.base))[0] == scenarios.horizon_years
+        assert row.addon == params.vol_power_eighths
+    assert len(floats) == 2 * n_scen + SCENARIO_VOL_PARAMS
+    with pytest.raises(InputError):
+        scenario_key(-1)
 
 
 def test_the_market_hash_commits_to_the_market_and_the_policy_hash() -> None:

@@ -8,6 +8,7 @@ import pathlib
 import pytest
 from eth_utils import keccak, to_checksum_address
 
+from pmoracle.consensus.commitments import COVER_KEY, RiskRow
 from pmoracle.consensus.evidence import Deviation, Equivocation
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import compute_report_digest, sign_report
@@ -19,6 +20,8 @@ from pmoracle.node.dispute import (
     find_evidence,
     open_archive,
     parse_leaves_document,
+    parse_rows_document,
+    row_to_json,
 )
 from pmoracle.storage.archive import ReportArchive
 from tests.unit.consensus.factories import DOMAIN, make_committee, make_key, make_signed
@@ -97,6 +100,29 @@ def test_leaves_documents_name_the_bad_field() -> None:
     for document, field in cases:
         with pytest.raises(InputError) as info:
             parse_leaves_document(document)
+        assert info.value.field == field, (document, info.value)
+
+
+def test_rows_documents_round_trip_and_name_the_bad_field() -> None:
+    rows = [RiskRow(7, -2, 3, (1, -1, 2**63 - 1)), RiskRow(COVER_KEY, 10**6, 0, (10**6,))]
+    assert parse_rows_document([row_to_json(r) for r in rows]) == rows
+    assert parse_rows_document({"rows": [row_to_json(r) for r in rows]}) == rows
+    row = row_to_json(rows[0])
+    cases = [
+        ({"leaves": []}, "rows"),
+        ("rows", "rows"),
+        (["x"], "rows[0]"),
+        ([{**row, "key": "0xzz"}], "rows[0].key"),
+        ([{**row, "key": 1.5}], "rows[0].key"),
+        ([{**row, "values": ["x"]}], "rows[0].values[0]"),
+        ([{**row, "values": 3}], "rows[0].values"),
+        ([{k: v for k, v in row.items() if k != "addon"}], "rows[0].addon"),
+        ([{**row, "base": 2**63}], "rows[0].base"),
+        ([row, {**row, "values": [2**64]}], "rows[1].values"),
+    ]
+    for document, field in cases:
+        with pytest.raises(InputError) as info:
+            parse_rows_document(document)
         assert info.value.field == field, (document, info.value)
 
 
