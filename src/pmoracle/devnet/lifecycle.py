@@ -366,6 +366,9 @@ class Lifecycle:
             "days": self.stats.steps * self.step_seconds / DAY,
             "steps": self.stats.steps,
             "expiries_listed": self.stats.expiries_listed,
+            # every expiry the calendar wants listed at the end is listed (a week can pass with nothing new to list:
+            # its new Friday may already be listed as a month end)
+            "expiry_schedule_kept": set(friday_expiries(self.world.now)) <= set(self.world.expiries),
             "funding_payments": self.stats.funding_payments,
             "refusals": dict(sorted(self.stats.refusals.items())),
             "deposits_topped_up": self.stats.deposits,

@@ -35,3 +35,14 @@ def test_on_a_friday_before_08_utc_that_morning_is_the_first_expiry() -> None:
     now = int(datetime.datetime(2026, 12, 4, 7, 0, tzinfo=datetime.UTC).timestamp())
     first = friday_expiries(now)[0]
     assert _utc(first).isoformat() == "2026-12-04T08:00:00+00:00" and first > now
+
+
+def test_a_week_can_pass_with_nothing_new_to_list() -> None:
+    # From Fri 4 Dec 2026 (afternoon) a week later the new second Friday is 25 Dec, already listed as December's
+    # month end: the schedule is kept without a listing, so a week's run cannot require one (it requires the
+    # schedule, `expiry_schedule_kept` in the --days summary).
+    start = int(datetime.datetime(2026, 12, 4, 15, 0, tzinfo=datetime.UTC).timestamp())
+    week_later = start + 7 * 86400
+    assert set(friday_expiries(week_later)) <= set(friday_expiries(start))
+    # the week after, 1 Jan 2027 enters the window and must be listed
+    assert not set(friday_expiries(week_later + 7 * 86400)) <= set(friday_expiries(start))
