@@ -26,8 +26,8 @@ STRESS = (ROOT / "examples" / "params" / "stress.toml").read_text(encoding="utf-
 CONCENTRATION = (ROOT / "examples" / "params" / "concentration.toml").read_text(encoding="utf-8")
 # Tables keyed by free names (symbols, stress names): one field each, as the schema describes them.
 FREE_KEY_TABLES = (
-    "price.scan_range_by_underlying", "policy.underlying", "pmrm2.collateral", "stress.adv", "stress.daily_vol",
-    "stress.scenarios", "concentration.adv", "concentration.daily_vol",
+    "price.scan_range_by_underlying", "vol.shift_by_underlying", "policy.underlying", "pmrm2.collateral",
+    "stress.adv", "stress.daily_vol", "stress.scenarios", "concentration.adv", "concentration.daily_vol",
 )  # fmt: skip
 
 
@@ -68,6 +68,7 @@ def full_document() -> dict[str, Any]:
     doc["pmrm2"] = copy.deepcopy(PMRM2)
     doc["stress"] = tomllib.loads(STRESS)["stress"]
     doc["concentration"] = tomllib.loads(CONCENTRATION)["concentration"]
+    doc["vol"]["shift_by_underlying"] = {"BTC": 0.4}
     return doc
 
 
