@@ -455,6 +455,12 @@ class IvSource:
     updates: tuple[SmileQuote, ...]  # later quotes, in chain order
 
 
+def compute_iv_tenor_seconds(tenor_days: float) -> Fraction:
+    """Return the IV samples' reference tenor in seconds: the document's ``vol.tenor_days`` (a float, taken exactly)
+    x 86400, the tenor at which the engine applies the vol shift unscaled."""
+    return Fraction(tenor_days) * 86400
+
+
 def compute_atm_total_variance(quote: SmileQuote) -> int:
     """Return the SVI total variance at log-moneyness 0, ``a + b (sqrt(m^2 + sigma^2) - rho m)``, WAD, floored.
 
