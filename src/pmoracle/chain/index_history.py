@@ -18,6 +18,7 @@ from pmoracle.chain.contracts import event_topic
 from pmoracle.chain.errors import SnapshotError
 from pmoracle.chain.snapshot import decode_symbol
 from pmoracle.errors import InputError
+from pmoracle.risk.policy import SmileQuote
 
 INDEX_SET_TOPIC = event_topic("MarketFeeds", "IndexSet")
 SMILE_SET_TOPIC = event_topic("MarketFeeds", "SmileSet")
@@ -90,18 +91,12 @@ def read_index_updates(
 
 @dataclass(frozen=True, slots=True)
 class SmileUpdate:
-    """One ``SmileSet`` log: an expiry's SVI smile (raw WAD parameters) written at a block."""
+    """One ``SmileSet`` log: an expiry's SVI smile written at a block."""
 
     block_number: int
     log_index: int
     underlying: str
-    expiry: int  # unix seconds
-    a: int
-    b: int
-    rho: int
-    m: int
-    sigma: int
-    time: int  # the writing block's timestamp (the event carries none: read from the block)
+    quote: SmileQuote  # its time is the writing block's timestamp (the event carries none: read from the block)
 
 
 def decode_smile_update(log: dict[str, Any], time: int) -> SmileUpdate:
@@ -118,10 +113,8 @@ def decode_smile_update(log: dict[str, Any], time: int) -> SmileUpdate:
         block_number=int(log["blockNumber"], 16),
         log_index=int(log["logIndex"], 16),
         underlying=decode_symbol("SmileSet.underlying", bytes.fromhex(topics[1][2:])),
-        expiry=int(expiry),
-        a=int(a), b=int(b), rho=int(rho), m=int(m), sigma=int(sigma),
-        time=time,
-    )  # fmt: skip
+        quote=SmileQuote(int(expiry), int(a), int(b), int(rho), int(m), int(sigma), time),
+    )
 
 
 def read_smile_updates(

@@ -151,7 +151,7 @@ def read_chain_history(args: argparse.Namespace, params: PolicyParams) -> tuple[
     from pmoracle.chain.errors import ChainError
     from pmoracle.chain.index_history import read_index_updates, read_smile_updates
     from pmoracle.commands.chain_args import connect
-    from pmoracle.risk.policy import HistoryError, Sample, SmileQuote, compute_track_samples, start_track
+    from pmoracle.risk.policy import HistoryError, Sample, compute_track_samples, start_track
 
     if args.deployment is None:
         raise InputError("--deployment", "is required with --rpc")
@@ -170,9 +170,8 @@ def read_chain_history(args: argparse.Namespace, params: PolicyParams) -> tuple[
         updates = read_index_updates(client, feeds, block, from_block=deployment.deploy_block,
                                      underlying=args.underlying)  # fmt: skip
         smiles = [] if tenor is None else [
-            SmileQuote(q.expiry, q.a, q.b, q.rho, q.m, q.sigma, q.time)
-            for q in read_smile_updates(client, feeds, block, from_block=deployment.deploy_block,
-                                        underlying=args.underlying)
+            u.quote for u in read_smile_updates(client, feeds, block, from_block=deployment.deploy_block,
+                                                underlying=args.underlying)
         ]  # fmt: skip
     except ChainError as exc:
         raise InputError("--rpc", f"cannot read the index history: {exc}") from None

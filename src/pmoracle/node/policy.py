@@ -184,9 +184,7 @@ def advance_checkpoint(
     if policy.vol is not None:  # the IV samples: the smiles' ATM vol at the engine's vol.tenor_days
         tenor = compute_iv_tenor_seconds(params.vol_tenor_days)
         for smile in read_smile_updates(client, feeds, block_number, from_block=start):
-            smiles.setdefault(smile.underlying, []).append(
-                SmileQuote(smile.expiry, smile.a, smile.b, smile.rho, smile.m, smile.sigma, smile.time)
-            )
+            smiles.setdefault(smile.underlying, []).append(smile.quote)
     tracks = {t.underlying: t for t in checkpoint.tracks} if checkpoint is not None else {}
     for symbol in sorted(set(tracks) | set(updates)):
         track = tracks.get(symbol) or start_track(symbol)

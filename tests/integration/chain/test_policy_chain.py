@@ -100,12 +100,12 @@ class Feeds:
         self.admin.transact_call(self.contract.functions.setIndex(sym(symbol), price, 0))
 
 
-@pytest.fixture(scope="module")
-def feeds(anvil: Devchain, tmp_path_factory: pytest.TempPathFactory) -> Feeds:
-    """BTC set 12 times, once an hour 10 s after each sampling point; ETH set every other hour."""
-    deployment = deploy(anvil.url, bytes.fromhex(DEV_KEYS[0][2:]), params_hash=b"\1" * 32, round_period=10,
+def start_feeds(anvil: Devchain, tmp_path_factory: pytest.TempPathFactory, name: str, params_hash: bytes) -> Feeds:
+    """Deploy the contracts and move chain time to 10 s before a sampling point (the next write lands 10 s after
+    the point before it)."""
+    deployment = deploy(anvil.url, bytes.fromhex(DEV_KEYS[0][2:]), params_hash=params_hash, round_period=10,
                         finality_depth=2)  # fmt: skip
-    path = tmp_path_factory.mktemp("policy") / "deployment.json"
+    path = tmp_path_factory.mktemp(name) / "deployment.json"
     deployment.save(path)
     client = ChainClient([anvil.url])
     contract = contract_at(list(load_artifact("MarketFeeds").abi), deployment.contracts["MarketFeeds"])
@@ -113,7 +113,13 @@ def feeds(anvil: Devchain, tmp_path_factory: pytest.TempPathFactory) -> Feeds:
     first = (now // HOUR + 2) * HOUR
     anvil.rpc("evm_increaseTime", first - HOUR + 10 - now)  # the first update lands 10 s after a point
     anvil.rpc("evm_mine")
-    f = Feeds(anvil, client, Transmitter(client, DEV_KEYS[0]), deployment, path, contract, first, [])
+    return Feeds(anvil, client, Transmitter(client, DEV_KEYS[0]), deployment, path, contract, first, [])
+
+
+@pytest.fixture(scope="module")
+def feeds(anvil: Devchain, tmp_path_factory: pytest.TempPathFactory) -> Feeds:
+    """BTC set 12 times, once an hour 10 s after each sampling point; ETH set every other hour."""
+    f = start_feeds(anvil, tmp_path_factory, "policy", b"\1" * 32)
     rng = random.Random(18)
     price = 60_000 * 10**8
     for hour in range(12):
@@ -428,7 +434,6 @@ VOL_HOURS = 10
 class VolFeeds:
     feeds: Feeds
     quotes: list[list[SmileQuote]]  # the smiles written in each hour, with their blocks' timestamps
-    index_times: list[int]  # each hour's IndexSet time
 
 
 def vol_document() -> str:
@@ -439,19 +444,9 @@ def vol_document() -> str:
 def vol_feeds(anvil: Devchain, tmp_path_factory: pytest.TempPathFactory) -> VolFeeds:
     """Another MarketFeeds: BTC's index and two smiles (7 and 60 days, around the 30-day tenor) every hour, 10 s
     after each sampling point; the implied vol doubles from the 5th hour."""
-    deployment = deploy(anvil.url, bytes.fromhex(DEV_KEYS[0][2:]), params_hash=b"\2" * 32, round_period=10,
-                        finality_depth=2)  # fmt: skip
-    path = tmp_path_factory.mktemp("policy-vol") / "deployment.json"
-    deployment.save(path)
-    client = ChainClient([anvil.url])
-    contract = contract_at(list(load_artifact("MarketFeeds").abi), deployment.contracts["MarketFeeds"])
-    now = client.get_block("latest").timestamp
-    first = (now // HOUR + 2) * HOUR
-    anvil.rpc("evm_increaseTime", first - HOUR + 10 - now)
-    anvil.rpc("evm_mine")
-    f = Feeds(anvil, client, Transmitter(client, DEV_KEYS[0]), deployment, path, contract, first, [])
+    f = start_feeds(anvil, tmp_path_factory, "policy-vol", b"\2" * 32)
+    client, contract, first = f.client, f.contract, f.first_point
     quotes: list[list[SmileQuote]] = []
-    index_times: list[int] = []
     expiry_short, expiry_long = first + 7 * 86400, first + 60 * 86400
     rng = random.Random(19)
     price = 60_000 * 10**8
@@ -459,7 +454,6 @@ def vol_feeds(anvil: Devchain, tmp_path_factory: pytest.TempPathFactory) -> VolF
         price = price * (1000 + rng.randint(-30, 30)) // 1000
         f.prices.append(price)
         f.set_index("BTC", price)
-        index_times.append(client.get_block("latest").timestamp)
         vol = (0.6 if hour < 5 else 1.2) * (1 + rng.uniform(-0.05, 0.05))
         written = []
         for expiry, skew in ((expiry_short, 0.9), (expiry_long, 1.1)):
@@ -470,7 +464,7 @@ def vol_feeds(anvil: Devchain, tmp_path_factory: pytest.TempPathFactory) -> VolF
             written.append(SmileQuote(*args, time))
         quotes.append(written)
         f.mine_hours(1)
-    return VolFeeds(f, quotes, index_times)
+    return VolFeeds(f, quotes)
 
 
 def expected_vol_states(vf: VolFeeds, params: RiskParams, block: int) -> Any:

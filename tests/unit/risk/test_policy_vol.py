@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pmoracle.config.params import default_params, default_params_text
 from pmoracle.risk.errors import ParamsError
-from pmoracle.risk.params import parse_params, parse_policy_params
+from pmoracle.risk.params import parse_params
 from pmoracle.risk.policy import (
     RANGE_SCALE,
     HistoryError,
@@ -31,33 +31,16 @@ from pmoracle.risk.policy import (
     start_track,
 )
 
+from .test_policy import FULL
+
 WAD = 10**18
 DAY = 86400
 HOUR = 3600
 YEAR = 365 * DAY
 P0 = 1_700_006_400  # a sampling point (a multiple of DAY)
 TENOR = Fraction(30 * DAY)  # the default document's vol.tenor_days = 30
-VOL_POLICY = """
-[policy]
-sample_interval_seconds = 3600
-horizon_seconds = 86400
-decay = "0.94"
-sigmas = "5"
-seed_vol = "0.6"
-min_scan_range = "0.02"
-max_scan_range = "0.6"
-max_step_up = "0.1"
-max_step_down = "0.05"
-
-[policy.vol]
-decay = "0.9"
-sigmas = "3"
-seed_vol = "1.5"
-min_shift = "0.05"
-max_shift = "0.9"
-"""
-POLICY = parse_policy_params(VOL_POLICY)
-assert POLICY is not None
+# the tests' full policy, hourly, without the floor and the buffer
+POLICY = dataclasses.replace(FULL, sample_interval_seconds=HOUR, floor=None, buffer=None)
 
 
 def flat(days: float, vol: float, point: int = P0, time: int = P0 - 60) -> SmileQuote:
