@@ -417,6 +417,8 @@ class PolicyCheck:
                     "publishedStateHash": None if d.published is None else "0x" + d.published.state_hash.hex(),
                     "recomputedScanRange": None if d.recomputed is None else str(d.recomputed.scan_range),
                     "publishedScanRange": None if d.published is None else str(d.published.scan_range),
+                    "recomputedVolShift": None if d.recomputed is None else str(d.recomputed.vol_shift),
+                    "publishedVolShift": None if d.published is None else str(d.published.vol_shift),
                 }
                 for d in self.differences
             ]

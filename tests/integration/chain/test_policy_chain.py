@@ -584,9 +584,14 @@ def test_vol_policy_in_the_cli_and_the_dispute_tool(
                "--params", str(params_file), "--round", str(block), "--node", node_stub.url]  # fmt: skip
     node_stub.bodies[block] = policy_round_to_json(honest)
     assert main(dispute) == 0
-    assert "the policy holds" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "the policy holds" in out and f"vol shift {btc.vol_shift / 1e9:.4%}" in out
     lied = dataclasses.replace(btc, vol_shift=btc.vol_shift + 1)  # one part in 1e9 more vol shock
     node_stub.bodies[block] = {**policy_round_to_json(PolicyRound(block, (lied,))),
                                "policyHash": "0x" + honest.policy_hash.hex()}  # fmt: skip
     assert main(dispute) == 1
-    assert "MISMATCH BTC" in capsys.readouterr().out
+    assert f"MISMATCH BTC: recomputed range {btc.scan_range}, vol shift {btc.vol_shift}," in capsys.readouterr().out
+    assert main([*dispute, "--json"]) == 1
+    (difference,) = json.loads(capsys.readouterr().out)["differences"]
+    assert difference["recomputedVolShift"] == str(btc.vol_shift)
+    assert difference["publishedVolShift"] == str(btc.vol_shift + 1)
