@@ -1,7 +1,7 @@
 """End to end: ``pmoracle devnet --days 3 --scenario vol-spike``: the nodes run the adaptive margin policy from the
-chain's index history while BTC's volatility triples mid-run. Every node publishes the policy hash the devnet
-recomputes from chain alone, every round; BTC's scan range climbs (its one-unit margin at the capped pace) while ETH's
-does not."""
+chain's index and smile history while BTC's volatility triples mid-run. Every node publishes the policy hash the
+devnet recomputes from chain alone, every round; BTC's scan range climbs (its one-unit margin at the capped pace) and
+so does its vol shift, while ETH's do not."""
 
 from __future__ import annotations
 
@@ -44,3 +44,14 @@ def test_the_policy_adapts_live_and_every_node_agrees_bit_for_bit() -> None:
     assert btc[-1] >= before * Fraction(6, 5)  # the spike raised BTC's range by at least 20% ...
     assert btc[-1] / before > eth[-1] / eth_before  # ... and not ETH's the same way
     assert any("BTC" in r["stressed"] for r in sampled)  # the buffer was released in BTC's stress
+    # [policy.vol]: BTC's implied vol tripled, so the vol shift from its smiles' 30-day ATM vol rises (at most +10% a
+    # sample, the same cap), within the section's bounds; ETH's does not the same way
+    btc_k = [Fraction(r["vol_shift"]["BTC"]) for r in sampled]
+    eth_k = [Fraction(r["vol_shift"]["ETH"]) for r in sampled]
+    assert all(Fraction(5, 100) <= k <= Fraction(9, 10) for k in btc_k + eth_k)
+    for (a, ka), (b, kb) in itertools.pairwise(zip(sampled, btc_k, strict=True)):
+        steps = b["samples"]["BTC"] - a["samples"]["BTC"]
+        assert ka * Fraction(95, 100) ** steps <= kb <= ka * Fraction(11, 10) ** steps
+    k_before = max(k for r, k in zip(sampled, btc_k, strict=True) if r["samples"]["BTC"] <= 3)
+    eth_k_before = max(k for r, k in zip(sampled, eth_k, strict=True) if r["samples"]["ETH"] <= 3)
+    assert btc_k[-1] > k_before and btc_k[-1] / k_before > eth_k[-1] / eth_k_before

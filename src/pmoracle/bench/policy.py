@@ -289,9 +289,10 @@ def devnet_policies() -> dict[str, PolicyParams | None]:
     from pmoracle.devnet.lifecycle import vol_spike_params_text
     from pmoracle.risk.params import parse_params
 
-    full = parse_params(vol_spike_params_text(default_params_text(), DEVNET_STEP)).policy
-    if full is None:  # the vol-spike document always carries one
+    document = parse_params(vol_spike_params_text(default_params_text(), DEVNET_STEP)).policy
+    if document is None:  # the vol-spike document always carries one
         raise PmoracleError("the vol-spike parameters document has no [policy]")
+    full = replace(document, vol=None)  # the backtest measures price scan ranges, which [policy.vol] does not move
     if full.step_cap_basis != "margin":  # the document caps the margin; the rows below take it apart
         raise PmoracleError("the vol-spike parameters document does not cap the margin")
     base = replace(full, floor=None, buffer=None, max_step_up=None, max_step_down=None, step_cap_basis="range")

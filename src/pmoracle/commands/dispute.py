@@ -157,7 +157,8 @@ def _print_policy(result: Any) -> None:
     print(f"round {recomputed.block_number}: policy hash 0x{recomputed.policy_hash.hex()} (recomputed from chain)")
     for state in recomputed.states:
         stress = "yes" if state.stressed else "no"
-        print(f"  {state.underlying:<8} scan range {state.scan_range / 1e9:.4%}  stress {stress}  "
+        shift = f"  vol shift {state.vol_shift / 1e9:.4%}" if state.vol_shift else ""  # [policy.vol] only
+        print(f"  {state.underlying:<8} scan range {state.scan_range / 1e9:.4%}{shift}  stress {stress}  "
               f"samples {state.count}  state 0x{state.state_hash.hex()}")  # fmt: skip
     if result.published is None:
         return
@@ -166,7 +167,10 @@ def _print_policy(result: Any) -> None:
         return
 
     def describe(state: Any) -> str:
-        return "absent" if state is None else f"range {state.scan_range}, state 0x{state.state_hash.hex()}"
+        if state is None:
+            return "absent"
+        shift = f", vol shift {state.vol_shift}" if state.vol_shift else ""  # [policy.vol] only
+        return f"range {state.scan_range}{shift}, state 0x{state.state_hash.hex()}"
 
     for d in result.differences:
         print(f"MISMATCH {d.underlying}: recomputed {describe(d.recomputed)}; "

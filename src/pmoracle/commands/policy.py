@@ -22,6 +22,8 @@ from pmoracle.errors import InputError
 from pmoracle.files import read_text
 
 if TYPE_CHECKING:
+    from fractions import Fraction
+
     from pmoracle.risk.params import PolicyParams
     from pmoracle.risk.policy import PolicyState, Sample
 
@@ -138,21 +140,22 @@ def read_chain_history(args: argparse.Namespace, params: PolicyParams) -> tuple[
     """Return the samples of ``args.underlying``'s on-chain index up to ``--to-block`` and a title for them.
 
     The samples are the ones a node derives for a round anchored at that block (the sampling points strictly before
-    its timestamp, from the ``IndexSet`` logs at or before it).
+    its timestamp, from the ``IndexSet`` logs at or before it; with ``[policy.vol]`` each sample's implied vol from
+    the ``SmileSet`` logs, at the document's ``vol.tenor_days``).
 
     Errors:
         ``InputError`` naming the option for a missing deployment, an unreachable chain, a block beyond the head,
-        a policy that needs implied vols, no update of the underlying, or a stale index at a sampling point.
+        a ``[policy.vol]`` document without ``vol.tenor_days``, no update of the underlying, or a stale index or
+        smile at a sampling point.
     """
     from pmoracle.chain.errors import ChainError
-    from pmoracle.chain.index_history import read_index_updates
+    from pmoracle.chain.index_history import read_index_updates, read_smile_updates
     from pmoracle.commands.chain_args import connect
     from pmoracle.risk.policy import HistoryError, Sample, compute_track_samples, start_track
 
     if args.deployment is None:
         raise InputError("--deployment", "is required with --rpc")
-    if params.vol is not None:
-        raise InputError("--params", "[policy.vol] needs an implied-vol series, which is not read from chain")
+    tenor = None if params.vol is None else document_tenor_seconds(args.params)
     max_age = args.max_age if args.max_age is not None else document_max_age(args.params, params)
     if max_age <= 0:
         raise InputError("--max-age", f"must be positive, got {max_age}")
@@ -163,18 +166,40 @@ def read_chain_history(args: argparse.Namespace, params: PolicyParams) -> tuple[
         if not 0 <= block <= head:
             raise InputError("--to-block", f"{block} is not a block of the chain (head {head})")
         header = client.get_block(block)
-        updates = read_index_updates(client, deployment.contracts["MarketFeeds"], block,
-                                     from_block=deployment.deploy_block, underlying=args.underlying)  # fmt: skip
+        feeds = deployment.contracts["MarketFeeds"]
+        updates = read_index_updates(client, feeds, block, from_block=deployment.deploy_block,
+                                     underlying=args.underlying)  # fmt: skip
+        smiles = [] if tenor is None else [
+            u.quote for u in read_smile_updates(client, feeds, block, from_block=deployment.deploy_block,
+                                                underlying=args.underlying)
+        ]  # fmt: skip
     except ChainError as exc:
         raise InputError("--rpc", f"cannot read the index history: {exc}") from None
     if not updates:
         raise InputError("--underlying", f"{args.underlying} has no IndexSet log up to block {block}")
     history = [Sample(time=u.time, price=u.price) for u in updates]
     try:
-        samples = compute_track_samples(params, start_track(args.underlying), history, header.timestamp, max_age)
+        samples = compute_track_samples(params, start_track(args.underlying), history, header.timestamp, max_age,
+                                        smiles, tenor)  # fmt: skip
     except HistoryError as exc:
         raise InputError(f"{args.underlying} on chain", exc.message) from None
-    return samples, f"MarketFeeds IndexSet logs up to block {block}"
+    source = "IndexSet" if tenor is None else "IndexSet and SmileSet"
+    return samples, f"MarketFeeds {source} logs up to block {block}"
+
+
+def document_tenor_seconds(path: pathlib.Path | None) -> Fraction:
+    """Return the document's ``vol.tenor_days`` in seconds, exact: the tenor of a ``[policy.vol]``'s IV samples.
+
+    Errors: ``InputError`` naming ``--params`` when the document has none (a node reads it from its whole document).
+    """
+    import tomllib
+
+    from pmoracle.risk.policy import compute_iv_tenor_seconds
+
+    value = None if path is None else tomllib.loads(read_text(path, "--params")).get("vol", {}).get("tenor_days")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise InputError("--params", "[policy.vol] on chain needs the document's vol.tenor_days (a positive number)")
+    return compute_iv_tenor_seconds(float(value))  # as RiskParams reads it: a float
 
 
 def document_max_age(path: pathlib.Path | None, params: PolicyParams) -> int:

@@ -18,7 +18,8 @@ recompute an account's P&L in any scenario from its positions at B and a few row
   to rebuild an option's scenario values, as the IEEE-754 binary64 bits (read as a big-endian int64) of the engine's
   own floats: ``base`` = the horizon in years, ``addon`` = the vol shift's power in eighths (an integer),
   ``values`` = the ``S`` price multipliers of ``u``, then its ``S`` vol shocks, then the six vol parameters
-  (``shift``, ``tenor_days``, ``min_dte_days``, ``max_shift``, ``min_vol``, ``max_vol``): ``2 S + 6`` words;
+  (``shift``, ``tenor_days``, ``min_dte_days``, ``max_shift``, ``min_vol``, ``max_vol``; ``shift`` is the
+  underlying's own vol shift, the one the engine prices it with): ``2 S + 6`` words;
 - leaves are sorted by key and the tree is the account tree's (sorted-pair hashing, OpenZeppelin ``MerkleProof``).
 
 Market hash (``Report.market_hash``): ``keccak256`` of the ABI encoding of the market snapshot at B and the
@@ -164,8 +165,10 @@ def float_bits(values: Iterable[float]) -> tuple[int, ...]:
 
 def compute_scenario_rows(scenarios: ScenarioSet, table: InstrumentTable) -> list[RiskRow]:
     """Return one scenario row per underlying column: the engine's horizon, vol-shift power, price multipliers,
-    vol shocks and vol parameters, as binary64 bits (the module's docstring gives the layout)."""
-    vol_params = float_bits(table.vol_params[:SCENARIO_VOL_PARAMS].tolist())
+    vol shocks and vol parameters, as binary64 bits (the module's docstring gives the layout).
+
+    The row's ``shift`` is the underlying's own (``table.vol_shift[u]``: ``vol.shift_by_underlying`` or the adaptive
+    policy's), the one the kernel prices it with, not the document's constant in ``vol_params[0]``."""
     (horizon,) = float_bits([scenarios.horizon_years])
     return [
         RiskRow(
@@ -175,7 +178,7 @@ def compute_scenario_rows(scenarios: ScenarioSet, table: InstrumentTable) -> lis
             values=(
                 *float_bits(scenarios.price_mult[:, u].tolist()),
                 *float_bits(scenarios.vol_shock[:, u].tolist()),
-                *vol_params,
+                *float_bits([float(table.vol_shift[u]), *table.vol_params[1:SCENARIO_VOL_PARAMS].tolist()]),
             ),
         )
         for u in range(len(scenarios.underlyings))

@@ -775,8 +775,8 @@ def _fraction_text(value: int) -> str:
 
 
 def policy_summary(rounds: Sequence[AttestedRound]) -> dict[str, Any]:
-    """Return the summary's ``policy`` object: per attested round the applied scan ranges (fractions, exact
-    decimals), the stressed underlyings, the samples and the last sample's price (PRICE_SCALE) per underlying, the
+    """Return the summary's ``policy`` object: per attested round the applied scan ranges and vol shifts (fractions,
+    exact decimals), the stressed underlyings, the samples and the last sample's price (PRICE_SCALE) per underlying, the
     recomputed policy hash and whether every node published it."""
     path = []
     for r in rounds:
@@ -786,6 +786,7 @@ def policy_summary(rounds: Sequence[AttestedRound]) -> dict[str, Any]:
             "block": r.block_number,
             "scan_range": {s.underlying: _fraction_text(s.scan_range) for s in r.policy.states},
             "stressed": [s.underlying for s in r.policy.states if s.stressed],
+            "vol_shift": {s.underlying: _fraction_text(s.vol_shift) for s in r.policy.states},
             "samples": {s.underlying: s.count for s in r.policy.states},
             "sampled_price": {s.underlying: str(s.price) for s in r.policy.states},  # the last sample's, 1e-8 USD
             "total_mm_usd": round(r.total_mm / MONEY_SCALE, 2),

@@ -62,12 +62,21 @@ size = "0.25"
 stress_ratio = "1.5"
 slow_decay = "0.99"
 rebuild_samples = 20
+
+# the vol shift k from the smiles' 30-day ATM vol (vol.tenor_days), moved at the same cap per step
+[policy.vol]
+decay = "0.94"
+sigmas = "3"
+seed_vol = "1.5"
+min_shift = "0.05"
+max_shift = "0.9"
 """
 
 
 def vol_spike_params_text(base: str, step_seconds: int) -> str:
-    """Return the parameters document of the vol-spike scenario: ``base`` with a ``[policy]`` sampling once per
-    market step, and a feed age limit of one step plus an hour (the feeder writes once per step)."""
+    """Return the parameters document of the vol-spike scenario: ``base`` with a ``[policy]`` (``[policy.vol]``
+    included) sampling once per market step, and a feed age limit of one step plus an hour (the feeder writes the
+    index and every smile once per step)."""
     limit = "max_feed_age_seconds = 300"
     if limit not in base:
         raise InputError("params", f"the base document has no {limit!r} line to replace")

@@ -548,13 +548,8 @@ def check_node_params(params: RiskParams, path: Path) -> None:
 
     Errors:
         NodeStartupError when the document has a [pmrm2] section (the round computes the scenario-grid model only;
-        PMRM_2 runs in ``pmoracle margin``), or a [policy.vol] section (the node samples the on-chain index only).
+        PMRM_2 runs in ``pmoracle margin``).
     """
-    if params.policy is not None and params.policy.vol is not None:
-        raise NodeStartupError(
-            f"risk.params_file: {path} has a [policy.vol] section; a node reads the index history from chain, not "
-            "an implied-vol series (docs/policy.md)"
-        )
     if params.pmrm2 is not None:
         raise NodeStartupError(
             f"risk.params_file: {path} has a [pmrm2] section; a node computes the scenario-grid model only "

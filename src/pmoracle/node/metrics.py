@@ -63,6 +63,7 @@ class NodeMetrics:
     policy_round: Gauge  # anchor block of the last round the policy was computed for
     policy_scan_range: Gauge  # the applied price scan range per underlying, a fraction of the price
     policy_stressed: Gauge  # 1 when the buffer's stress test held at the last sample, per underlying
+    policy_vol_shift: Gauge  # the applied vol shift k per underlying ([policy.vol]; 0: the document's vol.shift)
     policy_checkpoints_refused: Counter  # stored checkpoints refused (corrupt, foreign, off the canonical chain)
 
     def exposition(self) -> bytes:
@@ -168,6 +169,12 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
             ["underlying"],
             registry=registry,
         ),
+        policy_vol_shift=Gauge(
+            p + "policy_vol_shift",
+            "Adaptive vol shift k applied at vol.tenor_days (0: the document's vol.shift)",
+            ["underlying"],
+            registry=registry,
+        ),
         policy_checkpoints_refused=Counter(
             p + "policy_checkpoints_refused", "Policy checkpoints refused and recomputed from chain", registry=registry
         ),
@@ -201,6 +208,7 @@ def export_policy(metrics: NodeMetrics, policy: PolicyRound) -> None:
     for state in policy.states:
         metrics.policy_scan_range.labels(underlying=state.underlying).set(state.scan_range / RANGE_SCALE)
         metrics.policy_stressed.labels(underlying=state.underlying).set(1 if state.stressed else 0)
+        metrics.policy_vol_shift.labels(underlying=state.underlying).set(state.vol_shift / RANGE_SCALE)
 
 
 def endpoint_label(url: str) -> str:

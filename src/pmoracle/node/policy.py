@@ -1,5 +1,6 @@
-"""The adaptive policy in the node: every underlying's policy state, kept from the chain's ``IndexSet`` logs up to
-each round's anchor block and checkpointed in the data directory (docs/policy.md).
+"""The adaptive policy in the node: every underlying's policy state, kept from the chain's ``IndexSet`` logs (and
+with ``[policy.vol]`` its ``SmileSet`` logs) up to each round's anchor block and checkpointed in the data directory
+(docs/policy.md).
 
 The maths is the pure state machine of :mod:`pmoracle.risk.policy`; this module reads the logs, carries the
 tracks from round to round, and stores them. A checkpoint only saves work: it is bound to the chain, the
@@ -20,7 +21,7 @@ from eth_utils import keccak, to_canonical_address, to_checksum_address
 
 from pmoracle.chain.client import ChainClient, run_sync
 from pmoracle.chain.deploy import Deployment
-from pmoracle.chain.index_history import read_index_updates
+from pmoracle.chain.index_history import read_index_updates, read_smile_updates
 from pmoracle.errors import InputError
 from pmoracle.risk.params import RiskParams
 from pmoracle.risk.policy import (
@@ -30,7 +31,9 @@ from pmoracle.risk.policy import (
     PolicyStateError,
     PolicyTrack,
     Sample,
+    SmileQuote,
     advance_track,
+    compute_iv_tenor_seconds,
     decode_policy_state,
     encode_policy_state,
     start_track,
@@ -39,11 +42,15 @@ from pmoracle.storage.sqlite import SqliteStore
 
 log = logging.getLogger("pmoracle.node")
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: each track carries its smiles ([policy.vol]); a version-1 checkpoint is refused
 # version, chain id, MarketFeeds, paramsHash, block, block hash, tracks (underlying, next point, last update time,
-# last update price, canonical state bytes or empty before the first sampling point)
+# last update price, canonical state bytes or empty before the first sampling point, smiles: the last SmileSet of
+# each expiry after the next point as (expiry, a, b, rho, m, sigma, time), in expiry order; empty without
+# [policy.vol])
+SMILE_ABI = "(uint64,int256,int256,int256,int256,int256,uint256)"
 CHECKPOINT_ABI = ("uint256", "uint256", "address", "bytes32", "uint256", "bytes32",
-                  "(string,uint256,uint256,uint256,bytes)[]")  # fmt: skip
+                  f"(string,uint256,uint256,uint256,bytes,{SMILE_ABI}[])[]")  # fmt: skip
+
 READ_TIMEOUT = 120.0  # seconds to read the logs of one round (the first round reads the whole history)
 
 
@@ -78,7 +85,8 @@ def encode_checkpoint(checkpoint: PolicyCheckpoint) -> bytes:
         if t.next_point is None or t.last_update is None:  # a stored track has read an update
             raise PolicyCheckpointError(f"checkpoint.{t.underlying}", "a track without any update is not stored")
         state = b"" if t.state is None else encode_policy_state(t.state)
-        tracks.append((t.underlying, t.next_point, t.last_update.time, t.last_update.price, state))
+        smiles = [(q.expiry, q.a, q.b, q.rho, q.m, q.sigma, q.time) for q in t.smiles]
+        tracks.append((t.underlying, t.next_point, t.last_update.time, t.last_update.price, state, smiles))
     return abi_encode(
         CHECKPOINT_ABI,
         (CHECKPOINT_VERSION, checkpoint.chain_id, to_checksum_address(checkpoint.feeds), checkpoint.params_hash,
@@ -101,7 +109,7 @@ def decode_checkpoint(params: RiskParams, data: bytes) -> PolicyCheckpoint:
     if params_hash != params.params_hash:  # the states depend on the whole document's policy and staleness limit
         raise PolicyCheckpointError("checkpoint.params_hash", f"0x{params_hash.hex()} is not these parameters'")
     tracks = []
-    for underlying, next_point, last_time, last_price, state_bytes in raw_tracks:
+    for underlying, next_point, last_time, last_price, state_bytes, raw_smiles in raw_tracks:
         where = f"checkpoint.{underlying}"
         try:
             state = decode_policy_state(policy, state_bytes) if state_bytes else None
@@ -115,7 +123,16 @@ def decode_checkpoint(params: RiskParams, data: bytes) -> PolicyCheckpoint:
             raise PolicyCheckpointError(where, f"state at {state.time} does not precede the next point {next_point}")
         if last_price <= 0:  # an index price is positive
             raise PolicyCheckpointError(where, f"last price {last_price} is not positive")
-        tracks.append(PolicyTrack(underlying, next_point, Sample(last_time, last_price), state))
+        smiles = tuple(SmileQuote(*raw) for raw in raw_smiles)
+        if smiles and policy.vol is None:  # smiles are kept for [policy.vol] only
+            raise PolicyCheckpointError(where, "holds smiles, but the policy has no [policy.vol]")
+        if [q.expiry for q in smiles] != sorted({q.expiry for q in smiles}):  # one quote per expiry, in order
+            raise PolicyCheckpointError(where, "smiles not in strict expiry order")
+        if smiles and smiles[0].expiry <= next_point:  # an expiry at or before the next point is never live again
+            raise PolicyCheckpointError(where, f"smile of expiry {smiles[0].expiry} is not after {next_point}")
+        if any(q.time > next_point for q in smiles):  # read before the next point
+            raise PolicyCheckpointError(where, f"a smile is written after the next point {next_point}")
+        tracks.append(PolicyTrack(underlying, next_point, Sample(last_time, last_price), state, smiles))
     if [t.underlying for t in tracks] != sorted({t.underlying for t in tracks}):  # symbol order, no repeats
         raise PolicyCheckpointError("checkpoint.tracks", "not in strict symbol order")
     checkpoint = PolicyCheckpoint(chain_id, to_canonical_address(feeds), params_hash, block, block_hash, tuple(tracks))
@@ -133,8 +150,8 @@ def advance_checkpoint(
     block_hash: bytes,
     timestamp: int,
 ) -> PolicyCheckpoint:
-    """Read the ``IndexSet`` logs after ``checkpoint`` up to ``block_number`` and advance every track to the
-    sampling points at or before ``timestamp`` (the block's).
+    """Read the ``IndexSet`` logs (with ``[policy.vol]`` also the ``SmileSet`` logs) after ``checkpoint`` up to
+    ``block_number`` and advance every track to the sampling points before ``timestamp`` (the block's).
 
     Args:
         client: the JSON-RPC client.
@@ -162,12 +179,18 @@ def advance_checkpoint(
     updates: dict[str, list[Sample]] = {}
     for update in read_index_updates(client, feeds, block_number, from_block=start):
         updates.setdefault(update.underlying, []).append(Sample(time=update.time, price=update.price))
+    smiles: dict[str, list[SmileQuote]] = {}
+    tenor = None
+    if policy.vol is not None:  # the IV samples: the smiles' ATM vol at the engine's vol.tenor_days
+        tenor = compute_iv_tenor_seconds(params.vol_tenor_days)
+        for smile in read_smile_updates(client, feeds, block_number, from_block=start):
+            smiles.setdefault(smile.underlying, []).append(smile.quote)
     tracks = {t.underlying: t for t in checkpoint.tracks} if checkpoint is not None else {}
     for symbol in sorted(set(tracks) | set(updates)):
         track = tracks.get(symbol) or start_track(symbol)
         try:
             tracks[symbol] = advance_track(policy, track, updates.get(symbol, []), timestamp,
-                                           params.max_feed_age_seconds)  # fmt: skip
+                                           params.max_feed_age_seconds, smiles.get(symbol, ()), tenor)  # fmt: skip
         except HistoryError as exc:
             raise PolicyHistoryError(f"policy.{symbol}", exc.message) from None
     return PolicyCheckpoint(
@@ -394,6 +417,8 @@ class PolicyCheck:
                     "publishedStateHash": None if d.published is None else "0x" + d.published.state_hash.hex(),
                     "recomputedScanRange": None if d.recomputed is None else str(d.recomputed.scan_range),
                     "publishedScanRange": None if d.published is None else str(d.published.scan_range),
+                    "recomputedVolShift": None if d.recomputed is None else str(d.recomputed.vol_shift),
+                    "publishedVolShift": None if d.published is None else str(d.published.vol_shift),
                 }
                 for d in self.differences
             ]

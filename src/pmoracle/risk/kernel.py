@@ -136,6 +136,7 @@ def compute_risk_arrays_kernel(
     horizon,
     vol_params,
     power8,
+    vol_shift,
     out_r,
     out_base,
     out_addon,
@@ -220,7 +221,7 @@ def compute_risk_arrays_kernel(
             vol = math.sqrt(w / t)
             dte = t * 365.0
             ratio = vol_params[1] / max(dte, vol_params[2])
-            shift = min(vol_params[0] * det_pow_eighths(ratio, power8), vol_params[3])
+            shift = min(vol_shift[u] * det_pow_eighths(ratio, power8), vol_params[3])
             is_call = k == 2
             valued = black76(is_call, f, strike[i], t, vol, df)
             v0 = valued[0]

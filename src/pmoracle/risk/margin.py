@@ -183,7 +183,7 @@ def compute_risk_arrays(
         kernel.compute_risk_arrays_kernel(
             table.kind, table.und, table.strike, table.tau, table.index, table.fwd, table.rate, table.haircut,
             table.svi, scenarios.price_mult, scenarios.vol_shock, table.horizon, table.vol_params,
-            table.power_eighths, r, base, addon, status, delta,
+            table.power_eighths, table.vol_shift, r, base, addon, status, delta,
         )  # fmt: skip
     for i in np.flatnonzero(status):
         field = instrument_field(instruments[int(i)])

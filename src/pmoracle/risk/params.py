@@ -205,6 +205,9 @@ class RiskParams:
     # Deribit's roll shock ([roll_shock], risk/roll.py): part of MM when present. None keeps the document's hash what
     # it was before the section existed.
     roll_shock: RollShockParams | None = None
+    # Per-underlying vol shifts (``vol.shift_by_underlying``; the adaptive policy's [policy.vol] sets them per round).
+    # Empty keeps the document's hash what it was before the table existed.
+    vol_shift_by_underlying: tuple[tuple[str, float], ...] = ()
 
     def scan_range_of(self, underlying: str) -> float:
         """Return the scan range of ``underlying`` (its override, else the default)."""
@@ -212,6 +215,13 @@ class RiskParams:
             if symbol == underlying:
                 return value
         return self.scan_range
+
+    def vol_shift_of(self, underlying: str) -> float:
+        """Return the vol shift ``k`` of ``underlying`` (its override, else the constant ``vol.shift``)."""
+        for symbol, value in self.vol_shift_by_underlying:
+            if symbol == underlying:
+                return value
+        return self.vol_shift
 
     @property
     def vol_power_eighths(self) -> int:
@@ -253,6 +263,8 @@ def _canonical_document(params: Any) -> Any:
             continue  # the default basis: policies written before the key existed keep their hash
         if f.name == "overrides" and value == ():
             continue  # no [policy.underlying.*] table: the policy keeps the hash it had before they existed
+        if f.name == "vol_shift_by_underlying" and value == ():
+            continue  # no vol.shift_by_underlying: the document keeps the hash it had before the table existed
         doc[f.name] = _canonical_value(value)
     return doc
 
@@ -380,22 +392,12 @@ def parse_params(text: str) -> RiskParams:
     reference = r.choice("price.reference", PRICE_REFERENCES)
     scan_hi = 6.0 if reference == "std" else 0.99
     scan_range = r.number("price.scan_range", 1e-6, scan_hi)
-    price_table = doc.get("price")
-    has_overrides = isinstance(price_table, dict) and "scan_range_by_underlying" in price_table
-    overrides_raw = r._get("price.scan_range_by_underlying") if has_overrides else None  # optional
-    overrides: list[tuple[str, float]] = []
-    if isinstance(overrides_raw, dict):
-        for symbol in sorted(overrides_raw):
-            if not (symbol.isascii() and symbol.isalnum() and symbol.isupper()):
-                r.problems.append(f"price.scan_range_by_underlying.{symbol}: not an upper-case symbol")
-            value = r.number(f"price.scan_range_by_underlying.{symbol}", 1e-6, scan_hi, overrides_raw[symbol])
-            overrides.append((symbol, value))
-    elif overrides_raw is not None:
-        r.problems.append("price.scan_range_by_underlying: expected a table")
+    overrides = _read_symbol_numbers(r, "price.scan_range_by_underlying", 1e-6, scan_hi)
     moves = r.rationals("price.moves", Fraction(-10), Fraction(10), allow_empty=False)
     min_mult = r.number("price.min_multiplier", 1e-6, 1.0)
     vol_shocks = r.rationals("vol.shocks", Fraction(-1), Fraction(1), allow_empty=False)
     vol_shift = r.number("vol.shift", 0.0, 10.0)
+    vol_shift_overrides = _read_symbol_numbers(r, "vol.shift_by_underlying", 0.0, 10.0)
     tenor_days = r.number("vol.tenor_days", 1e-3, 3650.0)
     power = r.rational("vol.power", Fraction(0), Fraction(2))
     if (power * 8).denominator != 1:
@@ -472,6 +474,7 @@ def parse_params(text: str) -> RiskParams:
         extreme_vol_shock=extreme_vol,
         extreme_cover_scaling=cover_scaling,
         roll_shock=roll_shock,
+        vol_shift_by_underlying=tuple(vol_shift_overrides),
     )
 
 
@@ -520,6 +523,22 @@ def _read_extreme_options(
                 f"above {MAX_COVER_DEN} (simpler moves or cover)"
             )
     return (vol or None), (None if scaling == "constant" else scaling)
+
+
+def _read_symbol_numbers(r: _Reader, path: str, lo: float, hi: float) -> list[tuple[str, float]]:
+    """Return an optional table of per-underlying numbers in ``[lo, hi]``, keyed by upper-case symbol, sorted."""
+    section, key = path.rsplit(".", 1)
+    table = r.doc.get(section)
+    raw = r._get(path) if isinstance(table, dict) and key in table else None  # optional
+    values: list[tuple[str, float]] = []
+    if isinstance(raw, dict):
+        for symbol in sorted(raw):
+            if not (symbol.isascii() and symbol.isalnum() and symbol.isupper()):
+                r.problems.append(f"{path}.{symbol}: not an upper-case symbol")
+            values.append((symbol, r.number(f"{path}.{symbol}", lo, hi, raw[symbol])))
+    elif raw is not None:
+        r.problems.append(f"{path}: expected a table")
+    return values
 
 
 def parse_policy_params(text: str) -> PolicyParams | None:
@@ -900,8 +919,8 @@ def _read_stress(r: _Reader) -> StressParams | None:
 CONCENTRATION_FREE_TABLES = ("concentration.adv", "concentration.daily_vol")
 ROLL_SHOCK_FREE_TABLES = ("roll_shock.min_move", "roll_shock.annual_move")
 FREE_KEY_TABLES = (
-    "price.scan_range_by_underlying", "policy.underlying", "pmrm2.collateral", *STRESS_FREE_TABLES,
-    *CONCENTRATION_FREE_TABLES, *ROLL_SHOCK_FREE_TABLES,
+    "price.scan_range_by_underlying", "vol.shift_by_underlying", "policy.underlying", "pmrm2.collateral",
+    *STRESS_FREE_TABLES, *CONCENTRATION_FREE_TABLES, *ROLL_SHOCK_FREE_TABLES,
 )  # fmt: skip
 MAX_ADV = Fraction(10**15)
 

@@ -31,7 +31,7 @@ from eth_utils import keccak
 
 from pmoracle.errors import InputError
 from pmoracle.risk.detmath import det_log
-from pmoracle.risk.inputs import MAX_PRICE, SECONDS_PER_YEAR
+from pmoracle.risk.inputs import MAX_PRICE, SECONDS_PER_YEAR, WAD
 from pmoracle.risk.params import PolicyParams, RiskParams
 
 RANGE_SCALE = 10**9  # scan ranges, vol shifts, buffer levels and vols: fractions in units of 1e-9
@@ -380,18 +380,32 @@ def compute_policy_state(
 
 
 def compute_samples(
-    params: PolicyParams, updates: Sequence[Sample], first_point: int, count: int, max_age_seconds: int
+    params: PolicyParams,
+    updates: Sequence[Sample],
+    first_point: int,
+    count: int,
+    max_age_seconds: int,
+    iv_source: IvSource | None = None,
 ) -> list[Sample]:
     """Return the sample at each of ``count`` points from ``first_point``: the last update (in chain order) at or
-    before it; raise ``HistoryError`` naming the point where none is fresher than ``max_age_seconds``."""
+    before it; raise ``HistoryError`` naming the point where none is fresher than ``max_age_seconds``.
+
+    With ``iv_source`` (smile updates in chain order) each sample's ``iv`` is the reference-tenor ATM implied vol
+    of the smiles at the point (:func:`compute_reference_iv`), the updates' own ``iv`` being ignored.
+    """
     interval = params.sample_interval_seconds
     if first_point % interval:  # sampling points are multiples of the interval
         raise HistoryError(0, f"time {first_point} is not a sampling point (a multiple of {interval} s)")
-    for i in range(1, len(updates)):
-        if updates[i].time < updates[i - 1].time:  # chain order: block timestamps never decrease
-            raise HistoryError(i, f"update time {updates[i].time} precedes {updates[i - 1].time}")
+    check_chain_order([u.time for u in updates])
+    book: dict[int, SmileQuote] = {}
+    smiles: Sequence[SmileQuote] = ()
+    if iv_source is not None:
+        book = {q.expiry: q for q in iv_source.book}
+        smiles = iv_source.updates
+        check_chain_order([q.time for q in smiles])
     samples = []
     u = -1  # index of the last update at or before the current point
+    s = 0  # index of the first smile update after the current point
     for k in range(count):
         point = first_point + k * interval
         while u + 1 < len(updates) and updates[u + 1].time <= point:
@@ -399,8 +413,104 @@ def compute_samples(
         if u < 0 or point - updates[u].time > max_age_seconds:  # the index must be fresh at every point
             last = "no update yet" if u < 0 else f"the last update is {point - updates[u].time} s old"
             raise HistoryError(k, f"no fresh index at sampling point {point}: {last} (limit {max_age_seconds} s)")
-        samples.append(Sample(time=point, price=updates[u].price, iv=updates[u].iv))
+        iv = updates[u].iv
+        if iv_source is not None:
+            while s < len(smiles) and smiles[s].time <= point:
+                book[smiles[s].expiry] = smiles[s]
+                s += 1
+            iv = compute_reference_iv(list(book.values()), point, iv_source.tenor_seconds, max_age_seconds, k)
+        samples.append(Sample(time=point, price=updates[u].price, iv=iv))
     return samples
+
+
+def check_chain_order(times: Sequence[int]) -> None:
+    """Raise ``HistoryError`` naming the first update whose time precedes its predecessor's (chain order)."""
+    for i in range(1, len(times)):
+        if times[i] < times[i - 1]:  # chain order: block timestamps never decrease
+            raise HistoryError(i, f"update time {times[i]} precedes {times[i - 1]}")
+
+
+# --- the implied-vol sample: the reference-tenor ATM vol of the on-chain smiles ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SmileQuote:
+    """One expiry's SVI smile as written on chain (``SmileSet``: raw total-variance parameters, WAD) and when."""
+
+    expiry: int  # unix seconds
+    a: int
+    b: int
+    rho: int
+    m: int
+    sigma: int
+    time: int  # the writing block's timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class IvSource:
+    """What the IV samples of a run of sampling points need: the smiles known before it, the updates during it."""
+
+    tenor_seconds: Fraction  # the reference tenor: the engine's vol.tenor_days x 86400, exact
+    book: tuple[SmileQuote, ...]  # the last quote of each expiry, written before the run's first point
+    updates: tuple[SmileQuote, ...]  # later quotes, in chain order
+
+
+def compute_iv_tenor_seconds(tenor_days: float) -> Fraction:
+    """Return the IV samples' reference tenor in seconds: the document's ``vol.tenor_days`` (a float, taken exactly)
+    x 86400, the tenor at which the engine applies the vol shift unscaled."""
+    return Fraction(tenor_days) * 86400
+
+
+def compute_atm_total_variance(quote: SmileQuote) -> int:
+    """Return the SVI total variance at log-moneyness 0, ``a + b (sqrt(m^2 + sigma^2) - rho m)``, WAD, floored.
+
+    Exact integers: the square root is ``isqrt`` of the WAD^2 sum (floored), the product floored once.
+    """
+    root = math.isqrt(quote.m * quote.m + quote.sigma * quote.sigma)  # WAD
+    return int(quote.a + (quote.b * (root * WAD - quote.rho * quote.m)) // (WAD * WAD))
+
+
+def compute_reference_iv(
+    smiles: Sequence[SmileQuote], point: int, tenor_seconds: Fraction, max_age_seconds: int, index: int = 0
+) -> int:
+    """Return the ATM implied vol (WAD) at the reference tenor of the smiles live at ``point``.
+
+    The live smiles are those expiring after ``point``, written at or before it. With ``T`` the tenor and ``w_i``
+    the ATM total variance (:func:`compute_atm_total_variance`) of expiry ``e_i`` at ``t_i = e_i - point``: an
+    expiry at exactly ``T`` gives ``w = w_i``; two around it give the linear interpolation in total variance
+    ``w = w_1 + (w_2 - w_1)(T - t_1)/(t_2 - t_1)``, and the vol is ``sqrt(w / T)``; when every expiry lies on one
+    side of ``T`` the nearest one's own vol ``sqrt(w_i / t_i)`` (flat extrapolation). The vol is
+    ``isqrt(floor(w x WAD x year / t))``: exact rationals, then one integer square root.
+
+    Errors: ``HistoryError`` (``samples[index]``) naming the point when no smile is live, or a smile used is older
+    than ``max_age_seconds`` or has a non-positive ATM total variance.
+    """
+    live = sorted((q for q in smiles if q.expiry > point and q.time <= point), key=lambda q: q.expiry)
+    if not live:
+        raise HistoryError(index, f"no smile expiring after sampling point {point}")
+    below = [q for q in live if q.expiry - point <= tenor_seconds]
+    above = [q for q in live if q.expiry - point >= tenor_seconds]
+    used = [below[-1], above[0]] if below and above else [below[-1] if below else above[0]]
+    if used[0] == used[-1]:  # an expiry exactly at the tenor
+        used = used[:1]
+    for q in used:
+        if point - q.time > max_age_seconds:  # a smile used must be fresh, as the index is
+            raise HistoryError(
+                index, f"no fresh smile at sampling point {point}: expiry {q.expiry}'s is {point - q.time} s old "
+                f"(limit {max_age_seconds} s)",
+            )  # fmt: skip
+        if compute_atm_total_variance(q) <= 0:  # SVI's a may be negative: the ATM variance must not
+            raise HistoryError(index, f"expiry {q.expiry}'s smile has ATM total variance "
+                                      f"{compute_atm_total_variance(q)} <= 0 at sampling point {point}")  # fmt: skip
+    if len(used) == 1:
+        total, tenor = Fraction(compute_atm_total_variance(used[0])), Fraction(used[0].expiry - point)
+    else:
+        (q1, q2), tenor = used, tenor_seconds
+        t1, t2 = q1.expiry - point, q2.expiry - point
+        w1, w2 = compute_atm_total_variance(q1), compute_atm_total_variance(q2)
+        total = w1 + (w2 - w1) * (tenor_seconds - t1) / (t2 - t1)
+    square = total * WAD * SECONDS_PER_YEAR / tenor
+    return math.isqrt(square.numerator // square.denominator)  # >= 1: w >= 1 and t < WAD x year
 
 
 # --- the policy of a round: tracks over chain updates, the states' hash, the effective parameters ----------------
@@ -414,6 +524,9 @@ class PolicyTrack:
     next_point: int | None  # the next sampling point to process; None before the first update
     last_update: Sample | None  # the last index update read (the next points sample it until a newer one comes)
     state: PolicyState | None  # after every sampling point before ``next_point``; None before the first point
+    # with [policy.vol]: the last smile read of each expiry after ``next_point`` (the others are never live again),
+    # in expiry order
+    smiles: tuple[SmileQuote, ...] = ()
 
 
 def start_track(underlying: str) -> PolicyTrack:
@@ -422,7 +535,13 @@ def start_track(underlying: str) -> PolicyTrack:
 
 
 def advance_track(
-    params: PolicyParams, track: PolicyTrack, updates: Sequence[Sample], until: int, max_age_seconds: int
+    params: PolicyParams,
+    track: PolicyTrack,
+    updates: Sequence[Sample],
+    until: int,
+    max_age_seconds: int,
+    smiles: Sequence[SmileQuote] = (),
+    iv_tenor_seconds: Fraction | None = None,
 ) -> PolicyTrack:
     """Return ``track`` after ``updates`` (chain order, none after ``until``) and every sampling point < ``until``.
 
@@ -432,14 +551,29 @@ def advance_track(
     time, is strictly later): a later block may carry the same timestamp as B (anvil mines such blocks), so an
     update at the point itself could still come. Reading the updates in several calls gives the track of reading
     them in one.
+
+    With ``[policy.vol]`` and ``iv_tenor_seconds`` (the node's path) the ``smiles`` read with the updates (chain
+    order, none after ``until``) give each sample's implied vol at that reference tenor
+    (:func:`compute_reference_iv`), and the track keeps the last smile of every expiry still to come; without a
+    tenor the updates carry their own ``iv``.
     """
     first = compute_next_point(params, track, updates)
+    book = merge_smiles(track.smiles, smiles)
     if first is None:  # nothing read yet
-        return track
-    samples = compute_track_samples(params, track, updates, until, max_age_seconds)
+        return replace(track, smiles=book)
+    samples = compute_track_samples(params, track, updates, until, max_age_seconds, smiles, iv_tenor_seconds)
     state = compute_policy_state(params, track.underlying, samples, track.state)
     last_update = updates[-1] if updates else track.last_update
-    return PolicyTrack(track.underlying, first + len(samples) * params.sample_interval_seconds, last_update, state)
+    next_point = first + len(samples) * params.sample_interval_seconds
+    book = tuple(q for q in book if q.expiry > next_point)  # never live at a later point
+    return PolicyTrack(track.underlying, next_point, last_update, state, book)
+
+
+def merge_smiles(book: Sequence[SmileQuote], updates: Sequence[SmileQuote]) -> tuple[SmileQuote, ...]:
+    """Return the last quote of each expiry of ``book`` then ``updates`` (chain order), in expiry order."""
+    latest = {q.expiry: q for q in book}
+    latest.update((q.expiry, q) for q in updates)
+    return tuple(latest[e] for e in sorted(latest))
 
 
 def compute_next_point(params: PolicyParams, track: PolicyTrack, updates: Sequence[Sample]) -> int | None:
@@ -453,7 +587,13 @@ def compute_next_point(params: PolicyParams, track: PolicyTrack, updates: Sequen
 
 
 def compute_track_samples(
-    params: PolicyParams, track: PolicyTrack, updates: Sequence[Sample], until: int, max_age_seconds: int
+    params: PolicyParams,
+    track: PolicyTrack,
+    updates: Sequence[Sample],
+    until: int,
+    max_age_seconds: int,
+    smiles: Sequence[SmileQuote] = (),
+    iv_tenor_seconds: Fraction | None = None,
 ) -> list[Sample]:
     """Return the samples at the track's sampling points before ``until`` (see :func:`advance_track`)."""
     first = compute_next_point(params, track, updates)
@@ -462,9 +602,16 @@ def compute_track_samples(
         return []
     if known[-1].time > until:  # the caller reads the chain up to the block whose timestamp is ``until``
         raise HistoryError(len(known) - 1, f"update time {known[-1].time} is after the round's time {until}")
+    if smiles and smiles[-1].time > until:  # the same for the smiles
+        raise HistoryError(len(smiles) - 1, f"smile time {smiles[-1].time} is after the round's time {until}")
+    iv_source = None
+    if params.vol is not None and iv_tenor_seconds is not None:  # else the updates carry their own iv
+        if iv_tenor_seconds <= 0:  # the vol shift is sized at the engine's tenor
+            raise InputError("iv_tenor_seconds", f"must be positive, got {iv_tenor_seconds}")
+        iv_source = IvSource(iv_tenor_seconds, track.smiles, tuple(smiles))
     interval = params.sample_interval_seconds
     count = max(0, ((until - 1) // interval * interval - first) // interval + 1)  # the points in [first, until)
-    return compute_samples(params, known, first, count, max_age_seconds)
+    return compute_samples(params, known, first, count, max_age_seconds, iv_source)
 
 
 def compute_policy_hash(states: Iterable[PolicyState]) -> bytes:
@@ -479,15 +626,21 @@ def compute_policy_hash(states: Iterable[PolicyState]) -> bytes:
 def compute_effective_params(params: RiskParams, states: Iterable[PolicyState]) -> RiskParams:
     """Return ``params`` with each state's applied scan range as its underlying's override (``range / 1e9``).
 
-    The result only drives the engine: the report keeps the document's ``paramsHash``. A state carrying a vol shift
-    is refused (the engine's vol shift is one constant for every underlying).
+    The result only drives the engine: the report keeps the document's ``paramsHash``. A state with a vol shift
+    (``[policy.vol]``) also sets its underlying's ``vol_shift_by_underlying`` to ``vol_shift / 1e9``; a shift of 0
+    keeps the document's (its override, else the constant ``vol.shift``).
     """
     ranges = dict(params.scan_range_by_underlying)
+    shifts = dict(params.vol_shift_by_underlying)
     for state in states:
-        if state.vol_shift:  # the engine has no per-underlying vol shift
-            raise PolicyStateError(f"{state.underlying}.vol_shift", f"{state.vol_shift}: not supported by the engine")
         ranges[state.underlying] = state.scan_range / RANGE_SCALE  # int / int: correctly rounded, so deterministic
-    return replace(params, scan_range_by_underlying=tuple(sorted(ranges.items())))
+        if state.vol_shift:
+            shifts[state.underlying] = state.vol_shift / RANGE_SCALE  # the same: one float on every node
+    return replace(
+        params,
+        scan_range_by_underlying=tuple(sorted(ranges.items())),
+        vol_shift_by_underlying=tuple(sorted(shifts.items())),
+    )
 
 
 @dataclass(frozen=True, slots=True)

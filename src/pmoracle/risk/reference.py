@@ -130,7 +130,8 @@ def reference_row(table: InstrumentTable, scenarios: ScenarioSet, i: int) -> Ref
             return ReferenceRow(tuple(0 for _ in mults), 0, 0, 2)
         vol = math.sqrt(w / t)
         vp = [float(x) for x in table.vol_params]
-        shift = min(vp[0] * det_pow_eighths(vp[1] / max(t * 365.0, vp[2]), table.power_eighths), vp[3])
+        k = float(table.vol_shift[u])
+        shift = min(k * det_pow_eighths(vp[1] / max(t * 365.0, vp[2]), table.power_eighths), vp[3])
         is_call = kind == 2
         valued = _black76(is_call, f, strike, t, vol, df)
         v0 = valued[0]

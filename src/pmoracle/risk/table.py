@@ -65,8 +65,11 @@ class InstrumentTable:
     haircut: npt.NDArray[np.float64]
     svi: npt.NDArray[np.float64]  # (I, 5): a, b, rho, m, sigma
     horizon: float  # years
-    vol_params: npt.NDArray[np.float64]  # shift, tenor_days, min_dte_days, max_shift, min_vol, max_vol, short_min
+    # the document's constant shift (the kernel reads vol_shift), tenor_days, min_dte_days, max_shift, min_vol,
+    # max_vol, short_min
+    vol_params: npt.NDArray[np.float64]
     power_eighths: int
+    vol_shift: npt.NDArray[np.float64]  # the shift k of each scenario column's underlying (RiskParams.vol_shift_of)
 
 
 def instrument_field(inst: RiskInstrument) -> str:
@@ -185,4 +188,5 @@ def build_instrument_table(
         horizon=scenarios.horizon_years,
         vol_params=vol_params,
         power_eighths=params.vol_power_eighths,
+        vol_shift=np.array([params.vol_shift_of(u) for u in scenarios.underlyings], dtype=np.float64),
     )

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import trio
+from eth_abi import encode as abi_encode
+from eth_utils import to_checksum_address
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import load_artifact
@@ -22,6 +24,7 @@ from pmoracle.chain.deploy import Deployment, deploy
 from pmoracle.chain.index_history import read_index_updates
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.cli import main
+from pmoracle.commands.policy import format_fraction
 from pmoracle.config.params import default_params_text
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.node.policy import (
@@ -34,7 +37,17 @@ from pmoracle.node.policy import (
     read_policy_round,
 )
 from pmoracle.risk.params import RiskParams, parse_params
-from pmoracle.risk.policy import PolicyRound, compute_policy_hash
+from pmoracle.risk.policy import (
+    RANGE_SCALE,
+    PolicyRound,
+    Sample,
+    SmileQuote,
+    compute_effective_params,
+    compute_iv_tenor_seconds,
+    compute_policy_hash,
+    compute_policy_state,
+    compute_reference_iv,
+)
 
 from .helpers import DEV_KEYS, contract_at
 
@@ -87,12 +100,12 @@ class Feeds:
         self.admin.transact_call(self.contract.functions.setIndex(sym(symbol), price, 0))
 
 
-@pytest.fixture(scope="module")
-def feeds(anvil: Devchain, tmp_path_factory: pytest.TempPathFactory) -> Feeds:
-    """BTC set 12 times, once an hour 10 s after each sampling point; ETH set every other hour."""
-    deployment = deploy(anvil.url, bytes.fromhex(DEV_KEYS[0][2:]), params_hash=b"\1" * 32, round_period=10,
+def start_feeds(anvil: Devchain, tmp_path_factory: pytest.TempPathFactory, name: str, params_hash: bytes) -> Feeds:
+    """Deploy the contracts and move chain time to 10 s before a sampling point (the next write lands 10 s after
+    the point before it)."""
+    deployment = deploy(anvil.url, bytes.fromhex(DEV_KEYS[0][2:]), params_hash=params_hash, round_period=10,
                         finality_depth=2)  # fmt: skip
-    path = tmp_path_factory.mktemp("policy") / "deployment.json"
+    path = tmp_path_factory.mktemp(name) / "deployment.json"
     deployment.save(path)
     client = ChainClient([anvil.url])
     contract = contract_at(list(load_artifact("MarketFeeds").abi), deployment.contracts["MarketFeeds"])
@@ -100,7 +113,13 @@ def feeds(anvil: Devchain, tmp_path_factory: pytest.TempPathFactory) -> Feeds:
     first = (now // HOUR + 2) * HOUR
     anvil.rpc("evm_increaseTime", first - HOUR + 10 - now)  # the first update lands 10 s after a point
     anvil.rpc("evm_mine")
-    f = Feeds(anvil, client, Transmitter(client, DEV_KEYS[0]), deployment, path, contract, first, [])
+    return Feeds(anvil, client, Transmitter(client, DEV_KEYS[0]), deployment, path, contract, first, [])
+
+
+@pytest.fixture(scope="module")
+def feeds(anvil: Devchain, tmp_path_factory: pytest.TempPathFactory) -> Feeds:
+    """BTC set 12 times, once an hour 10 s after each sampling point; ETH set every other hour."""
+    f = start_feeds(anvil, tmp_path_factory, "policy", b"\1" * 32)
     rng = random.Random(18)
     price = 60_000 * 10**8
     for hour in range(12):
@@ -403,3 +422,176 @@ def test_per_underlying_overrides_in_the_tracker_the_tool_and_the_dispute(
     node_stub.bodies[block] = policy_round_to_json(read_policy_round(feeds.client, feeds.deployment, plain, block))
     assert main(dispute) == 2
     assert "is not the hash of these parameters for ETH" in capsys.readouterr().err
+
+
+# --- [policy.vol]: the vol shift from the SmileSet logs -------------------------------------------------------
+
+VOL_SECTION = '\n[policy.vol]\ndecay = "0.9"\nsigmas = "3"\nseed_vol = "1.5"\nmin_shift = "0.05"\nmax_shift = "0.9"\n'
+VOL_HOURS = 10
+
+
+@dataclass
+class VolFeeds:
+    feeds: Feeds
+    quotes: list[list[SmileQuote]]  # the smiles written in each hour, with their blocks' timestamps
+
+
+def vol_document() -> str:
+    return policy_document(max_age=2 * HOUR) + VOL_SECTION
+
+
+@pytest.fixture(scope="module")
+def vol_feeds(anvil: Devchain, tmp_path_factory: pytest.TempPathFactory) -> VolFeeds:
+    """Another MarketFeeds: BTC's index and two smiles (7 and 60 days, around the 30-day tenor) every hour, 10 s
+    after each sampling point; the implied vol doubles from the 5th hour."""
+    f = start_feeds(anvil, tmp_path_factory, "policy-vol", b"\2" * 32)
+    client, contract, first = f.client, f.contract, f.first_point
+    quotes: list[list[SmileQuote]] = []
+    expiry_short, expiry_long = first + 7 * 86400, first + 60 * 86400
+    rng = random.Random(19)
+    price = 60_000 * 10**8
+    for hour in range(VOL_HOURS):
+        price = price * (1000 + rng.randint(-30, 30)) // 1000
+        f.prices.append(price)
+        f.set_index("BTC", price)
+        vol = (0.6 if hour < 5 else 1.2) * (1 + rng.uniform(-0.05, 0.05))
+        written = []
+        for expiry, skew in ((expiry_short, 0.9), (expiry_long, 1.1)):
+            a = round(vol * vol * skew * (expiry - first) / (365 * 86400) * 10**18)
+            args = (expiry, a, 5 * 10**16, -3 * 10**17, 10**16, 2 * 10**17)
+            receipt = f.admin.transact_call(contract.functions.setSmile(sym("BTC"), *args))
+            time = client.get_block(receipt.block_number).timestamp
+            written.append(SmileQuote(*args, time))
+        quotes.append(written)
+        f.mine_hours(1)
+    return VolFeeds(f, quotes)
+
+
+def expected_vol_states(vf: VolFeeds, params: RiskParams, block: int) -> Any:
+    """Return BTC's state at ``block`` from what the fixture wrote: point h samples hour h's index and smiles."""
+    assert params.policy is not None
+    until = vf.feeds.client.get_block(block).timestamp
+    tenor = compute_iv_tenor_seconds(params.vol_tenor_days)
+    samples = []
+    for h in range(VOL_HOURS):
+        point = vf.feeds.first_point + h * HOUR
+        if point >= until:
+            break
+        iv = compute_reference_iv(vf.quotes[h], point, tenor, params.max_feed_age_seconds)
+        samples.append(Sample(point, vf.feeds.prices[h], iv))
+    return compute_policy_state(params.policy, "BTC", samples)
+
+
+def test_vol_policy_gives_the_shift_the_state_machine_computes_from_the_smiles(vol_feeds: VolFeeds) -> None:
+    f = vol_feeds.feeds
+    params = parse_params(vol_document())
+    blocks = blocks_of(f)
+    got = read_policy_round(f.client, f.deployment, params, blocks[-1])
+    btc = got.state_of("BTC")
+    assert btc is not None and btc == expected_vol_states(vol_feeds, params, blocks[-1])
+    assert btc.count == VOL_HOURS - 1 and btc.iv > 0
+    earlier = read_policy_round(f.client, f.deployment, params, blocks[4]).state_of("BTC")
+    assert earlier is not None and btc.vol_shift > earlier.vol_shift  # the doubled implied vol raised the shift
+    effective = compute_effective_params(params, got.states)
+    assert effective.vol_shift_of("BTC") == btc.vol_shift / RANGE_SCALE != params.vol_shift
+    assert effective.params_hash != params.params_hash and effective.vol_shift_of("ETH") == params.vol_shift
+
+
+def test_vol_policy_refuses_a_stale_smile_naming_the_underlying(vol_feeds: VolFeeds) -> None:
+    f = vol_feeds.feeds
+    text = vol_document().replace("max_feed_age_seconds = 7200", "max_feed_age_seconds = 5")
+    params = parse_params(text)  # the index is 10 s old at each point (written just after the previous one)
+    with pytest.raises(PolicyHistoryError, match=r"policy\.BTC: "):
+        read_policy_round(f.client, f.deployment, params, blocks_of(f)[3])
+
+
+def test_vol_tracker_resumes_and_refuses_a_version_1_checkpoint(vol_feeds: VolFeeds, tmp_path: pathlib.Path) -> None:
+    f = vol_feeds.feeds
+    params = parse_params(vol_document())
+    anchors = blocks_of(f)[2::3]
+    db = tmp_path / "policy.sqlite"
+
+    async def run() -> list[Any]:
+        tracker = PolicyTracker(f.client, f.deployment, params, db)
+        rounds = [await tracker_at(tracker, f.client, b) for b in anchors[:2]]
+        tracker.close()
+        restarted = PolicyTracker(f.client, f.deployment, params, db)
+        rounds += [await tracker_at(restarted, f.client, b) for b in anchors[2:]]
+        assert restarted.refused_checkpoints == 0
+        restarted.close()
+        return rounds
+
+    rounds = trio.run(run)
+    for block, got in zip(anchors, rounds, strict=True):
+        assert got == read_policy_round(f.client, f.deployment, params, block)  # resuming equals recomputing
+    with PolicyCheckpointStore(db) as store:
+        data = store.load()
+        assert data is not None
+        checkpoint = decode_checkpoint(params, data)
+        assert checkpoint.tracks[0].smiles  # the live smiles travel in the checkpoint
+        # the checkpoint as version 1 wrote it: no smiles; a node upgraded in place must not resume from it
+        tracks = []
+        for t in checkpoint.tracks:
+            assert t.last_update is not None
+            state = b"" if t.state is None else t.state.canonical_bytes
+            tracks.append((t.underlying, t.next_point, t.last_update.time, t.last_update.price, state))
+        old = abi_encode(
+            ("uint256", "uint256", "address", "bytes32", "uint256", "bytes32",
+             "(string,uint256,uint256,uint256,bytes)[]"),
+            (1, checkpoint.chain_id, to_checksum_address(checkpoint.feeds), checkpoint.params_hash,
+             checkpoint.block_number, checkpoint.block_hash, tracks),
+        )  # fmt: skip
+        store.save(old)
+
+    async def resume() -> Any:
+        tracker = PolicyTracker(f.client, f.deployment, params, db)
+        got = await tracker_at(tracker, f.client, blocks_of(f)[-1])
+        assert tracker.refused_checkpoints == 1
+        tracker.close()
+        return got
+
+    assert trio.run(resume) == read_policy_round(f.client, f.deployment, params, blocks_of(f)[-1])
+
+
+def test_vol_policy_in_the_cli_and_the_dispute_tool(
+    vol_feeds: VolFeeds, node_stub: NodeStub, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = vol_feeds.feeds
+    text = vol_document()
+    params_file = tmp_path / "params.toml"
+    params_file.write_text(text)
+    params = parse_params(text)
+    block = blocks_of(f)[-1]
+    honest = read_policy_round(f.client, f.deployment, params, block)
+    btc = honest.state_of("BTC")
+    assert btc is not None
+
+    argv = ["policy", "--rpc", f.anvil.url, "--deployment", str(f.deployment_file), "--params", str(params_file),
+            "--to-block", str(block), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["checkpoint"] == "0x" + btc.canonical_bytes.hex()  # the node's state, vol shift included
+    shifts = [s["state"]["vol_shift"] for s in out["samples"]]
+    assert shifts[-1] == format_fraction(btc.vol_shift) and len(set(shifts)) > 1
+    assert main(argv[:-1]) == 0
+    assert "vol shift" in capsys.readouterr().out
+    policy_only = tmp_path / "policy.toml"
+    policy_only.write_text(POLICY + VOL_SECTION)  # no vol.tenor_days: the IV's tenor is unknown
+    assert main([*argv[:5], "--params", str(policy_only)]) == 2
+    assert "vol.tenor_days" in capsys.readouterr().err
+
+    dispute = ["dispute", "policy", "--rpc", f.anvil.url, "--deployment", str(f.deployment_file),
+               "--params", str(params_file), "--round", str(block), "--node", node_stub.url]  # fmt: skip
+    node_stub.bodies[block] = policy_round_to_json(honest)
+    assert main(dispute) == 0
+    out = capsys.readouterr().out
+    assert "the policy holds" in out and f"vol shift {btc.vol_shift / 1e9:.4%}" in out
+    lied = dataclasses.replace(btc, vol_shift=btc.vol_shift + 1)  # one part in 1e9 more vol shock
+    node_stub.bodies[block] = {**policy_round_to_json(PolicyRound(block, (lied,))),
+                               "policyHash": "0x" + honest.policy_hash.hex()}  # fmt: skip
+    assert main(dispute) == 1
+    assert f"MISMATCH BTC: recomputed range {btc.scan_range}, vol shift {btc.vol_shift}," in capsys.readouterr().out
+    assert main([*dispute, "--json"]) == 1
+    (difference,) = json.loads(capsys.readouterr().out)["differences"]
+    assert difference["recomputedVolShift"] == str(btc.vol_shift)
+    assert difference["publishedVolShift"] == str(btc.vol_shift + 1)

@@ -210,6 +210,35 @@ def test_every_honest_entry_is_refused(seeded: Seeded, honest: Round) -> None:
     assert worst_quanta <= 0.5 + 1e-6  # the engine's round-half-even, and nothing more
 
 
+def test_an_honest_round_priced_with_its_own_vol_shift_is_not_challengeable(anvil: Devchain, seeded: Seeded) -> None:
+    # Before any test below slashes (and ejects) the colluders: this round needs a quorum's signatures.
+    # A node with [policy.vol] (or vol.shift_by_underlying) prices BTC's options with BTC's own shift under the
+    # document's paramsHash; its scenario row must commit that shift, not the document's constant, or every honest
+    # round of such a node would be provably "wrong".
+    anvil.rpc("evm_mine")
+    snapshot = read_snapshot(seeded.client, seeded.deployment, seeded.client.block_number() - 1)
+    own_shift = seeded.params.vol_shift * 0.6
+    params = dataclasses.replace(seeded.params, vol_shift_by_underlying=(("BTC", own_shift),))
+    truth = compute_round(snapshot, params, seeded.committee)
+    # the report keeps the document's hash, as compute_round does with a policy's effective parameters
+    truth = dataclasses.replace(truth, report=dataclasses.replace(truth.report, params_hash=seeded.params.params_hash))
+    assert (
+        truth.report.risk_arrays_root
+        != compute_round(snapshot, seeded.params, seeded.committee).report.risk_arrays_root
+    )
+    attest(seeded, (0, 1, 2, 3), truth.report)
+    rnd = Round(snapshot, truth, holdings={})
+    tree = truth.risk_tree
+    rows = {row.key for row in tree.rows}
+    btc_options = sorted(k for k, inst in options_of(rnd).items() if inst.underlying == "BTC" and k in rows)
+    assert btc_options, "the seeded book holds BTC options"
+    n_scen = len(tree.row_of(COVER_KEY).values)
+    for key in btc_options[:3]:
+        for scenario in range(0, n_scen, 4):
+            call = challenge_pricing_call(seeded.deployment, truth.report, challenge_of(rnd, tree, key, scenario))
+            assert revert_of(seeded.client, call)[0] == "EntryWithinTolerance", (key, scenario)
+
+
 def test_bad_challenges_are_refused_and_slash_nobody(seeded: Seeded, honest: Round) -> None:
     report = honest.truth.report
     tree = honest.truth.risk_tree

@@ -26,9 +26,9 @@ STRESS = (ROOT / "examples" / "params" / "stress.toml").read_text(encoding="utf-
 CONCENTRATION = (ROOT / "examples" / "params" / "concentration.toml").read_text(encoding="utf-8")
 # Tables keyed by free names (symbols, stress names): one field each, as the schema describes them.
 FREE_KEY_TABLES = (
-    "price.scan_range_by_underlying", "policy.underlying", "pmrm2.collateral", "stress.adv", "stress.daily_vol",
-    "stress.scenarios", "concentration.adv", "concentration.daily_vol", "roll_shock.min_move",
-    "roll_shock.annual_move",
+    "price.scan_range_by_underlying", "vol.shift_by_underlying", "policy.underlying", "pmrm2.collateral",
+    "stress.adv", "stress.daily_vol", "stress.scenarios", "concentration.adv", "concentration.daily_vol",
+    "roll_shock.min_move", "roll_shock.annual_move",
 )  # fmt: skip
 
 
@@ -71,6 +71,7 @@ def full_document() -> dict[str, Any]:
     doc["concentration"] = tomllib.loads(CONCENTRATION)["concentration"]
     doc["extreme"].update(vol_shock="1", cover_scaling="inverse_move")  # the optional extended-move fields
     doc["roll_shock"] = {"min_move": {"BTC": "0.01", "ETH": "0.005"}, "annual_move": {"BTC": "0.075", "ETH": "0.05"}}
+    doc["vol"]["shift_by_underlying"] = {"BTC": 0.4}
     return doc
 
 

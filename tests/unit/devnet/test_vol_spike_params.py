@@ -19,7 +19,7 @@ def test_one_sample_per_step_and_a_feed_age_of_one_step(step_hours: int) -> None
     assert params.policy is not None
     assert params.policy.sample_interval_seconds == step_hours * 3600
     assert params.max_feed_age_seconds == step_hours * 3600 + 3600
-    assert params.policy.floor is not None and params.policy.buffer is not None and params.policy.vol is None
+    assert params.policy.floor is not None and params.policy.buffer is not None and params.policy.vol is not None
     assert params.policy.step_cap_basis == "margin"  # the cap bounds the one-unit margin, range x price
     check_node_params(params, Path("risk-params.toml"))  # a node runs it
     # everything else is the default document

@@ -278,7 +278,7 @@ def test_policy_gauges() -> None:
 
     metrics = create_node_metrics()
     btc, eth = round_states()
-    export_policy(metrics, PolicyRound(64, (btc, dataclass_replace(eth, stressed=True))))
+    export_policy(metrics, PolicyRound(64, (btc, dataclass_replace(eth, stressed=True, vol_shift=123_000_000))))
     samples = {
         (s.name, s.labels.get("underlying")): s.value
         for family in text_string_to_metric_families(metrics.exposition().decode())
@@ -288,3 +288,5 @@ def test_policy_gauges() -> None:
     assert samples[("pmoracle_policy_scan_range", "BTC")] == btc.scan_range / 10**9
     assert samples[("pmoracle_policy_stressed", "ETH")] == 1
     assert samples[("pmoracle_policy_stressed", "BTC")] == (1 if btc.stressed else 0)
+    assert samples[("pmoracle_policy_vol_shift", "ETH")] == 0.123
+    assert samples[("pmoracle_policy_vol_shift", "BTC")] == 0  # no [policy.vol]: the document's shift

@@ -28,10 +28,11 @@ def test_the_grid_documents_pass() -> None:
         check_node_params(load_params_file(path), path)
 
 
-def test_a_policy_with_implied_vols_is_refused() -> None:
+def test_a_policy_with_implied_vols_passes() -> None:
+    """[policy.vol] runs in the node (its IV samples come from the SmileSet logs, docs/policy.md)."""
     from tests.unit.risk.test_policy import POLICY_TOML
 
     params = parse_params(default_params_text() + POLICY_TOML)
-    with pytest.raises(NodeStartupError, match=r"\[policy.vol\]"):
-        check_node_params(params, Path("adaptive.toml"))
+    assert params.policy is not None and params.policy.vol is not None
+    check_node_params(params, Path("adaptive.toml"))
     check_node_params(parse_params(default_params_text() + POLICY_TOML.split("[policy.vol]")[0]), Path("a.toml"))

@@ -664,8 +664,9 @@ def test_effective_params_take_each_states_range_exactly() -> None:
     assert dataclasses.replace(effective, scan_range_by_underlying=params.scan_range_by_underlying) == params
     assert compute_effective_params(params, [eth, btc]) == effective  # deterministic in any order
     assert compute_effective_params(params, []) == params
-    with pytest.raises(PolicyStateError, match="vol_shift"):
-        compute_effective_params(params, [dataclasses.replace(btc, vol_shift=5)])
+    assert effective.vol_shift_by_underlying == ()  # no [policy.vol]: the document's vol shift stays
+    shifted = compute_effective_params(params, [dataclasses.replace(btc, vol_shift=5)])
+    assert shifted.vol_shift_of("BTC") == 5 / RANGE_SCALE and shifted.vol_shift_of("ETH") == params.vol_shift
 
 
 def test_effective_params_drive_kernel_and_reference_alike() -> None:
