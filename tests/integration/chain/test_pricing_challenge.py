@@ -39,13 +39,13 @@ from pmoracle.consensus.commitments import (
 from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.consensus.report import Report
 from pmoracle.devnet.devchain import Devchain
+from pmoracle.node.api import row_to_json
 from pmoracle.node.daemon import OFFLINE_W3
 from pmoracle.node.dispute import (
     challenge_pricing_call,
     leaf_to_json,
     prove_fraud_call,
     read_holdings,
-    row_to_json,
     submit_pricing_challenge,
 )
 from pmoracle.node.keys import KeyKind, write_key_file
