@@ -215,14 +215,18 @@ class _Router:
             if path.startswith("/v1/margin/"):
                 return await self._margin(path.removeprefix("/v1/margin/"))
             if path.startswith("/v1/policy/") and self.policy is not None:
-                return _policy_response(self.policy, path.removeprefix("/v1/policy/"))
+                return _round_response(self.policy, path.removeprefix("/v1/policy/"), "policy")
             if path.startswith("/v1/risk-arrays/") and self.risk_arrays is not None:
-                return _risk_arrays_response(self.risk_arrays, path.removeprefix("/v1/risk-arrays/"))
+                return _round_response(self._risk_arrays_json, path.removeprefix("/v1/risk-arrays/"), "risk arrays")
         except Exception:
             # A provider bug must cost one request, not the server.
             log.exception("API handler failed", extra={"path": path[:200]})
             return _error(500, "internal error")
         return _error(404, "not found")
+
+    def _risk_arrays_json(self, block: int | None) -> dict[str, Any] | None:
+        kept = None if self.risk_arrays is None else self.risk_arrays(block)
+        return None if kept is None else kept.to_json()
 
     async def _margin(self, account_text: str) -> _Response:
         if not _is_account_text(account_text):
@@ -235,39 +239,16 @@ class _Router:
         return _json(200, proof.to_json())
 
 
-_MALFORMED_ROUND = "malformed round: expected an anchor block number or latest"
-
-
-def _round_of(block_text: str) -> int | None:
-    """Return the anchor block a route's ``{block|latest}`` names (None: latest); raise ValueError if malformed."""
-    if block_text == "latest":
-        return None
-    if not (block_text.isascii() and block_text.isdigit() and len(block_text) < 20):
-        raise ValueError(block_text)
-    return int(block_text)
-
-
-def _policy_response(policy: PolicyProvider, block_text: str) -> _Response:
-    try:
-        block = _round_of(block_text)
-    except ValueError:
-        return _error(400, _MALFORMED_ROUND)
-    body = policy(block)
+def _round_response(kept: Callable[[int | None], dict[str, Any] | None], block_text: str, what: str) -> _Response:
+    """Answer a ``/v1/{what}/{block|latest}`` route with the JSON ``kept`` returns for the round (None: not kept)."""
+    if block_text != "latest" and not (block_text.isascii() and block_text.isdigit() and len(block_text) < 20):
+        return _error(400, "malformed round: expected an anchor block number or latest")
+    block = None if block_text == "latest" else int(block_text)
+    body = kept(block)
     if body is None:
-        return _error(404, "no policy kept for this round (not computed, or too old)")
+        which = "the latest round" if block is None else f"round {block}"
+        return _error(404, f"no {what} kept for {which} (not computed, or too old)")
     return _json(200, body)
-
-
-def _risk_arrays_response(risk_arrays: RiskArraysProvider, block_text: str) -> _Response:
-    try:
-        block = _round_of(block_text)
-    except ValueError:
-        return _error(400, _MALFORMED_ROUND)
-    kept = risk_arrays(block)
-    if kept is None:
-        which = "no round computed yet" if block is None else f"round {block} not kept (not computed, or too old)"
-        return _error(404, f"no risk arrays: {which}")
-    return _json(200, kept.to_json())
 
 
 def _is_account_text(text: str) -> bool:

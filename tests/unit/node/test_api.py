@@ -293,7 +293,7 @@ async def test_risk_arrays_of_a_kept_round_rebuild_its_root(server: Server) -> N
         rows = parse_rows_document(body)  # exactly what `dispute prove --rows` reads
         assert rows == RISK_TREE.rows and RiskArrayTree(rows).root == RISK_TREE.root
     status, body = await get_json(server.port, "/v1/risk-arrays/7")
-    assert status == 404 and "round 7 not kept" in body["error"]
+    assert status == 404 and "no risk arrays kept for round 7" in body["error"]
     for bad in ("abc", "-1", "1" * 30, "", "0x10"):
         status, body = await get_json(server.port, f"/v1/risk-arrays/{bad}")
         assert status == 400 and "malformed round" in body["error"], bad
