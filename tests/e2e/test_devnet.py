@@ -22,9 +22,11 @@ from eth_utils import to_checksum_address
 
 from pmoracle.chain.deploy import Deployment
 from pmoracle.chain.errors import ContractError
+from pmoracle.consensus.commitments import RiskArrayTree
 from pmoracle.devnet.cluster import Devnet, DevnetOptions, build_devnet
 from pmoracle.devnet.world import WorldError
 from pmoracle.node.daemon import OFFLINE_W3
+from pmoracle.node.dispute import parse_rows_document
 
 N_NODES = 4
 ROUND_TIMEOUT = 90.0
@@ -121,12 +123,13 @@ def test_served_proof_verifies_on_chain_and_gates_a_withdrawal(devnet: Devnet) -
                 for x in leaves
                 if d.client.call(ledger.tradedAt(to_checksum_address(x.account))) <= latest.block_number
             )
-            found.update(latest=latest, leaf=leaf)
+            found.update(latest=latest, leaf=leaf, output=output)
         account = to_checksum_address(found["leaf"].account)
         for node in d.nodes:
             answer = node.get(f"/v1/margin/{account}", 0.5) or {}
             if answer.get("blockNumber") == latest.block_number:
                 found["served"] = answer
+                found["rows"] = node.get(f"/v1/risk-arrays/{latest.block_number}", 5.0)
                 return True
         return False
 
@@ -135,6 +138,11 @@ def test_served_proof_verifies_on_chain_and_gates_a_withdrawal(devnet: Devnet) -
     account = to_checksum_address(leaf.account)
     served = answers["served"]
     assert int(served["equity"]) == leaf.equity and int(served["initialMargin"]) == leaf.initial_margin
+    # the same node serves the round's risk-array rows (what `dispute prove --node-api` reads): they rebuild the
+    # round's riskArraysRoot
+    rows = parse_rows_document(answers["rows"])
+    assert answers["rows"]["blockNumber"] == latest.block_number
+    assert RiskArrayTree(rows).root == answers["output"].report.risk_arrays_root
     proof = [bytes.fromhex(p[2:]) for p in served["proof"]]
     deployment = devnet.deployment
     oracle = deployment.contract(OFFLINE_W3, "MarginOracle")

@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import queue
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 from eth_utils import to_checksum_address
-from prometheus_client import CollectorRegistry
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import Deployment, deploy
@@ -31,13 +25,13 @@ from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import Domain, Report, SignedReport, compute_report_digest, sign_report
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.devnet.world import World
-from pmoracle.node.api import MarginProof, run_api
 from pmoracle.node.daemon import OFFLINE_W3, read_committee
 from pmoracle.node.keys import KeyKind, write_key_file
 from pmoracle.node.round import RoundOutput, compute_round
 from pmoracle.risk.params import parse_params
 from pmoracle.storage.archive import ReportArchive
 from tests.integration.chain.contracts_support import address_of, dev_key, node_spec
+from tests.integration.node_api_support import serve_node_api
 
 ACCOUNTS = 20
 PASSWORD = "dispute-test-password"
@@ -183,44 +177,8 @@ def test_check_fails_on_the_perturbed_round_and_names_the_accounts(
     assert f"initialMargin      recomputed {changed.initial_margin - 10**18}  attested {changed.initial_margin}" in out
 
 
-@contextmanager
-def serve_margin(tree: MerkleTree, block_number: int) -> Iterator[str]:
-    """Serve ``tree`` as the attested round on a real node API (pmoracle.node.api.run_api) in a thread."""
-    ready: queue.Queue[tuple[int, trio.lowlevel.TrioToken, trio.CancelScope]] = queue.Queue()
-
-    def margin(account: bytes) -> MarginProof | None:
-        try:
-            leaf = tree.leaf_of(account)
-        except Exception:
-            return None
-        return MarginProof(leaf, block_number, tree.root, tuple(tree.proof(account)))
-
-    async def serve() -> None:
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(
-                lambda task_status: run_api(
-                    "127.0.0.1",
-                    0,
-                    metrics=CollectorRegistry(),
-                    health=lambda: None,
-                    margin=margin,
-                    task_status=task_status,
-                )
-            )
-            ready.put((port, trio.lowlevel.current_trio_token(), nursery.cancel_scope))
-
-    thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
-    thread.start()
-    port, token, scope = ready.get(timeout=10)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        trio.from_thread.run_sync(scope.cancel, trio_token=token)
-        thread.join(timeout=10)
-
-
 def test_check_fetches_attested_leaves_from_a_node_api(net: Net, capsys: pytest.CaptureFixture[str]) -> None:
-    with serve_margin(net.wrong_tree, net.wrong_block) as url:
+    with serve_node_api(net.wrong_tree, net.wrong_block) as url:
         assert main([*net.check_args(), "--round", str(net.wrong_block), "--node-api", url, "--json"]) == 1
         verdict = json.loads(capsys.readouterr().out)
         assert {d["account"] for d in verdict["differences"]} == {to_checksum_address(a) for a in net.perturbed}

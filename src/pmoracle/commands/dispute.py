@@ -80,8 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "prove it on chain",
         description="Recompute a round, find an attested leaf whose maintenance margin is below the recomputed one "
         "for an account unchanged since the round, and post MarginOracle.proveFraud: the round is invalidated and "
-        "its signers slashed. When the attested risk arrays differ from the recomputed ones, give them with --rows: "
-        "the proof uses them, and without one, the attested entry farthest from the recomputation is posted "
+        "its signers slashed. When the attested risk arrays differ from the recomputed ones, the proof uses the "
+        "attested rows (--rows, or the --node-api node's /v1/risk-arrays), and without one, the attested entry "
+        "farthest from the recomputation is posted "
         "to MarginOracle.challengePricing. Without --key-file only print what was found. Exit 0 when proven (or a "
         "proof was found), 1 when nothing can be proven or the contract refused it, 2 on bad input.",
     )  # fmt: skip
@@ -93,7 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = prove.add_mutually_exclusive_group(required=True)
     source.add_argument("--leaves", type=Path, metavar="FILE",
                         help="JSON of the attested leaves (with proofs, or the whole set)")  # fmt: skip
-    source.add_argument("--node-api", metavar="URL", help="fetch the attested leaves from a node's /v1/margin")
+    source.add_argument("--node-api", metavar="URL",
+                        help="fetch the attested leaves from a node's /v1/margin and, without --rows, the attested "
+                        "risk-array rows from its /v1/risk-arrays/B")  # fmt: skip
     prove.add_argument("--rows", type=Path, metavar="FILE",
                        help="JSON of the attested risk-array rows, all of them (key, base, addon, values)")  # fmt: skip
     prove.add_argument("--key-file", type=Path, metavar="KEYSTORE",
@@ -384,24 +387,25 @@ def _run_prove(args: argparse.Namespace) -> int:
         if key.info.kind is KeyKind.P2P:
             raise KeyFileError(args.key_file, "holds a p2p identity key, expected an Ethereum account key")
     client, deployment = _connect(args)
-    rows = None if args.rows is None else dispute.load_rows_file(args.rows)
     found = dispute.find_fraud_proof(client, deployment, params, None if args.latest else args.round,
-                                     _claimed_leaves(args), rows)  # fmt: skip
+                                     _claimed_leaves(args), _claimed_rows(args))  # fmt: skip
     block = found.attested.block_number
     summary: dict[str, Any] = {
         "round": block,
         "understated": [to_checksum_address(a) for a in found.understated],
         "changedSinceRound": [to_checksum_address(a) for a in found.changed],
         "riskArraysMatch": found.rows_match,
+        "riskArraysSource": found.rows_source,
         "proven": False,
     }
     proof = found.proof
     if proof is None and found.challenge is not None:
         return _run_pricing_challenge(args, found, summary, client, deployment, key)
     if proof is None:
+        no_rows = not found.rows_match and found.rows_source is None
         why = ("no attested leaf understates its MM" if not found.understated else
-               "the attested risk arrays differ from the recomputation (give them with --rows for a pricing "
-               "challenge)" if not found.rows_match and rows is None else
+               "the attested risk arrays differ from the recomputation (give them with --rows, or --node-api of a "
+               "node that keeps the round, for a pricing challenge)" if no_rows else
                "the attested risk arrays differ from the recomputation and no option entry is provably wrong"
                if not found.rows_match else "every understated account changed since the round")  # fmt: skip
         print(json.dumps(summary | {"error": why}) if args.json else f"round {block}: nothing to prove: {why}")
@@ -414,6 +418,20 @@ def _run_prove(args: argparse.Namespace) -> int:
               f"{proof.required} in scenario {proof.scenario} ({len(proof.rows)} rows)")  # fmt: skip
     return _submit(args, summary, lambda tx: dispute.submit_fraud_proof(tx, deployment, found.report, proof), client,
                    key)  # fmt: skip
+
+
+def _claimed_rows(args: argparse.Namespace) -> Any:
+    """Return the source of attested risk-array rows: ``--rows``, else the ``--node-api`` node's
+    /v1/risk-arrays/B (None without either)."""
+    from pmoracle.node import dispute
+
+    if args.rows is not None:
+        from_file = dispute.load_rows_file(args.rows)
+        return lambda attested: from_file
+    if args.node_api is not None:
+        url = args.node_api
+        return lambda attested: dispute.fetch_node_rows(url, attested.block_number)
+    return None
 
 
 def _run_pricing_challenge(

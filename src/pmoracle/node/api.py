@@ -1,4 +1,5 @@
-"""The node's HTTP API: ``/metrics``, ``/health`` and ``GET /v1/margin/{account}``, on h11 over trio sockets.
+"""The node's HTTP API: ``/metrics``, ``/health``, ``GET /v1/margin/{account}``, ``/v1/policy/{block}`` and
+``/v1/risk-arrays/{block}``, on h11 over trio sockets.
 
 Requests are untrusted: each is bounded in size and time, answered with a JSON error when malformed, and no
 request (or provider failure) can stop the server. Routes:
@@ -7,6 +8,10 @@ request (or provider failure) can stop the server. Routes:
 - ``GET /health``: JSON health; 200 when ok, 503 when degraded (load balancers read the status code).
 - ``GET /v1/margin/{account}``: the account's leaf in the latest attested round with its Merkle proof; 404 when
   the account is not in that round or no round is attested yet; 400 for a malformed address.
+- ``GET /v1/policy/{block|latest}``: the adaptive policy's states of a kept round.
+- ``GET /v1/risk-arrays/{block|latest}``: the risk-array rows the node committed to in a kept round (instrument,
+  collateral, cover and scenario rows; the format ``dispute prove --rows`` reads); 404 naming the round when the
+  node does not keep it; 400 for a malformed round.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import trio
 from eth_utils import is_checksum_address, is_hex_address, to_canonical_address, to_checksum_address
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from pmoracle.consensus.commitments import RiskRow
 from pmoracle.consensus.merkle import AccountLeaf
 from pmoracle.node.metrics import NodeMetrics
 from pmoracle.trio_types import TaskStatus
@@ -118,10 +124,34 @@ class MarginProof:
         }
 
 
+def row_to_json(row: RiskRow) -> dict[str, Any]:
+    """Return a risk-array row as the JSON object a rows file holds (key as 0x-hex, integers as numbers)."""
+    return {"key": hex(row.key), "base": row.base, "addon": row.addon, "values": list(row.values)}
+
+
+@dataclass(frozen=True, slots=True)
+class RiskArrays:
+    """The risk-array rows a node committed to in one round (its report's ``riskArraysRoot``), all of them."""
+
+    block_number: int  # anchor block of the round
+    risk_arrays_root: bytes  # the root the rows rebuild
+    rows: tuple[RiskRow, ...]  # sorted by key
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON body: a rows document (``{"rows": [...]}``) with the round and the root."""
+        return {
+            "blockNumber": self.block_number,
+            "riskArraysRoot": "0x" + self.risk_arrays_root.hex(),
+            "rows": [row_to_json(row) for row in self.rows],
+        }
+
+
 HealthProvider = Callable[[], HealthReport | Awaitable[HealthReport]]
 MarginProvider = Callable[[bytes], MarginProof | Awaitable[MarginProof | None] | None]
 # The adaptive policy's published JSON at an anchor block (None: the latest round), or None when not kept.
 PolicyProvider = Callable[[int | None], dict[str, Any] | None]
+# The risk-array rows of the round at an anchor block (None: the latest kept), or None when not kept.
+RiskArraysProvider = Callable[[int | None], RiskArrays | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,11 +194,13 @@ class _Router:
         health: HealthProvider,
         margin: MarginProvider,
         policy: PolicyProvider | None = None,
+        risk_arrays: RiskArraysProvider | None = None,
     ) -> None:
         self.registry = registry
         self.health = health
         self.margin = margin
         self.policy = policy
+        self.risk_arrays = risk_arrays
 
     async def respond(self, method: bytes, target: bytes) -> _Response:
         if method not in (b"GET", b"HEAD"):
@@ -183,12 +215,18 @@ class _Router:
             if path.startswith("/v1/margin/"):
                 return await self._margin(path.removeprefix("/v1/margin/"))
             if path.startswith("/v1/policy/") and self.policy is not None:
-                return _policy_response(self.policy, path.removeprefix("/v1/policy/"))
+                return _round_response(self.policy, path.removeprefix("/v1/policy/"), "policy")
+            if path.startswith("/v1/risk-arrays/") and self.risk_arrays is not None:
+                return _round_response(self._risk_arrays_json, path.removeprefix("/v1/risk-arrays/"), "risk arrays")
         except Exception:
             # A provider bug must cost one request, not the server.
             log.exception("API handler failed", extra={"path": path[:200]})
             return _error(500, "internal error")
         return _error(404, "not found")
+
+    def _risk_arrays_json(self, block: int | None) -> dict[str, Any] | None:
+        kept = None if self.risk_arrays is None else self.risk_arrays(block)
+        return None if kept is None else kept.to_json()
 
     async def _margin(self, account_text: str) -> _Response:
         if not _is_account_text(account_text):
@@ -201,12 +239,15 @@ class _Router:
         return _json(200, proof.to_json())
 
 
-def _policy_response(policy: PolicyProvider, block_text: str) -> _Response:
+def _round_response(kept: Callable[[int | None], dict[str, Any] | None], block_text: str, what: str) -> _Response:
+    """Answer a ``/v1/{what}/{block|latest}`` route with the JSON ``kept`` returns for the round (None: not kept)."""
     if block_text != "latest" and not (block_text.isascii() and block_text.isdigit() and len(block_text) < 20):
         return _error(400, "malformed round: expected an anchor block number or latest")
-    body = policy(None if block_text == "latest" else int(block_text))
+    block = None if block_text == "latest" else int(block_text)
+    body = kept(block)
     if body is None:
-        return _error(404, "no policy kept for this round (not computed, or too old)")
+        which = "the latest round" if block is None else f"round {block}"
+        return _error(404, f"no {what} kept for {which} (not computed, or too old)")
     return _json(200, body)
 
 
@@ -316,6 +357,7 @@ async def run_api(
     health: HealthProvider,
     margin: MarginProvider,
     policy: PolicyProvider | None = None,
+    risk_arrays: RiskArraysProvider | None = None,
     limits: ApiLimits = ApiLimits(),
     task_status: TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -329,6 +371,8 @@ async def run_api(
         margin: returns the latest attested :class:`MarginProof` of a 20-byte account, or None (sync or async).
         policy: returns the adaptive policy's JSON at an anchor block (None: latest) for /v1/policy/{block|latest},
             or None when not kept; without it the route answers 404.
+        risk_arrays: returns the :class:`RiskArrays` of a round (None: the latest kept) for
+            /v1/risk-arrays/{block|latest}, or None when not kept; without it the route answers 404.
         limits: request size, timeouts and connection bounds.
         task_status: receives the bound port once the server accepts connections.
 
@@ -336,7 +380,7 @@ async def run_api(
         OSError when the address cannot be bound (reported before ``task_status.started``).
     """
     registry = metrics.registry if isinstance(metrics, NodeMetrics) else metrics
-    router = _Router(registry, health, margin, policy)
+    router = _Router(registry, health, margin, policy, risk_arrays)
     listeners = await trio.open_tcp_listeners(port, host=host)
     if port == 0 and len(listeners) > 1:
         # With port 0 each resolved address would get its own random port; serve the first only.

@@ -45,7 +45,7 @@ from pmoracle.consensus.report import Domain
 from pmoracle.errors import PmoracleError
 from pmoracle.keeper.decision import AuctionParams
 from pmoracle.node.abc import ChainPort, PeerDiscovery, ReleaseNow, RoundComputer, SignatureRelease
-from pmoracle.node.api import HealthReport, MarginProof, assess_health, run_api
+from pmoracle.node.api import HealthReport, MarginProof, RiskArrays, assess_health, run_api
 from pmoracle.node.chain_port import OFFLINE_W3 as OFFLINE_W3  # re-exported: the devnet tools encode with it
 from pmoracle.node.chain_port import OracleChainPort
 from pmoracle.node.datadir import (
@@ -251,7 +251,7 @@ class SolverNode:
         self.transmitter_address: str = Account.from_key(self.identity.transmitter_key).address
         self.transmitter_balance: int | None = None  # wei, at the last check (None before the first)
         self.insurance_fund_balance = 0  # USD WAD, at the last check (the standard stress weighs its shortfall)
-        self.outputs: dict[int, RoundOutput] = {}  # anchor block -> computed round (trees serve /v1/margin)
+        self.outputs: dict[int, RoundOutput] = {}  # anchor block -> computed round (serves /v1/margin, /v1/risk-arrays)
         self.attested_tree: MerkleTree | None = None
         self._attested_tree_block: int | None = None
         self._rejections_seen: Counter[str] = Counter()
@@ -447,6 +447,15 @@ class SolverNode:
         output = self.outputs.get(max(kept) if block is None else block)
         return None if output is None or output.policy is None else policy_round_to_json(output.policy)
 
+    def risk_arrays(self, block: int | None) -> RiskArrays | None:
+        """Return the risk-array rows of a kept round (None: the latest) as the node committed to them, for
+        /v1/risk-arrays."""
+        if not self.outputs:
+            return None
+        number = max(self.outputs) if block is None else block
+        output = self.outputs.get(number)
+        return None if output is None else RiskArrays(number, output.risk_tree.root, tuple(output.risk_tree.rows))
+
     # --- the whole node -----------------------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -475,7 +484,8 @@ class SolverNode:
                 port = await nursery.start(
                     lambda task_status: run_api(
                         self.config.api.host, self.config.api.port, metrics=self.metrics, health=self.health,
-                        margin=self.margin, policy=self.policy_json, task_status=task_status,
+                        margin=self.margin, policy=self.policy_json, risk_arrays=self.risk_arrays,
+                        task_status=task_status,
                     )
                 )  # fmt: skip
                 write_api_port(self.config.node.data_dir, port)  # tools find an api.port = 0 node here

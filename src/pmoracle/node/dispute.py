@@ -248,13 +248,9 @@ def load_leaves_file(path: Path) -> list[ClaimedLeaf]:
     return parse_leaves_document(read_json(path, "leaves"))
 
 
-def row_to_json(row: RiskRow) -> dict[str, Any]:
-    """Return a risk-array row as the JSON object a rows file holds (key as 0x-hex, integers as numbers)."""
-    return {"key": hex(row.key), "base": row.base, "addon": row.addon, "values": list(row.values)}
-
-
 def parse_rows_document(obj: Any) -> list[RiskRow]:
-    """Return the rows of a rows file: a list of row objects (``row_to_json``), or ``{"rows": [...]}``.
+    """Return the rows of a rows file: a list of row objects (``row_to_json``), or ``{"rows": [...]}`` (what a
+    node's ``/v1/risk-arrays`` serves).
 
     Errors:
         InputError naming the malformed field (``rows[i].key``, ``rows[i].values[s]``, ...).
@@ -283,13 +279,59 @@ def parse_rows_document(obj: Any) -> list[RiskRow]:
     return rows
 
 
-def load_rows_file(path: Path) -> list[RiskRow]:
+@dataclass(frozen=True, slots=True)
+class ClaimedRows:
+    """Risk-array rows claimed to be a round's attested ones, with where they came from (named in errors)."""
+
+    rows: tuple[RiskRow, ...]
+    source: str  # "rows file PATH" or "node API URL"
+
+
+def load_rows_file(path: Path) -> ClaimedRows:
     """Return the claimed risk-array rows in the JSON file ``path``.
 
     Errors:
         InputError when the file cannot be read, is not JSON, or a row is malformed.
     """
-    return parse_rows_document(read_json(path, "rows"))
+    return ClaimedRows(tuple(parse_rows_document(read_json(path, "rows"))), f"rows file {path}")
+
+
+def _get_node_json(url: str, timeout: float) -> Any:
+    """Return the JSON a node API serves at ``url``, or None on 404.
+
+    Errors:
+        DisputeError naming the URL when it cannot be reached, answers another error status, or is not JSON.
+    """
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise DisputeError(f"node API {url}: HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
+        raise DisputeError(f"node API {url}: {exc}") from None
+
+
+def fetch_node_rows(api_url: str, block_number: int, *, timeout: float = 30.0) -> ClaimedRows | None:
+    """Return the risk-array rows a node's ``GET /v1/risk-arrays/{block}`` serves, or None when the node does not
+    keep the round (404).
+
+    Errors:
+        DisputeError naming the URL when the node cannot be reached, answers for another round, or serves rows
+        that are malformed.
+    """
+    url = f"{api_url.rstrip('/')}/v1/risk-arrays/{block_number}"
+    body = _get_node_json(url, timeout)
+    if body is None:
+        return None
+    if not isinstance(body, dict) or body.get("blockNumber") != block_number:
+        got = body.get("blockNumber") if isinstance(body, dict) else body
+        raise DisputeError(f"node API {url} serves round {got!r}, not round {block_number}")
+    try:
+        return ClaimedRows(tuple(parse_rows_document(body)), f"node API {url}")
+    except InputError as exc:
+        raise DisputeError(f"node API {url}: {exc}") from None
 
 
 def fetch_node_leaves(
@@ -310,15 +352,9 @@ def fetch_node_leaves(
     base = api_url.rstrip("/")
     for account in accounts:
         url = f"{base}/v1/margin/{to_checksum_address(account)}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                body = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                continue  # the attested round has no leaf for this account (or the node serves none)
-            raise DisputeError(f"node API {url}: HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
-            raise DisputeError(f"node API {url}: {exc}") from None
+        body = _get_node_json(url, timeout)
+        if body is None:
+            continue  # the attested round has no leaf for this account (or the node serves none)
         if not isinstance(body, dict) or body.get("blockNumber") != block_number:
             got = body.get("blockNumber") if isinstance(body, dict) else body
             raise DisputeError(f"node API {base} serves round {got!r}, not round {block_number}")
@@ -773,6 +809,7 @@ class ProveResult:
     rows_match: bool  # the attested risk-array root is the recomputed one (else only a pricing challenge helps)
     challenge: PricingChallenge | None = None  # the wrong entry with the largest gap (no aggregation proof)
     recomputed_entry: int = 0  # the challenged entry as the recomputation gives it (MONEY per SIZE unit)
+    rows_source: str | None = None  # where the attested rows came from (None: not given)
 
 
 # An attested option entry this many quanta from the recomputed one is beyond ``Black76.pnlTolerance`` (one quantum
@@ -821,7 +858,7 @@ def find_fraud_proof(
     params: RiskParams,
     block_number: int | None,
     claimed: Callable[[AttestedRound, Sequence[AccountLeaf]], Sequence[ClaimedLeaf]],
-    claimed_rows: Sequence[RiskRow] | None = None,
+    claimed_rows: Callable[[AttestedRound], ClaimedRows | None] | None = None,
 ) -> ProveResult:
     """Recompute an attested round and return the aggregation fraud proof of the first attested leaf (by
     account) whose MM is below the recomputation's and whose account is unchanged since B; when the attested risk
@@ -835,13 +872,15 @@ def find_fraud_proof(
         params: the risk model parameters (the committee's).
         block_number: the round's anchor block; None for the latest attested round.
         claimed: returns the attested leaves (with proofs, or the whole set), as for ``check_round``.
-        claimed_rows: the attested risk-array rows, the whole set (None: not known).
+        claimed_rows: returns the attested risk-array rows of the round, the whole set (None: not known), e.g.
+            ``load_rows_file`` or ``fetch_node_rows``.
 
     Returns:
         The proof (None when no leaf can be proven) or the challenge, with what was found.
 
     Errors:
-        InputError("rows") when ``claimed_rows`` do not rebuild the attested risk-array root; DisputeError,
+        InputError("rows") naming their source when ``claimed_rows`` do not rebuild the attested risk-array root;
+        DisputeError,
         InputError, ChainError and SnapshotError as ``check_round``.
     """
     attested, snapshot, output = _recompute(client, deployment, params, block_number)
@@ -849,12 +888,14 @@ def find_fraud_proof(
     report = read_attested_report(client, deployment, attested)
     rows_match = output.report.risk_arrays_root == report.risk_arrays_root
     risk_tree: RiskArrayTree | None = output.risk_tree if rows_match else None
-    if claimed_rows is not None:
-        risk_tree = RiskArrayTree(claimed_rows)
+    rows_given = None if claimed_rows is None else claimed_rows(attested)
+    if rows_given is not None:
+        risk_tree = RiskArrayTree(rows_given.rows)
         if risk_tree.root != report.risk_arrays_root:
             raise InputError(
-                "rows", f"the {len(claimed_rows)} rows given rebuild root {_hex(risk_tree.root)}, not the attested "
-                f"riskArraysRoot {_hex(report.risk_arrays_root)} of round {attested.block_number}"
+                "rows", f"the {len(rows_given.rows)} rows from {rows_given.source} rebuild root "
+                f"{_hex(risk_tree.root)}, not the attested riskArraysRoot {_hex(report.risk_arrays_root)} of round "
+                f"{attested.block_number}"
             )  # fmt: skip
     claimed_leaves = {c.leaf.account: c for c in claimed(attested, result.leaves)}
     whole = [c.leaf for c in claimed_leaves.values()]
@@ -883,7 +924,8 @@ def find_fraud_proof(
             proof = compute_fraud_proof(theirs, account_proof, risk_tree, holdings, MONEY_TO_LEAF)
         except InputError:
             continue  # the attested tree has no row for a holding: not provable by aggregation
-    found = ProveResult(attested, report, proof, tuple(understated), tuple(changed), rows_match)
+    found = ProveResult(attested, report, proof, tuple(understated), tuple(changed), rows_match,
+                        rows_source=None if rows_given is None else rows_given.source)  # fmt: skip
     if proof is None and not rows_match and risk_tree is not None:
         wrong = find_wrong_entry(snapshot, output, risk_tree, report)
         if wrong is not None:

@@ -39,13 +39,13 @@ from pmoracle.consensus.commitments import (
 from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.consensus.report import Report
 from pmoracle.devnet.devchain import Devchain
+from pmoracle.node.api import row_to_json
 from pmoracle.node.daemon import OFFLINE_W3
 from pmoracle.node.dispute import (
     challenge_pricing_call,
     leaf_to_json,
     prove_fraud_call,
     read_holdings,
-    row_to_json,
     submit_pricing_challenge,
 )
 from pmoracle.node.keys import KeyKind, write_key_file
@@ -62,6 +62,7 @@ from tests.integration.chain.fraud_support import (
     revert_of,
     stake_of,
 )
+from tests.integration.node_api_support import serve_node_api
 
 QUANTUM = 10**14  # MarginOracle.QUANTUM: 1e-4 USD per unit in WAD
 
@@ -327,10 +328,24 @@ def test_an_entry_a_few_quanta_off_is_provable(anvil: Devchain) -> None:
     slash_and_check(seeded, lie, challenge_of(rnd, lie.risk_tree, key, scenario))
 
 
-def test_dispute_prove_finds_the_wrong_entry_and_slashes_the_quorum(
-    anvil: Devchain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    seeded = deploy_seeded(anvil, seed=23)  # its own committee: a slash leaves the colluders below the minimum stake
+@dataclass
+class ProveSetup:
+    """A fresh committee whose colluders attested one option's entries shifted by ``step`` quanta, with the files
+    ``dispute prove`` reads."""
+
+    seeded: Seeded
+    rnd: Round
+    lie: Lie
+    key: int  # the shifted option's row key
+    step: int
+    base: list[str]  # dispute prove --latest --json, without the leaves/rows source
+    signing: list[str]  # --key-file and --password-file of the reporter
+
+
+def shift_an_option(anvil: Devchain, tmp_path: Path, seed: int) -> ProveSetup:
+    """Deploy a committee of its own (a slash leaves the colluders below the minimum stake) and attest, with the
+    colluders, the most held option's entries shifted by 5,000 quanta in the held direction."""
+    seeded = deploy_seeded(anvil, seed=seed)
     rnd = recompute(anvil, seeded)
     options = options_of(rnd)
     key, size = max(
@@ -342,16 +357,42 @@ def test_dispute_prove_finds_the_wrong_entry_and_slashes_the_quorum(
     seeded.deployment.save(deployment_file)
     params_file = tmp_path / "risk-params.toml"
     params_file.write_text(default_params_text())
-    leaves_file = tmp_path / "attested-leaves.json"
-    leaves_file.write_text(json.dumps([leaf_to_json(leaf) for leaf in lie.tree.leaves]))
-    rows_file = tmp_path / "attested-rows.json"
-    rows_file.write_text(json.dumps({"rows": [row_to_json(row) for row in lie.risk_tree.rows]}))
     key_file = tmp_path / "reporter.json"
     write_key_file(KeyKind.TRANSMITTER, key_file, b"pw", secret=REPORTER, kdf_iterations=1024)
     password_file = tmp_path / "password.txt"
     password_file.write_text("pw\n")
     base = ["dispute", "prove", "--rpc", anvil.url, "--deployment", str(deployment_file), "--params", str(params_file),
-            "--latest", "--leaves", str(leaves_file), "--json"]  # fmt: skip
+            "--latest", "--json"]  # fmt: skip
+    return ProveSetup(seeded, rnd, lie, key, step, base, ["--key-file", str(key_file), "--password-file",
+                                                          str(password_file)])  # fmt: skip
+
+
+def prove_and_check_slashes(setup: ProveSetup, args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Run ``dispute prove`` with a key: exactly the colluders are slashed, and a second run is refused."""
+    seeded = setup.seeded
+    before = [stake_of(seeded, i) for i in range(4)]
+    assert main([*args, *setup.signing]) == 0
+    outcome = json.loads(capsys.readouterr().out)
+    assert outcome["proven"] is True and outcome["round"] == setup.lie.report.block_number
+    assert {s["signer"] for s in outcome["slashed"]} == {
+        to_checksum_address(seeded.committee.members[i]) for i in COLLUDERS
+    }
+    after = [stake_of(seeded, i) for i in range(4)]
+    assert after[HONEST] == before[HONEST] and all(after[i] < before[i] for i in COLLUDERS)
+    assert main([*args, *setup.signing]) == 1  # the round is invalidated: refused
+    assert json.loads(capsys.readouterr().out)["error"] == "RoundProvenFraudulent"
+
+
+def test_dispute_prove_finds_the_wrong_entry_and_slashes_the_quorum(
+    anvil: Devchain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup = shift_an_option(anvil, tmp_path, seed=23)
+    rnd, lie, key, step = setup.rnd, setup.lie, setup.key, setup.step
+    leaves_file = tmp_path / "attested-leaves.json"
+    leaves_file.write_text(json.dumps([leaf_to_json(leaf) for leaf in lie.tree.leaves]))
+    rows_file = tmp_path / "attested-rows.json"
+    rows_file.write_text(json.dumps({"rows": [row_to_json(row) for row in lie.risk_tree.rows]}))
+    base = [*setup.base, "--leaves", str(leaves_file)]
     # without the attested rows, nothing can be proven (the leaves are consistent with rows the tool does not have)
     assert main(base) == 1
     outcome = json.loads(capsys.readouterr().out)
@@ -360,7 +401,8 @@ def test_dispute_prove_finds_the_wrong_entry_and_slashes_the_quorum(
     bad_rows = tmp_path / "other-rows.json"
     bad_rows.write_text(json.dumps([row_to_json(row) for row in rnd.truth.risk_tree.rows]))
     assert main([*base, "--rows", str(bad_rows)]) == 2
-    assert "rows:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "rows:" in err and f"rows from rows file {bad_rows} rebuild" in err
     malformed = tmp_path / "malformed-rows.json"
     malformed.write_text(json.dumps([{"key": "0x1", "base": 0, "addon": 0, "values": ["x"]}]))
     assert main([*base, "--rows", str(malformed)]) == 2
@@ -370,15 +412,32 @@ def test_dispute_prove_finds_the_wrong_entry_and_slashes_the_quorum(
     found = json.loads(capsys.readouterr().out)
     assert found["proven"] is False and found["challenge"]["instrumentId"] == key
     assert found["challenge"]["attestedEntry"] - found["challenge"]["recomputedEntry"] == step
-    before = [stake_of(seeded, i) for i in range(4)]
-    args = [*base, "--rows", str(rows_file), "--key-file", str(key_file), "--password-file", str(password_file)]
-    assert main(args) == 0
-    outcome = json.loads(capsys.readouterr().out)
-    assert outcome["proven"] is True and outcome["round"] == lie.report.block_number
-    assert {s["signer"] for s in outcome["slashed"]} == {
-        to_checksum_address(seeded.committee.members[i]) for i in COLLUDERS
-    }
-    after = [stake_of(seeded, i) for i in range(4)]
-    assert after[HONEST] == before[HONEST] and all(after[i] < before[i] for i in COLLUDERS)
-    assert main(args) == 1  # the round is invalidated: refused
-    assert json.loads(capsys.readouterr().out)["error"] == "RoundProvenFraudulent"
+    prove_and_check_slashes(setup, [*base, "--rows", str(rows_file)], capsys)
+
+
+def test_dispute_prove_reads_the_attested_rows_from_the_node_api(
+    anvil: Devchain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No rows file: ``--node-api`` of a node whose quorum attested the round serves the leaves (/v1/margin) and the
+    attested rows (/v1/risk-arrays/B) through the API server the daemon runs."""
+    setup = shift_an_option(anvil, tmp_path, seed=29)
+    rnd, lie = setup.rnd, setup.lie
+    block = lie.report.block_number
+    # a node that serves the leaves but keeps no rows of the round: nothing can be proven, and the tool says why
+    with serve_node_api(lie.tree, block) as url:
+        assert main([*setup.base, "--node-api", url]) == 1
+        outcome = json.loads(capsys.readouterr().out)
+        assert outcome["riskArraysMatch"] is False and outcome["riskArraysSource"] is None
+        assert "--node-api" in outcome["error"]
+    # a node serving rows that are not the attested ones: bad input naming the node's route
+    with serve_node_api(lie.tree, block, rnd.truth.risk_tree) as url:
+        assert main([*setup.base, "--node-api", url]) == 2
+        err = capsys.readouterr().err
+        assert f"node API {url}/v1/risk-arrays/{block}" in err and "not the attested riskArraysRoot" in err
+    with serve_node_api(lie.tree, block, lie.risk_tree) as url:
+        assert main([*setup.base, "--node-api", url]) == 0
+        found = json.loads(capsys.readouterr().out)
+        assert found["riskArraysSource"] == f"node API {url}/v1/risk-arrays/{block}"
+        assert found["proven"] is False and found["challenge"]["instrumentId"] == setup.key
+        assert found["challenge"]["attestedEntry"] - found["challenge"]["recomputedEntry"] == setup.step
+        prove_and_check_slashes(setup, [*setup.base, "--node-api", url], capsys)

@@ -14,8 +14,10 @@ import trio
 from eth_utils import to_checksum_address
 from prometheus_client.parser import text_string_to_metric_families
 
+from pmoracle.consensus.commitments import COVER_KEY, RiskArrayTree, RiskRow, scenario_key
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, verify_proof
-from pmoracle.node.api import ApiLimits, HealthReport, MarginProof, assess_health, run_api
+from pmoracle.node.api import ApiLimits, HealthReport, MarginProof, RiskArrays, assess_health, run_api
+from pmoracle.node.dispute import parse_rows_document
 from pmoracle.node.metrics import NodeMetrics, create_node_metrics
 
 LEAVES = [
@@ -24,6 +26,11 @@ LEAVES = [
 ]
 TREE = MerkleTree(LEAVES)
 ANCHOR_BLOCK = 120
+# an instrument row, the cover row and a scenario row, as a round commits them
+RISK_TREE = RiskArrayTree(
+    [RiskRow(3, 25_000, 40, (-1_200, 0, 2**63 - 1)), RiskRow(COVER_KEY, 10**6, 0, (10**6,) * 3),
+     RiskRow(scenario_key(0), 10**9, 0, (-5, 0, 5))]
+)  # fmt: skip
 
 
 @dataclass
@@ -42,6 +49,11 @@ class NodeState:
 
     def policy(self, block: int | None) -> dict[str, Any] | None:
         return {"blockNumber": ANCHOR_BLOCK} if block in (None, ANCHOR_BLOCK) else None
+
+    def risk_arrays(self, block: int | None) -> RiskArrays | None:
+        if block not in (None, ANCHOR_BLOCK):
+            return None
+        return RiskArrays(ANCHOR_BLOCK, RISK_TREE.root, tuple(RISK_TREE.rows))
 
     async def margin(self, account: bytes) -> MarginProof | None:
         await trio.sleep(0)  # async providers are awaited
@@ -67,6 +79,7 @@ async def start(nursery: trio.Nursery, limits: ApiLimits | None = None) -> Serve
             health=state.health,
             margin=state.margin,
             policy=state.policy,
+            risk_arrays=state.risk_arrays,
             limits=limits or ApiLimits(),
             task_status=task_status,
         )
@@ -268,7 +281,24 @@ async def test_policy_route_is_absent_without_a_provider() -> None:
             )
         )
         assert (await get_json(port, "/v1/policy/latest"))[0] == 404
+        assert (await get_json(port, "/v1/risk-arrays/latest"))[0] == 404
         nursery.cancel_scope.cancel()
+
+
+async def test_risk_arrays_of_a_kept_round_rebuild_its_root(server: Server) -> None:
+    for which in ("latest", str(ANCHOR_BLOCK)):
+        status, body = await get_json(server.port, f"/v1/risk-arrays/{which}")
+        assert status == 200 and body["blockNumber"] == ANCHOR_BLOCK
+        assert body["riskArraysRoot"] == "0x" + RISK_TREE.root.hex()
+        rows = parse_rows_document(body)  # exactly what `dispute prove --rows` reads
+        assert rows == RISK_TREE.rows and RiskArrayTree(rows).root == RISK_TREE.root
+    status, body = await get_json(server.port, "/v1/risk-arrays/7")
+    assert status == 404 and "no risk arrays kept for round 7" in body["error"]
+    for bad in ("abc", "-1", "1" * 30, "", "0x10"):
+        status, body = await get_json(server.port, f"/v1/risk-arrays/{bad}")
+        assert status == 400 and "malformed round" in body["error"], bad
+    status, headers, body = await get(server.port, f"/v1/risk-arrays/{ANCHOR_BLOCK}", method="HEAD")
+    assert status == 200 and body == b"" and int(headers["content-length"]) > 0
 
 
 def test_policy_gauges() -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 
 import pytest
 from eth_utils import keccak, to_checksum_address
 
-from pmoracle.consensus.commitments import COVER_KEY, RiskRow
+from pmoracle.consensus.commitments import COVER_KEY, RiskArrayTree, RiskRow
 from pmoracle.consensus.evidence import Deviation, Equivocation
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import compute_report_digest, sign_report
 from pmoracle.errors import InputError
+from pmoracle.node.api import RiskArrays, row_to_json
 from pmoracle.node.dispute import (
     ClaimedLeaf,
     compare_leaves,
@@ -21,7 +23,6 @@ from pmoracle.node.dispute import (
     open_archive,
     parse_leaves_document,
     parse_rows_document,
-    row_to_json,
 )
 from pmoracle.storage.archive import ReportArchive
 from tests.unit.consensus.factories import DOMAIN, make_committee, make_key, make_signed
@@ -107,6 +108,9 @@ def test_rows_documents_round_trip_and_name_the_bad_field() -> None:
     rows = [RiskRow(7, -2, 3, (1, -1, 2**63 - 1)), RiskRow(COVER_KEY, 10**6, 0, (10**6,))]
     assert parse_rows_document([row_to_json(r) for r in rows]) == rows
     assert parse_rows_document({"rows": [row_to_json(r) for r in rows]}) == rows
+    # what a node's /v1/risk-arrays serves is a rows document
+    served = RiskArrays(64, RiskArrayTree(rows).root, tuple(rows)).to_json()
+    assert parse_rows_document(json.loads(json.dumps(served))) == rows
     row = row_to_json(rows[0])
     cases = [
         ({"leaves": []}, "rows"),
