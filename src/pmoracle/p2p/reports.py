@@ -163,6 +163,9 @@ class ReportGossip:
             if isinstance(message, CatchUpRequest):
                 await self._answer_catch_up(message.round_key)
                 continue
+            if not isinstance(message, SignedReportMessage):  # FROST messages are the signing machine's
+                self.stats["not-a-report"] += 1
+                continue
             signed = message.signed
             if not self._remember(signed):
                 self.stats["duplicate"] += 1
