@@ -769,6 +769,16 @@ def _get_package_commitments(rnd: FrostRoundState, attempt: int, signers: int) -
     return tuple(rnd.commitments[(attempt, j)] for j in compute_bitmap_identifiers(signers))
 
 
+def _compute_package(
+    ctx: FrostRoundContext, commitments: tuple[SignedFrostCommitment, ...], message: bytes
+) -> frost.SigningPackage | None:
+    """Return the signing package of the commitments, or None if its group commitment is the identity."""
+    try:
+        return frost.compute_signing_package(ctx.group_public_key, [c.commitment for c in commitments], message)
+    except frost.FrostError:
+        return None
+
+
 def _process_share(
     ctx: FrostRoundContext, rnd: FrostRoundState, msg: SignedFrostShare
 ) -> tuple[FrostRoundState, tuple[Effect, ...]]:
@@ -776,7 +786,9 @@ def _process_share(
     accused and excluded, with the evidence to archive."""
     identifier = msg.share.identifier
     commitments = _get_package_commitments(rnd, msg.attempt, msg.signers)
-    package = frost.compute_signing_package(ctx.group_public_key, [c.commitment for c in commitments], msg.message)
+    package = _compute_package(ctx, commitments, msg.message)
+    if package is None:  # a package nobody can sign (R at infinity): nobody to blame, nothing to keep
+        return rnd, ()
     if frost.is_valid_signature_share(package, msg.share, ctx.verification_shares[identifier]):
         shares = dict(rnd.shares)
         shares[(msg.attempt, identifier)] = msg
@@ -855,10 +867,15 @@ def _aggregate(ctx: FrostRoundContext, rnd: FrostRoundState) -> tuple[FrostRound
         identifiers = compute_bitmap_identifiers(signers)
         if not all(_has_share(rnd, attempt, j, signers) for j in identifiers):
             continue
-        commitments = [c.commitment for c in _get_package_commitments(rnd, attempt, signers)]
-        package = frost.compute_signing_package(ctx.group_public_key, commitments, rnd.message or b"")
+        package = _compute_package(ctx, _get_package_commitments(rnd, attempt, signers), rnd.message or b"")
+        if package is None:
+            continue
         shares = [rnd.shares[(attempt, j)].share for j in identifiers]
-        signature = frost.aggregate_verified(package, shares, ctx.verification_shares)
+        try:
+            # every share was checked on arrival, so this holds; a failure must still never crash the node
+            signature = frost.aggregate_verified(package, shares, ctx.verification_shares)
+        except frost.FrostError:
+            continue
         rnd = replace(rnd, signature=signature)
         return rnd, (FrostSignatureFormed((ctx.config_digest, rnd.block_number), attempt, signers, signature),)
     return rnd, ()

@@ -331,3 +331,36 @@ def test_envelope_digests_bind_every_field() -> None:
     assert digest != fr.compute_share_digest(DOMAIN, ROUND, 0, b"\x02" * 32, 0b111, share)
     assert digest != fr.compute_share_digest(DOMAIN, ROUND, 0, b"\x01" * 32, 0b111, frost.SignatureShare(2, 6))
     assert len(sign_digest(digest, FC4.committee.signing_keys[0])) == 65
+
+
+def test_a_bad_share_poisons_a_naive_aggregate_but_never_the_machines() -> None:
+    # the attack: one invalid share in an unchecked aggregate gives a signature the chain refuses
+    cluster = Cluster(FC4, {2: "bad"}, seed=7)
+    cluster.open_round()
+    cluster.deliver_all(0.0)
+    certificate = make_certificate(FC4)
+    for member in cluster.members.values():
+        cluster.certify(member, certificate, 1.0)
+    shares = sorted(
+        (m for _, m in cluster.in_flight if isinstance(m, fr.SignedFrostShare)), key=lambda s: s.share.identifier
+    )
+    unique = {s.share.identifier: s for s in shares}
+    commitments = [cluster.members[1].state.rounds[BLOCK].commitments[(0, i)].commitment for i in (1, 2, 3)]
+    digest = report_digest(FC4, certificate.report)
+    naive = frost.aggregate(commitments, digest, FC4.group_public_key, [unique[i].share for i in (1, 2, 3)])
+    group_key = FC4.committee.config.group_key
+    assert group_key is not None and not is_valid_evm_signature(group_key, digest, EvmSignature.from_signature(naive))
+    # the machines check every share first: no aggregate of attempt 0, the cheater named
+    cluster.deliver_all(1.0)
+    for member in cluster.members.values():
+        assert member.signatures == []
+        if member.identifier != 2:
+            assert [e.share.share.identifier for e in member.evidence] == [2]
+
+
+def test_commitments_for_the_next_round_can_be_issued_ahead() -> None:
+    state = _state(1)
+    ahead = HEAD - HEAD % 10 + 10  # the next anchor, one period ahead of the head
+    state, effects = fr.on_round_opened(state, ahead, 0.0)
+    assert effects == (fr.IssueCommitments((ROUND[0], ahead), 2),)
+    _rejected(state, fr.on_round_opened(state, ahead + 10, 0.0), fr.RejectReason.OUTSIDE_WINDOW)
