@@ -1,9 +1,10 @@
 """FROST signing in the round over the in-memory network, under trio's virtual clock.
 
-Each member runs the pure signing machine (``frost_round``) behind a thin shell: the production msgpack codec and
-the committee's topic validator on its in-memory endpoint, a real SQLite nonce store in its own slashing-protection
-file (which also holds its ECDSA record of the round) and the production :class:`FrostSigner`, so every share
-leaves the node only after its nonce is recorded used. The ECDSA quorum is given (each member's collector forms
+Each member is the node's :class:`FrostParticipant` (the pure signing machine behind its shell) with the production
+msgpack codec and the committee's topic validator on its in-memory endpoint, a real SQLite nonce store in its own
+slashing-protection file (which also holds its ECDSA record of the round) and the production :class:`FrostSigner`
+(withholding and tampering members are subclasses that keep or change the share after it was recorded), so every
+share leaves the node only after its nonce is recorded used. The ECDSA quorum is given (each member's collector forms
 the certificate at a seeded time); the chain accepts the first valid FROST signature (checked with the contract's
 rule) or ECDSA certificate of the round.
 
@@ -18,7 +19,9 @@ import math
 import pathlib
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import trio
@@ -29,6 +32,8 @@ from pmoracle.consensus import frost_round as fr
 from pmoracle.consensus.certificate import is_valid_certificate
 from pmoracle.consensus.collector import get_committee_position
 from pmoracle.consensus.frost_evm import EvmSignature, is_valid_evm_signature
+from pmoracle.consensus.rounds import RoundKey
+from pmoracle.node.frost_participant import FrostParticipant
 from pmoracle.node.frost_signer import FrostSigner
 from pmoracle.p2p.codec import FrostCommitmentMessage, FrostShareMessage, decode_message, encode_message
 from pmoracle.p2p.errors import CodecError
@@ -76,26 +81,65 @@ class Chain:
             self.closed.set()
 
 
+class RecordingSigner(FrostSigner):
+    """The production signer, noting its own commitments (for the checks after the run)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.issued: list[frost.SigningCommitment] = []
+
+    def commit(self, round_key: RoundKey) -> frost.SigningCommitment:
+        commitment = super().commit(round_key)
+        self.issued.append(commitment)
+        return commitment
+
+
+class WithholdingSigner(RecordingSigner):
+    """Records the nonce use and signs, then keeps the share (a member withholding its share)."""
+
+    def sign(  # type: ignore[override]  # None: the participant releases nothing (ShareSigner allows it)
+        self, round_key: RoundKey, message: bytes, commitments: Sequence[frost.SigningCommitment]
+    ) -> frost.SignatureShare | None:
+        super().sign(round_key, message, commitments)
+        return None
+
+
+class TamperingSigner(RecordingSigner):
+    """Releases a share that does not verify (its signer recorded the true one)."""
+
+    def sign(
+        self, round_key: RoundKey, message: bytes, commitments: Sequence[frost.SigningCommitment]
+    ) -> frost.SignatureShare:
+        share = super().sign(round_key, message, commitments)
+        return frost.SignatureShare(share.identifier, (share.share + 1) % frost.ORDER)
+
+
+SIGNERS = {"honest": RecordingSigner, "withhold": WithholdingSigner, "bad": TamperingSigner, "silent": RecordingSigner}
+
+
 @dataclass
 class Node:
-    """One member: its machine, nonce store, signer and endpoint, and what it did."""
+    """One member: its participant, nonce store and endpoint, and what it did."""
 
     identifier: int
     behaviour: str
-    state: fr.FrostState
+    participant: FrostParticipant
     endpoint: MemoryEndpoint
     store: FrostNonceDB
-    signer: FrostSigner
     certified_at: float = math.inf
     evidence: list[fr.InvalidFrostShare] = field(default_factory=list)
     formed: list[fr.FrostSignatureFormed] = field(default_factory=list)
-    issued: dict[int, frost.SigningCommitment] = field(default_factory=dict)  # attempt -> own commitment
     published_shares: list[fr.SignedFrostShare] = field(default_factory=list)
-    rejected: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def issued(self) -> dict[int, frost.SigningCommitment]:
+        """Return the own commitments by attempt (issued in attempt order)."""
+        signer = self.participant.signer
+        return dict(enumerate(signer.issued)) if isinstance(signer, RecordingSigner) else {}
 
 
 class Simulation:
-    """n members signing round BLOCK, each behind the thin shell below."""
+    """n members signing round BLOCK, each a FrostParticipant on the in-memory network."""
 
     def __init__(self, fc: FrostTestCommittee, behaviours: dict[int, str], seed: int, tmp: pathlib.Path) -> None:
         self.fc = fc
@@ -116,27 +160,10 @@ class Simulation:
         """Run every member until DURATION."""
         self.start = trio.current_time()
         config = self.fc.committee.config
-        network_id = self.fc.committee.network
         draw = random.Random(self.seed)
         async with MemoryNetwork(seed=self.seed, min_delay=0.05, max_delay=0.3) as net, trio.open_nursery() as nursery:
             for identifier in range(1, config.n + 1):
-                path = self.tmp / f"member-{identifier}" / "protection.sqlite"
-                path.parent.mkdir()
-                with ProtectionDB(path) as protection:  # the member signed the round's report with ECDSA
-                    protection.record_and_check((config.digest(), BLOCK), self.digest)
-                store = FrostNonceDB(path)
-                signer = FrostSigner(
-                    self.fc.results[identifier],
-                    store,
-                    random_bytes=random.Random(self.seed * 100 + identifier).randbytes,
-                )
-                context = self.fc.context(identifier, stage_delay=STAGE)
-                node = Node(
-                    identifier, self.behaviours.get(identifier, "honest"), fr.init_frost_state(context, HEAD),
-                    net.create_endpoint(f"member-{identifier}", ReportValidator(network_id, config)), store, signer,
-                )  # fmt: skip
-                node.certified_at = draw.uniform(CERTIFIED_FROM, CERTIFIED_TO)
-                self.nodes[identifier] = node
+                self.nodes[identifier] = self._create_node(net, identifier, draw.uniform(CERTIFIED_FROM, CERTIFIED_TO))
             for node in self.nodes.values():
                 nursery.start_soon(self._run_node, node)
             await trio.sleep(DURATION)
@@ -144,21 +171,51 @@ class Simulation:
         for node in self.nodes.values():
             node.store.close()
 
+    def _create_node(self, net: MemoryNetwork, identifier: int, certified_at: float) -> Node:
+        config, network_id = self.fc.committee.config, self.fc.committee.network
+        path = self.tmp / f"member-{identifier}" / "protection.sqlite"
+        path.parent.mkdir()
+        with ProtectionDB(path) as protection:  # the member signed the round's report with ECDSA
+            protection.record_and_check((config.digest(), BLOCK), self.digest)
+        store = FrostNonceDB(path)
+        behaviour = self.behaviours.get(identifier, "honest")
+        signer = SIGNERS[behaviour](
+            self.fc.results[identifier], store, random_bytes=random.Random(self.seed * 100 + identifier).randbytes
+        )
+        endpoint = net.create_endpoint(f"member-{identifier}", ReportValidator(network_id, config))
+        node: Node
+
+        async def publish(message: FrostCommitmentMessage | FrostShareMessage) -> None:
+            if isinstance(message, FrostShareMessage):
+                node.published_shares.append(message.signed)
+            await endpoint.publish(encode_message(message))
+
+        async def transmit(effect: fr.TransmitFrost | fr.TransmitEcdsa) -> None:
+            at = self.now()
+            await trio.sleep(TX_DELAY)
+            self.chain.submit(effect, identifier, at)
+
+        participant = FrostParticipant(
+            self.fc.context(identifier, stage_delay=STAGE), network_id, self.fc.committee.signing_keys[identifier - 1],
+            signer, publish=publish, transmit=transmit, archive=lambda e: node.evidence.append(e),
+            on_signature=lambda f: node.formed.append(f), head=HEAD,
+        )  # fmt: skip
+        node = Node(identifier, behaviour, participant, endpoint, store, certified_at)
+        return node
+
     async def _run_node(self, node: Node) -> None:
+        participant = node.participant
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._receive, node)
             # the round opens: commitments for every attempt go out ahead of the quorum
             if node.behaviour != "silent":
-                await self._apply(node, fr.on_round_opened(node.state, BLOCK, self.now()))
+                await participant.open_round(BLOCK)
             await trio.sleep_until(self.start + node.certified_at)
-            await self._apply(node, fr.on_certificate(node.state, self.certificate, self.now()))
+            await participant.certify(self.certificate)
             while True:
                 if self.chain.closed.is_set():
-                    await self._apply(
-                        node, fr.on_round_attested(node.state, (self.fc.committee.config.digest(), BLOCK))
-                    )
-                    node.signer.forget_through(BLOCK)
-                await self._apply(node, fr.on_tick(node.state, self.now()))
+                    await participant.attested((self.fc.committee.config.digest(), BLOCK))
+                await participant.tick()
                 await trio.sleep(TICK)
 
     async def _receive(self, node: Node) -> None:
@@ -167,52 +224,8 @@ class Simulation:
                 message = decode_message(received.payload)
             except CodecError:  # the validator refused these already
                 continue
-            if isinstance(message, FrostCommitmentMessage):
-                await self._apply(node, fr.on_commitment(node.state, message.signed, self.now()))
-            elif isinstance(message, FrostShareMessage):
-                await self._apply(node, fr.on_share(node.state, message.signed, self.now()))
-
-    async def _apply(self, node: Node, transition: fr.Transition) -> None:
-        node.state, effects = transition
-        for effect in effects:
-            await self._carry_out(node, effect)
-
-    async def _carry_out(self, node: Node, effect: fr.Effect) -> None:
-        domain = self.fc.committee.network.domain
-        key = self.fc.committee.signing_keys[node.identifier - 1]
-        network_id = self.fc.committee.network
-        match effect:
-            case fr.IssueCommitments(round_key=round_key, attempts=attempts):
-                for attempt in range(attempts):
-                    commitment = node.signer.commit(round_key)  # recorded as issued before it leaves
-                    node.issued[attempt] = commitment
-                    signed = fr.sign_frost_commitment(domain, round_key, attempt, commitment, key)
-                    await self._apply(node, fr.on_own_commitment(node.state, signed, self.now()))
-            case fr.BroadcastCommitment(signed=signed):
-                await node.endpoint.publish(encode_message(FrostCommitmentMessage(network_id, signed)))
-            case fr.SignShare() as request:
-                if node.behaviour == "withhold":
-                    return
-                share = node.signer.sign(request.round_key, request.message, request.commitments)  # recorded used
-                if node.behaviour == "bad":
-                    share = frost.SignatureShare(share.identifier, (share.share + 1) % frost.ORDER)
-                signed_share = fr.sign_frost_share(
-                    domain, request.round_key, request.attempt, request.message, request.signers, share, key
-                )
-                await self._apply(node, fr.on_own_share(node.state, signed_share, self.now()))
-            case fr.BroadcastShare(signed=signed_share):
-                node.published_shares.append(signed_share)
-                await node.endpoint.publish(encode_message(FrostShareMessage(network_id, signed_share)))
-            case fr.ArchiveFrostEvidence(evidence=evidence):
-                node.evidence.append(evidence)
-            case fr.FrostSignatureFormed() as formed:
-                node.formed.append(formed)
-            case fr.TransmitFrost() | fr.TransmitEcdsa():
-                at = self.now()
-                await trio.sleep(TX_DELAY)
-                self.chain.submit(effect, node.identifier, at)
-            case fr.Rejected(reason=reason):
-                node.rejected[reason.value] += 1
+            if isinstance(message, FrostCommitmentMessage | FrostShareMessage):
+                await node.participant.receive(message)
 
 
 def _simulate(n: int, behaviours: dict[int, str], seed: int, tmp: pathlib.Path) -> Simulation:
