@@ -209,9 +209,12 @@ class FrostSigning:
         self.formed: dict[int, fr.FrostSignatureFormed] = {}
         self.events: dict[int, trio.Event] = {}
         self.formed_at: dict[int, float] = {}
+        # every round of the run is in the machine's window from the start: a member whose round starts late here
+        # still keeps the commitments and shares the others sent for it (the daemon follows the chain head instead)
+        last_block = FIRST_BLOCK + (args.rounds - 1) * BLOCK_STEP
         self.participant = FrostParticipant(
             frost_committee.context(args.index + 1, stage_delay=args.frost_stage), committee.network, key, signer,
-            publish=reports.publish_frost, on_signature=self._on_signature,
+            publish=reports.publish_frost, on_signature=self._on_signature, head=last_block,
         )  # fmt: skip
 
     def _on_signature(self, formed: fr.FrostSignatureFormed) -> None:
@@ -240,7 +243,6 @@ class FrostSigning:
     async def open_round(self, report: Report) -> None:
         """Commit to the round (ahead of the quorum) and record its ECDSA digest in slashing protection."""
         self.protection.record_and_check(report.round_key, compute_report_digest(self.domain, report))
-        await self.participant.new_head(report.block_number)
         await self.participant.open_round(report.block_number)
 
     def close(self) -> None:
