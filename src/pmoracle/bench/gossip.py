@@ -9,7 +9,10 @@ at the same wall-clock instant, and measures per round:
   signature;
 
 and, in this process, the topic validator's throughput (decode + membership + EIP-712 signature recovery).
-Run it with ``pmoracle bench gossip [--ns 4 7 16] [--rounds 5]``; figures depend on the machine's load.
+With ``--frost`` every round is also signed with FROST after the ECDSA quorum (``peer_demo --frost``, docs/frost.md)
+and the figures add what FROST adds to a round: from a quorum certificate at every node (latest ``t_cert``) to the
+FROST signature at every node (latest ``t_frost``), and the rounds whose signature aggregated everywhere.
+Run it with ``pmoracle bench gossip [--ns 4 7 16] [--rounds 5] [--frost]``; figures depend on the machine's load.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -63,9 +67,17 @@ def measure_validator_throughput(n: int = 16, messages: int = 2000) -> dict[str,
 
 
 def run_committee(
-    n: int, rounds: int, round_interval: float, republish_interval: float, timeout: float
+    n: int, rounds: int, round_interval: float, republish_interval: float, timeout: float, frost: bool = False
 ) -> dict[str, Any]:
-    """Run ``rounds`` rounds on ``n`` real node processes and return the per-round figures."""
+    """Run ``rounds`` rounds on ``n`` real node processes and return the per-round figures (``frost``: with FROST
+    signing after each quorum)."""
+    with tempfile.TemporaryDirectory(prefix="pmoracle-bench-gossip-") as data_dir:
+        return _run_committee(n, rounds, round_interval, republish_interval, timeout, data_dir if frost else None)
+
+
+def _run_committee(
+    n: int, rounds: int, round_interval: float, republish_interval: float, timeout: float, frost_dir: str | None
+) -> dict[str, Any]:
     args = [
         f"--rounds={rounds}",
         f"--round-interval={round_interval}",
@@ -75,6 +87,8 @@ def run_committee(
         "--connect-timeout=120",
         f"--round-timeout={max(30.0, round_interval * 4)}",
     ]
+    if frost_dir is not None:
+        args += ["--frost", f"--data-dir={frost_dir}", f"--frost-timeout={round_interval}"]
     cluster = DemoCluster(n, args)
     started = time.time()
     try:
@@ -87,6 +101,11 @@ def run_committee(
         events = cluster.wait_for(
             lambda e: e["event"] == "round", n * rounds, timeout=timeout + rounds * round_interval
         )
+        frost_events = []
+        if frost_dir is not None:
+            frost_events = cluster.wait_for(
+                lambda e: e["event"] == "frost", n * rounds, timeout=timeout + rounds * round_interval
+            )
         stats = cluster.wait_for(lambda e: e["event"] == "stats", n, timeout=timeout)
     finally:
         cluster.stop()
@@ -99,7 +118,7 @@ def run_committee(
         if all(e["t_cert"] is not None for e in block_events):
             cert_latency.append(max(e["t_cert"] for e in block_events) - first_signature)
         complete_latency.append(max(e["t_complete"] for e in block_events) - first_signature)
-    return {
+    figures = {
         "n": n,
         "rounds": rounds,
         "round_interval_s": round_interval,
@@ -116,10 +135,31 @@ def run_committee(
         "max_rss_mib_mean": statistics.mean(s["max_rss_kib"] for s in stats) / 1024,
         "rejections": sum(sum(s["rejections"].values()) for s in stats),
     }
+    if frost_dir is not None:
+        figures.update(compute_frost_figures(frost_events))
+    return figures
+
+
+def compute_frost_figures(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return what FROST adds per round: latest FROST signature minus latest ECDSA certificate over the nodes."""
+    by_block: dict[int, list[dict[str, Any]]] = {}
+    for event in events:
+        by_block.setdefault(event["block"], []).append(event)
+    added = [
+        max(e["t_frost"] for e in block_events) - max(e["t_cert"] for e in block_events)
+        for block_events in by_block.values()
+        if all(e["t_frost"] is not None and e["t_cert"] is not None for e in block_events)
+    ]
+    return {
+        "frost_rounds_signed": len(added),
+        "frost_added_median_s": statistics.median(added) if added else None,
+        "frost_added_p95_s": _percentile(added, 0.95) if added else None,
+        "frost_second_attempts": sum(e["attempt"] == 1 for e in events),
+    }
 
 
 def run_gossip_bench(
-    ns: tuple[int, ...] = (4, 7, 16), rounds: int = 5, connect_timeout: float = 180.0
+    ns: tuple[int, ...] = (4, 7, 16), rounds: int = 5, connect_timeout: float = 180.0, frost: bool = False
 ) -> dict[str, Any]:
     """Return the gossip benchmark figures for each committee size in ``ns`` plus the validator throughput.
 
@@ -127,6 +167,7 @@ def run_gossip_bench(
         ns: committee sizes; each runs as that many node processes on 127.0.0.1.
         rounds: rounds per committee size (median and p95 are over these).
         connect_timeout: seconds the processes may take to start and connect.
+        frost: also sign every round with FROST after its quorum, and measure what that adds.
     """
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "loadavg_1m": os.getloadavg()[0], "python": sys.version.split()[0]},
@@ -138,7 +179,9 @@ def run_gossip_bench(
         # (py-libp2p spends several ms CPU per message received; re-publication backs off from this interval).
         round_interval = max(2.0, n / 2)
         republish_interval = max(1.0, n / 8)
-        results["committees"].append(run_committee(n, rounds, round_interval, republish_interval, connect_timeout))
+        results["committees"].append(
+            run_committee(n, rounds, round_interval, republish_interval, connect_timeout, frost)
+        )
     results["machine"]["loadavg_1m_after"] = os.getloadavg()[0]
     return results
 
@@ -166,6 +209,15 @@ def format_gossip_table(results: dict[str, Any]) -> str:
             f"{fmt(c['bytes_per_node_round_mean'], 1 / 1024, 1):>12} {fmt(c['cpu_ms_per_node_round_mean'], 1, 1):>15} "
             f"{c['max_rss_mib_mean']:>7.0f} {c['startup_to_connected_s']:>9.1f}"
         )
+    frost = [c for c in results["committees"] if "frost_rounds_signed" in c]
+    if frost:
+        lines += ["", f"{'n':>3} {'FROST rounds':>12} {'added med ms':>12} {'added p95 ms':>12} {'2nd attempts':>12}"]
+        for c in frost:
+            lines.append(
+                f"{c['n']:>3} {c['frost_rounds_signed']:>6}/{c['rounds']:<5} "
+                f"{fmt(c['frost_added_median_s'], 1000):>12} {fmt(c['frost_added_p95_s'], 1000):>12} "
+                f"{c['frost_second_attempts']:>12}"
+            )
     return "\n".join(lines)
 
 
@@ -174,11 +226,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ns", type=int, nargs="+", default=[4, 7, 16], help="committee sizes")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
+    parser.add_argument("--frost", action="store_true", help="also sign every round with FROST and measure it")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print its table."""
-    results = run_gossip_bench(tuple(args.ns), args.rounds)
+    results = run_gossip_bench(tuple(args.ns), args.rounds, frost=args.frost)
     print(format_gossip_table(results))
     if args.json:
         print(json.dumps(results, indent=2))

@@ -45,8 +45,11 @@ from pmoracle.consensus.rounds import (
     RoundKey,
     compute_transmission_schedule,
     compute_transmit_delay,
+    compute_window_floor,
     get_schedule_position,
+    is_after_attested,
     is_anchor_block,
+    is_in_round_window,
 )
 from pmoracle.errors import InputError
 
@@ -223,14 +226,15 @@ def _reject(state: CollectorState, reason: RejectReason) -> Transition:
 
 def is_in_window(state: CollectorState, block_number: int) -> bool:
     """Check if round ``block_number`` is neither forgotten nor more than one period ahead of the head."""
-    period = state.context.committee.round_period
-    floor = max(state.forgotten_through, state.head - state.context.window_rounds * period)
-    return floor < block_number <= state.head + period
+    ctx = state.context
+    return is_in_round_window(
+        block_number, state.head, state.forgotten_through, ctx.window_rounds, ctx.committee.round_period
+    )
 
 
 def is_round_open(state: CollectorState, block_number: int) -> bool:
     """Check if round ``block_number`` can still be attested (no newer or equal round is attested)."""
-    return state.latest_attested is None or block_number > state.latest_attested
+    return is_after_attested(block_number, state.latest_attested)
 
 
 # --- handlers ----------------------------------------------------------------------------------------------------
@@ -352,7 +356,7 @@ def on_new_head(state: CollectorState, head: int) -> Transition:
         return _reject(state, RejectReason.OUTSIDE_WINDOW)
     ctx = state.context
     # a forgotten round is never collected again, so it can never get a second certificate
-    floor = max(state.forgotten_through, head - ctx.window_rounds * ctx.committee.round_period)
+    floor = compute_window_floor(head, state.forgotten_through, ctx.window_rounds, ctx.committee.round_period)
     rounds = {b: r for b, r in state.rounds.items() if b > floor}
     return replace(state, head=head, forgotten_through=floor, rounds=rounds), ()
 

@@ -29,6 +29,22 @@ def compute_latest_ready_anchor(head: int, committee: CommitteeConfig) -> int | 
     return final - final % committee.round_period
 
 
+def compute_window_floor(head: int, forgotten_through: int, window_rounds: int, period: int) -> int:
+    """Return the newest forgotten round: ``forgotten_through`` or ``window_rounds`` periods behind ``head``."""
+    return max(forgotten_through, head - window_rounds * period)
+
+
+def is_in_round_window(block_number: int, head: int, forgotten_through: int, window_rounds: int, period: int) -> bool:
+    """Check if round ``block_number`` is neither forgotten (at or below the window floor) nor more than one period
+    ahead of ``head``."""
+    return compute_window_floor(head, forgotten_through, window_rounds, period) < block_number <= head + period
+
+
+def is_after_attested(block_number: int, latest_attested: int | None) -> bool:
+    """Check if round ``block_number`` can still be attested: newer than the latest attested round, if any."""
+    return latest_attested is None or block_number > latest_attested
+
+
 def compute_round_key(config_digest: bytes, block_number: int) -> RoundKey:
     """Return the round key ``(configDigest, B)``."""
     if len(config_digest) != 32:

@@ -5,11 +5,17 @@ Layout (every message starts with ``[version, kind, chainId, oracle, ...]``)::
     SIGNED_REPORT  [2, 1, chainId, oracle, configDigest, blockNumber, blockHash, paramsHash, accountsRoot,
                     accountCount, riskArraysRoot, marketHash, signer, signature]
     CATCH_UP       [2, 2, chainId, oracle, configDigest, blockNumber]
+    FROST_COMMIT   [2, 3, chainId, oracle, configDigest, blockNumber, attempt, identifier, hiding, binding,
+                    signer, signature]
+    FROST_SHARE    [2, 4, chainId, oracle, configDigest, blockNumber, attempt, message, signers, identifier,
+                    share, signer, signature]
 
 ``chainId`` is a uint64, ``oracle`` and ``signer`` 20 bytes, hashes 32 bytes, ``blockNumber`` uint64,
-``accountCount`` uint32, ``signature`` 65 bytes. Decoding refuses anything longer than :data:`MAX_MESSAGE_BYTES`
-before parsing, anything not byte-for-byte canonical (so one message has one encoding), and raises only
-:class:`~pmoracle.p2p.errors.CodecError` whatever the input.
+``accountCount`` uint32, ``signature`` 65 bytes; FROST messages (docs/frost.md, "Signing in the round"):
+``attempt`` uint8, ``identifier`` 1..64, ``hiding``/``binding`` 33-byte compressed points on the curve, ``message``
+32 bytes, ``signers`` a non-zero uint64 bitmap, ``share`` a 32-byte scalar below the group order. Decoding
+refuses anything longer than :data:`MAX_MESSAGE_BYTES` before parsing, anything not byte-for-byte canonical (so one
+message has one encoding), and raises only :class:`~pmoracle.p2p.errors.CodecError` whatever the input.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import Any
 
 import msgpack
 
+from pmoracle.consensus.frost import FrostError, SignatureShare, SigningCommitment, deserialize_scalar
+from pmoracle.consensus.frost_round import MAX_ATTEMPTS, SignedFrostCommitment, SignedFrostShare
 from pmoracle.consensus.report import Domain, Report, SignedReport
 from pmoracle.errors import InputError
 from pmoracle.p2p.errors import CodecError
@@ -28,6 +36,9 @@ PROTOCOL_VERSION = 2  # 2: the report carries riskArraysRoot and marketHash
 MAX_MESSAGE_BYTES = 4096
 KIND_SIGNED_REPORT = 1
 KIND_CATCH_UP = 2
+KIND_FROST_COMMITMENT = 3
+KIND_FROST_SHARE = 4
+MAX_IDENTIFIER = 64  # committee index + 1 (committees have at most 64 members)
 
 _UINT64_MAX = 2**64 - 1
 _UINT32_MAX = 2**32 - 1
@@ -90,7 +101,23 @@ class CatchUpRequest:
         return (self.config_digest, self.block_number)
 
 
-Message = SignedReportMessage | CatchUpRequest
+@dataclass(frozen=True, slots=True)
+class FrostCommitmentMessage:
+    """A committee member's signed FROST nonce commitment, gossiped on ``network`` ahead of the round."""
+
+    network: NetworkId
+    signed: SignedFrostCommitment
+
+
+@dataclass(frozen=True, slots=True)
+class FrostShareMessage:
+    """A committee member's signed FROST signature share, gossiped on ``network`` once a quorum agrees."""
+
+    network: NetworkId
+    signed: SignedFrostShare
+
+
+Message = SignedReportMessage | CatchUpRequest | FrostCommitmentMessage | FrostShareMessage
 
 
 def encode_message(message: Message) -> bytes:
@@ -114,6 +141,16 @@ def encode_message(message: Message) -> bytes:
     elif isinstance(message, CatchUpRequest):
         head[1] = KIND_CATCH_UP
         body = [message.config_digest, message.block_number]
+    elif isinstance(message, FrostCommitmentMessage):
+        c = message.signed
+        head[1] = KIND_FROST_COMMITMENT
+        body = [c.config_digest, c.block_number, c.attempt, c.commitment.identifier, c.commitment.hiding,
+                c.commitment.binding, c.signer, c.signature]  # fmt: skip
+    elif isinstance(message, FrostShareMessage):
+        z = message.signed
+        head[1] = KIND_FROST_SHARE
+        body = [z.config_digest, z.block_number, z.attempt, z.message, z.signers, z.share.identifier,
+                z.share.share.to_bytes(32, "big"), z.signer, z.signature]  # fmt: skip
     else:
         raise InputError("message", f"cannot encode {type(message).__name__}")
     data: bytes = msgpack.packb(head + body, use_bin_type=True)
@@ -127,6 +164,8 @@ def decode_message(data: bytes) -> Message:
         CodecError: with ``reason`` one of ``not-bytes``, ``oversize``, ``malformed``, ``not-array``,
             ``bad-version``, ``unknown-kind``, ``bad-length``, ``bad-field`` (``detail`` names the field),
             ``non-canonical``.
+
+    A FROST commitment whose points are not on the curve, or a share not below the group order, is ``bad-field``.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CodecError("not-bytes", type(data).__name__)
@@ -156,6 +195,10 @@ def decode_message(data: bytes) -> Message:
         message: Message = _decode_signed_report(fields)
     elif kind == KIND_CATCH_UP and type(kind) is int:
         message = _decode_catch_up(fields)
+    elif kind == KIND_FROST_COMMITMENT and type(kind) is int:
+        message = _decode_frost_commitment(fields)
+    elif kind == KIND_FROST_SHARE and type(kind) is int:
+        message = _decode_frost_share(fields)
     else:
         raise CodecError("unknown-kind", repr(kind))
     # One message, one encoding: no alternative int widths, str-for-bin or trailing tricks reach the node.
@@ -213,3 +256,53 @@ def _decode_catch_up(fields: list[Any]) -> CatchUpRequest:
         _fixed_bytes(fields[4], "config_digest", 32),
         _uint(fields[5], "block_number", _UINT64_MAX),
     )
+
+
+def _identifier(value: Any) -> int:
+    if type(value) is not int or not 1 <= value <= MAX_IDENTIFIER:
+        raise CodecError("bad-field", "identifier")
+    return value
+
+
+def _decode_frost_commitment(fields: list[Any]) -> FrostCommitmentMessage:
+    if len(fields) != 12:
+        raise CodecError("bad-length", f"FROST commitment has {len(fields)} fields, expected 12")
+    network = _network(fields)
+    config_digest = _fixed_bytes(fields[4], "config_digest", 32)
+    block_number = _uint(fields[5], "block_number", _UINT64_MAX)
+    attempt = _uint(fields[6], "attempt", MAX_ATTEMPTS - 1)
+    identifier = _identifier(fields[7])
+    hiding = _fixed_bytes(fields[8], "hiding", 33)
+    binding = _fixed_bytes(fields[9], "binding", 33)
+    try:
+        commitment = SigningCommitment(identifier, hiding, binding)
+    except FrostError as exc:  # off the curve, or not a compressed point
+        raise CodecError("bad-field", exc.field) from None
+    signed = SignedFrostCommitment(
+        config_digest, block_number, attempt, commitment,
+        _fixed_bytes(fields[10], "signer", 20), _fixed_bytes(fields[11], "signature", 65),
+    )  # fmt: skip
+    return FrostCommitmentMessage(network, signed)
+
+
+def _decode_frost_share(fields: list[Any]) -> FrostShareMessage:
+    if len(fields) != 13:
+        raise CodecError("bad-length", f"FROST share has {len(fields)} fields, expected 13")
+    network = _network(fields)
+    config_digest = _fixed_bytes(fields[4], "config_digest", 32)
+    block_number = _uint(fields[5], "block_number", _UINT64_MAX)
+    attempt = _uint(fields[6], "attempt", MAX_ATTEMPTS - 1)
+    message = _fixed_bytes(fields[7], "message", 32)
+    signers = _uint(fields[8], "signers", _UINT64_MAX)
+    if signers == 0:
+        raise CodecError("bad-field", "signers")
+    identifier = _identifier(fields[9])
+    try:
+        share = SignatureShare(identifier, deserialize_scalar(_fixed_bytes(fields[10], "share", 32), "share"))
+    except FrostError as exc:  # not below the group order
+        raise CodecError("bad-field", exc.field) from None
+    signed = SignedFrostShare(
+        config_digest, block_number, attempt, message, signers, share,
+        _fixed_bytes(fields[11], "signer", 20), _fixed_bytes(fields[12], "signature", 65),
+    )  # fmt: skip
+    return FrostShareMessage(network, signed)

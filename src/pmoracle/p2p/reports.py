@@ -10,7 +10,9 @@ own (docs/consensus.md says why), and the protocol simulation proves liveness wi
 - a node that (re)joins asks for a round with :meth:`ReportGossip.request_catch_up`; every member holding its own
   signed report for that round re-publishes it (at most once per ``catch_up_cooldown`` per round);
 - received reports are deduplicated by (signer, round key, report): each distinct signed report reaches the owner
-  once, and an equivocating signer's second report still does (it is evidence).
+  once, and an equivocating signer's second report still does (it is evidence);
+- FROST commitments and shares (docs/frost.md) go to their own channel, :meth:`ReportGossip.frost_messages`, and
+  out once with :meth:`ReportGossip.publish_frost`.
 """
 
 from __future__ import annotations
@@ -23,13 +25,22 @@ import trio
 from pmoracle.consensus.report import Report, SignedReport
 from pmoracle.errors import InputError
 from pmoracle.p2p.abc import GossipEndpoint
-from pmoracle.p2p.codec import CatchUpRequest, NetworkId, SignedReportMessage, decode_message, encode_message
+from pmoracle.p2p.codec import (
+    CatchUpRequest,
+    FrostCommitmentMessage,
+    FrostShareMessage,
+    NetworkId,
+    SignedReportMessage,
+    decode_message,
+    encode_message,
+)
 from pmoracle.p2p.errors import CodecError, GossipError
 from pmoracle.trio_types import TaskStatus
 
 logger = logging.getLogger(__name__)
 
 RoundKey = tuple[bytes, int]
+FrostMessage = FrostCommitmentMessage | FrostShareMessage
 
 # The re-publication schedule of an own report (the one the protocol simulation proves liveness with): first after
 # REPUBLISH_INTERVAL seconds, then at doubling intervals capped at MAX_REPUBLISH_INTERVAL.
@@ -78,6 +89,7 @@ class ReportGossip:
         self._seen: dict[RoundKey, set[tuple[bytes, Report]]] = {}
         self._last_answer: dict[RoundKey, float] = {}
         self._send, self._receive = trio.open_memory_channel[SignedReport](queue_size)
+        self._frost_send, self._frost_receive = trio.open_memory_channel[FrostMessage](queue_size)
         self._wake = trio.Event()
         # Counts: published, republished, catch-up-sent, catch-up-answered, received, duplicate, undecodable,
         # queue-full.
@@ -86,6 +98,23 @@ class ReportGossip:
     def reports(self) -> trio.abc.ReceiveChannel[SignedReport]:
         """Return the channel of signed reports from other members, each distinct one once."""
         return self._receive
+
+    def frost_messages(self) -> trio.abc.ReceiveChannel[FrostMessage]:
+        """Return the channel of FROST commitments and shares from other members (the signing machine dedupes)."""
+        return self._frost_receive
+
+    async def publish_frost(self, message: FrostMessage) -> None:
+        """Publish a FROST commitment or share once (the signing machine has its own attempts, not re-publication).
+
+        Args:
+            message: our signed commitment or share, on this network.
+        """
+        try:
+            await self.endpoint.publish(encode_message(message))
+        except GossipError as exc:  # not connected yet / shutting down: the round falls back to ECDSA
+            logger.debug("FROST publish failed: %s", exc)
+            return
+        self.stats["frost-published"] += 1
 
     async def publish_own(self, signed: SignedReport) -> None:
         """Publish our signed report now and keep re-publishing it until its round is attested.
@@ -162,6 +191,13 @@ class ReportGossip:
                 continue
             if isinstance(message, CatchUpRequest):
                 await self._answer_catch_up(message.round_key)
+                continue
+            if isinstance(message, FrostCommitmentMessage | FrostShareMessage):  # the signing machine's
+                try:
+                    self._frost_send.send_nowait(message)
+                    self.stats["frost-received"] += 1
+                except trio.WouldBlock:
+                    self.stats["frost-queue-full"] += 1
                 continue
             signed = message.signed
             if not self._remember(signed):

@@ -9,6 +9,11 @@ Checks, cheapest first; the first failing one names the rejection reason::
     signer is a committee member                          -> not-member
     EIP-712 signature recovers to the signer              -> bad-signature
 
+FROST commitments and shares (docs/frost.md, "Signing in the round"): the same network and config digest checks,
+then the identifier is the signer's (committee index + 1, else ``not-member``) and the envelope signature recovers
+to the signer (``bad-signature``). Whether a share is valid is the signing machine's business (it archives the
+evidence), since the verdict needs the commitments.
+
 It judges one message on its own (libp2p caches the verdict per message id): whether a signer equivocated or a
 report disagrees with the quorum is the consensus collector's business, after delivery.
 """
@@ -16,9 +21,20 @@ report disagrees with the quorum is the consensus collector's business, after de
 from __future__ import annotations
 
 from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.consensus.frost_round import (
+    get_member_identifier,
+    is_valid_commitment_signature,
+    is_valid_share_signature,
+)
 from pmoracle.consensus.report import is_valid_signed_report
 from pmoracle.p2p.abc import Verdict
-from pmoracle.p2p.codec import CatchUpRequest, NetworkId, decode_message
+from pmoracle.p2p.codec import (
+    CatchUpRequest,
+    FrostCommitmentMessage,
+    FrostShareMessage,
+    NetworkId,
+    decode_message,
+)
 from pmoracle.p2p.errors import CodecError
 
 # The finite set of reasons this validator gives (metric labels); transports add their own (e.g. queue-full).
@@ -71,6 +87,24 @@ class ReportValidator:
             # a request for a round of our committee (anyone connected may ask; answers are rate-limited)
             if message.config_digest != self._config_digest:
                 return Verdict.reject("wrong-config")
+            return Verdict.accept()
+        if isinstance(message, FrostCommitmentMessage):
+            commitment = message.signed
+            if commitment.config_digest != self._config_digest:
+                return Verdict.reject("wrong-config")
+            if get_member_identifier(self.committee, commitment.signer) != commitment.commitment.identifier:
+                return Verdict.reject("not-member")
+            if not is_valid_commitment_signature(self._domain, commitment):
+                return Verdict.reject("bad-signature")
+            return Verdict.accept()
+        if isinstance(message, FrostShareMessage):
+            share = message.signed
+            if share.config_digest != self._config_digest:
+                return Verdict.reject("wrong-config")
+            if get_member_identifier(self.committee, share.signer) != share.share.identifier:
+                return Verdict.reject("not-member")
+            if not is_valid_share_signature(self._domain, share):
+                return Verdict.reject("bad-signature")
             return Verdict.accept()
         signed = message.signed
         # the report is for our committee configuration and risk model

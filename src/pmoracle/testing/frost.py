@@ -1,5 +1,5 @@
-"""Deterministic FROST committees for tests and benchmarks: a whole DKG run in one process, and an in-memory
-network for DKG sessions (never for production).
+"""Deterministic FROST committees for tests and benchmarks: a whole DKG run in one process, a test committee with
+its group key registered, and an in-memory network for DKG sessions (never for production).
 
 Every member's seed comes from one public seed, so anyone can recompute the signing shares: these keys exist so
 that tests and separate processes agree on a committee without sharing files.
@@ -7,6 +7,7 @@ that tests and separate processes agree on a committee without sharing files.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Sequence
@@ -14,7 +15,10 @@ from collections.abc import Callable, Sequence
 import trio
 
 from pmoracle.consensus import frost, frost_dkg
+from pmoracle.consensus.frost_evm import EvmGroupKey
+from pmoracle.consensus.frost_round import DEFAULT_ATTEMPTS, FrostRoundContext
 from pmoracle.node.frost_dkg_session import DkgMessage, DkgTransport
+from pmoracle.testing.committees import TestCommittee, make_test_committee
 
 
 def _derive(seed: bytes, *labels: object) -> bytes:
@@ -61,6 +65,40 @@ def sign_in_process(
         frost.sign(i, results[i].signing_share, group_key, rounds[i][0], message, commitments) for i in sorted(signers)
     ]
     return frost.aggregate(commitments, message, group_key, shares)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FrostTestCommittee:
+    """A test committee whose config carries the group key of a DKG among its members (threshold = quorum)."""
+
+    __test__ = False  # not a pytest test class
+
+    committee: TestCommittee  # its config has ``group_key`` set
+    results: dict[int, frost_dkg.DkgResult]  # identifier (committee index + 1) -> DKG result
+
+    @property
+    def group_public_key(self) -> bytes:
+        """Return the 33-byte group key."""
+        return self.results[1].group_public_key
+
+    def context(
+        self, me: int | None, *, stage_delay: float = 2.0, window_rounds: int = 16, attempts: int = DEFAULT_ATTEMPTS
+    ) -> FrostRoundContext:
+        """Return member ``me``'s signing context (None: a watcher)."""
+        first = self.results[1]
+        return FrostRoundContext.create(
+            self.committee.network.domain, self.committee.config, first.group_public_key, first.verification_shares,
+            first.parameters.threshold, me, stage_delay=stage_delay, window_rounds=window_rounds, attempts=attempts,
+        )  # fmt: skip
+
+
+def make_frost_test_committee(n: int, label: str = "pmoracle-test") -> FrostTestCommittee:
+    """Return the test committee of size ``n`` with a t-of-n group key, t its quorum (keys derived from ``label``)."""
+    base = make_test_committee(n, label)
+    results = run_test_dkg(base.config.quorum, n, hashlib.sha256(f"{label}/frost/{n}".encode()).digest())
+    group_key = EvmGroupKey.from_compressed(results[1].group_public_key)
+    config = dataclasses.replace(base.config, group_key=group_key)
+    return FrostTestCommittee(dataclasses.replace(base, config=config), results)
 
 
 # tamper(sender, recipient, message) returns what to deliver instead: [message] unchanged, [] drops it.

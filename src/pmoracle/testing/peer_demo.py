@@ -13,6 +13,13 @@ JSON line per event on stdout:
 
 With ``--wait-start`` it reads ``start <unix time>`` from stdin before the first round so that a parent can start
 every process's rounds at the same wall-clock instant; round r starts ``r * --round-interval`` seconds later.
+
+With ``--frost --data-dir DIR`` the committee is :func:`pmoracle.testing.frost.make_frost_test_committee`'s (its
+group key in the config) and each round is also signed with FROST once a quorum agrees: the member's
+:class:`~pmoracle.node.frost_participant.FrostParticipant` with a :class:`~pmoracle.node.frost_signer.FrostSigner`
+whose nonce store and slashing protection live in ``DIR/member-<index>``; it prints
+``{"event": "frost", "block": B, "signature": ..., "signers": bitmap, "attempt", "t_cert", "t_frost"}`` when the
+shares of a signing set aggregate (or ``"signature": null`` if none did within ``--frost-timeout``).
 """
 
 from __future__ import annotations
@@ -24,15 +31,24 @@ import resource
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import trio
 
+from pmoracle.consensus import frost_round as fr
+from pmoracle.consensus.certificate import QuorumCertificate, build_certificate
 from pmoracle.consensus.report import Report, SignedReport, compute_report_digest, sign_report
+from pmoracle.node.frost_participant import FrostParticipant
+from pmoracle.node.frost_signer import FrostSigner
 from pmoracle.p2p.libp2p_gossip import GossipConfig, Libp2pGossip, load_peer_key, peer_id_of
 from pmoracle.p2p.reports import ReportGossip
 from pmoracle.p2p.validator import ReportValidator
+from pmoracle.storage.frost_nonces import FrostNonceDB
+from pmoracle.storage.protection_db import ProtectionDB
 from pmoracle.testing.committees import TestCommittee, make_test_committee
+from pmoracle.testing.frost import make_frost_test_committee
+from pmoracle.trio_types import TaskStatus
 
 FIRST_BLOCK = 1000
 BLOCK_STEP = 10
@@ -92,16 +108,21 @@ class RoundCollector:
         self.digest = compute_report_digest(self.domain, report)
         self.by_digest: dict[bytes, dict[bytes, bytes]] = {}
         self.certificate: dict[str, Any] | None = None
+        self.quorum_certificate: QuorumCertificate | None = None
         self.t_cert: float | None = None
 
-    def add(self, signed: SignedReport) -> None:
-        """Record a signature (already validated by the topic validator) and build the certificate at quorum."""
+    def add(self, signed: SignedReport) -> bool:
+        """Record a signature (already validated by the topic validator) and build the certificate at quorum;
+        return True when this signature completed the first quorum."""
         digest = compute_report_digest(self.domain, signed.report)
         self.by_digest.setdefault(digest, {}).setdefault(signed.signer, signed.signature)
         signatures = self.by_digest[digest]
         if self.certificate is None and len(signatures) >= self.committee.config.quorum:
             self.certificate = compute_certificate(self.committee, digest, signatures)
+            self.quorum_certificate = build_certificate(self.committee.config, signed.report, signatures)
             self.t_cert = time.time()
+            return True
+        return False
 
     def is_complete(self) -> bool:
         """Check if every member's signature of our report's digest is here."""
@@ -118,7 +139,8 @@ def compute_certificate(committee: TestCommittee, digest: bytes, signatures: dic
 async def run_member(args: argparse.Namespace) -> int:
     """Run one committee member until its rounds are done and ``--linger`` has passed (or SIGTERM)."""
     install_tcp_byte_counter()
-    committee = make_test_committee(args.n)
+    frost_committee = make_frost_test_committee(args.n) if args.frost else None
+    committee = frost_committee.committee if frost_committee is not None else make_test_committee(args.n)
     ports = dict(args.peer_port)
     bootstrap = tuple(peer_addr(committee, index, port) for index, port in sorted(ports.items()) if index != args.index)
     gossip = Libp2pGossip(
@@ -147,11 +169,17 @@ async def run_member(args: argparse.Namespace) -> int:
                 line = await trio.to_thread.run_sync(sys.stdin.readline)
                 t0 = float(line.split()[1])
             pending: dict[tuple[bytes, int], list[SignedReport]] = {}
+            signing = None
+            if args.frost:
+                signing = FrostSigning(args, committee, key, reports)
+                await nursery.start(signing.run)
             for r in range(args.rounds):
                 block, start = FIRST_BLOCK + r * BLOCK_STEP, t0 + r * args.round_interval
-                await _run_round(args, committee, key, reports, pending, block, start)
+                await _run_round(args, committee, key, reports, pending, block, start, signing)
             await trio.sleep(args.linger)
             nursery.cancel_scope.cancel()
+            if signing is not None:
+                signing.close()
     _emit(
         "stats",
         index=args.index,
@@ -165,6 +193,64 @@ async def run_member(args: argparse.Namespace) -> int:
     return 0
 
 
+class FrostSigning:
+    """This member's FROST signing in the round (``--frost``): participant, signer, stores, and its event loop."""
+
+    def __init__(self, args: argparse.Namespace, committee: TestCommittee, key: bytes, reports: ReportGossip) -> None:
+        data_dir = Path(args.data_dir) / f"member-{args.index}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path = data_dir / "protection.sqlite"
+        self.protection = ProtectionDB(path)
+        self.nonces = FrostNonceDB(path)
+        frost_committee = make_frost_test_committee(args.n)
+        signer = FrostSigner(frost_committee.results[args.index + 1], self.nonces)
+        self.reports = reports
+        self.domain = committee.network.domain
+        self.formed: dict[int, fr.FrostSignatureFormed] = {}
+        self.events: dict[int, trio.Event] = {}
+        self.formed_at: dict[int, float] = {}
+        # every round of the run is in the machine's window from the start: a member whose round starts late here
+        # still keeps the commitments and shares the others sent for it (the daemon follows the chain head instead)
+        last_block = FIRST_BLOCK + (args.rounds - 1) * BLOCK_STEP
+        self.participant = FrostParticipant(
+            frost_committee.context(args.index + 1, stage_delay=args.frost_stage), committee.network, key, signer,
+            publish=reports.publish_frost, on_signature=self._on_signature, head=last_block,
+        )  # fmt: skip
+
+    def _on_signature(self, formed: fr.FrostSignatureFormed) -> None:
+        block = formed.round_key[1]
+        self.formed[block] = formed
+        self.formed_at[block] = time.time()
+        self.event(block).set()
+
+    def event(self, block: int) -> trio.Event:
+        """Return the event set when round ``block``'s FROST signature aggregates here."""
+        return self.events.setdefault(block, trio.Event())
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Feed received FROST messages and ticks to the participant until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._tick)
+            task_status.started()
+            async for message in self.reports.frost_messages():
+                await self.participant.receive(message)
+
+    async def _tick(self) -> None:
+        while True:
+            await trio.sleep(0.05)
+            await self.participant.tick()
+
+    async def open_round(self, report: Report) -> None:
+        """Commit to the round (ahead of the quorum) and record its ECDSA digest in slashing protection."""
+        self.protection.record_and_check(report.round_key, compute_report_digest(self.domain, report))
+        await self.participant.open_round(report.block_number)
+
+    def close(self) -> None:
+        """Close the stores."""
+        self.nonces.close()
+        self.protection.close()
+
+
 async def _run_round(
     args: argparse.Namespace,
     committee: TestCommittee,
@@ -173,17 +259,23 @@ async def _run_round(
     pending: dict[tuple[bytes, int], list[SignedReport]],
     block: int,
     start: float,
+    signing: FrostSigning | None = None,
 ) -> None:
     await trio.sleep(max(0.0, start - time.time()))
     cpu0, bytes0 = read_cpu_seconds(), read_write_bytes()
     report = committee.report(block)
     collector = RoundCollector(committee, report)
+    if signing is not None:
+        await signing.open_round(report)
+    quorum = False
     for early in pending.pop(report.round_key, []):  # reports of this round that arrived before it started here
-        collector.add(early)
+        quorum |= collector.add(early)
     t_sign = time.time()
     signed = sign_report(committee.network.domain, report, key)
-    collector.add(signed)
+    quorum |= collector.add(signed)
     await reports.publish_own(signed)
+    if quorum and signing is not None and collector.quorum_certificate is not None:
+        await signing.participant.certify(collector.quorum_certificate)
     # Silence longer than `quiet` means we (re)joined after the others stopped re-publishing: ask for a catch-up,
     # backing off (x2, up to 8x) so that n late nodes do not make n^2 answers a second.
     quiet = 2 * args.republish_interval
@@ -192,7 +284,8 @@ async def _run_round(
             with trio.move_on_after(quiet):
                 other = await reports.reports().receive()
                 if other.report.round_key == report.round_key:
-                    collector.add(other)
+                    if collector.add(other) and signing is not None and collector.quorum_certificate is not None:
+                        await signing.participant.certify(collector.quorum_certificate)
                 elif other.report.block_number > block:
                     # ReportGossip delivers each report once: keep the ones of rounds still to come
                     pending.setdefault(other.report.round_key, []).append(other)
@@ -216,6 +309,21 @@ async def _run_round(
         cpu_s=read_cpu_seconds() - cpu0,
         tcp_bytes_sent=read_write_bytes() - bytes0,
     )
+    if signing is not None:
+        with trio.move_on_after(args.frost_timeout):
+            await signing.event(block).wait()
+        formed = signing.formed.get(block)
+        _emit(
+            "frost",
+            index=args.index,
+            block=block,
+            signature=None if formed is None else "0x" + formed.signature.to_bytes().hex(),
+            signers=None if formed is None else formed.signers,
+            attempt=None if formed is None else formed.attempt,
+            t_cert=collector.t_cert,
+            t_frost=signing.formed_at.get(block),
+            rejected=dict(signing.participant.rejected),
+        )
 
 
 def _index_port(text: str) -> tuple[int, int]:
@@ -239,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--connect-timeout", type=float, default=20.0)
     parser.add_argument("--linger", type=float, default=0.0, help="seconds to keep serving after the last round")
     parser.add_argument("--wait-start", action="store_true", help="read 'start <unix time>' from stdin first")
+    parser.add_argument("--frost", action="store_true", help="also sign each round with FROST (needs --data-dir)")
+    parser.add_argument("--data-dir", help="with --frost: the directory of the members' nonce stores")
+    parser.add_argument("--frost-stage", type=float, default=2.0, help="the FROST stage in seconds")
+    parser.add_argument("--frost-timeout", type=float, default=10.0, help="seconds to wait for a FROST signature")
     return parser
 
 
@@ -248,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 <= args.index < args.n:
         raise SystemExit(f"--index must be in [0, {args.n})")
+    if args.frost and not args.data_dir:
+        raise SystemExit("--frost needs --data-dir")
     return trio.run(run_member, args)
 
 

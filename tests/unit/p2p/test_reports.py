@@ -7,11 +7,15 @@ import dataclasses
 import trio
 import trio.testing
 
+from pmoracle.consensus import frost
+from pmoracle.consensus.frost_round import sign_frost_commitment
 from pmoracle.consensus.report import SignedReport, sign_report
 from pmoracle.p2p import MemoryNetwork
+from pmoracle.p2p.codec import FrostCommitmentMessage
 from pmoracle.p2p.reports import ReportGossip
 from pmoracle.p2p.validator import ReportValidator
 from pmoracle.testing.committees import make_test_committee
+from pmoracle.testing.frost import make_frost_test_committee
 
 COMMITTEE = make_test_committee(4)
 DOMAIN = COMMITTEE.network.domain
@@ -118,4 +122,24 @@ async def test_republication_backs_off_to_its_cap(autojump_clock: trio.testing.M
             await trio.sleep_until(start + t)
             counts.append(net.stats["published"])
         assert counts == [1, 2, 3, 4, 5, 6, 7]
+        nursery.cancel_scope.cancel()
+
+
+async def test_frost_messages_go_to_their_own_channel(autojump_clock: trio.testing.MockClock) -> None:
+    # a FROST commitment reaches ReportGossip (the validator accepts it) and its channel, never the reports'
+    fc = make_frost_test_committee(4)
+    round_key = (fc.committee.config.digest(), 200)
+    commitment = frost.commit(1, fc.results[1].signing_share, b"\x01" * 32, b"\x02" * 32)[1]
+    signed = sign_frost_commitment(fc.committee.network.domain, round_key, 0, commitment, fc.committee.signing_keys[0])
+    async with MemoryNetwork(seed=4) as net, trio.open_nursery() as nursery:
+        validator = ReportValidator(fc.committee.network, fc.committee.config)
+        sender = net.create_endpoint("sender", validator=validator)
+        gossip = ReportGossip(net.create_endpoint("receiver", validator=validator), fc.committee.network)
+        await nursery.start(gossip.run)
+        sending = ReportGossip(sender, fc.committee.network)
+        await sending.publish_frost(FrostCommitmentMessage(fc.committee.network, signed))
+        await trio.sleep(0.1)
+        assert gossip.stats["frost-received"] == 1 and _drain(gossip) == []
+        assert gossip.frost_messages().receive_nowait() == FrostCommitmentMessage(fc.committee.network, signed)
+        assert sending.stats["frost-published"] == 1
         nursery.cancel_scope.cancel()
