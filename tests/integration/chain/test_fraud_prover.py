@@ -8,6 +8,7 @@ counts the round ``unprovable`` and sends nothing.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 
 import pytest
@@ -25,7 +26,16 @@ from pmoracle.node.fraud_prover import FraudProver
 from pmoracle.node.metrics import FRAUD_PROOF_RESULTS, create_node_metrics
 from pmoracle.node.round import RoundOutput, compute_round
 from tests.integration.chain.contracts_support import address_of, dev_key
-from tests.integration.chain.fraud_support import COLLUDERS, HONEST, Seeded, attest, deploy_seeded, stake_of
+from tests.integration.chain.fraud_support import (
+    COLLUDERS,
+    HONEST,
+    Seeded,
+    attest,
+    deploy_seeded,
+    recompute,
+    shift_most_held_option,
+    stake_of,
+)
 from tests.integration.node_api_support import serve_node_api
 
 HONEST_OPERATOR = dev_key(1 + HONEST)  # the honest node's transmitter (node_spec: operator = dev account 1 + index)
@@ -122,6 +132,32 @@ def test_the_honest_node_proves_the_wrong_round_and_the_colluders_are_slashed(an
         run_prover(again, [(wrong.attested, truth.report, ProofDecision.PROVE)])
     assert results(again)["refused"] == 1.0
     assert [stake_of(seeded, i) for i in range(4)] == after
+
+
+def test_wrong_rows_are_proven_by_a_pricing_challenge_from_the_attested_rows(
+    anvil: Devchain, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the colluders shift one option's entries and move the leaves with them: no leaf is provable by aggregation,
+    # and the honest node's own rows are not the attested ones, so the prover needs a peer serving the attested rows
+    seeded = deploy_seeded(anvil, seed=35)
+    rnd = recompute(anvil, seeded)
+    lie, key, _step = shift_most_held_option(seeded, rnd)
+    block = lie.report.block_number
+    attested = read_attested_round(seeded.client, seeded.deployment, block)
+    before = [stake_of(seeded, i) for i in range(4)]
+    caplog.set_level(logging.INFO, logger="pmoracle.node")
+    # a colluder that serves the leaves but keeps no rows is skipped; one that serves both is used
+    with (
+        serve_node_api(lie.tree, block) as rowless_url,
+        serve_node_api(lie.tree, block, lie.risk_tree) as colluder_url,
+    ):
+        prover = create_prover(seeded, (rowless_url, colluder_url))
+        run_prover(prover, [(attested, rnd.truth.report, ProofDecision.PROVE)])
+    assert results(prover)["proven"] == 1.0
+    after = [stake_of(seeded, i) for i in range(4)]
+    assert after[HONEST] == before[HONEST] and all(after[i] < before[i] for i in COLLUDERS)
+    assert f"proven wrong (pricing challenge of instrument {key} " in caplog.text
+    assert f"peer API {rowless_url} serves no rows that rebuild the attested riskArraysRoot" in caplog.text
 
 
 def test_an_honest_round_is_not_proven(anvil: Devchain) -> None:
