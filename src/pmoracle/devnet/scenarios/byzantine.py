@@ -70,6 +70,9 @@ def scenario_wrong_value(run_dir: Path, n: int = 4, rounds: int = 3) -> Scenario
         first = devnet.attested[0].block_number
         result.evidence_rounds = count_evidence_rounds(devnet)
         result.extra["first_round"] = first
+        # each node's fraud prover: an honest node computed every attested digest and never tries; a liar sees every
+        # attested digest differ from its own and tries (unprovable: the devnet configures no dispute.peer_apis)
+        result.extra["fraud_proofs"] = {node.index: fraud_proofs_by_result(node) for node in devnet.nodes}
 
     return run_scenario("wrong-value", n, f"{f} x wrong-value (perturbed root)", run_dir, ((f, "wrong-value"),), body)
 
@@ -110,6 +113,16 @@ def scenario_silent_slow(run_dir: Path, n: int = 4, modes: tuple[str, ...] = ("s
 
     name = "+".join(modes)
     return run_scenario(name, n, " + ".join(f"1 x {m}" for m in modes), run_dir, faulty, body)
+
+
+def fraud_proofs_by_result(node: NodeProcess) -> dict[str, float]:
+    """Return the node's ``fraud_proofs`` counters by result."""
+    found = {}
+    for name, value in read_metrics(node).items():
+        match = re.fullmatch(r'pmoracle_fraud_proofs_total\{result="([^"]+)"\}', name)
+        if match:
+            found[match.group(1)] = value
+    return found
 
 
 def rejections_by_reason(node: NodeProcess) -> dict[str, float]:
