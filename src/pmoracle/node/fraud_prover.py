@@ -19,6 +19,7 @@ at a time in a worker thread under ``dispute.prove_timeout``, and every failure 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -176,7 +177,7 @@ class FraudProver:
         if not self.peer_apis:
             return ProofOutcome(block, "unprovable", "no dispute.peer_apis configured to fetch the attested leaves")
         try:
-            return await run_sync(self._prove, attested, own, timeout=self.timeout)
+            return await run_sync(self._prove, attested, own, time.monotonic() + self.timeout, timeout=self.timeout)
         except ContractError as exc:
             return ProofOutcome(block, "refused", f"the contract refused the proof: {exc.name}{exc.error_args}")
         except PmoracleError as exc:  # chain errors, the timeout, a peer or round that changed under the proof
@@ -185,8 +186,10 @@ class FraudProver:
             log.exception("round %d: the fraud prover failed", block)
             return ProofOutcome(block, "error", f"{type(exc).__name__}: {exc}")
 
-    def _prove(self, attested: AttestedRound, own: Report) -> ProofOutcome:
-        """Find and post the proof of ``attested`` (blocking: chain reads, peer APIs, the recomputation)."""
+    def _prove(self, attested: AttestedRound, own: Report, deadline: float) -> ProofOutcome:
+        """Find and post the proof of ``attested`` (blocking: chain reads, peer APIs, the recomputation); nothing is
+        posted past ``deadline`` (``time.monotonic``), when the service has abandoned this thread and counted an
+        error."""
         block = attested.block_number
         report = read_attested_report(self.client, self.deployment, attested)
         rows_needed = own.risk_arrays_root != report.risk_arrays_root
@@ -206,6 +209,8 @@ class FraudProver:
         if source is None:
             peers = len(self.peer_apis)
             return ProofOutcome(block, "unprovable", f"none of {peers} peer APIs serves the attested tree")
+        if time.monotonic() > deadline:
+            return ProofOutcome(block, "error", "past dispute.prove_timeout: not posted")
         if found.proof is not None:
             slashed = submit_fraud_proof(self.transmitter, self.deployment, found.report, found.proof)
             what = f"aggregation proof of 0x{found.proof.leaf.account.hex()} in scenario {found.proof.scenario}"

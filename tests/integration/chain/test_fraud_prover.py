@@ -22,7 +22,7 @@ from pmoracle.consensus.report import Report
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.node.abc import AttestedRound
 from pmoracle.node.dispute import read_attested_round
-from pmoracle.node.fraud_prover import FraudProver
+from pmoracle.node.fraud_prover import QUEUE_SIZE, FraudProver
 from pmoracle.node.metrics import FRAUD_PROOF_RESULTS, create_node_metrics
 from pmoracle.node.round import RoundOutput, compute_round
 from tests.integration.chain.contracts_support import address_of, dev_key
@@ -170,6 +170,18 @@ def test_an_honest_round_is_not_proven(anvil: Devchain) -> None:
     prover = create_prover(seeded, ("http://127.0.0.1:9",))
     run_prover(prover, [(attested, truth.report, ProofDecision.AGREES)])
     assert sum(results(prover).values()) == 0
+
+
+def test_a_full_queue_drops_the_round_and_counts_an_error(anvil: Devchain) -> None:
+    wrong = attest_a_wrong_round(anvil, seed=36)
+    prover = create_prover(wrong.seeded, ())
+    own = wrong.truth.report
+    # rounds the service (not running here) has not taken yet: the queue holds QUEUE_SIZE, the next one is dropped
+    for i in range(QUEUE_SIZE + 1):
+        block = own.block_number + i * wrong.seeded.committee.round_period
+        attested = dataclasses.replace(wrong.attested, block_number=block)
+        assert prover.offer(attested, dataclasses.replace(own, block_number=block)) is ProofDecision.PROVE
+    assert results(prover) == {"proven": 0.0, "refused": 0.0, "unprovable": 0.0, "error": 1.0}
 
 
 @pytest.mark.parametrize("honest_peer", [False, True], ids=["no peer API", "only an honest peer"])
