@@ -54,6 +54,13 @@ def check_wrong_value(result: ScenarioResult, n: int) -> None:
     assert len(shown) == sum(result.slashes.values())
     liar_nodes = {f"node {i} slashed for deviation" for i in range(n - fault_tolerance(n), n)}
     assert {line.split(" in round")[0] for line in shown} == liar_nodes
+    # the daemons' fraud provers: no honest node tries to prove an attested round it computed itself; each liar
+    # tries every attested round (its own digest differs) and, given no peer API, counts it unprovable
+    proofs = result.extra["fraud_proofs"]
+    for i in range(n - fault_tolerance(n)):
+        assert proofs[i] == {"proven": 0.0, "refused": 0.0, "unprovable": 0.0, "error": 0.0}, i
+    for i in range(n - fault_tolerance(n), n):
+        assert proofs[i]["unprovable"] >= 1 and proofs[i]["proven"] == proofs[i]["error"] == 0.0, i
 
 
 @pytest.mark.timeout(240)

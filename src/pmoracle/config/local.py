@@ -162,6 +162,21 @@ class TransmitSection:
 
 
 @dataclass(frozen=True, slots=True)
+class DisputeSection:
+    """Proving wrong attested rounds (node/fraud_prover.py, docs/dispute.md)."""
+
+    # Base URLs of other committee members' APIs (http://host:port). The chain holds only a round's roots; a proof
+    # needs the attested leaves and risk-array rows, which only the members that signed the round serve. When a
+    # round is attested with a digest this node did not compute, it fetches them from these, in order, keeps the
+    # first whose tree is the attested one, and posts the proof with its transmitter. Empty: the node only logs
+    # and counts such a round as "unprovable" (run `pmoracle dispute prove` by hand).
+    peer_apis: tuple[str, ...]
+    # Seconds one round's proof may take (fetching from the peers, recomputing the round, the transaction); the
+    # proof runs beside the rounds, so this bounds only how long a stuck peer or RPC holds the prover.
+    prove_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
 class LocalConfig:
     """The config of this node, fully validated."""
 
@@ -172,6 +187,7 @@ class LocalConfig:
     api: ApiSection
     risk: RiskSection
     transmit: TransmitSection
+    dispute: DisputeSection
 
 
 # --- schema ----------------------------------------------------------------------------------------------------
@@ -243,6 +259,11 @@ def _check_rpc_urls(values: tuple[str, ...]) -> str | None:
     return f"not http(s)/ws(s) URLs: {', '.join(map(repr, bad))}" if bad else None
 
 
+def _check_api_urls(values: tuple[str, ...]) -> str | None:
+    bad = [v for v in values if urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).hostname]
+    return f"not http(s) URLs: {', '.join(map(repr, bad))}" if bad else None
+
+
 def _check_env_name(value: str) -> str | None:
     return None if value and value.replace("_", "").isalnum() else f"{value!r} is not an environment variable name"
 
@@ -274,6 +295,8 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("transmit", "stage_delay", "float", 2.0, _non_negative),
     _Field("transmit", "gas_price_cap_gwei", "decimal", Decimal(500), _positive),
     _Field("transmit", "min_balance_eth", "decimal", Decimal("0.1"), _non_negative),
+    _Field("dispute", "peer_apis", "str_list", (), _check_api_urls),
+    _Field("dispute", "prove_timeout", "float", 300.0, _positive),
 )
 _SECTIONS: dict[str, type] = {
     "node": NodeSection,
@@ -283,6 +306,7 @@ _SECTIONS: dict[str, type] = {
     "api": ApiSection,
     "risk": RiskSection,
     "transmit": TransmitSection,
+    "dispute": DisputeSection,
 }
 # Files the node reads at start-up; a missing one is reported with the rest when check_files is on.
 _FILES_READ_AT_START = (

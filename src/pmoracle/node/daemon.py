@@ -13,6 +13,8 @@ Services (each started with ``nursery.start`` and reporting readiness):
 - chain follower: new heads and reorgs from the block watcher -> executor (attested rounds, round triggers);
 - round worker: snapshot(B) -> risk engine -> leaves -> Merkle root -> report -> executor;
 - snapshot check: every ``chain.full_snapshot_every``-th incremental snapshot against a full read, beside the rounds;
+- fraud prover: an attested round whose digest differs from this node's, proven in the background
+  (``node/fraud_prover.py``, with the attested tree from ``dispute.peer_apis``);
 - probes: RPC endpoint order, transmitter balance, gossip peer and rejection metrics;
 - API: /metrics, /health, /v1/margin/{account}.
 """
@@ -72,6 +74,7 @@ from pmoracle.storage.protection_db import ProtectionDB
 from pmoracle.trio_types import TaskStatus
 
 if TYPE_CHECKING:
+    from pmoracle.node.fraud_prover import FraudProver
     from pmoracle.p2p.libp2p_gossip import Libp2pGossip
 
 log = logging.getLogger("pmoracle.node")
@@ -176,6 +179,7 @@ class NodePorts:
     compute_round: RoundComputer
     release: SignatureRelease
     discover_peers: PeerDiscovery
+    fraud_prover: FraudProver | None = None  # proves attested rounds this node computed otherwise (None: never)
 
 
 def create_gossip(setup: NodeSetup, validator: Validator) -> Libp2pGossip:
@@ -196,6 +200,7 @@ def create_ports(setup: NodeSetup, metrics: NodeMetrics) -> NodePorts:
         setup: the loaded node (see :func:`load_setup`).
         metrics: the node's metrics (the chain port counts gas and evidence there).
     """
+    from pmoracle.node.fraud_prover import FraudProver  # imports node.dispute, which imports this module
     from pmoracle.p2p.validator import ReportValidator
 
     transmitter = Transmitter(
@@ -214,7 +219,11 @@ def create_ports(setup: NodeSetup, metrics: NodeMetrics) -> NodePorts:
         compute_round=compute_round,
         release=ReleaseNow(),
         discover_peers=discover_peers,
-    )
+        fraud_prover=FraudProver(
+            setup.client, setup.deployment, setup.params, transmitter, metrics,
+            peer_apis=setup.config.dispute.peer_apis, timeout=setup.config.dispute.prove_timeout,
+        ),
+    )  # fmt: skip
 
 
 class SolverNode:
@@ -297,6 +306,7 @@ class SolverNode:
             self.outputs[block] = output
             for old in sorted(self.outputs)[:-TREES_KEPT]:
                 del self.outputs[old]
+            self._watch_attested()  # the round may have been attested before this node finished computing it
             how = "full" if snapshot.changed_accounts is None else f"{snapshot.changed_accounts} accounts changed"
             log.info("round %d: computed %d accounts in %.3f s (snapshot %.3f s, %s)", block,
                      output.report.account_count, trio.current_time() - started, read_s, how)  # fmt: skip
@@ -333,6 +343,7 @@ class SolverNode:
                 self.metrics.head_block.set(header.number)
                 anchor = await self.executor.on_new_head(header.number)
                 self._update_attested_tree()
+                self._watch_attested()
                 if anchor is not None:
                     try:
                         self._round_send.send_nowait(anchor)
@@ -348,6 +359,16 @@ class SolverNode:
         self._attested_tree_block = attested.block_number
         output = self.outputs.get(attested.block_number)
         self.attested_tree = output.tree if output and output.tree.root == attested.accounts_root else None
+
+    def _watch_attested(self) -> None:
+        """Hand the latest attested round and this node's own report of it to the fraud prover, which proves it in
+        the background when the digests differ at the canonical hash (once per round: ``consensus.fraud_watch``)."""
+        attested = self.executor.last_attested
+        if self.ports.fraud_prover is None or attested is None:
+            return
+        output = self.outputs.get(attested.block_number)
+        if output is not None:
+            self.ports.fraud_prover.offer(attested, output.report)
 
     async def run_gossip_metrics(self) -> None:
         """Export the gossip endpoint's peer count and the rejections its topic validator counted."""
@@ -469,6 +490,8 @@ class SolverNode:
                     if self.gossip.peer_id not in address:
                         self.gossip.add_peer(address)
                 await nursery.start(self.snapshots.run_checks)
+                if self.ports.fraud_prover is not None:
+                    await nursery.start(self.ports.fraud_prover.run)
                 await nursery.start(self.run_round_worker)
                 await nursery.start(
                     lambda task_status: run_block_watcher(

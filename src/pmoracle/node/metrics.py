@@ -24,6 +24,10 @@ RISK_COMPUTE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 # Outcomes of the background check of an incremental snapshot: equal to the full read, different, or not checked
 # (the full read failed or timed out, or a reorg replaced the block)
 SNAPSHOT_CHECK_RESULTS = ("match", "mismatch", "error")
+# Outcomes of the node's own proof of an attested round whose digest differs from its own (node/fraud_prover.py):
+# posted and slashed, refused by the contract (another prover was first), nothing provable (no peer API serves the
+# attested tree, or no leaf or entry is provably wrong), or not carried out (chain, peer, timeout, a full queue)
+FRAUD_PROOF_RESULTS = ("proven", "refused", "unprovable", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,7 @@ class NodeMetrics:
     gossip_messages_rejected: Counter  # received messages dropped, by reason (label "reason")
     peers: Gauge  # connected libp2p peers
     evidence_sent: Counter  # slashing-evidence transactions sent, by kind (equivocation | deviation)
+    fraud_proofs: Counter  # this node's proofs of attested rounds it computed otherwise, by result
     gas_spent: Counter  # gas units used by this node's transactions
     fees_paid_wei: Counter  # wei paid for this node's transactions (gas used x effective gas price)
     rpc_errors: Counter  # failed JSON-RPC calls, by endpoint (scheme://host:port) and kind
@@ -116,6 +121,16 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
         ),
         peers=Gauge(p + "peers", "Connected libp2p peers", registry=registry),
         evidence_sent=Counter(p + "evidence_sent", "Slashing-evidence transactions sent", ["kind"], registry=registry),
+        fraud_proofs=_with_labels(
+            Counter(
+                p + "fraud_proofs",
+                "Proofs of attested rounds whose digest differs from this node's, by result",
+                ["result"],
+                registry=registry,
+            ),
+            "result",
+            FRAUD_PROOF_RESULTS,
+        ),
         gas_spent=Counter(p + "gas_spent", "Gas units used by this node's transactions", registry=registry),
         fees_paid_wei=Counter(p + "fees_paid_wei", "Wei paid for this node's transactions", registry=registry),
         rpc_errors=Counter(

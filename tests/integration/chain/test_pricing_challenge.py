@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from eth_utils import to_checksum_address
 
-from pmoracle.chain.snapshot import ChainSnapshot, read_snapshot
+from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.cli import main
 from pmoracle.config.params import default_params_text
@@ -33,10 +32,7 @@ from pmoracle.consensus.commitments import (
     RiskRow,
     compute_fraud_proof,
     compute_pricing_challenge,
-    compute_scenario_margin,
-    instrument_key,
 )
-from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.consensus.report import Report
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.node.api import row_to_json
@@ -45,45 +41,31 @@ from pmoracle.node.dispute import (
     challenge_pricing_call,
     leaf_to_json,
     prove_fraud_call,
-    read_holdings,
     submit_pricing_challenge,
 )
 from pmoracle.node.keys import KeyKind, write_key_file
-from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput, compute_round
-from pmoracle.risk.inputs import Instrument
+from pmoracle.node.round import MONEY_TO_LEAF, compute_round
 from tests.integration.chain.fraud_support import (
     COLLUDERS,
     HONEST,
     REPORTER,
     SLASH_BPS,
+    Lie,
+    Round,
     Seeded,
     attest,
     deploy_seeded,
+    instruments_of,
+    lie_about,
+    options_of,
+    recompute,
     revert_of,
+    shift_most_held_option,
     stake_of,
 )
 from tests.integration.node_api_support import serve_node_api
 
 QUANTUM = 10**14  # MarginOracle.QUANTUM: 1e-4 USD per unit in WAD
-
-
-@dataclass
-class Round:
-    """A recomputed round: its snapshot, the honest output, and each account's holdings (row key -> SIZE units)."""
-
-    snapshot: ChainSnapshot
-    truth: RoundOutput
-    holdings: dict[bytes, dict[int, int]]
-
-
-@dataclass
-class Lie:
-    """A round the colluders attested with tampered rows and leaves consistent with them."""
-
-    round: Round
-    risk_tree: RiskArrayTree
-    tree: MerkleTree
-    report: Report
 
 
 @pytest.fixture(scope="module")
@@ -97,54 +79,6 @@ def honest(anvil: Devchain, seeded: Seeded) -> Round:
     rnd = recompute(anvil, seeded)
     attest(seeded, (0, 1, 2, 3), rnd.truth.report)
     return rnd
-
-
-def recompute(anvil: Devchain, seeded: Seeded) -> Round:
-    """Mine a block and recompute the round anchored at the block before it."""
-    anvil.rpc("evm_mine")
-    snapshot = read_snapshot(seeded.client, seeded.deployment, seeded.client.block_number() - 1)
-    truth = compute_round(snapshot, seeded.params, seeded.committee)
-    holdings = {
-        p.account: read_holdings(seeded.client, seeded.deployment, snapshot, p.account) for p in snapshot.portfolios
-    }
-    return Round(snapshot, truth, holdings)
-
-
-def options_of(rnd: Round) -> dict[int, Instrument]:
-    """Return the listed live options by row key."""
-    return {
-        instrument_key(iid): inst
-        for iid, inst in rnd.snapshot.instruments
-        if inst.is_option and inst.expiry > rnd.snapshot.market.time
-    }
-
-
-def instruments_of(rnd: Round) -> dict[int, Instrument]:
-    """Return every listed instrument by row key."""
-    return {instrument_key(iid): inst for iid, inst in rnd.snapshot.instruments}
-
-
-def margin_bound(tree: RiskArrayTree, holdings: dict[int, int]) -> int:
-    """Return the largest scenario bound (MONEY) of ``holdings`` under ``tree``'s rows (``proveFraud``'s rule)."""
-    cover = tree.row_of(COVER_KEY)
-    held = [(tree.row_of(key), size) for key, size in sorted(holdings.items())]
-    return max(compute_scenario_margin(held, cover, s) for s in range(len(cover.values)))
-
-
-def lie_about(seeded: Seeded, rnd: Round, tamper: Callable[[RiskRow], RiskRow], key: int) -> Lie:
-    """Attest, with the colluders only, the round with row ``key`` tampered and every leaf's MM moved by exactly what
-    the tampered row changes in the aggregation bound (so no leaf is provable by ``proveFraud``)."""
-    rows = [tamper(row) if row.key == key else row for row in rnd.truth.risk_tree.rows]
-    risk_tree = RiskArrayTree(rows)
-    leaves = []
-    for leaf in rnd.truth.tree.leaves:
-        held = rnd.holdings[leaf.account]
-        shift = margin_bound(risk_tree, held) - margin_bound(rnd.truth.risk_tree, held) if held else 0
-        leaves.append(dataclasses.replace(leaf, maintenance_margin=leaf.maintenance_margin + shift * MONEY_TO_LEAF))
-    tree = MerkleTree(leaves)
-    report = dataclasses.replace(rnd.truth.report, accounts_root=tree.root, risk_arrays_root=risk_tree.root)
-    attest(seeded, COLLUDERS, report)
-    return Lie(rnd, risk_tree, tree, report)
 
 
 def challenge_of(rnd: Round, tree: RiskArrayTree, key: int, scenario: int) -> PricingChallenge:
@@ -347,12 +281,7 @@ def shift_an_option(anvil: Devchain, tmp_path: Path, seed: int) -> ProveSetup:
     colluders, the most held option's entries shifted by 5,000 quanta in the held direction."""
     seeded = deploy_seeded(anvil, seed=seed)
     rnd = recompute(anvil, seeded)
-    options = options_of(rnd)
-    key, size = max(
-        ((k, s) for h in rnd.holdings.values() for k, s in h.items() if k in options), key=lambda t: abs(t[1])
-    )
-    step = 5_000 if size > 0 else -5_000
-    lie = lie_about(seeded, rnd, lambda row: dataclasses.replace(row, values=tuple(v + step for v in row.values)), key)
+    lie, key, step = shift_most_held_option(seeded, rnd)
     deployment_file = tmp_path / "deployment.json"
     seeded.deployment.save(deployment_file)
     params_file = tmp_path / "risk-params.toml"

@@ -52,6 +52,20 @@ def test_minimal_file_gets_defaults_and_paths_relative_to_the_file(tmp_path: Pat
         config.api.port = 1  # type: ignore[misc]
 
 
+def test_dispute_peer_apis_are_optional_http_urls(tmp_path: Path) -> None:
+    config = load_local_config(write(tmp_path, VALID), environ={}, check_files=False)
+    assert config.dispute.peer_apis == () and config.dispute.prove_timeout == 300.0
+    path = write(tmp_path, VALID + '[dispute]\npeer_apis = ["http://10.0.0.2:8700", "https://node-3.example"]\n')
+    config = load_local_config(path, environ={}, check_files=False)
+    assert config.dispute.peer_apis == ("http://10.0.0.2:8700", "https://node-3.example")
+    env = {"PMORACLE_DISPUTE_PEER_APIS": "http://a:1,ftp://b:2", "PMORACLE_DISPUTE_PROVE_TIMEOUT": "0"}
+    with pytest.raises(ConfigError) as exc:
+        load_local_config(path, environ=env, check_files=False)
+    problems = problems_of(exc.value)
+    assert "'ftp://b:2'" in problems["dispute.peer_apis"]
+    assert "must be > 0" in problems["dispute.prove_timeout"]
+
+
 def test_precedence_cli_over_env_over_file(tmp_path: Path) -> None:
     path = write(tmp_path, VALID + '[api]\nport = 1111\nhost = "0.0.0.0"\n[transmit]\ngas_price_cap_gwei = 0.5\n')
     env = {"PMORACLE_API_PORT": "2222", "PMORACLE_CHAIN_RPC_URLS": "http://a:1, http://b:2"}

@@ -70,6 +70,11 @@ def scenario_wrong_value(run_dir: Path, n: int = 4, rounds: int = 3) -> Scenario
         first = devnet.attested[0].block_number
         result.evidence_rounds = count_evidence_rounds(devnet)
         result.extra["first_round"] = first
+        # each node's fraud prover: an honest node computed every attested digest and never tries; a liar sees every
+        # attested digest differ from its own and tries (unprovable: the devnet configures no dispute.peer_apis)
+        result.extra["fraud_proofs"] = {
+            node.index: counters_by_label(node, "pmoracle_fraud_proofs_total", "result") for node in devnet.nodes
+        }
 
     return run_scenario("wrong-value", n, f"{f} x wrong-value (perturbed root)", run_dir, ((f, "wrong-value"),), body)
 
@@ -112,11 +117,11 @@ def scenario_silent_slow(run_dir: Path, n: int = 4, modes: tuple[str, ...] = ("s
     return run_scenario(name, n, " + ".join(f"1 x {m}" for m in modes), run_dir, faulty, body)
 
 
-def rejections_by_reason(node: NodeProcess) -> dict[str, float]:
-    """Return the node's ``gossip_messages_rejected`` counters by reason."""
+def counters_by_label(node: NodeProcess, counter: str, label: str) -> dict[str, float]:
+    """Return the node's ``counter`` (a name with ``_total``) by the value of its one label ``label``."""
     found = {}
     for name, value in read_metrics(node).items():
-        match = re.fullmatch(r'pmoracle_gossip_messages_rejected_total\{reason="([^"]+)"\}', name)
+        match = re.fullmatch(rf'{re.escape(counter)}\{{{label}="([^"]+)"\}}', name)
         if match:
             found[match.group(1)] = value
     return found
@@ -146,7 +151,8 @@ def scenario_spam(run_dir: Path, n: int = 4, rounds: int = 6) -> ScenarioResult:
             devnet.run_rounds(1, ROUND_TIMEOUT)
             samples.append([rss_bytes(node) for node in honest])
         result.extra["rss_mib"] = [[round(b / 2**20, 1) for b in s] for s in samples]
-        result.extra["rejected"] = {node.index: rejections_by_reason(node) for node in honest}
+        rejected = "pmoracle_gossip_messages_rejected_total"
+        result.extra["rejected"] = {node.index: counters_by_label(node, rejected, "reason") for node in honest}
 
     return run_scenario("spam", n, "1 x spam (malformed, oversize, non-member, bad-signature, wrong network/config)",
                         run_dir, ((1, "spam"),), body)  # fmt: skip
