@@ -17,14 +17,14 @@ Protocol, per round key K = (configDigest, B), from the point of view of member 
     upon valid signed report s from committee member p_j for K:
         S[K][digest(s)] += {p_j}
         if p_j signed another digest for K: emit SubmitEvidence(Equivocation)
-        if K is attested with digest a != digest(s) and s is about the attested block hash h:
+        if K is attested with digest a != digest(s), s is about the attested block hash h and p_j != self:
             emit SubmitEvidence(Deviation)
         upon |S[K][d] - E| >= q and no certificate for K: cert[K] := certificate(d, S[K][d] - E); t_K := now
     upon tick at now:
         for every open K with cert[K]: if now - t_K >= position_i(schedule(K)) * stageDelay: emit Transmit(cert[K])
     upon K attested with digest a over block hash h:
         close every K' = (configDigest, B') with B' <= B
-        for every p_j with d != a in S[K] whose report names h: emit Deviation
+        for every p_j != self with d != a in S[K] whose report names h: emit Deviation
         (a report about another hash of B was signed on a fork that a deep reorg replaced: no offence)
     upon members E ejected on chain (slashed below the minimum stake; the oracle refuses their signatures):
         for every open K whose cert[K] names a member of E: rebuild it from S[K][d] - E, or drop it until q others
@@ -382,7 +382,7 @@ def on_round_attested(state: CollectorState, key: RoundKey, digest: bytes, block
         if signed_digest == digest:
             continue
         for signer in sorted(rnd.signed[signed_digest]):
-            rnd, more = _process_deviation(rnd, rnd.signed[signed_digest][signer], signed_digest)
+            rnd, more = _process_deviation(ctx, rnd, rnd.signed[signed_digest][signer], signed_digest)
             effects += more
     return _with_round(state, rnd), effects
 
@@ -445,7 +445,7 @@ def _process_valid_signed_report(
         effects += (SubmitEvidence(evidence),)
     # upon p_j signed d != attested(K): deviation
     if rnd.attested_digest is not None and digest != rnd.attested_digest:
-        rnd, more = _process_deviation(rnd, msg, digest)
+        rnd, more = _process_deviation(ctx, rnd, msg, digest)
         effects += more
     rnd, more = _certify(ctx, rnd, digest, now, ejected)
     return rnd, effects + more
@@ -468,9 +468,14 @@ def _certify(
     return rnd, (CertificateFormed(certificate, digest),)
 
 
-def _process_deviation(rnd: RoundState, msg: SignedReport, digest: bytes) -> tuple[RoundState, tuple[Effect, ...]]:
+def _process_deviation(
+    ctx: CollectorContext, rnd: RoundState, msg: SignedReport, digest: bytes
+) -> tuple[RoundState, tuple[Effect, ...]]:
     attested = rnd.attested_digest
     if attested is None or digest == attested or ("deviation", msg.signer) in rnd.reported:
+        return rnd, ()
+    # a node never submits evidence against itself: it would pay gas to slash its own stake
+    if msg.signer == ctx.me:
         return rnd, ()
     # only a report about the canonical block deviates: one about a reorged fork's block was honest when signed
     if msg.report.block_hash != rnd.attested_block_hash:

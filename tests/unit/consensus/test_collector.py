@@ -161,6 +161,23 @@ def test_deviation_reported_on_attestation_and_for_late_messages() -> None:
     assert _of(effects, SubmitEvidence) == []
 
 
+def test_a_node_never_reports_its_own_deviation() -> None:
+    # node 0 signed digest 1; a quorum attests digest 0 (a colluding quorum, or node 0 was wrong): the evidence
+    # against node 0 is the others' to submit, never node 0's own (it would pay gas to slash itself)
+    state, _ = _feed(_state(me=0), make_signed(N, 0, BLOCK, 1), make_signed(N, 2, BLOCK, 1))
+    state, effects = on_round_attested(state, (make_committee(N).digest(), BLOCK), _digest(0), _hash())
+    [submit] = _of(effects, SubmitEvidence)
+    assert submit.evidence.signed.signer == make_committee(N).members[2]
+    # nor when its own report arrives after the attestation (a late echo of its gossip)
+    fresh, _ = on_round_attested(_state(me=0), (make_committee(N).digest(), BLOCK), _digest(0), _hash())
+    _, effects = _feed(fresh, make_signed(N, 0, BLOCK, 1))
+    assert _of(effects, SubmitEvidence) == []
+    # a watcher (no own identity) reports every deviation
+    watcher, _ = _feed(_state(me=None), make_signed(N, 0, BLOCK, 1))
+    _, effects = on_round_attested(watcher, (make_committee(N).digest(), BLOCK), _digest(0), _hash())
+    assert len(_of(effects, SubmitEvidence)) == 1
+
+
 def test_no_deviation_is_reported_for_a_report_about_a_reorged_block() -> None:
     # a deep reorg replaced block B after members 1 and 2 signed it; the round is attested over the new hash
     old_fork = replace(make_report(make_committee(N), BLOCK), block_hash=b"\xee" * 32)
