@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --days: crash drops BTC 25%% with a volatility spike at mid-run (the keeper "
                              "liquidates); vol-spike triples BTC's volatility at mid-run and the nodes run the "
                              "adaptive margin policy (docs/policy.md)")  # fmt: skip
-    parser.add_argument("--summary", type=Path, default=None, help="with --days: write the JSON summary here")
+    parser.add_argument("--summary", type=Path, default=None, help="write the JSON summary here")
     parser.add_argument("--round-period", type=int, default=None,
                         help="blocks between anchor blocks (default 5; 32 with --days)")  # fmt: skip
     parser.add_argument("--finality-depth", type=int, default=2, help="blocks an anchor must be buried (default 2)")
@@ -52,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--days", f"must be in (0, 365], got {args.days}")
     if not 1 <= args.step_hours <= 24 * 7:
         raise InputError("--step-hours", f"must be in [1, 168], got {args.step_hours}")
-    if args.summary is not None and args.days is None:
-        raise InputError("--summary", "is written by a --days run only")
     if args.scenario is not None and args.days is None:
         raise InputError("--scenario", "needs a --days run")
     lives = args.days is not None
@@ -71,21 +69,38 @@ def run(args: argparse.Namespace) -> int:
     except StopRequested as stop:  # while building: every child process is ended by now
         print(f"devnet: {stop} before the nodes ran", file=sys.stderr)
         return 128 + stop.signum
-    verified = bool(devnet.attested) and all(r.verified and r.policy_identical for r in devnet.attested)
+    # a wrong attested round proven and invalidated on chain (a colluding quorum's) is caught, not missed
+    invalidated = set((devnet.accountability or {}).get("invalidated_rounds", ()))
+    verified = bool(devnet.attested) and all(
+        (r.verified or r.block_number in invalidated) and r.policy_identical for r in devnet.attested
+    )
     return 0 if verified and (devnet.lifecycle is None or devnet.finished()) else 1
 
 
-def parse_faulty(items: list[str], nodes: int) -> tuple[tuple[int, str], ...]:
-    """Return the (count, mode) pairs of ``--faulty K:MODE`` items; raise InputError naming a bad one."""
+def parse_faulty(items: list[str], nodes: int) -> tuple[tuple[int | tuple[int, ...], str], ...]:
+    """Return the (count or node indices, mode) pairs of ``--faulty K:MODE`` items, K a count (the last K nodes) or
+    a comma list of node indices (``0,1,2:collude``); raise InputError naming a bad one."""
     from pmoracle.devnet.faults import FAULT_MODES
     from pmoracle.errors import InputError
 
-    pairs = []
+    pairs: list[tuple[int | tuple[int, ...], str]] = []
     for item in items:
         count_text, sep, mode = item.partition(":")
-        if not sep or not count_text.isdigit() or mode not in FAULT_MODES:
+        if not sep or mode not in FAULT_MODES:
             raise InputError("--faulty", f"expected K:MODE with MODE in {', '.join(FAULT_MODES)}, got {item!r}")
-        pairs.append((int(count_text), mode))
-    if sum(count for count, _ in pairs) > nodes:
+        if "," in count_text or not count_text.isdigit():
+            parts = count_text.split(",")
+            if not all(part.isdigit() for part in parts):
+                raise InputError("--faulty", f"expected K:MODE with K a count or comma list of nodes, got {item!r}")
+            indices = tuple(int(part) for part in parts)
+            if len(set(indices)) != len(indices) or max(indices) >= nodes:
+                raise InputError("--faulty", f"node indices must be distinct and below --nodes {nodes}, got {item!r}")
+            pairs.append((indices, mode))
+        else:
+            pairs.append((int(count_text), mode))
+    listed = [i for spec, _ in pairs if isinstance(spec, tuple) for i in spec]
+    if len(set(listed)) != len(listed):
+        raise InputError("--faulty", "a node is listed in two faulty modes")
+    if sum(spec if isinstance(spec, int) else len(spec) for spec, _ in pairs) > nodes:
         raise InputError("--faulty", f"more faulty nodes than --nodes {nodes}")
     return tuple(pairs)

@@ -78,8 +78,9 @@ class DevnetOptions:
     seed: int = 1
     run_dir: Path | None = None
     quiet: bool = False
-    # TEST-ONLY fault injection: (count, mode) pairs; the last nodes run pmoracle.devnet.faults in that mode
-    faulty: tuple[tuple[int, str], ...] = ()
+    # TEST-ONLY fault injection: (count or node indices, mode) pairs: the listed nodes, or (a count) the last nodes
+    # not listed, run pmoracle.devnet.faults in that mode
+    faulty: tuple[tuple[int | tuple[int, ...], str], ...] = ()
     # each node in its own network namespace (pmoracle.devnet.netlab; only inside netlab.run_inside), so that the
     # reliability scenarios can partition the network for real
     private_network: bool = False
@@ -93,8 +94,11 @@ class DevnetOptions:
 
     def fault_of(self, index: int) -> str | None:
         """Return the injected fault mode of node ``index`` (None for an honest node)."""
-        modes = [mode for count, mode in self.faulty for _ in range(count)]
-        position = self.nodes - 1 - index
+        listed = {i: mode for spec, mode in self.faulty if isinstance(spec, tuple) for i in spec}
+        if index in listed:
+            return listed[index]
+        modes = [mode for spec, mode in self.faulty if isinstance(spec, int) for _ in range(spec)]
+        position = sum(1 for i in range(index + 1, self.nodes) if i not in listed)
         return modes[position] if position < len(modes) else None
 
 
@@ -111,6 +115,7 @@ class NodeProcess:
     fault_args: tuple[str, ...] = ()
     host: str = "127.0.0.1"  # the address its API and libp2p listen on
     command_prefix: tuple[str, ...] = ()  # e.g. `ip netns exec pmo-0`: where the process runs
+    api_listen_port: int = 0  # the [api] port of its config (0: any; fixed when its peers prove from its API)
     _api_port: int | None = None
 
     @property
@@ -218,7 +223,7 @@ class AttestedRound:
         return bool(published) and all(h == self.policy.policy_hash for h in published)
 
 
-OFFENCES = ("equivocation", "deviation")  # SolverRegistry.Offence, by value
+OFFENCES = ("equivocation", "deviation", "fraud")  # SolverRegistry.Offence, by value
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +233,7 @@ class Slashing:
     block: int  # the block the evidence transaction landed in
     signer: str  # the offender's signing address
     node: int | None  # the offender's devnet node index (None: not one of the devnet's nodes)
-    offence: str  # "equivocation" | "deviation"
+    offence: str  # "equivocation" | "deviation" | "fraud"
     round: int  # the anchor block of the round the offence was committed in
     amount: int  # wei taken from the stake
 
@@ -262,6 +267,7 @@ class Devnet:
     _rounds_after_days: int = 0  # rounds the keeper was given after the last market step
     _keeper_round: int = 0  # the latest round the keeper acted on
     slashings: list[Slashing] = field(default_factory=list)
+    accountability: dict[str, Any] | None = None  # run_devnet's last chain read: accountability_summary's keys
     _evidence_scanned: int = 0  # the last block whose Slashed events are in ``slashings``
     _ready_at: dict[int, float] = field(default_factory=dict)
     _seen_head: int = 0
@@ -668,6 +674,9 @@ def _build(
     first_anchor = -(-head // options.round_period) * options.round_period
     if first_anchor + options.finality_depth > head:
         world.rpc("anvil_mine", [hex(first_anchor + options.finality_depth - head)])  # slow blocks: the world's RPC
+    if any(options.fault_of(node.index) == "collude" for node in nodes):  # the honest nodes prove from the others' APIs
+        for node in nodes:
+            node.api_listen_port = reserve_port()
     try:
         for node in nodes:
             rpc_url = f"http://{netlab.gateway(node.index)}:{chain.port}" if netlab is not None else chain.url
@@ -709,7 +718,7 @@ listen = "/ip4/{node.host}/tcp/{node.p2p_port}"
 
 [api]
 host = "{node.host}"
-port = 0
+port = {node.api_listen_port}
 
 [risk]
 params_file = "{run_dir / "risk-params.toml"}"
@@ -718,6 +727,11 @@ params_file = "{run_dir / "risk-params.toml"}"
 stage_delay = {options.stage_delay}
 gas_price_cap_gwei = 500
 """
+    peers = [
+        f"http://{peer.host}:{peer.api_listen_port}" for peer in nodes if peer is not node and peer.api_listen_port
+    ]
+    if peers and node.fault is None:  # an honest node proves a wrong attested round from the others' APIs
+        text += f"\n[dispute]\npeer_apis = {json.dumps(peers)}\n"
     (node.home / "node.toml").write_text(text)
 
 
@@ -758,8 +772,15 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print, ta
                     time.sleep(0.02)
             except StopRequested as stop:  # a signal while running ends the run normally, with its summary
                 live.say(f"devnet: {stop}")
+            devnet.accountability = accountability_summary(devnet)
             if devnet.lifecycle is not None:
                 write_lifecycle_summary(devnet, time.monotonic() - started, live.say)
+            elif options.summary is not None:
+                summary = {"rounds_attested": len(devnet.attested),
+                           "rounds_verified": sum(1 for r in devnet.attested if r.verified),
+                           **devnet.accountability}  # fmt: skip
+                options.summary.write_text(json.dumps(summary, indent=2) + "\n")
+                live.say(f"devnet: summary written to {options.summary}")
         finally:
             devnet.stop()
         if not options.quiet:
@@ -797,6 +818,32 @@ def policy_summary(rounds: Sequence[AttestedRound]) -> dict[str, Any]:
     return {"rounds": path, "identical_every_round": bool(path) and all(p["nodes_identical"] for p in path)}
 
 
+def accountability_summary(devnet: Devnet) -> dict[str, Any]:
+    """Return the summary's fraud-proof keys, read from the chain: ``fraud_proofs`` (proofs the oracle accepted),
+    ``rounds_invalidated`` (distinct rounds), ``invalidated`` (per proof: the round, the block it was attested and
+    proven in, the prover's node index) and ``slashed`` (per node index: slashings and wei taken, every node listed)."""
+    head = int(devnet.client.block_number())
+    devnet.scan_evidence(head)
+    attested_in = {int(e["args"]["blockNumber"]): int(e["blockNumber"])
+                   for e in devnet.events("MarginOracle", "RoundAttested")}  # fmt: skip
+    transmitters = {Account.from_key(_node_secret(devnet.options.seed, node.index, "transmitter")).address.lower():
+                    node.index for node in devnet.nodes}  # fmt: skip
+    invalidated = [
+        {"round": int(e["args"]["blockNumber"]), "attested_block": attested_in.get(int(e["args"]["blockNumber"])),
+         "proven_block": int(e["blockNumber"]), "account": e["args"]["account"],
+         "prover_node": transmitters.get(str(e["args"]["prover"]).lower())}
+        for e in devnet.events("MarginOracle", "RoundInvalidated")
+    ]  # fmt: skip
+    slashed = {str(node.index): {"count": 0, "amount": 0} for node in devnet.nodes}
+    for slashing in devnet.slashings:
+        if slashing.node is not None:
+            slashed[str(slashing.node)]["count"] += 1
+            slashed[str(slashing.node)]["amount"] += slashing.amount
+    return {"fraud_proofs": len(invalidated), "rounds_invalidated": len({i["round"] for i in invalidated}),
+            "invalidated_rounds": sorted({i["round"] for i in invalidated}),
+            "invalidated": invalidated, "slashed": slashed}  # fmt: skip
+
+
 def write_lifecycle_summary(devnet: Devnet, wall_seconds: float, say: Callable[[str], None]) -> dict[str, Any]:
     """Audit the ledger's money from chain state, and write (``--summary``) and return the ``--days`` summary."""
     from web3 import HTTPProvider, Web3
@@ -813,6 +860,7 @@ def write_lifecycle_summary(devnet: Devnet, wall_seconds: float, say: Callable[[
     if devnet.params.policy is not None:
         summary["spiked_at_step"] = devnet.lifecycle.stats.spiked_at_step
         summary["policy"] = policy_summary(devnet.attested)
+    summary.update(devnet.accountability or accountability_summary(devnet))
     if devnet.options.summary is not None:
         devnet.options.summary.write_text(json.dumps(summary, indent=2) + "\n")
         say(f"devnet: summary written to {devnet.options.summary}")

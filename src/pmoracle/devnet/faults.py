@@ -17,6 +17,10 @@ are wrapped. Modes (:data:`FAULT_MODES`):
   after the whole transmission schedule);
 - ``partitioned``: an honest node cut off from the majority: peer discovery finds nobody, so it dials only its
   config's bootstrap list (the scenario also moves its listen port, so nobody dials it either);
+- ``collude``: a round computer that understates the maintenance margin of the account with the largest one by
+  ``COLLUDE_UNDERSTATEMENT`` and re-roots the leaves (:func:`colluding_rounds`); the tree it serves on its API is the
+  wrong one, so every colluder computes, signs and serves the same wrong round: a colluding quorum attests it, and
+  only a fraud proof (docs/dispute.md) can catch it;
 - ``spam``: signs honestly and floods the topic with malformed, oversized, wrong-network and wrong-config messages
   and with reports signed by non-members or carrying bad signatures (its gossip endpoint validates with
   ``accept_all``, so the junk leaves it).
@@ -55,7 +59,8 @@ from pmoracle.trio_types import TaskStatus
 
 log = logging.getLogger("pmoracle.devnet.faults")
 
-FAULT_MODES = ("wrong-value", "equivocate", "silent", "slow", "spam", "partitioned")
+FAULT_MODES = ("wrong-value", "equivocate", "silent", "slow", "spam", "partitioned", "collude")
+COLLUDE_UNDERSTATEMENT = (1, 2)  # collude: the largest maintenance margin is lowered by this fraction (num, den)
 SPAM_INTERVAL = 0.05  # seconds between spam batches
 EQUIVOCATION_REPUBLISH = 1.0  # seconds between re-publications of the second report
 EQUIVOCATION_ROUNDS_KEPT = 2  # second reports of this many newest rounds are re-published
@@ -90,6 +95,35 @@ def perturbed_rounds(compute: RoundComputer) -> RoundComputer:
         return replace(output, report=compute_perturbed_report(output))
 
     return compute_wrong
+
+
+def compute_colluding_tree(tree: MerkleTree) -> MerkleTree:
+    """Return ``tree`` with the largest maintenance margin (ties: the smallest account) lowered by
+    COLLUDE_UNDERSTATEMENT, re-rooted; ``tree`` itself when no leaf has a positive maintenance margin."""
+    leaves = list(tree.leaves)
+    if not leaves:
+        return tree
+    target = min(range(len(leaves)), key=lambda i: (-leaves[i].maintenance_margin, leaves[i].account))
+    leaf = leaves[target]
+    if leaf.maintenance_margin <= 0:
+        return tree
+    num, den = COLLUDE_UNDERSTATEMENT
+    leaves[target] = replace(leaf, maintenance_margin=leaf.maintenance_margin - leaf.maintenance_margin * num // den)
+    return MerkleTree(leaves)
+
+
+def colluding_rounds(compute: RoundComputer) -> RoundComputer:
+    """Return a round computer whose report and served tree understate one account's maintenance margin (the same on
+    every colluder: the computation is deterministic)."""
+
+    def compute_colluding(
+        snapshot: ChainSnapshot, params: RiskParams, committee: CommitteeConfig, policy: PolicyRound | None
+    ) -> RoundOutput:
+        output = compute(snapshot, params, committee, policy)
+        tree = compute_colluding_tree(output.tree)
+        return replace(output, tree=tree, report=replace(output.report, accounts_root=tree.root))
+
+    return compute_colluding
 
 
 class WithholdingRelease(SignatureRelease):
@@ -256,6 +290,8 @@ class FaultInjector:
                 return replace(ports, release=equivocating)
             case "partitioned":
                 return replace(ports, discover_peers=_no_peers)
+            case "collude":
+                return replace(ports, compute_round=colluding_rounds(ports.compute_round))
             case "spam":  # the unstarted committee-validating endpoint is simply dropped
                 return replace(ports, gossip=create_gossip(self.setup, accept_all))
         raise InputError("--mode", f"unhandled fault mode {self.mode!r}")

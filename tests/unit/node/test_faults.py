@@ -17,6 +17,7 @@ from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import Domain, Report, SignedReport
 from pmoracle.devnet.cluster import DevnetOptions
 from pmoracle.devnet.faults import (
+    COLLUDE_UNDERSTATEMENT,
     EQUIVOCATION_REPUBLISH,
     EQUIVOCATION_REPUBLISH_FOR,
     FAULT_MODES,
@@ -24,6 +25,8 @@ from pmoracle.devnet.faults import (
     EquivocatingRelease,
     SelfSparingChain,
     WithholdingRelease,
+    colluding_rounds,
+    compute_colluding_tree,
     compute_perturbed_report,
     compute_spam_batch,
 )
@@ -68,6 +71,43 @@ def test_perturbed_report_changes_only_the_root() -> None:
     assert wrong.round_key == report.round_key and wrong.account_count == report.account_count
     assert compute_perturbed_report(output) == wrong  # consistently wrong: one digest per round
     assert Domain(31337, b"\x33" * 20)  # the domain type is untouched by the fault module
+
+
+def test_colluding_rounds_understate_the_largest_maintenance_margin_the_same_on_every_colluder() -> None:
+    leaves = [AccountLeaf(bytes([i]) * 20, 10 * i, m, 100 * i) for i, m in ((1, 50), (2, 90), (3, 90), (4, 7))]
+    tree = MerkleTree(leaves)
+    report = Report(
+        committee().digest(), 10, b"\x01" * 32, b"\x22" * 32, tree.root, len(tree), b"\x05" * 32, b"\x06" * 32
+    )
+    honest = RoundOutput(report=report, tree=tree, book=None, risk_tree=None)  # type: ignore[arg-type]
+    wrong = colluding_rounds(lambda *_: honest)(None, None, None, None)  # type: ignore[arg-type]
+    num, den = COLLUDE_UNDERSTATEMENT
+    changed = [(a, b) for a, b in zip(tree.leaves, wrong.tree.leaves, strict=True) if a != b]
+    # exactly one leaf: the largest MM (the tie broken by the smaller account), only its MM, lowered
+    assert changed == [(leaves[1], AccountLeaf(leaves[1].account, 20, 90 - 90 * num // den, 200))]
+    # the served tree is the signed one, the round key and the risk arrays untouched
+    assert wrong.report.accounts_root == wrong.tree.root != report.accounts_root
+    assert wrong.report.round_key == report.round_key and wrong.report.risk_arrays_root == report.risk_arrays_root
+    again = colluding_rounds(lambda *_: honest)(None, None, None, None)  # type: ignore[arg-type]
+    assert again.report == wrong.report and tuple(again.tree.leaves) == tuple(wrong.tree.leaves)
+    # no leaf with a positive MM: nothing to understate, the honest tree
+    flat = MerkleTree([AccountLeaf(bytes([1]) * 20, 0, 0, 5)])
+    assert compute_colluding_tree(flat) is flat
+
+
+def test_faulty_node_lists() -> None:
+    assert parse_faulty(["0,1,2:collude"], 4) == (((0, 1, 2), "collude"),)
+    options = DevnetOptions(nodes=4, faulty=parse_faulty(["0,1,2:collude"], 4))
+    assert [options.fault_of(i) for i in range(4)] == ["collude", "collude", "collude", None]
+    # a count takes the last nodes not listed
+    options = DevnetOptions(nodes=5, faulty=parse_faulty(["1,2:collude", "2:silent"], 5))
+    assert [options.fault_of(i) for i in range(5)] == [None, "collude", "collude", "silent", "silent"]
+    for bad in ("0,4:collude", "0,0:collude", "0,,1:collude", "a,1:collude", ",:collude"):
+        with pytest.raises(InputError, match="--faulty"):
+            parse_faulty([bad], 4)
+    for bads in (["0,1:collude", "1:silent,"], ["0,1:collude", "1,2:silent"], ["0,1,2:collude", "2:slow"]):
+        with pytest.raises(InputError, match="--faulty"):
+            parse_faulty(bads, 4)
 
 
 def test_faulty_option_parsing_and_assignment() -> None:

@@ -1,0 +1,68 @@
+"""A colluding quorum on a real devnet: 3 of 4 nodes attest a root that understates one account's maintenance margin;
+the honest node proves it by itself (an aggregation fraud proof from the colluders' own API) and the colluders are
+slashed (issue 14 item 6, docs/dispute.md "A colluding quorum").
+
+One ``pmoracle devnet --faulty 0,1,2:collude --summary`` run (module fixture, ~2 minutes) answers every test.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.e2e.devnet_run import run_devnet_summary
+
+# In `make test-long`, not CI's `make test`: whether a wrong round is provable depends on timing (the prover must
+# fetch the colluders' leaves before their API moves to the next round, and the understated account must not trade
+# since B); three runs here proved 1 of 6 rounds each.
+pytestmark = pytest.mark.slow
+
+STAKE, SLASH_BPS = 10**19, 1_000  # the devnet's deployment parameters
+COLLUDERS, HONEST = ("0", "1", "2"), "3"
+
+
+@pytest.fixture(scope="module")
+def summary() -> dict[str, Any]:
+    # exit 1: a wrong round the prover could not prove (the understated account traded since B) stays unverified
+    return run_devnet_summary(
+        ["--nodes", "4", "--accounts", "60", "--faulty", "0,1,2:collude", "--rounds", "6"],
+        timeout=280, name="collusion", returncodes=(0, 1),
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+def test_the_honest_node_proves_the_wrong_round_and_the_colluders_are_slashed(summary: dict[str, Any]) -> None:
+    assert summary["rounds_attested"] == 6
+    assert summary["rounds_verified"] == 0  # every attested round is the colluders' wrong one
+    assert summary["fraud_proofs"] >= 1 and summary["rounds_invalidated"] >= 1
+    assert summary["rounds_invalidated"] == len(summary["invalidated_rounds"]) <= summary["fraud_proofs"]
+    for proof in summary["invalidated"]:
+        assert proof["prover_node"] == int(HONEST)  # a colluder never proves its own round
+        assert proof["proven_block"] > proof["attested_block"]
+    # every proof slashed the three signers once (fraud: 10% of the stake left)
+    for node in COLLUDERS:
+        slashed = summary["slashed"][node]
+        assert slashed["count"] >= summary["fraud_proofs"], (node, slashed)
+        assert slashed["amount"] >= STAKE * SLASH_BPS // 10_000, (node, slashed)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack shown, not yet fixed (needs a contract change): the colluders post deviation evidence against the "
+    "honest node's signature of the round they attested wrongly, and SolverRegistry slashes it before the proof lands",
+)
+def test_the_honest_node_is_never_slashed(summary: dict[str, Any]) -> None:
+    assert summary["slashed"][HONEST] == {"count": 0, "amount": 0}
+
+
+def test_a_bad_faulty_node_list_exits_2_naming_faulty() -> None:
+    for bad in ("0,4:collude", "0,0:collude", "0,x:collude", "0,1:byzantine"):
+        done = subprocess.run(
+            [sys.executable, "-m", "pmoracle.cli", "devnet", "--nodes", "4", "--faulty", bad, "--duration", "1"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2 and "--faulty" in done.stderr, (bad, done.stderr)
