@@ -1,11 +1,11 @@
-"""A real node API (``pmoracle.node.api.run_api``, the server the daemon runs) serving a given round, in a thread:
-what a node whose quorum attested that round answers on ``/v1/margin`` and ``/v1/risk-arrays``."""
+"""A real node API (``pmoracle.node.api.run_api``, the server the daemon runs) serving given rounds, in a thread:
+what a node whose quorum attested them answers on ``/v1/margin``, ``/v1/leaves`` and ``/v1/risk-arrays``."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import trio
@@ -14,14 +14,24 @@ from prometheus_client import CollectorRegistry
 from pmoracle.consensus.commitments import RiskArrayTree
 from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.errors import PmoracleError
-from pmoracle.node.api import MarginProof, RiskArrays, run_api
+from pmoracle.node.api import MarginProof, RiskArrays, RoundLeaves, run_api
 
 
 @contextmanager
-def serve_node_api(tree: MerkleTree, block_number: int, risk_tree: RiskArrayTree | None = None) -> Iterator[str]:
+def serve_node_api(
+    tree: MerkleTree,
+    block_number: int,
+    risk_tree: RiskArrayTree | None = None,
+    *,
+    older: Mapping[int, tuple[MerkleTree, RiskArrayTree | None]] | None = None,
+    leaves_route: bool = True,
+) -> Iterator[str]:
     """Serve ``tree`` as the latest attested round at ``block_number`` (and ``risk_tree``'s rows as that round's
-    risk arrays; without it the node serves none); yield the API's base URL."""
+    risk arrays; without it the node serves none), and the rounds in ``older`` (block -> tree and rows) as rounds it
+    still keeps; yield the API's base URL. ``leaves_route=False`` serves no ``/v1/leaves`` (a node of an older
+    release)."""
     ready: queue.Queue[tuple[int, trio.lowlevel.TrioToken, trio.CancelScope]] = queue.Queue()
+    kept = {**(older or {}), block_number: (tree, risk_tree)}
 
     def margin(account: bytes) -> MarginProof | None:
         try:
@@ -30,17 +40,21 @@ def serve_node_api(tree: MerkleTree, block_number: int, risk_tree: RiskArrayTree
             return None
         return MarginProof(leaf, block_number, tree.root, tuple(tree.proof(account)))
 
+    def leaves(block: int | None) -> RoundLeaves | None:
+        number = max(kept) if block is None else block
+        return None if number not in kept else RoundLeaves(number, kept[number][0].root, tuple(kept[number][0].leaves))
+
     def risk_arrays(block: int | None) -> RiskArrays | None:
-        if risk_tree is None or block not in (None, block_number):
-            return None
-        return RiskArrays(block_number, risk_tree.root, tuple(risk_tree.rows))
+        number = max(kept) if block is None else block
+        rows = kept[number][1] if number in kept else None
+        return None if rows is None else RiskArrays(number, rows.root, tuple(rows.rows))
 
     async def serve() -> None:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(
                 lambda task_status: run_api(
                     "127.0.0.1", 0, metrics=CollectorRegistry(), health=lambda: None, margin=margin,
-                    risk_arrays=risk_arrays, task_status=task_status,
+                    risk_arrays=risk_arrays, leaves=leaves if leaves_route else None, task_status=task_status,
                 )
             )  # fmt: skip
             ready.put((port, trio.lowlevel.current_trio_token(), nursery.cancel_scope))
