@@ -153,9 +153,7 @@ def test_served_proof_verifies_on_chain_and_gates_a_withdrawal(devnet: Devnet) -
     # the round before, no longer any node's latest attested one (/v1/margin), is still served by block
     previous = devnet.attested[-2]
     served_previous = [b for b in answers["previous"] if b and b.get("blockNumber") == previous.block_number]
-    assert served_previous and all(
-        leaves_prove_root(previous.root, parse_leaves_document(b)) for b in served_previous
-    )
+    assert served_previous and all(leaves_prove_root(previous.root, parse_leaves_document(b)) for b in served_previous)
     proof = [bytes.fromhex(p[2:]) for p in served["proof"]]
     deployment = devnet.deployment
     oracle = deployment.contract(OFFLINE_W3, "MarginOracle")

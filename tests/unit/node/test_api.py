@@ -310,13 +310,18 @@ async def test_risk_arrays_of_a_kept_round_rebuild_its_root(server: Server) -> N
         assert body["riskArraysRoot"] == "0x" + RISK_TREE.root.hex()
         rows = parse_rows_document(body)  # exactly what `dispute prove --rows` reads
         assert rows == RISK_TREE.rows and RiskArrayTree(rows).root == RISK_TREE.root
-    status, body = await get_json(server.port, "/v1/risk-arrays/7")
-    assert status == 404 and "no risk arrays kept for round 7" in body["error"]
+    await check_round_route_errors(server, "risk-arrays", "risk arrays")
+
+
+async def check_round_route_errors(server: Server, route: str, what: str) -> None:
+    """A ``/v1/{route}/{block|latest}`` route: 404 naming a round not kept, 400 for a malformed one, HEAD sizes."""
+    status, body = await get_json(server.port, f"/v1/{route}/7")
+    assert status == 404 and body["error"] == f"no {what} kept for round 7 (not computed, or too old)"
     for bad in ("abc", "-1", "1" * 30, "", "0x10"):
-        status, body = await get_json(server.port, f"/v1/risk-arrays/{bad}")
+        status, body = await get_json(server.port, f"/v1/{route}/{bad}")
         assert status == 400 and "malformed round" in body["error"], bad
-    status, headers, body = await get(server.port, f"/v1/risk-arrays/{ANCHOR_BLOCK}", method="HEAD")
-    assert status == 200 and body == b"" and int(headers["content-length"]) > 0
+    status, headers, raw = await get(server.port, f"/v1/{route}/{ANCHOR_BLOCK}", method="HEAD")
+    assert status == 200 and raw == b"" and int(headers["content-length"]) > 0
 
 
 async def test_leaves_of_a_kept_round_rebuild_its_root_in_one_response(server: Server) -> None:
@@ -331,13 +336,7 @@ async def test_leaves_of_a_kept_round_rebuild_its_root_in_one_response(server: S
         claimed = parse_leaves_document(body)  # exactly what `dispute prove --leaves` reads
         assert [c.leaf for c in claimed] == TREE.leaves  # in the tree's order
         assert all(c.proof is None for c in claimed) and leaves_prove_root(TREE.root, claimed)
-    status, body = await get_json(server.port, "/v1/leaves/7")
-    assert status == 404 and body["error"] == "no leaves kept for round 7 (not computed, or too old)"
-    for bad in ("abc", "-1", "1" * 30, "", "0x10"):
-        status, body = await get_json(server.port, f"/v1/leaves/{bad}")
-        assert status == 400 and "malformed round" in body["error"], bad
-    status, headers, raw = await get(server.port, f"/v1/leaves/{ANCHOR_BLOCK}", method="HEAD")
-    assert status == 200 and raw == b"" and int(headers["content-length"]) > 0
+    await check_round_route_errors(server, "leaves", "leaves")
 
 
 async def test_leaves_of_a_round_recomputed_with_another_tree_are_not_served_from_the_cache(server: Server) -> None:
