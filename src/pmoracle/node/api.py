@@ -245,6 +245,7 @@ class _Router:
         self.leaves = leaves
         self._leaves_bodies: dict[tuple[int, bytes], bytes] = {}  # (block, root) -> encoded body, oldest first
         self._leaves_bodies_cached = leaves_bodies_cached
+        self._leaves_encoding = trio.Lock()
 
     async def respond(self, method: bytes, target: bytes) -> _Response:
         if method not in (b"GET", b"HEAD"):
@@ -286,12 +287,13 @@ class _Router:
         if kept is None:
             return _not_kept(block, "leaves")
         key = (kept.block_number, kept.accounts_root)
-        body = self._leaves_bodies.get(key)
-        if body is None:
-            body = await trio.to_thread.run_sync(_encode_json, kept.to_json())
-            self._leaves_bodies[key] = body
-            while len(self._leaves_bodies) > self._leaves_bodies_cached:
-                del self._leaves_bodies[next(iter(self._leaves_bodies))]
+        async with self._leaves_encoding:  # concurrent first requests wait for one encoding
+            body = self._leaves_bodies.get(key)
+            if body is None:
+                body = await trio.to_thread.run_sync(lambda: _encode_json(kept.to_json()))
+                self._leaves_bodies[key] = body
+                while len(self._leaves_bodies) > self._leaves_bodies_cached:
+                    del self._leaves_bodies[next(iter(self._leaves_bodies))]
         return _Response(200, body)
 
     async def _margin(self, account_text: str) -> _Response:
