@@ -15,9 +15,9 @@ import pytest
 
 from tests.e2e.devnet_run import run_devnet_summary
 
-# In `make test-long`, not CI's `make test`: whether a wrong round is provable depends on timing (the prover must
-# fetch the colluders' leaves before their API moves to the next round, and the understated account must not trade
-# since B); three runs here proved 1 of 6 rounds each.
+# In `make test-long`, not CI's `make test`: whether a wrong round is provable depends on timing (the understated
+# account must not trade since B; the prover fetches each round whole by block, /v1/leaves/B, so a round the
+# colluders' APIs have moved past is still fetched); runs here proved 1 or 2 of 6 rounds.
 pytestmark = pytest.mark.slow
 
 STAKE, SLASH_BPS = 10**19, 1_000  # the devnet's deployment parameters

@@ -26,7 +26,7 @@ from pmoracle.consensus.commitments import RiskArrayTree
 from pmoracle.devnet.cluster import Devnet, DevnetOptions, build_devnet
 from pmoracle.devnet.world import WorldError
 from pmoracle.node.daemon import OFFLINE_W3
-from pmoracle.node.dispute import parse_rows_document
+from pmoracle.node.dispute import leaves_prove_root, parse_leaves_document, parse_rows_document
 
 N_NODES = 4
 ROUND_TIMEOUT = 90.0
@@ -106,6 +106,8 @@ def _metrics(devnet: Devnet, index: int) -> dict[str, float]:
 def test_served_proof_verifies_on_chain_and_gates_a_withdrawal(devnet: Devnet) -> None:
     # Let the network settle on the latest round: no new blocks, so no newer round replaces it meanwhile.
     devnet.run_rounds(1, ROUND_TIMEOUT)
+    if len(devnet.attested) < 2:  # a round before the latest one, for /v1/leaves by block
+        devnet.run_rounds(1, ROUND_TIMEOUT)
     found: dict[str, Any] = {}
 
     def served_by_a_node(d: Devnet) -> bool:
@@ -130,6 +132,8 @@ def test_served_proof_verifies_on_chain_and_gates_a_withdrawal(devnet: Devnet) -
             if answer.get("blockNumber") == latest.block_number:
                 found["served"] = answer
                 found["rows"] = node.get(f"/v1/risk-arrays/{latest.block_number}", 5.0)
+                found["leaves"] = node.get(f"/v1/leaves/{latest.block_number}", 5.0)
+                found["previous"] = [n.get(f"/v1/leaves/{d.attested[-2].block_number}", 5.0) for n in d.nodes]
                 return True
         return False
 
@@ -143,6 +147,13 @@ def test_served_proof_verifies_on_chain_and_gates_a_withdrawal(devnet: Devnet) -
     rows = parse_rows_document(answers["rows"])
     assert answers["rows"]["blockNumber"] == latest.block_number
     assert RiskArrayTree(rows).root == answers["output"].report.risk_arrays_root
+    # and every leaf of the round in one response (what the fraud prover reads): they rebuild the attested root
+    assert answers["leaves"]["blockNumber"] == latest.block_number
+    assert leaves_prove_root(latest.root, parse_leaves_document(answers["leaves"]))
+    # the round before, no longer any node's latest attested one (/v1/margin), is still served by block
+    previous = devnet.attested[-2]
+    served_previous = [b for b in answers["previous"] if b and b.get("blockNumber") == previous.block_number]
+    assert served_previous and all(leaves_prove_root(previous.root, parse_leaves_document(b)) for b in served_previous)
     proof = [bytes.fromhex(p[2:]) for p in served["proof"]]
     deployment = devnet.deployment
     oracle = deployment.contract(OFFLINE_W3, "MarginOracle")

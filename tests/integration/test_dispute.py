@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,26 @@ def test_check_fetches_attested_leaves_from_a_node_api(net: Net, capsys: pytest.
         verdict = json.loads(capsys.readouterr().out)
         assert {d["account"] for d in verdict["differences"]} == {to_checksum_address(a) for a in net.perturbed}
         assert all(d["verified"] for d in verdict["differences"])
-        # a node serving another round than the one asked for is bad input, not a verdict
+        # a node keeping no leaves of the round asked for is bad input naming the node's route, not a verdict
+        assert main([*net.check_args(), "--round", str(net.honest_block), "--node-api", url]) == 2
+        assert f"{url}/v1/leaves/{net.honest_block} serves no leaves of round {net.honest_block}" in (
+            capsys.readouterr().err
+        )
+        # what the route serves, saved, is a leaves file
+        saved = net.tmp / "v1-leaves.json"
+        with urllib.request.urlopen(f"{url}/v1/leaves/{net.wrong_block}") as response:
+            saved.write_bytes(response.read())
+        assert main([*net.check_args(), "--round", str(net.wrong_block), "--leaves", str(saved), "--json"]) == 1
+        assert json.loads(capsys.readouterr().out)["differences"] == verdict["differences"]
+    # a node whose latest attested round is newer still serves this one by block, while it keeps it
+    newer = MerkleTree([dataclasses.replace(leaf, equity=leaf.equity + 1) for leaf in net.wrong_tree.leaves])
+    with serve_node_api(newer, net.wrong_block + 8, older={net.wrong_block: (net.wrong_tree, None)}) as url:
+        assert main([*net.check_args(), "--round", str(net.wrong_block), "--node-api", url, "--json"]) == 1
+        assert json.loads(capsys.readouterr().out)["differences"] == verdict["differences"]
+    # a node of an older release (no /v1/leaves) is asked /v1/margin account by account: only its latest round
+    with serve_node_api(net.wrong_tree, net.wrong_block, leaves_route=False) as url:
+        assert main([*net.check_args(), "--round", str(net.wrong_block), "--node-api", url, "--json"]) == 1
+        assert json.loads(capsys.readouterr().out)["differences"] == verdict["differences"]
         assert main([*net.check_args(), "--round", str(net.honest_block), "--node-api", url]) == 2
         assert f"not round {net.honest_block}" in capsys.readouterr().err
 

@@ -2,7 +2,8 @@
 
 Suites: ``risk`` (risk engine), ``gossip`` (libp2p report exchange), ``gas`` (contract gas table), ``chain``
 (RPC and snapshot cost), ``devnet`` (round latency of a real multi-node devnet), ``policy`` (the adaptive margin
-policy's backtest) and ``stress`` (the liquidation cascade).
+policy's backtest), ``stress`` (the liquidation cascade) and ``leaves`` (fetching a round's attested leaves from a
+node API).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ SUITES: dict[str, tuple[str | None, str]] = {
     "devnet": ("pmoracle.bench.devnet", "devnet round latency, CPU and memory per node for n nodes"),
     "policy": ("pmoracle.bench.policy", "adaptive margin policy backtest on seeded GARCH paths"),
     "stress": ("pmoracle.bench.stress", "liquidation cascade: 100k accounts x 200 scenarios x 10 steps"),
+    "leaves": ("pmoracle.bench.leaves", "fetching a round's attested leaves: /v1/leaves/B against /v1/margin each"),
 }
 
 

@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = check.add_mutually_exclusive_group()
     source.add_argument("--leaves", type=Path, metavar="FILE",
                         help="JSON of the attested leaves (list of /v1/margin objects, proofs optional)")  # fmt: skip
-    source.add_argument("--node-api", metavar="URL", help="fetch the attested leaves from a node's /v1/margin")
+    source.add_argument(
+        "--node-api", metavar="URL", help="fetch the attested leaves from a node's /v1/leaves/B (old nodes: /v1/margin)"
+    )
     check.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
     policy = sub.add_parser(
@@ -95,8 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--leaves", type=Path, metavar="FILE",
                         help="JSON of the attested leaves (with proofs, or the whole set)")  # fmt: skip
     source.add_argument("--node-api", metavar="URL",
-                        help="fetch the attested leaves from a node's /v1/margin and, without --rows, the attested "
-                        "risk-array rows from its /v1/risk-arrays/B")  # fmt: skip
+                        help="fetch the attested leaves from a node's /v1/leaves/B (/v1/margin on older nodes) and, "
+                        "without --rows, the attested risk-array rows from its /v1/risk-arrays/B")  # fmt: skip
     prove.add_argument("--rows", type=Path, metavar="FILE",
                        help="JSON of the attested risk-array rows, all of them (key, base, addon, values)")  # fmt: skip
     prove.add_argument("--key-file", type=Path, metavar="KEYSTORE",
@@ -214,7 +216,7 @@ def _claimed_leaves(args: argparse.Namespace) -> Any:
         url = args.node_api
 
         def claimed(attested: Any, leaves: Any) -> Any:
-            return dispute.fetch_node_leaves(url, [leaf.account for leaf in leaves], attested.block_number)
+            return dispute.fetch_attested_leaves(url, [leaf.account for leaf in leaves], attested.block_number)
 
         return claimed
     return None

@@ -1,5 +1,5 @@
-"""The node's HTTP API: ``/metrics``, ``/health``, ``GET /v1/margin/{account}``, ``/v1/policy/{block}`` and
-``/v1/risk-arrays/{block}``, on h11 over trio sockets.
+"""The node's HTTP API: ``/metrics``, ``/health``, ``GET /v1/margin/{account}``, ``/v1/leaves/{block}``,
+``/v1/policy/{block}`` and ``/v1/risk-arrays/{block}``, on h11 over trio sockets.
 
 Requests are untrusted: each is bounded in size and time, answered with a JSON error when malformed, and no
 request (or provider failure) can stop the server. Routes:
@@ -8,6 +8,9 @@ request (or provider failure) can stop the server. Routes:
 - ``GET /health``: JSON health; 200 when ok, 503 when degraded (load balancers read the status code).
 - ``GET /v1/margin/{account}``: the account's leaf in the latest attested round with its Merkle proof; 404 when
   the account is not in that round or no round is attested yet; 400 for a malformed address.
+- ``GET /v1/leaves/{block|latest}``: every leaf of a kept round (the node's recent rounds and the round it last saw
+  attested), in the tree's order, with the root they rebuild, in one compact response (``RoundLeaves``); 404
+  naming the round when the node does not keep it; 400 for a malformed round.
 - ``GET /v1/policy/{block|latest}``: the adaptive policy's states of a kept round.
 - ``GET /v1/risk-arrays/{block|latest}``: the risk-array rows the node committed to in a kept round (instrument,
   collateral, cover and scenario rows; the format ``dispute prove --rows`` reads); 404 naming the round when the
@@ -146,12 +149,40 @@ class RiskArrays:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class RoundLeaves:
+    """Every leaf of one round's tree as the node computed it (or, for the round it attested, the attested one)."""
+
+    block_number: int  # anchor block of the round
+    accounts_root: bytes  # the root the leaves rebuild
+    leaves: tuple[AccountLeaf, ...]  # in the tree's order (ascending account)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON body: the round, the root, the leaf count, and each leaf as a compact array
+        ``[account (0x-hex, lower case), initialMargin, maintenanceMargin, equity]``, amounts as decimal strings (USD,
+        18 decimals). ``dispute check/prove --leaves`` read it as it is."""
+        return {
+            "blockNumber": self.block_number,
+            "accountsRoot": "0x" + self.accounts_root.hex(),
+            "count": len(self.leaves),
+            "fields": list(LEAF_FIELDS),
+            "leaves": [
+                ["0x" + leaf.account.hex(), str(leaf.initial_margin), str(leaf.maintenance_margin), str(leaf.equity)]
+                for leaf in self.leaves
+            ],
+        }
+
+
+LEAF_FIELDS = ("account", "initialMargin", "maintenanceMargin", "equity")  # a /v1/leaves leaf array, in order
+
 HealthProvider = Callable[[], HealthReport | Awaitable[HealthReport]]
 MarginProvider = Callable[[bytes], MarginProof | Awaitable[MarginProof | None] | None]
 # The adaptive policy's published JSON at an anchor block (None: the latest round), or None when not kept.
 PolicyProvider = Callable[[int | None], dict[str, Any] | None]
 # The risk-array rows of the round at an anchor block (None: the latest kept), or None when not kept.
 RiskArraysProvider = Callable[[int | None], RiskArrays | None]
+# Every leaf of the round at an anchor block (None: the latest kept), or None when not kept.
+LeavesProvider = Callable[[int | None], RoundLeaves | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +193,10 @@ class ApiLimits:
     request_timeout: float = 10.0  # seconds to receive one whole request, and to send its response
     idle_timeout: float = 30.0  # seconds a keep-alive connection may wait for its next request
     max_connections: int = 128  # beyond this, new connections get 503 and are closed
+    # A response gets request_timeout to go out, or longer for a large one: this many bytes per second at least
+    # (a 100k-account /v1/leaves body, 12.8 MB, gets 49 s).
+    min_send_rate: int = 256 * 1024
+    leaves_bodies_cached: int = 2  # encoded /v1/leaves bodies kept (12.8 MB each at 100k accounts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +207,12 @@ class _Response:
     extra_headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
+def _encode_json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
 def _json(status: int, obj: Any) -> _Response:
-    return _Response(status, json.dumps(obj, separators=(",", ":")).encode() + b"\n")
+    return _Response(status, _encode_json(obj))
 
 
 def _error(status: int, message: str) -> _Response:
@@ -195,12 +234,18 @@ class _Router:
         margin: MarginProvider,
         policy: PolicyProvider | None = None,
         risk_arrays: RiskArraysProvider | None = None,
+        leaves: LeavesProvider | None = None,
+        leaves_bodies_cached: int = 2,
     ) -> None:
         self.registry = registry
         self.health = health
         self.margin = margin
         self.policy = policy
         self.risk_arrays = risk_arrays
+        self.leaves = leaves
+        self._leaves_bodies: dict[tuple[int, bytes], bytes] = {}  # (block, root) -> encoded body, oldest first
+        self._leaves_bodies_cached = leaves_bodies_cached
+        self._leaves_encoding = trio.Lock()
 
     async def respond(self, method: bytes, target: bytes) -> _Response:
         if method not in (b"GET", b"HEAD"):
@@ -218,6 +263,8 @@ class _Router:
                 return _round_response(self.policy, path.removeprefix("/v1/policy/"), "policy")
             if path.startswith("/v1/risk-arrays/") and self.risk_arrays is not None:
                 return _round_response(self._risk_arrays_json, path.removeprefix("/v1/risk-arrays/"), "risk arrays")
+            if path.startswith("/v1/leaves/") and self.leaves is not None:
+                return await self._leaves(path.removeprefix("/v1/leaves/"))
         except Exception:
             # A provider bug must cost one request, not the server.
             log.exception("API handler failed", extra={"path": path[:200]})
@@ -227,6 +274,27 @@ class _Router:
     def _risk_arrays_json(self, block: int | None) -> dict[str, Any] | None:
         kept = None if self.risk_arrays is None else self.risk_arrays(block)
         return None if kept is None else kept.to_json()
+
+    async def _leaves(self, block_text: str) -> _Response:
+        """Answer ``/v1/leaves/{block|latest}``: the encoded body is cached per (round, root), and encoded in a
+        worker thread (100k leaves take a while), so neither a large book nor repeated requests hold the node's
+        event loop."""
+        assert self.leaves is not None
+        block = _parse_round(block_text)
+        if isinstance(block, _Response):
+            return block
+        kept: RoundLeaves | None = await _call(self.leaves, block)
+        if kept is None:
+            return _not_kept(block, "leaves")
+        key = (kept.block_number, kept.accounts_root)
+        async with self._leaves_encoding:  # concurrent first requests wait for one encoding
+            body = self._leaves_bodies.get(key)
+            if body is None:
+                body = await trio.to_thread.run_sync(lambda: _encode_json(kept.to_json()))
+                self._leaves_bodies[key] = body
+                while len(self._leaves_bodies) > self._leaves_bodies_cached:
+                    del self._leaves_bodies[next(iter(self._leaves_bodies))]
+        return _Response(200, body)
 
     async def _margin(self, account_text: str) -> _Response:
         if not _is_account_text(account_text):
@@ -239,16 +307,25 @@ class _Router:
         return _json(200, proof.to_json())
 
 
-def _round_response(kept: Callable[[int | None], dict[str, Any] | None], block_text: str, what: str) -> _Response:
-    """Answer a ``/v1/{what}/{block|latest}`` route with the JSON ``kept`` returns for the round (None: not kept)."""
+def _parse_round(block_text: str) -> int | _Response | None:
+    """Return the anchor block a ``/v1/{what}/{block|latest}`` path names (None: latest), or the 400 response."""
     if block_text != "latest" and not (block_text.isascii() and block_text.isdigit() and len(block_text) < 20):
         return _error(400, "malformed round: expected an anchor block number or latest")
-    block = None if block_text == "latest" else int(block_text)
+    return None if block_text == "latest" else int(block_text)
+
+
+def _not_kept(block: int | None, what: str) -> _Response:
+    which = "the latest round" if block is None else f"round {block}"
+    return _error(404, f"no {what} kept for {which} (not computed, or too old)")
+
+
+def _round_response(kept: Callable[[int | None], dict[str, Any] | None], block_text: str, what: str) -> _Response:
+    """Answer a ``/v1/{what}/{block|latest}`` route with the JSON ``kept`` returns for the round (None: not kept)."""
+    block = _parse_round(block_text)
+    if isinstance(block, _Response):
+        return block
     body = kept(block)
-    if body is None:
-        which = "the latest round" if block is None else f"round {block}"
-        return _error(404, f"no {what} kept for {which} (not computed, or too old)")
-    return _json(200, body)
+    return _not_kept(block, what) if body is None else _json(200, body)
 
 
 def _is_account_text(text: str) -> bool:
@@ -342,7 +419,8 @@ async def _serve_connection(stream: trio.SocketStream, router: _Router, limits: 
             return  # after a framing error the stream position is unknown: close
         request, _ = outcome
         response = await router.respond(request.method, request.target)
-        with trio.move_on_after(limits.request_timeout) as send_scope:
+        send_timeout = max(limits.request_timeout, len(response.body) / limits.min_send_rate)
+        with trio.move_on_after(send_timeout) as send_scope:
             await _send_response(stream, conn, response, head=request.method == b"HEAD")
         if send_scope.cancelled_caught or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
             return
@@ -358,6 +436,7 @@ async def run_api(
     margin: MarginProvider,
     policy: PolicyProvider | None = None,
     risk_arrays: RiskArraysProvider | None = None,
+    leaves: LeavesProvider | None = None,
     limits: ApiLimits = ApiLimits(),
     task_status: TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -373,6 +452,8 @@ async def run_api(
             or None when not kept; without it the route answers 404.
         risk_arrays: returns the :class:`RiskArrays` of a round (None: the latest kept) for
             /v1/risk-arrays/{block|latest}, or None when not kept; without it the route answers 404.
+        leaves: returns the :class:`RoundLeaves` of a round (None: the latest kept) for /v1/leaves/{block|latest},
+            or None when not kept; without it the route answers 404 (``not found``, as any unknown path).
         limits: request size, timeouts and connection bounds.
         task_status: receives the bound port once the server accepts connections.
 
@@ -380,7 +461,7 @@ async def run_api(
         OSError when the address cannot be bound (reported before ``task_status.started``).
     """
     registry = metrics.registry if isinstance(metrics, NodeMetrics) else metrics
-    router = _Router(registry, health, margin, policy, risk_arrays)
+    router = _Router(registry, health, margin, policy, risk_arrays, leaves, limits.leaves_bodies_cached)
     listeners = await trio.open_tcp_listeners(port, host=host)
     if port == 0 and len(listeners) > 1:
         # With port 0 each resolved address would get its own random port; serve the first only.

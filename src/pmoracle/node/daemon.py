@@ -47,7 +47,7 @@ from pmoracle.consensus.report import Domain
 from pmoracle.errors import PmoracleError
 from pmoracle.keeper.decision import AuctionParams
 from pmoracle.node.abc import ChainPort, PeerDiscovery, ReleaseNow, RoundComputer, SignatureRelease
-from pmoracle.node.api import HealthReport, MarginProof, RiskArrays, assess_health, run_api
+from pmoracle.node.api import HealthReport, MarginProof, RiskArrays, RoundLeaves, assess_health, run_api
 from pmoracle.node.chain_port import OFFLINE_W3 as OFFLINE_W3  # re-exported: the devnet tools encode with it
 from pmoracle.node.chain_port import OracleChainPort
 from pmoracle.node.datadir import (
@@ -260,7 +260,7 @@ class SolverNode:
         self.transmitter_address: str = Account.from_key(self.identity.transmitter_key).address
         self.transmitter_balance: int | None = None  # wei, at the last check (None before the first)
         self.insurance_fund_balance = 0  # USD WAD, at the last check (the standard stress weighs its shortfall)
-        self.outputs: dict[int, RoundOutput] = {}  # anchor block -> computed round (serves /v1/margin, /v1/risk-arrays)
+        self.outputs: dict[int, RoundOutput] = {}  # anchor block -> computed round (serves /v1/leaves, /v1/risk-arrays)
         self.attested_tree: MerkleTree | None = None
         self._attested_tree_block: int | None = None
         self._rejections_seen: Counter[str] = Counter()
@@ -460,6 +460,17 @@ class SolverNode:
             return None
         return MarginProof(leaf, self._attested_tree_block, tree.root, tuple(tree.proof(account)))
 
+    def round_leaves(self, block: int | None) -> RoundLeaves | None:
+        """Return every leaf of a kept round (None: the latest computed) for /v1/leaves: the node's own tree of any of
+        its last ``TREES_KEPT`` computed rounds, or the attested tree of the round it last saw attested."""
+        if block is None:
+            block = max(self.outputs) if self.outputs else self._attested_tree_block
+        if block is None:
+            return None
+        output = self.outputs.get(block)
+        tree = output.tree if output is not None else self.attested_tree if block == self._attested_tree_block else None
+        return None if tree is None else RoundLeaves(block, tree.root, tuple(tree.leaves))
+
     def policy_json(self, block: int | None) -> dict[str, Any] | None:
         """Return the adaptive policy of a kept round (None: the latest) as the node publishes it, for /v1/policy."""
         kept = [b for b, output in self.outputs.items() if output.policy is not None]
@@ -508,7 +519,7 @@ class SolverNode:
                     lambda task_status: run_api(
                         self.config.api.host, self.config.api.port, metrics=self.metrics, health=self.health,
                         margin=self.margin, policy=self.policy_json, risk_arrays=self.risk_arrays,
-                        task_status=task_status,
+                        leaves=self.round_leaves, task_status=task_status,
                     )
                 )  # fmt: skip
                 write_api_port(self.config.node.data_dir, port)  # tools find an api.port = 0 node here

@@ -54,6 +54,7 @@ from pmoracle.consensus.report import Domain, Report, compute_report_digest
 from pmoracle.errors import InputError, PmoracleError
 from pmoracle.files import read_json
 from pmoracle.node.abc import AttestedRound
+from pmoracle.node.api import LEAF_FIELDS
 from pmoracle.node.chain_port import OFFLINE_W3
 from pmoracle.node.daemon import read_committee
 from pmoracle.node.datadir import archive_db_path
@@ -190,11 +191,16 @@ def _bytes_field(value: Any, field: str, size: int) -> bytes:
 
 
 def parse_claimed_leaf(obj: Any, where: str) -> ClaimedLeaf:
-    """Return the claimed leaf of one JSON object in the node API's ``/v1/margin`` form (``proof`` optional).
+    """Return the claimed leaf of one JSON object in the node API's ``/v1/margin`` form (``proof`` optional), or of
+    one ``/v1/leaves`` leaf array ``[account, initialMargin, maintenanceMargin, equity]`` (no proof).
 
     Errors:
         InputError naming the field (``where.field``) that is missing or malformed.
     """
+    if isinstance(obj, list):
+        if len(obj) != len(LEAF_FIELDS):
+            raise InputError(where, f"expected [{', '.join(LEAF_FIELDS)}], got {len(obj)} items")
+        obj = dict(zip(LEAF_FIELDS, obj, strict=True))
     if not isinstance(obj, dict):
         raise InputError(where, f"expected an object, got {type(obj).__name__}")
     if "account" not in obj:
@@ -225,7 +231,8 @@ def _document_list(obj: Any, name: str) -> list[Any]:
 
 
 def parse_leaves_document(obj: Any) -> list[ClaimedLeaf]:
-    """Return the claimed leaves of a leaves file: a list of leaf objects, or ``{"leaves": [...]}``.
+    """Return the claimed leaves of a leaves file: a list of leaf objects (or ``/v1/leaves`` leaf arrays), or
+    ``{"leaves": [...]}`` (what a node's ``/v1/leaves/B`` serves).
 
     Errors:
         InputError naming the malformed field.
@@ -302,13 +309,26 @@ def _get_node_json(url: str, timeout: float) -> Any:
     Errors:
         DisputeError naming the URL when it cannot be reached, answers another error status, or is not JSON.
     """
+    status, body = _request_node_json(url, timeout)
+    return None if status == 404 else body
+
+
+def _request_node_json(url: str, timeout: float) -> tuple[int, Any]:
+    """Return (200, the JSON a node API serves at ``url``) or (404, its JSON error body, None when not JSON).
+
+    Errors:
+        DisputeError naming the URL when it cannot be reached, answers another error status, or is not JSON.
+    """
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return json.loads(response.read())
+            return 200, json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise DisputeError(f"node API {url}: HTTP {exc.code}") from None
+        if exc.code != 404:
+            raise DisputeError(f"node API {url}: HTTP {exc.code}") from None
+        try:
+            return 404, json.loads(exc.read())
+        except (OSError, ValueError):
+            return 404, None
     except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
         raise DisputeError(f"node API {url}: {exc}") from None
 
@@ -332,6 +352,54 @@ def fetch_node_rows(api_url: str, block_number: int, *, timeout: float = 30.0) -
         return ClaimedRows(tuple(parse_rows_document(body)), f"node API {url}")
     except InputError as exc:
         raise DisputeError(f"node API {url}: {exc}") from None
+
+
+def fetch_round_leaves(api_url: str, block_number: int, *, timeout: float = 30.0) -> list[ClaimedLeaf] | None:
+    """Return every leaf a node's ``GET /v1/leaves/{block}`` serves for round ``block_number``, in one request
+    (without proofs: the whole set proves itself by rebuilding the root), or None when the node has no such route
+    (a node of an older release: its 404 is the plain ``not found`` of an unknown path).
+
+    Errors:
+        DisputeError naming the URL when the node cannot be reached, does not keep the round (its 404 names it),
+        answers for another round, or serves leaves that are malformed.
+    """
+    url = f"{api_url.rstrip('/')}/v1/leaves/{block_number}"
+    status, body = _request_node_json(url, timeout)
+    if status == 404:
+        error = body.get("error") if isinstance(body, dict) else None
+        if error == "not found":
+            return None
+        raise DisputeError(f"node API {url} serves no leaves of round {block_number}: {error or 'HTTP 404'}")
+    if not isinstance(body, dict) or body.get("blockNumber") != block_number:
+        got = body.get("blockNumber") if isinstance(body, dict) else body
+        raise DisputeError(f"node API {url} serves round {got!r}, not round {block_number}")
+    try:
+        return parse_leaves_document(body)
+    except InputError as exc:
+        raise DisputeError(f"node API {url}: {exc}") from None
+
+
+def fetch_attested_leaves(
+    api_url: str, accounts: Sequence[bytes], block_number: int, *, timeout: float = 30.0
+) -> list[ClaimedLeaf]:
+    """Return the leaves a node serves for round ``block_number``: all of them from ``/v1/leaves/{block}`` in one
+    request, or, from a node without that route, ``accounts``' from ``/v1/margin`` (``fetch_node_leaves``: one
+    request each, only while the round is the node's latest attested one).
+
+    Errors:
+        DisputeError as ``fetch_round_leaves`` and ``fetch_node_leaves``.
+    """
+    whole = fetch_round_leaves(api_url, block_number, timeout=timeout)
+    return fetch_node_leaves(api_url, accounts, block_number, timeout=timeout) if whole is None else whole
+
+
+def leaves_prove_root(root: bytes, claimed: Sequence[ClaimedLeaf]) -> bool:
+    """Check if every claimed leaf is proven against ``root``: by its own proof, or (the leaves without one, only
+    when none has one) together, by rebuilding ``root`` as the whole set."""
+    without = [c.leaf for c in claimed if c.proof is None]
+    if without and (len(without) != len(claimed) or compute_root(without) != root):
+        return False
+    return all(c.proof is None or verify_proof(root, c.leaf, c.proof) for c in claimed)
 
 
 def fetch_node_leaves(

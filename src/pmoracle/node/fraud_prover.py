@@ -5,8 +5,9 @@ When a round is attested on chain whose report digest differs from the one this 
 prove it, as ``pmoracle dispute prove`` does:
 
 1. the attested leaves and risk-array rows come from the committee members' APIs the operator listed in
-   ``dispute.peer_apis`` (the chain holds only roots); the first source whose leaves all verify against the attested
-   accounts root, and whose rows rebuild the attested risk-array root when this node's own rows do not, is used;
+   ``dispute.peer_apis`` (the chain holds only roots; the whole round in one request, ``/v1/leaves/B``); the first
+   source whose leaves rebuild the attested accounts root, and whose rows rebuild the attested risk-array root when
+   this node's own rows do not, is used;
 2. ``find_fraud_proof`` recomputes the round from the chain and finds an aggregation proof, else a pricing challenge;
 3. the node's transmitter posts it (``submit_fraud_proof`` / ``submit_pricing_challenge``).
 
@@ -31,7 +32,7 @@ from pmoracle.chain.errors import ContractError
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.consensus.commitments import RiskArrayTree
 from pmoracle.consensus.fraud_watch import AttestedDigest, FraudWatchState, ProofDecision, on_attested_round
-from pmoracle.consensus.merkle import AccountLeaf, verify_proof
+from pmoracle.consensus.merkle import AccountLeaf
 from pmoracle.consensus.report import Domain, Report, compute_report_digest
 from pmoracle.errors import PmoracleError
 from pmoracle.node.abc import AttestedRound
@@ -40,9 +41,10 @@ from pmoracle.node.dispute import (
     ClaimedRows,
     DisputeError,
     SlashOutcome,
-    fetch_node_leaves,
+    fetch_attested_leaves,
     fetch_node_rows,
     find_fraud_proof,
+    leaves_prove_root,
     read_attested_report,
     submit_fraud_proof,
     submit_pricing_challenge,
@@ -86,16 +88,19 @@ def select_source(
     *,
     timeout: float = PEER_TIMEOUT,
 ) -> AttestedSource | None:
-    """Return the first of ``peer_apis`` that serves round ``attested``'s leaves, each proven against its accounts
-    root, and (with ``rows_needed``) rows that rebuild the report's risk-array root; None when none does.
+    """Return the first of ``peer_apis`` that serves round ``attested``'s leaves, proven against its accounts root,
+    and (with ``rows_needed``) rows that rebuild the report's risk-array root; None when none does.
 
-    A peer that cannot be reached, serves another round, or serves a tree that is not the attested one is skipped
-    with a log line (an honest peer serves its own tree, which is not the lying one).
+    The leaves come in one request per peer, the whole round by block (``/v1/leaves/B``: any round the peer still
+    keeps, not only its latest attested one), and must rebuild the accounts root; a peer without that route is
+    asked ``/v1/margin`` for each of ``accounts`` (each leaf's proof must verify). A peer that cannot be reached,
+    keeps no such round, serves another round, or serves a tree that is not the attested one is skipped with a log
+    line (an honest peer serves its own tree, which is not the lying one).
     """
     block = attested.block_number
     for url in peer_apis:
         try:
-            leaves = fetch_node_leaves(url, accounts, block, timeout=timeout)
+            leaves = fetch_attested_leaves(url, accounts, block, timeout=timeout)
             rows = fetch_node_rows(url, block, timeout=timeout) if rows_needed else None
         except DisputeError as exc:
             log.info("round %d: peer API %s skipped: %s", block, url, exc)
@@ -103,7 +108,7 @@ def select_source(
         if not leaves:
             log.info("round %d: peer API %s serves no leaf of the round", block, url)
             continue
-        if not all(c.proof is not None and verify_proof(attested.accounts_root, c.leaf, c.proof) for c in leaves):
+        if not leaves_prove_root(attested.accounts_root, leaves):
             log.info("round %d: peer API %s serves leaves that are not the attested tree", block, url)
             continue
         if rows_needed and (rows is None or RiskArrayTree(rows.rows).root != report.risk_arrays_root):

@@ -21,6 +21,7 @@ from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.consensus.report import Report
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.node.abc import AttestedRound
+from pmoracle.node.daemon import OFFLINE_W3
 from pmoracle.node.dispute import read_attested_round
 from pmoracle.node.fraud_prover import QUEUE_SIZE, FraudProver
 from pmoracle.node.metrics import FRAUD_PROOF_RESULTS, create_node_metrics
@@ -33,6 +34,7 @@ from tests.integration.chain.fraud_support import (
     attest,
     deploy_seeded,
     recompute,
+    revert_of,
     shift_most_held_option,
     stake_of,
 )
@@ -51,10 +53,11 @@ class WrongRound:
     attested: AttestedRound
 
 
-def attest_a_wrong_round(anvil: Devchain, seed: int) -> WrongRound:
-    """Deploy a committee of its own, then have the colluders attest the next round with the MM of the account
-    holding the most positions halved (the risk arrays are the true ones: an aggregation proof exists)."""
-    seeded = deploy_seeded(anvil, seed)
+def attest_a_wrong_round(anvil: Devchain, seed: int, seeded: Seeded | None = None) -> WrongRound:
+    """Deploy a committee of its own (unless ``seeded`` is given), then have the colluders attest the next round
+    with the MM of the account holding the most positions halved (the risk arrays are the true ones: an aggregation
+    proof exists)."""
+    seeded = seeded or deploy_seeded(anvil, seed)
     anvil.rpc("evm_mine")
     snapshot = read_snapshot(seeded.client, seeded.deployment, seeded.client.block_number() - 1)
     truth = compute_round(snapshot, seeded.params, seeded.committee)
@@ -132,6 +135,29 @@ def test_the_honest_node_proves_the_wrong_round_and_the_colluders_are_slashed(an
         run_prover(again, [(wrong.attested, truth.report, ProofDecision.PROVE)])
     assert results(again)["refused"] == 1.0
     assert [stake_of(seeded, i) for i in range(4)] == after
+
+
+def test_a_round_followed_by_a_newer_attestation_is_still_proven(anvil: Devchain) -> None:
+    # the collusion run's first-round failure: two wrong rounds are attested before the prover asks for the first;
+    # the colluder's /v1/margin now serves only the second, its /v1/leaves/B still serves the first
+    first = attest_a_wrong_round(anvil, seed=37)
+    seeded = first.seeded
+    anvil.rpc("anvil_mine", hex(seeded.committee.round_period))
+    second = attest_a_wrong_round(anvil, seed=37, seeded=seeded)
+    assert second.attested.block_number > first.attested.block_number
+    before = [stake_of(seeded, i) for i in range(4)]
+    kept = {first.attested.block_number: (first.lie_tree, first.truth.risk_tree)}
+    with serve_node_api(second.lie_tree, second.attested.block_number, second.truth.risk_tree,
+                        older=kept) as colluder_url:  # fmt: skip
+        prover = create_prover(seeded, (colluder_url,))
+        run_prover(prover, [(first.attested, first.truth.report, ProofDecision.PROVE)])
+    assert results(prover) == {"proven": 1.0, "refused": 0.0, "unprovable": 0.0, "error": 0.0}
+    oracle = seeded.deployment.contract(OFFLINE_W3, "MarginOracle")
+    digests = oracle.functions.roundDigests(first.attested.block_number)  # the first round is the invalidated one
+    assert revert_of(seeded.client, digests) == ("RoundProvenFraudulent", (first.attested.block_number,))
+    seeded.client.call(oracle.functions.roundDigests(second.attested.block_number))  # the second is not (yet)
+    after = [stake_of(seeded, i) for i in range(4)]
+    assert after[HONEST] == before[HONEST] and all(after[i] < before[i] for i in COLLUDERS)
 
 
 def test_wrong_rows_are_proven_by_a_pricing_challenge_from_the_attested_rows(

@@ -16,8 +16,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pmoracle.consensus.commitments import COVER_KEY, RiskArrayTree, RiskRow, scenario_key
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, verify_proof
-from pmoracle.node.api import ApiLimits, HealthReport, MarginProof, RiskArrays, assess_health, run_api
-from pmoracle.node.dispute import parse_rows_document
+from pmoracle.node.api import (
+    ApiLimits,
+    HealthReport,
+    MarginProof,
+    RiskArrays,
+    RoundLeaves,
+    assess_health,
+    run_api,
+)
+from pmoracle.node.dispute import leaves_prove_root, parse_leaves_document, parse_rows_document
 from pmoracle.node.metrics import NodeMetrics, create_node_metrics
 
 LEAVES = [
@@ -39,6 +47,7 @@ class NodeState:
     fail: bool = False
     head: int = 125
     peers: int = 3
+    tree: MerkleTree = TREE  # the round's tree /v1/leaves serves
 
     def health(self) -> HealthReport:
         if self.fail:
@@ -54,6 +63,12 @@ class NodeState:
         if block not in (None, ANCHOR_BLOCK):
             return None
         return RiskArrays(ANCHOR_BLOCK, RISK_TREE.root, tuple(RISK_TREE.rows))
+
+    async def leaves(self, block: int | None) -> RoundLeaves | None:
+        await trio.sleep(0)  # async providers are awaited
+        if block not in (None, ANCHOR_BLOCK):
+            return None
+        return RoundLeaves(ANCHOR_BLOCK, self.tree.root, tuple(self.tree.leaves))
 
     async def margin(self, account: bytes) -> MarginProof | None:
         await trio.sleep(0)  # async providers are awaited
@@ -80,6 +95,7 @@ async def start(nursery: trio.Nursery, limits: ApiLimits | None = None) -> Serve
             margin=state.margin,
             policy=state.policy,
             risk_arrays=state.risk_arrays,
+            leaves=state.leaves,
             limits=limits or ApiLimits(),
             task_status=task_status,
         )
@@ -282,6 +298,8 @@ async def test_policy_route_is_absent_without_a_provider() -> None:
         )
         assert (await get_json(port, "/v1/policy/latest"))[0] == 404
         assert (await get_json(port, "/v1/risk-arrays/latest"))[0] == 404
+        # a node without the leaves route answers as for any unknown path: what a prover's fallback looks for
+        assert await get_json(port, f"/v1/leaves/{ANCHOR_BLOCK}") == (404, {"error": "not found"})
         nursery.cancel_scope.cancel()
 
 
@@ -292,13 +310,44 @@ async def test_risk_arrays_of_a_kept_round_rebuild_its_root(server: Server) -> N
         assert body["riskArraysRoot"] == "0x" + RISK_TREE.root.hex()
         rows = parse_rows_document(body)  # exactly what `dispute prove --rows` reads
         assert rows == RISK_TREE.rows and RiskArrayTree(rows).root == RISK_TREE.root
-    status, body = await get_json(server.port, "/v1/risk-arrays/7")
-    assert status == 404 and "no risk arrays kept for round 7" in body["error"]
+    await check_round_route_errors(server, "risk-arrays", "risk arrays")
+
+
+async def check_round_route_errors(server: Server, route: str, what: str) -> None:
+    """A ``/v1/{route}/{block|latest}`` route: 404 naming a round not kept, 400 for a malformed one, HEAD sizes."""
+    status, body = await get_json(server.port, f"/v1/{route}/7")
+    assert status == 404 and body["error"] == f"no {what} kept for round 7 (not computed, or too old)"
     for bad in ("abc", "-1", "1" * 30, "", "0x10"):
-        status, body = await get_json(server.port, f"/v1/risk-arrays/{bad}")
+        status, body = await get_json(server.port, f"/v1/{route}/{bad}")
         assert status == 400 and "malformed round" in body["error"], bad
-    status, headers, body = await get(server.port, f"/v1/risk-arrays/{ANCHOR_BLOCK}", method="HEAD")
-    assert status == 200 and body == b"" and int(headers["content-length"]) > 0
+    status, headers, raw = await get(server.port, f"/v1/{route}/{ANCHOR_BLOCK}", method="HEAD")
+    assert status == 200 and raw == b"" and int(headers["content-length"]) > 0
+
+
+async def test_leaves_of_a_kept_round_rebuild_its_root_in_one_response(server: Server) -> None:
+    for which in ("latest", str(ANCHOR_BLOCK)):
+        status, headers, raw = await get(server.port, f"/v1/leaves/{which}")
+        assert status == 200 and headers["content-type"] == "application/json"
+        assert b" " not in raw  # compact
+        body = json.loads(raw)
+        assert body["blockNumber"] == ANCHOR_BLOCK and body["count"] == len(LEAVES)
+        assert body["accountsRoot"] == "0x" + TREE.root.hex()
+        assert body["fields"] == ["account", "initialMargin", "maintenanceMargin", "equity"]
+        claimed = parse_leaves_document(body)  # exactly what `dispute prove --leaves` reads
+        assert [c.leaf for c in claimed] == TREE.leaves  # in the tree's order
+        assert all(c.proof is None for c in claimed) and leaves_prove_root(TREE.root, claimed)
+    await check_round_route_errors(server, "leaves", "leaves")
+
+
+async def test_leaves_of_a_round_recomputed_with_another_tree_are_not_served_from_the_cache(server: Server) -> None:
+    # the encoded body is kept per (round, root): the same block with another tree (a reorged B) is encoded anew
+    first = (await get_json(server.port, f"/v1/leaves/{ANCHOR_BLOCK}"))[1]
+    other = MerkleTree([dataclass_replace(leaf, equity=leaf.equity + 1) for leaf in LEAVES])
+    server.state.tree = other
+    status, body = await get_json(server.port, f"/v1/leaves/{ANCHOR_BLOCK}")
+    assert status == 200 and body["accountsRoot"] == "0x" + other.root.hex() != first["accountsRoot"]
+    assert leaves_prove_root(other.root, parse_leaves_document(body))
+    assert not leaves_prove_root(TREE.root, parse_leaves_document(body))
 
 
 def test_policy_gauges() -> None:

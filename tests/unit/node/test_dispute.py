@@ -14,12 +14,13 @@ from pmoracle.consensus.evidence import Deviation, Equivocation
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import compute_report_digest, sign_report
 from pmoracle.errors import InputError
-from pmoracle.node.api import RiskArrays, row_to_json
+from pmoracle.node.api import RiskArrays, RoundLeaves, row_to_json
 from pmoracle.node.dispute import (
     ClaimedLeaf,
     compare_leaves,
     evidence_file_name,
     find_evidence,
+    leaves_prove_root,
     open_archive,
     parse_leaves_document,
     parse_rows_document,
@@ -98,10 +99,44 @@ def test_leaves_documents_name_the_bad_field() -> None:
         ([{**leaf, "proof": ["0x00"]}], "leaves[0].proof[0]"),
         ([{**leaf, "proof": "0x"}], "leaves[0].proof"),
     ]
+    check_leaves_errors(cases)
+
+
+def test_leaf_arrays_of_the_leaves_route_parse_and_name_the_bad_field() -> None:
+    tree = tree_of(5)
+    body = json.loads(json.dumps(RoundLeaves(40, tree.root, tuple(tree.leaves)).to_json()))
+    assert [c.leaf for c in parse_leaves_document(body)] == tree.leaves
+    row = ["0x" + "11" * 20, "1", 2, "-3"]
+    assert parse_leaves_document([row]) == parse_leaves_document([dict(zip(body["fields"], row, strict=True))])
+    cases = [
+        ([row[:3]], "leaves[0]"),
+        ([[*row, "4"]], "leaves[0]"),
+        ([["0x12", *row[1:]]], "leaves[0].account"),
+        ([[*row[:3], 1.5]], "leaves[0].equity"),
+        ([row, row], "leaves[1].account"),
+    ]
+    check_leaves_errors(cases)
+
+
+def check_leaves_errors(cases: list[tuple[object, str]]) -> None:
+    """Each leaves document is refused naming its field."""
     for document, field in cases:
         with pytest.raises(InputError) as info:
             parse_leaves_document(document)
         assert info.value.field == field, (document, info.value)
+
+
+def test_leaves_prove_the_root_by_their_proofs_or_as_the_whole_set() -> None:
+    tree = tree_of(7)
+    assert leaves_prove_root(tree.root, claimed_of(tree, proofs=True))
+    assert leaves_prove_root(tree.root, claimed_of(tree, proofs=False))
+    assert leaves_prove_root(tree.root, claimed_of(tree, proofs=True)[2:4])  # each by its proof
+    assert not leaves_prove_root(tree.root, claimed_of(tree, proofs=False)[1:])  # not the whole set
+    forged = [ClaimedLeaf(dataclasses.replace(tree.leaves[0], equity=0), None), *claimed_of(tree, proofs=False)[1:]]
+    assert not leaves_prove_root(tree.root, forged)
+    # a proof-less leaf beside proven ones is not proven by them
+    mixed = [*claimed_of(tree, proofs=True)[1:], ClaimedLeaf(dataclasses.replace(tree.leaves[0], equity=0), None)]
+    assert not leaves_prove_root(tree.root, mixed)
 
 
 def test_rows_documents_round_trip_and_name_the_bad_field() -> None:
