@@ -16,8 +16,9 @@ import pytest
 from tests.e2e.devnet_run import run_devnet_summary
 
 # In `make test-long`, not CI's `make test`: whether a wrong round is provable depends on timing (the prover must
-# fetch the colluders' leaves before their API moves to the next round, and the understated account must not trade
-# since B); three runs here proved 1 of 6 rounds each.
+# fetch the colluders' leaves before their API moves to the next round); before the ledger's holdings history (the
+# understated account also had to be unchanged since B) three runs proved 1 of 6 rounds each, with it one run proved
+# 3 of 6 (docs/dispute.md).
 pytestmark = pytest.mark.slow
 
 STAKE, SLASH_BPS = 10**19, 1_000  # the devnet's deployment parameters
@@ -26,7 +27,7 @@ COLLUDERS, HONEST = ("0", "1", "2"), "3"
 
 @pytest.fixture(scope="module")
 def summary() -> dict[str, Any]:
-    # exit 1: a wrong round the prover could not prove (the understated account traded since B) stays unverified
+    # exit 1: a wrong round the prover could not prove (its tree no longer served by the colluders) stays unverified
     return run_devnet_summary(
         ["--nodes", "4", "--accounts", "60", "--faulty", "0,1,2:collude", "--rounds", "6"],
         timeout=280, name="collusion", returncodes=(0, 1),

@@ -756,8 +756,8 @@ def submit_fraud_proof(
     """Post ``proof`` to ``MarginOracle.proveFraud``: the round is invalidated; return the slash of each signer.
 
     Errors:
-        ContractError with the contract's reason when it refuses (NotFraudulent, InvalidRowProof, RowNotHeld, IncompleteHoldings, ReportMismatch, RoundProvenFraudulent, ...); ChainError on
-        RPC or transaction failures.
+        ContractError with the contract's reason when it refuses (NotFraudulent, InvalidRowProof, RowNotHeld,
+        IncompleteHoldings, ReportMismatch, RoundProvenFraudulent, ...); ChainError on RPC or transaction failures.
     """
     receipt = transmitter.transact_call(prove_fraud_call(deployment, report, proof))
     return decode_slashed_events(receipt, deployment.contracts["SolverRegistry"])
