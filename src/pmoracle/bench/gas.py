@@ -10,6 +10,9 @@
 - ``verifyMargin`` with proofs from a real 1,000-account tree and from a 2^20-leaf (1,048,576-account) tree of
   which only the proven path is computed (a proof depends only on the path), via eth_estimateGas;
 - ``slashEquivocation`` and ``slashDeviation``;
+- the ledger's state changes (``ledger``, ``LEDGER_CASES``): WETH deposits, ``matchOrders`` opening, growing,
+  shrinking and closing positions, a WETH withdrawal, a settlement, each in its own block (so every holding it changes
+  takes a new checkpoint of the holdings history: the worst case per call);
 - ``proveFraud`` (``fraud_proof``) and ``challengePricing`` (``pricing_challenge``: a BTC call's committed row and
   scenario row from a real engine round, one entry 100 quanta off, in a tree of ``FRAUD_TREE_ROWS`` rows);
 - ``Liquidator.startAuction`` and ``bid`` on an account holding ``LIQUIDATION_POSITIONS`` positions (one perpetual,
