@@ -8,6 +8,7 @@ import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IER
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 import {MarketFeeds} from "./MarketFeeds.sol";
 import {AttestedMargin, IMarginOracle} from "./PmoracleTypes.sol";
 
@@ -25,6 +26,7 @@ import {AttestedMargin, IMarginOracle} from "./PmoracleTypes.sol";
 ///      collateral price since R. What is left of the attested equity must stay >= the attested initial margin.
 contract MarginAccounts is AccessControl, ReentrancyGuard {
     using SafeERC20 for IERC20;
+    using Checkpoints for Checkpoints.Trace208;
 
     /// @notice Role of the Exchange contract: applies trades whose orders it verified.
     bytes32 public constant EXCHANGE_ROLE = keccak256("EXCHANGE_ROLE");
@@ -165,6 +167,13 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     mapping(address account => mapping(address token => PendingWithdrawals)) internal _pending;
     /// @notice The round block at which an account was last flagged liquidatable (0 if not flagged).
     mapping(address account => uint64) public liquidatableAt;
+    /// @dev The holdings' history a fraud proof reads at a round's block (`positionAt`, `balanceAt`,
+    ///      `openPositionCountAt`): one checkpoint per block in which the holding changed, keyed by block number, the
+    ///      value at the end of that block (a later change in the same block overwrites it). A position's int128 size
+    ///      is stored as its 128-bit two's complement.
+    mapping(address account => mapping(uint32 instrumentId => Checkpoints.Trace208)) internal _sizeHistory;
+    mapping(address account => mapping(address token => Checkpoints.Trace208)) internal _balanceHistory;
+    mapping(address account => Checkpoints.Trace208) internal _countHistory;
 
     /// @notice The oracle was set.
     event OracleSet(address oracle);
@@ -432,7 +441,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         } else {
             if (!isCollateral[token]) revert UnsupportedCollateral(token);
             balance = balanceOf[msg.sender][token] + amount;
-            balanceOf[msg.sender][token] = balance;
+            _setBalance(msg.sender, token, balance);
         }
         emit Deposited(msg.sender, token, amount, balance);
         IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
@@ -459,7 +468,7 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         } else {
             uint256 balance = balanceOf[msg.sender][token];
             if (balance < amount) revert InsufficientBalance(msg.sender, token, balance, amount);
-            balanceOf[msg.sender][token] = balance - amount;
+            _setBalance(msg.sender, token, balance - amount);
         }
         uint64 roundBlock = oracle.verifyMargin(msg.sender, m.initialMargin, m.maintenanceMargin, m.equity, proof);
         int256 initialMargin = SafeCast.toInt256(m.initialMargin);
@@ -560,8 +569,8 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
             uint256 balance = balanceOf[from][token];
             uint256 amount = balance * fraction / WAD;
             if (amount == 0) continue;
-            balanceOf[from][token] = balance - amount;
-            balanceOf[to][token] += amount;
+            _setBalance(from, token, balance - amount);
+            _setBalance(to, token, balanceOf[to][token] + amount);
         }
         cash = cashOf[from] * int256(fraction) / int256(WAD);
         cashOf[from] -= cash;
@@ -641,6 +650,30 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     /// @param instrumentId The instrument.
     function positionOf(address account, uint32 instrumentId) external view returns (int128) {
         return _positions[account][instrumentId].size;
+    }
+
+    /// @notice Return an account's position in an instrument at the end of block `blockNumber` (the state a round
+    ///         anchored at B reads at B; for the current block, the value so far).
+    /// @param account The account.
+    /// @param instrumentId The instrument.
+    /// @param blockNumber The block.
+    function positionAt(address account, uint32 instrumentId, uint64 blockNumber) external view returns (int128) {
+        return int128(uint128(_at(_sizeHistory[account][instrumentId], blockNumber)));
+    }
+
+    /// @notice Return an account's balance of a collateral token (token units) at the end of block `blockNumber`.
+    /// @param account The account.
+    /// @param token The token.
+    /// @param blockNumber The block.
+    function balanceAt(address account, address token, uint64 blockNumber) external view returns (uint256) {
+        return _at(_balanceHistory[account][token], blockNumber);
+    }
+
+    /// @notice Return the number of an account's open positions at the end of block `blockNumber`.
+    /// @param account The account.
+    /// @param blockNumber The block.
+    function openPositionCountAt(address account, uint64 blockNumber) external view returns (uint256) {
+        return _at(_countHistory[account], blockNumber);
     }
 
     /// @notice Return an account's position with its cost basis and the funding it owes now (USD WAD, > 0: owes).
@@ -811,10 +844,12 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         }
         p.size = position;
         p.cost = SafeCast.toInt128(newCost);
+        _recordSize(account, instrumentId, position);
         if (before == 0) {
             uint32[] storage held = _held[account];
             if (held.length >= MAX_HELD_INSTRUMENTS) revert TooManyInstruments(account, held.length);
             held.push(instrumentId);
+            _recordCount(account, held.length);
             if (kind == 0) p.fundingIndex = _funding[instrumentId].cumulative;
         }
     }
@@ -834,7 +869,9 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         if (moved == size) {
             _close(from, id);
         } else {
-            (p.size, p.cost) = (SafeCast.toInt128(size - moved), SafeCast.toInt128(cost - movedCost));
+            int128 left = SafeCast.toInt128(size - moved);
+            (p.size, p.cost) = (left, SafeCast.toInt128(cost - movedCost));
+            _recordSize(from, id, left);
         }
         _fill(to, id, kind, moved, movedCost, 0);
     }
@@ -848,6 +885,24 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
         while (held[index] != instrumentId) --index;
         if (index != last) held[index] = held[last];
         held.pop();
+        _recordSize(account, instrumentId, 0);
+        _recordCount(account, last);
+    }
+
+    /// @dev Set a collateral balance and record it in its history.
+    function _setBalance(address account, address token, uint256 balance) internal {
+        balanceOf[account][token] = balance;
+        _balanceHistory[account][token].push(SafeCast.toUint48(block.number), SafeCast.toUint208(balance));
+    }
+
+    /// @dev Record a position's new size in its history.
+    function _recordSize(address account, uint32 instrumentId, int128 size) internal {
+        _sizeHistory[account][instrumentId].push(SafeCast.toUint48(block.number), uint208(uint128(size)));
+    }
+
+    /// @dev Record an account's new number of open positions in its history.
+    function _recordCount(address account, uint256 count) internal {
+        _countHistory[account].push(SafeCast.toUint48(block.number), uint208(count));
     }
 
     /// @dev Move what a perpetual position owes (or is owed) since its last payment between its cash and the pool.
@@ -964,6 +1019,12 @@ contract MarginAccounts is AccessControl, ReentrancyGuard {
     /// @dev USD 18 decimals of `amount` token units at collateral price `price` (USD 1e8 x WAD), rounded up.
     function _valueOf(uint256 amount, uint8 decimals, uint256 price) internal pure returns (uint256) {
         return Math.mulDiv(amount, price, 10 ** decimals * PRICE_SCALE, Math.Rounding.Ceil);
+    }
+
+    /// @dev The value of a history at the end of block `blockNumber` (0 before its first checkpoint): a binary search
+    ///      of the checkpoints, first narrowed to the last sqrt(n) when the block is among them (recent rounds).
+    function _at(Checkpoints.Trace208 storage history, uint64 blockNumber) internal view returns (uint208) {
+        return history.upperLookupRecent(uint48(Math.min(blockNumber, type(uint48).max)));
     }
 
     function _window(uint256 offset, uint256 limit, uint256 total) internal pure returns (uint256, uint256) {

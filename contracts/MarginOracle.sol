@@ -40,8 +40,8 @@ import {EntryPricer} from "./EntryPricer.sol";
 ///      ECDSA `attest` stays the fallback. A FROST round stores the ECDSA quorum bitmap the transmitter names, but
 ///      a FROST signature does not authenticate who signed, so a fraud proof on a FROST round slashes nobody from
 ///      that bitmap: each signer is slashed with its own ECDSA signature of the report (`slashFrostSigner`).
-///      Aggregation fraud proof (`proveFraud`, docs/dispute.md): anyone shows, from an account's positions at B read
-///      from the ledger (unchanged since B) and the committed risk-array rows, that its attested MM is below the loss
+///      Aggregation fraud proof (`proveFraud`, docs/dispute.md): anyone shows, from an account's holdings at B read
+///      from the ledger's history (`positionAt`, `balanceAt`, `openPositionCountAt`) and the committed risk-array rows, that its attested MM is below the loss
 ///      of one scenario; the round is then invalidated (its signer bitmap cleared: every read of it reverts
 ///      `RoundProvenFraudulent`) and every signer is slashed through the registry.
 ///      Pricing challenge (`challengePricing`, docs/dispute.md): anyone shows that one committed option entry R[i, s]
@@ -109,6 +109,7 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         bool malformed;
         uint256 positions;
         uint256 previousKey;
+        uint64 blockNumber;
     }
 
     /// @dev Everything `attest` and `verifyMargin` read from storage, packed in one slot (the group key's x is in
@@ -229,8 +230,6 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     error NoLedger();
     /// @notice The report passed back is not the one attested for its block.
     error ReportMismatch(uint64 blockNumber, bytes32 given, bytes32 attested);
-    /// @notice The account changed after the round's block: its positions now are not those at B.
-    error AccountChangedSinceRound(address account, uint64 changedAt, uint64 blockNumber);
     /// @notice The cover row's key is not `COVER_KEY`, or the scenario is not one of its columns.
     error InvalidCoverRow(uint256 key, uint256 scenario);
     /// @notice A row is not under the report's risk-array root with its proof.
@@ -440,11 +439,10 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     }
 
     /// @notice Prove that the round of `report.blockNumber` understates an account's maintenance margin: its
-    ///         positions and collateral at B (the ledger's, unchanged since B) lose, in scenario `scenario` of the
+    ///         positions and collateral at B (the ledger's history at the end of block B) lose, in scenario `scenario` of the
     ///         committed risk arrays, more than the attested MM covers. On success the round is invalidated and
     ///         every signer slashed (the prover is the reporter: rewarded if it operates another staked node).
-    /// @dev Check order: round found and not invalidated, report digest, account leaf, ledger set, account
-    ///      unchanged since B, cover row, rows (strictly increasing keys, each held, each proven), completeness,
+    /// @dev Check order: round found and not invalidated, report digest, account leaf, ledger set, cover row, rows (strictly increasing keys, each held, each proven), completeness,
     ///      the margin. A committed row whose length is not the cover row's is itself proof of fraud (an honest
     ///      tree never has one). The bound: MM >= max(0, ceil(-sum size x R[s] x c_s)) + sum_short |size| x addon.
     /// @param report The attested report (its digest must be the stored one).
@@ -465,7 +463,8 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     ) external {
         (Round storage r, bytes32 digest) = _checkAttestedLeaf(report, account, leaf, accountProof);
         // 5. the scenario's counted loss and add-ons exceed the attested MM (or a committed row is malformed)
-        (bool malformed, uint256 required) = _requiredMargin(report.riskArraysRoot, account, cover, rows, scenario);
+        (bool malformed, uint256 required) =
+            _requiredMargin(report.riskArraysRoot, report.blockNumber, account, cover, rows, scenario);
         if (!malformed && leaf.maintenanceMargin >= required) {
             revert NotFraudulent(account, scenario, leaf.maintenanceMargin, required);
         }
@@ -618,11 +617,8 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         if (!MerkleProof.verifyCalldata(accountProof, report.accountsRoot, leafHash)) {
             revert InvalidMarginProof(account, blockNumber, report.accountsRoot);
         }
-        // 4. the ledger's positions now are those at B
-        IFraudLedger ledger_ = ledger;
-        if (address(ledger_) == address(0)) revert NoLedger();
-        uint64 changed = ledger_.changedAt(account);
-        if (changed > blockNumber) revert AccountChangedSinceRound(account, changed, blockNumber);
+        // 4. the ledger whose history gives the holdings at B
+        if (address(ledger) == address(0)) revert NoLedger();
     }
 
     /// @notice Return the EIP-712 digest of `report` in this contract's domain (what members sign).
@@ -844,6 +840,7 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     ///      `malformed` when a proven row has another length than the cover row or the cover row is unusable.
     function _requiredMargin(
         bytes32 root,
+        uint64 blockNumber,
         address account,
         RiskRow calldata cover,
         RiskRow[] calldata rows,
@@ -856,7 +853,7 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         if (scenario >= width / 8) revert InvalidCoverRow(cover.key, scenario);
         int256 coverNum = _valueAt(cover.values, scenario);
         if (coverNum <= 0) return (true, 0);
-        (int256 pnl, int256 addons, bool bad) = _sumRows(root, account, rows, width, scenario);
+        (int256 pnl, int256 addons, bool bad) = _sumRows(root, blockNumber, account, rows, width, scenario);
         if (bad) return (true, 0);
         int256 counted = 0;
         if (pnl < 0) {
@@ -867,18 +864,23 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         required = total > 0 ? uint256(total) * MONEY_TO_LEAF : 0;
     }
 
-    /// @dev Sum size x R[s] and the short add-ons over `rows`, checking each is held, proven and that together they
-    ///      are every open position and non-zero collateral balance of `account`.
-    function _sumRows(bytes32 root, address account, RiskRow[] calldata rows, uint256 width, uint256 scenario)
-        internal
-        view
-        returns (int256, int256, bool)
-    {
+    /// @dev Sum size x R[s] and the short add-ons over `rows`, checking each is held at the end of block
+    ///      `blockNumber`, proven, and that together they are every open position and non-zero collateral balance
+    ///      `account` had then.
+    function _sumRows(
+        bytes32 root,
+        uint64 blockNumber,
+        address account,
+        RiskRow[] calldata rows,
+        uint256 width,
+        uint256 scenario
+    ) internal view returns (int256, int256, bool) {
         Sum memory sum;
+        sum.blockNumber = blockNumber;
         for (uint256 j = 0; j < rows.length; ++j) {
             _addRow(sum, root, account, rows[j], width, scenario);
         }
-        _checkComplete(account, sum.positions, rows.length - sum.positions);
+        _checkComplete(account, blockNumber, sum.positions, rows.length - sum.positions);
         return (sum.pnl, sum.addons, sum.malformed);
     }
 
@@ -896,7 +898,7 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         if (key <= sum.previousKey || key == COVER_KEY) revert RowNotHeld(account, key);
         sum.previousKey = key;
         if (key & COLLATERAL_FLAG == 0) ++sum.positions;
-        (bool held, int256 size) = _holdingOf(ledger, account, key);
+        (bool held, int256 size) = _holdingOf(ledger, account, key, sum.blockNumber);
         if (!held) revert RowNotHeld(account, key);
         _checkRow(root, row);
         if (row.values.length != width) {
@@ -907,40 +909,45 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         if (size < 0) sum.addons += -size * row.addon;
     }
 
-    /// @dev Revert unless the rows named every open position and every non-zero collateral balance.
-    function _checkComplete(address account, uint256 positions, uint256 balances) internal view {
+    /// @dev Revert unless the rows named every open position and every non-zero collateral balance at B.
+    function _checkComplete(address account, uint64 blockNumber, uint256 positions, uint256 balances) internal view {
         IFraudLedger ledger_ = ledger;
-        uint256 heldPositions = ledger_.openPositionCount(account);
-        uint256 heldBalances = _nonZeroBalances(ledger_, account);
+        uint256 heldPositions = ledger_.openPositionCountAt(account, blockNumber);
+        uint256 heldBalances = _nonZeroBalances(ledger_, account, blockNumber);
         if (positions != heldPositions || balances != heldBalances) {
             revert IncompleteHoldings(account, positions + balances, heldPositions + heldBalances);
         }
     }
 
-    /// @dev Whether an account holds a row's key (a non-zero position or balance), and the SIZE units it holds: its
-    ///      position, or its balance converted as the chain snapshot does (floored to 4 decimals; dust is 0).
-    function _holdingOf(IFraudLedger ledger_, address account, uint256 key)
+    /// @dev Whether an account held a row's key (a non-zero position or balance) at the end of block B, and the SIZE
+    ///      units it held: its position, or its balance converted as the chain snapshot does (floored to 4 decimals;
+    ///      dust is 0).
+    function _holdingOf(IFraudLedger ledger_, address account, uint256 key, uint64 blockNumber)
         internal
         view
         returns (bool held, int256 size)
     {
         if (key & COLLATERAL_FLAG == 0) {
             if (key > type(uint32).max) return (false, 0);
-            size = ledger_.positionOf(account, uint32(key));
+            size = ledger_.positionAt(account, uint32(key), blockNumber);
             return (size != 0, size);
         }
         uint256 decimals = uint8(key >> 160);
-        uint256 balance = ledger_.balanceOf(account, address(uint160(key)));
+        uint256 balance = ledger_.balanceAt(account, address(uint160(key)), blockNumber);
         uint256 units = decimals >= SIZE_DECIMALS
             ? balance / 10 ** (decimals - SIZE_DECIMALS)
             : balance * 10 ** (SIZE_DECIMALS - decimals);
         return (balance != 0, SafeCast.toInt256(units));
     }
 
-    function _nonZeroBalances(IFraudLedger ledger_, address account) internal view returns (uint256 count) {
-        address[] memory tokens = ledger_.collateralTokens();
+    function _nonZeroBalances(IFraudLedger ledger_, address account, uint64 blockNumber)
+        internal
+        view
+        returns (uint256 count)
+    {
+        address[] memory tokens = ledger_.collateralTokens(); // a token listed after B had no balance at B
         for (uint256 i = 0; i < tokens.length; ++i) {
-            if (ledger_.balanceOf(account, tokens[i]) != 0) ++count;
+            if (ledger_.balanceAt(account, tokens[i], blockNumber) != 0) ++count;
         }
     }
 

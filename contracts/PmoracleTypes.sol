@@ -34,20 +34,17 @@ struct RiskRow {
 
 /// @notice The ledger reads of an aggregation fraud proof (MarginAccounts).
 interface IFraudLedger {
-    /// @notice Return the block of the last change of an account's positions, balances or cash.
-    function changedAt(address account) external view returns (uint64);
+    /// @notice Return an account's position in an instrument (SIZE units, signed) at the end of block `blockNumber`.
+    function positionAt(address account, uint32 instrumentId, uint64 blockNumber) external view returns (int128);
 
-    /// @notice Return an account's position in an instrument (SIZE units, signed).
-    function positionOf(address account, uint32 instrumentId) external view returns (int128);
+    /// @notice Return the number of an account's open positions at the end of block `blockNumber`.
+    function openPositionCountAt(address account, uint64 blockNumber) external view returns (uint256);
 
-    /// @notice Return the number of an account's open positions.
-    function openPositionCount(address account) external view returns (uint256);
-
-    /// @notice Return the enabled collateral tokens.
+    /// @notice Return the enabled collateral tokens (never removed: a token enabled after B had no balance at B).
     function collateralTokens() external view returns (address[] memory);
 
-    /// @notice Return an account's balance of a collateral token (token units).
-    function balanceOf(address account, address token) external view returns (uint256);
+    /// @notice Return an account's balance of a collateral token (token units) at the end of block `blockNumber`.
+    function balanceAt(address account, address token, uint64 blockNumber) external view returns (uint256);
 }
 
 /// @notice What MarginOracle asks of SolverRegistry when a round is proven fraudulent.

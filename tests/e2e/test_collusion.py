@@ -15,9 +15,9 @@ import pytest
 
 from tests.e2e.devnet_run import run_devnet_summary
 
-# In `make test-long`, not CI's `make test`: whether a wrong round is provable depends on timing (the understated
-# account must not trade since B; the prover fetches each round whole by block, /v1/leaves/B, so a round the
-# colluders' APIs have moved past is still fetched); runs here proved 1 or 2 of 6 rounds.
+# In `make test-long`, not CI's `make test` (a devnet run of about two minutes). A wrong round is provable however the
+# understated account moved after B (the ledger's holdings history) and while the colluders' nodes keep the round
+# (the prover fetches it whole by block, /v1/leaves/B); docs/dispute.md has the runs' figures.
 pytestmark = pytest.mark.slow
 
 STAKE, SLASH_BPS = 10**19, 1_000  # the devnet's deployment parameters
@@ -26,7 +26,7 @@ COLLUDERS, HONEST = ("0", "1", "2"), "3"
 
 @pytest.fixture(scope="module")
 def summary() -> dict[str, Any]:
-    # exit 1: a wrong round the prover could not prove (the understated account traded since B) stays unverified
+    # exit 1: a wrong round the prover could not prove (its tree no longer served by the colluders) stays unverified
     return run_devnet_summary(
         ["--nodes", "4", "--accounts", "60", "--faulty", "0,1,2:collude", "--rounds", "6"],
         timeout=280, name="collusion", returncodes=(0, 1),

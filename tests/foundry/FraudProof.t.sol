@@ -8,34 +8,37 @@ import {FrostVerifier} from "../../contracts/FrostVerifier.sol";
 import {VmWallet} from "./FrostAttest.t.sol";
 import {Report, AttestedMargin, RiskRow, IFraudLedger} from "../../contracts/PmoracleTypes.sol";
 
-/// @dev A ledger holding one position of one account, unchanged since block `changed`.
+/// @dev A ledger's history of one position of one account: held from the end of block `opened` until the end of
+///      the block before `closed` (0: never closed).
 contract MockLedger is IFraudLedger {
     address public holder;
     uint32 public instrumentId;
     int128 public size;
-    uint64 public changed;
+    uint64 public opened;
+    uint64 public closed;
 
-    function set(address holder_, uint32 instrumentId_, int128 size_, uint64 changed_) external {
-        (holder, instrumentId, size, changed) = (holder_, instrumentId_, size_, changed_);
+    function set(address holder_, uint32 instrumentId_, int128 size_, uint64 opened_) external {
+        (holder, instrumentId, size, opened, closed) = (holder_, instrumentId_, size_, opened_, 0);
     }
 
-    function changedAt(address) external view returns (uint64) {
-        return changed;
+    function close(uint64 closed_) external {
+        closed = closed_;
     }
 
-    function positionOf(address account, uint32 id) external view returns (int128) {
-        return account == holder && id == instrumentId ? size : int128(0);
+    function positionAt(address account, uint32 id, uint64 blockNumber) public view returns (int128) {
+        bool held = blockNumber >= opened && (closed == 0 || blockNumber < closed);
+        return account == holder && id == instrumentId && held ? size : int128(0);
     }
 
-    function openPositionCount(address account) external view returns (uint256) {
-        return account == holder && size != 0 ? 1 : 0;
+    function openPositionCountAt(address account, uint64 blockNumber) external view returns (uint256) {
+        return positionAt(account, instrumentId, blockNumber) != 0 ? 1 : 0;
     }
 
     function collateralTokens() external pure returns (address[] memory) {
         return new address[](0);
     }
 
-    function balanceOf(address, address) external pure returns (uint256) {
+    function balanceAt(address, address, uint64) external pure returns (uint256) {
         return 0;
     }
 }
@@ -198,8 +201,9 @@ contract FraudProofFuzzTest is Base {
         assertEq(oracle.roundAt(BLOCK).signerBitmap, SIGNERS, "the round stands");
     }
 
-    /// One unit of MM less is provable in the worst scenario: the round is refused from then on, exactly its
-    /// signers lose `slashBps` of their stake, and the non-signer keeps its own.
+    /// One unit of MM less is provable in the worst scenario, even after the account closed the position (the proof
+    /// reads the holdings at B): the round is refused from then on, exactly its signers lose `slashBps` of their
+    /// stake, and the non-signer keeps its own.
     function testFuzz_anUnderstatedLeafIsProvenAndItsSignersSlashed(
         int64[S] memory r,
         int64 addon,
@@ -211,6 +215,7 @@ contract FraudProofFuzzTest is Base {
         vmNewer.assume(mm > 0);
         uint256 lie = mm - 1;
         (Report memory report, RiskRow memory cover, RiskRow[] memory rows) = _attest(b, lie);
+        ledger.close(BLOCK + 1);
         oracle.proveFraud(report, ACCOUNT, AttestedMargin(lie, lie, 0), new bytes32[](0), cover, rows, worst);
         assertEq(oracle.roundAt(BLOCK).signerBitmap, 0, "invalidated");
         vm.expectRevert(abi.encodeWithSelector(IPortfolioMarginOracle.RoundProvenFraudulent.selector, BLOCK));
@@ -226,7 +231,8 @@ contract FraudProofFuzzTest is Base {
         oracle.proveFraud(report, ACCOUNT, AttestedMargin(lie, lie, 0), new bytes32[](0), cover, rows, worst);
     }
 
-    /// A changed account, a tampered row or a report other than the attested one is refused and slashes nobody.
+    /// A position opened after B, a tampered row or a report other than the attested one is refused and slashes
+    /// nobody.
     function testFuzz_badProofsRevertAndSlashNobody(int64[S] memory r, int64 addon, int128 size, uint32 c, uint8 kind)
         public
     {
@@ -237,10 +243,8 @@ contract FraudProofFuzzTest is Base {
         (Report memory report, RiskRow memory cover, RiskRow[] memory rows) = _attest(b, lie);
         kind = uint8(bound(kind, 0, 3));
         if (kind == 0) {
-            ledger.set(ACCOUNT, ID, b.size, BLOCK + 1);
-            vm.expectRevert(
-                abi.encodeWithSelector(MarginOracle.AccountChangedSinceRound.selector, ACCOUNT, BLOCK + 1, BLOCK)
-            );
+            ledger.set(ACCOUNT, ID, b.size, BLOCK + 1); // not held at the end of block B
+            vm.expectRevert(abi.encodeWithSelector(MarginOracle.RowNotHeld.selector, ACCOUNT, uint256(ID)));
         } else if (kind == 1) {
             rows[0].addon += 1;
             vmNewer.expectPartialRevert(MarginOracle.InvalidRowProof.selector);

@@ -31,15 +31,11 @@ contract MockOptionLedger is IFraudLedger, IInstrumentRegistry {
         return listed;
     }
 
-    function changedAt(address) external pure returns (uint64) {
+    function positionAt(address, uint32, uint64) external pure returns (int128) {
         return 0;
     }
 
-    function positionOf(address, uint32) external pure returns (int128) {
-        return 0;
-    }
-
-    function openPositionCount(address) external pure returns (uint256) {
+    function openPositionCountAt(address, uint64) external pure returns (uint256) {
         return 0;
     }
 
@@ -47,7 +43,7 @@ contract MockOptionLedger is IFraudLedger, IInstrumentRegistry {
         return new address[](0);
     }
 
-    function balanceOf(address, address) external pure returns (uint256) {
+    function balanceAt(address, address, uint64) external pure returns (uint256) {
         return 0;
     }
 }

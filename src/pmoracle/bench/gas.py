@@ -10,6 +10,9 @@
 - ``verifyMargin`` with proofs from a real 1,000-account tree and from a 2^20-leaf (1,048,576-account) tree of
   which only the proven path is computed (a proof depends only on the path), via eth_estimateGas;
 - ``slashEquivocation`` and ``slashDeviation``;
+- the ledger's state changes (``ledger``, ``LEDGER_CASES``): WETH deposits, ``matchOrders`` opening, growing,
+  shrinking and closing positions, a WETH withdrawal, a settlement, each in its own block (so every holding it changes
+  takes a new checkpoint of the holdings history: the worst case per call);
 - ``proveFraud`` (``fraud_proof``) and ``challengePricing`` (``pricing_challenge``: a BTC call's committed row and
   scenario row from a real engine round, one entry 100 quanta off, in a tree of ``FRAUD_TREE_ROWS`` rows);
 - ``Liquidator.startAuction`` and ``bid`` on an account holding ``LIQUIDATION_POSITIONS`` positions (one perpetual,
@@ -82,6 +85,17 @@ FRAUD_SCENARIOS = 29  # the default parameters' scenario count (27 + 2 extremes)
 FRAUD_TREE_ROWS = 256  # rows of the synthetic risk-array tree (proof depth 8)
 TAKE_MAX = 2**256 - 1  # Liquidator.TAKE_MAX: the largest fraction allowed at the bid's block
 BTC = b"BTC".ljust(32, b"\x00")
+LEDGER_CASES = {  # the rows of ``_ledger_gas``, each call in its own block
+    "deposit_new": "MarginAccounts.deposit, WETH, opens the balance",
+    "deposit": "MarginAccounts.deposit, WETH, adds to the balance",
+    "matchOrders_open": "Exchange.matchOrders, a perpetual, both sides open a position",
+    "matchOrders_grow": "Exchange.matchOrders, a perpetual, both positions grow",
+    "matchOrders_shrink": "Exchange.matchOrders, a perpetual, both positions shrink",
+    "matchOrders_close": "Exchange.matchOrders, a perpetual, both positions close",
+    "matchOrders_future": "Exchange.matchOrders, a future, both sides open a position",
+    "withdraw": "MarginAccounts.withdraw, WETH, against an attested round",
+    "settle": "MarginAccounts.settle, an expired future, 2 accounts",
+}
 USD = 10**18
 
 
@@ -249,6 +263,71 @@ def _deposit_usdc(bench: _Bench, key: bytes, amount: int) -> None:
         bench.deployment.contracts["USDC"], amount
     )
     transact_fn(trader, fn, label="deposit")
+
+
+def _ledger_gas(bench: _Bench) -> dict[str, dict[str, int]]:
+    """Measure the ledger's state-changing calls, each in its own block (anvil mines one per transaction, so every
+    holding a call changes is a first change in its block): a WETH deposit opening a balance and one adding to it;
+    matchOrders of a perpetual opening both sides' positions, growing both, closing both; a WETH withdrawal against
+    an attested round; the settlement of an expired future held by the two accounts (two derived keys)."""
+    d = bench.deployment
+    feeds = d.contract(bench.w3, "MarketFeeds").functions
+    ledger = d.contract(bench.w3, "MarginAccounts").functions
+    exchange = d.contract(bench.w3, "Exchange").functions
+    weth = d.contract(bench.w3, "WETH").functions
+    keys = [keccak(text=f"pmoracle-bench-gas-ledger-{i}") for i in range(2)]
+    a, b = (Account.from_key(k).address for k in keys)
+    traders = []
+    for key in keys:
+        bench.chain.rpc("anvil_setBalance", Account.from_key(key).address, hex(10**21))
+        _deposit_usdc(bench, key, 1_000_000 * 10**6)
+        traders.append(open_transmitter(bench.owner.client, key))
+    price = 100_000 * 10**8
+    transact_fn(bench.owner, feeds.setIndex(BTC, price, 0), label="setIndex")
+    transact_fn(bench.owner, feeds.setAssetPrice(d.contracts["WETH"], 3_000 * 10**8, 10**17, b"ETH".ljust(32, b"\x00")),
+                label="setAssetPrice")  # fmt: skip
+    result: dict[str, dict[str, int]] = {}
+
+    def measure(name: str, sender: Any, fn: Any) -> None:
+        receipt = transact_fn(sender, fn, label=name)
+        result[name] = _split(receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:]))
+
+    transact_fn(traders[0], weth.mint(a, 10 * 10**18), label="mint")
+    transact_fn(traders[0], weth.approve(d.contracts["MarginAccounts"], 10 * 10**18), label="approve")
+    measure("deposit_new", traders[0], ledger.deposit(d.contracts["WETH"], 5 * 10**18))
+    measure("deposit", traders[0], ledger.deposit(d.contracts["WETH"], 5 * 10**18))
+    now = int(bench.w3.eth.get_block("latest")["timestamp"])
+    expiry = (now // 86_400 + 2) * 86_400 + 8 * 3_600
+    transact_fn(bench.owner, ledger.listInstrument(BTC, 0, 0, 0), label="list")
+    perp = int(ledger.instrumentCount().call())
+    transact_fn(bench.owner, ledger.listInstrument(BTC, 1, expiry, 0), label="list")
+    future = perp + 1
+    transact_fn(bench.owner, exchange.setMarks([perp, future], [price, price]), label="setMarks")
+    nonces = itertools.count(1_000_000)
+
+    def trade(name: str, iid: int, buyer: int) -> None:
+        nonce = next(nonces)
+        orders = [Order(bytes.fromhex(x[2:]), iid, buy, 1_000, price, nonce, now + 86_400)
+                  for x, buy in (((a, b)[buyer], True), ((a, b)[1 - buyer], False))]  # fmt: skip
+        signers = (keys[buyer], keys[1 - buyer])
+        sigs = [sign_order(d.chain_id, d.contracts["Exchange"], o, k) for o, k in zip(orders, signers, strict=True)]
+        measure(name, bench.owner, exchange.matchOrders(orders[0].as_tuple(), sigs[0], orders[1].as_tuple(), sigs[1],
+                                                         1_000, price))  # fmt: skip
+
+    trade("matchOrders_open", perp, 0)
+    trade("matchOrders_grow", perp, 0)
+    trade("matchOrders_shrink", perp, 1)
+    trade("matchOrders_close", perp, 1)
+    trade("matchOrders_future", future, 0)
+    tree = MerkleTree([AccountLeaf(bytes.fromhex(a[2:]), 0, 0, 10**6 * USD), AccountLeaf(b"\x01" * 20, 1, 1, 1)])
+    bench.attest(tree.root, len(tree.leaves), list(range(bench.n)))
+    measure("withdraw", traders[0], ledger.withdraw(d.contracts["WETH"], 10**18, (0, 0, 10**6 * USD),
+                                                    tree.proof(bytes.fromhex(a[2:]))))  # fmt: skip
+    bench.chain.rpc("evm_increaseTime", expiry - now + 60)
+    bench.chain.rpc("evm_mine")
+    transact_fn(bench.owner, feeds.setSettlementPrice(BTC, expiry, price), label="setSettlementPrice")
+    measure("settle", bench.owner, ledger.settle(future, [a, b]))
+    return result
 
 
 def _fraud_proof_gas(bench: _Bench, account: str, instrument_ids: range) -> dict[str, int]:
@@ -474,6 +553,7 @@ def run_gas_bench() -> dict[str, Any]:
         result["slashing"]["slashDeviation"] = _split(
             receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:])
         )
+        result["ledger"] = _ledger_gas(bench)
         result["liquidation"] = _liquidation_gas(bench)
         result["fraud_proof"] = result["liquidation"].pop("fraud_proof")
         result["pricing_challenge"] = _pricing_challenge_gas(bench)  # after proveFraud: its members, slashed again
@@ -513,6 +593,9 @@ def format_gas_table(result: dict[str, Any]) -> str:
             "bid_into_book": ", f* < 1 into a bidder holding the 20 instruments (proves its own leaf)",
         }.get(name, "")
         lines.append(f"| {name} | {case} | {row['total']:,} | {row['calldata']:,} | {row['execution']:,} |")
+    for name, row in result.get("ledger", {}).items():
+        lines.append(f"| {name} | {LEDGER_CASES[name]} | {row['total']:,} | {row['calldata']:,} | "
+                     f"{row['execution']:,} |")  # fmt: skip
     fraud = result["fraud_proof"]
     lines.append(f"| proveFraud | {fraud['positions']} positions, {fraud['scenarios']} scenarios, "
                  f"{fraud['rows']}-row risk tree (depth {fraud['depth']}), {fraud['signers']} signers slashed | "

@@ -81,11 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "prove", help="find an attested leaf that understates its MM, or a wrong option entry, by recomputation and "
         "prove it on chain",
         description="Recompute a round, find an attested leaf whose maintenance margin is below the recomputed one "
-        "for an account unchanged since the round, and post MarginOracle.proveFraud: the round is invalidated and "
-        "its signers slashed. When the attested risk arrays differ from the recomputed ones, the proof uses the "
-        "attested rows (--rows, or the --node-api node's /v1/risk-arrays), and without one, the attested entry "
-        "farthest from the recomputation is posted "
-        "to MarginOracle.challengePricing. Without --key-file only print what was found. Exit 0 when proven (or a "
+        "(its holdings at the round's block: an account changed since is provable too), and post "
+        "MarginOracle.proveFraud: the round is invalidated and its signers slashed. When the attested risk arrays "
+        "differ from the recomputed ones, the proof uses the attested rows (--rows, or the --node-api node's "
+        "/v1/risk-arrays), and without one, the attested entry farthest from the recomputation is posted to "
+        "MarginOracle.challengePricing. Without --key-file only print what was found. Exit 0 when proven (or a "
         "proof was found), 1 when nothing can be proven or the contract refused it, 2 on bad input.",
     )  # fmt: skip
     _add_chain_arguments(prove, required=True)
@@ -409,7 +409,8 @@ def _run_prove(args: argparse.Namespace) -> int:
                "the attested risk arrays differ from the recomputation (give them with --rows, or --node-api of a "
                "node that keeps the round, for a pricing challenge)" if no_rows else
                "the attested risk arrays differ from the recomputation and no option entry is provably wrong"
-               if not found.rows_match else "every understated account changed since the round")  # fmt: skip
+               if not found.rows_match else
+               "no understated leaf is below the rule's bound from the attested rows")  # fmt: skip
         print(json.dumps(summary | {"error": why}) if args.json else f"round {block}: nothing to prove: {why}")
         return EXIT_FAILED
     account = to_checksum_address(proof.leaf.account)

@@ -824,9 +824,8 @@ def submit_fraud_proof(
     """Post ``proof`` to ``MarginOracle.proveFraud``: the round is invalidated; return the slash of each signer.
 
     Errors:
-        ContractError with the contract's reason when it refuses (NotFraudulent, AccountChangedSinceRound,
-        InvalidRowProof, RowNotHeld, IncompleteHoldings, ReportMismatch, RoundProvenFraudulent, ...); ChainError on
-        RPC or transaction failures.
+        ContractError with the contract's reason when it refuses (NotFraudulent, InvalidRowProof, RowNotHeld,
+        IncompleteHoldings, ReportMismatch, RoundProvenFraudulent, ...); ChainError on RPC or transaction failures.
     """
     receipt = transmitter.transact_call(prove_fraud_call(deployment, report, proof))
     return decode_slashed_events(receipt, deployment.contracts["SolverRegistry"])
@@ -873,7 +872,7 @@ class ProveResult:
     report: Report
     proof: FraudProof | None
     understated: tuple[bytes, ...]  # proven attested leaves whose MM is below the recomputed MM
-    changed: tuple[bytes, ...]  # of those, accounts changed since B (no proof from today's ledger)
+    changed: tuple[bytes, ...]  # of those, accounts changed since B (still provable: the ledger keeps their history)
     rows_match: bool  # the attested risk-array root is the recomputed one (else only a pricing challenge helps)
     challenge: PricingChallenge | None = None  # the wrong entry with the largest gap (no aggregation proof)
     recomputed_entry: int = 0  # the challenged entry as the recomputation gives it (MONEY per SIZE unit)
@@ -929,7 +928,8 @@ def find_fraud_proof(
     claimed_rows: Callable[[AttestedRound], ClaimedRows | None] | None = None,
 ) -> ProveResult:
     """Recompute an attested round and return the aggregation fraud proof of the first attested leaf (by
-    account) whose MM is below the recomputation's and whose account is unchanged since B; when the attested risk
+    account) whose MM is below the recomputation's (from the snapshot at B: the contract reads the same holdings at B
+    from the ledger's history, so an account changed since B is provable too); when the attested risk
     arrays are not the recomputed ones, the proof is built on the attested rows (``claimed_rows``), and when none
     exists, the pricing challenge of the attested instrument entry farthest from the recomputation
     (``find_wrong_entry``).
@@ -982,7 +982,6 @@ def find_fraud_proof(
         changed_at = int(client.call(ledger.functions.changedAt(to_checksum_address(difference.account))))
         if changed_at > attested.block_number:
             changed.append(difference.account)
-            continue
         if proof is not None or risk_tree is None:
             continue
         given = claimed_leaves[difference.account].proof

@@ -30,7 +30,14 @@ from pmoracle.consensus.report import Domain, Report, sign_report
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.devnet.world import World
 from pmoracle.node.daemon import OFFLINE_W3
-from pmoracle.node.dispute import leaf_to_json, prove_fraud_call, read_holdings, submit_fraud_proof
+from pmoracle.node.dispute import (
+    ClaimedLeaf,
+    find_fraud_proof,
+    leaf_to_json,
+    prove_fraud_call,
+    read_holdings,
+    submit_fraud_proof,
+)
 from pmoracle.node.keys import KeyKind, write_key_file
 from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput, compute_round
 from tests.integration.chain.fraud_support import (
@@ -171,11 +178,46 @@ def test_bad_rows_and_paths_are_refused(lie: Lie) -> None:
     assert refusal(lie, other_report, proof)[0] == "ReportMismatch"
 
 
-def test_an_account_changed_since_the_round_is_refused(lie: Lie) -> None:
-    proof = lie_proof(lie, lie.victims[1])
-    lie.world._open([to_checksum_address(lie.victims[1].account)], {"USDC": 1.0})  # a deposit after B
-    name, args = refusal(lie, lie.lie_report, proof)
-    assert name == "AccountChangedSinceRound" and args[2] == lie.lie_report.block_number
+def test_an_account_that_traded_since_the_round_is_still_proven(anvil: Devchain) -> None:
+    """The understated account closes a position, opens another and deposits after B (the house, its counterparty,
+    trades too): the proof reads its holdings at B from the ledger's history, the prover still finds it, and the
+    quorum is slashed."""
+    lie = make_lie(anvil, seed=13)
+    victim = lie.victims[0]
+    account = to_checksum_address(victim.account)
+    portfolio = next(p for p in lie.lie_snapshot.portfolios if p.account == victim.account)
+    closed = portfolio.positions[0]
+    world = lie.world
+    listed = {(i.underlying, i.kind, i.expiry, i.strike): i for i in world.instruments}
+    inst = listed[(closed.instrument.underlying, closed.instrument.kind, closed.instrument.expiry,
+                   closed.instrument.strike)]  # fmt: skip
+    held = {(p.instrument.underlying, p.instrument.kind, p.instrument.expiry, p.instrument.strike)
+            for p in portfolio.positions}  # fmt: skip
+    opened = next((i for k, i in listed.items() if k not in held and (i.kind == 0 or i.expiry > world.now + 3_600)),
+                  None)  # fmt: skip
+    other = next(a for a in world.accounts if a not in (account, world.house))
+
+    def move(inst: Any, size: float) -> tuple[str, list[Any]]:  # the account's position moves by size
+        return world._trade(other, inst, -size) if account == world.house else world._trade(account, inst, size)
+
+    world.send_all([move(inst, -closed.size / 10_000), *([move(opened, 0.5)] if opened else [])])
+    world._open([account, to_checksum_address(lie.victims[1].account)], {"WETH": 1.0})  # both victims deposit
+    ledger = lie.deployment.contract(OFFLINE_W3, "MarginAccounts")
+    assert int(lie.client.call(ledger.functions.changedAt(account))) > lie.lie_report.block_number
+    count = len(portfolio.positions) - (opened is None)
+    assert int(lie.client.call(ledger.functions.openPositionCount(account))) == count
+    # the prover recomputes the round from the snapshot at B and does not skip the changed account
+    claimed = [ClaimedLeaf(leaf, None) for leaf in lie.lie_tree.leaves]
+    found = find_fraud_proof(lie.client, lie.deployment, lie.seeded.params, lie.lie_report.block_number,
+                             lambda _attested, _leaves: claimed)  # fmt: skip
+    assert set(found.changed) == {v.account for v in lie.victims} and found.proof is not None
+    proof = found.proof
+    assert proof == lie_proof(lie, next(v for v in lie.victims if v.account == proof.leaf.account))
+    before = [stake_of(lie.seeded, i) for i in range(4)]
+    outcomes = submit_fraud_proof(Transmitter(lie.client, REPORTER), lie.deployment, lie.lie_report, proof)
+    assert {o.signer for o in outcomes} == {lie.committee.members[i] for i in COLLUDERS}
+    after = [stake_of(lie.seeded, i) for i in range(4)]
+    assert after[HONEST] == before[HONEST] and all(after[i] < before[i] for i in COLLUDERS)
 
 
 def test_a_lying_quorum_is_proven_invalidated_and_slashed_and_the_honest_member_is_not(lie: Lie) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pmoracle.bench.gas import compute_json_rows, format_gas_table
+from pmoracle.bench.gas import LEDGER_CASES, compute_json_rows, format_gas_table
 
 
 def _row(total: int, **extra: int) -> dict[str, int]:
@@ -53,3 +53,11 @@ def test_the_table_has_the_fraud_proof_and_pricing_challenge_rows() -> None:
         "| challengePricing | one call entry, 29 scenarios, 256-row risk tree (depth 8), 3 signers slashed | 250,000 |"
         in (table)
     )
+
+
+def test_the_table_has_a_row_per_ledger_case() -> None:
+    result = _result() | {"ledger": {name: _row(100_000 + i) for i, name in enumerate(LEDGER_CASES)}}
+    table = format_gas_table(result)
+    for i, (name, case) in enumerate(LEDGER_CASES.items()):
+        assert f"| {name} | {case} | {100_000 + i:,} | 5,000 |" in table
+    assert "matchOrders_open" not in format_gas_table(_result())  # no ledger figures, no rows
