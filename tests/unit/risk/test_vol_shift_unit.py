@@ -9,29 +9,16 @@ import pathlib
 import pytest
 
 from pmoracle.config.params import default_params_text
-from pmoracle.risk.errors import ParamsError
 from pmoracle.risk.inputs import MONEY_SCALE, PRICE_SCALE, SIZE_SCALE, MarketSnapshot, UnderlyingMarket
 from pmoracle.risk.margin import compute_risk_arrays
 from pmoracle.risk.params import parse_params
 from pmoracle.risk.scenarios import compute_scenarios
 
-from .factories import EXPIRIES, T0, flat_smile, option
+from .factories import EXPIRIES, T0, flat_smile, option, params_problems, with_table_lines
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 PRESETS = sorted((ROOT / "examples" / "params").glob("*.toml"))
 SPAN = (ROOT / "examples" / "params" / "span16.toml").read_text()
-
-
-def _with_vol(text: str, extra: str) -> str:
-    """Return ``text`` with ``extra`` lines added to its ``[vol]`` table."""
-    assert text.count("[vol]\n") == 1
-    return text.replace("[vol]\n", f"[vol]\n{extra}", 1)
-
-
-def _problems(text: str) -> tuple[str, ...]:
-    with pytest.raises(ParamsError) as info:
-        parse_params(text)
-    return info.value.problems
 
 
 @pytest.mark.parametrize("path", [*PRESETS, None], ids=lambda p: "default" if p is None else p.name)
@@ -40,13 +27,14 @@ def test_a_document_without_the_field_keeps_its_canonical_bytes(path: pathlib.Pa
     params = parse_params(text)
     assert params.vol_shift_unit is None and not params.is_absolute_vol_shift
     assert b"shift_unit" not in params.canonical_bytes
-    relative = parse_params(_with_vol(text, 'shift_unit = "relative"\n'))  # the default written out: the same
+    # the default written out: the same document
+    relative = parse_params(with_table_lines(text, "vol", 'shift_unit = "relative"\n'))
     assert (relative.canonical_bytes, relative.params_hash) == (params.canonical_bytes, params.params_hash)
 
 
 def test_absolute_is_in_the_canonical_bytes_and_the_hash() -> None:
     base = parse_params(SPAN)
-    absolute = parse_params(_with_vol(SPAN, 'shift_unit = "absolute"\n'))
+    absolute = parse_params(with_table_lines(SPAN, "vol", 'shift_unit = "absolute"\n'))
     assert absolute.is_absolute_vol_shift
     assert b'"vol_shift_unit":"absolute"' in absolute.canonical_bytes
     assert absolute.params_hash != base.params_hash
@@ -60,7 +48,7 @@ def test_absolute_is_in_the_canonical_bytes_and_the_hash() -> None:
     ],
 )
 def test_bad_values_are_refused_naming_the_field(extra: str, problem: str) -> None:
-    assert any(p.startswith(problem) for p in _problems(_with_vol(SPAN, extra)))
+    assert any(p.startswith(problem) for p in params_problems(with_table_lines(SPAN, "vol", extra)))
 
 
 def test_absolute_excludes_the_policys_relative_vol_shift() -> None:
@@ -68,9 +56,10 @@ def test_absolute_excludes_the_policys_relative_vol_shift() -> None:
 
     text = default_params_text() + POLICY_TOML
     assert parse_params(text).policy is not None
-    problems = _problems(_with_vol(text, 'shift_unit = "absolute"\n'))
+    problems = params_problems(with_table_lines(text, "vol", 'shift_unit = "absolute"\n'))
     assert any(p.startswith('vol.shift_unit: "absolute" cannot take [policy.vol]') for p in problems), problems
-    parse_params(_with_vol(text.split("[policy.vol]")[0], 'shift_unit = "absolute"\n'))  # a policy without it
+    without_vol = text.split("[policy.vol]")[0]  # a policy without [policy.vol] takes it
+    parse_params(with_table_lines(without_vol, "vol", 'shift_unit = "absolute"\n'))
 
 
 def _black76(is_call: bool, f: float, k: float, t: float, vol: float) -> float:
@@ -88,7 +77,7 @@ def _black76(is_call: bool, f: float, k: float, t: float, vol: float) -> float:
 def test_each_scenario_prices_at_the_shocked_vol(unit: str, shift: float, vol: float) -> None:
     """span16 (vol power 0: one shift at every expiry) with a flat smile: an option's P&L in each scenario is Black-76
     at ``vol + shock x k`` (absolute) or ``vol x (1 + shock x k)`` (relative), clamped to [min_vol, max_vol]."""
-    text = _with_vol(SPAN, f'shift_unit = "{unit}"\n').replace("shift = 0.25\n", f"shift = {shift}\n", 1)
+    text = with_table_lines(SPAN, "vol", f'shift_unit = "{unit}"\n').replace("shift = 0.25\n", f"shift = {shift}\n", 1)
     params = parse_params(text)
     expiry = EXPIRIES[3]  # 90 days
     btc = UnderlyingMarket("BTC", 100_000 * PRICE_SCALE, smiles=(flat_smile(expiry, vol),))
@@ -115,7 +104,7 @@ def test_the_units_differ_exactly_where_the_vol_moves() -> None:
     inst = option("BTC", expiry, 95_000.0, call=False)
     rows = {}
     for unit in ("relative", "absolute"):
-        params = parse_params(_with_vol(SPAN, f'shift_unit = "{unit}"\n'))
+        params = parse_params(with_table_lines(SPAN, "vol", f'shift_unit = "{unit}"\n'))
         scenarios = compute_scenarios(params, market)
         rows[unit] = [int(x) for x in compute_risk_arrays(market, params, [inst], scenarios).r[0]]
     moved = [bool(v) for v in scenarios.vol_shock[:, 0]]
