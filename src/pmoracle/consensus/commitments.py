@@ -42,7 +42,7 @@ from pmoracle.errors import InputError
 from pmoracle.risk.inputs import SIZE_DECIMALS, Instrument, MarketSnapshot
 from pmoracle.risk.margin import RiskArrays
 from pmoracle.risk.scenarios import ScenarioSet
-from pmoracle.risk.table import CollateralRef, InstrumentTable
+from pmoracle.risk.table import VOL_UNIT_PARAM, CollateralRef, InstrumentTable
 
 COVER_KEY = 2**256 - 1
 SCENARIO_FLAG = 1 << 254  # key of underlying u's scenario row: SCENARIO_FLAG | u
@@ -168,7 +168,15 @@ def compute_scenario_rows(scenarios: ScenarioSet, table: InstrumentTable) -> lis
     vol shocks and vol parameters, as binary64 bits (the module's docstring gives the layout).
 
     The row's ``shift`` is the underlying's own (``table.vol_shift[u]``: ``vol.shift_by_underlying`` or the adaptive
-    policy's), the one the kernel prices it with, not the document's constant in ``vol_params[0]``."""
+    policy's), the one the kernel prices it with, not the document's constant in ``vol_params[0]``.
+
+    Raise ``InputError`` for a document whose vol shift counts vol points (``vol.shift_unit = "absolute"``): the row
+    does not carry the unit and EntryPricer recomputes ``vol x (1 + shock x shift)``, so a round committing its
+    honest entries could be challenged and invalidated."""
+    if table.vol_params[VOL_UNIT_PARAM] != 0.0:
+        raise InputError(
+            "vol.shift_unit", '"absolute" cannot be committed: the pricing challenge recomputes a relative vol shift'
+        )
     (horizon,) = float_bits([scenarios.horizon_years])
     return [
         RiskRow(

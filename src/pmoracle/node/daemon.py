@@ -592,12 +592,19 @@ def check_node_params(params: RiskParams, path: Path) -> None:
 
     Errors:
         NodeStartupError when the document has a [pmrm2] section (the round computes the scenario-grid model only;
-        PMRM_2 runs in ``pmoracle margin``).
+        PMRM_2 runs in ``pmoracle margin``), or an absolute vol shift (``vol.shift_unit = "absolute"``: the on-chain
+        pricing challenge recomputes a relative shift, so the round's honest entries would be provable).
     """
     if params.pmrm2 is not None:
         raise NodeStartupError(
             f"risk.params_file: {path} has a [pmrm2] section; a node computes the scenario-grid model only "
             "(PMRM_2 runs in `pmoracle margin`, docs/parameters.md)"
+        )
+    if params.is_absolute_vol_shift:
+        raise NodeStartupError(
+            f'risk.params_file: {path} sets vol.shift_unit = "absolute"; a node commits relative vol shifts only '
+            "(EntryPricer recomputes vol x (1 + shock x shift); absolute shifts run in `pmoracle margin`, "
+            "docs/parameters.md)"
         )
 
 

@@ -247,10 +247,12 @@ def compute_risk_arrays_kernel(
             strike_i = strike[i]
             vol_lo = vol_params[4]
             vol_hi = vol_params[5]
+            absolute = vol_params[7] != 0.0  # vol.shift_unit: vol + shock x k (vol points), else vol x (1 + shock x k)
             values = np.empty(n_scen)
             for s in range(n_scen):
                 vs = shocks[s]
-                shocked = min(max(vol * (1.0 + vs * shift), vol_lo), vol_hi)
+                moved = vol + vs * shift if absolute else vol * (1.0 + vs * shift)
+                shocked = min(max(moved, vol_lo), vol_hi)
                 vol_s = shocked if vs != 0.0 else vol
                 values[s] = black76_lanes(is_call, f * mult[s], strike_i, ts, vol_s, dfs)[0]
             for s in range(n_scen):

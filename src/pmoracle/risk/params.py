@@ -37,6 +37,9 @@ COVER_SCALE = 10**6  # cover fractions are exact multiples of 1e-6
 # How an extreme move's cover is counted: "constant" (``extreme.cover`` for every move, SPAN) or "inverse_move"
 # (``extreme.cover / |k|`` for a move of k ranges, Deribit's extended table). The first is the default.
 COVER_SCALINGS = ("constant", "inverse_move")
+# The unit of the vol shift k: "relative" (a shocked vol is ``vol x (1 + shock x k)``, Deribit) or "absolute" (``vol +
+# shock x k``, vol points: SPAN's usual volatility scan range). The first is the default.
+SHIFT_UNITS = ("relative", "absolute")
 MAX_COVER_DEN = 2**31  # the kernel's exact ceil(loss x num / den) needs den**2 < 2**63
 MAX_EXTREME_MOVE = Fraction(40)  # Deribit's extended table reaches +500% of a 16% range: 31.25 ranges
 JOINT_MODES = ("together", "alone", "opposite")
@@ -208,6 +211,14 @@ class RiskParams:
     # Per-underlying vol shifts (``vol.shift_by_underlying``; the adaptive policy's [policy.vol] sets them per round).
     # Empty keeps the document's hash what it was before the table existed.
     vol_shift_by_underlying: tuple[tuple[str, float], ...] = ()
+    # The unit of the vol shift (``vol.shift_unit``): "absolute" adds shock x k to the vol. None, like "relative",
+    # multiplies it by 1 + shock x k and keeps the document's hash what it was before the field existed.
+    vol_shift_unit: str | None = None
+
+    @property
+    def is_absolute_vol_shift(self) -> bool:
+        """Check if the vol shift counts vol points (``vol.shift_unit = "absolute"``) rather than a relative change."""
+        return self.vol_shift_unit == "absolute"
 
     def scan_range_of(self, underlying: str) -> float:
         """Return the scan range of ``underlying`` (its override, else the default)."""
@@ -257,8 +268,8 @@ def _canonical_document(params: Any) -> Any:
         value = getattr(params, f.name)
         if f.name in ("policy", "pmrm2", "stress", "concentration") and value is None:
             continue  # documents without these optional sections keep the hash they had before the sections existed
-        if f.name in ("extreme_vol_shock", "extreme_cover_scaling", "roll_shock") and value is None:
-            continue  # likewise the optional extended-move fields
+        if f.name in ("extreme_vol_shock", "extreme_cover_scaling", "roll_shock", "vol_shift_unit") and value is None:
+            continue  # likewise the optional extended-move fields, the roll shock and the vol shift's unit
         if f.name == "step_cap_basis" and value == "range":
             continue  # the default basis: policies written before the key existed keep their hash
         if f.name == "overrides" and value == ():
@@ -408,6 +419,7 @@ def parse_params(text: str) -> RiskParams:
     max_vol = r.number("vol.max_vol", 0.01, 20.0)
     if max_vol <= min_vol:
         r.problems.append(f"vol.max_vol: {max_vol} must exceed vol.min_vol {min_vol}")
+    shift_unit = _read_shift_unit(r, doc)
     extreme_moves = r.rationals("extreme.moves", -MAX_EXTREME_MOVE, MAX_EXTREME_MOVE, allow_empty=True)
     cover = r.rational("extreme.cover", Fraction(0), Fraction(1))
     if (cover * COVER_SCALE).denominator != 1:
@@ -433,6 +445,8 @@ def parse_params(text: str) -> RiskParams:
     policy = _read_policy(r) if "policy" in doc else None
     if policy is not None and reference != "fraction":  # the policy's ranges are fractions of the price
         r.problems.append(f'policy: needs price.reference = "fraction", got {reference!r}')
+    if policy is not None and policy.vol is not None and shift_unit == "absolute":  # it sizes a relative shift
+        r.problems.append('vol.shift_unit: "absolute" cannot take [policy.vol], which sizes a relative shift')
     pmrm2 = _read_pmrm2(r) if "pmrm2" in doc else None
     stress = _read_stress(r) if "stress" in doc else None
     concentration = _read_concentration(r) if "concentration" in doc else None
@@ -475,6 +489,7 @@ def parse_params(text: str) -> RiskParams:
         extreme_cover_scaling=cover_scaling,
         roll_shock=roll_shock,
         vol_shift_by_underlying=tuple(vol_shift_overrides),
+        vol_shift_unit=shift_unit,
     )
 
 
@@ -494,6 +509,15 @@ def compute_cover_den(moves: tuple[Fraction, ...], cover: Fraction, scaling: str
     for c in compute_extreme_covers(moves, cover, scaling):
         den = den * c.denominator // math.gcd(den, c.denominator)
     return den
+
+
+def _read_shift_unit(r: _Reader, doc: dict[str, Any]) -> str | None:
+    """Read the optional ``vol.shift_unit`` (its default, "relative", reads as None)."""
+    table = doc.get("vol")
+    if not isinstance(table, dict) or "shift_unit" not in table:
+        return None
+    unit = r.choice("vol.shift_unit", SHIFT_UNITS)
+    return None if unit == "relative" else unit
 
 
 def _read_extreme_options(

@@ -143,7 +143,8 @@ def reference_row(table: InstrumentTable, scenarios: ScenarioSet, i: int) -> Ref
         ts = t - table.horizon
         dfs = det_exp(-(rate * ts)) if ts > 0.0 else 1.0
         for m, v in zip(mults, vols, strict=True):
-            vol_s = vol if v[u] == 0.0 else min(max(vol * (1.0 + v[u] * shift), vp[4]), vp[5])
+            moved = vol + v[u] * shift if vp[7] != 0.0 else vol * (1.0 + v[u] * shift)  # vol.shift_unit
+            vol_s = vol if v[u] == 0.0 else min(max(moved, vp[4]), vp[5])
             pnls.append(_black76(is_call, f * m[u], strike, ts, vol_s, dfs)[0] - v0)
     quantized = [quantize(x) for x in [*pnls, base, addon]]
     status = 1 if any(q is None for q in quantized) or not delta_ok else 0

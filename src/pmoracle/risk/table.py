@@ -48,6 +48,8 @@ class CollateralRef:
 
 
 RiskInstrument = Instrument | CollateralRef
+# InstrumentTable.vol_params[VOL_UNIT_PARAM]: 1.0 when the vol shift counts vol points (vol.shift_unit = "absolute")
+VOL_UNIT_PARAM = 7
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +68,7 @@ class InstrumentTable:
     svi: npt.NDArray[np.float64]  # (I, 5): a, b, rho, m, sigma
     horizon: float  # years
     # the document's constant shift (the kernel reads vol_shift), tenor_days, min_dte_days, max_shift, min_vol,
-    # max_vol, short_min
+    # max_vol, short_min, and 1.0 when the shift counts vol points (vol.shift_unit = "absolute") else 0.0
     vol_params: npt.NDArray[np.float64]
     power_eighths: int
     vol_shift: npt.NDArray[np.float64]  # the shift k of each scenario column's underlying (RiskParams.vol_shift_of)
@@ -171,6 +173,7 @@ def build_instrument_table(
             params.min_vol,
             params.max_vol,
             params.short_option_minimum,
+            1.0 if params.is_absolute_vol_shift else 0.0,
         ],
         dtype=np.float64,
     )

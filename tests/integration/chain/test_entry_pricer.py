@@ -11,6 +11,7 @@ never provable.
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 import random
 from typing import Any
 
@@ -22,12 +23,16 @@ from pmoracle.chain.deploy import connect, open_transmitter
 from pmoracle.config.params import default_params
 from pmoracle.consensus.commitments import compute_scenario_rows, encode_values, market_abi_value
 from pmoracle.devnet.devchain import Devchain
-from pmoracle.risk.inputs import WAD, InstrumentKind, MarketSnapshot
+from pmoracle.errors import InputError
+from pmoracle.risk.inputs import WAD, Instrument, InstrumentKind, MarketSnapshot
 from pmoracle.risk.margin import compute_risk_arrays
+from pmoracle.risk.params import parse_params
 from pmoracle.risk.scenarios import compute_scenarios
+from pmoracle.risk.table import VOL_UNIT_PARAM
 from tests.integration.chain.contracts_support import dev_key
-from tests.unit.risk.factories import EXPIRED, make_market, random_instrument
+from tests.unit.risk.factories import EXPIRED, EXPIRIES, make_market, option, random_instrument
 
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 QUANTUM = 10**14  # 1e-4 USD per unit in WAD
 OPTIONS = 24  # live options per market
 OTHERS = 16  # perpetuals, futures and expired options per market
@@ -91,3 +96,38 @@ def test_every_engine_entry_is_within_the_tolerance(pricer: Any) -> None:
     assert checked["level"] > 0
     print(f"\n{checked['option']} engine option entries and {checked['level']} perpetual, future and expired entries "
           f"within the tolerance; largest gap {worst:.4f} quanta ({worst_ratio:.4f} of the tolerance)")  # fmt: skip
+
+
+def test_an_absolute_vol_shift_would_make_honest_entries_provable(pricer: Any) -> None:
+    """Why a node refuses ``vol.shift_unit = "absolute"``: the scenario row carries no unit and EntryPricer shocks a
+    vol to vol x (1 + shock x shift), so the engine's honest entries of a vol-shocked scenario fall outside the
+    tolerance and the pricing challenge would invalidate the round. The round's rows refuse the document instead."""
+    text = (ROOT / "examples" / "params" / "span16.toml").read_text()
+    params = parse_params(text.replace("shift = 0.25\n", 'shift = 0.04\nshift_unit = "absolute"\n', 1))
+    market = make_market()
+    scenarios = compute_scenarios(params, market)
+    strikes = (85_500.0, 95_000.0, 104_500.0)  # BTC at 95,000: where the vol moves the value
+    options = [option("BTC", e, k, call) for e in EXPIRIES[1:4] for k in strikes for call in (True, False)]
+    arrays = compute_risk_arrays(market, params, options, scenarios)
+    with pytest.raises(InputError) as info:
+        compute_scenario_rows(scenarios, arrays.table)
+    assert info.value.field == "vol.shift_unit"
+    # the row the round would commit: the same bits without the unit (it is not part of the row)
+    flags = arrays.table.vol_params.copy()
+    flags[VOL_UNIT_PARAM] = 0.0
+    row = compute_scenario_rows(scenarios, dataclasses.replace(arrays.table, vol_params=flags))[0]
+    underlying = market_abi_value(market)[1]
+    assert isinstance(underlying, list)
+    shocked = [s for s in range(len(scenarios)) if scenarios.vol_shock[s, 0] != 0]
+    provable = 0
+    for i, inst in enumerate(arrays.instruments):
+        assert isinstance(inst, Instrument)
+        for s in shocked:
+            entry = (inst.kind == InstrumentKind.CALL, inst.strike, inst.expiry, market.time, s, len(scenarios))
+            malformed, pnl, tolerance = pricer.functions.optionPnl(
+                underlying[0], entry, row.base, row.addon, encode_values(row.values)
+            ).call()
+            assert not malformed
+            provable += abs(int(arrays.r[i, s]) * QUANTUM - pnl) > tolerance
+    assert provable > len(shocked) * len(arrays.instruments) // 2
+    print(f"\n{provable} of {len(shocked) * len(arrays.instruments)} honest vol-shocked entries provable")

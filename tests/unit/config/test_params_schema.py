@@ -72,6 +72,7 @@ def full_document() -> dict[str, Any]:
     doc["extreme"].update(vol_shock="1", cover_scaling="inverse_move")  # the optional extended-move fields
     doc["roll_shock"] = {"min_move": {"BTC": "0.01", "ETH": "0.005"}, "annual_move": {"BTC": "0.075", "ETH": "0.05"}}
     doc["vol"]["shift_by_underlying"] = {"BTC": 0.4}
+    doc["vol"]["shift_unit"] = "relative"  # "absolute" excludes [policy.vol]
     return doc
 
 
@@ -308,3 +309,16 @@ def test_a_bad_underlying_override_is_refused_by_both_naming_it(override: dict[s
     symbol = field.split(".")[2]
     assert any(p.startswith(f"{field}:") or f"'{symbol}' does not match" in p for p in schema_says), schema_says
     assert any(p.startswith(f"{field}:") for p in parser_says), parser_says
+
+
+@pytest.mark.parametrize("value", ["points", 1, ""])
+def test_a_bad_vol_shift_unit_is_refused_by_both_naming_it(value: Any) -> None:
+    doc = with_value(FULL, "vol.shift_unit", value)
+    assert any(p.startswith("vol.shift_unit:") for p in check_params_schema(dump_toml(doc)))
+    assert any(p.startswith("vol.shift_unit:") for p in parser_problems(doc))
+    absolute = with_value(without(FULL, "policy.vol"), "vol.shift_unit", "absolute")
+    assert check_params_schema(dump_toml(absolute)) == ()
+    assert parser_problems(absolute) == ()
+    # with [policy.vol] (a relative shift): the parser's x-rule
+    assert check_params_schema(dump_toml(with_value(FULL, "vol.shift_unit", "absolute"))) == ()
+    assert any(p.startswith("vol.shift_unit:") for p in parser_problems(with_value(FULL, "vol.shift_unit", "absolute")))

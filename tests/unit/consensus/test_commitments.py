@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from pmoracle.chain.snapshot import ChainSnapshot
-from pmoracle.config.params import default_params, load_params_file
+from pmoracle.config.params import default_params, default_params_text, load_params_file
 from pmoracle.consensus.commitments import (
     COLLATERAL_FLAG,
     COVER_KEY,
@@ -43,6 +43,7 @@ from pmoracle.consensus.merkle import compute_proof_root
 from pmoracle.errors import InputError
 from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput, compute_round
 from pmoracle.risk.inputs import Instrument, Portfolio
+from pmoracle.risk.params import parse_params
 from pmoracle.risk.scenarios import compute_scenarios
 from pmoracle.testing.committees import make_test_committee
 from tests.unit.risk.factories import make_market, random_instrument, random_portfolio
@@ -140,6 +141,19 @@ def test_scenario_rows_commit_the_engines_floats_bit_for_bit() -> None:
     assert len(floats) == 2 * n_scen + SCENARIO_VOL_PARAMS
     with pytest.raises(InputError):
         scenario_key(-1)
+
+
+def test_a_round_with_an_absolute_vol_shift_is_refused_naming_the_field() -> None:
+    """The scenario row does not carry the vol shift's unit and EntryPricer recomputes a relative shift: a round
+    committing an absolute one could be invalidated although honest, so none is computed."""
+    snapshot = make_snapshot(2)
+    text = default_params_text().replace("[vol]\n", '[vol]\nshift_unit = "absolute"\n', 1)
+    with pytest.raises(InputError) as info:
+        compute_round(snapshot, parse_params(text), make_test_committee(4).config)
+    assert info.value.field == "vol.shift_unit"
+    relative = parse_params(text.replace('"absolute"', '"relative"'))  # the default unit, written out: computed
+    written, plain = (compute_round(snapshot, p, make_test_committee(4).config) for p in (relative, default_params()))
+    assert written.report == plain.report
 
 
 def test_the_market_hash_commits_to_the_market_and_the_policy_hash() -> None:

@@ -36,3 +36,14 @@ def test_a_policy_with_implied_vols_passes() -> None:
     assert params.policy is not None and params.policy.vol is not None
     check_node_params(params, Path("adaptive.toml"))
     check_node_params(parse_params(default_params_text() + POLICY_TOML.split("[policy.vol]")[0]), Path("a.toml"))
+
+
+def test_an_absolute_vol_shift_is_refused_naming_the_file_and_the_field() -> None:
+    """The pricing challenge recomputes vol x (1 + shock x shift): a round committing absolute shifts could be
+    invalidated although honest (tests/integration/chain/test_entry_pricer.py shows it), so a node refuses it."""
+    text = (ROOT / "examples" / "params" / "span16.toml").read_text()
+    text = text.replace("[vol]\n", '[vol]\nshift_unit = "absolute"\n', 1)
+    params = parse_params(text)
+    with pytest.raises(NodeStartupError, match=r'span16-points\.toml sets vol\.shift_unit = "absolute"'):
+        check_node_params(params, Path("span16-points.toml"))
+    check_node_params(parse_params(text.replace('"absolute"', '"relative"')), Path("span16.toml"))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from pmoracle.config.params import default_params_text
+from pmoracle.risk.errors import ParamsError
 from pmoracle.risk.inputs import (
     PRICE_SCALE,
     SIZE_SCALE,
@@ -167,3 +170,17 @@ BTC = "0.035"
 ETH = "0.04"
 """
     )
+
+
+def with_table_lines(text: str, table: str, extra: str) -> str:
+    """Return the parameters document ``text`` with ``extra`` lines added at the top of its ``[table]``."""
+    header = f"[{table}]\n"
+    assert text.count(header) == 1
+    return text.replace(header, f"{header}{extra}", 1)
+
+
+def params_problems(text: str) -> tuple[str, ...]:
+    """Return every problem the parser finds in ``text`` (it must find one)."""
+    with pytest.raises(ParamsError) as info:
+        parse_params(text)
+    return info.value.problems

@@ -13,30 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pmoracle.config.params import default_params_text
-from pmoracle.risk.errors import ParamsError
 from pmoracle.risk.inputs import MONEY_SCALE, SIZE_SCALE, Instrument, InstrumentKind, Portfolio, Position
 from pmoracle.risk.margin import Book, compute_risk_arrays
 from pmoracle.risk.params import MAX_COVER_DEN, compute_cover_den, compute_extreme_covers, parse_params
 from pmoracle.risk.scenarios import compute_scenarios
 from pmoracle.risk.table import RiskInstrument
 
-from .factories import EXPIRIES, account, make_market, option
+from .factories import EXPIRIES, account, make_market, option, params_problems, with_table_lines
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 PRESETS = ROOT / "examples" / "params"
 DERIBIT = (PRESETS / "deribit-pm.toml").read_text()
-
-
-def _with_extreme(text: str, extra: str) -> str:
-    """Return ``text`` with ``extra`` lines added to its ``[extreme]`` table."""
-    assert text.count("[extreme]\n") == 1
-    return text.replace("[extreme]\n", f"[extreme]\n{extra}", 1)
-
-
-def _problems(text: str) -> tuple[str, ...]:
-    with pytest.raises(ParamsError) as info:
-        parse_params(text)
-    return info.value.problems
 
 
 @pytest.mark.parametrize("name", ["default", "span16.toml", "deribit9x3.toml", "stress.toml", "concentration.toml"])
@@ -47,15 +34,15 @@ def test_a_document_without_the_fields_keeps_its_canonical_bytes(name: str) -> N
     assert b"extreme_vol_shock" not in params.canonical_bytes
     assert b"extreme_cover_scaling" not in params.canonical_bytes
     # writing the defaults out is the same document: vol unchanged, the same cover for every move
-    explicit = parse_params(_with_extreme(text, 'vol_shock = "0"\ncover_scaling = "constant"\n'))
+    explicit = parse_params(with_table_lines(text, "extreme", 'vol_shock = "0"\ncover_scaling = "constant"\n'))
     assert explicit.canonical_bytes == params.canonical_bytes
     assert explicit.params_hash == params.params_hash
 
 
 def test_the_fields_are_in_the_canonical_bytes_and_the_hash() -> None:
     base = parse_params(default_params_text())
-    vol_up = parse_params(_with_extreme(default_params_text(), 'vol_shock = "1"\n'))
-    scaled = parse_params(_with_extreme(default_params_text(), 'cover_scaling = "inverse_move"\n'))
+    vol_up = parse_params(with_table_lines(default_params_text(), "extreme", 'vol_shock = "1"\n'))
+    scaled = parse_params(with_table_lines(default_params_text(), "extreme", 'cover_scaling = "inverse_move"\n'))
     assert b'"extreme_vol_shock":"1"' in vol_up.canonical_bytes
     assert b'"extreme_cover_scaling":"inverse_move"' in scaled.canonical_bytes
     assert len({base.params_hash, vol_up.params_hash, scaled.params_hash}) == 3
@@ -73,13 +60,13 @@ def test_the_fields_are_in_the_canonical_bytes_and_the_hash() -> None:
 )
 def test_bad_values_are_refused_naming_the_field(extra: str, field: str) -> None:
     plain = DERIBIT.replace('vol_shock = "1"\n', "").replace('cover_scaling = "inverse_move"\n', "")
-    problems = _problems(_with_extreme(plain, extra))
+    problems = params_problems(with_table_lines(plain, "extreme", extra))
     assert any(p.startswith(field) for p in problems), problems
 
 
 def test_inverse_move_needs_moves_of_at_least_one_range() -> None:
     text = DERIBIT.replace('moves = ["-33/8", "-33/16",', 'moves = ["-1/2", "0", "-33/16",', 1)
-    problems = _problems(text)
+    problems = params_problems(text)
     assert any(p.startswith("extreme.moves[0]: -1/2 is inside one range") for p in problems), problems
     assert any(p.startswith("extreme.moves[1]: 0 is inside one range") for p in problems), problems
     parse_params(text.replace('cover_scaling = "inverse_move"\n', ""))  # the constant rule takes any move
@@ -88,14 +75,14 @@ def test_inverse_move_needs_moves_of_at_least_one_range() -> None:
 def test_a_cover_denominator_beyond_the_kernels_exact_range_is_refused() -> None:
     # primes of about 1300 as numerators: the lcm of the covers' denominators exceeds 2**31
     text = DERIBIT.replace('["-33/8", "-33/16",', '["1301/1000", "1303/1000", "1307/1000", "-33/16",', 1)
-    problems = _problems(text)
+    problems = params_problems(text)
     want = 'extreme.cover_scaling: "inverse_move" gives the covers a common denominator'
     assert any(p.startswith(want) for p in problems), problems
 
 
 def test_extreme_moves_reach_forty_ranges_and_no_further() -> None:
     parse_params(DERIBIT.replace('"125/4"]', '"40"]', 1))
-    problems = _problems(DERIBIT.replace('"125/4"]', '"401/10"]', 1))
+    problems = params_problems(DERIBIT.replace('"125/4"]', '"401/10"]', 1))
     assert any(p.startswith("extreme.moves[7]: '401/10' is outside [-40, 40]") for p in problems), problems
 
 

@@ -10,11 +10,11 @@ import numba
 import numpy as np
 import pytest
 
-from pmoracle.config.params import default_params, load_params_file
+from pmoracle.config.params import default_params, default_params_text, load_params_file
 from pmoracle.risk.errors import AccountOverflowError
 from pmoracle.risk.inputs import MAX_BALANCE, MAX_SIZE, Instrument, InstrumentKind, Portfolio, Position
 from pmoracle.risk.margin import Book, compute_accounts, compute_book, compute_risk_arrays, portfolio_instruments
-from pmoracle.risk.params import RiskParams
+from pmoracle.risk.params import RiskParams, parse_params
 from pmoracle.risk.reference import ReferenceRoll, reference_account, reference_cash, reference_row
 from pmoracle.risk.scenarios import compute_scenarios
 from pmoracle.risk.table import CollateralRef, RiskInstrument, build_instrument_table
@@ -25,7 +25,11 @@ PARAMS = default_params()
 # Deribit's extended table (extreme moves on vol up, each counted at cover / |move|: a cover denominator not 1e6)
 # and roll shock
 EXTENDED = load_params_file(Path(__file__).resolve().parents[3] / "examples" / "params" / "deribit-pm.toml")
-BOTH = pytest.mark.parametrize("params", [PARAMS, EXTENDED], ids=["default", "deribit-extended"])
+# SPAN's usual volatility scan range: the shift in vol points (vol + shock x k), tenor-scaled and clamped
+ABSOLUTE = parse_params(default_params_text().replace("shift = 0.25\n", 'shift = 0.1\nshift_unit = "absolute"\n', 1))
+BOTH = pytest.mark.parametrize(
+    "params", [PARAMS, EXTENDED, ABSOLUTE], ids=["default", "deribit-extended", "absolute-vol-shift"]
+)
 
 
 def ledger_cash(portfolio: Portfolio) -> int:
