@@ -12,6 +12,7 @@ from web3 import Web3
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import (
+    DEVIATION_DELAY,
     Deployment,
     NodeSpec,
     connect,
@@ -141,6 +142,12 @@ def deploy_system(chain: Devchain, n: int = 4, params_hash: bytes = PARAMS_HASH,
     return System(
         chain, w3, deployment, open_transmitter(chain.url, dev_key(0)), [s.signing_key for s in nodes], config
     )
+
+
+def pass_deviation_window(chain: Devchain, seconds: int = DEVIATION_DELAY) -> None:
+    """Move chain time past SolverRegistry's deviation window (deploy's default) and mine a block."""
+    chain.rpc("evm_increaseTime", seconds)
+    chain.rpc("evm_mine")
 
 
 def make_tree(seed: int, count: int) -> MerkleTree:

@@ -18,7 +18,8 @@ import pytest
 from eth_utils import to_checksum_address
 
 from pmoracle.chain.client import ChainClient
-from pmoracle.chain.deploy import Deployment
+from pmoracle.chain.deploy import DEVIATION_DELAY, Deployment
+from pmoracle.chain.errors import ContractError
 from pmoracle.chain.snapshot import ChainSnapshot, read_snapshot
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.cli import main
@@ -33,6 +34,7 @@ from pmoracle.node.daemon import OFFLINE_W3
 from pmoracle.node.dispute import leaf_to_json, prove_fraud_call, read_holdings, submit_fraud_proof
 from pmoracle.node.keys import KeyKind, write_key_file
 from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput, compute_round
+from tests.integration.chain.contracts_support import node_spec, pass_deviation_window
 from tests.integration.chain.fraud_support import (
     COLLUDERS,
     HONEST,
@@ -202,6 +204,31 @@ def test_a_lying_quorum_is_proven_invalidated_and_slashed_and_the_honest_member_
     assert revert_of(lie.client, deviation)[0] == "RoundProvenFraudulent"
     # and it cannot be proven twice
     assert refusal(lie, lie.lie_report, lie_proof(lie, lie.victims[0]))[0] == "RoundProvenFraudulent"
+
+
+def test_the_slashing_race_the_colluders_cannot_slash_the_honest_member_before_the_proof_lands(
+    anvil: Devchain,
+) -> None:
+    """The race of docs/dispute.md ("Slashing race"): as soon as their wrong round is attested, the colluders post
+    the honest member's signed (correct) report as deviation evidence; the honest node's fraud proof lands after."""
+    lie = make_lie(anvil, seed=13)
+    honest_signed = sign_report(lie.domain, lie.truth.report, lie.keys[HONEST])
+    registry = lie.deployment.contract(OFFLINE_W3, "SolverRegistry")
+    deviation = registry.functions.slashDeviation(honest_signed.report.as_tuple(), honest_signed.signature)
+    colluder = Transmitter(lie.client, node_spec(COLLUDERS[0]).operator_key)  # a staked node: it would be rewarded
+    before = stake_of(lie.seeded, HONEST)
+    try:
+        colluder.transact_call(deviation)  # at once, in the block after the attestation
+    except ContractError as exc:
+        assert exc.name == "DeviationWindowNotOpen"
+        block, attested_at, opens_at = exc.error_args
+        assert block == lie.lie_report.block_number and opens_at == attested_at + DEVIATION_DELAY
+    # the honest node's proof lands (here a few blocks later), then the window opens: the round is invalidated
+    proof = lie_proof(lie, lie.victims[0])
+    submit_fraud_proof(Transmitter(lie.client, REPORTER), lie.deployment, lie.lie_report, proof)
+    pass_deviation_window(anvil)
+    assert revert_of(lie.client, deviation)[0] == "RoundProvenFraudulent"
+    assert stake_of(lie.seeded, HONEST) == before
 
 
 def test_dispute_prove_finds_the_understated_account_and_slashes_the_quorum(

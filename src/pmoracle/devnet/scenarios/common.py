@@ -222,7 +222,7 @@ def attested_digest(devnet: Devnet, block: int) -> bytes | None:
     from pmoracle.chain.errors import ContractError
 
     try:
-        config_digest, digest = devnet.client.call(oracle.functions.roundDigests(block), "latest")
+        config_digest, digest, _attested_at = devnet.client.call(oracle.functions.roundDigests(block), "latest")
     except ContractError as exc:
         if exc.name == "RoundNotFound":
             return None
