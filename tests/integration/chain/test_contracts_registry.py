@@ -31,6 +31,7 @@ from tests.integration.chain.contracts_support import (
     node_spec,
     pass_deviation_window,
     revert_of,
+    stake_of,
 )
 
 UNBONDING_DELAY = 3600
@@ -44,10 +45,6 @@ def system(anvil: Devchain) -> System:
     return deploy_system(
         anvil, n=4, unbonding_delay=UNBONDING_DELAY, slash_bps=SLASH_BPS, reward_bps=REWARD_BPS, min_stake=STAKE
     )
-
-
-def stake_of(system: System, index: int) -> int:
-    return int(system.registry.functions.nodeOf(address_of(system.signing_keys[index])).call()[2])
 
 
 def register_call(system: System, operator_key: bytes, signer_key: bytes, proof: bytes, value: int = STAKE) -> Any:

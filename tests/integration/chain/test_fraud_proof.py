@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from eth_utils import to_checksum_address
 
 from pmoracle.chain.client import ChainClient
@@ -26,15 +29,18 @@ from pmoracle.cli import main
 from pmoracle.config.params import default_params_text
 from pmoracle.consensus.commitments import COVER_KEY, FraudProof, compute_fraud_proof
 from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.consensus.evidence import Deviation
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
-from pmoracle.consensus.report import Domain, Report, sign_report
+from pmoracle.consensus.report import Domain, Report, compute_report_digest, sign_report
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.devnet.world import World
+from pmoracle.node.chain_port import OracleChainPort
 from pmoracle.node.daemon import OFFLINE_W3
 from pmoracle.node.dispute import leaf_to_json, prove_fraud_call, read_holdings, submit_fraud_proof
 from pmoracle.node.keys import KeyKind, write_key_file
+from pmoracle.node.metrics import create_node_metrics
 from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput, compute_round
-from tests.integration.chain.contracts_support import node_spec, pass_deviation_window
+from tests.integration.chain.contracts_support import dev_key, node_spec, pass_deviation_window, submit_on_a_live_chain
 from tests.integration.chain.fraud_support import (
     COLLUDERS,
     HONEST,
@@ -228,6 +234,39 @@ def test_the_slashing_race_the_colluders_cannot_slash_the_honest_member_before_t
     submit_fraud_proof(Transmitter(lie.client, REPORTER), lie.deployment, lie.lie_report, proof)
     pass_deviation_window(anvil)
     assert revert_of(lie.client, deviation)[0] == "RoundProvenFraudulent"
+    assert stake_of(lie.seeded, HONEST) == before
+
+
+def test_a_colluders_node_holds_the_deviation_evidence_and_drops_it_once_the_round_is_invalidated(
+    anvil: Devchain, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The node side of the race: a colluder's daemon holds its deviation evidence against the honest member for
+    the window, re-checks the round when the window opens, finds it invalidated and drops the evidence."""
+    lie = make_lie(anvil, seed=14)
+    registry = lie.deployment.contract(OFFLINE_W3, "SolverRegistry")
+    Transmitter(lie.client, dev_key(0)).transact_call(registry.functions.setDeviationDelay(4))  # the owner
+    honest_signed = sign_report(lie.domain, lie.truth.report, lie.keys[HONEST])
+    evidence = Deviation(honest_signed, compute_report_digest(lie.domain, lie.lie_report))
+    metrics = create_node_metrics()
+    port = OracleChainPort(lie.client, Transmitter(lie.client, node_spec(COLLUDERS[0]).operator_key), lie.deployment,
+                           metrics)  # fmt: skip
+    before = stake_of(lie.seeded, HONEST)
+
+    async def race() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(submit_on_a_live_chain, anvil, port, evidence)
+            await trio.sleep(1)  # the evidence is held (the log below says so) when the proof lands
+            proof = lie_proof(lie, lie.victims[0])
+            await trio.to_thread.run_sync(
+                submit_fraud_proof, Transmitter(lie.client, REPORTER), lie.deployment, lie.lie_report, proof
+            )
+
+    with caplog.at_level(logging.INFO, logger="pmoracle.node"):
+        trio.run(race)
+    assert re.search(r"held \d+ s, until its deviation window opens", caplog.text)
+    assert "dropped (the round was proven fraudulent)" in caplog.text
+    assert metrics.evidence_dropped.labels(reason="invalidated")._value.get() == 1
+    assert metrics.evidence_sent.labels(kind="deviation")._value.get() == 0
     assert stake_of(lie.seeded, HONEST) == before
 
 
