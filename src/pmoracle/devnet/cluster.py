@@ -57,6 +57,9 @@ AWAIT_ROUND_S = 20.0  # --days: seconds to wait for the awaited round before awa
 POLICY_POLL_S = 10.0  # [policy]: seconds to wait for every node to publish an attested round's policy
 
 
+DEVNET_DEVIATION_DELAY = 4  # seconds: see DevnetOptions.deviation_delay
+
+
 class DevnetError(PmoracleError):
     """Raised when the devnet cannot be built or a node process dies unexpectedly."""
 
@@ -73,6 +76,10 @@ class DevnetOptions:
     finality_depth: int = 2
     block_interval: float = 1.0  # seconds between blocks when nothing else mines one
     stage_delay: float = 1.0
+    # SolverRegistry's deviation window, seconds (docs/dispute.md, "Slashing race"): long enough for an honest
+    # node's fraud proof to land first on a loaded 2-core machine (measured 0.96 s, 2 blocks), short enough for an
+    # outvoted liar to be slashed within a round or two
+    deviation_delay: int = DEVNET_DEVIATION_DELAY
     # incremental snapshots between background checks by a full read; operators default to 32
     full_snapshot_every: int = 4
     seed: int = 1
@@ -641,7 +648,8 @@ def _build(
                                  command_prefix=netlab.command_prefix(i) if netlab is not None else ()))  # fmt: skip
     deployment = deploy(
         chain.url, DEPLOYER_KEY, params_hash=params.params_hash, round_period=options.round_period,
-        finality_depth=options.finality_depth, nodes=specs, output=run_dir / "deployment.json",
+        finality_depth=options.finality_depth, nodes=specs, deviation_delay=options.deviation_delay,
+        output=run_dir / "deployment.json",
     )  # fmt: skip
     say(f"devnet: contracts deployed, {options.nodes} nodes staked and registered (quorum "
         f"{(options.nodes + (options.nodes - 1) // 3) // 2 + 1} of {options.nodes})")  # fmt: skip
