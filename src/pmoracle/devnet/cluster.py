@@ -829,7 +829,8 @@ def policy_summary(rounds: Sequence[AttestedRound]) -> dict[str, Any]:
 def accountability_summary(devnet: Devnet) -> dict[str, Any]:
     """Return the summary's fraud-proof keys, read from the chain: ``fraud_proofs`` (proofs the oracle accepted),
     ``rounds_invalidated`` (distinct rounds), ``invalidated`` (per proof: the round, the block it was attested and
-    proven in, the prover's node index) and ``slashed`` (per node index: slashings and wei taken, every node listed)."""
+    proven in, the prover's node index), ``slashed`` (per node index: slashings and wei taken, every node listed) and
+    ``deviation_slashed_rounds`` (per node index: the rounds it was slashed for deviation in, every node listed)."""
     head = int(devnet.client.block_number())
     devnet.scan_evidence(head)
     attested_in = {int(e["args"]["blockNumber"]): int(e["blockNumber"])
@@ -843,13 +844,17 @@ def accountability_summary(devnet: Devnet) -> dict[str, Any]:
         for e in devnet.events("MarginOracle", "RoundInvalidated")
     ]  # fmt: skip
     slashed = {str(node.index): {"count": 0, "amount": 0} for node in devnet.nodes}
+    deviations: dict[str, list[int]] = {str(node.index): [] for node in devnet.nodes}
     for slashing in devnet.slashings:
         if slashing.node is not None:
             slashed[str(slashing.node)]["count"] += 1
             slashed[str(slashing.node)]["amount"] += slashing.amount
+            if slashing.offence == "deviation":
+                deviations[str(slashing.node)].append(slashing.round)
     return {"fraud_proofs": len(invalidated), "rounds_invalidated": len({i["round"] for i in invalidated}),
             "invalidated_rounds": sorted({i["round"] for i in invalidated}),
-            "invalidated": invalidated, "slashed": slashed}  # fmt: skip
+            "invalidated": invalidated, "slashed": slashed,
+            "deviation_slashed_rounds": {k: sorted(v) for k, v in deviations.items()}}  # fmt: skip
 
 
 def write_lifecycle_summary(devnet: Devnet, wall_seconds: float, say: Callable[[str], None]) -> dict[str, Any]:
