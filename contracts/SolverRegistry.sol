@@ -14,7 +14,8 @@ import {Report, IMarginOracle} from "./PmoracleTypes.sol";
 ///         evidence (equivocation, deviation from the attested report about the canonical block); the oracle
 ///         slashes every signer of a round proven fraudulent (`slashFraud`, after `MarginOracle.proveFraud`).
 /// @dev Slashing rules (docs/contracts.md, "SolverRegistry"): deviation is judged against the canonical block hash
-///      only; the reporter's reward is paid only to the operator of another active, staked node (the offender and
+///      only, and only once the round's deviation window (`deviationDelay` seconds after its attestation, time for
+///      a fraud proof to invalidate a wrong round) has passed; the reporter's reward is paid only to the operator of another active, staked node (the offender and
 ///      mempool copiers get nothing); a committee member left below `minStake` is ejected (the oracle refuses its
 ///      signatures) and `MemberEjected` asks the owner to re-key the committee; a slash never reverts for lack of
 ///      stake and every offence is counted; slashed wei not paid as rewards is swept to `slashRecipient`.
