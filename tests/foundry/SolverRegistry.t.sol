@@ -131,6 +131,21 @@ contract SolverRegistryFuzzTest is Base {
         _solvent();
     }
 
+    /// Evidence is judged only against the round it names: once the oracle's ring overwrote that round (a round
+    /// `HISTORY` blocks later in its slot), the evidence is refused `RoundNotFound`, window open or not.
+    function testFuzz_deviationFromARoundTheRingOverwroteIsRefused(uint32 wait) public {
+        Report memory attested = anchor(1_000, keccak256("honest"));
+        oracle.attest(attested, 7, certificate(attested, 7));
+        Report memory deviant = makeReport(attested.blockNumber, attested.blockHash, keccak256("deviant"), 7);
+        bytes memory sig = sign(signerKeys[OFFENDER], oracle.reportDigest(deviant));
+        Report memory later = anchor(1_000 + HISTORY, keccak256("later"));
+        oracle.attest(later, 7, certificate(later, 7));
+        vm.warp(block.timestamp + bound(wait, 0, 2 * uint256(DEVIATION_DELAY)));
+        vm.expectRevert(abi.encodeWithSelector(MarginOracle.RoundNotFound.selector, 1_000));
+        registry.slashDeviation(deviant, sig);
+        assertEq(registry.offences(signers[OFFENDER]), 0, "nobody slashed");
+    }
+
     /// Only the owner sets the window, within `MAX_DEVIATION_DELAY` and `unbondingDelay`; it applies at once, to
     /// rounds already attested too.
     function testFuzz_theOwnerSetsTheWindowWithinItsBounds(uint64 delay, address caller) public {
