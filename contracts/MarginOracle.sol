@@ -764,13 +764,14 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         return _roundView(blockNumber);
     }
 
-    /// @notice Return the config digest and report digest of the round at `blockNumber` (slashing evidence).
+    /// @notice Return the config digest, report digest and attestation time of the round at `blockNumber`
+    ///         (slashing evidence; the registry's deviation window runs from the attestation time).
     /// @param blockNumber The round's block.
-    function roundDigests(uint64 blockNumber) external view returns (bytes32, bytes32) {
+    function roundDigests(uint64 blockNumber) external view returns (bytes32, bytes32, uint64) {
         Round storage r = _roundOf(blockNumber);
         // deviation from a report proven wrong is no offence
         if (r.signerBitmap == 0) revert RoundProvenFraudulent(blockNumber);
-        return (configDigestOf[r.configVersion], r.reportDigest);
+        return (configDigestOf[r.configVersion], r.reportDigest, r.attestedAt);
     }
 
     /// @inheritdoc IMarginOracle

@@ -76,8 +76,12 @@ interface IMarginOracle {
     /// @notice Refuse the signatures of member `index` of config `version` from now on (only the registry).
     function ejectMember(uint64 version, uint256 index) external;
 
-    /// @notice Return the config digest and report digest attested for the round at `blockNumber`.
-    function roundDigests(uint64 blockNumber) external view returns (bytes32 configDigest, bytes32 digest);
+    /// @notice Return the config digest, report digest and attestation time (seconds) of the round at `blockNumber`;
+    ///         revert `RoundNotFound` unless the ring holds it, `RoundProvenFraudulent` once it was invalidated.
+    function roundDigests(uint64 blockNumber)
+        external
+        view
+        returns (bytes32 configDigest, bytes32 digest, uint64 attestedAt);
 
     /// @notice Return the block hash of `blockNumber` recorded when its round was attested (checked then against
     ///         blockhash()).

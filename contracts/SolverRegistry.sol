@@ -14,7 +14,8 @@ import {Report, IMarginOracle} from "./PmoracleTypes.sol";
 ///         evidence (equivocation, deviation from the attested report about the canonical block); the oracle
 ///         slashes every signer of a round proven fraudulent (`slashFraud`, after `MarginOracle.proveFraud`).
 /// @dev Slashing rules (docs/contracts.md, "SolverRegistry"): deviation is judged against the canonical block hash
-///      only; the reporter's reward is paid only to the operator of another active, staked node (the offender and
+///      only, and only once the round's deviation window (`deviationDelay` seconds after its attestation, time for
+///      a fraud proof to invalidate a wrong round) has passed; the reporter's reward is paid only to the operator of another active, staked node (the offender and
 ///      mempool copiers get nothing); a committee member left below `minStake` is ejected (the oracle refuses its
 ///      signatures) and `MemberEjected` asks the owner to re-key the committee; a slash never reverts for lack of
 ///      stake and every offence is counted; slashed wei not paid as rewards is swept to `slashRecipient`.
@@ -25,6 +26,8 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     uint256 public constant MAX_COMMITTEE = 64;
     /// @notice Basis-point denominator.
     uint256 public constant BPS = 10_000;
+    /// @notice Longest deviation window the owner may set (seconds; also at most `unbondingDelay`).
+    uint64 public constant MAX_DEVIATION_DELAY = 1 days;
 
     /// @notice Life cycle of a node.
     enum NodeStatus {
@@ -83,6 +86,10 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     uint256 public slashedPool;
     /// @notice Where `sweepSlashed` sends the slashed pool: the insurance fund's treasury (set by the owner).
     address public slashRecipient;
+    /// @notice Seconds after a round's attestation before deviation evidence against it is accepted (the challenge
+    ///         window in which a wrong round is proven and invalidated first; owner-set, at most
+    ///         `MAX_DEVIATION_DELAY` and `unbondingDelay`).
+    uint64 public deviationDelay;
 
     uint64 internal _version;
     uint8 internal _quorum;
@@ -135,6 +142,8 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     event MemberEjected(address indexed signer, uint64 indexed version, uint256 stake);
     /// @notice The owner set where slashed stake is swept.
     event SlashRecipientSet(address recipient);
+    /// @notice The owner set the deviation window.
+    event DeviationDelaySet(uint64 previous, uint64 delay);
     /// @notice The slashed pool was sent to the recipient (the bridge to the insurance fund).
     event SlashedSwept(address indexed recipient, uint256 amount);
     /// @notice A signer was slashed (amount 0 once no stake is left; `reward` 0 unless the reporter is eligible).
@@ -202,15 +211,23 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     error NothingToSweep();
     /// @notice This signer was already slashed for this round key.
     error AlreadySlashed(address signer, bytes32 configDigest, uint64 blockNumber);
+    /// @notice Deviation evidence against round `blockNumber` (attested at `attestedAt`) is accepted from `opensAt`.
+    error DeviationWindowNotOpen(uint64 blockNumber, uint64 attestedAt, uint64 opensAt);
 
     /// @param owner_ Sets the oracle and committees.
     /// @param minStake_ Minimum stake in wei.
     /// @param unbondingDelay_ Seconds a leaving node stays slashable.
     /// @param slashBps_ Fraction of the stake slashed per offence (basis points, 1..10000).
     /// @param rewardBps_ Fraction of the slashed amount paid to the reporter (basis points, 0..10000).
-    constructor(address owner_, uint256 minStake_, uint64 unbondingDelay_, uint256 slashBps_, uint256 rewardBps_)
-        Ownable(owner_)
-    {
+    /// @param deviationDelay_ The deviation window in seconds (at most `MAX_DEVIATION_DELAY` and `unbondingDelay_`).
+    constructor(
+        address owner_,
+        uint256 minStake_,
+        uint64 unbondingDelay_,
+        uint256 slashBps_,
+        uint256 rewardBps_,
+        uint64 deviationDelay_
+    ) Ownable(owner_) {
         if (minStake_ == 0) revert InvalidParameter("minStake", minStake_);
         if (slashBps_ == 0 || slashBps_ > BPS) revert InvalidParameter("slashBps", slashBps_);
         if (rewardBps_ > BPS) revert InvalidParameter("rewardBps", rewardBps_);
@@ -218,6 +235,7 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         unbondingDelay = unbondingDelay_;
         slashBps = slashBps_;
         rewardBps = rewardBps_;
+        _setDeviationDelay(deviationDelay_);
     }
 
     /// @notice Set the MarginOracle once (its constructor names this registry).
@@ -234,6 +252,20 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         if (recipient == address(0)) revert NoSlashRecipient();
         slashRecipient = recipient;
         emit SlashRecipientSet(recipient);
+    }
+
+    /// @notice Set the deviation window: deviation evidence against a round is refused until `delay` seconds after
+    ///         its attestation (it applies at once, to rounds already attested too).
+    /// @param delay Seconds, at most `MAX_DEVIATION_DELAY` and `unbondingDelay` (a deviator rotated out of the
+    ///        committee must still be slashable when the window opens).
+    function setDeviationDelay(uint64 delay) external onlyOwner {
+        _setDeviationDelay(delay);
+    }
+
+    function _setDeviationDelay(uint64 delay) internal {
+        if (delay > MAX_DEVIATION_DELAY || delay > unbondingDelay) revert InvalidParameter("deviationDelay", delay);
+        emit DeviationDelaySet(deviationDelay, delay);
+        deviationDelay = delay;
     }
 
     /// @notice Send the whole slashed pool to `slashRecipient` (anyone may call: the recipient is fixed).
@@ -544,14 +576,21 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     }
 
     /// @notice Slash a signer who signed a report about the canonical block of an attested round key whose
-    ///         attested digest differs. A report about another block hash (a fork reorged out) is no offence: an
-    ///         honest node may have signed it before the reorg.
+    ///         attested digest differs, once the round's deviation window has passed without the round being
+    ///         proven fraudulent. A report about another block hash (a fork reorged out) is no offence: an honest
+    ///         node may have signed it before the reorg.
+    /// @dev The window closes the slashing race: a colluding quorum that attests a wrong round cannot slash the
+    ///      honest minority's correct reports before a fraud proof invalidates the round (docs/dispute.md).
     /// @param report The deviating report.
     /// @param sig The signer's EIP-712 signature of `report` (oracle domain).
     function slashDeviation(Report calldata report, bytes calldata sig) external nonReentrant {
         IMarginOracle oracle_ = _oracle();
-        // the round key was attested (RoundNotFound otherwise), in the report's config
-        (bytes32 attestedConfig, bytes32 attestedDigest) = oracle_.roundDigests(report.blockNumber);
+        // the round key is kept in the oracle's ring (RoundNotFound otherwise) and was not proven fraudulent
+        // (RoundProvenFraudulent), in the report's config
+        (bytes32 attestedConfig, bytes32 attestedDigest, uint64 attestedAt) = oracle_.roundDigests(report.blockNumber);
+        // the window for a fraud proof has passed
+        uint64 opensAt = attestedAt + deviationDelay;
+        if (block.timestamp < opensAt) revert DeviationWindowNotOpen(report.blockNumber, attestedAt, opensAt);
         if (attestedConfig != report.configDigest) {
             revert RoundKeyMismatch(report.configDigest, report.blockNumber, attestedConfig, report.blockNumber);
         }

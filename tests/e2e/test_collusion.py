@@ -50,10 +50,19 @@ def test_the_honest_node_proves_the_wrong_round_and_the_colluders_are_slashed(su
 
 
 @pytest.mark.timeout(300)
+def test_the_honest_node_is_not_slashed_for_a_proven_round(summary: dict[str, Any]) -> None:
+    # the colluders' deviation evidence waits for the round's deviation window (4 s on the devnet); the honest
+    # node's proof lands first, and the evidence is dropped (docs/dispute.md, "Slashing race")
+    assert summary["invalidated_rounds"]
+    assert not set(summary["invalidated_rounds"]) & set(summary["deviation_slashed_rounds"][HONEST])
+
+
+@pytest.mark.timeout(300)
 @pytest.mark.xfail(
     strict=True,
-    reason="attack shown, not yet fixed (needs a contract change): the colluders post deviation evidence against the "
-    "honest node's signature of the round they attested wrongly, and SolverRegistry slashes it before the proof lands",
+    reason="a wrong round nobody can prove (the understated account traded since B: AccountChangedSinceRound) still "
+    "slashes the honest node for deviation once its window passes; closing it needs every wrong round provable "
+    "(main's holdings history, h14f: merged with it, this test XPASSes; remove the xfail then)",
 )
 def test_the_honest_node_is_never_slashed(summary: dict[str, Any]) -> None:
     assert summary["slashed"][HONEST] == {"count": 0, "amount": 0}

@@ -31,6 +31,7 @@ abstract contract Base {
     uint8 internal constant QUORUM = 3;
     uint256 internal constant MIN_STAKE = 1 ether;
     uint64 internal constant HISTORY = 1024;
+    uint64 internal constant DEVIATION_DELAY = 1 hours; // the registry's deviation window
     bytes32 internal constant PARAMS = keccak256("pmoracle-forge-params");
 
     SolverRegistry internal registry;
@@ -57,7 +58,7 @@ abstract contract Base {
 
     /// @dev Deploy registry and oracle, register `N` nodes staked `stakes[i]` and make them the committee.
     function deploy(uint256 slashBps, uint256 rewardBps, uint256[] memory stakes) internal {
-        registry = new SolverRegistry(owner, MIN_STAKE, 1 days, slashBps, rewardBps);
+        registry = new SolverRegistry(owner, MIN_STAKE, 1 days, slashBps, rewardBps, DEVIATION_DELAY);
         oracle = new MarginOracle(address(registry), HISTORY, 256);
         vm.prank(owner);
         registry.setOracle(oracle);

@@ -3,6 +3,7 @@ pragma solidity 0.8.37;
 
 import {Base} from "./Base.sol";
 import {MarginOracle} from "../../contracts/MarginOracle.sol";
+import {SolverRegistry} from "../../contracts/SolverRegistry.sol";
 import {IPortfolioMarginOracle} from "../../contracts/IPortfolioMarginOracle.sol";
 import {FrostVerifier} from "../../contracts/FrostVerifier.sol";
 import {VmWallet} from "./FrostAttest.t.sol";
@@ -229,6 +230,50 @@ contract FraudProofFuzzTest is Base {
         }
         vm.expectRevert(abi.encodeWithSelector(IPortfolioMarginOracle.RoundProvenFraudulent.selector, BLOCK));
         oracle.proveFraud(report, ACCOUNT, AttestedMargin(lie, lie, 0), new bytes32[](0), cover, rows, worst);
+    }
+
+    /// The slashing race (docs/dispute.md): as soon as the lie is attested, its signers post the honest member's
+    /// correct report as deviation evidence. Within the deviation window it is refused; the fraud proof lands within
+    /// the window; from then on the evidence is refused for good. The honest member is never slashed.
+    function testFuzz_theHonestMemberIsNotSlashedBeforeTheProofLands(
+        int64[S] memory r,
+        int64 addon,
+        int128 size,
+        uint32 c,
+        uint32 early,
+        uint32 late
+    ) public {
+        Book memory b = _book(r, addon, size, c);
+        (uint256 mm, uint256 worst) = _honestMargin(b);
+        vmNewer.assume(mm > 0);
+        uint256 lie = mm - 1;
+        (Report memory report, RiskRow memory cover, RiskRow[] memory rows) = _attest(b, lie);
+        uint64 attestedAt = uint64(block.timestamp);
+        bytes32 lieRoot = report.accountsRoot;
+        report.accountsRoot = oracle.computeLeaf(ACCOUNT, mm, mm, 0); // what member 3 signed
+        bytes memory honestSig = sign(signerKeys[3], oracle.reportDigest(report));
+        vm.warp(attestedAt + bound(early, 0, DEVIATION_DELAY - 1));
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                SolverRegistry.DeviationWindowNotOpen.selector, BLOCK, attestedAt, attestedAt + DEVIATION_DELAY
+            )
+        );
+        vm.prank(operators[0]);
+        registry.slashDeviation(report, honestSig);
+        report.accountsRoot = lieRoot;
+        oracle.proveFraud(report, ACCOUNT, AttestedMargin(lie, lie, 0), new bytes32[](0), cover, rows, worst);
+        report.accountsRoot = oracle.computeLeaf(ACCOUNT, mm, mm, 0);
+        vm.warp(attestedAt + DEVIATION_DELAY + bound(late, 0, 30 days));
+        vm.expectRevert(abi.encodeWithSelector(IPortfolioMarginOracle.RoundProvenFraudulent.selector, BLOCK));
+        vm.prank(operators[0]);
+        registry.slashDeviation(report, honestSig);
+        assertEq(registry.offences(signers[3]), 0, "the honest member has no offence");
+        assertEq(registry.nodeOf(signers[3]).stake, 2 * MIN_STAKE, "the honest member keeps its stake");
+        uint256 staked = 0;
+        for (uint256 i = 0; i < N; ++i) {
+            staked += registry.nodeOf(signers[i]).stake;
+        }
+        assertEq(address(registry).balance, staked + registry.slashedPool(), "balance == stakes + slashed pool");
     }
 
     /// A position opened after B, a tampered row or a report other than the attested one is refused and slashes

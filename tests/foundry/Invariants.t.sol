@@ -21,6 +21,9 @@ contract RegistryOracleHandler is Base {
     uint256 public attestsWithEjectedSigner; // successful attests naming an ejected member (must stay 0)
     uint256 public attestsBelowQuorum; // successful attests with fewer than QUORUM signers (must stay 0)
     uint256 public nonCanonicalSlashes; // successful deviation slashes about a non-canonical hash (must stay 0)
+    uint256 public earlyDeviationSlashes; // successful deviation slashes before the round's window (must stay 0)
+    uint256 public openDeviationsRefused; // deviations refused as DeviationWindowNotOpen once it is open (must stay 0)
+    uint256 public earlyDeviationsRefused; // deviations refused as DeviationWindowNotOpen (inside the window)
     uint256 public swept;
     uint64 internal nextRound = 1;
 
@@ -96,12 +99,24 @@ contract RegistryOracleHandler is Base {
         address from = _reporter(reporter);
         bool eligible = _eligible(from, signers[member]);
         uint256 before = from.balance;
+        bool open = block.timestamp >= oracle.roundAt(blockNumber).attestedAt + registry.deviationDelay();
         vm.prank(from);
         try registry.slashDeviation(report, sig) {
             ++ghostOffences[signers[member]];
             if (hash_ != canonicalHashOf[blockNumber]) ++nonCanonicalSlashes;
+            if (!open) ++earlyDeviationSlashes;
             if (!eligible) rewardsToIneligible += from.balance - before;
-        } catch {}
+        } catch (bytes memory reason) {
+            if (bytes4(reason) == SolverRegistry.DeviationWindowNotOpen.selector) {
+                if (open) ++openDeviationsRefused;
+                else ++earlyDeviationsRefused;
+            }
+        }
+    }
+
+    /// Time passes (sometimes past the deviation window, 1 hour).
+    function warp(uint16 seconds_) external recordBefore {
+        vm.warp(block.timestamp + uint256(seconds_) % 7_200);
     }
 
     /// An operator tops its node up.
@@ -147,13 +162,14 @@ contract RegistryOracleInvariantTest is Base {
         handler = new RegistryOracleHandler();
         (registry, oracle) = handler.contracts();
         targets.push(address(handler));
-        bytes4[] memory fns = new bytes4[](6);
+        bytes4[] memory fns = new bytes4[](7);
         fns[0] = RegistryOracleHandler.attest.selector;
         fns[1] = RegistryOracleHandler.equivocate.selector;
         fns[2] = RegistryOracleHandler.deviate.selector;
         fns[3] = RegistryOracleHandler.addStake.selector;
         fns[4] = RegistryOracleHandler.sweep.selector;
         fns[5] = RegistryOracleHandler.roll.selector;
+        fns[6] = RegistryOracleHandler.warp.selector;
         selectors.push(FuzzSelector(address(handler), fns));
     }
 
@@ -209,6 +225,14 @@ contract RegistryOracleInvariantTest is Base {
             assertEq(registry.offences(nodes[i]), handler.ghostOffences(nodes[i]), "offences");
         }
         assertEq(handler.nonCanonicalSlashes(), 0, "a deviation about a non-canonical hash was slashed");
+    }
+
+    /// SolverRegistry: deviation evidence never slashes before the round's deviation window has passed, and the
+    /// window never refuses evidence after it (`SolverRegistry.t.sol` and `FraudProof.t.sol` fuzz what follows:
+    /// a slash unless the round was invalidated).
+    function invariant_deviationsSlashOnlyAfterTheWindow() public view {
+        assertEq(handler.earlyDeviationSlashes(), 0, "a deviation was slashed inside the window");
+        assertEq(handler.openDeviationsRefused(), 0, "a deviation was refused after the window");
     }
 
     /// SolverRegistry: rewards go only to another staked node.

@@ -35,9 +35,10 @@ contract MarginOracleFuzzTest is Base {
         MarginOracle.RoundView memory round = oracle.roundAt(blockNumber);
         assertEq(round.accountsRoot, root, "root");
         assertEq(round.reportDigest, oracle.reportDigest(report), "the stored digest is the signed one");
-        (bytes32 configDigest, bytes32 digest) = oracle.roundDigests(blockNumber);
+        (bytes32 configDigest, bytes32 digest, uint64 attestedAt) = oracle.roundDigests(blockNumber);
         assertEq(configDigest, report.configDigest, "roundDigests config");
         assertEq(digest, oracle.reportDigest(report), "roundDigests digest");
+        assertEq(attestedAt, block.timestamp, "roundDigests attestation time");
         assertEq(round.blockHash, blockhash(blockNumber), "the canonical hash is recorded");
         assertEq(oracle.lastBlockNumber(), blockNumber, "lastBlockNumber");
     }

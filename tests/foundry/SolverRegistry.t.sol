@@ -86,6 +86,7 @@ contract SolverRegistryFuzzTest is Base {
         Report memory attested = anchor(1_000, keccak256("honest"));
         oracle.attest(attested, 7, certificate(attested, 7));
         vm.roll(1_001 + uint256(later)); // past 256 blocks blockhash() reads 0: the recorded hash decides
+        vm.warp(block.timestamp + DEVIATION_DELAY); // the deviation window has passed
         Report memory deviant = makeReport(attested.blockNumber, attested.blockHash, keccak256("deviant"), 7);
         vmNewer.assume(otherHash != attested.blockHash);
         deviant.blockHash = otherHash;
@@ -98,6 +99,88 @@ contract SolverRegistryFuzzTest is Base {
         sig = sign(signerKeys[OFFENDER], oracle.reportDigest(deviant));
         registry.slashDeviation(deviant, sig);
         assertEq(registry.offences(signers[OFFENDER]), 1, "the canonical deviation is slashed");
+    }
+
+    /// Deviation evidence is refused until `deviationDelay` seconds after the round's attestation, naming the round,
+    /// the attestation time and when the window opens; from then on it slashes (the round was not invalidated).
+    /// Equivocation needs no window: it is slashed at once.
+    function testFuzz_deviationWaitsForTheWindowEquivocationDoesNot(uint32 elapsed, uint64 start) public {
+        start = uint64(bound(start, 1, type(uint32).max - 3 days)); // the oracle keeps uint32 seconds (until 2106)
+        vm.warp(start);
+        Report memory attested = anchor(1_000, keccak256("honest"));
+        oracle.attest(attested, 7, certificate(attested, 7));
+        uint64 attestedAt = uint64(block.timestamp);
+        uint64 opensAt = attestedAt + DEVIATION_DELAY;
+        Report memory deviant = makeReport(attested.blockNumber, attested.blockHash, keccak256("deviant"), 7);
+        bytes memory sig = sign(signerKeys[OFFENDER], oracle.reportDigest(deviant));
+        uint256 wait = bound(elapsed, 0, 2 * uint256(DEVIATION_DELAY));
+        vm.warp(attestedAt + wait);
+        if (wait < DEVIATION_DELAY) {
+            vm.expectRevert(
+                abi.encodeWithSelector(SolverRegistry.DeviationWindowNotOpen.selector, 1_000, attestedAt, opensAt)
+            );
+            registry.slashDeviation(deviant, sig);
+            assertEq(registry.offences(signers[OFFENDER]), 0, "no slash before the window opens");
+            _equivocate(OFFENDER, 1_000, operators[N]);
+            assertEq(registry.offences(signers[OFFENDER]), 1, "equivocation is slashed at once");
+            return;
+        }
+        registry.slashDeviation(deviant, sig);
+        assertEq(registry.offences(signers[OFFENDER]), 1, "slashed once the window is open");
+        assertEq(registry.nodeOf(signers[OFFENDER]).stake, 2 * MIN_STAKE * 9 / 10, "stake");
+        _solvent();
+    }
+
+    /// Evidence is judged only against the round it names: once the oracle's ring overwrote that round (a round
+    /// `HISTORY` blocks later in its slot), the evidence is refused `RoundNotFound`, window open or not.
+    function testFuzz_deviationFromARoundTheRingOverwroteIsRefused(uint32 wait) public {
+        Report memory attested = anchor(1_000, keccak256("honest"));
+        oracle.attest(attested, 7, certificate(attested, 7));
+        Report memory deviant = makeReport(attested.blockNumber, attested.blockHash, keccak256("deviant"), 7);
+        bytes memory sig = sign(signerKeys[OFFENDER], oracle.reportDigest(deviant));
+        Report memory later = anchor(1_000 + HISTORY, keccak256("later"));
+        oracle.attest(later, 7, certificate(later, 7));
+        vm.warp(block.timestamp + bound(wait, 0, 2 * uint256(DEVIATION_DELAY)));
+        vm.expectRevert(abi.encodeWithSelector(MarginOracle.RoundNotFound.selector, 1_000));
+        registry.slashDeviation(deviant, sig);
+        assertEq(registry.offences(signers[OFFENDER]), 0, "nobody slashed");
+    }
+
+    /// Only the owner sets the window, within `MAX_DEVIATION_DELAY` and `unbondingDelay`; it applies at once, to
+    /// rounds already attested too.
+    function testFuzz_theOwnerSetsTheWindowWithinItsBounds(uint64 delay, address caller) public {
+        vmNewer.assume(caller != owner);
+        vm.prank(caller);
+        vm.expectRevert(abi.encodeWithSignature("OwnableUnauthorizedAccount(address)", caller));
+        registry.setDeviationDelay(delay);
+        uint64 limit = registry.MAX_DEVIATION_DELAY() < registry.unbondingDelay()
+            ? registry.MAX_DEVIATION_DELAY()
+            : registry.unbondingDelay();
+        if (delay > limit) {
+            vm.prank(owner);
+            vm.expectRevert(abi.encodeWithSelector(SolverRegistry.InvalidParameter.selector, "deviationDelay", delay));
+            registry.setDeviationDelay(delay);
+            assertEq(registry.deviationDelay(), DEVIATION_DELAY, "unchanged");
+            return;
+        }
+        Report memory attested = anchor(1_000, keccak256("honest"));
+        oracle.attest(attested, 7, certificate(attested, 7));
+        uint64 attestedAt = uint64(block.timestamp);
+        vm.prank(owner);
+        registry.setDeviationDelay(delay);
+        assertEq(registry.deviationDelay(), delay, "set");
+        Report memory deviant = makeReport(attested.blockNumber, attested.blockHash, keccak256("deviant"), 7);
+        bytes memory sig = sign(signerKeys[OFFENDER], oracle.reportDigest(deviant));
+        if (delay > 0) {
+            vm.warp(attestedAt + delay - 1);
+            vm.expectRevert(
+                abi.encodeWithSelector(SolverRegistry.DeviationWindowNotOpen.selector, 1_000, attestedAt, attestedAt + delay)
+            );
+            registry.slashDeviation(deviant, sig);
+        }
+        vm.warp(attestedAt + delay);
+        registry.slashDeviation(deviant, sig);
+        assertEq(registry.offences(signers[OFFENDER]), 1, "slashed when the new window opens");
     }
 
     /// A committee is distinct, active, staked members under a Byzantine quorum; anything else is refused.

@@ -31,7 +31,7 @@ from pmoracle.node.keys import KeyKind, write_key_file
 from pmoracle.node.round import RoundOutput, compute_round
 from pmoracle.risk.params import parse_params
 from pmoracle.storage.archive import ReportArchive
-from tests.integration.chain.contracts_support import address_of, dev_key, node_spec
+from tests.integration.chain.contracts_support import address_of, dev_key, node_spec, pass_deviation_window
 from tests.integration.node_api_support import serve_node_api
 
 ACCOUNTS = 20
@@ -292,6 +292,14 @@ def test_submit_slashes_once_and_reports_the_contracts_refusal(net: Net, capsys:
     # the same offence again, and member 2's deviation in the same round: refused, stake untouched
     assert main(["dispute", "submit", str(evidence), *submit]) == 1
     assert "refused by the contract: AlreadySlashed(" in capsys.readouterr().out
+    # deviation evidence waits for the round's deviation window (a fraud proof may still invalidate the round)
+    member3 = to_checksum_address(net.committee.members[3])
+    deviation3 = next(out_dir.glob(f"deviation-{net.honest_block}-{member3.lower()}-*.json"))
+    assert main(["dispute", "submit", str(deviation3), *submit]) == 1
+    text = capsys.readouterr().out
+    assert f"refused by the contract: DeviationWindowNotOpen({net.honest_block}, " in text
+    assert f"round {net.honest_block} was attested at chain time " in text and "submit again then" in text
+    pass_deviation_window(net.chain)
     deviation2 = next(out_dir.glob(f"deviation-{net.honest_block}-{member2.lower()}-*.json"))
     assert main(["dispute", "submit", str(deviation2), *submit, "--json"]) == 1
     refusal = json.loads(capsys.readouterr().out)
@@ -300,8 +308,6 @@ def test_submit_slashes_once_and_reports_the_contracts_refusal(net: Net, capsys:
     assert int(net.client.call(registry.functions.nodeOf(member2))[2]) == stake_before - amount
 
     # member 3's deviation slashes member 3
-    member3 = to_checksum_address(net.committee.members[3])
-    deviation3 = next(out_dir.glob(f"deviation-{net.honest_block}-{member3.lower()}-*.json"))
     assert main(["dispute", "submit", str(deviation3), *submit]) == 0
     text = capsys.readouterr().out
     assert f"slashed {member3} for deviation in round {net.honest_block}: {amount} wei" in text

@@ -35,6 +35,9 @@ SETTLEMENT_TOKEN = "USDC"
 # The Liquidator's auction (docs/liquidation.md, "Parameters"): buffer 10% above MM, a discount of MM rising to 2%
 # in 5 minutes then to 10% in 1 hour, 20% of the bidder's discount to the insurance fund, bids of at least 5%.
 LIQUIDATION_PARAMS = (10**17, 2 * 10**16, 10**17, 300, 3_600, 2 * 10**17, 5 * 10**16)
+# SolverRegistry's deviation window (seconds): deviation evidence waits this long after a round's attestation, so
+# that a fraud proof invalidates a wrong round before its honest minority can be slashed (docs/dispute.md)
+DEVIATION_DELAY = 3_600
 RECEIPT_POLL_S = 0.01  # anvil automines at once: poll receipts quickly
 
 
@@ -159,6 +162,7 @@ def deploy(
     unbonding_delay: int = 7 * 86400,
     slash_bps: int = 1_000,
     reward_bps: int = 5_000,
+    deviation_delay: int = DEVIATION_DELAY,
     history_blocks: int = 1024,
     max_round_age: int = 256,
     feeder: str | None = None,
@@ -187,6 +191,8 @@ def deploy(
         quorum: committee quorum (default (n + f) // 2 + 1).
         engine_version: the risk engine version of the committee (default: this software's ``ENGINE_VERSION``).
         min_stake, unbonding_delay, slash_bps, reward_bps: SolverRegistry parameters (wei, seconds, bps, bps).
+        deviation_delay: SolverRegistry's deviation window, seconds after a round's attestation before deviation
+            evidence against it is accepted (at most 1 day and ``unbonding_delay``; docs/dispute.md).
         history_blocks, max_round_age: MarginOracle ring size and maximum round age, in blocks.
         feeder, matcher: addresses given the feeder and matcher roles (default: the deployer).
         liquidation_params: the Liquidator's ``Params`` tuple (buffer, fastDiscount, maxDiscount, fastPhase,
@@ -214,7 +220,7 @@ def deploy(
     addresses: dict[str, str] = {}
     addresses["MarketFeeds"] = deploy_contract(sender, "MarketFeeds", admin, feeder or admin)
     addresses["SolverRegistry"] = deploy_contract(
-        sender, "SolverRegistry", admin, min_stake, unbonding_delay, slash_bps, reward_bps
+        sender, "SolverRegistry", admin, min_stake, unbonding_delay, slash_bps, reward_bps, deviation_delay
     )
     addresses["MarginOracle"] = deploy_contract(
         sender, "MarginOracle", addresses["SolverRegistry"], history_blocks, max_round_age

@@ -356,6 +356,14 @@ def _run_submit(args: argparse.Namespace) -> int:
             print(json.dumps({"slashed": False, "error": exc.name, "args": [_jsonable(a) for a in exc.error_args]}))
         else:
             print(f"refused by the contract: {exc.name}({', '.join(str(_jsonable(a)) for a in exc.error_args)})")
+            if exc.name == "DeviationWindowNotOpen":
+                import datetime
+
+                block, attested_at, opens_at = exc.error_args
+                opens = datetime.datetime.fromtimestamp(int(opens_at), datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+                print(f"round {block} was attested at chain time {attested_at}; deviation evidence against it is "
+                      f"accepted from {opens_at} ({opens} UTC), unless a fraud proof invalidates the round first: "
+                      "submit again then")  # fmt: skip
         return EXIT_FAILED
     if args.json:
         print(json.dumps(outcome.to_json(), indent=1))

@@ -57,6 +57,9 @@ AWAIT_ROUND_S = 20.0  # --days: seconds to wait for the awaited round before awa
 POLICY_POLL_S = 10.0  # [policy]: seconds to wait for every node to publish an attested round's policy
 
 
+DEVNET_DEVIATION_DELAY = 4  # seconds: see DevnetOptions.deviation_delay
+
+
 class DevnetError(PmoracleError):
     """Raised when the devnet cannot be built or a node process dies unexpectedly."""
 
@@ -73,6 +76,10 @@ class DevnetOptions:
     finality_depth: int = 2
     block_interval: float = 1.0  # seconds between blocks when nothing else mines one
     stage_delay: float = 1.0
+    # SolverRegistry's deviation window, seconds (docs/dispute.md, "Slashing race"): long enough for an honest
+    # node's fraud proof to land first on a loaded 2-core machine (measured 0.96 s, 2 blocks), short enough for an
+    # outvoted liar to be slashed within a round or two
+    deviation_delay: int = DEVNET_DEVIATION_DELAY
     # incremental snapshots between background checks by a full read; operators default to 32
     full_snapshot_every: int = 4
     seed: int = 1
@@ -641,7 +648,8 @@ def _build(
                                  command_prefix=netlab.command_prefix(i) if netlab is not None else ()))  # fmt: skip
     deployment = deploy(
         chain.url, DEPLOYER_KEY, params_hash=params.params_hash, round_period=options.round_period,
-        finality_depth=options.finality_depth, nodes=specs, output=run_dir / "deployment.json",
+        finality_depth=options.finality_depth, nodes=specs, deviation_delay=options.deviation_delay,
+        output=run_dir / "deployment.json",
     )  # fmt: skip
     say(f"devnet: contracts deployed, {options.nodes} nodes staked and registered (quorum "
         f"{(options.nodes + (options.nodes - 1) // 3) // 2 + 1} of {options.nodes})")  # fmt: skip
@@ -821,7 +829,8 @@ def policy_summary(rounds: Sequence[AttestedRound]) -> dict[str, Any]:
 def accountability_summary(devnet: Devnet) -> dict[str, Any]:
     """Return the summary's fraud-proof keys, read from the chain: ``fraud_proofs`` (proofs the oracle accepted),
     ``rounds_invalidated`` (distinct rounds), ``invalidated`` (per proof: the round, the block it was attested and
-    proven in, the prover's node index) and ``slashed`` (per node index: slashings and wei taken, every node listed)."""
+    proven in, the prover's node index), ``slashed`` (per node index: slashings and wei taken, every node listed) and
+    ``deviation_slashed_rounds`` (per node index: the rounds it was slashed for deviation in, every node listed)."""
     head = int(devnet.client.block_number())
     devnet.scan_evidence(head)
     attested_in = {int(e["args"]["blockNumber"]): int(e["blockNumber"])
@@ -835,13 +844,17 @@ def accountability_summary(devnet: Devnet) -> dict[str, Any]:
         for e in devnet.events("MarginOracle", "RoundInvalidated")
     ]  # fmt: skip
     slashed = {str(node.index): {"count": 0, "amount": 0} for node in devnet.nodes}
+    deviations: dict[str, list[int]] = {str(node.index): [] for node in devnet.nodes}
     for slashing in devnet.slashings:
         if slashing.node is not None:
             slashed[str(slashing.node)]["count"] += 1
             slashed[str(slashing.node)]["amount"] += slashing.amount
+            if slashing.offence == "deviation":
+                deviations[str(slashing.node)].append(slashing.round)
     return {"fraud_proofs": len(invalidated), "rounds_invalidated": len({i["round"] for i in invalidated}),
             "invalidated_rounds": sorted({i["round"] for i in invalidated}),
-            "invalidated": invalidated, "slashed": slashed}  # fmt: skip
+            "invalidated": invalidated, "slashed": slashed,
+            "deviation_slashed_rounds": {k: sorted(v) for k, v in deviations.items()}}  # fmt: skip
 
 
 def write_lifecycle_summary(devnet: Devnet, wall_seconds: float, say: Callable[[str], None]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any, assert_never
 
+import trio
 from web3 import Web3
 
 from pmoracle.chain.client import ChainClient, run_sync
@@ -25,6 +26,17 @@ OFFLINE_W3 = Web3()
 
 TRANSACTION_TIMEOUT = 60.0  # seconds for one transaction: signing, sending and the receipt
 READ_TIMEOUT = 10.0  # seconds for one contract read
+WINDOW_MARGIN = 1.0  # seconds held past a deviation window's opening (block timestamps are whole seconds)
+WINDOW_RETRIES = 5  # DeviationWindowNotOpen refusals (chain time behind this host's clock) before dropping as "error"
+WINDOW_RETRY_S = 2.0  # seconds between those tries
+
+
+_DROP_REASONS = {
+    "invalidated": "the round was proven fraudulent",
+    "round_gone": "the oracle no longer keeps the round",
+    "replaced": "the round holds another digest",
+    "error": "its window could not be read or stayed closed",
+}
 
 
 class OracleChainPort(ChainPort):
@@ -86,29 +98,99 @@ class OracleChainPort(ChainPort):
         return "attested"
 
     async def submit_evidence(self, evidence: Evidence) -> None:
-        """Post ``evidence`` with ``SolverRegistry.slashEquivocation`` / ``slashDeviation``; outcomes are logged."""
-        call: Any
+        """Post ``evidence`` with ``SolverRegistry.slashEquivocation`` / ``slashDeviation``; outcomes are logged.
+
+        Equivocation is posted at once. Deviation evidence is held until its round's deviation window opens
+        (``SolverRegistry.deviationDelay`` seconds after the attestation: a wrong round is proven and invalidated
+        first), then posted if the round still stands with the digest it deviates from; else it is dropped, counted
+        (``pmoracle_evidence_dropped_total``) and logged. Held evidence lives in this task: a restart drops it.
+        """
         match evidence:
             case Equivocation(a=a, b=b):
                 call = self.registry.functions.slashEquivocation(a.report.as_tuple(), a.signature,
                                                                  b.report.as_tuple(), b.signature)  # fmt: skip
-                kind, signer = "equivocation", a.signer
-            case Deviation(signed=signed):
-                call = self.registry.functions.slashDeviation(signed.report.as_tuple(), signed.signature)
-                kind, signer = "deviation", signed.signer
+                refusal = await self._post_evidence(call, "equivocation", a.signer)
+                if refusal is not None:
+                    log.info("equivocation evidence against 0x%s refused: %s%s", a.signer.hex(), refusal.name,
+                             refusal.error_args)  # fmt: skip
+            case Deviation():
+                self.metrics.evidence_held.inc()
+                try:
+                    await self._submit_deviation(evidence)
+                finally:
+                    self.metrics.evidence_held.dec()
             case _:
                 assert_never(evidence)
+
+    async def _submit_deviation(self, evidence: Deviation) -> None:
+        signed = evidence.signed
+        block, signer = signed.report.block_number, signed.signer.hex()
+        window = await self._read_deviation_window(evidence)
+        if isinstance(window, str):
+            self._drop_deviation(evidence, window)
+            return
+        opens_at, chain_now = window
+        if opens_at > chain_now:
+            log.info("round %d: deviation evidence against 0x%s held %d s, until its deviation window opens at %d",
+                     block, signer, opens_at - chain_now, opens_at)  # fmt: skip
+            await trio.sleep(opens_at - chain_now + WINDOW_MARGIN)
+        call = self.registry.functions.slashDeviation(signed.report.as_tuple(), signed.signature)
+        for _ in range(WINDOW_RETRIES):
+            # the round must still stand: a fraud proof may have invalidated it while the evidence was held
+            window = await self._read_deviation_window(evidence)
+            if isinstance(window, str):
+                self._drop_deviation(evidence, window)
+                return
+            refusal = await self._post_evidence(call, "deviation", signed.signer)
+            if refusal is None:
+                return
+            if refusal.name != "DeviationWindowNotOpen":
+                log.info("deviation evidence against 0x%s refused: %s%s", signer, refusal.name, refusal.error_args)
+                return
+            # the chain's time has not reached the window yet (no block since, or a clock behind this host's)
+            log.info("round %d: deviation window still closed (%s%s); retrying in %.0f s", block, refusal.name,
+                     refusal.error_args, WINDOW_RETRY_S)  # fmt: skip
+            await trio.sleep(WINDOW_RETRY_S)
+        self._drop_deviation(evidence, "error")
+
+    async def _read_deviation_window(self, evidence: Deviation) -> tuple[int, int] | str:
+        """Return (the round's window opening, the latest block's timestamp), or why to drop the evidence: the round
+        was invalidated, left the oracle's ring, holds another digest, or the reads failed ("error")."""
+        block = evidence.signed.report.block_number
+        try:
+            _config, digest, attested_at = await run_sync(self.client.call, self.oracle.functions.roundDigests(block),
+                                                          "latest", timeout=READ_TIMEOUT)  # fmt: skip
+            delay = await run_sync(self.client.call, self.registry.functions.deviationDelay(), "latest",
+                                   timeout=READ_TIMEOUT)  # fmt: skip
+            head = await run_sync(self.client.get_block, "latest", timeout=READ_TIMEOUT)
+        except ContractError as exc:
+            return {"RoundProvenFraudulent": "invalidated", "RoundNotFound": "round_gone"}.get(exc.name, "error")
+        except ChainError as exc:
+            log.warning("round %d: cannot read its deviation window: %s", block, exc)
+            return "error"
+        if bytes(digest) != evidence.attested_digest:
+            return "replaced"
+        return int(attested_at) + int(delay), int(head.timestamp)
+
+    def _drop_deviation(self, evidence: Deviation, reason: str) -> None:
+        self.metrics.evidence_dropped.labels(reason=reason).inc()
+        signed = evidence.signed
+        log.warning("round %d: deviation evidence against 0x%s dropped (%s): no offence to post",
+                    signed.report.block_number, signed.signer.hex(), _DROP_REASONS[reason])  # fmt: skip
+
+    async def _post_evidence(self, call: Any, kind: str, signer: bytes) -> ContractError | None:
+        """Send one evidence transaction; return the contract's refusal (None when posted, or failed and logged)."""
         try:
             receipt = await run_sync(self.transmitter.transact_call, call, timeout=TRANSACTION_TIMEOUT)
         except ContractError as exc:
-            log.info("%s evidence against 0x%s refused: %s%s", kind, signer.hex(), exc.name, exc.error_args)
-            return
+            return exc
         except ChainError as exc:
             log.warning("%s evidence against 0x%s failed: %s", kind, signer.hex(), exc)
-            return
+            return None
         self.metrics.evidence_sent.labels(kind=kind).inc()
         self.metrics.gas_spent.inc(receipt.gas_used)
         log.warning("%s evidence against 0x%s posted in tx %s", kind, signer.hex(), receipt.tx_hash.hex())
+        return None
 
     async def read_ejected_members(self) -> tuple[bytes, int] | None:
         """Return ``MarginOracle.ejectedMembers()`` (config digest, bitmap), or None when the read fails."""

@@ -28,6 +28,8 @@ SNAPSHOT_CHECK_RESULTS = ("match", "mismatch", "error")
 # posted and slashed, refused by the contract (another prover was first), nothing provable (no peer API serves the
 # attested tree, or no leaf or entry is provably wrong), or not carried out (chain, peer, timeout, a full queue)
 FRAUD_PROOF_RESULTS = ("proven", "refused", "unprovable", "error")
+# Why held deviation evidence was dropped at its window (docs/dispute.md, "Slashing race")
+EVIDENCE_DROP_REASONS = ("invalidated", "round_gone", "replaced", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,8 @@ class NodeMetrics:
     gossip_messages_rejected: Counter  # received messages dropped, by reason (label "reason")
     peers: Gauge  # connected libp2p peers
     evidence_sent: Counter  # slashing-evidence transactions sent, by kind (equivocation | deviation)
+    evidence_held: Gauge  # deviation evidence waiting for its round's deviation window
+    evidence_dropped: Counter  # held deviation evidence dropped at its window, by reason
     fraud_proofs: Counter  # this node's proofs of attested rounds it computed otherwise, by result
     gas_spent: Counter  # gas units used by this node's transactions
     fees_paid_wei: Counter  # wei paid for this node's transactions (gas used x effective gas price)
@@ -121,6 +125,19 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
         ),
         peers=Gauge(p + "peers", "Connected libp2p peers", registry=registry),
         evidence_sent=Counter(p + "evidence_sent", "Slashing-evidence transactions sent", ["kind"], registry=registry),
+        evidence_held=Gauge(
+            p + "evidence_held", "Deviation evidence waiting for its deviation window", registry=registry
+        ),
+        evidence_dropped=_with_labels(
+            Counter(
+                p + "evidence_dropped",
+                "Held deviation evidence dropped at its window (round invalidated, gone or replaced), by reason",
+                ["reason"],
+                registry=registry,
+            ),
+            "reason",
+            EVIDENCE_DROP_REASONS,
+        ),
         fraud_proofs=_with_labels(
             Counter(
                 p + "fraud_proofs",

@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import trio
 from eth_account import Account
 from eth_utils import keccak, to_canonical_address
 from web3 import Web3
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import (
+    DEVIATION_DELAY,
     Deployment,
     NodeSpec,
     connect,
@@ -23,9 +25,11 @@ from pmoracle.chain.deploy import (
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.consensus.evidence import Deviation
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import Domain, Report, sign_report
 from pmoracle.devnet.devchain import DEV_MNEMONIC, Devchain
+from pmoracle.node.chain_port import OracleChainPort
 
 Account.enable_unaudited_hdwallet_features()
 PARAMS_HASH = keccak(text="pmoracle-test-params")
@@ -141,6 +145,31 @@ def deploy_system(chain: Devchain, n: int = 4, params_hash: bytes = PARAMS_HASH,
     return System(
         chain, w3, deployment, open_transmitter(chain.url, dev_key(0)), [s.signing_key for s in nodes], config
     )
+
+
+def stake_of(system: System, index: int) -> int:
+    """Return committee member ``index``'s stake in the registry."""
+    return int(system.registry.functions.nodeOf(address_of(system.signing_keys[index])).call()[2])
+
+
+def pass_deviation_window(chain: Devchain, seconds: int = DEVIATION_DELAY) -> None:
+    """Move chain time past SolverRegistry's deviation window (deploy's default) and mine a block."""
+    chain.rpc("evm_increaseTime", seconds)
+    chain.rpc("evm_mine")
+
+
+async def submit_on_a_live_chain(anvil: Devchain, port: OracleChainPort, evidence: Deviation) -> None:
+    """Run ``port.submit_evidence`` while a block is mined every half second (a live chain's time moves on)."""
+    async with trio.open_nursery() as nursery:
+
+        async def mine() -> None:
+            while True:
+                await trio.to_thread.run_sync(anvil.rpc, "evm_mine")
+                await trio.sleep(0.5)
+
+        nursery.start_soon(mine)
+        await port.submit_evidence(evidence)
+        nursery.cancel_scope.cancel()
 
 
 def make_tree(seed: int, count: int) -> MerkleTree:

@@ -9,7 +9,14 @@ import pytest
 from eth_utils import keccak, to_canonical_address, to_checksum_address
 from web3.logs import DISCARD
 
-from pmoracle.chain.deploy import decode_committee_view, open_transmitter, register_node, set_committee, transact_fn
+from pmoracle.chain.deploy import (
+    DEVIATION_DELAY,
+    decode_committee_view,
+    open_transmitter,
+    register_node,
+    set_committee,
+    transact_fn,
+)
 from pmoracle.consensus.pop import compute_pop_hash, sign_proof_of_possession
 from pmoracle.consensus.report import sign_report
 from pmoracle.devnet.devchain import Devchain
@@ -22,7 +29,9 @@ from tests.integration.chain.contracts_support import (
     dev_key,
     make_tree,
     node_spec,
+    pass_deviation_window,
     revert_of,
+    stake_of,
 )
 
 UNBONDING_DELAY = 3600
@@ -36,10 +45,6 @@ def system(anvil: Devchain) -> System:
     return deploy_system(
         anvil, n=4, unbonding_delay=UNBONDING_DELAY, slash_bps=SLASH_BPS, reward_bps=REWARD_BPS, min_stake=STAKE
     )
-
-
-def stake_of(system: System, index: int) -> int:
-    return int(system.registry.functions.nodeOf(address_of(system.signing_keys[index])).call()[2])
 
 
 def register_call(system: System, operator_key: bytes, signer_key: bytes, proof: bytes, value: int = STAKE) -> Any:
@@ -177,6 +182,13 @@ def test_deviation_from_the_attested_report_is_slashed_once(system: System) -> N
     honest = sign_report(system.domain, attested, system.signing_keys[3]).signature
     reporter = open_transmitter(system.chain.url, dev_key(16))
     fn = system.registry.functions.slashDeviation
+    # inside the deviation window (a fraud proof against the round would land first) the evidence is refused
+    attested_at = int(system.oracle.functions.roundAt(block).call()[6])
+    assert revert_of(fn(deviant.as_tuple(), sig), reporter.address) == (
+        "DeviationWindowNotOpen",
+        (block, attested_at, attested_at + DEVIATION_DELAY),
+    )
+    pass_deviation_window(system.chain)
     assert revert_of(fn(attested.as_tuple(), honest), reporter.address)[0] == "NotAnOffence"
     unattested = system.report(block - 1, tree)
     unattested_sig = sign_report(system.domain, unattested, system.signing_keys[3]).signature

@@ -21,6 +21,7 @@ from tests.integration.chain.contracts_support import (
     dev_key,
     make_tree,
     node_spec,
+    pass_deviation_window,
     revert_of,
 )
 
@@ -57,6 +58,7 @@ def test_deviation_about_a_non_canonical_block_hash_is_refused(anvil: Devchain) 
     tree = make_tree(3, 5)
     block = system.anchor()
     _attest(system, system.report(block, tree))
+    pass_deviation_window(system.chain)
     canonical = bytes(system.w3.eth.get_block(block)["hash"])
     orphaned = system.report(block, tree, block_hash=keccak(text="a block of a reorged fork"))
     sig = sign_report(system.domain, orphaned, system.signing_keys[OFFENDER]).signature
@@ -91,6 +93,7 @@ def test_an_honest_signature_on_a_block_reorged_after_attestation_is_not_slashed
     new = system.report(block, tree)
     assert new.block_hash != old.block_hash
     _attest(system, new, key=12)  # the committee re-attests the round on the new chain
+    pass_deviation_window(system.chain)
     fn = system.registry.functions.slashDeviation(old.as_tuple(), honest_sig)
     assert revert_of(fn, system.owner.address) == ("NotCanonicalBlockHash", (block, old.block_hash, new.block_hash))
     assert _stake(system, OFFENDER) == STAKE

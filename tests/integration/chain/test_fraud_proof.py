@@ -10,25 +10,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from eth_utils import to_checksum_address
 
 from pmoracle.chain.client import ChainClient
-from pmoracle.chain.deploy import Deployment
+from pmoracle.chain.deploy import DEVIATION_DELAY, Deployment
+from pmoracle.chain.errors import ContractError
 from pmoracle.chain.snapshot import ChainSnapshot, read_snapshot
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.cli import main
 from pmoracle.config.params import default_params_text
 from pmoracle.consensus.commitments import COVER_KEY, FraudProof, compute_fraud_proof
 from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.consensus.evidence import Deviation
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
-from pmoracle.consensus.report import Domain, Report, sign_report
+from pmoracle.consensus.report import Domain, Report, compute_report_digest, sign_report
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.devnet.world import World
+from pmoracle.node.chain_port import OracleChainPort
 from pmoracle.node.daemon import OFFLINE_W3
 from pmoracle.node.dispute import (
     ClaimedLeaf,
@@ -39,7 +45,9 @@ from pmoracle.node.dispute import (
     submit_fraud_proof,
 )
 from pmoracle.node.keys import KeyKind, write_key_file
+from pmoracle.node.metrics import create_node_metrics
 from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput, compute_round
+from tests.integration.chain.contracts_support import dev_key, node_spec, pass_deviation_window, submit_on_a_live_chain
 from tests.integration.chain.fraud_support import (
     COLLUDERS,
     HONEST,
@@ -244,6 +252,64 @@ def test_a_lying_quorum_is_proven_invalidated_and_slashed_and_the_honest_member_
     assert revert_of(lie.client, deviation)[0] == "RoundProvenFraudulent"
     # and it cannot be proven twice
     assert refusal(lie, lie.lie_report, lie_proof(lie, lie.victims[0]))[0] == "RoundProvenFraudulent"
+
+
+def test_the_slashing_race_the_colluders_cannot_slash_the_honest_member_before_the_proof_lands(
+    anvil: Devchain,
+) -> None:
+    """The race of docs/dispute.md ("Slashing race"): as soon as their wrong round is attested, the colluders post
+    the honest member's signed (correct) report as deviation evidence; the honest node's fraud proof lands after."""
+    lie = make_lie(anvil, seed=13)
+    honest_signed = sign_report(lie.domain, lie.truth.report, lie.keys[HONEST])
+    registry = lie.deployment.contract(OFFLINE_W3, "SolverRegistry")
+    deviation = registry.functions.slashDeviation(honest_signed.report.as_tuple(), honest_signed.signature)
+    colluder = Transmitter(lie.client, node_spec(COLLUDERS[0]).operator_key)  # a staked node: it would be rewarded
+    before = stake_of(lie.seeded, HONEST)
+    try:
+        colluder.transact_call(deviation)  # at once, in the block after the attestation
+    except ContractError as exc:
+        assert exc.name == "DeviationWindowNotOpen"
+        block, attested_at, opens_at = exc.error_args
+        assert block == lie.lie_report.block_number and opens_at == attested_at + DEVIATION_DELAY
+    # the honest node's proof lands (here a few blocks later), then the window opens: the round is invalidated
+    proof = lie_proof(lie, lie.victims[0])
+    submit_fraud_proof(Transmitter(lie.client, REPORTER), lie.deployment, lie.lie_report, proof)
+    pass_deviation_window(anvil)
+    assert revert_of(lie.client, deviation)[0] == "RoundProvenFraudulent"
+    assert stake_of(lie.seeded, HONEST) == before
+
+
+def test_a_colluders_node_holds_the_deviation_evidence_and_drops_it_once_the_round_is_invalidated(
+    anvil: Devchain, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The node side of the race: a colluder's daemon holds its deviation evidence against the honest member for
+    the window, re-checks the round when the window opens, finds it invalidated and drops the evidence."""
+    lie = make_lie(anvil, seed=14)
+    registry = lie.deployment.contract(OFFLINE_W3, "SolverRegistry")
+    Transmitter(lie.client, dev_key(0)).transact_call(registry.functions.setDeviationDelay(4))  # the owner
+    honest_signed = sign_report(lie.domain, lie.truth.report, lie.keys[HONEST])
+    evidence = Deviation(honest_signed, compute_report_digest(lie.domain, lie.lie_report))
+    metrics = create_node_metrics()
+    port = OracleChainPort(lie.client, Transmitter(lie.client, node_spec(COLLUDERS[0]).operator_key), lie.deployment,
+                           metrics)  # fmt: skip
+    before = stake_of(lie.seeded, HONEST)
+
+    async def race() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(submit_on_a_live_chain, anvil, port, evidence)
+            await trio.sleep(1)  # the evidence is held (the log below says so) when the proof lands
+            proof = lie_proof(lie, lie.victims[0])
+            await trio.to_thread.run_sync(
+                submit_fraud_proof, Transmitter(lie.client, REPORTER), lie.deployment, lie.lie_report, proof
+            )
+
+    with caplog.at_level(logging.INFO, logger="pmoracle.node"):
+        trio.run(race)
+    assert re.search(r"held \d+ s, until its deviation window opens", caplog.text)
+    assert "dropped (the round was proven fraudulent)" in caplog.text
+    assert metrics.evidence_dropped.labels(reason="invalidated")._value.get() == 1
+    assert metrics.evidence_sent.labels(kind="deviation")._value.get() == 0
+    assert stake_of(lie.seeded, HONEST) == before
 
 
 def test_dispute_prove_finds_the_understated_account_and_slashes_the_quorum(

@@ -19,6 +19,8 @@ EXPECTED = {
     "pmoracle_gossip_messages_rejected": "counter",
     "pmoracle_peers": "gauge",
     "pmoracle_evidence_sent": "counter",
+    "pmoracle_evidence_held": "gauge",
+    "pmoracle_evidence_dropped": "counter",
     "pmoracle_gas_spent": "counter",
     "pmoracle_fees_paid_wei": "counter",
     "pmoracle_rpc_errors": "counter",
@@ -100,3 +102,11 @@ def test_every_snapshot_check_result_is_exported_from_the_start() -> None:
         assert s[("pmoracle_snapshot_checks_total", (("result", result),))] == 0
     metrics.snapshot_checks.labels(result="match").inc()
     assert samples(metrics.exposition())[("pmoracle_snapshot_checks_total", (("result", "match"),))] == 1
+
+
+def test_every_evidence_drop_reason_is_exported_from_the_start() -> None:
+    metrics = create_node_metrics()
+    s = samples(metrics.exposition())
+    for reason in ("invalidated", "round_gone", "replaced", "error"):
+        assert s[("pmoracle_evidence_dropped_total", (("reason", reason),))] == 0
+    assert s[("pmoracle_evidence_held", ())] == 0

@@ -34,7 +34,8 @@ class ScenarioResult:
     stake_after: dict[str, int] = field(default_factory=dict)
     rewards: dict[str, int] = field(default_factory=dict)  # reporter -> wei received as slashing rewards
     recover_seconds: float | None = None  # from the fault to the next attested round (None: not applicable)
-    evidence_rounds: int | None = None  # rounds between an offence and its evidence landing on chain
+    # rounds between an offence (a deviation: its window opening) and its evidence landing on chain
+    evidence_rounds: int | None = None
     wall_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -88,13 +89,24 @@ def collect_safety(devnet: Devnet, result: ScenarioResult, up_to: int | None = N
 
 
 def count_evidence_rounds(devnet: Devnet) -> int:
-    """Return the most later rounds attested on chain before an offence's evidence landed (0: before the next)."""
-    attested = [(int(e["args"]["blockNumber"]), e["blockNumber"]) for e in devnet.events("MarginOracle",
-                                                                                       "RoundAttested")]  # fmt: skip
+    """Return the most later rounds attested on chain before an offence's evidence landed (0: before the next),
+    counted for deviation from when its round's deviation window opened (SolverRegistry.deviationDelay seconds
+    after the attestation: the contract refuses the evidence before; docs/dispute.md, "Slashing race")."""
+    from pmoracle.node.daemon import OFFLINE_W3
+
+    registry = devnet.deployment.contract(OFFLINE_W3, "SolverRegistry")
+    delay = int(devnet.client.call(registry.functions.deviationDelay(), "latest"))
+    attested = {int(e["args"]["blockNumber"]): e["blockNumber"] for e in devnet.events("MarginOracle",
+                                                                                      "RoundAttested")}  # fmt: skip
+    times = {at: int(devnet.client.get_block(at).timestamp) for at in attested.values()}
     worst = 0
     for e in devnet.events("SolverRegistry", "Slashed"):
         offence_round, landed = int(e["args"]["blockNumber"]), e["blockNumber"]
-        worst = max(worst, sum(1 for r, at in attested if r > offence_round and at < landed))
+        opens = 0
+        if int(e["args"]["offence"]) == 1 and offence_round in attested:  # deviation
+            opens = times[attested[offence_round]] + delay
+        later = (at for r, at in attested.items() if r > offence_round and at < landed)
+        worst = max(worst, sum(1 for at in later if times[at] >= opens))
     return worst
 
 
@@ -222,7 +234,7 @@ def attested_digest(devnet: Devnet, block: int) -> bytes | None:
     from pmoracle.chain.errors import ContractError
 
     try:
-        config_digest, digest = devnet.client.call(oracle.functions.roundDigests(block), "latest")
+        config_digest, digest, _attested_at = devnet.client.call(oracle.functions.roundDigests(block), "latest")
     except ContractError as exc:
         if exc.name == "RoundNotFound":
             return None
