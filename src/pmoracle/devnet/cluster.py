@@ -827,7 +827,8 @@ def policy_summary(rounds: Sequence[AttestedRound]) -> dict[str, Any]:
 
 
 def accountability_summary(devnet: Devnet) -> dict[str, Any]:
-    """Return the summary's fraud-proof keys, read from the chain: ``fraud_proofs`` (proofs the oracle accepted),
+    """Return the summary's fraud-proof keys, read from the chain: ``attested_rounds`` (every round attested, by
+    block), ``fraud_proofs`` (proofs the oracle accepted),
     ``rounds_invalidated`` (distinct rounds), ``invalidated`` (per proof: the round, the block it was attested and
     proven in, the prover's node index), ``slashed`` (per node index: slashings and wei taken, every node listed) and
     ``deviation_slashed_rounds`` (per node index: the rounds it was slashed for deviation in, every node listed)."""
@@ -851,7 +852,8 @@ def accountability_summary(devnet: Devnet) -> dict[str, Any]:
             slashed[str(slashing.node)]["amount"] += slashing.amount
             if slashing.offence == "deviation":
                 deviations[str(slashing.node)].append(slashing.round)
-    return {"fraud_proofs": len(invalidated), "rounds_invalidated": len({i["round"] for i in invalidated}),
+    return {"attested_rounds": sorted(attested_in),
+            "fraud_proofs": len(invalidated), "rounds_invalidated": len({i["round"] for i in invalidated}),
             "invalidated_rounds": sorted({i["round"] for i in invalidated}),
             "invalidated": invalidated, "slashed": slashed,
             "deviation_slashed_rounds": {k: sorted(v) for k, v in deviations.items()}}  # fmt: skip
