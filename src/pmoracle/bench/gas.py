@@ -147,7 +147,7 @@ class _Bench:
         message = compute_report_digest(self.domain, report)
         signature = EvmSignature.from_signature(_frost_sign(shares, group_key, signers, message))
         bitmap = sum(1 << (i - 1) for i in signers)
-        fn = self.oracle.functions.attestFrost(report.as_tuple(), bitmap, *signature.to_words())
+        fn = self.oracle.functions.attestFrost(report.as_frost_tuple(), bitmap, *signature.to_words())
         receipt = transact_fn(self.owner, fn, label="attestFrost")
         return _split(receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:])) | {"block": block}
 
