@@ -526,7 +526,7 @@ def format_gas_table(result: dict[str, Any]) -> str:
     frost_totals = [row["total"] for row in result["attest_frost"]]
     lines += [
         "",
-        f"attestFrost (one RFC 9591 signature, FrostVerifier ~5.5k gas): {min(frost_totals):,} to "
+        f"attestFrost (one RFC 9591 signature, FrostVerifier ~5.3k gas): {min(frost_totals):,} to "
         f"{max(frost_totals):,} gas total at n = {', '.join(str(r['n']) for r in result['attest_frost'])} "
         f"(spread {(max(frost_totals) - min(frost_totals)) / min(frost_totals):.2%}); `--json` lists every attest row "
         "under `rows` as {call, scheme, n, signatures, total_gas}.",
