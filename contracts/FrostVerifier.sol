@@ -68,16 +68,36 @@ library FrostVerifier {
         if (!isOnCurve(rx, ry)) return Verdict.CommitmentOffCurve;
         // 3. c = H2(ser(R) || ser(P) || m)
         uint256 c = challenge(px, parity, message, rx, ry);
-        // 4. s = -c P.x (mod n); c != 0 since n is prime and 0 < P.x < n
-        uint256 s = ORDER - mulmod(c, px, ORDER);
+        uint256 s;
+        uint256 h;
+        unchecked {
+            // 4. s = -c P.x (mod n); c != 0 since n is prime and 0 < P.x < n (a mulmod result is below n)
+            s = ORDER - mulmod(c, px, ORDER);
+            // 5. h = -z P.x (mod n), non-zero because 0 < z, P.x < n
+            h = ORDER - mulmod(z, px, ORDER);
+        }
         if (s == ORDER) return Verdict.ZeroChallenge;
-        // 5. h = -z P.x (mod n), non-zero because 0 < z, P.x < n
-        bytes32 h = bytes32(ORDER - mulmod(z, px, ORDER));
         // 6. Q = address(P.x^-1 (s P - h G)) = address(z G - c P)
-        address recovered = ecrecover(h, 27 + parity, bytes32(px), bytes32(s));
+        address recovered = recover(h, 27 + parity, px, s);
         // 7. ecrecover succeeded and Q = R
         if (recovered == address(0) || recovered != pointAddress(rx, ry)) return Verdict.WrongCommitment;
         return Verdict.Valid;
+    }
+
+    /// @notice Return ecrecover(h, v, r, s): the precompile (0x01) called with its four words written past the free
+    ///         memory pointer (Solidity's `ecrecover` allocates them), address(0) when it recovers nothing.
+    function recover(uint256 h, uint256 v, uint256 r, uint256 s) internal view returns (address q) {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, h)
+            mstore(add(m, 0x20), v)
+            mstore(add(m, 0x40), r)
+            mstore(add(m, 0x60), s)
+            mstore(0x00, 0) // an input it cannot recover returns no data: q stays 0
+            // the precompile fails only when out of gas
+            if iszero(staticcall(gas(), 0x01, m, 0x80, 0x00, 0x20)) { revert(0, 0) }
+            q := mload(0x00)
+        }
     }
 
     /// @notice Return RFC 9591's challenge c = H2(ser(R) || ser(P) || message) for a 32-byte message.
@@ -129,7 +149,11 @@ library FrostVerifier {
     }
 
     /// @notice Return the Ethereum address of the point (x, y): the last 20 bytes of keccak256(x || y).
-    function pointAddress(uint256 x, uint256 y) internal pure returns (address) {
-        return address(uint160(uint256(keccak256(abi.encode(x, y)))));
+    function pointAddress(uint256 x, uint256 y) internal pure returns (address a) {
+        assembly ("memory-safe") {
+            mstore(0x00, x)
+            mstore(0x20, y)
+            a := and(keccak256(0x00, 0x40), 0xffffffffffffffffffffffffffffffffffffffff)
+        }
     }
 }

@@ -26,10 +26,11 @@ import {EntryPricer} from "./EntryPricer.sol";
 /// @dev Check order of `attest` (docs/contracts.md): config digest, block number, block hash, signer range,
 ///      ejected signers, quorum, signature count, then each signature in bitmap order. Rounds live in a ring keyed
 ///      by `blockNumber % historyBlocks`, so every round of the last `historyBlocks` blocks stays readable. A round
-///      stores four slots: its accounts root (what `verifyMargin` reads), the block hash checked at attestation
-///      (the canonical hash once blockhash() has forgotten the block), the report digest (the report's other
-///      fields, its risk-array root and market hash among them, are passed back by a fraud proof and checked
-///      against it) and one packed word with the signer bitmap (who is slashed if the round is proven wrong).
+///      stores three slots: its accounts root (what `verifyMargin` reads), the report digest (the report's other
+///      fields, its block hash, risk-array root and market hash among them, are passed back by a fraud proof and
+///      checked against it) and one packed word with the signer bitmap (who is slashed if the round is proven
+///      wrong). The block hash checked at attestation is blockhash() for 256 blocks, then the one recorded from the
+///      attested report by `recordRoundBlockHash` (a slot written only when a late deviation needs it).
 ///      The committee (digest, version, ejected members, paramsHash, FROST group key x, members) is kept as code, not
 ///      storage: an OpenZeppelin `Clones` clone with immutable args abi.encodePacked(configDigest,
 ///      uint256(ejectedBitmap << 64 | version), paramsHash, groupKeyX, members) whose implementation is address(0) (it never runs anything). `attest` reads
@@ -75,11 +76,12 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     /// @notice See `SCHEME_ECDSA`.
     uint8 public constant SCHEME_FROST = 1;
 
-    /// @notice A stored round (four slots; `attestedAt` is a uint32 of seconds, enough until 2106; config versions
-    ///         stay below 2**56, one per `setCommittee`).
+    /// @notice A stored round (three slots; `attestedAt` is a uint32 of seconds, enough until 2106; config versions
+    ///         stay below 2**56, one per `setCommittee`). The block hash is not stored: the report digest commits to
+    ///         it, `blockhash()` returns it for 256 blocks, and `recordRoundBlockHash` keeps it from the attested
+    ///         report when it is needed later (`roundBlockHash`).
     struct Round {
         bytes32 accountsRoot;
-        bytes32 blockHash;
         bytes32 reportDigest;
         uint64 blockNumber;
         uint32 attestedAt;
@@ -89,7 +91,20 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         uint64 signerBitmap;
     }
 
-    /// @notice A round as returned by the views.
+    /// @notice The fields of a report that `attestFrost` takes: its config digest and parameters hash are the current
+    ///         committee's and its block hash is `blockhash(blockNumber)` (the contract checked them against those
+    ///         values anyway; not sending them saves 1,536 gas of calldata). The signed message is the EIP-712 digest
+    ///         of the whole `Report`, rebuilt from these fields and those three values.
+    struct FrostReport {
+        uint64 blockNumber;
+        bytes32 accountsRoot;
+        uint32 accountCount;
+        bytes32 riskArraysRoot;
+        bytes32 marketHash;
+    }
+
+    /// @notice A round as returned by the views (`blockHash`: the hash recorded by `recordRoundBlockHash`, else
+    ///         `blockhash()`, zero past 256 blocks when none was recorded).
     struct RoundView {
         uint64 blockNumber;
         bytes32 accountsRoot;
@@ -147,6 +162,8 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     mapping(bytes32 key => bool) public frostSignerSlashed;
     /// @notice The ledger whose positions fraud proofs read (set once by the registry's owner).
     IFraudLedger public ledger;
+    /// @dev The block hash of an attested round, recorded from its report by `recordRoundBlockHash`.
+    mapping(uint64 blockNumber => bytes32 blockHash) internal _recordedBlockHash;
 
     /// @notice A committee config was installed by the registry.
     event CommitteeInstalled(uint64 indexed version, bytes32 indexed configDigest, address[] members, uint8 quorum);
@@ -195,6 +212,10 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     error StaleBlockNumber(uint64 given, uint64 lastAttested);
     /// @notice blockhash(blockNumber) is unknown (zero: future, current or older than 256 blocks) or differs.
     error BlockHashMismatch(uint64 blockNumber, bytes32 given, bytes32 actual);
+    /// @notice blockhash(blockNumber) is zero (a future or current block, or one older than 256 blocks).
+    error BlockHashUnknown(uint64 blockNumber);
+    /// @notice The round is older than 256 blocks and its block hash was not recorded (`recordRoundBlockHash`).
+    error RoundBlockHashNotRecorded(uint64 blockNumber);
     /// @notice The bitmap names a member index at or above the committee size.
     error SignerOutOfRange(uint256 signerBitmap, uint8 committeeSize);
     /// @notice The bitmap names a member the registry ejected from the current config.
@@ -358,75 +379,134 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
         // 7. each signature is member i's over the EIP-712 digest (ECDSA rejects high-s and bad v)
         bytes32 digest = reportDigest(report);
         _checkSignatures(digest, signerBitmap, signatures, committee);
-        _storeRound(report, digest, version, SCHEME_ECDSA, signerBitmap);
+        _storeReport(report, digest, version, signerBitmap);
     }
 
-    /// @notice Attest a round with one FROST signature: the committee's group key signed the report's EIP-712 digest
-    ///         (RFC 9591, FROST(secp256k1, SHA-256)); the round is stored exactly as `attest` stores it.
-    /// @dev Check order: group key, then `attest`'s steps 1-6 (config digest, paramsHash, block number, block hash,
-    ///      signer range, ejected signers, quorum), then the signature. Reads only the committee blob's four
-    ///      header words, so the cost does not depend on n. `signerBitmap` names the quorum whose matching ECDSA
-    ///      reports the transmitter holds: it is stored (a non-zero bitmap marks a standing round) but is not
-    ///      authenticated by the signature, so a fraud proof never slashes it (see `slashFrostSigner`).
-    /// @param report The report the committee signed.
+    /// @dev `attest`'s store and event, in their own frame (`attest`'s stack is full).
+    function _storeReport(Report calldata report, bytes32 digest, uint64 version, uint256 signerBitmap) internal {
+        _storeRound(report.blockNumber, report.accountsRoot, report.accountCount, digest, version, SCHEME_ECDSA, signerBitmap);
+        _emitAttested(report, digest, signerBitmap, SCHEME_ECDSA);
+    }
+
+    /// @notice Attest a round with one FROST signature: the committee's group key signed the EIP-712 digest of the
+    ///         report (RFC 9591, FROST(secp256k1, SHA-256)); the round is stored exactly as `attest` stores it.
+    /// @dev Check order: committee and group key, block number, block hash known, signer range, ejected signers,
+    ///      quorum, then the signature. The report's config digest and parameters hash are taken from the committee
+    ///      blob's header and its block hash from blockhash(), so a report signed under another config, parameters
+    ///      or block is refused as a wrong signature (`InvalidFrostSignature(5)`). Reads only the blob's four header
+    ///      words, so the cost does not depend on n. `signerBitmap` names the quorum whose matching ECDSA reports the
+    ///      transmitter holds: it is stored (a non-zero bitmap marks a standing round) but is not authenticated by
+    ///      the signature, so a fraud proof never slashes it (see `slashFrostSigner`).
+    /// @param report The report's own fields (see `FrostReport`).
     /// @param signerBitmap The quorum whose ECDSA reports agreed (bit i: member i), at least `quorum` bits.
     /// @param rx The group commitment R's x-coordinate.
     /// @param ry The group commitment R's y-coordinate.
     /// @param z The signature's scalar (0 < z < n).
-    function attestFrost(Report calldata report, uint256 signerBitmap, uint256 rx, uint256 ry, uint256 z) external {
-        (uint64 version, uint256 px, uint8 parity) = _checkFrostRound(report, signerBitmap);
-        bytes32 digest = reportDigest(report);
-        FrostVerifier.Verdict verdict = FrostVerifier.tryVerify(px, parity, digest, rx, ry, z);
+    function attestFrost(FrostReport calldata report, uint256 signerBitmap, uint256 rx, uint256 ry, uint256 z)
+        external
+    {
+        uint64 blockNumber = report.blockNumber; // read through the ABI decoder: checked below 2**64
+        (bytes memory header, uint8 parity) = _checkFrostRound(blockNumber, signerBitmap);
+        bytes32 digest = _frostReportDigest(report, blockNumber, header);
+        FrostVerifier.Verdict verdict = FrostVerifier.tryVerify(_groupKeyXOf(header), parity, digest, rx, ry, z);
         if (verdict != FrostVerifier.Verdict.Valid) revert InvalidFrostSignature(uint8(verdict));
-        _storeRound(report, digest, version, SCHEME_FROST, signerBitmap);
+        _storeFrostRound(report, blockNumber, header, digest, signerBitmap);
     }
 
-    /// @dev `attestFrost`'s checks before the signature: group key, then `attest`'s steps 1-6 on the committee
-    ///      blob's header only (one EXTCODECOPY of four words, whatever n). Return the version and the group key.
-    function _checkFrostRound(Report calldata report, uint256 signerBitmap)
+    /// @dev `attestFrost`'s checks before the signature, on the committee blob's header only (one EXTCODECOPY of
+    ///      four words, whatever n). Return the header and the group key's parity.
+    function _checkFrostRound(uint64 blockNumber, uint256 signerBitmap)
         internal
         view
-        returns (uint64 version, uint256 px, uint8 parity)
+        returns (bytes memory header, uint8 parity)
     {
-        State memory s = _state;
-        if (s.committeeData == address(0)) revert NoCommittee();
-        bytes memory header = _fetchCommitteeHeader(s.committeeData);
-        bytes32 current;
-        (current, version) = _committeeHeader(header);
-        px = _groupKeyXOf(header);
-        parity = s.groupKeyParity;
-        if (px == 0) revert NoGroupKey(version);
-        if (report.configDigest != current) revert ConfigDigestMismatch(report.configDigest, current);
-        if (report.paramsHash != _paramsHashOf(header)) revert ParamsHashMismatch(report.paramsHash, _paramsHashOf(header));
-        if (report.blockNumber <= s.lastBlockNumber) revert StaleBlockNumber(report.blockNumber, s.lastBlockNumber);
-        bytes32 actual = blockhash(report.blockNumber);
-        if (actual == bytes32(0) || actual != report.blockHash) {
-            revert BlockHashMismatch(report.blockNumber, report.blockHash, actual);
+        // `State` in one SLOAD, unpacked by hand (`State memory` would copy its five fields to memory): committeeData
+        // bits 0-159, lastBlockNumber 160-223, quorum 224-231, committeeSize 232-239, groupKeyParity 240-247
+        uint256 word;
+        assembly ("memory-safe") {
+            word := sload(_state.slot)
         }
-        if (signerBitmap >> s.committeeSize != 0) revert SignerOutOfRange(signerBitmap, s.committeeSize);
+        address data = address(uint160(word));
+        if (data == address(0)) revert NoCommittee();
+        header = _fetchCommitteeHeader(data);
+        if (_groupKeyXOf(header) == 0) {
+            (, uint64 version) = _committeeHeader(header);
+            revert NoGroupKey(version);
+        }
+        uint64 last = uint64(word >> 160);
+        if (blockNumber <= last) revert StaleBlockNumber(blockNumber, last);
+        if (blockhash(blockNumber) == bytes32(0)) revert BlockHashUnknown(blockNumber);
+        uint8 size = uint8(word >> 232);
+        if (signerBitmap >> size != 0) revert SignerOutOfRange(signerBitmap, size);
         // the member list is read only to name an ejected signer in the revert
-        if (signerBitmap & _ejectedOf(header) != 0) _checkNotEjected(signerBitmap, Clones.fetchCloneArgs(s.committeeData));
+        if (signerBitmap & _ejectedOf(header) != 0) _checkNotEjected(signerBitmap, Clones.fetchCloneArgs(data));
         uint256 count = _countBits(signerBitmap);
-        if (count < s.quorum) revert BelowQuorum(count, s.quorum);
+        uint8 quorum_ = uint8(word >> 224);
+        if (count < quorum_) revert BelowQuorum(count, quorum_);
+        parity = uint8(word >> 240);
     }
 
-    /// @dev Store a certified round in the ring, advance `lastBlockNumber` and emit `RoundAttested`.
-    function _storeRound(Report calldata report, bytes32 digest, uint64 version, uint8 scheme, uint256 signerBitmap)
+    /// @dev The EIP-712 digest of the `Report` made of `report`'s fields, the header's config digest and parameters
+    ///      hash and blockhash(report.blockNumber): what `reportDigest` returns for that report. hashStruct's nine
+    ///      words are written past the free memory pointer (never allocated; abi.encode would cost ~1,300 gas more).
+    function _frostReportDigest(FrostReport calldata report, uint64 blockNumber, bytes memory header)
         internal
+        view
+        returns (bytes32)
     {
-        _rounds[report.blockNumber % historyBlocks] = Round({
-            accountsRoot: report.accountsRoot,
-            blockHash: report.blockHash,
-            reportDigest: digest,
-            blockNumber: report.blockNumber,
-            attestedAt: uint32(block.timestamp),
-            accountCount: report.accountCount,
-            configVersion: uint56(version), // < 2**56: checked by `setCommittee`
-            scheme: scheme,
-            signerBitmap: uint64(signerBitmap) // < 2**64: checked against the committee size
-        });
-        _state.lastBlockNumber = report.blockNumber;
-        _emitAttested(report, digest, signerBitmap, scheme);
+        bytes32 typehash = REPORT_TYPEHASH;
+        uint32 accountCount = report.accountCount; // likewise below 2**32
+        bytes32 structHash;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, typehash)
+            mstore(add(m, 0x20), mload(add(header, 0x20))) // configDigest
+            mstore(add(m, 0x40), blockNumber)
+            mstore(add(m, 0x60), blockhash(blockNumber))
+            mstore(add(m, 0x80), mload(add(header, 0x60))) // paramsHash
+            mstore(add(m, 0xa0), calldataload(add(report, 0x20))) // accountsRoot
+            mstore(add(m, 0xc0), accountCount)
+            calldatacopy(add(m, 0xe0), add(report, 0x60), 0x40) // riskArraysRoot, marketHash
+            structHash := keccak256(m, 0x120)
+        }
+        return _hashTypedDataV4(structHash);
+    }
+
+    /// @dev Store a certified round in the ring and advance `lastBlockNumber` (the caller emits `RoundAttested`).
+    ///      The three slots are written whole: `Round`'s third slot packs blockNumber (bits 0-63), attestedAt (64-95),
+    ///      accountCount (96-127), configVersion (128-183), scheme (184-191) and signerBitmap (192-255), the order
+    ///      Solidity lays the struct out in (the views read it back through `Round`).
+    function _storeRound(
+        uint64 blockNumber,
+        bytes32 accountsRoot,
+        uint32 accountCount,
+        bytes32 digest,
+        uint64 version,
+        uint8 scheme,
+        uint256 signerBitmap
+    ) internal {
+        Round storage r = _rounds[blockNumber % historyBlocks];
+        // version < 2**56 (checked by `setCommittee`), signerBitmap < 2**64 (checked against the committee size)
+        uint256 packed = uint256(blockNumber) | (uint256(uint32(block.timestamp)) << 64) | (uint256(accountCount) << 96)
+            | (uint256(version) << 128) | (uint256(scheme) << 184) | (signerBitmap << 192);
+        assembly ("memory-safe") {
+            sstore(r.slot, accountsRoot)
+            sstore(add(r.slot, 1), digest)
+            sstore(add(r.slot, 2), packed)
+        }
+        _state.lastBlockNumber = blockNumber;
+    }
+
+    /// @notice Record the block hash of an attested round from its report, so `roundBlockHash` (the canonical hash a
+    ///         deviation report must carry) still knows it once blockhash() has forgotten the block (256 blocks).
+    ///         Anyone may call it, any time while the ring holds the round; the report must be the attested one.
+    /// @param report The round's report (its digest must be the stored one).
+    function recordRoundBlockHash(Report calldata report) external {
+        uint64 blockNumber = report.blockNumber;
+        Round storage r = _roundOf(blockNumber);
+        bytes32 digest = reportDigest(report);
+        if (digest != r.reportDigest) revert ReportMismatch(blockNumber, digest, r.reportDigest);
+        _recordedBlockHash[blockNumber] = report.blockHash;
     }
 
     /// @notice Set the ledger fraud proofs read positions from; once, called by SolverRegistry.setLedger.
@@ -775,8 +855,17 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     }
 
     /// @inheritdoc IMarginOracle
-    function roundBlockHash(uint64 blockNumber) external view returns (bytes32) {
-        return _roundOf(blockNumber).blockHash;
+    function roundBlockHash(uint64 blockNumber) external view returns (bytes32 blockHash) {
+        _roundOf(blockNumber);
+        blockHash = _blockHashOf(blockNumber);
+        if (blockHash == bytes32(0)) revert RoundBlockHashNotRecorded(blockNumber);
+    }
+
+    /// @dev The hash recorded from the attested report, else blockhash(blockNumber) (zero past 256 blocks): the same
+    ///      canonical hash, the one `attest` checked (a reorg deeper than the block also replaces the attestation).
+    function _blockHashOf(uint64 blockNumber) internal view returns (bytes32 blockHash) {
+        blockHash = _recordedBlockHash[blockNumber];
+        if (blockHash == bytes32(0)) blockHash = blockhash(blockNumber);
     }
 
     /// @notice Return the digest of the current committee config (zero before the first committee).
@@ -1012,13 +1101,19 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
             configVersion: r.configVersion,
             accountCount: r.accountCount,
             attestedAt: r.attestedAt,
-            blockHash: r.blockHash,
+            blockHash: _blockHashOf(blockNumber),
             signerBitmap: r.signerBitmap
         });
     }
 
     /// @dev The committee blob is abi.encodePacked(bytes32 digest, uint256(ejected << 64 | version), bytes32
     ///      paramsHash, uint256 groupKeyX, address[] members): four 32-byte header words, then one word per member.
+    function _configDigestOf(bytes memory committee) internal pure returns (bytes32 digest) {
+        assembly ("memory-safe") {
+            digest := mload(add(committee, 0x20))
+        }
+    }
+
     function _committeeHeader(bytes memory committee) internal pure returns (bytes32 digest, uint64 version) {
         uint256 word;
         assembly ("memory-safe") {
@@ -1057,9 +1152,12 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
     /// @dev The committee blob's four header words only (one EXTCODECOPY of 128 bytes, whatever n): the args start
     ///      after the clone's 0x2d bytes of code (OpenZeppelin Clones.cloneWithImmutableArgs).
     function _fetchCommitteeHeader(address data) internal view returns (bytes memory header) {
-        header = new bytes(0x80);
         assembly ("memory-safe") {
+            // allocated without zeroing (new bytes would clear the four words EXTCODECOPY then writes)
+            header := mload(0x40)
+            mstore(header, 0x80)
             extcodecopy(data, add(header, 0x20), 0x2d, 0x80)
+            mstore(0x40, add(header, 0xa0))
         }
     }
 
@@ -1084,6 +1182,33 @@ contract MarginOracle is IMarginOracle, IPortfolioMarginOracle, EIP712 {
             report.marketHash,
             scheme
         );
+    }
+
+    /// @dev `attestFrost`'s store and `RoundAttested` (scheme FROST), in their own frame. The event is the one
+    ///      `attest` emits, encoded here past the free memory pointer (Solidity's encoder cost ~550 gas more).
+    function _storeFrostRound(
+        FrostReport calldata report,
+        uint64 blockNumber,
+        bytes memory header,
+        bytes32 digest,
+        uint256 signerBitmap
+    ) internal {
+        (bytes32 current, uint64 version) = _committeeHeader(header);
+        uint32 accountCount = report.accountCount;
+        _storeRound(blockNumber, report.accountsRoot, accountCount, digest, version, SCHEME_FROST, signerBitmap);
+        bytes32 topic = RoundAttested.selector;
+        uint8 scheme = SCHEME_FROST;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, digest)
+            mstore(add(m, 0x20), calldataload(add(report, 0x20))) // accountsRoot
+            mstore(add(m, 0x40), accountCount)
+            mstore(add(m, 0x60), signerBitmap)
+            mstore(add(m, 0x80), caller()) // transmitter
+            calldatacopy(add(m, 0xa0), add(report, 0x60), 0x40) // riskArraysRoot, marketHash
+            mstore(add(m, 0xe0), scheme)
+            log3(m, 0x100, topic, blockNumber, current)
+        }
     }
 
     function _checkSignatures(

@@ -157,7 +157,10 @@ contract FraudProofFuzzTest is Base {
         VmWallet.Wallet memory nonce = wallets.createWallet(uint256(keccak256(abi.encode(digest))) % (ORDER - 1) + 1);
         uint256 c = FrostVerifier.challenge(key.publicKeyX, parity, digest, nonce.publicKeyX, nonce.publicKeyY);
         uint256 z = addmod(nonce.privateKey, mulmod(c, FROST_SECRET, ORDER), ORDER);
-        oracle.attestFrost(report, SIGNERS, nonce.publicKeyX, nonce.publicKeyY, z);
+        MarginOracle.FrostReport memory fields = MarginOracle.FrostReport(
+            report.blockNumber, report.accountsRoot, report.accountCount, report.riskArraysRoot, report.marketHash
+        );
+        oracle.attestFrost(fields, SIGNERS, nonce.publicKeyX, nonce.publicKeyY, z);
         return report;
     }
 

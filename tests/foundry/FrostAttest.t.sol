@@ -43,6 +43,13 @@ contract FrostAttestTest is Base {
         registry.setFrostCommittee(signers, QUORUM, 1, 0, PARAMS, 1, px, parity);
     }
 
+    /// @dev The fields of `report` that `attestFrost` takes.
+    function fields(Report memory report) internal pure returns (MarginOracle.FrostReport memory) {
+        return MarginOracle.FrostReport(
+            report.blockNumber, report.accountsRoot, report.accountCount, report.riskArraysRoot, report.marketHash
+        );
+    }
+
     /// @dev A Schnorr signature (R, z) of `digest` under the group key with nonce `nonce`.
     function frostSign(bytes32 digest, uint256 nonce) internal returns (uint256 rx, uint256 ry, uint256 z) {
         VmWallet.Wallet memory r = wallets.createWallet(nonce % (ORDER - 1) + 1);
@@ -52,19 +59,38 @@ contract FrostAttestTest is Base {
         z = addmod(r.privateKey, mulmod(c, GROUP_SECRET, ORDER), ORDER);
     }
 
-    /// A valid FROST certificate stores the round as `attest` does, marked FROST, with the quorum bitmap.
-    function testFuzz_aValidFrostSignatureAttests(uint64 blockNumber, bytes32 root, uint256 nonce) public {
+    /// A valid FROST certificate stores the round as `attest` does, marked FROST, with the quorum bitmap, and emits
+    /// the `RoundAttested` event `attest` emits.
+    function testFuzz_aValidFrostSignatureAttests(uint64 blockNumber, bytes32 root, uint256 nonce, uint32 count)
+        public
+    {
         blockNumber = uint64(bound(blockNumber, 1, type(uint32).max));
         Report memory report = anchor(blockNumber, root);
-        (uint256 rx, uint256 ry, uint256 z) = frostSign(oracle.reportDigest(report), nonce);
-        oracle.attestFrost(report, 0x7, rx, ry, z);
+        report.accountCount = count;
+        report.riskArraysRoot = keccak256(abi.encode("risk", nonce));
+        report.marketHash = keccak256(abi.encode("market", nonce));
+        bytes32 digest = oracle.reportDigest(report);
+        (uint256 rx, uint256 ry, uint256 z) = frostSign(digest, nonce);
+        vm.warp(1_700_000_000 + uint256(count % 1_000_000));
+        vm.expectEmit(true, true, false, true, address(oracle));
+        emit MarginOracle.RoundAttested(
+            blockNumber, report.configDigest, digest, root, count, 0x7, address(this), report.riskArraysRoot,
+            report.marketHash, 1
+        );
+        oracle.attestFrost(fields(report), 0x7, rx, ry, z);
         MarginOracle.RoundView memory round = oracle.roundAt(blockNumber);
+        assertEq(round.blockNumber, blockNumber, "blockNumber");
         assertEq(round.accountsRoot, root, "root");
-        assertEq(round.reportDigest, oracle.reportDigest(report), "digest");
+        assertEq(round.reportDigest, digest, "digest");
+        assertEq(round.configDigest, report.configDigest, "configDigest");
+        assertEq(round.configVersion, 2, "configVersion");
+        assertEq(round.accountCount, count, "accountCount");
+        assertEq(round.attestedAt, 1_700_000_000 + uint256(count % 1_000_000), "attestedAt");
+        assertEq(round.blockHash, report.blockHash, "blockHash");
         assertEq(round.signerBitmap, 0x7, "bitmap");
         assertEq(oracle.lastBlockNumber(), blockNumber, "lastBlockNumber");
         vm.expectRevert(abi.encodeWithSelector(MarginOracle.StaleBlockNumber.selector, blockNumber, blockNumber));
-        oracle.attestFrost(report, 0x7, rx, ry, z);
+        oracle.attestFrost(fields(report), 0x7, rx, ry, z);
     }
 
     /// A signature of another message, a tampered z or R are refused with the verifier's verdict.
@@ -73,31 +99,49 @@ contract FrostAttestTest is Base {
         bytes32 digest = oracle.reportDigest(report);
         (uint256 rx, uint256 ry, uint256 z) = frostSign(keccak256(abi.encode(digest)), nonce);
         vm.expectRevert(abi.encodeWithSelector(MarginOracle.InvalidFrostSignature.selector, 5));
-        oracle.attestFrost(report, 0x7, rx, ry, z);
+        oracle.attestFrost(fields(report), 0x7, rx, ry, z);
         (rx, ry, z) = frostSign(digest, nonce);
         uint256 delta = bound(tamper, 1, ORDER - 1);
         vm.expectRevert(abi.encodeWithSelector(MarginOracle.InvalidFrostSignature.selector, 5));
-        oracle.attestFrost(report, 0x7, rx, ry, addmod(z, delta, ORDER) == 0 ? 1 : addmod(z, delta, ORDER));
+        oracle.attestFrost(fields(report), 0x7, rx, ry, addmod(z, delta, ORDER) == 0 ? 1 : addmod(z, delta, ORDER));
         vm.expectRevert(abi.encodeWithSelector(MarginOracle.InvalidFrostSignature.selector, 2));
-        oracle.attestFrost(report, 0x7, rx, ry, ORDER); // z = n, not canonical
+        oracle.attestFrost(fields(report), 0x7, rx, ry, ORDER); // z = n, not canonical
         vm.expectRevert(abi.encodeWithSelector(MarginOracle.InvalidFrostSignature.selector, 3));
-        oracle.attestFrost(report, 0x7, rx, ry ^ 1, z);
+        oracle.attestFrost(fields(report), 0x7, rx, ry ^ 1, z);
     }
 
-    /// The stored checks of `attest` apply: quorum, signer range, config digest.
+    /// The stored checks of `attest` apply: quorum, signer range, a known block hash.
     function test_theRoundChecksOfAttestApply() public {
         Report memory report = anchor(40, keccak256("root"));
         (uint256 rx, uint256 ry, uint256 z) = frostSign(oracle.reportDigest(report), 1);
         vm.expectRevert(abi.encodeWithSelector(MarginOracle.BelowQuorum.selector, 2, QUORUM));
-        oracle.attestFrost(report, 0x3, rx, ry, z);
+        oracle.attestFrost(fields(report), 0x3, rx, ry, z);
         vm.expectRevert(abi.encodeWithSelector(MarginOracle.SignerOutOfRange.selector, 0x17, uint8(N)));
-        oracle.attestFrost(report, 0x17, rx, ry, z);
-        bytes32 current = report.configDigest;
-        report.configDigest = keccak256("other");
-        vm.expectRevert(
-            abi.encodeWithSelector(MarginOracle.ConfigDigestMismatch.selector, report.configDigest, current)
-        );
-        oracle.attestFrost(report, 0x7, rx, ry, z);
+        oracle.attestFrost(fields(report), 0x17, rx, ry, z);
+        Report memory future = makeReport(41, keccak256("a block not mined yet"), keccak256("root"), 7);
+        vm.expectRevert(abi.encodeWithSelector(MarginOracle.BlockHashUnknown.selector, 41));
+        oracle.attestFrost(fields(future), 0x7, rx, ry, z);
+        vm.roll(40 + 257); // blockhash(40) is forgotten
+        vm.expectRevert(abi.encodeWithSelector(MarginOracle.BlockHashUnknown.selector, 40));
+        oracle.attestFrost(fields(report), 0x7, rx, ry, z);
+    }
+
+    /// The config digest, parameters hash and block hash are not sent: a report signed with another one than the
+    /// current config's, or than blockhash(), is refused as a wrong signature; `attest` names the field instead.
+    function testFuzz_aReportOfAnotherConfigParamsOrBlockIsAWrongSignature(bytes32 other, uint256 nonce) public {
+        Report memory report = anchor(40, keccak256("root"));
+        vmNewer.assume(other != report.configDigest && other != report.paramsHash && other != report.blockHash);
+        for (uint256 field = 0; field < 3; ++field) {
+            Report memory signed = anchor(40, keccak256("root"));
+            if (field == 0) signed.configDigest = other;
+            if (field == 1) signed.paramsHash = other;
+            if (field == 2) signed.blockHash = other;
+            (uint256 rx, uint256 ry, uint256 z) = frostSign(oracle.reportDigest(signed), nonce);
+            vm.expectRevert(abi.encodeWithSelector(MarginOracle.InvalidFrostSignature.selector, 5));
+            oracle.attestFrost(fields(signed), 0x7, rx, ry, z);
+        }
+        (uint256 rx_, uint256 ry_, uint256 z_) = frostSign(oracle.reportDigest(report), nonce);
+        oracle.attestFrost(fields(report), 0x7, rx_, ry_, z_);
     }
 
     /// A committee installed without a key has its old digest and refuses FROST; a key changes the digest.
@@ -112,7 +156,7 @@ contract FrostAttestTest is Base {
         Report memory report = anchor(40, keccak256("root"));
         (uint256 rx, uint256 ry, uint256 z) = frostSign(oracle.reportDigest(report), 1);
         vm.expectRevert(abi.encodeWithSelector(MarginOracle.NoGroupKey.selector, 3));
-        oracle.attestFrost(report, 0x7, rx, ry, z);
+        oracle.attestFrost(fields(report), 0x7, rx, ry, z);
         oracle.attest(report, 0x7, certificate(report, 0x7)); // the ECDSA fallback
     }
 
@@ -136,8 +180,8 @@ contract FrostAttestTest is Base {
         Report memory report = anchor(40, keccak256("root"));
         (uint256 rx, uint256 ry, uint256 z) = frostSign(oracle.reportDigest(report), 1);
         vm.expectRevert(abi.encodeWithSelector(MarginOracle.EjectedSigner.selector, 1, signers[1]));
-        oracle.attestFrost(report, 0x7, rx, ry, z);
-        oracle.attestFrost(report, 0xd, rx, ry, z);
+        oracle.attestFrost(fields(report), 0x7, rx, ry, z);
+        oracle.attestFrost(fields(report), 0xd, rx, ry, z);
     }
 
     /// `slashFrostSigner` refuses a standing round and an ECDSA round.
@@ -145,7 +189,7 @@ contract FrostAttestTest is Base {
         Report memory report = anchor(40, keccak256("root"));
         bytes32 digest = oracle.reportDigest(report);
         (uint256 rx, uint256 ry, uint256 z) = frostSign(digest, 1);
-        oracle.attestFrost(report, 0x7, rx, ry, z);
+        oracle.attestFrost(fields(report), 0x7, rx, ry, z);
         bytes memory sig = sign(signerKeys[0], digest);
         vm.expectRevert(abi.encodeWithSelector(MarginOracle.NotFraudulentFrostRound.selector, 40));
         oracle.slashFrostSigner(report, 0, sig);

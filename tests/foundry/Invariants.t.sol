@@ -64,6 +64,9 @@ contract RegistryOracleHandler is Base {
         try oracle.attest(report, bitmap, sigs) {
             attestedBlocks.push(blockNumber);
             canonicalHashOf[blockNumber] = report.blockHash;
+            // the round keeps its hash past blockhash()'s window once recorded from its report (forge also resets
+            // the hashes set by setBlockhash between calls: the invariants read the recorded one)
+            oracle.recordRoundBlockHash(report);
             (, uint256 ejected) = oracle.ejectedMembers();
             if (bitmap & ejected != 0) ++attestsWithEjectedSigner;
             if (popcount(bitmap) < QUORUM) ++attestsBelowQuorum;

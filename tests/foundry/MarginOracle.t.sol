@@ -107,6 +107,35 @@ contract MarginOracleFuzzTest is Base {
         oracle.roundAt(other);
     }
 
+    /// A round's block hash is not stored: blockhash() gives it for 256 blocks, then only the hash recorded from the
+    /// attested report (any other report is refused) until the ring drops the round.
+    function testFuzz_theBlockHashOfARoundIsRecordedFromItsReport(uint64 blockNumber, uint16 later, bytes32 other)
+        public
+    {
+        blockNumber = uint64(bound(blockNumber, 1, 1e9));
+        Report memory report = anchor(blockNumber, keccak256("root"));
+        oracle.attest(report, 7, certificate(report, 7));
+        assertEq(oracle.roundBlockHash(blockNumber), report.blockHash, "blockhash() while the EVM keeps it");
+        vm.roll(uint256(blockNumber) + 1 + bound(later, 256, HISTORY - 1));
+        vm.expectRevert(abi.encodeWithSelector(MarginOracle.RoundBlockHashNotRecorded.selector, blockNumber));
+        oracle.roundBlockHash(blockNumber);
+        assertEq(oracle.roundAt(blockNumber).blockHash, bytes32(0), "the view says it is unknown");
+        vmNewer.assume(other != report.blockHash);
+        Report memory forged = makeReport(blockNumber, other, keccak256("root"), 7);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                MarginOracle.ReportMismatch.selector, blockNumber, oracle.reportDigest(forged), oracle.reportDigest(report)
+            )
+        );
+        oracle.recordRoundBlockHash(forged);
+        oracle.recordRoundBlockHash(report);
+        assertEq(oracle.roundBlockHash(blockNumber), report.blockHash, "recorded");
+        assertEq(oracle.roundAt(blockNumber).blockHash, report.blockHash, "the view returns it");
+        Report memory absent = makeReport(blockNumber + 1, report.blockHash, keccak256("root"), 7);
+        vm.expectRevert(abi.encodeWithSelector(MarginOracle.RoundNotFound.selector, blockNumber + 1));
+        oracle.recordRoundBlockHash(absent);
+    }
+
     /// `verifyMargin` succeeds iff the leaf is under the latest round's root and the round is fresh enough.
     function testFuzz_verifyMarginAcceptsExactlyTheAttestedLeaf(
         address account,

@@ -81,7 +81,7 @@ contract SolverRegistryFuzzTest is Base {
     }
 
     /// Deviation evidence must name the canonical hash of its block: blockhash() while the EVM keeps it, then the
-    /// hash the oracle recorded at attestation.
+    /// hash the oracle recorded from the attested report (`recordRoundBlockHash`, refused until then).
     function testFuzz_deviationOnlyAboutTheCanonicalBlock(bytes32 otherHash, uint16 later) public {
         Report memory attested = anchor(1_000, keccak256("honest"));
         oracle.attest(attested, 7, certificate(attested, 7));
@@ -91,6 +91,11 @@ contract SolverRegistryFuzzTest is Base {
         vmNewer.assume(otherHash != attested.blockHash);
         deviant.blockHash = otherHash;
         bytes memory sig = sign(signerKeys[OFFENDER], oracle.reportDigest(deviant));
+        if (later >= 256) {
+            vm.expectRevert(abi.encodeWithSelector(MarginOracle.RoundBlockHashNotRecorded.selector, 1_000));
+            registry.slashDeviation(deviant, sig);
+            oracle.recordRoundBlockHash(attested);
+        }
         vm.expectRevert(
             abi.encodeWithSelector(SolverRegistry.NotCanonicalBlockHash.selector, 1_000, otherHash, attested.blockHash)
         );

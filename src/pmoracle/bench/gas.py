@@ -5,6 +5,7 @@
 - ``attest`` for committees n = 4, 7, 16 at the Byzantine quorum q = (n + f) // 2 + 1, in steady state (the
   round's ring slot already used once, as after the first ``historyBlocks`` blocks) and once on a fresh slot;
   then a least-squares fit of gas against the number of signatures (n = 16, q..16 signers);
+- ``recordRoundBlockHash`` of that fresh round (the block hash a round no longer stores);
 - ``attestFrost`` for committees n = 4, 7, 16, 64 registered with a FROST group key (shares of a dealt key, the
   signature a real q-of-n aggregate of the pure FROST code), steady state;
 - ``verifyMargin`` with proofs from a real 1,000-account tree and from a 2^20-leaf (1,048,576-account) tree of
@@ -162,9 +163,17 @@ class _Bench:
         message = compute_report_digest(self.domain, report)
         signature = EvmSignature.from_signature(_frost_sign(shares, group_key, signers, message))
         bitmap = sum(1 << (i - 1) for i in signers)
-        fn = self.oracle.functions.attestFrost(report.as_tuple(), bitmap, *signature.to_words())
+        fn = self.oracle.functions.attestFrost(report.as_frost_tuple(), bitmap, *signature.to_words())
         receipt = transact_fn(self.owner, fn, label="attestFrost")
         return _split(receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:])) | {"block": block}
+
+    def record_block_hash(self, root: bytes, count: int, block: int) -> dict[str, int]:
+        """Record the block hash of the round ``attest(root, count, ...)`` stored at ``block``."""
+        block_hash = bytes(self.w3.eth.get_block(block)["hash"])
+        report = _report(self.config().digest(), block, block_hash, root, count)
+        fn = self.oracle.functions.recordRoundBlockHash(report.as_tuple())
+        receipt = transact_fn(self.owner, fn, label="recordRoundBlockHash")
+        return _split(receipt.gas_used, bytes.fromhex(fn._encode_transaction_data()[2:]))
 
     def config(self) -> CommitteeConfig:
         return decode_committee_view(self.registry.functions.committee().call())[0]
@@ -478,6 +487,8 @@ def run_gas_bench() -> dict[str, Any]:
         result: dict[str, Any] = {"solc": SOLC_VERSION, "evmVersion": SETTINGS["evmVersion"], "attest": []}
         bench.use_committee(4)
         result["attest_fresh_slot"] = bench.attest(keccak(text="fresh"), 1000, [0, 1, 2]) | {"n": 4, "signers": 3}
+        result["record_block_hash"] = bench.record_block_hash(keccak(text="fresh"), 1000,
+                                                              result["attest_fresh_slot"]["block"])  # fmt: skip
         for n in COMMITTEE_SIZES:
             bench.use_committee(n)
             q = compute_byzantine_quorum(n)
@@ -584,6 +595,11 @@ def format_gas_table(result: dict[str, Any]) -> str:
     fresh = result["attest_fresh_slot"]
     lines.append(f"| attest | n=4, 3 signatures, fresh ring slot (first {HISTORY_BLOCKS} blocks' rounds) | "
                  f"{fresh['total']:,} | {fresh['calldata']:,} | {fresh['execution']:,} |")  # fmt: skip
+    record = result.get("record_block_hash")
+    if record is not None:
+        lines.append(f"| recordRoundBlockHash | a round's block hash from its report (deviation evidence older than "
+                     f"256 blocks needs it; once per round) | {record['total']:,} | {record['calldata']:,} | "
+                     f"{record['execution']:,} |")  # fmt: skip
     for row in result["verify_margin"]:
         lines.append(f"| verifyMargin | {row['accounts']:,} accounts (proof depth {row['depth']}) | {row['total']:,} | "
                      f"{row['calldata']:,} | {row['execution']:,} |")  # fmt: skip
@@ -612,7 +628,7 @@ def format_gas_table(result: dict[str, Any]) -> str:
     frost_totals = [row["total"] for row in result["attest_frost"]]
     lines += [
         "",
-        f"attestFrost (one RFC 9591 signature, FrostVerifier ~5.5k gas): {min(frost_totals):,} to "
+        f"attestFrost (one RFC 9591 signature, FrostVerifier ~5.3k gas): {min(frost_totals):,} to "
         f"{max(frost_totals):,} gas total at n = {', '.join(str(r['n']) for r in result['attest_frost'])} "
         f"(spread {(max(frost_totals) - min(frost_totals)) / min(frost_totals):.2%}); `--json` lists every attest row "
         "under `rows` as {call, scheme, n, signatures, total_gas}.",

@@ -146,6 +146,11 @@ class Report:
             )
         )
 
+    def as_frost_tuple(self) -> tuple[int, bytes, int, bytes, bytes]:
+        """Return the ``FrostReport`` tuple ``MarginOracle.attestFrost`` takes: the report without its config
+        digest, block hash and parameters hash (the contract takes the current committee's and blockhash()'s)."""
+        return (self.block_number, self.accounts_root, self.account_count, self.risk_arrays_root, self.market_hash)
+
     def as_tuple(self) -> tuple[bytes, int, bytes, bytes, bytes, int, bytes, bytes]:
         """Return the report as the ABI tuple the MarginOracle contract takes."""
         return (

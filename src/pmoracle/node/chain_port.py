@@ -4,6 +4,7 @@ through :class:`~pmoracle.chain.client.ChainClient` (reads) and :class:`~pmoracl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, assert_never
 
@@ -70,7 +71,7 @@ class OracleChainPort(ChainPort):
         """
         block = certificate.report.block_number
         if frost_signature is not None:
-            call = self.oracle.functions.attestFrost(certificate.report.as_tuple(), certificate.signer_bitmap,
+            call = self.oracle.functions.attestFrost(certificate.report.as_frost_tuple(), certificate.signer_bitmap,
                                                      *frost_signature.to_words())  # fmt: skip
             outcome = await self._send(call, block, "attestFrost")
             if outcome != "refused":
@@ -205,7 +206,7 @@ class OracleChainPort(ChainPort):
     async def read_latest_attested(self) -> AttestedRound | None:
         """Return ``MarginOracle.latestRound()``, or None before the first attestation or when the read fails."""
         try:
-            view = await run_sync(self.client.call, self.oracle.functions.latestRound(), "latest", timeout=READ_TIMEOUT)
+            return await run_sync(read_round, self.client, self.oracle.functions.latestRound(), timeout=READ_TIMEOUT)
         except ContractError as exc:
             if exc.name != "NoAttestedRound":
                 log.warning("cannot read the latest attested round: %s", exc)
@@ -213,4 +214,19 @@ class OracleChainPort(ChainPort):
         except ChainError as exc:
             log.warning("cannot read the latest attested round: %s", exc)
             return None
-        return AttestedRound.from_view(view)
+
+
+def read_round(client: ChainClient, fn: Any) -> AttestedRound:
+    """Call a ``RoundView`` view of MarginOracle (``latestRound()``, ``roundAt(block)``) and return the round.
+
+    The oracle does not store a round's block hash: its view returns blockhash() for 256 blocks, then the hash
+    recorded by ``recordRoundBlockHash``, else zero. For zero this returns the canonical header's hash of the block,
+    the one the oracle checked at attestation (a reorg deeper than the block also replaces the attestation).
+
+    Errors:
+        ContractError for the view's reverts (``NoAttestedRound``, ``RoundNotFound``); ChainError on RPC failures.
+    """
+    attested = AttestedRound.from_view(client.call(fn, "latest"))
+    if attested.block_hash == bytes(32):
+        attested = dataclasses.replace(attested, block_hash=client.get_block(attested.block_number).hash)
+    return attested

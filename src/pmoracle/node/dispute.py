@@ -55,7 +55,7 @@ from pmoracle.errors import InputError, PmoracleError
 from pmoracle.files import read_json
 from pmoracle.node.abc import AttestedRound
 from pmoracle.node.api import LEAF_FIELDS
-from pmoracle.node.chain_port import OFFLINE_W3
+from pmoracle.node.chain_port import OFFLINE_W3, read_round
 from pmoracle.node.daemon import read_committee
 from pmoracle.node.datadir import archive_db_path
 from pmoracle.node.policy import read_policy_round
@@ -442,13 +442,12 @@ def read_attested_round(client: ChainClient, deployment: Deployment, block_numbe
     oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
     fn = oracle.functions.latestRound() if block_number is None else oracle.functions.roundAt(block_number)
     try:
-        view = client.call(fn, "latest")
+        return read_round(client, fn)
     except ContractError as exc:
         if exc.name in ("NoAttestedRound", "RoundNotFound"):
             where = "yet" if block_number is None else f"at block {block_number}"
             raise DisputeError(f"no round attested {where} ({exc.name})") from None
         raise
-    return AttestedRound.from_view(view)
 
 
 def compare_leaves(
@@ -586,12 +585,11 @@ def read_attested_digest(
     there. The block hash is the canonical one of ``block_number`` (the oracle checked it when it attested)."""
     oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
     try:
-        view = client.call(oracle.functions.roundAt(block_number), "latest")
+        attested = read_round(client, oracle.functions.roundAt(block_number))
     except ContractError as exc:
         if exc.name == "RoundNotFound":
             return None
         raise
-    attested = AttestedRound.from_view(view)
     return attested.config_digest, attested.report_digest, attested.block_hash
 
 
@@ -832,6 +830,24 @@ def submit_fraud_proof(
 
 
 ROUND_ATTESTED_TOPIC = event_topic("MarginOracle", "RoundAttested")
+
+
+def record_round_block_hash(
+    client: ChainClient, transmitter: Transmitter, deployment: Deployment, block_number: int
+) -> Receipt:
+    """Record in MarginOracle the block hash of the round attested at ``block_number`` (``recordRoundBlockHash``,
+    with the attested report rebuilt from its ``RoundAttested`` log), so that SolverRegistry can judge deviation
+    evidence against that round once blockhash() has forgotten the block (256 blocks; ``roundBlockHash`` reverts
+    ``RoundBlockHashNotRecorded`` until then).
+
+    Errors:
+        DisputeError when no round is kept at ``block_number`` or no log rebuilds its digest; ContractError
+        (``ReportMismatch``, ``RoundNotFound``) or ChainError from the transaction.
+    """
+    attested = read_attested_round(client, deployment, block_number)
+    report = read_attested_report(client, deployment, attested)
+    oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
+    return transmitter.transact_call(oracle.functions.recordRoundBlockHash(report.as_tuple()))
 
 
 def read_attested_report(client: ChainClient, deployment: Deployment, attested: AttestedRound) -> Report:

@@ -16,6 +16,10 @@ Workarounds for py-libp2p 0.8.1 (each is marked ``libp2p 0.8.1`` at the line it 
 - eclipse protection wants 3 distinct IPs in a mesh, which a single-host test net or a small committee cannot
   give: turned off (the committee is known, we dial its members ourselves);
 - ``connect()`` waits >= 250 ms per dial unless ``max_connections_per_peer == 1``: set to 1;
+- yamux writes a WINDOW_UPDATE frame for most reads (each its own noise message and socket send: in a 7-node bench
+  about as many frames as the messages themselves): mplex is preferred (``muxer``), which halved the latency FROST
+  adds at n = 7 on a loaded 2-core machine (docs/p2p.md); py-libp2p's mplex reads into bounded channels, so a slow
+  reader still pushes back through TCP;
 - a failed dial blocks the peer for 60 s and the library reconnects only after ~60-70 s: we keep dialing missing
   peers ourselves every ``redial_interval`` and call ``swarm.unblock_peer`` before each retry;
 - subscription queues hold 32 messages and drop silently: a task drains them at once into our own bounded queue,
@@ -31,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
@@ -84,6 +88,10 @@ def peer_id_of(key_pair: KeyPair) -> str:
     return ID.from_pubkey(key_pair.public_key).to_base58()
 
 
+# GossipConfig.muxer -> new_host's muxer_preference
+MUXERS: dict[str, Literal["MPLEX", "YAMUX"]] = {"mplex": "MPLEX", "yamux": "YAMUX"}
+
+
 @dataclass(frozen=True, slots=True)
 class GossipConfig:
     """Local (per node) configuration of the libp2p gossip endpoint."""
@@ -106,6 +114,9 @@ class GossipConfig:
     degree_low: int = 4
     degree_high: int = 12
     queue_size: int = DEFAULT_QUEUE_SIZE
+    # The stream muxer proposed first when dialing ("mplex" or "yamux"); both are offered, so peers preferring the
+    # other one still connect.
+    muxer: str = "mplex"
 
     def __post_init__(self) -> None:
         if not 1 <= self.heartbeat_interval <= 60:
@@ -118,6 +129,8 @@ class GossipConfig:
             raise InputError("degree", "need 1 <= degree_low <= degree <= degree_high")
         if self.queue_size < 1:
             raise InputError("queue_size", f"must be >= 1, got {self.queue_size}")
+        if self.muxer not in MUXERS:
+            raise InputError("muxer", f"must be one of {sorted(MUXERS)}, got {self.muxer!r}")
         for addr in self.bootstrap:
             if "/p2p/" not in addr:
                 raise InputError("bootstrap", f"{addr!r} lacks /p2p/<peer id>")
@@ -238,6 +251,8 @@ class Libp2pGossip(GossipEndpoint):
             listen_addrs=[listen],
             # libp2p 0.8.1: with more than one connection allowed per peer, connect() waits >= 250 ms.
             connection_config=ConnectionConfig(max_connections_per_peer=1),
+            # libp2p 0.8.1: yamux sends a window update for most reads (a frame, a noise message, a send each).
+            muxer_preference=MUXERS[cfg.muxer],
         )
         router = GossipSub(
             protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],

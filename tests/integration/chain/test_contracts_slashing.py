@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from eth_utils import keccak, to_checksum_address
 
+from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import open_transmitter, transact_fn
 from pmoracle.consensus.report import Report, sign_report
 from pmoracle.devnet.devchain import Devchain
+from pmoracle.node.dispute import read_attested_round, record_round_block_hash
 from tests.integration.chain.contracts_support import (
     STAKE,
     System,
@@ -65,9 +67,17 @@ def test_deviation_about_a_non_canonical_block_hash_is_refused(anvil: Devchain) 
     fn = system.registry.functions.slashDeviation(orphaned.as_tuple(), sig)
     refused = ("NotCanonicalBlockHash", (block, orphaned.block_hash, canonical))
     assert revert_of(fn, system.owner.address) == refused
-    # past blockhash()'s 256-block window the attested round's recorded hash is the canonical one
+    # past blockhash()'s 256-block window the round's hash is recorded from the attested report (the round does
+    # not store it): until then deviation evidence about the round is refused, whatever its hash
     system.chain.rpc("anvil_mine", hex(300))
+    not_recorded = ("RoundBlockHashNotRecorded", (block,))
+    assert revert_of(system.oracle.functions.roundBlockHash(block), system.owner.address) == not_recorded
+    assert revert_of(fn, system.owner.address) == not_recorded
+    client = ChainClient([system.chain.url])
+    assert read_attested_round(client, system.deployment, block).block_hash == canonical  # from the header
+    record_round_block_hash(client, system.owner, system.deployment, block)
     assert system.oracle.functions.roundBlockHash(block).call() == canonical
+    assert system.oracle.functions.roundAt(block).call()[7] == canonical
     assert revert_of(fn, system.owner.address) == refused
     # a real deviation (canonical hash, another root) is still slashed there
     deviant = system.report(block, make_tree(4, 5))

@@ -66,7 +66,7 @@ def tree() -> MerkleTree:
 
 def frost_args(system: System, report: Report, signature: EvmSignature, bitmap: int = 0b0111) -> Any:
     """Return the attestFrost call of ``report`` with ``signature``."""
-    return system.oracle.functions.attestFrost(report.as_tuple(), bitmap, *signature.to_words())
+    return system.oracle.functions.attestFrost(report.as_frost_tuple(), bitmap, *signature.to_words())
 
 
 def sign(system: System, dkg: dict[int, Any], report: Report, signers: tuple[int, ...] = (1, 2, 4)) -> EvmSignature:
@@ -111,6 +111,29 @@ def test_wrong_key_message_or_scalar_is_refused(system: System, dkg: dict[int, A
     two = sign(system, dkg, report, signers=(1, 2))
     assert revert_of(frost_args(system, report, two), sender) == ("InvalidFrostSignature", (5,))
     frost_args(system, report, good).call({"from": sender}, block_identifier="pending")
+
+
+def test_a_report_of_another_config_block_or_round_is_refused(
+    system: System, dkg: dict[int, Any], tree: MerkleTree
+) -> None:
+    """attestFrost takes the config digest, parameters hash and block hash from the chain: a report signed with
+    other ones is a wrong signature; an unknown block hash and a stale block are named."""
+    block = system.anchor()
+    report = system.report(block, tree)
+    sender = system.owner.address
+    for field, value in (("config_digest", b"\x01" * 32), ("params_hash", b"\x02" * 32), ("block_hash", b"\x03" * 32)):
+        other = dataclasses.replace(report, **{field: value})
+        assert revert_of(frost_args(system, other, sign(system, dkg, other)), sender) == ("InvalidFrostSignature", (5,))
+    future = dataclasses.replace(report, block_number=block + 50)
+    assert revert_of(frost_args(system, future, sign(system, dkg, future)), sender) == (
+        "BlockHashUnknown",
+        (block + 50,),
+    )
+    transact_fn(system.owner, frost_args(system, report, sign(system, dkg, report)), label="attestFrost")
+    assert revert_of(frost_args(system, report, sign(system, dkg, report)), sender) == (
+        "StaleBlockNumber",
+        (block, block),
+    )
 
 
 def test_the_ecdsa_certificate_stays_the_fallback(system: System, tree: MerkleTree) -> None:

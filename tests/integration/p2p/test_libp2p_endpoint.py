@@ -55,7 +55,47 @@ async def test_validator_drops_invalid_messages_before_delivery() -> None:
         await sender.publish(valid)
 
 
+def _muxers(gossip: Libp2pGossip) -> set[str]:
+    """Return the class names of the stream muxers of ``gossip``'s open connections."""
+    assert gossip._host is not None
+    swarm = gossip._host.get_network()
+    return {type(conn.muxed_conn).__name__ for conns in swarm.connections.values() for conn in conns}
+
+
+@pytest.mark.timeout(60)
+async def test_mplex_is_preferred_and_a_yamux_node_still_connects() -> None:
+    """The default muxer is mplex (docs/p2p.md: yamux's window updates cost a frame per read); a node that prefers
+    yamux (an older version) and a node that prefers mplex connect and exchange messages either way."""
+    network = COMMITTEE.network
+    payload = encode_message(
+        SignedReportMessage(network, sign_report(network.domain, COMMITTEE.report(10), COMMITTEE.signing_keys[0]))
+    )
+    assert GossipConfig(network).muxer == "mplex"
+    for dialer_muxer, expected in (("yamux", "Yamux"), ("mplex", "Mplex")):
+        listener = Libp2pGossip(GossipConfig(network, muxer="mplex" if dialer_muxer == "yamux" else "yamux"),
+                                load_peer_key(COMMITTEE.peer_secrets[0]), accept_all)  # fmt: skip
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(listener.run)
+                dialer = Libp2pGossip(
+                    GossipConfig(network, bootstrap=tuple(listener.listen_addrs()), muxer=dialer_muxer),
+                    load_peer_key(COMMITTEE.peer_secrets[1]),
+                    accept_all,
+                )
+                await nursery.start(dialer.run)
+                while dialer.peers() != {listener.peer_id} or listener.peers() != {dialer.peer_id}:
+                    await trio.sleep(0.05)
+                assert _muxers(dialer) == {expected}, "the dialer's preference is negotiated"
+                await dialer.publish(payload)
+                message = await listener.messages().receive()
+                assert (message.sender, message.payload) == (dialer.peer_id, payload)
+                dialer.stop()
+                listener.stop()
+
+
 def test_config_and_keys_are_checked() -> None:
+    with pytest.raises(InputError, match="muxer"):
+        GossipConfig(COMMITTEE.network, muxer="spdy")
     with pytest.raises(InputError, match="bootstrap"):
         GossipConfig(COMMITTEE.network, bootstrap=("/ip4/127.0.0.1/tcp/1",))
     with pytest.raises(InputError, match="heartbeat_interval"):

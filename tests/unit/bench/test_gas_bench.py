@@ -18,6 +18,7 @@ def _result() -> dict[str, Any]:
         "attest": [_row(79_000, n=4, quorum=3), _row(90_000, n=7, quorum=5)],
         "attest_frost": [_row(68_000, n=4, quorum=3), _row(68_100, n=64, quorum=43)],
         "attest_fresh_slot": _row(147_000, n=4, signers=3),
+        "record_block_hash": _row(48_000),
         "verify_margin": [_row(38_000, accounts=1_000, depth=10)],
         "slashing": {"slashDeviation": _row(105_000)},
         "fraud_proof": _row(300_000, positions=20, scenarios=29, rows=256, depth=8, signers=3),
@@ -40,6 +41,8 @@ def test_json_rows_have_exactly_the_issue_keys_for_both_schemes() -> None:
 
 def test_the_table_has_a_frost_row_per_committee_and_the_spread() -> None:
     table = format_gas_table(_result())
+    assert "| recordRoundBlockHash | a round's block hash from its report" in table
+    assert "| 48,000 | 5,000 | 22,000 |" in table
     assert "| attestFrost | n=64, one FROST signature (43-of-64 shares), steady state | 68,100 |" in table
     assert "68,000 to 68,100 gas total at n = 4, 64 (spread 0.15%)" in table
 
