@@ -18,6 +18,7 @@ from pmoracle.chain.transmitter import Transmitter
 from pmoracle.consensus.certificate import QuorumCertificate
 from pmoracle.consensus.evidence import Deviation, Equivocation, Evidence
 from pmoracle.consensus.frost_evm import EvmSignature
+from pmoracle.errors import PmoracleError
 from pmoracle.node.abc import AttestedRound, ChainPort
 from pmoracle.node.metrics import NodeMetrics
 
@@ -55,6 +56,7 @@ class OracleChainPort(ChainPort):
         """
         self.client = client
         self.transmitter = transmitter
+        self.deployment = deployment
         self.metrics = metrics
         self.oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
         self.registry = deployment.contract(OFFLINE_W3, "SolverRegistry")
@@ -103,7 +105,8 @@ class OracleChainPort(ChainPort):
 
         Equivocation is posted at once. Deviation evidence is held until its round's deviation window opens
         (``SolverRegistry.deviationDelay`` seconds after the attestation: a wrong round is proven and invalidated
-        first), then posted if the round still stands with the digest it deviates from; else it is dropped, counted
+        first), then posted if the round still stands with the digest it deviates from (recording the round's block
+        hash first when blockhash() has forgotten it); else it is dropped, counted
         (``pmoracle_evidence_dropped_total``) and logged. Held evidence lives in this task: a restart drops it.
         """
         match evidence:
@@ -145,6 +148,11 @@ class OracleChainPort(ChainPort):
             refusal = await self._post_evidence(call, "deviation", signed.signer)
             if refusal is None:
                 return
+            if refusal.name == "RoundBlockHashNotRecorded":
+                # blockhash() has forgotten B (256 blocks) and the round stores no hash: record it, then post again
+                if not await self._record_round_block_hash(block):
+                    break
+                continue
             if refusal.name != "DeviationWindowNotOpen":
                 log.info("deviation evidence against 0x%s refused: %s%s", signer, refusal.name, refusal.error_args)
                 return
@@ -172,6 +180,21 @@ class OracleChainPort(ChainPort):
         if bytes(digest) != evidence.attested_digest:
             return "replaced"
         return int(attested_at) + int(delay), int(head.timestamp)
+
+    async def _record_round_block_hash(self, block: int) -> bool:
+        """Record round ``block``'s hash in MarginOracle from its attested report; return whether it was."""
+        # imported here: node.dispute (the attested report rebuilt from its log) imports this module
+        from pmoracle.node.dispute import record_round_block_hash
+
+        try:
+            receipt = await run_sync(record_round_block_hash, self.client, self.transmitter, self.deployment, block,
+                                     timeout=TRANSACTION_TIMEOUT)  # fmt: skip
+        except PmoracleError as exc:
+            log.warning("round %d: cannot record its block hash for deviation evidence: %s", block, exc)
+            return False
+        self.metrics.gas_spent.inc(receipt.gas_used)
+        log.info("round %d: block hash recorded in tx %s (blockhash() no longer has it)", block, receipt.tx_hash.hex())
+        return True
 
     def _drop_deviation(self, evidence: Deviation, reason: str) -> None:
         self.metrics.evidence_dropped.labels(reason=reason).inc()

@@ -42,3 +42,22 @@ def test_deviation_evidence_is_held_until_the_window_opens_then_slashes(anvil: D
     assert system.w3.eth.get_block(event["blockNumber"])["timestamp"] >= attested_at + WINDOW
     assert metrics.evidence_sent.labels(kind="deviation")._value.get() == 1
     assert metrics.evidence_held._value.get() == 0
+
+
+def test_deviation_evidence_older_than_256_blocks_records_the_round_block_hash_then_slashes(anvil: Devchain) -> None:
+    # a round no longer stores its block hash; once blockhash() has forgotten B, slashDeviation reverts
+    # RoundBlockHashNotRecorded until someone records it from the attested report: the node does, then posts
+    system = deploy_system(anvil, n=4, min_stake=STAKE // 2, deviation_delay=WINDOW)
+    block = system.anchor()
+    attested = system.report(block, make_tree(3, 6))
+    transact_fn(system.owner, system.oracle.functions.attest(*system.certificate(attested, (0, 1, 2))), label="attest")
+    anvil.rpc("anvil_mine", hex(300))
+    deviant = sign_report(system.domain, system.report(block, make_tree(4, 6)), system.signing_keys[3])
+    client = ChainClient([anvil.url])
+    metrics = create_node_metrics()
+    port = OracleChainPort(client, Transmitter(client, node_spec(0).operator_key), system.deployment, metrics)
+    before = stake_of(system, 3)
+    trio.run(submit_on_a_live_chain, anvil, port, Deviation(deviant, compute_report_digest(system.domain, attested)))
+    assert system.oracle.functions.roundBlockHash(block).call() == attested.block_hash
+    assert stake_of(system, 3) == before - before // 10
+    assert metrics.evidence_sent.labels(kind="deviation")._value.get() == 1
