@@ -92,6 +92,23 @@ async def test_a_withholding_or_silent_member_still_gets_every_round_attested(
         assert a.at - result.ready_time(a.block) <= 2 * STAGE_DELAY + TX_DELAY + 1.0
 
 
+async def test_a_member_whose_own_report_is_late_does_not_hold_up_the_round(
+    tmp_path: pathlib.Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Member 1 (in S_0) releases its ECDSA report 3 s late (recorded by slashing protection at once, released
+    late): the certificate that forms meanwhile is held only half an attempt, then member 1 signs its share in
+    attempt 0, so the round does not wait for attempt 1."""
+    result = await run_simulation(Scenario(n=4, seed=660, behaviours={0: "slow"}, frost=True, duration=DURATION),
+                                  tmp_path)  # fmt: skip
+    _check_rounds(result)
+    assert {a.scheme for a in result.chain.attestations} == {"frost"}
+    assert all(not result.frost_rejected[i]["sign_refused"] for i in range(4))
+    # attempt 1 starts one attempt (STAGE_DELAY / 2 = 1 s) after a certificate that forms >= 0.3 s after the round
+    # is ready, then needs the shares and TX_DELAY: >= 1.8 s (1.85-2.06 s with a withholder in S_0, same seed)
+    for a in result.chain.attestations:
+        assert a.at - result.ready_time(a.block) < STAGE_DELAY / 2 + TX_DELAY + 0.25
+
+
 async def test_an_invalid_share_is_archived_as_evidence_by_every_honest_member(
     tmp_path: pathlib.Path, autojump_clock: trio.testing.MockClock
 ) -> None:
