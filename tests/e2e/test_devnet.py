@@ -23,7 +23,7 @@ from eth_utils import to_checksum_address
 from pmoracle.chain.deploy import Deployment
 from pmoracle.chain.errors import ContractError
 from pmoracle.consensus.commitments import RiskArrayTree
-from pmoracle.devnet.cluster import Devnet, DevnetOptions, build_devnet
+from pmoracle.devnet.cluster import Devnet, DevnetOptions, build_devnet, scheme_summary
 from pmoracle.devnet.world import WorldError
 from pmoracle.node.daemon import OFFLINE_W3
 from pmoracle.node.dispute import leaves_prove_root, parse_leaves_document, parse_rows_document
@@ -77,6 +77,32 @@ def test_four_nodes_attest_consecutive_rounds_that_match_recomputation(devnet: D
     assert 0 < metrics["pmoracle_transmitter_balance_wei"] <= 10**22  # funded with 10,000 ETH, minus gas
     # the liquidation insurance fund is read too: empty, nothing paid (no auction on this devnet)
     assert metrics["pmoracle_insurance_fund_usd"] == 0.0 and metrics["pmoracle_insurance_paid_usd"] == 0.0
+
+
+def test_rounds_are_attested_with_frost_by_default_and_the_summary_names_each_path(devnet: Devnet) -> None:
+    """The devnet ran the DKG and registered the group key; the nodes attest with attestFrost (the ECDSA
+    certificate only as a fallback one stage later), and the summary reads each round's path from the chain."""
+    assert devnet.committee.group_key is not None
+    period = devnet.options.round_period
+    start = len(devnet.attested)
+
+    def four_consecutive(d: Devnet) -> bool:
+        blocks = [r.block_number for r in d.attested[start:]]
+        return any(all(b + k * period in blocks for k in range(4)) for b in blocks)
+
+    devnet.run_until(four_consecutive, 2 * ROUND_TIMEOUT, what="four consecutive attested rounds")
+    summary = scheme_summary(devnet.attested)
+    assert summary["rounds_frost"] + summary["rounds_ecdsa"] == len(devnet.attested)
+    assert summary["schemes"] == {str(r.block_number): r.scheme for r in devnet.attested}
+    assert summary["rounds_frost"] > len(devnet.attested) // 2, summary
+    assert all(r.verified for r in devnet.attested)
+    frost_gas = [r.gas for r in devnet.attested if r.scheme == "frost"]
+    assert frost_gas and all(g > 21_000 for g in frost_gas)
+    sent = {index: _metrics(devnet, index) for index in range(N_NODES)}
+    assert sum(m['pmoracle_attestations_sent_total{scheme="frost"}'] for m in sent.values()) >= 1
+    assert all(m["pmoracle_frost_signatures_total"] >= 1 for m in sent.values())
+    assert all(m["pmoracle_frost_evidence_total"] == 0 for m in sent.values())
+    assert "FROST signing on: member" in devnet.nodes[0].log_path.read_text()
 
 
 def test_a_transmitter_running_dry_degrades_health_until_funded(devnet: Devnet) -> None:

@@ -57,6 +57,8 @@ class RoundTiming:
     signed: list[float] = field(default_factory=list)  # per node
     certificate: float | None = None  # first node to form the certificate
     attested_tx: float | None = None  # the transmitting node saw its receipt
+    gas: int = 0  # of the transaction that attested it (its receipt)
+    scheme: str = ""  # the path that attested it (its RoundAttested event): "frost" or "ecdsa"
 
     @property
     def latency(self) -> float:
@@ -188,6 +190,7 @@ def run_devnet_bench(
     seed: int = 1,
     timeout: float = 300.0,
     full_snapshot_every: int = 32,
+    ecdsa: bool = False,
 ) -> dict[str, Any]:
     """Build an n-node devnet, run it until ``warmup + rounds`` rounds are attested, and return the figures.
 
@@ -200,7 +203,7 @@ def run_devnet_bench(
     # by default the operators' background check of every 32nd incremental snapshot, not the devnet's every 4th
     options = DevnetOptions(nodes=n, accounts=accounts, duration=None, rounds=None, seed=seed, run_dir=run_dir,
                             round_period=round_period, full_snapshot_every=full_snapshot_every,
-                            quiet=True)  # fmt: skip
+                            quiet=True, ecdsa=ecdsa)  # fmt: skip
     build_started = time.monotonic()
     devnet = build_devnet(options, say=lambda _msg: None)
     build_s = time.monotonic() - build_started
@@ -244,6 +247,8 @@ def run_devnet_bench(
                 devnet.step(head)  # one block: a market move, a few trades, or an empty block
             time.sleep(POLL_S)
         usage = [read_proc_usage(_pid_of(node)) for node in devnet.nodes]
+        for timing in timings.values():  # each round's attestation: gas and the path (FROST or ECDSA)
+            timing.gas, timing.scheme = devnet.attestation(timing.block)
         blocks_per_s = (seen_head - first_head) / (time.monotonic() - started)
         anchors_ready = sorted(final_at)
         if not cpu_at_warmup:
@@ -261,6 +266,10 @@ def run_devnet_bench(
     latencies = [t.latency for t in measured]
     return {
         "n": n,
+        "scheme": "ecdsa" if ecdsa else "frost",
+        "rounds_frost": sum(t.scheme == "frost" for t in measured),
+        "rounds_ecdsa": sum(t.scheme == "ecdsa" for t in measured),
+        "attest_gas_median": statistics.median(t.gas for t in measured),
         "quorum": quorum,
         "accounts": accounts,
         "rounds": len(measured),
@@ -288,9 +297,10 @@ def format_devnet_table(results: list[dict[str, Any]]) -> str:
     """Return the Markdown table of the devnet bench."""
     cores = os.cpu_count()
     lines = [
-        "| n | quorum | accounts | rounds | latency median | p95 | detect | compute (snapshot) | quorum wait | gossip "
-        "| chain | CPU s/round/node (median) | peak RSS/node (max) | anchors attested/final | blocks/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| n | scheme | quorum | accounts | rounds | latency median | p95 | detect | compute (snapshot) | quorum wait "
+        "| gossip | chain | attest gas (median) | rounds FROST/ECDSA | CPU s/round/node (median) | peak RSS/node (max) "
+        "| anchors attested/final | blocks/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         s = r["split_median_s"]
@@ -299,10 +309,13 @@ def format_devnet_table(results: list[dict[str, Any]]) -> str:
             return f"{s[key] * 1000:.0f} ms" if key in s else "-"
 
         lines.append(
-            f"| {r['n']} | {r['quorum']} | {r['accounts']} | {r['rounds']} | {r['latency_median_s'] * 1000:.0f} ms "
+            f"| {r['n']} | {r['scheme']} | {r['quorum']} | {r['accounts']} | {r['rounds']} "
+            f"| {r['latency_median_s'] * 1000:.0f} ms "
             f"| {r['latency_p95_s'] * 1000:.0f} ms | {ms('detect')} | {ms('compute')} ({ms('snapshot')}) "
             f"| {ms('quorum_wait')} "
-            f"| {ms('gossip')} | {ms('chain')} | {r['cpu_per_round_median_s']:.2f} | {r['peak_rss_max_mb']:.0f} MiB "
+            f"| {ms('gossip')} | {ms('chain')} | {r['attest_gas_median']:,.0f} "
+            f"| {r['rounds_frost']}/{r['rounds_ecdsa']} "
+            f"| {r['cpu_per_round_median_s']:.2f} | {r['peak_rss_max_mb']:.0f} MiB "
             f"| {r['anchors_attested']}/{r['anchors_final']} | {r['blocks_per_s']:.1f} |"
         )
     lines.append("")
@@ -329,6 +342,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the nodes' chain.full_snapshot_every (default 32, the operators' default)")  # fmt: skip
     parser.add_argument("--run-dir", type=Path, default=None, help="where the devnets' logs go (default: a temp dir)")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
+    parser.add_argument("--ecdsa", action="store_true",
+                        help="ECDSA certificates only (default: the devnet's group key, attestFrost)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -351,7 +366,8 @@ def run(args: argparse.Namespace) -> int:
                       file=sys.stderr)  # fmt: skip
                 results.append(run_devnet_bench(n, accounts=args.accounts, rounds=args.rounds, warmup=args.warmup,
                                                 run_dir=base / f"n{n}", round_period=args.round_period,
-                                                full_snapshot_every=args.full_snapshot_every))  # fmt: skip
+                                                full_snapshot_every=args.full_snapshot_every,
+                                                ecdsa=args.ecdsa))  # fmt: skip
     except StopRequested as stop:
         print(f"bench devnet: {stop}; logs: {base}", file=sys.stderr)
         return 128 + stop.signum

@@ -169,6 +169,7 @@ def deploy(
     matcher: str | None = None,
     liquidation_params: tuple[int, ...] = LIQUIDATION_PARAMS,
     output: pathlib.Path | None = None,
+    group_key: EvmGroupKey | None = None,
 ) -> Deployment:
     """Deploy MarketFeeds, SolverRegistry, MarginOracle, MarginAccounts, Exchange, Liquidator and the mock tokens.
 
@@ -198,6 +199,7 @@ def deploy(
         liquidation_params: the Liquidator's ``Params`` tuple (buffer, fastDiscount, maxDiscount, fastPhase,
             slowPhase, feeShare, minFraction).
         output: where to write the deployment JSON (not written when None).
+        group_key: the first committee's FROST group key (None: an ECDSA-only committee).
 
     Returns:
         The Deployment (chain id, first deployment block, addresses).
@@ -278,6 +280,7 @@ def deploy(
             finality_depth=finality_depth,
             params_hash=params_hash,
             engine_version=engine_version,
+            group_key=group_key,
         )
     if output is not None:
         deployment.save(output)

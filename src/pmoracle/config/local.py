@@ -105,6 +105,9 @@ class KeysSection:
     password_file: Path | None
     # Name of the environment variable holding the password when no password_file is set.
     password_env: str
+    # Encrypted FROST key share of the installed committee (node/frost_keys.py; same password). With it, and a
+    # committee with a group key, the node signs each round with FROST (docs/frost.md); without it, ECDSA only.
+    frost_share: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +290,7 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("keys", "p2p_key", "path", _REQUIRED),
     _Field("keys", "password_file", "optional_path", None),
     _Field("keys", "password_env", "str", DEFAULT_PASSWORD_ENV, _check_env_name),
+    _Field("keys", "frost_share", "optional_path", None),
     _Field("p2p", "listen", "str", "/ip4/0.0.0.0/tcp/9000", _check_multiaddr),
     _Field("p2p", "bootstrap", "str_list", (), _check_bootstrap),
     _Field("api", "host", "str", "127.0.0.1", _check_host),
@@ -315,6 +319,7 @@ _FILES_READ_AT_START = (
     "keys.transmitter_keystore",
     "keys.p2p_key",
     "keys.password_file",
+    "keys.frost_share",
     "risk.params_file",
 )
 

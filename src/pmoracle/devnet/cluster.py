@@ -29,7 +29,9 @@ from pmoracle.chain.deploy import Deployment, NodeSpec, deploy
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.config.params import default_params_text
-from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum
+from pmoracle.consensus.frost_dkg import DkgResult
+from pmoracle.consensus.frost_evm import EvmGroupKey
 from pmoracle.devnet.devchain import Devchain, start_devchain
 from pmoracle.devnet.lifecycle import Lifecycle, friday_expiries, vol_spike_params_text
 from pmoracle.devnet.liquidations import LiquidationDesk
@@ -41,6 +43,7 @@ from pmoracle.devnet.world import World
 from pmoracle.errors import PmoracleError
 from pmoracle.node.daemon import OFFLINE_W3, read_committee
 from pmoracle.node.datadir import api_port_path, read_api_port
+from pmoracle.node.frost_keys import write_frost_share
 from pmoracle.node.keys import KeyKind, compute_peer_id, write_key_file
 from pmoracle.node.policy import read_policy_round
 from pmoracle.node.round import RoundOutput, compute_round
@@ -98,6 +101,9 @@ class DevnetOptions:
     # with days: "crash" drops one underlying ~25% with a volatility spike mid-run; "vol-spike" triples one
     # underlying's volatility mid-run (no jump) and the nodes run the adaptive policy ([policy], docs/policy.md)
     scenario: str | None = None
+    # the committee signs its certificates with ECDSA only (no DKG, no group key registered); by default the devnet
+    # runs the DKG, registers the group key and the nodes attest with FROST (ECDSA one stage later as fallback)
+    ecdsa: bool = False
 
     def fault_of(self, index: int) -> str | None:
         """Return the injected fault mode of node ``index`` (None for an honest node)."""
@@ -211,6 +217,7 @@ class AttestedRound:
     total_equity: int
     latency: float  # seconds from the anchor block being final to the attestation being seen
     gas: int
+    scheme: str = "ecdsa"  # the path that attested it, from its RoundAttested event: "frost" or "ecdsa"
     policy: PolicyRound | None = None  # the adaptive policy's states at B, recomputed from chain ([policy] only)
     node_policy_hashes: tuple[bytes | None, ...] = ()  # what each node published on /v1/policy/B (None: nothing)
 
@@ -231,6 +238,7 @@ class AttestedRound:
 
 
 OFFENCES = ("equivocation", "deviation", "fraud")  # SolverRegistry.Offence, by value
+SCHEMES = {0: "ecdsa", 1: "frost"}  # MarginOracle.SCHEME_ECDSA, SCHEME_FROST (RoundAttested's scheme)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,8 +310,9 @@ class Devnet:
             policy = read_policy_round(self.client, self.deployment, self.params, block_number)
         return compute_round(snapshot, self.params, self.committee, policy)
 
-    def attestation_gas(self, block_number: int) -> int:
-        """Return the gas used by the transaction that attested ``block_number`` (0 if it cannot be found)."""
+    def attestation(self, block_number: int) -> tuple[int, str]:
+        """Return (gas used, scheme) of the transaction that attested ``block_number``: the scheme is its
+        ``RoundAttested`` event's, "frost" or "ecdsa" ((0, "") if the event cannot be found)."""
         topic = "0x" + event_topic("MarginOracle", "RoundAttested").hex()
         logs = self.client.request(
             "eth_getLogs",
@@ -311,9 +320,10 @@ class Devnet:
               "toBlock": "latest", "topics": [topic, "0x" + block_number.to_bytes(32, "big").hex()]}],
         )  # fmt: skip
         if not logs:
-            return 0
+            return 0, ""
         receipt = self.client.request("eth_getTransactionReceipt", [logs[0]["transactionHash"]])
-        return int(receipt["gasUsed"], 16)
+        event = _decode_log(self.deployment.contract(OFFLINE_W3, "MarginOracle").events.RoundAttested(), logs[0])
+        return int(receipt["gasUsed"], 16), SCHEMES.get(int(event["args"]["scheme"]), "unknown")
 
     # --- the loop ---------------------------------------------------------------------------------------------
 
@@ -455,12 +465,13 @@ class Devnet:
         for old in sorted(self.outputs)[:-4]:
             del self.outputs[old]
         leaves = output.book.accounts
+        gas, scheme = self.attestation(block)
         self.attested.append(
             AttestedRound(
                 block_number=block, accounts=count, root=root, recomputed_root=output.tree.root,
                 total_im=sum(a.initial_margin for a in leaves), total_mm=sum(a.maintenance_margin for a in leaves),
                 total_equity=sum(a.equity for a in leaves),
-                latency=now - self._ready_at.get(block, now), gas=self.attestation_gas(block),
+                latency=now - self._ready_at.get(block, now), gas=gas, scheme=scheme,
                 policy=output.policy,
                 node_policy_hashes=() if output.policy is None else self.node_policy_hashes(block),
             )
@@ -538,17 +549,7 @@ class Devnet:
                                                     "fromBlock": hex(from_block),
                                                     "toBlock": to_block if isinstance(to_block, str) else hex(to_block),
                                                     "topics": [topic]}])  # fmt: skip
-        from hexbytes import HexBytes
-
-        decoded = []
-        for raw in logs:
-            entry = {**raw, "topics": [HexBytes(t) for t in raw["topics"]], "data": HexBytes(raw["data"]),
-                     "blockNumber": int(raw["blockNumber"], 16), "logIndex": int(raw["logIndex"], 16),
-                     "transactionIndex": int(raw["transactionIndex"], 16),
-                     "transactionHash": HexBytes(raw["transactionHash"]),
-                     "blockHash": HexBytes(raw["blockHash"])}  # fmt: skip
-            decoded.append(abi_event.process_log(entry))
-        return decoded
+        return [_decode_log(abi_event, raw) for raw in logs]
 
     def stake_of(self, signer: str, block: int | str = "latest") -> int:
         """Return the on-chain stake (wei) at ``block`` of the node whose signing address is ``signer``."""
@@ -571,6 +572,18 @@ class Devnet:
         """Stop every node's process group and the chain's (SIGTERM, then SIGKILL); leave no process behind."""
         terminate([node.process for node in self.nodes if node.process is not None])
         self.chain.stop()
+
+
+def _decode_log(abi_event: Any, raw: dict[str, Any]) -> Any:
+    """Return the raw JSON-RPC log ``raw`` decoded by web3's ``abi_event``."""
+    from hexbytes import HexBytes
+
+    entry = {**raw, "topics": [HexBytes(t) for t in raw["topics"]], "data": HexBytes(raw["data"]),
+             "blockNumber": int(raw["blockNumber"], 16), "logIndex": int(raw["logIndex"], 16),
+             "transactionIndex": int(raw["transactionIndex"], 16),
+             "transactionHash": HexBytes(raw["transactionHash"]),
+             "blockHash": HexBytes(raw["blockHash"])}  # fmt: skip
+    return abi_event.process_log(entry)
 
 
 def _node_secret(seed: int, index: int, kind: str) -> bytes:
@@ -646,13 +659,23 @@ def _build(
         nodes.append(NodeProcess(i, home, Account.from_key(secrets["signing"]).address, p2p_port,
                                  fault=options.fault_of(i), host=host,
                                  command_prefix=netlab.command_prefix(i) if netlab is not None else ()))  # fmt: skip
+    group_key = None
+    if not options.ecdsa:  # FROST: a DKG among the members, each share encrypted in its node's keys
+        shares = run_devnet_dkg(options)
+        group_key = EvmGroupKey.from_compressed(shares[1].group_public_key)
+        for node in nodes:
+            out = node.home / "keys" / FROST_SHARE_FILE
+            if not out.exists():
+                write_frost_share(out, shares[node.index + 1], DEVNET_PASSWORD.encode(),
+                                  kdf_iterations=LIGHT_KDF_ITERATIONS)  # fmt: skip
     deployment = deploy(
         chain.url, DEPLOYER_KEY, params_hash=params.params_hash, round_period=options.round_period,
         finality_depth=options.finality_depth, nodes=specs, deviation_delay=options.deviation_delay,
-        output=run_dir / "deployment.json",
+        output=run_dir / "deployment.json", group_key=group_key,
     )  # fmt: skip
+    scheme = "ECDSA certificates" if group_key is None else "FROST group key registered (ECDSA as fallback)"
     say(f"devnet: contracts deployed, {options.nodes} nodes staked and registered (quorum "
-        f"{(options.nodes + (options.nodes - 1) // 3) // 2 + 1} of {options.nodes})")  # fmt: skip
+        f"{compute_byzantine_quorum(options.nodes)} of {options.nodes}); {scheme}")  # fmt: skip
     client = ChainClient([chain.url])
     committee = read_committee(client, deployment)
     world = World(chain.url, deployment, Account.from_key(DEPLOYER_KEY).address, seed=options.seed)
@@ -698,6 +721,23 @@ def _build(
     )
 
 
+FROST_SHARE_FILE = "frost-share.json"  # in each node's keys/ (the devnet's DKG shortcut)
+
+
+def run_devnet_dkg(options: DevnetOptions) -> dict[int, DkgResult]:
+    """Return every member's share of a t-of-n group key, t the committee's quorum (identifier = index + 1).
+
+    The devnet's shortcut: the whole DKG runs in this process with member seeds derived from the devnet seed
+    (:func:`pmoracle.testing.frost.run_test_dkg`), like the devnet's other keys; a production committee runs it
+    over gossip, one member per node (docs/frost.md).
+    """
+    from pmoracle.testing.frost import run_test_dkg
+
+    label = f"pmoracle-devnet-{options.seed}-frost-dkg-{options.nodes}"
+    return run_test_dkg(compute_byzantine_quorum(options.nodes), options.nodes, keccak(label.encode()),
+                        context=keccak(f"{label}-context".encode()))  # fmt: skip
+
+
 def _write_node_config(
     node: NodeProcess, run_dir: Path, rpc_url: str, options: DevnetOptions, nodes: list[NodeProcess]
 ) -> None:
@@ -720,6 +760,7 @@ signing_keystore = "keys/signing.json"
 transmitter_keystore = "keys/transmitter.json"
 p2p_key = "keys/p2p.json"
 password_file = "{run_dir / "password.txt"}"
+{"" if options.ecdsa else f'frost_share = "keys/{FROST_SHARE_FILE}"'}
 
 [p2p]
 listen = "/ip4/{node.host}/tcp/{node.p2p_port}"
@@ -786,7 +827,7 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print, ta
             elif options.summary is not None:
                 summary = {"rounds_attested": len(devnet.attested),
                            "rounds_verified": sum(1 for r in devnet.attested if r.verified),
-                           **devnet.accountability}  # fmt: skip
+                           **scheme_summary(devnet.attested), **devnet.accountability}  # fmt: skip
                 options.summary.write_text(json.dumps(summary, indent=2) + "\n")
                 live.say(f"devnet: summary written to {options.summary}")
         finally:
@@ -824,6 +865,14 @@ def policy_summary(rounds: Sequence[AttestedRound]) -> dict[str, Any]:
             "nodes_answered": sum(h is not None for h in r.node_policy_hashes),
         })  # fmt: skip
     return {"rounds": path, "identical_every_round": bool(path) and all(p["nodes_identical"] for p in path)}
+
+
+def scheme_summary(rounds: Sequence[AttestedRound]) -> dict[str, Any]:
+    """Return the summary's signature-scheme keys, read from each round's ``RoundAttested`` event: ``rounds_frost``
+    and ``rounds_ecdsa`` (rounds attested by ``attestFrost`` and by ``attest``) and ``schemes`` (round -> scheme)."""
+    return {"rounds_frost": sum(r.scheme == "frost" for r in rounds),
+            "rounds_ecdsa": sum(r.scheme == "ecdsa" for r in rounds),
+            "schemes": {str(r.block_number): r.scheme for r in rounds}}  # fmt: skip
 
 
 def accountability_summary(devnet: Devnet) -> dict[str, Any]:
@@ -875,6 +924,7 @@ def write_lifecycle_summary(devnet: Devnet, wall_seconds: float, say: Callable[[
     if devnet.params.policy is not None:
         summary["spiked_at_step"] = devnet.lifecycle.stats.spiked_at_step
         summary["policy"] = policy_summary(devnet.attested)
+    summary.update(scheme_summary(devnet.attested))
     summary.update(devnet.accountability or accountability_summary(devnet))
     if devnet.options.summary is not None:
         devnet.options.summary.write_text(json.dumps(summary, indent=2) + "\n")

@@ -45,6 +45,7 @@ from pmoracle.chain.snapshot import ChainSnapshot
 from pmoracle.consensus.certificate import QuorumCertificate
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.evidence import Deviation, Equivocation, Evidence
+from pmoracle.consensus.frost_evm import EvmSignature
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import Report, SignedReport, sign_report
 from pmoracle.errors import InputError
@@ -219,9 +220,9 @@ class SelfSparingChain(ChainPort):
         self.inner = inner
         self.me = me
 
-    async def transmit(self, certificate: QuorumCertificate) -> None:
-        """Post ``certificate`` through the wrapped port."""
-        await self.inner.transmit(certificate)
+    async def transmit(self, certificate: QuorumCertificate, frost_signature: EvmSignature | None = None) -> None:
+        """Post ``certificate`` (with its FROST signature, if any) through the wrapped port."""
+        await self.inner.transmit(certificate, frost_signature)
 
     async def submit_evidence(self, evidence: Evidence) -> None:
         """Post ``evidence`` through the wrapped port unless it accuses ``me``."""

@@ -32,12 +32,13 @@ def format_table(devnet: Devnet, *, nodes: bool = True) -> str:
     """Return the live table: the latest attested rounds and (with ``nodes``) every node's view."""
     lines = [
         f"{'round':>6} {'accounts':>8} {'total IM':>16} {'total MM':>16} {'equity':>16} {'latency':>8} "
-        f"{'gas':>8}  audit"
+        f"{'gas':>8} {'scheme':>6}  audit"
     ]
     for r in devnet.attested[-6:]:
         lines.append(
             f"{r.block_number:>6} {r.accounts:>8} {_usd(r.total_im):>16} {_usd(r.total_mm):>16} "
-            f"{_usd(r.total_equity):>16} {r.latency:>7.2f}s {r.gas:>8}  {'root verified' if r.verified else 'MISMATCH'}"
+            f"{_usd(r.total_equity):>16} {r.latency:>7.2f}s {r.gas:>8} {r.scheme:>6}  "
+            f"{'root verified' if r.verified else 'MISMATCH'}"
         )
     if devnet.lifecycle is not None:
         lines.append(format_lifecycle(devnet))
@@ -92,9 +93,10 @@ def format_summary(devnet: Devnet) -> str:
     if not rounds:
         return "devnet: no round attested"
     latencies = sorted(r.latency for r in rounds)
+    frost, ecdsa = sum(r.scheme == "frost" for r in rounds), sum(r.scheme == "ecdsa" for r in rounds)
     return (f"devnet: {len(rounds)} rounds attested, {sum(r.verified for r in rounds)} verified by independent "
             f"recomputation; median latency {latencies[len(latencies) // 2]:.2f} s; "
-            f"{_count(len(devnet.slashings), 'slashing')} on chain")  # fmt: skip
+            f"{_count(len(devnet.slashings), 'slashing')} on chain; {frost} by FROST, {ecdsa} by ECDSA")  # fmt: skip
 
 
 class LiveTable:

@@ -18,6 +18,7 @@ from pmoracle.chain.snapshot import ChainSnapshot
 from pmoracle.consensus.certificate import QuorumCertificate
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.evidence import Evidence
+from pmoracle.consensus.frost_evm import EvmSignature
 from pmoracle.consensus.protection import SigningVerdict
 from pmoracle.consensus.report import SignedReport
 from pmoracle.consensus.rounds import RoundKey
@@ -52,11 +53,12 @@ class ChainPort(ABC):
     """What the executor asks of the chain: post certificates and evidence, read the newest attested round."""
 
     @abstractmethod
-    async def transmit(self, certificate: QuorumCertificate) -> None:
+    async def transmit(self, certificate: QuorumCertificate, frost_signature: EvmSignature | None = None) -> None:
         """Post ``certificate`` to the oracle contract and wait for the outcome.
 
         Args:
             certificate: a quorum certificate formed by the collector.
+            frost_signature: the committee's FROST signature of its report (``attestFrost``), if signing finished.
 
         Errors:
             None: a refused or failed transaction is logged; the collector's schedule retries it.

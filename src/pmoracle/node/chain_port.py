@@ -96,6 +96,7 @@ class OracleChainPort(ChainPort):
             return "failed"
         self.metrics.gas_spent.inc(receipt.gas_used)
         scheme = "frost" if name == "attestFrost" else "ecdsa"
+        self.metrics.attestations_sent.labels(scheme=scheme).inc()
         log.info("round %d: attested on chain in tx %s (gas %d, %s)", block, receipt.tx_hash.hex(), receipt.gas_used,
                  scheme)  # fmt: skip
         return "attested"

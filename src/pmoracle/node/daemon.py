@@ -16,6 +16,9 @@ Services (each started with ``nursery.start`` and reporting readiness):
 - fraud prover: an attested round whose digest differs from this node's, proven in the background
   (``node/fraud_prover.py``, with the attested tree from ``dispute.peer_apis``);
 - probes: RPC endpoint order, transmitter balance, gossip peer and rejection metrics;
+- FROST signing (a committee with a group key and this node's key share, ``keys.frost_share``): commitments and
+  shares over the report gossip, ``attestFrost`` or the ECDSA certificate one stage later
+  (``node/frost_service.py``, docs/frost.md);
 - API: /metrics, /health, /v1/margin/{account}.
 """
 
@@ -41,10 +44,12 @@ from pmoracle.config.local import LocalConfig
 from pmoracle.config.network import require_startup_ok
 from pmoracle.config.params import load_params_file
 from pmoracle.consensus import collector as col
+from pmoracle.consensus import frost_round as fr
 from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.consensus.frost_dkg import DkgResult
 from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.consensus.report import Domain
-from pmoracle.errors import PmoracleError
+from pmoracle.errors import InputError, PmoracleError
 from pmoracle.keeper.decision import AuctionParams
 from pmoracle.node.abc import ChainPort, PeerDiscovery, ReleaseNow, RoundComputer, SignatureRelease
 from pmoracle.node.api import HealthReport, MarginProof, RiskArrays, RoundLeaves, assess_health, run_api
@@ -59,6 +64,7 @@ from pmoracle.node.datadir import (
     write_api_port,
 )
 from pmoracle.node.executor import ProtocolExecutor
+from pmoracle.node.frost_service import FrostRoundService, create_frost_service
 from pmoracle.node.metrics import NodeMetrics, create_node_metrics, endpoint_label, export_policy, export_stress
 from pmoracle.node.policy import PolicyTracker, policy_round_to_json
 from pmoracle.node.round import RoundOutput, compute_round
@@ -69,6 +75,7 @@ from pmoracle.p2p.reports import ReportGossip
 from pmoracle.risk.params import RiskParams
 from pmoracle.risk.stress import run_standard_stress
 from pmoracle.storage.archive import ReportArchive
+from pmoracle.storage.frost_nonces import FrostNonceDB
 from pmoracle.storage.node_state import LAST_PROCESSED_BLOCK, NodeStateDB
 from pmoracle.storage.protection_db import ProtectionDB
 from pmoracle.trio_types import TaskStatus
@@ -158,6 +165,7 @@ class NodeSetup:
     deployment: Deployment
     committee: CommitteeConfig
     params: RiskParams
+    frost_key: DkgResult | None = None  # this member's FROST key share of the committee (None: ECDSA only)
 
     @property
     def domain(self) -> Domain:
@@ -249,13 +257,23 @@ class SolverNode:
         self.protection = ProtectionDB(protection_db_path(self.config.node.data_dir))
         self.archive = ReportArchive(archive_db_path(self.config.node.data_dir))
         self.progress = NodeStateDB(state_db_path(self.config.node.data_dir))
+        reports = ReportGossip(self.gossip, self.network)
+        self.frost_nonces: FrostNonceDB | None = None
+        self.frost: FrostRoundService | None = None
+        if setup.frost_key is not None:
+            self.frost_nonces = FrostNonceDB(protection_db_path(self.config.node.data_dir))
+            self.frost = create_frost_service(
+                create_frost_context(setup), self.network, self.identity.signing_key, setup.frost_key,
+                self.frost_nonces, reports, self.metrics, self.config.node.data_dir,
+            )  # fmt: skip
         context = col.CollectorContext.create(setup.domain, self.committee, self.identity.signing_address,
                                               stage_delay=self.config.transmit.stage_delay,
                                               window_rounds=WINDOW_ROUNDS)  # fmt: skip
         self.executor = ProtocolExecutor(
-            context, self.identity.signing_key, reports=ReportGossip(self.gossip, self.network), chain=ports.chain,
+            context, self.identity.signing_key, reports=reports, chain=ports.chain,
             protection=self.protection, archive=self.archive, release=ports.release, metrics=self.metrics,
             resume_block=self.progress.get(LAST_PROCESSED_BLOCK),  # re-enter this round at the first head
+            frost_service=self.frost,
         )  # fmt: skip
         self.transmitter_address: str = Account.from_key(self.identity.transmitter_key).address
         self.transmitter_balance: int | None = None  # wei, at the last check (None before the first)
@@ -530,6 +548,8 @@ class SolverNode:
             api_port_path(self.config.node.data_dir).unlink(missing_ok=True)
             self.gossip.stop()
             self.protection.close()
+            if self.frost_nonces is not None:
+                self.frost_nonces.close()
             self.archive.close()
             self.progress.close()
             if self.policy is not None:
@@ -554,6 +574,53 @@ async def run_until_signalled(node: SolverNode) -> None:
             async for _ in signals:
                 nursery.cancel_scope.cancel()
                 break
+
+
+def create_frost_context(setup: NodeSetup) -> fr.FrostRoundContext:
+    """Return the node's FROST signing context from its key share and the installed committee.
+
+    Errors:
+        NodeStartupError when the share does not fit the committee (another size, identifier or threshold).
+    """
+    key = setup.frost_key
+    if key is None:
+        raise NodeStartupError("no FROST key share loaded")
+    members = setup.committee.members
+    me = members.index(setup.identity.signing_address) + 1 if setup.identity.signing_address in members else None
+    if key.identifier != me:
+        raise NodeStartupError(f"keys.frost_share: the share is member {key.identifier}'s, this node is member {me} "
+                               "(committee index + 1)")  # fmt: skip
+    try:
+        return fr.FrostRoundContext.create(
+            setup.domain, setup.committee, key.group_public_key, key.verification_shares, key.parameters.threshold,
+            me, stage_delay=setup.config.transmit.stage_delay, window_rounds=WINDOW_ROUNDS,
+        )  # fmt: skip
+    except InputError as exc:
+        raise NodeStartupError(f"keys.frost_share: does not fit the installed committee: {exc}") from None
+
+
+def load_frost_key(config: LocalConfig, committee: CommitteeConfig, password: bytes) -> DkgResult | None:
+    """Return the node's FROST key share for ``committee`` (None when the node runs without FROST).
+
+    A node signs with FROST when the committee has a registered group key and ``keys.frost_share`` holds this
+    member's share of it; either one missing leaves the node on ECDSA certificates (logged).
+
+    Errors:
+        KeyFileError, WrongPasswordError, FrostShareMismatchError (the file holds another group key).
+    """
+    from pmoracle.node.frost_keys import describe_frost_share, unlock_frost_share
+
+    path = config.keys.frost_share
+    if path is None:
+        if committee.group_key is not None:
+            log.warning("the committee has a FROST group key but keys.frost_share is not set: ECDSA certificates only")
+        return None
+    if committee.group_key is None:
+        log.warning("keys.frost_share is set but the committee has no FROST group key: ECDSA certificates only")
+        return None
+    context = bytes.fromhex(str(describe_frost_share(path)["context"]).removeprefix("0x"))
+    # the file must hold the group key registered on chain (checked before decrypting)
+    return unlock_frost_share(path, password, context=context, group_public_key=committee.group_key.to_compressed())
 
 
 def load_setup(config: LocalConfig, password: bytes) -> NodeSetup:
@@ -584,7 +651,13 @@ def load_setup(config: LocalConfig, password: bytes) -> NodeSetup:
     params = load_params_file(config.risk.params_file)
     check_node_params(params, config.risk.params_file)
     require_startup_ok(config, committee, params.params_hash, identity.signing_address)
-    return NodeSetup(config, identity, client, deployment, committee, params)
+    setup = NodeSetup(config, identity, client, deployment, committee, params,
+                      load_frost_key(config, committee, password))  # fmt: skip
+    if setup.frost_key is not None:
+        create_frost_context(setup)  # refuse a share that does not fit the committee now, not at the first round
+        log.info("FROST signing on: member %d of a %d-of-%d group key", setup.frost_key.identifier,
+                 setup.frost_key.parameters.threshold, committee.n)  # fmt: skip
+    return setup
 
 
 def check_node_params(params: RiskParams, path: Path) -> None:

@@ -13,6 +13,11 @@ Inputs, each through one collector handler::
     gossip (ReportGossip)    -> collector.on_signed_report
     tick (every ``tick`` s)  -> collector.on_tick (the transmission schedule)
     attested round (chain)   -> collector.on_round_attested
+
+With a FROST signing service (a committee with a group key and this node's key share, node/frost_service.py), the
+executor also hands it the head, each round it starts, the collector's certificates, its own signed reports and the
+attested rounds; the collector's ``Transmit`` then stands aside and the service decides what is posted
+(``attestFrost``, or the ECDSA certificate one stage later).
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 import trio
 
 from pmoracle.consensus import collector as col
+from pmoracle.consensus import frost
 from pmoracle.consensus.certificate import QuorumCertificate
+from pmoracle.consensus.frost_evm import EvmSignature
 from pmoracle.consensus.report import Report, SignedReport, sign_report
 from pmoracle.consensus.rounds import compute_latest_ready_anchor, compute_round_key
 from pmoracle.errors import InputError
@@ -41,6 +48,9 @@ from pmoracle.node.metrics import NodeMetrics, create_node_metrics
 from pmoracle.p2p.reports import ReportGossip
 from pmoracle.storage.protection_db import SlashingProtectionError
 from pmoracle.trio_types import TaskStatus
+
+if TYPE_CHECKING:
+    from pmoracle.node.frost_service import FrostRoundService
 
 log = logging.getLogger("pmoracle.node")
 
@@ -65,6 +75,7 @@ class ProtocolExecutor:
         resume_block: int | None = None,
         tick: float = TICK_SECONDS,
         wall_clock: Callable[[], float] = time.time,
+        frost_service: FrostRoundService | None = None,
     ) -> None:
         """Args:
         context: the collector's context (domain, committee, own signing address, timing); ``me`` must be set.
@@ -78,6 +89,7 @@ class ProtocolExecutor:
         resume_block: a round processed before a restart, re-entered with its archived own report at the first head.
         tick: seconds between two ``on_tick`` inputs.
         wall_clock: the wall-clock time stamped on archived reports.
+        frost_service: FROST signing in the round (None: ECDSA certificates only, the collector's schedule).
 
         Errors:
             InputError: ``context.me`` is None (a watcher has no key, so nothing to execute).
@@ -104,6 +116,9 @@ class ProtocolExecutor:
         self._transmitting: set[int] = set()
         self._triggered_at: dict[int, float] = {}  # anchor block -> when it became ready here (round latency)
         self._nursery: trio.Nursery | None = None
+        self.frost = frost_service
+        if frost_service is not None:
+            frost_service.transmit_certificate = self._transmit_frost_decision
 
     # --- the service --------------------------------------------------------------------------------------------
 
@@ -112,6 +127,8 @@ class ProtocolExecutor:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.reports.run)
+            if self.frost is not None:
+                await nursery.start(self.frost.run)
             nursery.start_soon(self._consume_reports)
             nursery.start_soon(self._tick)
             task_status.started()
@@ -136,6 +153,8 @@ class ProtocolExecutor:
         """
         self.head = head
         await self.apply(col.on_new_head(self.state, head))
+        if self.frost is not None:
+            await self.frost.on_head(head)
         if self._resume_block is not None:
             block, self._resume_block = self._resume_block, None
             await self._resume(block)
@@ -150,6 +169,8 @@ class ProtocolExecutor:
         self._triggered_at[anchor] = trio.current_time()
         for old in [b for b in self._triggered_at if b < anchor - TRIGGERS_KEPT_ROUNDS * self.committee.round_period]:
             del self._triggered_at[old]
+        if self.frost is not None:  # nonce commitments go out while the round computes
+            await self.frost.on_round_triggered(anchor)
         return anchor
 
     async def on_local_report(self, report: Report) -> None:
@@ -178,6 +199,8 @@ class ProtocolExecutor:
         key = compute_round_key(attested.config_digest, block)
         self.reports.mark_attested(key)
         await self.apply(col.on_round_attested(self.state, key, attested.report_digest, attested.block_hash))
+        if self.frost is not None:
+            await self.frost.on_attested(key)
 
     async def poll_ejected(self) -> None:
         """Read the members the oracle refuses (slashed below the minimum stake) and keep them out of certificates."""
@@ -224,8 +247,11 @@ class ProtocolExecutor:
                 self.metrics.certificates_formed.inc()
                 log.info("round %d: quorum certificate formed (digest %s)", certificate.report.block_number,
                          digest.hex()[:16])  # fmt: skip
+                if self.frost is not None:
+                    await self.frost.on_certificate(certificate)
             case col.Transmit(certificate=certificate):
-                self._spawn_transmit(certificate)
+                if self.frost is None:  # with FROST, the signing machine decides what is posted and when
+                    self._spawn_transmit(certificate)
             case col.SubmitEvidence(evidence=evidence):
                 self._nursery_or_raise().start_soon(self.chain.submit_evidence, evidence)
             case col.Rejected(reason=reason):
@@ -248,18 +274,27 @@ class ProtocolExecutor:
         self.metrics.rounds_signed.inc()
         log.info("round %d: signed report root %s (%d accounts)", signed.report.block_number,
                  signed.report.accounts_root.hex()[:16], signed.report.account_count)  # fmt: skip
+        if self.frost is not None:  # before the collector: a certificate this signature completes finds it noted
+            await self.frost.on_own_signed(signed)
         await self.apply(col.on_own_signed_report(self.state, signed, trio.current_time()))
 
-    def _spawn_transmit(self, certificate: QuorumCertificate) -> None:
+    async def _transmit_frost_decision(self, certificate: QuorumCertificate, signature: frost.Signature | None) -> None:
+        """Post what the FROST signing machine decided: ``attestFrost`` with ``signature``, or ``attest``."""
+        self._spawn_transmit(certificate, None if signature is None else EvmSignature.from_signature(signature))
+
+    def _spawn_transmit(self, certificate: QuorumCertificate, frost_signature: EvmSignature | None = None) -> None:
         block = certificate.report.block_number
         if block in self._transmitting or (self.last_attested is not None and block <= self.last_attested.block_number):
             return
         self._transmitting.add(block)
-        self._nursery_or_raise().start_soon(self._transmit, certificate)
+        self._nursery_or_raise().start_soon(self._transmit, certificate, frost_signature)
 
-    async def _transmit(self, certificate: QuorumCertificate) -> None:
+    async def _transmit(self, certificate: QuorumCertificate, frost_signature: EvmSignature | None = None) -> None:
         try:
-            await self.chain.transmit(certificate)
+            if frost_signature is None:
+                await self.chain.transmit(certificate)
+            else:
+                await self.chain.transmit(certificate, frost_signature)
         finally:
             self._transmitting.discard(certificate.report.block_number)
 

@@ -9,7 +9,8 @@ shell that carries out its effects through narrow interfaces.
 
 Messages are signed with the member's report-signing key. Time is trio's clock. The protocol simulation
 (tests/unit/consensus/test_frost_round_simulation.py) and the peer demo over real libp2p
-(:mod:`pmoracle.testing.peer_demo`, ``--frost``) run this class; the daemon does not yet (docs/frost.md).
+(:mod:`pmoracle.testing.peer_demo`, ``--frost``) run this class, and so does the daemon, through
+:mod:`pmoracle.node.frost_service` (docs/frost.md).
 """
 
 from __future__ import annotations

@@ -74,6 +74,11 @@ class NodeMetrics:
     policy_stressed: Gauge  # 1 when the buffer's stress test held at the last sample, per underlying
     policy_vol_shift: Gauge  # the applied vol shift k per underlying ([policy.vol]; 0: the document's vol.shift)
     policy_checkpoints_refused: Counter  # stored checkpoints refused (corrupt, foreign, off the canonical chain)
+    # FROST signing in the round (node/frost_service.py, docs/frost.md)
+    attestations_sent: Counter  # this node's attestations that landed on chain, by scheme (frost | ecdsa)
+    frost_signatures: Counter  # FROST signatures aggregated here (one per round at most)
+    frost_rejected: Counter  # FROST messages dropped and signing requests refused, by reason
+    frost_evidence: Counter  # invalid FROST shares archived as evidence
 
     def exposition(self) -> bytes:
         """Return the registry in the Prometheus text format."""
@@ -92,6 +97,24 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
             p + "certificates_formed", "Quorum certificates this node formed", registry=registry
         ),
         rounds_attested=Counter(p + "rounds_attested", "Rounds seen attested on-chain", registry=registry),
+        attestations_sent=_with_labels(
+            Counter(
+                p + "attestations_sent",
+                "This node's attestations that landed, by scheme",
+                ["scheme"],
+                registry=registry,
+            ),
+            "scheme",
+            ("frost", "ecdsa"),
+        ),
+        frost_signatures=Counter(p + "frost_signatures", "FROST signatures aggregated here", registry=registry),
+        frost_rejected=Counter(
+            p + "frost_rejected",
+            "FROST messages dropped and signing requests refused, by reason",
+            ["reason"],
+            registry=registry,
+        ),
+        frost_evidence=Counter(p + "frost_evidence", "Invalid FROST shares archived as evidence", registry=registry),
         round_latency=Histogram(
             p + "round_latency_seconds",
             "Seconds from the anchor block being final (seen by this node) to the round seen attested on chain",

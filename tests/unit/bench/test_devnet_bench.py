@@ -79,8 +79,10 @@ def test_table_reports_each_size_and_how_long_its_devnet_took_to_build() -> None
         "split_median_s": {"detect": 0.1, "compute": 0.2, "snapshot": 0.05, "quorum_wait": 0.25, "gossip": 0.05,
                            "chain": 0.1},
         "cpu_per_round_median_s": 0.3, "peak_rss_max_mb": 300.0, "anchors_attested": 5, "anchors_final": 5,
-        "blocks_per_s": 1.1, "build_s": 123.4,
+        "blocks_per_s": 1.1, "build_s": 123.4, "scheme": "frost", "rounds_frost": 4, "rounds_ecdsa": 0,
+        "attest_gas_median": 68_139,
     }  # fmt: skip
     table = format_devnet_table([result])
-    assert "| 4 | 3 | 10000 | 4 | 500 ms | 900 ms | 100 ms | 200 ms (50 ms) |" in table
+    assert "| 4 | frost | 3 | 10000 | 4 | 500 ms | 900 ms | 100 ms | 200 ms (50 ms) |" in table
+    assert "| 68,139 | 4/0 |" in table
     assert "n = 4: devnet built (anvil, contracts, 10000 accounts seeded, nodes started) in 123.4 s" in table

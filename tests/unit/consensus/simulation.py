@@ -8,33 +8,49 @@ slashing-protection file and real signatures. Only the world around it is simula
 through :class:`MemoryChainPort`), heads advance one block per virtual second, and each member's "risk engine" is
 :func:`~tests.unit.consensus.factories.make_report`. Misbehaviour uses the test-only fault injector's wrappers
 (:mod:`pmoracle.devnet.faults`) where it has one.
+
+With ``Scenario(frost=True)`` the committee carries the group key of a DKG among its members (threshold = quorum) and
+every member runs the daemon's :class:`~pmoracle.node.frost_service.FrostRoundService` beside its executor, with a
+:class:`~pmoracle.node.frost_signer.FrostSigner` whose nonce store is the member's protection file; the chain then
+accepts a FROST signature of the report under the group key (``attestFrost``) as well as an ECDSA certificate.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import trio
 
+from pmoracle.consensus import frost
+from pmoracle.consensus import frost_round as fr
 from pmoracle.consensus.certificate import QuorumCertificate, is_valid_certificate
 from pmoracle.consensus.collector import CollectorContext
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.evidence import Evidence
+from pmoracle.consensus.frost_dkg import DkgResult
+from pmoracle.consensus.frost_evm import EvmGroupKey, EvmSignature, is_valid_evm_signature
 from pmoracle.consensus.report import SignedReport, compute_report_digest
 from pmoracle.consensus.rounds import RoundKey
 from pmoracle.devnet.faults import DelayedRelease, EquivocatingRelease, SelfSparingChain, WithholdingRelease
 from pmoracle.node.abc import AttestedRound, ChainPort, ReleaseNow, SignatureRelease
 from pmoracle.node.daemon import WINDOW_ROUNDS
 from pmoracle.node.executor import ProtocolExecutor
+from pmoracle.node.frost_service import FrostRoundService
+from pmoracle.node.frost_signer import FrostSigner
 from pmoracle.node.metrics import create_node_metrics
 from pmoracle.p2p.codec import NetworkId
 from pmoracle.p2p.memory import MemoryEndpoint, MemoryNetwork
 from pmoracle.p2p.reports import ReportGossip
 from pmoracle.p2p.validator import ReportValidator
 from pmoracle.storage.archive import ArchivedReport
+from pmoracle.storage.frost_nonces import FrostNonceDB
 from pmoracle.storage.protection_db import ProtectionDB
+from pmoracle.testing.frost import run_test_dkg
 from tests.unit.consensus.factories import DEPTH, DOMAIN, make_committee, make_key, make_report
 
 GENESIS = 102  # chain head at virtual time 0: round 100 is ready at once, round 110 ten seconds later
@@ -47,8 +63,10 @@ NETWORK = NetworkId.from_domain(DOMAIN)
 
 # Behaviours: honest; wrong (signs a wrong root through protection); equivocate (a second report bypassing
 # protection, faults.EquivocatingRelease); withhold (runs, never releases a signature, faults.WithholdingRelease);
-# slow (releases SLOW_DELAY late, faults.DelayedRelease); silent (never starts: a crash from the beginning).
-BEHAVIOURS = ("honest", "wrong", "equivocate", "withhold", "slow", "silent")
+# slow (releases SLOW_DELAY late, faults.DelayedRelease); silent (never starts: a crash from the beginning);
+# frost-withhold (with FROST: signs its ECDSA report, records its FROST share's nonce as used, never releases it).
+# frost-tamper (with FROST: releases a share that does not verify, after recording the true one).
+BEHAVIOURS = ("honest", "wrong", "equivocate", "withhold", "slow", "silent", "frost-withhold", "frost-tamper")
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,7 @@ class Scenario:
     partition: Partition | None = None
     crash_first_transmitter: bool = False
     duration: float = 60.0
+    frost: bool = False  # the committee has a group key and every member signs with FROST too
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,7 @@ class Attestation:
     block_hash: bytes
     transmitter: int
     at: float
+    scheme: str = "ecdsa"  # "frost": attestFrost with a signature under the group key
 
 
 @dataclass
@@ -99,9 +119,18 @@ class MemoryChain:
         """Return the newest attested block (-1 before the first)."""
         return self.attestations[-1].block if self.attestations else -1
 
-    def submit(self, certificate: QuorumCertificate, transmitter: int, at: float) -> None:
-        """Attest ``certificate`` if it is valid and newer than the latest round, else count the refusal."""
-        if not is_valid_certificate(DOMAIN, self.committee, certificate):
+    def submit(
+        self, certificate: QuorumCertificate, transmitter: int, at: float, frost_signature: EvmSignature | None = None
+    ) -> None:
+        """Attest ``certificate`` if it is valid (with ``frost_signature``: that signature of its report under the
+        group key, the contract's rule) and newer than the latest round, else count the refusal."""
+        if frost_signature is not None:
+            group_key = self.committee.group_key
+            digest = compute_report_digest(DOMAIN, certificate.report)
+            if group_key is None or not is_valid_evm_signature(group_key, digest, frost_signature):
+                self.refused["invalid-frost"] += 1
+                return
+        elif not is_valid_certificate(DOMAIN, self.committee, certificate):
             self.refused["invalid"] += 1
             return
         if certificate.report.block_number <= self.latest:
@@ -109,7 +138,8 @@ class MemoryChain:
             return
         digest = compute_report_digest(DOMAIN, certificate.report)
         report = certificate.report
-        self.attestations.append(Attestation(report.block_number, digest, report.block_hash, transmitter, at))
+        scheme = "ecdsa" if frost_signature is None else "frost"
+        self.attestations.append(Attestation(report.block_number, digest, report.block_hash, transmitter, at, scheme))
 
 
 @dataclass(frozen=True)
@@ -138,6 +168,10 @@ class SimResult:
     archived: Counter[int] = field(default_factory=Counter)  # valid signed reports each node archived
     network_stats: Counter[str] = field(default_factory=Counter)
     gossip_stats: Counter[str] = field(default_factory=Counter)  # ReportGossip counters summed over nodes
+    # with FROST, per node: its signing context, evidence archived, FROST inputs dropped by reason
+    frost_contexts: dict[int, fr.FrostRoundContext] = field(default_factory=dict)
+    frost_evidence: Counter[int] = field(default_factory=Counter)
+    frost_rejected: dict[int, Counter[str]] = field(default_factory=dict)
 
     def ready_time(self, block: int) -> float:
         """Return the virtual time (since start) at which round ``block`` became ready."""
@@ -179,15 +213,16 @@ class MemoryChainPort(ChainPort):
         self.sim = sim
         self.index = index
 
-    async def transmit(self, certificate: QuorumCertificate) -> None:
-        """Land ``certificate`` after TX_DELAY (or crash here, if the scenario crashes the first transmitter)."""
+    async def transmit(self, certificate: QuorumCertificate, frost_signature: EvmSignature | None = None) -> None:
+        """Land ``certificate`` (``attestFrost`` with ``frost_signature``) after TX_DELAY (or crash here, if the
+        scenario crashes the first transmitter)."""
         if self.sim.scenario.crash_first_transmitter and not self.sim.result.crashed:
             # the scheduled transmitter dies before its transaction lands
             self.sim.crash(self.index, certificate.report.block_number)
             await trio.lowlevel.checkpoint()
             return
         await trio.sleep(TX_DELAY)
-        self.sim.chain.submit(certificate, self.index, self.sim.elapsed())
+        self.sim.chain.submit(certificate, self.index, self.sim.elapsed(), frost_signature)
 
     async def submit_evidence(self, evidence: Evidence) -> None:
         """Record ``evidence`` as submitted by this member."""
@@ -243,9 +278,26 @@ class SimMember:
             chain = SelfSparingChain(chain, committee.members[index])
         context = CollectorContext.create(DOMAIN, committee, committee.members[index], stage_delay=STAGE_DELAY,
                                           window_rounds=WINDOW_ROUNDS)  # fmt: skip
+        self.nonces: FrostNonceDB | None = None
+        self.frost: FrostRoundService | None = None
+        if sim.frost_keys is not None:
+            key = sim.frost_keys[index + 1]
+            self.nonces = FrostNonceDB(db_path)  # the nonce table of the protection file, as in the daemon
+            signer_class = {"frost-withhold": WithholdingFrostSigner, "frost-tamper": TamperingFrostSigner}.get(
+                behaviour, FrostSigner)  # fmt: skip
+            signer = signer_class(
+                key, self.nonces, random_bytes=random.Random(f"{sim.scenario.seed}/{index}").randbytes
+            )
+            frost_context = fr.FrostRoundContext.create(
+                DOMAIN, committee, key.group_public_key, key.verification_shares, key.parameters.threshold, index + 1,
+                stage_delay=STAGE_DELAY, window_rounds=WINDOW_ROUNDS,
+            )  # fmt: skip
+            self.frost = FrostRoundService(frost_context, NETWORK, make_key(index), signer, self.reports, self.metrics,
+                                           evidence_dir=db_path.parent / f"evidence-{index}")  # fmt: skip
         self.executor = ProtocolExecutor(
             context, make_key(index), reports=self.reports, chain=chain, protection=self.protection,
             archive=self.archive, release=release, metrics=self.metrics, tick=TICK, wall_clock=trio.current_time,
+            frost_service=self.frost,
         )  # fmt: skip
         self.cancel_scope = trio.CancelScope()
 
@@ -275,12 +327,37 @@ class SimMember:
         await self.executor.on_local_report(make_report(self.sim.committee, block, variant))
 
 
+class WithholdingFrostSigner(FrostSigner):
+    """Records its share's nonce as used, then keeps the share (the participant releases nothing)."""
+
+    def sign(  # type: ignore[override]  # None: the participant releases nothing (ShareSigner allows it)
+        self, round_key: RoundKey, message: bytes, commitments: Sequence[frost.SigningCommitment]
+    ) -> frost.SignatureShare | None:
+        super().sign(round_key, message, commitments)
+        return None
+
+
+class TamperingFrostSigner(FrostSigner):
+    """Records the true share's nonce as used, then releases a share that does not verify."""
+
+    def sign(
+        self, round_key: RoundKey, message: bytes, commitments: Sequence[frost.SigningCommitment]
+    ) -> frost.SignatureShare:
+        share = super().sign(round_key, message, commitments)
+        return frost.SignatureShare(share.identifier, (share.share + 1) % frost.ORDER)
+
+
 class Simulation:
     """The members, the network and the chain of one scenario."""
 
     def __init__(self, scenario: Scenario, net: MemoryNetwork, tmp_path: pathlib.Path) -> None:
         self.scenario = scenario
         self.committee = make_committee(scenario.n)
+        self.frost_keys: dict[int, DkgResult] | None = None
+        if scenario.frost:  # a t-of-n group key, t the quorum, registered with the committee
+            self.frost_keys = run_test_dkg(self.committee.quorum, scenario.n, f"sim/{scenario.seed}".encode())
+            group_key = EvmGroupKey.from_compressed(self.frost_keys[1].group_public_key)
+            self.committee = dataclasses.replace(self.committee, group_key=group_key)
         self.net = net
         self.chain = MemoryChain(self.committee)
         self.start = trio.current_time()
@@ -324,6 +401,13 @@ class Simulation:
             result.rejections.update(member.endpoint.rejections)
             result.gossip_stats.update(member.reports.stats)
             member.protection.close()
+            if member.nonces is not None:
+                member.nonces.close()
+            if member.frost is not None:
+                result.frost_contexts[member.index] = member.frost.context
+                evidence = member.metrics.registry.get_sample_value("pmoracle_frost_evidence_total")
+                result.frost_evidence[member.index] = int(evidence or 0)
+                result.frost_rejected[member.index] = Counter(member.frost.participant.rejected)
         result.network_stats.update(self.net.stats)
         return result
 

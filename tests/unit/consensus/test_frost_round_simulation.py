@@ -19,7 +19,6 @@ import math
 import pathlib
 import random
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +42,7 @@ from pmoracle.storage.frost_nonces import FrostNonceDB
 from pmoracle.storage.protection_db import ProtectionDB
 from pmoracle.testing.frost import FrostTestCommittee, make_frost_test_committee
 from tests.unit.consensus.frost_round_harness import BLOCK, HEAD, make_certificate, report_digest
+from tests.unit.consensus.simulation import TamperingFrostSigner, WithholdingFrostSigner
 
 STAGE = 2.0
 TICK = 0.05
@@ -94,24 +94,12 @@ class RecordingSigner(FrostSigner):
         return commitment
 
 
-class WithholdingSigner(RecordingSigner):
+class WithholdingSigner(RecordingSigner, WithholdingFrostSigner):
     """Records the nonce use and signs, then keeps the share (a member withholding its share)."""
 
-    def sign(  # type: ignore[override]  # None: the participant releases nothing (ShareSigner allows it)
-        self, round_key: RoundKey, message: bytes, commitments: Sequence[frost.SigningCommitment]
-    ) -> frost.SignatureShare | None:
-        super().sign(round_key, message, commitments)
-        return None
 
-
-class TamperingSigner(RecordingSigner):
+class TamperingSigner(RecordingSigner, TamperingFrostSigner):
     """Releases a share that does not verify (its signer recorded the true one)."""
-
-    def sign(
-        self, round_key: RoundKey, message: bytes, commitments: Sequence[frost.SigningCommitment]
-    ) -> frost.SignatureShare:
-        share = super().sign(round_key, message, commitments)
-        return frost.SignatureShare(share.identifier, (share.share + 1) % frost.ORDER)
 
 
 SIGNERS = {"honest": RecordingSigner, "withhold": WithholdingSigner, "bad": TamperingSigner, "silent": RecordingSigner}

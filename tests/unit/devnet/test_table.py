@@ -18,11 +18,11 @@ CURSOR_UP = "\x1b[1A"  # how rich moves back over the previous version of the ta
 ERASE_LINE = "\x1b[2K"
 
 
-def _round(block: int, verified: bool = True) -> AttestedRound:
+def _round(block: int, verified: bool = True, scheme: str = "ecdsa") -> AttestedRound:
     root = bytes([block % 256]) * 32
     return AttestedRound(block_number=block, accounts=20, root=root, recomputed_root=root if verified else bytes(32),
                          total_im=1_234 * MONEY_SCALE, total_mm=617 * MONEY_SCALE, total_equity=9_000 * MONEY_SCALE,
-                         latency=0.25, gas=210_000)  # fmt: skip
+                         latency=0.25, gas=210_000, scheme=scheme)  # fmt: skip
 
 
 def _devnet(rounds: list[AttestedRound], slashings: list[Slashing] | None = None) -> Any:
@@ -33,10 +33,11 @@ def _devnet(rounds: list[AttestedRound], slashings: list[Slashing] | None = None
 
 
 def test_the_table_shows_rounds_audit_evidence_and_nodes() -> None:
-    text = format_table(_devnet([_round(10), _round(15, verified=False)]))
+    text = format_table(_devnet([_round(10, scheme="frost"), _round(15, verified=False)]))
     lines = text.splitlines()
-    assert lines[0].split() == ["round", "accounts", "total", "IM", "total", "MM", "equity", "latency", "gas", "audit"]
-    assert lines[1].split() == ["10", "20", "1,234", "617", "9,000", "0.25s", "210000", "root", "verified"]
+    assert lines[0].split() == ["round", "accounts", "total", "IM", "total", "MM", "equity", "latency", "gas", "scheme",
+                                "audit"]  # fmt: skip
+    assert lines[1].split() == ["10", "20", "1,234", "617", "9,000", "0.25s", "210000", "frost", "root", "verified"]
     assert lines[2].endswith("MISMATCH")
     assert lines[3] == "evidence on chain: none"
     assert lines[4] == "node 0: head 42 peers 3 ok"
@@ -53,8 +54,9 @@ def test_evidence_lists_the_latest_slashings_and_counts_the_rest() -> None:
 
 
 def test_the_summary_counts_verified_rounds() -> None:
-    summary = format_summary(_devnet([_round(10), _round(15), _round(20, verified=False)]))
+    summary = format_summary(_devnet([_round(10, scheme="frost"), _round(15), _round(20, verified=False)]))
     assert summary.startswith("devnet: 3 rounds attested, 2 verified by independent recomputation")
+    assert summary.endswith("; 1 by FROST, 2 by ECDSA")
     assert format_summary(_devnet([])) == "devnet: no round attested"
 
 

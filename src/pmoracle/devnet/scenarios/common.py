@@ -46,8 +46,11 @@ class ScenarioResult:
 
 
 def scenario_options(n: int, run_dir: Path, faulty: tuple[tuple[int, str], ...] = (), **kw: Any) -> DevnetOptions:
+    """Return a scenario's devnet options. The scenarios measure ECDSA certificates (signer bitmaps, the evidence
+    and slashing they lead to) and run the ECDSA path unless ``ecdsa=False`` is given; FROST under faults is
+    tested in tests/unit/node/test_frost_service.py (docs/frost.md)."""
     return DevnetOptions(nodes=n, accounts=kw.pop("accounts", 20), duration=None, run_dir=run_dir, quiet=True,
-                         faulty=faulty, **kw)  # fmt: skip
+                         faulty=faulty, ecdsa=kw.pop("ecdsa", True), **kw)  # fmt: skip
 
 
 def _quiet(_: str) -> None:
