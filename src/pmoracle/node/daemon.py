@@ -230,6 +230,7 @@ def create_ports(setup: NodeSetup, metrics: NodeMetrics) -> NodePorts:
         fraud_prover=FraudProver(
             setup.client, setup.deployment, setup.params, transmitter, metrics,
             peer_apis=setup.config.dispute.peer_apis, timeout=setup.config.dispute.prove_timeout,
+            members=setup.committee.members,
         ),
     )  # fmt: skip
 
@@ -386,7 +387,9 @@ class SolverNode:
             return
         output = self.outputs.get(attested.block_number)
         if output is not None:
-            self.ports.fraud_prover.offer(attested, output.report)
+            key = (attested.config_digest, attested.block_number)
+            signed = [a.signed for a in self.archive.get_by_round(key) if a.digest == attested.report_digest]
+            self.ports.fraud_prover.offer(attested, output.report, signed)
 
     async def run_gossip_metrics(self) -> None:
         """Export the gossip endpoint's peer count and the rejections its topic validator counted."""

@@ -50,7 +50,7 @@ from pmoracle.consensus.evidence import (
     is_equivocation,
 )
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, compute_root, verify_proof
-from pmoracle.consensus.report import Domain, Report, compute_report_digest
+from pmoracle.consensus.report import Domain, Report, SignedReport, compute_report_digest
 from pmoracle.errors import InputError, PmoracleError
 from pmoracle.files import read_json
 from pmoracle.node.abc import AttestedRound
@@ -827,6 +827,31 @@ def submit_fraud_proof(
     """
     receipt = transmitter.transact_call(prove_fraud_call(deployment, report, proof))
     return decode_slashed_events(receipt, deployment.contracts["SolverRegistry"])
+
+
+def slash_frost_signers(
+    transmitter: Transmitter, deployment: Deployment, members: Sequence[bytes], signed: Sequence[SignedReport]
+) -> list[SlashOutcome]:
+    """Slash, with ``MarginOracle.slashFrostSigner``, each member whose own ECDSA signature in ``signed`` is of the
+    report of a FROST-attested round that was proven fraudulent (the FROST certificate does not say who signed; the
+    proof slashed nobody). ``members`` are the committee's signing addresses by index. A signer the contract refuses
+    (already slashed, not a member, a round not FROST or not invalidated) is skipped; return the slashes made.
+
+    Errors:
+        ChainError on RPC or transaction failures (a refusal is not one).
+    """
+    oracle = deployment.contract(OFFLINE_W3, "MarginOracle")
+    outcomes: list[SlashOutcome] = []
+    for item in signed:
+        if item.signer not in members:
+            continue
+        call = oracle.functions.slashFrostSigner(item.report.as_tuple(), members.index(item.signer), item.signature)
+        try:
+            receipt = transmitter.transact_call(call)
+        except ContractError:
+            continue
+        outcomes.extend(decode_slashed_events(receipt, deployment.contracts["SolverRegistry"]))
+    return outcomes
 
 
 ROUND_ATTESTED_TOPIC = event_topic("MarginOracle", "RoundAttested")

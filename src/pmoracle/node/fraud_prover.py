@@ -33,7 +33,7 @@ from pmoracle.chain.transmitter import Transmitter
 from pmoracle.consensus.commitments import RiskArrayTree
 from pmoracle.consensus.fraud_watch import AttestedDigest, FraudWatchState, ProofDecision, on_attested_round
 from pmoracle.consensus.merkle import AccountLeaf
-from pmoracle.consensus.report import Domain, Report, compute_report_digest
+from pmoracle.consensus.report import Domain, Report, SignedReport, compute_report_digest
 from pmoracle.errors import PmoracleError
 from pmoracle.node.abc import AttestedRound
 from pmoracle.node.dispute import (
@@ -46,6 +46,7 @@ from pmoracle.node.dispute import (
     find_fraud_proof,
     leaves_prove_root,
     read_attested_report,
+    slash_frost_signers,
     submit_fraud_proof,
     submit_pricing_challenge,
 )
@@ -57,6 +58,9 @@ log = logging.getLogger("pmoracle.node")
 
 QUEUE_SIZE = 4  # rounds waiting for the prover; a wrong round every round would otherwise pile up without bound
 PEER_TIMEOUT = 10.0  # seconds per request to a peer's API
+
+
+_Offer = tuple[AttestedRound, Report, tuple[SignedReport, ...]]  # a round queued for the prover
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +135,7 @@ class FraudProver:
         *,
         peer_apis: Sequence[str],
         timeout: float,
+        members: Sequence[bytes] = (),
     ) -> None:
         """Args:
         client: the JSON-RPC client (the recomputation's reads).
@@ -140,6 +145,9 @@ class FraudProver:
         metrics: counts ``pmoracle_fraud_proofs_total{result}``.
         peer_apis: base URLs of committee members' APIs to fetch the attested leaves and rows from, tried in order.
         timeout: seconds one round's proof may take (fetching, recomputing, the transaction) before it is abandoned.
+        members: the committee's signing addresses by index: after proving a FROST-attested round (whose proof
+            slashes nobody), each member whose own signed report of the attested digest the node holds is slashed
+            with ``slashFrostSigner``.
         """
         self.client = client
         self.deployment = deployment
@@ -148,13 +156,15 @@ class FraudProver:
         self.metrics = metrics
         self.peer_apis = tuple(peer_apis)
         self.timeout = timeout
+        self.members = tuple(members)
         self.domain = Domain.from_address(client.chain_id, deployment.contracts["MarginOracle"])
         self.state = FraudWatchState()
-        self._send, self._recv = trio.open_memory_channel[tuple[AttestedRound, Report]](QUEUE_SIZE)
+        self._send, self._recv = trio.open_memory_channel[_Offer](QUEUE_SIZE)
 
-    def offer(self, attested: AttestedRound, own: Report) -> ProofDecision:
+    def offer(self, attested: AttestedRound, own: Report, signed: Sequence[SignedReport] = ()) -> ProofDecision:
         """Decide on ``attested`` against this node's own report of the round; queue it for proof when its digest
-        differs at the canonical hash (once per round). Never blocks."""
+        differs at the canonical hash (once per round). ``signed``: the members' signed reports of the attested
+        digest this node received (the evidence against a FROST round's signers). Never blocks."""
         digest = AttestedDigest((attested.config_digest, attested.block_number), attested.report_digest,
                                 attested.block_hash)  # fmt: skip
         self.state, decision = on_attested_round(
@@ -165,7 +175,7 @@ class FraudProver:
         log.warning("round %d: the attested digest %s is not the one this node computed: proving it",
                     attested.block_number, attested.report_digest.hex()[:16])  # fmt: skip
         try:
-            self._send.send_nowait((attested, own))
+            self._send.send_nowait((attested, own, tuple(signed)))
         except trio.WouldBlock:
             self._count(ProofOutcome(attested.block_number, "error", f"the prover is busy ({QUEUE_SIZE} queued)"))
         return decision
@@ -173,16 +183,17 @@ class FraudProver:
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Prove each queued round, one at a time; every outcome is logged and counted."""
         task_status.started()
-        async for attested, own in self._recv:
-            self._count(await self.prove(attested, own))
+        async for attested, own, signed in self._recv:
+            self._count(await self.prove(attested, own, signed))
 
-    async def prove(self, attested: AttestedRound, own: Report) -> ProofOutcome:
+    async def prove(self, attested: AttestedRound, own: Report, signed: Sequence[SignedReport] = ()) -> ProofOutcome:
         """Try to prove ``attested`` wrong and post the proof; return what happened (never raises)."""
         block = attested.block_number
         if not self.peer_apis:
             return ProofOutcome(block, "unprovable", "no dispute.peer_apis configured to fetch the attested leaves")
         try:
-            return await run_sync(self._prove, attested, own, time.monotonic() + self.timeout, timeout=self.timeout)
+            return await run_sync(self._prove, attested, own, signed, time.monotonic() + self.timeout,
+                                  timeout=self.timeout)  # fmt: skip
         except ContractError as exc:
             return ProofOutcome(block, "refused", f"the contract refused the proof: {exc.name}{exc.error_args}")
         except PmoracleError as exc:  # chain errors, the timeout, a peer or round that changed under the proof
@@ -191,7 +202,9 @@ class FraudProver:
             log.exception("round %d: the fraud prover failed", block)
             return ProofOutcome(block, "error", f"{type(exc).__name__}: {exc}")
 
-    def _prove(self, attested: AttestedRound, own: Report, deadline: float) -> ProofOutcome:
+    def _prove(
+        self, attested: AttestedRound, own: Report, signed: Sequence[SignedReport], deadline: float
+    ) -> ProofOutcome:
         """Find and post the proof of ``attested`` (blocking: chain reads, peer APIs, the recomputation); nothing is
         posted past ``deadline`` (``time.monotonic``), when the service has abandoned this thread and counted an
         error."""
@@ -225,6 +238,9 @@ class FraudProver:
         else:
             counts = f"{len(found.understated)} understated, {len(found.changed)} changed since B"
             return ProofOutcome(block, "unprovable", f"nothing provable in the tree of {source.url} ({counts})")
+        if not slashed:  # a FROST round: its certificate names nobody; each signer's own ECDSA report does
+            slashed = slash_frost_signers(self.transmitter, self.deployment, self.members, signed)
+            what += f"; {len(slashed)} FROST signer(s) slashed by their own reports"
         return ProofOutcome(block, "proven", f"{what}, from {source.url}", tuple(slashed))
 
     def _count(self, outcome: ProofOutcome) -> None:
