@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -586,6 +587,26 @@ def _decode_log(abi_event: Any, raw: dict[str, Any]) -> Any:
     return abi_event.process_log(entry)
 
 
+FRAUD_SLASHES_TIMEOUT_S = 10.0  # seconds the loop waits, after the last round, for a proven round's slashes
+
+
+def _await_fraud_slashes(devnet: Devnet, say: Callable[[str], None]) -> None:
+    """Run the loop (no blocks of its own) until every invalidated round has at least a quorum of fraud slashes, or
+    ``FRAUD_SLASHES_TIMEOUT_S`` pass: a FROST round's signers are slashed one transaction each after its proof
+    (``slashFrostSigner``), so the last proof's slashes may still be on their way when the last round is attested."""
+
+    def settled(d: Devnet) -> bool:
+        d.scan_evidence(int(d.client.block_number()))
+        slashes = Counter(s.round for s in d.slashings if s.offence == "fraud")
+        invalidated = {int(e["args"]["blockNumber"]) for e in d.events("MarginOracle", "RoundInvalidated")}
+        return all(slashes[r] >= d.committee.quorum for r in invalidated)
+
+    try:
+        devnet.run_until(settled, FRAUD_SLASHES_TIMEOUT_S, what="the proven rounds' slashes", pause_world=True)
+    except DevnetError as exc:
+        say(f"devnet: {exc}")  # the summary then shows the slashes that did land
+
+
 def _node_secret(seed: int, index: int, kind: str) -> bytes:
     return keccak(f"pmoracle-devnet-{seed}-node-{index}-{kind}".encode())
 
@@ -821,6 +842,7 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print, ta
                     time.sleep(0.02)
             except StopRequested as stop:  # a signal while running ends the run normally, with its summary
                 live.say(f"devnet: {stop}")
+            _await_fraud_slashes(devnet, live.say)
             devnet.accountability = accountability_summary(devnet)
             if devnet.lifecycle is not None:
                 write_lifecycle_summary(devnet, time.monotonic() - started, live.say)

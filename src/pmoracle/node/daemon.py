@@ -48,7 +48,7 @@ from pmoracle.consensus import frost_round as fr
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.frost_dkg import DkgResult
 from pmoracle.consensus.merkle import MerkleTree
-from pmoracle.consensus.report import Domain
+from pmoracle.consensus.report import Domain, SignedReport
 from pmoracle.errors import InputError, PmoracleError
 from pmoracle.keeper.decision import AuctionParams
 from pmoracle.node.abc import ChainPort, PeerDiscovery, ReleaseNow, RoundComputer, SignatureRelease
@@ -387,8 +387,11 @@ class SolverNode:
             return
         output = self.outputs.get(attested.block_number)
         if output is not None:
-            key = (attested.config_digest, attested.block_number)
-            signed = [a.signed for a in self.archive.get_by_round(key) if a.digest == attested.report_digest]
+            key, digest = (attested.config_digest, attested.block_number), attested.report_digest
+
+            def signed() -> list[SignedReport]:
+                return [a.signed for a in self.archive.get_by_round(key) if a.digest == digest]
+
             self.ports.fraud_prover.offer(attested, output.report, signed)
 
     async def run_gossip_metrics(self) -> None:

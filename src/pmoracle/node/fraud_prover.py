@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import trio
 
@@ -60,7 +60,9 @@ QUEUE_SIZE = 4  # rounds waiting for the prover; a wrong round every round would
 PEER_TIMEOUT = 10.0  # seconds per request to a peer's API
 
 
-_Offer = tuple[AttestedRound, Report, tuple[SignedReport, ...]]  # a round queued for the prover
+# the members' signed reports of a round's attested digest this node holds, read when asked (the node's archive)
+SignedReports = Callable[[], Sequence[SignedReport]]
+_Offer = tuple[AttestedRound, Report, SignedReports | None]  # a round queued for the prover
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +163,11 @@ class FraudProver:
         self.state = FraudWatchState()
         self._send, self._recv = trio.open_memory_channel[_Offer](QUEUE_SIZE)
 
-    def offer(self, attested: AttestedRound, own: Report, signed: Sequence[SignedReport] = ()) -> ProofDecision:
+    def offer(self, attested: AttestedRound, own: Report, signed: SignedReports | None = None) -> ProofDecision:
         """Decide on ``attested`` against this node's own report of the round; queue it for proof when its digest
-        differs at the canonical hash (once per round). ``signed``: the members' signed reports of the attested
-        digest this node received (the evidence against a FROST round's signers). Never blocks."""
+        differs at the canonical hash (once per round). ``signed`` reads the members' signed reports of the attested
+        digest this node received (the evidence against a FROST round's signers), on trio's thread once the round is
+        proven: reports still arriving when the round was attested are counted then. Never blocks."""
         digest = AttestedDigest((attested.config_digest, attested.block_number), attested.report_digest,
                                 attested.block_hash)  # fmt: skip
         self.state, decision = on_attested_round(
@@ -175,7 +178,7 @@ class FraudProver:
         log.warning("round %d: the attested digest %s is not the one this node computed: proving it",
                     attested.block_number, attested.report_digest.hex()[:16])  # fmt: skip
         try:
-            self._send.send_nowait((attested, own, tuple(signed)))
+            self._send.send_nowait((attested, own, signed))
         except trio.WouldBlock:
             self._count(ProofOutcome(attested.block_number, "error", f"the prover is busy ({QUEUE_SIZE} queued)"))
         return decision
@@ -186,14 +189,13 @@ class FraudProver:
         async for attested, own, signed in self._recv:
             self._count(await self.prove(attested, own, signed))
 
-    async def prove(self, attested: AttestedRound, own: Report, signed: Sequence[SignedReport] = ()) -> ProofOutcome:
+    async def prove(self, attested: AttestedRound, own: Report, signed: SignedReports | None = None) -> ProofOutcome:
         """Try to prove ``attested`` wrong and post the proof; return what happened (never raises)."""
         block = attested.block_number
         if not self.peer_apis:
             return ProofOutcome(block, "unprovable", "no dispute.peer_apis configured to fetch the attested leaves")
         try:
-            return await run_sync(self._prove, attested, own, signed, time.monotonic() + self.timeout,
-                                  timeout=self.timeout)  # fmt: skip
+            outcome = await run_sync(self._prove, attested, own, time.monotonic() + self.timeout, timeout=self.timeout)
         except ContractError as exc:
             return ProofOutcome(block, "refused", f"the contract refused the proof: {exc.name}{exc.error_args}")
         except PmoracleError as exc:  # chain errors, the timeout, a peer or round that changed under the proof
@@ -201,10 +203,23 @@ class FraudProver:
         except Exception as exc:  # a bug here must not stop the node: it is logged with its traceback
             log.exception("round %d: the fraud prover failed", block)
             return ProofOutcome(block, "error", f"{type(exc).__name__}: {exc}")
+        if outcome.result == "proven" and not outcome.slashed and signed is not None:
+            outcome = await self._slash_frost_signers(outcome, signed())
+        return outcome
 
-    def _prove(
-        self, attested: AttestedRound, own: Report, signed: Sequence[SignedReport], deadline: float
-    ) -> ProofOutcome:
+    async def _slash_frost_signers(self, outcome: ProofOutcome, reports: Sequence[SignedReport]) -> ProofOutcome:
+        """After proving a FROST round (its certificate names nobody), slash each member by its own ECDSA report of
+        the attested digest; a chain failure is logged, the round stays proven."""
+        try:
+            slashed = await run_sync(slash_frost_signers, self.transmitter, self.deployment, self.members, reports,
+                                     timeout=self.timeout)  # fmt: skip
+        except PmoracleError as exc:
+            log.warning("round %d: proven, but its FROST signers could not be slashed: %s", outcome.block_number, exc)
+            return outcome
+        detail = f"{outcome.detail}; {len(slashed)} FROST signer(s) slashed by their own reports"
+        return replace(outcome, detail=detail, slashed=tuple(slashed))
+
+    def _prove(self, attested: AttestedRound, own: Report, deadline: float) -> ProofOutcome:
         """Find and post the proof of ``attested`` (blocking: chain reads, peer APIs, the recomputation); nothing is
         posted past ``deadline`` (``time.monotonic``), when the service has abandoned this thread and counted an
         error."""
@@ -238,9 +253,6 @@ class FraudProver:
         else:
             counts = f"{len(found.understated)} understated, {len(found.changed)} changed since B"
             return ProofOutcome(block, "unprovable", f"nothing provable in the tree of {source.url} ({counts})")
-        if not slashed:  # a FROST round: its certificate names nobody; each signer's own ECDSA report does
-            slashed = slash_frost_signers(self.transmitter, self.deployment, self.members, signed)
-            what += f"; {len(slashed)} FROST signer(s) slashed by their own reports"
         return ProofOutcome(block, "proven", f"{what}, from {source.url}", tuple(slashed))
 
     def _count(self, outcome: ProofOutcome) -> None:
