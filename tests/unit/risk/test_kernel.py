@@ -27,8 +27,12 @@ PARAMS = default_params()
 EXTENDED = load_params_file(Path(__file__).resolve().parents[3] / "examples" / "params" / "deribit-pm.toml")
 # SPAN's usual volatility scan range: the shift in vol points (vol + shock x k), tenor-scaled and clamped
 ABSOLUTE = parse_params(default_params_text().replace("shift = 0.25\n", 'shift = 0.1\nshift_unit = "absolute"\n', 1))
+# Deribit's extended table with a dampener (extreme.dampener_usd): each extended move's counted P&L toward zero
+DAMPENED = dataclasses.replace(EXTENDED, extreme_dampener=1_000 * 10**8)  # 1,000 USD
 BOTH = pytest.mark.parametrize(
-    "params", [PARAMS, EXTENDED, ABSOLUTE], ids=["default", "deribit-extended", "absolute-vol-shift"]
+    "params",
+    [PARAMS, EXTENDED, ABSOLUTE, DAMPENED],
+    ids=["default", "deribit-extended", "absolute-vol-shift", "deribit-dampened"],
 )
 
 
@@ -97,6 +101,12 @@ def test_accounts_equal_reference(seed: int, vol: float, params: RiskParams) -> 
     if params is EXTENDED:  # the extended moves, vol up and their own covers, decide many of these accounts
         assert book.scenarios.cover_den == 4125 and extreme_worst >= 30
         assert book.arrays.roll_coef.size >= 8  # and the roll shock charges the perpetuals and every expiry
+    if params is DAMPENED:  # the dampener lowers many of those margins, some still decided by a dampened move
+        plain = Book(market, EXTENDED, portfolios)
+        lowered = sum(book.account_margin(a).maintenance_margin < plain.account_margin(a).maintenance_margin
+                      for a in range(len(book)))  # fmt: skip
+        print(f"seed {seed}: {lowered} of {len(book)} margins lowered, {extreme_worst} still extended")
+        assert lowered >= 10 and extreme_worst >= 5
     # the books carry every ledger balance: cash, futures and perpetual costs, perpetual funding
     held = [p for portfolio in portfolios for p in portfolio.positions]
     assert sum(p.cash != 0 for p in portfolios) > 50
