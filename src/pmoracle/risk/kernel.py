@@ -64,7 +64,7 @@ class MarginTerms(NamedTuple):
     cover_den: int
     extremes: IntArray  # the scenarios counted at less than full cover or dampened, ascending
     plain: IntArray  # (S,) 1 where a scenario's loss counts in full (cover 1, no dampening), else 0
-    damp: IntArray  # (S,) MONEY: an extended move's dampening amount (extreme.dampener_usd), else 0
+    damp: IntArray  # (S,) MONEY: an extended move's dampening amount (extreme.dampener_usd); empty: no dampener
     im_num: int  # IM = max(MM * im_num / im_den rounded up, MM + im_buffer)
     im_den: int
     im_buffer: int
@@ -346,6 +346,7 @@ def _account(a, terms, positions, scratch, exposure, roll_exposure, out):
         terms.im_num, terms.im_den, terms.im_buffer,
     )  # fmt: skip
     plain, damp = terms.plain, terms.damp
+    has_damp = damp.shape[0] > 0
     und, delta, conc_coef, conc_threshold = terms.und, terms.delta, terms.conc_coef, terms.conc_threshold
     roll_bucket, roll_coef = terms.roll_bucket, terms.roll_coef
     starts, ends, inst, size, cash = positions
@@ -436,7 +437,9 @@ def _account(a, terms, positions, scratch, exposure, roll_exposure, out):
     best = -low if has_best else 0
     for e in range(extremes.shape[0]):
         s = extremes[e]
-        loss = _dampened(_counted(-scratch[s], cover_num[s], cover_den), damp[s])
+        loss = _counted(-scratch[s], cover_num[s], cover_den)
+        if has_damp:
+            loss = _dampened(loss, damp[s])
         if not has_best or loss > best:
             best = loss
             has_best = True
@@ -444,7 +447,8 @@ def _account(a, terms, positions, scratch, exposure, roll_exposure, out):
     worst = n_scen
     for e in range(extremes.shape[0]):
         s = extremes[e]
-        if _dampened(_counted(-scratch[s], cover_num[s], cover_den), damp[s]) == best:
+        loss = _counted(-scratch[s], cover_num[s], cover_den)
+        if (_dampened(loss, damp[s]) if has_damp else loss) == best:
             worst = s
             break
     for s in range(worst):

@@ -213,6 +213,9 @@ def extreme_scenarios(scenarios: ScenarioSet) -> IntArray:
     return np.flatnonzero(~_plain(scenarios)).astype(np.int64)
 
 
+_NO_DAMP = np.zeros(0, dtype=np.int64)  # MarginTerms.damp of a document without extreme.dampener_usd
+
+
 def _plain(scenarios: ScenarioSet) -> npt.NDArray[np.bool_]:
     """Return which scenarios count their whole loss: a cover of 1 and no dampening."""
     plain: npt.NDArray[np.bool_] = (scenarios.cover_num == scenarios.cover_den) & (scenarios.damp == 0)
@@ -238,7 +241,7 @@ def _margin_terms(
     scenarios, im = arrays.scenarios, params.im_multiplier
     return kernel.MarginTerms(
         r, arrays.base, arrays.addon, arrays.bound, scenarios.cover_num, scenarios.cover_den, extremes,
-        _plain(scenarios).astype(np.int64), scenarios.damp,
+        _plain(scenarios).astype(np.int64), scenarios.damp if scenarios.is_dampened else _NO_DAMP,
         im.numerator, im.denominator, params.im_min_buffer, arrays.table.und, arrays.delta,
         arrays.concentration_coef, arrays.concentration_threshold, arrays.roll_bucket, arrays.roll_coef,
     )  # fmt: skip
