@@ -133,3 +133,36 @@ def test_margin_crif_unwritable_exits_2(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["margin", portfolio, "--market", MARKET, "--crif", "/nonexistent-dir/x.csv"]) == 2
     captured = capsys.readouterr()
     assert "--crif" in captured.err and captured.out == ""
+
+
+def test_a_dampened_document_runs_in_margin_risk_arrays_and_crif(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``extreme.dampener_usd`` (refused by a node) runs in the CLI: ``margin --json`` adds each scenario's counted
+    P&L, ``risk-arrays`` each scenario's amount (the per-unit rows are the same), ``--crif`` the same sensitivities."""
+    deribit = (EXAMPLES / "params" / "deribit-pm.toml").read_text()
+    damped = tmp_path / "deribit-damped.toml"
+    damped.write_text(deribit.replace("[extreme]\n", '[extreme]\ndampener_usd = "25000"\n', 1))
+    portfolio = str(EXAMPLES / "portfolios" / "naked_short.json")
+    reports, crifs, arrays = [], [], []
+    for k, params in enumerate((str(EXAMPLES / "params" / "deribit-pm.toml"), str(damped))):
+        crif = tmp_path / f"{k}.crif.csv"
+        assert main(["margin", portfolio, "--market", MARKET, "--params", params, "--json", "--crif", str(crif)]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+        crifs.append(read_crif(crif))
+        out = tmp_path / f"{k}.json"
+        assert main(["risk-arrays", "--market", MARKET, "--params", params, "--format", "json", "--out", str(out),
+                     "--portfolio", portfolio]) == 0  # fmt: skip
+        arrays.append(json.loads(out.read_text()))
+    plain, damped_report = reports
+    assert crifs[0] == crifs[1]
+    assert [r["risk_array"] for r in arrays[0]["instruments"]] == [r["risk_array"] for r in arrays[1]["instruments"]]
+    assert all("dampener_usd" not in s for s in arrays[0]["scenarios"])
+    amounts = {s["label"]: s["dampener_usd"] for s in arrays[1]["scenarios"]}
+    assert amounts["together: extreme BTC -66.0% ETH -82.5% vol up (24.2424% cover)"] == "78125.00000000"
+    assert all("counted_pnl" not in r for r in plain["risk_array"])
+    assert [r["pnl"] for r in plain["risk_array"]] == [r["pnl"] for r in damped_report["risk_array"]]
+    counted = [Decimal(r["counted_pnl"]) for r in damped_report["risk_array"]]
+    mm = Decimal(damped_report["maintenance_margin"])
+    assert Decimal(plain["maintenance_margin"]) > mm >= max(Decimal(0), -min(counted))  # 79,115.61 -> 44,511.19
+    assert damped_report["params_hash"] != plain["params_hash"]

@@ -208,6 +208,7 @@ def report_to_json(report: AccountReport, market: MarketSnapshot, portfolio: Por
 
     worst = report.worst_scenario
     addon = report.concentration_addon
+    counted = report.counted_risk_array  # with extreme.dampener_usd only: the P&L as MM counts it
     return {
         "account": "0x" + report.account.hex(),
         "market_time": format_utc_time(market.time),
@@ -248,7 +249,8 @@ def report_to_json(report: AccountReport, market: MarketSnapshot, portfolio: Por
         "cash": format_wad(portfolio.cash),
         "risk_array": [
             {"scenario": label, "pnl": format_money(pnl)}
-            for label, pnl in zip(report.scenario_labels, report.risk_array, strict=True)
+            | ({} if counted is None else {"counted_pnl": format_money(counted[s])})
+            for s, (label, pnl) in enumerate(zip(report.scenario_labels, report.risk_array, strict=True))
         ],
     }
 

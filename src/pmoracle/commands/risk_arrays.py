@@ -36,6 +36,11 @@ UNITS = {
     "price_multiplier": "the scenario's price over today's, per underlying (index, forwards, collateral)",
     "vol_shock": "a multiple of the tenor-scaled vol shift (vol.shift): -1 down, 0 none, 1 up",
 }
+# With extreme.dampener_usd only: each scenario's dampening amount, which no per-unit row can hold.
+DAMPENER_UNIT = (
+    "USD per account: an account's counted P&L in the scenario (all its positions, after the cover) moves toward zero"
+    " by this much, at most to zero (extreme.dampener_usd); not in the per-unit rows, as it does not scale with size"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -144,15 +149,17 @@ def arrays_to_json(arrays: RiskArrays, market: MarketSnapshot, params: RiskParam
     """Return the JSON document: the scenarios (label, price multipliers, vol shocks, cover), units, and rows."""
     from fractions import Fraction
 
+    from pmoracle.commands.margin import format_money
     from pmoracle.risk.naming import format_utc_time
 
     scenarios = arrays.scenarios
     symbols = scenarios.underlyings
+    dampened = params.extreme_dampener is not None
     return {
         "market_time": format_utc_time(market.time),
         "params_hash": "0x" + params.params_hash.hex(),
         "currency": "USD",
-        "units": UNITS,
+        "units": {**UNITS, "dampener_usd": DAMPENER_UNIT} if dampened else UNITS,
         "underlyings": [
             {"symbol": symbol, "scan_range": float(scenarios.price_range[u])} for u, symbol in enumerate(symbols)
         ],
@@ -164,6 +171,7 @@ def arrays_to_json(arrays: RiskArrays, market: MarketSnapshot, params: RiskParam
                 "vol_shock": {symbol: float(scenarios.vol_shock[s, u]) for u, symbol in enumerate(symbols)},
                 "cover": str(Fraction(int(scenarios.cover_num[s]), scenarios.cover_den)),
                 "extreme": bool(scenarios.is_extreme[s]),
+                **({"dampener_usd": format_money(int(scenarios.damp[s]))} if dampened else {}),
             }
             for s, label in enumerate(scenarios.labels)
         ],

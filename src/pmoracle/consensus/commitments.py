@@ -202,8 +202,15 @@ def compute_risk_rows(
     cover row and one scenario row per underlying.
 
     ``instrument_ids`` maps each engine ``Instrument`` to its ledger ids; ``tokens`` lists the ledger's collateral
-    tokens as (address, symbol, decimals). Raise ``InputError`` for a derivative row without a ledger id.
+    tokens as (address, symbol, decimals). Raise ``InputError`` for a derivative row without a ledger id, and for a
+    document with an extended-move dampener (``extreme.dampener_usd``): the fraud proof sums the committed rows
+    linearly (``ceil(loss x cover)`` per scenario), so an honest dampened MM would be provably below it.
     """
+    if arrays.scenarios.is_dampened:
+        raise InputError(
+            "extreme.dampener_usd",
+            "a dampened extended move cannot be committed: the fraud proof counts each scenario's loss undampened",
+        )
     by_symbol: dict[str, list[tuple[bytes, int]]] = {}
     for token, symbol, decimals in tokens:
         by_symbol.setdefault(symbol, []).append((token, decimals))

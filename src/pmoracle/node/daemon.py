@@ -672,7 +672,9 @@ def check_node_params(params: RiskParams, path: Path) -> None:
     Errors:
         NodeStartupError when the document has a [pmrm2] section (the round computes the scenario-grid model only;
         PMRM_2 runs in ``pmoracle margin``), or an absolute vol shift (``vol.shift_unit = "absolute"``: the on-chain
-        pricing challenge recomputes a relative shift, so the round's honest entries would be provable).
+        pricing challenge recomputes a relative shift, so the round's honest entries would be provable), or an
+        extended-move dampener (``extreme.dampener_usd``: the fraud proof sums the committed rows linearly, so an
+        honest dampened MM would be provably "fraudulent").
     """
     if params.pmrm2 is not None:
         raise NodeStartupError(
@@ -684,6 +686,12 @@ def check_node_params(params: RiskParams, path: Path) -> None:
             f'risk.params_file: {path} sets vol.shift_unit = "absolute"; a node commits relative vol shifts only '
             "(EntryPricer recomputes vol x (1 + shock x shift); absolute shifts run in `pmoracle margin`, "
             "docs/parameters.md)"
+        )
+    if params.extreme_dampener is not None:
+        raise NodeStartupError(
+            f"risk.params_file: {path} sets extreme.dampener_usd; a node commits undampened extended moves only "
+            "(MarginOracle.proveFraud sums each scenario's loss x cover from the committed rows; the dampener runs "
+            "in `pmoracle margin`, docs/parameters.md)"
         )
 
 

@@ -62,7 +62,9 @@ class MarginTerms(NamedTuple):
     bound: npt.NDArray[np.float64]  # (I,) max|r| + addon + |base|, the per-unit term of the overflow bound
     cover_num: IntArray  # (S,) fraction of each scenario's loss counted, over cover_den
     cover_den: int
-    extremes: IntArray  # the scenarios counted at less than full cover, ascending
+    extremes: IntArray  # the scenarios counted at less than full cover or dampened, ascending
+    plain: IntArray  # (S,) 1 where a scenario's loss counts in full (cover 1, no dampening), else 0
+    damp: IntArray  # (S,) MONEY: an extended move's dampening amount (extreme.dampener_usd); empty: no dampener
     im_num: int  # IM = max(MM * im_num / im_den rounded up, MM + im_buffer)
     im_den: int
     im_buffer: int
@@ -275,6 +277,17 @@ def _counted(loss, c, den):
 
 
 @njit(cache=True)
+def _dampened(loss, d):
+    """Return ``loss`` moved toward zero by ``d`` >= 0, at most to zero (a loss never becomes a gain, nor a gain a
+    loss); exact, and never larger in magnitude than ``loss``."""
+    if loss > d:
+        return loss - d
+    if loss < -d:
+        return loss + d
+    return 0
+
+
+@njit(cache=True)
 def _net_exposure(lo, hi, inst, size, key, delta, exposure):
     """Fill ``exposure[k]`` with the exact sum of size x delta of positions lo..hi whose row has key ``k`` (its
     underlying's column, or its roll-shock bucket; -1: none)."""
@@ -332,6 +345,8 @@ def _account(a, terms, positions, scratch, exposure, roll_exposure, out):
         terms.r, terms.base, terms.addon, terms.bound, terms.cover_num, terms.cover_den, terms.extremes,
         terms.im_num, terms.im_den, terms.im_buffer,
     )  # fmt: skip
+    plain, damp = terms.plain, terms.damp
+    has_damp = damp.shape[0] > 0
     und, delta, conc_coef, conc_threshold = terms.und, terms.delta, terms.conc_coef, terms.conc_threshold
     roll_bucket, roll_coef = terms.roll_bucket, terms.roll_coef
     starts, ends, inst, size, cash = positions
@@ -416,13 +431,15 @@ def _account(a, terms, positions, scratch, exposure, roll_exposure, out):
     sentinel = INT64_MAX
     low = sentinel
     for s in range(n_scen):
-        v = scratch[s] if cover_num[s] == cover_den else sentinel
+        v = scratch[s] if plain[s] != 0 else sentinel
         low = min(low, v)
     has_best = low != sentinel
     best = -low if has_best else 0
     for e in range(extremes.shape[0]):
         s = extremes[e]
         loss = _counted(-scratch[s], cover_num[s], cover_den)
+        if has_damp:
+            loss = _dampened(loss, damp[s])
         if not has_best or loss > best:
             best = loss
             has_best = True
@@ -430,11 +447,12 @@ def _account(a, terms, positions, scratch, exposure, roll_exposure, out):
     worst = n_scen
     for e in range(extremes.shape[0]):
         s = extremes[e]
-        if _counted(-scratch[s], cover_num[s], cover_den) == best:
+        loss = _counted(-scratch[s], cover_num[s], cover_den)
+        if (_dampened(loss, damp[s]) if has_damp else loss) == best:
             worst = s
             break
     for s in range(worst):
-        if scratch[s] == -best and cover_num[s] == cover_den:
+        if scratch[s] == -best and plain[s] != 0:
             worst = s
             break
     if worst == n_scen:  # no scenario at all

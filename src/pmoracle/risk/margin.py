@@ -138,6 +138,8 @@ class AccountReport:
     concentration_addon: int | None = None
     # the part of MM charged for the roll shock; None when the document has no [roll_shock] section
     roll_shock: int | None = None
+    # P&L per scenario as MM counts it (compute_counted_pnl); None when the document has no extreme.dampener_usd
+    counted_risk_array: tuple[int, ...] | None = None
 
 
 def _instrument_key(inst: RiskInstrument) -> tuple[int, Instrument | CollateralRef]:
@@ -207,8 +209,30 @@ def _narrow(r: IntArray) -> npt.NDArray[np.int32] | None:
 
 
 def extreme_scenarios(scenarios: ScenarioSet) -> IntArray:
-    """Return the indices (ascending) of the scenarios counted at a cover fraction other than 1."""
-    return np.flatnonzero(scenarios.cover_num != scenarios.cover_den).astype(np.int64)
+    """Return the indices (ascending) of the scenarios counted at a cover fraction other than 1 or dampened."""
+    return np.flatnonzero(~_plain(scenarios)).astype(np.int64)
+
+
+_NO_DAMP = np.zeros(0, dtype=np.int64)  # MarginTerms.damp of a document without extreme.dampener_usd
+
+
+def _plain(scenarios: ScenarioSet) -> npt.NDArray[np.bool_]:
+    """Return which scenarios count their whole loss: a cover of 1 and no dampening."""
+    plain: npt.NDArray[np.bool_] = (scenarios.cover_num == scenarios.cover_den) & (scenarios.damp == 0)
+    return plain
+
+
+def compute_counted_pnl(pnl: Sequence[int], scenarios: ScenarioSet) -> list[int]:
+    """Return each scenario's P&L (MONEY) as MM counts it: a loss at its cover fraction (rounded up, a gain at its
+    cover rounded down), then an extended move's dampened toward zero by its amount (``extreme.dampener_usd``), at
+    most to zero. MM's scenario term is ``max(0, -min)`` of it (the kernel's arithmetic, in Python ints)."""
+    den = scenarios.cover_den
+    out = []
+    for s, value in enumerate(pnl):
+        counted = (value * int(scenarios.cover_num[s])) // den  # -ceil(loss x cover / den), loss = -value
+        damp = int(scenarios.damp[s])
+        out.append(counted - damp if counted > damp else counted + damp if counted < -damp else 0)
+    return out
 
 
 def _margin_terms(
@@ -217,6 +241,7 @@ def _margin_terms(
     scenarios, im = arrays.scenarios, params.im_multiplier
     return kernel.MarginTerms(
         r, arrays.base, arrays.addon, arrays.bound, scenarios.cover_num, scenarios.cover_den, extremes,
+        _plain(scenarios).astype(np.int64), scenarios.damp if scenarios.is_dampened else _NO_DAMP,
         im.numerator, im.denominator, params.im_min_buffer, arrays.table.und, arrays.delta,
         arrays.concentration_coef, arrays.concentration_threshold, arrays.roll_bucket, arrays.roll_coef,
     )  # fmt: skip
@@ -553,4 +578,5 @@ def compute_account_report(market: MarketSnapshot, params: RiskParams, portfolio
         capital_released=isolated - margin.maintenance_margin,
         concentration_addon=None if params.concentration is None else book.concentration_addon(0),
         roll_shock=None if params.roll_shock is None else book.roll_shock(0),
+        counted_risk_array=None if params.extreme_dampener is None else tuple(compute_counted_pnl(pnl, book.scenarios)),
     )

@@ -42,6 +42,9 @@ COVER_SCALINGS = ("constant", "inverse_move")
 SHIFT_UNITS = ("relative", "absolute")
 MAX_COVER_DEN = 2**31  # the kernel's exact ceil(loss x num / den) needs den**2 < 2**63
 MAX_EXTREME_MOVE = Fraction(40)  # Deribit's extended table reaches +500% of a 16% range: 31.25 ranges
+# The extended moves' dampener (``extreme.dampener_usd``): at most 1e9 USD, so a scenario's amount
+# ``(|k| - 1) x dampener`` (|k| <= 40) stays below 3.9e18 MONEY, inside int64.
+MAX_DAMPENER_USD = Fraction(10**9)
 JOINT_MODES = ("together", "alone", "opposite")
 PRICE_REFERENCES = ("fraction", "std")
 MAX_IM_MULTIPLIER = Fraction(3, 2)  # keeps IM of any in-bound account inside int64 (see kernel.py)
@@ -214,6 +217,10 @@ class RiskParams:
     # The unit of the vol shift (``vol.shift_unit``): "absolute" adds shock x k to the vol. None, like "relative",
     # multiplies it by 1 + shock x k and keeps the document's hash what it was before the field existed.
     vol_shift_unit: str | None = None
+    # The extended moves' dampener (``extreme.dampener_usd``, MONEY): an extreme move of k ranges brings the
+    # scenario's counted P&L toward zero by ``(|k| - 1) x`` it, at most to zero. None, like "0", is no dampener and
+    # keeps the document's hash what it was before the field existed.
+    extreme_dampener: int | None = None
 
     @property
     def is_absolute_vol_shift(self) -> bool:
@@ -268,7 +275,8 @@ def _canonical_document(params: Any) -> Any:
         value = getattr(params, f.name)
         if f.name in ("policy", "pmrm2", "stress", "concentration") and value is None:
             continue  # documents without these optional sections keep the hash they had before the sections existed
-        if f.name in ("extreme_vol_shock", "extreme_cover_scaling", "roll_shock", "vol_shift_unit") and value is None:
+        optional = ("extreme_vol_shock", "extreme_cover_scaling", "roll_shock", "vol_shift_unit", "extreme_dampener")
+        if f.name in optional and value is None:
             continue  # likewise the optional extended-move fields, the roll shock and the vol shift's unit
         if f.name == "step_cap_basis" and value == "range":
             continue  # the default basis: policies written before the key existed keep their hash
@@ -425,6 +433,7 @@ def parse_params(text: str) -> RiskParams:
     if (cover * COVER_SCALE).denominator != 1:
         r.problems.append(f"extreme.cover: {cover} is not a multiple of 1/{COVER_SCALE}")
     extreme_vol, cover_scaling = _read_extreme_options(r, doc, extreme_moves, cover)
+    dampener = _read_dampener(r, doc)
     modes_raw = r._get("joint.modes")
     modes: tuple[str, ...] = ()
     if isinstance(modes_raw, list) and modes_raw and all(m in JOINT_MODES for m in modes_raw):
@@ -490,6 +499,7 @@ def parse_params(text: str) -> RiskParams:
         roll_shock=roll_shock,
         vol_shift_by_underlying=tuple(vol_shift_overrides),
         vol_shift_unit=shift_unit,
+        extreme_dampener=dampener,
     )
 
 
@@ -509,6 +519,26 @@ def compute_cover_den(moves: tuple[Fraction, ...], cover: Fraction, scaling: str
     for c in compute_extreme_covers(moves, cover, scaling):
         den = den * c.denominator // math.gcd(den, c.denominator)
     return den
+
+
+def compute_extreme_dampers(moves: tuple[Fraction, ...], dampener: int | None) -> list[int]:
+    """Return each extreme move's dampening amount in MONEY: ``floor((|k| - 1) x dampener)`` for a move of k ranges
+    beyond one range, else 0 (rounded down: the counted loss is never lowered by more than the exact amount)."""
+    if dampener is None:
+        return [0 for _ in moves]
+    return [math.floor((abs(k) - 1) * dampener) if abs(k) > 1 else 0 for k in moves]
+
+
+def _read_dampener(r: _Reader, doc: dict[str, Any]) -> int | None:
+    """Read the optional ``extreme.dampener_usd`` in MONEY (its default, 0, reads as None)."""
+    table = doc.get("extreme")
+    if not isinstance(table, dict) or "dampener_usd" not in table:
+        return None
+    usd = r.rational("extreme.dampener_usd", Fraction(0), MAX_DAMPENER_USD)
+    if (usd * MONEY_SCALE).denominator != 1:
+        r.problems.append(f"extreme.dampener_usd: {usd} has more than 8 decimals")
+        return None
+    return int(usd * MONEY_SCALE) or None
 
 
 def _read_shift_unit(r: _Reader, doc: dict[str, Any]) -> str | None:

@@ -207,6 +207,8 @@ def reference_account(
         loss = -pnl[s]
         if cover != den:
             loss = -((-loss * cover) // den)  # ceil(loss * cover / den), exact
+        damp = int(scenarios.damp[s])  # extreme.dampener_usd: toward zero by damp, at most to zero
+        loss = loss - damp if loss > damp else loss + damp if loss < -damp else 0
         if s == 0 or loss > best:
             best, worst = loss, s
     mm = max(best, 0) + add + conc + rolled

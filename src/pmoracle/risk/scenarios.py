@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from pmoracle.risk.errors import MissingSmileError
 from pmoracle.risk.inputs import SECONDS_PER_YEAR, WAD, MarketSnapshot, UnderlyingMarket
-from pmoracle.risk.params import RiskParams, compute_cover_den, compute_extreme_covers
+from pmoracle.risk.params import RiskParams, compute_cover_den, compute_extreme_covers, compute_extreme_dampers
 from pmoracle.risk.pricing import svi_total_variance
 
 
@@ -33,6 +33,13 @@ class ScenarioSet:
     is_extreme: npt.NDArray[np.bool_]  # (S,)
     price_range: npt.NDArray[np.float64]  # (U,), the scan range as a fraction of the price
     horizon_years: float
+    # (S,) MONEY: the extended move's dampening amount (``extreme.dampener_usd``), 0 for every other scenario
+    damp: npt.NDArray[np.int64]
+
+    @property
+    def is_dampened(self) -> bool:
+        """Check if any scenario's counted P&L is dampened (``extreme.dampener_usd``)."""
+        return bool(self.damp.any())
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -81,11 +88,14 @@ def compute_scenarios(params: RiskParams, market: MarketSnapshot) -> ScenarioSet
     # Each grid point: (move, vol state, cover of its loss); an extreme one has cover None in the grid's sense.
     cover_den = compute_cover_den(params.extreme_moves, params.extreme_cover, params.extreme_cover_scaling)
     extreme_covers = compute_extreme_covers(params.extreme_moves, params.extreme_cover, params.extreme_cover_scaling)
+    extreme_dampers = compute_extreme_dampers(params.extreme_moves, params.extreme_dampener)
     extreme_vol = params.extreme_vol_shock if params.extreme_vol_shock is not None else Fraction(0)
-    grid: list[tuple[Fraction, Fraction, Fraction | None]] = [
-        (m, v, None) for m in params.price_moves for v in params.vol_shocks
+    grid: list[tuple[Fraction, Fraction, Fraction | None, int]] = [
+        (m, v, None, 0) for m in params.price_moves for v in params.vol_shocks
     ]
-    grid += [(m, extreme_vol, c) for m, c in zip(params.extreme_moves, extreme_covers, strict=True)]
+    grid += [
+        (m, extreme_vol, c, d) for m, c, d in zip(params.extreme_moves, extreme_covers, extreme_dampers, strict=True)
+    ]
 
     # (mode, leader) pairs: "together" has no leader; with one underlying only "together" is distinct.
     layouts: list[tuple[str, int]] = []
@@ -103,9 +113,10 @@ def compute_scenarios(params: RiskParams, market: MarketSnapshot) -> ScenarioSet
     covers: list[int] = []
     weights: list[float] = []
     extremes: list[bool] = []
-    seen: set[tuple[tuple[float, ...], tuple[float, ...], Fraction | None]] = set()
+    damps: list[int] = []
+    seen: set[tuple[tuple[float, ...], tuple[float, ...], Fraction | None, int]] = set()
     for mode, leader in layouts:
-        for move, vol, extreme_cover in grid:
+        for move, vol, extreme_cover, damp in grid:
             mf = float(move)
             mults = []
             for u in range(n_und):
@@ -117,7 +128,7 @@ def compute_scenarios(params: RiskParams, market: MarketSnapshot) -> ScenarioSet
                     factor = -(mf * rho)
                 mults.append(max(1.0 + factor * ranges[u], params.min_price_multiplier))
             vols = tuple(float(vol) for _ in range(n_und))
-            key = (tuple(mults), vols, extreme_cover)
+            key = (tuple(mults), vols, extreme_cover, damp)
             if key in seen:
                 continue
             seen.add(key)
@@ -134,6 +145,7 @@ def compute_scenarios(params: RiskParams, market: MarketSnapshot) -> ScenarioSet
             rows_vol.append(vols)
             weights.append(1.0 if extreme_cover is None else params.es_extreme_weight)
             extremes.append(extreme_cover is not None)
+            damps.append(damp)
     return ScenarioSet(
         underlyings=symbols,
         labels=tuple(labels),
@@ -145,4 +157,5 @@ def compute_scenarios(params: RiskParams, market: MarketSnapshot) -> ScenarioSet
         is_extreme=np.array(extremes, dtype=np.bool_),
         price_range=ranges,
         horizon_years=float(params.horizon_seconds) / float(SECONDS_PER_YEAR),
+        damp=np.array(damps, dtype=np.int64),
     )

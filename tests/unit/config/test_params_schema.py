@@ -60,7 +60,7 @@ def dump_toml(doc: dict[str, Any]) -> str:
 
 def full_document() -> dict[str, Any]:
     """Return a document with every field: the default, an override, the policy with every section, PMRM_2, the
-    stress, the concentration add-on, the extended moves' vol state and cover scaling, and the roll shock."""
+    stress, the concentration add-on, the extended moves' vol state, cover scaling and dampener, and the roll shock."""
     doc = tomllib.loads(default_params_text())
     head, vol = POLICY.split("# [policy.vol]")
     policy = tomllib.loads(head + "[policy.vol]" + vol.replace("# ", ""))  # the commented-out section, enabled
@@ -69,7 +69,7 @@ def full_document() -> dict[str, Any]:
     doc["pmrm2"] = copy.deepcopy(PMRM2)
     doc["stress"] = tomllib.loads(STRESS)["stress"]
     doc["concentration"] = tomllib.loads(CONCENTRATION)["concentration"]
-    doc["extreme"].update(vol_shock="1", cover_scaling="inverse_move")  # the optional extended-move fields
+    doc["extreme"].update(vol_shock="1", cover_scaling="inverse_move", dampener_usd="25000")  # the optional fields
     doc["roll_shock"] = {"min_move": {"BTC": "0.01", "ETH": "0.005"}, "annual_move": {"BTC": "0.075", "ETH": "0.05"}}
     doc["vol"]["shift_by_underlying"] = {"BTC": 0.4}
     doc["vol"]["shift_unit"] = "relative"  # "absolute" excludes [policy.vol]

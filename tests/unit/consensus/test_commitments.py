@@ -43,6 +43,7 @@ from pmoracle.consensus.merkle import compute_proof_root
 from pmoracle.errors import InputError
 from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput, compute_round
 from pmoracle.risk.inputs import Instrument, Portfolio
+from pmoracle.risk.margin import Book
 from pmoracle.risk.params import parse_params
 from pmoracle.risk.scenarios import compute_scenarios
 from pmoracle.testing.committees import make_test_committee
@@ -192,6 +193,27 @@ def test_the_fraud_bound_never_exceeds_an_honest_mm_and_reaches_it(preset: str) 
         rolled += margin.maintenance_margin > plain.maintenance_margin
     assert checked > 50
     assert (rolled == 0) if preset == "default" else (rolled > 50)
+
+
+def test_a_dampened_mm_would_be_provably_fraudulent_so_a_round_refuses_the_dampener() -> None:
+    """The attack an honest node would suffer: with ``extreme.dampener_usd`` its MM is below what
+    ``MarginOracle.proveFraud`` sums from the committed rows (the dampener changes no row), so anyone could prove
+    the honest round fraudulent. Building the round therefore raises, naming the field."""
+    snapshot = make_snapshot(2, accounts=120)
+    params = dataclasses.replace(load_params_file(DERIBIT), roll_shock=None)
+    damped = dataclasses.replace(params, extreme_dampener=1_000 * 10**8)  # 1,000 USD
+    output = compute_round(snapshot, params, make_test_committee(4).config)  # the rows a dampened round commits
+    cover = output.risk_tree.row_of(COVER_KEY)
+    honest = Book(snapshot.market, damped, snapshot.portfolios)
+    provable = 0
+    for k, portfolio in enumerate(snapshot.portfolios):
+        held = holdings_of(output, snapshot, portfolio)
+        bound = max((compute_scenario_margin(held, cover, s) for s in range(len(cover.values))), default=0)
+        provable += bound > honest.account_margin(k).maintenance_margin
+    assert provable > 20
+    with pytest.raises(InputError, match="a dampened extended move cannot be committed") as info:
+        compute_round(snapshot, damped, make_test_committee(4).config)
+    assert info.value.field == "extreme.dampener_usd"
 
 
 def test_an_understated_mm_is_caught_in_the_worst_scenario() -> None:

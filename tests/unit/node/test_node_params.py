@@ -47,3 +47,13 @@ def test_an_absolute_vol_shift_is_refused_naming_the_file_and_the_field() -> Non
     with pytest.raises(NodeStartupError, match=r'span16-points\.toml sets vol\.shift_unit = "absolute"'):
         check_node_params(params, Path("span16-points.toml"))
     check_node_params(parse_params(text.replace('"absolute"', '"relative"')), Path("span16.toml"))
+
+
+def test_an_extended_dampener_is_refused_naming_the_file_and_the_field() -> None:
+    """MarginOracle.proveFraud sums each scenario's loss x cover from the committed rows: a dampened MM is below it,
+    so an honest round could be proven fraudulent (tests/unit/consensus/test_commitments.py shows it)."""
+    text = (ROOT / "examples" / "params" / "deribit-pm.toml").read_text()
+    params = parse_params(text.replace("[extreme]\n", '[extreme]\ndampener_usd = "25000"\n', 1))
+    with pytest.raises(NodeStartupError, match=r"deribit-damped\.toml sets extreme\.dampener_usd"):
+        check_node_params(params, Path("deribit-damped.toml"))
+    check_node_params(parse_params(text.replace("[extreme]\n", '[extreme]\ndampener_usd = "0"\n', 1)), Path("d.toml"))

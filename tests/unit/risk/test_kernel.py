@@ -27,8 +27,12 @@ PARAMS = default_params()
 EXTENDED = load_params_file(Path(__file__).resolve().parents[3] / "examples" / "params" / "deribit-pm.toml")
 # SPAN's usual volatility scan range: the shift in vol points (vol + shock x k), tenor-scaled and clamped
 ABSOLUTE = parse_params(default_params_text().replace("shift = 0.25\n", 'shift = 0.1\nshift_unit = "absolute"\n', 1))
+# Deribit's extended table with a dampener (extreme.dampener_usd): each extended move's counted P&L toward zero
+DAMPENED = dataclasses.replace(EXTENDED, extreme_dampener=1_000 * 10**8)  # 1,000 USD
 BOTH = pytest.mark.parametrize(
-    "params", [PARAMS, EXTENDED, ABSOLUTE], ids=["default", "deribit-extended", "absolute-vol-shift"]
+    "params",
+    [PARAMS, EXTENDED, ABSOLUTE, DAMPENED],
+    ids=["default", "deribit-extended", "absolute-vol-shift", "deribit-dampened"],
 )
 
 
@@ -97,39 +101,47 @@ def test_accounts_equal_reference(seed: int, vol: float, params: RiskParams) -> 
     if params is EXTENDED:  # the extended moves, vol up and their own covers, decide many of these accounts
         assert book.scenarios.cover_den == 4125 and extreme_worst >= 30
         assert book.arrays.roll_coef.size >= 8  # and the roll shock charges the perpetuals and every expiry
+    if params is DAMPENED:  # the dampener lowers many of those margins, some still decided by a dampened move
+        plain = Book(market, EXTENDED, portfolios)
+        lowered = sum(book.account_margin(a).maintenance_margin < plain.account_margin(a).maintenance_margin
+                      for a in range(len(book)))  # fmt: skip
+        print(f"seed {seed}: {lowered} of {len(book)} margins lowered, {extreme_worst} still extended")
+        assert lowered >= 10 and extreme_worst >= 5
     # the books carry every ledger balance: cash, futures and perpetual costs, perpetual funding
     held = [p for portfolio in portfolios for p in portfolio.positions]
     assert sum(p.cash != 0 for p in portfolios) > 50
     assert sum(p.cost != 0 for p in held) > 100 and sum(p.funding != 0 for p in held) > 15
 
 
-def test_one_and_two_threads_and_any_order_agree() -> None:
+@pytest.mark.parametrize("params", [PARAMS, DAMPENED], ids=["default", "deribit-dampened"])
+def test_one_and_two_threads_and_any_order_agree(params: RiskParams) -> None:
     market, portfolios = _random_book(7, 0.7, 200, 400)
     previous = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        one = compute_book(market, PARAMS, portfolios)
+        one = compute_book(market, params, portfolios)
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        two = compute_book(market, PARAMS, portfolios)
+        two = compute_book(market, params, portfolios)
     finally:
         numba.set_num_threads(previous)
     assert one == two
     order = list(range(len(portfolios)))
     random.Random(8).shuffle(order)
-    shuffled = compute_book(market, PARAMS, [portfolios[k] for k in order])
+    shuffled = compute_book(market, params, [portfolios[k] for k in order])
     by_account = {a.account: a for a in shuffled.accounts}
     assert tuple(by_account[a.account] for a in one.accounts) == one.accounts
     # Positions listed in another order (and split into duplicates) give the same account.
     k = next(k for k, p in enumerate(portfolios) if p.cash != 0 and sum(x.cost != 0 for x in p.positions) >= 2)
     p = portfolios[k]
     reordered = dataclasses.replace(p, positions=tuple(reversed(p.positions)))
-    assert compute_book(market, PARAMS, [reordered]).accounts[0] == one.accounts[k]
+    assert compute_book(market, params, [reordered]).accounts[0] == one.accounts[k]
 
 
-def test_incremental_update_equals_full_recompute() -> None:
+@pytest.mark.parametrize("params", [PARAMS, DAMPENED], ids=["default", "deribit-dampened"])
+def test_incremental_update_equals_full_recompute(params: RiskParams) -> None:
     rng = random.Random(9)
     market, portfolios = _random_book(9, 0.6, 150, 200)
-    book = Book(market, PARAMS, portfolios)
+    book = Book(market, params, portfolios)
     fresh_instruments = sorted({random_instrument(rng, market) for _ in range(30)})
     for step in range(40):
         index = rng.randrange(len(portfolios))
@@ -137,7 +149,7 @@ def test_incremental_update_equals_full_recompute() -> None:
         pool = fresh_instruments if step % 3 == 0 or not held else held
         portfolios[index] = random_portfolio(rng, market, pool, 25 if step % 2 else 3, index)
         book.update_account(index, portfolios[index])
-    assert book.result() == compute_book(market, PARAMS, portfolios)
+    assert book.result() == compute_book(market, params, portfolios)
 
 
 def test_overflow_is_reported_not_wrapped() -> None:
