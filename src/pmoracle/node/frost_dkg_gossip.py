@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import trio
 from coincurve import PrivateKey, PublicKey
@@ -31,6 +33,7 @@ from pmoracle.consensus.frost_dkg_wire import (
     SignedDkgComplaint,
     SignedDkgMessage,
     SignedDkgPackage,
+    compute_dkg_context,
     compute_share_associated_data,
     get_sender,
     recover_sender_key,
@@ -39,12 +42,17 @@ from pmoracle.consensus.frost_dkg_wire import (
     sign_dkg_share,
 )
 from pmoracle.consensus.frost_round import get_member_identifier
-from pmoracle.consensus.report import Domain
+from pmoracle.consensus.report import Domain, address_of
 from pmoracle.errors import InputError
 from pmoracle.node.frost_dkg_session import DkgMessage, DkgOutcome, DkgTransport, run_dkg_session
 from pmoracle.p2p import codec
 from pmoracle.p2p.reports import ReportGossip
 from pmoracle.trio_types import TaskStatus
+
+if TYPE_CHECKING:
+    from libp2p.crypto.keys import KeyPair
+
+    from pmoracle.p2p.libp2p_gossip import GossipConfig
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +228,7 @@ async def run_gossip_dkg(
     *,
     timeout: float,
     linger: float = 2 * DEFAULT_REPUBLISH_INTERVAL,
+    on_outcome: Callable[[DkgOutcome], None] | None = None,
 ) -> DkgOutcome:
     """Run this member's DKG session over ``transport`` (its gossip already running), then keep re-publishing for
     ``linger`` seconds so that members still waiting for a re-published message finish too.
@@ -230,6 +239,7 @@ async def run_gossip_dkg(
         seed: at least 32 fresh random bytes (secret).
         timeout: how long the session may take.
         linger: seconds to keep re-publishing after a finished run (0: stop at once).
+        on_outcome: called with the outcome as soon as the session ends (before lingering).
 
     Returns:
         The session's outcome.
@@ -240,7 +250,69 @@ async def run_gossip_dkg(
     async with trio.open_nursery() as nursery:
         await nursery.start(transport.run, send, parameters.me)
         outcome = await run_dkg_session(parameters, seed, transport, receive, timeout=timeout)
+        if on_outcome is not None:
+            on_outcome(outcome)
         if outcome.result is not None and linger > 0:
             await trio.sleep(linger)
         nursery.cancel_scope.cancel()
     return outcome
+
+
+async def join_dkg_over_libp2p(
+    gossip_config: GossipConfig,
+    peer_key: KeyPair,
+    committee: CommitteeConfig,
+    signing_key: bytes,
+    *,
+    run: int = 0,
+    timeout: float,
+    linger: float = 2 * DEFAULT_REPUBLISH_INTERVAL,
+    seed: bytes | None = None,
+    silent: bool = False,
+    on_outcome: Callable[[DkgOutcome], None] | None = None,
+) -> tuple[DkgOutcome | None, GossipDkgTransport]:
+    """Join the DKG run ``run`` of ``committee`` as the member ``signing_key`` signs for, over a libp2p endpoint.
+
+    Args:
+        gossip_config: the endpoint (its network is the oracle's; listen address, bootstrap peers).
+        peer_key: the libp2p identity.
+        committee: the installed committee (identifiers = index + 1, threshold = its quorum).
+        signing_key: this member's report-signing key.
+        run: the run number (a failed run is followed by run + 1 without the members it names).
+        timeout: seconds the session may take.
+        linger: seconds to keep re-publishing after a finished run.
+        seed: 32 secret random bytes (None: drawn from the OS).
+        silent: tests only: join the topic but send nothing (a member that stays silent); returns no outcome.
+        on_outcome: called with the outcome as soon as the session ends (before lingering).
+
+    Returns:
+        The outcome (None when ``silent``) and the transport (its stats and the complaints it saw).
+
+    Errors:
+        InputError: ``signing_key`` is not a member's.
+    """
+    from pmoracle.p2p.libp2p_gossip import Libp2pGossip
+    from pmoracle.p2p.validator import ReportValidator
+
+    domain = gossip_config.network.domain
+    index = committee.index_of(address_of(signing_key))
+    if index is None:
+        raise InputError("signing_key", f"0x{address_of(signing_key).hex()} is not a member of the committee")
+    context = compute_dkg_context(domain, committee, run)
+    validator = ReportValidator(gossip_config.network, committee)
+    validator.set_dkg_context(context)
+    gossip = Libp2pGossip(gossip_config, peer_key, validator)
+    reports = ReportGossip(gossip, gossip_config.network)
+    transport = GossipDkgTransport(reports, domain, committee, context, signing_key)
+    parameters = DkgParameters(context, tuple(range(1, len(committee.members) + 1)), committee.quorum, index + 1)
+    outcome: DkgOutcome | None = None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gossip.run)
+        await nursery.start(reports.run)
+        if silent:
+            await trio.sleep(timeout + linger)
+        else:
+            outcome = await run_gossip_dkg(transport, parameters, seed if seed is not None else os.urandom(32),
+                                           timeout=timeout, linger=linger, on_outcome=on_outcome)  # fmt: skip
+        nursery.cancel_scope.cancel()
+    return outcome, transport
