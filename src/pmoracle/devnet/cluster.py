@@ -750,8 +750,9 @@ def run_gossip_dkg_processes(nodes: Sequence[NodeProcess], say: Callable[[str], 
     processes = []
     for node in nodes:
         log = open(node.home / "dkg.log", "ab")  # noqa: SIM115 - owned by the child
+        # --force: in a re-used run directory the new key replaces the old share (a new key is registered anyway)
         command = [*node.command_prefix, sys.executable, "-m", "pmoracle.cli", "frost", "dkg", "--config",
-                   str(node.home / "node.toml"), "--timeout", str(DKG_TIMEOUT)]  # fmt: skip
+                   str(node.home / "node.toml"), "--timeout", str(DKG_TIMEOUT), "--force"]  # fmt: skip
         processes.append(spawn(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"}))  # fmt: skip
     try:
