@@ -1,6 +1,7 @@
 """The DKG over the gossip layer (in-memory endpoints with the real topic validator, lossy links, virtual time):
-a 3-of-4 run agrees on a key that signs, a silent member is named, a share tampered in flight or a stranger's
-message never reaches a session."""
+a 3-of-4 run agrees on a key that signs, lost messages are re-published, a silent member is named, a dealer's
+share that does not open names the dealer, and a stranger's message or one of another run never reaches a
+session."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import random
 
 import trio
 import trio.testing
+from coincurve import PrivateKey
 
 from pmoracle.consensus import frost
 from pmoracle.consensus import frost_dkg_wire as wire
-from pmoracle.consensus.frost_dkg import DkgParameters, Round1Package
+from pmoracle.consensus.frost_dkg import DkgParameters, Round1Package, Round2Share
 from pmoracle.node.frost_dkg_gossip import GossipDkgTransport, run_gossip_dkg
 from pmoracle.node.frost_dkg_session import DkgOutcome
 from pmoracle.p2p.codec import DkgMessage, encode_message
@@ -29,8 +31,25 @@ THRESHOLD = TC.config.quorum
 CONTEXT = wire.compute_dkg_context(DOMAIN, TC.config)
 
 
+class _GarblingTransport(GossipDkgTransport):
+    """A dealer that signs a share for member 1 which does not open (its ciphertext is random bytes)."""
+
+    async def send_share(self, share: Round2Share) -> None:
+        if share.recipient != 1:
+            await super().send_share(share)
+            return
+        signed = wire.sign_dkg_share(DOMAIN, self.context, share.dealer, 1, PrivateKey().public_key.format(),
+                                     random.Random(9).randbytes(48), TC.signing_keys[share.dealer - 1])  # fmt: skip
+        await self.gossip.publish_dkg(DkgMessage(TC.network, signed))
+
+
 def _run(
-    *, loss: float = 0.0, silent: frozenset[int] = frozenset(), seed: int = 0, timeout: float = 30.0
+    *,
+    loss: float = 0.0,
+    silent: frozenset[int] = frozenset(),
+    garbling: frozenset[int] = frozenset(),
+    seed: int = 0,
+    timeout: float = 30.0,
 ) -> tuple[dict[int, DkgOutcome], dict[int, GossipDkgTransport], MemoryNetwork]:
     rng = random.Random(seed)
     seeds = {i: rng.randbytes(32) for i in IDS}
@@ -42,7 +61,8 @@ def _run(
         validator = ReportValidator(TC.network, TC.config)
         validator.set_dkg_context(CONTEXT)
         gossip = ReportGossip(net.create_endpoint(f"m{i}", validator), TC.network)
-        transport = GossipDkgTransport(gossip, DOMAIN, TC.config, CONTEXT, TC.signing_keys[i - 1])
+        kind = _GarblingTransport if i in garbling else GossipDkgTransport
+        transport = kind(gossip, DOMAIN, TC.config, CONTEXT, TC.signing_keys[i - 1])
         transports[i] = transport
         async with trio.open_nursery() as nursery:
             await nursery.start(gossip.run)
@@ -94,6 +114,16 @@ def test_a_silent_member_is_named_by_every_other() -> None:
         assert outcome.result is None and outcome.timed_out
         assert outcome.missing == (3,)
         assert outcome.excluded == (3,)
+
+
+def test_a_share_that_does_not_open_names_its_dealer() -> None:
+    # dealer 4 signs a share for member 1 that member 1 cannot decrypt: it passes the validator (it is dealer 4's),
+    # is counted undecryptable, never reaches the session, and member 1 names dealer 4 when the run times out
+    outcomes, transports, _ = _run(garbling=frozenset({4}), timeout=20.0)
+    assert transports[1].stats["undecryptable"] == 1
+    assert outcomes[1].result is None and outcomes[1].timed_out and outcomes[1].missing == (4,)
+    for i in (2, 3, 4):  # the others finish (the transcript confirmation is what then catches member 1's view)
+        assert outcomes[i].result is not None
 
 
 def test_strangers_and_other_runs_are_dropped_before_the_session() -> None:
