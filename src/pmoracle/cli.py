@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pmoracle.commands.liquidator",
         "run the liquidation keeper: start auctions on breached accounts, bid when the discount pays",
     ),
+    "frost": ("pmoracle.commands.frost", "FROST: join the DKG of the installed committee over libp2p (frost dkg)"),
     "register": ("pmoracle.commands.register", "stake and register a node in SolverRegistry from its key files"),
     "bench": ("pmoracle.commands.bench", "run a benchmark: risk, gossip, gas, chain, devnet"),
     "policy": ("pmoracle.commands.policy", "adaptive margin policy: the scan-range path of an index history"),

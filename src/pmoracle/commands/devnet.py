@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="ECDSA certificates only (default: a DKG, the group key registered, FROST attestations)",
     )
+    parser.add_argument(
+        "--dkg-in-process",
+        action="store_true",
+        help="FROST: run the DKG in this process (the old shortcut) instead of the nodes' own over gossip",
+    )
     # TEST-ONLY fault injection (never a node.toml option): K of the nodes misbehave in MODE
     parser.add_argument("--faulty", action="append", default=[], metavar="K:MODE", help=argparse.SUPPRESS)
 
@@ -66,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         nodes=args.nodes, accounts=args.accounts, duration=duration, rounds=args.rounds,
         round_period=round_period, finality_depth=args.finality_depth, seed=args.seed, run_dir=args.run_dir,
         quiet=args.quiet, faulty=faulty, days=args.days, step_hours=args.step_hours, summary=args.summary,
-        scenario=args.scenario, ecdsa=args.ecdsa,
+        scenario=args.scenario, ecdsa=args.ecdsa, dkg_in_process=args.dkg_in_process,
         # FROST needs its shares within the stage (~0.2-0.5 s after the certificate on this machine): a 0.5 s stage
         # made about half the --days rounds fall back to ECDSA; the first transmitter posts at once either way
         block_interval=0.05 if lives else 1.0, stage_delay=0.5 if lives and args.ecdsa else 1.0,

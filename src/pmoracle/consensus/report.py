@@ -253,8 +253,9 @@ def sign_digest(digest: bytes, private_key: bytes) -> bytes:
     return raw[:64] + bytes([raw[64] + 27])
 
 
-def recover_signer(digest: bytes, signature: bytes) -> bytes | None:
-    """Return the 20-byte address that signed ``digest``, or None if the signature is malformed or high-s."""
+def recover_public_key(digest: bytes, signature: bytes) -> bytes | None:
+    """Return the 33-byte compressed public key that signed ``digest``, or None if the signature is malformed or
+    high-s."""
     from coincurve import PublicKey
 
     if len(signature) != 65 or signature[64] not in (27, 28):
@@ -266,7 +267,18 @@ def recover_signer(digest: bytes, signature: bytes) -> bytes | None:
         public = PublicKey.from_signature_and_message(signature[:64] + bytes([signature[64] - 27]), digest, hasher=None)
     except ValueError:
         return None
-    return keccak(public.format(compressed=False)[1:])[12:]
+    compressed: bytes = public.format(compressed=True)
+    return compressed
+
+
+def recover_signer(digest: bytes, signature: bytes) -> bytes | None:
+    """Return the 20-byte address that signed ``digest``, or None if the signature is malformed or high-s."""
+    from coincurve import PublicKey
+
+    public = recover_public_key(digest, signature)
+    if public is None:
+        return None
+    return keccak(PublicKey(public).format(compressed=False)[1:])[12:]
 
 
 def address_of(private_key: bytes) -> bytes:

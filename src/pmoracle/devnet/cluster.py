@@ -26,7 +26,7 @@ from eth_utils import keccak
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import event_topic
-from pmoracle.chain.deploy import Deployment, NodeSpec, deploy
+from pmoracle.chain.deploy import Deployment, NodeSpec, deploy, open_transmitter, set_committee
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.config.params import default_params_text
@@ -51,6 +51,7 @@ from pmoracle.node.round import RoundOutput, compute_round
 from pmoracle.risk.inputs import MONEY_SCALE
 from pmoracle.risk.params import RiskParams, parse_params
 from pmoracle.risk.policy import RANGE_SCALE, PolicyRound
+from pmoracle.risk.version import ENGINE_VERSION
 
 # anvil's first dev account (from the public "test ... junk" mnemonic): deployer, feeder and matcher.
 DEPLOYER_KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
@@ -105,6 +106,7 @@ class DevnetOptions:
     # the committee signs its certificates with ECDSA only (no DKG, no group key registered); by default the devnet
     # runs the DKG, registers the group key and the nodes attest with FROST (ECDSA one stage later as fallback)
     ecdsa: bool = False
+    dkg_in_process: bool = False  # FROST: the old shortcut (the whole DKG in this process) instead of over gossip
 
     def fault_of(self, index: int) -> str | None:
         """Return the injected fault mode of node ``index`` (None for an honest node)."""
@@ -681,7 +683,7 @@ def _build(
                                  fault=options.fault_of(i), host=host,
                                  command_prefix=netlab.command_prefix(i) if netlab is not None else ()))  # fmt: skip
     group_key = None
-    if not options.ecdsa:  # FROST: a DKG among the members, each share encrypted in its node's keys
+    if not options.ecdsa and options.dkg_in_process:  # FROST, the shortcut: the DKG in this process
         shares = run_devnet_dkg(options)
         group_key = EvmGroupKey.from_compressed(shares[1].group_public_key)
         for node in nodes:
@@ -694,6 +696,15 @@ def _build(
         finality_depth=options.finality_depth, nodes=specs, deviation_delay=options.deviation_delay,
         output=run_dir / "deployment.json", group_key=group_key,
     )  # fmt: skip
+    if not options.ecdsa and not options.dkg_in_process:  # FROST: the nodes' own DKG over gossip, then register
+        for node in nodes:
+            rpc_url = f"http://{netlab.gateway(node.index)}:{chain.port}" if netlab is not None else chain.url
+            _write_node_config(node, run_dir, rpc_url, options, nodes)
+        group_key = run_gossip_dkg_processes(nodes, say)
+        set_committee(open_transmitter(chain.url, DEPLOYER_KEY), deployment, [n.signing_address for n in nodes],
+                      quorum=compute_byzantine_quorum(options.nodes), round_period=options.round_period,
+                      finality_depth=options.finality_depth, params_hash=params.params_hash,
+                      engine_version=ENGINE_VERSION, group_key=group_key)  # fmt: skip
     scheme = "ECDSA certificates" if group_key is None else "FROST group key registered (ECDSA as fallback)"
     say(f"devnet: contracts deployed, {options.nodes} nodes staked and registered (quorum "
         f"{compute_byzantine_quorum(options.nodes)} of {options.nodes}); {scheme}")  # fmt: skip
@@ -745,10 +756,49 @@ def _build(
 FROST_SHARE_FILE = "frost-share.json"  # in each node's keys/ (the devnet's DKG shortcut)
 
 
+DKG_TIMEOUT = 60.0  # seconds each member's `pmoracle frost dkg` may take on the devnet
+
+
+def run_gossip_dkg_processes(nodes: Sequence[NodeProcess], say: Callable[[str], None]) -> EvmGroupKey:
+    """Run ``pmoracle frost dkg --config node.toml`` for every node at once (real processes over libp2p, against
+    the installed ECDSA committee); return the group key they all report.
+
+    Errors:
+        DevnetError naming the members whose run failed, or when the members report different group keys or
+        transcript digests.
+    """
+    started = time.monotonic()
+    processes = []
+    for node in nodes:
+        log = open(node.home / "dkg.log", "ab")  # noqa: SIM115 - owned by the child
+        # --force: in a re-used run directory the new key replaces the old share (a new key is registered anyway)
+        command = [*node.command_prefix, sys.executable, "-m", "pmoracle.cli", "frost", "dkg", "--config",
+                   str(node.home / "node.toml"), "--timeout", str(DKG_TIMEOUT), "--force"]  # fmt: skip
+        processes.append(spawn(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"}))  # fmt: skip
+    try:
+        outputs = [process.communicate(timeout=DKG_TIMEOUT + 60)[0] for process in processes]
+    finally:
+        terminate(processes)
+    reports = []
+    for node, process, output in zip(nodes, processes, outputs, strict=True):
+        if process.returncode != 0:
+            raise DevnetError(f"node {node.index}: pmoracle frost dkg exited {process.returncode}: "
+                              f"{output.decode(errors='replace').strip()} (log {node.home / 'dkg.log'})")  # fmt: skip
+        reports.append(json.loads(output))
+    if len({(r["groupKey"], r["transcriptDigest"]) for r in reports}) != 1:
+        raise DevnetError(f"the members disagree on the group key or transcript: {reports}")
+    first = reports[0]
+    say(f"devnet: the nodes ran the DKG over gossip in {time.monotonic() - started:.1f} s "
+        f"(group key {first['groupKey'][:18]}..., transcript {first['transcriptDigest'][:18]}...)")  # fmt: skip
+    return EvmGroupKey.from_compressed(bytes.fromhex(reports[0]["groupKey"][2:]))
+
+
 def run_devnet_dkg(options: DevnetOptions) -> dict[int, DkgResult]:
     """Return every member's share of a t-of-n group key, t the committee's quorum (identifier = index + 1).
 
-    The devnet's shortcut: the whole DKG runs in this process with member seeds derived from the devnet seed
+    The devnet's fallback shortcut (``--dkg-in-process``): the whole DKG runs in this process with member seeds
+    derived from the devnet seed
     (:func:`pmoracle.testing.frost.run_test_dkg`), like the devnet's other keys; a production committee runs it
     over gossip, one member per node (docs/frost.md).
     """

@@ -9,7 +9,8 @@ paper's KeyGen order::
     upon a valid round-1 package from every participant:  send f_i(l) to each P_l       (round 2)
     upon a failed proof (DkgRejected BAD_PROOF) or a Complaint:  publish the complaint; end, failed
     upon every package and share valid:  end with finish_dkg(state)
-    upon the deadline:  end, failed, naming the dealers whose package or share never came
+    upon the deadline:  end, failed, naming the dealers whose package never came (round 2 never started), else
+                        those whose share never came
 
 Dropped messages (``DkgRejected``) never end a run: they are counted by reason and logged, and the run goes on. A
 failed run names the dealers to leave out of the next one (a new context), as docs/frost.md describes.
@@ -91,7 +92,7 @@ class DkgOutcome:
     """How a session ended: the result, or the dealers that kept it from finishing."""
 
     result: DkgResult | None
-    missing: tuple[int, ...] = ()  # on a timeout: dealers whose package or share never arrived
+    missing: tuple[int, ...] = ()  # on a timeout: dealers whose package (else share) never arrived
     disqualified: tuple[int, ...] = ()  # dealers whose proof of knowledge failed
     complaints: tuple[Complaint, ...] = ()  # this member's justified complaints (published)
     rejected: Mapping[DkgRejectReason, int] = field(default_factory=dict)  # dropped messages, by reason
@@ -173,9 +174,12 @@ async def run_dkg_session(
     try:
         result = finish_dkg(state)
     except DkgIncompleteError as exc:
+        missing = exc.missing
+        if not shares_sent:  # round 2 never started: only the dealers whose package never came held it up
+            missing = tuple(i for i in missing if i not in state.packages)
         return DkgOutcome(
             result=None,
-            missing=exc.missing if not finished else (),  # cut short by a failure: silence is not blamed
+            missing=missing if not finished else (),  # cut short by a failure: silence is not blamed
             disqualified=exc.disqualified,
             complaints=tuple(complaints),
             rejected=dict(rejected),

@@ -9,6 +9,10 @@ Layout (every message starts with ``[version, kind, chainId, oracle, ...]``)::
                     signer, signature]
     FROST_SHARE    [2, 4, chainId, oracle, configDigest, blockNumber, attempt, message, signers, identifier,
                     share, signer, signature]
+    DKG_PACKAGE    [2, 5, chainId, oracle, context, dealer, [C_0 .. C_t-1], proofCommitment, proofResponse,
+                    signer, signature]
+    DKG_SHARE      [2, 6, chainId, oracle, context, dealer, recipient, ephemeralKey, ciphertext, signer, signature]
+    DKG_COMPLAINT  [2, 7, chainId, oracle, context, accuser, dealer, share, signer, signature]
 
 ``chainId`` is a uint64, ``oracle`` and ``signer`` 20 bytes, hashes 32 bytes, ``blockNumber`` uint64,
 ``accountCount`` uint32, ``signature`` 65 bytes; FROST messages (docs/frost.md, "Signing in the round"):
@@ -26,6 +30,14 @@ from typing import Any
 import msgpack
 
 from pmoracle.consensus.frost import FrostError, SignatureShare, SigningCommitment, deserialize_scalar
+from pmoracle.consensus.frost_dkg import Complaint, Round1Package
+from pmoracle.consensus.frost_dkg_wire import (
+    EPHEMERAL_KEY_SIZE,
+    SHARE_CIPHERTEXT_SIZE,
+    SignedDkgComplaint,
+    SignedDkgPackage,
+    SignedDkgShare,
+)
 from pmoracle.consensus.frost_round import MAX_ATTEMPTS, SignedFrostCommitment, SignedFrostShare
 from pmoracle.consensus.report import Domain, Report, SignedReport
 from pmoracle.errors import InputError
@@ -38,6 +50,9 @@ KIND_SIGNED_REPORT = 1
 KIND_CATCH_UP = 2
 KIND_FROST_COMMITMENT = 3
 KIND_FROST_SHARE = 4
+KIND_DKG_PACKAGE = 5
+KIND_DKG_SHARE = 6
+KIND_DKG_COMPLAINT = 7
 MAX_IDENTIFIER = 64  # committee index + 1 (committees have at most 64 members)
 
 _UINT64_MAX = 2**64 - 1
@@ -117,7 +132,15 @@ class FrostShareMessage:
     signed: SignedFrostShare
 
 
-Message = SignedReportMessage | CatchUpRequest | FrostCommitmentMessage | FrostShareMessage
+@dataclass(frozen=True, slots=True)
+class DkgMessage:
+    """A committee member's signed DKG message (package, encrypted share or complaint), gossiped on ``network``."""
+
+    network: NetworkId
+    signed: SignedDkgPackage | SignedDkgShare | SignedDkgComplaint
+
+
+Message = SignedReportMessage | CatchUpRequest | FrostCommitmentMessage | FrostShareMessage | DkgMessage
 
 
 def encode_message(message: Message) -> bytes:
@@ -151,6 +174,8 @@ def encode_message(message: Message) -> bytes:
         head[1] = KIND_FROST_SHARE
         body = [z.config_digest, z.block_number, z.attempt, z.message, z.signers, z.share.identifier,
                 z.share.share.to_bytes(32, "big"), z.signer, z.signature]  # fmt: skip
+    elif isinstance(message, DkgMessage):
+        head[1], body = _encode_dkg(message.signed)
     else:
         raise InputError("message", f"cannot encode {type(message).__name__}")
     data: bytes = msgpack.packb(head + body, use_bin_type=True)
@@ -199,6 +224,8 @@ def decode_message(data: bytes) -> Message:
         message = _decode_frost_commitment(fields)
     elif kind == KIND_FROST_SHARE and type(kind) is int:
         message = _decode_frost_share(fields)
+    elif kind in (KIND_DKG_PACKAGE, KIND_DKG_SHARE, KIND_DKG_COMPLAINT) and type(kind) is int:
+        message = _decode_dkg(kind, fields)
     else:
         raise CodecError("unknown-kind", repr(kind))
     # One message, one encoding: no alternative int widths, str-for-bin or trailing tricks reach the node.
@@ -306,3 +333,57 @@ def _decode_frost_share(fields: list[Any]) -> FrostShareMessage:
         _fixed_bytes(fields[11], "signer", 20), _fixed_bytes(fields[12], "signature", 65),
     )  # fmt: skip
     return FrostShareMessage(network, signed)
+
+
+def _encode_dkg(m: SignedDkgPackage | SignedDkgShare | SignedDkgComplaint) -> tuple[int, list[Any]]:
+    if isinstance(m, SignedDkgPackage):
+        p = m.package
+        return KIND_DKG_PACKAGE, [m.context, p.dealer, list(p.commitment), p.proof_commitment,
+                                  p.proof_response.to_bytes(32, "big"), m.signer, m.signature]  # fmt: skip
+    if isinstance(m, SignedDkgShare):
+        return KIND_DKG_SHARE, [m.context, m.dealer, m.recipient, m.ephemeral_key, m.ciphertext, m.signer,
+                                m.signature]  # fmt: skip
+    c = m.complaint
+    return KIND_DKG_COMPLAINT, [m.context, c.accuser, c.dealer, c.share.to_bytes(32, "big"), m.signer, m.signature]
+
+
+_DKG_LENGTHS = {KIND_DKG_PACKAGE: 11, KIND_DKG_SHARE: 11, KIND_DKG_COMPLAINT: 10}
+
+
+def _scalar(value: Any, field: str) -> int:
+    try:
+        return deserialize_scalar(_fixed_bytes(value, field, 32), field)
+    except FrostError as exc:  # not below the group order
+        raise CodecError("bad-field", exc.field) from None
+
+
+def _decode_dkg(kind: int, fields: list[Any]) -> DkgMessage:
+    if len(fields) != _DKG_LENGTHS[kind]:
+        raise CodecError("bad-length", f"DKG message kind {kind} has {len(fields)} fields")
+    network = _network(fields)
+    context = _fixed_bytes(fields[4], "context", 32)
+    signer = _fixed_bytes(fields[-2], "signer", 20)
+    signature = _fixed_bytes(fields[-1], "signature", 65)
+    signed: SignedDkgPackage | SignedDkgShare | SignedDkgComplaint
+    if kind == KIND_DKG_PACKAGE:
+        commitment = fields[6]
+        if type(commitment) is not list or not 1 <= len(commitment) <= MAX_IDENTIFIER:
+            raise CodecError("bad-field", "commitment")
+        points = tuple(_fixed_bytes(c, "commitment", 33) for c in commitment)
+        proof_commitment = _fixed_bytes(fields[7], "proof_commitment", 33)
+        proof_response = _scalar(fields[8], "proof_response")
+        try:
+            package = Round1Package(_identifier(fields[5]), points, proof_commitment, proof_response)
+        except FrostError as exc:  # a point off the curve
+            raise CodecError("bad-field", exc.field) from None
+        signed = SignedDkgPackage(context, package, signer, signature)
+    elif kind == KIND_DKG_SHARE:
+        signed = SignedDkgShare(
+            context, _identifier(fields[5]), _identifier(fields[6]),
+            _fixed_bytes(fields[7], "ephemeral_key", EPHEMERAL_KEY_SIZE),
+            _fixed_bytes(fields[8], "ciphertext", SHARE_CIPHERTEXT_SIZE), signer, signature,
+        )  # fmt: skip
+    else:
+        complaint = Complaint(_identifier(fields[5]), _identifier(fields[6]), _scalar(fields[7], "share"))
+        signed = SignedDkgComplaint(context, complaint, signer, signature)
+    return DkgMessage(network, signed)

@@ -12,7 +12,9 @@ own (docs/consensus.md says why), and the protocol simulation proves liveness wi
 - received reports are deduplicated by (signer, round key, report): each distinct signed report reaches the owner
   once, and an equivocating signer's second report still does (it is evidence);
 - FROST commitments and shares (docs/frost.md) go to their own channel, :meth:`ReportGossip.frost_messages`, and
-  out once with :meth:`ReportGossip.publish_frost`.
+  out once with :meth:`ReportGossip.publish_frost`;
+- DKG messages go to :meth:`ReportGossip.dkg_messages` and out with :meth:`ReportGossip.publish_dkg` (the DKG
+  transport, ``node/frost_dkg_gossip.py``, re-publishes and dedupes them).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pmoracle.errors import InputError
 from pmoracle.p2p.abc import GossipEndpoint
 from pmoracle.p2p.codec import (
     CatchUpRequest,
+    DkgMessage,
     FrostCommitmentMessage,
     FrostShareMessage,
     NetworkId,
@@ -90,6 +93,7 @@ class ReportGossip:
         self._last_answer: dict[RoundKey, float] = {}
         self._send, self._receive = trio.open_memory_channel[SignedReport](queue_size)
         self._frost_send, self._frost_receive = trio.open_memory_channel[FrostMessage](queue_size)
+        self._dkg_send, self._dkg_receive = trio.open_memory_channel[DkgMessage](queue_size)
         self._wake = trio.Event()
         # Counts: published, republished, catch-up-sent, catch-up-answered, received, duplicate, undecodable,
         # queue-full.
@@ -115,6 +119,23 @@ class ReportGossip:
             logger.debug("FROST publish failed: %s", exc)
             return
         self.stats["frost-published"] += 1
+
+    def dkg_messages(self) -> trio.abc.ReceiveChannel[DkgMessage]:
+        """Return the channel of DKG messages from other members (the DKG transport dedupes)."""
+        return self._dkg_receive
+
+    async def publish_dkg(self, message: DkgMessage) -> None:
+        """Publish a DKG message once (the DKG transport re-publishes its own until the run ends).
+
+        Args:
+            message: our signed DKG message, on this network.
+        """
+        try:
+            await self.endpoint.publish(encode_message(message))
+        except GossipError as exc:  # not connected yet / shutting down: the transport re-publishes
+            logger.debug("DKG publish failed: %s", exc)
+            return
+        self.stats["dkg-published"] += 1
 
     async def publish_own(self, signed: SignedReport) -> None:
         """Publish our signed report now and keep re-publishing it until its round is attested.
@@ -191,6 +212,13 @@ class ReportGossip:
                 continue
             if isinstance(message, CatchUpRequest):
                 await self._answer_catch_up(message.round_key)
+                continue
+            if isinstance(message, DkgMessage):  # the DKG transport's
+                try:
+                    self._dkg_send.send_nowait(message)
+                    self.stats["dkg-received"] += 1
+                except trio.WouldBlock:
+                    self.stats["dkg-queue-full"] += 1
                 continue
             if isinstance(message, FrostCommitmentMessage | FrostShareMessage):  # the signing machine's
                 try:

@@ -14,6 +14,12 @@ then the identifier is the signer's (committee index + 1, else ``not-member``) a
 to the signer (``bad-signature``). Whether a share is valid is the signing machine's business (it archives the
 evidence), since the verdict needs the commitments.
 
+DKG messages (docs/frost.md, "The DKG over gossip"): the same network check, then the run's context is the one
+this node takes part in (:meth:`ReportValidator.set_dkg_context`; none set: every DKG message is ``wrong-dkg``),
+the sender's identifier (a package's or share's dealer, a complaint's accuser) is the signer's (``not-member``)
+and the envelope signature recovers to the signer (``bad-signature``). Whether a share decrypts and is on its
+dealer's commitment is the DKG session's business.
+
 It judges one message on its own (libp2p caches the verdict per message id): whether a signer equivocated or a
 report disagrees with the quorum is the consensus collector's business, after delivery.
 """
@@ -21,6 +27,7 @@ report disagrees with the quorum is the consensus collector's business, after de
 from __future__ import annotations
 
 from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.consensus.frost_dkg_wire import get_sender, is_valid_dkg_signature
 from pmoracle.consensus.frost_round import (
     get_member_identifier,
     is_valid_commitment_signature,
@@ -30,6 +37,7 @@ from pmoracle.consensus.report import is_valid_signed_report
 from pmoracle.p2p.abc import Verdict
 from pmoracle.p2p.codec import (
     CatchUpRequest,
+    DkgMessage,
     FrostCommitmentMessage,
     FrostShareMessage,
     NetworkId,
@@ -53,6 +61,7 @@ REJECTION_REASONS = (
     "wrong-params",
     "not-member",
     "bad-signature",
+    "wrong-dkg",
 )
 
 
@@ -65,7 +74,12 @@ class ReportValidator:
         committee: the current committee configuration (members, quorum, params hash).
         """
         self.network = network
+        self.dkg_context: bytes | None = None
         self.set_committee(committee)
+
+    def set_dkg_context(self, context: bytes | None) -> None:
+        """Accept the DKG messages of the run ``context`` (None: refuse every DKG message)."""
+        self.dkg_context = context
 
     def set_committee(self, committee: CommitteeConfig) -> None:
         """Switch to a new committee configuration (after an on-chain reconfiguration)."""
@@ -87,6 +101,15 @@ class ReportValidator:
             # a request for a round of our committee (anyone connected may ask; answers are rate-limited)
             if message.config_digest != self._config_digest:
                 return Verdict.reject("wrong-config")
+            return Verdict.accept()
+        if isinstance(message, DkgMessage):
+            dkg = message.signed
+            if self.dkg_context is None or dkg.context != self.dkg_context:  # a message of another run
+                return Verdict.reject("wrong-dkg")
+            if get_member_identifier(self.committee, dkg.signer) != get_sender(dkg):
+                return Verdict.reject("not-member")
+            if not is_valid_dkg_signature(self._domain, dkg):
+                return Verdict.reject("bad-signature")
             return Verdict.accept()
         if isinstance(message, FrostCommitmentMessage):
             commitment = message.signed

@@ -20,6 +20,12 @@ group key in the config) and each round is also signed with FROST once a quorum 
 whose nonce store and slashing protection live in ``DIR/member-<index>``; it prints
 ``{"event": "frost", "block": B, "signature": ..., "signers": bitmap, "attempt", "t_cert", "t_frost"}`` when the
 shares of a signing set aggregate (or ``"signature": null`` if none did within ``--frost-timeout``).
+
+With ``--dkg --data-dir DIR`` the member runs no rounds: it joins the DKG of the test committee over real libp2p
+(:func:`pmoracle.node.frost_dkg_gossip.join_dkg_over_libp2p`, the code ``pmoracle frost dkg`` runs), writes its
+share encrypted (password ``peer-demo``) to ``DIR/member-<index>/frost-share.json`` and prints ``{"event": "dkg",
+"ok", "group_key", "transcript", "missing", "disqualified", "accused", "seconds", "share_file"}`` (``seconds``:
+from joining to the session's end); the member ``--dkg-silent`` names joins the topic but sends nothing.
 """
 
 from __future__ import annotations
@@ -134,6 +140,42 @@ def compute_certificate(committee: TestCommittee, digest: bytes, signatures: dic
     indexed = sorted((committee.config.members.index(signer), sig) for signer, sig in signatures.items())
     bitmap = sum(1 << index for index, _ in indexed)
     return {"digest": "0x" + digest.hex(), "signer_bitmap": bitmap, "signatures": ["0x" + s.hex() for _, s in indexed]}
+
+
+DEMO_PASSWORD = b"peer-demo"
+
+
+async def run_dkg_member(args: argparse.Namespace) -> int:
+    """Run this member's side of the test committee's DKG over libp2p (``--dkg``); exit 1 if it did not finish."""
+    from pmoracle.node.frost_dkg_gossip import join_dkg_over_libp2p
+    from pmoracle.node.frost_keys import write_frost_share
+
+    committee = make_test_committee(args.n)
+    ports = dict(args.peer_port)
+    bootstrap = tuple(peer_addr(committee, index, port) for index, port in sorted(ports.items()) if index != args.index)
+    config = GossipConfig(committee.network, listen=f"/ip4/127.0.0.1/tcp/{args.port}", bootstrap=bootstrap)
+    started = time.time()
+    ended: list[float] = []
+    outcome, transport = await join_dkg_over_libp2p(
+        config, load_peer_key(committee.peer_secrets[args.index]), committee.config, committee.signing_keys[args.index],
+        timeout=args.dkg_timeout, silent=args.index == args.dkg_silent, on_outcome=lambda _: ended.append(time.time()),
+    )  # fmt: skip
+    if outcome is None:  # the silent member
+        _emit("dkg", index=args.index, ok=False, silent=True)
+        return 0
+    # seconds: from joining (endpoint not yet started) to the session's end, without the linger after it
+    fields: dict[str, Any] = {"seconds": round(ended[0] - started, 3), "stats": dict(transport.stats)}
+    if outcome.result is None:
+        _emit("dkg", index=args.index, ok=False, missing=list(outcome.missing),
+              disqualified=list(outcome.disqualified), accused=sorted({c.dealer for c in outcome.complaints}),
+              timed_out=outcome.timed_out, **fields)  # fmt: skip
+        return 1
+    out = Path(args.data_dir) / f"member-{args.index}" / "frost-share.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_frost_share(out, outcome.result, DEMO_PASSWORD, kdf_iterations=2)
+    _emit("dkg", index=args.index, ok=True, group_key="0x" + outcome.result.group_public_key.hex(),
+          transcript="0x" + outcome.result.transcript_digest.hex(), share_file=str(out), **fields)  # fmt: skip
+    return 0
 
 
 async def run_member(args: argparse.Namespace) -> int:
@@ -351,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="with --frost: the directory of the members' nonce stores")
     parser.add_argument("--frost-stage", type=float, default=2.0, help="the FROST stage in seconds")
     parser.add_argument("--frost-timeout", type=float, default=10.0, help="seconds to wait for a FROST signature")
+    parser.add_argument("--dkg", action="store_true", help="run the DKG over libp2p instead of rounds (--data-dir)")
+    parser.add_argument("--dkg-timeout", type=float, default=60.0, help="seconds the DKG session may take")
+    parser.add_argument(
+        "--dkg-silent", type=int, default=-1, help="with --dkg: the index of a member that stays silent"
+    )
     return parser
 
 
@@ -360,9 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 <= args.index < args.n:
         raise SystemExit(f"--index must be in [0, {args.n})")
-    if args.frost and not args.data_dir:
-        raise SystemExit("--frost needs --data-dir")
-    return trio.run(run_member, args)
+    if (args.frost or args.dkg) and not args.data_dir:
+        raise SystemExit("--frost and --dkg need --data-dir")
+    return trio.run(run_dkg_member if args.dkg else run_member, args)
 
 
 if __name__ == "__main__":
