@@ -25,10 +25,9 @@ from pmoracle.devnet.ledger_audit import CashAudit
 from pmoracle.devnet.world import DAY, UNDERLYINGS, World, encode_symbol
 from pmoracle.errors import InputError
 from pmoracle.node.round import RoundOutput
-from pmoracle.risk.inputs import PRICE_SCALE, InstrumentKind
+from pmoracle.risk.inputs import PRICE_SCALE, WAD, InstrumentKind
 
 HOUR = 3_600
-WAD = 10**18
 LEAF_PER_USD = 10**18
 SETTLE_BATCH = 100  # accounts per settle() call
 FRIDAY = 4  # (day + 3) % 7 of a Friday (1970-01-01 was a Thursday)

@@ -23,10 +23,11 @@ from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import Deployment
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.devnet.world import World
-from pmoracle.keeper.decision import WAD, Policy
+from pmoracle.keeper.decision import Policy
 from pmoracle.keeper.keeper import Keeper, TickReport
 from pmoracle.keeper.metrics import create_keeper_metrics
 from pmoracle.node.round import MONEY_TO_LEAF, RoundOutput
+from pmoracle.risk.inputs import WAD
 from pmoracle.risk.params import RiskParams
 
 KEEPER_ACCOUNTS = 64  # bidders: each bids at most once a round (the next bid proves the book the last one gave it)

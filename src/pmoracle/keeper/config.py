@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from pmoracle.errors import InputError
+from pmoracle.risk.inputs import WAD
 
-WAD = 10**18
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from pmoracle.errors import InputError
+from pmoracle.risk.inputs import WAD
 
-WAD = 10**18
 TAKE_MAX = 2**256 - 1  # Liquidator.TAKE_MAX: a bid's fraction meaning "the largest allowed at the bid's block"
 MAX_PAYMENT_SLACK = 10**12  # 1e-6 USD over the worst cost of a TAKE_MAX bid: the contract's rounding of f*
 

@@ -31,12 +31,13 @@ from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.chain.transmitter import Receipt, Transmitter
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree, verify_proof
 from pmoracle.errors import PmoracleError
-from pmoracle.keeper.decision import WAD, Action, AuctionParams, BidderFunds, Decision, Policy, Quote, decide, gain
+from pmoracle.keeper.decision import Action, AuctionParams, BidderFunds, Decision, Policy, Quote, decide, gain
 from pmoracle.keeper.metrics import KeeperMetrics
 from pmoracle.node.policy import read_policy_round
 from pmoracle.node.round import compute_leaves
 from pmoracle.risk.concentration import compute_bid_reserve
 from pmoracle.risk.errors import ConcentrationOverflowError
+from pmoracle.risk.inputs import WAD
 from pmoracle.risk.margin import WAD_PER_MONEY, Book, compute_book
 from pmoracle.risk.params import RiskParams
 from pmoracle.risk.policy import compute_effective_params

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pmoracle.errors import InputError
-from pmoracle.keeper.decision import WAD, AuctionParams, max_fraction, quote
+from pmoracle.keeper.decision import AuctionParams, max_fraction, quote
 from pmoracle.risk import kernel
 from pmoracle.risk.concentration import DELTA_SCALE
 from pmoracle.risk.errors import AccountOverflowError, MissingSmileError
@@ -33,6 +33,7 @@ from pmoracle.risk.inputs import (
     MONEY_DECIMALS,
     PRICE_DECIMALS,
     SIZE_DECIMALS,
+    WAD,
     MarketSnapshot,
     Portfolio,
     Smile,

@@ -29,13 +29,24 @@ from pmoracle.consensus.evidence import Deviation
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.consensus.report import Domain, Report, sign_report
 from pmoracle.devnet.devchain import DEV_MNEMONIC, Devchain
+from pmoracle.devnet.world import encode_symbol
 from pmoracle.node.chain_port import OracleChainPort
+from pmoracle.risk.inputs import PRICE_SCALE, SIZE_SCALE, WAD
 
 Account.enable_unaudited_hdwallet_features()
 PARAMS_HASH = keccak(text="pmoracle-test-params")
 ROUND_PERIOD = 4
 FINALITY_DEPTH = 2
 STAKE = 10**18
+
+# the contracts' units, for the tests that trade, price and settle
+USD = WAD  # a USD amount in the ledger and in the leaves
+PRICE = PRICE_SCALE  # MarketFeeds' price scale
+UNIT = SIZE_SCALE  # one unit of an underlying in position-size units
+USDC = 10**6  # one mock USDC (6 decimals)
+WETH = 10**18  # one mock WETH (18 decimals)
+BTC = encode_symbol("BTC")  # underlyings as the contracts key them
+ETH = encode_symbol("ETH")
 
 
 def dev_key(index: int) -> bytes:

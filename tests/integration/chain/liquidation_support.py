@@ -20,6 +20,11 @@ from pmoracle.consensus.merkle import MerkleTree
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.risk.margin import compute_book
 from tests.integration.chain.contracts_support import (
+    BTC,
+    ETH,
+    PRICE,
+    USDC,
+    WAD,
     System,
     address_of,
     attest,
@@ -30,15 +35,7 @@ from tests.integration.chain.contracts_support import (
 )
 from tests.integration.chain.trading import Desk
 
-USD = 10**18
-USDC = 10**6
-PRICE = 10**8
-UNIT = 10**4
-WAD = 10**18
 MONEY_TO_LEAF = 10**10
-BTC = b"BTC".ljust(32, b"\x00")
-ETH = b"ETH".ljust(32, b"\x00")
-WETH = 10**18
 PERP = 1
 BUFFER, FAST_DISCOUNT, MAX_DISCOUNT, FAST_PHASE, SLOW_PHASE, FEE_SHARE, MIN_FRACTION = LIQUIDATION_PARAMS
 BID_GAS = 3_000_000

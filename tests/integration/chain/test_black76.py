@@ -29,10 +29,9 @@ from pmoracle.devnet.devchain import Devchain
 from pmoracle.risk.detscalar import det_exp, det_log
 from pmoracle.risk.pricing import black76, svi_total_variance
 from pmoracle.risk.reference import quantize
-from tests.integration.chain.contracts_support import dev_key
+from tests.integration.chain.contracts_support import WAD, dev_key
 
 HARNESS_UNIT = "tests/foundry/Black76Harness.sol"
-WAD = 10**18
 QUANTUM = 10**14  # Black76.QUANTUM: the engine's P&L unit, 1e-4 USD per unit, in WAD
 RELATIVE_TOLERANCE = 10**6  # Black76.RELATIVE_TOLERANCE (1e-12 in WAD)
 BATCH = 200

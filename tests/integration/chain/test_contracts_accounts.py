@@ -11,16 +11,22 @@ from pmoracle.chain.deploy import open_transmitter, transact_fn
 from pmoracle.chain.transmitter import Transmitter
 from pmoracle.consensus.merkle import AccountLeaf, MerkleTree
 from pmoracle.devnet.devchain import Devchain
-from tests.integration.chain.contracts_support import System, address_of, deploy_system, dev_key, revert_of
+from tests.integration.chain.contracts_support import (
+    BTC,
+    ETH,
+    USD,
+    USDC,
+    WAD,
+    WETH,
+    System,
+    address_of,
+    deploy_system,
+    dev_key,
+    revert_of,
+)
 from tests.integration.chain.trading import Desk
 
 MAX_ROUND_AGE = 20
-USD = 10**18  # leaf unit
-USDC = 10**6
-WETH = 10**18
-BTC = b"BTC".ljust(32, b"\x00")
-ETH = b"ETH".ljust(32, b"\x00")
-WAD = 10**18
 EXPIRY_1, EXPIRY_2 = 1_830_000_000 - 1_830_000_000 % 86400 + 8 * 3600, 1_840_000_000 - 1_840_000_000 % 86400 + 8 * 3600
 
 

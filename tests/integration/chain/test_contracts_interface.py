@@ -21,6 +21,7 @@ from tests.integration.chain.contracts_support import (
     FINALITY_DEPTH,
     PARAMS_HASH,
     ROUND_PERIOD,
+    USD,
     System,
     attest,
     deploy_system,
@@ -31,8 +32,6 @@ from tests.integration.chain.contracts_support import (
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 MAX_ROUND_AGE = 30
-USD = 10**18
-# alice: free margin (equity - IM) 6,000 USD; bob: equity below MM (liquidatable); carol: equity == MM (not);
 # dave: an MM no int256 equity reaches (liquidatable whatever his equity)
 ALICE, BOB, CAROL, DAVE = (to_checksum_address(bytes([byte]) * 20) for byte in (0xA1, 0xB0, 0xC0, 0xD0))
 DEFAULT = default_params()

@@ -22,6 +22,12 @@ from pmoracle.config.params import default_params
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.risk.margin import compute_book
 from tests.integration.chain.contracts_support import (
+    BTC,
+    PRICE,
+    UNIT,
+    USD,
+    USDC,
+    WAD,
     System,
     attest,
     deploy_system,
@@ -32,12 +38,6 @@ from tests.integration.chain.contracts_support import (
 )
 from tests.integration.chain.trading import Desk, check_conservation
 
-USD = 10**18
-USDC = 10**6
-PRICE = 10**8
-UNIT = 10**4  # one unit of the underlying in size units
-WAD = 10**18
-BTC = b"BTC".ljust(32, b"\x00")
 DAY = 86_400
 HOUR = 3_600
 PERP, FUTURE, CALL, PUT = 1, 2, 3, 4

@@ -20,6 +20,9 @@ from pmoracle.chain.transmitter import Transmitter
 from pmoracle.devnet.devchain import Devchain
 from pmoracle.node.daemon import InsuranceFund, read_insurance_fund
 from tests.integration.chain.contracts_support import (
+    UNIT,
+    USD,
+    WETH,
     System,
     attest,
     deposit,
@@ -40,11 +43,8 @@ from tests.integration.chain.liquidation_support import (
     PRICE,
     SLOW_PHASE,
     TAKE_MAX,
-    UNIT,
-    USD,
     USDC,
     WAD,
-    WETH,
     attest_round,
     bid_call,
     breach,

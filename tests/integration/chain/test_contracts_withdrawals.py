@@ -18,6 +18,12 @@ from hypothesis import strategies as st
 from pmoracle.chain.deploy import open_transmitter, transact_fn
 from pmoracle.devnet.devchain import Devchain
 from tests.integration.chain.contracts_support import (
+    BTC,
+    ETH,
+    USD,
+    USDC,
+    WAD,
+    WETH,
     System,
     attest,
     deploy_system,
@@ -30,12 +36,6 @@ from tests.integration.chain.contracts_support import (
 )
 from tests.integration.chain.trading import Desk, check_conservation
 
-USD = 10**18
-USDC = 10**6
-WETH = 10**18
-WAD = 10**18
-ETH = b"ETH".ljust(32, b"\x00")
-BTC = b"BTC".ljust(32, b"\x00")
 MAX_HELD = 256
 TRADE_GAS = 1_000_000
 

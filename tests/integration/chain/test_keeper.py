@@ -22,12 +22,10 @@ from pmoracle.keeper.decision import WAD, Policy
 from pmoracle.keeper.keeper import Bidder, Keeper, KeeperError
 from pmoracle.keeper.metrics import create_keeper_metrics
 from pmoracle.node.keys import LIGHT_KDF_ITERATIONS, write_key_file
-from tests.integration.chain.contracts_support import System, address_of
+from tests.integration.chain.contracts_support import UNIT, USD, System, address_of
 from tests.integration.chain.liquidation_support import (
     MAX_DISCOUNT,
     PLATEAU,
-    UNIT,
-    USD,
     attest_round,
     breach,
     deploy_liquidation_system,
