@@ -47,7 +47,8 @@ ALLOWED_PMORACLE = {
     # the cascade stress test (risk/stress.py) liquidates with the Liquidator's rule as the keeper mirrors it
     "risk": ("pmoracle.risk", "pmoracle.errors", "pmoracle.keeper.decision"),
     "consensus": ("pmoracle.consensus", "pmoracle.risk", "pmoracle.errors"),
-    "keeper/decision": ("pmoracle.keeper", "pmoracle.errors"),  # the keeper's decisions; its shell is keeper.keeper
+    # the keeper's decisions (its shell is keeper.keeper), in the contracts' unit WAD as the engine's inputs define it
+    "keeper/decision": ("pmoracle.keeper", "pmoracle.errors", "pmoracle.risk.inputs"),
 }
 
 
