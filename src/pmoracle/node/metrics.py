@@ -79,6 +79,9 @@ class NodeMetrics:
     frost_signatures: Counter  # FROST signatures aggregated here (one per round at most)
     frost_rejected: Counter  # FROST messages dropped and signing requests refused, by reason
     frost_evidence: Counter  # invalid FROST shares archived as evidence
+    # Committee changes (node/daemon.py, docs/operators.md)
+    committee_version: Gauge  # the SolverRegistry committee version this node follows
+    committee_changes: Counter  # new committee versions installed while running
 
     def exposition(self) -> bytes:
         """Return the registry in the Prometheus text format."""
@@ -232,6 +235,10 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
         ),
         policy_checkpoints_refused=Counter(
             p + "policy_checkpoints_refused", "Policy checkpoints refused and recomputed from chain", registry=registry
+        ),
+        committee_version=Gauge(p + "committee_version", "Committee version this node follows", registry=registry),
+        committee_changes=Counter(
+            p + "committee_changes", "New committee versions installed while running", registry=registry
         ),
     )
 
