@@ -23,9 +23,10 @@ import {Report, IMarginOracle} from "./PmoracleTypes.sol";
 ///      keccak256(abi.encode("pmoracle-pop", registrant, block.chainid, address(this))) (see `popHash`).
 ///      FROST key confirmation (`confirmFrostKey`): after their DKG, the members of a committee without a group key
 ///      each sign (EIP-191, their report-signing key) `frostConfirmationHash` of the group key and the DKG transcript
-///      digest; anyone relays it. When every member (n of n: a FROST key needs every dealer) confirmed the same key
-///      and transcript, the registry installs the key as a new committee version, as `setFrostCommittee` does; one
-///      member confirming another key or transcript blocks that (`FrostKeyConflict`; the owner can still install).
+///      digest; anyone relays it, and a member's later confirmation replaces its earlier one. When every member
+///      (n of n: a FROST key needs every dealer) confirmed the same key and transcript, the registry installs the key
+///      as a new committee version, as `setFrostCommittee` does; a member confirming another key or transcript
+///      blocks that until it confirms again (`FrostKeyConflict`; the owner can still install one).
 contract SolverRegistry is Ownable, ReentrancyGuard {
     /// @notice Largest committee (signer bitmaps of MarginOracle).
     uint256 public constant MAX_COMMITTEE = 64;
@@ -123,11 +124,6 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     /// @notice Per committee version: what each member confirmed with `confirmFrostKey`, as
     ///         keccak256(abi.encode(groupKeyX, groupKeyParity, transcriptDigest)) (zero: nothing yet).
     mapping(uint64 version => mapping(address member => bytes32 confirmed)) public frostConfirmations;
-    /// @notice Per committee version: how many members confirmed, and what the first of them confirmed.
-    mapping(uint64 version => uint256 count) public frostConfirmationCount;
-    mapping(uint64 version => bytes32 confirmed) public frostConfirmationValue;
-    /// @notice Per committee version: true once two members confirmed different keys or transcripts.
-    mapping(uint64 version => bool) public frostConfirmationConflict;
 
     /// @notice The oracle was set.
     event OracleSet(address oracle);
@@ -156,9 +152,9 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     event FrostKeyConfirmed(
         uint64 indexed version, address indexed member, uint256 groupKeyX, uint8 groupKeyParity, bytes32 transcriptDigest
     );
-    /// @notice A member confirmed another key or transcript than the first confirmation of `version`: the key is not
-    ///         installed by confirmations for this version (the owner can still install one with `setFrostCommittee`).
-    event FrostKeyConflict(uint64 indexed version, address indexed member, bytes32 first, bytes32 confirmed);
+    /// @notice `member` confirmed another key or transcript than `other` did for `version`: no key is installed by
+    ///         confirmations until one of them confirms again (the owner can still install one with `setFrostCommittee`).
+    event FrostKeyConflict(uint64 indexed version, address indexed member, address indexed other);
     /// @notice Every member of committee `version` confirmed one group key: it is installed as `newVersion`.
     event FrostKeyInstalled(
         uint64 indexed version, uint64 indexed newVersion, uint256 groupKeyX, uint8 groupKeyParity, bytes32 transcriptDigest
@@ -245,7 +241,7 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     error CommitteeHasGroupKey(uint64 version);
     /// @notice The signer of a confirmation is not a member of the current committee.
     error NotCommitteeMember(address signer, uint64 version);
-    /// @notice The member already confirmed for this committee version.
+    /// @notice The member already confirmed these values for this committee version.
     error AlreadyConfirmed(address member, uint64 version);
 
     /// @param owner_ Sets the oracle and committees.
@@ -457,9 +453,10 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         );
     }
 
-    /// @notice Record a member's confirmation of its DKG result for the current committee (relayed by anyone); the
-    ///         confirmation completing n of n identical ones installs the key as a new committee version with the
-    ///         same members and parameters, exactly as `setFrostCommittee` would (the configDigest covers the key).
+    /// @notice Record a member's confirmation of its DKG result for the current committee (relayed by anyone),
+    ///         replacing its earlier one (a later DKG run's); when every member's confirmation is the same, the key is
+    ///         installed as a new committee version with the same members and parameters, exactly as
+    ///         `setFrostCommittee` would (the configDigest covers the key).
     /// @param version The current committee version (a confirmation racing a committee change fails clearly).
     /// @param groupKeyX The group key's x-coordinate, 0 < x < secp256k1's order.
     /// @param groupKeyParity The group key's y-parity, 0 or 1.
@@ -479,20 +476,21 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         bytes32 message = frostConfirmationHash(groupKeyX, groupKeyParity, transcriptDigest);
         address member = _recover(MessageHashUtils.toEthSignedMessageHash(message), signature);
         if (_committeeIndex[member] == 0) revert NotCommitteeMember(member, version);
-        if (frostConfirmations[version][member] != 0) revert AlreadyConfirmed(member, version);
         bytes32 confirmed = keccak256(abi.encode(groupKeyX, groupKeyParity, transcriptDigest));
-        frostConfirmations[version][member] = confirmed;
-        uint256 count = frostConfirmationCount[version] + 1;
-        frostConfirmationCount[version] = count;
+        if (frostConfirmations[version][member] == confirmed) revert AlreadyConfirmed(member, version);
+        frostConfirmations[version][member] = confirmed; // a later DKG run's result replaces an earlier one
         emit FrostKeyConfirmed(version, member, groupKeyX, groupKeyParity, transcriptDigest);
-        bytes32 first = frostConfirmationValue[version];
-        if (count == 1) {
-            frostConfirmationValue[version] = confirmed;
-        } else if (confirmed != first) {
-            frostConfirmationConflict[version] = true;
-            emit FrostKeyConflict(version, member, first, confirmed);
+        uint256 n = _members.length;
+        uint256 matching = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            bytes32 other = frostConfirmations[version][_members[i]];
+            if (other == confirmed) {
+                ++matching;
+            } else if (other != bytes32(0)) {
+                emit FrostKeyConflict(version, member, _members[i]);
+            }
         }
-        if (count == _members.length && !frostConfirmationConflict[version]) {
+        if (matching == n) {
             _groupKeyX = groupKeyX;
             _groupKeyParity = groupKeyParity;
             _setCommittee(_members, _quorum, _roundPeriod, _finalityDepth, _paramsHash, _engineVersion);

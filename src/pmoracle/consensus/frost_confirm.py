@@ -4,8 +4,9 @@ After the DKG of a committee without a group key, each member signs with its rep
 ``personal_sign`` of a 32-byte hash) the hash ``keccak256(abi.encode("pmoracle-frost-confirm", chainId, registry,
 configDigest, version, groupKeyX, groupKeyParity, transcriptDigest))`` (``SolverRegistry.frostConfirmationHash``);
 anyone relays it. The configDigest binds it to that committee epoch, so a confirmation never counts for another
-version, chain or registry. When every member confirmed the same key and transcript, the registry installs the key as
-a new committee version (docs/contracts.md, docs/frost.md).
+version, chain or registry; a member's later confirmation (a later DKG run's) replaces its earlier one. When every
+member's confirmation is the same key and transcript, the registry installs the key as a new committee version
+(docs/contracts.md, docs/frost.md).
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def compute_frost_confirmation_hash(
     values = [CONFIRM_TAG, committee.chain_id, committee.registry, committee.digest(), committee.version, group_key.x,
               group_key.parity, transcript_digest]  # fmt: skip
     return keccak(abi_encode(types, values))
+
+
+def compute_frost_confirmation_value(group_key: EvmGroupKey, transcript_digest: bytes) -> bytes:
+    """Return what ``SolverRegistry.frostConfirmations(version, member)`` records for a confirmation."""
+    return keccak(abi_encode(["uint256", "uint8", "bytes32"], [group_key.x, group_key.parity, transcript_digest]))
 
 
 def compute_frost_confirmation_digest(

@@ -19,6 +19,8 @@ Services (each started with ``nursery.start`` and reporting readiness):
 - FROST signing (a committee with a group key and this node's key share, ``keys.frost_share``): commitments and
   shares over the report gossip, ``attestFrost`` or the ECDSA certificate one stage later
   (``node/frost_service.py``, docs/frost.md);
+- the node's own DKG (``frost.auto_dkg``): a member of a committee without a group key runs the FROST DKG over this
+  host's gossip, stores its share in the data directory and confirms the key on chain (``node/dkg_service.py``);
 - committee changes: at each head the registry's ``configDigest()``; a new one is re-read and installed before the
   head's round is triggered (:meth:`SolverNode.install_committee`: rounds anchored from then on are computed, signed
   and collected under the new committee; a node left out of it stops signing; FROST when the new committee has a
@@ -68,6 +70,7 @@ from pmoracle.node.datadir import (
     state_db_path,
     write_api_port,
 )
+from pmoracle.node.dkg_service import DkgService, FrostKeyConfirmer
 from pmoracle.node.executor import ProtocolExecutor
 from pmoracle.node.frost_service import FrostRoundService, create_frost_service
 from pmoracle.node.metrics import NodeMetrics, create_node_metrics, endpoint_label, export_policy, export_stress
@@ -115,6 +118,36 @@ def read_config_digest(client: ChainClient, deployment: Deployment) -> bytes:
     """Return the registry's current configDigest (changes with every committee version)."""
     registry = deployment.contract(OFFLINE_W3, "SolverRegistry")
     return bytes(client.call(registry.functions.configDigest(), "latest"))
+
+
+def send_frost_confirmation(
+    client: ChainClient,
+    transmitter: Transmitter,
+    deployment: Deployment,
+    committee: CommitteeConfig,
+    result: DkgResult,
+    signing_key: bytes,
+) -> None:
+    """Confirm a finished DKG's group key and transcript digest for ``committee`` on chain, signed by this member's
+    report-signing key and sent by its transmitter (``SolverRegistry.confirmFrostKey``, replacing an earlier run's);
+    nothing when this member already confirmed these values for that version (a restarted node).
+
+    Errors:
+        DeployError with the registry's custom error; ChainError.
+    """
+    from pmoracle.chain.deploy import confirm_frost_key
+    from pmoracle.consensus.frost_confirm import compute_frost_confirmation_value, sign_frost_confirmation
+    from pmoracle.consensus.frost_evm import EvmGroupKey
+
+    registry = deployment.contract(OFFLINE_W3, "SolverRegistry")
+    me = Account.from_key(signing_key).address
+    key = EvmGroupKey.from_compressed(result.group_public_key)
+    confirmed = bytes(client.call(registry.functions.frostConfirmations(committee.version, me), "latest"))
+    if confirmed == compute_frost_confirmation_value(key, result.transcript_digest):
+        log.info("DKG: this member already confirmed this key for committee version %d", committee.version)
+        return
+    signature = sign_frost_confirmation(committee, key, result.transcript_digest, signing_key)
+    confirm_frost_key(transmitter, deployment, committee, key, result.transcript_digest, signature)
 
 
 def read_committee(client: ChainClient, deployment: Deployment) -> CommitteeConfig:
@@ -202,6 +235,7 @@ class NodePorts:
     discover_peers: PeerDiscovery
     fraud_prover: FraudProver | None = None  # proves attested rounds this node computed otherwise (None: never)
     validator: ReportValidator | None = None  # the gossip endpoint's topic validator (follows committee changes)
+    confirm_frost_key: FrostKeyConfirmer | None = None  # sends a finished DKG's key on chain (None: no own DKG)
 
 
 def create_gossip(setup: NodeSetup, validator: Validator) -> Libp2pGossip:
@@ -235,6 +269,10 @@ def create_ports(setup: NodeSetup, metrics: NodeMetrics) -> NodePorts:
         return await run_sync(read_peer_addresses, setup.client, setup.deployment, setup.committee.members,
                               timeout=30.0)  # fmt: skip
 
+    async def confirm_key(committee: CommitteeConfig, result: DkgResult) -> None:
+        await run_sync(send_frost_confirmation, setup.client, transmitter, setup.deployment, committee, result,
+                       setup.identity.signing_key, timeout=120.0)  # fmt: skip
+
     validator = ReportValidator(setup.network, setup.committee)
     return NodePorts(
         gossip=create_gossip(setup, validator),
@@ -248,6 +286,7 @@ def create_ports(setup: NodeSetup, metrics: NodeMetrics) -> NodePorts:
             members=setup.committee.members,
         ),
         validator=validator,
+        confirm_frost_key=confirm_key,
     )  # fmt: skip
 
 
@@ -312,6 +351,14 @@ class SolverNode:
         )  # fmt: skip
         self.metrics.committee_version.set(self.committee.version)
         self._config_digest = self.committee.digest()
+        self.dkg: DkgService | None = None
+        if self.config.frost.auto_dkg and setup.password and ports.confirm_frost_key is not None:
+            self.dkg = DkgService(
+                setup.domain, reports, ports.validator, self.identity.signing_key, setup.password,
+                self.config.node.data_dir, ports.confirm_frost_key, self.metrics, timeout=self.config.frost.dkg_timeout,
+            )  # fmt: skip
+        self._dkg_scope: trio.CancelScope | None = None
+        self._services: trio.Nursery | None = None
 
     # --- services -----------------------------------------------------------------------------------------------
 
@@ -446,6 +493,7 @@ class SolverNode:
                                               stage_delay=self.config.transmit.stage_delay,
                                               window_rounds=WINDOW_ROUNDS)  # fmt: skip
         await self.executor.install_committee(context, frost_service)
+        self.start_dkg(committee)
         self.metrics.committee_version.set(committee.version)
         self.metrics.committee_changes.inc()
         scheme = "FROST" if frost_service is not None else "ECDSA"
@@ -461,6 +509,27 @@ class SolverNode:
         for address in addresses:
             if self.gossip.peer_id not in address:
                 self.gossip.add_peer(address)
+
+    def start_dkg(self, committee: CommitteeConfig) -> None:
+        """Stop the DKG of an older committee; start this member's own for ``committee`` if it has no group key."""
+        if self._dkg_scope is not None:
+            self._dkg_scope.cancel()
+            self._dkg_scope = None
+        if self.dkg is None or self._services is None or committee.group_key is not None:
+            return
+        if committee.index_of(self.identity.signing_address) is None:
+            return
+        scope = trio.CancelScope()
+        self._dkg_scope = scope
+        dkg = self.dkg
+
+        async def run_dkg() -> None:
+            with scope:
+                log.info("committee version %d has no FROST group key: running the DKG with its %d members",
+                         committee.version, committee.n)  # fmt: skip
+                await dkg.run_for(committee)
+
+        self._services.start_soon(run_dkg)
 
     def _update_attested_tree(self) -> None:
         attested = self.executor.last_attested
@@ -610,11 +679,13 @@ class SolverNode:
         events_send, events_recv = trio.open_memory_channel[HeadEvent](64)
         try:
             async with trio.open_nursery() as nursery:
+                self._services = nursery
                 await nursery.start(self.gossip.run)
                 await nursery.start(self.executor.run)
                 for address in await self.ports.discover_peers():
                     if self.gossip.peer_id not in address:
                         self.gossip.add_peer(address)
+                self.start_dkg(self.committee)
                 await nursery.start(self.snapshots.run_checks)
                 if self.ports.fraud_prover is not None:
                     await nursery.start(self.ports.fraud_prover.run)

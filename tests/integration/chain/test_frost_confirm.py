@@ -2,7 +2,7 @@
 and transcript digest, each signed by its report-signing key and relayed by one account; the n-th identical
 confirmation installs the key as a new committee version, which the node's committee reader sees (a new
 configDigest, the group key) and for which it finds the share its DKG wrote in its data directory. A member
-confirming another transcript blocks the installation."""
+confirming another transcript blocks the installation until it confirms the others' values (a later DKG run's)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ import pytest
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import DeployError, confirm_frost_key
-from pmoracle.consensus.frost_confirm import compute_frost_confirmation_hash, sign_frost_confirmation
+from pmoracle.consensus.frost_confirm import (
+    compute_frost_confirmation_hash,
+    compute_frost_confirmation_value,
+    sign_frost_confirmation,
+)
 from pmoracle.consensus.frost_dkg_wire import compute_dkg_context
 from pmoracle.consensus.frost_evm import EvmGroupKey
 from pmoracle.devnet.devchain import Devchain
@@ -50,6 +54,8 @@ def test_every_member_confirming_installs_the_key_the_node_then_follows(anvil: D
     for member in range(3):
         _confirm(system, member, key, transcript)
         assert read_config_digest(client, system.deployment) == before  # not before every member confirmed
+    recorded = system.registry.functions.frostConfirmations(system.config.version, system.config.members[0].hex())
+    assert bytes(recorded.call()) == compute_frost_confirmation_value(key, transcript)
     receipt = _confirm(system, 3, key, transcript)
     assert receipt.gas_used > 0
     assert read_config_digest(client, system.deployment) != before
@@ -68,7 +74,7 @@ def test_every_member_confirming_installs_the_key_the_node_then_follows(anvil: D
         _confirm(system, 0, key, transcript)
 
 
-def test_a_member_confirming_another_transcript_blocks_installation(anvil: Devchain) -> None:
+def test_a_member_confirming_another_transcript_blocks_installation_until_it_confirms_again(anvil: Devchain) -> None:
     system = deploy_system(anvil, n=4)
     client = ChainClient([anvil.url])
     shares = _dkg(system, b"conflict")
@@ -80,6 +86,7 @@ def test_a_member_confirming_another_transcript_blocks_installation(anvil: Devch
     _confirm(system, 3, key, bytes(32))  # saw other round-1 packages
     assert read_config_digest(client, system.deployment) == before
     assert read_committee(client, system.deployment).group_key is None
-    assert system.registry.functions.frostConfirmationConflict(system.config.version).call()
-    with pytest.raises(DeployError, match="AlreadyConfirmed"):
-        _confirm(system, 3, key, transcript)
+    with pytest.raises(DeployError, match="AlreadyConfirmed"):  # the same values twice
+        _confirm(system, 3, key, bytes(32))
+    _confirm(system, 3, key, transcript)  # replaces its confirmation
+    assert read_committee(client, system.deployment).group_key == key

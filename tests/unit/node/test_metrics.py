@@ -11,6 +11,9 @@ from pmoracle.node.metrics import create_node_metrics, endpoint_label, export_st
 EXPECTED = {
     "pmoracle_committee_version": "gauge",
     "pmoracle_committee_changes": "counter",
+    "pmoracle_dkg_runs": "counter",
+    "pmoracle_dkg_complaints": "counter",
+    "pmoracle_dkg_confirmations": "counter",
     "pmoracle_rounds_computed": "counter",
     "pmoracle_rounds_signed": "counter",
     "pmoracle_rounds_attested": "counter",
