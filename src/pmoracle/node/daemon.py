@@ -496,7 +496,10 @@ class SolverNode:
         self.start_dkg(committee)
         self.metrics.committee_version.set(committee.version)
         self.metrics.committee_changes.inc()
-        scheme = "FROST" if frost_service is not None else "ECDSA"
+        scheme = "ECDSA"
+        if setup.frost_key is not None and frost_service is not None:
+            scheme = (f"FROST signing on: member {setup.frost_key.identifier} of a "
+                      f"{setup.frost_key.parameters.threshold}-of-{committee.n} group key")  # fmt: skip
         role = f"member {committee.index_of(me)}, {scheme}" if member else "not a member: collecting without signing"
         log.info("committee version %d installed (%d members, quorum %d, digest %s): %s", committee.version,
                  committee.n, committee.quorum, self._config_digest.hex()[:16], role)  # fmt: skip

@@ -56,6 +56,7 @@ log = logging.getLogger("pmoracle.node")
 BACKOFF_INITIAL = 5.0  # seconds before the run after a first failure; doubles with each failure
 BACKOFF_MAX = 60.0
 LINGER = 10.0  # seconds a member that finished keeps re-publishing: the others finish from its messages
+CONFIRM_ATTEMPTS = 5  # tries to send a confirmation (a failed one is retried after the backoff)
 
 # What the node does with a finished run: confirm (committee, result) on chain (SolverRegistry.confirmFrostKey)
 FrostKeyConfirmer = Callable[[CommitteeConfig, DkgResult], Awaitable[None]]
@@ -179,17 +180,25 @@ class DkgService:
                 return
 
     async def _confirm(self, committee: CommitteeConfig, result: DkgResult) -> None:
-        try:
-            await self.confirm(committee, result)
-        except PmoracleError as exc:
-            self.metrics.dkg_runs.labels(result="error").inc()
-            log.warning("DKG: the group key of committee version %d could not be confirmed on chain: %s",
-                        committee.version, exc)  # fmt: skip
+        """Confirm ``result`` on chain, retrying with backoff: a confirmation whose gas was estimated before another
+        member's landed runs out of gas when it turns out to be the one installing the key."""
+        delay = self.backoff[0]
+        for attempt in range(1, CONFIRM_ATTEMPTS + 1):
+            try:
+                await self.confirm(committee, result)
+            except PmoracleError as exc:
+                self.metrics.dkg_runs.labels(result="error").inc()
+                log.warning("DKG: the group key of committee version %d could not be confirmed on chain (attempt %d "
+                            "of %d): %s", committee.version, attempt, CONFIRM_ATTEMPTS, exc)  # fmt: skip
+                if attempt < CONFIRM_ATTEMPTS:
+                    await trio.sleep(delay)
+                    delay = min(2 * delay, self.backoff[1])
+                continue
+            self.metrics.dkg_confirmations.inc()
+            log.info("DKG: confirmed group key %s (transcript %s) for committee version %d on chain",
+                     result.group_public_key.hex()[:18], result.transcript_digest.hex()[:16],
+                     committee.version)  # fmt: skip
             return
-        self.metrics.dkg_confirmations.inc()
-        log.info("DKG: confirmed group key %s (transcript %s) for committee version %d on chain",
-                 result.group_public_key.hex()[:18], result.transcript_digest.hex()[:16],
-                 committee.version)  # fmt: skip
 
     def _stored_result(self, contexts: list[bytes]) -> tuple[int, DkgResult] | None:
         """Return the latest run's share this committee's DKG already wrote here (a restart after the run), if any."""

@@ -161,6 +161,10 @@ class ProtocolExecutor:
             await self._nursery_or_raise().start(self._run_frost, frost_service)
         if self.head is not None:  # the collector's window, from the current head
             await self.apply(col.on_new_head(self.state, self.head))
+            if frost_service is not None:
+                await frost_service.on_head(self.head)
+                if self.last_computed is not None and self.is_member:  # a round triggered just before the change
+                    await frost_service.on_round_triggered(self.last_computed)
 
     @property
     def is_member(self) -> bool:

@@ -18,6 +18,7 @@ from pmoracle.consensus import frost
 from pmoracle.consensus import frost_dkg_wire as wire
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.frost_dkg import DkgParameters, DkgResult, Round2Share, is_valid_complaint
+from pmoracle.errors import PmoracleError
 from pmoracle.node.datadir import frost_share_path
 from pmoracle.node.dkg_service import DkgService, dkg_evidence_dir
 from pmoracle.node.frost_dkg_gossip import GossipDkgTransport, run_gossip_dkg
@@ -61,15 +62,20 @@ class _GarblingTransport(GossipDkgTransport):
 
 
 class _Member:
-    def __init__(self, net: MemoryNetwork, i: int, data_dir: Path) -> None:
+    def __init__(self, net: MemoryNetwork, i: int, data_dir: Path, failing_confirmations: int = 0) -> None:
         self.validator = ReportValidator(TC.network, TC.config)
         self.gossip = ReportGossip(net.create_endpoint(f"m{i}", self.validator), TC.network)
         self.metrics: NodeMetrics = create_node_metrics()
         self.confirmed: list[tuple[CommitteeConfig, DkgResult]] = []
         self.data_dir = data_dir
 
+        failures = [failing_confirmations]
+
         async def confirm(committee: CommitteeConfig, result: DkgResult) -> None:
             await trio.lowlevel.checkpoint()
+            if failures[0] > 0:  # as a transaction reverting out of gas does
+                failures[0] -= 1
+                raise PmoracleError("transaction 0x00 failed in block 51")
             self.confirmed.append((committee, result))
 
         self.service = DkgService(
@@ -93,13 +99,15 @@ class _Member:
         return int(self.metrics.registry.get_sample_value("pmoracle_dkg_runs_total", {"result": result}) or 0)
 
 
-def _run_members(tmp_path: Path, delays: dict[int, float], *, limit: float = 200.0) -> dict[int, _Member]:
+def _run_members(
+    tmp_path: Path, delays: dict[int, float], *, limit: float = 200.0, failing: dict[int, int] | None = None
+) -> dict[int, _Member]:
     members: dict[int, _Member] = {}
 
     async def main() -> None:
         async with MemoryNetwork(7, min_delay=0.01, max_delay=0.2) as net:
             for i in range(1, N + 1):
-                members[i] = _Member(net, i, tmp_path / f"node-{i}")
+                members[i] = _Member(net, i, tmp_path / f"node-{i}", (failing or {}).get(i, 0))
             with trio.move_on_after(limit):
                 async with trio.open_nursery() as nursery:
                     for i, member in members.items():
@@ -137,6 +145,13 @@ def test_the_members_agree_store_their_shares_and_confirm_once(tmp_path: Path) -
     result = _assert_one_key_stored_and_confirmed(members)
     assert result.parameters.context == wire.compute_dkg_context(DOMAIN, TC.config, 0)  # run 0
     assert all(m.runs("ok") == 1 and m.runs("failed") == m.runs("timed_out") == 0 for m in members.values())
+
+
+def test_a_failed_confirmation_is_retried(tmp_path: Path) -> None:
+    members = _run_members(tmp_path, {}, limit=60.0, failing={3: 2})
+    _assert_one_key_stored_and_confirmed(members)
+    assert members[3].runs("error") == 2 and members[3].runs("ok") == 1
+    assert members[3].metrics.registry.get_sample_value("pmoracle_dkg_confirmations_total") == 1
 
 
 def test_a_member_starting_late_joins_the_run_the_others_reached(tmp_path: Path) -> None:
