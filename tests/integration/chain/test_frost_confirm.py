@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from eth_utils import to_checksum_address
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.deploy import DeployError, confirm_frost_key
@@ -54,7 +55,8 @@ def test_every_member_confirming_installs_the_key_the_node_then_follows(anvil: D
     for member in range(3):
         _confirm(system, member, key, transcript)
         assert read_config_digest(client, system.deployment) == before  # not before every member confirmed
-    recorded = system.registry.functions.frostConfirmations(system.config.version, system.config.members[0].hex())
+    first = to_checksum_address(system.config.members[0])
+    recorded = system.registry.functions.frostConfirmations(system.config.version, first)
     assert bytes(recorded.call()) == compute_frost_confirmation_value(key, transcript)
     receipt = _confirm(system, 3, key, transcript)
     assert receipt.gas_used > 0
