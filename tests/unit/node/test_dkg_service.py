@@ -12,7 +12,6 @@ from pathlib import Path
 
 import trio
 import trio.testing
-from coincurve import PrivateKey
 
 from pmoracle.consensus import frost
 from pmoracle.consensus import frost_dkg_wire as wire
@@ -30,6 +29,7 @@ from pmoracle.p2p.reports import ReportGossip
 from pmoracle.p2p.validator import ReportValidator
 from pmoracle.testing.committees import make_test_committee
 from pmoracle.testing.frost import sign_in_process
+from tests.unit.node.dkg_support import GarblingTransport
 
 N = 4
 TC = make_test_committee(N)
@@ -46,19 +46,6 @@ class _BadShareTransport(GossipDkgTransport):
         if share.recipient == 1:
             share = Round2Share(share.dealer, share.recipient, (share.share + 1) % frost.ORDER)
         await super().send_share(share)
-
-
-class _GarblingTransport(GossipDkgTransport):
-    """A dealer whose share to member 1 does not open (signed by it, random ciphertext): member 1 times out naming
-    it missing, while the others finish."""
-
-    async def send_share(self, share: Round2Share) -> None:
-        if share.recipient != 1:
-            await super().send_share(share)
-            return
-        signed = wire.sign_dkg_share(DOMAIN, self.context, share.dealer, 1, PrivateKey().public_key.format(),
-                                     random.Random(9).randbytes(48), TC.signing_keys[share.dealer - 1])  # fmt: skip
-        await self.gossip.publish_dkg(DkgMessage(TC.network, signed))
 
 
 class _Member:
@@ -249,7 +236,7 @@ def test_members_whose_run_finished_rejoin_a_later_run_and_confirm_its_key(tmp_p
         gossip = ReportGossip(net.create_endpoint("m4", validator), TC.network)
         async with trio.open_nursery() as nursery:
             await nursery.start(gossip.run)
-            for run, kind in ((0, _GarblingTransport), (1, GossipDkgTransport)):
+            for run, kind in ((0, GarblingTransport), (1, GossipDkgTransport)):
                 context = wire.compute_dkg_context(DOMAIN, TC.config, run)
                 validator.set_dkg_context(context)
                 transport = kind(gossip, DOMAIN, TC.config, context, TC.signing_keys[3])
