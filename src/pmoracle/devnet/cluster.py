@@ -293,6 +293,7 @@ class Devnet:
     nodes_started_at: float = 0.0  # time.monotonic() when the node processes were started
     key_installed_s: float | None = None  # the nodes' own DKG: seconds from their start to the key installed
     first_frost_s: float | None = None  # seconds from the nodes' start to the first FROST-attested round audited
+    audit_after: int = 0  # rounds at or below this block are not audited (attested during the setup, e.g. the DKG)
     mine_blocks: bool = True  # the loop mines/steps the world every block interval (tests may pause it)
 
     # --- chain reads ------------------------------------------------------------------------------------------
@@ -440,8 +441,8 @@ class Devnet:
                 self._ready_at.setdefault(anchor, now)
         self._seen_head = max(self._seen_head, head)
         block, root, count = self.latest_round()
-        if block and (not self.attested or block > self.attested[-1].block_number):
-            last = self.attested[-1].block_number if self.attested else 0
+        if block > self.audit_after and (not self.attested or block > self.attested[-1].block_number):
+            last = self.attested[-1].block_number if self.attested else self.audit_after
             if block - last > period:  # rounds attested since the last look that are no longer the latest
                 for event in self.events("MarginOracle", "RoundAttested", from_block=last):
                     missed = int(event["args"]["blockNumber"])
@@ -751,13 +752,19 @@ def _build(
         if own_dkg:  # the nodes' DKG, confirmed on chain: the registry installs the key as a new version
             committee = await_group_key(client, deployment, nodes, say, timeout=DKG_TIMEOUT + 60.0)
             key_installed_s = time.monotonic() - nodes_started
+        devnet = Devnet(
+            options, run_dir, chain, deployment, params, committee, world, nodes, client, netlab, lifecycle,
+            liquidations, nodes_started_at=nodes_started, key_installed_s=key_installed_s,
+        )  # fmt: skip
+        if own_dkg:  # the rounds the keyless version 1 attested while the nodes ran the DKG belong to the setup
+            devnet.audit_after = devnet.latest_round()[0]
+            if devnet.audit_after:
+                say(f"devnet: rounds up to {devnet.audit_after} were attested with ECDSA while the nodes ran the DKG "
+                    "(setup: not audited)")  # fmt: skip
     except BaseException:
         terminate([node.process for node in nodes if node.process is not None])
         raise
-    return Devnet(
-        options, run_dir, chain, deployment, params, committee, world, nodes, client, netlab, lifecycle, liquidations,
-        nodes_started_at=nodes_started, key_installed_s=key_installed_s,
-    )  # fmt: skip
+    return devnet
 
 
 FROST_SHARE_FILE = "frost-share.json"  # in each node's keys/ (the devnet's DKG shortcut)
