@@ -296,6 +296,29 @@ class Devnet:
     audit_after: int = 0  # rounds at or below this block are not audited (attested during the setup, e.g. the DKG)
     mine_blocks: bool = True  # the loop mines/steps the world every block interval (tests may pause it)
 
+    @property
+    def runs_own_dkg(self) -> bool:
+        """Check if the nodes run the DKG and install their FROST key themselves (the default)."""
+        return not self.options.ecdsa and not self.options.dkg_in_process
+
+    def await_group_key(self, say: Callable[[str], None], *, timeout: float | None = None) -> None:
+        """With the nodes' own DKG: wait until they installed their group key (``key_installed_s``, ``committee``);
+        the rounds the keyless committee attested meanwhile belong to the setup and are not audited. Nothing to do
+        otherwise, or when the key is already installed.
+
+        Errors:
+            DevnetError when ``timeout`` seconds (default: one DKG timeout + 60 s) pass first, or a node exited.
+        """
+        if not self.runs_own_dkg or self.key_installed_s is not None:
+            return
+        self.committee = await_group_key(self.client, self.deployment, self.nodes, say,
+                                         timeout=DKG_TIMEOUT + 60.0 if timeout is None else timeout)  # fmt: skip
+        self.key_installed_s = time.monotonic() - self.nodes_started_at
+        self.audit_after = self.latest_round()[0]
+        if self.audit_after:
+            say(f"devnet: rounds up to {self.audit_after} were attested with ECDSA while the nodes ran the DKG "
+                "(setup: not audited)")  # fmt: skip
+
     # --- chain reads ------------------------------------------------------------------------------------------
 
     def latest_round(self) -> tuple[int, bytes, int]:
@@ -621,8 +644,9 @@ def _node_secret(seed: int, index: int, kind: str) -> bytes:
     return keccak(f"pmoracle-devnet-{seed}-node-{index}-{kind}".encode())
 
 
-def build_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) -> Devnet:
-    """Build a devnet: start anvil, deploy, create and stake node identities, seed the world, start the nodes.
+def build_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print, wait_for_key: bool = True) -> Devnet:
+    """Build a devnet: start anvil, deploy, create and stake node identities, seed the world, start the nodes, and
+    (FROST by the nodes' own DKG, ``wait_for_key``) wait until they installed their group key.
 
     Errors:
         DevchainError, DeployError, WorldError, DevnetError naming the step that failed; everything started so
@@ -639,10 +663,17 @@ def build_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) 
     chain = start_devchain(log_path=run_dir / "anvil.log", prune_history=1024,
                            host="0.0.0.0" if netlab is not None else "127.0.0.1")  # fmt: skip
     try:
-        return _build(options, run_dir.resolve(), chain, netlab, say)
+        devnet = _build(options, run_dir.resolve(), chain, netlab, say)
     except BaseException:
         chain.stop()
         raise
+    if wait_for_key:
+        try:
+            devnet.await_group_key(say)
+        except BaseException:
+            devnet.stop()
+            raise
+    return devnet
 
 
 def _align_to_sampling(world: World, client: ChainClient, interval: int, now: int) -> int:
@@ -748,23 +779,13 @@ def _build(
             _write_node_config(node, run_dir, rpc_url, options, nodes)
             node.start()
         nodes_started = time.monotonic()
-        key_installed_s = None
-        if own_dkg:  # the nodes' DKG, confirmed on chain: the registry installs the key as a new version
-            committee = await_group_key(client, deployment, nodes, say, timeout=DKG_TIMEOUT + 60.0)
-            key_installed_s = time.monotonic() - nodes_started
-        devnet = Devnet(
-            options, run_dir, chain, deployment, params, committee, world, nodes, client, netlab, lifecycle,
-            liquidations, nodes_started_at=nodes_started, key_installed_s=key_installed_s,
-        )  # fmt: skip
-        if own_dkg:  # the rounds the keyless version 1 attested while the nodes ran the DKG belong to the setup
-            devnet.audit_after = devnet.latest_round()[0]
-            if devnet.audit_after:
-                say(f"devnet: rounds up to {devnet.audit_after} were attested with ECDSA while the nodes ran the DKG "
-                    "(setup: not audited)")  # fmt: skip
     except BaseException:
         terminate([node.process for node in nodes if node.process is not None])
         raise
-    return devnet
+    return Devnet(
+        options, run_dir, chain, deployment, params, committee, world, nodes, client, netlab, lifecycle, liquidations,
+        nodes_started_at=nodes_started,
+    )  # fmt: skip
 
 
 FROST_SHARE_FILE = "frost-share.json"  # in each node's keys/ (the devnet's DKG shortcut)
@@ -890,10 +911,12 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print, ta
     """
     live = table if table is not None else LiveTable(say=say)
     with supervise(), live:
-        devnet = build_devnet(options, say=live.say)
+        devnet = build_devnet(options, say=live.say, wait_for_key=False)
         started = time.monotonic()
         try:
             try:
+                devnet.await_group_key(live.say)  # a stop meanwhile ends the run as a stop while running does
+                started = time.monotonic()
                 last_print = 0.0
                 while True:
                     now = time.monotonic()
