@@ -530,7 +530,12 @@ class SolverNode:
             with scope:
                 log.info("committee version %d has no FROST group key: running the DKG with its %d members",
                          committee.version, committee.n)  # fmt: skip
-                await dkg.run_for(committee)
+                try:
+                    await dkg.run_for(committee)
+                except (PmoracleError, OSError) as exc:  # a stored share that does not open, a full disk: the node
+                    # goes on signing with ECDSA certificates
+                    self.metrics.dkg_runs.labels(result="error").inc()
+                    log.error("DKG for committee version %d stopped: %s", committee.version, exc)
 
         self._services.start_soon(run_dkg)
 

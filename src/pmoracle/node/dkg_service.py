@@ -155,6 +155,10 @@ class DkgService:
 
         Returns at once when ``committee`` already has a group key or this node is not a member, or when every run
         number was used (logged). Cancel it when another committee is installed.
+
+        Errors:
+            KeyFileError (WrongPasswordError, ...) when a share stored for this committee does not open; OSError when
+            an evidence file cannot be written. The node logs them and goes on with ECDSA certificates.
         """
         me = committee.index_of(address_of(self.signing_key))
         if me is None or committee.group_key is not None:
@@ -218,12 +222,11 @@ class DkgService:
         while run <= MAX_RUN:
             outcome, later = await self._run_once(committee, me, contexts, run)
             self.outcomes.append((run, outcome))
-            if later is not None:  # members moved on: join them now
+            if outcome is None:  # members moved on: join them now
                 self.metrics.dkg_runs.labels(result="superseded").inc()
-                log.info("DKG run %d: members are in run %d already; joining it", run, later)
-                run = later
+                log.info("DKG run %d: members are in run %s already; joining it", run, later)
+                run = run + 1 if later is None else later
                 continue
-            assert outcome is not None
             self._archive_complaints(contexts[run], run, outcome)
             result = outcome.result
             if result is not None:

@@ -22,6 +22,7 @@ from pmoracle.node.datadir import frost_share_path
 from pmoracle.node.dkg_service import DkgService, dkg_evidence_dir
 from pmoracle.node.frost_dkg_gossip import GossipDkgTransport, run_gossip_dkg
 from pmoracle.node.frost_keys import unlock_frost_share
+from pmoracle.node.keys import KeyFileError
 from pmoracle.node.metrics import NodeMetrics, create_node_metrics
 from pmoracle.p2p.codec import DkgMessage, decode_message
 from pmoracle.p2p.memory import MemoryNetwork
@@ -268,3 +269,28 @@ def test_members_whose_run_finished_rejoin_a_later_run_and_confirm_its_key(tmp_p
     last = {m.confirmed[-1][1].group_public_key for m in members.values()}
     assert last == {dealer[1].group_public_key}
     assert {m.confirmed[-1][1].transcript_digest for m in members.values()} == {dealer[1].transcript_digest}
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+def test_a_stored_share_that_does_not_open_is_an_error_named_for_the_node(tmp_path: Path) -> None:
+    members = _run_members(tmp_path, {}, limit=60.0)
+    result = _assert_one_key_stored_and_confirmed(members)
+    path = frost_share_path(tmp_path / "node-2", result.parameters.context)
+    path.write_text(path.read_text().replace('"ciphertext": "', '"ciphertext": "00', 1))  # corrupted on disk
+
+    errors: list[BaseException] = []
+
+    async def restart() -> None:
+        try:
+            async with MemoryNetwork(11) as net:
+                await _Member(net, 2, tmp_path / "node-2").run()
+        except* KeyFileError as group:  # raised by run_for itself (the member's nurseries wrap it)
+            errors.extend(_leaves(group))
+
+    trio.run(restart, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(errors) == 1 and isinstance(errors[0], KeyFileError) and str(path) in str(errors[0])
