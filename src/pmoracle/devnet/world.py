@@ -3,10 +3,11 @@
 This is devnet-only tooling: it drives the protocol's contracts the way a matching engine, a price feeder and
 traders would, so that the solver nodes have a moving book to attest. Every simulated account has a private key
 (derived from the seed) and signs its orders; the house (every trade's counterparty) signs too, and the admin
-matches them on the Exchange at the feeder's mark. Deposits use anvil's auto-impersonation; tokens are minted and
-approved by writing the mock tokens' storage, calldata and order signatures are computed here, transactions go in
-JSON-RPC batches and are mined in blocks of 2,000 (docs/performance-devnet.md, "Seeding"). Nothing here is used by
-a production node.
+matches them on the Exchange at the feeder's mark. Deposits and matches go through the devnet-only DevnetSeeder
+(contracts/devnet/), hundreds per transaction; tokens are minted and approved by writing the mock tokens' storage,
+calldata and order signatures are computed here, transactions go in JSON-RPC batches of at most 1 MiB and are mined
+in as few blocks as the gas limit allows (docs/performance-devnet.md, "Seeding"). Nothing here is used by a
+production node.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from eth_utils import (
 )
 from web3 import Web3
 
-from pmoracle.chain.contracts import load_artifact
+from pmoracle.chain.contracts import CONTRACT_NAMES, load_artifact
 from pmoracle.chain.deploy import Deployment
 from pmoracle.chain.orders import Order, order_digest
 from pmoracle.chain.revert import ErrorDecoder
@@ -46,6 +47,12 @@ ORDER_LIFETIME = 3_600  # seconds a simulated order stays valid
 RECEIPT_TIMEOUT = 120.0  # seconds for anvil to mine a batch of simulated transactions
 BLOCK_GAS_LIMIT = 6_000_000_000
 LOG_SPAN = 4  # blocks per eth_getLogs while confirming a batch (up to 2,000 transactions each)
+HTTP_BATCH_BYTES = 1 << 20  # JSON-RPC body per HTTP request: anvil refuses bodies over 2 MiB (axum's default limit)
+SEED_BATCH = 250  # deposits or matches per DevnetSeeder transaction (a match's calldata is 864 bytes: 216 kB)
+DEPOSIT_GAS = 200_000  # gas reserved per deposit through the seeder (82,000-122,000 used, measured)
+MATCH_GAS = 400_000  # gas reserved per match through the seeder (235,000-248,000 used on average, measured)
+SEEDER_TX_GAS = 1_000_000  # gas reserved per seeder transaction besides its items (calldata: 16 gas a byte)
+MATCHER_ROLE = keccak(b"MATCHER_ROLE")
 
 
 class WorldError(PmoracleError):
@@ -139,6 +146,23 @@ def _encode_word(abi_type: str, value: Any) -> bytes:
     return (value % (1 << 256)).to_bytes(32, "big")  # two's complement of a negative int
 
 
+def _http_batches(body: Sequence[dict[str, Any]]) -> list[bytes]:
+    """Return ``body``'s JSON-RPC calls as HTTP request bodies of at most HTTP_BATCH_BYTES (a larger call alone)."""
+    requests: list[bytes] = []
+    part: list[bytes] = []
+    size = 2
+    for call in body:
+        item = json.dumps(call).encode()
+        if part and size + len(item) + 1 > HTTP_BATCH_BYTES:
+            requests.append(b"[" + b",".join(part) + b"]")
+            part, size = [], 2
+        part.append(item)
+        size += len(item) + 1
+    if part:
+        requests.append(b"[" + b",".join(part) + b"]")
+    return requests
+
+
 def compute_option_mark(is_call: bool, forward: float, strike: float, years: float, vol: float) -> float:
     """Return the undiscounted Black-76 price (USD per unit) the feeder marks an option at; intrinsic at expiry."""
     if years <= 0.0 or vol <= 0.0:
@@ -193,6 +217,7 @@ class World:
     keys: dict[str, bytes] = field(default_factory=dict, repr=False)  # checksum address -> private key
     now: int = 0  # chain time of the latest feed update
     frozen: set[str] = field(default_factory=set)  # accounts under liquidation auction: no trades
+    seeder: str = ""  # the DevnetSeeder (deployed on first use, holds the Exchange's MATCHER_ROLE)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -202,8 +227,10 @@ class World:
             for name in ("MarketFeeds", "MarginAccounts", "Exchange", "MockERC20")
         }
         self._id = 0
+        self._depositor_code = ""  # DevnetDepositor's runtime code, installed at accounts while they deposit
         self._nonces: dict[str, int] = {}
-        self._errors = ErrorDecoder.from_artifacts()
+        devnet_abis = (load_artifact(name).abi for name in (*CONTRACT_NAMES, "DevnetSeeder", "DevnetDepositor"))
+        self._errors = ErrorDecoder(devnet_abis)
         self._order_nonce = 0
         self._signers: dict[bytes, PrivateKey] = {}
 
@@ -217,16 +244,18 @@ class World:
         """Send JSON-RPC calls as one batch; return their results in order."""
         if not calls:
             return []
-        body = []
+        body: list[dict[str, Any]] = []
         for method, params in calls:
             self._id += 1
             body.append({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
-        request = urllib.request.Request(self.rpc_url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.loads(response.read())
-        if not isinstance(answer, list):  # the whole batch refused (anvil: an error object, e.g. too large)
-            raise WorldError(f"batch of {len(body)} {body[0]['method']} refused: {answer}")
-        replies = {r["id"]: r for r in answer}
+        replies: dict[int, Any] = {}
+        for request_body in _http_batches(body):
+            request = urllib.request.Request(self.rpc_url, request_body, {"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answer = json.loads(response.read())
+            if not isinstance(answer, list):  # the whole batch refused (anvil: an error object, e.g. too large)
+                raise WorldError(f"batch of {len(body)} {body[0]['method']} refused: {answer}")
+            replies.update((r["id"], r) for r in answer)
         results = []
         for item in body:
             reply = replies[item["id"]]
@@ -239,6 +268,54 @@ class World:
         data = encode_call("MockERC20" if contract in TOKEN_DECIMALS else contract, fn, *args)
         to = self.deployment.contracts[contract]
         return ("eth_sendTransaction", [{"from": sender, "to": to, "data": data, "gas": hex(TX_GAS)}])
+
+    def _seeder_txs(self, fn: str, items: Sequence[tuple[Any, ...]], gas: int) -> list[tuple[str, list[Any]]]:
+        """Return the DevnetSeeder transactions applying ``items`` (deposits or matches) in order, SEED_BATCH each."""
+        seeder = self._ensure_seeder()
+        txs = []
+        for i in range(0, len(items), SEED_BATCH):
+            part = list(items[i : i + SEED_BATCH])
+            data = encode_call("DevnetSeeder", fn, part)
+            tx = {"from": self.admin, "to": seeder, "data": data, "gas": hex(SEEDER_TX_GAS + gas * len(part))}
+            txs.append(("eth_sendTransaction", [tx]))
+        return txs
+
+    def _ensure_seeder(self) -> str:
+        """Deploy the DevnetSeeder and grant it the Exchange's MATCHER_ROLE, once; return its address.
+
+        The devnet world is the only place that deploys it: the protocol's deployment (chain/deploy.py) never does.
+        """
+        if self.seeder:
+            return self.seeder
+        artifact = load_artifact("DevnetSeeder")
+        exchange = self.deployment.contracts["Exchange"]
+        code = artifact.bytecode + abi_encode(["address", "address"], [self.admin, exchange])
+        create = {"from": self.admin, "data": "0x" + code.hex(), "gas": hex(TX_GAS)}
+        receipt = self._wait_receipt(self.rpc("eth_sendTransaction", [create]))
+        if receipt["status"] != "0x1" or not receipt.get("contractAddress"):
+            raise WorldError(f"DevnetSeeder deployment failed: {receipt['transactionHash']}")
+        seeder = to_checksum_address(receipt["contractAddress"])
+        grant = encode_call("Exchange", "grantRole", MATCHER_ROLE, seeder)
+        tx = {"from": self.admin, "to": exchange, "data": grant, "gas": hex(TX_GAS)}
+        receipt = self._wait_receipt(self.rpc("eth_sendTransaction", [tx]))
+        if receipt["status"] != "0x1":
+            reason = self._revert_reason(receipt["transactionHash"])
+            raise WorldError(f"Exchange.grantRole(MATCHER_ROLE, seeder) failed: {reason}")
+        depositor = self.rpc("eth_call", [{"to": seeder, "data": encode_call("DevnetSeeder", "depositor")}, "latest"])
+        self._depositor_code = self.rpc("eth_getCode", ["0x" + depositor[-40:], "latest"])
+        self.seeder = seeder
+        self._nonces.pop(self.admin, None)  # sent outside send_all: read the admin's nonce again
+        return seeder
+
+    def _wait_receipt(self, tx_hash: str) -> dict[str, Any]:
+        """Return a transaction's receipt, mining a block if automine left it pending."""
+        deadline = time.monotonic() + RECEIPT_TIMEOUT
+        while (receipt := self.rpc("eth_getTransactionReceipt", [tx_hash])) is None:
+            if time.monotonic() > deadline:
+                raise WorldError(f"{tx_hash} not mined within {RECEIPT_TIMEOUT:.0f} s")
+            self.rpc("evm_mine", [])
+        result: dict[str, Any] = receipt
+        return result
 
     def send_all(self, txs: Sequence[tuple[str, list[Any]]], *, chunk: int = 2_000) -> list[str]:
         """Send simulated transactions, mine them in as few blocks as the gas limit allows, check each succeeded;
@@ -263,22 +340,19 @@ class World:
         self.rpc("evm_setAutomine", [False])
         try:
             for i in range(0, len(txs), chunk):
-                # one HTTP batch per 500: anvil refuses larger bodies ("Invalid request" for 2,000 matches)
-                results = [
-                    r
-                    for j in range(i, min(i + chunk, len(txs)), 500)
-                    for r in self.batch(txs[j : min(j + 500, i + chunk)])
-                ]
-                sent = [h for (method, _), h in zip(txs[i : i + chunk], results, strict=True)
-                        if method == "eth_sendTransaction"]  # fmt: skip
-                hashes += sent
+                # batch() splits the HTTP bodies: anvil refuses large ones ("Invalid request" for 2,000 matches)
+                results = self.batch(txs[i : i + chunk])
+                sent = [(h, int(params[0]["gas"], 16)) for (method, params), h in zip(txs[i : i + chunk], results,
+                        strict=True) if method == "eth_sendTransaction"]  # fmt: skip
+                hashes += [h for h, _ in sent]
                 # mined as each chunk arrives: anvil's pool slows down with its size (10,000 accounts seeded in
                 # 291 s with whole batches in the pool, in 127 s chunk by chunk; measured under a load of 4-7)
-                blocks = -(-len(sent) * TX_GAS // BLOCK_GAS_LIMIT)
+                blocks = -(-sum(gas for _, gas in sent) // BLOCK_GAS_LIMIT)
                 if blocks:
                     self.rpc("anvil_mine", [hex(blocks)])
             # the pool may also hold a node's transaction; only ours are waited for
-            self._confirm(hashes, first_block)
+            targets = sorted({params[0]["to"] for method, params in txs if method == "eth_sendTransaction"})
+            self._confirm(hashes, first_block, targets)
         finally:
             self.rpc("evm_setAutomine", [True])
         return hashes
@@ -298,8 +372,11 @@ class World:
                 params[0]["nonce"] = hex(self._nonces[params[0]["from"]])
                 self._nonces[params[0]["from"]] += 1
 
-    def _confirm(self, hashes: Sequence[str], first_block: int) -> None:
+    def _confirm(self, hashes: Sequence[str], first_block: int, targets: Sequence[str]) -> None:
         """Wait until every transaction of ``hashes`` (sent after block ``first_block`` - 1) is mined and succeeded.
+
+        Only the logs of the contracts the transactions called (``targets``) are read: a seeder transaction's
+        matches emit about a thousand logs from the Exchange and the ledger, the seeder one.
 
         Errors:
             WorldError naming the first reverted transaction and its error, or the count not mined in time.
@@ -309,7 +386,7 @@ class World:
         while pending:
             head = int(self.rpc("eth_blockNumber", []), 16)
             for start in range(first_block, head + 1, LOG_SPAN):
-                span = {"fromBlock": hex(start), "toBlock": hex(min(start + LOG_SPAN - 1, head))}
+                span = {"fromBlock": hex(start), "toBlock": hex(min(start + LOG_SPAN - 1, head)), "address": targets}
                 pending -= {log["transactionHash"].lower() for log in self.rpc("eth_getLogs", [span])}
             first_block = max(first_block, head + 1)
             unseen = sorted(pending)  # no log (yet): a receipt says whether it reverted, or is not mined
@@ -424,6 +501,7 @@ class World:
         self.send_all(self._feed_txs(now))
         self._list_instruments()
         self.send_all([self._marks_tx()])
+        self._ensure_seeder()
         self.house = self._account_address(0)
         self._open([self.house], {"USDC": 10**10, "WBTC": 1_000, "WETH": 20_000})
         users = [self._account_address(i + 1) for i in range(accounts)]
@@ -513,23 +591,38 @@ class World:
         return listed
 
     def _open(self, accounts: Sequence[str], collateral: dict[str, float]) -> None:
-        """Fund ``accounts`` with ether for gas and deposit ``collateral`` (whole tokens) for each into the ledger.
+        """Fund ``accounts`` with ether for gas and deposit ``collateral`` (whole tokens) for each into the ledger."""
+        self._open_groups([(accounts, collateral)])
 
-        The tokens are minted and approved by writing the mock tokens' storage (``_fund``), so each deposit is the
-        account's only transaction: the ledger's book, and every token balance after the deposits, are those of
-        minting and approving by transaction (a test pins the seeded book).
+    def _open_groups(self, groups: Sequence[tuple[Sequence[str], dict[str, float]]]) -> None:
+        """Fund each group's accounts with ether for gas and deposit its collateral (whole tokens) for each.
+
+        The tokens are minted and approved by writing the mock tokens' storage (``_fund``), and each account makes
+        its deposits itself (msg.sender) through the seeder: DevnetDepositor's code is installed at the accounts for
+        the deposits and removed after them (an account with code would be an ERC-1271 signer to the Exchange). The
+        ledger's book, and every token balance after the deposits, are those of minting, approving and depositing
+        by transaction (a test pins the seeded book).
         """
-        # ether for gas first: anvil runs a batch's requests concurrently, so a transfer in the same batch as a
-        # transaction of the account it funds may come too late for it
+        accounts = list(dict.fromkeys(a for group, _ in groups for a in group))
+        self._ensure_seeder()
         for i in range(0, len(accounts), 2_000):
             self.batch([("anvil_setBalance", [a, hex(10**21)]) for a in accounts[i : i + 2_000]])
         margin_accounts = self.deployment.contracts["MarginAccounts"]
-        txs: list[tuple[str, list[Any]]] = []
-        for token, amount in collateral.items():
-            units = int(amount * 10 ** TOKEN_DECIMALS[token])
-            self._fund(token, accounts, units, margin_accounts)
-            txs += [self._tx(a, "MarginAccounts", "deposit", self.deployment.contracts[token], units) for a in accounts]
-        self.send_all(txs)
+        deposits: list[tuple[str, str, int]] = []
+        for group, collateral in groups:
+            for token, amount in collateral.items():
+                units = int(amount * 10 ** TOKEN_DECIMALS[token])
+                self._fund(token, group, units, margin_accounts)
+                deposits += [(a, self.deployment.contracts[token], units) for a in group]
+        self._set_code(accounts, self._depositor_code)
+        try:
+            self.send_all(self._seeder_txs("deposit", deposits, DEPOSIT_GAS))
+        finally:
+            self._set_code(accounts, "0x")
+
+    def _set_code(self, accounts: Sequence[str], code: str) -> None:
+        for i in range(0, len(accounts), 2_000):
+            self.batch([("anvil_setCode", [a, code]) for a in accounts[i : i + 2_000]])
 
     def _fund(self, token: str, accounts: Sequence[str], units: int, spender: str) -> None:
         """Mint ``units`` of a mock token to each account and raise its allowance to ``spender`` by as much.
@@ -609,9 +702,14 @@ class World:
         return raw[:64] + bytes([raw[64] + 27])
 
     def _trade(self, account: str, inst: Instrument, size: float) -> tuple[str, list[Any]]:
-        """Return the match that moves ``account``'s position by ``size`` units against the house, at the mark.
+        """Return the admin's ``Exchange.matchOrders`` transaction of ``_match(account, inst, size)``."""
+        return self._tx(self.admin, "Exchange", "matchOrders", *self._match(account, inst, size))
 
-        Both sides sign an order limited at the mark; the admin (the matcher) pairs them.
+    def _match(self, account: str, inst: Instrument, size: float) -> tuple[Any, ...]:
+        """Return the ``matchOrders`` arguments that move ``account``'s position by ``size`` units against the house,
+        at the mark.
+
+        Both sides sign an order limited at the mark; the matcher (the admin, or the seeder for it) pairs them.
         """
         units = max(round(abs(size) * SIZE_SCALE), 1)
         buyer, seller = (account, self.house) if size > 0 else (self.house, account)
@@ -619,7 +717,11 @@ class World:
         buy, buy_sig = self._order(buyer, inst, True, units, price)
         sell, sell_sig = self._order(seller, inst, False, units, price)
         self.trades += 1
-        return self._tx(self.admin, "Exchange", "matchOrders", buy, buy_sig, sell, sell_sig, units, price)
+        return (buy, buy_sig, sell, sell_sig, units, price)
+
+    def _match_txs(self, matches: Sequence[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
+        """Return the seeder transactions applying ``matches`` in order."""
+        return self._seeder_txs("matchOrders", matches, MATCH_GAS)
 
     def _open_users(self, users: Sequence[str]) -> None:
         """Give each user one of the archetypal books: market maker, covered call, buyer, naked short, two-asset."""
@@ -658,9 +760,8 @@ class World:
         by_collateral: dict[tuple[tuple[str, float], ...], list[str]] = {}
         for user in users:
             by_collateral.setdefault(tuple(sorted(deposits[user].items())), []).append(user)
-        for collateral, group in by_collateral.items():
-            self._open(group, dict(collateral))
-        self.send_all([self._trade(user, inst, size) for user in users for inst, size in books[user]])
+        self._open_groups([(group, dict(collateral)) for collateral, group in by_collateral.items()])
+        self.send_all(self._match_txs([self._match(user, inst, size) for user in users for inst, size in books[user]]))
 
     # --- the moving market ----------------------------------------------------------------------------------------
 
@@ -678,11 +779,11 @@ class World:
         # chain time may have moved on (a warp): orders and marks are dated from the latest block
         self.now = max(self.now, int(self.rpc("eth_getBlockByNumber", ["latest", False])["timestamp"], 16))
         live = [i for i in self.instruments if i.kind == InstrumentKind.PERPETUAL or i.expiry > self.now + 60]
-        txs = [self._marks_tx()]
         frozen = {a.lower() for a in self.frozen}  # accounts under auction cannot trade (AccountInLiquidation)
         tradable = [a for a in self.accounts if a.lower() not in frozen]
+        matches = []
         for _ in range(count if tradable else 0):
             user = self._rng.choice(tradable)
             inst = self._rng.choice(live)
-            txs.append(self._trade(user, inst, self._rng.choice((-1, 1)) * self._rng.choice((0.1, 0.5, 1.0))))
-        self.send_all(txs)
+            matches.append(self._match(user, inst, self._rng.choice((-1, 1)) * self._rng.choice((0.1, 0.5, 1.0))))
+        self.send_all([self._marks_tx(), *self._match_txs(matches)])  # one sender: the marks are posted first
