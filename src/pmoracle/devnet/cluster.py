@@ -75,6 +75,7 @@ class DevnetOptions:
 
     nodes: int = 4
     accounts: int = 300
+    trades_per_step: int = 3  # random trades of the world's trading steps (every third block)
     duration: float | None = 60.0  # seconds; None runs until --rounds or a signal
     rounds: int | None = None  # stop after this many attested rounds
     round_period: int = 5  # blocks between anchor blocks
@@ -343,7 +344,7 @@ class Devnet:
         if head % 3 == 0:
             self.world.move_market(self.world_time())
         elif head % 3 == 1:
-            self.world.trade_randomly(3)
+            self.world.trade_randomly(self.options.trades_per_step)
         else:
             # the world's RPC waits longer than Devchain.rpc's 2 s: anvil's work per block grows with the state
             # (~1 s an empty block at 10,000 accounts on a loaded machine)
