@@ -199,6 +199,21 @@ def _encode_bytes(value: bytes) -> bytes:
     return len(value).to_bytes(32, "big") + value + bytes(-len(value) % 32)
 
 
+def _block_chunks(txs: Sequence[tuple[str, list[Any]]], limit: int) -> list[Sequence[tuple[str, list[Any]]]]:
+    """Return ``txs`` cut, in order, into chunks of at most ``limit`` calls whose transactions' gas fits one block."""
+    chunks: list[Sequence[tuple[str, list[Any]]]] = []
+    start, gas = 0, 0
+    for i, (method, params) in enumerate(txs):
+        need = int(params[0]["gas"], 16) if method == "eth_sendTransaction" else 0
+        if i > start and (i - start == limit or gas + need > BLOCK_GAS_LIMIT):
+            chunks.append(txs[start:i])
+            start, gas = i, 0
+        gas += need
+    if start < len(txs):
+        chunks.append(txs[start:])
+    return chunks
+
+
 def _http_batches(body: Sequence[dict[str, Any]]) -> list[bytes]:
     """Return ``body``'s JSON-RPC calls as HTTP request bodies of at most HTTP_BATCH_BYTES (a larger call alone)."""
     requests: list[bytes] = []
@@ -380,10 +395,12 @@ class World:
         Automine is paused while they are sent. Under automine anvil 1.7.1 queues one mining job per received
         transaction and works through that queue long after the transactions themselves were mined in bulk:
         2,000 transactions sent in batches left ~2,000 empty blocks behind, mined at 200-400 a second, and a
-        node's transaction sent meanwhile waited behind them. Paused, each chunk of ``chunk`` transactions is
-        mined as soon as it is sent, in ceil(gas / block gas limit) blocks (one for 2,000), and the head then moves
-        only when something is sent or mined. Few, large blocks: anvil's work per block grows with the state (an
-        empty block took 0.14 s after seeding 4,000 accounts, 0.75-0.93 s after 10,000).
+        node's transaction sent meanwhile waited behind them. Paused, each chunk of at most ``chunk`` transactions
+        and one block's gas (2,000 plain transactions, 59 seeder batches of matches) is mined in one block as soon
+        as it is sent, and the head then moves only when something is sent or mined. Few, large blocks: anvil's
+        work per block grows with the state (an empty block took 0.14 s after seeding 4,000 accounts, 0.75-0.93 s
+        after 10,000); and one block per call: mining a 100,000-account seeding's 640 match batches at once took
+        anvil more than the 60 s an RPC waits.
 
         Success is read from the mined blocks' logs (every transaction the world sends emits one), and receipts
         are asked only for the few hashes without a log: anvil 1.7.1 answers ``eth_getTransactionReceipt`` in
@@ -395,17 +412,15 @@ class World:
         hashes: list[str] = []
         self.rpc("evm_setAutomine", [False])
         try:
-            for i in range(0, len(txs), chunk):
+            for part in _block_chunks(txs, chunk):
                 # batch() splits the HTTP bodies: anvil refuses large ones ("Invalid request" for 2,000 matches)
-                results = self.batch(txs[i : i + chunk])
-                sent = [(h, int(params[0]["gas"], 16)) for (method, params), h in zip(txs[i : i + chunk], results,
-                        strict=True) if method == "eth_sendTransaction"]  # fmt: skip
-                hashes += [h for h, _ in sent]
+                results = self.batch(part)
+                sent = [h for (method, _), h in zip(part, results, strict=True) if method == "eth_sendTransaction"]
+                hashes += sent
                 # mined as each chunk arrives: anvil's pool slows down with its size (10,000 accounts seeded in
                 # 291 s with whole batches in the pool, in 127 s chunk by chunk; measured under a load of 4-7)
-                blocks = -(-sum(gas for _, gas in sent) // BLOCK_GAS_LIMIT)
-                if blocks:
-                    self.rpc("anvil_mine", [hex(blocks)])
+                if sent:
+                    self.rpc("anvil_mine", ["0x1"])
             # the pool may also hold a node's transaction; only ours are waited for
             targets = sorted({params[0]["to"] for method, params in txs if method == "eth_sendTransaction"})
             self._confirm(hashes, first_block, targets)
