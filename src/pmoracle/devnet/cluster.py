@@ -65,6 +65,16 @@ POLICY_POLL_S = 10.0  # [policy]: seconds to wait for every node to publish an a
 DEVNET_DEVIATION_DELAY = 4  # seconds: see DevnetOptions.deviation_delay
 
 
+def compute_rpc_timeout(accounts: int) -> float:
+    """Return the seconds the devnet and its nodes wait for one JSON-RPC answer with ``accounts`` accounts.
+
+    anvil answers nothing while it mines a block, and its work per block grows with the state (an empty block
+    1.1 s at 10,000 accounts on this loaded 2-core machine, 2026-12-05): 10 s up to 10,000 accounts, then 1 s
+    more per 1,800 (60 s at 100,000).
+    """
+    return 10.0 + max(0, accounts - 10_000) / 1_800
+
+
 class DevnetError(PmoracleError):
     """Raised when the devnet cannot be built or a node process dies unexpectedly."""
 
@@ -709,7 +719,7 @@ def _build(
     scheme = "ECDSA certificates" if group_key is None else "FROST group key registered (ECDSA as fallback)"
     say(f"devnet: contracts deployed, {options.nodes} nodes staked and registered (quorum "
         f"{compute_byzantine_quorum(options.nodes)} of {options.nodes}); {scheme}")  # fmt: skip
-    client = ChainClient([chain.url])
+    client = ChainClient([chain.url], timeout=compute_rpc_timeout(options.accounts))
     committee = read_committee(client, deployment)
     world = World(chain.url, deployment, Account.from_key(DEPLOYER_KEY).address, seed=options.seed)
     started = time.monotonic()
@@ -821,7 +831,7 @@ log_level = "INFO"
 
 [chain]
 rpc_urls = ["{rpc_url}"]
-rpc_timeout = 10.0
+rpc_timeout = {compute_rpc_timeout(options.accounts)}
 poll_interval = 0.1
 probe_interval = 2.0
 full_snapshot_every = {options.full_snapshot_every}
