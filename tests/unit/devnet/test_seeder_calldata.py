@@ -8,7 +8,7 @@ from web3 import Web3
 
 from pmoracle.chain.contracts import load_artifact
 from pmoracle.chain.orders import Order
-from pmoracle.devnet.world import encode_deposits, encode_matches
+from pmoracle.devnet.world import checksum_address, encode_deposits, encode_matches
 
 
 def _order(rng: random.Random, is_buy: bool) -> Order:
@@ -30,3 +30,9 @@ def test_packed_calldata_equals_eth_abi() -> None:
         ]  # fmt: skip
         as_abi = [(b.as_tuple(), bs, s.as_tuple(), ss, size, price) for b, bs, s, ss, size, price in matches]
         assert encode_matches(matches) == seeder.encode_abi("matchOrders", args=[as_abi])
+
+
+def test_checksum_addresses_equal_eth_utils() -> None:
+    rng = random.Random(2)
+    for raw in [bytes(20), b"\xff" * 20, *(rng.randbytes(20) for _ in range(500))]:
+        assert checksum_address(raw) == Web3.to_checksum_address(raw)
