@@ -722,9 +722,9 @@ class World:
             slots: list[str] = []
             for account in part:
                 owner_word = bytes.fromhex(account[2:]).rjust(32, b"\0")
-                slots.append("0x" + keccak(owner_word + bytes(32)).hex())  # _balances[account]
-                inner = keccak(owner_word + (1).to_bytes(32, "big"))  # _allowances[account]
-                slots.append("0x" + keccak(spender_word + inner).hex())  # _allowances[account][spender]
+                slots.append("0x" + keccak_bytes(owner_word + bytes(32)).hex())  # _balances[account]
+                inner = keccak_bytes(owner_word + (1).to_bytes(32, "big"))  # _allowances[account]
+                slots.append("0x" + keccak_bytes(spender_word + inner).hex())  # _allowances[account][spender]
             values = self.batch([("eth_getStorageAt", [address, slot, "latest"]) for slot in slots])
             self.batch([
                 ("anvil_setStorageAt", [address, slot, "0x" + (int(value, 16) + units).to_bytes(32, "big").hex()])
