@@ -7,24 +7,27 @@ from collections.abc import Iterator
 import pytest
 from web3 import Web3
 
-from pmoracle.devnet.devchain import Devchain, start_devchain
+from pmoracle.devnet.devchain import Devchain, devchain
 from pmoracle.devnet.ledger_audit import audit_cash
 from pmoracle.devnet.world import MATCHER_ROLE, SEED_BATCH, World, WorldError, encode_call
 from tests.integration.devnet.seeding import seed_world
 
 
 @pytest.fixture(scope="module")
-def chain() -> Iterator[Devchain]:
-    devchain = start_devchain(prune_history=1024)
-    try:
-        yield devchain
-    finally:
-        devchain.stop()
+def seeded() -> Iterator[tuple[Devchain, World]]:
+    """A fresh anvil with 20 accounts seeded."""
+    with devchain(prune_history=1024) as chain:
+        yield chain, seed_world(chain, 20)
 
 
-@pytest.fixture(scope="module")
-def world(chain: Devchain) -> World:
-    return seed_world(chain, 20)
+@pytest.fixture
+def chain(seeded: tuple[Devchain, World]) -> Devchain:
+    return seeded[0]
+
+
+@pytest.fixture
+def world(seeded: tuple[Devchain, World]) -> World:
+    return seeded[1]
 
 
 def _call(world: World, sender: str, to: str, data: str) -> str | None:
