@@ -583,6 +583,14 @@ def _check_round_input(
     return None
 
 
+def _check_own_round(state: FrostState, block_number: int) -> RejectReason | None:
+    """Return why this node cannot act in round ``block_number`` itself (commit, sign), or None."""
+    # a watcher has no key share
+    if state.context.me is None:
+        return RejectReason.NOT_OWN
+    return _check_round_input(state, state.context.config_digest, block_number, 0)
+
+
 def _check_sender(
     state: FrostState,
     config_digest: bytes,
@@ -614,10 +622,7 @@ def on_round_opened(state: FrostState, block_number: int, now: float) -> Transit
     """Return the transition for a round this node starts (or a coming round it commits to ahead): ask the shell
     for the own nonce commitments, once per round."""
     ctx = state.context
-    # a watcher has no key share
-    if ctx.me is None:
-        return _reject(state, RejectReason.NOT_OWN)
-    reason = _check_round_input(state, ctx.config_digest, block_number, 0)
+    reason = _check_own_round(state, block_number)
     if reason is not None:
         return _reject(state, reason)
     rnd = state.rounds.get(block_number) or FrostRoundState(block_number=block_number)
@@ -683,12 +688,9 @@ def on_own_report(state: FrostState, block_number: int, digest: bytes, now: floa
     slashing protection) with EIP-712 digest ``digest``: sign attempt 0's share of ``digest`` at once if its set is
     settled, so that it travels right behind the report and the certificate finds the shares already there."""
     ctx = state.context
-    # a watcher signs no report
-    if ctx.me is None:
-        return _reject(state, RejectReason.NOT_OWN)
-    reason = _check_round_input(state, ctx.config_digest, block_number, 0)
-    if reason is not None:
-        return _reject(state, reason)
+    reason = _check_own_round(state, block_number)
+    if reason is not None or ctx.me is None:
+        return _reject(state, reason or RejectReason.NOT_OWN)
     if not isinstance(digest, bytes) or len(digest) != 32:
         raise InputError("digest", f"expected 32 bytes, got {digest!r}")
     rnd = state.rounds.get(block_number) or FrostRoundState(block_number=block_number)
