@@ -5,9 +5,10 @@ A node runs it when the installed committee has a group key and the node holds i
 (``keys.frost_share``, :mod:`pmoracle.node.frost_keys`). The executor then hands it, in order:
 
 - the chain head (``on_head``) and each round it starts computing (``on_round_triggered``: the nonce commitments
-  of that round and of the next go out, so they are known everywhere before the next round's reports are signed);
+  go out, unless they went out a round ahead);
 - its own signed reports (``on_own_signed``, after the collector published them): a member of attempt 0's settled
   signing set signs its share of its own report's digest at once, so the share travels right behind the report;
+  then the node commits to the next round, so those commitments are known everywhere before its reports are signed;
 - the collector's quorum certificates (``on_certificate``), held until this node's own report of the round is
   signed (a FROST share is only produced for a digest the node signed with ECDSA itself) or until half an attempt
   has passed (then the node still aggregates and transmits, and a refused share costs the set one attempt);
@@ -165,10 +166,8 @@ class FrostRoundService:
         await self._guarded(self.participant.new_head(head))
 
     async def on_round_triggered(self, block: int) -> None:
-        """Commit to round ``block`` as this node starts computing it, and to the next round ahead: its commitments
-        are then known everywhere when the members sign their reports, so the first set signs with them."""
+        """Commit to round ``block`` as this node starts computing it, unless it committed ahead (below)."""
         await self._guarded(self.participant.open_round(block))
-        await self._guarded(self.participant.open_round(block + self.context.committee.round_period))
 
     async def on_certificate(self, certificate: QuorumCertificate) -> None:
         """Start signing the collector's certificate once this node's own report of the round is signed."""
@@ -184,11 +183,15 @@ class FrostRoundService:
         collector for gossip): a member of the first signing set signs its share now, right behind the report."""
         key = signed.report.round_key
         self._signed.add(key)
+        block = signed.report.block_number
         digest = compute_report_digest(self.context.domain, signed.report)
-        await self._guarded(self.participant.report_signed(signed.report.block_number, digest))
-        held = self._held.pop(signed.report.block_number, None)
+        await self._guarded(self.participant.report_signed(block, digest))
+        held = self._held.pop(block, None)
         if held is not None:
             await self._guarded(self.participant.certify(held[0]))
+        # commit to the next round ahead, behind the report and the share: its commitments are known everywhere
+        # when the members sign their next reports, so the first set signs with them
+        await self._guarded(self.participant.open_round(block + self.context.committee.round_period))
 
     async def on_attested(self, key: RoundKey) -> None:
         """Close ``key`` and older rounds; their secret nonces are deleted."""

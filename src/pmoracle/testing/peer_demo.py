@@ -285,18 +285,18 @@ class FrostSigning:
             await trio.sleep(0.05)
             await self.participant.tick()
 
-    async def start_round(self, report: Report, last: bool) -> None:
-        """Record the round's ECDSA digest in slashing protection, and commit to the round and (unless ``last``)
-        to the next one, ahead, as the daemon does."""
+    async def start_round(self, report: Report) -> None:
+        """Record the round's ECDSA digest in slashing protection and commit to the round (if not done ahead)."""
         self.protection.record_and_check(report.round_key, compute_report_digest(self.domain, report))
         await self.participant.open_round(report.block_number)
-        if not last:
-            await self.participant.open_round(report.block_number + BLOCK_STEP)
 
-    async def report_signed(self, signed: SignedReport) -> None:
-        """Note the own report, published: a member of the first signing set signs its share now."""
+    async def report_signed(self, signed: SignedReport, last: bool) -> None:
+        """Note the own report, published: a member of the first signing set signs its share now; then commit to
+        the next round (unless ``last``) ahead, behind the report and the share, as the daemon does."""
         digest = compute_report_digest(self.domain, signed.report)
         await self.participant.report_signed(signed.report.block_number, digest)
+        if not last:
+            await self.participant.open_round(signed.report.block_number + BLOCK_STEP)
 
     def close(self) -> None:
         """Close the stores."""
@@ -319,7 +319,7 @@ async def _run_round(
     report = committee.report(block)
     collector = RoundCollector(committee, report)
     if signing is not None:
-        await signing.start_round(report, last=block == FIRST_BLOCK + (args.rounds - 1) * BLOCK_STEP)
+        await signing.start_round(report)
     quorum = False
     for early in pending.pop(report.round_key, []):  # reports of this round that arrived before it started here
         quorum |= collector.add(early)
@@ -328,7 +328,7 @@ async def _run_round(
     quorum |= collector.add(signed)
     await reports.publish_own(signed)
     if signing is not None:
-        await signing.report_signed(signed)
+        await signing.report_signed(signed, last=block == FIRST_BLOCK + (args.rounds - 1) * BLOCK_STEP)
     if quorum and signing is not None and collector.quorum_certificate is not None:
         await signing.participant.certify(collector.quorum_certificate)
     # Silence longer than `quiet` means we (re)joined after the others stopped re-publishing: ask for a catch-up,
