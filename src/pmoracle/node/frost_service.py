@@ -6,9 +6,10 @@ A node runs it when the installed committee has a group key and the node holds i
 
 - the chain head (``on_head``) and each round it starts computing (``on_round_triggered``: the nonce commitments
   go out, unless they went out a round ahead);
-- its own signed reports (``on_own_signed``, after the collector published them): a member of attempt 0's settled
-  signing set signs its share of its own report's digest at once, so the share travels right behind the report;
-  then the node commits to the next round, so those commitments are known everywhere before its reports are signed;
+- its own signed reports (``on_own_signed``, before the collector publishes them): a member of attempt 0's settled
+  signing set signs its share of its own report's digest at once, so the share leaves with the report; and, once
+  the report is out (``on_own_published``), the node commits to the next round, so those commitments are known
+  everywhere before its next reports are signed;
 - the collector's quorum certificates (``on_certificate``), held until this node's own report of the round is
   signed (a FROST share is only produced for a digest the node signed with ECDSA itself) or until half an attempt
   has passed (then the node still aggregates and transmits, and a refused share costs the set one attempt);
@@ -179,8 +180,8 @@ class FrostRoundService:
         self._held[block] = (certificate, held[1] if held is not None else trio.current_time())
 
     async def on_own_signed(self, signed: SignedReport) -> None:
-        """Note that this node signed its report of a round (recorded by slashing protection, then handed to the
-        collector for gossip): a member of the first signing set signs its share now, right behind the report."""
+        """Note that this node signed its report of a round (recorded by slashing protection first; the collector
+        publishes it next): a member of the first signing set signs its share now, so it leaves with the report."""
         key = signed.report.round_key
         self._signed.add(key)
         block = signed.report.block_number
@@ -189,9 +190,12 @@ class FrostRoundService:
         held = self._held.pop(block, None)
         if held is not None:
             await self._guarded(self.participant.certify(held[0]))
-        # commit to the next round ahead, behind the report and the share: its commitments are known everywhere
-        # when the members sign their next reports, so the first set signs with them
-        await self._guarded(self.participant.open_round(block + self.context.committee.round_period))
+
+    async def on_own_published(self, signed: SignedReport) -> None:
+        """Commit to the round after ``signed``'s, now that its report and share are out: the commitments are then
+        known everywhere when the members sign their next reports, so the first set signs with them."""
+        next_block = signed.report.block_number + self.context.committee.round_period
+        await self._guarded(self.participant.open_round(next_block))
 
     async def on_attested(self, key: RoundKey) -> None:
         """Close ``key`` and older rounds; their secret nonces are deleted."""

@@ -16,8 +16,8 @@ every process's rounds at the same wall-clock instant; round r starts ``r * --ro
 
 With ``--frost --data-dir DIR`` the committee is :func:`pmoracle.testing.frost.make_frost_test_committee`'s (its
 group key in the config) and each round is also signed with FROST: each member commits one round ahead (the
-first round's commitments before ``--wait-start``), the members of the first signing set sign their share right
-behind their report, and every member aggregates once it holds the certificate: the member's
+first round's commitments before ``--wait-start``), the members of the first signing set sign their share and
+publish it just before their report, and every member aggregates once it holds the certificate: the member's
 :class:`~pmoracle.node.frost_participant.FrostParticipant` with a :class:`~pmoracle.node.frost_signer.FrostSigner`
 whose nonce store and slashing protection live in ``DIR/member-<index>``; it prints
 ``{"event": "frost", "block": B, "signature": ..., "signers": bitmap, "attempt", "t_cert", "t_frost"}`` when the
@@ -290,13 +290,15 @@ class FrostSigning:
         self.protection.record_and_check(report.round_key, compute_report_digest(self.domain, report))
         await self.participant.open_round(report.block_number)
 
-    async def report_signed(self, signed: SignedReport, last: bool) -> None:
-        """Note the own report, published: a member of the first signing set signs its share now; then commit to
-        the next round (unless ``last``) ahead, behind the report and the share, as the daemon does."""
+    async def report_signed(self, signed: SignedReport) -> None:
+        """Note the own report, signed (recorded in slashing protection): a member of the first signing set signs
+        its share now and publishes it, just before the report goes out (as the daemon does)."""
         digest = compute_report_digest(self.domain, signed.report)
         await self.participant.report_signed(signed.report.block_number, digest)
-        if not last:
-            await self.participant.open_round(signed.report.block_number + BLOCK_STEP)
+
+    async def commit_ahead(self, block: int) -> None:
+        """Commit to the round after ``block``, once this round's report and share are out (as the daemon does)."""
+        await self.participant.open_round(block + BLOCK_STEP)
 
     def close(self) -> None:
         """Close the stores."""
@@ -326,9 +328,11 @@ async def _run_round(
     t_sign = time.time()
     signed = sign_report(committee.network.domain, report, key)
     quorum |= collector.add(signed)
-    await reports.publish_own(signed)
     if signing is not None:
-        await signing.report_signed(signed, last=block == FIRST_BLOCK + (args.rounds - 1) * BLOCK_STEP)
+        await signing.report_signed(signed)
+    await reports.publish_own(signed)
+    if signing is not None and block < FIRST_BLOCK + (args.rounds - 1) * BLOCK_STEP:
+        await signing.commit_ahead(block)
     if quorum and signing is not None and collector.quorum_certificate is not None:
         await signing.participant.certify(collector.quorum_certificate)
     # Silence longer than `quiet` means we (re)joined after the others stopped re-publishing: ask for a catch-up,
