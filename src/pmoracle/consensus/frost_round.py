@@ -8,7 +8,7 @@ state object and one :class:`Rejected` effect naming the reason (for metrics); t
 
 Identifiers are committee index + 1 (the DKG's). Nonce commitments are issued when a round opens (members commit
 one round ahead), ``attempts`` per round (one per signing attempt), and gossiped ahead of the quorum. A member of
-attempt 0's set signs its share when it signs its own ECDSA report, so the share travels right behind the report
+attempt 0's set signs its share when it signs its own ECDSA report, so the share travels with the report
 and the certificate, when it forms, finds the shares there: no message after the quorum. Every
 gossiped commitment and share carries its member's ECDSA signature (the report-signing key) over a
 domain-separated digest, so an invalid share is attributable evidence. Protocol, per round key K, member p_i::
@@ -686,7 +686,7 @@ def on_own_commitment(state: FrostState, msg: SignedFrostCommitment, now: float)
 def on_own_report(state: FrostState, block_number: int, digest: bytes, now: float) -> Transition:
     """Return the transition for this node's own ECDSA report of round ``block_number``, signed (recorded by
     slashing protection) with EIP-712 digest ``digest``: sign attempt 0's share of ``digest`` at once if its set is
-    settled, so that it travels right behind the report and the certificate finds the shares already there."""
+    settled, so that it travels with the report and the certificate finds the shares already there."""
     ctx = state.context
     reason = _check_own_round(state, block_number)
     if reason is not None or ctx.me is None:
