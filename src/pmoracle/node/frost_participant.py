@@ -103,8 +103,9 @@ class FrostParticipant:
         await self.apply(fr.on_round_opened(self.state, block_number, trio.current_time()))
 
     async def report_signed(self, block_number: int, digest: bytes) -> None:
-        """Note this member's own report of round ``block_number`` (recorded by slashing protection, then
-        published): a member of attempt 0's settled set signs its share of ``digest`` now (docs/frost.md)."""
+        """Note this member's own report of round ``block_number`` (recorded by slashing protection; the caller
+        publishes it next): a member of attempt 0's settled set signs and publishes its share of ``digest`` now, so
+        the share leaves with the report (docs/frost.md)."""
         await self.apply(fr.on_own_report(self.state, block_number, digest, trio.current_time()))
 
     async def certify(self, certificate: QuorumCertificate) -> None:
