@@ -16,8 +16,9 @@ chain`` seeds (trader 2i+1 long one BTC perpetual from trader 2i+2 at 60,000 USD
 By default the stages run with the cyclic garbage collector paused, as the node runs them
 (``pmoracle.node.gcpause``); ``--gc-on`` leaves it on. Either way the bench then times one full collection with the
 round's book alive (``gc_after_s``): what the pause defers, and what each later full collection costs while the book
-lives. Also reported: the collector's runs and seconds during the stages, the process's RSS before and its peak
-(VmHWM). Nothing here is asserted (benchmarks are not tests).
+lives; and one more after ``gc.freeze()`` (``gc_after_frozen_s``): what freezing the book would save. Also
+reported: the collector's runs and seconds during the stages, the process's RSS before them and its peak (VmHWM).
+Nothing here is asserted (benchmarks are not tests).
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ def measure_book(accounts: int, *, gc_on: bool = False, page: int = DEFAULT_PACK
     Returns:
         ``accounts``, ``gc_on``, ``{stage}_s`` for each of ``STAGES``, ``total_s``, ``gc_runs``, ``gc_full_runs``,
         ``gc_s`` (the collector during the stages), ``gc_after_s`` (one full collection after them, the book
-        alive), ``rss_start_mib``, ``peak_rss_mib`` and ``report`` (the round's report digest fields, hex).
+        alive), ``gc_after_frozen_s`` (the same after ``gc.freeze()``), ``rss_start_mib``, ``peak_rss_mib`` and
+        ``report`` (the round's report digest fields, hex).
     """
     head = bench_snapshot()
     instruments, funding = dict(head.instruments), dict(head.funding)
@@ -200,6 +202,11 @@ def measure_book(accounts: int, *, gc_on: bool = False, page: int = DEFAULT_PACK
     t = time.perf_counter()
     gc.collect()
     gc_after = time.perf_counter() - t
+    gc.freeze()  # what gc.freeze() after a round would save: the next full collection skips the frozen book
+    t = time.perf_counter()
+    gc.collect()
+    gc_after_frozen = time.perf_counter() - t
+    gc.unfreeze()
     return {
         "accounts": accounts,
         "gc_on": gc_on,
@@ -209,6 +216,7 @@ def measure_book(accounts: int, *, gc_on: bool = False, page: int = DEFAULT_PACK
         "gc_full_runs": clock.full_runs,
         "gc_s": clock.seconds,
         "gc_after_s": gc_after,
+        "gc_after_frozen_s": gc_after_frozen,
         "rss_start_mib": rss_start,
         "peak_rss_mib": peak_rss_mib(),
         "report": {
@@ -240,14 +248,15 @@ def run_book_bench(sizes: tuple[int, ...], *, gc_on: bool) -> dict[str, Any]:
 def format_book_bench(figures: dict[str, Any]) -> str:
     """Return the figures as a table, one row per size."""
     collector = "on" if figures["gc_on"] else "paused"
-    lines = [f"the node's book on a full read (cyclic GC {collector}; seconds; RSS MiB)",
-             f"{'accounts':>10s} {'decode':>8s} {'convert':>8s} {'engine':>8s} {'round':>8s} {'total':>8s} "
-             f"{'gc runs':>8s} {'gc s':>7s} {'gc after':>8s} {'RSS start':>9s} {'peak RSS':>9s}"]  # fmt: skip
+    header = f"{'accounts':>10s} {'decode':>8s} {'convert':>8s} {'engine':>8s} {'round':>8s} {'total':>8s} "
+    header += f"{'gc runs':>8s} {'gc s':>7s} {'gc after':>8s} {'frozen':>7s} {'RSS start':>9s} {'peak RSS':>9s}"
+    lines = [f"the node's book on a full read (cyclic GC {collector}; seconds; RSS MiB)", header]
     for row in figures["sizes"]:
         lines.append(
             f"{row['accounts']:10d} {row['decode_s']:8.2f} {row['convert_s']:8.2f} {row['engine_s']:8.2f} "
             f"{row['round_s']:8.2f} {row['total_s']:8.2f} {row['gc_runs']:8d} {row['gc_s']:7.2f} "
-            f"{row['gc_after_s']:8.2f} {row['rss_start_mib']:9.0f} {row['peak_rss_mib']:9.0f}"
+            f"{row['gc_after_s']:8.2f} {row['gc_after_frozen_s']:7.2f} {row['rss_start_mib']:9.0f} "
+            f"{row['peak_rss_mib']:9.0f}"
         )
     before, after = figures["loadavg_before"], figures["loadavg_after"]
     lines.append(f"load average before {before[0]:.2f}, after {after[0]:.2f} ({figures['cpus']} CPUs)")

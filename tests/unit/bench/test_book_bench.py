@@ -64,8 +64,8 @@ def test_the_command_measures_each_size_in_its_own_process_and_prints_json(capsy
     assert [row["accounts"] for row in figures["sizes"]] == [40, 60]
     assert all(row["gc_on"] is True and row["report"]["account_count"] == row["accounts"] for row in figures["sizes"])
     expected_keys = {f"{stage}_s" for stage in STAGES} | {
-        "accounts", "gc_on", "total_s", "gc_runs", "gc_full_runs", "gc_s", "gc_after_s", "rss_start_mib",
-        "peak_rss_mib", "report",
+        "accounts", "gc_on", "total_s", "gc_runs", "gc_full_runs", "gc_s", "gc_after_s", "gc_after_frozen_s",
+        "rss_start_mib", "peak_rss_mib", "report",
     }  # fmt: skip
     assert set(figures["sizes"][0]) == expected_keys
     text = format_book_bench(figures)
