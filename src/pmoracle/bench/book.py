@@ -9,9 +9,9 @@ chain`` seeds (trader 2i+1 long one BTC perpetual from trader 2i+2 at 60,000 USD
 - ``decode``: ``decode_packed_accounts`` of every page (writing the pages is not timed);
 - ``convert``: the accounts into ``Portfolio`` objects, sorted (``convert_accounts``, as ``read_snapshot`` does,
   one page at a time);
-- ``engine``: the risk engine's ``Book`` over them and its ``result()`` (every account's margin);
-- ``round``: the rest of ``compute_round``: leaves, Merkle tree, risk-array tree and report (the same steps; a test
-  checks that the report is ``compute_round``'s).
+- ``engine``: the risk engine's ``Book`` over them (risk arrays, account layout, the kernel);
+- ``round``: the rest of ``compute_round`` (``compute_round_from_book``): every account's margin, leaves, Merkle
+  tree, risk-array tree and report.
 
 By default the stages run with the cyclic garbage collector paused, as the node runs them
 (``pmoracle.node.gcpause``); ``--gc-on`` leaves it on. Either way the bench then times one full collection with the
@@ -44,12 +44,9 @@ from pmoracle.chain.snapshot import (
     decode_packed_accounts,
 )
 from pmoracle.config.params import default_params
-from pmoracle.consensus.commitments import NO_POLICY, RiskArrayTree, compute_market_hash, compute_risk_rows
-from pmoracle.consensus.merkle import MerkleTree
-from pmoracle.consensus.report import Report
 from pmoracle.errors import InputError
 from pmoracle.node.gcpause import gc_paused
-from pmoracle.node.round import compute_instrument_ids, compute_leaves
+from pmoracle.node.round import compute_round_from_book
 from pmoracle.risk.inputs import PRICE_SCALE, WAD, Instrument, InstrumentKind, MarketSnapshot, UnderlyingMarket
 from pmoracle.risk.margin import Book
 from pmoracle.testing.committees import make_test_committee
@@ -94,28 +91,27 @@ def bench_snapshot(portfolios: tuple[Any, ...] = ()) -> ChainSnapshot:
     )
 
 
-def peak_rss_mib() -> float:
-    """Return this process's peak resident set (VmHWM; ru_maxrss where /proc is missing), MiB."""
+def _status_mib(key: str) -> float | None:
+    """Return a ``/proc/self/status`` memory line (``VmHWM``, ``VmRSS``) in MiB; None where /proc is missing."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
+
+
+def peak_rss_mib() -> float:
+    """Return this process's peak resident set (VmHWM; ru_maxrss where /proc is missing), MiB."""
+    peak = _status_mib("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def current_rss_mib() -> float:
     """Return this process's resident set now (VmRSS), MiB; 0 where /proc is missing."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return _status_mib("VmRSS") or 0.0
 
 
 class _CollectorClock:
@@ -179,23 +175,9 @@ def measure_book(accounts: int, *, gc_on: bool = False, page: int = DEFAULT_PACK
             snapshot = bench_snapshot(portfolios)
             t = time.perf_counter()
             engine = Book(snapshot.market, params, snapshot.portfolios)
-            book = engine.result()
             seconds["engine"] = time.perf_counter() - t
             t = time.perf_counter()
-            # compute_round's steps after the engine (without a policy)
-            tree = MerkleTree(compute_leaves(book))
-            rows = compute_risk_rows(engine.arrays, compute_instrument_ids(snapshot), snapshot.tokens)
-            risk_tree = RiskArrayTree(rows)
-            report = Report(
-                config_digest=committee.digest(),
-                block_number=snapshot.block_number,
-                block_hash=snapshot.block_hash,
-                params_hash=params.params_hash,
-                accounts_root=tree.root,
-                account_count=len(tree),
-                risk_arrays_root=risk_tree.root,
-                market_hash=compute_market_hash(snapshot.market, NO_POLICY),
-            )
+            report = compute_round_from_book(snapshot, params, committee, engine, None).report
             seconds["round"] = time.perf_counter() - t
         finally:
             gc.callbacks.remove(clock)
