@@ -136,7 +136,9 @@ def measure_book(accounts: int, *, gc_on: bool = False, page: int = DEFAULT_PACK
     """Return the seconds of each stage of a full read and round of ``accounts`` accounts in this process.
 
     Returns:
-        ``accounts``, ``gc_on``, ``{stage}_s`` for each of ``STAGES``, ``total_s``, ``gc_runs``, ``gc_full_runs``,
+        ``accounts``, ``gc_on``, ``{stage}_s`` for each of ``STAGES`` and ``total_s`` (wall), ``{stage}_cpu_s`` and
+        ``total_cpu_s`` (the process's CPU, every thread: steadier than wall on a shared machine), ``gc_runs``,
+        ``gc_full_runs``,
         ``gc_s`` (the collector during the stages), ``gc_after_s`` (one full collection after them, the book
         alive), ``gc_after_frozen_s`` (the same after ``gc.freeze()``), ``rss_start_mib``, ``peak_rss_mib`` and
         ``report`` (the round's report digest fields, hex).
@@ -149,51 +151,58 @@ def measure_book(accounts: int, *, gc_on: bool = False, page: int = DEFAULT_PACK
     gc.collect()
     rss_start = current_rss_mib()
     clock = _CollectorClock()
-    seconds = dict.fromkeys(STAGES, 0.0)
+    seconds = dict.fromkeys(STAGES, 0.0)  # wall
+    cpu = dict.fromkeys(STAGES, 0.0)  # this process's CPU, every thread (the engine's kernel runs on several)
+
+    def add(stage: str, since: tuple[float, float], less: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
+        now = time.perf_counter(), time.process_time()
+        seconds[stage] += now[0] - since[0] - less[0]
+        cpu[stage] += now[1] - since[1] - less[1]
+        return now
+
     with nullcontext() if gc_on else gc_paused():
         gc.callbacks.append(clock)
         try:
-            in_pages = 0.0  # seconds spent writing and decoding pages inside the conversion's loop
+            in_pages = [0.0, 0.0]  # wall and CPU spent writing and decoding pages inside the conversion's loop
 
             def pages() -> Iterator[list[RawAccount]]:
-                nonlocal in_pages
                 for start in range(0, accounts, page):
-                    entered = time.perf_counter()
+                    entered = time.perf_counter(), time.process_time()
                     end = min(start + page, accounts)
                     data = encode_packed_accounts(bytes(32), end, accounts, make_raw_accounts(start, end))
-                    decoding = time.perf_counter()
+                    decoding = time.perf_counter(), time.process_time()
                     raw = decode_packed_accounts(data).accounts
-                    done = time.perf_counter()
-                    seconds["decode"] += done - decoding
-                    in_pages += done - entered
+                    done = add("decode", decoding)
+                    in_pages[0] += done[0] - entered[0]
+                    in_pages[1] += done[1] - entered[1]
                     del data
                     yield raw
 
-            t = time.perf_counter()
+            t = time.perf_counter(), time.process_time()
             portfolios = convert_accounts(pages(), instruments, {}, funding)
-            seconds["convert"] = time.perf_counter() - t - in_pages
+            t = add("convert", t, (in_pages[0], in_pages[1]))
             snapshot = bench_snapshot(portfolios)
-            t = time.perf_counter()
             engine = Book(snapshot.market, params, snapshot.portfolios)
-            seconds["engine"] = time.perf_counter() - t
-            t = time.perf_counter()
+            t = add("engine", t)
             report = compute_round_from_book(snapshot, params, committee, engine, None).report
-            seconds["round"] = time.perf_counter() - t
+            add("round", t)
         finally:
             gc.callbacks.remove(clock)
-    t = time.perf_counter()
+    collecting = time.perf_counter()
     gc.collect()
-    gc_after = time.perf_counter() - t
+    gc_after = time.perf_counter() - collecting
     gc.freeze()  # what gc.freeze() after a round would save: the next full collection skips the frozen book
-    t = time.perf_counter()
+    collecting = time.perf_counter()
     gc.collect()
-    gc_after_frozen = time.perf_counter() - t
+    gc_after_frozen = time.perf_counter() - collecting
     gc.unfreeze()
     return {
         "accounts": accounts,
         "gc_on": gc_on,
         **{f"{stage}_s": seconds[stage] for stage in STAGES},
         "total_s": sum(seconds.values()),
+        **{f"{stage}_cpu_s": cpu[stage] for stage in STAGES},
+        "total_cpu_s": sum(cpu.values()),
         "gc_runs": clock.runs,
         "gc_full_runs": clock.full_runs,
         "gc_s": clock.seconds,
@@ -231,12 +240,16 @@ def format_book_bench(figures: dict[str, Any]) -> str:
     """Return the figures as a table, one row per size."""
     collector = "on" if figures["gc_on"] else "paused"
     header = f"{'accounts':>10s} {'decode':>8s} {'convert':>8s} {'engine':>8s} {'round':>8s} {'total':>8s} "
-    header += f"{'gc runs':>8s} {'gc s':>7s} {'gc after':>8s} {'frozen':>7s} {'RSS start':>9s} {'peak RSS':>9s}"
-    lines = [f"the node's book on a full read (cyclic GC {collector}; seconds; RSS MiB)", header]
+    header += (
+        f"{'CPU':>8s} {'gc runs':>8s} {'gc s':>7s} {'gc after':>8s} {'frozen':>7s} {'RSS start':>9s} {'peak RSS':>9s}"
+    )
+    lines = [f"the node's book on a full read (cyclic GC {collector}; wall seconds, and CPU seconds in all; RSS MiB)",
+             header]  # fmt: skip
     for row in figures["sizes"]:
         lines.append(
             f"{row['accounts']:10d} {row['decode_s']:8.2f} {row['convert_s']:8.2f} {row['engine_s']:8.2f} "
-            f"{row['round_s']:8.2f} {row['total_s']:8.2f} {row['gc_runs']:8d} {row['gc_s']:7.2f} "
+            f"{row['round_s']:8.2f} {row['total_s']:8.2f} {row['total_cpu_s']:8.2f} {row['gc_runs']:8d} "
+            f"{row['gc_s']:7.2f} "
             f"{row['gc_after_s']:8.2f} {row['gc_after_frozen_s']:7.2f} {row['rss_start_mib']:9.0f} "
             f"{row['peak_rss_mib']:9.0f}"
         )
