@@ -1,10 +1,10 @@
 """Measure the node's work on a full read of a big book, without a chain: decode, convert, engine, round.
 
-Run: ``pmoracle bench book [--accounts 10000,100000,1000000] [--gc-on] [--json]`` (or ``python -m
-pmoracle.bench.book``). For each number of accounts N, in a fresh process (so that its peak RSS is its own), the
-bench writes ``MarginAccountsReader``'s packed pages of N accounts in memory, with the accounts ``pmoracle bench
-chain`` seeds (trader 2i+1 long one BTC perpetual from trader 2i+2 at 60,000 USD), in pages of
-``DEFAULT_PACKED_PAGE`` accounts as a full read asks for them, and times each stage the node runs on them:
+Run: ``pmoracle bench book [--accounts 10000,100000,1000000] [--gc-on] [--json]``. For each number of accounts N,
+in a fresh process (so that its peak RSS is its own), the bench writes ``MarginAccountsReader``'s packed pages of N
+accounts in memory, with the accounts ``pmoracle bench chain`` seeds (trader 2i+1 long one BTC perpetual from
+trader 2i+2 at 60,000 USD), in pages of ``DEFAULT_PACKED_PAGE`` accounts as a full read asks for them, and times
+each stage the node runs on them:
 
 - ``decode``: ``decode_packed_accounts`` of every page (writing the pages is not timed);
 - ``convert``: the accounts into ``Portfolio`` objects, sorted (``convert_accounts``, as ``read_snapshot`` does,
@@ -220,7 +220,9 @@ def measure_book(accounts: int, *, gc_on: bool = False, page: int = DEFAULT_PACK
 
 def measure_book_in_subprocess(accounts: int, *, gc_on: bool) -> dict[str, Any]:
     """Return :func:`measure_book` of ``accounts`` run in a fresh Python process (its own peak RSS)."""
-    command = [sys.executable, "-m", "pmoracle.bench.book", "--single", str(accounts)] + (["--gc-on"] if gc_on else [])
+    # through the command line, which chooses numba's cache directory before the engine is imported (numba_cache)
+    command = [sys.executable, "-m", "pmoracle.cli", "bench", "book", "--single", str(accounts)]
+    command += ["--gc-on"] if gc_on else []
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise InputError("--accounts", f"the bench of {accounts} accounts failed: {done.stderr.strip()[-2000:]}")
@@ -270,26 +272,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--gc-on", action="store_true", help="leave the cyclic GC on (the node pauses it)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--single", type=int, help=argparse.SUPPRESS)  # one size in this process: one JSON line
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the book benchmark and print its table (or JSON)."""
+    if args.single is not None:  # the process measure_book_in_subprocess starts
+        print(json.dumps(measure_book(parse_accounts(str(args.single))[0], gc_on=args.gc_on)))
+        return 0
     figures = run_book_bench(parse_accounts(args.accounts), gc_on=args.gc_on)
     print(json.dumps(figures, indent=2) if args.json else format_book_bench(figures))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m pmoracle.bench.book`` (``--single N``: one size in this process, one JSON line)."""
-    parser = argparse.ArgumentParser(prog="python -m pmoracle.bench.book", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    parser.add_argument("--single", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.single is None:
-        return run(args)
-    print(json.dumps(measure_book(parse_accounts(str(args.single))[0], gc_on=args.gc_on)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,12 +13,12 @@ from pmoracle.bench.book import (
     STAGES,
     bench_snapshot,
     format_book_bench,
-    main,
     make_raw_accounts,
     measure_book,
     run,
 )
 from pmoracle.chain.snapshot import convert_accounts
+from pmoracle.cli import main as cli_main
 from pmoracle.config.params import default_params
 from pmoracle.errors import InputError
 from pmoracle.node.gcpause import pauses_in_progress
@@ -58,7 +58,7 @@ def test_the_benchs_round_is_compute_rounds_and_the_collector_is_paused_only_dur
 
 
 def test_the_command_measures_each_size_in_its_own_process_and_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--accounts", "40,60", "--gc-on", "--json"]) == 0
+    assert cli_main(["bench", "book", "--accounts", "40,60", "--gc-on", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["gc_on"] is True and figures["cpus"] >= 1 and len(figures["loadavg_before"]) == 3
     assert [row["accounts"] for row in figures["sizes"]] == [40, 60]
@@ -75,5 +75,5 @@ def test_the_command_measures_each_size_in_its_own_process_and_prints_json(capsy
 @pytest.mark.parametrize("accounts", ["0", "1", "x", "", "10,20000000"])
 def test_bad_account_counts_name_the_option(accounts: str) -> None:
     with pytest.raises(InputError) as info:
-        run(argparse.Namespace(accounts=accounts, gc_on=False, json=False))
+        run(argparse.Namespace(accounts=accounts, gc_on=False, json=False, single=None))
     assert info.value.field == "--accounts"
