@@ -2,8 +2,9 @@
 
 Suites: ``risk`` (risk engine), ``gossip`` (libp2p report exchange), ``gas`` (contract gas table), ``chain``
 (RPC and snapshot cost), ``seeding`` (the devnet world's setup versus accounts), ``devnet`` (round latency of a real
-multi-node devnet), ``policy`` (the adaptive margin policy's backtest), ``stress`` (the liquidation cascade) and
-``leaves`` (fetching a round's attested leaves from a node API).
+multi-node devnet), ``policy`` (the adaptive margin policy's backtest), ``stress`` (the liquidation cascade),
+``leaves`` (fetching a round's attested leaves from a node API) and ``book`` (the node's work on a full read of 10k
+to 1M accounts, no chain).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ SUITES: dict[str, tuple[str | None, str]] = {
     "policy": ("pmoracle.bench.policy", "adaptive margin policy backtest on seeded GARCH paths"),
     "stress": ("pmoracle.bench.stress", "liquidation cascade: 100k accounts x 200 scenarios x 10 steps"),
     "leaves": ("pmoracle.bench.leaves", "fetching a round's attested leaves: /v1/leaves/B against /v1/margin each"),
+    "book": ("pmoracle.bench.book", "the node's full read and round without a chain: decode, convert, engine, round"),
 }
 
 
