@@ -188,11 +188,15 @@ def run_devnet_bench(
     run_dir: Path,
     round_period: int = 5,
     seed: int = 1,
-    timeout: float = 300.0,
+    timeout: float = 600.0,
     full_snapshot_every: int = 32,
     ecdsa: bool = False,
+    trades_per_step: int = 3,
 ) -> dict[str, Any]:
     """Build an n-node devnet, run it until ``warmup + rounds`` rounds are attested, and return the figures.
+
+    ``timeout`` is the whole run's budget in seconds, the build (seeding included) counted; ``trades_per_step`` the
+    world's random trades every third block.
 
     Errors:
         DevnetError when a node dies; BenchError-style PmoracleError when too few rounds are attested in time.
@@ -203,7 +207,7 @@ def run_devnet_bench(
     # by default the operators' background check of every 32nd incremental snapshot, not the devnet's every 4th
     options = DevnetOptions(nodes=n, accounts=accounts, duration=None, rounds=None, seed=seed, run_dir=run_dir,
                             round_period=round_period, full_snapshot_every=full_snapshot_every,
-                            quiet=True, ecdsa=ecdsa)  # fmt: skip
+                            quiet=True, ecdsa=ecdsa, trades_per_step=trades_per_step)  # fmt: skip
     build_started = time.monotonic()
     devnet = build_devnet(options, say=lambda _msg: None)
     build_s = time.monotonic() - build_started
@@ -220,8 +224,9 @@ def run_devnet_bench(
         last_attested = 0
         while len(timings) < warmup + rounds:
             now = time.monotonic()
-            if now - started > timeout:
-                raise PmoracleError(f"bench devnet n={n}: only {len(timings)} rounds attested in {timeout:.0f} s")
+            if now - build_started > timeout:
+                raise PmoracleError(f"bench devnet n={n}: only {len(timings)} rounds attested within the "
+                                    f"{timeout:.0f} s budget (build {build_s:.0f} s)")  # fmt: skip
             for node in devnet.nodes:
                 if node.process is not None and node.process.poll() is not None:
                     raise DevnetError(f"node {node.index} exited with {node.process.returncode}; see {node.log_path}")
@@ -341,6 +346,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full-snapshot-every", type=int, default=32,
                         help="the nodes' chain.full_snapshot_every (default 32, the operators' default)")  # fmt: skip
     parser.add_argument("--run-dir", type=Path, default=None, help="where the devnets' logs go (default: a temp dir)")
+    parser.add_argument("--trades-per-step", type=int, default=3,
+                        help="the world's random trades every third block (default 3)")  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds for each size's whole run, build and seeding included (default 600)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     parser.add_argument("--ecdsa", action="store_true",
                         help="ECDSA certificates only (default: the devnet's group key, attestFrost)")  # fmt: skip
@@ -355,6 +364,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--rounds", f"need --rounds >= 1 and --warmup >= 0, got {args.rounds}, {args.warmup}")
     if args.full_snapshot_every < 1:
         raise InputError("--full-snapshot-every", f"must be >= 1, got {args.full_snapshot_every}")
+    if args.trades_per_step < 0:
+        raise InputError("--trades-per-step", f"must be >= 0, got {args.trades_per_step}")
+    if not args.timeout > 0:
+        raise InputError("--timeout", f"must be > 0 seconds, got {args.timeout}")
     from pmoracle.devnet.processes import StopRequested, supervise
 
     base = args.run_dir or Path(tempfile.mkdtemp(prefix="pmoracle-bench-devnet-"))
@@ -367,7 +380,8 @@ def run(args: argparse.Namespace) -> int:
                 results.append(run_devnet_bench(n, accounts=args.accounts, rounds=args.rounds, warmup=args.warmup,
                                                 run_dir=base / f"n{n}", round_period=args.round_period,
                                                 full_snapshot_every=args.full_snapshot_every,
-                                                ecdsa=args.ecdsa))  # fmt: skip
+                                                ecdsa=args.ecdsa, timeout=args.timeout,
+                                                trades_per_step=args.trades_per_step))  # fmt: skip
     except StopRequested as stop:
         print(f"bench devnet: {stop}; logs: {base}", file=sys.stderr)
         return 128 + stop.signum

@@ -1,5 +1,5 @@
-"""Compile ``contracts/*.sol`` and ``examples/contracts/*.sol`` with the pinned solcjs (npm ``solc``) through
-solc's standard-JSON interface.
+"""Compile ``contracts/*.sol``, ``contracts/devnet/*.sol`` and ``examples/contracts/*.sol`` with the pinned solcjs
+(npm ``solc``) through solc's standard-JSON interface.
 
 Every imported source (``@openzeppelin/...`` and ``solady/...`` from ``node_modules``, relative imports) is resolved
 here and inlined into the standard-JSON input, so the compiler never touches the file system and the input hash
@@ -25,8 +25,9 @@ from pmoracle.errors import PmoracleError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 CONTRACTS_DIR = REPO_ROOT / "contracts"
-# Directories whose ``*.sol`` files are compiled: the system, and the example consumers of its interfaces.
-SOURCE_DIRS = ("contracts", "examples/contracts")
+# Directories whose ``*.sol`` files are compiled: the system, the devnet's tools (never deployed by chain/deploy.py),
+# and the example consumers of its interfaces.
+SOURCE_DIRS = ("contracts", "contracts/devnet", "examples/contracts")
 ARTIFACTS_DIR = pathlib.Path(__file__).resolve().parent / "artifacts"
 BUILD_INFO = ARTIFACTS_DIR / "build-info.json"
 SOLC_VERSION = "0.8.37"
@@ -49,6 +50,8 @@ CONTRACTS = (
     "EntryPricer",
     "MockERC20",
     "MarginGatedLender",
+    "DevnetSeeder",
+    "DevnetDepositor",
 )
 
 # Import prefixes resolved under node_modules (the npm packages of package.json): scoped ones such as

@@ -32,7 +32,7 @@ import functools
 import itertools
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -378,6 +378,27 @@ def convert_account(
         raise SnapshotError(f"accounts[0x{account.hex()}].{exc.field}", None, exc.message) from exc
 
 
+def convert_accounts(
+    pages: Iterable[Sequence[RawAccount]],
+    instruments: Mapping[int, Instrument],
+    tokens: Mapping[bytes, tuple[str, int]],
+    funding: Mapping[int, int],
+) -> tuple[Portfolio, ...]:
+    """Return the Portfolios of every account of a full read's ``pages`` sorted by address, those holding nothing
+    skipped (``convert_account``); an account listed twice raises ``SnapshotError``. Each page is converted as it
+    comes, so a read holds one page of decoded accounts at a time."""
+    portfolios: dict[bytes, Portfolio] = {}
+    for page in pages:
+        for raw in page:
+            portfolio = convert_account(raw, instruments, tokens, funding)
+            if portfolio is None:
+                continue
+            if portfolio.account in portfolios:
+                raise SnapshotError("accounts", "0x" + portfolio.account.hex(), "account listed twice")
+            portfolios[portfolio.account] = portfolio
+    return tuple(sorted(portfolios.values(), key=_by_account))
+
+
 @dataclass(frozen=True, slots=True)
 class _Head:
     """What both kinds of read take in full at block B: the header, the market, tokens and instruments."""
@@ -709,17 +730,6 @@ def read_snapshot(
     head = _read_head(client, deployment, block_number, instrument_page_size)
     _, ledger = _contracts(deployment)
     calls = head.calls
-    portfolios: dict[bytes, Portfolio] = {}
-
-    def add(page: list[RawAccount]) -> None:
-        for raw in page:
-            portfolio = convert_account(raw, head.instruments, head.tokens, head.funding)
-            if portfolio is None:
-                continue
-            if portfolio.account in portfolios:
-                raise SnapshotError("accounts", "0x" + portfolio.account.hex(), "account listed twice")
-            portfolios[portfolio.account] = portfolio
-
     count = head.account_count
     ranges = [(o, min(o + packed_page_size, count)) for o in range(0, count, packed_page_size)]
     packed_pages = None
@@ -727,13 +737,16 @@ def read_snapshot(
         pages = _fetch_packed(client, ledger, head.header.hash, None, ranges, count, workers)
         packed_pages = _unless_refused(pages)
         calls += packed_pages is None  # the refused call
-    if packed_pages is not None:
-        for (start, end), covering in zip(ranges, packed_pages, strict=True):
-            calls += len(covering)
-            _check_page(PACKED_READER, start, sum(len(p.accounts) for p in covering), end - start)
-            for page in covering:
-                add(page.accounts)
-    else:
+
+    def raw_pages() -> Iterator[list[RawAccount]]:
+        nonlocal calls
+        if packed_pages is not None:
+            for (start, end), covering in zip(ranges, packed_pages, strict=True):
+                calls += len(covering)
+                _check_page(PACKED_READER, start, sum(len(p.accounts) for p in covering), end - start)
+                for page in covering:
+                    yield page.accounts
+            return
         view = _view("MarginAccounts", "accountsPage")
         offsets = range(0, count, account_page_size)
         args = [(o, account_page_size) for o in offsets]
@@ -742,8 +755,9 @@ def read_snapshot(
             raw_page = decode_accounts_page(data)
             calls += 1
             _check_page("accountsPage", offset, len(raw_page), min(account_page_size, count - offset))
-            add(raw_page)
-    books = tuple(sorted(portfolios.values(), key=_by_account))
+            yield raw_page
+
+    books = convert_accounts(raw_pages(), head.instruments, head.tokens, head.funding)
     market, settlement_calls = _read_settlements(client, deployment, head, books)
     return _snapshot(head, market, books, calls + settlement_calls, None)
 

@@ -1,9 +1,10 @@
 """``pmoracle bench SUITE``: measure one part of the system on this machine (nothing is asserted).
 
 Suites: ``risk`` (risk engine), ``gossip`` (libp2p report exchange), ``gas`` (contract gas table), ``chain``
-(RPC and snapshot cost), ``devnet`` (round latency of a real multi-node devnet), ``policy`` (the adaptive margin
-policy's backtest), ``stress`` (the liquidation cascade) and ``leaves`` (fetching a round's attested leaves from a
-node API).
+(RPC and snapshot cost), ``seeding`` (the devnet world's setup versus accounts), ``devnet`` (round latency of a real
+multi-node devnet), ``policy`` (the adaptive margin policy's backtest), ``stress`` (the liquidation cascade),
+``leaves`` (fetching a round's attested leaves from a node API) and ``book`` (the node's work on a full read of 10k
+to 1M accounts, no chain).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ SUITES: dict[str, tuple[str | None, str]] = {
     "gossip": ("pmoracle.bench.gossip", "libp2p gossip: report exchange latency and validator throughput"),
     "gas": ("pmoracle.bench.gas", "gas of attest, verifyMargin and slashing on anvil"),
     "chain": ("pmoracle.bench.chain", "chain layer: RPC latency and snapshot cost versus accounts"),
+    "seeding": ("pmoracle.bench.seeding", "devnet world seeding: setup time, transactions, anvil memory vs accounts"),
     "devnet": ("pmoracle.bench.devnet", "devnet round latency, CPU and memory per node for n nodes"),
     "policy": ("pmoracle.bench.policy", "adaptive margin policy backtest on seeded GARCH paths"),
     "stress": ("pmoracle.bench.stress", "liquidation cascade: 100k accounts x 200 scenarios x 10 steps"),
     "leaves": ("pmoracle.bench.leaves", "fetching a round's attested leaves: /v1/leaves/B against /v1/margin each"),
+    "book": ("pmoracle.bench.book", "the node's full read and round without a chain: decode, convert, engine, round"),
 }
 
 

@@ -6,20 +6,26 @@ This machine starts where the collector's ``CertificateFormed`` ends. Like the c
 state (and the time ``now`` as an argument) and returns ``(state, effects)``; a rejected input returns the *same*
 state object and one :class:`Rejected` effect naming the reason (for metrics); the shell carries the effects out.
 
-Identifiers are committee index + 1 (the DKG's). Nonce commitments are issued when a round opens, ``attempts`` per
-round (one per signing attempt), and gossiped ahead of the quorum, so signing adds one message: the share. Every
+Identifiers are committee index + 1 (the DKG's). Nonce commitments are issued when a round opens (members commit
+one round ahead), ``attempts`` per round (one per signing attempt), and gossiped ahead of the quorum. A member of
+attempt 0's set signs its share when it signs its own ECDSA report, so the share travels with the report
+and the certificate, when it forms, finds the shares there: no message after the quorum. Every
 gossiped commitment and share carries its member's ECDSA signature (the report-signing key) over a
 domain-separated digest, so an invalid share is attributable evidence. Protocol, per round key K, member p_i::
 
     upon round K opened:           emit IssueCommitments(K, attempts)   -- the shell records each as issued first
     upon own signed commitment:    emit BroadcastCommitment; deliver to self
     upon signed commitment c_j,a:  C[K][a][j] := c_j,a (the first one; a different second one is dropped)
+    upon own report of K signed with digest m' (slashing protection first), before the certificate:
+        if C[K][0][1..t] are all known: S_0 := {1..t}; if i in S_0: emit SignShare(K, 0, m', C[K][0][S_0])
+        -- the early share: every fuller view chooses the same S_0; a share of an m' never certified never aggregates
     upon certificate for K with digest m (from the collector) at now:  cert[K] := ...; t_K := now; attempt := 0
     attempt a starts at t_K + a * stageDelay / attempts; when attempt a + 1 starts without a signature:
         E := E + {j in S_a : no valid share of j in attempt a}     -- withholders leave the later attempts
     S_a := the first t identifiers, ascending, of {j : C[K][a][j] known, j not in E as attempt a started}, chosen
            once: when every such member has committed, or half an attempt after the attempt started (|.| >= t)
-    if i in S_a: emit SignShare(K, a, m, C[K][a][S_a])              -- the shell records the nonce as used, then signs
+    if i in S_a and not yet asked for a: emit SignShare(K, a, m, C[K][a][S_a])   -- the shell records the nonce as
+                                                                                   used, then signs
     upon own signed share:         emit BroadcastShare; deliver to self
     upon signed share z_j for (a, S, m) with every C[K][a][S] known:
         if verify_signature_share(package(C[K][a][S], m), z_j, Y_j): keep it
@@ -324,7 +330,8 @@ class FrostRoundState:
     transmit_position: int | None = None
     attempt: int = 0  # the current attempt (meaningful once certified)
     signing_sets: Mapping[int, int] = field(default_factory=dict)  # attempt -> own chosen signers bitmap
-    requested: frozenset[int] = frozenset()  # attempts whose own share this node asked for
+    requested: Mapping[int, bytes] = field(default_factory=dict)  # attempt -> digest this node asked to sign
+    reported: bytes | None = None  # the digest of this node's own signed ECDSA report of the round
     excluded: frozenset[int] = frozenset()  # identifiers to leave out of the next attempts' signing sets
     choice_excluded: frozenset[int] = frozenset()  # ``excluded`` as the current attempt started: what S_a leaves out
     accused: frozenset[int] = frozenset()  # identifiers whose invalid share was archived as evidence
@@ -408,6 +415,7 @@ class RejectReason(enum.Enum):
     DUPLICATE = "duplicate"
     CONFLICTING_COMMITMENT = "conflicting_commitment"
     CONFLICTING_CERTIFICATE = "conflicting_certificate"
+    CONFLICTING_REPORT = "conflicting_report"
     BAD_SIGNATURE = "bad_signature"
     ACCUSED = "accused"
     NOT_OWN = "not_own"
@@ -440,6 +448,7 @@ class SignShare:
     message: bytes
     signers: int
     commitments: tuple[frost.SigningCommitment, ...]
+    with_report: bool = False  # asked for with the own report, before the certificate (the early share)
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,7 +544,26 @@ def compute_signing_set(context: FrostRoundContext, rnd: FrostRoundState, attemp
     return compute_identifiers_bitmap(tuple(candidates[: context.threshold]))
 
 
-def _check_round_input(state: FrostState, config_digest: bytes, block: int, attempt: int) -> RejectReason | None:
+def compute_early_signing_set(context: FrostRoundContext, rnd: FrostRoundState) -> int | None:
+    """Return attempt 0's signing set if it is settled before the certificate: the attempt-0 commitments of
+    identifiers 1 .. t are all known, so every member that chooses S_0 later, from any fuller view, chooses these
+    same t (the first t, ascending); None otherwise (the member signs after the certificate, as before)."""
+    settled = tuple(range(1, context.threshold + 1))
+    if not all((0, i) in rnd.commitments for i in settled):
+        return None
+    return compute_identifiers_bitmap(settled)
+
+
+def is_in_commitment_window(state: FrostState, block_number: int) -> bool:
+    """Check if a commitment for round ``block_number`` is kept: inside the window, or up to two periods ahead of
+    the head (members commit one round ahead, and a receiver's head may lag the sender's by a block)."""
+    period = state.context.committee.round_period
+    return is_in_window(state, block_number) or is_in_window(state, block_number - period)
+
+
+def _check_round_input(
+    state: FrostState, config_digest: bytes, block: int, attempt: int, *, commitment: bool = False
+) -> RejectReason | None:
     ctx = state.context
     # for this configuration
     if config_digest != ctx.config_digest:
@@ -543,8 +571,8 @@ def _check_round_input(state: FrostState, config_digest: bytes, block: int, atte
     # rounds start at anchor blocks only
     if not is_anchor_block(block, ctx.committee.round_period):
         return RejectReason.NOT_ANCHOR_BLOCK
-    # memory is bounded: only rounds inside the window are kept
-    if not is_in_window(state, block):
+    # memory is bounded: only rounds inside the window are kept (commitments: one more period ahead)
+    if not (is_in_commitment_window(state, block) if commitment else is_in_window(state, block)):
         return RejectReason.OUTSIDE_WINDOW
     # an attested round needs no signature
     if not is_round_open(state, block):
@@ -555,11 +583,26 @@ def _check_round_input(state: FrostState, config_digest: bytes, block: int, atte
     return None
 
 
+def _check_own_round(state: FrostState, block_number: int) -> RejectReason | None:
+    """Return why this node cannot act in round ``block_number`` itself (commit, sign), or None."""
+    # a watcher has no key share
+    if state.context.me is None:
+        return RejectReason.NOT_OWN
+    return _check_round_input(state, state.context.config_digest, block_number, 0)
+
+
 def _check_sender(
-    state: FrostState, config_digest: bytes, block: int, attempt: int, signer: bytes, claimed: int
+    state: FrostState,
+    config_digest: bytes,
+    block: int,
+    attempt: int,
+    signer: bytes,
+    claimed: int,
+    *,
+    commitment: bool = False,
 ) -> RejectReason | int:
     """Return why a gossiped message is dropped, or its signer's identifier."""
-    reason = _check_round_input(state, config_digest, block, attempt)
+    reason = _check_round_input(state, config_digest, block, attempt, commitment=commitment)
     if reason is not None:
         return reason
     identifier = get_member_identifier(state.context.committee, signer)
@@ -579,10 +622,7 @@ def on_round_opened(state: FrostState, block_number: int, now: float) -> Transit
     """Return the transition for a round this node starts (or a coming round it commits to ahead): ask the shell
     for the own nonce commitments, once per round."""
     ctx = state.context
-    # a watcher has no key share
-    if ctx.me is None:
-        return _reject(state, RejectReason.NOT_OWN)
-    reason = _check_round_input(state, ctx.config_digest, block_number, 0)
+    reason = _check_own_round(state, block_number)
     if reason is not None:
         return _reject(state, reason)
     rnd = state.rounds.get(block_number) or FrostRoundState(block_number=block_number)
@@ -597,8 +637,9 @@ def on_commitment(state: FrostState, msg: SignedFrostCommitment, now: float) -> 
     """Return the transition for a signed commitment received from the network."""
     ctx = state.context
     checked = _check_sender(
-        state, msg.config_digest, msg.block_number, msg.attempt, msg.signer, msg.commitment.identifier
-    )
+        state, msg.config_digest, msg.block_number, msg.attempt, msg.signer, msg.commitment.identifier,
+        commitment=True,
+    )  # fmt: skip
     if isinstance(checked, RejectReason):
         return _reject(state, checked)
     identifier = checked
@@ -640,6 +681,30 @@ def on_own_commitment(state: FrostState, msg: SignedFrostCommitment, now: float)
     if after is state:
         return after, effects
     return after, (BroadcastCommitment(msg), *effects)
+
+
+def on_own_report(state: FrostState, block_number: int, digest: bytes, now: float) -> Transition:
+    """Return the transition for this node's own ECDSA report of round ``block_number``, signed (recorded by
+    slashing protection) with EIP-712 digest ``digest``: sign attempt 0's share of ``digest`` at once if its set is
+    settled, so that it travels with the report and the certificate finds the shares already there."""
+    ctx = state.context
+    reason = _check_own_round(state, block_number)
+    if reason is not None or ctx.me is None:
+        return _reject(state, reason or RejectReason.NOT_OWN)
+    if not isinstance(digest, bytes) or len(digest) != 32:
+        raise InputError("digest", f"expected 32 bytes, got {digest!r}")
+    rnd = state.rounds.get(block_number) or FrostRoundState(block_number=block_number)
+    # one report per round (slashing protection refuses a second digest)
+    if rnd.reported is not None:
+        return _reject(state, RejectReason.DUPLICATE if rnd.reported == digest else RejectReason.CONFLICTING_REPORT)
+    rnd = replace(rnd, reported=digest)
+    signers = compute_early_signing_set(ctx, rnd)
+    # before the certificate only (after it, attempt 0 runs as before), once, and only as a member of S_0
+    if rnd.message is not None or 0 in rnd.requested or signers is None or not signers >> (ctx.me - 1) & 1:
+        return _with_round(state, rnd), ()
+    rnd = replace(rnd, signing_sets={**rnd.signing_sets, 0: signers})
+    rnd, effects = _request_share(ctx, rnd, 0, digest, signers)
+    return _with_round(state, rnd), effects
 
 
 def on_certificate(state: FrostState, certificate: QuorumCertificate, now: float) -> Transition:
@@ -707,8 +772,8 @@ def on_own_share(state: FrostState, msg: SignedFrostShare, now: float) -> Transi
         return _reject(state, RejectReason.NOT_OWN)
     rnd = state.rounds.get(msg.block_number)
     # of a package this node asked to sign
-    asked = rnd is not None and msg.attempt in rnd.requested and rnd.signing_sets.get(msg.attempt) == msg.signers
-    if rnd is None or not asked or msg.message != rnd.message:
+    asked = rnd is not None and rnd.signing_sets.get(msg.attempt) == msg.signers
+    if rnd is None or not asked or rnd.requested.get(msg.attempt) != msg.message:
         return _reject(state, RejectReason.NOT_REQUESTED)
     after, effects = on_share(state, msg, now)
     if after is state:
@@ -834,15 +899,24 @@ def _advance(state: FrostState, rnd: FrostRoundState, now: float) -> tuple[Frost
         and chosen >> (ctx.me - 1) & 1
         and rnd.attempt not in rnd.requested
     ):
-        package = tuple(c.commitment for c in _get_package_commitments(rnd, rnd.attempt, chosen))
-        rnd = replace(rnd, requested=rnd.requested | {rnd.attempt})
-        effects += (SignShare((ctx.config_digest, rnd.block_number), rnd.attempt, message, chosen, package),)
+        rnd, more = _request_share(ctx, rnd, rnd.attempt, message, chosen)
+        effects += more
     # upon valid shares of every member of a set for the certified digest: aggregate
     if rnd.signature is None:
         rnd, more = _aggregate(ctx, rnd)
         effects += more
     rnd, more = _transmit(ctx, rnd, now)
     return rnd, effects + more
+
+
+def _request_share(
+    ctx: FrostRoundContext, rnd: FrostRoundState, attempt: int, message: bytes, signers: int
+) -> tuple[FrostRoundState, tuple[Effect, ...]]:
+    """Return the round with attempt ``attempt``'s own share asked for: (message, set) recorded, once per attempt."""
+    package = tuple(c.commitment for c in _get_package_commitments(rnd, attempt, signers))
+    with_report = rnd.message is None
+    rnd = replace(rnd, requested={**rnd.requested, attempt: message})
+    return rnd, (SignShare((ctx.config_digest, rnd.block_number), attempt, message, signers, package, with_report),)
 
 
 def _is_time_to_choose(ctx: FrostRoundContext, rnd: FrostRoundState, now: float) -> bool:

@@ -64,6 +64,16 @@ POLICY_POLL_S = 10.0  # [policy]: seconds to wait for every node to publish an a
 DEVNET_DEVIATION_DELAY = 4  # seconds: see DevnetOptions.deviation_delay
 
 
+def compute_rpc_timeout(accounts: int) -> float:
+    """Return the seconds the devnet and its nodes wait for one JSON-RPC answer with ``accounts`` accounts.
+
+    anvil answers nothing while it mines a block, and its work per block grows with the state (an empty block
+    1.1 s at 10,000 accounts on this loaded 2-core machine, 2026-12-05): 10 s up to 10,000 accounts, then 1 s
+    more per 1,800 (60 s at 100,000).
+    """
+    return 10.0 + max(0, accounts - 10_000) / 1_800
+
+
 class DevnetError(PmoracleError):
     """Raised when the devnet cannot be built or a node process dies unexpectedly."""
 
@@ -74,6 +84,7 @@ class DevnetOptions:
 
     nodes: int = 4
     accounts: int = 300
+    trades_per_step: int = 3  # random trades of the world's trading steps (every third block)
     duration: float | None = 60.0  # seconds; None runs until --rounds or a signal
     rounds: int | None = None  # stop after this many attested rounds
     round_period: int = 5  # blocks between anchor blocks
@@ -370,7 +381,7 @@ class Devnet:
         if head % 3 == 0:
             self.world.move_market(self.world_time())
         elif head % 3 == 1:
-            self.world.trade_randomly(3)
+            self.world.trade_randomly(self.options.trades_per_step)
         else:
             # the world's RPC waits longer than Devchain.rpc's 2 s: anvil's work per block grows with the state
             # (~1 s an empty block at 10,000 accounts on a loaded machine)
@@ -741,7 +752,7 @@ def _build(
         scheme = "ECDSA committee; the nodes run the DKG and install their FROST key themselves"
     say(f"devnet: contracts deployed, {options.nodes} nodes staked and registered (quorum "
         f"{compute_byzantine_quorum(options.nodes)} of {options.nodes}); {scheme}")  # fmt: skip
-    client = ChainClient([chain.url])
+    client = ChainClient([chain.url], timeout=compute_rpc_timeout(options.accounts))
     committee = read_committee(client, deployment)
     world = World(chain.url, deployment, Account.from_key(DEPLOYER_KEY).address, seed=options.seed)
     started = time.monotonic()
@@ -855,7 +866,7 @@ log_level = "INFO"
 
 [chain]
 rpc_urls = ["{rpc_url}"]
-rpc_timeout = 10.0
+rpc_timeout = {compute_rpc_timeout(options.accounts)}
 poll_interval = 0.1
 probe_interval = 2.0
 full_snapshot_every = {options.full_snapshot_every}

@@ -3,10 +3,11 @@
 This is devnet-only tooling: it drives the protocol's contracts the way a matching engine, a price feeder and
 traders would, so that the solver nodes have a moving book to attest. Every simulated account has a private key
 (derived from the seed) and signs its orders; the house (every trade's counterparty) signs too, and the admin
-matches them on the Exchange at the feeder's mark. Deposits use anvil's auto-impersonation; tokens are minted and
-approved by writing the mock tokens' storage, calldata and order signatures are computed here, transactions go in
-JSON-RPC batches and are mined in blocks of 2,000 (docs/performance-devnet.md, "Seeding"). Nothing here is used by
-a production node.
+matches them on the Exchange at the feeder's mark. Deposits and matches go through the devnet-only DevnetSeeder
+(contracts/devnet/), hundreds per transaction; tokens are minted and approved by writing the mock tokens' storage,
+calldata and order signatures are computed here, transactions go in JSON-RPC batches of at most 1 MiB and are mined
+in as few blocks as the gas limit allows (docs/performance-devnet.md, "Seeding"). Nothing here is used by a
+production node.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import random
 import re
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,15 +29,15 @@ from eth_utils import (
     function_abi_to_4byte_selector,
     get_abi_input_types,
     keccak,
-    to_canonical_address,
     to_checksum_address,
 )
 from web3 import Web3
 
-from pmoracle.chain.contracts import load_artifact
+from pmoracle.chain.contracts import CONTRACT_NAMES, load_artifact
 from pmoracle.chain.deploy import Deployment
-from pmoracle.chain.orders import Order, order_digest
+from pmoracle.chain.orders import Order, exchange_domain_separator
 from pmoracle.chain.revert import ErrorDecoder
+from pmoracle.consensus.hashing import keccak as keccak_bytes
 from pmoracle.errors import PmoracleError
 from pmoracle.risk.inputs import PRICE_SCALE, SIZE_SCALE, WAD, InstrumentKind
 
@@ -46,6 +47,12 @@ ORDER_LIFETIME = 3_600  # seconds a simulated order stays valid
 RECEIPT_TIMEOUT = 120.0  # seconds for anvil to mine a batch of simulated transactions
 BLOCK_GAS_LIMIT = 6_000_000_000
 LOG_SPAN = 4  # blocks per eth_getLogs while confirming a batch (up to 2,000 transactions each)
+HTTP_BATCH_BYTES = 1 << 20  # JSON-RPC body per HTTP request: anvil refuses bodies over 2 MiB (axum's default limit)
+SEED_BATCH = 250  # deposits or matches per DevnetSeeder transaction (a match's calldata is 864 bytes: 216 kB)
+DEPOSIT_GAS = 200_000  # gas reserved per deposit through the seeder (82,000-122,000 used, measured)
+MATCH_GAS = 400_000  # gas reserved per match through the seeder (235,000-248,000 used on average, measured)
+SEEDER_TX_GAS = 1_000_000  # gas reserved per seeder transaction besides its items (calldata: 16 gas a byte)
+MATCHER_ROLE = keccak(b"MATCHER_ROLE")
 
 
 class WorldError(PmoracleError):
@@ -139,6 +146,100 @@ def _encode_word(abi_type: str, value: Any) -> bytes:
     return (value % (1 << 256)).to_bytes(32, "big")  # two's complement of a negative int
 
 
+_ORDER_TYPES = ("address", "uint32", "bool", "uint128", "uint128", "uint64", "uint64")  # Exchange.Order
+_MATCH_HEAD = 18 * 32  # a DevnetSeeder.Match's head: two orders (7 words each), two offsets, size, price
+
+
+def encode_deposits(deposits: Sequence[tuple[str, str, int]]) -> str:
+    """Return the calldata of ``DevnetSeeder.deposit`` for (account, token, amount) deposits.
+
+    Packed here rather than by eth_abi, which took 23 of the 73 s of a profiled 10,000-account seeding (its
+    checksummed-address validation above all); a test compares both.
+    """
+    selector, _ = _function("DevnetSeeder", "deposit")
+    words = [selector, _encode_word("uint256", 32), _encode_word("uint256", len(deposits))]
+    for account, token, amount in deposits:
+        words += [_encode_word("address", account), _encode_word("address", token), _encode_word("uint256", amount)]
+    return "0x" + b"".join(words).hex()
+
+
+def encode_matches(matches: Sequence[tuple[Order, bytes, Order, bytes, int, int]]) -> str:
+    """Return the calldata of ``DevnetSeeder.matchOrders`` for (buy, buy signature, sell, sell signature, size,
+    price) matches, packed here like ``encode_deposits``."""
+    selector, _ = _function("DevnetSeeder", "matchOrders")
+    elements = []
+    for buy, buy_signature, sell, sell_signature, size, price in matches:
+        buy_tail, sell_tail = _encode_bytes(buy_signature), _encode_bytes(sell_signature)
+        elements.append(
+            _encode_order(buy) + _encode_word("uint256", _MATCH_HEAD)
+            + _encode_order(sell) + _encode_word("uint256", _MATCH_HEAD + len(buy_tail))
+            + _encode_word("uint128", size) + _encode_word("uint128", price) + buy_tail + sell_tail
+        )  # fmt: skip
+    offsets, at = [], 32 * len(elements)  # each element's offset from the first offset word
+    for element in elements:
+        offsets.append(_encode_word("uint256", at))
+        at += len(element)
+    head = selector + _encode_word("uint256", 32) + _encode_word("uint256", len(elements))
+    return "0x" + (head + b"".join(offsets) + b"".join(elements)).hex()
+
+
+def _encode_order(order: Order) -> bytes:
+    values = (
+        order.account,
+        order.instrument_id,
+        order.is_buy,
+        order.size,
+        order.limit_price,
+        order.nonce,
+        order.expiry,
+    )
+    return b"".join(_encode_word(t, v) for t, v in zip(_ORDER_TYPES, values, strict=True))
+
+
+def _encode_bytes(value: bytes) -> bytes:
+    return len(value).to_bytes(32, "big") + value + bytes(-len(value) % 32)
+
+
+def _block_chunks(txs: Sequence[tuple[str, list[Any]]], limit: int) -> list[Sequence[tuple[str, list[Any]]]]:
+    """Return ``txs`` cut, in order, into chunks of at most ``limit`` calls whose transactions' gas fits one block."""
+    chunks: list[Sequence[tuple[str, list[Any]]]] = []
+    start, gas = 0, 0
+    for i, (method, params) in enumerate(txs):
+        need = int(params[0]["gas"], 16) if method == "eth_sendTransaction" else 0
+        if i > start and (i - start == limit or gas + need > BLOCK_GAS_LIMIT):
+            chunks.append(txs[start:i])
+            start, gas = i, 0
+        gas += need
+    if start < len(txs):
+        chunks.append(txs[start:])
+    return chunks
+
+
+def checksum_address(raw: bytes) -> str:
+    """Return the EIP-55 checksummed hex of a 20-byte address: ``eth_utils.to_checksum_address`` with the project's
+    faster keccak (seeding 100,000 accounts derives 100,000 addresses)."""
+    hex_address = raw.hex()
+    digest = keccak_bytes(hex_address.encode()).hex()
+    return "0x" + "".join(c.upper() if int(d, 16) >= 8 else c for c, d in zip(hex_address, digest, strict=False))
+
+
+def _http_batches(body: Sequence[dict[str, Any]]) -> list[bytes]:
+    """Return ``body``'s JSON-RPC calls as HTTP request bodies of at most HTTP_BATCH_BYTES (a larger call alone)."""
+    requests: list[bytes] = []
+    part: list[bytes] = []
+    size = 2
+    for call in body:
+        item = json.dumps(call).encode()
+        if part and size + len(item) + 1 > HTTP_BATCH_BYTES:
+            requests.append(b"[" + b",".join(part) + b"]")
+            part, size = [], 2
+        part.append(item)
+        size += len(item) + 1
+    if part:
+        requests.append(b"[" + b",".join(part) + b"]")
+    return requests
+
+
 def compute_option_mark(is_call: bool, forward: float, strike: float, years: float, vol: float) -> float:
     """Return the undiscounted Black-76 price (USD per unit) the feeder marks an option at; intrinsic at expiry."""
     if years <= 0.0 or vol <= 0.0:
@@ -193,6 +294,7 @@ class World:
     keys: dict[str, bytes] = field(default_factory=dict, repr=False)  # checksum address -> private key
     now: int = 0  # chain time of the latest feed update
     frozen: set[str] = field(default_factory=set)  # accounts under liquidation auction: no trades
+    seeder: str = ""  # the DevnetSeeder (deployed on first use, holds the Exchange's MATCHER_ROLE)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -202,8 +304,10 @@ class World:
             for name in ("MarketFeeds", "MarginAccounts", "Exchange", "MockERC20")
         }
         self._id = 0
+        self._depositor_code = ""  # DevnetDepositor's runtime code, installed at accounts while they deposit
         self._nonces: dict[str, int] = {}
-        self._errors = ErrorDecoder.from_artifacts()
+        devnet_abis = (load_artifact(name).abi for name in (*CONTRACT_NAMES, "DevnetSeeder", "DevnetDepositor"))
+        self._errors = ErrorDecoder(devnet_abis)
         self._order_nonce = 0
         self._signers: dict[bytes, PrivateKey] = {}
 
@@ -217,16 +321,18 @@ class World:
         """Send JSON-RPC calls as one batch; return their results in order."""
         if not calls:
             return []
-        body = []
+        body: list[dict[str, Any]] = []
         for method, params in calls:
             self._id += 1
             body.append({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
-        request = urllib.request.Request(self.rpc_url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.loads(response.read())
-        if not isinstance(answer, list):  # the whole batch refused (anvil: an error object, e.g. too large)
-            raise WorldError(f"batch of {len(body)} {body[0]['method']} refused: {answer}")
-        replies = {r["id"]: r for r in answer}
+        replies: dict[int, Any] = {}
+        for request_body in _http_batches(body):
+            request = urllib.request.Request(self.rpc_url, request_body, {"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answer = json.loads(response.read())
+            if not isinstance(answer, list):  # the whole batch refused (anvil: an error object, e.g. too large)
+                raise WorldError(f"batch of {len(body)} {body[0]['method']} refused: {answer}")
+            replies.update((r["id"], r) for r in answer)
         results = []
         for item in body:
             reply = replies[item["id"]]
@@ -240,6 +346,57 @@ class World:
         to = self.deployment.contracts[contract]
         return ("eth_sendTransaction", [{"from": sender, "to": to, "data": data, "gas": hex(TX_GAS)}])
 
+    def _seeder_txs(
+        self, encode: Callable[[Sequence[Any]], str], items: Sequence[Any], gas: int
+    ) -> list[tuple[str, list[Any]]]:
+        """Return the DevnetSeeder transactions applying ``items`` in order, SEED_BATCH each (``encode``:
+        ``encode_deposits`` or ``encode_matches``)."""
+        seeder = self._ensure_seeder()
+        txs = []
+        for i in range(0, len(items), SEED_BATCH):
+            part = items[i : i + SEED_BATCH]
+            data = encode(part)
+            tx = {"from": self.admin, "to": seeder, "data": data, "gas": hex(SEEDER_TX_GAS + gas * len(part))}
+            txs.append(("eth_sendTransaction", [tx]))
+        return txs
+
+    def _ensure_seeder(self) -> str:
+        """Deploy the DevnetSeeder and grant it the Exchange's MATCHER_ROLE, once; return its address.
+
+        The devnet world is the only place that deploys it: the protocol's deployment (chain/deploy.py) never does.
+        """
+        if self.seeder:
+            return self.seeder
+        artifact = load_artifact("DevnetSeeder")
+        exchange = self.deployment.contracts["Exchange"]
+        code = artifact.bytecode + abi_encode(["address", "address"], [self.admin, exchange])
+        create = {"from": self.admin, "data": "0x" + code.hex(), "gas": hex(TX_GAS)}
+        receipt = self._wait_receipt(self.rpc("eth_sendTransaction", [create]))
+        if receipt["status"] != "0x1" or not receipt.get("contractAddress"):
+            raise WorldError(f"DevnetSeeder deployment failed: {receipt['transactionHash']}")
+        seeder = to_checksum_address(receipt["contractAddress"])
+        grant = encode_call("Exchange", "grantRole", MATCHER_ROLE, seeder)
+        tx = {"from": self.admin, "to": exchange, "data": grant, "gas": hex(TX_GAS)}
+        receipt = self._wait_receipt(self.rpc("eth_sendTransaction", [tx]))
+        if receipt["status"] != "0x1":
+            reason = self._revert_reason(receipt["transactionHash"])
+            raise WorldError(f"Exchange.grantRole(MATCHER_ROLE, seeder) failed: {reason}")
+        depositor = self.rpc("eth_call", [{"to": seeder, "data": encode_call("DevnetSeeder", "depositor")}, "latest"])
+        self._depositor_code = self.rpc("eth_getCode", ["0x" + depositor[-40:], "latest"])
+        self.seeder = seeder
+        self._nonces.pop(self.admin, None)  # sent outside send_all: read the admin's nonce again
+        return seeder
+
+    def _wait_receipt(self, tx_hash: str) -> dict[str, Any]:
+        """Return a transaction's receipt, mining a block if automine left it pending."""
+        deadline = time.monotonic() + RECEIPT_TIMEOUT
+        while (receipt := self.rpc("eth_getTransactionReceipt", [tx_hash])) is None:
+            if time.monotonic() > deadline:
+                raise WorldError(f"{tx_hash} not mined within {RECEIPT_TIMEOUT:.0f} s")
+            self.rpc("evm_mine", [])
+        result: dict[str, Any] = receipt
+        return result
+
     def send_all(self, txs: Sequence[tuple[str, list[Any]]], *, chunk: int = 2_000) -> list[str]:
         """Send simulated transactions, mine them in as few blocks as the gas limit allows, check each succeeded;
         return their hashes.
@@ -247,10 +404,12 @@ class World:
         Automine is paused while they are sent. Under automine anvil 1.7.1 queues one mining job per received
         transaction and works through that queue long after the transactions themselves were mined in bulk:
         2,000 transactions sent in batches left ~2,000 empty blocks behind, mined at 200-400 a second, and a
-        node's transaction sent meanwhile waited behind them. Paused, each chunk of ``chunk`` transactions is
-        mined as soon as it is sent, in ceil(gas / block gas limit) blocks (one for 2,000), and the head then moves
-        only when something is sent or mined. Few, large blocks: anvil's work per block grows with the state (an
-        empty block took 0.14 s after seeding 4,000 accounts, 0.75-0.93 s after 10,000).
+        node's transaction sent meanwhile waited behind them. Paused, each chunk of at most ``chunk`` transactions
+        and one block's gas (2,000 plain transactions, 59 seeder batches of matches) is mined in one block as soon
+        as it is sent, and the head then moves only when something is sent or mined. Few, large blocks: anvil's
+        work per block grows with the state (an empty block took 0.14 s after seeding 4,000 accounts, 0.75-0.93 s
+        after 10,000); and one block per call: mining a 100,000-account seeding's 640 match batches at once took
+        anvil more than the 60 s an RPC waits.
 
         Success is read from the mined blocks' logs (every transaction the world sends emits one), and receipts
         are asked only for the few hashes without a log: anvil 1.7.1 answers ``eth_getTransactionReceipt`` in
@@ -262,23 +421,18 @@ class World:
         hashes: list[str] = []
         self.rpc("evm_setAutomine", [False])
         try:
-            for i in range(0, len(txs), chunk):
-                # one HTTP batch per 500: anvil refuses larger bodies ("Invalid request" for 2,000 matches)
-                results = [
-                    r
-                    for j in range(i, min(i + chunk, len(txs)), 500)
-                    for r in self.batch(txs[j : min(j + 500, i + chunk)])
-                ]
-                sent = [h for (method, _), h in zip(txs[i : i + chunk], results, strict=True)
-                        if method == "eth_sendTransaction"]  # fmt: skip
+            for part in _block_chunks(txs, chunk):
+                # batch() splits the HTTP bodies: anvil refuses large ones ("Invalid request" for 2,000 matches)
+                results = self.batch(part)
+                sent = [h for (method, _), h in zip(part, results, strict=True) if method == "eth_sendTransaction"]
                 hashes += sent
                 # mined as each chunk arrives: anvil's pool slows down with its size (10,000 accounts seeded in
                 # 291 s with whole batches in the pool, in 127 s chunk by chunk; measured under a load of 4-7)
-                blocks = -(-len(sent) * TX_GAS // BLOCK_GAS_LIMIT)
-                if blocks:
-                    self.rpc("anvil_mine", [hex(blocks)])
+                if sent:
+                    self.rpc("anvil_mine", ["0x1"])
             # the pool may also hold a node's transaction; only ours are waited for
-            self._confirm(hashes, first_block)
+            targets = sorted({params[0]["to"] for method, params in txs if method == "eth_sendTransaction"})
+            self._confirm(hashes, first_block, targets)
         finally:
             self.rpc("evm_setAutomine", [True])
         return hashes
@@ -298,8 +452,11 @@ class World:
                 params[0]["nonce"] = hex(self._nonces[params[0]["from"]])
                 self._nonces[params[0]["from"]] += 1
 
-    def _confirm(self, hashes: Sequence[str], first_block: int) -> None:
+    def _confirm(self, hashes: Sequence[str], first_block: int, targets: Sequence[str]) -> None:
         """Wait until every transaction of ``hashes`` (sent after block ``first_block`` - 1) is mined and succeeded.
+
+        Only the logs of the contracts the transactions called (``targets``) are read: a seeder transaction's
+        matches emit about a thousand logs from the Exchange and the ledger, the seeder one.
 
         Errors:
             WorldError naming the first reverted transaction and its error, or the count not mined in time.
@@ -309,7 +466,7 @@ class World:
         while pending:
             head = int(self.rpc("eth_blockNumber", []), 16)
             for start in range(first_block, head + 1, LOG_SPAN):
-                span = {"fromBlock": hex(start), "toBlock": hex(min(start + LOG_SPAN - 1, head))}
+                span = {"fromBlock": hex(start), "toBlock": hex(min(start + LOG_SPAN - 1, head)), "address": targets}
                 pending -= {log["transactionHash"].lower() for log in self.rpc("eth_getLogs", [span])}
             first_block = max(first_block, head + 1)
             unseen = sorted(pending)  # no log (yet): a receipt says whether it reverted, or is not mined
@@ -424,6 +581,7 @@ class World:
         self.send_all(self._feed_txs(now))
         self._list_instruments()
         self.send_all([self._marks_tx()])
+        self._ensure_seeder()
         self.house = self._account_address(0)
         self._open([self.house], {"USDC": 10**10, "WBTC": 1_000, "WETH": 20_000})
         users = [self._account_address(i + 1) for i in range(accounts)]
@@ -432,9 +590,12 @@ class World:
 
     def _account_address(self, index: int) -> str:
         """Return simulated account ``index``'s address; its key (derived from the seed) signs its orders."""
-        key = keccak(f"pmoracle-devnet-account-{self.seed}-{index}".encode())
-        address = to_checksum_address(keccak(PrivateKey(key).public_key.format(compressed=False)[1:])[12:])
+        key = keccak_bytes(f"pmoracle-devnet-account-{self.seed}-{index}".encode())
+        signer = PrivateKey(key)
+        raw = keccak_bytes(signer.public_key.format(compressed=False)[1:])[12:]
+        address = checksum_address(raw)
         self.keys[address] = key
+        self._signers[raw] = signer  # kept: seeding signs its orders next
         return address
 
     def _feed_txs(self, now: int) -> list[tuple[str, list[Any]]]:
@@ -513,23 +674,38 @@ class World:
         return listed
 
     def _open(self, accounts: Sequence[str], collateral: dict[str, float]) -> None:
-        """Fund ``accounts`` with ether for gas and deposit ``collateral`` (whole tokens) for each into the ledger.
+        """Fund ``accounts`` with ether for gas and deposit ``collateral`` (whole tokens) for each into the ledger."""
+        self._open_groups([(accounts, collateral)])
 
-        The tokens are minted and approved by writing the mock tokens' storage (``_fund``), so each deposit is the
-        account's only transaction: the ledger's book, and every token balance after the deposits, are those of
-        minting and approving by transaction (a test pins the seeded book).
+    def _open_groups(self, groups: Sequence[tuple[Sequence[str], dict[str, float]]]) -> None:
+        """Fund each group's accounts with ether for gas and deposit its collateral (whole tokens) for each.
+
+        The tokens are minted and approved by writing the mock tokens' storage (``_fund``), and each account makes
+        its deposits itself (msg.sender) through the seeder: DevnetDepositor's code is installed at the accounts for
+        the deposits and removed after them (an account with code would be an ERC-1271 signer to the Exchange). The
+        ledger's book, and every token balance after the deposits, are those of minting, approving and depositing
+        by transaction (a test pins the seeded book).
         """
-        # ether for gas first: anvil runs a batch's requests concurrently, so a transfer in the same batch as a
-        # transaction of the account it funds may come too late for it
+        accounts = list(dict.fromkeys(a for group, _ in groups for a in group))
+        self._ensure_seeder()
         for i in range(0, len(accounts), 2_000):
             self.batch([("anvil_setBalance", [a, hex(10**21)]) for a in accounts[i : i + 2_000]])
         margin_accounts = self.deployment.contracts["MarginAccounts"]
-        txs: list[tuple[str, list[Any]]] = []
-        for token, amount in collateral.items():
-            units = int(amount * 10 ** TOKEN_DECIMALS[token])
-            self._fund(token, accounts, units, margin_accounts)
-            txs += [self._tx(a, "MarginAccounts", "deposit", self.deployment.contracts[token], units) for a in accounts]
-        self.send_all(txs)
+        deposits: list[tuple[str, str, int]] = []
+        for group, collateral in groups:
+            for token, amount in collateral.items():
+                units = int(amount * 10 ** TOKEN_DECIMALS[token])
+                self._fund(token, group, units, margin_accounts)
+                deposits += [(a, self.deployment.contracts[token], units) for a in group]
+        self._set_code(accounts, self._depositor_code)
+        try:
+            self.send_all(self._seeder_txs(encode_deposits, deposits, DEPOSIT_GAS))
+        finally:
+            self._set_code(accounts, "0x")
+
+    def _set_code(self, accounts: Sequence[str], code: str) -> None:
+        for i in range(0, len(accounts), 2_000):
+            self.batch([("anvil_setCode", [a, code]) for a in accounts[i : i + 2_000]])
 
     def _fund(self, token: str, accounts: Sequence[str], units: int, spender: str) -> None:
         """Mint ``units`` of a mock token to each account and raise its allowance to ``spender`` by as much.
@@ -546,9 +722,9 @@ class World:
             slots: list[str] = []
             for account in part:
                 owner_word = bytes.fromhex(account[2:]).rjust(32, b"\0")
-                slots.append("0x" + keccak(owner_word + bytes(32)).hex())  # _balances[account]
-                inner = keccak(owner_word + (1).to_bytes(32, "big"))  # _allowances[account]
-                slots.append("0x" + keccak(spender_word + inner).hex())  # _allowances[account][spender]
+                slots.append("0x" + keccak_bytes(owner_word + bytes(32)).hex())  # _balances[account]
+                inner = keccak_bytes(owner_word + (1).to_bytes(32, "big"))  # _allowances[account]
+                slots.append("0x" + keccak_bytes(spender_word + inner).hex())  # _allowances[account][spender]
             values = self.batch([("eth_getStorageAt", [address, slot, "latest"]) for slot in slots])
             self.batch([
                 ("anvil_setStorageAt", [address, slot, "0x" + (int(value, 16) + units).to_bytes(32, "big").hex()])
@@ -588,14 +764,12 @@ class World:
         live = [inst for inst in self.instruments if inst.kind == InstrumentKind.PERPETUAL or inst.expiry > self.now]
         return self._tx(self.admin, "Exchange", "setMarks", [i.id for i in live], [self.mark(i) for i in live])
 
-    def _order(
-        self, account: str, inst: Instrument, is_buy: bool, units: int, price: int
-    ) -> tuple[tuple[Any, ...], bytes]:
+    def _order(self, account: str, inst: Instrument, is_buy: bool, units: int, price: int) -> tuple[Order, bytes]:
         self._order_nonce += 1
         order = Order(
-            to_canonical_address(account), inst.id, is_buy, units, price, self._order_nonce, self.now + ORDER_LIFETIME
+            bytes.fromhex(account[2:]), inst.id, is_buy, units, price, self._order_nonce, self.now + ORDER_LIFETIME
         )
-        return order.as_tuple(), self.sign_order(order)
+        return order, self.sign_order(order)
 
     def sign_order(self, order: Order) -> bytes:
         """Return ``order`` signed by its account's simulated key: ``chain.orders.sign_order`` with the key's context
@@ -604,14 +778,24 @@ class World:
         if signer is None:
             key = self.keys[to_checksum_address(order.account)]
             signer = self._signers[order.account] = PrivateKey(key)
-        digest = order_digest(self.deployment.chain_id, self.deployment.contracts["Exchange"], order)
+        exchange = bytes.fromhex(self.deployment.contracts["Exchange"][2:])
+        # chain.orders.order_digest, without its per-call address conversion (two orders a trade)
+        digest = keccak_bytes(b"\x19\x01" + exchange_domain_separator(self.deployment.chain_id, exchange)
+                              + order.struct_hash())  # fmt: skip
         raw = signer.sign_recoverable(digest, hasher=None)
         return raw[:64] + bytes([raw[64] + 27])
 
     def _trade(self, account: str, inst: Instrument, size: float) -> tuple[str, list[Any]]:
-        """Return the match that moves ``account``'s position by ``size`` units against the house, at the mark.
+        """Return the admin's ``Exchange.matchOrders`` transaction of ``_match(account, inst, size)``."""
+        buy, buy_sig, sell, sell_sig, units, price = self._match(account, inst, size)
+        args = (buy.as_tuple(), buy_sig, sell.as_tuple(), sell_sig, units, price)
+        return self._tx(self.admin, "Exchange", "matchOrders", *args)
 
-        Both sides sign an order limited at the mark; the admin (the matcher) pairs them.
+    def _match(self, account: str, inst: Instrument, size: float) -> tuple[Order, bytes, Order, bytes, int, int]:
+        """Return the ``matchOrders`` arguments that move ``account``'s position by ``size`` units against the house,
+        at the mark.
+
+        Both sides sign an order limited at the mark; the matcher (the admin, or the seeder for it) pairs them.
         """
         units = max(round(abs(size) * SIZE_SCALE), 1)
         buyer, seller = (account, self.house) if size > 0 else (self.house, account)
@@ -619,7 +803,11 @@ class World:
         buy, buy_sig = self._order(buyer, inst, True, units, price)
         sell, sell_sig = self._order(seller, inst, False, units, price)
         self.trades += 1
-        return self._tx(self.admin, "Exchange", "matchOrders", buy, buy_sig, sell, sell_sig, units, price)
+        return (buy, buy_sig, sell, sell_sig, units, price)
+
+    def _match_txs(self, matches: Sequence[tuple[Order, bytes, Order, bytes, int, int]]) -> list[tuple[str, list[Any]]]:
+        """Return the seeder transactions applying ``matches`` in order."""
+        return self._seeder_txs(encode_matches, matches, MATCH_GAS)
 
     def _open_users(self, users: Sequence[str]) -> None:
         """Give each user one of the archetypal books: market maker, covered call, buyer, naked short, two-asset."""
@@ -658,9 +846,8 @@ class World:
         by_collateral: dict[tuple[tuple[str, float], ...], list[str]] = {}
         for user in users:
             by_collateral.setdefault(tuple(sorted(deposits[user].items())), []).append(user)
-        for collateral, group in by_collateral.items():
-            self._open(group, dict(collateral))
-        self.send_all([self._trade(user, inst, size) for user in users for inst, size in books[user]])
+        self._open_groups([(group, dict(collateral)) for collateral, group in by_collateral.items()])
+        self.send_all(self._match_txs([self._match(user, inst, size) for user in users for inst, size in books[user]]))
 
     # --- the moving market ----------------------------------------------------------------------------------------
 
@@ -678,11 +865,11 @@ class World:
         # chain time may have moved on (a warp): orders and marks are dated from the latest block
         self.now = max(self.now, int(self.rpc("eth_getBlockByNumber", ["latest", False])["timestamp"], 16))
         live = [i for i in self.instruments if i.kind == InstrumentKind.PERPETUAL or i.expiry > self.now + 60]
-        txs = [self._marks_tx()]
         frozen = {a.lower() for a in self.frozen}  # accounts under auction cannot trade (AccountInLiquidation)
         tradable = [a for a in self.accounts if a.lower() not in frozen]
+        matches = []
         for _ in range(count if tradable else 0):
             user = self._rng.choice(tradable)
             inst = self._rng.choice(live)
-            txs.append(self._trade(user, inst, self._rng.choice((-1, 1)) * self._rng.choice((0.1, 0.5, 1.0))))
-        self.send_all(txs)
+            matches.append(self._match(user, inst, self._rng.choice((-1, 1)) * self._rng.choice((0.1, 0.5, 1.0))))
+        self.send_all([self._marks_tx(), *self._match_txs(matches)])  # one sender: the marks are posted first

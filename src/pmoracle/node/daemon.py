@@ -73,6 +73,7 @@ from pmoracle.node.datadir import (
 from pmoracle.node.dkg_service import DkgService, FrostKeyConfirmer
 from pmoracle.node.executor import ProtocolExecutor
 from pmoracle.node.frost_service import FrostRoundService, create_frost_service
+from pmoracle.node.gcpause import with_gc_paused
 from pmoracle.node.metrics import NodeMetrics, create_node_metrics, endpoint_label, export_policy, export_stress
 from pmoracle.node.policy import PolicyTracker, policy_round_to_json
 from pmoracle.node.round import RoundOutput, compute_round
@@ -376,7 +377,7 @@ class SolverNode:
                     policy = await self.policy.at(snapshot.block_number, snapshot.block_hash, snapshot.timestamp)
                     self.metrics.policy_checkpoints_refused.inc(self.policy.refused_checkpoints - refused)
                 output = await trio.to_thread.run_sync(
-                    self.ports.compute_round, snapshot, self.params, self.committee, policy
+                    with_gc_paused(self.ports.compute_round), snapshot, self.params, self.committee, policy
                 )
             except PmoracleError as exc:  # ChainCallTimeoutError included
                 # Invalid or unreadable inputs: nobody honest signs this round (liveness lost, never safety).
@@ -405,7 +406,7 @@ class SolverNode:
             if auction is None:
                 return
             result = await trio.to_thread.run_sync(
-                run_standard_stress, snapshot.market, self.params, snapshot.portfolios, auction,
+                with_gc_paused(run_standard_stress), snapshot.market, self.params, snapshot.portfolios, auction,
                 self.insurance_fund_balance,
             )  # fmt: skip
         except PmoracleError as exc:

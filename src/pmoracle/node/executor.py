@@ -312,9 +312,13 @@ class ProtocolExecutor:
         self.metrics.rounds_signed.inc()
         log.info("round %d: signed report root %s (%d accounts)", signed.report.block_number,
                  signed.report.accounts_root.hex()[:16], signed.report.account_count)  # fmt: skip
-        if self.frost is not None:  # before the collector: a certificate this signature completes finds it noted
+        # before the collector: the FROST share (if this node is in the first signing set) goes out just ahead of
+        # the report, and a certificate this signature completes finds it noted
+        if self.frost is not None:
             await self.frost.on_own_signed(signed)
         await self.apply(col.on_own_signed_report(self.state, signed, trio.current_time()))
+        if self.frost is not None:  # behind the report: the next round's nonce commitments
+            await self.frost.on_own_published(signed)
 
     async def _transmit_frost_decision(self, certificate: QuorumCertificate, signature: frost.Signature | None) -> None:
         """Post what the FROST signing machine decided: ``attestFrost`` with ``signature``, or ``attest``."""

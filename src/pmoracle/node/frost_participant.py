@@ -94,12 +94,19 @@ class FrostParticipant:
         self.on_signature = on_signature
         self.state = fr.init_frost_state(context, head)
         self.rejected: Counter[str] = Counter()  # dropped inputs by reason, and refused signing requests
+        self.shares: Counter[str] = Counter()  # own shares released: "report" (with the report) or "certificate"
 
     # --- inputs -------------------------------------------------------------------------------------------------
 
     async def open_round(self, block_number: int) -> None:
         """Commit to round ``block_number`` (now, or one period ahead of the head)."""
         await self.apply(fr.on_round_opened(self.state, block_number, trio.current_time()))
+
+    async def report_signed(self, block_number: int, digest: bytes) -> None:
+        """Note this member's own report of round ``block_number`` (recorded by slashing protection; the caller
+        publishes it next): a member of attempt 0's settled set signs and publishes its share of ``digest`` now, so
+        the share leaves with the report (docs/frost.md)."""
+        await self.apply(fr.on_own_report(self.state, block_number, digest, trio.current_time()))
 
     async def certify(self, certificate: QuorumCertificate) -> None:
         """Start signing the collector's quorum certificate."""
@@ -182,4 +189,5 @@ class FrostParticipant:
             self.state.context.domain, request.round_key, request.attempt, request.message, request.signers, share,
             self.signing_key,
         )  # fmt: skip
+        self.shares["report" if request.with_report else "certificate"] += 1
         await self.apply(fr.on_own_share(self.state, signed, trio.current_time()))

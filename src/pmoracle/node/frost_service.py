@@ -5,11 +5,15 @@ A node runs it when the installed committee has a group key and the node holds i
 (``keys.frost_share``, :mod:`pmoracle.node.frost_keys`). The executor then hands it, in order:
 
 - the chain head (``on_head``) and each round it starts computing (``on_round_triggered``: the nonce commitments
-  go out before the reports reach a quorum);
+  go out, unless they went out a round ahead);
+- its own signed reports (``on_own_signed``, before the collector publishes them): a member of attempt 0's settled
+  signing set signs its share of its own report's digest at once, so the share leaves with the report; and, once
+  the report is out (``on_own_published``), the node commits to the next round, so those commitments are known
+  everywhere before its next reports are signed;
 - the collector's quorum certificates (``on_certificate``), held until this node's own report of the round is
   signed (a FROST share is only produced for a digest the node signed with ECDSA itself) or until half an attempt
   has passed (then the node still aggregates and transmits, and a refused share costs the set one attempt);
-- its own signed reports (``on_own_signed``) and the attested rounds (``on_attested``).
+- the attested rounds (``on_attested``).
 
 The executor's own ``Transmit`` stands aside: this machine decides the transmission (``attestFrost`` at the node's
 schedule position, or the ECDSA certificate one stage later), which the executor posts. Received commitments and
@@ -32,7 +36,7 @@ from pmoracle.consensus import frost
 from pmoracle.consensus import frost_round as fr
 from pmoracle.consensus.certificate import QuorumCertificate
 from pmoracle.consensus.frost_dkg import DkgResult
-from pmoracle.consensus.report import SignedReport
+from pmoracle.consensus.report import SignedReport, compute_report_digest
 from pmoracle.consensus.rounds import RoundKey
 from pmoracle.errors import PmoracleError
 from pmoracle.node.frost_participant import FrostParticipant, Transmission
@@ -112,6 +116,7 @@ class FrostRoundService:
         self._held: dict[int, tuple[QuorumCertificate, float]] = {}  # block -> certificate waiting for own report
         self._signed: set[RoundKey] = set()  # rounds whose own report this node signed
         self._counted: dict[str, int] = {}
+        self._counted_shares: dict[str, int] = {}
 
     @property
     def member_identifier(self) -> int:
@@ -141,14 +146,19 @@ class FrostRoundService:
         except PmoracleError as exc:
             log.error("FROST signing: input dropped: %s", exc)
             self.participant.rejected["error"] += 1
-        self._export_rejections()
+        self._export_counts()
 
-    def _export_rejections(self) -> None:
+    def _export_counts(self) -> None:
         for reason, count in self.participant.rejected.items():
             delta = count - self._counted.get(reason, 0)
             if delta > 0:
                 self.metrics.frost_rejected.labels(reason=reason).inc(delta)
                 self._counted[reason] = count
+        for path, count in self.participant.shares.items():
+            delta = count - self._counted_shares.get(path, 0)
+            if delta > 0:
+                self.metrics.frost_shares.labels(path=path).inc(delta)
+                self._counted_shares[path] = count
 
     # --- inputs from the executor -------------------------------------------------------------------------------
 
@@ -157,7 +167,7 @@ class FrostRoundService:
         await self._guarded(self.participant.new_head(head))
 
     async def on_round_triggered(self, block: int) -> None:
-        """Commit to round ``block`` as this node starts computing it (before the reports reach a quorum)."""
+        """Commit to round ``block`` as this node starts computing it, unless it committed ahead (below)."""
         await self._guarded(self.participant.open_round(block))
 
     async def on_certificate(self, certificate: QuorumCertificate) -> None:
@@ -170,12 +180,22 @@ class FrostRoundService:
         self._held[block] = (certificate, held[1] if held is not None else trio.current_time())
 
     async def on_own_signed(self, signed: SignedReport) -> None:
-        """Note that this node signed its report of a round (recorded by slashing protection first)."""
+        """Note that this node signed its report of a round (recorded by slashing protection first; the collector
+        publishes it next): a member of the first signing set signs its share now, so it leaves with the report."""
         key = signed.report.round_key
         self._signed.add(key)
-        held = self._held.pop(signed.report.block_number, None)
+        block = signed.report.block_number
+        digest = compute_report_digest(self.context.domain, signed.report)
+        await self._guarded(self.participant.report_signed(block, digest))
+        held = self._held.pop(block, None)
         if held is not None:
             await self._guarded(self.participant.certify(held[0]))
+
+    async def on_own_published(self, signed: SignedReport) -> None:
+        """Commit to the round after ``signed``'s, now that its report and share are out: the commitments are then
+        known everywhere when the members sign their next reports, so the first set signs with them."""
+        next_block = signed.report.block_number + self.context.committee.round_period
+        await self._guarded(self.participant.open_round(next_block))
 
     async def on_attested(self, key: RoundKey) -> None:
         """Close ``key`` and older rounds; their secret nonces are deleted."""

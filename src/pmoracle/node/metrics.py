@@ -83,6 +83,7 @@ class NodeMetrics:
     frost_signatures: Counter  # FROST signatures aggregated here (one per round at most)
     frost_rejected: Counter  # FROST messages dropped and signing requests refused, by reason
     frost_evidence: Counter  # invalid FROST shares archived as evidence
+    frost_shares: Counter  # own FROST shares released, by path (report: with the own report; certificate: after it)
     # Committee changes and the node's own DKG (node/daemon.py, node/dkg_service.py, docs/operators.md)
     committee_version: Gauge  # the SolverRegistry committee version this node follows
     committee_changes: Counter  # new committee versions installed while running
@@ -125,6 +126,11 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
             registry=registry,
         ),
         frost_evidence=Counter(p + "frost_evidence", "Invalid FROST shares archived as evidence", registry=registry),
+        frost_shares=_with_labels(
+            Counter(p + "frost_shares", "Own FROST shares released, by path", ["path"], registry=registry),
+            "path",
+            ("report", "certificate"),
+        ),
         round_latency=Histogram(
             p + "round_latency_seconds",
             "Seconds from the anchor block being final (seen by this node) to the round seen attested on chain",

@@ -67,7 +67,16 @@ def compute_round(
     ``policy`` the engine runs on the scan ranges it gives at B (the report keeps the document's paramsHash and
     commits to the policy's states through its market hash)."""
     model = params if policy is None else compute_effective_params(params, policy.states)
-    engine = Book(snapshot.market, model, snapshot.portfolios)
+    return compute_round_from_book(
+        snapshot, params, committee, Book(snapshot.market, model, snapshot.portfolios), policy
+    )
+
+
+def compute_round_from_book(
+    snapshot: ChainSnapshot, params: RiskParams, committee: CommitteeConfig, engine: Book, policy: PolicyRound | None
+) -> RoundOutput:
+    """Return ``compute_round``'s output from the engine's ``Book`` of the snapshot (its margins, leaves, trees
+    and report)."""
     book = engine.result()
     tree = MerkleTree(compute_leaves(book))
     risk_tree = RiskArrayTree(compute_risk_rows(engine.arrays, compute_instrument_ids(snapshot), snapshot.tokens))

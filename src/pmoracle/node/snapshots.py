@@ -5,7 +5,8 @@ Each round reads its anchor block's snapshot as the previous round's book plus t
 against a full read of the same block. The round hands that check to :meth:`RoundSnapshots.run_checks` through a
 memory channel of one slot and goes on: at most one check runs at a time, and a newer request replaces one still
 waiting, so the round never waits on a full read it does not need (a full read of 100,000 accounts takes seconds).
-A check that differs makes the next round read every account.
+A check that differs makes the next round read every account. Reads and checks run with the cyclic garbage
+collector paused (:mod:`pmoracle.node.gcpause`): a full read builds an object per account and position.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import trio
 from pmoracle.chain.client import run_sync
 from pmoracle.chain.snapshot import SnapshotCheck, SnapshotRead
 from pmoracle.errors import PmoracleError
+from pmoracle.node.gcpause import with_gc_paused
 from pmoracle.node.metrics import NodeMetrics
 from pmoracle.trio_types import TaskStatus
 
@@ -57,7 +59,7 @@ class RoundSnapshots:
         Errors:
             as ``SnapshotReader.read``; ChainCallTimeoutError after ``timeout`` seconds.
         """
-        read = await run_sync(self.source.read, block_number, timeout=self.timeout)
+        read = await run_sync(with_gc_paused(self.source.read), block_number, timeout=self.timeout)
         kind = "full" if read.snapshot.changed_accounts is None else "incremental"
         self.metrics.snapshot_reads.labels(kind=kind).inc()
         if read.verify:
@@ -81,7 +83,7 @@ class RoundSnapshots:
         async for read in self._checks_recv:
             block = read.snapshot.block_number
             try:
-                check = await run_sync(self.source.verify, read, timeout=self.timeout)
+                check = await run_sync(with_gc_paused(self.source.verify), read, timeout=self.timeout)
             except PmoracleError as exc:  # ChainCallTimeoutError included
                 self.metrics.snapshot_checks.labels(result="error").inc()
                 log.warning("round %d: the snapshot check could not read the block in full: %s", block, exc)

@@ -306,9 +306,8 @@ class Book:
         self.market = market
         self.params = params
         self.scenarios = compute_scenarios(params, market)
-        held: set[RiskInstrument] = set()
-        for portfolio in portfolios:
-            held |= portfolio_instruments(portfolio)
+        held: set[RiskInstrument] = {p.instrument for portfolio in portfolios for p in portfolio.positions}
+        held.update(CollateralRef(symbol) for portfolio in portfolios for symbol, _ in portfolio.collateral)
         self.arrays = compute_risk_arrays(market, params, sorted(held, key=_instrument_key), self.scenarios)
         self._rows = {inst: i for i, inst in enumerate(self.arrays.instruments)}
         self.portfolios = list(portfolios)
@@ -432,10 +431,22 @@ class Book:
 
     def result(self) -> BookResult:
         """Return every account's margin; raise ``AccountOverflowError`` for the first account over the bound."""
+        o = self._out
+        # the arrays read once as Python ints (reading them one account at a time was the engine's largest cost at a
+        # million accounts); the values are account_margin's
+        over = np.flatnonzero(o.status != kernel.STATUS_OK)
+        if over.size:
+            self.account_margin(int(over[0]))  # raises the first account's AccountOverflowError
+        empty = ((self._ends == self._starts) & (self._cash == 0)).tolist()
+        columns = zip(o.initial_margin.tolist(), o.maintenance_margin.tolist(), o.equity.tolist(), o.worst.tolist(),
+                      empty, strict=True)  # fmt: skip
         return BookResult(
             params_hash=self.params.params_hash,
             scenario_labels=self.scenarios.labels,
-            accounts=tuple(self.account_margin(a) for a in range(len(self.portfolios))),
+            accounts=tuple(
+                AccountMargin(p.account, im, mm, equity, worst, is_empty)
+                for p, (im, mm, equity, worst, is_empty) in zip(self.portfolios, columns, strict=True)
+            ),
         )
 
 

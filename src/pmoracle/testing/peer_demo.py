@@ -15,7 +15,9 @@ With ``--wait-start`` it reads ``start <unix time>`` from stdin before the first
 every process's rounds at the same wall-clock instant; round r starts ``r * --round-interval`` seconds later.
 
 With ``--frost --data-dir DIR`` the committee is :func:`pmoracle.testing.frost.make_frost_test_committee`'s (its
-group key in the config) and each round is also signed with FROST once a quorum agrees: the member's
+group key in the config) and each round is also signed with FROST: each member commits one round ahead (the
+first round's commitments before ``--wait-start``), the members of the first signing set sign their share and
+publish it just before their report, and every member aggregates once it holds the certificate: the member's
 :class:`~pmoracle.node.frost_participant.FrostParticipant` with a :class:`~pmoracle.node.frost_signer.FrostSigner`
 whose nonce store and slashing protection live in ``DIR/member-<index>``; it prints
 ``{"event": "frost", "block": B, "signature": ..., "signers": bitmap, "attempt", "t_cert", "t_frost"}`` when the
@@ -205,16 +207,17 @@ async def run_member(args: argparse.Namespace) -> int:
             with trio.move_on_after(args.connect_timeout):
                 while len(gossip.peers()) < args.n - 1:
                     await trio.sleep(0.05)
+            signing = None
+            if args.frost:
+                signing = FrostSigning(args, committee, key, reports)
+                await nursery.start(signing.run)
+                await signing.participant.open_round(FIRST_BLOCK)  # the first round's commitments go out ahead
             _emit("connected", index=args.index, peer_id=gossip.peer_id, peers=len(gossip.peers()), t=time.time())
             t0 = time.time()
             if args.wait_start:
                 line = await trio.to_thread.run_sync(sys.stdin.readline)
                 t0 = float(line.split()[1])
             pending: dict[tuple[bytes, int], list[SignedReport]] = {}
-            signing = None
-            if args.frost:
-                signing = FrostSigning(args, committee, key, reports)
-                await nursery.start(signing.run)
             for r in range(args.rounds):
                 block, start = FIRST_BLOCK + r * BLOCK_STEP, t0 + r * args.round_interval
                 await _run_round(args, committee, key, reports, pending, block, start, signing)
@@ -282,10 +285,20 @@ class FrostSigning:
             await trio.sleep(0.05)
             await self.participant.tick()
 
-    async def open_round(self, report: Report) -> None:
-        """Commit to the round (ahead of the quorum) and record its ECDSA digest in slashing protection."""
+    async def start_round(self, report: Report) -> None:
+        """Record the round's ECDSA digest in slashing protection and commit to the round (if not done ahead)."""
         self.protection.record_and_check(report.round_key, compute_report_digest(self.domain, report))
         await self.participant.open_round(report.block_number)
+
+    async def report_signed(self, signed: SignedReport) -> None:
+        """Note the own report, signed (recorded in slashing protection): a member of the first signing set signs
+        its share now and publishes it, just before the report goes out (as the daemon does)."""
+        digest = compute_report_digest(self.domain, signed.report)
+        await self.participant.report_signed(signed.report.block_number, digest)
+
+    async def commit_ahead(self, block: int) -> None:
+        """Commit to the round after ``block``, once this round's report and share are out (as the daemon does)."""
+        await self.participant.open_round(block + BLOCK_STEP)
 
     def close(self) -> None:
         """Close the stores."""
@@ -308,14 +321,18 @@ async def _run_round(
     report = committee.report(block)
     collector = RoundCollector(committee, report)
     if signing is not None:
-        await signing.open_round(report)
+        await signing.start_round(report)
     quorum = False
     for early in pending.pop(report.round_key, []):  # reports of this round that arrived before it started here
         quorum |= collector.add(early)
     t_sign = time.time()
     signed = sign_report(committee.network.domain, report, key)
     quorum |= collector.add(signed)
+    if signing is not None:
+        await signing.report_signed(signed)
     await reports.publish_own(signed)
+    if signing is not None and block < FIRST_BLOCK + (args.rounds - 1) * BLOCK_STEP:
+        await signing.commit_ahead(block)
     if quorum and signing is not None and collector.quorum_certificate is not None:
         await signing.participant.certify(collector.quorum_certificate)
     # Silence longer than `quiet` means we (re)joined after the others stopped re-publishing: ask for a catch-up,

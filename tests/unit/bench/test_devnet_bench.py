@@ -86,3 +86,17 @@ def test_table_reports_each_size_and_how_long_its_devnet_took_to_build() -> None
     assert "| 4 | frost | 3 | 10000 | 4 | 500 ms | 900 ms | 100 ms | 200 ms (50 ms) |" in table
     assert "| 68,139 | 4/0 |" in table
     assert "n = 4: devnet built (anvil, contracts, 10000 accounts seeded, nodes started) in 123.4 s" in table
+
+
+def test_trades_per_step_and_the_run_budget_are_options() -> None:
+    from pmoracle.bench.devnet import run
+
+    parser = build_parser()
+    args = parser.parse_args(["bench", "devnet", "--accounts", "100000", "--trades-per-step", "1000", "--timeout=900"])
+    assert (args.accounts, args.trades_per_step, args.timeout) == (100_000, 1000, 900.0)
+    defaults = parser.parse_args(["bench", "devnet"])
+    assert (defaults.trades_per_step, defaults.timeout) == (3, 600.0)  # the devnet's 3 trades a trading step
+    for option, value in (("--trades-per-step", "-1"), ("--timeout", "0")):
+        with pytest.raises(InputError) as refused:  # before anything starts
+            run(parser.parse_args(["bench", "devnet", option, value]))
+        assert refused.value.field == option

@@ -18,6 +18,7 @@ from pmoracle.chain.snapshot import (
     _accounts_in_logs,
     decode_packed_accounts,
 )
+from pmoracle.testing.packed import encode_packed_accounts
 
 INT128 = st.integers(-(2**127), 2**127 - 1)
 INT256 = st.integers(-(2**255), 2**255 - 1)
@@ -27,24 +28,10 @@ BALANCE = st.tuples(ADDRESS, st.integers(0, 2**256 - 1))
 ACCOUNT = st.tuples(ADDRESS, INT256, st.lists(POSITION, max_size=4), st.lists(BALANCE, max_size=3))
 
 
-def encode_packed(since_hash: bytes, next_index: int, total: int, accounts: list[RawAccount]) -> bytes:
-    """Return what MarginAccountsReader returns for these accounts (its layout written out independently)."""
-    out = since_hash + next_index.to_bytes(32, "big") + total.to_bytes(32, "big")
-    for account, cash, positions, collateral in accounts:
-        out += account + cash.to_bytes(32, "big", signed=True) + len(positions).to_bytes(2, "big")
-        for iid, size, cost, index in positions:
-            slot = ((cost % 2**128) << 128) | (size % 2**128)  # the first slot of PositionState: cost high, size low
-            out += iid.to_bytes(4, "big") + slot.to_bytes(32, "big") + index.to_bytes(32, "big", signed=True)
-        out += len(collateral).to_bytes(2, "big")
-        for token, amount in collateral:
-            out += token + amount.to_bytes(32, "big")
-    return abi_encode(["bytes"], [out])
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.binary(min_size=32, max_size=32), st.integers(0, 2**64), st.integers(0, 2**64), st.lists(ACCOUNT, max_size=5))
 def test_packed_output_round_trips(since: bytes, next_index: int, total: int, accounts: list[RawAccount]) -> None:
-    page = decode_packed_accounts(encode_packed(since, next_index, total, accounts))
+    page = decode_packed_accounts(encode_packed_accounts(since, next_index, total, accounts))
     expected = [(a, c, list(p), list(b)) for a, c, p, b in accounts]
     assert page == PackedPage(since, next_index, total, expected)
 
@@ -53,7 +40,7 @@ ONE = (b"\x11" * 20, -5, [(1, -3, -180_000, 7)], [(b"\x22" * 20, 10**18)])
 
 
 def test_the_header_alone_is_an_empty_page() -> None:
-    assert decode_packed_accounts(encode_packed(b"\0" * 32, 0, 0, [])) == PackedPage(b"\0" * 32, 0, 0, [])
+    assert decode_packed_accounts(encode_packed_accounts(b"\0" * 32, 0, 0, [])) == PackedPage(b"\0" * 32, 0, 0, [])
 
 
 @pytest.mark.parametrize(
@@ -62,8 +49,8 @@ def test_the_header_alone_is_an_empty_page() -> None:
         (b"", "one ABI-encoded bytes"),
         (abi_encode(["uint256", "uint256"], [64, 0]), "one ABI-encoded bytes"),  # offset other than 32
         (abi_encode(["bytes"], [b"\0" * 95]), "shorter than its header"),
-        (encode_packed(b"\0" * 32, 1, 1, [ONE])[:-32], "does not match"),  # a word cut off
-        (encode_packed(b"\0" * 32, 1, 1, [ONE]) + b"\0" * 32, "does not match"),  # a word too many
+        (encode_packed_accounts(b"\0" * 32, 1, 1, [ONE])[:-32], "does not match"),  # a word cut off
+        (encode_packed_accounts(b"\0" * 32, 1, 1, [ONE]) + b"\0" * 32, "does not match"),  # a word too many
     ],
 )
 def test_malformed_output_is_named(data: bytes, message: str) -> None:
@@ -73,7 +60,7 @@ def test_malformed_output_is_named(data: bytes, message: str) -> None:
 
 @pytest.mark.parametrize("cut", [1, 20, 53, 54, 60, 121, 123, 150, 175])
 def test_a_record_cut_short_is_refused(cut: int) -> None:
-    payload = decode_payload(encode_packed(b"\0" * 32, 1, 1, [ONE]))
+    payload = decode_payload(encode_packed_accounts(b"\0" * 32, 1, 1, [ONE]))
     assert len(payload) == 96 + 176  # one account, one position, one balance
     with pytest.raises(SnapshotError, match=r"truncated|run past"):
         decode_packed_accounts(abi_encode(["bytes"], [payload[: 96 + cut]]))

@@ -19,8 +19,8 @@ HEAD = 102
 STAGE = 2.0
 
 # honest; withhold (commits, never releases a share); bad (releases a share that does not verify);
-# silent (neither commits nor signs)
-BEHAVIOURS = ("honest", "withhold", "bad", "silent")
+# silent (neither commits nor signs); minority (its own report has another digest, the only one it signs)
+BEHAVIOURS = ("honest", "withhold", "bad", "silent", "minority")
 
 
 def make_certificate(
@@ -55,6 +55,7 @@ class Member:
         default_factory=dict
     )
     sign_requests: list[fr.SignShare] = field(default_factory=list)
+    reported: bytes | None = None  # the digest of its own ECDSA report (the nonce store signs only that one)
     evidence: list[fr.InvalidFrostShare] = field(default_factory=list)
     signatures: list[fr.FrostSignatureFormed] = field(default_factory=list)
     transmissions: list[tuple[float, fr.TransmitFrost | fr.TransmitEcdsa]] = field(default_factory=list)
@@ -106,6 +107,11 @@ class Cluster:
     def certify(self, member: Member, certificate: QuorumCertificate, now: float) -> None:
         """Give ``member`` the collector's certificate at ``now``."""
         self.apply(member, fr.on_certificate(member.state, certificate, now), now)
+
+    def report(self, member: Member, digest: bytes, now: float, block: int = BLOCK) -> None:
+        """``member`` signs its own ECDSA report of ``block`` with ``digest`` at ``now`` (an early share may follow)."""
+        member.reported = digest
+        self.apply(member, fr.on_own_report(member.state, block, digest, now), now)
 
     def tick(self, now: float) -> None:
         """Tick every member at ``now``."""
@@ -167,7 +173,8 @@ class Cluster:
                 if points in member.signed_with:
                     raise AssertionError(f"member {member.identifier} asked to sign twice with one commitment")
                 member.signed_with[points] = (request.message, request.commitments)
-                if member.behaviour == "withhold":
+                # the nonce store's other rule: only the digest of the member's own report (once it has one)
+                if member.behaviour == "withhold" or member.reported not in (None, request.message):
                     return
                 result = fc.results[member.identifier]
                 share = frost.sign(

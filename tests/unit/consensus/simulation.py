@@ -189,6 +189,7 @@ class SimResult:
     frost_contexts: dict[int, fr.FrostRoundContext] = field(default_factory=dict)
     frost_evidence: Counter[int] = field(default_factory=Counter)
     frost_rejected: dict[int, Counter[str]] = field(default_factory=dict)
+    frost_shares: dict[int, Counter[str]] = field(default_factory=dict)  # own shares released, by path
     signers: dict[bytes, set[bytes]] = field(default_factory=dict)  # config digest -> signers any node archived
     installed: dict[int, list[tuple[float, int]]] = field(default_factory=dict)  # node -> (when, version) installed
 
@@ -469,6 +470,7 @@ class Simulation:
                 evidence = member.metrics.registry.get_sample_value("pmoracle_frost_evidence_total")
                 result.frost_evidence[member.index] = int(evidence or 0)
                 result.frost_rejected[member.index] = Counter(member.frost.participant.rejected)
+                result.frost_shares[member.index] = Counter(member.frost.participant.shares)
         result.network_stats.update(self.net.stats)
         return result
 

@@ -11,7 +11,7 @@ from pmoracle.consensus import frost_round as fr
 from pmoracle.consensus.frost_evm import EvmSignature, is_valid_evm_signature
 from pmoracle.consensus.report import sign_digest
 from pmoracle.errors import InputError
-from pmoracle.testing.frost import make_frost_test_committee
+from pmoracle.testing.frost import FrostTestCommittee, make_frost_test_committee
 from tests.unit.consensus.frost_round_harness import BLOCK, HEAD, STAGE, Cluster, make_certificate, report_digest
 
 FC4 = make_frost_test_committee(4)  # t = q = 3
@@ -364,3 +364,130 @@ def test_commitments_for_the_next_round_can_be_issued_ahead() -> None:
     state, effects = fr.on_round_opened(state, ahead, 0.0)
     assert effects == (fr.IssueCommitments((ROUND[0], ahead), 2),)
     _rejected(state, fr.on_round_opened(state, ahead + 10, 0.0), fr.RejectReason.OUTSIDE_WINDOW)
+
+
+# --- the early share: signed with the own report, before the certificate ----------------------------------------
+
+
+def _early_round(fc: FrostTestCommittee, reports: dict[int, bytes], seed: int) -> Cluster:
+    """Return a cluster whose members hold every commitment and signed their reports (``reports``: identifier ->
+    digest, default the honest one), with the early shares delivered; nobody holds the certificate yet."""
+    cluster = Cluster(fc, seed=seed)
+    cluster.open_round()
+    cluster.deliver_all(0.0)
+    honest = report_digest(fc, make_certificate(fc).report)
+    for member in cluster.members.values():
+        cluster.report(member, reports.get(member.identifier, honest), 0.5)
+    cluster.deliver_all(0.5)
+    return cluster
+
+
+def test_the_first_set_signs_with_its_reports_and_the_certificate_aggregates_with_no_further_message() -> None:
+    cluster = _early_round(FC7, {}, seed=11)
+    # members 1..5 (S_0) signed with their report; 6 and 7 did not
+    assert [len(m.sign_requests) for m in cluster.members.values()] == [1, 1, 1, 1, 1, 0, 0]
+    certificate = make_certificate(FC7)
+    digest = report_digest(FC7, certificate.report)
+    for member in cluster.members.values():
+        cluster.certify(member, certificate, 1.0)
+        # aggregated inside the certificate's own transition: nothing sent, nothing asked for after it
+        assert [(s.attempt, s.signers) for s in member.signatures] == [(0, 0b0011111)]
+        assert frost.verify(FC7.group_public_key, digest, member.signatures[0].signature)
+    assert cluster.in_flight == []
+    assert [len(m.sign_requests) for m in cluster.members.values()] == [1, 1, 1, 1, 1, 0, 0]
+    first = next(m for m in cluster.members.values() if m.state.rounds[BLOCK].transmit_position == 0)
+    assert [t for _, t in first.transmissions] == [fr.TransmitFrost(certificate, first.signatures[0].signature)]
+
+
+def test_a_member_whose_report_differs_spends_attempt_0_and_attempt_1_signs() -> None:
+    minority = FC7.committee.report(BLOCK, accounts_root=b"\x07" * 32)
+    cluster = _early_round(FC7, {2: report_digest(FC7, minority)}, seed=12)
+    certificate = make_certificate(FC7, signers=(0, 2, 3, 4, 5))  # the quorum without member 2
+    for member in cluster.members.values():
+        cluster.certify(member, certificate, 1.0)
+    cluster.deliver_all(1.0)
+    # member 2's share is of its own digest: set {1..5} never completes for the certified one
+    assert all(m.signatures == [] for m in cluster.members.values())
+    assert cluster.members[2].sign_requests[0].message == report_digest(FC7, minority)
+    cluster.tick(1.0 + STAGE / 2)
+    cluster.deliver_all(1.0 + STAGE / 2)
+    for member in cluster.members.values():
+        assert member.state.rounds[BLOCK].excluded == {2}
+        if member.identifier != 2:
+            assert [(s.attempt, s.signers) for s in member.signatures] == [(1, 0b0111101)]
+    # member 2 is never asked for the certified digest with its attempt-0 commitment
+    assert [r.attempt for r in cluster.members[2].sign_requests] == [0]
+
+
+def test_early_shares_of_a_digest_never_certified_are_never_aggregated() -> None:
+    # the attack: members 1..3 (all of S_0 at n = 4) release a complete set of shares of a digest that is not the
+    # certified one; the machines keep the shares, aggregate none of them and fall back to the ECDSA certificate
+    other = report_digest(FC4, FC4.committee.report(BLOCK, accounts_root=b"\x07" * 32))
+    cluster = _early_round(FC4, {1: other, 2: other, 3: other}, seed=13)
+    kept = cluster.members[4].state.rounds[BLOCK].shares
+    assert {(a, i) for (a, i), s in kept.items() if s.message == other} == {(0, 1), (0, 2), (0, 3)}
+    certificate = make_certificate(FC4)
+    for member in cluster.members.values():
+        cluster.certify(member, certificate, 1.0)
+    cluster.tick(1.0 + STAGE / 2)
+    cluster.deliver_all(1.0 + STAGE / 2)
+    cluster.tick(1.0 + 2 * STAGE)
+    assert all(m.signatures == [] for m in cluster.members.values())
+    transmissions = [t for m in cluster.members.values() for _, t in m.transmissions]
+    assert transmissions and all(t == fr.TransmitEcdsa(certificate) for t in transmissions)
+
+
+def test_a_member_without_the_first_t_commitments_signs_after_the_certificate() -> None:
+    cluster = Cluster(FC4, seed=14)
+    cluster.open_round()
+    member = cluster.members[1]
+    # member 1 holds its own commitments and member 3's, not member 2's
+    for index in reversed(range(len(cluster.in_flight))):
+        recipient, message = cluster.in_flight[index]
+        if recipient == 1 and isinstance(message, fr.SignedFrostCommitment) and message.commitment.identifier == 3:
+            cluster.deliver_one(index, 0.0)
+    certificate = make_certificate(FC4)
+    cluster.report(member, report_digest(FC4, certificate.report), 0.5)
+    assert member.sign_requests == [] and 0 not in member.state.rounds[BLOCK].signing_sets
+    cluster.deliver_all(0.5)
+    cluster.certify(member, certificate, 1.0)
+    assert [(r.attempt, r.signers) for r in member.sign_requests] == [(0, 0b0111)]
+
+
+def test_own_report_inputs_are_checked() -> None:
+    digest = report_digest(FC4, make_certificate(FC4).report)
+    watcher = _state(None)
+    _rejected(watcher, fr.on_own_report(watcher, BLOCK, digest, 0.0), fr.RejectReason.NOT_OWN)
+    state = _state(1)
+    _rejected(state, fr.on_own_report(state, BLOCK + 1, digest, 0.0), fr.RejectReason.NOT_ANCHOR_BLOCK)
+    _rejected(state, fr.on_own_report(state, BLOCK + 100, digest, 0.0), fr.RejectReason.OUTSIDE_WINDOW)
+    with pytest.raises(InputError, match="digest"):
+        fr.on_own_report(state, BLOCK, b"\x01", 0.0)
+    state, effects = fr.on_own_report(state, BLOCK, digest, 0.0)
+    assert effects == () and state.rounds[BLOCK].reported == digest  # no commitments known: nothing to sign yet
+    _rejected(state, fr.on_own_report(state, BLOCK, digest, 0.0), fr.RejectReason.DUPLICATE)
+    _rejected(state, fr.on_own_report(state, BLOCK, b"\x02" * 32, 0.0), fr.RejectReason.CONFLICTING_REPORT)
+
+
+def test_an_early_own_share_is_broadcast_only_for_the_reported_digest() -> None:
+    cluster = _early_round(FC4, {}, seed=15)
+    member = cluster.members[1]
+    request = member.sign_requests[0]
+    own = member.state.rounds[BLOCK].shares[(0, 1)]
+    assert own.message == request.message
+    fresh = Cluster(FC4, seed=15)
+    fresh.open_round()
+    fresh.deliver_all(0.0)
+    other = fresh.members[1]
+    fresh.report(other, b"\x02" * 32, 0.5)
+    # the same member's share of the honest digest was not asked for in this state
+    _rejected(other.state, fr.on_own_share(other.state, own, 0.5), fr.RejectReason.NOT_REQUESTED)
+
+
+def test_commitments_are_kept_up_to_two_periods_ahead_of_the_head() -> None:
+    state = _state(1)
+    ahead = HEAD - HEAD % 10 + 20  # two periods ahead: a sender whose head is a block ahead committed to it
+    state, effects = fr.on_commitment(state, _signed_commitment(2, block=ahead), 0.0)
+    assert effects == () and set(state.rounds[ahead].commitments) == {(0, 2)}
+    far = _signed_commitment(2, block=ahead + 10)
+    _rejected(state, fr.on_commitment(state, far, 0.0), fr.RejectReason.OUTSIDE_WINDOW)

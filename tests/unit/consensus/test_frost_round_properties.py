@@ -9,22 +9,37 @@ from pmoracle.consensus import frost
 from pmoracle.consensus import frost_round as fr
 from pmoracle.consensus.frost_evm import EvmSignature, is_valid_evm_signature
 from pmoracle.testing.frost import make_frost_test_committee
-from tests.unit.consensus.frost_round_harness import STAGE, Cluster, make_certificate, report_digest
+from tests.unit.consensus.frost_round_harness import BLOCK, STAGE, Cluster, Member, make_certificate, report_digest
 
 FC = make_frost_test_committee(4)  # t = q = 3
 CERTIFICATE = make_certificate(FC)
 DIGEST = report_digest(FC, CERTIFICATE.report)
 CONTEXT = FC.context(None)
+OTHER = report_digest(FC, FC.committee.report(CERTIFICATE.report.block_number, accounts_root=b"\x07" * 32))
+
+
+def _may_report(member: Member) -> bool:
+    """Check if ``member`` still has its report to sign (a silent member signs nothing)."""
+    rnd = member.state.get_round(BLOCK)
+    return member.behaviour != "silent" and (rnd is None or rnd.reported is None)
+
+
+def _reported(behaviour: str) -> bytes:
+    """Return the digest a member's own report has: a minority member computed another one."""
+    return OTHER if behaviour == "minority" else DIGEST
 
 
 def _run(data: st.DataObject, behaviours: dict[int, str], seed: int, *, ticks: bool) -> Cluster:
-    """Open the round, then deliver, duplicate, certify (and tick, if ``ticks``) in an order hypothesis draws; then
-    everyone certifies, everything arrives and the stage runs out."""
+    """Open the round, then deliver, duplicate, report (an early share may follow), certify (and tick, if ``ticks``)
+    in an order hypothesis draws; then everyone reports and certifies, everything arrives and the stage runs out."""
     cluster = Cluster(FC, behaviours, seed=seed, watcher=True)
+    for member in cluster.members.values():
+        if member.behaviour == "minority":  # its nonce store signs nothing but its own report's digest
+            member.reported = OTHER
     cluster.open_round()
     now = 0.0
     delivered: list[tuple[int, fr.SignedFrostCommitment | fr.SignedFrostShare]] = []
-    kinds = ["deliver", "deliver", "deliver", "again", "certify"] + (["tick"] if ticks else [])
+    kinds = ["deliver", "deliver", "deliver", "again", "report", "certify"] + (["tick"] if ticks else [])
     for _ in range(data.draw(st.integers(0, 80), label="steps")):
         kind = data.draw(st.sampled_from(kinds))
         if kind == "deliver" and cluster.in_flight:
@@ -33,12 +48,19 @@ def _run(data: st.DataObject, behaviours: dict[int, str], seed: int, *, ticks: b
             cluster.deliver_one(index, now)
         elif kind == "again" and delivered:  # gossip delivers twice
             cluster.in_flight.append(delivered[data.draw(st.integers(0, len(delivered) - 1))])
+        elif kind == "report":
+            member = cluster.members[data.draw(st.integers(1, 4))]
+            if _may_report(member):
+                cluster.report(member, _reported(member.behaviour), now)
         elif kind == "certify":
             member = cluster.members[data.draw(st.integers(1, 4))]
             cluster.certify(member, CERTIFICATE, now)
         elif kind == "tick":
             now += data.draw(st.sampled_from([0.1, STAGE / 4, STAGE / 2]))
             cluster.tick(now)
+    for member in cluster.members.values():
+        if _may_report(member):
+            cluster.report(member, _reported(member.behaviour), now)
     for member in cluster.everyone():
         cluster.certify(member, CERTIFICATE, now)
     for _ in range(5):
@@ -80,7 +102,7 @@ def test_honest_shares_always_aggregate_to_a_signature_the_group_key_verifies(da
 @given(
     data=st.data(),
     seed=st.integers(0, 2**32 - 1),
-    behaviour=st.sampled_from(["bad", "withhold", "silent"]),
+    behaviour=st.sampled_from(["bad", "withhold", "silent", "minority"]),
     culprit=st.integers(1, 4),
 )
 def test_one_cheater_is_left_out_and_the_round_still_gets_frost(
@@ -103,7 +125,9 @@ def _culprit_signed(cluster: Cluster, culprit: int) -> bool:
 @given(
     data=st.data(),
     seed=st.integers(0, 2**32 - 1),
-    behaviours=st.dictionaries(st.integers(1, 4), st.sampled_from(["bad", "withhold", "silent"]), max_size=2),
+    behaviours=st.dictionaries(
+        st.integers(1, 4), st.sampled_from(["bad", "withhold", "silent", "minority"]), max_size=2
+    ),
 )
 def test_an_invalid_share_never_enters_an_aggregate_and_names_its_signer(
     data: st.DataObject, seed: int, behaviours: dict[int, str]
@@ -116,7 +140,7 @@ def test_an_invalid_share_never_enters_an_aggregate_and_names_its_signer(
 @given(
     data=st.data(),
     seed=st.integers(0, 2**32 - 1),
-    behaviours=st.dictionaries(st.integers(1, 4), st.sampled_from(["bad", "withhold"]), max_size=2),
+    behaviours=st.dictionaries(st.integers(1, 4), st.sampled_from(["bad", "withhold", "minority"]), max_size=2),
 )
 def test_a_nonce_is_never_asked_to_sign_twice(data: st.DataObject, seed: int, behaviours: dict[int, str]) -> None:
     cluster = _run(data, behaviours, seed, ticks=True)  # the harness raises if a commitment is asked to sign twice
@@ -127,4 +151,5 @@ def test_a_nonce_is_never_asked_to_sign_twice(data: st.DataObject, seed: int, be
             own = next(c for c in request.commitments if c.identifier == member.identifier)
             # the commitment is this member's own, issued for exactly this attempt
             assert member.own_commitments[(own.hiding, own.binding)] == request.attempt
-            assert request.message == DIGEST
+            # the certified digest, or (early, before the certificate) the member's own report's digest
+            assert request.message in (DIGEST, member.reported)

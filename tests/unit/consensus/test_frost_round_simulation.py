@@ -8,9 +8,11 @@ share leaves the node only after its nonce is recorded used. The ECDSA quorum is
 the certificate at a seeded time); the chain accepts the first valid FROST signature (checked with the contract's
 rule) or ECDSA certificate of the round.
 
-Scenarios at n = 4 and 7: all honest -> FROST within the stage; one member withholding its share -> still FROST
+Scenarios at n = 4 and 7: all honest -> the first set signs with its reports and every member aggregates at its
+certificate (FROST with no message after the quorum); one member withholding its share -> still FROST
 (t others sign in the second attempt); too few signers -> the ECDSA certificate exactly one stage late; a member
-sending an invalid share -> every honest member names it with evidence anyone re-checks, and the round is FROST.
+sending an invalid share -> every honest member names it with evidence anyone re-checks, and the round is FROST; a
+member whose own report has another digest -> its early share is never aggregated, the second attempt signs.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from tests.unit.consensus.simulation import TamperingFrostSigner, WithholdingFro
 STAGE = 2.0
 TICK = 0.05
 TX_DELAY = 0.5
+REPORTED_FROM, REPORTED_TO = 0.4, 0.6  # when the members sign their own ECDSA report (commitments are in by then)
 CERTIFIED_FROM, CERTIFIED_TO = 1.0, 1.4  # when the members' collectors form the ECDSA certificate
 DURATION = 12.0
 COMMITTEES = {n: make_frost_test_committee(n) for n in (4, 7)}
@@ -102,7 +105,13 @@ class TamperingSigner(RecordingSigner, TamperingFrostSigner):
     """Releases a share that does not verify (its signer recorded the true one)."""
 
 
-SIGNERS = {"honest": RecordingSigner, "withhold": WithholdingSigner, "bad": TamperingSigner, "silent": RecordingSigner}
+SIGNERS = {
+    "honest": RecordingSigner,
+    "withhold": WithholdingSigner,
+    "bad": TamperingSigner,
+    "silent": RecordingSigner,
+    "minority": RecordingSigner,  # its own report has another digest (the only one its store lets it sign)
+}
 
 
 @dataclass
@@ -114,9 +123,12 @@ class Node:
     participant: FrostParticipant
     endpoint: MemoryEndpoint
     store: FrostNonceDB
+    reported: bytes
+    reported_at: float
     certified_at: float = math.inf
     evidence: list[fr.InvalidFrostShare] = field(default_factory=list)
     formed: list[fr.FrostSignatureFormed] = field(default_factory=list)
+    formed_at: list[float] = field(default_factory=list)
     published_shares: list[fr.SignedFrostShare] = field(default_factory=list)
 
     @property
@@ -137,6 +149,7 @@ class Simulation:
         self.chain = Chain(fc)
         self.certificate = make_certificate(fc)
         self.digest = report_digest(fc, self.certificate.report)
+        self.other_digest = report_digest(fc, fc.committee.report(BLOCK, accounts_root=b"\x07" * 32))
         self.nodes: dict[int, Node] = {}
         self.start = 0.0
 
@@ -151,7 +164,9 @@ class Simulation:
         draw = random.Random(self.seed)
         async with MemoryNetwork(seed=self.seed, min_delay=0.05, max_delay=0.3) as net, trio.open_nursery() as nursery:
             for identifier in range(1, config.n + 1):
-                self.nodes[identifier] = self._create_node(net, identifier, draw.uniform(CERTIFIED_FROM, CERTIFIED_TO))
+                reported_at = draw.uniform(REPORTED_FROM, REPORTED_TO)
+                certified_at = draw.uniform(CERTIFIED_FROM, CERTIFIED_TO)
+                self.nodes[identifier] = self._create_node(net, identifier, reported_at, certified_at)
             for node in self.nodes.values():
                 nursery.start_soon(self._run_node, node)
             await trio.sleep(DURATION)
@@ -159,14 +174,15 @@ class Simulation:
         for node in self.nodes.values():
             node.store.close()
 
-    def _create_node(self, net: MemoryNetwork, identifier: int, certified_at: float) -> Node:
+    def _create_node(self, net: MemoryNetwork, identifier: int, reported_at: float, certified_at: float) -> Node:
         config, network_id = self.fc.committee.config, self.fc.committee.network
         path = self.tmp / f"member-{identifier}" / "protection.sqlite"
         path.parent.mkdir()
-        with ProtectionDB(path) as protection:  # the member signed the round's report with ECDSA
-            protection.record_and_check((config.digest(), BLOCK), self.digest)
-        store = FrostNonceDB(path)
         behaviour = self.behaviours.get(identifier, "honest")
+        reported = self.other_digest if behaviour == "minority" else self.digest
+        with ProtectionDB(path) as protection:  # the member signs the round's report with ECDSA
+            protection.record_and_check((config.digest(), BLOCK), reported)
+        store = FrostNonceDB(path)
         signer = SIGNERS[behaviour](
             self.fc.results[identifier], store, random_bytes=random.Random(self.seed * 100 + identifier).randbytes
         )
@@ -186,9 +202,9 @@ class Simulation:
         participant = FrostParticipant(
             self.fc.context(identifier, stage_delay=STAGE), network_id, self.fc.committee.signing_keys[identifier - 1],
             signer, publish=publish, transmit=transmit, archive=lambda e: node.evidence.append(e),
-            on_signature=lambda f: node.formed.append(f), head=HEAD,
+            on_signature=lambda f: (node.formed.append(f), node.formed_at.append(self.now())), head=HEAD,
         )  # fmt: skip
-        node = Node(identifier, behaviour, participant, endpoint, store, certified_at)
+        node = Node(identifier, behaviour, participant, endpoint, store, reported, reported_at, certified_at)
         return node
 
     async def _run_node(self, node: Node) -> None:
@@ -198,6 +214,9 @@ class Simulation:
             # the round opens: commitments for every attempt go out ahead of the quorum
             if node.behaviour != "silent":
                 await participant.open_round(BLOCK)
+                # its own report signed: a member of the first set signs its share right behind it
+                await trio.sleep_until(self.start + node.reported_at)
+                await participant.report_signed(BLOCK, node.reported)
             await trio.sleep_until(self.start + node.certified_at)
             await participant.certify(self.certificate)
             while True:
@@ -248,8 +267,12 @@ def test_all_honest_the_round_is_attested_with_frost_within_the_stage(
 ) -> None:
     sim = _simulate(n, {}, seed, tmp_path)
     assert [scheme for scheme, _, _ in sim.chain.attested] == ["frost"]
-    _, at, _ = sim.chain.attested[0]
-    assert at < _certified_at(sim) + STAGE / 2  # the first attempt signs: one message after the quorum
+    _, at, transmitter = sim.chain.attested[0]
+    # the first set signed with its reports: every member aggregates at its certificate, no message after it
+    for node in sim.nodes.values():
+        assert [(f.attempt, f.signers) for f in node.formed] == [(0, (1 << sim.fc.committee.config.quorum) - 1)]
+        assert node.formed_at == [node.certified_at]
+    assert at == sim.nodes[transmitter].certified_at  # the first transmitter posts at once
     assert all(node.evidence == [] for node in sim.nodes.values())
     assert sim.chain.refused["invalid"] == 0
     _assert_nonces_persisted_before_release(sim)
@@ -305,3 +328,18 @@ def test_members_without_a_commitment_are_left_out_from_the_start(tmp_path: path
     for node in sim.nodes.values():
         if node.behaviour == "honest":
             assert [(f.attempt, f.signers) for f in node.formed] == [(0, 0b1111010)]
+
+
+def test_a_member_whose_report_differs_spends_the_first_attempt_and_the_second_signs(tmp_path: pathlib.Path) -> None:
+    sim = _simulate(7, {2: "minority"}, 7, tmp_path)
+    minority = sim.nodes[2]
+    # its early share is of its own report's digest: recorded, released, never part of an aggregate
+    assert [(s.attempt, s.message) for s in minority.published_shares] == [(0, sim.other_digest)]
+    assert [scheme for scheme, _, _ in sim.chain.attested] == ["frost"]
+    for node in sim.nodes.values():
+        if node.identifier != 2:
+            assert [(f.attempt, f.signers) for f in node.formed] == [(1, 0b0111101)]
+    _, at, _ = sim.chain.attested[0]
+    assert _certified_at(sim) + STAGE / 2 <= at < max(n.certified_at for n in sim.nodes.values()) + STAGE
+    assert minority.participant.rejected["sign_refused"] == 0  # never asked for the certified digest
+    _assert_nonces_persisted_before_release(sim)

@@ -57,6 +57,11 @@ async def test_every_round_is_attested_with_frost(
     # the first transmitter posts it as soon as the shares aggregate: well inside the first stage
     for a in result.chain.attestations:
         assert a.at - result.ready_time(a.block) < STAGE_DELAY + TX_DELAY + 1.0
+    # from the second round on (its commitments went out a round ahead), the first set signs with its reports:
+    # no share after a certificate, so FROST adds no message after the quorum
+    rounds = len(result.chain.attestations)
+    assert sum(result.frost_shares[i]["report"] for i in range(n)) >= (rounds - 1) * result.committee.quorum
+    assert sum(result.frost_shares[i]["certificate"] for i in range(n)) <= result.committee.quorum
 
 
 async def test_without_frost_the_executor_transmits_ecdsa(

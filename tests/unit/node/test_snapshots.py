@@ -1,5 +1,6 @@
 """The snapshot check service on its own (no chain): a check that cannot read counts as an error and changes
-nothing, a newer request replaces one still waiting, and the round's reads count by kind.
+nothing, a newer request replaces one still waiting, the round's reads count by kind, and reads and checks run
+with the cyclic garbage collector paused.
 
 The service against anvil, a wrong book caught and the next round read in full, is in
 tests/integration/chain/test_snapshot.py.
@@ -7,6 +8,7 @@ tests/integration/chain/test_snapshot.py.
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 
@@ -84,3 +86,42 @@ def test_an_unreadable_check_is_an_error_and_a_newer_request_replaces_a_waiting_
     finally:
         source.unreadable.add(8)  # the check left waiting fails at once, once let through
         source.permits.release()
+
+
+class RecordingSource:
+    """Reads every block due a check; records whether the collector was on in each read and check."""
+
+    def __init__(self) -> None:
+        self.collector_on: list[tuple[str, bool]] = []
+
+    def read(self, block_number: int) -> SnapshotRead:
+        self.collector_on.append(("read", gc.isenabled()))
+        return SnapshotRead(snapshot_at(block_number, 1), verify=True)
+
+    def verify(self, read: SnapshotRead) -> SnapshotCheck:
+        self.collector_on.append(("verify", gc.isenabled()))
+        return SnapshotCheck(read.snapshot.block_number, True, 0, False)
+
+
+def test_reads_and_checks_run_with_the_collector_paused_and_restore_it() -> None:
+    source = RecordingSource()
+    metrics = create_node_metrics()
+    snapshots = RoundSnapshots(source, metrics, timeout=30.0)
+    was = gc.isenabled()
+    gc.enable()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(snapshots.run_checks)
+            await snapshots.read(1)
+            with trio.fail_after(30):
+                while checks(metrics)["match"] != 1:
+                    await trio.sleep(0.01)
+            assert gc.isenabled()  # the pauses ended with the read and the check
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert source.collector_on == [("read", False), ("verify", False)]

@@ -152,6 +152,17 @@ def test_incremental_update_equals_full_recompute(params: RiskParams) -> None:
     assert book.result() == compute_book(market, params, portfolios)
 
 
+def test_the_books_result_is_each_accounts_margin() -> None:
+    """``result()`` reads the kernel's arrays at once: the same values, emptiness included, as account by account."""
+    market, portfolios = _random_book(14, 0.6, 120, 60)
+    portfolios += [Portfolio(account=account(200)), Portfolio(account=account(201), cash=-1)]  # empty; cash only
+    book = Book(market, PARAMS, portfolios)
+    result = book.result()
+    assert result.accounts == tuple(book.account_margin(i) for i in range(len(portfolios)))
+    assert [a.is_empty for a in result.accounts[-2:]] == [True, False]
+    assert all(type(v) is int for a in result.accounts for v in (a.initial_margin, a.equity, a.worst_scenario))
+
+
 def test_overflow_is_reported_not_wrapped() -> None:
     market, portfolios = _random_book(10, 0.6, 40, 5)
     whale_positions = tuple(Position(x.instrument, MAX_SIZE) for x in portfolios[1].positions[:1]) * 40
