@@ -21,6 +21,12 @@ import {Report, IMarginOracle} from "./PmoracleTypes.sol";
 ///      stake and every offence is counted; slashed wei not paid as rewards is swept to `slashRecipient`.
 ///      Proof of possession: the signing key signs, EIP-191 ("\x19Ethereum Signed Message:\n32"), the hash
 ///      keccak256(abi.encode("pmoracle-pop", registrant, block.chainid, address(this))) (see `popHash`).
+///      FROST key confirmation (`confirmFrostKey`): after their DKG, the members of a committee without a group key
+///      each sign (EIP-191, their report-signing key) `frostConfirmationHash` of the group key and the DKG transcript
+///      digest; anyone relays it, and a member's later confirmation replaces its earlier one. When every member
+///      (n of n: a FROST key needs every dealer) confirmed the same key and transcript, the registry installs the key
+///      as a new committee version, as `setFrostCommittee` does; a member confirming another key or transcript
+///      blocks that until it confirms again (`FrostKeyConflict`; the owner can still install one).
 contract SolverRegistry is Ownable, ReentrancyGuard {
     /// @notice Largest committee (signer bitmaps of MarginOracle).
     uint256 public constant MAX_COMMITTEE = 64;
@@ -28,6 +34,8 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     uint256 public constant BPS = 10_000;
     /// @notice Longest deviation window the owner may set (seconds; also at most `unbondingDelay`).
     uint64 public constant MAX_DEVIATION_DELAY = 1 days;
+    /// @notice secp256k1's group order (a group key's x-coordinate must be below it: MarginOracle's rule).
+    uint256 internal constant SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
 
     /// @notice Life cycle of a node.
     enum NodeStatus {
@@ -113,6 +121,9 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     mapping(address signer => uint256 count) public offences;
     /// @notice The config version a signer was ejected from (0: never); ejection lasts until the next committee.
     mapping(address signer => uint64 version) public ejectedFrom;
+    /// @notice Per committee version: what each member confirmed with `confirmFrostKey`, as
+    ///         keccak256(abi.encode(groupKeyX, groupKeyParity, transcriptDigest)) (zero: nothing yet).
+    mapping(uint64 version => mapping(address member => bytes32 confirmed)) public frostConfirmations;
 
     /// @notice The oracle was set.
     event OracleSet(address oracle);
@@ -136,6 +147,17 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         uint64 finalityDepth,
         bytes32 paramsHash,
         uint32 engineVersion
+    );
+    /// @notice A member of committee `version` confirmed the group key and transcript digest of its DKG.
+    event FrostKeyConfirmed(
+        uint64 indexed version, address indexed member, uint256 groupKeyX, uint8 groupKeyParity, bytes32 transcriptDigest
+    );
+    /// @notice `member` confirmed another key or transcript than `other` did for `version`: no key is installed by
+    ///         confirmations until one of them confirms again (the owner can still install one with `setFrostCommittee`).
+    event FrostKeyConflict(uint64 indexed version, address indexed member, address indexed other);
+    /// @notice Every member of committee `version` confirmed one group key: it is installed as `newVersion`.
+    event FrostKeyInstalled(
+        uint64 indexed version, uint64 indexed newVersion, uint256 groupKeyX, uint8 groupKeyParity, bytes32 transcriptDigest
     );
     /// @notice A committee member was slashed below the minimum stake: the oracle refuses its signatures from now
     ///         on, and the owner should install a committee without it (the re-keying signal).
@@ -213,6 +235,14 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
     error AlreadySlashed(address signer, bytes32 configDigest, uint64 blockNumber);
     /// @notice Deviation evidence against round `blockNumber` (attested at `attestedAt`) is accepted from `opensAt`.
     error DeviationWindowNotOpen(uint64 blockNumber, uint64 attestedAt, uint64 opensAt);
+    /// @notice A confirmation for another committee version than the current one.
+    error NotCurrentVersion(uint64 given, uint64 current);
+    /// @notice The current committee already has a group key.
+    error CommitteeHasGroupKey(uint64 version);
+    /// @notice The signer of a confirmation is not a member of the current committee.
+    error NotCommitteeMember(address signer, uint64 version);
+    /// @notice The member already confirmed these values for this committee version.
+    error AlreadyConfirmed(address member, uint64 version);
 
     /// @param owner_ Sets the oracle and committees.
     /// @param minStake_ Minimum stake in wei.
@@ -400,13 +430,81 @@ contract SolverRegistry is Ownable, ReentrancyGuard {
         _setCommittee(members, quorum, roundPeriod, finalityDepth, paramsHash, engineVersion);
     }
 
+    /// @notice Return the hash a member's report-signing key signs (EIP-191) to confirm its DKG's result for the
+    ///         current committee: keccak256(abi.encode("pmoracle-frost-confirm", chainId, registry, configDigest,
+    ///         version, groupKeyX, groupKeyParity, transcriptDigest)). The configDigest binds it to this committee
+    ///         epoch: a confirmation never counts for another version, chain or registry.
+    function frostConfirmationHash(uint256 groupKeyX, uint8 groupKeyParity, bytes32 transcriptDigest)
+        public
+        view
+        returns (bytes32)
+    {
+        return keccak256(
+            abi.encode(
+                "pmoracle-frost-confirm",
+                block.chainid,
+                address(this),
+                configDigest(),
+                _version,
+                groupKeyX,
+                groupKeyParity,
+                transcriptDigest
+            )
+        );
+    }
+
+    /// @notice Record a member's confirmation of its DKG result for the current committee (relayed by anyone),
+    ///         replacing its earlier one (a later DKG run's); when every member's confirmation is the same, the key is
+    ///         installed as a new committee version with the same members and parameters, exactly as
+    ///         `setFrostCommittee` would (the configDigest covers the key).
+    /// @param version The current committee version (a confirmation racing a committee change fails clearly).
+    /// @param groupKeyX The group key's x-coordinate, 0 < x < secp256k1's order.
+    /// @param groupKeyParity The group key's y-parity, 0 or 1.
+    /// @param transcriptDigest The DKG's transcript digest (SHA-256 over every round-1 package).
+    /// @param signature The member's report-signing key's EIP-191 signature of `frostConfirmationHash(...)`.
+    function confirmFrostKey(
+        uint64 version,
+        uint256 groupKeyX,
+        uint8 groupKeyParity,
+        bytes32 transcriptDigest,
+        bytes calldata signature
+    ) external {
+        if (version != _version) revert NotCurrentVersion(version, _version);
+        if (_groupKeyX != 0) revert CommitteeHasGroupKey(version);
+        if (groupKeyX == 0 || groupKeyX >= SECP256K1_ORDER) revert InvalidParameter("groupKeyX", groupKeyX);
+        if (groupKeyParity > 1) revert InvalidParameter("groupKeyParity", groupKeyParity);
+        bytes32 message = frostConfirmationHash(groupKeyX, groupKeyParity, transcriptDigest);
+        address member = _recover(MessageHashUtils.toEthSignedMessageHash(message), signature);
+        if (_committeeIndex[member] == 0) revert NotCommitteeMember(member, version);
+        bytes32 confirmed = keccak256(abi.encode(groupKeyX, groupKeyParity, transcriptDigest));
+        if (frostConfirmations[version][member] == confirmed) revert AlreadyConfirmed(member, version);
+        frostConfirmations[version][member] = confirmed; // a later DKG run's result replaces an earlier one
+        emit FrostKeyConfirmed(version, member, groupKeyX, groupKeyParity, transcriptDigest);
+        uint256 n = _members.length;
+        uint256 matching = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            bytes32 other = frostConfirmations[version][_members[i]];
+            if (other == confirmed) {
+                ++matching;
+            } else if (other != bytes32(0)) {
+                emit FrostKeyConflict(version, member, _members[i]);
+            }
+        }
+        if (matching == n) {
+            _groupKeyX = groupKeyX;
+            _groupKeyParity = groupKeyParity;
+            _setCommittee(_members, _quorum, _roundPeriod, _finalityDepth, _paramsHash, _engineVersion);
+            emit FrostKeyInstalled(version, _version, groupKeyX, groupKeyParity, transcriptDigest);
+        }
+    }
+
     /// @notice Return the current committee's FROST group key (x, parity); (0, 0) when it has none.
     function groupKey() external view returns (uint256 x, uint8 parity) {
         return (_groupKeyX, _groupKeyParity);
     }
 
     function _setCommittee(
-        address[] calldata members,
+        address[] memory members,
         uint8 quorum,
         uint64 roundPeriod,
         uint64 finalityDepth,

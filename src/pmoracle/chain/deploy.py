@@ -358,3 +358,28 @@ def decode_committee_view(view: Sequence[Any]) -> tuple[CommitteeConfig, bytes]:
         group_key=EvmGroupKey(int(group_key_x), int(group_key_parity)) if int(group_key_x) else None,
     )
     return config, bytes(digest)
+
+
+def confirm_frost_key(
+    transmitter: Transmitter,
+    deployment: Deployment,
+    committee: CommitteeConfig,
+    group_key: EvmGroupKey,
+    transcript_digest: bytes,
+    signature: bytes,
+) -> Receipt:
+    """Relay a member's confirmation of its DKG result to ``SolverRegistry.confirmFrostKey``; return the receipt.
+
+    Args:
+        transmitter: any funded account (the confirmation is signed by the member's report-signing key).
+        committee: the current (keyless) committee the DKG ran for.
+        signature: :func:`pmoracle.consensus.frost_confirm.sign_frost_confirmation` of the three values.
+
+    Errors:
+        DeployError with the decoded custom error (``NotCurrentVersion``, ``CommitteeHasGroupKey``,
+        ``NotCommitteeMember``, ``AlreadyConfirmed``, ``InvalidParameter``) on a revert.
+    """
+    registry = deployment.contract(Web3(), "SolverRegistry")
+    fn = registry.functions.confirmFrostKey(committee.version, group_key.x, group_key.parity, transcript_digest,
+                                            signature)  # fmt: skip
+    return transact_fn(transmitter, fn, label="SolverRegistry.confirmFrostKey")

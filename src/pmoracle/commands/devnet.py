@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ecdsa",
         action="store_true",
-        help="ECDSA certificates only (default: a DKG, the group key registered, FROST attestations)",
+        help="ECDSA certificates only (default: the nodes run the DKG and install the group key, FROST attestations)",
     )
     parser.add_argument(
         "--dkg-in-process",

@@ -180,6 +180,19 @@ class DisputeSection:
 
 
 @dataclass(frozen=True, slots=True)
+class FrostSection:
+    """The node's own FROST DKG (node/dkg_service.py, docs/frost.md)."""
+
+    # Run the DKG over gossip by itself when this node is a member of an installed committee without a group key,
+    # store the share encrypted in <data_dir>/frost/ and confirm the key on chain (SolverRegistry.confirmFrostKey);
+    # the registry installs it once every member confirmed the same one. Off: the node stays on ECDSA until an
+    # operator runs `pmoracle frost dkg` and the owner registers a key.
+    auto_dkg: bool = True
+    # Seconds one DKG run may take before it is counted as failed and retried (with backoff, under a new run number).
+    dkg_timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class LocalConfig:
     """The config of this node, fully validated."""
 
@@ -191,6 +204,7 @@ class LocalConfig:
     risk: RiskSection
     transmit: TransmitSection
     dispute: DisputeSection
+    frost: FrostSection = FrostSection()
 
 
 # --- schema ----------------------------------------------------------------------------------------------------
@@ -202,7 +216,7 @@ _REQUIRED = object()
 class _Field:
     section: str
     key: str
-    kind: str  # path | optional_path | str | float | int | decimal | str_list
+    kind: str  # path | optional_path | str | float | int | decimal | str_list | bool
     default: Any
     check: Callable[[Any], str | None] | None = None
 
@@ -301,6 +315,8 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("transmit", "min_balance_eth", "decimal", Decimal("0.1"), _non_negative),
     _Field("dispute", "peer_apis", "str_list", (), _check_api_urls),
     _Field("dispute", "prove_timeout", "float", 300.0, _positive),
+    _Field("frost", "auto_dkg", "bool", True),
+    _Field("frost", "dkg_timeout", "float", 60.0, _positive),
 )
 _SECTIONS: dict[str, type] = {
     "node": NodeSection,
@@ -311,6 +327,7 @@ _SECTIONS: dict[str, type] = {
     "risk": RiskSection,
     "transmit": TransmitSection,
     "dispute": DisputeSection,
+    "frost": FrostSection,
 }
 # Files the node reads at start-up; a missing one is reported with the rest when check_files is on.
 _FILES_READ_AT_START = (
@@ -356,6 +373,12 @@ def _coerce(field: _Field, raw: Any, base_dir: Path) -> Any:
         if not isinstance(raw, list | tuple) or not all(isinstance(item, str) for item in raw):
             raise _BadValueError(f"expected a list of strings, got {raw!r}")
         return tuple(raw)
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in ("true", "false", "1", "0"):  # env/CLI
+            return raw.strip().lower() in ("true", "1")
+        raise _BadValueError(f"expected true or false, got {raw!r}")
     if kind == "int":
         if isinstance(raw, bool):
             raise _BadValueError(f"expected an integer, got {raw!r}")

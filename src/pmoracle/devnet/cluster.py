@@ -26,7 +26,7 @@ from eth_utils import keccak
 
 from pmoracle.chain.client import ChainClient
 from pmoracle.chain.contracts import event_topic
-from pmoracle.chain.deploy import Deployment, NodeSpec, deploy, open_transmitter, set_committee
+from pmoracle.chain.deploy import Deployment, NodeSpec, deploy
 from pmoracle.chain.errors import ContractError
 from pmoracle.chain.snapshot import read_snapshot
 from pmoracle.config.params import default_params_text
@@ -51,7 +51,6 @@ from pmoracle.node.round import RoundOutput, compute_round
 from pmoracle.risk.inputs import MONEY_SCALE
 from pmoracle.risk.params import RiskParams, parse_params
 from pmoracle.risk.policy import RANGE_SCALE, PolicyRound
-from pmoracle.risk.version import ENGINE_VERSION
 
 # anvil's first dev account (from the public "test ... junk" mnemonic): deployer, feeder and matcher.
 DEPLOYER_KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
@@ -114,10 +113,11 @@ class DevnetOptions:
     # with days: "crash" drops one underlying ~25% with a volatility spike mid-run; "vol-spike" triples one
     # underlying's volatility mid-run (no jump) and the nodes run the adaptive policy ([policy], docs/policy.md)
     scenario: str | None = None
-    # the committee signs its certificates with ECDSA only (no DKG, no group key registered); by default the devnet
-    # runs the DKG, registers the group key and the nodes attest with FROST (ECDSA one stage later as fallback)
+    # the committee signs its certificates with ECDSA only (no DKG, no group key registered); by default the nodes
+    # start with an ECDSA committee, run the DKG over gossip themselves, confirm the key on chain (the registry
+    # installs it) and attest with FROST (ECDSA one stage later as fallback)
     ecdsa: bool = False
-    dkg_in_process: bool = False  # FROST: the old shortcut (the whole DKG in this process) instead of over gossip
+    dkg_in_process: bool = False  # FROST: the old shortcut (the whole DKG in this process, key registered at deploy)
 
     def fault_of(self, index: int) -> str | None:
         """Return the injected fault mode of node ``index`` (None for an honest node)."""
@@ -301,7 +301,34 @@ class Devnet:
     _ready_at: dict[int, float] = field(default_factory=dict)
     _seen_head: int = 0
     _last_block_at: float = 0.0
+    nodes_started_at: float = 0.0  # time.monotonic() when the node processes were started
+    key_installed_s: float | None = None  # the nodes' own DKG: seconds from their start to the key installed
+    first_frost_s: float | None = None  # seconds from the nodes' start to the first FROST-attested round audited
+    audit_after: int = 0  # rounds at or below this block are not audited (attested during the setup, e.g. the DKG)
     mine_blocks: bool = True  # the loop mines/steps the world every block interval (tests may pause it)
+
+    @property
+    def runs_own_dkg(self) -> bool:
+        """Check if the nodes run the DKG and install their FROST key themselves (the default)."""
+        return not self.options.ecdsa and not self.options.dkg_in_process
+
+    def await_group_key(self, say: Callable[[str], None], *, timeout: float | None = None) -> None:
+        """With the nodes' own DKG: wait until they installed their group key (``key_installed_s``, ``committee``);
+        the rounds the keyless committee attested meanwhile belong to the setup and are not audited. Nothing to do
+        otherwise, or when the key is already installed.
+
+        Errors:
+            DevnetError when ``timeout`` seconds (default: one DKG timeout + 60 s) pass first, or a node exited.
+        """
+        if not self.runs_own_dkg or self.key_installed_s is not None:
+            return
+        self.committee = await_group_key(self.client, self.deployment, self.nodes, say,
+                                         timeout=DKG_TIMEOUT + 60.0 if timeout is None else timeout)  # fmt: skip
+        self.key_installed_s = time.monotonic() - self.nodes_started_at
+        self.audit_after = self.latest_round()[0]
+        if self.audit_after:
+            say(f"devnet: rounds up to {self.audit_after} were attested with ECDSA while the nodes ran the DKG "
+                "(setup: not audited)")  # fmt: skip
 
     # --- chain reads ------------------------------------------------------------------------------------------
 
@@ -448,8 +475,8 @@ class Devnet:
                 self._ready_at.setdefault(anchor, now)
         self._seen_head = max(self._seen_head, head)
         block, root, count = self.latest_round()
-        if block and (not self.attested or block > self.attested[-1].block_number):
-            last = self.attested[-1].block_number if self.attested else 0
+        if block > self.audit_after and (not self.attested or block > self.attested[-1].block_number):
+            last = self.attested[-1].block_number if self.attested else self.audit_after
             if block - last > period:  # rounds attested since the last look that are no longer the latest
                 for event in self.events("MarginOracle", "RoundAttested", from_block=last):
                     missed = int(event["args"]["blockNumber"])
@@ -480,6 +507,10 @@ class Devnet:
             del self.outputs[old]
         leaves = output.book.accounts
         gas, scheme = self.attestation(block)
+        if scheme == "frost" and self.first_frost_s is None:
+            self.first_frost_s = now - self.nodes_started_at
+        if scheme == "frost" and self.committee.group_key is None:  # the nodes installed their key meanwhile
+            self.committee = read_committee(self.client, self.deployment)
         self.attested.append(
             AttestedRound(
                 block_number=block, accounts=count, root=root, recomputed_root=output.tree.root,
@@ -624,8 +655,9 @@ def _node_secret(seed: int, index: int, kind: str) -> bytes:
     return keccak(f"pmoracle-devnet-{seed}-node-{index}-{kind}".encode())
 
 
-def build_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) -> Devnet:
-    """Build a devnet: start anvil, deploy, create and stake node identities, seed the world, start the nodes.
+def build_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print, wait_for_key: bool = True) -> Devnet:
+    """Build a devnet: start anvil, deploy, create and stake node identities, seed the world, start the nodes, and
+    (FROST by the nodes' own DKG, ``wait_for_key``) wait until they installed their group key.
 
     Errors:
         DevchainError, DeployError, WorldError, DevnetError naming the step that failed; everything started so
@@ -642,10 +674,17 @@ def build_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print) 
     chain = start_devchain(log_path=run_dir / "anvil.log", prune_history=1024,
                            host="0.0.0.0" if netlab is not None else "127.0.0.1")  # fmt: skip
     try:
-        return _build(options, run_dir.resolve(), chain, netlab, say)
+        devnet = _build(options, run_dir.resolve(), chain, netlab, say)
     except BaseException:
         chain.stop()
         raise
+    if wait_for_key:
+        try:
+            devnet.await_group_key(say)
+        except BaseException:
+            devnet.stop()
+            raise
+    return devnet
 
 
 def _align_to_sampling(world: World, client: ChainClient, interval: int, now: int) -> int:
@@ -707,16 +746,10 @@ def _build(
         finality_depth=options.finality_depth, nodes=specs, deviation_delay=options.deviation_delay,
         output=run_dir / "deployment.json", group_key=group_key,
     )  # fmt: skip
-    if not options.ecdsa and not options.dkg_in_process:  # FROST: the nodes' own DKG over gossip, then register
-        for node in nodes:
-            rpc_url = f"http://{netlab.gateway(node.index)}:{chain.port}" if netlab is not None else chain.url
-            _write_node_config(node, run_dir, rpc_url, options, nodes)
-        group_key = run_gossip_dkg_processes(nodes, say)
-        set_committee(open_transmitter(chain.url, DEPLOYER_KEY), deployment, [n.signing_address for n in nodes],
-                      quorum=compute_byzantine_quorum(options.nodes), round_period=options.round_period,
-                      finality_depth=options.finality_depth, params_hash=params.params_hash,
-                      engine_version=ENGINE_VERSION, group_key=group_key)  # fmt: skip
+    own_dkg = not options.ecdsa and not options.dkg_in_process
     scheme = "ECDSA certificates" if group_key is None else "FROST group key registered (ECDSA as fallback)"
+    if own_dkg:
+        scheme = "ECDSA committee; the nodes run the DKG and install their FROST key themselves"
     say(f"devnet: contracts deployed, {options.nodes} nodes staked and registered (quorum "
         f"{compute_byzantine_quorum(options.nodes)} of {options.nodes}); {scheme}")  # fmt: skip
     client = ChainClient([chain.url], timeout=compute_rpc_timeout(options.accounts))
@@ -756,53 +789,55 @@ def _build(
             rpc_url = f"http://{netlab.gateway(node.index)}:{chain.port}" if netlab is not None else chain.url
             _write_node_config(node, run_dir, rpc_url, options, nodes)
             node.start()
+        nodes_started = time.monotonic()
     except BaseException:
         terminate([node.process for node in nodes if node.process is not None])
         raise
     return Devnet(
-        options, run_dir, chain, deployment, params, committee, world, nodes, client, netlab, lifecycle, liquidations
-    )
+        options, run_dir, chain, deployment, params, committee, world, nodes, client, netlab, lifecycle, liquidations,
+        nodes_started_at=nodes_started,
+    )  # fmt: skip
 
 
 FROST_SHARE_FILE = "frost-share.json"  # in each node's keys/ (the devnet's DKG shortcut)
 
 
-DKG_TIMEOUT = 60.0  # seconds each member's `pmoracle frost dkg` may take on the devnet
+DKG_TIMEOUT = 60.0  # seconds one DKG run of a devnet node may take (frost.dkg_timeout)
+KEY_POLL_S = 0.2
 
 
-def run_gossip_dkg_processes(nodes: Sequence[NodeProcess], say: Callable[[str], None]) -> EvmGroupKey:
-    """Run ``pmoracle frost dkg --config node.toml`` for every node at once (real processes over libp2p, against
-    the installed ECDSA committee); return the group key they all report.
+def await_group_key(
+    client: ChainClient,
+    deployment: Deployment,
+    nodes: Sequence[NodeProcess],
+    say: Callable[[str], None],
+    *,
+    timeout: float,
+) -> CommitteeConfig:
+    """Wait until the nodes' own DKG installed a FROST group key in SolverRegistry (every member confirmed it);
+    return the new committee.
 
     Errors:
-        DevnetError naming the members whose run failed, or when the members report different group keys or
-        transcript digests.
+        DevnetError when ``timeout`` seconds pass first (the nodes' logs say which run failed and why), or a node
+        process exited.
     """
     started = time.monotonic()
-    processes = []
-    for node in nodes:
-        log = open(node.home / "dkg.log", "ab")  # noqa: SIM115 - owned by the child
-        # --force: in a re-used run directory the new key replaces the old share (a new key is registered anyway)
-        command = [*node.command_prefix, sys.executable, "-m", "pmoracle.cli", "frost", "dkg", "--config",
-                   str(node.home / "node.toml"), "--timeout", str(DKG_TIMEOUT), "--force"]  # fmt: skip
-        processes.append(spawn(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"}))  # fmt: skip
-    try:
-        outputs = [process.communicate(timeout=DKG_TIMEOUT + 60)[0] for process in processes]
-    finally:
-        terminate(processes)
-    reports = []
-    for node, process, output in zip(nodes, processes, outputs, strict=True):
-        if process.returncode != 0:
-            raise DevnetError(f"node {node.index}: pmoracle frost dkg exited {process.returncode}: "
-                              f"{output.decode(errors='replace').strip()} (log {node.home / 'dkg.log'})")  # fmt: skip
-        reports.append(json.loads(output))
-    if len({(r["groupKey"], r["transcriptDigest"]) for r in reports}) != 1:
-        raise DevnetError(f"the members disagree on the group key or transcript: {reports}")
-    first = reports[0]
-    say(f"devnet: the nodes ran the DKG over gossip in {time.monotonic() - started:.1f} s "
-        f"(group key {first['groupKey'][:18]}..., transcript {first['transcriptDigest'][:18]}...)")  # fmt: skip
-    return EvmGroupKey.from_compressed(bytes.fromhex(reports[0]["groupKey"][2:]))
+    while True:
+        committee = read_committee(client, deployment)
+        if committee.group_key is not None:
+            key = committee.group_key.to_compressed().hex()
+            elapsed = time.monotonic() - started
+            say(f"devnet: the nodes ran the DKG over gossip and installed their group key 0x{key[:16]}... "
+                f"(committee version {committee.version}) {elapsed:.1f} s after they started")  # fmt: skip
+            return committee
+        for node in nodes:
+            if node.process is not None and node.process.poll() is not None:
+                raise DevnetError(f"node {node.index} exited with {node.process.returncode} during the DKG; "
+                                  f"see {node.log_path}")  # fmt: skip
+        if time.monotonic() - started > timeout:
+            raise DevnetError(f"the nodes installed no FROST group key within {timeout:.0f} s (pmoracle_dkg_runs_total "
+                              f"and the node logs say why); logs in {nodes[0].home.parent}")  # fmt: skip
+        time.sleep(KEY_POLL_S)
 
 
 def run_devnet_dkg(options: DevnetOptions) -> dict[int, DkgResult]:
@@ -842,7 +877,7 @@ signing_keystore = "keys/signing.json"
 transmitter_keystore = "keys/transmitter.json"
 p2p_key = "keys/p2p.json"
 password_file = "{run_dir / "password.txt"}"
-{"" if options.ecdsa else f'frost_share = "keys/{FROST_SHARE_FILE}"'}
+{f'frost_share = "keys/{FROST_SHARE_FILE}"' if options.dkg_in_process and not options.ecdsa else ""}
 
 [p2p]
 listen = "/ip4/{node.host}/tcp/{node.p2p_port}"
@@ -857,6 +892,10 @@ params_file = "{run_dir / "risk-params.toml"}"
 [transmit]
 stage_delay = {options.stage_delay}
 gas_price_cap_gwei = 500
+
+[frost]
+auto_dkg = {"false" if options.ecdsa or options.dkg_in_process else "true"}
+dkg_timeout = {DKG_TIMEOUT}
 """
     peers = [
         f"http://{peer.host}:{peer.api_listen_port}" for peer in nodes if peer is not node and peer.api_listen_port
@@ -883,10 +922,12 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print, ta
     """
     live = table if table is not None else LiveTable(say=say)
     with supervise(), live:
-        devnet = build_devnet(options, say=live.say)
+        devnet = build_devnet(options, say=live.say, wait_for_key=False)
         started = time.monotonic()
         try:
             try:
+                devnet.await_group_key(live.say)  # a stop meanwhile ends the run as a stop while running does
+                started = time.monotonic()
                 last_print = 0.0
                 while True:
                     now = time.monotonic()
@@ -910,7 +951,9 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print, ta
             elif options.summary is not None:
                 summary = {"rounds_attested": len(devnet.attested),
                            "rounds_verified": sum(1 for r in devnet.attested if r.verified),
-                           **scheme_summary(devnet.attested), **devnet.accountability}  # fmt: skip
+                           **scheme_summary(devnet.attested), **devnet.accountability,
+                           "key_installed_s": devnet.key_installed_s,
+                           "first_frost_s": devnet.first_frost_s}  # fmt: skip
                 options.summary.write_text(json.dumps(summary, indent=2) + "\n")
                 live.say(f"devnet: summary written to {options.summary}")
         finally:

@@ -94,9 +94,13 @@ def format_summary(devnet: Devnet) -> str:
         return "devnet: no round attested"
     latencies = sorted(r.latency for r in rounds)
     frost, ecdsa = sum(r.scheme == "frost" for r in rounds), sum(r.scheme == "ecdsa" for r in rounds)
-    return (f"devnet: {len(rounds)} rounds attested, {sum(r.verified for r in rounds)} verified by independent "
+    line = (f"devnet: {len(rounds)} rounds attested, {sum(r.verified for r in rounds)} verified by independent "
             f"recomputation; median latency {latencies[len(latencies) // 2]:.2f} s; "
             f"{_count(len(devnet.slashings), 'slashing')} on chain; {frost} by FROST, {ecdsa} by ECDSA")  # fmt: skip
+    if devnet.key_installed_s is not None and devnet.first_frost_s is not None:  # the nodes' own DKG
+        line += (f"; group key installed {devnet.key_installed_s:.1f} s and first FROST round audited "
+                 f"{devnet.first_frost_s:.1f} s after the nodes started")  # fmt: skip
+    return line
 
 
 class LiveTable:

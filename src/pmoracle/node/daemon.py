@@ -19,6 +19,12 @@ Services (each started with ``nursery.start`` and reporting readiness):
 - FROST signing (a committee with a group key and this node's key share, ``keys.frost_share``): commitments and
   shares over the report gossip, ``attestFrost`` or the ECDSA certificate one stage later
   (``node/frost_service.py``, docs/frost.md);
+- the node's own DKG (``frost.auto_dkg``): a member of a committee without a group key runs the FROST DKG over this
+  host's gossip, stores its share in the data directory and confirms the key on chain (``node/dkg_service.py``);
+- committee changes: at each head the registry's ``configDigest()``; a new one is re-read and installed before the
+  head's round is triggered (:meth:`SolverNode.install_committee`: rounds anchored from then on are computed, signed
+  and collected under the new committee; a node left out of it stops signing; FROST when the new committee has a
+  group key and the node holds a matching share, else ECDSA);
 - API: /metrics, /health, /v1/margin/{account}.
 """
 
@@ -27,7 +33,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, assert_never
 
@@ -58,11 +64,13 @@ from pmoracle.node.chain_port import OracleChainPort
 from pmoracle.node.datadir import (
     api_port_path,
     archive_db_path,
+    frost_dir,
     policy_db_path,
     protection_db_path,
     state_db_path,
     write_api_port,
 )
+from pmoracle.node.dkg_service import DkgService, FrostKeyConfirmer
 from pmoracle.node.executor import ProtocolExecutor
 from pmoracle.node.frost_service import FrostRoundService, create_frost_service
 from pmoracle.node.gcpause import with_gc_paused
@@ -84,6 +92,7 @@ from pmoracle.trio_types import TaskStatus
 if TYPE_CHECKING:
     from pmoracle.node.fraud_prover import FraudProver
     from pmoracle.p2p.libp2p_gossip import Libp2pGossip
+    from pmoracle.p2p.validator import ReportValidator
 
 log = logging.getLogger("pmoracle.node")
 
@@ -104,6 +113,42 @@ class NodeIdentity:
     signing_address: bytes
     transmitter_key: bytes = field(repr=False)
     p2p_secret: bytes = field(repr=False)
+
+
+def read_config_digest(client: ChainClient, deployment: Deployment) -> bytes:
+    """Return the registry's current configDigest (changes with every committee version)."""
+    registry = deployment.contract(OFFLINE_W3, "SolverRegistry")
+    return bytes(client.call(registry.functions.configDigest(), "latest"))
+
+
+def send_frost_confirmation(
+    client: ChainClient,
+    transmitter: Transmitter,
+    deployment: Deployment,
+    committee: CommitteeConfig,
+    result: DkgResult,
+    signing_key: bytes,
+) -> None:
+    """Confirm a finished DKG's group key and transcript digest for ``committee`` on chain, signed by this member's
+    report-signing key and sent by its transmitter (``SolverRegistry.confirmFrostKey``, replacing an earlier run's);
+    nothing when this member already confirmed these values for that version (a restarted node).
+
+    Errors:
+        DeployError with the registry's custom error; ChainError.
+    """
+    from pmoracle.chain.deploy import confirm_frost_key
+    from pmoracle.consensus.frost_confirm import compute_frost_confirmation_value, sign_frost_confirmation
+    from pmoracle.consensus.frost_evm import EvmGroupKey
+
+    registry = deployment.contract(OFFLINE_W3, "SolverRegistry")
+    me = Account.from_key(signing_key).address
+    key = EvmGroupKey.from_compressed(result.group_public_key)
+    confirmed = bytes(client.call(registry.functions.frostConfirmations(committee.version, me), "latest"))
+    if confirmed == compute_frost_confirmation_value(key, result.transcript_digest):
+        log.info("DKG: this member already confirmed this key for committee version %d", committee.version)
+        return
+    signature = sign_frost_confirmation(committee, key, result.transcript_digest, signing_key)
+    confirm_frost_key(transmitter, deployment, committee, key, result.transcript_digest, signature)
 
 
 def read_committee(client: ChainClient, deployment: Deployment) -> CommitteeConfig:
@@ -167,6 +212,7 @@ class NodeSetup:
     committee: CommitteeConfig
     params: RiskParams
     frost_key: DkgResult | None = None  # this member's FROST key share of the committee (None: ECDSA only)
+    password: bytes | None = field(default=None, repr=False)  # the key files' (opens shares of later committees)
 
     @property
     def domain(self) -> Domain:
@@ -189,6 +235,8 @@ class NodePorts:
     release: SignatureRelease
     discover_peers: PeerDiscovery
     fraud_prover: FraudProver | None = None  # proves attested rounds this node computed otherwise (None: never)
+    validator: ReportValidator | None = None  # the gossip endpoint's topic validator (follows committee changes)
+    confirm_frost_key: FrostKeyConfirmer | None = None  # sends a finished DKG's key on chain (None: no own DKG)
 
 
 def create_gossip(setup: NodeSetup, validator: Validator) -> Libp2pGossip:
@@ -222,8 +270,13 @@ def create_ports(setup: NodeSetup, metrics: NodeMetrics) -> NodePorts:
         return await run_sync(read_peer_addresses, setup.client, setup.deployment, setup.committee.members,
                               timeout=30.0)  # fmt: skip
 
+    async def confirm_key(committee: CommitteeConfig, result: DkgResult) -> None:
+        await run_sync(send_frost_confirmation, setup.client, transmitter, setup.deployment, committee, result,
+                       setup.identity.signing_key, timeout=120.0)  # fmt: skip
+
+    validator = ReportValidator(setup.network, setup.committee)
     return NodePorts(
-        gossip=create_gossip(setup, ReportValidator(setup.network, setup.committee)),
+        gossip=create_gossip(setup, validator),
         chain=OracleChainPort(setup.client, transmitter, setup.deployment, metrics),
         compute_round=compute_round,
         release=ReleaseNow(),
@@ -233,6 +286,8 @@ def create_ports(setup: NodeSetup, metrics: NodeMetrics) -> NodePorts:
             peer_apis=setup.config.dispute.peer_apis, timeout=setup.config.dispute.prove_timeout,
             members=setup.committee.members,
         ),
+        validator=validator,
+        confirm_frost_key=confirm_key,
     )  # fmt: skip
 
 
@@ -295,6 +350,16 @@ class SolverNode:
             None if self.params.policy is None
             else PolicyTracker(self.client, setup.deployment, self.params, policy_db_path(self.config.node.data_dir))
         )  # fmt: skip
+        self.metrics.committee_version.set(self.committee.version)
+        self._config_digest = self.committee.digest()
+        self.dkg: DkgService | None = None
+        if self.config.frost.auto_dkg and setup.password and ports.confirm_frost_key is not None:
+            self.dkg = DkgService(
+                setup.domain, reports, ports.validator, self.identity.signing_key, setup.password,
+                self.config.node.data_dir, ports.confirm_frost_key, self.metrics, timeout=self.config.frost.dkg_timeout,
+            )  # fmt: skip
+        self._dkg_scope: trio.CancelScope | None = None
+        self._services: trio.Nursery | None = None
 
     # --- services -----------------------------------------------------------------------------------------------
 
@@ -361,16 +426,119 @@ class SolverNode:
                 log.warning("chain resync from %d to %d", old_tip.number, new_tip.number)
             case NewHead(header=header):
                 self.metrics.head_block.set(header.number)
+                await self.follow_committee()  # a new version applies from this head's round on
                 anchor = await self.executor.on_new_head(header.number)
                 self._update_attested_tree()
                 self._watch_attested()
-                if anchor is not None:
+                if anchor is not None and self.executor.is_member:
                     try:
                         self._round_send.send_nowait(anchor)
                     except trio.WouldBlock:
                         log.warning("round %d: skipped, the previous round is still computing", anchor)
             case _:
                 assert_never(event)
+
+    async def follow_committee(self) -> None:
+        """Read the registry's configDigest; when it changed, read the new committee and install it.
+
+        A failed read keeps the installed committee (logged): the next head reads again.
+        """
+        try:
+            digest = await run_sync(read_config_digest, self.client, self.deployment, timeout=30.0)
+            if digest == self._config_digest:
+                return
+            committee = await run_sync(read_committee, self.client, self.deployment, timeout=30.0)
+        except (ChainError, NodeStartupError) as exc:
+            log.warning("could not read the committee: %s", exc)
+            return
+        await self.install_committee(committee)
+
+    async def install_committee(self, committee: CommitteeConfig) -> None:
+        """Install a new committee version at a round boundary (before the next round is triggered).
+
+        Rounds anchored from now on are computed, signed and collected under ``committee`` (its digest, members,
+        quorum, round period); the rounds of the old version are dropped (the oracle accepts the new digest only).
+        A node left out of it stops signing. FROST signs when the new committee has a group key and this node holds
+        a matching share (``keys.frost_share`` or a share its own DKG wrote in the data directory), else ECDSA.
+        The block watcher's finality depth stays the one read at start-up.
+        """
+        me = self.identity.signing_address
+        member = committee.index_of(me) is not None
+        setup = replace(self.setup, committee=committee, frost_key=None)
+        frost_service = None
+        if member and committee.group_key is not None:
+            try:
+                key = find_frost_key(self.config, committee, self.setup.password or b"")
+                if key is not None:
+                    setup = replace(setup, frost_key=key)
+                    frost_context = create_frost_context(setup)
+                    if self.frost_nonces is None:
+                        self.frost_nonces = FrostNonceDB(protection_db_path(self.config.node.data_dir))
+                    frost_service = create_frost_service(
+                        frost_context, self.network, self.identity.signing_key, key, self.frost_nonces,
+                        self.executor.reports, self.metrics, self.config.node.data_dir,
+                    )  # fmt: skip
+            except PmoracleError as exc:  # a share that does not open or fit: this version runs on ECDSA
+                log.warning("committee version %d: no usable FROST key share (%s): ECDSA certificates only",
+                            committee.version, exc)  # fmt: skip
+                setup = replace(setup, frost_key=None)
+        self.setup = setup
+        self.committee = committee
+        self._config_digest = committee.digest()
+        self.frost = frost_service
+        if self.ports.validator is not None:
+            self.ports.validator.set_committee(committee)
+        if self.ports.fraud_prover is not None:
+            self.ports.fraud_prover.members = committee.members
+        context = col.CollectorContext.create(setup.domain, committee, me if member else None,
+                                              stage_delay=self.config.transmit.stage_delay,
+                                              window_rounds=WINDOW_ROUNDS)  # fmt: skip
+        await self.executor.install_committee(context, frost_service)
+        self.start_dkg(committee)
+        self.metrics.committee_version.set(committee.version)
+        self.metrics.committee_changes.inc()
+        scheme = "ECDSA"
+        if setup.frost_key is not None and frost_service is not None:
+            scheme = (f"FROST signing on: member {setup.frost_key.identifier} of a "
+                      f"{setup.frost_key.parameters.threshold}-of-{committee.n} group key")  # fmt: skip
+        role = f"member {committee.index_of(me)}, {scheme}" if member else "not a member: collecting without signing"
+        log.info("committee version %d installed (%d members, quorum %d, digest %s): %s", committee.version,
+                 committee.n, committee.quorum, self._config_digest.hex()[:16], role)  # fmt: skip
+        try:  # dial the new members
+            addresses = await run_sync(read_peer_addresses, self.client, self.deployment, committee.members,
+                                       timeout=30.0)  # fmt: skip
+        except ChainError as exc:
+            log.warning("could not read the new members' addresses: %s", exc)
+            return
+        for address in addresses:
+            if self.gossip.peer_id not in address:
+                self.gossip.add_peer(address)
+
+    def start_dkg(self, committee: CommitteeConfig) -> None:
+        """Stop the DKG of an older committee; start this member's own for ``committee`` if it has no group key."""
+        if self._dkg_scope is not None:
+            self._dkg_scope.cancel()
+            self._dkg_scope = None
+        if self.dkg is None or self._services is None or committee.group_key is not None:
+            return
+        if committee.index_of(self.identity.signing_address) is None:
+            return
+        scope = trio.CancelScope()
+        self._dkg_scope = scope
+        dkg = self.dkg
+
+        async def run_dkg() -> None:
+            with scope:
+                log.info("committee version %d has no FROST group key: running the DKG with its %d members",
+                         committee.version, committee.n)  # fmt: skip
+                try:
+                    await dkg.run_for(committee)
+                except (PmoracleError, OSError) as exc:  # a stored share that does not open, a full disk: the node
+                    # goes on signing with ECDSA certificates
+                    self.metrics.dkg_runs.labels(result="error").inc()
+                    log.error("DKG for committee version %d stopped: %s", committee.version, exc)
+
+        self._services.start_soon(run_dkg)
 
     def _update_attested_tree(self) -> None:
         attested = self.executor.last_attested
@@ -520,11 +688,13 @@ class SolverNode:
         events_send, events_recv = trio.open_memory_channel[HeadEvent](64)
         try:
             async with trio.open_nursery() as nursery:
+                self._services = nursery
                 await nursery.start(self.gossip.run)
                 await nursery.start(self.executor.run)
                 for address in await self.ports.discover_peers():
                     if self.gossip.peer_id not in address:
                         self.gossip.add_peer(address)
+                self.start_dkg(self.committee)
                 await nursery.start(self.snapshots.run_checks)
                 if self.ports.fraud_prover is not None:
                     await nursery.start(self.ports.fraud_prover.run)
@@ -606,28 +776,48 @@ def create_frost_context(setup: NodeSetup) -> fr.FrostRoundContext:
         raise NodeStartupError(f"keys.frost_share: does not fit the installed committee: {exc}") from None
 
 
-def load_frost_key(config: LocalConfig, committee: CommitteeConfig, password: bytes) -> DkgResult | None:
+def find_frost_key(config: LocalConfig, committee: CommitteeConfig, password: bytes) -> DkgResult | None:
     """Return the node's FROST key share for ``committee`` (None when the node runs without FROST).
 
-    A node signs with FROST when the committee has a registered group key and ``keys.frost_share`` holds this
-    member's share of it; either one missing leaves the node on ECDSA certificates (logged).
+    A node signs with FROST when the committee has a registered group key and this member holds its share of it:
+    in ``keys.frost_share`` (written by ``pmoracle frost dkg``), else in one of the shares the node's own DKG wrote
+    in ``<data_dir>/frost/``; without either the node stays on ECDSA certificates (logged).
 
     Errors:
-        KeyFileError, WrongPasswordError, FrostShareMismatchError (the file holds another group key).
+        KeyFileError, WrongPasswordError, FrostShareMismatchError (``keys.frost_share`` holds another group key and
+        no share in the data directory holds this one).
     """
     from pmoracle.node.frost_keys import describe_frost_share, unlock_frost_share
 
     path = config.keys.frost_share
-    if path is None:
-        if committee.group_key is not None:
-            log.warning("the committee has a FROST group key but keys.frost_share is not set: ECDSA certificates only")
-        return None
     if committee.group_key is None:
-        log.warning("keys.frost_share is set but the committee has no FROST group key: ECDSA certificates only")
+        if path is not None:
+            log.warning("keys.frost_share is set but the committee has no FROST group key: ECDSA certificates only")
         return None
-    context = bytes.fromhex(str(describe_frost_share(path)["context"]).removeprefix("0x"))
-    # the file must hold the group key registered on chain (checked before decrypting)
-    return unlock_frost_share(path, password, context=context, group_public_key=committee.group_key.to_compressed())
+    group_key = committee.group_key.to_compressed()
+    candidates = [] if path is None else [Path(path)]
+    shares_dir = frost_dir(config.node.data_dir)
+    if shares_dir.is_dir():
+        candidates += sorted(shares_dir.glob("share-*.json"))
+    for candidate in candidates:
+        try:
+            public = describe_frost_share(candidate)
+        except PmoracleError as exc:
+            if candidate == path:
+                raise
+            log.warning("%s: not a key share (%s)", candidate, exc)
+            continue
+        if str(public.get("groupPublicKey", "")).removeprefix("0x") != group_key.hex():
+            continue
+        context = bytes.fromhex(str(public["context"]).removeprefix("0x"))
+        # the file holds the group key registered on chain (checked again before decrypting)
+        return unlock_frost_share(candidate, password, context=context, group_public_key=group_key)
+    if path is not None:  # the configured file is another group key's: refused with both keys named
+        context = bytes.fromhex(str(describe_frost_share(path)["context"]).removeprefix("0x"))
+        return unlock_frost_share(path, password, context=context, group_public_key=group_key)
+    log.warning("the committee has a FROST group key but keys.frost_share is not set and no share of it is in "
+                "%s: ECDSA certificates only", shares_dir)  # fmt: skip
+    return None
 
 
 def load_setup(config: LocalConfig, password: bytes) -> NodeSetup:
@@ -659,7 +849,7 @@ def load_setup(config: LocalConfig, password: bytes) -> NodeSetup:
     check_node_params(params, config.risk.params_file)
     require_startup_ok(config, committee, params.params_hash, identity.signing_address)
     setup = NodeSetup(config, identity, client, deployment, committee, params,
-                      load_frost_key(config, committee, password))  # fmt: skip
+                      find_frost_key(config, committee, password), password)  # fmt: skip
     if setup.frost_key is not None:
         create_frost_context(setup)  # refuse a share that does not fit the committee now, not at the first round
         log.info("FROST signing on: member %d of a %d-of-%d group key", setup.frost_key.identifier,

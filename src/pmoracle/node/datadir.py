@@ -23,6 +23,11 @@ def archive_db_path(data_dir: Path) -> Path:
 FROST_DIR_NAME = "frost"  # one encrypted FROST key share per committee epoch (node/frost_keys.py)
 
 
+def frost_dir(data_dir: Path) -> Path:
+    """Return the directory of the node's FROST key shares and evidence inside ``data_dir``."""
+    return Path(data_dir) / FROST_DIR_NAME
+
+
 def frost_share_path(data_dir: Path, context: bytes) -> Path:
     """Return the key share file of the committee epoch whose DKG context is ``context`` inside ``data_dir``."""
     return Path(data_dir) / FROST_DIR_NAME / f"share-{hashlib.sha256(context).hexdigest()[:16]}.json"

@@ -116,6 +116,7 @@ class ProtocolExecutor:
         self._transmitting: set[int] = set()
         self._triggered_at: dict[int, float] = {}  # anchor block -> when it became ready here (round latency)
         self._nursery: trio.Nursery | None = None
+        self._frost_scope: trio.CancelScope | None = None
         self.frost = frost_service
         if frost_service is not None:
             frost_service.transmit_certificate = self._transmit_frost_decision
@@ -128,10 +129,47 @@ class ProtocolExecutor:
             self._nursery = nursery
             await nursery.start(self.reports.run)
             if self.frost is not None:
-                await nursery.start(self.frost.run)
+                await nursery.start(self._run_frost, self.frost)
             nursery.start_soon(self._consume_reports)
             nursery.start_soon(self._tick)
             task_status.started()
+
+    async def _run_frost(self, service: FrostRoundService, *, task_status: TaskStatus[None]) -> None:
+        with trio.CancelScope() as scope:  # cancelled alone when another committee is installed
+            self._frost_scope = scope
+            await service.run(task_status=task_status)
+
+    async def install_committee(self, context: col.CollectorContext, frost_service: FrostRoundService | None) -> None:
+        """Switch to another committee configuration at a round boundary: the collector starts afresh under its
+        digest (the rounds of the old configuration can no longer be attested), and the FROST service of the old
+        one stops and ``frost_service`` (None: ECDSA certificates only) starts.
+
+        Args:
+            context: the collector's context of the new configuration; ``context.me`` None when this node is not a
+                member of it (it then collects without signing).
+            frost_service: FROST signing under the new configuration's group key, or None.
+        """
+        self.committee = context.committee
+        self.state = col.init_collector_state(context, head=self.head or 0)
+        self._resume_block = None  # a round signed before a restart belongs to the old configuration
+        if self._frost_scope is not None:
+            self._frost_scope.cancel()
+            self._frost_scope = None
+        self.frost = frost_service
+        if frost_service is not None:
+            frost_service.transmit_certificate = self._transmit_frost_decision
+            await self._nursery_or_raise().start(self._run_frost, frost_service)
+        if self.head is not None:  # the collector's window, from the current head
+            await self.apply(col.on_new_head(self.state, self.head))
+            if frost_service is not None:
+                await frost_service.on_head(self.head)
+                if self.last_computed is not None and self.is_member:  # a round triggered just before the change
+                    await frost_service.on_round_triggered(self.last_computed)
+
+    @property
+    def is_member(self) -> bool:
+        """Check if this node signs under the installed configuration (False: it collects only)."""
+        return self.state.context.me is not None
 
     async def _consume_reports(self) -> None:
         async for signed in self.reports.reports():

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -115,6 +115,7 @@ class GossipDkgTransport(DkgTransport):
         private_key: bytes,
         *,
         republish_interval: float = DEFAULT_REPUBLISH_INTERVAL,
+        later_runs: Mapping[bytes, int] | None = None,
     ) -> None:
         """Args:
         gossip: the node's report gossip (its endpoint's validator accepts the run ``context``).
@@ -123,6 +124,9 @@ class GossipDkgTransport(DkgTransport):
         context: the run (``compute_dkg_context``).
         private_key: this member's report-signing key (signs envelopes, opens shares encrypted to it).
         republish_interval: seconds between re-publications of own messages.
+        later_runs: the contexts of later runs of the same committee -> their run numbers: a member's message of
+            one of them is not delivered but noted in :attr:`later_run` and :attr:`later_run_seen` (the members
+            that already moved on to a later run, which this member should join).
         """
         if republish_interval <= 0:
             raise InputError("republish_interval", f"must be positive, got {republish_interval}")
@@ -137,6 +141,9 @@ class GossipDkgTransport(DkgTransport):
         self._keys: dict[int, bytes] = {}  # identifier -> public key recovered from its round-1 package
         self.complaints: list[SignedDkgComplaint] = []  # every signed complaint received (evidence)
         self.stats: Counter[str] = Counter()
+        self.later_runs: Mapping[bytes, int] = later_runs or {}
+        self.later_run: int | None = None  # the latest later run a member's message was seen of
+        self.later_run_seen = trio.Event()
 
     async def broadcast_package(self, package: Round1Package) -> None:
         await self._publish(sign_dkg_package(self.domain, self.context, package, self._private_key))
@@ -175,6 +182,8 @@ class GossipDkgTransport(DkgTransport):
 
     def _accept(self, message: codec.DkgMessage, me: int) -> Sequence[DkgMessage]:
         signed = message.signed
+        if self.note_later_run(message):
+            return ()
         if message.network != self.gossip.network or signed.context != self.context:  # the validator's job too
             self.stats["wrong-run"] += 1
             return ()
@@ -203,6 +212,23 @@ class GossipDkgTransport(DkgTransport):
             log.warning("DKG: member %d's share to us does not decrypt", signed.dealer)
             return ()
         return (Round2Share(signed.dealer, signed.recipient, share),)
+
+    def note_later_run(self, message: codec.DkgMessage) -> bool:
+        """Note ``message`` if it belongs to one of :attr:`later_runs` (a member's, validly signed: it sets
+        :attr:`later_run` and :attr:`later_run_seen`); return whether it did belong to one."""
+        signed = message.signed
+        if message.network != self.gossip.network or signed.context not in self.later_runs:
+            return False
+        key = recover_sender_key(self.domain, signed)
+        if key is None or not self._is_members_key(get_sender(signed), key):
+            self.stats["bad-signature"] += 1
+            return True
+        self.stats["later-run"] += 1
+        run = self.later_runs[signed.context]
+        if self.later_run is None or run > self.later_run:
+            self.later_run = run
+            self.later_run_seen.set()
+        return True
 
     def _is_members_key(self, identifier: int, key: bytes) -> bool:
         address = keccak(PublicKey(key).format(compressed=False)[1:])[12:]

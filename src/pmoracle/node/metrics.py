@@ -30,6 +30,10 @@ SNAPSHOT_CHECK_RESULTS = ("match", "mismatch", "error")
 FRAUD_PROOF_RESULTS = ("proven", "refused", "unprovable", "error")
 # Why held deviation evidence was dropped at its window (docs/dispute.md, "Slashing race")
 EVIDENCE_DROP_REASONS = ("invalidated", "round_gone", "replaced", "error")
+# How one of the node's own DKG runs ended (node/dkg_service.py): its share written (ok), a complaint, a
+# disqualification or an unusable group key (failed), the deadline (timed_out), members seen in a later run
+# (superseded), or an error of the node (writing the share, confirming it on chain)
+DKG_RESULTS = ("ok", "failed", "timed_out", "superseded", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,12 @@ class NodeMetrics:
     frost_rejected: Counter  # FROST messages dropped and signing requests refused, by reason
     frost_evidence: Counter  # invalid FROST shares archived as evidence
     frost_shares: Counter  # own FROST shares released, by path (report: with the own report; certificate: after it)
+    # Committee changes and the node's own DKG (node/daemon.py, node/dkg_service.py, docs/operators.md)
+    committee_version: Gauge  # the SolverRegistry committee version this node follows
+    committee_changes: Counter  # new committee versions installed while running
+    dkg_runs: Counter  # DKG runs this node took part in, by result
+    dkg_complaints: Counter  # DKG complaints (raised or received) archived as evidence files
+    dkg_confirmations: Counter  # group-key confirmations this node sent to SolverRegistry.confirmFrostKey
 
     def exposition(self) -> bytes:
         """Return the registry in the Prometheus text format."""
@@ -238,6 +248,19 @@ def create_node_metrics(registry: CollectorRegistry | None = None) -> NodeMetric
         ),
         policy_checkpoints_refused=Counter(
             p + "policy_checkpoints_refused", "Policy checkpoints refused and recomputed from chain", registry=registry
+        ),
+        committee_version=Gauge(p + "committee_version", "Committee version this node follows", registry=registry),
+        committee_changes=Counter(
+            p + "committee_changes", "New committee versions installed while running", registry=registry
+        ),
+        dkg_runs=_with_labels(
+            Counter(p + "dkg_runs", "DKG runs this node took part in, by result", ["result"], registry=registry),
+            "result",
+            DKG_RESULTS,
+        ),
+        dkg_complaints=Counter(p + "dkg_complaints", "DKG complaints archived as evidence files", registry=registry),
+        dkg_confirmations=Counter(
+            p + "dkg_confirmations", "Group-key confirmations sent to SolverRegistry", registry=registry
         ),
     )
 

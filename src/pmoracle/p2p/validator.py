@@ -26,6 +26,8 @@ report disagrees with the quorum is the consensus collector's business, after de
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pmoracle.consensus.committee import CommitteeConfig
 from pmoracle.consensus.frost_dkg_wire import get_sender, is_valid_dkg_signature
 from pmoracle.consensus.frost_round import (
@@ -74,12 +76,16 @@ class ReportValidator:
         committee: the current committee configuration (members, quorum, params hash).
         """
         self.network = network
-        self.dkg_context: bytes | None = None
+        self.dkg_contexts: frozenset[bytes] = frozenset()
         self.set_committee(committee)
 
     def set_dkg_context(self, context: bytes | None) -> None:
         """Accept the DKG messages of the run ``context`` (None: refuse every DKG message)."""
-        self.dkg_context = context
+        self.set_dkg_contexts(() if context is None else (context,))
+
+    def set_dkg_contexts(self, contexts: Iterable[bytes]) -> None:
+        """Accept the DKG messages of any of the runs ``contexts`` (empty: refuse every DKG message)."""
+        self.dkg_contexts = frozenset(contexts)
 
     def set_committee(self, committee: CommitteeConfig) -> None:
         """Switch to a new committee configuration (after an on-chain reconfiguration)."""
@@ -104,7 +110,7 @@ class ReportValidator:
             return Verdict.accept()
         if isinstance(message, DkgMessage):
             dkg = message.signed
-            if self.dkg_context is None or dkg.context != self.dkg_context:  # a message of another run
+            if dkg.context not in self.dkg_contexts:  # a message of another run
                 return Verdict.reject("wrong-dkg")
             if get_member_identifier(self.committee, dkg.signer) != get_sender(dkg):
                 return Verdict.reject("not-member")

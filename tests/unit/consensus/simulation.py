@@ -13,6 +13,11 @@ With ``Scenario(frost=True)`` the committee carries the group key of a DKG among
 every member runs the daemon's :class:`~pmoracle.node.frost_service.FrostRoundService` beside its executor, with a
 :class:`~pmoracle.node.frost_signer.FrostSigner` whose nonce store is the member's protection file; the chain then
 accepts a FROST signature of the report under the group key (``attestFrost``) as well as an ECDSA certificate.
+
+With ``Scenario(reconfigure=Reconfiguration(...))`` the chain installs a new committee version at a virtual time
+(members left out, a group key added); each member notices it at its next head, as the daemon does, and installs
+it in its executor (``ProtocolExecutor.install_committee``) with a FROST service when the new version has a group
+key and the member is in it.
 """
 
 from __future__ import annotations
@@ -30,11 +35,11 @@ from pmoracle.consensus import frost
 from pmoracle.consensus import frost_round as fr
 from pmoracle.consensus.certificate import QuorumCertificate, is_valid_certificate
 from pmoracle.consensus.collector import CollectorContext
-from pmoracle.consensus.committee import CommitteeConfig
+from pmoracle.consensus.committee import CommitteeConfig, compute_byzantine_quorum
 from pmoracle.consensus.evidence import Evidence
 from pmoracle.consensus.frost_dkg import DkgResult
 from pmoracle.consensus.frost_evm import EvmGroupKey, EvmSignature, is_valid_evm_signature
-from pmoracle.consensus.report import SignedReport, compute_report_digest
+from pmoracle.consensus.report import SignedReport, address_of, compute_report_digest
 from pmoracle.consensus.rounds import RoundKey
 from pmoracle.devnet.faults import DelayedRelease, EquivocatingRelease, SelfSparingChain, WithholdingRelease
 from pmoracle.node.abc import AttestedRound, ChainPort, ReleaseNow, SignatureRelease
@@ -79,6 +84,15 @@ class Partition:
 
 
 @dataclass(frozen=True)
+class Reconfiguration:
+    """A new committee version installed on the simulated chain during the run."""
+
+    at: float  # virtual seconds after the start
+    drop: tuple[int, ...] = ()  # members (indices of the first committee) left out of the new version
+    frost: bool = False  # the new version carries the group key of a DKG among its members
+
+
+@dataclass(frozen=True)
 class Scenario:
     """One simulation: committee size, misbehaving members, network conditions, faults."""
 
@@ -92,6 +106,7 @@ class Scenario:
     crash_first_transmitter: bool = False
     duration: float = 60.0
     frost: bool = False  # the committee has a group key and every member signs with FROST too
+    reconfigure: Reconfiguration | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,7 @@ class Attestation:
     transmitter: int
     at: float
     scheme: str = "ecdsa"  # "frost": attestFrost with a signature under the group key
+    config_digest: bytes = b""  # the configuration the round was attested under
 
 
 @dataclass
@@ -139,7 +155,8 @@ class MemoryChain:
         digest = compute_report_digest(DOMAIN, certificate.report)
         report = certificate.report
         scheme = "ecdsa" if frost_signature is None else "frost"
-        self.attestations.append(Attestation(report.block_number, digest, report.block_hash, transmitter, at, scheme))
+        self.attestations.append(Attestation(report.block_number, digest, report.block_hash, transmitter, at, scheme,
+                                             report.config_digest))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -173,6 +190,8 @@ class SimResult:
     frost_evidence: Counter[int] = field(default_factory=Counter)
     frost_rejected: dict[int, Counter[str]] = field(default_factory=dict)
     frost_shares: dict[int, Counter[str]] = field(default_factory=dict)  # own shares released, by path
+    signers: dict[bytes, set[bytes]] = field(default_factory=dict)  # config digest -> signers any node archived
+    installed: dict[int, list[tuple[float, int]]] = field(default_factory=dict)  # node -> (when, version) installed
 
     def ready_time(self, block: int) -> float:
         """Return the virtual time (since start) at which round ``block`` became ready."""
@@ -237,8 +256,8 @@ class MemoryChainPort(ChainPort):
             return None
         latest = self.sim.chain.attestations[-1]
         root = b""  # the simulated chain keeps digests only; the executor needs the root for logs
-        committee = self.sim.committee
-        return AttestedRound(latest.block, root, latest.digest, committee.digest(), committee.version, 0, 0,
+        version = next(c.version for c in self.sim.committees if c.digest() == latest.config_digest)
+        return AttestedRound(latest.block, root, latest.digest, latest.config_digest, version, 0, 0,
                              latest.block_hash)  # fmt: skip
 
     async def read_ejected_members(self) -> tuple[bytes, int] | None:
@@ -257,7 +276,8 @@ class SimMember:
         self.index = index
         self.behaviour = behaviour
         committee = sim.committee
-        self.endpoint: MemoryEndpoint = sim.net.create_endpoint(f"node-{index}", ReportValidator(NETWORK, committee))
+        self.validator = ReportValidator(NETWORK, committee)
+        self.endpoint: MemoryEndpoint = sim.net.create_endpoint(f"node-{index}", self.validator)
         self.reports = ReportGossip(self.endpoint, NETWORK)  # the production re-publication schedule
         self.protection = ProtectionDB(db_path)
         self.archive = MemoryArchive()
@@ -279,28 +299,46 @@ class SimMember:
             chain = SelfSparingChain(chain, committee.members[index])
         context = CollectorContext.create(DOMAIN, committee, committee.members[index], stage_delay=STAGE_DELAY,
                                           window_rounds=WINDOW_ROUNDS)  # fmt: skip
+        self.db_path = db_path
         self.nonces: FrostNonceDB | None = None
-        self.frost: FrostRoundService | None = None
-        if sim.frost_keys is not None:
-            key = sim.frost_keys[index + 1]
-            self.nonces = FrostNonceDB(db_path)  # the nonce table of the protection file, as in the daemon
-            signer_class = {"frost-withhold": WithholdingFrostSigner, "frost-tamper": TamperingFrostSigner}.get(
-                behaviour, FrostSigner)  # fmt: skip
-            signer = signer_class(
-                key, self.nonces, random_bytes=random.Random(f"{sim.scenario.seed}/{index}").randbytes
-            )
-            frost_context = fr.FrostRoundContext.create(
-                DOMAIN, committee, key.group_public_key, key.verification_shares, key.parameters.threshold, index + 1,
-                stage_delay=STAGE_DELAY, window_rounds=WINDOW_ROUNDS,
-            )  # fmt: skip
-            self.frost = FrostRoundService(frost_context, NETWORK, make_key(index), signer, self.reports, self.metrics,
-                                           evidence_dir=db_path.parent / f"evidence-{index}")  # fmt: skip
+        self.frost = None if sim.frost_keys is None else self._create_frost(committee, sim.frost_keys)
+        self.installed: list[tuple[float, int]] = []  # (virtual time, committee version) of each installation
         self.executor = ProtocolExecutor(
             context, make_key(index), reports=self.reports, chain=chain, protection=self.protection,
             archive=self.archive, release=release, metrics=self.metrics, tick=TICK, wall_clock=trio.current_time,
             frost_service=self.frost,
         )  # fmt: skip
         self.cancel_scope = trio.CancelScope()
+
+    def _create_frost(self, committee: CommitteeConfig, keys: dict[int, DkgResult]) -> FrostRoundService | None:
+        me = committee.index_of(address_of(make_key(self.index)))
+        if me is None:
+            return None
+        key = keys[me + 1]
+        if self.nonces is None:
+            self.nonces = FrostNonceDB(self.db_path)  # the nonce table of the protection file, as in the daemon
+        signer_class = {"frost-withhold": WithholdingFrostSigner, "frost-tamper": TamperingFrostSigner}.get(
+            self.behaviour, FrostSigner)  # fmt: skip
+        signer = signer_class(
+            key, self.nonces, random_bytes=random.Random(f"{self.sim.scenario.seed}/{self.index}").randbytes
+        )
+        frost_context = fr.FrostRoundContext.create(
+            DOMAIN, committee, key.group_public_key, key.verification_shares, key.parameters.threshold, me + 1,
+            stage_delay=STAGE_DELAY, window_rounds=WINDOW_ROUNDS,
+        )  # fmt: skip
+        return FrostRoundService(frost_context, NETWORK, make_key(self.index), signer, self.reports, self.metrics,
+                                 evidence_dir=self.db_path.parent / f"evidence-{self.index}")  # fmt: skip
+
+    async def install(self, committee: CommitteeConfig) -> None:
+        """Install the chain's new committee version, as the daemon does when it notices one at a head."""
+        address = address_of(make_key(self.index))
+        me = address if committee.index_of(address) is not None else None
+        keys = self.sim.frost_keys if committee.group_key is not None else None
+        self.frost = None if keys is None else self._create_frost(committee, keys)
+        self.validator.set_committee(committee)
+        context = CollectorContext.create(DOMAIN, committee, me, stage_delay=STAGE_DELAY, window_rounds=WINDOW_ROUNDS)
+        await self.executor.install_committee(context, self.frost)
+        self.installed.append((self.sim.elapsed(), committee.version))
 
     async def run(self) -> None:
         """Run the member until the simulation ends or it crashes."""
@@ -318,14 +356,16 @@ class SimMember:
 
     async def _follow_chain(self, nursery: trio.Nursery) -> None:
         while True:
+            if self.sim.committee.digest() != self.executor.committee.digest():  # a new version, seen at this head
+                await self.install(self.sim.committee)
             anchor = await self.executor.on_new_head(head_at(self.sim.elapsed()))
-            if anchor is not None:
+            if anchor is not None and self.executor.is_member:
                 nursery.start_soon(self._compute, anchor)
             await trio.sleep(TICK)
 
     async def _compute(self, block: int) -> None:
         variant = 1 if self.behaviour == "wrong" else 0
-        await self.executor.on_local_report(make_report(self.sim.committee, block, variant))
+        await self.executor.on_local_report(make_report(self.executor.committee, block, variant))
 
 
 class WithholdingFrostSigner(FrostSigner):
@@ -359,6 +399,7 @@ class Simulation:
             self.frost_keys = run_test_dkg(self.committee.quorum, scenario.n, f"sim/{scenario.seed}".encode())
             group_key = EvmGroupKey.from_compressed(self.frost_keys[1].group_public_key)
             self.committee = dataclasses.replace(self.committee, group_key=group_key)
+        self.committees = [self.committee]  # every version installed, oldest first
         self.net = net
         self.chain = MemoryChain(self.committee)
         self.start = trio.current_time()
@@ -371,6 +412,23 @@ class Simulation:
     def elapsed(self) -> float:
         """Return the virtual seconds since the start."""
         return trio.current_time() - self.start
+
+    async def reconfigure(self, change: Reconfiguration) -> None:
+        """Install the next committee version on the chain at ``change.at`` (members notice it at their next head)."""
+        await trio.sleep(change.at)
+        first = self.committees[0]
+        members = tuple(m for i, m in enumerate(first.members) if i not in change.drop)
+        committee = dataclasses.replace(first, version=self.committee.version + 1, members=members,
+                                        quorum=compute_byzantine_quorum(len(members)), group_key=None)  # fmt: skip
+        if change.frost:
+            # the new members' DKG, identifiers = index + 1 in the new committee (run by the nodes themselves in
+            # production: docs/frost.md)
+            keys = run_test_dkg(committee.quorum, len(members), f"sim/{self.scenario.seed}/v2".encode())
+            self.frost_keys = keys
+            committee = dataclasses.replace(committee, group_key=EvmGroupKey.from_compressed(keys[1].group_public_key))
+        self.committee = committee
+        self.committees.append(committee)
+        self.chain.committee = committee
 
     def crash(self, index: int, block: int) -> None:
         """Crash member ``index`` while it transmits round ``block``."""
@@ -399,6 +457,9 @@ class Simulation:
             formed_total = member.metrics.registry.get_sample_value("pmoracle_certificates_formed_total")
             result.formed_counts[member.index] = int(formed_total or 0)
             result.archived[member.index] = len(member.archive.reports)
+            for signer, (config_digest, _), _ in member.archive.reports:
+                result.signers.setdefault(config_digest, set()).add(signer)
+            result.installed[member.index] = member.installed
             result.rejections.update(member.endpoint.rejections)
             result.gossip_stats.update(member.reports.stats)
             member.protection.close()
@@ -424,6 +485,8 @@ async def run_simulation(scenario: Scenario, tmp_path: pathlib.Path) -> SimResul
             async with trio.open_nursery() as nursery:
                 if scenario.partition is not None:
                     nursery.start_soon(sim.partition, scenario.partition)
+                if scenario.reconfigure is not None:
+                    nursery.start_soon(sim.reconfigure, scenario.reconfigure)
                 for member in sim.members:
                     if member.behaviour != "silent":
                         nursery.start_soon(member.run)

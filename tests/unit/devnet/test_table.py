@@ -25,10 +25,10 @@ def _round(block: int, verified: bool = True, scheme: str = "ecdsa") -> Attested
                          latency=0.25, gas=210_000, scheme=scheme)  # fmt: skip
 
 
-def _devnet(rounds: list[AttestedRound], slashings: list[Slashing] | None = None) -> Any:
+def _devnet(rounds: list[AttestedRound], slashings: list[Slashing] | None = None, **timings: float) -> Any:
     node = SimpleNamespace(index=0, alive=True)
     return SimpleNamespace(attested=rounds, slashings=slashings or [], nodes=[node], lifecycle=None,
-                           liquidations=None,
+                           liquidations=None, key_installed_s=timings.get("key"), first_frost_s=timings.get("frost"),
                            node_status=lambda: [{"headBlock": 42, "peers": 3, "status": "ok"}])  # fmt: skip
 
 
@@ -58,6 +58,9 @@ def test_the_summary_counts_verified_rounds() -> None:
     assert summary.startswith("devnet: 3 rounds attested, 2 verified by independent recomputation")
     assert summary.endswith("; 1 by FROST, 2 by ECDSA")
     assert format_summary(_devnet([])) == "devnet: no round attested"
+    # the nodes' own DKG: when the key was installed and the first FROST round audited
+    summary = format_summary(_devnet([_round(10, scheme="frost")], key=12.34, frost=20.0))
+    assert summary.endswith("; group key installed 12.3 s and first FROST round audited 20.0 s after the nodes started")
 
 
 def test_on_a_terminal_the_table_is_redrawn_in_place() -> None:

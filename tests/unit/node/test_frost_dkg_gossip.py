@@ -9,11 +9,10 @@ import random
 
 import trio
 import trio.testing
-from coincurve import PrivateKey
 
 from pmoracle.consensus import frost
 from pmoracle.consensus import frost_dkg_wire as wire
-from pmoracle.consensus.frost_dkg import DkgParameters, Round1Package, Round2Share
+from pmoracle.consensus.frost_dkg import DkgParameters, Round1Package
 from pmoracle.node.frost_dkg_gossip import GossipDkgTransport, run_gossip_dkg
 from pmoracle.node.frost_dkg_session import DkgOutcome
 from pmoracle.p2p.codec import DkgMessage, encode_message
@@ -22,6 +21,7 @@ from pmoracle.p2p.reports import ReportGossip
 from pmoracle.p2p.validator import ReportValidator
 from pmoracle.testing.committees import make_test_committee
 from pmoracle.testing.frost import sign_in_process
+from tests.unit.node.dkg_support import GarblingTransport
 
 N = 4
 TC = make_test_committee(N)
@@ -29,18 +29,6 @@ DOMAIN = TC.network.domain
 IDS = tuple(range(1, N + 1))
 THRESHOLD = TC.config.quorum
 CONTEXT = wire.compute_dkg_context(DOMAIN, TC.config)
-
-
-class _GarblingTransport(GossipDkgTransport):
-    """A dealer that signs a share for member 1 which does not open (its ciphertext is random bytes)."""
-
-    async def send_share(self, share: Round2Share) -> None:
-        if share.recipient != 1:
-            await super().send_share(share)
-            return
-        signed = wire.sign_dkg_share(DOMAIN, self.context, share.dealer, 1, PrivateKey().public_key.format(),
-                                     random.Random(9).randbytes(48), TC.signing_keys[share.dealer - 1])  # fmt: skip
-        await self.gossip.publish_dkg(DkgMessage(TC.network, signed))
 
 
 def _run(
@@ -61,7 +49,7 @@ def _run(
         validator = ReportValidator(TC.network, TC.config)
         validator.set_dkg_context(CONTEXT)
         gossip = ReportGossip(net.create_endpoint(f"m{i}", validator), TC.network)
-        kind = _GarblingTransport if i in garbling else GossipDkgTransport
+        kind = GarblingTransport if i in garbling else GossipDkgTransport
         transport = kind(gossip, DOMAIN, TC.config, CONTEXT, TC.signing_keys[i - 1])
         transports[i] = transport
         async with trio.open_nursery() as nursery:

@@ -9,6 +9,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from pmoracle.node.metrics import create_node_metrics, endpoint_label, export_stress
 
 EXPECTED = {
+    "pmoracle_committee_version": "gauge",
+    "pmoracle_committee_changes": "counter",
+    "pmoracle_dkg_runs": "counter",
+    "pmoracle_dkg_complaints": "counter",
+    "pmoracle_dkg_confirmations": "counter",
     "pmoracle_rounds_computed": "counter",
     "pmoracle_rounds_signed": "counter",
     "pmoracle_rounds_attested": "counter",

@@ -76,6 +76,18 @@ def test_message_of_another_run_is_refused() -> None:
     assert wire.compute_dkg_context(DOMAIN, make_test_committee(5).config) != CONTEXT
 
 
+def test_a_validator_accepting_several_runs_accepts_exactly_those() -> None:
+    # the node's own DKG accepts its run and the later ones (to notice members that moved on), nothing else
+    runs = [wire.compute_dkg_context(DOMAIN, TC.config, run=r) for r in range(4)]
+    validator = ReportValidator(NETWORK, TC.config)
+    validator.set_dkg_contexts(runs[1:])
+    for r, context in enumerate(runs):
+        data = encode_message(DkgMessage(NETWORK, wire.sign_dkg_package(DOMAIN, context, PACKAGE, KEYS[1])))
+        assert validator(data).accepted is (r >= 1), r
+    validator.set_dkg_contexts(())
+    assert validator(encode_message(DkgMessage(NETWORK, SIGNED_PACKAGE))).reason == "wrong-dkg"
+
+
 def test_non_member_and_impersonation_are_refused() -> None:
     outsider = b"\x42" * 32
     forged = wire.sign_dkg_package(DOMAIN, CONTEXT, PACKAGE, outsider)  # dealer 2, signed by a non-member
