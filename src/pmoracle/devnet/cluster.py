@@ -389,8 +389,14 @@ class Devnet:
 
     def _live(self, head: int) -> None:
         assert self.lifecycle is not None
-        if not self.attested:
-            return  # warm-up: the first round after the setup
+        if not self.attested:  # warm-up: the first round after the setup
+            # with the nodes' own DKG the setup's rounds were attested before the key was installed and no block comes
+            # by itself: mine to the next anchor's finality (again if the nodes skipped it)
+            if self.audit_after and (
+                self._awaited_anchor is None or time.monotonic() - self._awaited_since > AWAIT_ROUND_S
+            ):
+                self._await_next_anchor(head)
+            return
         latest = self.attested[-1].block_number
         if self._awaited_anchor is not None and latest < self._awaited_anchor:
             # the nodes are computing it; one they skipped (an anchor crossed mid-step kept them busy) is never
