@@ -14,6 +14,8 @@ gossiped commitment and share carries its member's ECDSA signature (the report-s
 domain-separated digest, so an invalid share is attributable evidence. Protocol, per round key K, member p_i::
 
     upon round K opened:           emit IssueCommitments(K, attempts)   -- the shell records each as issued first
+    upon round K opened again:     emit BroadcastCommitment of each own commitment, once  -- K starts after its
+                                                                                         commitments went ahead
     upon own signed commitment:    emit BroadcastCommitment; deliver to self
     upon signed commitment c_j,a:  C[K][a][j] := c_j,a (the first one; a different second one is dropped)
     upon own report of K signed with digest m' (slashing protection first), before the certificate:
@@ -324,6 +326,7 @@ class FrostRoundState:
     shares: Mapping[Slot, SignedFrostShare] = field(default_factory=dict)  # valid shares, one per member per attempt
     pending: Mapping[Slot, SignedFrostShare] = field(default_factory=dict)  # shares waiting for a commitment
     opened: bool = False  # own commitments requested
+    restated: bool = False  # own commitments broadcast a second time, as the round started
     certificate: QuorumCertificate | None = None
     message: bytes | None = None  # the certified report digest
     certified_at: float | None = None
@@ -620,17 +623,22 @@ def _check_sender(
 
 def on_round_opened(state: FrostState, block_number: int, now: float) -> Transition:
     """Return the transition for a round this node starts (or a coming round it commits to ahead): ask the shell
-    for the own nonce commitments, once per round."""
+    for the own nonce commitments, once per round; when the round starts after they went out ahead, broadcast them
+    once more (a member that installed the committee after they went out dropped them)."""
     ctx = state.context
     reason = _check_own_round(state, block_number)
     if reason is not None:
         return _reject(state, reason)
     rnd = state.rounds.get(block_number) or FrostRoundState(block_number=block_number)
-    # once per round
-    if rnd.opened:
+    if not rnd.opened:  # commitments are issued once per round
+        rnd = replace(rnd, opened=True)
+        return _with_round(state, rnd), (IssueCommitments((ctx.config_digest, block_number), ctx.attempts),)
+    # opened again, as the round starts after its commitments went out ahead: say them once more, for the members
+    # that dropped them then (a member that installed this committee late, a lost message); the others see dupes
+    own = tuple(c for (_, j), c in sorted(rnd.commitments.items()) if j == ctx.me)
+    if rnd.restated or not own:
         return state, ()
-    rnd = replace(rnd, opened=True)
-    return _with_round(state, rnd), (IssueCommitments((ctx.config_digest, block_number), ctx.attempts),)
+    return _with_round(state, replace(rnd, restated=True)), tuple(BroadcastCommitment(c) for c in own)
 
 
 def on_commitment(state: FrostState, msg: SignedFrostCommitment, now: float) -> Transition:

@@ -90,6 +90,7 @@ class Reconfiguration:
     at: float  # virtual seconds after the start
     drop: tuple[int, ...] = ()  # members (indices of the first committee) left out of the new version
     frost: bool = False  # the new version carries the group key of a DKG among its members
+    lag: dict[int, float] = field(default_factory=dict)  # member index -> seconds it notices the new version late
 
 
 @dataclass(frozen=True)
@@ -356,12 +357,21 @@ class SimMember:
 
     async def _follow_chain(self, nursery: trio.Nursery) -> None:
         while True:
-            if self.sim.committee.digest() != self.executor.committee.digest():  # a new version, seen at this head
+            if self._sees_new_version():
                 await self.install(self.sim.committee)
             anchor = await self.executor.on_new_head(head_at(self.sim.elapsed()))
             if anchor is not None and self.executor.is_member:
                 nursery.start_soon(self._compute, anchor)
             await trio.sleep(TICK)
+
+    def _sees_new_version(self) -> bool:
+        """Check if the chain holds a committee version this member has not installed and has noticed at this head
+        (a member with a ``lag`` notices it that many seconds after the change)."""
+        if self.sim.committee.digest() == self.executor.committee.digest():
+            return False
+        change = self.sim.scenario.reconfigure
+        lag = 0.0 if change is None else change.lag.get(self.index, 0.0)
+        return change is None or self.sim.elapsed() >= change.at + lag
 
     async def _compute(self, block: int) -> None:
         variant = 1 if self.behaviour == "wrong" else 0

@@ -132,6 +132,18 @@ def test_own_commitments_are_asked_for_once_and_broadcast_only_when_own() -> Non
     _rejected(watcher, fr.on_round_opened(watcher, BLOCK, 0.0), fr.RejectReason.NOT_OWN)
 
 
+def test_a_round_opened_again_says_its_own_commitments_once_more_and_only_once() -> None:
+    # opened ahead, then again as it starts: members that dropped the first broadcast (a late committee install)
+    state, _ = fr.on_round_opened(_state(1), BLOCK, 0.0)
+    own = (_signed_commitment(1, 0), _signed_commitment(1, 1, seed=b"b"))
+    for commitment in own:
+        state, _ = fr.on_own_commitment(state, commitment, 0.0)
+    state, _ = fr.on_commitment(state, _signed_commitment(2), 0.0)  # another member's is not ours to repeat
+    state, effects = fr.on_round_opened(state, BLOCK, 5.0)
+    assert effects == tuple(fr.BroadcastCommitment(c) for c in own)
+    assert fr.on_round_opened(state, BLOCK, 6.0) == (state, ())
+
+
 # --- certificate and the happy path ------------------------------------------------------------------------------
 
 
