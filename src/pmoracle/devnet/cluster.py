@@ -640,21 +640,35 @@ def _decode_log(abi_event: Any, raw: dict[str, Any]) -> Any:
 FRAUD_SLASHES_TIMEOUT_S = 10.0  # seconds the loop waits, after the last round, for a proven round's slashes
 
 
-def _await_fraud_slashes(devnet: Devnet, say: Callable[[str], None]) -> None:
+def _await_fraud_slashes(devnet: Devnet, say: Callable[[str], None]) -> int:
     """Run the loop (no blocks of its own) until every invalidated round has at least a quorum of fraud slashes, or
     ``FRAUD_SLASHES_TIMEOUT_S`` pass: a FROST round's signers are slashed one transaction each after its proof
-    (``slashFrostSigner``), so the last proof's slashes may still be on their way when the last round is attested."""
+    (``slashFrostSigner``), so the last proof's slashes may still be on their way when the last round is attested.
+
+    Returns:
+        The block the summary is read at: the one where the proofs and their slashes were found settled (the nodes
+        keep running meanwhile, so a later block may already hold a proof whose slashes are still on their way), or
+        the head when the wait timed out (the summary then shows what landed).
+    """
+    settled_at: list[int] = []
 
     def settled(d: Devnet) -> bool:
-        d.scan_evidence(int(d.client.block_number()))
-        slashes = Counter(s.round for s in d.slashings if s.offence == "fraud")
-        invalidated = {int(e["args"]["blockNumber"]) for e in d.events("MarginOracle", "RoundInvalidated")}
-        return all(slashes[r] >= d.committee.quorum for r in invalidated)
+        head = int(d.client.block_number())
+        d.scan_evidence(head)
+        slashes = Counter(s.round for s in d.slashings if s.offence == "fraud" and s.block <= head)
+        invalidated = {int(e["args"]["blockNumber"])
+                       for e in d.events("MarginOracle", "RoundInvalidated", to_block=head)}  # fmt: skip
+        if all(slashes[r] >= d.committee.quorum for r in invalidated):
+            settled_at.append(head)
+            return True
+        return False
 
     try:
         devnet.run_until(settled, FRAUD_SLASHES_TIMEOUT_S, what="the proven rounds' slashes", pause_world=True)
     except DevnetError as exc:
         say(f"devnet: {exc}")  # the summary then shows the slashes that did land
+        return int(devnet.client.block_number())
+    return settled_at[-1]
 
 
 def _node_secret(seed: int, index: int, kind: str) -> bytes:
@@ -950,8 +964,7 @@ def run_devnet(options: DevnetOptions, *, say: Callable[[str], None] = print, ta
                     time.sleep(0.02)
             except StopRequested as stop:  # a signal while running ends the run normally, with its summary
                 live.say(f"devnet: {stop}")
-            _await_fraud_slashes(devnet, live.say)
-            devnet.accountability = accountability_summary(devnet)
+            devnet.accountability = accountability_summary(devnet, _await_fraud_slashes(devnet, live.say))
             if devnet.lifecycle is not None:
                 write_lifecycle_summary(devnet, time.monotonic() - started, live.say)
             elif options.summary is not None:
@@ -1007,28 +1020,29 @@ def scheme_summary(rounds: Sequence[AttestedRound]) -> dict[str, Any]:
             "schemes": {str(r.block_number): r.scheme for r in rounds}}  # fmt: skip
 
 
-def accountability_summary(devnet: Devnet) -> dict[str, Any]:
+def accountability_summary(devnet: Devnet, up_to: int | None = None) -> dict[str, Any]:
     """Return the summary's fraud-proof keys, read from the chain: ``attested_rounds`` (every round attested, by
     block), ``fraud_proofs`` (proofs the oracle accepted),
     ``rounds_invalidated`` (distinct rounds), ``invalidated`` (per proof: the round, the block it was attested and
     proven in, the prover's node index), ``slashed`` (per node index: slashings and wei taken, every node listed) and
-    ``deviation_slashed_rounds`` (per node index: the rounds it was slashed for deviation in, every node listed)."""
-    head = int(devnet.client.block_number())
+    ``deviation_slashed_rounds`` (per node index: the rounds it was slashed for deviation in, every node listed),
+    all as of block ``up_to`` (default the head), so that proofs and slashes are counted from one chain state."""
+    head = int(devnet.client.block_number()) if up_to is None else up_to
     devnet.scan_evidence(head)
     attested_in = {int(e["args"]["blockNumber"]): int(e["blockNumber"])
-                   for e in devnet.events("MarginOracle", "RoundAttested")}  # fmt: skip
+                   for e in devnet.events("MarginOracle", "RoundAttested", to_block=head)}  # fmt: skip
     transmitters = {Account.from_key(_node_secret(devnet.options.seed, node.index, "transmitter")).address.lower():
                     node.index for node in devnet.nodes}  # fmt: skip
     invalidated = [
         {"round": int(e["args"]["blockNumber"]), "attested_block": attested_in.get(int(e["args"]["blockNumber"])),
          "proven_block": int(e["blockNumber"]), "account": e["args"]["account"],
          "prover_node": transmitters.get(str(e["args"]["prover"]).lower())}
-        for e in devnet.events("MarginOracle", "RoundInvalidated")
+        for e in devnet.events("MarginOracle", "RoundInvalidated", to_block=head)
     ]  # fmt: skip
     slashed = {str(node.index): {"count": 0, "amount": 0} for node in devnet.nodes}
     deviations: dict[str, list[int]] = {str(node.index): [] for node in devnet.nodes}
     for slashing in devnet.slashings:
-        if slashing.node is not None:
+        if slashing.node is not None and slashing.block <= head:
             slashed[str(slashing.node)]["count"] += 1
             slashed[str(slashing.node)]["amount"] += slashing.amount
             if slashing.offence == "deviation":
